@@ -1,0 +1,65 @@
+// pynn._core.gemm: the raw GEMM entry point behind pynn.ops.gemm.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <optional>
+#include <vector>
+
+#include <pybind11/stl.h>
+
+#include "bindings/util.h"
+#include "gemm/gemm.h"
+#include "nn/activations.h"
+
+namespace pynn::bind {
+
+void register_gemm(py::module_& m) {
+  m.def(
+      "gemm",
+      [](py::array a, py::array b, py::array out, float alpha, float beta,
+         std::optional<py::array> bias, const std::string& activation,
+         std::vector<float> act_params, std::optional<py::array> preact, int nthreads) {
+        const gemm::MatrixView av = matrix_view(a, "a");
+        const gemm::MatrixView bv = matrix_view(b, "b");
+        float* c = mutable_c_contiguous(out, "out", 2);
+        const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
+        if (b.shape(0) != K) throw py::value_error("a and b: inner dimensions differ");
+        if (out.shape(0) != M || out.shape(1) != N)
+          throw py::value_error("out: wrong shape for the product");
+        gemm::Epilogue ep;
+        if (bias) {
+          ep.bias = c_contiguous(*bias, "bias", 1);
+          if (bias->shape(0) != N) throw py::value_error("bias: length must equal columns of out");
+        }
+        if (preact) {
+          ep.preact = mutable_c_contiguous(*preact, "preact", 2);
+          if (preact->shape(0) != M || preact->shape(1) != N)
+            throw py::value_error("preact: must have the shape of out");
+          ep.ld_preact = N;
+        }
+        const nn::ActivationInfo* act = nn::find_activation(activation);
+        if (act == nullptr) throw py::value_error("unknown activation '" + activation + "'");
+        if (int(act_params.size()) != act->nparams)
+          throw py::value_error("activation '" + activation + "' takes " +
+                                std::to_string(act->nparams) + " parameters");
+        if (activation != "linear") {
+          ep.act = act->forward;
+          ep.act_params = act_params.data();
+        }
+        {
+          py::gil_scoped_release nogil;
+          gemm::sgemm(M, N, K, alpha, av, bv, beta, c, N, ep, nthreads);
+        }
+        return out;
+      },
+      py::arg("a"), py::arg("b"), py::arg("out"), py::arg("alpha") = 1.0f,
+      py::arg("beta") = 0.0f, py::arg("bias") = py::none(), py::arg("activation") = "linear",
+      py::arg("act_params") = std::vector<float>{}, py::arg("preact") = py::none(),
+      py::arg("nthreads") = 0,
+      "out = act(alpha * a @ b + beta * out + bias); a, b float32 2-D views with any strides, "
+      "out C-contiguous float32.");
+  m.def("gemm_threads", [](int64_t m, int64_t n, int64_t k) { return gemm::threads_for(m, n, k, 0); },
+        "How many threads a GEMM of this size would use now.");
+}
+
+}  // namespace pynn::bind

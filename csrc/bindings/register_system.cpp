@@ -1,0 +1,41 @@
+// Machine-level facts and settings: instruction set, kernel, blocksizes, threads.
+#include <omp.h>
+#include <pybind11/pybind11.h>
+
+#include "common/cpu.h"
+#include "gemm/gemm.h"
+
+namespace pynn::bind {
+namespace py = pybind11;
+
+void register_system(py::module_& m) {
+  m.def("arch_error", [] { return arch_error(); },
+        "Why PYNN_ARCH could not be honoured ('' when it was).");
+  m.def("arch", [] { return std::string(arch_name(active_arch())); });
+  m.def("cpu_supports", [](const std::string& name) {
+    if (name == "generic") return cpu_supports(Arch::generic);
+    if (name == "avx2") return cpu_supports(Arch::avx2);
+    if (name == "avx512") return cpu_supports(Arch::avx512);
+    throw py::value_error("unknown instruction set '" + name + "'");
+  });
+  m.def("kernel_info", [] {
+    const gemm::KernelInfo& k = gemm::active_kernel();
+    py::dict d;
+    d["kernel"] = k.name;
+    d["arch"] = arch_name(k.arch);
+    d["MR"] = k.mr;
+    d["NR"] = k.nr;
+    d["KC"] = k.kc;
+    d["MC"] = k.mc;
+    d["NC"] = k.nc;
+    d["parallel_threshold"] = gemm::kParallelThreshold;
+    return d;
+  });
+  m.def("get_num_threads", [] { return omp_get_max_threads(); });
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw py::value_error("n must be a positive integer, got " + std::to_string(n));
+    omp_set_num_threads(n);
+  });
+}
+
+}  // namespace pynn::bind

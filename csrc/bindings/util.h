@@ -1,0 +1,49 @@
+// Helpers shared by the register_*.cpp files: turning NumPy arrays into raw views.
+// The Python layer validates user input; these checks are a last line of defence so that a
+// mistake in Python can never become an out-of-bounds access in C++.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "gemm/gemm.h"
+
+namespace pynn::bind {
+
+namespace py = pybind11;
+
+inline void require_f32(const py::array& a, const char* name, int ndim) {
+  if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)
+    throw py::type_error(std::string(name) + ": expected a float32 array");
+  if (a.ndim() != ndim)
+    throw py::value_error(std::string(name) + ": expected " + std::to_string(ndim) +
+                          "-D array, got " + std::to_string(a.ndim()) + "-D");
+  for (int d = 0; d < ndim; ++d)
+    if (a.strides(d) % 4 != 0)
+      throw py::value_error(std::string(name) + ": strides must be multiples of 4 bytes");
+}
+
+inline gemm::MatrixView matrix_view(const py::array& a, const char* name) {
+  require_f32(a, name, 2);
+  return {static_cast<const float*>(a.data()), a.strides(0) / 4, a.strides(1) / 4};
+}
+
+inline float* mutable_c_contiguous(py::array& a, const char* name, int ndim) {
+  require_f32(a, name, ndim);
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + ": expected a C-contiguous array");
+  if (!a.writeable()) throw py::value_error(std::string(name) + ": array is read-only");
+  return static_cast<float*>(a.mutable_data());
+}
+
+inline const float* c_contiguous(const py::array& a, const char* name, int ndim) {
+  require_f32(a, name, ndim);
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + ": expected a C-contiguous array");
+  return static_cast<const float*>(a.data());
+}
+
+}  // namespace pynn::bind

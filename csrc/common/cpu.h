@@ -1,0 +1,20 @@
+// CPU feature detection and the choice of instruction set, made once per process.
+#pragma once
+#include <string>
+
+namespace pynn {
+
+enum class Arch { generic = 0, avx2 = 1, avx512 = 2 };
+
+// What this CPU can run (cpuid), independent of PYNN_ARCH.
+bool cpu_supports(Arch arch);
+
+// The instruction set in use: the best the CPU supports, unless PYNN_ARCH forces another.
+// Forcing an ISA the CPU lacks is an error reported at import (see arch_error()).
+Arch active_arch();
+const char* arch_name(Arch arch);
+
+// Non-empty when PYNN_ARCH held something unusable; the Python layer raises it at import.
+const std::string& arch_error();
+
+}  // namespace pynn

@@ -1,0 +1,248 @@
+// The blocked GEMM driver: the five loops of Goto/BLIS around a micro-kernel.
+//
+// C is row-major, so our tile is MR rows of A by NR columns of B, and the roles BLIS gives to
+// its loops are mirrored: the small packed A micro-panel (MR x KC) stays in L1 while the
+// innermost loop streams B micro-panels (KC x NR) out of an L2-resident packed B block.
+//
+//   IC  loop over rows of A by MC          (packed A block lives in L2/L3)
+//    PC  loop over K by KC                 (pack A block; beta applies on the first panel only)
+//     JC  loop over columns of B by NC     (pack B block into L2)
+//      IR  loop over the A block by MR     (one A micro-panel, kept in L1)
+//       JR  loop over the B block by NR    (B micro-panels streamed from L2)
+//        micro-kernel -> MR x NR tile of C; on the last K panel, the epilogue
+//
+// Threads: C is cut into a grid of rectangles aligned to MR and NR, one per thread, and each
+// thread runs the loops above on its own rectangle with its own packing buffers. K is never
+// split, and the cuts fall on tile boundaries, so every element of C is produced by the same
+// sequence of floating-point operations whatever the thread count: results are bitwise
+// identical for 1..N threads.
+#include "gemm/gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <new>
+
+#include "gemm/pack.h"
+
+namespace pynn::gemm {
+namespace {
+
+struct AlignedFree {
+  void operator()(float* p) const { std::free(p); }
+};
+
+// A per-thread growable, 64-byte aligned scratch buffer: after the first call of a given size
+// nothing is allocated.
+class Scratch {
+ public:
+  float* get(size_t n) {
+    if (n > cap_) {
+      size_t bytes = ((n * sizeof(float)) + 63) / 64 * 64;
+      float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (p == nullptr) throw std::bad_alloc();
+      buf_.reset(p);
+      cap_ = n;
+    }
+    return buf_.get();
+  }
+
+ private:
+  std::unique_ptr<float, AlignedFree> buf_;
+  size_t cap_ = 0;
+};
+
+thread_local Scratch tl_pack_a;
+thread_local Scratch tl_pack_b;
+
+void pack_a_dispatch(int mr, int64_t mc, int64_t kc, const float* src, int64_t rs, int64_t cs,
+                     float* dst) {
+  switch (mr) {
+    case 4: pack_a<4>(mc, kc, src, rs, cs, dst); break;
+    case 6: pack_a<6>(mc, kc, src, rs, cs, dst); break;
+    case 8: pack_a<8>(mc, kc, src, rs, cs, dst); break;
+    case 12: pack_a<12>(mc, kc, src, rs, cs, dst); break;
+    case 14: pack_a<14>(mc, kc, src, rs, cs, dst); break;
+    case 16: pack_a<16>(mc, kc, src, rs, cs, dst); break;
+    default: std::abort();  // a kernel table entry with an unsupported MR is a build bug
+  }
+}
+
+void pack_b_dispatch(int nr, int64_t kc, int64_t nc, const float* src, int64_t rs, int64_t cs,
+                     float* dst) {
+  switch (nr) {
+    case 8: pack_b<8>(kc, nc, src, rs, cs, dst); break;
+    case 16: pack_b<16>(kc, nc, src, rs, cs, dst); break;
+    case 32: pack_b<32>(kc, nc, src, rs, cs, dst); break;
+    default: std::abort();
+  }
+}
+
+// Splits K into panels of near-equal depth no deeper than kc_max (784 -> 392 + 392 rather than
+// 384 + 384 + 16, which would write C three times for little work).
+int64_t k_panel_depth(int64_t k, int64_t kc_max) {
+  const int64_t panels = (k + kc_max - 1) / kc_max;
+  return (k + panels - 1) / panels;
+}
+
+// One thread's share: rows [m0, m1) and columns [n0, n1) of C, all of K.
+void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                int64_t k, float alpha, MatrixView a, MatrixView b, float beta, float* c,
+                int64_t ldc, const Epilogue& ep) {
+  const int MR = kern.mr, NR = kern.nr;
+  const int64_t MC = std::max<int64_t>(MR, kern.mc / MR * MR);
+  const int64_t NC = std::max<int64_t>(NR, kern.nc / NR * NR);
+  const int64_t KC = k_panel_depth(k, kern.kc);
+  const int64_t mrows = std::min<int64_t>(MC, m1 - m0);
+  const int64_t ncols = std::min<int64_t>(NC, n1 - n0);
+  float* abuf = tl_pack_a.get(size_t((mrows + MR - 1) / MR * MR) * KC);
+  float* bbuf = tl_pack_b.get(size_t((ncols + NR - 1) / NR * NR) * KC);
+  alignas(64) float edge[kMaxMR * kMaxNR];
+  const bool has_ep = !ep.empty();
+
+  for (int64_t ic = m0; ic < m1; ic += MC) {                     // IC
+    const int64_t mc = std::min(MC, m1 - ic);
+    for (int64_t pc = 0; pc < k; pc += KC) {                     // PC
+      const int64_t kc = std::min(KC, k - pc);
+      const float beta_p = pc == 0 ? beta : 1.0f;
+      const bool last = pc + kc == k;
+      pack_a_dispatch(MR, mc, kc, a.data + ic * a.rs + pc * a.cs, a.rs, a.cs, abuf);
+      for (int64_t jc = n0; jc < n1; jc += NC) {                 // JC
+        const int64_t nc = std::min(NC, n1 - jc);
+        pack_b_dispatch(NR, kc, nc, b.data + pc * b.rs + jc * b.cs, b.rs, b.cs, bbuf);
+        for (int64_t ir = 0; ir < mc; ir += MR) {                // IR
+          const int64_t mv = std::min<int64_t>(MR, mc - ir);
+          const float* ap = abuf + ir * kc;
+          for (int64_t jr = 0; jr < nc; jr += NR) {              // JR
+            const int64_t nv = std::min<int64_t>(NR, nc - jr);
+            const float* bp = bbuf + jr * kc;
+            float* ct = c + (ic + ir) * ldc + (jc + jr);
+            if (mv == MR && nv == NR) {
+              kern.ukr(kc, ap, bp, ct, ldc, alpha, beta_p);
+            } else {
+              kern.ukr(kc, ap, bp, edge, NR, alpha, 0.0f);
+              for (int64_t i = 0; i < mv; ++i) {
+                float* ci = ct + i * ldc;
+                const float* ei = edge + i * NR;
+                if (beta_p == 0.0f) {
+                  for (int64_t j = 0; j < nv; ++j) ci[j] = ei[j];
+                } else {
+                  for (int64_t j = 0; j < nv; ++j) ci[j] = beta_p * ci[j] + ei[j];
+                }
+              }
+            }
+            if (last && has_ep) ep.apply(ct, ldc, ic + ir, jc + jr, mv, nv);
+          }
+        }
+      }
+    }
+  }
+}
+
+struct Grid {
+  int tm = 1, tn = 1;
+};
+
+// Chooses how to cut C among nt threads: the factorisation tm x tn = nt whose busiest thread
+// has the least work, counting the packing each thread repeats.
+Grid choose_grid(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, int nt) {
+  const int64_t mp = (m + kern.mr - 1) / kern.mr;
+  const int64_t np = (n + kern.nr - 1) / kern.nr;
+  Grid best;
+  double best_cost = -1.0;
+  for (int tm = 1; tm <= nt; ++tm) {
+    if (nt % tm != 0) continue;
+    const int tn = nt / tm;
+    if (tm > mp || tn > np) continue;
+    const double rows = double((mp + tm - 1) / tm) * kern.mr;
+    const double cols = double((np + tn - 1) / tn) * kern.nr;
+    // Multiply-adds run ~16x faster than packing copies on the SIMD kernels.
+    const double cost = rows * cols * double(k) / 16.0 + (rows + cols) * double(k);
+    if (best_cost < 0 || cost < best_cost) {
+      best_cost = cost;
+      best.tm = tm;
+      best.tn = tn;
+    }
+  }
+  return best;
+}
+
+int64_t split(int64_t panels, int parts, int idx, int step) {
+  return (panels * idx / parts) * step;
+}
+
+}  // namespace
+
+const KernelInfo& active_kernel() {
+  static const KernelInfo* kern = [] {
+    switch (active_arch()) {
+#if defined(PYNN_X86)
+      case Arch::avx512: return &kKernelAvx512;
+      case Arch::avx2: return &kKernelAvx2;
+#endif
+      default: return &kKernelGeneric;
+    }
+  }();
+  return *kern;
+}
+
+int threads_for(int64_t m, int64_t n, int64_t k, int nthreads) {
+  if (nthreads <= 0) nthreads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (nthreads <= 1) return 1;
+  if (m * n * std::max<int64_t>(k, 1) < kParallelThreshold) return 1;
+  return nthreads;
+}
+
+void sgemm_with(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float alpha,
+                MatrixView a, MatrixView b, float beta, float* c, int64_t ldc,
+                const Epilogue& ep, int nthreads) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0 || alpha == 0.0f) {
+    // Nothing to accumulate: C = beta * C (never reading C when beta is 0), then the epilogue.
+    for (int64_t i = 0; i < m; ++i) {
+      float* ci = c + i * ldc;
+      if (beta == 0.0f) std::fill(ci, ci + n, 0.0f);
+      else if (beta != 1.0f) for (int64_t j = 0; j < n; ++j) ci[j] *= beta;
+    }
+    if (!ep.empty()) ep.apply(c, ldc, 0, 0, m, n);
+    return;
+  }
+  const int nt = threads_for(m, n, k, nthreads);
+  Grid g = nt > 1 ? choose_grid(kern, m, n, k, nt) : Grid{};
+  const int used = g.tm * g.tn;
+  if (used <= 1) {
+    gemm_block(kern, 0, m, 0, n, k, alpha, a, b, beta, c, ldc, ep);
+    return;
+  }
+  const int64_t mp = (m + kern.mr - 1) / kern.mr;
+  const int64_t np = (n + kern.nr - 1) / kern.nr;
+  bool failed = false;  // an exception must not escape an OpenMP region
+#pragma omp parallel num_threads(used)
+  {
+    const int t = omp_get_thread_num();
+    if (t < used) {
+      const int ti = t / g.tn, tj = t % g.tn;
+      const int64_t m0 = split(mp, g.tm, ti, kern.mr);
+      const int64_t m1 = std::min(m, split(mp, g.tm, ti + 1, kern.mr));
+      const int64_t n0 = split(np, g.tn, tj, kern.nr);
+      const int64_t n1 = std::min(n, split(np, g.tn, tj + 1, kern.nr));
+      try {
+        if (m0 < m1 && n0 < n1)
+          gemm_block(kern, m0, m1, n0, n1, k, alpha, a, b, beta, c, ldc, ep);
+      } catch (...) {
+#pragma omp atomic write
+        failed = true;
+      }
+    }
+  }
+  if (failed) throw std::bad_alloc();
+}
+
+void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatrixView a, MatrixView b, float beta,
+           float* c, int64_t ldc, const Epilogue& ep, int nthreads) {
+  sgemm_with(active_kernel(), m, n, k, alpha, a, b, beta, c, ldc, ep, nthreads);
+}
+
+}  // namespace pynn::gemm

@@ -1,0 +1,37 @@
+// Single-precision GEMM:  C = alpha * A * B + beta * C, then the epilogue.
+//
+// Every matrix is described by a pointer and two element strides, so transposed, Fortran-
+// ordered and strided views are read where they lie; only packing touches A and B.
+// C must be row-major with unit column stride (the Python layer arranges that).
+#pragma once
+#include <cstdint>
+
+#include "gemm/epilogue.h"
+#include "gemm/kernel.h"
+
+namespace pynn::gemm {
+
+struct MatrixView {
+  const float* data;
+  int64_t rs;  // stride between rows, in elements
+  int64_t cs;  // stride between columns, in elements
+  float at(int64_t i, int64_t j) const { return data[i * rs + j * cs]; }
+};
+
+// A is m x k, B is k x n, C is m x n with row stride ldc.
+// nthreads <= 0 means "what OpenMP allows now" (honours OMP_NUM_THREADS, threadpoolctl).
+void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatrixView a, MatrixView b, float beta,
+           float* c, int64_t ldc, const Epilogue& ep = Epilogue{}, int nthreads = 0);
+
+// Same, forcing a particular kernel (tests and benchmarks).
+void sgemm_with(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float alpha,
+                MatrixView a, MatrixView b, float beta, float* c, int64_t ldc,
+                const Epilogue& ep, int nthreads);
+
+// Thread count the next sgemm of this size would use.
+int threads_for(int64_t m, int64_t n, int64_t k, int nthreads);
+
+// Problems with fewer multiply-adds than this run on one thread.
+constexpr int64_t kParallelThreshold = int64_t(1) << 20;
+
+}  // namespace pynn::gemm

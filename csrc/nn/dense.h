@@ -1,0 +1,31 @@
+// Dense layer kernels.
+//
+// Forward:  z = x W + b,  y = act(z)     x (n, in), W (in, out) as Keras stores it, b (out)
+//   One GEMM call with the bias and activation in its epilogue; z is saved for backward only
+//   when the activation needs it (not for linear).
+// Backward, given dy (n, out):
+//   dz = dy * act'(z)        (in place in dy)
+//   dW = x^T dz              (in, out)     accumulate=false overwrites, true adds
+//   db = column sums of dz   (out)         summed over rows in a fixed order (deterministic)
+//   dx = dz W^T              (n, in)       skipped when dx is null (the first layer)
+// All arrays row-major and contiguous; x may have a row stride ldx >= in.
+#pragma once
+#include <cstdint>
+
+#include "nn/activations.h"
+
+namespace pynn::nn {
+
+void dense_forward(int64_t n, int64_t in, int64_t out, const float* x, int64_t ldx,
+                   const float* W, const float* b, const ActivationInfo* act,
+                   const float* act_params, float* z, float* y, int nthreads = 0);
+
+void dense_backward(int64_t n, int64_t in, int64_t out, const float* x, int64_t ldx,
+                    const float* W, const float* z, const float* y, float* dy,
+                    const ActivationInfo* act, const float* act_params, float* dW, float* db,
+                    float* dx, int nthreads = 0);
+
+// Column sums of an (n, c) row-major matrix, in a fixed order.
+void column_sums(const float* x, int64_t n, int64_t c, float* out);
+
+}  // namespace pynn::nn

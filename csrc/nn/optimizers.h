@@ -1,0 +1,57 @@
+// Optimizers as fused one-pass updates: for each parameter tensor, one loop reads the
+// gradient and the optimizer's slots and writes the new parameter and slots.
+//
+// Keras 3 semantics and defaults. Per step, the engine calls
+//   1. scale = clip_scale(...)  (clipnorm per tensor / global_clipnorm over all tensors)
+//   2. optimizer_update(cfg, state, t, param, grad, slots, n, scale)  for each tensor
+// Gradients are multiplied by `scale`, then clipped element-wise to [-clipvalue, clipvalue]
+// when clipvalue > 0, inside the update loop (no extra pass). weight_decay > 0 applies Keras's
+// decoupled decay  w -= lr * weight_decay * w  before the update (AdamW's default 0.004).
+#pragma once
+#include <cstdint>
+
+namespace pynn::nn {
+
+enum class OptKind : int { sgd = 0, adagrad, adadelta, rmsprop, adam, adamw, nadam, adamax };
+
+struct OptConfig {
+  OptKind kind = OptKind::sgd;
+  float learning_rate = 0.01f;
+  float momentum = 0.0f;          // sgd, rmsprop
+  bool nesterov = false;          // sgd
+  float rho = 0.9f;               // rmsprop (0.9), adadelta (0.95)
+  bool centered = false;          // rmsprop
+  float beta_1 = 0.9f;            // adam family
+  float beta_2 = 0.999f;
+  float epsilon = 1e-7f;          // adadelta 1e-7, adam 1e-7, ...
+  bool amsgrad = false;           // adam, adamw
+  float initial_accumulator_value = 0.1f;  // adagrad
+  float weight_decay = 0.0f;
+  float clipnorm = 0.0f;          // 0 = off
+  float clipvalue = 0.0f;         // 0 = off
+  float global_clipnorm = 0.0f;   // 0 = off
+};
+
+// Number of float arrays of the parameter's size the optimizer keeps per parameter.
+int optimizer_num_slots(const OptConfig& cfg);
+// Initial value of slot s (e.g. Adagrad's accumulator starts at initial_accumulator_value).
+float optimizer_slot_init(const OptConfig& cfg, int s);
+
+// Per-optimizer scalar state shared by all tensors (e.g. Nadam's running momentum product).
+struct OptScalars {
+  double u_product = 1.0;
+};
+// Called once per step before the tensor updates (t is the 1-based step number).
+void optimizer_begin_step(const OptConfig& cfg, OptScalars& state, int64_t t);
+
+void optimizer_update(const OptConfig& cfg, const OptScalars& state, int64_t t, float* param,
+                      const float* grad, float* const* slots, int64_t n, float grad_scale);
+
+// Sum of squares of a gradient (double, fixed order) for norm clipping.
+double sum_of_squares(const float* g, int64_t n);
+// The factor that brings a gradient of norm `norm` within `max_norm` (1 when already within).
+inline float clip_scale(double norm, float max_norm) {
+  return (max_norm > 0.0f && norm > max_norm) ? float(max_norm / norm) : 1.0f;
+}
+
+}  // namespace pynn::nn
