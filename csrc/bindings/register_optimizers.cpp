@@ -10,8 +10,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <set>
 #include <string>
 #include <vector>
@@ -62,7 +60,7 @@ const KindInfo& kind_or_throw(std::string name) {
   throw py::value_error("kind: expected one of " + known + "; got '" + name + "'");
 }
 
-float finite_float(const py::handle& v, const std::string& key) {
+double finite_number(const py::handle& v, const std::string& key) {
   if (py::isinstance<py::bool_>(v) || !(py::isinstance<py::float_>(v) || py::isinstance<py::int_>(v)))
     throw py::type_error("config['" + key + "']: expected a number, got " +
                          std::string(py::str(py::type::of(v).attr("__name__"))));
@@ -70,12 +68,12 @@ float finite_float(const py::handle& v, const std::string& key) {
   if (!std::isfinite(d))
     throw py::value_error("config['" + key + "']: expected a finite number, got " +
                           std::to_string(d));
-  return float(d);
+  return d;
 }
 
-float non_negative(const py::handle& v, const std::string& key) {
-  const float f = finite_float(v, key);
-  if (f < 0.0f)
+double non_negative(const py::handle& v, const std::string& key) {
+  const double f = finite_number(v, key);
+  if (f < 0.0)
     throw py::value_error("config['" + key + "']: expected a number >= 0, got " +
                           std::to_string(f));
   return f;
@@ -93,9 +91,9 @@ nn::OptConfig parse_config(const std::string& kind_name, const py::object& confi
   const KindInfo& info = kind_or_throw(kind_name);
   nn::OptConfig c;
   c.kind = info.kind;
-  c.learning_rate = info.kind == nn::OptKind::sgd ? 0.01f : 0.001f;
-  c.rho = info.kind == nn::OptKind::adadelta ? 0.95f : 0.9f;
-  c.weight_decay = info.kind == nn::OptKind::adamw ? 0.004f : 0.0f;
+  c.learning_rate = info.kind == nn::OptKind::sgd ? 0.01 : 0.001;
+  c.rho = info.kind == nn::OptKind::adadelta ? 0.95 : 0.9;
+  c.weight_decay = info.kind == nn::OptKind::adamw ? 0.004 : 0.0;
   if (config.is_none()) return c;
   if (!py::isinstance<py::dict>(config))
     throw py::type_error("config: expected a dict of optimizer arguments or None");
@@ -112,7 +110,7 @@ nn::OptConfig parse_config(const std::string& kind_name, const py::object& confi
       // None means off, as in Keras; AdamW alone insists on a number.
       if (none && key == "weight_decay" && info.kind == nn::OptKind::adamw)
         throw py::value_error("config['weight_decay']: adamw needs a number, got None");
-      const float f = none ? 0.0f : non_negative(v, key);
+      const double f = none ? 0.0 : non_negative(v, key);
       if (key == "weight_decay") c.weight_decay = f;
       else {
         clips += none ? 0 : 1;
@@ -125,16 +123,16 @@ nn::OptConfig parse_config(const std::string& kind_name, const py::object& confi
     if (none) throw py::type_error("config['" + key + "']: expected a value, got None");
     if (key == "learning_rate") c.learning_rate = non_negative(v, key);
     else if (key == "momentum") {
-      c.momentum = finite_float(v, key);
-      if (c.momentum < 0.0f || c.momentum > 1.0f)
+      c.momentum = finite_number(v, key);
+      if (c.momentum < 0.0 || c.momentum > 1.0)
         throw py::value_error("config['momentum']: expected a number in [0, 1], got " +
                               std::to_string(c.momentum));
     } else if (key == "nesterov") c.nesterov = boolean(v, key);
     else if (key == "centered") c.centered = boolean(v, key);
     else if (key == "amsgrad") c.amsgrad = boolean(v, key);
-    else if (key == "rho") c.rho = finite_float(v, key);
-    else if (key == "beta_1") c.beta_1 = finite_float(v, key);
-    else if (key == "beta_2") c.beta_2 = finite_float(v, key);
+    else if (key == "rho") c.rho = finite_number(v, key);
+    else if (key == "beta_1") c.beta_1 = finite_number(v, key);
+    else if (key == "beta_2") c.beta_2 = finite_number(v, key);
     else if (key == "epsilon") c.epsilon = non_negative(v, key);
     else if (key == "initial_accumulator_value") c.initial_accumulator_value = non_negative(v, key);
   }
@@ -144,37 +142,26 @@ nn::OptConfig parse_config(const std::string& kind_name, const py::object& confi
   return c;
 }
 
-// The shortest decimal that rounds to f, so that 0.001 reads back as 0.001 and not as the
-// float32 0.0010000000474974513.
-py::float_ as_python_float(float f) {
-  char buf[32];
-  for (int prec = 1; prec <= 9; ++prec) {
-    std::snprintf(buf, sizeof buf, "%.*g", prec, double(f));
-    if (std::strtof(buf, nullptr) == f) break;
-  }
-  return py::float_(std::strtod(buf, nullptr));
-}
-
 py::dict config_dict(const nn::OptConfig& c, const KindInfo& info) {
   py::dict d;
-  d["learning_rate"] = as_python_float(c.learning_rate);
-  auto off = [](float v) -> py::object {
-    return v > 0.0f ? py::object(as_python_float(v)) : py::object(py::none());
+  d["learning_rate"] = py::float_(c.learning_rate);
+  auto off = [](double v) -> py::object {
+    return v > 0.0 ? py::object(py::float_(v)) : py::object(py::none());
   };
   d["weight_decay"] = off(c.weight_decay);
   d["clipnorm"] = off(c.clipnorm);
   d["clipvalue"] = off(c.clipvalue);
   d["global_clipnorm"] = off(c.global_clipnorm);
   for (const auto& key : info.keys) {
-    if (key == "momentum") d["momentum"] = as_python_float(c.momentum);
+    if (key == "momentum") d["momentum"] = py::float_(c.momentum);
     else if (key == "nesterov") d["nesterov"] = c.nesterov;
     else if (key == "centered") d["centered"] = c.centered;
     else if (key == "amsgrad") d["amsgrad"] = c.amsgrad;
-    else if (key == "rho") d["rho"] = as_python_float(c.rho);
-    else if (key == "beta_1") d["beta_1"] = as_python_float(c.beta_1);
-    else if (key == "beta_2") d["beta_2"] = as_python_float(c.beta_2);
-    else if (key == "epsilon") d["epsilon"] = as_python_float(c.epsilon);
-    else if (key == "initial_accumulator_value") d[key.c_str()] = as_python_float(c.initial_accumulator_value);
+    else if (key == "rho") d["rho"] = py::float_(c.rho);
+    else if (key == "beta_1") d["beta_1"] = py::float_(c.beta_1);
+    else if (key == "beta_2") d["beta_2"] = py::float_(c.beta_2);
+    else if (key == "epsilon") d["epsilon"] = py::float_(c.epsilon);
+    else if (key == "initial_accumulator_value") d[key.c_str()] = py::float_(c.initial_accumulator_value);
   }
   return d;
 }
@@ -261,7 +248,7 @@ nn::InitParams parse_init_params(const std::string& name, const py::object& para
     const std::string key = py::str(item.first);
     if (!allowed.count(key))
       throw py::value_error("params: '" + key + "' is not an argument of " + name);
-    const double v = finite_float(item.second, key);
+    const double v = finite_number(item.second, key);
     if (key == "mean") p.mean = v;
     else if (key == "stddev") {
       if (v < 0) throw py::value_error("params['stddev']: expected >= 0, got " + std::to_string(v));
@@ -330,7 +317,7 @@ void register_optimizers(py::module_& m) {
          py::array grad, py::list slots, double u_product, double grad_scale) {
         check_step(t);
         const nn::OptConfig c = parse_config(kind, config);
-        if (c.clipnorm > 0.0f || c.global_clipnorm > 0.0f)
+        if (c.clipnorm > 0.0 || c.global_clipnorm > 0.0)
           throw py::value_error(
               "config: optimizer_update takes clipnorm/global_clipnorm as grad_scale; use "
               "optimizer_apply for the whole step");

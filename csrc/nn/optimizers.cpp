@@ -47,29 +47,29 @@ double nadam_u(double beta_1, int64_t t) { return beta_1 * (1.0 - 0.5 * std::pow
 UpdateCoeffs coeffs(const OptConfig& cfg, const OptScalars& state, int64_t t, float scale) {
   UpdateCoeffs c;
   c.kind = cfg.kind;
-  c.lr = cfg.learning_rate;
-  c.wd = cfg.weight_decay > 0.0f ? cfg.weight_decay : 0.0f;
+  c.lr = float(cfg.learning_rate);
+  c.wd = cfg.weight_decay > 0.0 ? float(cfg.weight_decay) : 0.0f;
   c.scale = scale;
-  c.clip = cfg.clipvalue > 0.0f ? cfg.clipvalue : std::numeric_limits<float>::infinity();
-  c.momentum = cfg.momentum;
-  c.rho = cfg.rho;
-  c.one_minus_rho = float(1.0 - double(cfg.rho));
-  c.epsilon = cfg.epsilon;
-  c.one_minus_beta_1 = float(1.0 - double(cfg.beta_1));
-  c.one_minus_beta_2 = float(1.0 - double(cfg.beta_2));
-  c.beta_2 = cfg.beta_2;
+  c.clip = cfg.clipvalue > 0.0 ? float(cfg.clipvalue) : std::numeric_limits<float>::infinity();
+  c.momentum = float(cfg.momentum);
+  c.rho = float(cfg.rho);
+  c.one_minus_rho = float(1.0 - cfg.rho);
+  c.epsilon = float(cfg.epsilon);
+  c.one_minus_beta_1 = float(1.0 - cfg.beta_1);
+  c.one_minus_beta_2 = float(1.0 - cfg.beta_2);
+  c.beta_2 = float(cfg.beta_2);
   c.nesterov = cfg.nesterov;
   c.centered = cfg.centered;
   c.amsgrad = cfg.amsgrad;
-  c.has_momentum = cfg.momentum > 0.0f;
+  c.has_momentum = cfg.momentum > 0.0;
   const double td = double(t);
-  const double b1p = std::pow(double(cfg.beta_1), td);
-  const double b2p = std::pow(double(cfg.beta_2), td);
+  const double b1p = std::pow(cfg.beta_1, td);
+  const double b2p = std::pow(cfg.beta_2, td);
   switch (cfg.kind) {
     case OptKind::adam:
     case OptKind::adamw:
       // Keras folds both bias corrections into the step size instead of forming m_hat, v_hat.
-      c.alpha = float(double(cfg.learning_rate) * std::sqrt(1.0 - b2p) / (1.0 - b1p));
+      c.alpha = float(cfg.learning_rate * std::sqrt(1.0 - b2p) / (1.0 - b1p));
       break;
     case OptKind::nadam: {
       const double u_t = nadam_u(cfg.beta_1, t);
@@ -90,10 +90,10 @@ UpdateCoeffs coeffs(const OptConfig& cfg, const OptScalars& state, int64_t t, fl
 
 int optimizer_num_slots(const OptConfig& cfg) {
   switch (cfg.kind) {
-    case OptKind::sgd: return cfg.momentum > 0.0f ? 1 : 0;
+    case OptKind::sgd: return cfg.momentum > 0.0 ? 1 : 0;
     case OptKind::adagrad: return 1;
     case OptKind::adadelta: return 2;
-    case OptKind::rmsprop: return 1 + (cfg.momentum > 0.0f) + (cfg.centered ? 1 : 0);
+    case OptKind::rmsprop: return 1 + (cfg.momentum > 0.0) + (cfg.centered ? 1 : 0);
     case OptKind::adam:
     case OptKind::adamw: return cfg.amsgrad ? 3 : 2;
     case OptKind::nadam: return 2;
@@ -103,7 +103,7 @@ int optimizer_num_slots(const OptConfig& cfg) {
 }
 
 float optimizer_slot_init(const OptConfig& cfg, int s) {
-  return (cfg.kind == OptKind::adagrad && s == 0) ? cfg.initial_accumulator_value : 0.0f;
+  return (cfg.kind == OptKind::adagrad && s == 0) ? float(cfg.initial_accumulator_value) : 0.0f;
 }
 
 const char* optimizer_slot_name(const OptConfig& cfg, int s) {
@@ -114,7 +114,7 @@ const char* optimizer_slot_name(const OptConfig& cfg, int s) {
     case OptKind::adadelta: return s == 0 ? "accumulated_grad" : "accumulated_delta_var";
     case OptKind::rmsprop:
       if (s == 0) return "velocity";
-      if (s == 1 && cfg.momentum > 0.0f) return "momentum";
+      if (s == 1 && cfg.momentum > 0.0) return "momentum";
       return "average_gradient";
     case OptKind::adam:
     case OptKind::adamw:
@@ -166,19 +166,19 @@ void optimizer_apply(const OptConfig& cfg, OptScalars& state, int64_t t, float* 
                      int64_t count) {
   optimizer_begin_step(cfg, state, t);
   float global_scale = 1.0f;
-  if (cfg.global_clipnorm > 0.0f) {
+  if (cfg.global_clipnorm > 0.0) {
     double total = 0.0;
     for (int64_t i = 0; i < count; ++i) total += sum_of_squares(grads[i], sizes[i]);
     const double norm = std::sqrt(total);
     // Keras adds (norm - norm) to the scale so that an inf/NaN norm poisons every update
     // rather than passing the bad gradients through unscaled.
-    global_scale = std::isfinite(norm) ? clip_scale(norm, cfg.global_clipnorm)
+    global_scale = std::isfinite(norm) ? clip_scale(norm, float(cfg.global_clipnorm))
                                        : std::numeric_limits<float>::quiet_NaN();
   }
   for (int64_t i = 0; i < count; ++i) {
     float scale = global_scale;
-    if (cfg.clipnorm > 0.0f) scale = clip_scale(std::sqrt(sum_of_squares(grads[i], sizes[i])),
-                                                cfg.clipnorm);
+    if (cfg.clipnorm > 0.0) scale = clip_scale(std::sqrt(sum_of_squares(grads[i], sizes[i])),
+                                                float(cfg.clipnorm));
     optimizer_update(cfg, state, t, params[i], grads[i], slots[i], sizes[i], scale);
   }
 }

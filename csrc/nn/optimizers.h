@@ -14,22 +14,25 @@ namespace pynn::nn {
 
 enum class OptKind : int { sgd = 0, adagrad, adadelta, rmsprop, adam, adamw, nadam, adamax };
 
+// Hyperparameters are doubles, like the Python floats Keras keeps them in: Keras forms
+// 1 - beta_2 (and 1 - rho, the bias corrections) in double and only the result meets float32;
+// with float fields 1 - 0.999f would be off by 1.3e-5 relative.
 struct OptConfig {
   OptKind kind = OptKind::sgd;
-  float learning_rate = 0.01f;
-  float momentum = 0.0f;          // sgd, rmsprop
+  double learning_rate = 0.01;
+  double momentum = 0.0;          // sgd, rmsprop
   bool nesterov = false;          // sgd
-  float rho = 0.9f;               // rmsprop (0.9), adadelta (0.95)
+  double rho = 0.9;               // rmsprop (0.9), adadelta (0.95)
   bool centered = false;          // rmsprop
-  float beta_1 = 0.9f;            // adam family
-  float beta_2 = 0.999f;
-  float epsilon = 1e-7f;          // adadelta 1e-7, adam 1e-7, ...
+  double beta_1 = 0.9;            // adam family
+  double beta_2 = 0.999;
+  double epsilon = 1e-7;          // adadelta 1e-7, adam 1e-7, ...
   bool amsgrad = false;           // adam, adamw
-  float initial_accumulator_value = 0.1f;  // adagrad
-  float weight_decay = 0.0f;
-  float clipnorm = 0.0f;          // 0 = off
-  float clipvalue = 0.0f;         // 0 = off
-  float global_clipnorm = 0.0f;   // 0 = off
+  double initial_accumulator_value = 0.1;  // adagrad
+  double weight_decay = 0.0;
+  double clipnorm = 0.0;          // 0 = off
+  double clipvalue = 0.0;         // 0 = off
+  double global_clipnorm = 0.0;   // 0 = off
 };
 
 // Number of float arrays of the parameter's size the optimizer keeps per parameter.
