@@ -190,6 +190,9 @@ struct TensorViews {
   const float* grad = nullptr;
   std::vector<float*> slots;
   int64_t n = 0;
+  // References that keep every array alive while the GIL is released, even if the caller's
+  // lists are changed meanwhile by another thread.
+  std::vector<py::array> owners;
 };
 
 TensorViews tensor_views(const nn::OptConfig& cfg, py::array& param, const py::array& grad,
@@ -214,7 +217,10 @@ TensorViews tensor_views(const nn::OptConfig& cfg, py::array& param, const py::a
       throw py::value_error(name + ": expected shape " + shape_str(param) + " (param's), got " +
                             shape_str(a));
     v.slots.push_back(p);
+    v.owners.push_back(a);
   }
+  v.owners.push_back(param);
+  v.owners.push_back(grad);
   v.n = param.size();
   return v;
 }
@@ -348,7 +354,6 @@ void register_optimizers(py::module_& m) {
           throw py::value_error("params, grads and slots: expected lists of the same length, got " +
                                 std::to_string(count) + ", " + std::to_string(grads.size()) +
                                 " and " + std::to_string(slots.size()));
-        std::vector<py::array> keep;  // holds the arrays while the GIL is released
         std::vector<TensorViews> views;
         for (size_t i = 0; i < count; ++i) {
           const std::string where = "tensor " + std::to_string(i) + ": ";
@@ -359,8 +364,6 @@ void register_optimizers(py::module_& m) {
           py::array p = params[i].cast<py::array>();
           py::array g = grads[i].cast<py::array>();
           views.push_back(tensor_views(c, p, g, slots[i].cast<py::list>(), where));
-          keep.push_back(p);
-          keep.push_back(g);
         }
         std::vector<float*> ps(count);
         std::vector<const float*> gs(count);
