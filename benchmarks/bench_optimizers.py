@@ -109,6 +109,15 @@ def test_adam_step_pynn(benchmark):
     benchmark(_pynn_runner())
 
 
+def test_adam_step_pynn_one_thread(benchmark):
+    threads = _core.get_num_threads()
+    _core.set_num_threads(1)
+    try:
+        benchmark(_pynn_runner())
+    finally:
+        _core.set_num_threads(threads)
+
+
 def test_adam_step_ratio():
     print("\n" + report())
 
