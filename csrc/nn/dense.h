@@ -9,7 +9,10 @@
 //   db = column sums of dz   (out)         summed over rows in a fixed order (deterministic);
 //                                          accumulate applies to db as to dW
 //   dx = dz W^T              (n, in)       skipped when dx is null (the first layer)
-// All arrays row-major and contiguous; x may have a row stride ldx >= in.
+// dz and db come from one pass over dy (activation_backward_colsum below), the two products
+// from sgemm reading x^T and W^T through swapped strides (no copies).
+// All arrays row-major and contiguous; x may have a row stride ldx >= in. z (and y) may be
+// null only for a linear activation (act == nullptr or "linear"), which reads neither.
 #pragma once
 #include <cstdint>
 
