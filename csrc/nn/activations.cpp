@@ -105,23 +105,27 @@ PYNN_ACT_BWD(softsign, 1.0f / ((1.0f + std::fabs(z)) * (1.0f + std::fabs(z))))
 
 // --- gelu(approximate = p[0] != 0) ------------------------------------------------------------
 // Exact: x Phi(x) written with erfc so the left tail keeps its relative accuracy;
-// f' = Phi(x) + x phi(x). Tanh form: 0.5 x (1 + tanh(u)), u = sqrt(2/pi)(x + 0.044715 x^3);
-// beyond |x| = 10 tanh(u) is exactly +-1 in float, and the derivative is its limit (this
-// also keeps x^3 from reaching inf * 0 for huge x).
+// f' = Phi(x) + x phi(x). Tanh form: 0.5 x (1 + tanh u), u = sqrt(2/pi)(x + 0.044715 x^3),
+// evaluated as x sigmoid(2u) because 1 + tanh u = 2 sigmoid(2u) and 1 - tanh^2 u =
+// 4 sigmoid(2u) sigmoid(-2u) keep their relative accuracy where tanh u is near -1 or 1.
+// Beyond |x| = 10 the sigmoid is 0 or 1 to far below float precision, and stopping there also
+// keeps x^3 finite for huge x.
 inline float gelu_exact(float x) { return 0.5f * x * std::erfc(-x * kInvSqrt2); }
 inline float gelu_exact_d(float x) {
   return 0.5f * std::erfc(-x * kInvSqrt2) + x * kInvSqrt2Pi * std::exp(-0.5f * x * x);
 }
 inline float gelu_tanh(float x) {
   if (std::fabs(x) > 10.0f) return x > 0.0f ? x : 0.0f;
-  const float t = std::tanh(kSqrt2OverPi * (x + kGeluCubic * x * x * x));
-  return 0.5f * x * (1.0f + t);
+  return x * sigmoid1(2.0f * kSqrt2OverPi * (x + kGeluCubic * x * x * x));
 }
 inline float gelu_tanh_d(float x) {
   if (std::fabs(x) > 10.0f) return x > 0.0f ? 1.0f : 0.0f;
-  const float t = std::tanh(kSqrt2OverPi * (x + kGeluCubic * x * x * x));
-  return 0.5f * (1.0f + t) +
-         0.5f * x * (1.0f - t * t) * kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
+  const float u2 = 2.0f * kSqrt2OverPi * (x + kGeluCubic * x * x * x);
+  const float e = std::exp(-std::fabs(u2));
+  const float big = 1.0f / (1.0f + e), small = e * big;  // sigmoid(|2u|), sigmoid(-|2u|)
+  const float s = u2 >= 0.0f ? big : small;
+  // d/dx [x s(2u)] = s + x * 2 s (1 - s) * du/dx
+  return s + 2.0f * x * big * small * kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
 }
 PYNN_ACT_FWD(gelu, p[0] != 0.0f ? gelu_tanh(x) : gelu_exact(x))
 PYNN_ACT_BWD(gelu, p[0] != 0.0f ? gelu_tanh_d(z) : gelu_exact_d(z))

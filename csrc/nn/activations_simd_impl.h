@@ -20,9 +20,9 @@ template <class V>
 struct Kernels {
   using v = typename V::v;
 
-  // e^x for x in float range: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a degree-6
-  // polynomial for e^r, then scaling by 2^n. Inputs are clamped so 2^n stays a normal
-  // number; below -87.3 the result is flushed to 0 and above 88.7 it is +inf, as expf gives.
+  // e^x: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial for e^r,
+  // then scaling by 2^n. Inputs are clamped so the scale stays a normal number; below -87.3
+  // the result is flushed to 0 (expf would give a denormal) and above 88.72 it is +inf.
   static inline v exp(v x) {
     const v hi = V::set1(88.72283f), lo = V::set1(-87.33654f);
     const v xc = V::min(V::max(x, lo), hi);
@@ -36,7 +36,10 @@ struct Kernels {
     p = V::fma(p, r, V::set1(1.6666665459e-1f));
     p = V::fma(p, r, V::set1(5.0000001201e-1f));
     p = V::fma(p, V::mul(r, r), V::add(r, V::set1(1.0f)));
-    v e = V::mul(p, V::pow2i(n));
+    // n reaches 128 just below the overflow threshold, where 2^n is not a float: scale by
+    // 2^min(n, 127) and then by the remaining factor 1 or 2.
+    const v n1 = V::min(n, V::set1(127.0f));
+    v e = V::mul(V::mul(p, V::pow2i(n1)), V::add(V::sub(n, n1), V::set1(1.0f)));
     e = V::select(V::cmp_lt(x, lo), V::set1(0.0f), e);
     e = V::select(V::cmp_gt(x, hi), V::set1(__builtin_inff()), e);
     return e;
