@@ -1,9 +1,447 @@
-// Bindings for the optimizers area (see csrc/nn/).
+// Bindings for the optimizers and initializers (csrc/nn/optimizers.h, csrc/nn/initializers.h).
+//
+// An optimizer is named by its Keras string ("sgd", "adam", ...) and configured by a dict of
+// Keras constructor arguments; missing ones take that optimizer's Keras default (SGD's
+// learning_rate 0.01, Adadelta's rho 0.95, AdamW's weight_decay 0.004, ...).
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "bindings/util.h"
+#include "nn/initializers.h"
+#include "nn/optimizers.h"
 
 namespace pynn::bind {
 namespace py = pybind11;
 
-void register_optimizers(py::module_& m) {}
+namespace {
+
+struct KindInfo {
+  const char* name;
+  nn::OptKind kind;
+  std::set<std::string> keys;  // arguments of its own, beyond the shared ones
+};
+
+const std::vector<KindInfo>& kinds() {
+  static const std::vector<KindInfo> k = {
+      {"sgd", nn::OptKind::sgd, {"momentum", "nesterov"}},
+      {"adagrad", nn::OptKind::adagrad, {"initial_accumulator_value", "epsilon"}},
+      {"adadelta", nn::OptKind::adadelta, {"rho", "epsilon"}},
+      {"rmsprop", nn::OptKind::rmsprop, {"rho", "momentum", "epsilon", "centered"}},
+      {"adam", nn::OptKind::adam, {"beta_1", "beta_2", "epsilon", "amsgrad"}},
+      {"adamw", nn::OptKind::adamw, {"beta_1", "beta_2", "epsilon", "amsgrad"}},
+      {"nadam", nn::OptKind::nadam, {"beta_1", "beta_2", "epsilon"}},
+      {"adamax", nn::OptKind::adamax, {"beta_1", "beta_2", "epsilon"}},
+  };
+  return k;
+}
+
+const std::set<std::string>& shared_keys() {
+  static const std::set<std::string> k = {"learning_rate", "weight_decay", "clipnorm",
+                                          "clipvalue", "global_clipnorm"};
+  return k;
+}
+
+const KindInfo& kind_or_throw(std::string name) {
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char ch) { return char(std::tolower(ch)); });
+  for (const auto& k : kinds())
+    if (lower == k.name) return k;
+  std::string known;
+  for (const auto& k : kinds()) known += std::string(known.empty() ? "" : ", ") + k.name;
+  throw py::value_error("kind: expected one of " + known + "; got '" + name + "'");
+}
+
+float finite_float(const py::handle& v, const std::string& key) {
+  if (py::isinstance<py::bool_>(v) || !(py::isinstance<py::float_>(v) || py::isinstance<py::int_>(v)))
+    throw py::type_error("config['" + key + "']: expected a number, got " +
+                         std::string(py::str(py::type::of(v).attr("__name__"))));
+  const double d = v.cast<double>();
+  if (!std::isfinite(d))
+    throw py::value_error("config['" + key + "']: expected a finite number, got " +
+                          std::to_string(d));
+  return float(d);
+}
+
+float non_negative(const py::handle& v, const std::string& key) {
+  const float f = finite_float(v, key);
+  if (f < 0.0f)
+    throw py::value_error("config['" + key + "']: expected a number >= 0, got " +
+                          std::to_string(f));
+  return f;
+}
+
+bool boolean(const py::handle& v, const std::string& key) {
+  if (!py::isinstance<py::bool_>(v))
+    throw py::type_error("config['" + key + "']: expected a bool, got " +
+                         std::string(py::str(py::type::of(v).attr("__name__"))));
+  return v.cast<bool>();
+}
+
+// Keras defaults for `kind`, overridden by `config` (a dict or None).
+nn::OptConfig parse_config(const std::string& kind_name, const py::object& config) {
+  const KindInfo& info = kind_or_throw(kind_name);
+  nn::OptConfig c;
+  c.kind = info.kind;
+  c.learning_rate = info.kind == nn::OptKind::sgd ? 0.01f : 0.001f;
+  c.rho = info.kind == nn::OptKind::adadelta ? 0.95f : 0.9f;
+  c.weight_decay = info.kind == nn::OptKind::adamw ? 0.004f : 0.0f;
+  if (config.is_none()) return c;
+  if (!py::isinstance<py::dict>(config))
+    throw py::type_error("config: expected a dict of optimizer arguments or None");
+  int clips = 0;
+  for (auto item : config.cast<py::dict>()) {
+    const std::string key = py::str(item.first);
+    const py::handle v = item.second;
+    if (!shared_keys().count(key) && !info.keys.count(key))
+      throw py::value_error(std::string("config: '") + key + "' is not an argument of " +
+                            info.name);
+    const bool none = v.is_none();
+    if (key == "weight_decay" || key == "clipnorm" || key == "clipvalue" ||
+        key == "global_clipnorm") {
+      // None means off, as in Keras; AdamW alone insists on a number.
+      if (none && key == "weight_decay" && info.kind == nn::OptKind::adamw)
+        throw py::value_error("config['weight_decay']: adamw needs a number, got None");
+      const float f = none ? 0.0f : non_negative(v, key);
+      if (key == "weight_decay") c.weight_decay = f;
+      else {
+        clips += none ? 0 : 1;
+        if (key == "clipnorm") c.clipnorm = f;
+        else if (key == "clipvalue") c.clipvalue = f;
+        else c.global_clipnorm = f;
+      }
+      continue;
+    }
+    if (none) throw py::type_error("config['" + key + "']: expected a value, got None");
+    if (key == "learning_rate") c.learning_rate = non_negative(v, key);
+    else if (key == "momentum") {
+      c.momentum = finite_float(v, key);
+      if (c.momentum < 0.0f || c.momentum > 1.0f)
+        throw py::value_error("config['momentum']: expected a number in [0, 1], got " +
+                              std::to_string(c.momentum));
+    } else if (key == "nesterov") c.nesterov = boolean(v, key);
+    else if (key == "centered") c.centered = boolean(v, key);
+    else if (key == "amsgrad") c.amsgrad = boolean(v, key);
+    else if (key == "rho") c.rho = finite_float(v, key);
+    else if (key == "beta_1") c.beta_1 = finite_float(v, key);
+    else if (key == "beta_2") c.beta_2 = finite_float(v, key);
+    else if (key == "epsilon") c.epsilon = non_negative(v, key);
+    else if (key == "initial_accumulator_value") c.initial_accumulator_value = non_negative(v, key);
+  }
+  if (clips > 1)
+    throw py::value_error(
+        "config: only one of clipnorm, clipvalue and global_clipnorm can be set");
+  return c;
+}
+
+// The shortest decimal that rounds to f, so that 0.001 reads back as 0.001 and not as the
+// float32 0.0010000000474974513.
+py::float_ as_python_float(float f) {
+  char buf[32];
+  for (int prec = 1; prec <= 9; ++prec) {
+    std::snprintf(buf, sizeof buf, "%.*g", prec, double(f));
+    if (std::strtof(buf, nullptr) == f) break;
+  }
+  return py::float_(std::strtod(buf, nullptr));
+}
+
+py::dict config_dict(const nn::OptConfig& c, const KindInfo& info) {
+  py::dict d;
+  d["learning_rate"] = as_python_float(c.learning_rate);
+  auto off = [](float v) -> py::object {
+    return v > 0.0f ? py::object(as_python_float(v)) : py::object(py::none());
+  };
+  d["weight_decay"] = off(c.weight_decay);
+  d["clipnorm"] = off(c.clipnorm);
+  d["clipvalue"] = off(c.clipvalue);
+  d["global_clipnorm"] = off(c.global_clipnorm);
+  for (const auto& key : info.keys) {
+    if (key == "momentum") d["momentum"] = as_python_float(c.momentum);
+    else if (key == "nesterov") d["nesterov"] = c.nesterov;
+    else if (key == "centered") d["centered"] = c.centered;
+    else if (key == "amsgrad") d["amsgrad"] = c.amsgrad;
+    else if (key == "rho") d["rho"] = as_python_float(c.rho);
+    else if (key == "beta_1") d["beta_1"] = as_python_float(c.beta_1);
+    else if (key == "beta_2") d["beta_2"] = as_python_float(c.beta_2);
+    else if (key == "epsilon") d["epsilon"] = as_python_float(c.epsilon);
+    else if (key == "initial_accumulator_value") d[key.c_str()] = as_python_float(c.initial_accumulator_value);
+  }
+  return d;
+}
+
+void check_step(int64_t t) {
+  if (t < 1) throw py::value_error("t: expected the 1-based step number (>= 1), got " +
+                                   std::to_string(t));
+}
+
+std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (int d = 0; d < a.ndim(); ++d) s += std::to_string(a.shape(d)) + (a.ndim() == 1 || d + 1 < a.ndim() ? "," : "");
+  return s + ")";
+}
+
+bool same_shape(const py::array& a, const py::array& b) {
+  if (a.ndim() != b.ndim()) return false;
+  for (int d = 0; d < a.ndim(); ++d)
+    if (a.shape(d) != b.shape(d)) return false;
+  return true;
+}
+
+// One tensor's raw views, checked: param and slots writable, all of param's shape.
+struct TensorViews {
+  float* param = nullptr;
+  const float* grad = nullptr;
+  std::vector<float*> slots;
+  int64_t n = 0;
+};
+
+TensorViews tensor_views(const nn::OptConfig& cfg, py::array& param, const py::array& grad,
+                         const py::list& slots, const std::string& where) {
+  TensorViews v;
+  v.param = mutable_c_contiguous(param, (where + "param").c_str(), param.ndim());
+  v.grad = c_contiguous(grad, (where + "grad").c_str(), grad.ndim());
+  if (!same_shape(param, grad))
+    throw py::value_error(where + "grad: expected shape " + shape_str(param) + " (param's), got " +
+                          shape_str(grad));
+  const int ns = nn::optimizer_num_slots(cfg);
+  if (int(slots.size()) != ns)
+    throw py::value_error(where + "slots: expected " + std::to_string(ns) +
+                          " slot arrays for this optimizer, got " + std::to_string(slots.size()));
+  for (int s = 0; s < ns; ++s) {
+    const std::string name = where + "slots[" + std::to_string(s) + "]";
+    if (!py::isinstance<py::array>(slots[s]))
+      throw py::type_error(name + ": expected a float32 NumPy array");
+    py::array a = slots[s].cast<py::array>();
+    float* p = mutable_c_contiguous(a, name.c_str(), a.ndim());
+    if (!same_shape(param, a))
+      throw py::value_error(name + ": expected shape " + shape_str(param) + " (param's), got " +
+                            shape_str(a));
+    v.slots.push_back(p);
+  }
+  v.n = param.size();
+  return v;
+}
+
+std::vector<int64_t> shape_vector(const py::object& shape) {
+  std::vector<int64_t> out;
+  if (py::isinstance<py::int_>(shape)) {
+    out.push_back(shape.cast<int64_t>());
+  } else {
+    for (auto d : shape) {
+      if (!py::isinstance<py::int_>(d) || py::isinstance<py::bool_>(d))
+        throw py::type_error("shape: expected a tuple of non-negative integers");
+      out.push_back(d.cast<int64_t>());
+    }
+  }
+  for (int64_t d : out)
+    if (d < 0) throw py::value_error("shape: expected non-negative dimensions, got " + std::to_string(d));
+  return out;
+}
+
+nn::InitParams parse_init_params(const std::string& name, const py::object& params) {
+  nn::InitParams p;
+  if (params.is_none()) return p;
+  if (!py::isinstance<py::dict>(params)) throw py::type_error("params: expected a dict or None");
+  std::set<std::string> allowed;
+  if (name == "random_normal" || name == "truncated_normal") allowed = {"mean", "stddev"};
+  else if (name == "random_uniform") allowed = {"minval", "maxval"};
+  else if (name == "identity" || name == "orthogonal") allowed = {"gain"};
+  else if (name == "constant") allowed = {"value"};
+  for (auto item : params.cast<py::dict>()) {
+    const std::string key = py::str(item.first);
+    if (!allowed.count(key))
+      throw py::value_error("params: '" + key + "' is not an argument of " + name);
+    const double v = finite_float(item.second, key);
+    if (key == "mean") p.mean = v;
+    else if (key == "stddev") {
+      if (v < 0) throw py::value_error("params['stddev']: expected >= 0, got " + std::to_string(v));
+      p.stddev = v;
+    } else if (key == "minval") p.minval = v;
+    else if (key == "maxval") p.maxval = v;
+    else if (key == "gain") p.gain = v;
+    else if (key == "value") p.value = v;
+  }
+  return p;
+}
+
+}  // namespace
+
+void register_optimizers(py::module_& m) {
+  m.def(
+      "optimizer_config",
+      [](const std::string& kind, const py::object& config) {
+        return config_dict(parse_config(kind, config), kind_or_throw(kind));
+      },
+      py::arg("kind"), py::arg("config") = py::none(),
+      "The full, validated configuration of optimizer `kind`: Keras defaults overridden by "
+      "`config`.");
+  m.def(
+      "optimizer_slot_names",
+      [](const std::string& kind, const py::object& config) {
+        const nn::OptConfig c = parse_config(kind, config);
+        std::vector<std::string> names;
+        for (int s = 0; s < nn::optimizer_num_slots(c); ++s)
+          names.emplace_back(nn::optimizer_slot_name(c, s));
+        return names;
+      },
+      py::arg("kind"), py::arg("config") = py::none(),
+      "Names of the per-parameter slot arrays, in the order optimizer_update takes them.");
+  m.def(
+      "optimizer_slots",
+      [](const std::string& kind, const py::object& config, const py::object& shape) {
+        const nn::OptConfig c = parse_config(kind, config);
+        const std::vector<int64_t> dims = shape_vector(shape);
+        py::list out;
+        for (int s = 0; s < nn::optimizer_num_slots(c); ++s) {
+          py::array_t<float> a(dims);
+          std::fill(a.mutable_data(), a.mutable_data() + a.size(), nn::optimizer_slot_init(c, s));
+          out.append(a);
+        }
+        return out;
+      },
+      py::arg("kind"), py::arg("config"), py::arg("shape"),
+      "Freshly initialised slot arrays for a parameter of the given shape.");
+  m.def(
+      "optimizer_begin_step",
+      [](const std::string& kind, const py::object& config, int64_t t, double u_product) {
+        check_step(t);
+        const nn::OptConfig c = parse_config(kind, config);
+        nn::OptScalars st;
+        st.u_product = u_product;
+        nn::optimizer_begin_step(c, st, t);
+        return st.u_product;
+      },
+      py::arg("kind"), py::arg("config"), py::arg("t"), py::arg("u_product") = 1.0,
+      "Advances the optimizer's scalar state to step t (Nadam's momentum product) and returns "
+      "it; call once per step before optimizer_update.");
+  m.def(
+      "optimizer_update",
+      [](const std::string& kind, const py::object& config, int64_t t, py::array param,
+         py::array grad, py::list slots, double u_product, double grad_scale) {
+        check_step(t);
+        const nn::OptConfig c = parse_config(kind, config);
+        if (c.clipnorm > 0.0f || c.global_clipnorm > 0.0f)
+          throw py::value_error(
+              "config: optimizer_update takes clipnorm/global_clipnorm as grad_scale; use "
+              "optimizer_apply for the whole step");
+        if (!std::isfinite(grad_scale))
+          throw py::value_error("grad_scale: expected a finite number, got " +
+                                std::to_string(grad_scale));
+        TensorViews v = tensor_views(c, param, grad, slots, "");
+        nn::OptScalars st;
+        st.u_product = u_product;
+        {
+          py::gil_scoped_release nogil;
+          nn::optimizer_update(c, st, t, v.param, v.grad, v.slots.data(), v.n, float(grad_scale));
+        }
+      },
+      py::arg("kind"), py::arg("config"), py::arg("t"), py::arg("param"), py::arg("grad"),
+      py::arg("slots"), py::arg("u_product") = 1.0, py::arg("grad_scale") = 1.0,
+      "Fused update of one parameter in place (t is the 1-based step; u_product is what "
+      "optimizer_begin_step returned for t). The gradient is multiplied by grad_scale, then "
+      "clipped to clipvalue; weight decay is applied first.");
+  m.def(
+      "optimizer_apply",
+      [](const std::string& kind, const py::object& config, int64_t t, py::list params,
+         py::list grads, py::list slots, double u_product) {
+        check_step(t);
+        const nn::OptConfig c = parse_config(kind, config);
+        const size_t count = params.size();
+        if (grads.size() != count || slots.size() != count)
+          throw py::value_error("params, grads and slots: expected lists of the same length, got " +
+                                std::to_string(count) + ", " + std::to_string(grads.size()) +
+                                " and " + std::to_string(slots.size()));
+        std::vector<py::array> keep;  // holds the arrays while the GIL is released
+        std::vector<TensorViews> views;
+        for (size_t i = 0; i < count; ++i) {
+          const std::string where = "tensor " + std::to_string(i) + ": ";
+          if (!py::isinstance<py::array>(params[i]) || !py::isinstance<py::array>(grads[i]))
+            throw py::type_error(where + "params and grads must be float32 NumPy arrays");
+          if (!py::isinstance<py::list>(slots[i]))
+            throw py::type_error(where + "slots: expected a list of arrays");
+          py::array p = params[i].cast<py::array>();
+          py::array g = grads[i].cast<py::array>();
+          views.push_back(tensor_views(c, p, g, slots[i].cast<py::list>(), where));
+          keep.push_back(p);
+          keep.push_back(g);
+        }
+        std::vector<float*> ps(count);
+        std::vector<const float*> gs(count);
+        std::vector<float* const*> ss(count);
+        std::vector<int64_t> ns(count);
+        for (size_t i = 0; i < count; ++i) {
+          ps[i] = views[i].param;
+          gs[i] = views[i].grad;
+          ss[i] = views[i].slots.data();
+          ns[i] = views[i].n;
+        }
+        nn::OptScalars st;
+        st.u_product = u_product;
+        {
+          py::gil_scoped_release nogil;
+          nn::optimizer_apply(c, st, t, ps.data(), gs.data(), ss.data(), ns.data(),
+                              int64_t(count));
+        }
+        return st.u_product;
+      },
+      py::arg("kind"), py::arg("config"), py::arg("t"), py::arg("params"), py::arg("grads"),
+      py::arg("slots"), py::arg("u_product") = 1.0,
+      "One whole Keras step over lists of parameters (clipping included); returns the new "
+      "u_product to pass at the next step.");
+  m.def(
+      "sum_of_squares",
+      [](const py::array& g) {
+        const float* p = c_contiguous(g, "g", g.ndim());
+        const int64_t n = g.size();
+        py::gil_scoped_release nogil;
+        return nn::sum_of_squares(p, n);
+      },
+      py::arg("g"), "Sum of squares of a float32 array, accumulated in double in a fixed order.");
+  m.def("clip_scale", &nn::clip_scale, py::arg("norm"), py::arg("max_norm"),
+        "The factor that brings a gradient of the given norm within max_norm.");
+
+  m.def("initializer_names", [] { return nn::initializer_names(); });
+  m.def(
+      "compute_fans",
+      [](const py::object& shape) {
+        double fi, fo;
+        nn::compute_fans(shape_vector(shape), fi, fo);
+        return py::make_tuple(int64_t(fi), int64_t(fo));
+      },
+      py::arg("shape"), "Keras's (fan_in, fan_out) of a weight shape.");
+  m.def(
+      "initializer_fill",
+      [](const std::string& name, const py::object& shape, uint64_t seed,
+         const py::object& params) {
+        if (!nn::is_initializer(name)) {
+          std::string known;
+          for (const auto& k : nn::initializer_names()) known += (known.empty() ? "" : ", ") + k;
+          throw py::value_error("name: expected one of " + known + "; got '" + name + "'");
+        }
+        const nn::InitParams p = parse_init_params(name, params);
+        const std::vector<int64_t> dims = shape_vector(shape);
+        py::array_t<float> out(dims);
+        float* dst = out.mutable_data();
+        std::string err;
+        {
+          py::gil_scoped_release nogil;
+          err = nn::initializer_fill(name, dims, seed, p, dst);
+        }
+        if (!err.empty()) throw py::value_error("shape: " + err);
+        return out;
+      },
+      py::arg("name"), py::arg("shape"), py::arg("seed"), py::arg("params") = py::none(),
+      "A new float32 array of `shape` filled by the named initializer from `seed`.");
+}
 
 }  // namespace pynn::bind

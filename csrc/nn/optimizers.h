@@ -54,4 +54,22 @@ inline float clip_scale(double norm, float max_norm) {
   return (max_norm > 0.0f && norm > max_norm) ? float(max_norm / norm) : 1.0f;
 }
 
+// Index of each named slot in `slots` for this configuration, or -1 when the configuration
+// keeps no such slot. Slot order per kind (what optimizer_update expects):
+//   sgd      [momentum]                    (only when momentum > 0)
+//   adagrad  accumulator
+//   adadelta accumulated_grad, accumulated_delta_var
+//   rmsprop  velocity, [momentum], [average_gradient]  (momentum > 0, centered)
+//   adam(w)  momentum, velocity, [velocity_hat]        (amsgrad)
+//   nadam    momentum, velocity
+//   adamax   momentum, norm
+const char* optimizer_slot_name(const OptConfig& cfg, int s);
+
+// One whole Keras step over a set of tensors: begin_step, then clipping (clipnorm per tensor,
+// global_clipnorm over all of them; a non-finite global norm makes the scale NaN, as in
+// Keras), then the fused update of each tensor. slots[i] points at tensor i's slot arrays.
+void optimizer_apply(const OptConfig& cfg, OptScalars& state, int64_t t, float* const* params,
+                     const float* const* grads, float* const* const* slots, const int64_t* sizes,
+                     int64_t count);
+
 }  // namespace pynn::nn

@@ -1,0 +1,186 @@
+// Optimizer steps: the per-step scalars (in double), the choice of loop by instruction set, the
+// split among threads, and norm clipping. The loops themselves are in optimizers_kernels.h.
+#define PYNN_OPTIMIZER_KERNELS_BODY
+#include "nn/optimizers.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "common/cpu.h"
+#include "nn/optimizers_kernels.h"
+
+namespace pynn::nn {
+
+void update_generic(const UpdateCoeffs& c, float* w, const float* g, float* const* s, int64_t n) {
+  update_any(c, w, g, s, n);
+}
+
+namespace {
+
+// Below this many elements a tensor is updated on one thread: a fork/join costs a few
+// microseconds, about what one core needs for 32k Adam elements.
+constexpr int64_t kParallelChunk = int64_t(1) << 15;
+
+UpdateKernel pick_kernel() {
+#ifdef PYNN_X86
+  switch (active_arch()) {
+    case Arch::avx512: return update_avx512;
+    case Arch::avx2: return update_avx2;
+    default: break;
+  }
+#endif
+  return update_generic;
+}
+
+UpdateKernel kernel() {
+  static const UpdateKernel k = pick_kernel();
+  return k;
+}
+
+// Nadam's u_t = beta_1 * (1 - 0.5 * 0.96^t).
+double nadam_u(double beta_1, int64_t t) { return beta_1 * (1.0 - 0.5 * std::pow(0.96, double(t))); }
+
+UpdateCoeffs coeffs(const OptConfig& cfg, const OptScalars& state, int64_t t, float scale) {
+  UpdateCoeffs c;
+  c.kind = cfg.kind;
+  c.lr = cfg.learning_rate;
+  c.wd = cfg.weight_decay > 0.0f ? cfg.weight_decay : 0.0f;
+  c.scale = scale;
+  c.clip = cfg.clipvalue > 0.0f ? cfg.clipvalue : std::numeric_limits<float>::infinity();
+  c.momentum = cfg.momentum;
+  c.rho = cfg.rho;
+  c.one_minus_rho = float(1.0 - double(cfg.rho));
+  c.epsilon = cfg.epsilon;
+  c.one_minus_beta_1 = float(1.0 - double(cfg.beta_1));
+  c.one_minus_beta_2 = float(1.0 - double(cfg.beta_2));
+  c.beta_2 = cfg.beta_2;
+  c.nesterov = cfg.nesterov;
+  c.centered = cfg.centered;
+  c.amsgrad = cfg.amsgrad;
+  c.has_momentum = cfg.momentum > 0.0f;
+  const double td = double(t);
+  const double b1p = std::pow(double(cfg.beta_1), td);
+  const double b2p = std::pow(double(cfg.beta_2), td);
+  switch (cfg.kind) {
+    case OptKind::adam:
+    case OptKind::adamw:
+      // Keras folds both bias corrections into the step size instead of forming m_hat, v_hat.
+      c.alpha = float(double(cfg.learning_rate) * std::sqrt(1.0 - b2p) / (1.0 - b1p));
+      break;
+    case OptKind::nadam: {
+      const double u_t = nadam_u(cfg.beta_1, t);
+      const double u_next = nadam_u(cfg.beta_1, t + 1);
+      const double prod = state.u_product;  // already includes u_t (optimizer_begin_step)
+      c.m_coef = float(u_next / (1.0 - prod * u_next));
+      c.g_coef = float((1.0 - u_t) / (1.0 - prod));
+      c.v_coef = float(1.0 / (1.0 - b2p));
+      break;
+    }
+    case OptKind::adamax: c.bias_1 = float(1.0 - b1p); break;
+    default: break;
+  }
+  return c;
+}
+
+}  // namespace
+
+int optimizer_num_slots(const OptConfig& cfg) {
+  switch (cfg.kind) {
+    case OptKind::sgd: return cfg.momentum > 0.0f ? 1 : 0;
+    case OptKind::adagrad: return 1;
+    case OptKind::adadelta: return 2;
+    case OptKind::rmsprop: return 1 + (cfg.momentum > 0.0f) + (cfg.centered ? 1 : 0);
+    case OptKind::adam:
+    case OptKind::adamw: return cfg.amsgrad ? 3 : 2;
+    case OptKind::nadam: return 2;
+    case OptKind::adamax: return 2;
+  }
+  return 0;
+}
+
+float optimizer_slot_init(const OptConfig& cfg, int s) {
+  return (cfg.kind == OptKind::adagrad && s == 0) ? cfg.initial_accumulator_value : 0.0f;
+}
+
+const char* optimizer_slot_name(const OptConfig& cfg, int s) {
+  if (s < 0 || s >= optimizer_num_slots(cfg)) return nullptr;
+  switch (cfg.kind) {
+    case OptKind::sgd: return "momentum";
+    case OptKind::adagrad: return "accumulator";
+    case OptKind::adadelta: return s == 0 ? "accumulated_grad" : "accumulated_delta_var";
+    case OptKind::rmsprop:
+      if (s == 0) return "velocity";
+      if (s == 1 && cfg.momentum > 0.0f) return "momentum";
+      return "average_gradient";
+    case OptKind::adam:
+    case OptKind::adamw:
+    case OptKind::nadam: return s == 0 ? "momentum" : s == 1 ? "velocity" : "velocity_hat";
+    case OptKind::adamax: return s == 0 ? "momentum" : "norm";
+  }
+  return nullptr;
+}
+
+void optimizer_begin_step(const OptConfig& cfg, OptScalars& state, int64_t t) {
+  if (cfg.kind == OptKind::nadam) state.u_product *= nadam_u(cfg.beta_1, t);
+}
+
+void optimizer_update(const OptConfig& cfg, const OptScalars& state, int64_t t, float* param,
+                      const float* grad, float* const* slots, int64_t n, float grad_scale) {
+  if (n <= 0) return;
+  const UpdateCoeffs c = coeffs(cfg, state, t, grad_scale);
+  const UpdateKernel k = kernel();
+  const int ns = optimizer_num_slots(cfg);
+  const int64_t nchunks = (n + kParallelChunk - 1) / kParallelChunk;
+  if (nchunks < 2 || omp_in_parallel() || omp_get_max_threads() < 2) {
+    k(c, param, grad, slots, n);
+    return;
+  }
+  // Elements are independent, so the split changes nothing in the result.
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < nchunks; ++b) {
+    const int64_t lo = b * kParallelChunk;
+    const int64_t len = std::min(kParallelChunk, n - lo);
+    float* s[3] = {nullptr, nullptr, nullptr};
+    for (int j = 0; j < ns; ++j) s[j] = slots[j] + lo;
+    k(c, param + lo, grad + lo, s, len);
+  }
+}
+
+double sum_of_squares(const float* g, int64_t n) {
+  // Eight partial sums in a fixed interleaving, added in a fixed order: the same result on
+  // every call and every thread count.
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += double(g[i + j]) * double(g[i + j]);
+  for (; i < n; ++i) acc[0] += double(g[i]) * double(g[i]);
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+void optimizer_apply(const OptConfig& cfg, OptScalars& state, int64_t t, float* const* params,
+                     const float* const* grads, float* const* const* slots, const int64_t* sizes,
+                     int64_t count) {
+  optimizer_begin_step(cfg, state, t);
+  float global_scale = 1.0f;
+  if (cfg.global_clipnorm > 0.0f) {
+    double total = 0.0;
+    for (int64_t i = 0; i < count; ++i) total += sum_of_squares(grads[i], sizes[i]);
+    const double norm = std::sqrt(total);
+    // Keras adds (norm - norm) to the scale so that an inf/NaN norm poisons every update
+    // rather than passing the bad gradients through unscaled.
+    global_scale = std::isfinite(norm) ? clip_scale(norm, cfg.global_clipnorm)
+                                       : std::numeric_limits<float>::quiet_NaN();
+  }
+  for (int64_t i = 0; i < count; ++i) {
+    float scale = global_scale;
+    if (cfg.clipnorm > 0.0f) scale = clip_scale(std::sqrt(sum_of_squares(grads[i], sizes[i])),
+                                                cfg.clipnorm);
+    optimizer_update(cfg, state, t, params[i], grads[i], slots[i], sizes[i], scale);
+  }
+}
+
+}  // namespace pynn::nn
