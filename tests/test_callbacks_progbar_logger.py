@@ -135,3 +135,21 @@ def test_auto_verbosity_on_a_terminal_is_the_live_bar(clock):
 def test_verbose_0_prints_nothing(clock, capsys):
     run_fit(FakeModel(), [ProgbarLogger()], LOGS, steps=2, verbose=0)
     assert capsys.readouterr().out == ""
+
+
+def test_training_ended_mid_epoch_closes_the_live_line(clock):
+    out = io.StringIO()
+    cbs = CallbackList([ProgbarLogger(stream=out)], model=FakeModel(), verbose=1, epochs=1,
+                       steps=10)
+    cbs.on_train_begin()
+    cbs.on_epoch_begin(0)
+    cbs.on_train_batch_end(0, {"loss": 1.0})
+    cbs.on_train_end()  # e.g. interrupted before the epoch's end
+    assert out.getvalue().startswith("\r 1/10 ") and out.getvalue().endswith("\n")
+    assert out.getvalue().count("\n") == 1
+
+
+def test_finished_epoch_gets_no_extra_newline(clock):
+    out = io.StringIO()
+    run_fit(FakeModel(), [ProgbarLogger(stream=out)], LOGS[:1], steps=1, verbose=1)
+    assert out.getvalue().count("\n") == 1 and not out.getvalue().endswith("\n\n")

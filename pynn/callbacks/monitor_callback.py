@@ -23,8 +23,8 @@ def infer_direction(monitor: str) -> str | None:
     name = monitor[4:] if monitor.startswith("val_") else monitor
     if name in _DOWN_NAMES or name.endswith("_loss") or name.endswith("_error"):
         return "min"
-    if name in _UP_NAMES or "accuracy" in name or name.startswith(("precision", "recall",
-                                                                    "auc", "f1")):
+    if name in _UP_NAMES or "accuracy" in name \
+            or name.startswith(("precision", "recall", "auc", "f1")):
         return "max"
     return None
 

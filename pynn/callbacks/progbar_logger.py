@@ -48,6 +48,13 @@ class ProgbarLogger(Callback):
 
     def on_train_end(self, logs=None):
         self._called_in_fit = False
+        if self.progbar is not None and self.progbar.line_open:
+            # Training ended mid-epoch (stop_training at a batch, Ctrl-C): end the live line
+            # so whatever is printed next starts on a line of its own.
+            stream = self.stream
+            stream.write("\n")
+            stream.flush()
+            self.progbar.line_open = False
 
     def on_test_begin(self, logs=None):
         if not self._called_in_fit:

@@ -136,6 +136,7 @@ class Progbar:
         self._last_update = None
         self._time_after_first_step = None
         self._prev_width = 0
+        self.line_open = False  # a live line is on screen without its final newline
 
     @property
     def stream(self):
@@ -233,6 +234,7 @@ class Progbar:
         stream.write(line)
         stream.flush()
         self._prev_width = visible
+        self.line_open = not finalize
 
     def _draw_summary(self, current, now, time_per_unit):
         if self.target:
