@@ -259,10 +259,24 @@ def download(spec: DatasetSpec, directory: Path | None = None, stream=None) -> d
         DownloadError: no mirror could serve a file (network or HTTP errors).
     """
     directory = Path(directory) if directory is not None else cache_dir(spec)
+    created = [d for d in (directory, *directory.parents) if not d.exists()]
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DownloadError(f"cannot create the download directory {directory}: {exc}") from None
+    try:
+        return _download_into(spec, directory, stream)
+    except BaseException:
+        # Leave no empty directories behind after a failed first download.
+        for d in created:
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _download_into(spec: DatasetSpec, directory: Path, stream) -> dict:
     paths = {}
     for key in KEYS:
         filename, md5 = spec.files[key]
