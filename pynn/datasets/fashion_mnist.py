@@ -15,7 +15,8 @@ from pynn.datasets import _common
 from pynn.datasets._common import (ChecksumMismatchError, DataNotFoundError, DatasetSpec,
                                    DownloadError)
 
-__all__ = ["class_names", "load_data", "load_data_or_subset", "load_subset", "SPEC"]
+__all__ = ["SPEC", "SubsetFallbackWarning", "class_names", "load_data", "load_data_or_subset",
+           "load_subset"]
 
 class_names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
