@@ -6,6 +6,8 @@ import hashlib
 import io
 import os
 import struct
+import subprocess
+import sys
 import urllib.error
 from importlib import resources
 from pathlib import Path
@@ -472,6 +474,16 @@ def test_subset_is_the_first_examples_of_each_class(real_fashion):
         idx = np.sort(np.concatenate([np.flatnonzero(y == c)[:per] for c in range(10)]))
         np.testing.assert_array_equal(xs, x[idx])
         np.testing.assert_array_equal(ys, y[idx])
+
+
+@needs_fashion
+def test_shipped_subset_is_reproduced_by_the_tool(tmp_path):
+    tool = Path(__file__).resolve().parents[1] / "tools" / "make_fashion_subset.py"
+    out = tmp_path / "subset.npz"
+    subprocess.run([sys.executable, str(tool), "--source", str(SYSTEM_FASHION), "--out",
+                    str(out)], check=True, capture_output=True)
+    shipped = resources.files("pynn.datasets").joinpath("data", "fashion_mnist_subset.npz")
+    assert out.read_bytes() == shipped.read_bytes()
 
 
 def test_class_names():
