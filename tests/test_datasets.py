@@ -342,6 +342,8 @@ def test_download_checksum_mismatch(isolated, monkeypatch):
     # The CLI's helper does not hide a corrupted download behind the subset.
     with pytest.raises(ChecksumMismatchError):
         fashion_mnist.load_data_or_subset(quiet=True)
+    with pytest.raises(ChecksumMismatchError):
+        fashion_mnist.load_data(fallback_to_subset=True)
 
 
 class FakeResponse(io.BytesIO):
@@ -424,6 +426,12 @@ def test_fallback_to_subset(isolated, capsys):
 
     fashion_mnist.load_data_or_subset(quiet=True)
     assert capsys.readouterr().err == ""
+
+    # A wrong explicit path is an error, not a reason to fall back.
+    with pytest.raises(DataNotFoundError, match="path="):
+        fashion_mnist.load_data_or_subset(isolated / "typo", quiet=True)
+    with pytest.raises(DataNotFoundError, match="path="):
+        fashion_mnist.load_data(isolated / "typo", fallback_to_subset=True)
 
     make_fake_set(isolated / "cache" / "fashion-mnist", 3)
     data, is_subset = fashion_mnist.load_data_or_subset()

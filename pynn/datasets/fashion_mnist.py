@@ -12,8 +12,7 @@ import warnings
 from importlib import resources
 
 from pynn.datasets import _common
-from pynn.datasets._common import (ChecksumMismatchError, DataNotFoundError, DatasetSpec,
-                                   DownloadError)
+from pynn.datasets._common import DataNotFoundError, DatasetSpec
 
 __all__ = ["SPEC", "SubsetFallbackWarning", "class_names", "load_data", "load_data_or_subset",
            "load_subset"]
@@ -58,7 +57,8 @@ def load_data(path=None, *, download: bool = True, fallback_to_subset: bool = Fa
         path: a directory holding the four IDX files, or a Keras-style .npz file.
         download: allow the download step.
         fallback_to_subset: when the full set cannot be found or downloaded, return the small
-            subset shipped with pynn instead of raising (with a `SubsetFallbackWarning`).
+            subset shipped with pynn instead of raising (with a `SubsetFallbackWarning`). Not
+            when `path` is given, and never to hide a failed checksum.
 
     Returns:
         `((x_train, y_train), (x_test, y_test))`: uint8 arrays of shapes (60000, 28, 28),
@@ -76,8 +76,9 @@ def load_data(path=None, *, download: bool = True, fallback_to_subset: bool = Fa
     """
     try:
         return _common.load(SPEC, path, download_if_missing=download)
-    except (DataNotFoundError, DownloadError) as exc:
-        if not fallback_to_subset:
+    except DataNotFoundError as exc:
+        # An explicit path that is wrong is the caller's mistake to see, not to paper over.
+        if not fallback_to_subset or path is not None:
             raise
         warnings.warn(f"{exc}\nUsing the {_subset_description()} shipped with pynn instead.",
                       SubsetFallbackWarning, stacklevel=2)
@@ -88,16 +89,17 @@ def load_data_or_subset(path=None, *, download: bool = True, quiet: bool = False
     """The full data set if it can be had, otherwise the shipped subset, and which one it is.
 
     Meant for command-line tools: on fallback a note goes to stderr (unless `quiet`) saying
-    why and how to get the full set.
+    why and how to get the full set. As with `load_data(fallback_to_subset=True)`, a wrong
+    explicit `path` and a failed checksum are errors, not reasons to fall back.
 
     Returns:
         `(data, is_subset)` where `data` is as from `load_data`.
     """
     try:
         return _common.load(SPEC, path, download_if_missing=download), False
-    except ChecksumMismatchError:
-        raise
-    except (DataNotFoundError, DownloadError) as exc:
+    except DataNotFoundError as exc:
+        if path is not None:
+            raise
         if not quiet:
             sys.stderr.write(f"pynn: {exc}\npynn: using the {_subset_description()} shipped "
                              f"with pynn instead; results will be below those on the full "
