@@ -160,13 +160,14 @@ class Progbar:
         for name, value in values or ():
             if name not in self._values_order:
                 self._values_order.append(name)
-            if self._averaged(name):
+            numeric = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if numeric and self._averaged(name):
                 # Weight by the number of steps this value covers (update may skip steps).
                 weight = max(current - self._seen_so_far, 1)
                 total = self._values.setdefault(name, [0.0, 0])
                 total[0] += value * weight
                 total[1] += weight
-            else:
+            else:  # stateful, or not a number (text, per-class arrays): shown as given
                 self._values[name] = [value, 1]
         self._seen_so_far = current
 
