@@ -47,7 +47,7 @@ def _can_encode(stream, text: str) -> bool:
 
 
 def format_time_per_unit(seconds: float, unit_name: str) -> str:
-    """" 12ms/step" style: whole seconds, milliseconds or microseconds."""
+    """Formats a duration per step as " 2s/step", " 12ms/step" or " 40us/step"."""
     if seconds >= 1 or seconds == 0:
         return f" {seconds:.0f}s/{unit_name}"
     if seconds >= 1e-3:
