@@ -257,3 +257,12 @@ def test_resolve_verbose_keeps_explicit_levels(given, expected):
 def test_resolve_verbose_rejects_other_values(bad):
     with pytest.raises(ValueError, match="verbose"):
         resolve_verbose(bad)
+
+
+def test_non_numeric_values_are_shown_as_given(clock):
+    out = io.StringIO()
+    bar = Progbar(2, interval=0, stream=out)
+    bar.update(1, [("phase", "warm-up"), ("loss", 1.0)])
+    bar.update(2, [("phase", "main"), ("loss", 2.0)])
+    # Text replaces text; the number is averaged. (Trailing spaces wipe the longer "warm-up".)
+    assert out.getvalue().split("\r")[2].rstrip().endswith(" - phase: main - loss: 1.5000")

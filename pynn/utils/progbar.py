@@ -47,7 +47,7 @@ def _can_encode(stream, text: str) -> bool:
 
 
 def format_time_per_unit(seconds: float, unit_name: str) -> str:
-    """" 12ms/step" style: whole seconds, milliseconds or microseconds."""
+    """Formats a duration per step as " 2s/step", " 12ms/step" or " 40us/step"."""
     if seconds >= 1 or seconds == 0:
         return f" {seconds:.0f}s/{unit_name}"
     if seconds >= 1e-3:
@@ -160,13 +160,14 @@ class Progbar:
         for name, value in values or ():
             if name not in self._values_order:
                 self._values_order.append(name)
-            if self._averaged(name):
+            numeric = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if numeric and self._averaged(name):
                 # Weight by the number of steps this value covers (update may skip steps).
                 weight = max(current - self._seen_so_far, 1)
                 total = self._values.setdefault(name, [0.0, 0])
                 total[0] += value * weight
                 total[1] += weight
-            else:
+            else:  # stateful, or not a number (text, per-class arrays): shown as given
                 self._values[name] = [value, 1]
         self._seen_so_far = current
 
