@@ -490,7 +490,8 @@ def test_shipped_subset_is_reproduced_by_the_tool(tmp_path):
     out = tmp_path / "subset.npz"
     subprocess.run([sys.executable, str(tool), "--source", str(SYSTEM_FASHION), "--out",
                     str(out)], check=True, capture_output=True)
-    shipped = resources.files("pynn.datasets").joinpath("data", "fashion_mnist_subset.npz")
+    shipped = resources.files("pynn.datasets").joinpath("data").joinpath(
+        "fashion_mnist_subset.npz")
     assert out.read_bytes() == shipped.read_bytes()
 
 
