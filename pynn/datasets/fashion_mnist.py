@@ -118,7 +118,7 @@ def load_subset():
         `((x_train, y_train), (x_test, y_test))`, uint8, shapes (3000, 28, 28), (3000,),
         (1000, 28, 28), (1000,).
     """
-    ref = resources.files("pynn.datasets").joinpath("data", _SUBSET_FILE)
+    ref = resources.files("pynn.datasets").joinpath("data").joinpath(_SUBSET_FILE)
     with resources.as_file(ref) as p:
         if not p.is_file():
             raise DataNotFoundError(f"the shipped subset {p} is missing: this pynn "
