@@ -49,7 +49,8 @@ class Initializer:
         return cls(**config)
 
 
-def _define(class_name, name, params=()):
+def _define(class_name, name, params=None):
+    params = dict(params or {})
     def __init__(self, *args, seed=None, **kwargs):
         names = list(params)
         if len(args) > len(names):

@@ -159,7 +159,13 @@ class Sequential:
     def output_shape(self):
         return None if self._net is None else (None,) + tuple(self._output_shape)
 
+    def _maybe_build(self):
+        """Builds as soon as the input shape is known (as Keras does after an Input)."""
+        if self._net is None and self._input_shape is not None and self._layers:
+            self.build()
+
     def _require_built(self, what):
+        self._maybe_build()
         if self._net is None:
             raise ValueError(f"{what}: the model is not built yet; call build(input_shape) or "
                              f"fit/predict first")
@@ -167,6 +173,7 @@ class Sequential:
     # --- weights ----------------------------------------------------------------------------
     def get_weights(self) -> list[np.ndarray]:
         """Copies of every weight, layer by layer, in Keras's order."""
+        self._maybe_build()
         return [w for layer in self._layers for w in layer.get_weights()]
 
     def set_weights(self, weights) -> None:
@@ -193,6 +200,7 @@ class Sequential:
             k += n
 
     def count_params(self) -> int:
+        self._maybe_build()
         return sum(layer.count_params() for layer in self._layers)
 
     # --- compile ----------------------------------------------------------------------------
@@ -607,6 +615,7 @@ class Sequential:
     def summary(self, line_length=None, print_fn=None):
         """Prints the layers, their output shapes and parameter counts."""
         print_fn = print_fn or print
+        self._maybe_build()
         width = line_length or 72
         cols = [int(width * 0.45), int(width * 0.33)]
         cols.append(width - sum(cols))

@@ -8,7 +8,7 @@ import numpy as np
 
 from pynn import _random
 
-__all__ = ["set_random_seed", "to_categorical", "Progbar"]
+__all__ = ["set_random_seed", "to_categorical", "Progbar", "resolve_verbose"]
 
 
 def set_random_seed(seed: int) -> None:
@@ -66,8 +66,8 @@ def to_categorical(x, num_classes=None) -> np.ndarray:
 
 
 def __getattr__(name):
-    if name == "Progbar":
-        from pynn.utils.progbar import Progbar
+    if name in ("Progbar", "resolve_verbose"):
+        from pynn.utils import progbar
 
-        return Progbar
+        return getattr(progbar, name)
     raise AttributeError(f"module 'pynn.utils' has no attribute {name!r}")
