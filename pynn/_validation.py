@@ -21,7 +21,7 @@ def as_float32_array(x, name: str, *, ndim: int | None = None, allow_copy: bool 
             raise TypeError(f"{name}: expected an array of real numbers, got {type(x).__name__}"
                             f" that NumPy cannot convert ({exc})") from None
     kind = arr.dtype.kind
-    if kind not in "fiub":
+    if kind not in "fiu":
         raise TypeError(f"{name}: expected an array of real numbers, got dtype {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array, got {arr.ndim}-D with shape "

@@ -1,22 +1,62 @@
-// Activation kernels (element-wise and softmax).
+// Activation kernels: the element-wise table, row-wise softmax, PReLU and RReLU.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
+#include <string>
+#include <vector>
+
 #include "bindings/util.h"
 #include "nn/activations.h"
+#include "nn/activations_param.h"
+#include "nn/softmax.h"
 
 namespace pynn::bind {
 
 namespace {
-const nn::ActivationInfo& activation_or_throw(const std::string& name, size_t nparams) {
+
+// Parameter values that would make a kernel meaningless are refused here, so the kernels
+// themselves need no checks.
+void check_params(const std::string& name, const std::vector<float>& p) {
+  for (float v : p)
+    if (!std::isfinite(v))
+      throw py::value_error("params: expected finite parameters for activation '" + name + "'");
+  auto fmt = [](float v) { return std::to_string(v); };
+  if (name == "softplus" && !(p[0] > 0.0f))
+    throw py::value_error("params: softplus expects beta > 0, got beta=" + fmt(p[0]));
+  if (name == "hard_tanh" && !(p[0] <= p[1]))
+    throw py::value_error("params: hard_tanh expects min_val <= max_val, got min_val=" +
+                          fmt(p[0]) + ", max_val=" + fmt(p[1]));
+  if ((name == "soft_shrink" || name == "hard_shrink") && !(p[0] >= 0.0f))
+    throw py::value_error("params: " + name + " expects threshold >= 0, got threshold=" +
+                          fmt(p[0]));
+  if (name == "rrelu" && !(p[0] <= p[1]))
+    throw py::value_error("params: rrelu expects lower <= upper, got lower=" + fmt(p[0]) +
+                          ", upper=" + fmt(p[1]));
+}
+
+const nn::ActivationInfo& activation_or_throw(const std::string& name,
+                                              const std::vector<float>& params) {
   const nn::ActivationInfo* act = nn::find_activation(name);
-  if (act == nullptr) throw py::value_error("unknown activation '" + name + "'");
-  if (int(nparams) != act->nparams)
-    throw py::value_error("activation '" + name + "' takes " + std::to_string(act->nparams) +
-                          " parameters, got " + std::to_string(nparams));
+  if (act == nullptr) {
+    std::string known;
+    for (const auto& a : nn::activations()) known += std::string(known.empty() ? "" : ", ") + a.name;
+    throw py::value_error("name: unknown activation '" + name + "'; expected one of " + known);
+  }
+  if (params.size() != size_t(act->nparams))
+    throw py::value_error("params: activation '" + name + "' takes " +
+                          std::to_string(act->nparams) + " parameters, got " +
+                          std::to_string(params.size()));
+  check_params(name, params);
   return *act;
 }
+
+py::array_t<float> empty_like_shape(const py::array& a) {
+  std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
+  return py::array_t<float>(shape);
+}
+
 }  // namespace
 
 void register_activations(py::module_& m) {
@@ -26,9 +66,17 @@ void register_activations(py::module_& m) {
     return names;
   });
   m.def(
+      "activation_defaults",
+      [](const std::string& name) {
+        const nn::ActivationInfo* act = nn::find_activation(name);
+        if (act == nullptr) throw py::value_error("name: unknown activation '" + name + "'");
+        return std::vector<float>(act->defaults, act->defaults + act->nparams);
+      },
+      py::arg("name"), "The default parameters of the named activation (nparams floats).");
+  m.def(
       "activation_forward",
       [](py::array x, const std::string& name, std::vector<float> params) {
-        const auto& act = activation_or_throw(name, params.size());
+        const auto& act = activation_or_throw(name, params);
         float* p = mutable_c_contiguous(x, "x", x.ndim());
         const int64_t n = x.size();
         {
@@ -43,7 +91,7 @@ void register_activations(py::module_& m) {
       "activation_backward",
       [](py::array z, py::array y, py::array dy, py::array dz, const std::string& name,
          std::vector<float> params) {
-        const auto& act = activation_or_throw(name, params.size());
+        const auto& act = activation_or_throw(name, params);
         const int nd = z.ndim();
         const float* zp = c_contiguous(z, "z", nd);
         const float* yp = c_contiguous(y, "y", nd);
@@ -51,7 +99,9 @@ void register_activations(py::module_& m) {
         float* dzp = mutable_c_contiguous(dz, "dz", nd);
         const int64_t n = z.size();
         if (y.size() != n || dy.size() != n || dz.size() != n)
-          throw py::value_error("z, y, dy and dz must have the same size");
+          throw py::value_error("z, y, dy, dz: expected the same size, got " +
+                                std::to_string(n) + ", " + std::to_string(y.size()) + ", " +
+                                std::to_string(dy.size()) + ", " + std::to_string(dz.size()));
         {
           py::gil_scoped_release nogil;
           act.backward(zp, yp, dyp, dzp, n, params.data());
@@ -60,7 +110,133 @@ void register_activations(py::module_& m) {
       },
       py::arg("z"), py::arg("y"), py::arg("dy"), py::arg("dz"), py::arg("name"),
       py::arg("params") = std::vector<float>{},
-      "dz = dy * f'(z) for the named activation (y = f(z) must be given too).");
+      "dz = dy * f'(z) for the named activation (y = f(z) must be given too); dz may be dy.");
+
+  m.def(
+      "softmax_forward",
+      [](py::array x) {
+        float* p = mutable_c_contiguous(x, "x", 2);
+        const int64_t n = x.shape(0), c = x.shape(1);
+        {
+          py::gil_scoped_release nogil;
+          nn::softmax_forward(p, n, c);
+        }
+        return x;
+      },
+      py::arg("x"), "Row-wise softmax of a C-contiguous float32 (n, c) array, in place.");
+  m.def(
+      "softmax_backward",
+      [](py::array y, py::array dy, py::array dz) {
+        const float* yp = c_contiguous(y, "y", 2);
+        const float* dyp = c_contiguous(dy, "dy", 2);
+        float* dzp = mutable_c_contiguous(dz, "dz", 2);
+        for (int d = 0; d < 2; ++d)
+          if (dy.shape(d) != y.shape(d) || dz.shape(d) != y.shape(d))
+            throw py::value_error("y, dy, dz: expected the same shape");
+        const int64_t n = y.shape(0), c = y.shape(1);
+        {
+          py::gil_scoped_release nogil;
+          nn::softmax_backward(yp, dyp, dzp, n, c);
+        }
+        return dz;
+      },
+      py::arg("y"), py::arg("dy"), py::arg("dz"),
+      "dz = y * (dy - <dy, y>) row by row, y the softmax output; dz may be dy.");
+
+  m.def(
+      "prelu_forward",
+      [](py::array x, py::array alpha) {
+        const float* xp = c_contiguous(x, "x", 2);
+        const float* ap = c_contiguous(alpha, "alpha", 1);
+        const int64_t n = x.shape(0), c = x.shape(1);
+        if (alpha.shape(0) != c)
+          throw py::value_error("alpha: expected " + std::to_string(c) +
+                                " entries (one per channel of x), got " +
+                                std::to_string(alpha.shape(0)));
+        py::array_t<float> y = empty_like_shape(x);
+        float* yp = y.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          nn::prelu_forward(xp, yp, n, c, ap);
+        }
+        return y;
+      },
+      py::arg("x"), py::arg("alpha"),
+      "PReLU of x (n, c) with one slope per channel: x if x > 0 else alpha * x.");
+  m.def(
+      "prelu_backward",
+      [](py::array x, py::array alpha, py::array dy) {
+        const float* xp = c_contiguous(x, "x", 2);
+        const float* ap = c_contiguous(alpha, "alpha", 1);
+        const float* dyp = c_contiguous(dy, "dy", 2);
+        const int64_t n = x.shape(0), c = x.shape(1);
+        if (alpha.shape(0) != c)
+          throw py::value_error("alpha: expected " + std::to_string(c) + " entries, got " +
+                                std::to_string(alpha.shape(0)));
+        if (dy.shape(0) != n || dy.shape(1) != c)
+          throw py::value_error("dy: expected the shape of x");
+        py::array_t<float> dx = empty_like_shape(x);
+        py::array_t<float> dalpha(std::vector<py::ssize_t>{py::ssize_t(c)});
+        float* dxp = dx.mutable_data();
+        float* dap = dalpha.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          nn::prelu_backward(xp, dyp, dxp, dap, n, c, ap);
+        }
+        return py::make_tuple(dx, dalpha);
+      },
+      py::arg("x"), py::arg("alpha"), py::arg("dy"),
+      "(dx, dalpha) of PReLU: dx = dy * (x > 0 ? 1 : alpha), dalpha = column sums of dy * "
+      "min(x, 0).");
+
+  m.def(
+      "rrelu_forward",
+      [](py::array x, float lower, float upper, bool training, uint64_t seed, uint64_t stream,
+         uint64_t offset) {
+        if (!(std::isfinite(lower) && std::isfinite(upper) && lower <= upper))
+          throw py::value_error("lower, upper: expected finite lower <= upper, got lower=" +
+                                std::to_string(lower) + ", upper=" + std::to_string(upper));
+        const float* xp = c_contiguous(x, "x", x.ndim());
+        const int64_t n = x.size();
+        py::array_t<float> y = empty_like_shape(x);
+        py::array_t<float> slope = empty_like_shape(x);
+        float* yp = y.mutable_data();
+        float* sp = slope.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          if (training) {
+            nn::rrelu_forward_train(xp, yp, sp, n, lower, upper, seed, stream, offset);
+          } else {
+            const float a = 0.5f * (lower + upper);
+            for (int64_t i = 0; i < n; ++i) {
+              sp[i] = xp[i] >= 0.0f ? 1.0f : a;
+              yp[i] = sp[i] * xp[i];
+            }
+          }
+        }
+        return py::make_tuple(y, slope);
+      },
+      py::arg("x"), py::arg("lower") = 1.0f / 8.0f, py::arg("upper") = 1.0f / 3.0f,
+      py::arg("training") = true, py::arg("seed") = 0, py::arg("stream") = 0,
+      py::arg("offset") = 0,
+      "(y, slope) of RReLU. Training: slope ~ U(lower, upper) per negative element, from the "
+      "counter-based generator; inference: slope (lower + upper) / 2.");
+  m.def(
+      "rrelu_backward",
+      [](py::array slope, py::array dy) {
+        const float* sp = c_contiguous(slope, "slope", slope.ndim());
+        const float* dyp = c_contiguous(dy, "dy", slope.ndim());
+        const int64_t n = slope.size();
+        if (dy.size() != n) throw py::value_error("dy: expected the shape of slope");
+        py::array_t<float> dx = empty_like_shape(dy);
+        float* dxp = dx.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          nn::rrelu_backward(sp, dyp, dxp, n);
+        }
+        return dx;
+      },
+      py::arg("slope"), py::arg("dy"), "dx = dy * slope (slope as returned by rrelu_forward).");
 }
 
 }  // namespace pynn::bind

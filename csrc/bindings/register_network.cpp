@@ -1,9 +1,311 @@
-// Bindings for the network area (see csrc/nn/).
+// pynn._core.Network: the compiled model behind pynn.Sequential.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "bindings/util.h"
+#include "nn/network.h"
 
 namespace pynn::bind {
-namespace py = pybind11;
 
-void register_network(py::module_& m) {}
+namespace {
+
+using nn::LossKind;
+using nn::OptKind;
+
+LossKind loss_kind(const std::string& name) {
+  static const std::map<std::string, LossKind> kinds = {
+      {"mean_squared_error", LossKind::mean_squared_error},
+      {"mean_absolute_error", LossKind::mean_absolute_error},
+      {"huber", LossKind::huber},
+      {"binary_crossentropy", LossKind::binary_crossentropy},
+      {"categorical_crossentropy", LossKind::categorical_crossentropy},
+      {"sparse_categorical_crossentropy", LossKind::sparse_categorical_crossentropy},
+  };
+  auto it = kinds.find(name);
+  if (it == kinds.end()) throw py::value_error("unknown loss '" + name + "'");
+  return it->second;
+}
+
+OptKind opt_kind(const std::string& name) {
+  static const std::map<std::string, OptKind> kinds = {
+      {"sgd", OptKind::sgd},         {"adagrad", OptKind::adagrad}, {"adadelta", OptKind::adadelta},
+      {"rmsprop", OptKind::rmsprop}, {"adam", OptKind::adam},       {"adamw", OptKind::adamw},
+      {"nadam", OptKind::nadam},     {"adamax", OptKind::adamax},
+  };
+  auto it = kinds.find(name);
+  if (it == kinds.end()) throw py::value_error("unknown optimizer '" + name + "'");
+  return it->second;
+}
+
+nn::OptConfig opt_config(const std::string& kind, const py::dict& d) {
+  nn::OptConfig c;
+  c.kind = opt_kind(kind);
+  auto f = [&](const char* key, float& field) {
+    if (d.contains(key) && !d[key].is_none()) field = d[key].cast<float>();
+  };
+  auto b = [&](const char* key, bool& field) {
+    if (d.contains(key) && !d[key].is_none()) field = d[key].cast<bool>();
+  };
+  f("learning_rate", c.learning_rate);
+  f("momentum", c.momentum);
+  b("nesterov", c.nesterov);
+  f("rho", c.rho);
+  b("centered", c.centered);
+  f("beta_1", c.beta_1);
+  f("beta_2", c.beta_2);
+  f("epsilon", c.epsilon);
+  b("amsgrad", c.amsgrad);
+  f("initial_accumulator_value", c.initial_accumulator_value);
+  f("weight_decay", c.weight_decay);
+  f("clipnorm", c.clipnorm);
+  f("clipvalue", c.clipvalue);
+  f("global_clipnorm", c.global_clipnorm);
+  return c;
+}
+
+// One Network plus the lock that serialises calls on it: the GIL is released while it
+// computes, and its buffers are shared by every call.
+struct PyNetwork {
+  std::unique_ptr<nn::Network> net;
+  std::mutex mu;
+  explicit PyNetwork(int64_t w) : net(std::make_unique<nn::Network>(w)) {}
+};
+
+nn::Param& param_at(PyNetwork& self, int i) {
+  auto ps = self.net->params();
+  if (i < 0 || i >= int(ps.size()))
+    throw py::index_error("parameter index " + std::to_string(i) + " out of range");
+  return *ps[size_t(i)];
+}
+
+py::array_t<float> copy_out(const std::vector<float>& v, const std::vector<int64_t>& shape) {
+  std::vector<py::ssize_t> sh(shape.begin(), shape.end());
+  py::array_t<float> a(sh);
+  if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(float));
+  return a;
+}
+
+void copy_in(std::vector<float>& dst, const py::array& src, const char* what) {
+  const float* p = c_contiguous(src, what, int(src.ndim()));
+  if (size_t(src.size()) != dst.size())
+    throw py::value_error(std::string(what) + ": expected " + std::to_string(dst.size()) +
+                          " values, got " + std::to_string(src.size()));
+  if (!dst.empty()) std::memcpy(dst.data(), p, dst.size() * sizeof(float));
+}
+
+struct BatchArgs {
+  const float* x;
+  int64_t ldx;
+  const float* y = nullptr;
+  const int32_t* labels = nullptr;
+  const float* sw = nullptr;
+  const int64_t* idx = nullptr;
+  int64_t batch = 0;
+};
+
+BatchArgs batch_args(PyNetwork& self, const py::array& x, const py::object& y,
+                     const py::object& labels, const py::object& sw, const py::object& idx) {
+  BatchArgs a;
+  const float* xp = c_contiguous(x, "x", 2);
+  if (x.shape(1) != self.net->input_width())
+    throw py::value_error("x: expected " + std::to_string(self.net->input_width()) +
+                          " features, got " + std::to_string(x.shape(1)));
+  a.x = xp;
+  a.ldx = x.shape(1);
+  const int64_t rows = x.shape(0);
+  if (!y.is_none()) {
+    py::array ya = y.cast<py::array>();
+    a.y = c_contiguous(ya, "y", 2);
+    if (ya.shape(0) != rows || ya.shape(1) != self.net->output_width())
+      throw py::value_error("y: expected shape (rows of x, output width)");
+  } else if (!labels.is_none()) {
+    py::array la = labels.cast<py::array>();
+    if (!py::isinstance<py::array_t<int32_t>>(la) || la.ndim() != 1 || la.shape(0) != rows ||
+        !(la.flags() & py::array::c_style))
+      throw py::value_error("labels: expected a contiguous int32 vector with a label per row");
+    a.labels = static_cast<const int32_t*>(la.data());
+    const int64_t c = self.net->output_width();
+    for (int64_t i = 0; i < rows; ++i)
+      if (a.labels[i] < 0 || a.labels[i] >= c)
+        throw py::value_error("labels: label " + std::to_string(a.labels[i]) + " at row " +
+                              std::to_string(i) + " is outside [0, " + std::to_string(c) + ")");
+  } else {
+    throw py::value_error("either y or labels is required");
+  }
+  if (!sw.is_none()) {
+    py::array swa = sw.cast<py::array>();
+    a.sw = c_contiguous(swa, "sample_weight", 1);
+    if (swa.shape(0) != rows) throw py::value_error("sample_weight: expected one weight per row");
+  }
+  if (!idx.is_none()) {
+    py::array ia = idx.cast<py::array>();
+    if (!py::isinstance<py::array_t<int64_t>>(ia) || ia.ndim() != 1 ||
+        !(ia.flags() & py::array::c_style))
+      throw py::value_error("idx: expected a contiguous int64 vector");
+    a.idx = static_cast<const int64_t*>(ia.data());
+    a.batch = ia.shape(0);
+    for (int64_t i = 0; i < a.batch; ++i)
+      if (a.idx[i] < 0 || a.idx[i] >= rows)
+        throw py::index_error("idx: row index " + std::to_string(a.idx[i]) + " out of range");
+  } else {
+    a.batch = rows;
+  }
+  return a;
+}
+
+}  // namespace
+
+void register_network(py::module_& m) {
+  py::class_<PyNetwork>(m, "Network")
+      .def(py::init<int64_t>(), py::arg("input_width"))
+      .def("add_dense",
+           [](PyNetwork& s, int64_t units, const std::string& act, std::vector<float> params,
+              bool use_bias) { return s.net->add_dense(units, act, std::move(params), use_bias); },
+           py::arg("units"), py::arg("activation") = "linear",
+           py::arg("act_params") = std::vector<float>{}, py::arg("use_bias") = true)
+      .def("add_activation",
+           [](PyNetwork& s, const std::string& act, std::vector<float> params) {
+             return s.net->add_activation(act, std::move(params));
+           },
+           py::arg("activation"), py::arg("act_params") = std::vector<float>{})
+      .def("add_dropout", [](PyNetwork& s, float rate, uint64_t seed) {
+        return s.net->add_dropout(rate, seed);
+      })
+      .def("add_batchnorm", [](PyNetwork& s, float momentum, float eps, bool center, bool scale) {
+        return s.net->add_batchnorm(momentum, eps, center, scale);
+      })
+      .def("add_prelu", [](PyNetwork& s) { return s.net->add_prelu(); })
+      .def_property_readonly("input_width", [](PyNetwork& s) { return s.net->input_width(); })
+      .def_property_readonly("output_width", [](PyNetwork& s) { return s.net->output_width(); })
+      .def("num_params", [](PyNetwork& s) { return s.net->params().size(); })
+      .def("op_params", [](PyNetwork& s, int op) { return s.net->op_params(op); })
+      .def("param_info",
+           [](PyNetwork& s, int i) {
+             nn::Param& p = param_at(s, i);
+             return py::make_tuple(p.name, p.shape, p.trainable);
+           })
+      .def("get_param", [](PyNetwork& s, int i) {
+        std::lock_guard<std::mutex> lock(s.mu);
+        nn::Param& p = param_at(s, i);
+        return copy_out(p.value, p.shape);
+      })
+      .def("set_param", [](PyNetwork& s, int i, py::array a) {
+        std::lock_guard<std::mutex> lock(s.mu);
+        copy_in(param_at(s, i).value, a, "value");
+      })
+      .def("get_grad", [](PyNetwork& s, int i) {
+        std::lock_guard<std::mutex> lock(s.mu);
+        nn::Param& p = param_at(s, i);
+        return copy_out(p.grad, p.shape);
+      })
+      .def("set_regularization",
+           [](PyNetwork& s, int i, float l1, float l2) { s.net->set_regularization(i, l1, l2); })
+      .def("set_loss",
+           [](PyNetwork& s, const std::string& kind, bool from_logits, float delta) {
+             nn::LossConfig c;
+             c.kind = loss_kind(kind);
+             c.from_logits = from_logits;
+             c.huber_delta = delta;
+             s.net->set_loss(c);
+           },
+           py::arg("kind"), py::arg("from_logits") = false, py::arg("delta") = 1.0f)
+      .def("set_optimizer",
+           [](PyNetwork& s, const std::string& kind, py::dict cfg) {
+             s.net->set_optimizer(opt_config(kind, cfg));
+           })
+      .def_property("learning_rate", [](PyNetwork& s) { return s.net->learning_rate(); },
+                    [](PyNetwork& s, float lr) { s.net->set_learning_rate(lr); })
+      .def_property("iterations", [](PyNetwork& s) { return s.net->iterations(); },
+                    [](PyNetwork& s, int64_t t) { s.net->set_iterations(t); })
+      .def_property("u_product", [](PyNetwork& s) { return s.net->optimizer_scalars().u_product; },
+                    [](PyNetwork& s, double u) { s.net->optimizer_scalars().u_product = u; })
+      .def("num_slots", [](PyNetwork& s, int i) { return param_at(s, i).slots.size(); })
+      .def("get_slot", [](PyNetwork& s, int i, int k) {
+        nn::Param& p = param_at(s, i);
+        if (k < 0 || k >= int(p.slots.size())) throw py::index_error("slot index out of range");
+        return copy_out(p.slots[size_t(k)], p.shape);
+      })
+      .def("set_slot", [](PyNetwork& s, int i, int k, py::array a) {
+        nn::Param& p = param_at(s, i);
+        if (k < 0 || k >= int(p.slots.size())) throw py::index_error("slot index out of range");
+        copy_in(p.slots[size_t(k)], a, "slot");
+      })
+      .def("train_step",
+           [](PyNetwork& s, py::array x, py::object y, py::object labels, py::object sw,
+              py::object idx) {
+             if (!s.net->has_optimizer()) throw py::value_error("the model has no optimizer");
+             BatchArgs a = batch_args(s, x, y, labels, sw, idx);
+             nn::StepResult r;
+             {
+               py::gil_scoped_release nogil;
+               std::lock_guard<std::mutex> lock(s.mu);
+               r = s.net->train_step(a.x, a.ldx, a.y, a.labels, a.sw, a.idx, a.batch);
+             }
+             return py::make_tuple(r.loss, r.correct);
+           },
+           py::arg("x"), py::arg("y"), py::arg("labels"), py::arg("sample_weight"),
+           py::arg("idx"))
+      .def("test_step",
+           [](PyNetwork& s, py::array x, py::object y, py::object labels, py::object sw,
+              py::object idx) {
+             BatchArgs a = batch_args(s, x, y, labels, sw, idx);
+             nn::StepResult r;
+             {
+               py::gil_scoped_release nogil;
+               std::lock_guard<std::mutex> lock(s.mu);
+               r = s.net->test_step(a.x, a.ldx, a.y, a.labels, a.sw, a.idx, a.batch);
+             }
+             return py::make_tuple(r.loss, r.correct);
+           },
+           py::arg("x"), py::arg("y"), py::arg("labels"), py::arg("sample_weight"),
+           py::arg("idx"))
+      .def("last_output", [](PyNetwork& s) {
+        std::lock_guard<std::mutex> lock(s.mu);
+        const int64_t n = s.net->last_batch(), c = s.net->output_width();
+        py::array_t<float> out({py::ssize_t(n), py::ssize_t(c)});
+        if (n > 0) std::memcpy(out.mutable_data(), s.net->last_output(), sizeof(float) * size_t(n * c));
+        return out;
+      })
+      .def("predict",
+           [](PyNetwork& s, py::array x, py::array out, int64_t chunk) {
+             const float* xp = c_contiguous(x, "x", 2);
+             float* op = mutable_c_contiguous(out, "out", 2);
+             if (x.shape(1) != s.net->input_width())
+               throw py::value_error("x: expected " + std::to_string(s.net->input_width()) +
+                                     " features, got " + std::to_string(x.shape(1)));
+             if (out.shape(0) != x.shape(0) || out.shape(1) != s.net->output_width())
+               throw py::value_error("out: wrong shape");
+             if (chunk <= 0) throw py::value_error("chunk must be positive");
+             const int64_t n = x.shape(0), ld = x.shape(1);
+             if (n == 0) return out;
+             py::gil_scoped_release nogil;
+             std::lock_guard<std::mutex> lock(s.mu);
+             s.net->predict(xp, ld, n, op, chunk);
+             return out;
+           })
+      .def("input_gradient", [](PyNetwork& s, py::array x, py::array seed) {
+        const float* xp = c_contiguous(x, "x", 2);
+        const float* sp = c_contiguous(seed, "seed", 2);
+        if (x.shape(1) != s.net->input_width()) throw py::value_error("x: wrong feature count");
+        if (seed.shape(0) != x.shape(0) || seed.shape(1) != s.net->output_width())
+          throw py::value_error("seed: expected shape (rows of x, output width)");
+        const int64_t n = x.shape(0), ld = x.shape(1);
+        py::array_t<float> dx({py::ssize_t(n), py::ssize_t(s.net->input_width())});
+        float* dp = dx.mutable_data();
+        if (n == 0) return dx;
+        {
+          py::gil_scoped_release nogil;
+          std::lock_guard<std::mutex> lock(s.mu);
+          s.net->input_gradient(xp, ld, n, sp, dp);
+        }
+        return dx;
+      });
+}
 
 }  // namespace pynn::bind

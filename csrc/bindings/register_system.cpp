@@ -3,7 +3,14 @@
 #include <pybind11/pybind11.h>
 
 #include "common/cpu.h"
+#include <chrono>
+
 #include "gemm/gemm.h"
+
+namespace pynn::gemm {
+float fma_loop_avx512(int64_t iters);
+float fma_loop_avx2(int64_t iters);
+}  // namespace pynn::gemm
 
 namespace pynn::bind {
 namespace py = pybind11;
@@ -31,6 +38,29 @@ void register_system(py::module_& m) {
     d["parallel_threshold"] = gemm::kParallelThreshold;
     return d;
   });
+  m.def(
+      "measure_fma_peak",
+      [](int64_t iters) {
+        // One core's FP32 multiply-add rate (GFLOP/s) for the active ISA, measured.
+        py::gil_scoped_release nogil;
+        const auto t0 = std::chrono::steady_clock::now();
+        double flops = 0.0;
+        volatile float sink = 0.0f;
+#if defined(PYNN_X86)
+        if (active_arch() == Arch::avx512) {
+          sink = gemm::fma_loop_avx512(iters);
+          flops = double(iters) * 16 * 16 * 2;
+        } else if (active_arch() == Arch::avx2) {
+          sink = gemm::fma_loop_avx2(iters);
+          flops = double(iters) * 12 * 8 * 2;
+        }
+#endif
+        (void)sink;
+        const double s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return s > 0 ? flops / s / 1e9 : 0.0;
+      },
+      py::arg("iters") = 20000000);
   m.def("get_num_threads", [] { return omp_get_max_threads(); });
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw py::value_error("n must be a positive integer, got " + std::to_string(n));

@@ -6,9 +6,13 @@
 // Backward, given dy (n, out):
 //   dz = dy * act'(z)        (in place in dy)
 //   dW = x^T dz              (in, out)     accumulate=false overwrites, true adds
-//   db = column sums of dz   (out)         summed over rows in a fixed order (deterministic)
+//   db = column sums of dz   (out)         summed over rows in a fixed order (deterministic);
+//                                          accumulate applies to db as to dW
 //   dx = dz W^T              (n, in)       skipped when dx is null (the first layer)
-// All arrays row-major and contiguous; x may have a row stride ldx >= in.
+// dz and db come from one pass over dy (activation_backward_colsum below), the two products
+// from sgemm reading x^T and W^T through swapped strides (no copies).
+// All arrays row-major and contiguous; x may have a row stride ldx >= in. z (and y) may be
+// null only for a linear activation (act == nullptr or "linear"), which reads neither.
 #pragma once
 #include <cstdint>
 
@@ -23,9 +27,16 @@ void dense_forward(int64_t n, int64_t in, int64_t out, const float* x, int64_t l
 void dense_backward(int64_t n, int64_t in, int64_t out, const float* x, int64_t ldx,
                     const float* W, const float* z, const float* y, float* dy,
                     const ActivationInfo* act, const float* act_params, float* dW, float* db,
-                    float* dx, int nthreads = 0);
+                    float* dx, int nthreads = 0, bool accumulate = false);
 
 // Column sums of an (n, c) row-major matrix, in a fixed order.
 void column_sums(const float* x, int64_t n, int64_t c, float* out);
+
+// The fused pass of the backward: dz = dy * act'(z) in place in dy, and db = column sums of
+// dz (db += ... when accumulate). Each column is summed over rows 0..n-1 in order whatever the
+// thread count; threads split the columns only. act == nullptr means linear.
+void activation_backward_colsum(int64_t n, int64_t c, const float* z, const float* y,
+                                float* dy, const ActivationInfo* act, const float* act_params,
+                                float* db, bool accumulate, int nthreads = 0);
 
 }  // namespace pynn::nn

@@ -1,0 +1,122 @@
+// Dense layer kernels: one fused GEMM forward, and a backward made of one pass over dz
+// (activation derivative + bias gradient) followed by two GEMMs on transposed views.
+#include "nn/dense.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "gemm/gemm.h"
+
+namespace pynn::nn {
+namespace {
+
+// Columns handled per block of the fused pass: the accumulators (kColBlock floats) stay in
+// L1 and registers while the rows stream past. A multiple of 16 so blocks start on SIMD
+// boundaries for any thread split.
+constexpr int64_t kColBlock = 256;
+
+// Below this many elements the fused pass runs on one thread: a parallel region costs more
+// than it saves for a small layer.
+constexpr int64_t kParallelElems = int64_t(1) << 15;
+
+bool is_linear(const ActivationInfo* act) {
+  return act == nullptr || std::strcmp(act->name, "linear") == 0;
+}
+
+// Columns [c0, c1) of the fused pass.
+//
+// Invariants: db[j] (j in [c0, c1)) is the float sum of dz[0][j], dz[1][j], ... dz[n-1][j]
+// added in that order, starting from 0 (or from db[j] when accumulating), so the result does
+// not depend on how the columns were split among threads.
+void colsum_block(int64_t n, int64_t c, int64_t c0, int64_t c1, const float* z, const float* y,
+                  float* dy, const ActivationInfo* act, const float* act_params, float* db,
+                  bool accumulate) {
+  const bool lin = is_linear(act);
+  alignas(64) float acc[kColBlock];
+  for (int64_t b0 = c0; b0 < c1; b0 += kColBlock) {
+    const int64_t w = std::min(kColBlock, c1 - b0);
+    for (int64_t j = 0; j < w; ++j) acc[j] = accumulate ? db[b0 + j] : 0.0f;
+    for (int64_t i = 0; i < n; ++i) {
+      float* row = dy + i * c + b0;
+      // The derivative is applied to a row segment that is then summed while still in L1:
+      // dz is read from memory once.
+      if (!lin) act->backward(z + i * c + b0, y + i * c + b0, row, row, w, act_params);
+      for (int64_t j = 0; j < w; ++j) acc[j] += row[j];
+    }
+    for (int64_t j = 0; j < w; ++j) db[b0 + j] = acc[j];
+  }
+}
+
+int pass_threads(int64_t n, int64_t c, int nthreads) {
+  if (nthreads <= 0) nthreads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (n * c < kParallelElems) return 1;
+  // Each thread needs at least one 16-wide column group.
+  return int(std::max<int64_t>(1, std::min<int64_t>(nthreads, (c + 15) / 16)));
+}
+
+}  // namespace
+
+void activation_backward_colsum(int64_t n, int64_t c, const float* z, const float* y,
+                                float* dy, const ActivationInfo* act, const float* act_params,
+                                float* db, bool accumulate, int nthreads) {
+  if (c <= 0) return;
+  if (n <= 0) {
+    if (!accumulate) std::fill(db, db + c, 0.0f);
+    return;
+  }
+  const int nt = pass_threads(n, c, nthreads);
+  if (nt <= 1) {
+    colsum_block(n, c, 0, c, z, y, dy, act, act_params, db, accumulate);
+    return;
+  }
+  const int64_t groups = (c + 15) / 16;
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num();
+    const int64_t c0 = std::min(c, groups * t / nt * 16);
+    const int64_t c1 = std::min(c, groups * (t + 1) / nt * 16);
+    if (c0 < c1) colsum_block(n, c, c0, c1, z, y, dy, act, act_params, db, accumulate);
+  }
+}
+
+void column_sums(const float* x, int64_t n, int64_t c, float* out) {
+  // The linear case of the fused pass never writes to dy, so the cast is safe.
+  activation_backward_colsum(n, c, nullptr, nullptr, const_cast<float*>(x), nullptr, nullptr,
+                             out, false, 0);
+}
+
+void dense_forward(int64_t n, int64_t in, int64_t out, const float* x, int64_t ldx,
+                   const float* W, const float* b, const ActivationInfo* act,
+                   const float* act_params, float* z, float* y, int nthreads) {
+  gemm::Epilogue ep;
+  ep.bias = b;
+  if (z != nullptr) {
+    ep.preact = z;
+    ep.ld_preact = out;
+  }
+  if (!is_linear(act)) {
+    ep.act = act->forward;
+    ep.act_params = act_params;
+  }
+  gemm::sgemm(n, out, in, 1.0f, {x, ldx, 1}, {W, out, 1}, 0.0f, y, out, ep, nthreads);
+}
+
+void dense_backward(int64_t n, int64_t in, int64_t out, const float* x, int64_t ldx,
+                    const float* W, const float* z, const float* y, float* dy,
+                    const ActivationInfo* act, const float* act_params, float* dW, float* db,
+                    float* dx, int nthreads, bool accumulate) {
+  // dz = dy * act'(z) and db, in one pass; dy now holds dz.
+  activation_backward_colsum(n, out, z, y, dy, act, act_params, db, accumulate, nthreads);
+  const float* dz = dy;
+  // dW = x^T dz: x^T is x read with its strides swapped.
+  gemm::sgemm(in, out, n, 1.0f, {x, 1, ldx}, {dz, out, 1}, accumulate ? 1.0f : 0.0f, dW, out,
+              gemm::Epilogue{}, nthreads);
+  // dx = dz W^T: W^T is W (in, out) read column-wise.
+  if (dx != nullptr)
+    gemm::sgemm(n, in, out, 1.0f, {dz, out, 1}, {W, 1, out}, 0.0f, dx, in, gemm::Epilogue{},
+                nthreads);
+}
+
+}  // namespace pynn::nn

@@ -1,0 +1,76 @@
+"""Dropout and batch normalisation layers."""
+from __future__ import annotations
+
+import numbers
+
+from pynn import _random
+from pynn.layers.layer import Layer, real_in
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zeroes each input with probability `rate` and scales the
+    rest by ``1 / (1 - rate)``; at inference the identity.
+
+    Args:
+        rate: fraction to drop, in [0, 1).
+        seed: integer for a fixed mask sequence; default from `pynn.utils.set_random_seed`.
+    """
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = real_in(rate, "rate", 0.0, 1.0, hi_open=True)
+        if noise_shape is not None:
+            raise ValueError("noise_shape: not supported by pynn's dense networks; use None")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed: expected an integer or None, got {seed!r}")
+        self.seed = seed
+
+    def _add_to(self, net, input_shape):
+        seed = _random.next_seed() if self.seed is None else int(self.seed) % 2**63
+        net.add_dropout(self.rate, seed)
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+class BatchNormalization(Layer):
+    """Normalises each feature over the batch in training (and updates moving statistics);
+    uses the moving statistics at inference. Keras 3 defaults: momentum 0.99, epsilon 1e-3.
+
+    Weights, in Keras's order: gamma (if scale), beta (if center), moving_mean,
+    moving_variance.
+    """
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
+        super().__init__(**kwargs)
+        if axis not in (-1, 1):
+            raise ValueError(f"axis: pynn normalises the feature axis (-1); got {axis!r}")
+        self.axis = -1
+        self.momentum = real_in(momentum, "momentum", 0.0, 1.0)
+        self.epsilon = real_in(epsilon, "epsilon", 0.0, float("inf"), lo_open=True)
+        self.center = bool(center)
+        self.scale = bool(scale)
+
+    def _add_to(self, net, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(f"{self.name}: expects one feature axis, got {input_shape}; "
+                             f"put a Flatten layer before it")
+        self._width = input_shape[0]
+        net.add_batchnorm(self.momentum, self.epsilon, self.center, self.scale)
+        return input_shape
+
+    def _initial_weights(self):
+        import numpy as np
+
+        c = self._width
+        out = []
+        if self.scale:
+            out.append(np.ones(c, np.float32))
+        if self.center:
+            out.append(np.zeros(c, np.float32))
+        return out + [np.zeros(c, np.float32), np.ones(c, np.float32)]
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
+                "epsilon": self.epsilon, "center": self.center, "scale": self.scale}
