@@ -65,7 +65,7 @@ double finite_number(const py::handle& v, const std::string& key) {
     throw py::type_error("config['" + key + "']: expected a number, got " +
                          std::string(py::str(py::type::of(v).attr("__name__"))));
   const double d = v.cast<double>();
-  if (!std::isfinite(d))
+  if (!std::isfinite(d) || std::fabs(d) > 3.4e38)  // float32 holds it
     throw py::value_error("config['" + key + "']: expected a finite number, got " +
                           std::to_string(d));
   return d;
@@ -91,9 +91,9 @@ nn::OptConfig parse_config(const std::string& kind_name, const py::object& confi
   const KindInfo& info = kind_or_throw(kind_name);
   nn::OptConfig c;
   c.kind = info.kind;
-  c.learning_rate = info.kind == nn::OptKind::sgd ? 0.01 : 0.001;
-  c.rho = info.kind == nn::OptKind::adadelta ? 0.95 : 0.9;
-  c.weight_decay = info.kind == nn::OptKind::adamw ? 0.004 : 0.0;
+  c.learning_rate = info.kind == nn::OptKind::sgd ? 0.01f : 0.001f;
+  c.rho = info.kind == nn::OptKind::adadelta ? 0.95f : 0.9f;
+  c.weight_decay = info.kind == nn::OptKind::adamw ? 0.004f : 0.0f;
   if (config.is_none()) return c;
   if (!py::isinstance<py::dict>(config))
     throw py::type_error("config: expected a dict of optimizer arguments or None");
@@ -110,7 +110,7 @@ nn::OptConfig parse_config(const std::string& kind_name, const py::object& confi
       // None means off, as in Keras; AdamW alone insists on a number.
       if (none && key == "weight_decay" && info.kind == nn::OptKind::adamw)
         throw py::value_error("config['weight_decay']: adamw needs a number, got None");
-      const double f = none ? 0.0 : non_negative(v, key);
+      const float f = none ? 0.0f : float(non_negative(v, key));
       if (key == "weight_decay") c.weight_decay = f;
       else {
         clips += none ? 0 : 1;
@@ -121,20 +121,20 @@ nn::OptConfig parse_config(const std::string& kind_name, const py::object& confi
       continue;
     }
     if (none) throw py::type_error("config['" + key + "']: expected a value, got None");
-    if (key == "learning_rate") c.learning_rate = non_negative(v, key);
+    if (key == "learning_rate") c.learning_rate = float(non_negative(v, key));
     else if (key == "momentum") {
-      c.momentum = finite_number(v, key);
-      if (c.momentum < 0.0 || c.momentum > 1.0)
+      c.momentum = float(finite_number(v, key));
+      if (c.momentum < 0.0f || c.momentum > 1.0f)
         throw py::value_error("config['momentum']: expected a number in [0, 1], got " +
                               std::to_string(c.momentum));
     } else if (key == "nesterov") c.nesterov = boolean(v, key);
     else if (key == "centered") c.centered = boolean(v, key);
     else if (key == "amsgrad") c.amsgrad = boolean(v, key);
-    else if (key == "rho") c.rho = finite_number(v, key);
-    else if (key == "beta_1") c.beta_1 = finite_number(v, key);
-    else if (key == "beta_2") c.beta_2 = finite_number(v, key);
-    else if (key == "epsilon") c.epsilon = non_negative(v, key);
-    else if (key == "initial_accumulator_value") c.initial_accumulator_value = non_negative(v, key);
+    else if (key == "rho") c.rho = float(finite_number(v, key));
+    else if (key == "beta_1") c.beta_1 = float(finite_number(v, key));
+    else if (key == "beta_2") c.beta_2 = float(finite_number(v, key));
+    else if (key == "epsilon") c.epsilon = float(non_negative(v, key));
+    else if (key == "initial_accumulator_value") c.initial_accumulator_value = float(non_negative(v, key));
   }
   if (clips > 1)
     throw py::value_error(
@@ -142,26 +142,29 @@ nn::OptConfig parse_config(const std::string& kind_name, const py::object& confi
   return c;
 }
 
+// Values come back as the decimals the user wrote (0.001, not float32's 0.0010000000474974513).
+py::float_ decimal(float f) { return py::float_(nn::decimal_value(f)); }
+
 py::dict config_dict(const nn::OptConfig& c, const KindInfo& info) {
   py::dict d;
-  d["learning_rate"] = py::float_(c.learning_rate);
-  auto off = [](double v) -> py::object {
-    return v > 0.0 ? py::object(py::float_(v)) : py::object(py::none());
+  d["learning_rate"] = decimal(c.learning_rate);
+  auto off = [](float v) -> py::object {
+    return v > 0.0f ? py::object(decimal(v)) : py::object(py::none());
   };
   d["weight_decay"] = off(c.weight_decay);
   d["clipnorm"] = off(c.clipnorm);
   d["clipvalue"] = off(c.clipvalue);
   d["global_clipnorm"] = off(c.global_clipnorm);
   for (const auto& key : info.keys) {
-    if (key == "momentum") d["momentum"] = py::float_(c.momentum);
+    if (key == "momentum") d["momentum"] = decimal(c.momentum);
     else if (key == "nesterov") d["nesterov"] = c.nesterov;
     else if (key == "centered") d["centered"] = c.centered;
     else if (key == "amsgrad") d["amsgrad"] = c.amsgrad;
-    else if (key == "rho") d["rho"] = py::float_(c.rho);
-    else if (key == "beta_1") d["beta_1"] = py::float_(c.beta_1);
-    else if (key == "beta_2") d["beta_2"] = py::float_(c.beta_2);
-    else if (key == "epsilon") d["epsilon"] = py::float_(c.epsilon);
-    else if (key == "initial_accumulator_value") d[key.c_str()] = py::float_(c.initial_accumulator_value);
+    else if (key == "rho") d["rho"] = decimal(c.rho);
+    else if (key == "beta_1") d["beta_1"] = decimal(c.beta_1);
+    else if (key == "beta_2") d["beta_2"] = decimal(c.beta_2);
+    else if (key == "epsilon") d["epsilon"] = decimal(c.epsilon);
+    else if (key == "initial_accumulator_value") d[key.c_str()] = decimal(c.initial_accumulator_value);
   }
   return d;
 }
@@ -323,7 +326,7 @@ void register_optimizers(py::module_& m) {
          py::array grad, py::list slots, double u_product, double grad_scale) {
         check_step(t);
         const nn::OptConfig c = parse_config(kind, config);
-        if (c.clipnorm > 0.0 || c.global_clipnorm > 0.0)
+        if (c.clipnorm > 0.0f || c.global_clipnorm > 0.0f)
           throw py::value_error(
               "config: optimizer_update takes clipnorm/global_clipnorm as grad_scale; use "
               "optimizer_apply for the whole step");

@@ -14,25 +14,22 @@ namespace pynn::nn {
 
 enum class OptKind : int { sgd = 0, adagrad, adadelta, rmsprop, adam, adamw, nadam, adamax };
 
-// Hyperparameters are doubles, like the Python floats Keras keeps them in: Keras forms
-// 1 - beta_2 (and 1 - rho, the bias corrections) in double and only the result meets float32;
-// with float fields 1 - 0.999f would be off by 1.3e-5 relative.
 struct OptConfig {
   OptKind kind = OptKind::sgd;
-  double learning_rate = 0.01;
-  double momentum = 0.0;          // sgd, rmsprop
+  float learning_rate = 0.01f;
+  float momentum = 0.0f;          // sgd, rmsprop
   bool nesterov = false;          // sgd
-  double rho = 0.9;               // rmsprop (0.9), adadelta (0.95)
+  float rho = 0.9f;               // rmsprop (0.9), adadelta (0.95)
   bool centered = false;          // rmsprop
-  double beta_1 = 0.9;            // adam family
-  double beta_2 = 0.999;
-  double epsilon = 1e-7;          // adadelta 1e-7, adam 1e-7, ...
+  float beta_1 = 0.9f;            // adam family
+  float beta_2 = 0.999f;
+  float epsilon = 1e-7f;          // adadelta 1e-7, adam 1e-7, ...
   bool amsgrad = false;           // adam, adamw
-  double initial_accumulator_value = 0.1;  // adagrad
-  double weight_decay = 0.0;
-  double clipnorm = 0.0;          // 0 = off
-  double clipvalue = 0.0;         // 0 = off
-  double global_clipnorm = 0.0;   // 0 = off
+  float initial_accumulator_value = 0.1f;  // adagrad
+  float weight_decay = 0.0f;
+  float clipnorm = 0.0f;          // 0 = off
+  float clipvalue = 0.0f;         // 0 = off
+  float global_clipnorm = 0.0f;   // 0 = off
 };
 
 // Number of float arrays of the parameter's size the optimizer keeps per parameter.
@@ -57,8 +54,14 @@ inline float clip_scale(double norm, float max_norm) {
   return (max_norm > 0.0f && norm > max_norm) ? float(max_norm / norm) : 1.0f;
 }
 
-// Index of each named slot in `slots` for this configuration, or -1 when the configuration
-// keeps no such slot. Slot order per kind (what optimizer_update expects):
+// The shortest decimal (at most 9 significant digits) that rounds to f, as a double: the
+// value the user wrote (0.999 for 0.999f). Keras keeps hyperparameters as Python floats and
+// forms 1 - beta_2, 1 - rho and the bias corrections in double before rounding to float32;
+// 1 - 0.999f instead would be off by 1.3e-5 relative, so the per-step scalars start from this.
+double decimal_value(float f);
+
+// Keras's name of slot s for this configuration (nullptr when s is out of range). Slot order
+// per kind (what optimizer_update expects):
 //   sgd      [momentum]                    (only when momentum > 0)
 //   adagrad  accumulator
 //   adadelta accumulated_grad, accumulated_delta_var
