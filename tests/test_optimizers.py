@@ -227,7 +227,7 @@ def test_every_instruction_set_path(arch):
     if not _core.cpu_supports(arch):
         pytest.skip(f"this CPU lacks {arch}")
     env = dict(os.environ, PYNN_ARCH=arch)
-    out = subprocess.run([sys.executable, "-P", "-c", ARCH_SCRIPT], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", ARCH_SCRIPT], env=env, capture_output=True,
                          text=True, cwd=os.path.dirname(__file__))
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["ok", arch]
