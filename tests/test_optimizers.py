@@ -105,6 +105,20 @@ def test_defaults_are_keras(kind):
     assert cfg["clipnorm"] is None and cfg["clipvalue"] is None
 
 
+def test_config_reads_back_the_written_decimals():
+    # The core holds float32 hyperparameters but forms 1 - beta_2 from the decimal the user
+    # wrote, as Keras does with its Python floats; the config shows that decimal.
+    cfg = _core.optimizer_config("adam", {"beta_2": 0.9999, "learning_rate": 3e-4,
+                                          "epsilon": 1e-8})
+    assert (cfg["beta_2"], cfg["learning_rate"], cfg["epsilon"]) == (0.9999, 3e-4, 1e-8)
+    # One step with beta_2 = 0.9999: v = (1 - 0.9999) g² exactly as Keras's float32 would get
+    # it (rel 1e-6: one float32 rounding of 1e-4 and one of the product).
+    w = np.zeros(1, np.float32)
+    slots = _core.optimizer_slots("adam", cfg, w.shape)
+    _core.optimizer_update("adam", cfg, 1, w, np.array([3.0], np.float32), slots)
+    assert slots[1][0] == pytest.approx((1 - 0.9999) * 9.0, rel=1e-6)
+
+
 def test_slot_layout_and_initial_values():
     assert _core.optimizer_slot_names("sgd") == []
     assert _core.optimizer_slot_names("sgd", {"momentum": 0.9}) == ["momentum"]
