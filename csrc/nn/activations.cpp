@@ -127,8 +127,20 @@ inline float gelu_tanh_d(float x) {
   // d/dx [x s(2u)] = s + x * 2 s (1 - s) * du/dx
   return s + 2.0f * x * big * small * kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
 }
-PYNN_ACT_FWD(gelu, p[0] != 0.0f ? gelu_tanh(x) : gelu_exact(x))
-PYNN_ACT_BWD(gelu, p[0] != 0.0f ? gelu_tanh_d(z) : gelu_exact_d(z))
+PYNN_ACT_FWD(gelu_scalar, p[0] != 0.0f ? gelu_tanh(x) : gelu_exact(x))
+PYNN_ACT_BWD(gelu_scalar, p[0] != 0.0f ? gelu_tanh_d(z) : gelu_exact_d(z))
+// The vectorised tanh form, when this ISA has one (set once while the table is built).
+gemm::act_fn g_gelu_tanh_fwd = nullptr;
+act_backward_fn g_gelu_tanh_bwd = nullptr;
+void gelu_fwd(float* x, int64_t n, const float* p) {
+  if (p[0] != 0.0f && g_gelu_tanh_fwd != nullptr) return g_gelu_tanh_fwd(x, n, p);
+  gelu_scalar_fwd(x, n, p);
+}
+void gelu_bwd(const float* z, const float* y, const float* dy, float* dz, int64_t n,
+              const float* p) {
+  if (p[0] != 0.0f && g_gelu_tanh_bwd != nullptr) return g_gelu_tanh_bwd(z, y, dy, dz, n, p);
+  gelu_scalar_bwd(z, y, dy, dz, n, p);
+}
 
 // --- silu / swish: x sigmoid(x); f' = s (1 + x (1 - s)) ---------------------------------------
 inline float silu_d(float x) {
@@ -226,12 +238,17 @@ std::vector<ActivationInfo> build_table() {
   const SimdActivation* simd = nullptr;
   if (arch == Arch::avx512) simd = simd_activations_avx512();
   else if (arch == Arch::avx2) simd = simd_activations_avx2();
-  for (; simd != nullptr && simd->name != nullptr; ++simd)
+  for (; simd != nullptr && simd->name != nullptr; ++simd) {
+    if (std::string(simd->name) == "gelu_tanh") {
+      g_gelu_tanh_fwd = simd->forward;
+      g_gelu_tanh_bwd = simd->backward;
+    }
     for (auto& a : t)
       if (std::string(a.name) == simd->name) {
         a.forward = simd->forward;
         if (simd->backward != nullptr) a.backward = simd->backward;
       }
+  }
 #endif
   return t;
 }

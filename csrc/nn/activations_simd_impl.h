@@ -4,6 +4,7 @@
 //
 // V provides: type v, W (lanes), load/store (unaligned), loadn/storen (first k < W lanes,
 // the rest untouched), set1, add, sub, mul, div, fma(a, b, c) = a*b + c, max, min, abs,
+// neg_abs (-|x|), copysign(mag, sgn),
 // round (to nearest), select(mask, a, b), cmp_gt(a, b), cmp_lt(a, b), neg_sign(x) (x with
 // the sign of the other argument), pow2i(n) = 2^n for integral-valued n in [-126, 127].
 //
@@ -55,7 +56,7 @@ struct Kernels {
   static inline v tanh(v x) {
     const v ax = V::abs(x);
     const v e = exp(V::mul(ax, V::set1(-2.0f)));
-    const v big = V::div(V::sub(V::set1(1.0f), e), V::add(V::set1(1.0f), e));
+    const v big = V::mul(V::sub(V::set1(1.0f), e), V::div(V::set1(1.0f), V::add(V::set1(1.0f), e)));
     const v x2 = V::mul(x, x);
     v p = V::set1(62.0f / 2835.0f);
     p = V::fma(p, x2, V::set1(-17.0f / 315.0f));
@@ -196,6 +197,37 @@ struct Kernels {
     });
   }
 
+  // gelu, tanh form only: x sigmoid(2u), u = sqrt(2/pi)(x + 0.044715 x^3); as in the scalar
+  // kernel, |x| > 10 gives exactly relu(x) / the step, and x is clamped first so x^3 stays
+  // finite. (The exact erf form stays scalar: see activations.cpp.)
+  static inline v gelu_u2(v x) {
+    const v xc = V::min(V::max(x, V::set1(-10.0f)), V::set1(10.0f));
+    const v inner = V::fma(V::mul(V::set1(0.044715f), V::mul(xc, xc)), xc, xc);
+    return V::mul(inner, V::set1(2.0f * 0.79788456080286535588f));
+  }
+  static void gelu_tanh_fwd(float* x, int64_t n, const float*) {
+    map(x, n, [](v xv) {
+      const v y = V::mul(xv, sigmoid(gelu_u2(xv)));
+      const v big = V::select(V::cmp_gt(xv, V::set1(0.0f)), xv, V::set1(0.0f));
+      return V::select(V::cmp_gt(V::abs(xv), V::set1(10.0f)), big, y);
+    });
+  }
+  static void gelu_tanh_bwd(const float* z, const float* y, const float* dy, float* dz, int64_t n,
+                            const float*) {
+    grad(z, y, dy, dz, n, [](v x, v) {
+      const v u2 = gelu_u2(x);
+      const v e = exp(V::neg_abs(u2));
+      const v hi = V::div(V::set1(1.0f), V::add(V::set1(1.0f), e)), lo = V::mul(e, hi);
+      const v s = V::select(V::cmp_lt(u2, V::set1(0.0f)), lo, hi);
+      // s + 2 x s (1 - s) sqrt(2/pi) (1 + 3 * 0.044715 x^2), with s (1 - s) = hi * lo
+      const v du = V::mul(V::set1(2.0f * 0.79788456080286535588f),
+                          V::fma(V::set1(3.0f * 0.044715f), V::mul(x, x), V::set1(1.0f)));
+      const v d = V::fma(V::mul(x, V::mul(hi, lo)), du, s);
+      const v step = V::select(V::cmp_gt(x, V::set1(0.0f)), V::set1(1.0f), V::set1(0.0f));
+      return V::select(V::cmp_gt(V::abs(x), V::set1(10.0f)), step, d);
+    });
+  }
+
   static const SimdActivation* table() {
     static const SimdActivation t[] = {
         {"sigmoid", sigmoid_fwd, sigmoid_bwd},
@@ -207,6 +239,7 @@ struct Kernels {
         {"softplus", softplus_fwd, softplus_bwd},
         {"exponential", exponential_fwd, nullptr},  // backward stays scalar (dy == 0 rule)
         {"mish", mish_fwd, mish_bwd},
+        {"gelu_tanh", gelu_tanh_fwd, gelu_tanh_bwd},  // used by gelu(approximate=True)
         {nullptr, nullptr, nullptr},
     };
     return t;
