@@ -278,3 +278,23 @@ def test_every_isa_path_matches_twin(arch, tmp_path):
             assert not np.isnan(y).any() and not np.isnan(dz).any(), name
             np.testing.assert_allclose(y[ok], f64[ok], rtol=RTOL, atol=ATOL, err_msg=name)
             np.testing.assert_allclose(dz[ok], g64[ok], rtol=RTOL, atol=ATOL, err_msg=name)
+
+
+# ---- as a GEMM epilogue stage --------------------------------------------------------------
+
+@pytest.mark.parametrize("name,params", CASES, ids=IDS)
+def test_gemm_epilogue_applies_each_activation(name, params):
+    # the epilogue calls the same kernels on row segments of each finished tile: odd sizes
+    # make tiles with ragged edges
+    rng = np.random.default_rng(15)
+    m, k, n = 37, 19, 45
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    c = np.empty((m, n), np.float32)
+    z = np.empty((m, n), np.float32)
+    _core.gemm(a, b, c, 1.0, 0.0, bias, name, core_params(name, params), preact=z)
+    # z is a k-term float32 dot product plus bias: rel. error ~1e-6 sqrt(k) of the terms
+    np.testing.assert_allclose(z, a.astype(np.float64) @ b + bias, rtol=1e-4, atol=1e-5)
+    f64, _ = _twin(name, params, z)  # the activation of exactly what the epilogue saw
+    np.testing.assert_allclose(c, f64, rtol=RTOL, atol=ATOL)

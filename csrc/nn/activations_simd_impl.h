@@ -3,10 +3,10 @@
 // own ISA flags). Include only from those files.
 //
 // V provides: type v, W (lanes), load/store (unaligned), loadn/storen (first k < W lanes,
-// the rest untouched), set1, add, sub, mul, div, fma(a, b, c) = a*b + c, max, min, abs,
-// neg_abs (-|x|), copysign(mag, sgn),
-// round (to nearest), select(mask, a, b), cmp_gt(a, b), cmp_lt(a, b), neg_sign(x) (x with
-// the sign of the other argument), pow2i(n) = 2^n for integral-valued n in [-126, 127].
+// nothing past them read or written), set1, add, sub, mul, div, fma(a, b, c) = a*b + c,
+// max, min, abs, neg_abs (-|x|), copysign(mag, sgn), round (to nearest), a mask type with
+// cmp_gt / cmp_lt, select(mask, a, b) (a where the mask is set), pow2i(n) = 2^n for
+// integral-valued n in [-126, 127].
 //
 // Invariants: every kernel handles any n >= 0 (a masked tail, never reading past n); results
 // agree with the scalar kernels to a few float32 ulps; exp never overflows internally.
