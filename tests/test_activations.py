@@ -298,3 +298,13 @@ def test_gemm_epilogue_applies_each_activation(name, params):
     np.testing.assert_allclose(z, a.astype(np.float64) @ b + bias, rtol=1e-4, atol=1e-5)
     f64, _ = _twin(name, params, z)  # the activation of exactly what the epilogue saw
     np.testing.assert_allclose(c, f64, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", ["relu", "hard_tanh", "soft_shrink", "hard_shrink"])
+def test_flat_regions_block_inf_gradients(name):
+    # derivative exactly 0 on the flat part: an inf upstream gradient gives 0 there, not NaN
+    z = np.array([-0.1, 0.0, 2.0, 0.3], np.float32)
+    dz = backward(name, z, np.full(4, np.inf, np.float32), core_params(name, {}))
+    g = ref.get(name).grad(z.astype(np.float64))
+    np.testing.assert_array_equal(dz[g == 0], 0)
+    assert np.isposinf(dz[g == 1]).all()

@@ -44,6 +44,18 @@ namespace {
     }                                                                                       \
   }
 
+// For derivatives that are 1 or 0: pass dy through or write an exact 0 (so an inf or NaN
+// gradient is not turned into NaN where the function is flat).
+#define PYNN_ACT_BWD_MASK(NAME, COND)                                                       \
+  void NAME##_bwd(const float* zs, const float*, const float* dy, float* dz, int64_t n,    \
+                  const float* p) {                                                         \
+    (void)p;                                                                                \
+    for (int64_t i = 0; i < n; ++i) {                                                       \
+      const float z = zs[i];                                                                \
+      dz[i] = (COND) ? dy[i] : 0.0f;                                                        \
+    }                                                                                       \
+  }
+
 // Stable scalar building blocks.
 inline float sigmoid1(float x) {
   const float e = std::exp(-std::fabs(x));  // in (0, 1]: never overflows
@@ -77,7 +89,7 @@ PYNN_ACT_BWD(tanh, 1.0f - y * y)
 
 // --- relu: max(x, 0) ----------------------------------------------------------------------
 PYNN_ACT_FWD(relu, x > 0.0f ? x : 0.0f)
-PYNN_ACT_BWD(relu, z > 0.0f ? 1.0f : 0.0f)
+PYNN_ACT_BWD_MASK(relu, z > 0.0f)
 
 // --- leaky_relu(negative_slope = p[0]) ----------------------------------------------------
 PYNN_ACT_FWD(leaky_relu, x > 0.0f ? x : p[0] * x)
@@ -168,7 +180,7 @@ PYNN_ACT_BWD(hard_silu, z < -3.0f ? 0.0f : (z > 3.0f ? 1.0f : z * (1.0f / 3.0f) 
 
 // --- hard_tanh(min_val = p[0], max_val = p[1]): clip --------------------------------------------
 PYNN_ACT_FWD(hard_tanh, std::fmin(std::fmax(x, p[0]), p[1]))
-PYNN_ACT_BWD(hard_tanh, (z > p[0] && z < p[1]) ? 1.0f : 0.0f)
+PYNN_ACT_BWD_MASK(hard_tanh, z > p[0] && z < p[1])
 
 // --- tanh_shrink: x - tanh x; f' = tanh^2 x --------------------------------------------------
 inline float sq(float v) { return v * v; }
@@ -177,11 +189,11 @@ PYNN_ACT_BWD(tanh_shrink, sq(std::tanh(z)))
 
 // --- soft_shrink(threshold = p[0]) ---------------------------------------------------------
 PYNN_ACT_FWD(soft_shrink, x > p[0] ? x - p[0] : (x < -p[0] ? x + p[0] : 0.0f))
-PYNN_ACT_BWD(soft_shrink, std::fabs(z) > p[0] ? 1.0f : 0.0f)
+PYNN_ACT_BWD_MASK(soft_shrink, std::fabs(z) > p[0])
 
 // --- hard_shrink(threshold = p[0]): x if |x| > threshold else 0 ------------------------------
 PYNN_ACT_FWD(hard_shrink, std::fabs(x) > p[0] ? x : 0.0f)
-PYNN_ACT_BWD(hard_shrink, std::fabs(z) > p[0] ? 1.0f : 0.0f)
+PYNN_ACT_BWD_MASK(hard_shrink, std::fabs(z) > p[0])
 
 // --- exponential: e^x (really +inf above ~88.7); f' = y. A zero gradient stays zero even
 // where y is inf, so an unused output cannot turn into NaN. -----------------------------------
@@ -204,6 +216,7 @@ PYNN_ACT_BWD(arctan, 1.0f / (1.0f + z * z))
 
 #undef PYNN_ACT_FWD
 #undef PYNN_ACT_BWD
+#undef PYNN_ACT_BWD_MASK
 
 std::vector<ActivationInfo> build_table() {
   std::vector<ActivationInfo> t = {
