@@ -12,6 +12,7 @@
 #include "nn/activations.h"
 
 #include <cmath>
+#include <string>
 
 #include "common/cpu.h"
 #include "nn/activations_simd.h"
@@ -277,6 +278,26 @@ const ActivationInfo* find_activation(const std::string& name) {
   for (const auto& a : activations())
     if (name == a.name) return &a;
   return nullptr;
+}
+
+std::string activation_params_error(const ActivationInfo& act, const float* p) {
+  const std::string name = act.name;
+  for (int i = 0; i < act.nparams; ++i)
+    if (!std::isfinite(p[i]))
+      return "params: expected finite parameters for activation '" + name + "', got " +
+             std::to_string(p[i]);
+  auto fmt = [](float v) { return std::to_string(v); };
+  if (name == "softplus" && !(p[0] > 0.0f))
+    return "params: softplus expects beta > 0, got beta=" + fmt(p[0]);
+  if (name == "hard_tanh" && !(p[0] <= p[1]))
+    return "params: hard_tanh expects min_val <= max_val, got min_val=" + fmt(p[0]) +
+           ", max_val=" + fmt(p[1]);
+  if ((name == "soft_shrink" || name == "hard_shrink") && !(p[0] >= 0.0f))
+    return "params: " + name + " expects threshold >= 0, got threshold=" + fmt(p[0]);
+  if (name == "rrelu" && !(p[0] <= p[1]))
+    return "params: rrelu expects lower <= upper, got lower=" + fmt(p[0]) +
+           ", upper=" + fmt(p[1]);
+  return {};
 }
 
 }  // namespace pynn::nn
