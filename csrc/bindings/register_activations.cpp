@@ -21,7 +21,8 @@ const nn::ActivationInfo& activation_or_throw(const std::string& name,
   const nn::ActivationInfo* act = nn::find_activation(name);
   if (act == nullptr) {
     std::string known;
-    for (const auto& a : nn::activations()) known += std::string(known.empty() ? "" : ", ") + a.name;
+    for (const auto& a : nn::activations())
+      known += std::string(known.empty() ? "" : ", ") + a.name;
     throw py::value_error("name: unknown activation '" + name + "'; expected one of " + known);
   }
   if (params.size() != size_t(act->nparams))
