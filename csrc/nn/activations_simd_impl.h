@@ -6,10 +6,12 @@
 // nothing past them read or written), set1, add, sub, mul, div, fma(a, b, c) = a*b + c,
 // max, min, abs, neg_abs (-|x|), copysign(mag, sgn), round (to nearest), a mask type with
 // cmp_gt / cmp_lt, select(mask, a, b) (a where the mask is set), pow2i(n) = 2^n for
-// integral-valued n in [-126, 127].
+// integral-valued n in [-126, 127]. min/max follow x86: when either operand is NaN the
+// second is returned, so clamps are written min(const, x) to let a NaN through.
 //
 // Invariants: every kernel handles any n >= 0 (a masked tail, never reading past n); results
-// agree with the scalar kernels to a few float32 ulps; exp never overflows internally.
+// agree with the scalar kernels to a few float32 ulps; exp never overflows internally; a NaN
+// input gives a NaN output, as in the scalar kernels (a diverging model must stay visible).
 #pragma once
 #include <cstdint>
 
@@ -26,7 +28,7 @@ struct Kernels {
   // the result is flushed to 0 (expf would give a denormal) and above 88.72 it is +inf.
   static inline v exp(v x) {
     const v hi = V::set1(88.72283f), lo = V::set1(-87.33654f);
-    const v xc = V::min(V::max(x, lo), hi);
+    const v xc = V::min(hi, V::max(lo, x));  // NaN stays NaN (see V)
     const v n = V::round(V::mul(xc, V::set1(1.44269504088896341f)));
     v r = V::fma(n, V::set1(-0.693359375f), xc);
     r = V::fma(n, V::set1(2.12194440e-4f), r);
@@ -56,7 +58,7 @@ struct Kernels {
   static inline v tanh(v x) {
     const v ax = V::abs(x);
     const v e = exp(V::mul(ax, V::set1(-2.0f)));
-    const v big = V::mul(V::sub(V::set1(1.0f), e), V::div(V::set1(1.0f), V::add(V::set1(1.0f), e)));
+    const v big = V::div(V::sub(V::set1(1.0f), e), V::add(V::set1(1.0f), e));
     const v x2 = V::mul(x, x);
     v p = V::set1(62.0f / 2835.0f);
     p = V::fma(p, x2, V::set1(-17.0f / 315.0f));
@@ -94,7 +96,7 @@ struct Kernels {
     return V::mul(p, s);
   }
   static inline v softplus(v x) {
-    return V::add(V::max(x, V::set1(0.0f)), log1p_small(exp(V::neg_abs(x))));
+    return V::add(V::max(V::set1(0.0f), x), log1p_small(exp(V::neg_abs(x))));
   }
 
   template <class F>
@@ -141,7 +143,7 @@ struct Kernels {
   static void elu_fwd(float* x, int64_t n, const float* p) {
     const v a = V::set1(p[0]);
     map(x, n, [a](v xv) {
-      const v neg = V::mul(a, expm1_neg(V::min(xv, V::set1(0.0f))));
+      const v neg = V::mul(a, expm1_neg(V::min(V::set1(0.0f), xv)));
       return V::select(V::cmp_gt(xv, V::set1(0.0f)), xv, neg);
     });
   }
@@ -150,7 +152,7 @@ struct Kernels {
     const v a = V::set1(p[0]);
     grad(z, y, dy, dz, n, [a](v zv, v) {
       return V::select(V::cmp_gt(zv, V::set1(0.0f)), V::set1(1.0f),
-                       V::mul(a, exp(V::min(zv, V::set1(0.0f)))));
+                       V::mul(a, exp(V::min(V::set1(0.0f), zv))));
     });
   }
   static void selu_fwd(float* x, int64_t n, const float*) {
@@ -165,7 +167,7 @@ struct Kernels {
     const v sc = V::set1(1.0507009873554804934193349852946f);
     grad(z, y, dy, dz, n, [a, sc](v zv, v) {
       return V::mul(sc, V::select(V::cmp_gt(zv, V::set1(0.0f)), V::set1(1.0f),
-                                  V::mul(a, exp(V::min(zv, V::set1(0.0f))))));
+                                  V::mul(a, exp(V::min(V::set1(0.0f), zv)))));
     });
   }
   static void softplus_fwd(float* x, int64_t n, const float* p) {
@@ -180,7 +182,7 @@ struct Kernels {
   static void exponential_fwd(float* x, int64_t n, const float*) { map(x, n, exp); }
   // mish: tanh(softplus(x)) = m / (m + 2) with m = e^x (e^x + 2); exactly 1 in float above 20.
   static inline v mish_t(v x) {
-    const v e = exp(V::min(x, V::set1(20.0f)));
+    const v e = exp(V::min(V::set1(20.0f), x));
     const v m = V::mul(e, V::add(e, V::set1(2.0f)));
     return V::select(V::cmp_gt(x, V::set1(20.0f)), V::set1(1.0f),
                      V::div(m, V::add(m, V::set1(2.0f))));
@@ -201,7 +203,7 @@ struct Kernels {
   // kernel, |x| > 10 gives exactly relu(x) / the step, and x is clamped first so x^3 stays
   // finite. (The exact erf form stays scalar: see activations.cpp.)
   static inline v gelu_u2(v x) {
-    const v xc = V::min(V::max(x, V::set1(-10.0f)), V::set1(10.0f));
+    const v xc = V::min(V::set1(10.0f), V::max(V::set1(-10.0f), x));
     const v inner = V::fma(V::mul(V::set1(0.044715f), V::mul(xc, xc)), xc, xc);
     return V::mul(inner, V::set1(2.0f * 0.79788456080286535588f));
   }
