@@ -157,11 +157,14 @@ def test_network_gradients_match_the_twin(case, weighted):
     assert abs(got_loss - expected_loss) <= 1e-4 * max(1.0, abs(expected_loss))
     got = engine_grads(model)
     assert len(got) == len(expected)
+    # A gradient that is exactly zero in exact arithmetic (a bias feeding batch norm) is a sum
+    # of cancelling terms; its rounding error scales with the network's gradients, not with 0.
+    scale = max(np.abs(e).max() for e in expected if e is not None)
     for i, (g, e) in enumerate(zip(got, expected)):
         if e is None:
             assert g is None
             continue
-        tol = 2e-4 * max(np.abs(e).max(), 1e-6)
+        tol = 2e-4 * max(np.abs(e).max(), 1e-3 * scale)
         err = np.abs(g - e).max()
         assert err <= tol, f"{case}: weight {i} gradient off by {err:.3g} (tolerance {tol:.3g})"
 
