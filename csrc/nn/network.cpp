@@ -22,6 +22,11 @@ const ActivationInfo& activation_or_throw(const std::string& name, size_t nparam
   return *act;
 }
 
+void check_params(const ActivationInfo& act, const std::vector<float>& params) {
+  const std::string err = activation_params_error(act, params.data());
+  if (!err.empty()) throw std::invalid_argument(std::string("activation '") + act.name + "': " + err);
+}
+
 const ActivationInfo& linear_activation() {
   static const ActivationInfo& lin = activation_or_throw("linear", 0);
   return lin;
@@ -271,6 +276,7 @@ int Network::add_dense(int64_t units, const std::string& activation,
   op->softmax = activation == "softmax";
   op->act = op->softmax ? &linear_activation()
                         : &activation_or_throw(activation, act_params.size());
+  check_params(*op->act, act_params);
   op->act_params = std::move(act_params);
   auto& st = store_;
   op->W = new_param(st, "kernel", {op->in_w, units}, 0.0f, true);
@@ -287,7 +293,10 @@ int Network::add_dense(int64_t units, const std::string& activation,
 int Network::add_activation(const std::string& activation, std::vector<float> act_params) {
   auto op = std::make_unique<ActivationOp>();
   op->in_w = op->out_w = chain_width(ops_, input_width_);
-  if (activation != "softmax") op->act = &activation_or_throw(activation, act_params.size());
+  if (activation != "softmax") {
+    op->act = &activation_or_throw(activation, act_params.size());
+    check_params(*op->act, act_params);
+  }
   op->act_params = std::move(act_params);
   ops_.push_back(std::move(op));
   capacity_ = 0;

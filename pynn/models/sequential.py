@@ -157,6 +157,7 @@ class Sequential:
 
     @property
     def output_shape(self):
+        self._maybe_build()
         return None if self._net is None else (None,) + tuple(self._output_shape)
 
     def _maybe_build(self):
@@ -220,6 +221,7 @@ class Sequential:
         MetricSet.parse(metrics, self.loss.kind, 1)  # validate names now
         self.compiled = True
         self.stop_training = False
+        self._maybe_build()
         if self._net is not None:
             self._attach_compile()
 
