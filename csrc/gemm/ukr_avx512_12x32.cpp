@@ -8,6 +8,8 @@ namespace {
 
 constexpr int MR = 12;
 constexpr int NR = 32;
+// Largest m the direct (unpacked) kernel takes; measured with benchmarks/bench_gemm_small.py.
+constexpr int kDirectMaxM = MR - 1;
 
 void ukr_avx512_12x32(int64_t k, const float* __restrict a, const float* __restrict b, float* c,
                       int64_t ldc, float alpha, float beta) {
@@ -51,6 +53,6 @@ void ukr_avx512_12x32(int64_t k, const float* __restrict a, const float* __restr
 }  // namespace
 
 const KernelInfo kKernelAvx512 = {"avx512_12x32", Arch::avx512, MR, NR, 384, 1020, 480,
-                                  ukr_avx512_12x32};
+                                  ukr_avx512_12x32, direct_avx512, kDirectMaxM};
 
 }  // namespace pynn::gemm
