@@ -9,12 +9,15 @@
 // tails use masked loads and stores, so nothing past column n is read or written.
 #include <immintrin.h>
 
-#include <algorithm>
-
 #include "gemm/kernel.h"
 
 namespace pynn::gemm {
 namespace {
+
+// Not std::min: an inline function from a shared header, instantiated in this file with ISA
+// flags, could be the copy the linker keeps for the portable files too (ODR), and run on a CPU
+// without the ISA.
+inline int64_t lesser(int64_t x, int64_t y) { return x < y ? x : y; }
 
 constexpr int V = 16;  // floats per zmm
 
@@ -33,7 +36,7 @@ void block(int64_t n, int64_t k, int64_t kc_max, const float* a, int64_t a_rs, i
   for (int v = 0; v < CB; ++v) mask[v] = tail_mask(n - int64_t(v) * V);
   const __m512 va = _mm512_set1_ps(alpha);
   for (int64_t pc = 0; pc < k; pc += kc_max) {
-    const int64_t kc = std::min(kc_max, k - pc);
+    const int64_t kc = lesser(kc_max, k - pc);
     __m512 acc[RG][CB];
 #pragma GCC unroll 8
     for (int r = 0; r < RG; ++r)
@@ -79,7 +82,7 @@ void rows(int64_t n, int64_t k, int64_t kc, const float* a, int64_t a_rs, int64_
           const float* b, int64_t ldb, float* c, int64_t ldc, float alpha, float beta) {
   constexpr int64_t W = int64_t(CB) * V;
   for (int64_t j = 0; j < n; j += W)
-    block<RG, CB>(std::min(W, n - j), k, kc, a, a_rs, a_cs, b + j, ldb, c + j, ldc, alpha, beta);
+    block<RG, CB>(lesser(W, n - j), k, kc, a, a_rs, a_cs, b + j, ldb, c + j, ldc, alpha, beta);
 }
 
 }  // namespace

@@ -6,7 +6,8 @@ namespace {
 
 constexpr int MR = 4;
 constexpr int NR = 16;
-// Largest m the direct (unpacked) kernel takes; measured with benchmarks/bench_gemm_small.py.
+// Largest m the direct (unpacked) kernel takes. The portable kernel is kept to less than one
+// register block, where the packed path wastes most of its tile; not tuned further.
 constexpr int kDirectMaxM = MR - 1;
 
 void ukr_generic_4x16(int64_t k, const float* a, const float* b, float* c, int64_t ldc,
