@@ -28,11 +28,17 @@ VPY="$WORK/venv/bin/python"
 
 # The extension is instrumented but the interpreter is not, so the ASan runtime has to be the
 # first library loaded: preload the one of the compiler that built the extension.
+# libstdc++ is preloaded right after it: the interpreter does not link it, and ASan resolves the
+# real __cxa_throw when it starts, so without it the first C++ exception aborts with
+# "CHECK failed: ... real___cxa_throw ...".
 LIBASAN="$(${CXX:-g++} -print-file-name=libasan.so)"
-if [ ! -e "$LIBASAN" ]; then
-  echo "sanitize: libasan.so not found (got '$LIBASAN')" >&2
-  exit 2
-fi
+LIBSTDCXX="$(${CXX:-g++} -print-file-name=libstdc++.so)"
+for lib in "$LIBASAN" "$LIBSTDCXX"; do
+  if [ ! -e "$lib" ]; then
+    echo "sanitize: runtime library not found (got '$lib')" >&2
+    exit 2
+  fi
+done
 
 TESTS=()
 for t in "$ROOT"/tests/test_gemm*.py tests/test_dense.py tests/test_regularization.py \
@@ -51,7 +57,7 @@ echo "== sanitize: running ${#TESTS[@]} test files under ASan + UBSan"
 set +e
 (
   cd "$ROOT/tests"  # not the repo root: the source tree's pynn has no compiled _core
-  LD_PRELOAD="$LIBASAN" \
+  LD_PRELOAD="$LIBASAN $LIBSTDCXX" \
   ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:log_path=$REPORTS/asan" \
   UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$REPORTS/ubsan" \
   "$VPY" -P -m pytest -q -p no:cacheprovider --rootdir="$ROOT" -c "$ROOT/pyproject.toml" \
