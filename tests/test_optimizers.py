@@ -295,3 +295,21 @@ def test_bad_arrays():
         _core.optimizer_apply("sgd", None, 1, [w], [], [])
     with pytest.raises(ValueError, match="tensor 0: slots: expected 1"):
         _core.optimizer_apply("sgd", {"momentum": 0.5}, 1, [w], [g], [[]])
+
+
+def test_course_momentum_through_the_core():
+    # SPEC §4's momentum m = γm + (1−γ)g, w −= αm, run in float64 by the twin's helper, against
+    # the core's SGD with learning_rate α(1−γ), momentum γ (the documented mapping), 40 steps.
+    rng = np.random.default_rng(4)
+    alpha, gamma = 0.1, 0.9
+    w = rng.standard_normal(17).astype(np.float32)
+    w_course, m = w.astype(np.float64), np.zeros(17)
+    cfg = ro.course_momentum_as_keras(alpha, gamma)
+    slots = _core.optimizer_slots("sgd", cfg, w.shape)
+    for t in range(1, 41):
+        g = rng.standard_normal(17).astype(np.float32)
+        ro.course_momentum_step(w_course, g.astype(np.float64), m, alpha, gamma)
+        _core.optimizer_update("sgd", cfg, t, w, g, slots)
+    np.testing.assert_allclose(w, w_course, **TOL)
+    # Keras's velocity is −α(1−γ)·(usual m') = −α·(course m).
+    np.testing.assert_allclose(slots[0], -alpha * m, rtol=2e-5, atol=1e-6)
