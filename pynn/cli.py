@@ -576,8 +576,8 @@ def _regression_report(y_true, y_pred):
     mse = float(np.mean(err ** 2))
     var = float(np.var(y_true))
     r2 = 1.0 - mse / var if var > 0 else float("nan")
-    return (f"test MSE {mse:.6g}   RMSE {math.sqrt(mse):.6g}   MAE {float(np.mean(np.abs(err))):.6g}"
-            f"   R^2 {r2:.4f}")
+    mae = float(np.mean(np.abs(err)))
+    return (f"test MSE {mse:.6g}   RMSE {math.sqrt(mse):.6g}   MAE {mae:.6g}   R^2 {r2:.4f}")
 
 
 def _class_names(prep, width):
@@ -675,8 +675,6 @@ def cmd_train(args) -> int:
     out_dir = args.output
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise CliError(f"--output: {out_dir} exists and is not a folder")
-    if not args.activation:
-        raise CliError("--activation: expected a name")
     x_train, y_train, x_test, y_test, prep, what = _training_data(args)
     _say(f"data: {what}")
     pynn.utils.set_random_seed(args.seed)
@@ -790,7 +788,7 @@ def _prediction_inputs(args, model, prep):
             raise CliError(f"{path}: expected numbers, got dtype {x.dtype}")
         x = x.astype(np.float64)
         if prep is not None and prep["kind"] == "images":
-            x = x * prep["scale"]
+            x = x.astype(np.float32) * np.float32(prep["scale"])
         elif prep is not None:
             cols = prep["columns"]
             if any(c["type"] != "numeric" for c in cols):
@@ -814,7 +812,7 @@ def _prediction_inputs(args, model, prep):
         except ValueError:
             raise CliError(f"{path}: expected numeric columns only") from None
         if prep is not None:
-            x = x * prep["scale"]
+            x = x.astype(np.float32) * np.float32(prep["scale"])
         return x.astype(np.float32)
     raise CliError(f"INPUT: expected a .npy or .csv file, got {path!r}")
 
@@ -824,13 +822,11 @@ def cmd_predict(args) -> int:
     prep = _load_prep(path)
     x = _prediction_inputs(args, model, prep)
     expected = int(np.prod(model.input_shape[1:]))
+    if x.size == expected and (x.ndim == 1 or x.shape[0] != 1):
+        x = x.reshape((1,) + tuple(model.input_shape[1:]))  # a single sample
     if x.ndim < 2 or int(np.prod(x.shape[1:])) != expected:
-        if prep is not None and prep["kind"] == "images" and x.ndim == 2 and \
-                x.shape[1] != expected and int(np.prod(x.shape)) == expected:
-            x = x[None]  # a single image
-        else:
-            raise CliError(f"{args.input}: the model takes samples of {expected} values "
-                           f"(shape {model.input_shape[1:]}), got an array of shape {x.shape}")
+        raise CliError(f"{args.input}: the model takes samples of {expected} values "
+                       f"(shape {model.input_shape[1:]}), got an array of shape {x.shape}")
     if x.ndim == 2 and len(model.input_shape) > 2:
         x = x.reshape((x.shape[0],) + tuple(model.input_shape[1:]))
     out = model.predict(x, batch_size=1000, verbose=0)
@@ -891,8 +887,8 @@ def cmd_info(args) -> int:
         loss_name = loss if isinstance(loss, str) else (
             loss.get("config", {}).get("name") or loss.get("class_name") if isinstance(
                 loss, dict) else str(loss))
-        _say(f"compile: optimizer {opt.get('class_name')} (current learning rate {lr:.6g}), loss "
-             f"{loss_name}, metrics {', '.join(cfg.get('metrics') or []) or 'none'}")
+        _say(f"compile: optimizer {opt.get('class_name')} (current learning rate {lr:.6g}), "
+             f"loss {loss_name}, metrics {', '.join(cfg.get('metrics') or []) or 'none'}")
         _say(f"optimizer steps taken: {model.optimizer.iterations}")
     if prep is None:
         _say(f"preprocessing: none recorded ({PREP_FILE} not beside the model)")
@@ -900,7 +896,8 @@ def cmd_info(args) -> int:
         _say(f"preprocessing: {prep['dataset']} images {prep['image_shape']}, pixels x "
              f"{prep['scale']:.6g}; classes: {', '.join(prep['class_names'])}")
     else:
-        parts = [f"{c['name']} ({'one-hot, ' + str(len(c['categories'])) + ' values' if c['type'] == 'categorical' else 'standardised'})"
+        parts = [f"{c['name']} (one-hot, {len(c['categories'])} values)"
+                 if c["type"] == "categorical" else f"{c['name']} (standardised)"
                  for c in prep["columns"]]
         _say(f"preprocessing: CSV, {prep['task']} of {prep['target']!r} from "
              f"{', '.join(parts)}")

@@ -333,6 +333,15 @@ def test_corrupt_and_missing_files_as_a_module(trained, tmp_path):
         assert_clean_error(result.returncode, result.stderr, fragment)
 
 
+def test_predict_one_image(trained, tmp_path, capsys):
+    x_test, _ = subset_test_images()
+    np.save(tmp_path / "one.npy", x_test[5])             # (28, 28): a single sample
+    code, out, _ = run_main(["predict", trained[0], tmp_path / "one.npy"], capsys)
+    model = pynn.load_model(trained[0] / "model.safetensors")
+    expected = int(np.argmax(model.predict(x_test[5:6] / 255.0, verbose=0)))
+    assert code == 0 and out.split("\n") == [fashion_mnist.class_names[expected], ""]
+
+
 def test_predict_rejects_wrong_shapes(trained, tmp_path, capsys):
     np.save(tmp_path / "x.npy", np.zeros((3, 5)))
     code, _, err = run_main(["predict", trained[0], tmp_path / "x.npy"], capsys)
