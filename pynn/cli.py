@@ -630,9 +630,15 @@ def _save_plots(out_dir, history, y_true, y_pred, class_names):
 # ---------------------------------------------------------------------------------------------
 # Commands
 
+def _data_name(text):
+    """'Fashion-MNIST' and 'fashion_mnist' name the same set; anything else is a path."""
+    key = text.lower().replace("-", "_")
+    return key if key in IMAGE_SETS else text
+
+
 def _training_data(args):
     """(x_train, y_train, x_test, y_test, prep, description)."""
-    data = args.data
+    data = _data_name(args.data)
     if data in IMAGE_SETS:
         if args.target:
             raise CliError(f"--target applies to CSV data, not {data}")
@@ -726,7 +732,7 @@ def cmd_train(args) -> int:
 
 
 def _evaluation_data(args, model, prep):
-    data = args.data
+    data = _data_name(args.data)
     if data in IMAGE_SETS:
         _, (x, y), data_prep = _load_images(data)
         if prep is not None and prep["kind"] != "images":
