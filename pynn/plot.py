@@ -1,0 +1,276 @@
+"""Plots of training and of what a network learned (needs matplotlib: `pip install pynn[plot]`).
+
+Every function returns a `matplotlib.figure.Figure`; save it with `fig.savefig("x.png")`, or let
+Jupyter show it. When your program already uses `matplotlib.pyplot`, the figures are made with
+pyplot (so `plt.show()` shows them); otherwise they are standalone figures that need no display
+and are freed with their last reference.
+
+    history(model.fit(...))                       # loss and metric curves, train vs validation
+    confusion_matrix(y_true, y_pred, class_names=fashion_mnist.class_names)
+    weight_histograms(model)                      # one histogram per weight tensor
+    first_layer_weights(model)                    # first Dense layer's units as 28x28 images
+    saliency(model, x_test[:4])                   # |d class score / d pixel|, from the engine
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import numpy as np
+
+__all__ = ["confusion_matrix", "first_layer_weights", "history", "saliency",
+           "weight_histograms"]
+
+
+def _matplotlib():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("pynn.plot needs matplotlib: pip install pynn[plot]") from None
+    if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND") and \
+            sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or
+                                                      os.environ.get("WAYLAND_DISPLAY")):
+        # No screen: pick the file-only backend before pyplot is ever imported.
+        matplotlib.use("Agg")
+    return matplotlib
+
+
+def _figure(figsize):
+    _matplotlib()
+    if "matplotlib.pyplot" in sys.modules:
+        import matplotlib.pyplot as plt
+
+        return plt.figure(figsize=figsize)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _grid(fig, count, max_cols):
+    cols = min(max_cols, count)
+    rows = math.ceil(count / cols)
+    return [fig.add_subplot(rows, cols, i + 1) for i in range(count)]
+
+
+# ---------------------------------------------------------------------------------------------
+
+def history(history_or_dict, metrics=None, ax=None):
+    """Training curves: one panel per metric, the training and (if logged) validation values
+    against the epoch.
+
+    Args:
+        history_or_dict: the `History` that `fit` returns, or its `.history` dict
+            ({"loss": [...], "val_loss": [...], ...}).
+        metrics: names to plot (without "val_"); default every logged metric except the
+            learning rate.
+        ax: an Axes to draw into (all the metrics go on it); default a new figure.
+    """
+    logs = getattr(history_or_dict, "history", history_or_dict)
+    if not isinstance(logs, dict):
+        raise TypeError(f"history_or_dict: expected a History or a dict of lists, got "
+                        f"{type(history_or_dict).__name__}")
+    if metrics is None:
+        metrics = [k for k in logs if not k.startswith("val_") and k not in
+                   ("learning_rate", "lr")]
+        metrics += [k[4:] for k in logs if k.startswith("val_") and k[4:] not in logs]
+    elif isinstance(metrics, str):
+        metrics = [metrics]
+    metrics = list(metrics)
+    if not metrics:
+        raise ValueError("history_or_dict: no metrics logged to plot")
+    _matplotlib()
+    from matplotlib.ticker import MaxNLocator
+
+    for name in metrics:
+        if name not in logs and "val_" + name not in logs:
+            raise ValueError(f"metrics: {name!r} was not logged; logged: {sorted(logs)}")
+    if ax is None:
+        fig = _figure((4.2 * min(len(metrics), 3), 3.4 * math.ceil(len(metrics) / 3)))
+        axes = _grid(fig, len(metrics), 3)
+    else:
+        fig, axes = ax.figure, [ax] * len(metrics)
+    for a, name in zip(axes, metrics):
+        for key, style, label in ((name, "-o", "training"), ("val_" + name, "--s",
+                                                              "validation")):
+            if key in logs:
+                values = np.asarray(logs[key], dtype=np.float64)
+                epochs = np.arange(1, len(values) + 1)
+                a.plot(epochs, values, style, markersize=3,
+                       label=label if ax is None else f"{label} {name}")
+        a.set_xlabel("epoch")
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+        a.set_ylabel(name if ax is None else "value")
+        if ax is None:
+            a.set_title(name)
+        a.grid(True, alpha=0.3)
+        a.legend()
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(cm_or_y_true, y_pred=None, class_names=None, normalize=False, ax=None):
+    """The confusion matrix as a heat map, rows the true class and columns the predicted one,
+    every cell labelled with its count (or fraction).
+
+    Args:
+        cm_or_y_true: a square matrix of counts, or the true labels when `y_pred` is given.
+        y_pred: predicted labels (then the matrix is computed with `pynn.metrics`).
+        class_names: names for the rows and columns; their number fixes the class count.
+        normalize: False (counts), True or "true" (each row sums to 1: recall per class),
+            "pred" (each column sums to 1) or "all".
+        ax: an Axes to draw into; default a new figure.
+    """
+    from pynn import metrics as metrics_mod
+
+    if y_pred is None:
+        cm = np.asarray(cm_or_y_true)
+        if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] == 0:
+            raise ValueError(f"cm_or_y_true: expected a square matrix (or labels with y_pred), "
+                             f"got shape {cm.shape}")
+        if cm.dtype.kind not in "iuf" or not np.all(np.isfinite(cm)) or np.any(cm < 0):
+            raise ValueError("cm_or_y_true: expected non-negative finite counts")
+    else:
+        k = None if class_names is None else len(class_names)
+        cm = metrics_mod.confusion_matrix(cm_or_y_true, y_pred, num_classes=k)
+    k = cm.shape[0]
+    if class_names is None:
+        class_names = [str(i) for i in range(k)]
+    class_names = [str(c) for c in class_names]
+    if len(class_names) != k:
+        raise ValueError(f"class_names: expected {k} names for a {k}x{k} matrix, got "
+                         f"{len(class_names)}")
+    if normalize not in (False, True, "true", "pred", "all"):
+        raise ValueError(f"normalize: expected False, True, 'true', 'pred' or 'all', got "
+                         f"{normalize!r}")
+    values = cm.astype(np.float64)
+    if normalize:
+        axis = {True: 1, "true": 1, "pred": 0, "all": None}[normalize]
+        total = values.sum(axis=axis, keepdims=axis is not None)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.where(total > 0, values / np.where(total > 0, total, 1), 0.0)
+    if ax is None:
+        size = max(4.0, 0.55 * k + 2.5)
+        fig = _figure((size + 1.0, size))
+        ax = fig.add_subplot(1, 1, 1)
+    else:
+        fig = ax.figure
+    image = ax.imshow(values, cmap="Blues", interpolation="nearest",
+                      vmin=0.0, vmax=values.max() if values.max() > 0 else 1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(np.arange(k))
+    ax.set_yticks(np.arange(k))
+    ax.set_xticklabels(class_names, rotation=45, ha="right")
+    ax.set_yticklabels(class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix" + (" (normalised)" if normalize else ""))
+    threshold = values.max() / 2.0
+    for i in range(k):
+        for j in range(k):
+            text = f"{values[i, j]:.2f}" if normalize else f"{int(round(values[i, j]))}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if values[i, j] > threshold else "black")
+    fig.tight_layout()
+    return fig
+
+
+def _named_weights(model):
+    """[(label, array)] of every weight tensor, in get_weights order."""
+    out = []
+    for layer in model.layers:
+        weights = layer.get_weights()
+        names = ["kernel", "bias"] if len(weights) == 2 and weights[0].ndim == 2 else \
+            [f"weight {i}" for i in range(len(weights))]
+        for name, w in zip(names, weights):
+            out.append((f"{layer.name} {name} {tuple(w.shape)}", np.asarray(w)))
+    return out
+
+
+def weight_histograms(model, bins=50):
+    """One histogram per weight tensor (kernels and biases), to spot dead or exploding layers."""
+    named = _named_weights(model)
+    if not named:
+        raise ValueError("model: it has no weights to plot")
+    cols = min(len(named), 4)
+    fig = _figure((3.4 * cols, 2.8 * math.ceil(len(named) / cols)))
+    for a, (label, w) in zip(_grid(fig, len(named), 4), named):
+        a.hist(w.ravel(), bins=bins, color="tab:blue", alpha=0.8)
+        a.set_title(label, fontsize=9)
+        a.set_xlabel(f"mean {w.mean():.3g}, std {w.std():.3g}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _first_dense_kernel(model):
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if hasattr(layer, "units") and weights and weights[0].ndim == 2:
+            return layer, weights[0]
+    raise ValueError("model: it has no Dense layer")
+
+
+def first_layer_weights(model, image_shape=(28, 28), n=16):
+    """The incoming weights of the first Dense layer's first `n` units, each drawn as an image
+    (red positive, blue negative): the patterns each unit responds to."""
+    layer, kernel = _first_dense_kernel(model)
+    image_shape = tuple(int(s) for s in image_shape)
+    if int(np.prod(image_shape)) != kernel.shape[0]:
+        raise ValueError(f"image_shape: {image_shape} has {int(np.prod(image_shape))} pixels, "
+                         f"but {layer.name} takes {kernel.shape[0]} inputs")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected a positive integer, got {n!r}")
+    n = min(n, kernel.shape[1])
+    cols = math.ceil(math.sqrt(n))
+    fig = _figure((1.6 * cols, 1.6 * math.ceil(n / cols) + 0.4))
+    for unit, a in enumerate(_grid(fig, n, cols)):
+        w = kernel[:, unit].reshape(image_shape)
+        limit = float(np.abs(w).max()) or 1.0
+        a.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        a.set_title(f"unit {unit}", fontsize=8)
+        a.axis("off")
+    fig.suptitle(f"{layer.name}: input weights")
+    fig.tight_layout()
+    return fig
+
+
+def saliency(model, x, class_index=None, image_shape=(28, 28)):
+    """Which input pixels most move a class score: |d score / d input| per sample, computed by
+    the engine (`model.input_gradient`), beside the input itself.
+
+    Args:
+        model: a built model.
+        x: one sample or a batch (at most 8 are drawn).
+        class_index: the class to explain (int or one per sample); default each sample's
+            predicted class.
+        image_shape: how to show a sample's values as an image.
+    """
+    x = np.asarray(x)
+    image_shape = tuple(int(s) for s in image_shape)
+    size = int(np.prod(image_shape))
+    sample_size = int(np.prod(model.input_shape[1:])) if model.input_shape else None
+    if x.size == (sample_size or -1) and x.shape[0] != 1:
+        x = x.reshape((1,) + tuple(model.input_shape[1:]))  # a single sample
+    if sample_size is not None and sample_size != size:
+        raise ValueError(f"image_shape: {image_shape} has {size} values, but the model takes "
+                         f"samples of {sample_size}")
+    if class_index is None:
+        class_index = np.argmax(model.predict(x, verbose=0), axis=1)
+    grad = model.input_gradient(x, class_index)
+    count = min(x.shape[0], 8)
+    classes = np.broadcast_to(np.asarray(class_index), (x.shape[0],))
+    fig = _figure((4.0, 2.0 * count + 0.3))
+    for i in range(count):
+        a = fig.add_subplot(count, 2, 2 * i + 1)
+        a.imshow(x[i].reshape(image_shape), cmap="gray", interpolation="nearest")
+        a.set_title("input", fontsize=8)
+        a.axis("off")
+        b = fig.add_subplot(count, 2, 2 * i + 2)
+        b.imshow(np.abs(grad[i]).reshape(image_shape), cmap="hot", interpolation="nearest")
+        b.set_title(f"saliency, class {int(classes[i])}", fontsize=8)
+        b.axis("off")
+    fig.tight_layout()
+    return fig
