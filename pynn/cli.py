@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"hidden layer sizes, comma-separated (default {DEFAULT_HIDDEN})")
     t.add_argument("--activation", default="relu", choices=sorted(activations.names()),
                    metavar="NAME", help="hidden-layer activation (default relu)")
-    t.add_argument("--optimizer", default="adam", choices=sorted(optimizers._BY_NAME),
+    t.add_argument("--optimizer", default="adam", choices=optimizers.names(),
                    metavar="NAME", help="adam (default), sgd, rmsprop, adamw, nadam, ...")
     t.add_argument("--learning-rate", type=_positive_float, metavar="LR",
                    help="initial learning rate (default: the optimizer's, 0.001 for adam)")

@@ -176,6 +176,11 @@ _BY_NAME = {cls.kind: cls for cls in (SGD, Adagrad, Adadelta, RMSprop, Adam, Ada
 _BY_CLASS = {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
+def names() -> list[str]:
+    """The optimizer names `get` (and `compile`) accept."""
+    return sorted(_BY_NAME)
+
+
 def get(identifier) -> Optimizer:
     """An optimizer from a name ("adam", "sgd", ...) or an instance (used as is)."""
     if isinstance(identifier, Optimizer):
@@ -204,4 +209,4 @@ def deserialize(config: dict) -> Optimizer:
 
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Nadam",
-           "Adamax", "get", "serialize", "deserialize"]
+           "Adamax", "get", "names", "serialize", "deserialize"]
