@@ -410,11 +410,6 @@ class PynnClassifier(ClassifierMixin, _PynnMLP):
         proba = self.predict_proba(X)  # checks fitted-ness before classes_ is read
         return self.classes_[np.argmax(proba, axis=1)]
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = False
-        return tags
-
 
 class PynnRegressor(RegressorMixin, _PynnMLP):
     """A multi-layer perceptron regressor trained by pynn (mean squared error).
@@ -468,5 +463,5 @@ class PynnRegressor(RegressorMixin, _PynnMLP):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
+        tags.target_tags.multi_output = True  # y of shape (n, k) is supported
         return tags

@@ -38,8 +38,16 @@ def _expected_failed_checks(estimator):
     }
 
 
-@parametrize_with_checks([PynnClassifier(), PynnRegressor()],
-                         expected_failed_checks=_expected_failed_checks)
+@parametrize_with_checks([
+    PynnClassifier(),
+    PynnRegressor(),
+    # Other code paths: no early stopping, "auto" batches, dropout, two hidden layers, other
+    # optimizers and activations, no hidden layer at all (logistic regression).
+    PynnClassifier(hidden_layer_sizes=(32, 16), dropout=0.1, batch_size="auto",
+                   early_stopping=False),
+    PynnClassifier(hidden_layer_sizes=(), alpha=0.0),
+    PynnRegressor(activation="tanh", optimizer="rmsprop", batch_size=8, dropout=0.1),
+], expected_failed_checks=_expected_failed_checks)
 def test_sklearn_estimator_checks(estimator, check, monkeypatch):
     # check_array_api_input (NumPy namespace, dispatch on) skips itself unless this variable
     # is set; set it so that check runs too instead of being skipped.
@@ -152,6 +160,7 @@ def test_optimizer_object_is_not_modified():
     ("batch_size", 0), ("batch_size", "big"), ("learning_rate", 0.0), ("alpha", -1.0),
     ("dropout", 1.0), ("validation_fraction", 1.0), ("patience", -1),
     ("early_stopping", "yes"), ("random_state", -3), ("optimizer", "adamm"), ("verbose", 5),
+    ("activation", "relux"),
 ])
 def test_bad_parameters_are_reported_by_fit(param, value):
     X, y = load_iris(return_X_y=True)
