@@ -165,12 +165,16 @@ class _PynnMLP(BaseEstimator):
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
             sizes = (sizes,)
-        if not isinstance(sizes, (list, tuple)):
+        if isinstance(sizes, str):
+            sizes = None
+        elif not isinstance(sizes, (list, tuple)):
             try:
                 sizes = tuple(sizes)
             except TypeError:
-                raise ValueError(f"hidden_layer_sizes: expected a tuple of positive integers, "
-                                 f"got {self.hidden_layer_sizes!r}") from None
+                sizes = None
+        if sizes is None:
+            raise ValueError(f"hidden_layer_sizes: expected a tuple of positive integers, got "
+                             f"{self.hidden_layer_sizes!r}")
         sizes = tuple(_check_int(s, "hidden_layer_sizes", 1) for s in sizes)
         batch_size = self.batch_size
         if batch_size != "auto":
@@ -192,6 +196,7 @@ class _PynnMLP(BaseEstimator):
             "alpha": _check_real(self.alpha, "alpha", 0.0),
             "dropout": _check_real(self.dropout, "dropout", 0.0, 1.0, high_open=True),
             "seed": _seed_from(self.random_state),
+            "verbose": int(self.verbose),
         }
 
     def _make_optimizer(self, learning_rate):
@@ -268,7 +273,7 @@ class _PynnMLP(BaseEstimator):
             else:
                 X_fit, t_fit, sw_fit = X, targets, sample_weight
             history = model.fit(X_fit, t_fit, sample_weight=sw_fit, batch_size=batch_size,
-                                epochs=params["epochs"], verbose=self.verbose,
+                                epochs=params["epochs"], verbose=params["verbose"],
                                 callbacks=callbacks, shuffle=True, **fit_kwargs)
         finally:
             section.release()
