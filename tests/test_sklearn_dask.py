@@ -5,13 +5,16 @@ What distributed does about threads: a worker's nanny spawns the worker process 
 variables of the `distributed.nanny.pre-spawn-environ` config set in its environment before
 Python starts. Its default sets OMP_NUM_THREADS, MKL_NUM_THREADS and OPENBLAS_NUM_THREADS to 1,
 so every worker runs single-threaded native code and parallelism comes from the workers and
-their threads alone. pynn's kernels use OpenMP, whose thread count is read from
+their threads alone. A variable already set in the environment of the process that starts the
+cluster takes precedence over that default (distributed.nanny._get_env_variables); the fixture
+below removes any such variable so the tests see distributed's own default. pynn's kernels use OpenMP, whose thread count is read from
 OMP_NUM_THREADS, so pynn must report and use one thread there.
 """
 import logging
 import os
 
 import dask
+import distributed
 import joblib
 import numpy as np
 import pytest
@@ -23,8 +26,6 @@ from sklearn.preprocessing import StandardScaler
 import pynn
 from pynn.sklearn import PynnClassifier
 
-distributed = pytest.importorskip("distributed")  # part of the [test] extra; always present there
-
 FAST = dict(hidden_layer_sizes=(8,), epochs=20, random_state=0)
 
 
@@ -33,6 +34,13 @@ def client():
     # Workers in processes (spawned by nannies), one thread each; no dashboard (it needs an
     # extra package and a port). The context managers close the client, then the cluster,
     # even if a test fails.
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            mp.delenv(var, raising=False)  # a parent's value would override the default
+        yield from _cluster_client()
+
+
+def _cluster_client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
             distributed.Client(cluster) as cli:
