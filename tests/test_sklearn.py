@@ -202,10 +202,16 @@ def test_column_transformer_pipeline_on_mixed_types():
                              ("num", StandardScaler(), ["size", "weight"])])
     pipe = Pipeline([("pre", pre), ("net", PynnClassifier(random_state=0))])
     pipe.fit(X[:400], y[:400])
-    assert pipe.score(X[400:], y[400:]) >= 0.9
-    # Without the category the problem is much harder: the network did use the one-hot columns.
-    assert pipe.named_steps["net"].n_features_in_ == 5
+    score = pipe.score(X[400:], y[400:])
+    assert score >= 0.9
+    assert pipe.named_steps["net"].n_features_in_ == 5  # 3 one-hot columns + 2 numbers
     assert set(pipe.predict(X[400:])) == {"big", "small"}
+    # The category matters: without it the same network does clearly worse (about 0.65 here),
+    # so the score above relies on the one-hot columns reaching the network.
+    numbers_only = Pipeline([("pre", ColumnTransformer([("num", StandardScaler(),
+                                                         ["size", "weight"])])),
+                             ("net", PynnClassifier(random_state=0))]).fit(X[:400], y[:400])
+    assert numbers_only.score(X[400:], y[400:]) < score - 0.15
 
 
 def test_feature_names_from_a_dataframe():
@@ -293,14 +299,14 @@ def test_seeded_fit_is_reproducible_and_has_no_global_side_effect():
     pynn.utils.set_random_seed(123)
     np_before = np.random.get_state()[1].copy()
     py_before = random.getstate()
-    pynn_next = np.random.default_rng(123).integers(0, 2**63 - 1)  # what pynn draws next
+    pynn_before = _random._state["rng"].bit_generator.state  # pynn's stream position
     a = PynnClassifier(dropout=0.1, **FAST).fit(X, y)
     b = PynnClassifier(dropout=0.1, **FAST).fit(X, y)
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
     assert a.loss_curve_ == b.loss_curve_
     np.testing.assert_array_equal(np.random.get_state()[1], np_before)
     assert random.getstate() == py_before
-    assert _random.next_seed() == pynn_next
+    assert _random._state["rng"].bit_generator.state == pynn_before
 
     c = PynnClassifier(dropout=0.1, **dict(FAST, random_state=1)).fit(X, y)
     assert c.loss_curve_ != a.loss_curve_
