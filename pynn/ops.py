@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pynn import _core
+from pynn import _core, activations
 from pynn._validation import as_float32_array, check_real_scalar
 
 __all__ = ["gemm", "activation_names"]
@@ -15,7 +15,7 @@ def activation_names() -> list[str]:
 
 
 def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None,
-         activation=None):
+         activation=None, activation_params=None):
     """Single-precision matrix product with a fused epilogue.
 
     Computes ``act(alpha * op(a) @ op(b) + beta * out + bias)`` in float32, where
@@ -31,6 +31,8 @@ def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, b
         out: optional float32 (M, N) array written in place (any strides; must be writeable).
         bias: optional length-N vector added to every row before the activation.
         activation: None/"linear", "relu", "sigmoid", "tanh", ... (see `activation_names()`).
+        activation_params: the activation's parameters by name (e.g. ``{"negative_slope":
+            0.1}`` for leaky_relu); defaults as in Keras.
 
     Returns:
         The float32 (M, N) result (``out`` itself when given).
@@ -54,12 +56,14 @@ def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, b
         raise ValueError(
             f"a, b: inner dimensions differ: op(a) is {a.shape} and op(b) is {b.shape} "
             f"(trans_a={bool(trans_a)}, trans_b={bool(trans_b)})")
-    act_name = "linear" if activation is None else activation
-    if not isinstance(act_name, str):
+    if activation is not None and not isinstance(activation, str):
         raise TypeError(f"activation: expected a string or None, got {type(activation).__name__}")
-    if act_name not in _core.activation_names():
-        raise ValueError(f"activation: unknown name {act_name!r}; expected one of "
-                         f"{sorted(_core.activation_names())}")
+    if activation == "softmax":
+        raise ValueError("activation: softmax is row-wise, not an epilogue stage; apply "
+                         "pynn.activations.softmax to the result")
+    if activation_params is not None and not isinstance(activation_params, dict):
+        raise TypeError("activation_params: expected a dict of parameter values")
+    act_name, act_values = activations.resolve(activation, **(activation_params or {}))
     if bias is not None:
         bias = np.ascontiguousarray(as_float32_array(bias, "bias", ndim=1))
         if bias.shape[0] != n:
@@ -84,7 +88,7 @@ def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, b
         if beta != 0.0:
             raise ValueError("beta: a non-zero beta needs `out` to scale")
         c = np.empty((m, n), dtype=np.float32)
-    _core.gemm(a, b, c, alpha, beta, bias, act_name)
+    _core.gemm(a, b, c, alpha, beta, bias, act_name, act_values)
     if target is not None:
         target[...] = c
         return target

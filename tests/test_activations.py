@@ -278,3 +278,52 @@ def test_every_isa_path_matches_twin(arch, tmp_path):
             assert not np.isnan(y).any() and not np.isnan(dz).any(), name
             np.testing.assert_allclose(y[ok], f64[ok], rtol=RTOL, atol=ATOL, err_msg=name)
             np.testing.assert_allclose(dz[ok], g64[ok], rtol=RTOL, atol=ATOL, err_msg=name)
+
+
+# ---- as a GEMM epilogue stage --------------------------------------------------------------
+
+@pytest.mark.parametrize("name,params", CASES, ids=IDS)
+def test_gemm_epilogue_applies_each_activation(name, params):
+    # the epilogue calls the same kernels on row segments of each finished tile: odd sizes
+    # make tiles with ragged edges
+    rng = np.random.default_rng(15)
+    m, k, n = 37, 19, 45
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    c = np.empty((m, n), np.float32)
+    z = np.empty((m, n), np.float32)
+    _core.gemm(a, b, c, 1.0, 0.0, bias, name, core_params(name, params), preact=z)
+    # z is a k-term float32 dot product plus bias: rel. error ~1e-6 sqrt(k) of the terms
+    np.testing.assert_allclose(z, a.astype(np.float64) @ b + bias, rtol=1e-4, atol=1e-5)
+    f64, _ = _twin(name, params, z)  # the activation of exactly what the epilogue saw
+    np.testing.assert_allclose(c, f64, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", ["relu", "hard_tanh", "soft_shrink", "hard_shrink"])
+def test_flat_regions_block_inf_gradients(name):
+    # derivative exactly 0 on the flat part: an inf upstream gradient gives 0 there, not NaN
+    z = np.array([-0.1, 0.0, 2.0, 0.3], np.float32)
+    dz = backward(name, z, np.full(4, np.inf, np.float32), core_params(name, {}))
+    g = ref.get(name).grad(z.astype(np.float64))
+    np.testing.assert_array_equal(dz[g == 0], 0)
+    assert np.isposinf(dz[g == 1]).all()
+
+
+NAN_PROPAGATING = ["sigmoid", "tanh", "elu", "selu", "softplus", "softsign", "gelu", "silu",
+                   "swish", "mish", "tanh_shrink", "exponential", "arctan"]
+
+
+@pytest.mark.parametrize("approximate", [0.0, 1.0])
+@pytest.mark.parametrize("name", NAN_PROPAGATING)
+def test_nan_in_nan_out(name, approximate):
+    # the smooth functions keep a NaN visible (in the vector kernels too, whose clamps must not
+    # swallow it); positions 0..16 cover a full AVX-512 vector and a masked tail
+    p = [approximate] if name == "gelu" else core_params(name, {})
+    z = np.linspace(-3, 3, 35).astype(np.float32)
+    z[[0, 7, 16, 34]] = np.nan
+    y = forward(name, z, p)
+    dz = _core.activation_backward(z, y, np.ones_like(z), np.empty_like(z), name, p)
+    nan = np.isnan(z)
+    assert np.isnan(y[nan]).all() and np.isnan(dz[nan]).all()
+    assert not np.isnan(y[~nan]).any() and not np.isnan(dz[~nan]).any()

@@ -36,7 +36,9 @@ def _data(name, from_logits, n, c, rng):
         target = rng.integers(0, 2, (n, c)).astype(float)
     else:
         target = rng.normal(size=(n, c))
-    return pred.astype(np.float32), (target if target.dtype == np.int32 else target.astype(np.float32))
+    if target.dtype != np.int32:
+        target = target.astype(np.float32)
+    return pred.astype(np.float32), target
 
 
 def _compare(name, pred, target, w, from_logits, delta=1.0):
@@ -50,7 +52,8 @@ def _compare(name, pred, target, w, from_logits, delta=1.0):
     # twin on the same inputs to ~1e-7 relative; the gradient is stored as float32 (one
     # rounding) after a double computation. The absolute floors cover results near zero.
     assert loss == pytest.approx(rloss, rel=1e-6, abs=1e-9)
-    np.testing.assert_allclose(grad, rgrad, rtol=1e-5, atol=1e-9 * (1 + np.abs(rgrad).max(initial=0)))
+    atol = 1e-9 * (1 + np.abs(rgrad).max(initial=0))
+    np.testing.assert_allclose(grad, rgrad, rtol=1e-5, atol=atol)
     return loss, grad
 
 
@@ -82,7 +85,8 @@ def test_fused_gradients_are_p_minus_y_over_n():
     onehot = np.eye(c, dtype=np.float32)[labels]
     e = np.exp(x.astype(np.float64) - x.max(axis=1, keepdims=True))
     p = e / e.sum(axis=1, keepdims=True)
-    for name, t in (("categorical_crossentropy", onehot), ("sparse_categorical_crossentropy", labels)):
+    for name, t in (("categorical_crossentropy", onehot),
+                    ("sparse_categorical_crossentropy", labels)):
         _, g = _core.loss_value_grad(name, x, t, None, True)
         np.testing.assert_allclose(g, (p - onehot) / n, rtol=1e-5, atol=1e-9)
     t = rng.integers(0, 2, (n, c)).astype(np.float32)
@@ -132,7 +136,8 @@ def test_empty_batch():
 def test_out_of_range_labels_raise_value_error(bad):
     pred = np.full((4, 3), 1 / 3, np.float32)
     labels = np.array([0, 1, bad, 2], np.int32)
-    with pytest.raises(ValueError, match=rf"labels: expected integers in \[0, 3\), got {bad} at index 2"):
+    msg = rf"labels: expected integers in \[0, 3\), got {bad} at index 2"
+    with pytest.raises(ValueError, match=msg):
         _core.loss_value_grad("sparse_categorical_crossentropy", pred, labels, None, False)
     with pytest.raises(ValueError, match=r"labels: expected integers in \[0, 3\)"):
         ref.value_and_grad("sparse_categorical_crossentropy", pred, labels)
@@ -148,7 +153,8 @@ def test_bad_arguments_raise_clear_errors():
         _core.loss_value_grad("sparse_categorical_crossentropy", p, np.zeros(4, np.float32))
     with pytest.raises(ValueError, match=r"labels: expected shape \(4,\)"):
         _core.loss_value_grad("sparse_categorical_crossentropy", p, np.zeros(5, np.int32))
-    with pytest.raises(ValueError, match=r"target: expected the shape of pred \(4, 3\), got \(4, 2\)"):
+    with pytest.raises(ValueError,
+                       match=r"target: expected the shape of pred \(4, 3\), got \(4, 2\)"):
         _core.loss_value_grad("mean_squared_error", p, np.zeros((4, 2), np.float32))
     with pytest.raises(TypeError, match="pred: expected a float32 array"):
         _core.loss_value_grad("mean_squared_error", p.astype(np.float64), p)

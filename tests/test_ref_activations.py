@@ -178,10 +178,12 @@ def test_rrelu_training_and_inference():
     np.testing.assert_array_equal(y[z >= 0], z[z >= 0])
     np.testing.assert_allclose(y[z < 0], slopes[z < 0] * z[z < 0])
     np.testing.assert_allclose(act.grad_train(z, slopes), np.where(z >= 0, 1, slopes))
-    np.testing.assert_allclose(act.fn(z), ref.get("leaky_relu", negative_slope=(1 / 8 + 1 / 3) / 2).fn(z))
+    leaky = ref.get("leaky_relu", negative_slope=(1 / 8 + 1 / 3) / 2)
+    np.testing.assert_allclose(act.fn(z), leaky.fn(z))
 
 
-@pytest.mark.parametrize("name,params", [("softplus", dict(beta=0)), ("hard_tanh", dict(min_val=1, max_val=0)),
+@pytest.mark.parametrize("name,params", [("softplus", dict(beta=0)),
+                                         ("hard_tanh", dict(min_val=1, max_val=0)),
                                          ("rrelu", dict(lower=0.5, upper=0.1))])
 def test_bad_parameters_raise(name, params):
     with pytest.raises(ValueError, match=name):

@@ -75,7 +75,8 @@ def test_values_match_textbook_formulas():
     onehot = np.eye(c)[labels]
     soft = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     cce = -np.mean(np.sum(onehot * np.log(soft), axis=1))
-    for name, tgt in (("categorical_crossentropy", onehot), ("sparse_categorical_crossentropy", labels)):
+    for name, tgt in (("categorical_crossentropy", onehot),
+                      ("sparse_categorical_crossentropy", labels)):
         assert np.isclose(ref.value_and_grad(name, logits, tgt, from_logits=True)[0], cce)
         assert np.isclose(ref.value_and_grad(name, soft, tgt)[0], cce)
         # the fused gradient from logits is (p - y) / N

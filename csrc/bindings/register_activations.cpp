@@ -16,39 +16,21 @@ namespace pynn::bind {
 
 namespace {
 
-// Parameter values that would make a kernel meaningless are refused here, so the kernels
-// themselves need no checks.
-void check_params(const std::string& name, const std::vector<float>& p) {
-  for (float v : p)
-    if (!std::isfinite(v))
-      throw py::value_error("params: expected finite parameters for activation '" + name + "'");
-  auto fmt = [](float v) { return std::to_string(v); };
-  if (name == "softplus" && !(p[0] > 0.0f))
-    throw py::value_error("params: softplus expects beta > 0, got beta=" + fmt(p[0]));
-  if (name == "hard_tanh" && !(p[0] <= p[1]))
-    throw py::value_error("params: hard_tanh expects min_val <= max_val, got min_val=" +
-                          fmt(p[0]) + ", max_val=" + fmt(p[1]));
-  if ((name == "soft_shrink" || name == "hard_shrink") && !(p[0] >= 0.0f))
-    throw py::value_error("params: " + name + " expects threshold >= 0, got threshold=" +
-                          fmt(p[0]));
-  if (name == "rrelu" && !(p[0] <= p[1]))
-    throw py::value_error("params: rrelu expects lower <= upper, got lower=" + fmt(p[0]) +
-                          ", upper=" + fmt(p[1]));
-}
-
 const nn::ActivationInfo& activation_or_throw(const std::string& name,
                                               const std::vector<float>& params) {
   const nn::ActivationInfo* act = nn::find_activation(name);
   if (act == nullptr) {
     std::string known;
-    for (const auto& a : nn::activations()) known += std::string(known.empty() ? "" : ", ") + a.name;
+    for (const auto& a : nn::activations())
+      known += std::string(known.empty() ? "" : ", ") + a.name;
     throw py::value_error("name: unknown activation '" + name + "'; expected one of " + known);
   }
   if (params.size() != size_t(act->nparams))
     throw py::value_error("params: activation '" + name + "' takes " +
                           std::to_string(act->nparams) + " parameters, got " +
                           std::to_string(params.size()));
-  check_params(name, params);
+  const std::string err = nn::activation_params_error(*act, params.data());
+  if (!err.empty()) throw py::value_error(err);
   return *act;
 }
 

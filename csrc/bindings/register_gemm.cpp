@@ -42,6 +42,8 @@ void register_gemm(py::module_& m) {
         if (int(act_params.size()) != act->nparams)
           throw py::value_error("activation '" + activation + "' takes " +
                                 std::to_string(act->nparams) + " parameters");
+        if (auto err = nn::activation_params_error(*act, act_params.data()); !err.empty())
+          throw py::value_error("activation '" + activation + "': " + err);
         if (activation != "linear") {
           ep.act = act->forward;
           ep.act_params = act_params.data();

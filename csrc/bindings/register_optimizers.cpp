@@ -10,8 +10,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <set>
 #include <string>
 #include <vector>
@@ -62,20 +60,20 @@ const KindInfo& kind_or_throw(std::string name) {
   throw py::value_error("kind: expected one of " + known + "; got '" + name + "'");
 }
 
-float finite_float(const py::handle& v, const std::string& key) {
+double finite_number(const py::handle& v, const std::string& key) {
   if (py::isinstance<py::bool_>(v) || !(py::isinstance<py::float_>(v) || py::isinstance<py::int_>(v)))
     throw py::type_error("config['" + key + "']: expected a number, got " +
                          std::string(py::str(py::type::of(v).attr("__name__"))));
   const double d = v.cast<double>();
-  if (!std::isfinite(d))
+  if (!std::isfinite(d) || std::fabs(d) > 3.4e38)  // float32 holds it
     throw py::value_error("config['" + key + "']: expected a finite number, got " +
                           std::to_string(d));
-  return float(d);
+  return d;
 }
 
-float non_negative(const py::handle& v, const std::string& key) {
-  const float f = finite_float(v, key);
-  if (f < 0.0f)
+double non_negative(const py::handle& v, const std::string& key) {
+  const double f = finite_number(v, key);
+  if (f < 0.0)
     throw py::value_error("config['" + key + "']: expected a number >= 0, got " +
                           std::to_string(f));
   return f;
@@ -112,7 +110,7 @@ nn::OptConfig parse_config(const std::string& kind_name, const py::object& confi
       // None means off, as in Keras; AdamW alone insists on a number.
       if (none && key == "weight_decay" && info.kind == nn::OptKind::adamw)
         throw py::value_error("config['weight_decay']: adamw needs a number, got None");
-      const float f = none ? 0.0f : non_negative(v, key);
+      const float f = none ? 0.0f : float(non_negative(v, key));
       if (key == "weight_decay") c.weight_decay = f;
       else {
         clips += none ? 0 : 1;
@@ -123,20 +121,20 @@ nn::OptConfig parse_config(const std::string& kind_name, const py::object& confi
       continue;
     }
     if (none) throw py::type_error("config['" + key + "']: expected a value, got None");
-    if (key == "learning_rate") c.learning_rate = non_negative(v, key);
+    if (key == "learning_rate") c.learning_rate = float(non_negative(v, key));
     else if (key == "momentum") {
-      c.momentum = finite_float(v, key);
+      c.momentum = float(finite_number(v, key));
       if (c.momentum < 0.0f || c.momentum > 1.0f)
         throw py::value_error("config['momentum']: expected a number in [0, 1], got " +
                               std::to_string(c.momentum));
     } else if (key == "nesterov") c.nesterov = boolean(v, key);
     else if (key == "centered") c.centered = boolean(v, key);
     else if (key == "amsgrad") c.amsgrad = boolean(v, key);
-    else if (key == "rho") c.rho = finite_float(v, key);
-    else if (key == "beta_1") c.beta_1 = finite_float(v, key);
-    else if (key == "beta_2") c.beta_2 = finite_float(v, key);
-    else if (key == "epsilon") c.epsilon = non_negative(v, key);
-    else if (key == "initial_accumulator_value") c.initial_accumulator_value = non_negative(v, key);
+    else if (key == "rho") c.rho = float(finite_number(v, key));
+    else if (key == "beta_1") c.beta_1 = float(finite_number(v, key));
+    else if (key == "beta_2") c.beta_2 = float(finite_number(v, key));
+    else if (key == "epsilon") c.epsilon = float(non_negative(v, key));
+    else if (key == "initial_accumulator_value") c.initial_accumulator_value = float(non_negative(v, key));
   }
   if (clips > 1)
     throw py::value_error(
@@ -144,37 +142,29 @@ nn::OptConfig parse_config(const std::string& kind_name, const py::object& confi
   return c;
 }
 
-// The shortest decimal that rounds to f, so that 0.001 reads back as 0.001 and not as the
-// float32 0.0010000000474974513.
-py::float_ as_python_float(float f) {
-  char buf[32];
-  for (int prec = 1; prec <= 9; ++prec) {
-    std::snprintf(buf, sizeof buf, "%.*g", prec, double(f));
-    if (std::strtof(buf, nullptr) == f) break;
-  }
-  return py::float_(std::strtod(buf, nullptr));
-}
+// Values come back as the decimals the user wrote (0.001, not float32's 0.0010000000474974513).
+py::float_ decimal(float f) { return py::float_(nn::decimal_value(f)); }
 
 py::dict config_dict(const nn::OptConfig& c, const KindInfo& info) {
   py::dict d;
-  d["learning_rate"] = as_python_float(c.learning_rate);
+  d["learning_rate"] = decimal(c.learning_rate);
   auto off = [](float v) -> py::object {
-    return v > 0.0f ? py::object(as_python_float(v)) : py::object(py::none());
+    return v > 0.0f ? py::object(decimal(v)) : py::object(py::none());
   };
   d["weight_decay"] = off(c.weight_decay);
   d["clipnorm"] = off(c.clipnorm);
   d["clipvalue"] = off(c.clipvalue);
   d["global_clipnorm"] = off(c.global_clipnorm);
   for (const auto& key : info.keys) {
-    if (key == "momentum") d["momentum"] = as_python_float(c.momentum);
+    if (key == "momentum") d["momentum"] = decimal(c.momentum);
     else if (key == "nesterov") d["nesterov"] = c.nesterov;
     else if (key == "centered") d["centered"] = c.centered;
     else if (key == "amsgrad") d["amsgrad"] = c.amsgrad;
-    else if (key == "rho") d["rho"] = as_python_float(c.rho);
-    else if (key == "beta_1") d["beta_1"] = as_python_float(c.beta_1);
-    else if (key == "beta_2") d["beta_2"] = as_python_float(c.beta_2);
-    else if (key == "epsilon") d["epsilon"] = as_python_float(c.epsilon);
-    else if (key == "initial_accumulator_value") d[key.c_str()] = as_python_float(c.initial_accumulator_value);
+    else if (key == "rho") d["rho"] = decimal(c.rho);
+    else if (key == "beta_1") d["beta_1"] = decimal(c.beta_1);
+    else if (key == "beta_2") d["beta_2"] = decimal(c.beta_2);
+    else if (key == "epsilon") d["epsilon"] = decimal(c.epsilon);
+    else if (key == "initial_accumulator_value") d[key.c_str()] = decimal(c.initial_accumulator_value);
   }
   return d;
 }
@@ -203,6 +193,9 @@ struct TensorViews {
   const float* grad = nullptr;
   std::vector<float*> slots;
   int64_t n = 0;
+  // References that keep every array alive while the GIL is released, even if the caller's
+  // lists are changed meanwhile by another thread.
+  std::vector<py::array> owners;
 };
 
 TensorViews tensor_views(const nn::OptConfig& cfg, py::array& param, const py::array& grad,
@@ -227,7 +220,10 @@ TensorViews tensor_views(const nn::OptConfig& cfg, py::array& param, const py::a
       throw py::value_error(name + ": expected shape " + shape_str(param) + " (param's), got " +
                             shape_str(a));
     v.slots.push_back(p);
+    v.owners.push_back(a);
   }
+  v.owners.push_back(param);
+  v.owners.push_back(grad);
   v.n = param.size();
   return v;
 }
@@ -261,7 +257,7 @@ nn::InitParams parse_init_params(const std::string& name, const py::object& para
     const std::string key = py::str(item.first);
     if (!allowed.count(key))
       throw py::value_error("params: '" + key + "' is not an argument of " + name);
-    const double v = finite_float(item.second, key);
+    const double v = finite_number(item.second, key);
     if (key == "mean") p.mean = v;
     else if (key == "stddev") {
       if (v < 0) throw py::value_error("params['stddev']: expected >= 0, got " + std::to_string(v));
@@ -361,7 +357,6 @@ void register_optimizers(py::module_& m) {
           throw py::value_error("params, grads and slots: expected lists of the same length, got " +
                                 std::to_string(count) + ", " + std::to_string(grads.size()) +
                                 " and " + std::to_string(slots.size()));
-        std::vector<py::array> keep;  // holds the arrays while the GIL is released
         std::vector<TensorViews> views;
         for (size_t i = 0; i < count; ++i) {
           const std::string where = "tensor " + std::to_string(i) + ": ";
@@ -372,8 +367,6 @@ void register_optimizers(py::module_& m) {
           py::array p = params[i].cast<py::array>();
           py::array g = grads[i].cast<py::array>();
           views.push_back(tensor_views(c, p, g, slots[i].cast<py::list>(), where));
-          keep.push_back(p);
-          keep.push_back(g);
         }
         std::vector<float*> ps(count);
         std::vector<const float*> gs(count);

@@ -99,7 +99,9 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
   const int64_t ncols = std::min<int64_t>(NC, n1 - n0);
   float* abuf = tl_pack_a.get(size_t((mrows + MR - 1) / MR * MR) * KC);
   float* bbuf = tl_pack_b.get(size_t((ncols + NR - 1) / NR * NR) * KC);
-  alignas(64) float edge[kMaxMR * kMaxNR];
+  // Scratch tile for edges; zeroed once so the kernel never reads uninitialised lanes (the
+  // lanes past the edge are computed and discarded).
+  alignas(64) float edge[kMaxMR * kMaxNR] = {};
   const bool has_ep = !ep.empty();
 
   for (int64_t ic = m0; ic < m1; ic += MC) {                     // IC
@@ -122,16 +124,16 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
             if (mv == MR && nv == NR) {
               kern.ukr(kc, ap, bp, ct, ldc, alpha, beta_p);
             } else {
-              kern.ukr(kc, ap, bp, edge, NR, alpha, 0.0f);
-              for (int64_t i = 0; i < mv; ++i) {
-                float* ci = ct + i * ldc;
-                const float* ei = edge + i * NR;
-                if (beta_p == 0.0f) {
-                  for (int64_t j = 0; j < nv; ++j) ci[j] = ei[j];
-                } else {
-                  for (int64_t j = 0; j < nv; ++j) ci[j] = beta_p * ci[j] + ei[j];
-                }
+              // The kernel itself applies beta to a copy of the tile, so an edge element is
+              // rounded exactly like a full-tile one (FMA or not, as the kernel does it) and the
+              // result never depends on where the matrix edge falls. beta_p == 0: C unread.
+              if (beta_p != 0.0f) {
+                for (int64_t i = 0; i < mv; ++i)
+                  std::copy(ct + i * ldc, ct + i * ldc + nv, edge + i * NR);
               }
+              kern.ukr(kc, ap, bp, edge, NR, alpha, beta_p);
+              for (int64_t i = 0; i < mv; ++i)
+                std::copy(edge + i * NR, edge + i * NR + nv, ct + i * ldc);
             }
             if (last && has_ep) ep.apply(ct, ldc, ic + ir, jc + jr, mv, nv);
           }
@@ -173,6 +175,52 @@ int64_t split(int64_t panels, int parts, int idx, int step) {
   return (panels * idx / parts) * step;
 }
 
+// The direct path's m bound: the kernel table's, unless PYNN_GEMM_DIRECT_MAX_M overrides it
+// (0 turns the path off; tests use it to compare the two paths, the benchmark to tune it).
+int direct_max_m(const KernelInfo& kern) {
+  static const int override_m = [] {
+    const char* s = std::getenv("PYNN_GEMM_DIRECT_MAX_M");
+    if (s == nullptr || *s == '\0') return -1;
+    char* end = nullptr;
+    const long v = std::strtol(s, &end, 10);
+    return (*end == '\0' && v >= 0 && v <= 4096) ? int(v) : -1;
+  }();
+  if (kern.direct == nullptr) return 0;
+  return override_m >= 0 ? override_m : kern.direct_max_m;
+}
+
+// Small m with B row-major (the forward pass of a few samples): no packing. Columns are cut
+// among threads on NR boundaries, and the epilogue runs on the NR-wide segments the packed
+// path uses, so every element (including a vectorised activation's segment split) matches it.
+void gemm_direct(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float alpha,
+                 MatrixView a, MatrixView b, float beta, float* c, int64_t ldc,
+                 const Epilogue& ep, int nt) {
+  const int64_t KC = k_panel_depth(k, kern.kc);
+  const int64_t NR = kern.nr, MR = kern.mr;
+  const int64_t np = (n + NR - 1) / NR;
+  auto run = [&](int64_t n0, int64_t n1) {
+    kern.direct(m, n1 - n0, k, KC, a.data, a.rs, a.cs, b.data + n0 * b.cs, b.rs, c + n0, ldc,
+                alpha, beta);
+    if (!ep.empty()) {
+      for (int64_t i = 0; i < m; i += MR)
+        for (int64_t j = n0; j < n1; j += NR)
+          ep.apply(c + i * ldc + j, ldc, i, j, std::min(MR, m - i), std::min(NR, n1 - j));
+    }
+  };
+  if (nt > np) nt = int(np);
+  if (nt <= 1) {
+    run(0, n);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num(), used = omp_get_num_threads();
+    const int64_t n0 = split(np, used, t, int(NR));
+    const int64_t n1 = std::min(n, split(np, used, t + 1, int(NR)));
+    if (n0 < n1) run(n0, n1);
+  }
+}
+
 }  // namespace
 
 const KernelInfo& active_kernel() {
@@ -210,6 +258,10 @@ void sgemm_with(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float a
     return;
   }
   const int nt = threads_for(m, n, k, nthreads);
+  if (m <= direct_max_m(kern) && (b.cs == 1 || n == 1)) {
+    gemm_direct(kern, m, n, k, alpha, a, b, beta, c, ldc, ep, nt);
+    return;
+  }
   Grid g = nt > 1 ? choose_grid(kern, m, n, k, nt) : Grid{};
   const int used = g.tm * g.tn;
   if (used <= 1) {

@@ -12,7 +12,23 @@
 //  - k may be 0 (then C = beta * C, or 0).
 //  - The sum over p runs in increasing p with one accumulator per element, so the result of
 //    a tile never depends on which thread computes it.
-// The driver handles edge tiles (m < MR or n < NR) by running the kernel on a scratch tile.
+// The driver handles edge tiles (m < MR or n < NR) by running the kernel on a scratch tile
+// holding a copy of C, so an edge element sees exactly the arithmetic of a full-tile element.
+//
+// The direct small-m kernel (`direct`) computes the same product without packing, reading A
+// through its strides and B in place (unit column stride, row stride ldb):
+//
+//     for each K panel [pc, pc + kc) of depth kc (the last may be shorter):
+//       acc = 0;  acc = acc + a[i][p] * b[p][j]  for p in increasing order (the micro-kernel's
+//                                                  own multiply-add: FMA on SIMD ISAs)
+//       C[i][j] = alpha * acc                      on the first panel when beta == 0
+//       C[i][j] = beta_p * C[i][j] + alpha * acc   otherwise, beta_p = beta, then 1,
+//                                                  evaluated exactly as the micro-kernel does
+// Invariants (what keeps it bitwise equal to the packed path, so results never depend on M):
+//  - same K panels as the driver (the caller passes the depth from k_panel_depth),
+//  - per element the same sequence of roundings as `ukr`, in the same order,
+//  - beta == 0 never reads C; columns >= n and rows >= m are never touched,
+//  - no epilogue: the driver applies it on the same NR-wide segments as the packed path.
 #pragma once
 #include <cstdint>
 
@@ -23,6 +39,10 @@ namespace pynn::gemm {
 using ukr_fn = void (*)(int64_t k, const float* a, const float* b, float* c, int64_t ldc,
                         float alpha, float beta);
 
+using direct_fn = void (*)(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a,
+                           int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb, float* c,
+                           int64_t ldc, float alpha, float beta);
+
 struct KernelInfo {
   const char* name;  // e.g. "avx512_12x32"
   Arch arch;
@@ -31,7 +51,22 @@ struct KernelInfo {
   int mc;            // rows of A packed per block (stays in L3)
   int nc;            // columns of B packed per block: kc*nc floats stay in L2
   ukr_fn ukr;
+  direct_fn direct;  // small-m path without packing (see above); may be null
+  int direct_max_m;  // largest m sent to `direct` (measured: benchmarks/bench_gemm_small.py)
 };
+
+// The direct kernels, defined in direct_*.cpp (each compiled for its ISA).
+void direct_generic(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a, int64_t a_rs,
+                    int64_t a_cs, const float* b, int64_t ldb, float* c, int64_t ldc,
+                    float alpha, float beta);
+#if defined(PYNN_X86)
+void direct_avx2(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a, int64_t a_rs,
+                 int64_t a_cs, const float* b, int64_t ldb, float* c, int64_t ldc, float alpha,
+                 float beta);
+void direct_avx512(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a, int64_t a_rs,
+                   int64_t a_cs, const float* b, int64_t ldb, float* c, int64_t ldc,
+                   float alpha, float beta);
+#endif
 
 // One table entry per ISA; defined beside each kernel.
 extern const KernelInfo kKernelGeneric;

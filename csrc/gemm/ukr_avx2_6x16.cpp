@@ -8,6 +8,11 @@ namespace {
 
 constexpr int MR = 6;
 constexpr int NR = 16;
+// Largest m the direct (unpacked) kernel takes; measured with benchmarks/bench_gemm_small.py
+// under PYNN_GEMM_DIRECT_MAX_M=0 and =64.
+// Measured (AVX2 kernel on the same EPYC): direct wins up to m = 8-11 on MLP-sized weights and
+// loses from m = 24; it re-reads B once per 4 rows.
+constexpr int kDirectMaxM = 8;
 
 void ukr_avx2_6x16(int64_t k, const float* __restrict a, const float* __restrict b, float* c,
                    int64_t ldc, float alpha, float beta) {
@@ -48,6 +53,7 @@ void ukr_avx2_6x16(int64_t k, const float* __restrict a, const float* __restrict
 
 }  // namespace
 
-const KernelInfo kKernelAvx2 = {"avx2_6x16", Arch::avx2, MR, NR, 256, 1020, 512, ukr_avx2_6x16};
+const KernelInfo kKernelAvx2 = {"avx2_6x16", Arch::avx2, MR, NR, 256, 1020, 512, ukr_avx2_6x16,
+                                   direct_avx2, kDirectMaxM};
 
 }  // namespace pynn::gemm

@@ -8,6 +8,12 @@ namespace {
 
 constexpr int MR = 12;
 constexpr int NR = 32;
+// Largest m the direct (unpacked) kernel takes; measured with benchmarks/bench_gemm_small.py
+// under PYNN_GEMM_DIRECT_MAX_M=0 and =64.
+// Measured on an EPYC (AVX-512, 1 thread, 784x256 and 256x128 weights): the direct kernel
+// beats packing up to m = 64 there; 16 leaves a margin for large K x N, where B no longer
+// sits in L2 and the direct path re-reads it once per 6 rows.
+constexpr int kDirectMaxM = 16;
 
 void ukr_avx512_12x32(int64_t k, const float* __restrict a, const float* __restrict b, float* c,
                       int64_t ldc, float alpha, float beta) {
@@ -51,6 +57,6 @@ void ukr_avx512_12x32(int64_t k, const float* __restrict a, const float* __restr
 }  // namespace
 
 const KernelInfo kKernelAvx512 = {"avx512_12x32", Arch::avx512, MR, NR, 384, 1020, 480,
-                                  ukr_avx512_12x32};
+                                  ukr_avx512_12x32, direct_avx512, kDirectMaxM};
 
 }  // namespace pynn::gemm

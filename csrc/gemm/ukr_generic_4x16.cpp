@@ -6,6 +6,9 @@ namespace {
 
 constexpr int MR = 4;
 constexpr int NR = 16;
+// Largest m the direct (unpacked) kernel takes. The portable kernel is kept to less than one
+// register block, where the packed path wastes most of its tile; not tuned further.
+constexpr int kDirectMaxM = MR - 1;
 
 void ukr_generic_4x16(int64_t k, const float* a, const float* b, float* c, int64_t ldc,
                       float alpha, float beta) {
@@ -29,6 +32,6 @@ void ukr_generic_4x16(int64_t k, const float* a, const float* b, float* c, int64
 }  // namespace
 
 const KernelInfo kKernelGeneric = {"generic_4x16", Arch::generic, MR, NR, 256, 512, 1024,
-                                   ukr_generic_4x16};
+                                   ukr_generic_4x16, direct_generic, kDirectMaxM};
 
 }  // namespace pynn::gemm

@@ -12,6 +12,7 @@
 #include "nn/activations.h"
 
 #include <cmath>
+#include <string>
 
 #include "common/cpu.h"
 #include "nn/activations_simd.h"
@@ -41,6 +42,18 @@ namespace {
       (void)z;                                                                              \
       (void)y;                                                                              \
       dz[i] = dy[i] * (EXPR);                                                               \
+    }                                                                                       \
+  }
+
+// For derivatives that are 1 or 0: pass dy through or write an exact 0 (so an inf or NaN
+// gradient is not turned into NaN where the function is flat).
+#define PYNN_ACT_BWD_MASK(NAME, COND)                                                       \
+  void NAME##_bwd(const float* zs, const float*, const float* dy, float* dz, int64_t n,    \
+                  const float* p) {                                                         \
+    (void)p;                                                                                \
+    for (int64_t i = 0; i < n; ++i) {                                                       \
+      const float z = zs[i];                                                                \
+      dz[i] = (COND) ? dy[i] : 0.0f;                                                        \
     }                                                                                       \
   }
 
@@ -77,7 +90,7 @@ PYNN_ACT_BWD(tanh, 1.0f - y * y)
 
 // --- relu: max(x, 0) ----------------------------------------------------------------------
 PYNN_ACT_FWD(relu, x > 0.0f ? x : 0.0f)
-PYNN_ACT_BWD(relu, z > 0.0f ? 1.0f : 0.0f)
+PYNN_ACT_BWD_MASK(relu, z > 0.0f)
 
 // --- leaky_relu(negative_slope = p[0]) ----------------------------------------------------
 PYNN_ACT_FWD(leaky_relu, x > 0.0f ? x : p[0] * x)
@@ -127,8 +140,20 @@ inline float gelu_tanh_d(float x) {
   // d/dx [x s(2u)] = s + x * 2 s (1 - s) * du/dx
   return s + 2.0f * x * big * small * kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
 }
-PYNN_ACT_FWD(gelu, p[0] != 0.0f ? gelu_tanh(x) : gelu_exact(x))
-PYNN_ACT_BWD(gelu, p[0] != 0.0f ? gelu_tanh_d(z) : gelu_exact_d(z))
+PYNN_ACT_FWD(gelu_scalar, p[0] != 0.0f ? gelu_tanh(x) : gelu_exact(x))
+PYNN_ACT_BWD(gelu_scalar, p[0] != 0.0f ? gelu_tanh_d(z) : gelu_exact_d(z))
+// The vectorised tanh form, when this ISA has one (set once while the table is built).
+gemm::act_fn g_gelu_tanh_fwd = nullptr;
+act_backward_fn g_gelu_tanh_bwd = nullptr;
+void gelu_fwd(float* x, int64_t n, const float* p) {
+  if (p[0] != 0.0f && g_gelu_tanh_fwd != nullptr) return g_gelu_tanh_fwd(x, n, p);
+  gelu_scalar_fwd(x, n, p);
+}
+void gelu_bwd(const float* z, const float* y, const float* dy, float* dz, int64_t n,
+              const float* p) {
+  if (p[0] != 0.0f && g_gelu_tanh_bwd != nullptr) return g_gelu_tanh_bwd(z, y, dy, dz, n, p);
+  gelu_scalar_bwd(z, y, dy, dz, n, p);
+}
 
 // --- silu / swish: x sigmoid(x); f' = s (1 + x (1 - s)) ---------------------------------------
 inline float silu_d(float x) {
@@ -156,7 +181,7 @@ PYNN_ACT_BWD(hard_silu, z < -3.0f ? 0.0f : (z > 3.0f ? 1.0f : z * (1.0f / 3.0f) 
 
 // --- hard_tanh(min_val = p[0], max_val = p[1]): clip --------------------------------------------
 PYNN_ACT_FWD(hard_tanh, std::fmin(std::fmax(x, p[0]), p[1]))
-PYNN_ACT_BWD(hard_tanh, (z > p[0] && z < p[1]) ? 1.0f : 0.0f)
+PYNN_ACT_BWD_MASK(hard_tanh, z > p[0] && z < p[1])
 
 // --- tanh_shrink: x - tanh x; f' = tanh^2 x --------------------------------------------------
 inline float sq(float v) { return v * v; }
@@ -165,11 +190,11 @@ PYNN_ACT_BWD(tanh_shrink, sq(std::tanh(z)))
 
 // --- soft_shrink(threshold = p[0]) ---------------------------------------------------------
 PYNN_ACT_FWD(soft_shrink, x > p[0] ? x - p[0] : (x < -p[0] ? x + p[0] : 0.0f))
-PYNN_ACT_BWD(soft_shrink, std::fabs(z) > p[0] ? 1.0f : 0.0f)
+PYNN_ACT_BWD_MASK(soft_shrink, std::fabs(z) > p[0])
 
 // --- hard_shrink(threshold = p[0]): x if |x| > threshold else 0 ------------------------------
 PYNN_ACT_FWD(hard_shrink, std::fabs(x) > p[0] ? x : 0.0f)
-PYNN_ACT_BWD(hard_shrink, std::fabs(z) > p[0] ? 1.0f : 0.0f)
+PYNN_ACT_BWD_MASK(hard_shrink, std::fabs(z) > p[0])
 
 // --- exponential: e^x (really +inf above ~88.7); f' = y. A zero gradient stays zero even
 // where y is inf, so an unused output cannot turn into NaN. -----------------------------------
@@ -192,6 +217,7 @@ PYNN_ACT_BWD(arctan, 1.0f / (1.0f + z * z))
 
 #undef PYNN_ACT_FWD
 #undef PYNN_ACT_BWD
+#undef PYNN_ACT_BWD_MASK
 
 std::vector<ActivationInfo> build_table() {
   std::vector<ActivationInfo> t = {
@@ -226,12 +252,17 @@ std::vector<ActivationInfo> build_table() {
   const SimdActivation* simd = nullptr;
   if (arch == Arch::avx512) simd = simd_activations_avx512();
   else if (arch == Arch::avx2) simd = simd_activations_avx2();
-  for (; simd != nullptr && simd->name != nullptr; ++simd)
+  for (; simd != nullptr && simd->name != nullptr; ++simd) {
+    if (std::string(simd->name) == "gelu_tanh") {
+      g_gelu_tanh_fwd = simd->forward;
+      g_gelu_tanh_bwd = simd->backward;
+    }
     for (auto& a : t)
       if (std::string(a.name) == simd->name) {
         a.forward = simd->forward;
         if (simd->backward != nullptr) a.backward = simd->backward;
       }
+  }
 #endif
   return t;
 }
@@ -247,6 +278,26 @@ const ActivationInfo* find_activation(const std::string& name) {
   for (const auto& a : activations())
     if (name == a.name) return &a;
   return nullptr;
+}
+
+std::string activation_params_error(const ActivationInfo& act, const float* p) {
+  const std::string name = act.name;
+  for (int i = 0; i < act.nparams; ++i)
+    if (!std::isfinite(p[i]))
+      return "params: expected finite parameters for activation '" + name + "', got " +
+             std::to_string(p[i]);
+  auto fmt = [](float v) { return std::to_string(v); };
+  if (name == "softplus" && !(p[0] > 0.0f))
+    return "params: softplus expects beta > 0, got beta=" + fmt(p[0]);
+  if (name == "hard_tanh" && !(p[0] <= p[1]))
+    return "params: hard_tanh expects min_val <= max_val, got min_val=" + fmt(p[0]) +
+           ", max_val=" + fmt(p[1]);
+  if ((name == "soft_shrink" || name == "hard_shrink") && !(p[0] >= 0.0f))
+    return "params: " + name + " expects threshold >= 0, got threshold=" + fmt(p[0]);
+  if (name == "rrelu" && !(p[0] <= p[1]))
+    return "params: rrelu expects lower <= upper, got lower=" + fmt(p[0]) +
+           ", upper=" + fmt(p[1]);
+  return {};
 }
 
 }  // namespace pynn::nn

@@ -29,4 +29,10 @@ const std::vector<ActivationInfo>& activations();
 // nullptr when unknown.
 const ActivationInfo* find_activation(const std::string& name);
 
+// Empty when `params` (act.nparams floats) are usable by `act`, else a message naming the
+// parameter, what is expected and what was given (softplus beta > 0, hard_tanh
+// min_val <= max_val, shrink thresholds >= 0, rrelu lower <= upper, all finite). Kernels do
+// not check their parameters: whoever takes them from a user calls this first.
+std::string activation_params_error(const ActivationInfo& act, const float* params);
+
 }  // namespace pynn::nn

@@ -3,12 +3,15 @@
 // own ISA flags). Include only from those files.
 //
 // V provides: type v, W (lanes), load/store (unaligned), loadn/storen (first k < W lanes,
-// the rest untouched), set1, add, sub, mul, div, fma(a, b, c) = a*b + c, max, min, abs,
-// round (to nearest), select(mask, a, b), cmp_gt(a, b), cmp_lt(a, b), neg_sign(x) (x with
-// the sign of the other argument), pow2i(n) = 2^n for integral-valued n in [-126, 127].
+// nothing past them read or written), set1, add, sub, mul, div, fma(a, b, c) = a*b + c,
+// max, min, abs, neg_abs (-|x|), copysign(mag, sgn), round (to nearest), a mask type with
+// cmp_gt / cmp_lt, select(mask, a, b) (a where the mask is set), pow2i(n) = 2^n for
+// integral-valued n in [-126, 127]. min/max follow x86: when either operand is NaN the
+// second is returned, so clamps are written min(const, x) to let a NaN through.
 //
 // Invariants: every kernel handles any n >= 0 (a masked tail, never reading past n); results
-// agree with the scalar kernels to a few float32 ulps; exp never overflows internally.
+// agree with the scalar kernels to a few float32 ulps; exp never overflows internally; a NaN
+// input gives a NaN output, as in the scalar kernels (a diverging model must stay visible).
 #pragma once
 #include <cstdint>
 
@@ -25,7 +28,7 @@ struct Kernels {
   // the result is flushed to 0 (expf would give a denormal) and above 88.72 it is +inf.
   static inline v exp(v x) {
     const v hi = V::set1(88.72283f), lo = V::set1(-87.33654f);
-    const v xc = V::min(V::max(x, lo), hi);
+    const v xc = V::min(hi, V::max(lo, x));  // NaN stays NaN (see V)
     const v n = V::round(V::mul(xc, V::set1(1.44269504088896341f)));
     v r = V::fma(n, V::set1(-0.693359375f), xc);
     r = V::fma(n, V::set1(2.12194440e-4f), r);
@@ -93,7 +96,7 @@ struct Kernels {
     return V::mul(p, s);
   }
   static inline v softplus(v x) {
-    return V::add(V::max(x, V::set1(0.0f)), log1p_small(exp(V::neg_abs(x))));
+    return V::add(V::max(V::set1(0.0f), x), log1p_small(exp(V::neg_abs(x))));
   }
 
   template <class F>
@@ -140,7 +143,7 @@ struct Kernels {
   static void elu_fwd(float* x, int64_t n, const float* p) {
     const v a = V::set1(p[0]);
     map(x, n, [a](v xv) {
-      const v neg = V::mul(a, expm1_neg(V::min(xv, V::set1(0.0f))));
+      const v neg = V::mul(a, expm1_neg(V::min(V::set1(0.0f), xv)));
       return V::select(V::cmp_gt(xv, V::set1(0.0f)), xv, neg);
     });
   }
@@ -149,7 +152,7 @@ struct Kernels {
     const v a = V::set1(p[0]);
     grad(z, y, dy, dz, n, [a](v zv, v) {
       return V::select(V::cmp_gt(zv, V::set1(0.0f)), V::set1(1.0f),
-                       V::mul(a, exp(V::min(zv, V::set1(0.0f)))));
+                       V::mul(a, exp(V::min(V::set1(0.0f), zv))));
     });
   }
   static void selu_fwd(float* x, int64_t n, const float*) {
@@ -164,7 +167,7 @@ struct Kernels {
     const v sc = V::set1(1.0507009873554804934193349852946f);
     grad(z, y, dy, dz, n, [a, sc](v zv, v) {
       return V::mul(sc, V::select(V::cmp_gt(zv, V::set1(0.0f)), V::set1(1.0f),
-                                  V::mul(a, exp(V::min(zv, V::set1(0.0f))))));
+                                  V::mul(a, exp(V::min(V::set1(0.0f), zv)))));
     });
   }
   static void softplus_fwd(float* x, int64_t n, const float* p) {
@@ -179,7 +182,7 @@ struct Kernels {
   static void exponential_fwd(float* x, int64_t n, const float*) { map(x, n, exp); }
   // mish: tanh(softplus(x)) = m / (m + 2) with m = e^x (e^x + 2); exactly 1 in float above 20.
   static inline v mish_t(v x) {
-    const v e = exp(V::min(x, V::set1(20.0f)));
+    const v e = exp(V::min(V::set1(20.0f), x));
     const v m = V::mul(e, V::add(e, V::set1(2.0f)));
     return V::select(V::cmp_gt(x, V::set1(20.0f)), V::set1(1.0f),
                      V::div(m, V::add(m, V::set1(2.0f))));
@@ -196,6 +199,37 @@ struct Kernels {
     });
   }
 
+  // gelu, tanh form only: x sigmoid(2u), u = sqrt(2/pi)(x + 0.044715 x^3); as in the scalar
+  // kernel, |x| > 10 gives exactly relu(x) / the step, and x is clamped first so x^3 stays
+  // finite. (The exact erf form stays scalar: see activations.cpp.)
+  static inline v gelu_u2(v x) {
+    const v xc = V::min(V::set1(10.0f), V::max(V::set1(-10.0f), x));
+    const v inner = V::fma(V::mul(V::set1(0.044715f), V::mul(xc, xc)), xc, xc);
+    return V::mul(inner, V::set1(2.0f * 0.79788456080286535588f));
+  }
+  static void gelu_tanh_fwd(float* x, int64_t n, const float*) {
+    map(x, n, [](v xv) {
+      const v y = V::mul(xv, sigmoid(gelu_u2(xv)));
+      const v big = V::select(V::cmp_gt(xv, V::set1(0.0f)), xv, V::set1(0.0f));
+      return V::select(V::cmp_gt(V::abs(xv), V::set1(10.0f)), big, y);
+    });
+  }
+  static void gelu_tanh_bwd(const float* z, const float* y, const float* dy, float* dz, int64_t n,
+                            const float*) {
+    grad(z, y, dy, dz, n, [](v x, v) {
+      const v u2 = gelu_u2(x);
+      const v e = exp(V::neg_abs(u2));
+      const v hi = V::div(V::set1(1.0f), V::add(V::set1(1.0f), e)), lo = V::mul(e, hi);
+      const v s = V::select(V::cmp_lt(u2, V::set1(0.0f)), lo, hi);
+      // s + 2 x s (1 - s) sqrt(2/pi) (1 + 3 * 0.044715 x^2), with s (1 - s) = hi * lo
+      const v du = V::mul(V::set1(2.0f * 0.79788456080286535588f),
+                          V::fma(V::set1(3.0f * 0.044715f), V::mul(x, x), V::set1(1.0f)));
+      const v d = V::fma(V::mul(x, V::mul(hi, lo)), du, s);
+      const v step = V::select(V::cmp_gt(x, V::set1(0.0f)), V::set1(1.0f), V::set1(0.0f));
+      return V::select(V::cmp_gt(V::abs(x), V::set1(10.0f)), step, d);
+    });
+  }
+
   static const SimdActivation* table() {
     static const SimdActivation t[] = {
         {"sigmoid", sigmoid_fwd, sigmoid_bwd},
@@ -207,6 +241,7 @@ struct Kernels {
         {"softplus", softplus_fwd, softplus_bwd},
         {"exponential", exponential_fwd, nullptr},  // backward stays scalar (dy == 0 rule)
         {"mish", mish_fwd, mish_bwd},
+        {"gelu_tanh", gelu_tanh_fwd, gelu_tanh_bwd},  // used by gelu(approximate=True)
         {nullptr, nullptr, nullptr},
     };
     return t;

@@ -37,7 +37,7 @@ void colsum_block(int64_t n, int64_t c, int64_t c0, int64_t c1, const float* z, 
   alignas(64) float acc[kColBlock];
   for (int64_t b0 = c0; b0 < c1; b0 += kColBlock) {
     const int64_t w = std::min(kColBlock, c1 - b0);
-    for (int64_t j = 0; j < w; ++j) acc[j] = accumulate ? db[b0 + j] : 0.0f;
+    for (int64_t j = 0; j < w; ++j) acc[j] = (accumulate && db) ? db[b0 + j] : 0.0f;
     for (int64_t i = 0; i < n; ++i) {
       float* row = dy + i * c + b0;
       // The derivative is applied to a row segment that is then summed while still in L1:
@@ -45,7 +45,8 @@ void colsum_block(int64_t n, int64_t c, int64_t c0, int64_t c1, const float* z, 
       if (!lin) act->backward(z + i * c + b0, y + i * c + b0, row, row, w, act_params);
       for (int64_t j = 0; j < w; ++j) acc[j] += row[j];
     }
-    for (int64_t j = 0; j < w; ++j) db[b0 + j] = acc[j];
+    if (db)  // null for a layer without bias: only dz is wanted
+      for (int64_t j = 0; j < w; ++j) db[b0 + j] = acc[j];
   }
 }
 
@@ -63,7 +64,7 @@ void activation_backward_colsum(int64_t n, int64_t c, const float* z, const floa
                                 float* db, bool accumulate, int nthreads) {
   if (c <= 0) return;
   if (n <= 0) {
-    if (!accumulate) std::fill(db, db + c, 0.0f);
+    if (!accumulate && db) std::fill(db, db + c, 0.0f);
     return;
   }
   const int nt = pass_threads(n, c, nthreads);

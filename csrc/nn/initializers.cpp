@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 
 #include "nn/random.h"
 
@@ -45,7 +44,8 @@ inline double unit_uniform(uint64_t seed, int64_t i) {
   return double(random_bits(seed, kInitStream, uint64_t(i)) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-void parallel_fill(float* out, int64_t n, const std::function<float(int64_t)>& f) {
+template <class F>
+void parallel_fill(float* out, int64_t n, const F& f) {
   if (n >= kParallelMin && !omp_in_parallel()) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) out[i] = f(i);

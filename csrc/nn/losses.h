@@ -13,8 +13,13 @@
 //  - With from_logits the categorical losses apply a row-wise softmax and binary cross-entropy
 //    a sigmoid; the gradient is then the fused, stable (p - y) * w_i / n (divided by c too for
 //    binary cross-entropy, whose per-sample loss is a mean over outputs).
-//  - Probabilities are clipped to [eps, 1 - eps] with eps = 1e-7, as Keras does; logits are
+//  - Probabilities are clipped to [eps, 1 - eps] with eps = 1e-7, as Keras does (the
+//    categorical losses first rescale each row of pred to sum to 1, as Keras does too; the
+//    gradient goes through that rescaling, and is 0 through an active clip); logits are
 //    never exponentiated unguarded: finite for |logit| up to 1e30.
+//  - The exact from-logits gradient of the categorical losses is softmax(x) * sum_j t_j - t,
+//    which is p - t for the usual rows summing to 1.
+//  - Sparse labels outside [0, c) throw std::invalid_argument before anything is read.
 //  - The sum over samples runs in a fixed order whatever the thread count.
 #pragma once
 #include <cstdint>

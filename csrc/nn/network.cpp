@@ -22,6 +22,11 @@ const ActivationInfo& activation_or_throw(const std::string& name, size_t nparam
   return *act;
 }
 
+void check_params(const ActivationInfo& act, const std::vector<float>& params) {
+  const std::string err = activation_params_error(act, params.data());
+  if (!err.empty()) throw std::invalid_argument(std::string("activation '") + act.name + "': " + err);
+}
+
 const ActivationInfo& linear_activation() {
   static const ActivationInfo& lin = activation_or_throw("linear", 0);
   return lin;
@@ -271,6 +276,7 @@ int Network::add_dense(int64_t units, const std::string& activation,
   op->softmax = activation == "softmax";
   op->act = op->softmax ? &linear_activation()
                         : &activation_or_throw(activation, act_params.size());
+  check_params(*op->act, act_params);
   op->act_params = std::move(act_params);
   auto& st = store_;
   op->W = new_param(st, "kernel", {op->in_w, units}, 0.0f, true);
@@ -287,7 +293,10 @@ int Network::add_dense(int64_t units, const std::string& activation,
 int Network::add_activation(const std::string& activation, std::vector<float> act_params) {
   auto op = std::make_unique<ActivationOp>();
   op->in_w = op->out_w = chain_width(ops_, input_width_);
-  if (activation != "softmax") op->act = &activation_or_throw(activation, act_params.size());
+  if (activation != "softmax") {
+    op->act = &activation_or_throw(activation, act_params.size());
+    check_params(*op->act, act_params);
+  }
   op->act_params = std::move(act_params);
   ops_.push_back(std::move(op));
   capacity_ = 0;
@@ -390,12 +399,30 @@ void Network::set_optimizer(const OptConfig& cfg) {
   has_opt_ = true;
   step_ = 0;
   const int ns = optimizer_num_slots(cfg);
+  // The pointer tables the fused update walks each step, made once (no allocation per step).
+  upd_params_.clear();
+  upd_grads_.clear();
+  upd_sizes_.clear();
+  upd_slot_ptrs_.clear();
+  trainable_.clear();
   for (Param* p : params()) {
     p->slots.clear();
     if (!p->trainable) continue;
     for (int s = 0; s < ns; ++s)
       p->slots.emplace_back(p->value.size(), optimizer_slot_init(cfg, s));
+    trainable_.push_back(p);
   }
+  upd_slot_ptrs_.resize(trainable_.size() * size_t(std::max(ns, 1)), nullptr);
+  for (size_t i = 0; i < trainable_.size(); ++i) {
+    Param* p = trainable_[i];
+    upd_params_.push_back(p->value.data());
+    upd_grads_.push_back(p->grad.data());
+    upd_sizes_.push_back(int64_t(p->value.size()));
+    for (int s = 0; s < ns; ++s) upd_slot_ptrs_[i * size_t(ns) + size_t(s)] = p->slots[size_t(s)].data();
+  }
+  upd_slots_.clear();
+  for (size_t i = 0; i < trainable_.size(); ++i)
+    upd_slots_.push_back(upd_slot_ptrs_.data() + i * size_t(std::max(ns, 1)));
 }
 
 void Network::ensure_capacity(int64_t batch) {
@@ -508,27 +535,8 @@ void Network::backward(int64_t batch, bool need_input_grad) {
 
 void Network::apply_updates() {
   ++step_;
-  std::vector<Param*> ps = params();
-  float global = 1.0f;
-  if (opt_.global_clipnorm > 0.0f) {
-    double ss = 0.0;
-    for (Param* p : ps)
-      if (p->trainable) ss += sum_of_squares(p->grad.data(), int64_t(p->grad.size()));
-    global = clip_scale(std::sqrt(ss), opt_.global_clipnorm);
-  }
-  optimizer_begin_step(opt_, opt_scalars_, step_);
-  std::vector<float*> slots;
-  for (Param* p : ps) {
-    if (!p->trainable) continue;
-    const int64_t n = int64_t(p->value.size());
-    float scale = global;
-    if (opt_.clipnorm > 0.0f)
-      scale *= clip_scale(std::sqrt(sum_of_squares(p->grad.data(), n)), opt_.clipnorm);
-    slots.clear();
-    for (auto& s : p->slots) slots.push_back(s.data());
-    optimizer_update(opt_, opt_scalars_, step_, p->value.data(), p->grad.data(), slots.data(), n,
-                     scale);
-  }
+  optimizer_apply(opt_, opt_scalars_, step_, upd_params_.data(), upd_grads_.data(),
+                  upd_slots_.data(), upd_sizes_.data(), int64_t(upd_params_.size()));
 }
 
 StepResult Network::train_step(const float* x, int64_t ldx, const float* y,
@@ -540,8 +548,8 @@ StepResult Network::train_step(const float* x, int64_t ldx, const float* y,
   last_logits_ = forward(x, ldx, idx, batch, true);
   StepResult res = loss_and_grad(y, labels, sample_weight, idx, batch, true);
   backward(batch, false);
-  for (Param* p : params())
-    if (p->trainable && (p->l1 != 0.0f || p->l2 != 0.0f))
+  for (Param* p : trainable_)
+    if (p->l1 != 0.0f || p->l2 != 0.0f)
       res.loss += l1_l2_penalty(p->value.data(), p->grad.data(), int64_t(p->value.size()), p->l1,
                                 p->l2);
   apply_updates();

@@ -123,7 +123,14 @@ class Network {
   std::vector<const float*> inputs_;  // input of each op in the last forward
   const float* output_ = nullptr;      // probabilities of the last forward
   const float* last_logits_ = nullptr;  // raw output of the last op
-  std::vector<std::unique_ptr<Param>> store_;  // owns the Param objects (stable addresses)
+  std::vector<std::unique_ptr<Param>> store_;
+  // Set by set_optimizer: the trainable parameters and the pointer tables of the fused update.
+  std::vector<Param*> trainable_;
+  std::vector<float*> upd_params_;
+  std::vector<const float*> upd_grads_;
+  std::vector<int64_t> upd_sizes_;
+  std::vector<float*> upd_slot_ptrs_;
+  std::vector<float* const*> upd_slots_;  // owns the Param objects (stable addresses)
 };
 
 }  // namespace pynn::nn

@@ -46,6 +46,9 @@ double nadam_u(double beta_1, int64_t t) { return beta_1 * (1.0 - 0.5 * std::pow
 
 UpdateCoeffs coeffs(const OptConfig& cfg, const OptScalars& state, int64_t t, float scale) {
   UpdateCoeffs c;
+  const double rho = decimal_value(cfg.rho);
+  const double beta_1 = decimal_value(cfg.beta_1);
+  const double beta_2 = decimal_value(cfg.beta_2);
   c.kind = cfg.kind;
   c.lr = cfg.learning_rate;
   c.wd = cfg.weight_decay > 0.0f ? cfg.weight_decay : 0.0f;
@@ -53,27 +56,27 @@ UpdateCoeffs coeffs(const OptConfig& cfg, const OptScalars& state, int64_t t, fl
   c.clip = cfg.clipvalue > 0.0f ? cfg.clipvalue : std::numeric_limits<float>::infinity();
   c.momentum = cfg.momentum;
   c.rho = cfg.rho;
-  c.one_minus_rho = float(1.0 - double(cfg.rho));
+  c.one_minus_rho = float(1.0 - rho);
   c.epsilon = cfg.epsilon;
-  c.one_minus_beta_1 = float(1.0 - double(cfg.beta_1));
-  c.one_minus_beta_2 = float(1.0 - double(cfg.beta_2));
+  c.one_minus_beta_1 = float(1.0 - beta_1);
+  c.one_minus_beta_2 = float(1.0 - beta_2);
   c.beta_2 = cfg.beta_2;
   c.nesterov = cfg.nesterov;
   c.centered = cfg.centered;
   c.amsgrad = cfg.amsgrad;
   c.has_momentum = cfg.momentum > 0.0f;
   const double td = double(t);
-  const double b1p = std::pow(double(cfg.beta_1), td);
-  const double b2p = std::pow(double(cfg.beta_2), td);
+  const double b1p = std::pow(beta_1, td);
+  const double b2p = std::pow(beta_2, td);
   switch (cfg.kind) {
     case OptKind::adam:
     case OptKind::adamw:
       // Keras folds both bias corrections into the step size instead of forming m_hat, v_hat.
-      c.alpha = float(double(cfg.learning_rate) * std::sqrt(1.0 - b2p) / (1.0 - b1p));
+      c.alpha = float(decimal_value(cfg.learning_rate) * std::sqrt(1.0 - b2p) / (1.0 - b1p));
       break;
     case OptKind::nadam: {
-      const double u_t = nadam_u(cfg.beta_1, t);
-      const double u_next = nadam_u(cfg.beta_1, t + 1);
+      const double u_t = nadam_u(beta_1, t);
+      const double u_next = nadam_u(beta_1, t + 1);
       const double prod = state.u_product;  // already includes u_t (optimizer_begin_step)
       c.m_coef = float(u_next / (1.0 - prod * u_next));
       c.g_coef = float((1.0 - u_t) / (1.0 - prod));
@@ -87,6 +90,21 @@ UpdateCoeffs coeffs(const OptConfig& cfg, const OptScalars& state, int64_t t, fl
 }
 
 }  // namespace
+
+double decimal_value(float f) {
+  if (!std::isfinite(f) || f == 0.0f) return double(f);
+  // round(f * 10^s) / 10^s for growing digit counts; 10^s is exact in double for |s| <= 22,
+  // so each candidate is the double nearest its decimal. Nine digits always round-trip.
+  const int e = int(std::floor(std::log10(std::fabs(double(f)))));
+  for (int digits = 1; digits <= 9; ++digits) {
+    const int s = digits - 1 - e;
+    if (s < -22 || s > 22) break;
+    const double p = std::pow(10.0, std::abs(s));
+    const double d = s >= 0 ? std::nearbyint(double(f) * p) / p : std::nearbyint(double(f) / p) * p;
+    if (float(d) == f) return d;
+  }
+  return double(f);
+}
 
 int optimizer_num_slots(const OptConfig& cfg) {
   switch (cfg.kind) {
@@ -125,7 +143,7 @@ const char* optimizer_slot_name(const OptConfig& cfg, int s) {
 }
 
 void optimizer_begin_step(const OptConfig& cfg, OptScalars& state, int64_t t) {
-  if (cfg.kind == OptKind::nadam) state.u_product *= nadam_u(cfg.beta_1, t);
+  if (cfg.kind == OptKind::nadam) state.u_product *= nadam_u(decimal_value(cfg.beta_1), t);
 }
 
 void optimizer_update(const OptConfig& cfg, const OptScalars& state, int64_t t, float* param,

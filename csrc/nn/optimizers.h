@@ -54,8 +54,14 @@ inline float clip_scale(double norm, float max_norm) {
   return (max_norm > 0.0f && norm > max_norm) ? float(max_norm / norm) : 1.0f;
 }
 
-// Index of each named slot in `slots` for this configuration, or -1 when the configuration
-// keeps no such slot. Slot order per kind (what optimizer_update expects):
+// The shortest decimal (at most 9 significant digits) that rounds to f, as a double: the
+// value the user wrote (0.999 for 0.999f). Keras keeps hyperparameters as Python floats and
+// forms 1 - beta_2, 1 - rho and the bias corrections in double before rounding to float32;
+// 1 - 0.999f instead would be off by 1.3e-5 relative, so the per-step scalars start from this.
+double decimal_value(float f);
+
+// Keras's name of slot s for this configuration (nullptr when s is out of range). Slot order
+// per kind (what optimizer_update expects):
 //   sgd      [momentum]                    (only when momentum > 0)
 //   adagrad  accumulator
 //   adadelta accumulated_grad, accumulated_delta_var

@@ -157,6 +157,7 @@ class Sequential:
 
     @property
     def output_shape(self):
+        self._maybe_build()
         return None if self._net is None else (None,) + tuple(self._output_shape)
 
     def _maybe_build(self):
@@ -220,6 +221,7 @@ class Sequential:
         MetricSet.parse(metrics, self.loss.kind, 1)  # validate names now
         self.compiled = True
         self.stop_training = False
+        self._maybe_build()
         if self._net is not None:
             self._attach_compile()
 
@@ -518,6 +520,16 @@ class Sequential:
         Rows are computed independently, so the result does not depend on `batch_size`.
         ``verbose="auto"`` shows a progress bar only on a terminal and for more than one batch.
         """
+        net = self._net
+        if (net is not None and callbacks is None and type(x) is np.ndarray
+                and x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous
+                and x.shape[1] == net.input_width and 0 < x.shape[0] <= (batch_size or 32)
+                and (verbose == 0 or verbose == "auto")):
+            # Fast path for the common small call (serving one row): nothing to convert,
+            # a single batch, no progress bar.
+            out = np.empty((x.shape[0], net.output_width), dtype=np.float32)
+            net.predict(x, out, 256)
+            return out
         xs = self._prepare_x(x, check_finite=False)
         n = xs.shape[0]
         out = np.empty((n, self._net.output_width), dtype=np.float32)

@@ -2,7 +2,22 @@
 
 Plain, readable NumPy that computes what the C++ core computes, in any float dtype (the tests
 use float64 as the truth). Read it to learn the math; the tests use it to prove the core right.
+
+Modules: `gemm`, `activations`, `losses`, `dense`, `regularization` (dropout, batch
+normalisation, L1/L2), `optimizers`, `initializers`.
 """
+import importlib
+
 from pynn.reference.gemm import gemm
 
-__all__ = ["gemm"]
+_MODULES = ("activations", "dense", "gemm", "initializers", "losses", "optimizers",
+            "regularization")
+
+
+def __getattr__(name):
+    if name in _MODULES:
+        return importlib.import_module(f"pynn.reference.{name}")
+    raise AttributeError(f"module 'pynn.reference' has no attribute {name!r}")
+
+
+__all__ = ["gemm", *_MODULES]

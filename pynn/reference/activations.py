@@ -260,8 +260,10 @@ class GELU(Activation):
             zc = np.clip(z, -10, 10)
             d = 0.5 * (1 + t) + 0.5 * zc * (1 - t * t) * self._C * (1 + 3 * 0.044715 * zc ** 2)
             return d
-        return 0.5 * _erfc(-z / math.sqrt(2)) + z * np.exp(-0.5 * np.minimum(z * z, 1e4)) / math.sqrt(
-            2 * math.pi)
+        # phi(z) is 0 in any float beyond |z| = 40: capping |z| first keeps z^2 finite
+        za = np.minimum(np.abs(z), 40)
+        phi = np.exp(-0.5 * za * za) / math.sqrt(2 * math.pi)
+        return 0.5 * _erfc(-z / math.sqrt(2)) + z * phi
 
 
 class SiLU(Activation):
@@ -462,5 +464,6 @@ def get(name: str, **params) -> Activation:
     try:
         cls = _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(_REGISTRY)}") from None
+        raise ValueError(f"unknown activation {name!r}; expected one of "
+                         f"{sorted(_REGISTRY)}") from None
     return cls(**params)

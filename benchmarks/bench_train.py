@@ -1,0 +1,162 @@
+"""Training the 784-256-128-10 ReLU MLP on Fashion-MNIST (Adam 1e-3, batch 128): one epoch with
+pynn's fit, PyTorch CPU eager and a plain NumPy implementation, measured in the same run; and
+predict on one row for pynn and PyTorch.
+
+    pytest benchmarks/bench_train.py
+
+Uses the real data set when installed (apt-get install dataset-fashion-mnist), else the subset
+shipped with pynn (the ratios are what matter).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import pynn
+from pynn import layers
+
+from conftest import record, timed
+
+try:
+    import torch
+except ImportError:  # torch is in the [bench] extra
+    torch = None
+
+BATCH = 128
+
+
+@pytest.fixture(scope="module")
+def data():
+    from pynn.datasets import fashion_mnist
+
+    (data_, _) = fashion_mnist.load_data_or_subset(quiet=True)
+    (x, y), _ = data_
+    x = (x.reshape(len(x), -1).astype(np.float32) / 255.0)
+    return np.ascontiguousarray(x), y.astype(np.int64)
+
+
+def pynn_model():
+    model = pynn.Sequential([pynn.Input((784,)), layers.Dense(256, activation="relu"),
+                             layers.Dense(128, activation="relu"),
+                             layers.Dense(10, activation="softmax")])
+    model.compile(optimizer=pynn.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def torch_model():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(),
+                              torch.nn.Linear(256, 128), torch.nn.ReLU(),
+                              torch.nn.Linear(128, 10))
+    return net, torch.optim.Adam(net.parameters(), lr=1e-3)
+
+
+class NumpyMLP:
+    """The same network and Adam in plain NumPy (float32, in-place where it is natural)."""
+
+    def __init__(self, rng):
+        sizes = [784, 256, 128, 10]
+        self.params = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            lim = np.sqrt(6 / (a + b))
+            self.params += [rng.uniform(-lim, lim, (a, b)).astype(np.float32),
+                            np.zeros(b, np.float32)]
+        self.m = [np.zeros_like(p) for p in self.params]
+        self.v = [np.zeros_like(p) for p in self.params]
+        self.t = 0
+
+    def step(self, x, y):
+        W1, b1, W2, b2, W3, b3 = self.params
+        z1 = x @ W1 + b1
+        h1 = np.maximum(z1, 0)
+        z2 = h1 @ W2 + b2
+        h2 = np.maximum(z2, 0)
+        z3 = h2 @ W3 + b3
+        z3 -= z3.max(axis=1, keepdims=True)
+        p = np.exp(z3)
+        p /= p.sum(axis=1, keepdims=True)
+        n = x.shape[0]
+        d3 = p
+        d3[np.arange(n), y] -= 1
+        d3 /= n
+        g = [None] * 6
+        g[4] = h2.T @ d3
+        g[5] = d3.sum(0)
+        d2 = (d3 @ W3.T) * (z2 > 0)
+        g[2] = h1.T @ d2
+        g[3] = d2.sum(0)
+        d1 = (d2 @ W2.T) * (z1 > 0)
+        g[0] = x.T @ d1
+        g[1] = d1.sum(0)
+        self.t += 1
+        lr = 1e-3 * np.sqrt(1 - 0.999 ** self.t) / (1 - 0.9 ** self.t)
+        for p_, g_, m, v in zip(self.params, g, self.m, self.v):
+            m *= 0.9
+            m += 0.1 * g_
+            v *= 0.999
+            v += 0.001 * g_ * g_
+            p_ -= lr * m / (np.sqrt(v) + 1e-7)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("impl", ["pynn", "numpy"] + (["torch"] if torch is not None else []))
+def test_epoch(benchmark, data, impl, threads):
+    x, y = data
+    n = len(x)
+    rng = np.random.default_rng(0)
+    if impl == "pynn":
+        pynn.utils.set_random_seed(0)
+        model = pynn_model()
+
+        def epoch():
+            model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    elif impl == "numpy":
+        mlp = NumpyMLP(rng)
+
+        def epoch():
+            order = rng.permutation(n)
+            for s in range(0, n, BATCH):
+                idx = order[s:s + BATCH]
+                mlp.step(x[idx], y[idx])
+    else:
+        net, opt = torch_model()
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def epoch():
+            perm = torch.randperm(n)
+            for s in range(0, n, BATCH):
+                idx = perm[s:s + BATCH]
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(net(xt[idx]), yt[idx])
+                loss.backward()
+                opt.step()
+    with threadpool_limits(threads):
+        if torch is not None:
+            torch.set_num_threads(threads)
+        best = timed(benchmark, epoch, rounds=3, warmup=1)
+    record("train one epoch (s)", f"epoch {n} rows {threads}t", impl, best)
+
+
+@pytest.mark.parametrize("impl", ["pynn"] + (["torch"] if torch is not None else []))
+def test_predict_one_row(benchmark, data, impl):
+    x, _ = data
+    row = x[:1].copy()
+    if impl == "pynn":
+        pynn.utils.set_random_seed(0)
+        model = pynn_model()
+
+        def fn():
+            model.predict(row, verbose=0)
+    else:
+        net, _ = torch_model()
+        net.eval()
+        tr = torch.from_numpy(row)
+
+        def fn():
+            with torch.no_grad():
+                net(tr).numpy()
+    best = timed(benchmark, fn, rounds=2000, warmup=50)
+    record("predict one row", "predict 1 row", impl, best)

@@ -1,0 +1,229 @@
+# Type stubs of the compiled core. Regenerate after changing a binding with:
+#   pybind11-stubgen pynn._core -o /tmp/stubs && cp /tmp/stubs/pynn/_core.pyi pynn/
+# (tests/test_package.py checks that every public name of the module is listed here)
+"""
+pynn's compiled core (private: use pynn.ops and the model API)
+"""
+from __future__ import annotations
+import collections.abc
+import numpy
+import numpy.typing
+import typing
+__all__: list[str] = ['Network', 'activation_backward', 'activation_defaults', 'activation_forward', 'activation_names', 'arch', 'arch_error', 'batchnorm_backward', 'batchnorm_forward_infer', 'batchnorm_forward_train', 'clip_scale', 'column_sums', 'compute_fans', 'cpu_supports', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'gemm', 'gemm_threads', 'get_num_threads', 'initializer_fill', 'initializer_names', 'kernel_info', 'l1_l2_penalty', 'loss_names', 'loss_value_grad', 'measure_fma_peak', 'optimizer_apply', 'optimizer_begin_step', 'optimizer_config', 'optimizer_slot_names', 'optimizer_slots', 'optimizer_update', 'prelu_backward', 'prelu_forward', 'rrelu_backward', 'rrelu_forward', 'set_num_threads', 'softmax_backward', 'softmax_forward', 'sum_of_squares']
+class Network:
+    def __init__(self, input_width: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def add_activation(self, activation: str, act_params: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = []) -> int:
+        ...
+    def add_batchnorm(self, arg0: typing.SupportsFloat | typing.SupportsIndex, arg1: typing.SupportsFloat | typing.SupportsIndex, arg2: bool, arg3: bool) -> int:
+        ...
+    def add_dense(self, units: typing.SupportsInt | typing.SupportsIndex, activation: str = 'linear', act_params: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], use_bias: bool = True) -> int:
+        ...
+    def add_dropout(self, arg0: typing.SupportsFloat | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex) -> int:
+        ...
+    def add_prelu(self) -> int:
+        ...
+    def get_grad(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+        ...
+    def get_param(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+        ...
+    def get_slot(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+        ...
+    def input_gradient(self, arg0: numpy.ndarray, arg1: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]:
+        ...
+    def last_output(self) -> numpy.typing.NDArray[numpy.float32]:
+        ...
+    def num_params(self) -> int:
+        ...
+    def num_slots(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> int:
+        ...
+    def op_params(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> list[int]:
+        ...
+    def param_info(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> tuple[str, list[int], bool]:
+        ...
+    def predict(self, arg0: numpy.ndarray, arg1: numpy.ndarray, arg2: typing.SupportsInt | typing.SupportsIndex) -> numpy.ndarray:
+        ...
+    def set_loss(self, kind: str, from_logits: bool = False, delta: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> None:
+        ...
+    def set_optimizer(self, arg0: str, arg1: dict) -> None:
+        ...
+    def set_param(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: numpy.ndarray) -> None:
+        ...
+    def set_regularization(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsFloat | typing.SupportsIndex, arg2: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    def set_slot(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: numpy.ndarray) -> None:
+        ...
+    def test_step(self, x: numpy.ndarray, y: typing.Any, labels: typing.Any, sample_weight: typing.Any, idx: typing.Any) -> tuple[float, int]:
+        ...
+    def train_step(self, x: numpy.ndarray, y: typing.Any, labels: typing.Any, sample_weight: typing.Any, idx: typing.Any) -> tuple[float, int]:
+        ...
+    @property
+    def input_width(self) -> int:
+        ...
+    @property
+    def iterations(self) -> int:
+        ...
+    @iterations.setter
+    def iterations(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def learning_rate(self) -> float:
+        ...
+    @learning_rate.setter
+    def learning_rate(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def output_width(self) -> int:
+        ...
+    @property
+    def u_product(self) -> float:
+        ...
+    @u_product.setter
+    def u_product(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+def activation_backward(z: numpy.ndarray, y: numpy.ndarray, dy: numpy.ndarray, dz: numpy.ndarray, name: str, params: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = []) -> numpy.ndarray:
+    """
+    dz = dy * f'(z) for the named activation (y = f(z) must be given too); dz may be dy.
+    """
+def activation_defaults(name: str) -> list[float]:
+    """
+    The default parameters of the named activation (nparams floats).
+    """
+def activation_forward(x: numpy.ndarray, name: str, params: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = []) -> numpy.ndarray:
+    """
+    Applies the activation in place to a C-contiguous float32 array and returns it.
+    """
+def activation_names() -> list[str]:
+    ...
+def arch() -> str:
+    ...
+def arch_error() -> str:
+    """
+    Why PYNN_ARCH could not be honoured ('' when it was).
+    """
+def batchnorm_backward(dy: numpy.ndarray, xhat: numpy.ndarray, inv_std: numpy.ndarray, gamma: numpy.ndarray) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
+    """
+    Backward of batchnorm_forward_train. Returns (dx, dgamma, dbeta).
+    """
+def batchnorm_forward_infer(x: numpy.ndarray, gamma: numpy.ndarray, beta: numpy.ndarray, moving_mean: numpy.ndarray, moving_var: numpy.ndarray, epsilon: typing.SupportsFloat | typing.SupportsIndex = 0.0010000000474974513) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Batch normalisation with the moving statistics (inference).
+    """
+def batchnorm_forward_train(x: numpy.ndarray, gamma: numpy.ndarray, beta: numpy.ndarray, moving_mean: numpy.ndarray, moving_var: numpy.ndarray, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.9900000095367432, epsilon: typing.SupportsFloat | typing.SupportsIndex = 0.0010000000474974513) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
+    """
+    Batch normalisation with batch statistics. Returns (y, xhat, inv_std); moving_mean and moving_var are updated in place.
+    """
+def clip_scale(norm: typing.SupportsFloat | typing.SupportsIndex, max_norm: typing.SupportsFloat | typing.SupportsIndex) -> float:
+    """
+    The factor that brings a gradient of the given norm within max_norm.
+    """
+def column_sums(x: numpy.ndarray, nthreads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Sums of the columns of a C-contiguous float32 (n, c) array, rows added in order.
+    """
+def compute_fans(shape: typing.Any) -> tuple[int, int]:
+    """
+    Keras's (fan_in, fan_out) of a weight shape.
+    """
+def cpu_supports(arg0: str) -> bool:
+    ...
+def dense_backward(x: numpy.ndarray, W: numpy.ndarray, z: numpy.ndarray | None, y: numpy.ndarray, dy: numpy.ndarray, activation: str = 'linear', params: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], compute_dx: bool = True, overwrite_dy: bool = False, dW_out: numpy.ndarray | None = None, db_out: numpy.ndarray | None = None, accumulate: bool = False, nthreads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[typing.Any, numpy.ndarray, numpy.ndarray]:
+    """
+    Backward of dense_forward. Returns (dx or None, dW, db). dz = dy * act'(z) is written into dy when overwrite_dy (else into a copy). dW/db go to dW_out/db_out when given, added to their contents when accumulate.
+    """
+def dense_forward(x: numpy.ndarray, W: numpy.ndarray, b: numpy.ndarray | None = None, activation: str = 'linear', params: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], save_z: bool = True, nthreads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[numpy.typing.NDArray[numpy.float32], typing.Any]:
+    """
+    y = act(x @ W + b) in one fused GEMM. Returns (y, z) with z = x @ W + b (None unless save_z). x (n, in), W (in, out), b (out,) or None.
+    """
+def dropout_backward(dy: numpy.ndarray, mask: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    dx = dy * mask.
+    """
+def dropout_forward(x: numpy.ndarray, rate: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
+    """
+    Inverted dropout. Returns (y, mask), mask holding 1/(1-rate) for kept elements and 0 for dropped ones; element i of the mask depends only on (seed, stream, i).
+    """
+def gemm(a: numpy.ndarray, b: numpy.ndarray, out: numpy.ndarray, alpha: typing.SupportsFloat | typing.SupportsIndex = 1.0, beta: typing.SupportsFloat | typing.SupportsIndex = 0.0, bias: numpy.ndarray | None = None, activation: str = 'linear', act_params: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], preact: numpy.ndarray | None = None, nthreads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.ndarray:
+    """
+    out = act(alpha * a @ b + beta * out + bias); a, b float32 2-D views with any strides, out C-contiguous float32.
+    """
+def gemm_threads(arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: typing.SupportsInt | typing.SupportsIndex) -> int:
+    """
+    How many threads a GEMM of this size would use now.
+    """
+def get_num_threads() -> int:
+    ...
+def initializer_fill(name: str, shape: typing.Any, seed: typing.SupportsInt | typing.SupportsIndex, params: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    A new float32 array of `shape` filled by the named initializer from `seed`.
+    """
+def initializer_names() -> list[str]:
+    ...
+def kernel_info() -> dict:
+    ...
+def l1_l2_penalty(w: numpy.ndarray, g: numpy.ndarray | None = None, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> float:
+    """
+    Returns l1*sum|w| + l2*sum w^2 and adds its gradient l1*sign(w) + 2*l2*w to g (in place) when g is given.
+    """
+def loss_names() -> list[str]:
+    ...
+def loss_value_grad(kind_name: str, pred: numpy.ndarray, target_or_labels: numpy.ndarray, sample_weight: typing.Any = None, from_logits: bool = False, delta: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> tuple[float, numpy.typing.NDArray[numpy.float32]]:
+    """
+    (loss, grad) of a Keras loss with 'sum_over_batch_size' reduction. pred (n, c) float32 probabilities or logits; target (n, c) float32, or int32 labels (n,) for sparse_categorical_crossentropy; sample_weight (n,) float32 or None. grad is d loss / d pred.
+    """
+def measure_fma_peak(iters: typing.SupportsInt | typing.SupportsIndex = 20000000) -> float:
+    ...
+def optimizer_apply(kind: str, config: typing.Any, t: typing.SupportsInt | typing.SupportsIndex, params: list, grads: list, slots: list, u_product: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> float:
+    """
+    One whole Keras step over lists of parameters (clipping included); returns the new u_product to pass at the next step.
+    """
+def optimizer_begin_step(kind: str, config: typing.Any, t: typing.SupportsInt | typing.SupportsIndex, u_product: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> float:
+    """
+    Advances the optimizer's scalar state to step t (Nadam's momentum product) and returns it; call once per step before optimizer_update.
+    """
+def optimizer_config(kind: str, config: typing.Any = None) -> dict:
+    """
+    The full, validated configuration of optimizer `kind`: Keras defaults overridden by `config`.
+    """
+def optimizer_slot_names(kind: str, config: typing.Any = None) -> list[str]:
+    """
+    Names of the per-parameter slot arrays, in the order optimizer_update takes them.
+    """
+def optimizer_slots(kind: str, config: typing.Any, shape: typing.Any) -> list:
+    """
+    Freshly initialised slot arrays for a parameter of the given shape.
+    """
+def optimizer_update(kind: str, config: typing.Any, t: typing.SupportsInt | typing.SupportsIndex, param: numpy.ndarray, grad: numpy.ndarray, slots: list, u_product: typing.SupportsFloat | typing.SupportsIndex = 1.0, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> None:
+    """
+    Fused update of one parameter in place (t is the 1-based step; u_product is what optimizer_begin_step returned for t). The gradient is multiplied by grad_scale, then clipped to clipvalue; weight decay is applied first.
+    """
+def prelu_backward(x: numpy.ndarray, alpha: numpy.ndarray, dy: numpy.ndarray) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
+    """
+    (dx, dalpha) of PReLU: dx = dy * (x > 0 ? 1 : alpha), dalpha = column sums of dy * min(x, 0).
+    """
+def prelu_forward(x: numpy.ndarray, alpha: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    PReLU of x (n, c) with one slope per channel: x if x > 0 else alpha * x.
+    """
+def rrelu_backward(slope: numpy.ndarray, dy: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    dx = dy * slope (slope as returned by rrelu_forward).
+    """
+def rrelu_forward(x: numpy.ndarray, lower: typing.SupportsFloat | typing.SupportsIndex = 0.125, upper: typing.SupportsFloat | typing.SupportsIndex = 0.3333333432674408, training: bool = True, seed: typing.SupportsInt | typing.SupportsIndex = 0, stream: typing.SupportsInt | typing.SupportsIndex = 0, offset: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
+    """
+    (y, slope) of RReLU. Training: slope ~ U(lower, upper) per negative element, from the counter-based generator; inference: slope (lower + upper) / 2.
+    """
+def set_num_threads(arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+    ...
+def softmax_backward(y: numpy.ndarray, dy: numpy.ndarray, dz: numpy.ndarray) -> numpy.ndarray:
+    """
+    dz = y * (dy - <dy, y>) row by row, y the softmax output; dz may be dy.
+    """
+def softmax_forward(x: numpy.ndarray) -> numpy.ndarray:
+    """
+    Row-wise softmax of a C-contiguous float32 (n, c) array, in place.
+    """
+def sum_of_squares(g: numpy.ndarray) -> float:
+    """
+    Sum of squares of a float32 array, accumulated in double in a fixed order.
+    """
