@@ -214,8 +214,6 @@ class Sequential:
         if loss_weights is not None:
             raise ValueError("loss_weights: pynn models have one output; pass None")
         self.optimizer = optimizers_mod.get(optimizer)
-        if isinstance(optimizer, str):
-            pass
         self.loss = losses_mod.get(loss)
         self._metric_names_arg = list(metrics) if isinstance(metrics, (list, tuple)) else metrics
         MetricSet.parse(metrics, self.loss.kind, 1)  # validate names now
@@ -228,8 +226,6 @@ class Sequential:
     def _attach_compile(self):
         width = self._net.output_width
         kind = self.loss.kind
-        if kind == "binary_crossentropy" and self._tail_activation() == "softmax":
-            pass
         if kind in ("categorical_crossentropy", "sparse_categorical_crossentropy") and width < 2:
             warnings.warn(f"{kind} with a single output unit always has loss 0; use "
                           f"binary_crossentropy or more units", UserWarning, stacklevel=3)
@@ -237,10 +233,6 @@ class Sequential:
                            float(getattr(self.loss, "delta", 1.0)))
         self.optimizer._attach(self._net)
         self._metrics = MetricSet.parse(self._metric_names_arg, kind, width)
-
-    def _tail_activation(self):
-        last = self._layers[-1]
-        return getattr(last, "activation", None)
 
     # --- data preparation -------------------------------------------------------------------
     def _prepare_x(self, x, name="x", check_finite=True):
@@ -261,13 +253,11 @@ class Sequential:
         sample_shape = tuple(arr.shape[1:])
         if self._net is None:
             self.build(sample_shape)
-        elif sample_shape != tuple(self._input_shape):
-            if math.prod(sample_shape) == math.prod(self._input_shape) and arr.ndim == 2 and \
-                    len(self._input_shape) > 1:
-                pass  # already flattened samples of the right size
-            else:
-                raise ValueError(f"{name}: the model expects samples of shape "
-                                 f"{tuple(self._input_shape)}, got {sample_shape}")
+        elif sample_shape != tuple(self._input_shape) and not (
+                arr.ndim == 2 and sample_shape[0] == math.prod(self._input_shape)):
+            # (already-flattened samples of the right size are accepted too)
+            raise ValueError(f"{name}: the model expects samples of shape "
+                             f"{tuple(self._input_shape)}, got {sample_shape}")
         flat = arr.reshape(arr.shape[0], -1)
         if flat.dtype != np.float32 or not flat.flags.c_contiguous:
             flat = np.ascontiguousarray(flat, dtype=np.float32)
@@ -417,6 +407,8 @@ class Sequential:
             steps = min(steps, _positive_int(steps_per_epoch, "steps_per_epoch"))
         cbl = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps)
+        # The shuffling seed is drawn from the global stream here, before any callback runs:
+        # pynn.sklearn relies on this order to make concurrent seeded fits reproducible.
         rng = _random.generator()
         metrics = self._metrics
         self.stop_training = False
@@ -534,8 +526,13 @@ class Sequential:
         n = xs.shape[0]
         out = np.empty((n, self._net.output_width), dtype=np.float32)
         chunk = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
-        verbose = _verbose(verbose, resolve_auto=True) if n > chunk else (
-            0 if verbose == "auto" else _verbose(verbose, True))
+        if verbose == "auto":
+            # a bar only when someone watches a terminal, and only for more than one batch
+            from pynn.utils.progbar import resolve_verbose
+
+            verbose = 1 if n > chunk and resolve_verbose("auto") == 1 else 0
+        else:
+            verbose = _verbose(verbose, True)
         if verbose == 0 and callbacks is None:
             # Rows are independent: one call, chunked in C++ for cache locality.
             self._net.predict(xs, out, max(chunk, 256))
