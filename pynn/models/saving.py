@@ -17,6 +17,7 @@ import re
 
 import numpy as np
 
+from pynn import layers as layers_mod
 from pynn.models import _safetensors
 
 FORMAT = "pynn.model"
@@ -145,6 +146,9 @@ def _expected_shapes(cfg, path):
         if not isinstance(entry, dict) or not isinstance(entry.get("config", {}), dict):
             raise ValueError(f"{path}: layer {i} of the model config is malformed")
         cls, conf = entry.get("class_name"), entry.get("config", {})
+        if not isinstance(cls, str) or cls not in layers_mod._CLASSES:
+            raise ValueError(f"{path}: layer config: unknown layer type {cls!r}; pynn knows "
+                             f"{sorted(layers_mod._CLASSES)}")
         shape = conf.get("shape") if cls == "InputLayer" else conf.get("input_shape")
         if width is None and shape is not None:
             if (not isinstance(shape, list) or not shape or not all(
