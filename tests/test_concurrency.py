@@ -169,9 +169,13 @@ def _loky_task(seed):
 
     import pynn
 
-    pynn.utils.set_random_seed(seed)
-    m = pynn.Sequential([pynn.Input((8,)), pynn.layers.Dense(16, activation="relu"),
-                         pynn.layers.Dense(3, activation="softmax")])
+    # Seeded initializers, not set_random_seed: the global stream is shared by the threads of
+    # joblib's threading backend.
+    init = pynn.initializers.GlorotUniform
+    m = pynn.Sequential([pynn.Input((8,)),
+                         pynn.layers.Dense(16, activation="relu", kernel_initializer=init(seed=seed)),
+                         pynn.layers.Dense(3, activation="softmax",
+                                           kernel_initializer=init(seed=seed + 100))])
     m.compile("adam", "sparse_categorical_crossentropy")
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(256, 8)).astype(np.float32)
