@@ -108,6 +108,7 @@ def crafted(blob):
     c["header length 2**63"] = struct.pack("<Q", 2**63) + blob[8:]
     c["header length 2**64-1"] = b"\xff" * 8 + blob[8:]
     c["header length over the 100 MB limit"] = struct.pack("<Q", 100 * 2**20 + 1) + blob[8:]
+    c["20 MB header of empty objects"] = join(None, b"", b"[" + b"{}," * (20 * 2**20 // 3) + b"{}]")
     c["header longer than the file"] = struct.pack("<Q", len(blob)) + blob[8:]
     c["header cut short by one"] = struct.pack("<Q", struct.unpack("<Q", blob[:8])[0] - 1) + blob[8:]
     c["non-JSON header"] = join(None, data, b"this is not json at all!")

@@ -307,6 +307,17 @@ def test_clear_errors_for_foreign_unknown_version_and_unknown_layer(tmp_path):
         load_model(tmp_path / "text.safetensors")
 
 
+def test_model_headers_are_bounded_before_parsing(tmp_path, monkeypatch):
+    # A header within the safetensors limit (100 MB) but beyond what a model needs is refused
+    # without being read or parsed.
+    path = tmp_path / "big.safetensors"
+    blob = b'{"__metadata__":{"format":"pynn.model","pad":"' + b"x" * (saving.MAX_HEADER) + b'"}}'
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob)
+    monkeypatch.setattr(_safetensors, "parse_json", None)  # any parse attempt would fail loudly
+    with pytest.raises(ValueError, match="byte limit"):
+        load_model(path)
+
+
 def test_huge_units_in_a_tampered_config_are_refused_before_building(tmp_path, monkeypatch):
     src = tmp_path / "m.safetensors"
     _model(extra=False).save(src)

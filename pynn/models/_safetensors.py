@@ -133,8 +133,11 @@ def write(path, tensors: dict, metadata: dict | None = None) -> None:
         os.close(dfd)
 
 
-def read(path) -> tuple[dict, dict]:
-    """Returns (tensors, metadata) from a safetensors file, validating everything."""
+def read(path, max_header: int = MAX_HEADER) -> tuple[dict, dict]:
+    """Returns (tensors, metadata) from a safetensors file, validating everything.
+
+    `max_header` bounds the JSON header before it is read (parsing JSON costs memory in
+    proportion to its size; callers that know their headers are small pass a lower bound)."""
     path = os.fspath(path)
     try:
         size = os.path.getsize(path)
@@ -144,9 +147,9 @@ def read(path) -> tuple[dict, dict]:
         raise SafetensorsError(f"{path}: too short to be a safetensors file ({size} bytes)")
     with open(path, "rb") as f:
         (hlen,) = struct.unpack("<Q", f.read(8))
-        if hlen > MAX_HEADER or hlen > size - 8:
+        if hlen > max_header or hlen > size - 8:
             raise SafetensorsError(f"{path}: header length {hlen} exceeds the file "
-                                   f"({size} bytes) or the {MAX_HEADER}-byte limit")
+                                   f"({size} bytes) or the {max_header}-byte limit")
         raw = f.read(hlen)
         if len(raw) != hlen:
             raise SafetensorsError(f"{path}: the file changed while it was read")

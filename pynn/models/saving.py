@@ -24,6 +24,10 @@ FORMAT = "pynn.model"
 WEIGHTS_FORMAT = "pynn.weights"
 VERSION = 1
 _DIGITS = re.compile(r"[0-9]{1,9}")
+# A model file's header holds one short entry per tensor and the JSON configs: a few KiB for
+# usual models, far below this. The bound keeps the cost of parsing an untrusted header (Python
+# objects take several times the JSON's size) small.
+MAX_HEADER = 16 * 2**20
 
 
 def _check_path(filepath, overwrite):
@@ -97,7 +101,7 @@ def save_model(model, filepath, overwrite=True):
 def _read(filepath, expected_format):
     if not isinstance(filepath, (str, os.PathLike)):
         raise TypeError(f"filepath: expected a str or os.PathLike, got {type(filepath).__name__}")
-    tensors, meta = _safetensors.read(filepath)
+    tensors, meta = _safetensors.read(filepath, max_header=MAX_HEADER)
     path = os.fspath(filepath)
     fmt = meta.get("format")
     if fmt not in (FORMAT, WEIGHTS_FORMAT):
