@@ -7,10 +7,10 @@ table). Each figure comes from a fresh child process, so nothing else is residen
     python -P benchmarks/bench_memory.py [--epochs 1]
     pytest benchmarks/bench_memory.py -s
 
-Figures (RSS from /proc/self/statm, peak from getrusage's ru_maxrss):
+Figures (RSS from /proc/self/statm, peak from VmHWM in /proc/self/status):
     baseline       after `import pynn` and NumPy
     data           after loading the uint8 images and converting them to float32 / 255
-    peak           the process's peak RSS over the whole run (ru_maxrss)
+    peak           the process's peak RSS over the whole run (VmHWM)
     during fit     the largest RSS sampled at fit's batch boundaries
     over data      during fit - data: what training adds on top of the user's arrays
 The float32 training images are 60000 x 784 x 4 B = 179.4 MiB; pynn gathers batches by index
@@ -31,9 +31,13 @@ def _rss_mib():
 
 
 def _peak_mib():
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM: this process's high-water mark (ru_maxrss would include the parent's, as it
+    # survives exec)
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def measure(epochs=1, validation=False):

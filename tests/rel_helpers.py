@@ -33,6 +33,16 @@ def limit_address_space(gib):
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def peak_rss_mib():
+    """This process's RSS high-water mark (VmHWM). Not getrusage's ru_maxrss, which survives
+    exec and so reports the forking parent's peak in a fresh child."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def report(name, **fields):
     sys.stdout.write(MARK + json.dumps({"name": name, **fields}) + "\n")
     sys.stdout.flush()

@@ -361,9 +361,7 @@ def _child(names):
                 n += 1
                 if outcome not in ("ok", "ValueError"):
                     bad.append((n, outcome, exc_type, msg, data.hex()[:400]))
-            import resource
-
-            peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            peak_mib = rel_helpers.peak_rss_mib()
             rel_helpers.report(name, counts=counts, bad=bad[:10], cases=n, peak_mib=peak_mib)
         elif name == "config hypothesis":
             rel_helpers.report(name, **_config_hypothesis(blob, target))
