@@ -109,7 +109,10 @@ def write(path, tensors: dict, metadata: dict | None = None) -> None:
             f.write(struct.pack("<Q", len(blob)))
             f.write(blob)
             for arr in arrays:
-                f.write(arr.tobytes())
+                # the array's own buffer (C-contiguous by construction): no second copy of a
+                # large model in memory while it is written
+                if arr.size:
+                    f.write(memoryview(arr.reshape(-1)).cast("B"))
             f.flush()
             os.fchmod(f.fileno(), _file_mode(path))
             os.fsync(f.fileno())
