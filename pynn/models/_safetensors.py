@@ -19,6 +19,7 @@ import tempfile
 
 import numpy as np
 
+MAX_SHAPE_DIM = 2**40  # per axis; products are checked against the file size anyway
 MAX_HEADER = 100 * 1024 * 1024  # as the reference implementation
 _DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "I64": np.dtype("<i8"),
            "I32": np.dtype("<i4"), "U8": np.dtype("u1")}
@@ -27,6 +28,52 @@ _NAMES = {v: k for k, v in _DTYPES.items()}
 
 class SafetensorsError(ValueError):
     """A file that is not a valid safetensors file."""
+
+
+def _no_duplicates(pairs):
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise SafetensorsError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def parse_json(raw, what):
+    """Parses untrusted JSON bytes or text. Duplicate keys, invalid UTF-8, non-finite
+    constants (NaN, Infinity) and nesting deep enough to exhaust the parser's recursion are all
+    refused with a `SafetensorsError` (a ValueError) rather than a RecursionError."""
+    def _no_constants(name):
+        raise SafetensorsError(f"non-standard JSON constant {name}")
+
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except SafetensorsError as exc:
+        raise SafetensorsError(f"{what} is not valid JSON ({exc})") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SafetensorsError(f"{what} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise SafetensorsError(f"{what} is nested too deeply") from None
+
+
+def _file_mode(path):
+    """The permission bits the written file gets: those of the file it replaces, else what
+    open() would give a new file under the current umask (mkstemp alone gives 0600)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        pass
+    umask = 0o022
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    umask = int(line.split()[1], 8)
+                    break
+    except (OSError, ValueError):
+        pass
+    return 0o666 & ~umask
 
 
 def write(path, tensors: dict, metadata: dict | None = None) -> None:
@@ -62,8 +109,12 @@ def write(path, tensors: dict, metadata: dict | None = None) -> None:
             f.write(struct.pack("<Q", len(blob)))
             f.write(blob)
             for arr in arrays:
-                f.write(arr.tobytes())
+                # the array's own buffer (C-contiguous by construction): no second copy of a
+                # large model in memory while it is written
+                if arr.size:
+                    f.write(memoryview(arr.reshape(-1)).cast("B"))
             f.flush()
+            os.fchmod(f.fileno(), _file_mode(path))
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -72,10 +123,24 @@ def write(path, tensors: dict, metadata: dict | None = None) -> None:
         except OSError:
             pass
         raise
+    # Make the rename itself durable (POSIX: the directory entry lives in the folder).
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
-def read(path) -> tuple[dict, dict]:
-    """Returns (tensors, metadata) from a safetensors file, validating everything."""
+def read(path, max_header: int = MAX_HEADER) -> tuple[dict, dict]:
+    """Returns (tensors, metadata) from a safetensors file, validating everything.
+
+    `max_header` bounds the JSON header before it is read (parsing JSON costs memory in
+    proportion to its size; callers that know their headers are small pass a lower bound)."""
     path = os.fspath(path)
     try:
         size = os.path.getsize(path)
@@ -85,18 +150,17 @@ def read(path) -> tuple[dict, dict]:
         raise SafetensorsError(f"{path}: too short to be a safetensors file ({size} bytes)")
     with open(path, "rb") as f:
         (hlen,) = struct.unpack("<Q", f.read(8))
-        if hlen > MAX_HEADER or hlen > size - 8:
+        if hlen > max_header or hlen > size - 8:
             raise SafetensorsError(f"{path}: header length {hlen} exceeds the file "
-                                   f"({size} bytes) or the {MAX_HEADER}-byte limit")
+                                   f"({size} bytes) or the {max_header}-byte limit")
         raw = f.read(hlen)
-        try:
-            header = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise SafetensorsError(f"{path}: the header is not valid JSON ({exc})") from None
+        if len(raw) != hlen:
+            raise SafetensorsError(f"{path}: the file changed while it was read")
+        header = parse_json(raw, f"{path}: the header")
         if not isinstance(header, dict):
             raise SafetensorsError(f"{path}: the header must be a JSON object")
         data_len = size - 8 - hlen
-        metadata = header.pop("__metadata__", None) or {}
+        metadata = header.pop("__metadata__", {})
         if not isinstance(metadata, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
             raise SafetensorsError(f"{path}: __metadata__ must map strings to strings")
@@ -110,7 +174,7 @@ def read(path) -> tuple[dict, dict]:
                                        f"{info['dtype']!r}")
             shape = info["shape"]
             if not isinstance(shape, list) or not all(
-                    type(s) is int and 0 <= s < 2**40 for s in shape):
+                    type(s) is int and 0 <= s < MAX_SHAPE_DIM for s in shape):
                 raise SafetensorsError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
             offs = info["data_offsets"]
             if (not isinstance(offs, list) or len(offs) != 2

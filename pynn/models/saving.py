@@ -13,14 +13,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 
+from pynn import layers as layers_mod
 from pynn.models import _safetensors
 
 FORMAT = "pynn.model"
 WEIGHTS_FORMAT = "pynn.weights"
 VERSION = 1
+_DIGITS = re.compile(r"[0-9]{1,9}")
+# A model file's header holds one short entry per tensor and the JSON configs: a few KiB for
+# usual models, far below this. The bound keeps the cost of parsing an untrusted header (Python
+# objects take several times the JSON's size) small.
+MAX_HEADER = 16 * 2**20
 
 
 def _check_path(filepath, overwrite):
@@ -47,6 +54,21 @@ def _weights(model):
     return weights
 
 
+def _model_config(model):
+    """The model's config, with the seed each Dropout layer actually drew at build time (when
+    the layer exposes it) so that a loaded model's dropout masks continue the same sequence and
+    training resumes exactly."""
+    config = model.get_config()
+    entries = [e for e in config["layers"] if e.get("class_name") != "InputLayer"]
+    for entry, layer in zip(entries, model.layers):
+        conf = entry.get("config", {})
+        if entry.get("class_name") == "Dropout" and conf.get("seed") is None:
+            seed = getattr(layer, "_built_seed", None)
+            if seed is not None:
+                conf["seed"] = int(seed)
+    return config
+
+
 def save_model(model, filepath, overwrite=True):
     path = _check_path(filepath, overwrite)
     weights = _weights(model)
@@ -60,11 +82,16 @@ def save_model(model, filepath, overwrite=True):
             count = net.num_slots(pid)
             opt_state["slots"][str(pid)] = count
             for k in range(count):
-                tensors[f"optimizer.{pid}.{k}"] = net.get_slot(pid, k)
+                slot = net.get_slot(pid, k)
+                if not np.all(np.isfinite(slot)):
+                    raise ValueError(f"save: optimizer state of weight {pid} contains NaN or "
+                                     f"Inf (did training diverge?); refusing to write it")
+                tensors[f"optimizer.{pid}.{k}"] = slot
     metadata = {
         "format": FORMAT,
         "format_version": str(VERSION),
-        "model_config": json.dumps({"class_name": "Sequential", "config": model.get_config()}),
+        "model_config": json.dumps({"class_name": "Sequential", "config": _model_config(model)},
+                                   allow_nan=False),
         "compile_config": json.dumps(model.get_compile_config()),
         "optimizer_state": json.dumps(opt_state),
     }
@@ -74,27 +101,108 @@ def save_model(model, filepath, overwrite=True):
 def _read(filepath, expected_format):
     if not isinstance(filepath, (str, os.PathLike)):
         raise TypeError(f"filepath: expected a str or os.PathLike, got {type(filepath).__name__}")
-    tensors, meta = _safetensors.read(filepath)
+    tensors, meta = _safetensors.read(filepath, max_header=MAX_HEADER)
+    path = os.fspath(filepath)
     fmt = meta.get("format")
     if fmt not in (FORMAT, WEIGHTS_FORMAT):
-        raise ValueError(f"{os.fspath(filepath)}: not a pynn file (format {fmt!r})")
+        raise ValueError(f"{path}: not a pynn file (format {fmt!r})")
     if expected_format == FORMAT and fmt != FORMAT:
-        raise ValueError(f"{os.fspath(filepath)}: holds weights only; build the model and use "
-                         f"load_weights")
+        raise ValueError(f"{path}: holds weights only; build the model and use load_weights")
     version = meta.get("format_version", "")
-    if not version.isdigit():
-        raise ValueError(f"{os.fspath(filepath)}: invalid format_version {version!r}")
+    if not _DIGITS.fullmatch(version):
+        raise ValueError(f"{path}: invalid format_version {version!r}")
     if int(version) > VERSION:
-        raise ValueError(f"{os.fspath(filepath)}: written by a newer pynn (format version "
+        raise ValueError(f"{path}: written by a newer pynn (format version "
                          f"{version}; this pynn reads up to {VERSION})")
+    if int(version) < 1:
+        raise ValueError(f"{path}: unknown format version {version!r}")
     return tensors, meta
 
 
 def _json(meta, key, path):
+    # A missing key reads as null; anything else must be plain JSON (the reader refuses deep
+    # nesting, duplicate keys and NaN/Infinity with a ValueError).
+    return _safetensors.parse_json(meta.get(key, "null"), f"{path}: metadata {key!r}")
+
+
+# Loading refuses to build a network whose weights the file cannot hold: the shapes implied
+# by the architecture are computed from the JSON alone and compared with the tensors actually
+# present before the engine allocates anything, so a tampered config such as
+# Dense(units=10**12) costs nothing (the tensors' sizes are bounded by the file's size).
+_PARAMS_OF = {
+    "Dense": lambda c, w: [(w, c["units"])] + ([(c["units"],)] if c.get("use_bias", True)
+                                                 else []),
+    "BatchNormalization": lambda c, w: [(w,)] * (int(bool(c.get("scale", True)))
+                                                 + int(bool(c.get("center", True))) + 2),
+    "PReLU": lambda c, w: [(w,)],
+}
+
+
+def _expected_shapes(cfg, path):
+    """The weight shapes, in get_weights order, that a Sequential config describes; raises
+    ValueError for a config that cannot be a pynn model (before anything is allocated)."""
+    layers = cfg.get("layers") if isinstance(cfg, dict) else None
+    if not isinstance(layers, list):
+        raise ValueError(f"{path}: the model config has no 'layers' list")
+    shapes = []
+    width = None
+    for i, entry in enumerate(layers):
+        if not isinstance(entry, dict) or not isinstance(entry.get("config", {}), dict):
+            raise ValueError(f"{path}: layer {i} of the model config is malformed")
+        cls, conf = entry.get("class_name"), entry.get("config", {})
+        if not isinstance(cls, str) or cls not in layers_mod._CLASSES:
+            raise ValueError(f"{path}: layer config: unknown layer type {cls!r}; pynn knows "
+                             f"{sorted(layers_mod._CLASSES)}")
+        shape = conf.get("shape") if cls == "InputLayer" else conf.get("input_shape")
+        if width is None and shape is not None:
+            if (not isinstance(shape, list) or not shape or not all(
+                    type(s) is int and s >= 1 for s in shape)):
+                raise ValueError(f"{path}: layer {i} ({cls}) has an invalid input shape "
+                                 f"{shape!r}")
+            width = 1
+            for s in shape:
+                width *= s
+        if cls == "InputLayer":
+            continue
+        if width is None:
+            raise ValueError(f"{path}: the model config has no input shape")
+        if cls == "Dense":
+            units = conf.get("units")
+            if type(units) is not int or units < 1:
+                raise ValueError(f"{path}: layer {i} (Dense) has invalid units {units!r}")
+        rule = _PARAMS_OF.get(cls)
+        if rule is not None:
+            shapes += rule(conf, width)
+        if cls == "Dense":
+            width = conf["units"]
+    if width is None:
+        raise ValueError(f"{path}: the model config has no input shape")
+    return shapes
+
+
+_CONFIG_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError,
+                  RecursionError)
+
+
+def _build_from_config(cfg, tensors, path):
+    from pynn.models.sequential import Sequential
+
+    expected = _expected_shapes(cfg, path)
+    for i, shape in enumerate(expected):
+        have = tensors.get(f"weights.{i}")
+        if have is None or tuple(have.shape) != tuple(shape):
+            raise ValueError(f"{path}: weight {i} should have shape {tuple(shape)} by the "
+                             f"model config, the file holds "
+                             f"{None if have is None else tuple(have.shape)}")
     try:
-        return json.loads(meta.get(key, "null"))
-    except ValueError:
-        raise ValueError(f"{path}: metadata {key!r} is not valid JSON") from None
+        model = Sequential.from_config(cfg)
+    except MemoryError:
+        raise
+    except _CONFIG_ERRORS as exc:
+        raise ValueError(f"{path}: invalid model config ({type(exc).__name__}: {exc})") from None
+    if not model.built:
+        raise ValueError(f"{path}: the model config has no input shape")
+    return model
 
 
 def _assign_weights(model, tensors, path):
@@ -115,25 +223,32 @@ def _assign_weights(model, tensors, path):
 
 def load_model(filepath, compile=True):
     """Loads a model saved with `Sequential.save` (architecture, weights, and, with
-    `compile`, its compile configuration and optimizer state so training resumes)."""
-    from pynn.models.sequential import Sequential
+    `compile`, its compile configuration and optimizer state so training resumes).
 
+    Raises:
+        TypeError: `filepath` is not a str or path-like.
+        FileNotFoundError: there is no such file.
+        ValueError: anything wrong with the file's content (not safetensors, truncated,
+            corrupt, not a pynn model, a newer format version, an unknown layer type, a
+            config that does not match the tensors, NaN weights...).
+    """
     path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else filepath
     tensors, meta = _read(filepath, FORMAT)
     cfg = _json(meta, "model_config", path)
     if not isinstance(cfg, dict) or cfg.get("class_name") != "Sequential":
         raise ValueError(f"{path}: unknown model type "
                          f"{cfg.get('class_name') if isinstance(cfg, dict) else cfg!r}")
-    model = Sequential.from_config(cfg.get("config"))
-    if not model.built:
-        raise ValueError(f"{path}: the model config has no input shape")
+    model = _build_from_config(cfg.get("config"), tensors, path)
     _assign_weights(model, tensors, path)
     compile_cfg = _json(meta, "compile_config", path)
     if compile and compile_cfg is not None:
+        if not isinstance(compile_cfg, dict):
+            raise ValueError(f"{path}: invalid compile config {compile_cfg!r}")
         try:
             model.compile_from_config(compile_cfg)
-        except (TypeError, ValueError, KeyError) as exc:
-            raise ValueError(f"{path}: invalid compile config ({exc})") from None
+        except _CONFIG_ERRORS as exc:
+            raise ValueError(f"{path}: invalid compile config ({type(exc).__name__}: "
+                             f"{exc})") from None
         state = _json(meta, "optimizer_state", path)
         if state is not None:
             _restore_optimizer(model, state, tensors, path)
@@ -142,27 +257,35 @@ def load_model(filepath, compile=True):
 
 def _restore_optimizer(model, state, tensors, path):
     net = model._net
-    try:
-        slots = state["slots"]
-        iterations = int(state["iterations"])
-        u_product = float(state["u_product"])
-        lr = float(state["learning_rate"])
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{path}: malformed optimizer state") from None
-    if iterations < 0 or not np.isfinite(u_product) or not (np.isfinite(lr) and lr > 0):
-        raise ValueError(f"{path}: malformed optimizer state")
+    bad = ValueError(f"{path}: malformed optimizer state")
+    if not isinstance(state, dict):
+        raise bad
+    slots, iterations = state.get("slots"), state.get("iterations")
+    u_product, lr = state.get("u_product"), state.get("learning_rate")
+    if (not isinstance(slots, dict) or type(iterations) is not int
+            or not 0 <= iterations < 2**62
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                       for v in (u_product, lr))
+            or not np.isfinite(u_product) or not (np.isfinite(lr) and lr >= 0)):
+        raise bad
     for pid in range(net.num_params()):
         expected = net.num_slots(pid)
-        if int(slots.get(str(pid), -1)) != expected:
+        count = slots.get(str(pid), -1)
+        if type(count) is not int or count != expected:
             raise ValueError(f"{path}: optimizer state does not match the model")
+        shape = tuple(net.param_info(pid)[1])
         for k in range(expected):
             arr = tensors.get(f"optimizer.{pid}.{k}")
-            if arr is None or arr.dtype != np.float32 or not np.all(np.isfinite(arr)):
+            if (arr is None or arr.dtype != np.float32 or tuple(arr.shape) != shape
+                    or not np.all(np.isfinite(arr))):
                 raise ValueError(f"{path}: optimizer slot {pid}.{k} is missing or invalid")
             net.set_slot(pid, k, np.ascontiguousarray(arr))
     net.iterations = iterations
-    net.u_product = u_product
-    model.optimizer.learning_rate = lr
+    net.u_product = float(u_product)
+    if lr > 0:
+        model.optimizer.learning_rate = float(lr)
+    else:  # a rate that underflowed float32 when it was set: keep it as the engine had it
+        net.learning_rate = 0.0
 
 
 def save_weights(model, filepath, overwrite=True):
