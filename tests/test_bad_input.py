@@ -449,30 +449,10 @@ def _child(names):
 # Cases that fail on this branch because of bugs in files the reliability work does not own;
 # each is reported with its fix. strict: when a fix lands the case passes and this list must
 # shrink (the test then fails, pointing at the stale entry).
-KNOWN_BUGS = {
-    # Dense builds its kernel in the engine before any size check: std::bad_alloc surfaces as
-    # a MemoryError without the argument's name (and sizes just under the machine's memory
-    # would really be allocated and zero-filled).
-    "Dense units 10**12 built", "Dense 2**31 units built", "Dense kernel 2**70 elements",
-    # ELU/LeakyReLU accept an infinite alpha/slope (real_in with an inclusive upper bound inf).
-    "ELU alpha inf",
-    # _prepare_sample_weight converts with np.asarray(dtype=float64) before checking the dtype:
-    # strings give NumPy's ValueError without the argument's name.
-    "fit sample_weight strings",
-    # The C++ activations turn NaN into numbers (relu(NaN) = 0, sigmoid(NaN) = 1, tanh(NaN) = 1)
-    # where the NumPy twin propagates NaN: a NaN input gives a plausible-looking prediction.
-    "predict nan gives nan (relu)",
-    # predict passes max(batch_size, 256) to the engine as its chunk: a batch_size beyond int64
-    # fails pybind11's conversion with a TypeError that lists the raw arguments.
-    "predict batch_size 2**63",
-}
+KNOWN_BUGS: set = set()
 
 # Cases that crash the interpreter on this branch (reported with their fixes). Strict as above.
-KNOWN_CRASHES = {
-    # DenseOp::backward passes db = nullptr when use_bias=False and colsum_block (dense.cpp)
-    # writes through it: training any Dense(use_bias=False) segfaults.
-    "train Dense(use_bias=False)", "train Dense(use_bias=False) hidden",
-}
+KNOWN_CRASHES: set = set()
 
 _RESULTS = {}
 

@@ -465,11 +465,7 @@ def test_valid_file_loads_under_the_memory_cap():
 
 # Files that load although they should not, because of bugs outside the loader (reported with
 # their fixes). Strict: once fixed, the entry must go.
-KNOWN_ACCEPTED = {
-    # Optimizer.__init__ keeps unknown keyword arguments as hyperparameters instead of refusing
-    # them as Keras does ("Argument(s) not recognized").
-    "crafted: compile_config unknown optimizer arg",
-}
+KNOWN_ACCEPTED: set = set()
 
 
 def test_crafted_files_raise_value_error():

@@ -97,9 +97,6 @@ def test_learning_rate_set_between_epochs_is_saved(tmp_path):
     assert load_model(tmp_path / "m.safetensors").optimizer.learning_rate == pytest.approx(0.0125)
 
 
-@pytest.mark.xfail(strict=True, reason="Dropout(seed=None) draws its seed at build time and "
-                   "does not keep it, so the file cannot carry it (fix: Dropout._add_to keeps "
-                   "`self._built_seed = seed`; saving writes it into the config)")
 def test_training_with_unseeded_dropout_resumes_exactly(tmp_path):
     x, y = _data()
     straight = _model(dropout_seed=None)

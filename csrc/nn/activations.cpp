@@ -7,6 +7,8 @@
 //  - no exp/log/power is evaluated where it could overflow for finite input: for |x| up to
 //    1e4 (and beyond) every function and derivative is finite except `exponential`, whose
 //    value really is +inf above ~88.7 in float32.
+//  - forward passes NaN through unchanged, as the NumPy twin does: a NaN never becomes a
+//    plausible number (relu(NaN) = 0, sigmoid(NaN) = 1) that would hide a diverged model.
 //  - derivatives at kinks follow one convention shared with pynn.reference.activations: the
 //    "x > 0" branch is taken only for strictly positive x (relu'(0) = 0, leaky'(0) = slope).
 #include "nn/activations.h"
@@ -27,7 +29,7 @@ namespace {
     (void)p;                                                         \
     for (int64_t i = 0; i < n; ++i) {                                \
       const float x = xs[i];                                         \
-      xs[i] = (EXPR);                                                \
+      xs[i] = x != x ? x : (EXPR); /* NaN in, NaN out (as NumPy) */  \
     }                                                                \
   }
 #define PYNN_ACT_BWD(NAME, EXPR)                                                            \

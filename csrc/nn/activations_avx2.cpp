@@ -44,6 +44,7 @@ struct V256 {
   using mask = __m256;
   static inline mask cmp_gt(v a, v b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
   static inline mask cmp_lt(v a, v b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+  static inline mask isnan(v a) { return _mm256_cmp_ps(a, a, _CMP_UNORD_Q); }
   static inline v select(mask m, v a, v b) { return _mm256_blendv_ps(b, a, m); }
   static inline v pow2i(v n) {
     const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));

@@ -36,6 +36,7 @@ struct V512 {
   using mask = __mmask16;
   static inline mask cmp_gt(v a, v b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
   static inline mask cmp_lt(v a, v b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+  static inline mask isnan(v a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
   static inline v select(mask m, v a, v b) { return _mm512_mask_blend_ps(m, b, a); }
   static inline v pow2i(v n) {
     const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));

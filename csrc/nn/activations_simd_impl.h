@@ -99,11 +99,14 @@ struct Kernels {
     return V::add(V::max(V::set1(0.0f), x), log1p_small(exp(V::neg_abs(x))));
   }
 
+  // f on every lane, NaN lanes passed through unchanged (as the scalar kernels do).
+  template <class F>
+  static inline v nan_through(v xv, F f) { return V::select(V::isnan(xv), xv, f(xv)); }
   template <class F>
   static inline void map(float* x, int64_t n, F f) {
     int64_t i = 0;
-    for (; i + V::W <= n; i += V::W) V::store(x + i, f(V::load(x + i)));
-    if (i < n) V::storen(x + i, f(V::loadn(x + i, n - i)), n - i);
+    for (; i + V::W <= n; i += V::W) V::store(x + i, nan_through(V::load(x + i), f));
+    if (i < n) V::storen(x + i, nan_through(V::loadn(x + i, n - i), f), n - i);
   }
   // dz = dy * g(z, y)
   template <class G>

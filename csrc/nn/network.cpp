@@ -233,8 +233,14 @@ Param* new_param(std::vector<std::unique_ptr<Param>>& store, const std::string& 
   auto p = std::make_unique<Param>();
   p->name = name;
   p->shape = std::move(shape);
+  // Checked before anything is allocated: a product that overflows, or a tensor beyond 2^31-1
+  // elements (the kernels' index range), is refused instead of wrapping or exhausting memory.
   int64_t size = 1;
-  for (int64_t s : p->shape) size *= s;
+  for (int64_t s : p->shape) {
+    if (s < 0 || (s > 0 && size > ((int64_t(1) << 31) - 1) / s))
+      throw std::length_error("parameter '" + name + "' would exceed 2^31-1 elements");
+    size *= s;
+  }
   p->value.assign(size_t(size), init);
   p->trainable = trainable;
   if (trainable) p->grad.assign(size_t(size), 0.0f);

@@ -35,7 +35,8 @@ class LeakyReLU(Layer):
 
     def __init__(self, negative_slope=0.3, **kwargs):
         super().__init__(**kwargs)
-        self.negative_slope = real_in(negative_slope, "negative_slope", 0.0, float("inf"))
+        self.negative_slope = real_in(negative_slope, "negative_slope", 0.0, float("inf"),
+                                      hi_open=True)
 
     def _add_to(self, net, input_shape):
         net.add_activation("leaky_relu", [self.negative_slope])
@@ -50,7 +51,7 @@ class ELU(Layer):
 
     def __init__(self, alpha=1.0, **kwargs):
         super().__init__(**kwargs)
-        self.alpha = real_in(alpha, "alpha", 0.0, float("inf"))
+        self.alpha = real_in(alpha, "alpha", 0.0, float("inf"), hi_open=True)
 
     def _add_to(self, net, input_shape):
         net.add_activation("elu", [self.alpha])

@@ -4,6 +4,8 @@ from __future__ import annotations
 from pynn import activations, initializers, regularizers
 from pynn.layers.layer import Layer, positive_int
 
+MAX_WEIGHT_ELEMENTS = 2**31 - 1  # the engine's limit per weight tensor (32-bit index range)
+
 
 class Dense(Layer):
     """A fully connected layer.
@@ -42,6 +44,11 @@ class Dense(Layer):
             raise ValueError(f"{self.name}: Dense expects one feature axis per sample, got input "
                              f"shape {input_shape}; put a Flatten layer before it")
         self._in = input_shape[0]
+        if self._in * self.units > MAX_WEIGHT_ELEMENTS:
+            raise ValueError(f"units: a Dense layer of {self.units} units on {self._in} inputs "
+                             f"needs a kernel of {self._in * self.units:,} floats, more than "
+                             f"pynn's limit of {MAX_WEIGHT_ELEMENTS:,} (2**31 - 1) per weight. "
+                             f"Received: units={self.units}")
         net.add_dense(self.units, self.activation, self._act_params, self.use_bias)
         return (self.units,)
 

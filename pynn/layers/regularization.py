@@ -27,6 +27,7 @@ class Dropout(Layer):
 
     def _add_to(self, net, input_shape):
         seed = _random.next_seed() if self.seed is None else int(self.seed) % 2**63
+        self._built_seed = seed  # saved with the model so that training resumes exactly
         net.add_dropout(self.rate, seed)
         return input_shape
 

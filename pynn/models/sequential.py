@@ -310,7 +310,10 @@ class Sequential:
     def _prepare_sample_weight(self, sample_weight, class_weight, y_dense, labels, n):
         sw = None
         if sample_weight is not None:
-            sw = np.asarray(sample_weight, dtype=np.float64)
+            raw = np.asarray(sample_weight)
+            if raw.dtype.kind not in "fiub":
+                raise TypeError(f"sample_weight: expected real numbers, got dtype {raw.dtype}")
+            sw = raw.astype(np.float64)
             if sw.ndim == 2 and sw.shape[1] == 1:
                 sw = sw[:, 0]
             if sw.shape != (n,):
@@ -513,9 +516,10 @@ class Sequential:
         ``verbose="auto"`` shows a progress bar only on a terminal and for more than one batch.
         """
         net = self._net
+        chunk = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         if (net is not None and callbacks is None and type(x) is np.ndarray
                 and x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous
-                and x.shape[1] == net.input_width and 0 < x.shape[0] <= (batch_size or 32)
+                and x.shape[1] == net.input_width and 0 < x.shape[0] <= chunk
                 and (verbose == 0 or verbose == "auto")):
             # Fast path for the common small call (serving one row): nothing to convert,
             # a single batch, no progress bar.
@@ -525,7 +529,6 @@ class Sequential:
         xs = self._prepare_x(x, check_finite=False)
         n = xs.shape[0]
         out = np.empty((n, self._net.output_width), dtype=np.float32)
-        chunk = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         if verbose == "auto":
             # a bar only when someone watches a terminal, and only for more than one batch
             from pynn.utils.progbar import resolve_verbose
@@ -535,7 +538,7 @@ class Sequential:
             verbose = _verbose(verbose, True)
         if verbose == 0 and callbacks is None:
             # Rows are independent: one call, chunked in C++ for cache locality.
-            self._net.predict(xs, out, max(chunk, 256))
+            self._net.predict(xs, out, min(max(chunk, 256), n))
             return out
         from pynn.callbacks import CallbackList
 
@@ -546,7 +549,7 @@ class Sequential:
         for step, start in enumerate(range(0, n, chunk)):
             cbl.on_predict_batch_begin(step)
             stop = min(n, start + chunk)
-            self._net.predict(xs[start:stop], out[start:stop], chunk)
+            self._net.predict(xs[start:stop], out[start:stop], stop - start)
             cbl.on_predict_batch_end(step, {"outputs": out[start:stop]})
         cbl.on_predict_end()
         return out

@@ -6,6 +6,7 @@ runs inside the compiled training step (one fused pass per parameter tensor). Se
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 
@@ -47,6 +48,10 @@ class Optimizer:
         if self.clipnorm is not None and self.global_clipnorm is not None:
             raise ValueError("clipnorm and global_clipnorm: only one of them may be set")
         self.name = name or type(self).__name__
+        known = set(inspect.signature(type(self).__init__).parameters) - {"self", "kwargs"}
+        unknown = sorted(set(hyper) - known)
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: argument(s) not recognized: {unknown}")
         self._hyper = hyper
 
     # --- learning rate and step counter, live once attached to a compiled model -------------
