@@ -40,6 +40,15 @@ for lib in "$LIBASAN" "$LIBSTDCXX"; do
   fi
 done
 
+# A guard against a silently unsanitized build (option renamed, flags dropped): the installed
+# extension must link the ASan runtime.
+# (Found by path: importing it here, before the preload below, would fail.)
+CORE_SO="$(ls "$WORK"/venv/lib/python3*/site-packages/pynn/_core*.so | head -n 1)"
+if ! ldd "$CORE_SO" | grep -q libasan; then
+  echo "sanitize: $CORE_SO is not linked against libasan; PYNN_SANITIZE had no effect" >&2
+  exit 2
+fi
+
 TESTS=()
 for t in "$ROOT"/tests/test_gemm*.py tests/test_dense.py tests/test_regularization.py \
          tests/test_activations.py tests/test_losses.py tests/test_optimizers.py; do

@@ -16,6 +16,12 @@
 // split, and the cuts fall on tile boundaries, so every element of C is produced by the same
 // sequence of floating-point operations whatever the thread count: results are bitwise
 // identical for 1..N threads.
+//
+// Small m (up to the kernel's direct_max_m) with B of unit column stride skips all of the
+// above: packing a whole weight matrix for one output row costs more than the product. The
+// direct kernel reads A and B in place and reproduces the micro-kernel's arithmetic per
+// element over the same K panels (see kernel.h), so a row's result never depends on how many
+// rows were computed with it or on which path ran.
 #include "gemm/gemm.h"
 
 #include <omp.h>
@@ -99,8 +105,8 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
   const int64_t ncols = std::min<int64_t>(NC, n1 - n0);
   float* abuf = tl_pack_a.get(size_t((mrows + MR - 1) / MR * MR) * KC);
   float* bbuf = tl_pack_b.get(size_t((ncols + NR - 1) / NR * NR) * KC);
-  // Scratch tile for edges; zeroed once so the kernel never reads uninitialised lanes (the
-  // lanes past the edge are computed and discarded).
+  // Scratch tile for edges, zeroed so the kernel never reads uninitialised lanes (the lanes
+  // past the edge are computed and discarded).
   alignas(64) float edge[kMaxMR * kMaxNR] = {};
   const bool has_ep = !ep.empty();
 
