@@ -5,6 +5,8 @@ can be passed to a layer (``Dense(10, activation=pynn.activations.relu)``) as Ke
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from pynn import _core
@@ -23,9 +25,14 @@ PARAMS: dict[str, tuple[tuple[str, float], ...]] = {
 ALIASES = {None: "linear", "identity": "linear"}
 
 
+@functools.lru_cache(maxsize=None)
+def _names() -> tuple[str, ...]:
+    return tuple(sorted(set(_core.activation_names()) | {"softmax"}))
+
+
 def names() -> list[str]:
     """Every activation name a layer accepts."""
-    return sorted(set(_core.activation_names()) | {"softmax"})
+    return list(_names())
 
 
 def resolve(identifier, **params) -> tuple[str, list[float]]:
@@ -38,7 +45,7 @@ def resolve(identifier, **params) -> tuple[str, list[float]]:
         raise TypeError(f"activation: expected a name (str), None or a pynn.activations "
                         f"function, got {identifier!r}")
     name = identifier
-    if name not in names():
+    if name not in _names():
         raise ValueError(f"activation: unknown name {name!r}; expected one of {names()}")
     spec = PARAMS.get(name, ())
     unknown = set(params) - {p for p, _ in spec}

@@ -8,6 +8,8 @@ from pynn._validation import as_float32_array, check_real_scalar
 
 __all__ = ["gemm", "activation_names"]
 
+_F32 = np.dtype(np.float32)
+
 
 def activation_names() -> list[str]:
     """The names of the element-wise activations the core implements."""
@@ -42,10 +44,16 @@ def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, b
         >>> pynn.ops.gemm(np.eye(2), np.ones((2, 3)), activation="relu").shape
         (2, 3)
     """
-    a = as_float32_array(a, "a", ndim=2)
-    b = as_float32_array(b, "b", ndim=2)
-    alpha = check_real_scalar(alpha, "alpha")
-    beta = check_real_scalar(beta, "beta")
+    if not (type(a) is np.ndarray and a.dtype == _F32 and a.ndim == 2
+            and not (a.strides[0] | a.strides[1]) & 3):
+        a = as_float32_array(a, "a", ndim=2)
+    if not (type(b) is np.ndarray and b.dtype == _F32 and b.ndim == 2
+            and not (b.strides[0] | b.strides[1]) & 3):
+        b = as_float32_array(b, "b", ndim=2)
+    if type(alpha) is not float:
+        alpha = check_real_scalar(alpha, "alpha")
+    if type(beta) is not float:
+        beta = check_real_scalar(beta, "beta")
     if trans_a:
         a = a.T
     if trans_b:

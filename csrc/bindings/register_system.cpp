@@ -36,6 +36,7 @@ void register_system(py::module_& m) {
     d["MC"] = k.mc;
     d["NC"] = k.nc;
     d["parallel_threshold"] = gemm::kParallelThreshold;
+    d["direct_max_m"] = k.direct_max_m;
     return d;
   });
   m.def(

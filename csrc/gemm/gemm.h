@@ -32,6 +32,6 @@ void sgemm_with(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float a
 int threads_for(int64_t m, int64_t n, int64_t k, int nthreads);
 
 // Problems with fewer multiply-adds than this run on one thread.
-constexpr int64_t kParallelThreshold = int64_t(1) << 20;
+constexpr int64_t kParallelThreshold = int64_t(1) << 21;
 
 }  // namespace pynn::gemm
