@@ -15,6 +15,8 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import pynn
+
+from conftest import record
 from pynn import _core
 
 N, IN, OUT = 128, 784, 256
@@ -72,6 +74,10 @@ def test_dense_forward_backward(benchmark, threads):
     t_bench = benchmark.stats.stats.min
     ratio = t_np / min(t_pynn, t_bench)
     benchmark.extra_info.update(numpy_s=t_np, ratio_vs_numpy=ratio)
+    record("dense forward + backward (fused vs NumPy composition)",
+           f"{N}x{IN}->{OUT} relu {threads}t", "pynn", min(t_pynn, t_bench), FLOP)
+    record("dense forward + backward (fused vs NumPy composition)",
+           f"{N}x{IN}->{OUT} relu {threads}t", "numpy", t_np, FLOP)
     print(f"\ndense fwd+bwd {N}x{IN}->{OUT} relu, {threads} thread(s): "
           f"pynn {min(t_pynn, t_bench) * 1e6:.0f} us ({FLOP / min(t_pynn, t_bench) / 1e9:.1f} GFLOP/s), "
           f"numpy {t_np * 1e6:.0f} us ({FLOP / t_np / 1e9:.1f} GFLOP/s), "
