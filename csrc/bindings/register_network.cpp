@@ -159,6 +159,22 @@ BatchArgs batch_args(PyNetwork& self, const py::array& x, const py::object& y,
   return a;
 }
 
+// train_step and test_step share their argument handling; only the engine call differs.
+template <bool kTrain>
+py::tuple run_step(PyNetwork& s, py::array x, py::object y, py::object labels, py::object sw,
+                   py::object idx) {
+  if (kTrain && !s.net->has_optimizer()) throw py::value_error("the model has no optimizer");
+  BatchArgs a = batch_args(s, x, y, labels, sw, idx);
+  nn::StepResult r;
+  {
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(s.mu);
+    r = kTrain ? s.net->train_step(a.x, a.ldx, a.y, a.labels, a.sw, a.idx, a.batch)
+               : s.net->test_step(a.x, a.ldx, a.y, a.labels, a.sw, a.idx, a.batch);
+  }
+  return py::make_tuple(r.loss, r.correct);
+}
+
 }  // namespace
 
 void register_network(py::module_& m) {
@@ -236,35 +252,13 @@ void register_network(py::module_& m) {
         if (k < 0 || k >= int(p.slots.size())) throw py::index_error("slot index out of range");
         copy_in(p.slots[size_t(k)], a, "slot");
       })
-      .def("train_step",
-           [](PyNetwork& s, py::array x, py::object y, py::object labels, py::object sw,
-              py::object idx) {
-             if (!s.net->has_optimizer()) throw py::value_error("the model has no optimizer");
-             BatchArgs a = batch_args(s, x, y, labels, sw, idx);
-             nn::StepResult r;
-             {
-               py::gil_scoped_release nogil;
-               std::lock_guard<std::mutex> lock(s.mu);
-               r = s.net->train_step(a.x, a.ldx, a.y, a.labels, a.sw, a.idx, a.batch);
-             }
-             return py::make_tuple(r.loss, r.correct);
-           },
-           py::arg("x"), py::arg("y"), py::arg("labels"), py::arg("sample_weight"),
-           py::arg("idx"))
-      .def("test_step",
-           [](PyNetwork& s, py::array x, py::object y, py::object labels, py::object sw,
-              py::object idx) {
-             BatchArgs a = batch_args(s, x, y, labels, sw, idx);
-             nn::StepResult r;
-             {
-               py::gil_scoped_release nogil;
-               std::lock_guard<std::mutex> lock(s.mu);
-               r = s.net->test_step(a.x, a.ldx, a.y, a.labels, a.sw, a.idx, a.batch);
-             }
-             return py::make_tuple(r.loss, r.correct);
-           },
-           py::arg("x"), py::arg("y"), py::arg("labels"), py::arg("sample_weight"),
-           py::arg("idx"))
+      .def("train_step", &run_step<true>, py::arg("x"), py::arg("y"), py::arg("labels"),
+           py::arg("sample_weight"), py::arg("idx"),
+           "One training step (forward, loss, backward, update) on the rows idx (all if None); "
+           "returns (batch loss, correct rows).")
+      .def("test_step", &run_step<false>, py::arg("x"), py::arg("y"), py::arg("labels"),
+           py::arg("sample_weight"), py::arg("idx"),
+           "The loss of the rows idx (all if None) in inference mode; returns (loss, correct).")
       .def("last_output", [](PyNetwork& s) {
         std::lock_guard<std::mutex> lock(s.mu);
         const int64_t n = s.net->last_batch(), c = s.net->output_width();

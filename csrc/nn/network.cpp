@@ -5,6 +5,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "nn/activations_param.h"
 #include "nn/dense.h"
 #include "nn/regularization.h"
 #include "nn/softmax.h"
@@ -207,24 +208,11 @@ struct PReLUOp : Op {
   Param* alpha = nullptr;
   const float* forward(const float* x, int64_t n, bool training, int64_t, int) override {
     last_training = training;
-    const float* a = alpha->value.data();
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t j = 0; j < out_w; ++j) {
-        const float v = x[r * in_w + j];
-        out[r * out_w + j] = v > 0.0f ? v : a[j] * v;
-      }
+    prelu_forward(x, out.data(), n, out_w, alpha->value.data());
     return out.data();
   }
   void backward(const float* x, float* dy, int64_t n, float* dxp) override {
-    const float* a = alpha->value.data();
-    float* da = alpha->grad.data();
-    std::fill(da, da + out_w, 0.0f);
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t j = 0; j < out_w; ++j) {
-        const float v = x[r * in_w + j], g = dy[r * out_w + j];
-        if (v <= 0.0f) da[j] += g * v;
-        if (dxp) dxp[r * in_w + j] = v > 0.0f ? g : a[j] * g;
-      }
+    prelu_backward(x, dy, dxp, alpha->grad.data(), n, out_w, alpha->value.data());
   }
 };
 
