@@ -430,6 +430,11 @@ void Network::ensure_capacity(int64_t batch) {
   weight_buf_.assign(size_t(batch), 0.0f);
   probs_.assign(size_t(batch * ow), 0.0f);
   input_grad_.assign(size_t(batch * input_width_), 0.0f);
+  // Input gradients are needed below op i only if something below it learns.
+  learns_below_.assign(ops_.size() + 1, 0);
+  for (size_t i = 0; i < ops_.size(); ++i)
+    learns_below_[i + 1] = learns_below_[i] || !ops_[i]->params.empty();
+  inputs_.assign(ops_.size(), nullptr);
   capacity_ = batch;
 }
 
@@ -445,7 +450,6 @@ const float* Network::forward(const float* x, int64_t ldx, const int64_t* idx, i
   } else {
     h = x;
   }
-  inputs_.resize(ops_.size());
   for (size_t i = 0; i < ops_.size(); ++i) {
     inputs_[i] = h;
     h = ops_[i]->forward(h, batch, training, step_, int(i));
@@ -512,10 +516,7 @@ StepResult Network::loss_and_grad(const float* y, const int32_t* labels,
 }
 
 void Network::backward(int64_t batch, bool need_input_grad) {
-  // Input gradients are needed below op i only if something below it learns.
-  std::vector<bool> learns_below(ops_.size() + 1, false);
-  for (size_t i = 0; i < ops_.size(); ++i)
-    learns_below[i + 1] = learns_below[i] || !ops_[i]->params.empty();
+  const std::vector<char>& learns_below = learns_below_;
   float* dy = grad_out_.data();
   for (size_t i = ops_.size(); i-- > 0;) {
     Op& op = *ops_[i];

@@ -121,6 +121,7 @@ class Network {
   std::vector<float> probs_;        // probabilities when fused
   std::vector<float> input_grad_;   // d/dx for saliency
   std::vector<const float*> inputs_;  // input of each op in the last forward
+  std::vector<char> learns_below_;     // [i]: some op before op i has parameters
   const float* output_ = nullptr;      // probabilities of the last forward
   const float* last_logits_ = nullptr;  // raw output of the last op
   std::vector<std::unique_ptr<Param>> store_;
