@@ -13,7 +13,7 @@ __all__: list[str] = ['Network', 'activation_backward', 'activation_defaults', '
 class Network:
     def __init__(self, input_width: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
-    def add_activation(self, activation: str, act_params: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = []) -> int:
+    def add_activation(self, activation: str, act_params: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], seed: typing.SupportsInt | typing.SupportsIndex = 0) -> int:
         ...
     def add_batchnorm(self, arg0: typing.SupportsFloat | typing.SupportsIndex, arg1: typing.SupportsFloat | typing.SupportsIndex, arg2: bool, arg3: bool) -> int:
         ...
@@ -53,10 +53,14 @@ class Network:
         ...
     def set_slot(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: numpy.ndarray) -> None:
         ...
-    def test_step(self, x: numpy.ndarray, y: typing.Any, labels: typing.Any, sample_weight: typing.Any, idx: typing.Any) -> tuple[float, int]:
-        ...
-    def train_step(self, x: numpy.ndarray, y: typing.Any, labels: typing.Any, sample_weight: typing.Any, idx: typing.Any) -> tuple[float, int]:
-        ...
+    def test_step(self, x: numpy.ndarray, y: typing.Any, labels: typing.Any, sample_weight: typing.Any, idx: typing.Any) -> tuple:
+        """
+        The loss of the rows idx (all if None) in inference mode; returns (loss, correct).
+        """
+    def train_step(self, x: numpy.ndarray, y: typing.Any, labels: typing.Any, sample_weight: typing.Any, idx: typing.Any) -> tuple:
+        """
+        One training step (forward, loss, backward, update) on the rows idx (all if None); returns (batch loss, correct rows).
+        """
     @property
     def input_width(self) -> int:
         ...

@@ -160,3 +160,23 @@ def test_batchnorm_uses_moving_statistics_at_inference():
 def test_bad_constructor_arguments(make, exc, match):
     with pytest.raises(exc, match=match):
         make()
+
+
+@pytest.mark.parametrize("make", [lambda: [layers.Activation("rrelu")],
+                                  lambda: [layers.Dense(1000, activation="rrelu",
+                                                        kernel_initializer="identity",
+                                                        use_bias=False)]])
+def test_rrelu_random_slopes_in_training_mean_slope_at_inference(make):
+    pynn.utils.set_random_seed(0)
+    model = pynn.Sequential([pynn.Input((1000,))] + make())
+    model.compile(optimizer=pynn.optimizers.SGD(1e-9), loss="mse")
+    x = -np.ones((3, 1000), np.float32)
+    lower, upper = 1 / 8, 1 / 3
+    np.testing.assert_allclose(model.predict(x), -(lower + upper) / 2, rtol=1e-6)
+    model.train_on_batch(x, np.zeros((3, 1000)))
+    slopes = -model._net.last_output()
+    assert slopes.min() >= lower and slopes.max() <= upper
+    # uniform on [1/8, 1/3]: mean 0.229, std 0.060; 3000 draws put the sample mean within
+    # 0.0011 (one standard error) of it, so 0.01 is a > 9-sigma margin
+    assert abs(slopes.mean() - (lower + upper) / 2) < 0.01
+    assert slopes.std() > 0.05

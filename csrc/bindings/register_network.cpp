@@ -186,10 +186,11 @@ void register_network(py::module_& m) {
            py::arg("units"), py::arg("activation") = "linear",
            py::arg("act_params") = std::vector<float>{}, py::arg("use_bias") = true)
       .def("add_activation",
-           [](PyNetwork& s, const std::string& act, std::vector<float> params) {
-             return s.net->add_activation(act, std::move(params));
+           [](PyNetwork& s, const std::string& act, std::vector<float> params, uint64_t seed) {
+             return s.net->add_activation(act, std::move(params), seed);
            },
-           py::arg("activation"), py::arg("act_params") = std::vector<float>{})
+           py::arg("activation"), py::arg("act_params") = std::vector<float>{},
+           py::arg("seed") = 0)
       .def("add_dropout", [](PyNetwork& s, float rate, uint64_t seed) {
         return s.net->add_dropout(rate, seed);
       })

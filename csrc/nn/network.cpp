@@ -101,14 +101,28 @@ struct DenseOp : Op {
   }
 };
 
-// Element-wise activation (or row-wise softmax) as its own layer.
+// Element-wise activation (or row-wise softmax) as its own layer. RReLU draws a random slope
+// per element in training (kept for backward) and uses the mean slope at inference.
 struct ActivationOp : Op {
   const ActivationInfo* act = nullptr;  // null means softmax
   std::vector<float> act_params;
+  bool rrelu = false;
+  uint64_t seed = 0;
+  std::vector<float> slope;  // RReLU: the multiplier each element got in the last training step
 
-  const float* forward(const float* x, int64_t n, bool training, int64_t, int) override {
+  void resize(int64_t cap) override {
+    Op::resize(cap);
+    if (rrelu) slope.assign(size_t(cap * out_w), 0.0f);
+  }
+  const float* forward(const float* x, int64_t n, bool training, int64_t step,
+                       int index) override {
     last_training = training;
     if (fused_tail) return x;
+    if (rrelu && training) {
+      rrelu_forward_train(x, out.data(), slope.data(), n * out_w, act_params[0], act_params[1],
+                          seed, uint64_t(step) * 4096u + uint64_t(index), 0);
+      return out.data();
+    }
     std::memcpy(out.data(), x, sizeof(float) * size_t(n * out_w));
     if (act) act->forward(out.data(), n * out_w, act_params.data());
     else softmax_forward(out.data(), n, out_w);
@@ -118,6 +132,8 @@ struct ActivationOp : Op {
     if (dxp == nullptr) return;
     if (fused_tail) {
       std::memcpy(dxp, dy, sizeof(float) * size_t(n * in_w));
+    } else if (rrelu && last_training) {
+      rrelu_backward(slope.data(), dy, dxp, n * out_w);
     } else if (act) {
       act->backward(x, out.data(), dy, dxp, n * out_w, act_params.data());
     } else {
@@ -284,13 +300,16 @@ int Network::add_dense(int64_t units, const std::string& activation,
   return int(ops_.size()) - 1;
 }
 
-int Network::add_activation(const std::string& activation, std::vector<float> act_params) {
+int Network::add_activation(const std::string& activation, std::vector<float> act_params,
+                            uint64_t seed) {
   auto op = std::make_unique<ActivationOp>();
   op->in_w = op->out_w = chain_width(ops_, input_width_);
   if (activation != "softmax") {
     op->act = &activation_or_throw(activation, act_params.size());
     check_params(*op->act, act_params);
   }
+  op->rrelu = activation == "rrelu";
+  op->seed = seed;
   op->act_params = std::move(act_params);
   ops_.push_back(std::move(op));
   capacity_ = 0;

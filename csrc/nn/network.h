@@ -53,7 +53,9 @@ class Network {
   // Building (returns the op index). Widths chain: each op's input is the previous output.
   int add_dense(int64_t units, const std::string& activation, std::vector<float> act_params,
                 bool use_bias);
-  int add_activation(const std::string& activation, std::vector<float> act_params);
+  // seed: the random slopes of "rrelu" in training (unused by the other activations).
+  int add_activation(const std::string& activation, std::vector<float> act_params,
+                     uint64_t seed = 0);
   int add_dropout(float rate, uint64_t seed);
   int add_batchnorm(float momentum, float epsilon, bool center, bool scale);
   int add_prelu();

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import numbers
 
-from pynn import activations
+from pynn import _random, activations
 from pynn.layers.layer import Layer, real_in
 
 
 class Activation(Layer):
-    """Applies an activation element-wise (softmax: over the last axis).
+    """Applies an activation element-wise (softmax: over the last axis). ``"rrelu"`` uses a
+    random slope per element drawn from U(lower, upper) in training and (lower + upper) / 2 at
+    inference.
 
     Example:
         >>> Activation("tanh")
@@ -21,7 +23,9 @@ class Activation(Layer):
     def _add_to(self, net, input_shape):
         if self.activation == "softmax" and len(input_shape) != 1:
             raise ValueError(f"{self.name}: softmax expects one feature axis, got {input_shape}")
-        net.add_activation(self.activation, self._act_params)
+        # rrelu draws random slopes in training, from pynn's seeded stream
+        seed = _random.next_seed() if self.activation == "rrelu" else 0
+        net.add_activation(self.activation, self._act_params, seed)
         return input_shape
 
     def get_config(self):

@@ -1,7 +1,7 @@
 """Dense: ``output = activation(input @ kernel + bias)``."""
 from __future__ import annotations
 
-from pynn import activations, initializers, regularizers
+from pynn import _random, activations, initializers, regularizers
 from pynn.layers.layer import Layer, positive_int
 
 MAX_WEIGHT_ELEMENTS = 2**31 - 1  # the engine's limit per weight tensor (32-bit index range)
@@ -49,7 +49,12 @@ class Dense(Layer):
                              f"needs a kernel of {self._in * self.units:,} floats, more than "
                              f"pynn's limit of {MAX_WEIGHT_ELEMENTS:,} (2**31 - 1) per weight. "
                              f"Received: units={self.units}")
-        net.add_dense(self.units, self.activation, self._act_params, self.use_bias)
+        if self.activation == "rrelu":
+            # random slopes in training need an op of their own after the affine map
+            net.add_dense(self.units, "linear", [], self.use_bias)
+            net.add_activation("rrelu", self._act_params, _random.next_seed())
+        else:
+            net.add_dense(self.units, self.activation, self._act_params, self.use_bias)
         return (self.units,)
 
     def _build_into(self, net, input_shape):
