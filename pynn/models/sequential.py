@@ -43,7 +43,7 @@ class Sequential:
         >>> history = model.fit(x_train, y_train, epochs=5, batch_size=128)
     """
 
-    def __init__(self, layers=None, name=None, trainable=True):
+    def __init__(self, layers=None, name=None):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name: expected a string, got {name!r}")
         self.name = name or unique_name("sequential")
@@ -52,7 +52,7 @@ class Sequential:
         self._net = None
         self.optimizer = None
         self.loss = None
-        self._metric_names: list[str] = []
+        self._metric_names_arg = None
         self.compiled = False
         self.stop_training = False
         self.history = None
@@ -73,7 +73,6 @@ class Sequential:
             if self._layers or self._input_shape is not None:
                 raise ValueError("Input must come first in a Sequential model")
             self._input_shape = layer.shape
-            self._input_layer = layer
             return
         if layer.built or any(layer is other for other in self._layers):
             raise ValueError(f"layer {layer.name!r} already belongs to a model")
@@ -93,9 +92,8 @@ class Sequential:
             raise TypeError("There are no layers in the model.")
         if self._net is None:
             return self._layers.pop()
-        layer = self._layers[-1]
-        kept = self.get_weights()[: len(self.get_weights()) - len(layer.get_weights())]
-        self._layers.pop()
+        layer = self._layers.pop()
+        kept = [w for lay in self._layers for w in lay.get_weights()]
         layer.built, layer._net = False, None
         self._rebuild(kept)
         return layer
@@ -208,7 +206,12 @@ class Sequential:
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
                 jit_compile="auto"):
-        """Configures training: optimizer, loss and metrics (names or objects, as Keras)."""
+        """Configures training: optimizer, loss and metrics (names or objects, as Keras).
+
+        ``weighted_metrics``, ``run_eagerly``, ``steps_per_execution`` and ``jit_compile`` are
+        accepted so Keras scripts run unchanged; they have no effect (the training step is
+        always one compiled call).
+        """
         if loss is None:
             raise ValueError("loss: a loss is required, e.g. loss='sparse_categorical_crossentropy'")
         if loss_weights is not None:
