@@ -71,11 +71,33 @@ nn::OptConfig opt_config(const std::string& kind, const py::dict& d) {
 
 // One Network plus the lock that serialises calls on it: the GIL is released while it
 // computes, and its buffers are shared by every call.
+//
+// Locking rule: never wait for the GIL while holding `mu`. Compute releases the GIL first and
+// then takes `mu`; short calls that need Python objects take `mu` while holding the GIL (they
+// never wait for the GIL inside), so a training thread and a caller cannot deadlock, and no
+// call can change the network under a running step.
 struct PyNetwork {
   std::unique_ptr<nn::Network> net;
   std::mutex mu;
   explicit PyNetwork(int64_t w) : net(std::make_unique<nn::Network>(w)) {}
+  std::unique_lock<std::mutex> lock() { return std::unique_lock<std::mutex>(mu); }
 };
+
+// Checks, under the lock, that the shapes validated with the GIL still match the network
+// (another thread may have changed it in between) and that the targets suit the loss.
+std::string step_error(const nn::Network& net, int64_t in_w, int64_t out_w, bool has_y,
+                       bool has_labels) {
+  if (net.input_width() != in_w || net.output_width() != out_w)
+    return "the model changed while the call was starting; call again";
+  if (!net.has_loss()) return "the model has no loss: compile it first";
+  const bool sparse = net.loss().kind == LossKind::sparse_categorical_crossentropy;
+  if (sparse && !has_labels)
+    return "labels: sparse_categorical_crossentropy needs int32 labels, not dense targets";
+  if (!sparse && !has_y)
+    return "y: this loss needs float32 targets (labels are only for "
+           "sparse_categorical_crossentropy)";
+  return "";
+}
 
 nn::Param& param_at(PyNetwork& self, int i) {
   auto ps = self.net->params();
@@ -102,6 +124,7 @@ void copy_in(std::vector<float>& dst, const py::array& src, const char* what) {
 struct BatchArgs {
   const float* x;
   int64_t ldx;
+  int64_t out_w = 0;
   const float* y = nullptr;
   const int32_t* labels = nullptr;
   const float* sw = nullptr;
@@ -112,6 +135,10 @@ struct BatchArgs {
 BatchArgs batch_args(PyNetwork& self, const py::array& x, const py::object& y,
                      const py::object& labels, const py::object& sw, const py::object& idx) {
   BatchArgs a;
+  {
+    auto lock = self.lock();
+    a.out_w = self.net->output_width();
+  }
   const float* xp = c_contiguous(x, "x", 2);
   if (x.shape(1) != self.net->input_width())
     throw py::value_error("x: expected " + std::to_string(self.net->input_width()) +
@@ -122,7 +149,7 @@ BatchArgs batch_args(PyNetwork& self, const py::array& x, const py::object& y,
   if (!y.is_none()) {
     py::array ya = y.cast<py::array>();
     a.y = c_contiguous(ya, "y", 2);
-    if (ya.shape(0) != rows || ya.shape(1) != self.net->output_width())
+    if (ya.shape(0) != rows || ya.shape(1) != a.out_w)
       throw py::value_error("y: expected shape (rows of x, output width)");
   } else if (!labels.is_none()) {
     py::array la = labels.cast<py::array>();
@@ -157,19 +184,35 @@ BatchArgs batch_args(PyNetwork& self, const py::array& x, const py::object& y,
 }
 
 // train_step and test_step share their argument handling; only the engine call differs.
+// With want_output, the step's output probabilities are copied out under the same lock, so a
+// predict in another thread cannot replace them before the caller reads them.
 template <bool kTrain>
 py::tuple run_step(PyNetwork& s, py::array x, py::object y, py::object labels, py::object sw,
-                   py::object idx) {
-  if (kTrain && !s.net->has_optimizer()) throw py::value_error("the model has no optimizer");
+                   py::object idx, bool want_output) {
   BatchArgs a = batch_args(s, x, y, labels, sw, idx);
+  py::object out_obj = py::none();
+  float* out = nullptr;
+  if (want_output) {
+    py::array_t<float> arr({py::ssize_t(a.batch), py::ssize_t(a.out_w)});
+    out = arr.mutable_data();
+    out_obj = arr;
+  }
   nn::StepResult r;
+  std::string err;
   {
     py::gil_scoped_release nogil;
     std::lock_guard<std::mutex> lock(s.mu);
-    r = kTrain ? s.net->train_step(a.x, a.ldx, a.y, a.labels, a.sw, a.idx, a.batch)
-               : s.net->test_step(a.x, a.ldx, a.y, a.labels, a.sw, a.idx, a.batch);
+    err = step_error(*s.net, a.ldx, a.out_w, a.y != nullptr, a.labels != nullptr);
+    if (err.empty() && kTrain && !s.net->has_optimizer()) err = "the model has no optimizer";
+    if (err.empty()) {
+      r = kTrain ? s.net->train_step(a.x, a.ldx, a.y, a.labels, a.sw, a.idx, a.batch)
+                 : s.net->test_step(a.x, a.ldx, a.y, a.labels, a.sw, a.idx, a.batch);
+      if (out != nullptr && a.batch > 0)
+        std::memcpy(out, s.net->last_output(), sizeof(float) * size_t(a.batch * a.out_w));
+    }
   }
-  return py::make_tuple(r.loss, r.correct);
+  if (!err.empty()) throw py::value_error(err);
+  return py::make_tuple(r.loss, r.correct, out_obj);
 }
 
 }  // namespace
@@ -179,28 +222,54 @@ void register_network(py::module_& m) {
       .def(py::init<int64_t>(), py::arg("input_width"))
       .def("add_dense",
            [](PyNetwork& s, int64_t units, const std::string& act, std::vector<float> params,
-              bool use_bias) { return s.net->add_dense(units, act, std::move(params), use_bias); },
+              bool use_bias) {
+             auto lock = s.lock();
+             return s.net->add_dense(units, act, std::move(params), use_bias);
+           },
            py::arg("units"), py::arg("activation") = "linear",
            py::arg("act_params") = std::vector<float>{}, py::arg("use_bias") = true)
       .def("add_activation",
            [](PyNetwork& s, const std::string& act, std::vector<float> params, uint64_t seed) {
+             auto lock = s.lock();
              return s.net->add_activation(act, std::move(params), seed);
            },
            py::arg("activation"), py::arg("act_params") = std::vector<float>{},
            py::arg("seed") = 0)
       .def("add_dropout", [](PyNetwork& s, float rate, uint64_t seed) {
+        auto lock = s.lock();
         return s.net->add_dropout(rate, seed);
       })
       .def("add_batchnorm", [](PyNetwork& s, float momentum, float eps, bool center, bool scale) {
+        auto lock = s.lock();
         return s.net->add_batchnorm(momentum, eps, center, scale);
       })
-      .def("add_prelu", [](PyNetwork& s) { return s.net->add_prelu(); })
+      .def("add_prelu", [](PyNetwork& s) {
+        auto lock = s.lock();
+        return s.net->add_prelu();
+      })
       .def_property_readonly("input_width", [](PyNetwork& s) { return s.net->input_width(); })
-      .def_property_readonly("output_width", [](PyNetwork& s) { return s.net->output_width(); })
-      .def("num_params", [](PyNetwork& s) { return s.net->params().size(); })
-      .def("op_params", [](PyNetwork& s, int op) { return s.net->op_params(op); })
+      .def_property_readonly("output_width", [](PyNetwork& s) {
+        auto lock = s.lock();
+        return s.net->output_width();
+      })
+      .def("num_params", [](PyNetwork& s) {
+        auto lock = s.lock();
+        return s.net->params().size();
+      })
+      .def("op_params", [](PyNetwork& s, int op) {
+        auto lock = s.lock();
+        return s.net->op_params(op);
+      })
+      .def("set_frozen",
+           [](PyNetwork& s, int i, bool frozen) {
+             auto lock = s.lock();
+             param_at(s, i).frozen = frozen;
+           },
+           "Frozen parameters keep their values in training (Keras trainable=False); takes "
+           "effect at the next set_optimizer.")
       .def("param_info",
            [](PyNetwork& s, int i) {
+             auto lock = s.lock();
              nn::Param& p = param_at(s, i);
              return py::make_tuple(p.name, p.shape, p.trainable);
            })
@@ -219,83 +288,130 @@ void register_network(py::module_& m) {
         return copy_out(p.grad, p.shape);
       })
       .def("set_regularization",
-           [](PyNetwork& s, int i, float l1, float l2) { s.net->set_regularization(i, l1, l2); })
+           [](PyNetwork& s, int i, float l1, float l2) {
+             auto lock = s.lock();
+             s.net->set_regularization(i, l1, l2);
+           })
       .def("set_loss",
            [](PyNetwork& s, const std::string& kind, bool from_logits, float delta) {
              nn::LossConfig c;
              c.kind = loss_kind(kind);
              c.from_logits = from_logits;
              c.huber_delta = delta;
+             auto lock = s.lock();
              s.net->set_loss(c);
            },
            py::arg("kind"), py::arg("from_logits") = false, py::arg("delta") = 1.0f)
       .def("set_optimizer",
            [](PyNetwork& s, const std::string& kind, py::dict cfg) {
-             s.net->set_optimizer(opt_config(kind, cfg));
+             const nn::OptConfig c = opt_config(kind, cfg);
+             auto lock = s.lock();
+             s.net->set_optimizer(c);
            })
-      .def_property("learning_rate", [](PyNetwork& s) { return s.net->learning_rate(); },
-                    [](PyNetwork& s, float lr) { s.net->set_learning_rate(lr); })
-      .def_property("iterations", [](PyNetwork& s) { return s.net->iterations(); },
-                    [](PyNetwork& s, int64_t t) { s.net->set_iterations(t); })
-      .def_property("u_product", [](PyNetwork& s) { return s.net->optimizer_scalars().u_product; },
-                    [](PyNetwork& s, double u) { s.net->optimizer_scalars().u_product = u; })
-      .def("num_slots", [](PyNetwork& s, int i) { return param_at(s, i).slots.size(); })
+      .def_property(
+          "learning_rate",
+          [](PyNetwork& s) {
+            auto lock = s.lock();
+            return s.net->learning_rate();
+          },
+          [](PyNetwork& s, float lr) {
+            auto lock = s.lock();
+            s.net->set_learning_rate(lr);
+          })
+      .def_property(
+          "iterations",
+          [](PyNetwork& s) {
+            auto lock = s.lock();
+            return s.net->iterations();
+          },
+          [](PyNetwork& s, int64_t t) {
+            auto lock = s.lock();
+            s.net->set_iterations(t);
+          })
+      .def_property(
+          "u_product",
+          [](PyNetwork& s) {
+            auto lock = s.lock();
+            return s.net->optimizer_scalars().u_product;
+          },
+          [](PyNetwork& s, double u) {
+            auto lock = s.lock();
+            s.net->optimizer_scalars().u_product = u;
+          })
+      .def("num_slots", [](PyNetwork& s, int i) {
+        auto lock = s.lock();
+        return param_at(s, i).slots.size();
+      })
       .def("get_slot", [](PyNetwork& s, int i, int k) {
+        auto lock = s.lock();
         nn::Param& p = param_at(s, i);
         if (k < 0 || k >= int(p.slots.size())) throw py::index_error("slot index out of range");
         return copy_out(p.slots[size_t(k)], p.shape);
       })
       .def("set_slot", [](PyNetwork& s, int i, int k, py::array a) {
+        auto lock = s.lock();
         nn::Param& p = param_at(s, i);
         if (k < 0 || k >= int(p.slots.size())) throw py::index_error("slot index out of range");
         copy_in(p.slots[size_t(k)], a, "slot");
       })
       .def("train_step", &run_step<true>, py::arg("x"), py::arg("y"), py::arg("labels"),
-           py::arg("sample_weight"), py::arg("idx"),
+           py::arg("sample_weight"), py::arg("idx"), py::arg("want_output") = false,
            "One training step (forward, loss, backward, update) on the rows idx (all if None); "
-           "returns (batch loss, correct rows).")
+           "returns (batch loss, correct rows, output probabilities or None).")
       .def("test_step", &run_step<false>, py::arg("x"), py::arg("y"), py::arg("labels"),
-           py::arg("sample_weight"), py::arg("idx"),
-           "The loss of the rows idx (all if None) in inference mode; returns (loss, correct).")
+           py::arg("sample_weight"), py::arg("idx"), py::arg("want_output") = false,
+           "The loss of the rows idx (all if None) in inference mode; returns (loss, correct, "
+           "output or None).")
       .def("last_output", [](PyNetwork& s) {
         std::lock_guard<std::mutex> lock(s.mu);
-        const int64_t n = s.net->last_batch(), c = s.net->output_width();
+        const float* src = s.net->last_output();
+        const int64_t n = src ? s.net->last_batch() : 0, c = s.net->output_width();
         py::array_t<float> out({py::ssize_t(n), py::ssize_t(c)});
-        if (n > 0) std::memcpy(out.mutable_data(), s.net->last_output(), sizeof(float) * size_t(n * c));
+        if (n > 0) std::memcpy(out.mutable_data(), src, sizeof(float) * size_t(n * c));
         return out;
       })
       .def("predict",
            [](PyNetwork& s, py::array x, py::array out, int64_t chunk) {
              const float* xp = c_contiguous(x, "x", 2);
              float* op = mutable_c_contiguous(out, "out", 2);
-             if (x.shape(1) != s.net->input_width())
-               throw py::value_error("x: expected " + std::to_string(s.net->input_width()) +
-                                     " features, got " + std::to_string(x.shape(1)));
-             if (out.shape(0) != x.shape(0) || out.shape(1) != s.net->output_width())
-               throw py::value_error("out: wrong shape");
              if (chunk <= 0) throw py::value_error("chunk must be positive");
-             const int64_t n = x.shape(0), ld = x.shape(1);
-             if (n == 0) return out;
-             py::gil_scoped_release nogil;
-             std::lock_guard<std::mutex> lock(s.mu);
-             s.net->predict(xp, ld, n, op, chunk);
+             const int64_t n = x.shape(0), ld = x.shape(1), ow = out.shape(1);
+             if (out.shape(0) != n) throw py::value_error("out: expected one row per row of x");
+             std::string err;
+             {
+               py::gil_scoped_release nogil;
+               std::lock_guard<std::mutex> lock(s.mu);
+               if (ld != s.net->input_width())
+                 err = "x: expected " + std::to_string(s.net->input_width()) +
+                       " features, got " + std::to_string(ld);
+               else if (ow != s.net->output_width())
+                 err = "out: expected " + std::to_string(s.net->output_width()) + " columns";
+               else if (n > 0)
+                 s.net->predict(xp, ld, n, op, chunk);
+             }
+             if (!err.empty()) throw py::value_error(err);
              return out;
            })
       .def("input_gradient", [](PyNetwork& s, py::array x, py::array seed) {
         const float* xp = c_contiguous(x, "x", 2);
         const float* sp = c_contiguous(seed, "seed", 2);
-        if (x.shape(1) != s.net->input_width()) throw py::value_error("x: wrong feature count");
-        if (seed.shape(0) != x.shape(0) || seed.shape(1) != s.net->output_width())
-          throw py::value_error("seed: expected shape (rows of x, output width)");
         const int64_t n = x.shape(0), ld = x.shape(1);
-        py::array_t<float> dx({py::ssize_t(n), py::ssize_t(s.net->input_width())});
+        if (seed.shape(0) != n) throw py::value_error("seed: expected one row per row of x");
+        py::array_t<float> dx({py::ssize_t(n), py::ssize_t(ld)});
         float* dp = dx.mutable_data();
-        if (n == 0) return dx;
+        const int64_t sw = seed.shape(1);
+        std::string err;
         {
           py::gil_scoped_release nogil;
           std::lock_guard<std::mutex> lock(s.mu);
-          s.net->input_gradient(xp, ld, n, sp, dp);
+          if (ld != s.net->input_width())
+            err = "x: expected " + std::to_string(s.net->input_width()) + " features";
+          else if (sw != s.net->output_width())
+            err = "seed: expected " + std::to_string(s.net->output_width()) + " columns";
+          else if (n > 0)
+            s.net->input_gradient(xp, ld, n, sp, dp);
         }
+        if (!err.empty()) throw py::value_error(err);
         return dx;
       });
 }

@@ -24,7 +24,9 @@ void prelu_forward(const float* x, float* y, int64_t n, int64_t c, const float* 
 void prelu_backward(const float* x, const float* dy, float* dx, float* dalpha, int64_t n,
                     int64_t c, const float* alpha) {
   if (dalpha != nullptr) {
-    std::vector<double> acc(size_t(c > 0 ? c : 0), 0.0);
+    // reused per thread: the training step allocates nothing in the steady state
+    static thread_local std::vector<double> acc;
+    acc.assign(size_t(c > 0 ? c : 0), 0.0);
     for (int64_t i = 0; i < n; ++i) {
       const float* xr = x + i * c;
       const float* dyr = dy + i * c;

@@ -46,11 +46,14 @@ struct Op {
   std::vector<Param*> params;
   bool fused_tail = false;  // softmax/sigmoid handed to the loss: output logits
   bool last_training = false;
+  bool save = false;  // keep what backward needs in the next forward (training, saliency)
 
   virtual ~Op() = default;
-  virtual void resize(int64_t cap) {
+  // Sizes the buffers for `cap` rows: the output always, the backward's only with `grads`
+  // (inference never allocates them).
+  virtual void resize(int64_t cap, bool grads) {
     out.assign(size_t(cap * out_w), 0.0f);
-    dx.assign(size_t(cap * in_w), 0.0f);
+    if (grads) dx.assign(size_t(cap * in_w), 0.0f);
   }
   virtual const float* forward(const float* x, int64_t n, bool training, int64_t step,
                                int index) = 0;
@@ -77,15 +80,15 @@ struct DenseOp : Op {
     const ActivationInfo* a = effective_act();
     return a != &linear_activation();
   }
-  void resize(int64_t cap) override {
-    Op::resize(cap);
-    z.assign(size_t(cap * out_w), 0.0f);
+  void resize(int64_t cap, bool grads) override {
+    Op::resize(cap, grads);
+    if (grads && keeps_z()) z.assign(size_t(cap * out_w), 0.0f);
   }
   const float* forward(const float* x, int64_t n, bool training, int64_t, int) override {
     last_training = training;
     const ActivationInfo* a = effective_act();
     dense_forward(n, in_w, out_w, x, in_w, W->value.data(), b ? b->value.data() : nullptr, a,
-                  act_params.data(), keeps_z() ? z.data() : nullptr, out.data());
+                  act_params.data(), (save && keeps_z()) ? z.data() : nullptr, out.data());
     if (softmax && !fused_tail) softmax_forward(out.data(), n, out_w);
     return out.data();
   }
@@ -110,9 +113,9 @@ struct ActivationOp : Op {
   uint64_t seed = 0;
   std::vector<float> slope;  // RReLU: the multiplier each element got in the last training step
 
-  void resize(int64_t cap) override {
-    Op::resize(cap);
-    if (rrelu) slope.assign(size_t(cap * out_w), 0.0f);
+  void resize(int64_t cap, bool grads) override {
+    Op::resize(cap, grads);
+    if (grads && rrelu) slope.assign(size_t(cap * out_w), 0.0f);
   }
   const float* forward(const float* x, int64_t n, bool training, int64_t step,
                        int index) override {
@@ -152,9 +155,9 @@ struct DropoutOp : Op {
   uint64_t seed;
   std::vector<float> mask;
 
-  void resize(int64_t cap) override {
-    Op::resize(cap);
-    mask.assign(size_t(cap * out_w), 0.0f);
+  void resize(int64_t cap, bool grads) override {
+    Op::resize(cap, grads);
+    if (grads) mask.assign(size_t(cap * out_w), 0.0f);
   }
   const float* forward(const float* x, int64_t n, bool training, int64_t step,
                        int index) override {
@@ -184,9 +187,9 @@ struct BatchNormOp : Op {
   Param* moving_var = nullptr;
   std::vector<float> ones, zeros, xhat, inv_std, dgamma_scratch, dbeta_scratch;
 
-  void resize(int64_t cap) override {
-    Op::resize(cap);
-    xhat.assign(size_t(cap * out_w), 0.0f);
+  void resize(int64_t cap, bool grads) override {
+    Op::resize(cap, grads);
+    if (grads) xhat.assign(size_t(cap * out_w), 0.0f);
   }
   const float* g() const { return gamma ? gamma->value.data() : ones.data(); }
   const float* bt() const { return beta ? beta->value.data() : zeros.data(); }
@@ -296,7 +299,7 @@ int Network::add_dense(int64_t units, const std::string& activation,
     op->params.push_back(op->b);
   }
   ops_.push_back(std::move(op));
-  capacity_ = 0;
+  invalidate();
   return int(ops_.size()) - 1;
 }
 
@@ -312,7 +315,7 @@ int Network::add_activation(const std::string& activation, std::vector<float> ac
   op->seed = seed;
   op->act_params = std::move(act_params);
   ops_.push_back(std::move(op));
-  capacity_ = 0;
+  invalidate();
   return int(ops_.size()) - 1;
 }
 
@@ -323,7 +326,7 @@ int Network::add_dropout(float rate, uint64_t seed) {
   op->rate = rate;
   op->seed = seed;
   ops_.push_back(std::move(op));
-  capacity_ = 0;
+  invalidate();
   return int(ops_.size()) - 1;
 }
 
@@ -352,7 +355,7 @@ int Network::add_batchnorm(float momentum, float epsilon, bool center, bool scal
   op->dgamma_scratch.assign(size_t(c), 0.0f);
   op->dbeta_scratch.assign(size_t(c), 0.0f);
   ops_.push_back(std::move(op));
-  capacity_ = 0;
+  invalidate();
   return int(ops_.size()) - 1;
 }
 
@@ -362,7 +365,7 @@ int Network::add_prelu() {
   op->alpha = new_param(store_, "alpha", {op->out_w}, 0.0f, true);
   op->params.push_back(op->alpha);
   ops_.push_back(std::move(op));
-  capacity_ = 0;
+  invalidate();
   return int(ops_.size()) - 1;
 }
 
@@ -389,7 +392,16 @@ void Network::set_regularization(int param, float l1, float l2) {
   ps[size_t(param)]->l2 = l2;
 }
 
+void Network::invalidate() {
+  capacity_ = grad_capacity_ = 0;
+  last_batch_ = 0;
+  output_ = last_logits_ = nullptr;
+  if (has_loss_) set_loss(user_loss_);  // the tail may have changed: decide fusion again
+}
+
 void Network::set_loss(const LossConfig& cfg) {
+  user_loss_ = cfg;
+  has_loss_ = true;
   loss_ = cfg;
   for (auto& op : ops_) op->fused_tail = false;
   fused_ = false;
@@ -403,7 +415,9 @@ void Network::set_loss(const LossConfig& cfg) {
     ops_.back()->fused_tail = true;
     loss_.from_logits = true;
   }
-  capacity_ = 0;
+  capacity_ = grad_capacity_ = 0;
+  last_batch_ = 0;
+  output_ = last_logits_ = nullptr;
 }
 
 void Network::set_optimizer(const OptConfig& cfg) {
@@ -420,7 +434,7 @@ void Network::set_optimizer(const OptConfig& cfg) {
   trainable_.clear();
   for (Param* p : params()) {
     p->slots.clear();
-    if (!p->trainable) continue;
+    if (!p->trainable || p->frozen) continue;
     for (int s = 0; s < ns; ++s)
       p->slots.emplace_back(p->value.size(), optimizer_slot_init(cfg, s));
     trainable_.push_back(p);
@@ -438,27 +452,33 @@ void Network::set_optimizer(const OptConfig& cfg) {
     upd_slots_.push_back(upd_slot_ptrs_.data() + i * size_t(std::max(ns, 1)));
 }
 
-void Network::ensure_capacity(int64_t batch) {
-  if (batch <= capacity_) return;
-  for (auto& op : ops_) op->resize(batch);
-  input_buf_.assign(size_t(batch * input_width_), 0.0f);
+void Network::ensure_capacity(int64_t batch, bool grads) {
+  const bool need_fwd = batch > capacity_;
+  const bool need_grad = grads && batch > grad_capacity_;
+  if (!need_fwd && !need_grad) return;
+  // Buffers never shrink; those of the backward pass exist only once a step needs them.
+  const int64_t cap = std::max(batch, capacity_);
+  for (auto& op : ops_) op->resize(cap, need_grad);
+  input_buf_.assign(size_t(cap * input_width_), 0.0f);
   const int64_t ow = output_width();
-  grad_out_.assign(size_t(batch * ow), 0.0f);
-  target_buf_.assign(size_t(batch * ow), 0.0f);
-  label_buf_.assign(size_t(batch), 0);
-  weight_buf_.assign(size_t(batch), 0.0f);
-  probs_.assign(size_t(batch * ow), 0.0f);
-  input_grad_.assign(size_t(batch * input_width_), 0.0f);
+  grad_out_.assign(size_t(cap * ow), 0.0f);
+  target_buf_.assign(size_t(cap * ow), 0.0f);
+  label_buf_.assign(size_t(cap), 0);
+  weight_buf_.assign(size_t(cap), 0.0f);
+  probs_.assign(fused_ ? size_t(cap * ow) : 0, 0.0f);
   // Input gradients are needed below op i only if something below it learns.
   learns_below_.assign(ops_.size() + 1, 0);
   for (size_t i = 0; i < ops_.size(); ++i)
     learns_below_[i + 1] = learns_below_[i] || !ops_[i]->params.empty();
   inputs_.assign(ops_.size(), nullptr);
-  capacity_ = batch;
+  capacity_ = cap;
+  if (need_grad) grad_capacity_ = cap;
+  last_batch_ = 0;  // the buffers behind the last output may have moved
+  output_ = last_logits_ = nullptr;
 }
 
 const float* Network::forward(const float* x, int64_t ldx, const int64_t* idx, int64_t batch,
-                              bool training) {
+                              bool training, bool save) {
   const float* h;
   if (idx != nullptr || ldx != input_width_) {
     for (int64_t r = 0; r < batch; ++r) {
@@ -471,6 +491,7 @@ const float* Network::forward(const float* x, int64_t ldx, const int64_t* idx, i
   }
   for (size_t i = 0; i < ops_.size(); ++i) {
     inputs_[i] = h;
+    ops_[i]->save = save;
     h = ops_[i]->forward(h, batch, training, step_, int(i));
   }
   last_batch_ = batch;
@@ -558,8 +579,8 @@ StepResult Network::train_step(const float* x, int64_t ldx, const float* y,
                                const int64_t* idx, int64_t batch) {
   if (!has_opt_) throw std::logic_error("the network has no optimizer");
   if (batch <= 0) return {};
-  ensure_capacity(batch);
-  last_logits_ = forward(x, ldx, idx, batch, true);
+  ensure_capacity(batch, true);
+  last_logits_ = forward(x, ldx, idx, batch, true, true);
   StepResult res = loss_and_grad(y, labels, sample_weight, idx, batch, true);
   backward(batch, false);
   for (Param* p : trainable_)
@@ -573,8 +594,8 @@ StepResult Network::train_step(const float* x, int64_t ldx, const float* y,
 StepResult Network::test_step(const float* x, int64_t ldx, const float* y, const int32_t* labels,
                               const float* sample_weight, const int64_t* idx, int64_t batch) {
   if (batch <= 0) return {};
-  ensure_capacity(batch);
-  last_logits_ = forward(x, ldx, idx, batch, false);
+  ensure_capacity(batch, false);
+  last_logits_ = forward(x, ldx, idx, batch, false, false);
   StepResult res = loss_and_grad(y, labels, sample_weight, idx, batch, false);
   for (Param* p : params())
     if (p->trainable && (p->l1 != 0.0f || p->l2 != 0.0f)) {
@@ -590,10 +611,10 @@ StepResult Network::test_step(const float* x, int64_t ldx, const float* y, const
 void Network::predict(const float* x, int64_t ldx, int64_t n, float* out, int64_t chunk) {
   const int64_t ow = output_width();
   chunk = std::max<int64_t>(1, std::min(chunk, n));
-  ensure_capacity(chunk);
+  ensure_capacity(chunk, false);
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
     const int64_t m = std::min(chunk, n - r0);
-    forward(x + r0 * ldx, ldx, nullptr, m, false);
+    forward(x + r0 * ldx, ldx, nullptr, m, false, false);
     std::memcpy(out + r0 * ow, output_, sizeof(float) * size_t(m * ow));
   }
 }
@@ -601,8 +622,8 @@ void Network::predict(const float* x, int64_t ldx, int64_t n, float* out, int64_
 void Network::input_gradient(const float* x, int64_t ldx, int64_t n, const float* seed,
                              float* dxout) {
   const int64_t ow = output_width();
-  ensure_capacity(n);
-  forward(x, ldx, nullptr, n, false);
+  ensure_capacity(n, true);
+  forward(x, ldx, nullptr, n, false, true);
   if (fused_) {
     // seed is a gradient with respect to probabilities; turn it into one for the logits.
     if (ops_.back()->tail_activation() == "softmax") {

@@ -32,6 +32,7 @@ struct Param {
   std::vector<float> value;
   std::vector<float> grad;   // empty for non-trainable parameters
   bool trainable = true;
+  bool frozen = false;       // trainable, but its layer is frozen (Keras trainable=False)
   float l1 = 0.0f, l2 = 0.0f;  // penalty coefficients
   std::vector<std::vector<float>> slots;  // optimizer state
 };
@@ -70,6 +71,8 @@ class Network {
   void set_regularization(int param, float l1, float l2);
 
   void set_loss(const LossConfig& cfg);
+  const LossConfig& loss() const { return user_loss_; }
+  bool has_loss() const { return has_loss_; }
   void set_optimizer(const OptConfig& cfg);
   void set_learning_rate(float lr) { opt_.learning_rate = lr; }
   float learning_rate() const { return opt_.learning_rate; }
@@ -97,9 +100,13 @@ class Network {
   int64_t last_batch() const { return last_batch_; }
 
  private:
-  void ensure_capacity(int64_t batch);
+  void ensure_capacity(int64_t batch, bool grads);
+  // Forgets sized buffers and the last output, and decides the loss fusion again: called
+  // whenever the op list changes.
+  void invalidate();
+  // save: keep what backward needs (pre-activations, ...) in this forward.
   const float* forward(const float* x, int64_t ldx, const int64_t* idx, int64_t batch,
-                       bool training);
+                       bool training, bool save);
   StepResult loss_and_grad(const float* y, const int32_t* labels, const float* sample_weight,
                            const int64_t* idx, int64_t batch, bool want_grad);
   void backward(int64_t batch, bool need_input_grad);
@@ -107,13 +114,16 @@ class Network {
 
   int64_t input_width_;
   std::vector<std::unique_ptr<Op>> ops_;
-  LossConfig loss_;
+  LossConfig loss_;        // as used (from_logits set when the tail is fused)
+  LossConfig user_loss_;   // as given
+  bool has_loss_ = false;
   bool fused_ = false;       // last op's softmax/sigmoid is folded into the loss
   OptConfig opt_;
   OptScalars opt_scalars_;
   bool has_opt_ = false;
   int64_t step_ = 0;
-  int64_t capacity_ = 0;
+  int64_t capacity_ = 0;       // rows the forward buffers hold
+  int64_t grad_capacity_ = 0;  // rows the backward buffers hold
   int64_t last_batch_ = 0;
   std::vector<float> input_buf_;    // gathered batch rows
   std::vector<float> grad_out_;     // d loss / d output of the last op
@@ -121,7 +131,6 @@ class Network {
   std::vector<int32_t> label_buf_;  // gathered labels
   std::vector<float> weight_buf_;   // gathered sample weights
   std::vector<float> probs_;        // probabilities when fused
-  std::vector<float> input_grad_;   // d/dx for saliency
   std::vector<const float*> inputs_;  // input of each op in the last forward
   std::vector<char> learns_below_;     // [i]: some op before op i has parameters
   const float* output_ = nullptr;      // probabilities of the last forward

@@ -79,6 +79,7 @@ class Layer:
             input_shape = (positive_int(input_dim, "input_dim"),)
         self._input_shape_arg = shape_tuple(input_shape) if input_shape is not None else None
         self.built = False
+        self._owner = None  # the model whose network holds this layer's weights
         self._net = None
         self._param_ids: list[int] = []
         self._pending: list[np.ndarray] | None = None

@@ -1,23 +1,40 @@
 """The streaming metrics a compiled model reports during fit and evaluate.
 
-Accuracy comes straight from the compiled step (a count of correct rows); the others
-accumulate what they need over the epoch from the step's output probabilities and are
-computed at each report, so epoch values are exact (not a mean of per-batch values).
+Accuracy for the classification losses comes straight from the compiled step (a count of
+correct rows); the others accumulate what they need over the epoch from the step's output
+probabilities, so an epoch's value is that of the whole epoch, not a mean of batch values:
+precision/recall/F1 from a confusion matrix, AUC from score histograms at 200 thresholds
+(as Keras's AUC does), MSE/MAE from error sums.
+
+Which accuracy: as Keras picks it. Sparse labels compare with the argmax; one-hot targets
+argmax with argmax; binary cross-entropy (and any one-output model) thresholds at 0.5.
+With several sigmoid outputs (multi-label), every output counts as one binary decision for
+accuracy, precision, recall, F1 and AUC.
 """
 from __future__ import annotations
 
 import numpy as np
 
-_ALIASES = {
+# the name a user writes -> what is computed; the log key stays the user's spelling
+_CANONICAL = {
     "acc": "accuracy",
-    "mean_squared_error": "mse",
-    "mean_absolute_error": "mae",
+    "accuracy": "accuracy",
+    "binary_accuracy": "accuracy",
+    "categorical_accuracy": "accuracy",
+    "sparse_categorical_accuracy": "accuracy",
+    "precision": "precision",
+    "recall": "recall",
+    "f1_score": "f1_score",
     "f1": "f1_score",
+    "auc": "auc",
+    "mse": "mse",
+    "mean_squared_error": "mse",
+    "mae": "mae",
+    "mean_absolute_error": "mae",
 }
-KNOWN = ("accuracy", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
-         "precision", "recall", "f1_score", "auc", "mse", "mae")
 CLASSIFICATION_LOSSES = ("binary_crossentropy", "categorical_crossentropy",
                          "sparse_categorical_crossentropy")
+_THRESHOLDS = 200
 
 
 class MetricSet:
@@ -26,9 +43,13 @@ class MetricSet:
     def __init__(self, names, loss_kind, width):
         self.loss_kind = loss_kind
         self.width = width
-        self.names = list(names)
-        self.needs_output = any(n not in ("accuracy", "binary_accuracy", "categorical_accuracy",
-                                          "sparse_categorical_accuracy") for n in self.names)
+        self.names = list(names)  # as the user wrote them: the log keys
+        self.kinds = [_CANONICAL[n] for n in self.names]
+        # binary decisions: binary cross-entropy, or one output under another loss
+        self.binary = loss_kind == "binary_crossentropy" or (
+            loss_kind not in CLASSIFICATION_LOSSES and width == 1)
+        engine_counts = loss_kind in CLASSIFICATION_LOSSES
+        self.needs_output = any(k != "accuracy" or not engine_counts for k in self.kinds)
         self.reset()
 
     @classmethod
@@ -41,103 +62,102 @@ class MetricSet:
         for m in metrics:
             if not isinstance(m, str):
                 raise TypeError(f"metrics: expected metric names (str), got {m!r}")
-            key = _ALIASES.get(m, m)
-            if key not in KNOWN:
+            if m not in _CANONICAL:
                 raise ValueError(f"metrics: unknown metric {m!r}; expected one of "
-                                 f"{sorted(KNOWN + tuple(_ALIASES))}")
-            if key in ("accuracy", "binary_accuracy", "categorical_accuracy",
-                       "sparse_categorical_accuracy", "precision", "recall", "f1_score",
-                       "auc") and loss_kind not in CLASSIFICATION_LOSSES:
-                raise ValueError(f"metrics: {m!r} needs a classification loss, but the loss "
-                                 f"is {loss_kind!r}")
-            names.append(key)
+                                 f"{sorted(_CANONICAL)}")
+            if m in names:
+                raise ValueError(f"metrics: {m!r} is listed twice")
+            names.append(m)
         return cls(names, loss_kind, width)
 
     def reset(self):
         self.loss_sum = 0.0
         self.rows = 0
         self.correct = 0
+        self.decisions = 0
         self.sq_err = 0.0
         self.abs_err = 0.0
-        k = max(2, self.width)
+        k = 2 if self.binary else max(2, self.width)
         self.confusion = np.zeros((k, k), dtype=np.int64)
-        self.scores: list[np.ndarray] = []
-        self.truths: list[np.ndarray] = []
+        # AUC: per class (one for binary), counts of positives / negatives per score bucket
+        classes = 1 if self.binary else self.width
+        self.pos_hist = np.zeros((classes, _THRESHOLDS), dtype=np.int64)
+        self.neg_hist = np.zeros((classes, _THRESHOLDS), dtype=np.int64)
 
     def update(self, loss, correct, rows, output=None, target=None):
-        """loss: batch mean; output: (rows, width) probabilities; target: dense (rows, width)
-        or labels (rows,), for the metrics that need them."""
+        """loss: batch mean; correct: the engine's count (classification losses); output:
+        (rows, width) probabilities; target: dense (rows, width) or labels (rows,)."""
         self.loss_sum += float(loss) * rows
         self.rows += rows
-        self.correct += int(correct)
+        if self.loss_kind in CLASSIFICATION_LOSSES:
+            self.correct += int(correct)
+            self.decisions += rows * (self.width if self.binary else 1)
         if not self.needs_output or output is None:
             return
-        if self.loss_kind in CLASSIFICATION_LOSSES:
-            if self.loss_kind == "binary_crossentropy":
-                pred = (output[:, 0] > 0.5).astype(np.int64)
-                true = (np.asarray(target).reshape(rows, -1)[:, 0] > 0.5).astype(np.int64)
-                score = output[:, 0]
-            else:
-                pred = np.argmax(output, axis=1)
-                true = (np.asarray(target, dtype=np.int64).reshape(-1)
-                        if self.loss_kind == "sparse_categorical_crossentropy"
-                        else np.argmax(target, axis=1))
-                score = output
-            np.add.at(self.confusion, (true, pred), 1)
-            if "auc" in self.names:
-                self.scores.append(np.array(score, dtype=np.float64))
-                self.truths.append(true.copy())
+        out = np.asarray(output, dtype=np.float64).reshape(rows, -1)
+        if self.binary:
+            true = (np.asarray(target, dtype=np.float64).reshape(rows, -1) > 0.5).ravel()
+            true = true.astype(np.int64)
+            pred = (out > 0.5).ravel().astype(np.int64)
+            scores = out.ravel()[None, :]
+            truth = true[None, :]
         else:
-            diff = output.astype(np.float64) - np.asarray(target, np.float64).reshape(output.shape)
+            pred = np.argmax(out, axis=1)
+            if self.loss_kind == "sparse_categorical_crossentropy":
+                true = np.asarray(target, dtype=np.int64).reshape(-1)
+            else:
+                true = np.argmax(np.asarray(target).reshape(rows, -1), axis=1)
+            scores = out.T
+            truth = (true[None, :] == np.arange(self.width)[:, None]).astype(np.int64)
+        if self.loss_kind not in CLASSIFICATION_LOSSES:
+            diff = out - np.asarray(target, np.float64).reshape(out.shape)
             self.sq_err += float(np.square(diff).sum())
             self.abs_err += float(np.abs(diff).sum())
+            self.correct += int((pred == true).sum())
+            self.decisions += pred.size
+        np.add.at(self.confusion, (np.clip(true, 0, self.confusion.shape[0] - 1),
+                                   np.clip(pred, 0, self.confusion.shape[0] - 1)), 1)
+        if "auc" in self.kinds:
+            bucket = np.clip((scores * _THRESHOLDS).astype(np.int64), 0, _THRESHOLDS - 1)
+            for c in range(scores.shape[0]):
+                self.pos_hist[c] += np.bincount(bucket[c][truth[c] == 1], minlength=_THRESHOLDS)
+                self.neg_hist[c] += np.bincount(bucket[c][truth[c] == 0], minlength=_THRESHOLDS)
 
     def results(self) -> dict:
         logs = {"loss": self.loss_sum / self.rows if self.rows else float("nan")}
-        for name in self.names:
-            logs[name] = self._result(name)
+        for name, kind in zip(self.names, self.kinds):
+            logs[name] = self._result(kind)
         return logs
 
-    def _result(self, name):
-        if name.endswith("accuracy"):
-            per_row = self.width if self.loss_kind == "binary_crossentropy" else 1
-            return self.correct / (self.rows * per_row) if self.rows else 0.0
-        if name == "mse":
-            return self.sq_err / (self.rows * self.width) if self.rows else float("nan")
-        if name == "mae":
-            return self.abs_err / (self.rows * self.width) if self.rows else float("nan")
+    def _result(self, kind):
+        if kind == "accuracy":
+            return self.correct / self.decisions if self.decisions else 0.0
+        if kind in ("mse", "mae"):
+            total = self.sq_err if kind == "mse" else self.abs_err
+            return total / (self.rows * self.width) if self.rows else float("nan")
+        if kind == "auc":
+            return self._auc()
         cm = self.confusion
-        binary = self.loss_kind == "binary_crossentropy"
         tp = np.diag(cm).astype(np.float64)
         fp = cm.sum(axis=0) - tp
         fn = cm.sum(axis=1) - tp
-        with np.errstate(divide="ignore", invalid="ignore"):
-            precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0)
-            recall = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1), 0.0)
-            f1 = np.where(precision + recall > 0,
-                          2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0)
-        pick = {"precision": precision, "recall": recall, "f1_score": f1}
-        if name in pick:
-            # binary: the positive class; multi-class: the macro average over classes
-            return float(pick[name][1]) if binary else float(pick[name][: self.width].mean())
-        if name == "auc":
-            return self._auc(binary)
-        raise AssertionError(name)
+        precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=tp + fp > 0)
+        recall = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=tp + fn > 0)
+        f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp),
+                       where=precision + recall > 0)
+        value = {"precision": precision, "recall": recall, "f1_score": f1}[kind]
+        # binary: the positive class; multi-class: the macro average over classes
+        return float(value[1]) if self.binary else float(value[: self.width].mean())
 
-    def _auc(self, binary):
-        if not self.scores:
-            return 0.0
-        from pynn.metrics import roc_auc_score
-
-        scores = np.concatenate(self.scores)
-        truth = np.concatenate(self.truths)
-        if binary:
-            if truth.min() == truth.max():
-                return 0.0
-            return float(roc_auc_score(truth, scores))
+    def _auc(self):
+        """Area under the ROC curve from the bucketed scores (trapezoids between the 200
+        thresholds); macro average over classes with both positives and negatives."""
         aucs = []
-        for k in range(self.width):  # one-vs-rest, macro average over classes present
-            pos = truth == k
-            if pos.any() and (~pos).any():
-                aucs.append(roc_auc_score(pos.astype(np.int64), scores[:, k]))
+        for pos, neg in zip(self.pos_hist, self.neg_hist):
+            if pos.sum() == 0 or neg.sum() == 0:
+                continue
+            # sweep the threshold from high to low: cumulative true / false positive rates
+            tpr = np.concatenate([[0.0], np.cumsum(pos[::-1]) / pos.sum()])
+            fpr = np.concatenate([[0.0], np.cumsum(neg[::-1]) / neg.sum()])
+            aucs.append(float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2)))
         return float(np.mean(aucs)) if aucs else 0.0

@@ -43,10 +43,12 @@ class Sequential:
         >>> history = model.fit(x_train, y_train, epochs=5, batch_size=128)
     """
 
-    def __init__(self, layers=None, name=None):
+    def __init__(self, layers=None, name=None, trainable=True):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name: expected a string, got {name!r}")
         self.name = name or unique_name("sequential")
+        # False freezes every layer (as Keras's Model.trainable); takes effect at compile
+        self.trainable = bool(trainable)
         self._layers: list[Layer] = []
         self._input_shape = None
         self._net = None
@@ -74,8 +76,13 @@ class Sequential:
                 raise ValueError("Input must come first in a Sequential model")
             self._input_shape = layer.shape
             return
-        if layer.built or any(layer is other for other in self._layers):
-            raise ValueError(f"layer {layer.name!r} already belongs to a model")
+        owner = getattr(layer, "_owner", None)
+        if (owner is not None and owner is not self) or any(layer is o for o in self._layers):
+            # a layer's weights live in one model's compiled network: sharing it would
+            # silently train one model and save the other
+            raise ValueError(f"layer {layer.name!r} already belongs to a model; create a new "
+                             f"layer (or copy its config with from_config)")
+        layer._owner = self
         if not self._layers and self._input_shape is None and layer._input_shape_arg is not None:
             self._input_shape = layer._input_shape_arg
         if self._net is not None:
@@ -91,8 +98,11 @@ class Sequential:
         if not self._layers:
             raise TypeError("There are no layers in the model.")
         if self._net is None:
-            return self._layers.pop()
+            layer = self._layers.pop()
+            layer._owner = None
+            return layer
         layer = self._layers.pop()
+        layer._owner = None
         kept = [w for lay in self._layers for w in lay.get_weights()]
         layer.built, layer._net = False, None
         self._rebuild(kept)
@@ -234,6 +244,9 @@ class Sequential:
                           f"binary_crossentropy or more units", UserWarning, stacklevel=3)
         self._net.set_loss(kind, bool(getattr(self.loss, "from_logits", False)),
                            float(getattr(self.loss, "delta", 1.0)))
+        for layer in self._layers:  # Keras's trainable=False: the optimizer leaves them alone
+            for pid in layer._param_ids:
+                self._net.set_frozen(pid, not (self.trainable and layer.trainable))
         self.optimizer._attach(self._net)
         self._metrics = MetricSet.parse(self._metric_names_arg, kind, width)
 
@@ -379,7 +392,9 @@ class Sequential:
             self._attach_compile()
         n = xs.shape[0]
         y_dense, labels = self._prepare_y(y, n)
-        sw = self._prepare_sample_weight(sample_weight, class_weight, y_dense, labels, n)
+        sw = self._prepare_sample_weight(sample_weight, None, y_dense, labels, n)
+        if class_weight is not None:  # validate now; applied below to the training rows only
+            self._prepare_sample_weight(None, class_weight, y_dense, labels, n)
 
         val = None
         if validation_data is not None:
@@ -408,6 +423,10 @@ class Sequential:
             sw = None if sw is None else sw[:split]
             n = split
 
+        if class_weight is not None:
+            # Keras weighs only the training loss by class; validation stays unweighted
+            cw = self._prepare_sample_weight(None, class_weight, y_dense, labels, n)
+            sw = cw if sw is None else np.ascontiguousarray(sw * cw, dtype=np.float32)
         steps = math.ceil(n / batch_size)
         if steps_per_epoch is not None:
             steps = min(steps, _positive_int(steps_per_epoch, "steps_per_epoch"))
@@ -432,10 +451,10 @@ class Sequential:
                 for step in range(steps):
                     cbl.on_train_batch_begin(step)
                     idx = order[step * batch_size:(step + 1) * batch_size]
-                    loss, correct = net.train_step(xs, y_dense, labels, sw, idx)
+                    loss, correct, out = net.train_step(xs, y_dense, labels, sw, idx, need_out)
                     if need_out:
                         tgt = labels[idx] if labels is not None else y_dense[idx]
-                        metrics.update(loss, correct, idx.size, net.last_output(), tgt)
+                        metrics.update(loss, correct, idx.size, out, tgt)
                     else:
                         metrics.update(loss, correct, idx.size)
                     logs = metrics.results()
@@ -478,10 +497,10 @@ class Sequential:
             yb = None if y_dense is None else y_dense[start:stop]
             lb = None if labels is None else labels[start:stop]
             wb = None if sw is None else sw[start:stop]
-            loss, correct = net.test_step(xs[start:stop], yb, lb, wb, None)
+            loss, correct, out = net.test_step(xs[start:stop], yb, lb, wb, None,
+                                               metrics.needs_output)
             if metrics.needs_output:
-                metrics.update(loss, correct, stop - start, net.last_output(),
-                               lb if lb is not None else yb)
+                metrics.update(loss, correct, stop - start, out, lb if lb is not None else yb)
             else:
                 metrics.update(loss, correct, stop - start)
             if cbl is not None:
@@ -575,10 +594,9 @@ class Sequential:
         y_dense, labels = self._prepare_y(y, xs.shape[0])
         sw = self._prepare_sample_weight(sample_weight, class_weight, y_dense, labels,
                                          xs.shape[0])
-        loss, correct = self._net.train_step(xs, y_dense, labels, sw, None)
         m = MetricSet(self._metrics.names, self._metrics.loss_kind, self._metrics.width)
-        m.update(loss, correct, xs.shape[0], self._net.last_output() if m.needs_output else None,
-                 labels if labels is not None else y_dense)
+        loss, correct, out = self._net.train_step(xs, y_dense, labels, sw, None, m.needs_output)
+        m.update(loss, correct, xs.shape[0], out, labels if labels is not None else y_dense)
         return self._format(m.results(), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
