@@ -310,3 +310,83 @@ def test_compile_and_usage_errors():
     empty = pynn.Sequential()
     with pytest.raises(ValueError, match="no layers|no input shape"):
         empty.build((3,))
+
+
+def test_trainable_false_freezes_a_layer_and_the_model():
+    pynn.utils.set_random_seed(11)
+    x, y = blobs(n=128)
+    frozen = layers.Dense(16, activation="relu", trainable=False)
+    model = pynn.Sequential([pynn.Input((8,)), frozen, layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    before = model.get_weights()
+    model.fit(x, y, epochs=2, verbose=0)
+    after = model.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(after[:2], before[:2]))  # frozen
+    assert not np.array_equal(after[2], before[2])  # the head trains
+    buf = io.StringIO()
+    model.summary(print_fn=lambda line: buf.write(line + "\n"))
+    assert "Non-trainable params: 144" in buf.getvalue()
+    model.trainable = False
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), after))
+
+
+def test_a_layer_belongs_to_one_model():
+    shared = layers.Dense(2)
+    pynn.Sequential([pynn.Input((4,)), shared])
+    with pytest.raises(ValueError, match="already belongs to a model"):
+        pynn.Sequential([pynn.Input((4,)), shared])
+
+
+def test_class_weight_weighs_training_but_not_validation():
+    pynn.utils.set_random_seed(12)
+    x, y = blobs(n=100, k=2)
+    model = mlp(k=2)
+    model.compile(optimizer=pynn.optimizers.SGD(1e-6), loss="sparse_categorical_crossentropy")
+    h = model.fit(x, y, epochs=1, validation_split=0.2, class_weight={0: 10.0, 1: 1.0},
+                  shuffle=False, verbose=0)
+    assert h.history["val_loss"][0] == pytest.approx(model.evaluate(x[80:], y[80:], verbose=0),
+                                                     rel=1e-4)
+
+
+def test_multi_label_metrics_count_every_output():
+    pynn.utils.set_random_seed(13)
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((300, 6)).astype(np.float32)
+    y = (rng.random((300, 3)) > 0.5).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((6,)), layers.Dense(3, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy",
+                  metrics=["acc", "precision", "recall", "auc"])
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "acc", "precision", "recall", "auc"}  # the user's spelling
+    p = model.predict(x, verbose=0)
+    pred, true = (p > 0.5).ravel().astype(int), y.ravel().astype(int)
+    assert logs["acc"] == pytest.approx(np.mean(pred == true))
+    assert logs["precision"] == pytest.approx(pynn.metrics.precision_score(true, pred))
+    assert logs["recall"] == pytest.approx(pynn.metrics.recall_score(true, pred))
+
+
+def test_auc_of_a_pass_is_the_exact_rank_statistic():
+    pynn.utils.set_random_seed(14)
+    x, y = blobs(n=400, k=2, seed=5)
+    x = x + np.random.default_rng(1).standard_normal(x.shape).astype(np.float32) * 6
+    model = mlp(k=1, out="sigmoid")
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["auc"])
+    model.fit(x, y, epochs=2, verbose=0)
+    auc = model.evaluate(x, y, verbose=0)[1]
+    exact = pynn.metrics.roc_auc_score(y, model.predict(x, verbose=0)[:, 0])
+    assert 0.5 < exact < 0.999  # a case where saturated scores make 200 buckets inexact
+    assert auc == pytest.approx(exact, rel=1e-12)
+
+
+def test_accuracy_with_a_regression_loss_as_in_the_course():
+    # SPEC section 1: a sigmoid output trained with mean squared error
+    pynn.utils.set_random_seed(15)
+    x, y = blobs(n=200, k=2)
+    model = mlp(k=1, out="sigmoid")
+    model.compile(optimizer="adam", loss="mse", metrics=["accuracy"])
+    model.fit(x, y, epochs=5, verbose=0)
+    acc = model.evaluate(x, y, verbose=0)[1]
+    assert acc == pytest.approx(np.mean((model.predict(x, verbose=0)[:, 0] > 0.5) == y))
+    assert acc > 0.9

@@ -3,8 +3,10 @@
 Accuracy for the classification losses comes straight from the compiled step (a count of
 correct rows); the others accumulate what they need over the epoch from the step's output
 probabilities, so an epoch's value is that of the whole epoch, not a mean of batch values:
-precision/recall/F1 from a confusion matrix, AUC from score histograms at 200 thresholds
-(as Keras's AUC does), MSE/MAE from error sums.
+precision/recall/F1 from a confusion matrix, MSE/MAE from error sums. AUC is exact (rank
+statistic over every score of the pass) in the final value of a pass; the running value shown
+after each batch comes from score histograms at 200 thresholds, so that reporting stays O(1)
+per batch.
 
 Which accuracy: as Keras picks it. Sparse labels compare with the argmax; one-hot targets
 argmax with argmax; binary cross-entropy (and any one-output model) thresholds at 0.5.
@@ -83,6 +85,8 @@ class MetricSet:
         classes = 1 if self.binary else self.width
         self.pos_hist = np.zeros((classes, _THRESHOLDS), dtype=np.int64)
         self.neg_hist = np.zeros((classes, _THRESHOLDS), dtype=np.int64)
+        self.scores: list[np.ndarray] = []
+        self.truths: list[np.ndarray] = []
 
     def update(self, loss, correct, rows, output=None, target=None):
         """loss: batch mean; correct: the engine's count (classification losses); output:
@@ -122,12 +126,25 @@ class MetricSet:
             for c in range(scores.shape[0]):
                 self.pos_hist[c] += np.bincount(bucket[c][truth[c] == 1], minlength=_THRESHOLDS)
                 self.neg_hist[c] += np.bincount(bucket[c][truth[c] == 0], minlength=_THRESHOLDS)
+            self.scores.append(scores.copy())
+            self.truths.append(truth)
 
-    def results(self) -> dict:
+    def results(self, final=False) -> dict:
+        """The metrics so far; `final` for the value of a finished pass (exact AUC)."""
         logs = {"loss": self.loss_sum / self.rows if self.rows else float("nan")}
         for name, kind in zip(self.names, self.kinds):
-            logs[name] = self._result(kind)
+            logs[name] = self._exact_auc() if (kind == "auc" and final) else self._result(kind)
         return logs
+
+    def _exact_auc(self):
+        if not self.scores:
+            return 0.0
+        from pynn.metrics import roc_auc_score
+
+        scores = np.concatenate(self.scores, axis=1)
+        truth = np.concatenate(self.truths, axis=1)
+        aucs = [roc_auc_score(t, sc) for sc, t in zip(scores, truth) if 0 < t.sum() < t.size]
+        return float(np.mean(aucs)) if aucs else 0.0
 
     def _result(self, kind):
         if kind == "accuracy":
@@ -150,8 +167,9 @@ class MetricSet:
         return float(value[1]) if self.binary else float(value[: self.width].mean())
 
     def _auc(self):
-        """Area under the ROC curve from the bucketed scores (trapezoids between the 200
-        thresholds); macro average over classes with both positives and negatives."""
+        """Running estimate of the area under the ROC curve from the bucketed scores
+        (trapezoids between the 200 thresholds); macro average over classes with both
+        positives and negatives."""
         aucs = []
         for pos, neg in zip(self.pos_hist, self.neg_hist):
             if pos.sum() == 0 or neg.sum() == 0:

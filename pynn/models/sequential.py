@@ -461,7 +461,7 @@ class Sequential:
                     cbl.on_train_batch_end(step, logs)
                     if self.stop_training:
                         break
-                epoch_logs = dict(logs)
+                epoch_logs = metrics.results(final=True)
                 if not math.isfinite(epoch_logs.get("loss", 0.0)) and not warned:
                     warned = True
                     warnings.warn(f"training diverged: the loss is {epoch_logs['loss']} at epoch "
@@ -505,7 +505,7 @@ class Sequential:
                 metrics.update(loss, correct, stop - start)
             if cbl is not None:
                 cbl.on_test_batch_end(step, metrics.results())
-        return metrics.results()
+        return metrics.results(final=True)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
@@ -597,7 +597,7 @@ class Sequential:
         m = MetricSet(self._metrics.names, self._metrics.loss_kind, self._metrics.width)
         loss, correct, out = self._net.train_step(xs, y_dense, labels, sw, None, m.needs_output)
         m.update(loss, correct, xs.shape[0], out, labels if labels is not None else y_dense)
-        return self._format(m.results(), return_dict)
+        return self._format(m.results(final=True), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._require_compiled("test_on_batch")
