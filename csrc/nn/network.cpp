@@ -393,7 +393,7 @@ void Network::set_regularization(int param, float l1, float l2) {
 }
 
 void Network::invalidate() {
-  capacity_ = grad_capacity_ = 0;
+  capacity_ = grad_capacity_ = target_capacity_ = 0;
   last_batch_ = 0;
   output_ = last_logits_ = nullptr;
   if (has_loss_) set_loss(user_loss_);  // the tail may have changed: decide fusion again
@@ -415,7 +415,7 @@ void Network::set_loss(const LossConfig& cfg) {
     ops_.back()->fused_tail = true;
     loss_.from_logits = true;
   }
-  capacity_ = grad_capacity_ = 0;
+  capacity_ = grad_capacity_ = target_capacity_ = 0;
   last_batch_ = 0;
   output_ = last_logits_ = nullptr;
 }
@@ -452,19 +452,25 @@ void Network::set_optimizer(const OptConfig& cfg) {
     upd_slots_.push_back(upd_slot_ptrs_.data() + i * size_t(std::max(ns, 1)));
 }
 
-void Network::ensure_capacity(int64_t batch, bool grads) {
+void Network::ensure_capacity(int64_t batch, bool targets, bool grads) {
+  targets = targets || grads;
   const bool need_fwd = batch > capacity_;
+  const bool need_tgt = targets && batch > target_capacity_;
   const bool need_grad = grads && batch > grad_capacity_;
-  if (!need_fwd && !need_grad) return;
-  // Buffers never shrink; those of the backward pass exist only once a step needs them.
+  if (!need_fwd && !need_tgt && !need_grad) return;
+  // Buffers never shrink; those for targets (evaluation) and for the backward pass (training)
+  // exist only once a call needs them, so predict allocates activations only.
   const int64_t cap = std::max(batch, capacity_);
   for (auto& op : ops_) op->resize(cap, need_grad);
   input_buf_.assign(size_t(cap * input_width_), 0.0f);
   const int64_t ow = output_width();
-  grad_out_.assign(size_t(cap * ow), 0.0f);
-  target_buf_.assign(size_t(cap * ow), 0.0f);
-  label_buf_.assign(size_t(cap), 0);
-  weight_buf_.assign(size_t(cap), 0.0f);
+  if (need_tgt) {
+    grad_out_.assign(size_t(cap * ow), 0.0f);
+    target_buf_.assign(size_t(cap * ow), 0.0f);
+    label_buf_.assign(size_t(cap), 0);
+    weight_buf_.assign(size_t(cap), 0.0f);
+    target_capacity_ = cap;
+  }
   probs_.assign(fused_ ? size_t(cap * ow) : 0, 0.0f);
   // Input gradients are needed below op i only if something below it learns.
   learns_below_.assign(ops_.size() + 1, 0);
@@ -579,7 +585,7 @@ StepResult Network::train_step(const float* x, int64_t ldx, const float* y,
                                const int64_t* idx, int64_t batch) {
   if (!has_opt_) throw std::logic_error("the network has no optimizer");
   if (batch <= 0) return {};
-  ensure_capacity(batch, true);
+  ensure_capacity(batch, true, true);
   last_logits_ = forward(x, ldx, idx, batch, true, true);
   StepResult res = loss_and_grad(y, labels, sample_weight, idx, batch, true);
   backward(batch, false);
@@ -594,7 +600,7 @@ StepResult Network::train_step(const float* x, int64_t ldx, const float* y,
 StepResult Network::test_step(const float* x, int64_t ldx, const float* y, const int32_t* labels,
                               const float* sample_weight, const int64_t* idx, int64_t batch) {
   if (batch <= 0) return {};
-  ensure_capacity(batch, false);
+  ensure_capacity(batch, true, false);
   last_logits_ = forward(x, ldx, idx, batch, false, false);
   StepResult res = loss_and_grad(y, labels, sample_weight, idx, batch, false);
   for (Param* p : params())
@@ -611,7 +617,7 @@ StepResult Network::test_step(const float* x, int64_t ldx, const float* y, const
 void Network::predict(const float* x, int64_t ldx, int64_t n, float* out, int64_t chunk) {
   const int64_t ow = output_width();
   chunk = std::max<int64_t>(1, std::min(chunk, n));
-  ensure_capacity(chunk, false);
+  ensure_capacity(chunk, false, false);
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
     const int64_t m = std::min(chunk, n - r0);
     forward(x + r0 * ldx, ldx, nullptr, m, false, false);
@@ -622,7 +628,7 @@ void Network::predict(const float* x, int64_t ldx, int64_t n, float* out, int64_
 void Network::input_gradient(const float* x, int64_t ldx, int64_t n, const float* seed,
                              float* dxout) {
   const int64_t ow = output_width();
-  ensure_capacity(n, true);
+  ensure_capacity(n, true, true);
   forward(x, ldx, nullptr, n, false, true);
   if (fused_) {
     // seed is a gradient with respect to probabilities; turn it into one for the logits.

@@ -100,7 +100,7 @@ class Network {
   int64_t last_batch() const { return last_batch_; }
 
  private:
-  void ensure_capacity(int64_t batch, bool grads);
+  void ensure_capacity(int64_t batch, bool targets, bool grads);
   // Forgets sized buffers and the last output, and decides the loss fusion again: called
   // whenever the op list changes.
   void invalidate();
@@ -124,6 +124,7 @@ class Network {
   int64_t step_ = 0;
   int64_t capacity_ = 0;       // rows the forward buffers hold
   int64_t grad_capacity_ = 0;  // rows the backward buffers hold
+  int64_t target_capacity_ = 0;  // rows the target / loss-gradient buffers hold
   int64_t last_batch_ = 0;
   std::vector<float> input_buf_;    // gathered batch rows
   std::vector<float> grad_out_;     // d loss / d output of the last op
