@@ -43,6 +43,10 @@ class Network:
         ...
     def predict(self, arg0: numpy.ndarray, arg1: numpy.ndarray, arg2: typing.SupportsInt | typing.SupportsIndex) -> numpy.ndarray:
         ...
+    def set_frozen(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: bool) -> None:
+        """
+        Frozen parameters keep their values in training (Keras trainable=False); takes effect at the next set_optimizer.
+        """
     def set_loss(self, kind: str, from_logits: bool = False, delta: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> None:
         ...
     def set_optimizer(self, arg0: str, arg1: dict) -> None:
@@ -53,13 +57,13 @@ class Network:
         ...
     def set_slot(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: numpy.ndarray) -> None:
         ...
-    def test_step(self, x: numpy.ndarray, y: typing.Any, labels: typing.Any, sample_weight: typing.Any, idx: typing.Any) -> tuple:
+    def test_step(self, x: numpy.ndarray, y: typing.Any, labels: typing.Any, sample_weight: typing.Any, idx: typing.Any, want_output: bool = False) -> tuple:
         """
-        The loss of the rows idx (all if None) in inference mode; returns (loss, correct).
+        The loss of the rows idx (all if None) in inference mode; returns (loss, correct, output or None).
         """
-    def train_step(self, x: numpy.ndarray, y: typing.Any, labels: typing.Any, sample_weight: typing.Any, idx: typing.Any) -> tuple:
+    def train_step(self, x: numpy.ndarray, y: typing.Any, labels: typing.Any, sample_weight: typing.Any, idx: typing.Any, want_output: bool = False) -> tuple:
         """
-        One training step (forward, loss, backward, update) on the rows idx (all if None); returns (batch loss, correct rows).
+        One training step (forward, loss, backward, update) on the rows idx (all if None); returns (batch loss, correct rows, output probabilities or None).
         """
     @property
     def input_width(self) -> int:
