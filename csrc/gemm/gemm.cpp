@@ -263,11 +263,15 @@ void sgemm_with(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float a
     if (!ep.empty()) ep.apply(c, ldc, 0, 0, m, n);
     return;
   }
-  const int nt = threads_for(m, n, k, nthreads);
   if (m <= direct_max_m(kern) && (b.cs == 1 || n == 1)) {
-    gemm_direct(kern, m, n, k, alpha, a, b, beta, c, ldc, ep, nt);
+    // A few rows are bound by reading B, not by arithmetic: once B is large, each core
+    // reading its own share of the columns (from its own cache) is what pays.
+    const int nt_direct =
+        n * k >= kDirectParallelElems ? threads_for(kParallelThreshold, 1, 1, nthreads) : 1;
+    gemm_direct(kern, m, n, k, alpha, a, b, beta, c, ldc, ep, nt_direct);
     return;
   }
+  const int nt = threads_for(m, n, k, nthreads);
   Grid g = nt > 1 ? choose_grid(kern, m, n, k, nt) : Grid{};
   const int used = g.tm * g.tn;
   if (used <= 1) {

@@ -33,5 +33,7 @@ int threads_for(int64_t m, int64_t n, int64_t k, int nthreads);
 
 // Problems with fewer multiply-adds than this run on one thread.
 constexpr int64_t kParallelThreshold = int64_t(1) << 21;
+// The direct small-m path splits B's columns among threads from this many elements of B.
+constexpr int64_t kDirectParallelElems = int64_t(1) << 17;
 
 }  // namespace pynn::gemm
