@@ -390,3 +390,17 @@ def test_accuracy_with_a_regression_loss_as_in_the_course():
     acc = model.evaluate(x, y, verbose=0)[1]
     assert acc == pytest.approx(np.mean((model.predict(x, verbose=0)[:, 0] > 0.5) == y))
     assert acc > 0.9
+
+
+def test_a_frozen_batch_norm_runs_in_inference_mode():
+    pynn.utils.set_random_seed(16)
+    x, y = blobs(n=128)
+    bn = layers.BatchNormalization(trainable=False)
+    model = pynn.Sequential([pynn.Input((8,)), bn, layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
+    gamma, beta, mean, var = bn.get_weights()
+    assert np.all(mean == 0) and np.all(var == 1) and np.all(gamma == 1) and np.all(beta == 0)
+    # and the loss it trains on (computed before the step's update) is the inference-mode one
+    expected = model.evaluate(x, y, verbose=0, batch_size=128)
+    assert model.train_on_batch(x, y) == pytest.approx(expected, rel=1e-5)

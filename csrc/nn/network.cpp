@@ -194,6 +194,9 @@ struct BatchNormOp : Op {
   const float* g() const { return gamma ? gamma->value.data() : ones.data(); }
   const float* bt() const { return beta ? beta->value.data() : zeros.data(); }
   const float* forward(const float* x, int64_t n, bool training, int64_t, int) override {
+    // A frozen batch norm (Keras trainable=False) runs in inference mode even in training:
+    // its moving statistics stay as they are.
+    training = training && !moving_mean->frozen;
     last_training = training;
     if (training) {
       batchnorm_forward_train(x, n, out_w, g(), bt(), momentum, epsilon,
