@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 
-def as_float32_array(x, name: str, *, ndim: int | None = None, allow_copy: bool = True):
+def as_float32_array(x, name: str, *, ndim: int | None = None):
     """Returns `x` as a float32 ndarray, converting real dtypes explicitly.
 
     Views (transposed, strided) are kept as views when already float32. Complex, object,

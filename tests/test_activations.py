@@ -11,19 +11,10 @@ import pytest
 
 from pynn import _core
 from pynn.reference import activations as ref
+from activation_cases import OTHER_PARAMS
 
 NAMES = list(_core.activation_names())
 SIZES = [0, 1, 15, 16, 17, 33, 1000]
-OTHER_PARAMS = {
-    "leaky_relu": dict(negative_slope=0.05),
-    "elu": dict(alpha=0.7),
-    "softplus": dict(beta=2.5),
-    "gelu": dict(approximate=True),
-    "hard_tanh": dict(min_val=-0.4, max_val=2.0),
-    "soft_shrink": dict(threshold=1.2),
-    "hard_shrink": dict(threshold=1.2),
-    "rrelu": dict(lower=0.05, upper=0.4),
-}
 CASES = [(n, {}) for n in NAMES] + sorted(OTHER_PARAMS.items())
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in p.items())}" for n, p in CASES]
 EXTREME = np.array([-1e4, -1e3, -100, -88, -20, -1e-30, -1e-40, -0.0, 0.0, 1e-40, 1e-30, 20, 88,

@@ -7,24 +7,10 @@ import io
 
 import pytest
 
-import pynn.utils.progbar as progbar_module
 from pynn.callbacks import CallbackList, ProgbarLogger
 from callback_fakes import FakeModel, run_fit
 
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    c = Clock()
-    monkeypatch.setattr(progbar_module, "_clock", c)
-    return c
 
 
 LOGS = [{"loss": 0.5, "val_loss": 0.75}, {"loss": 0.25, "val_loss": 0.5}]

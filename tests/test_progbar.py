@@ -9,24 +9,10 @@ import io
 
 import pytest
 
-import pynn.utils.progbar as progbar_module
 from pynn.utils.progbar import (Progbar, format_eta, format_time_per_unit, format_value,
                                 resolve_verbose)
 
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    c = Clock()
-    monkeypatch.setattr(progbar_module, "_clock", c)
-    return c
 
 
 class TTY(io.StringIO):

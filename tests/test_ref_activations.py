@@ -7,20 +7,10 @@ import numpy as np
 import pytest
 
 from pynn.reference import activations as ref
+from activation_cases import OTHER_PARAMS
 
 ELEMENTWISE = [n for n in ref.names() if n not in ("softmax", "prelu")]
 
-# Non-default parameters, to check that each parameter really is used.
-OTHER_PARAMS = {
-    "leaky_relu": dict(negative_slope=0.05),
-    "elu": dict(alpha=0.7),
-    "softplus": dict(beta=2.5),
-    "gelu": dict(approximate=True),
-    "hard_tanh": dict(min_val=-0.4, max_val=2.0),
-    "soft_shrink": dict(threshold=1.2),
-    "hard_shrink": dict(threshold=1.2),
-    "rrelu": dict(lower=0.05, upper=0.4),
-}
 # Every kink of every function above (default and OTHER_PARAMS): finite differences are not
 # taken across these.
 KINKS = np.array([0.0, -3, 3, -0.5, 0.5, -1, 1, -0.4, 2.0, -1.2, 1.2])

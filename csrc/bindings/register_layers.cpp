@@ -76,6 +76,26 @@ int64_t row_slice_view(const py::array& x, const char* name, const float** data)
   return x.shape(0) > 1 && !empty ? rs : std::max<int64_t>(x.shape(1), 1);
 }
 
+// x (n, in) as a row slice and W (in, out), checked once for forward and backward.
+struct DenseArgs {
+  const float* x;
+  const float* W;
+  int64_t ldx, n, in, out;
+};
+
+DenseArgs dense_args(const py::array& x, const py::array& W) {
+  DenseArgs d;
+  d.ldx = row_slice_view(x, "x", &d.x);
+  d.W = c_contiguous(W, "W", 2);
+  d.n = x.shape(0);
+  d.in = x.shape(1);
+  d.out = W.shape(1);
+  if (W.shape(0) != d.in)
+    throw py::value_error("W: expected " + std::to_string(d.in) +
+                          " rows (the columns of x), got shape " + shape_str(W));
+  return d;
+}
+
 }  // namespace
 
 void register_layers(py::module_& m) {
@@ -84,13 +104,9 @@ void register_layers(py::module_& m) {
       [](py::array x, py::array W, std::optional<py::array> b, const std::string& activation,
          std::vector<float> params, bool save_z, int nthreads) {
         const auto& act = activation_or_throw(activation, params.size());
-        const float* xp;
-        const int64_t ldx = row_slice_view(x, "x", &xp);
-        const float* Wp = c_contiguous(W, "W", 2);
-        const int64_t n = x.shape(0), in = x.shape(1), out = W.shape(1);
-        if (W.shape(0) != in)
-          throw py::value_error("W: expected " + std::to_string(in) +
-                                " rows (the columns of x), got shape " + shape_str(W));
+        const DenseArgs d = dense_args(x, W);
+        const float *xp = d.x, *Wp = d.W;
+        const int64_t ldx = d.ldx, n = d.n, in = d.in, out = d.out;
         const float* bp = nullptr;
         if (b) {
           bp = c_contiguous(*b, "b", 1);
@@ -124,13 +140,9 @@ void register_layers(py::module_& m) {
          bool overwrite_dy, std::optional<py::array> dW_out, std::optional<py::array> db_out,
          bool accumulate, int nthreads) {
         const auto& act = activation_or_throw(activation, params.size());
-        const float* xp;
-        const int64_t ldx = row_slice_view(x, "x", &xp);
-        const float* Wp = c_contiguous(W, "W", 2);
-        const int64_t n = x.shape(0), in = x.shape(1), out = W.shape(1);
-        if (W.shape(0) != in)
-          throw py::value_error("W: expected " + std::to_string(in) +
-                                " rows (the columns of x), got shape " + shape_str(W));
+        const DenseArgs d = dense_args(x, W);
+        const float *xp = d.x, *Wp = d.W;
+        const int64_t ldx = d.ldx, n = d.n, in = d.in, out = d.out;
         const float* yp = c_contiguous(y, "y", 2);
         require_shape(y, "y", {n, out});
         const float* zp = yp;  // activations that read only y never look at z

@@ -256,10 +256,6 @@ void register_network(py::module_& m) {
         auto lock = s.lock();
         return s.net->params().size();
       })
-      .def("op_params", [](PyNetwork& s, int op) {
-        auto lock = s.lock();
-        return s.net->op_params(op);
-      })
       .def("set_frozen",
            [](PyNetwork& s, int i, bool frozen) {
              auto lock = s.lock();

@@ -379,15 +379,6 @@ std::vector<Param*> Network::params() {
   return out;
 }
 
-std::vector<int> Network::op_params(int op) const {
-  std::vector<int> ids;
-  int k = 0;
-  for (int i = 0; i < int(ops_.size()); ++i)
-    for (size_t j = 0; j < ops_[size_t(i)]->params.size(); ++j, ++k)
-      if (i == op) ids.push_back(k);
-  return ids;
-}
-
 void Network::set_regularization(int param, float l1, float l2) {
   auto ps = params();
   if (param < 0 || param >= int(ps.size())) throw std::out_of_range("parameter index");

@@ -67,7 +67,6 @@ class Network {
 
   // Parameters, in Keras's order (op by op: kernel, bias; gamma, beta, moving mean, moving var).
   std::vector<Param*> params();
-  std::vector<int> op_params(int op) const;  // indices into params()
   void set_regularization(int param, float l1, float l2);
 
   void set_loss(const LossConfig& cfg);
