@@ -1,0 +1,129 @@
+"""The flat graph every model compiles to: the contract between the Python face, the C++
+engine (`pynn._core.Graph`) and the NumPy executor (`pynn.reference.graph`).
+
+A model (Sequential, functional, nested, or traced from a subclass) is lowered to a
+`GraphSpec`: a list of primitive nodes in topological order over numbered tensors. Nested
+models are inlined; a layer called twice gives two nodes that name the same parameters.
+
+Tensors have a per-sample shape (the batch axis is implicit and always first, channels
+last). Parameters are float32 NumPy arrays owned by the layers (`Weight.value`); the engine
+reads and writes them in place, so every model that contains a layer sees the same weights.
+
+Node ops and their attributes (``attrs``). "x" is the first input; shapes exclude the batch.
+
+================  ==========================================  ==================================
+op                attrs                                       params / shapes
+================  ==========================================  ==================================
+dense             units, activation, act_params, use_bias      [kernel (in, units), bias (units)]
+                  (activation may be "softmax")                x (..., in) -> (..., units)
+activation        activation, act_params, seed                 x -> same shape; "softmax" is
+                  (rrelu draws slopes from seed in training)   over the last axis
+dropout           rate, seed                                   x -> same (identity at inference)
+batchnorm         momentum, epsilon, center, scale             [gamma?, beta?, moving_mean,
+                                                               moving_variance] (c,), axis -1
+prelu             -                                            [alpha (shape of x)]
+add, subtract,    -                                            n inputs of one shape -> that
+multiply,                                                      shape (subtract: exactly 2)
+average, maximum,
+minimum
+concatenate       axis (per-sample axis, negative from end)    inputs equal but on axis
+reshape           target_shape (per-sample, no -1 left)        a view of x
+flatten           -                                            a view of x: (prod(shape),)
+identity          -                                            a view of x
+permute           dims (per-sample axes, 1-based as Keras)     a copy of x with axes permuted
+repeat_vector     n                                            (d,) -> (n, d)
+dot               axes (two per-sample axes, 1-based),         rank-1 or rank-2 samples
+                  normalize
+================  ==========================================  ==================================
+
+Losses are attached per output: ``(kind, from_logits, delta, weight)`` with the kinds of
+`pynn.losses` (mean_squared_error, mean_absolute_error, huber, binary_crossentropy,
+categorical_crossentropy, sparse_categorical_crossentropy); the total loss is the weighted sum
+plus the L1/L2 penalties of trainable weights.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ALIAS_OPS = ("reshape", "flatten", "identity")
+MERGE_OPS = ("add", "subtract", "multiply", "average", "maximum", "minimum")
+
+
+@dataclass
+class ParamRef:
+    """A parameter of the graph: the layer's array itself (not a copy)."""
+
+    value: np.ndarray           # float32, C-contiguous; written in place by training
+    name: str                   # "dense_1/kernel"
+    trainable: bool = True      # the weight can train (False for moving statistics)
+    frozen: bool = False        # its layer is frozen now (Keras trainable=False); may change
+    l1: float = 0.0
+    l2: float = 0.0
+    owner: object = None        # the Weight it came from (for trainable flags and saving)
+
+
+@dataclass
+class Node:
+    op: str
+    inputs: list[int]
+    outputs: list[int]
+    params: list[int] = field(default_factory=list)
+    attrs: dict = field(default_factory=dict)
+    name: str = ""              # the layer's name, for error messages and summaries
+
+
+class GraphSpec:
+    """Builds the flat graph: tensors by id, parameters by id, nodes in topological order."""
+
+    def __init__(self):
+        self.shapes: list[tuple[int, ...]] = []   # tensor id -> per-sample shape
+        self.params: list[ParamRef] = []
+        self.nodes: list[Node] = []
+        self.inputs: list[int] = []
+        self.outputs: list[int] = []
+        self._param_index: dict[int, int] = {}     # id(array) -> param id (shared layers)
+
+    # --- building ---------------------------------------------------------------------------
+    def add_input(self, shape) -> int:
+        tid = self._new_tensor(shape)
+        self.inputs.append(tid)
+        return tid
+
+    def add_param(self, ref: ParamRef) -> int:
+        """The id of `ref`'s array, adding it once however many nodes use it."""
+        key = id(ref.value)
+        if key in self._param_index:
+            return self._param_index[key]
+        self.params.append(ref)
+        pid = len(self.params) - 1
+        self._param_index[key] = pid
+        return pid
+
+    def add_node(self, op, inputs, out_shapes, params=(), attrs=None, name="") -> list[int]:
+        for t in inputs:
+            if not 0 <= t < len(self.shapes):
+                raise ValueError(f"{name or op}: unknown input tensor {t}")
+        outs = [self._new_tensor(s) for s in out_shapes]
+        self.nodes.append(Node(op, list(inputs), outs, list(params), dict(attrs or {}), name))
+        return outs
+
+    def _new_tensor(self, shape) -> int:
+        self.shapes.append(tuple(int(s) for s in shape))
+        return len(self.shapes) - 1
+
+    # --- reading ----------------------------------------------------------------------------
+    def size(self, tid: int) -> int:
+        return math.prod(self.shapes[tid])
+
+    def consumers(self, tid: int) -> list[int]:
+        return [i for i, n in enumerate(self.nodes) if tid in n.inputs]
+
+    def __repr__(self):
+        lines = [f"GraphSpec(inputs={self.inputs}, outputs={self.outputs})"]
+        for n in self.nodes:
+            lines.append(f"  {n.name or '?'}: {n.op}{n.inputs} -> {n.outputs} params={n.params} "
+                         f"{n.attrs}")
+        return "\n".join(lines)
