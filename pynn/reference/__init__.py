@@ -4,14 +4,15 @@ Plain, readable NumPy that computes what the C++ core computes, in any float dty
 use float64 as the truth). Read it to learn the math; the tests use it to prove the core right.
 
 Modules: `gemm`, `activations`, `losses`, `dense`, `regularization` (dropout, batch
-normalisation, L1/L2), `optimizers`, `initializers`.
+normalisation, L1/L2), `optimizers`, `initializers`, `merging` (merge and shape ops of the
+graph), and `graph` (runs a whole `GraphSpec`: forward, loss and backpropagation).
 """
 import importlib
 
 from pynn.reference.gemm import gemm
 
-_MODULES = ("activations", "dense", "gemm", "initializers", "losses", "optimizers",
-            "regularization")
+_MODULES = ("activations", "dense", "gemm", "graph", "initializers", "losses", "merging",
+            "optimizers", "regularization")
 
 
 def __getattr__(name):
