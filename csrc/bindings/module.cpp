@@ -11,6 +11,7 @@ void register_losses(py::module_& m);
 void register_layers(py::module_& m);
 void register_optimizers(py::module_& m);
 void register_network(py::module_& m);
+void register_graph(py::module_& m);
 }  // namespace pynn::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -22,4 +23,5 @@ PYBIND11_MODULE(_core, m) {
   pynn::bind::register_layers(m);
   pynn::bind::register_optimizers(m);
   pynn::bind::register_network(m);
+  pynn::bind::register_graph(m);
 }

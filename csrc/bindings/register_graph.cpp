@@ -1,0 +1,726 @@
+// pynn._core.Graph: the N-D graph engine (nn/graph.h) for functional models.
+//
+// Every argument is checked here, with the GIL held, against a snapshot of the graph's shapes
+// taken under the lock; the computation then runs with the GIL released under the lock, after
+// checking that the graph did not change in between (its version). Errors are ValueError,
+// TypeError or IndexError naming the argument, what was expected and what was given.
+//
+// Locking rule (as PyNetwork's): never wait for the GIL while holding `mu`. Compute calls
+// release the GIL first and then take `mu`; short calls take `mu` while holding the GIL and
+// never wait for the GIL inside.
+//
+// Parameters are the caller's arrays, held by reference (`refs`) so that their memory lives
+// as long as the graph.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "bindings/util.h"
+#include "nn/graph.h"
+
+namespace pynn::bind {
+
+namespace {
+
+using nn::LossKind;
+using nn::OptKind;
+using nn::Shape;
+
+LossKind graph_loss_kind(const std::string& name, const std::string& what) {
+  static const std::map<std::string, LossKind> kinds = {
+      {"mean_squared_error", LossKind::mean_squared_error},
+      {"mean_absolute_error", LossKind::mean_absolute_error},
+      {"huber", LossKind::huber},
+      {"binary_crossentropy", LossKind::binary_crossentropy},
+      {"categorical_crossentropy", LossKind::categorical_crossentropy},
+      {"sparse_categorical_crossentropy", LossKind::sparse_categorical_crossentropy},
+  };
+  auto it = kinds.find(name);
+  if (it == kinds.end()) {
+    std::string known;
+    for (const auto& kv : kinds) known += (known.empty() ? "" : ", ") + kv.first;
+    throw py::value_error(what + ": unknown loss '" + name + "' (known: " + known + ")");
+  }
+  return it->second;
+}
+
+nn::OptConfig graph_opt_config(const std::string& kind, const py::dict& d) {
+  static const std::map<std::string, OptKind> kinds = {
+      {"sgd", OptKind::sgd},         {"adagrad", OptKind::adagrad}, {"adadelta", OptKind::adadelta},
+      {"rmsprop", OptKind::rmsprop}, {"adam", OptKind::adam},       {"adamw", OptKind::adamw},
+      {"nadam", OptKind::nadam},     {"adamax", OptKind::adamax},
+  };
+  auto it = kinds.find(kind);
+  if (it == kinds.end()) {
+    std::string known;
+    for (const auto& kv : kinds) known += (known.empty() ? "" : ", ") + kv.first;
+    throw py::value_error("kind: unknown optimizer '" + kind + "' (known: " + known + ")");
+  }
+  nn::OptConfig c;
+  c.kind = it->second;
+  std::map<std::string, float*> floats = {
+      {"learning_rate", &c.learning_rate}, {"momentum", &c.momentum},
+      {"rho", &c.rho},                     {"beta_1", &c.beta_1},
+      {"beta_2", &c.beta_2},               {"epsilon", &c.epsilon},
+      {"initial_accumulator_value", &c.initial_accumulator_value},
+      {"weight_decay", &c.weight_decay},   {"clipnorm", &c.clipnorm},
+      {"clipvalue", &c.clipvalue},         {"global_clipnorm", &c.global_clipnorm},
+  };
+  std::map<std::string, bool*> bools = {
+      {"nesterov", &c.nesterov}, {"centered", &c.centered}, {"amsgrad", &c.amsgrad}};
+  for (auto item : d) {
+    const std::string key = py::str(item.first);
+    if (item.second.is_none()) continue;
+    if (auto f = floats.find(key); f != floats.end()) {
+      try {
+        *f->second = item.second.cast<float>();
+      } catch (const py::cast_error&) {
+        throw py::type_error("cfg['" + key + "']: expected a number, got " +
+                             std::string(py::str(py::type::of(item.second).attr("__name__"))));
+      }
+    } else if (auto b = bools.find(key); b != bools.end()) {
+      *b->second = py::bool_(item.second.cast<py::object>());
+    } else {
+      std::string known;
+      for (const auto& kv : floats) known += (known.empty() ? "" : ", ") + kv.first;
+      for (const auto& kv : bools) known += ", " + kv.first;
+      throw py::value_error("cfg: unknown optimizer setting '" + key + "' (known: " + known + ")");
+    }
+  }
+  return c;
+}
+
+std::string type_name(const py::handle& h) {
+  return py::str(py::type::of(h).attr("__name__"));
+}
+
+std::string shape_of(const py::array& a) {
+  Shape s;
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) s.push_back(int64_t(a.shape(d)));
+  return nn::shape_str(s);
+}
+
+// "(rows, 3, 4)"
+std::string rows_shape(const Shape& s) {
+  std::string out = "(rows";
+  for (int64_t d : s) out += ", " + std::to_string(d);
+  return out + ")";
+}
+
+struct PyGraph {
+  std::unique_ptr<nn::Graph> g = std::make_unique<nn::Graph>();
+  std::mutex mu;
+  std::vector<py::object> refs;  // the parameter arrays, kept alive
+  std::unique_lock<std::mutex> lock() { return std::unique_lock<std::mutex>(mu); }
+};
+
+// What argument checks need, read under the lock.
+struct Snapshot {
+  uint64_t version = 0;
+  std::vector<Shape> in_shapes, out_shapes;
+  std::vector<nn::GraphLoss> losses;
+  bool has_losses = false, has_opt = false;
+};
+
+Snapshot snapshot(PyGraph& s) {
+  auto lock = s.lock();
+  Snapshot sn;
+  nn::Graph& g = *s.g;
+  sn.version = g.version();
+  for (int t : g.inputs()) sn.in_shapes.push_back(g.tensor_shape(t));
+  for (int t : g.outputs()) sn.out_shapes.push_back(g.tensor_shape(t));
+  sn.has_losses = g.has_losses();
+  sn.has_opt = g.has_optimizer();
+  for (size_t j = 0; j < g.outputs().size(); ++j) sn.losses.push_back(g.loss(int(j)));
+  return sn;
+}
+
+std::vector<py::object> as_list(const py::object& o, const char* what, size_t want,
+                                const char* per) {
+  if (!py::isinstance<py::list>(o) && !py::isinstance<py::tuple>(o))
+    throw py::type_error(std::string(what) + ": expected a list of arrays (one per " + per +
+                         "), got " + type_name(o));
+  std::vector<py::object> out;
+  for (auto h : o) out.push_back(py::reinterpret_borrow<py::object>(h));
+  if (out.size() != want)
+    throw py::value_error(std::string(what) + ": expected " + std::to_string(want) +
+                          " array(s) (one per " + per + "), got " + std::to_string(out.size()));
+  return out;
+}
+
+// A float32 C-contiguous array of shape (rows, *shape) or (rows, prod(shape)).
+py::array sample_array(const py::object& o, const std::string& what, const Shape& shape,
+                       bool writable) {
+  if (!py::isinstance<py::array>(o))
+    throw py::type_error(what + ": expected a float32 numpy array, got " + type_name(o));
+  py::array a = o.cast<py::array>();
+  if (a.dtype().kind() != 'f' || a.itemsize() != 4)
+    throw py::type_error(what + ": expected float32, got " + std::string(py::str(a.dtype())));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(what + ": expected a C-contiguous array");
+  if (writable && !a.writeable()) throw py::value_error(what + ": array is read-only");
+  bool ok = a.ndim() == py::ssize_t(shape.size()) + 1;
+  for (size_t d = 0; ok && d < shape.size(); ++d) ok = a.shape(py::ssize_t(d) + 1) == shape[d];
+  if (!ok && a.ndim() == 2 && a.shape(1) == nn::shape_size(shape)) ok = true;
+  if (!ok)
+    throw py::value_error(what + ": expected shape " + rows_shape(shape) + " or " +
+                          rows_shape({nn::shape_size(shape)}) + ", got " + shape_of(a));
+  return a;
+}
+
+void check_rows(const py::array& a, const std::string& what, int64_t rows,
+                const std::string& ref) {
+  if (a.shape(0) != rows)
+    throw py::value_error(what + ": expected " + std::to_string(rows) + " rows (as " + ref +
+                          "), got " + std::to_string(a.shape(0)));
+}
+
+struct XArgs {
+  std::vector<py::array> keep;
+  std::vector<const float*> ptr;
+  int64_t rows = 0;
+};
+
+XArgs parse_xs(const py::object& xs, const Snapshot& sn, const char* what = "xs") {
+  XArgs r;
+  auto items = as_list(xs, what, sn.in_shapes.size(), "graph input");
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string w = std::string(what) + "[" + std::to_string(i) + "]";
+    py::array a = sample_array(items[i], w, sn.in_shapes[i], false);
+    if (i == 0) r.rows = a.shape(0);
+    else check_rows(a, w, r.rows, std::string(what) + "[0]");
+    r.ptr.push_back(static_cast<const float*>(a.data()));
+    r.keep.push_back(a);
+  }
+  return r;
+}
+
+const int64_t* parse_idx(const py::object& idx, int64_t rows, int64_t& batch, py::array& keep) {
+  if (idx.is_none()) {
+    batch = rows;
+    return nullptr;
+  }
+  if (!py::isinstance<py::array_t<int64_t>>(idx))
+    throw py::type_error("idx: expected an int64 numpy array or None, got " + type_name(idx));
+  keep = idx.cast<py::array>();
+  if (keep.dtype().kind() != 'i' || keep.itemsize() != 8)
+    throw py::type_error("idx: expected int64, got " + std::string(py::str(keep.dtype())));
+  if (keep.ndim() != 1 || !(keep.flags() & py::array::c_style))
+    throw py::value_error("idx: expected a contiguous 1-D array, got shape " + shape_of(keep));
+  const int64_t* p = static_cast<const int64_t*>(keep.data());
+  batch = keep.shape(0);
+  for (int64_t i = 0; i < batch; ++i)
+    if (p[i] < 0 || p[i] >= rows)
+      throw py::index_error("idx[" + std::to_string(i) + "]: row " + std::to_string(p[i]) +
+                            " out of range for " + std::to_string(rows) + " rows");
+  return p;
+}
+
+struct StepArgs {
+  XArgs x;
+  std::vector<py::array> keep;
+  std::vector<const float*> y, sw;
+  std::vector<const int32_t*> labels;
+  py::array idx_keep;
+  nn::StepData d;
+};
+
+void parse_step(StepArgs& s, const Snapshot& sn, const py::object& xs, const py::object& ys,
+                const py::object& sws, const py::object& idx) {
+  s.x = parse_xs(xs, sn);
+  const size_t no = sn.out_shapes.size();
+  auto yl = as_list(ys, "ys", no, "output");
+  std::vector<py::object> wl(no, py::none());
+  if (!sws.is_none()) wl = as_list(sws, "sample_weights", no, "output");
+  const int64_t rows = s.x.rows;
+  s.y.assign(no, nullptr);
+  s.sw.assign(no, nullptr);
+  s.labels.assign(no, nullptr);
+  for (size_t j = 0; j < no; ++j) {
+    const std::string w = "ys[" + std::to_string(j) + "]";
+    const nn::GraphLoss& L = sn.losses[j];
+    const Shape& os = sn.out_shapes[j];
+    if (!L.has) {
+      if (!yl[j].is_none())
+        throw py::value_error(w + ": output " + std::to_string(j) + " has no loss; pass None");
+      if (!wl[j].is_none())
+        throw py::value_error("sample_weights[" + std::to_string(j) + "]: output " +
+                              std::to_string(j) + " has no loss; pass None");
+      continue;
+    }
+    if (yl[j].is_none())
+      throw py::value_error(w + ": output " + std::to_string(j) +
+                            " has a loss, so its targets are required");
+    if (L.cfg.kind == LossKind::sparse_categorical_crossentropy) {
+      if (!py::isinstance<py::array>(yl[j]))
+        throw py::type_error(w + ": expected an int32 numpy array of labels, got " + type_name(yl[j]));
+      py::array a = yl[j].cast<py::array>();
+      if (a.dtype().kind() != 'i' || a.itemsize() != 4)
+        throw py::type_error(w + ": sparse_categorical_crossentropy needs int32 labels, got " +
+                             std::string(py::str(a.dtype())));
+      Shape lead(os.begin(), os.end() - 1);
+      const int64_t per = nn::shape_size(lead);
+      if (!(a.flags() & py::array::c_style) || a.ndim() < 1 || a.size() != a.shape(0) * per)
+        throw py::value_error(w + ": expected contiguous labels of shape " + rows_shape(lead) +
+                              ", got " + shape_of(a));
+      check_rows(a, w, rows, "xs[0]");
+      s.labels[j] = static_cast<const int32_t*>(a.data());
+      s.keep.push_back(a);
+    } else {
+      if (py::isinstance<py::array>(yl[j]) && yl[j].cast<py::array>().dtype().kind() != 'f')
+        throw py::type_error(w + ": this loss needs float32 targets, got " +
+                             std::string(py::str(yl[j].cast<py::array>().dtype())) +
+                             " (integer labels are for sparse_categorical_crossentropy)");
+      py::array a = sample_array(yl[j], w, os, false);
+      check_rows(a, w, rows, "xs[0]");
+      s.y[j] = static_cast<const float*>(a.data());
+      s.keep.push_back(a);
+    }
+    if (!wl[j].is_none()) {
+      const std::string ww = "sample_weights[" + std::to_string(j) + "]";
+      if (!py::isinstance<py::array>(wl[j]))
+        throw py::type_error(ww + ": expected a float32 numpy array, got " + type_name(wl[j]));
+      py::array a = wl[j].cast<py::array>();
+      const float* p = c_contiguous(a, ww.c_str(), 1);
+      check_rows(a, ww, rows, "xs[0]");
+      s.sw[j] = p;
+      s.keep.push_back(a);
+    }
+  }
+  s.d.x = s.x.ptr.data();
+  s.d.y = s.y.data();
+  s.d.labels = s.labels.data();
+  s.d.sw = s.sw.data();
+  s.d.idx = parse_idx(idx, rows, s.d.batch, s.idx_keep);
+}
+
+template <bool kTrain>
+py::tuple run_step(PyGraph& s, const py::object& xs, const py::object& ys,
+                   const py::object& sws, const py::object& idx, bool want_outputs) {
+  const Snapshot sn = snapshot(s);
+  if (!sn.has_losses)
+    throw py::value_error("the graph has no losses: call set_outputs and set_losses first");
+  if (kTrain && !sn.has_opt)
+    throw py::value_error("the graph has no optimizer: call set_optimizer first");
+  StepArgs a;
+  parse_step(a, sn, xs, ys, sws, idx);
+  const size_t no = sn.out_shapes.size();
+  std::vector<py::array_t<float>> outs;
+  std::vector<float*> out_ptr;
+  if (want_outputs)
+    for (size_t j = 0; j < no; ++j) {
+      std::vector<py::ssize_t> sh{py::ssize_t(a.d.batch)};
+      for (int64_t d : sn.out_shapes[j]) sh.push_back(py::ssize_t(d));
+      outs.emplace_back(sh);
+      out_ptr.push_back(outs.back().mutable_data());
+    }
+  double total = 0.0;
+  std::vector<double> losses;
+  std::vector<int64_t> correct;
+  bool stale = false;
+  {
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(s.mu);
+    nn::Graph& g = *s.g;
+    if (g.version() != sn.version) {
+      stale = true;
+    } else {
+      if (kTrain) g.train_step(a.d);
+      else g.test_step(a.d);
+      total = g.step_total();
+      losses = g.step_losses();
+      correct = g.step_correct();
+      if (want_outputs && a.d.batch > 0)
+        for (size_t j = 0; j < no; ++j)
+          std::memcpy(out_ptr[j], g.output_value(int(j)),
+                      sizeof(float) * size_t(a.d.batch * nn::shape_size(sn.out_shapes[j])));
+    }
+  }
+  if (stale) throw py::value_error("the graph changed while the call was starting; call again");
+  py::list pl, pc;
+  for (double l : losses) pl.append(l);
+  for (int64_t c : correct) pc.append(c);
+  py::object po = py::none();
+  if (want_outputs) {
+    py::list l;
+    for (auto& o : outs) l.append(o);
+    po = l;
+  }
+  return py::make_tuple(total, pl, pc, po);
+}
+
+nn::AttrValue attr_value(const std::string& key, const py::handle& v) {
+  const std::string what = "attrs['" + key + "']";
+  if (py::isinstance<py::str>(v)) return v.cast<std::string>();
+  if (PyBool_Check(v.ptr())) return int64_t(v.ptr() == Py_True);
+  if (PyIndex_Check(v.ptr())) return v.cast<int64_t>();
+  if (PyFloat_Check(v.ptr()) || py::isinstance(v, py::module_::import("numpy").attr("floating")))
+    return v.cast<double>();
+  if (py::isinstance<py::sequence>(v)) {
+    std::vector<int64_t> ints;
+    std::vector<double> dbls;
+    bool all_int = true;
+    for (auto e : v) {
+      if (PyBool_Check(e.ptr()) || PyIndex_Check(e.ptr())) {
+        const int64_t i = PyBool_Check(e.ptr()) ? int64_t(e.ptr() == Py_True) : e.cast<int64_t>();
+        ints.push_back(i);
+        dbls.push_back(double(i));
+      } else if (PyFloat_Check(e.ptr()) ||
+                 py::isinstance(e, py::module_::import("numpy").attr("floating"))) {
+        all_int = false;
+        dbls.push_back(e.cast<double>());
+      } else {
+        throw py::type_error(what + ": expected a list of numbers, found " + type_name(e));
+      }
+    }
+    if (all_int) return ints;
+    return dbls;
+  }
+  throw py::type_error(what + ": expected a number, a string or a list of numbers, got " +
+                       type_name(v));
+}
+
+int checked_pid(PyGraph& s, int64_t pid) {
+  if (pid < 0 || pid >= s.g->num_params())
+    throw py::index_error("pid: parameter " + std::to_string(pid) + " out of range (" +
+                          std::to_string(s.g->num_params()) + " parameters)");
+  return int(pid);
+}
+
+int checked_tid(PyGraph& s, int64_t tid, const char* what = "tid") {
+  if (tid < 0 || tid >= s.g->num_tensors())
+    throw py::index_error(std::string(what) + ": tensor " + std::to_string(tid) +
+                          " out of range (" + std::to_string(s.g->num_tensors()) + " tensors)");
+  return int(tid);
+}
+
+py::array_t<float> copy_array(const float* src, const Shape& shape) {
+  std::vector<py::ssize_t> sh(shape.begin(), shape.end());
+  py::array_t<float> a(sh);
+  const int64_t n = nn::shape_size(shape);
+  if (n > 0 && src) std::memcpy(a.mutable_data(), src, sizeof(float) * size_t(n));
+  else if (n > 0) std::memset(a.mutable_data(), 0, sizeof(float) * size_t(n));
+  return a;
+}
+
+std::vector<float>& slot_at(PyGraph& s, int64_t pid, int64_t k) {
+  nn::GraphParam& p = s.g->param(checked_pid(s, pid));
+  if (k < 0 || k >= int64_t(p.slots.size()))
+    throw py::index_error("k: slot " + std::to_string(k) + " out of range (parameter " +
+                          std::to_string(pid) + " has " + std::to_string(p.slots.size()) +
+                          " slots)");
+  return p.slots[size_t(k)];
+}
+
+}  // namespace
+
+void register_graph(py::module_& m) {
+  py::class_<PyGraph>(m, "Graph",
+                      "The N-D graph engine of functional models: tensors, parameters (the "
+                      "caller's float32 arrays, used in place) and nodes in topological order.")
+      .def(py::init<>())
+      .def("add_input",
+           [](PyGraph& s, std::vector<int64_t> shape) {
+             auto lock = s.lock();
+             return s.g->add_input(shape);
+           },
+           py::arg("shape"), "Adds a graph input of this per-sample shape; returns its tensor id.")
+      .def("add_param",
+           [](PyGraph& s, py::object value, const std::string& name, bool trainable) {
+             if (!py::isinstance<py::array>(value))
+               throw py::type_error("value: expected a float32 numpy array, got " + type_name(value));
+             py::array a = value.cast<py::array>();
+             if (a.dtype().kind() != 'f' || a.itemsize() != 4)
+               throw py::type_error("value: expected float32, got " + std::string(py::str(a.dtype())));
+             if (!(a.flags() & py::array::c_style))
+               throw py::value_error("value: expected a C-contiguous array");
+             if (!a.writeable()) throw py::value_error("value: array is read-only");
+             Shape shape;
+             for (py::ssize_t d = 0; d < a.ndim(); ++d) shape.push_back(int64_t(a.shape(d)));
+             auto lock = s.lock();
+             const int pid = s.g->add_param(static_cast<float*>(a.mutable_data()), shape, name,
+                                            trainable);
+             s.refs.push_back(value);
+             return pid;
+           },
+           py::arg("value"), py::arg("name"), py::arg("trainable") = true,
+           "Adds a parameter: the array itself (float32, C-contiguous, writeable), read and "
+           "written in place; returns its id.")
+      .def("add_node",
+           [](PyGraph& s, const std::string& op, std::vector<int64_t> inputs,
+              std::vector<int64_t> params, py::dict attrs, const std::string& name) {
+             std::map<std::string, nn::AttrValue> av;
+             for (auto item : attrs) {
+               if (!py::isinstance<py::str>(item.first))
+                 throw py::type_error("attrs: keys must be strings, got " + type_name(item.first));
+               const std::string key = item.first.cast<std::string>();
+               if (item.second.is_none()) continue;
+               av[key] = attr_value(key, item.second);
+             }
+             std::vector<int> in, ps;
+             for (int64_t t : inputs) in.push_back(int(std::max<int64_t>(std::min<int64_t>(t, 1 << 30), -1)));
+             for (int64_t p : params) ps.push_back(int(std::max<int64_t>(std::min<int64_t>(p, 1 << 30), -1)));
+             auto lock = s.lock();
+             return std::vector<int>{s.g->add_node(op, in, ps, std::move(av), name)};
+           },
+           py::arg("op"), py::arg("inputs"), py::arg("params"), py::arg("attrs"),
+           py::arg("name") = "",
+           "Adds a node reading existing tensors; checks shapes; returns its output tensor ids.")
+      .def("tensor_shape",
+           [](PyGraph& s, int64_t tid) {
+             auto lock = s.lock();
+             const Shape& sh = s.g->tensor_shape(checked_tid(s, tid));
+             py::tuple t(sh.size());
+             for (size_t i = 0; i < sh.size(); ++i) t[i] = sh[i];
+             return t;
+           },
+           py::arg("tid"))
+      .def("set_outputs",
+           [](PyGraph& s, std::vector<int64_t> tids) {
+             std::vector<int> ts;
+             for (int64_t t : tids) ts.push_back(int(std::max<int64_t>(std::min<int64_t>(t, 1 << 30), -1)));
+             auto lock = s.lock();
+             s.g->set_outputs(ts);
+           },
+           py::arg("tids"))
+      .def("set_regularization",
+           [](PyGraph& s, int64_t pid, float l1, float l2) {
+             auto lock = s.lock();
+             s.g->set_regularization(checked_pid(s, pid), l1, l2);
+           },
+           py::arg("pid"), py::arg("l1"), py::arg("l2"))
+      .def("set_trainable",
+           [](PyGraph& s, int64_t pid, bool trainable) {
+             auto lock = s.lock();
+             s.g->set_trainable(checked_pid(s, pid), trainable);
+           },
+           py::arg("pid"), py::arg("trainable"),
+           "Freezes (False) or unfreezes a parameter; takes effect at the next step.")
+      .def("num_params",
+           [](PyGraph& s) {
+             auto lock = s.lock();
+             return s.g->num_params();
+           })
+      .def("param_info",
+           [](PyGraph& s, int64_t pid) {
+             auto lock = s.lock();
+             nn::GraphParam& p = s.g->param(checked_pid(s, pid));
+             return py::make_tuple(p.name, p.shape, p.flag);
+           },
+           py::arg("pid"), "(name, shape, trainable flag) of a parameter.")
+      .def("get_grad",
+           [](PyGraph& s, int64_t pid) {
+             auto lock = s.lock();
+             nn::GraphParam& p = s.g->param(checked_pid(s, pid));
+             return copy_array(p.grad.empty() ? nullptr : p.grad.data(), p.shape);
+           },
+           py::arg("pid"),
+           "A copy of the parameter's gradient from the last training step (zeros for state "
+           "parameters, which have none).")
+      .def("set_losses",
+           [](PyGraph& s, py::object losses) {
+             if (!py::isinstance<py::list>(losses) && !py::isinstance<py::tuple>(losses))
+               throw py::type_error("losses: expected a list with one (kind, from_logits, delta, "
+                                    "weight) tuple or None per output, got " + type_name(losses));
+             std::vector<nn::GraphLoss> ls;
+             size_t j = 0;
+             for (auto h : losses) {
+               const std::string w = "losses[" + std::to_string(j++) + "]";
+               nn::GraphLoss L;
+               if (!h.is_none()) {
+                 if (!py::isinstance<py::tuple>(h) && !py::isinstance<py::list>(h))
+                   throw py::type_error(w + ": expected (kind, from_logits, delta, weight) or "
+                                        "None, got " + type_name(h));
+                 py::sequence t = py::reinterpret_borrow<py::sequence>(h);
+                 if (t.size() != 4)
+                   throw py::value_error(w + ": expected 4 items (kind, from_logits, delta, "
+                                         "weight), got " + std::to_string(t.size()));
+                 if (!py::isinstance<py::str>(t[0]))
+                   throw py::type_error(w + ": kind must be a string, got " + type_name(t[0]));
+                 L.has = true;
+                 L.cfg.kind = graph_loss_kind(t[0].cast<std::string>(), w);
+                 try {
+                   L.cfg.from_logits = t[1].cast<bool>();
+                   L.cfg.huber_delta = t[2].cast<float>();
+                   L.weight = t[3].cast<float>();
+                 } catch (const py::cast_error&) {
+                   throw py::type_error(w + ": expected (str, bool, float, float)");
+                 }
+               }
+               ls.push_back(L);
+             }
+             auto lock = s.lock();
+             if (s.g->outputs().empty())
+               throw py::value_error("losses: the graph has no outputs: call set_outputs first");
+             s.g->set_losses(ls);
+           },
+           py::arg("losses"))
+      .def("set_optimizer",
+           [](PyGraph& s, const std::string& kind, py::dict cfg) {
+             const nn::OptConfig c = graph_opt_config(kind, cfg);
+             auto lock = s.lock();
+             s.g->set_optimizer(c);
+           },
+           py::arg("kind"), py::arg("cfg"),
+           "Sets the optimizer (same kinds and settings as Network's); resets iterations and "
+           "allocates slots for every parameter that can learn, frozen or not.")
+      .def_property(
+          "learning_rate",
+          [](PyGraph& s) {
+            auto lock = s.lock();
+            return s.g->learning_rate();
+          },
+          [](PyGraph& s, float lr) {
+            auto lock = s.lock();
+            s.g->set_learning_rate(lr);
+          })
+      .def_property(
+          "iterations",
+          [](PyGraph& s) {
+            auto lock = s.lock();
+            return s.g->iterations();
+          },
+          [](PyGraph& s, int64_t t) {
+            auto lock = s.lock();
+            s.g->set_iterations(t);
+          })
+      .def_property(
+          "u_product",
+          [](PyGraph& s) {
+            auto lock = s.lock();
+            return s.g->optimizer_scalars().u_product;
+          },
+          [](PyGraph& s, double u) {
+            auto lock = s.lock();
+            s.g->optimizer_scalars().u_product = u;
+          })
+      .def("num_slots",
+           [](PyGraph& s, int64_t pid) {
+             auto lock = s.lock();
+             return s.g->param(checked_pid(s, pid)).slots.size();
+           },
+           py::arg("pid"))
+      .def("get_slot",
+           [](PyGraph& s, int64_t pid, int64_t k) {
+             auto lock = s.lock();
+             std::vector<float>& v = slot_at(s, pid, k);
+             return copy_array(v.data(), s.g->param(int(pid)).shape);
+           },
+           py::arg("pid"), py::arg("k"))
+      .def("set_slot",
+           [](PyGraph& s, int64_t pid, int64_t k, py::array arr) {
+             const float* p = c_contiguous(arr, "arr", int(arr.ndim()));
+             auto lock = s.lock();
+             std::vector<float>& v = slot_at(s, pid, k);
+             if (size_t(arr.size()) != v.size())
+               throw py::value_error("arr: expected " + std::to_string(v.size()) +
+                                     " values, got " + std::to_string(arr.size()));
+             if (!v.empty()) std::memcpy(v.data(), p, v.size() * sizeof(float));
+           },
+           py::arg("pid"), py::arg("k"), py::arg("arr"))
+      .def("train_step", &run_step<true>, py::arg("xs"), py::arg("ys"),
+           py::arg("sample_weights") = py::none(), py::arg("idx") = py::none(),
+           py::arg("want_outputs") = false,
+           "One training step on the rows idx (all if None): forward, losses, backward, "
+           "update. Returns (total loss, per-output losses, per-output correct counts, "
+           "outputs or None).")
+      .def("test_step", &run_step<false>, py::arg("xs"), py::arg("ys"),
+           py::arg("sample_weights") = py::none(), py::arg("idx") = py::none(),
+           py::arg("want_outputs") = false,
+           "The losses of the rows idx (all if None) in inference mode, without an update.")
+      .def("predict",
+           [](PyGraph& s, py::object xs, py::object outs, int64_t chunk) {
+             const Snapshot sn = snapshot(s);
+             if (sn.out_shapes.empty())
+               throw py::value_error("the graph has no outputs: call set_outputs first");
+             if (chunk <= 0)
+               throw py::value_error("chunk: expected a positive row count, got " +
+                                     std::to_string(chunk));
+             XArgs x = parse_xs(xs, sn);
+             auto ol = as_list(outs, "outs", sn.out_shapes.size(), "output");
+             std::vector<py::array> keep;
+             std::vector<float*> op;
+             for (size_t j = 0; j < ol.size(); ++j) {
+               const std::string w = "outs[" + std::to_string(j) + "]";
+               py::array a = sample_array(ol[j], w, sn.out_shapes[j], true);
+               check_rows(a, w, x.rows, "xs[0]");
+               op.push_back(static_cast<float*>(a.mutable_data()));
+               keep.push_back(a);
+             }
+             bool stale = false;
+             {
+               py::gil_scoped_release nogil;
+               std::lock_guard<std::mutex> lock(s.mu);
+               if (s.g->version() != sn.version) stale = true;
+               else s.g->predict(x.ptr.data(), x.rows, op.data(), chunk);
+             }
+             if (stale)
+               throw py::value_error("the graph changed while the call was starting; call again");
+           },
+           py::arg("xs"), py::arg("outs"), py::arg("chunk") = 1024,
+           "Inference on every row of xs, in chunks of `chunk` rows; writes outs[j].")
+      .def("input_gradient",
+           [](PyGraph& s, py::object xs, py::object seeds) {
+             const Snapshot sn = snapshot(s);
+             if (sn.out_shapes.empty())
+               throw py::value_error("the graph has no outputs: call set_outputs first");
+             XArgs x = parse_xs(xs, sn);
+             auto sl = as_list(seeds, "seeds", sn.out_shapes.size(), "output");
+             std::vector<py::array> keep;
+             std::vector<const float*> sp;
+             for (size_t j = 0; j < sl.size(); ++j) {
+               const std::string w = "seeds[" + std::to_string(j) + "]";
+               py::array a = sample_array(sl[j], w, sn.out_shapes[j], false);
+               check_rows(a, w, x.rows, "xs[0]");
+               sp.push_back(static_cast<const float*>(a.data()));
+               keep.push_back(a);
+             }
+             std::vector<py::array_t<float>> dxs;
+             std::vector<float*> dp;
+             for (size_t i = 0; i < x.keep.size(); ++i) {
+               std::vector<py::ssize_t> sh;
+               for (py::ssize_t d = 0; d < x.keep[i].ndim(); ++d) sh.push_back(x.keep[i].shape(d));
+               dxs.emplace_back(sh);
+               dp.push_back(dxs.back().mutable_data());
+             }
+             bool stale = false;
+             {
+               py::gil_scoped_release nogil;
+               std::lock_guard<std::mutex> lock(s.mu);
+               if (s.g->version() != sn.version) stale = true;
+               else s.g->input_gradient(x.ptr.data(), x.rows, sp.data(), dp.data());
+             }
+             if (stale)
+               throw py::value_error("the graph changed while the call was starting; call again");
+             py::list out;
+             for (auto& a : dxs) out.append(a);
+             return out;
+           },
+           py::arg("xs"), py::arg("seeds"),
+           "d(sum_j sum(out_j * seeds[j])) / d xs[i] in inference mode, one array per input.")
+      .def("memory_info",
+           [](PyGraph& s) {
+             auto lock = s.lock();
+             const nn::GraphMemory mi = s.g->memory_info();
+             py::dict d;
+             d["capacity"] = mi.capacity;
+             d["train_activation_bytes"] = mi.train_bytes;
+             d["predict_activation_bytes"] = mi.predict_bytes;
+             d["input_gradient_activation_bytes"] = mi.input_grad_bytes;
+             d["allocated_arena_bytes"] = mi.allocated_bytes;
+             d["io_bytes"] = mi.io_bytes;
+             d["param_bytes"] = mi.param_bytes;
+             d["grad_bytes"] = mi.grad_bytes;
+             d["slot_bytes"] = mi.slot_bytes;
+             return d;
+           },
+           "Bytes used: the arenas of each mode at `capacity` rows (the largest batch seen), "
+           "parameters, gradients, optimizer slots.");
+}
+
+}  // namespace pynn::bind

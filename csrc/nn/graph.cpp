@@ -1,0 +1,963 @@
+// The graph engine (see graph.h for the invariants).
+#include "nn/graph.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "nn/activations.h"
+#include "nn/regularization.h"
+#include "nn/softmax.h"
+
+namespace pynn::nn {
+
+namespace {
+
+constexpr int64_t kAlign = 16;                      // floats: 64-byte aligned offsets
+constexpr int64_t kMaxArena = int64_t(1) << 40;     // floats; beyond is surely a mistake
+
+// A buffer of the plan: per_row * rows + fixed floats alive over [start, end] (inclusive
+// times); its offset lands in *off.
+struct Buf {
+  int64_t per_row = 0, fixed = 0;
+  int start = 0, end = 0;
+  int64_t* off = nullptr;
+};
+
+int64_t round_up(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+int64_t argmax(const float* row, int64_t c) {
+  int64_t best = 0;
+  for (int64_t j = 1; j < c; ++j)
+    if (row[j] > row[best]) best = j;
+  return best;
+}
+
+bool is_classification(LossKind k) {
+  return k == LossKind::categorical_crossentropy ||
+         k == LossKind::sparse_categorical_crossentropy || k == LossKind::binary_crossentropy;
+}
+
+}  // namespace
+
+struct Graph::Plan {
+  struct NodePlan {
+    bool training = false;  // this node runs in training mode
+    bool alias = false;     // output is input 0's storage
+    bool backward = false;  // runs in the backward pass
+    bool shared = false;    // alias whose input gradient is its output gradient's storage
+    std::vector<ScratchNeed> needs;
+    std::vector<int64_t> scratch_off;
+    std::vector<float*> scratch;
+    BackwardNeeds want;
+    std::vector<char> dx_acc, dp_acc, keep_in;
+    bool keep_out = false;
+  };
+  bool built = false;
+  bool bound = false;  // pointers below resolved against the arena
+  int64_t cap = 0;     // rows the arena is laid out for
+  int64_t floats = 0;  // floats used at cap
+  std::vector<float> arena;
+  std::vector<int> root, groot;  // value / gradient storage owner of each tensor
+  std::vector<int64_t> val_off, grad_off, probs_off;
+  std::vector<float*> val_ptr, grad_ptr, probs_ptr;
+  std::vector<NodePlan> nodes;
+  std::vector<int> zero_grads;  // learning params no node contributes to
+  std::vector<Buf> bufs;
+};
+
+Graph::Graph() = default;
+Graph::~Graph() = default;
+
+// ---------------------------------------------------------------------------------------------
+// Building
+
+int Graph::add_input(const Shape& shape) {
+  if (shape.empty()) throw std::invalid_argument("shape: expected at least one axis, got ()");
+  for (int64_t d : shape)
+    if (d <= 0)
+      throw std::invalid_argument("shape: expected positive dimensions, got " + shape_str(shape));
+  Tensor t;
+  t.shape = shape;
+  t.size = shape_size(shape);
+  t.input = int(inputs_.size());
+  tensors_.push_back(std::move(t));
+  inputs_.push_back(int(tensors_.size()) - 1);
+  gather_.resize(inputs_.size());
+  changed();
+  return int(tensors_.size()) - 1;
+}
+
+int Graph::add_param(float* value, const Shape& shape, const std::string& name, bool trainable) {
+  int64_t size = 1;
+  for (int64_t s : shape) {
+    if (s < 0 || (s > 0 && size > ((int64_t(1) << 31) - 1) / s))
+      throw std::length_error("value: parameter '" + name + "' of shape " + shape_str(shape) +
+                              " would exceed 2^31-1 elements");
+    size *= s;
+  }
+  GraphParam p;
+  p.name = name;
+  p.shape = shape;
+  p.size = size;
+  p.value = value;
+  p.flag = trainable;
+  params_.push_back(std::move(p));
+  slot_ptrs_.emplace_back();
+  changed();
+  return int(params_.size()) - 1;
+}
+
+int Graph::add_node(const std::string& op_name, const std::vector<int>& inputs,
+                    const std::vector<int>& params, std::map<std::string, AttrValue> attrs,
+                    const std::string& name) {
+  const std::string where = "node '" + name + "' (" + op_name + ")";
+  std::unique_ptr<Op> op = make_op(op_name);
+  for (size_t k = 0; k < inputs.size(); ++k)
+    if (inputs[k] < 0 || inputs[k] >= num_tensors())
+      throw std::out_of_range(where + ": inputs[" + std::to_string(k) + "] is tensor " +
+                              std::to_string(inputs[k]) + ", which does not exist yet (" +
+                              std::to_string(num_tensors()) +
+                              " tensors so far; a node's inputs must be added before it)");
+  for (size_t k = 0; k < params.size(); ++k)
+    if (params[k] < 0 || params[k] >= num_params())
+      throw std::out_of_range(where + ": params[" + std::to_string(k) + "] is parameter " +
+                              std::to_string(params[k]) + ", out of range (" +
+                              std::to_string(num_params()) + " parameters)");
+  std::vector<Shape> in_shapes, p_shapes;
+  for (int t : inputs) in_shapes.push_back(tensors_[size_t(t)].shape);
+  for (int p : params) p_shapes.push_back(params_[size_t(p)].shape);
+  Attrs a(std::move(attrs), where);
+  Shape out = op->configure(a, in_shapes, p_shapes);
+  const std::vector<std::string> unknown = a.unknown();
+  if (!unknown.empty()) {
+    std::string known;
+    for (const auto& k : a.known()) known += (known.empty() ? "" : ", ") + k;
+    throw std::invalid_argument(where + ": unknown attribute '" + unknown[0] + "' (" + op_name +
+                                " takes: " + (known.empty() ? "none" : known) + ")");
+  }
+  for (int64_t d : out)
+    if (d <= 0) throw std::invalid_argument(where + ": output shape " + shape_str(out) + " is empty");
+  if (out.empty()) out = {1};
+  for (size_t k = 0; k < params.size(); ++k) {
+    const GraphParam& p = params_[size_t(params[k])];
+    const bool state = op->param_is_state(int(k));
+    if ((state && p.weight) || (!state && p.state))
+      throw std::invalid_argument(where + ": parameter '" + p.name +
+                                  "' is used both as a weight and as state");
+  }
+  // Everything is checked: commit.
+  for (size_t k = 0; k < params.size(); ++k) {
+    GraphParam& p = params_[size_t(params[k])];
+    if (op->param_is_state(int(k))) {
+      p.state = true;
+    } else if (!p.weight) {
+      p.weight = true;
+      p.grad.assign(size_t(p.size), 0.0f);
+      if (has_opt_) {
+        const int ns = optimizer_num_slots(opt_);
+        for (int s = 0; s < ns; ++s) p.slots.emplace_back(size_t(p.size), optimizer_slot_init(opt_, s));
+        slot_ptrs_[size_t(params[k])].assign(size_t(std::max(ns, 1)), nullptr);
+        for (int s = 0; s < ns; ++s) slot_ptrs_[size_t(params[k])][size_t(s)] = p.slots[size_t(s)].data();
+      }
+    }
+  }
+  Node n;
+  n.op_name = op_name;
+  n.name = name;
+  n.op = std::move(op);
+  n.inputs = inputs;
+  n.params = params;
+  n.x.assign(inputs.size(), nullptr);
+  n.dx.assign(inputs.size(), nullptr);
+  n.p.assign(params.size(), nullptr);
+  n.dp.assign(params.size(), nullptr);
+  const int idx = int(nodes_.size());
+  for (int t : inputs) tensors_[size_t(t)].consumers.push_back(idx);
+  Tensor t;
+  t.shape = out;
+  t.size = shape_size(out);
+  t.producer = idx;
+  tensors_.push_back(std::move(t));
+  n.output = int(tensors_.size()) - 1;
+  nodes_.push_back(std::move(n));
+  upd_params_.reserve(params_.size());
+  upd_grads_.reserve(params_.size());
+  upd_sizes_.reserve(params_.size());
+  upd_slots_.reserve(params_.size());
+  changed();
+  return nodes_.back().output;
+}
+
+void Graph::set_outputs(const std::vector<int>& tensors) {
+  if (tensors.empty()) throw std::invalid_argument("tids: expected at least one output tensor");
+  for (size_t j = 0; j < tensors.size(); ++j) {
+    if (tensors[j] < 0 || tensors[j] >= num_tensors())
+      throw std::out_of_range("tids[" + std::to_string(j) + "]: tensor " +
+                              std::to_string(tensors[j]) + " does not exist (" +
+                              std::to_string(num_tensors()) + " tensors)");
+    for (size_t k = 0; k < j; ++k)
+      if (tensors[k] == tensors[j])
+        throw std::invalid_argument("tids: tensor " + std::to_string(tensors[j]) +
+                                    " is listed twice (as outputs " + std::to_string(k) +
+                                    " and " + std::to_string(j) + "); add an identity node");
+  }
+  outputs_ = tensors;
+  const size_t no = outputs_.size();
+  losses_.assign(no, GraphLoss{});
+  used_loss_.assign(no, LossConfig{});
+  fused_.assign(no, 0);
+  has_losses_ = false;
+  tgt_buf_.assign(no, {});
+  lab_buf_.assign(no, {});
+  sw_buf_.assign(no, {});
+  step_losses_.assign(no, 0.0);
+  step_correct_.assign(no, 0);
+  out_ptr_.assign(no, nullptr);
+  changed();
+}
+
+void Graph::set_losses(const std::vector<GraphLoss>& losses) {
+  if (outputs_.empty()) throw std::logic_error("losses: call set_outputs first");
+  if (losses.size() != outputs_.size())
+    throw std::invalid_argument("losses: expected one entry (or None) per output, " +
+                                std::to_string(outputs_.size()) + " outputs, got " +
+                                std::to_string(losses.size()));
+  for (size_t j = 0; j < losses.size(); ++j) {
+    const GraphLoss& L = losses[j];
+    if (!L.has) continue;
+    if (!std::isfinite(L.weight))
+      throw std::invalid_argument("losses[" + std::to_string(j) + "]: weight must be finite");
+    if (L.cfg.kind == LossKind::huber && !(L.cfg.huber_delta > 0.0f))
+      throw std::invalid_argument("losses[" + std::to_string(j) + "]: huber delta must be positive");
+  }
+  losses_ = losses;
+  has_losses_ = false;
+  for (const GraphLoss& L : losses_) has_losses_ = has_losses_ || L.has;
+  if (!has_losses_) throw std::invalid_argument("losses: at least one output needs a loss");
+  changed();
+}
+
+void Graph::set_regularization(int pid, float l1, float l2) {
+  if (!(l1 >= 0.0f && l2 >= 0.0f && std::isfinite(l1) && std::isfinite(l2)))
+    throw std::invalid_argument("l1, l2: expected finite non-negative coefficients");
+  params_[size_t(pid)].l1 = l1;
+  params_[size_t(pid)].l2 = l2;
+}
+
+void Graph::set_trainable(int pid, bool trainable) {
+  GraphParam& p = params_[size_t(pid)];
+  if (p.flag == trainable) return;
+  p.flag = trainable;
+  tables_dirty_ = true;
+  // What learns decides which gradients exist (and a frozen batchnorm's mode): the training
+  // plan is redone at the next step; the arena is reused unless it must grow.
+  if (plans_[kTrain]) plans_[kTrain]->built = plans_[kTrain]->bound = false;
+}
+
+void Graph::set_optimizer(const OptConfig& cfg) {
+  opt_ = cfg;
+  opt_scalars_ = OptScalars{};
+  has_opt_ = true;
+  step_ = 0;
+  const int ns = optimizer_num_slots(cfg);
+  // Every parameter that can learn gets its slots now, frozen or not, so that unfreezing
+  // later allocates nothing; state parameters never get any.
+  for (size_t i = 0; i < params_.size(); ++i) {
+    GraphParam& p = params_[i];
+    p.slots.clear();
+    slot_ptrs_[i].clear();
+    if (!p.weight) continue;
+    for (int s = 0; s < ns; ++s) p.slots.emplace_back(size_t(p.size), optimizer_slot_init(cfg, s));
+    slot_ptrs_[i].assign(size_t(std::max(ns, 1)), nullptr);
+    for (int s = 0; s < ns; ++s) slot_ptrs_[i][size_t(s)] = p.slots[size_t(s)].data();
+  }
+  upd_params_.reserve(params_.size());
+  upd_grads_.reserve(params_.size());
+  upd_sizes_.reserve(params_.size());
+  upd_slots_.reserve(params_.size());
+  tables_dirty_ = true;
+}
+
+void Graph::rebuild_update_tables() {
+  // Within the capacity reserved when parameters were added: no allocation.
+  upd_params_.clear();
+  upd_grads_.clear();
+  upd_sizes_.clear();
+  upd_slots_.clear();
+  for (size_t i = 0; i < params_.size(); ++i) {
+    GraphParam& p = params_[i];
+    if (!p.trainable()) continue;
+    upd_params_.push_back(p.value);
+    upd_grads_.push_back(p.grad.data());
+    upd_sizes_.push_back(p.size);
+    upd_slots_.push_back(slot_ptrs_[i].data());
+  }
+  tables_dirty_ = false;
+}
+
+void Graph::changed() {
+  ++version_;
+  invalidate_plans();
+  tptr_.assign(tensors_.size(), nullptr);
+  gptr_.assign(tensors_.size(), nullptr);
+  tables_dirty_ = true;
+  last_batch_ = 0;
+  if (has_losses_) decide_fusion();
+}
+
+void Graph::invalidate_plans() {
+  for (auto& p : plans_)
+    if (p) p->built = p->bound = false;
+}
+
+void Graph::decide_fusion() {
+  for (Node& n : nodes_) n.op->set_emit_logits(false);
+  for (size_t j = 0; j < outputs_.size(); ++j) {
+    used_loss_[j] = losses_[j].cfg;
+    fused_[j] = 0;
+    const GraphLoss& L = losses_[j];
+    if (!L.has || L.cfg.from_logits) continue;
+    const Tensor& t = tensors_[size_t(outputs_[size_t(j)])];
+    if (t.producer < 0 || !t.consumers.empty()) continue;
+    Node& n = nodes_[size_t(t.producer)];
+    const std::string tail = n.op->tail_activation();
+    const bool categorical = L.cfg.kind == LossKind::categorical_crossentropy ||
+                             L.cfg.kind == LossKind::sparse_categorical_crossentropy;
+    if ((tail == "softmax" && categorical) ||
+        (tail == "sigmoid" && L.cfg.kind == LossKind::binary_crossentropy)) {
+      n.op->set_emit_logits(true);
+      used_loss_[j].from_logits = true;
+      fused_[j] = 1;
+    }
+  }
+}
+
+int64_t Graph::output_lead(int j) const {
+  const Shape& s = tensors_[size_t(outputs_[size_t(j)])].shape;
+  int64_t r = 1;
+  for (size_t i = 0; i + 1 < s.size(); ++i) r *= s[i];
+  return r;
+}
+
+int64_t Graph::output_classes(int j) const {
+  return tensors_[size_t(outputs_[size_t(j)])].shape.back();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planning
+
+void Graph::build_plan(Mode m, Plan& P) {
+  const bool training = m == kTrain, bwd = m != kInfer;
+  const int N = num_nodes(), T = num_tensors();
+  const int kLoss = N, kEnd = 2 * N + 1;
+  auto bwd_time = [N](int i) { return 2 * N - i; };
+  P.nodes.assign(size_t(N), Plan::NodePlan{});
+  P.root.resize(size_t(T));
+  P.groot.resize(size_t(T));
+  for (int t = 0; t < T; ++t) P.root[size_t(t)] = P.groot[size_t(t)] = t;
+  P.val_off.assign(size_t(T), -1);
+  P.grad_off.assign(size_t(T), -1);
+  P.probs_off.assign(outputs_.size(), -1);
+  P.zero_grads.clear();
+  P.bufs.clear();
+
+  auto learns = [&](const Node& n, int k) {
+    return training && params_[size_t(n.params[size_t(k)])].trainable() &&
+           !n.op->param_is_state(k);
+  };
+  // Modes and views.
+  for (int i = 0; i < N; ++i) {
+    const Node& n = nodes_[size_t(i)];
+    Plan::NodePlan& np = P.nodes[size_t(i)];
+    bool frozen = n.op->frozen_means_inference() && !n.params.empty();
+    for (int pid : n.params) frozen = frozen && !params_[size_t(pid)].flag;
+    np.training = training && !frozen;
+    np.alias = n.op->aliases(np.training);
+    if (np.alias) P.root[size_t(n.output)] = P.root[size_t(n.inputs[0])];
+  }
+
+  // Which tensors need gradients: something learns upstream and a loss is downstream.
+  std::vector<char> need(size_t(T), 0), seeded(size_t(T), 0);
+  if (bwd) {
+    std::vector<char> up(size_t(T), 0), down(size_t(T), 0);
+    for (int t : inputs_) up[size_t(t)] = m == kGrad;
+    for (int i = 0; i < N; ++i) {
+      const Node& n = nodes_[size_t(i)];
+      bool u = false;
+      for (int t : n.inputs) u = u || up[size_t(t)];
+      for (size_t k = 0; k < n.params.size(); ++k) u = u || learns(n, int(k));
+      up[size_t(n.output)] = u;
+    }
+    for (size_t j = 0; j < outputs_.size(); ++j)
+      if (m == kGrad || losses_[j].has) down[size_t(outputs_[j])] = 1;
+    for (int i = N - 1; i >= 0; --i) {
+      const Node& n = nodes_[size_t(i)];
+      if (down[size_t(n.output)])
+        for (int t : n.inputs) down[size_t(t)] = 1;
+    }
+    for (int t = 0; t < T; ++t) need[size_t(t)] = up[size_t(t)] && down[size_t(t)];
+    for (size_t j = 0; j < outputs_.size(); ++j)
+      if (m == kGrad || losses_[j].has) seeded[size_t(outputs_[j])] = need[size_t(outputs_[j])];
+  }
+
+  // Backward work, accumulate flags (first contribution writes, later ones add) and the
+  // time of each tensor's first gradient contribution.
+  std::vector<char> seen(seeded);
+  std::vector<char> pseen(params_.size(), 0);
+  std::vector<int> contributions(size_t(T), 0), first(size_t(T), kEnd);
+  for (int t = 0; t < T; ++t)
+    if (seeded[size_t(t)]) {
+      contributions[size_t(t)] = 1;
+      first[size_t(t)] = kLoss;
+    }
+  if (bwd) {
+    for (int i = N - 1; i >= 0; --i) {
+      const Node& n = nodes_[size_t(i)];
+      Plan::NodePlan& np = P.nodes[size_t(i)];
+      np.want.dx.assign(n.inputs.size(), 0);
+      np.want.dparam.assign(n.params.size(), 0);
+      np.dx_acc.assign(n.inputs.size(), 0);
+      np.dp_acc.assign(n.params.size(), 0);
+      np.keep_in.assign(n.inputs.size(), 0);
+      if (!need[size_t(n.output)]) continue;
+      bool any = false;
+      for (size_t k = 0; k < n.inputs.size(); ++k)
+        if (need[size_t(n.inputs[k])]) np.want.dx[k] = 1, any = true;
+      for (size_t k = 0; k < n.params.size(); ++k)
+        if (learns(n, int(k))) np.want.dparam[k] = 1, any = true;
+      if (!any) continue;
+      np.backward = true;
+      for (size_t k = 0; k < n.inputs.size(); ++k) {
+        if (!np.want.dx[k]) continue;
+        const int t = n.inputs[k];
+        np.dx_acc[k] = seen[size_t(t)];
+        seen[size_t(t)] = 1;
+        if (contributions[size_t(t)]++ == 0) first[size_t(t)] = bwd_time(i);
+      }
+      for (size_t k = 0; k < n.params.size(); ++k) {
+        if (!np.want.dparam[k]) continue;
+        const int pid = n.params[k];
+        np.dp_acc[k] = pseen[size_t(pid)];
+        pseen[size_t(pid)] = 1;
+      }
+      if (!np.alias) {
+        for (size_t k = 0; k < n.inputs.size(); ++k)
+          np.keep_in[k] = n.op->needs_input(int(k), np.training, np.want);
+        np.keep_out = n.op->needs_output(np.training, np.want);
+      }
+    }
+    for (size_t pid = 0; pid < params_.size(); ++pid)
+      if (training && params_[pid].trainable() && !pseen[pid]) P.zero_grads.push_back(int(pid));
+    // A view that is the only contributor to its input's gradient shares its output's
+    // gradient storage and does nothing in backward (later nodes first: chains collapse).
+    for (int i = N - 1; i >= 0; --i) {
+      const Node& n = nodes_[size_t(i)];
+      Plan::NodePlan& np = P.nodes[size_t(i)];
+      if (np.alias && np.backward && np.want.dx[0] && contributions[size_t(n.inputs[0])] == 1) {
+        np.shared = true;
+        P.groot[size_t(n.inputs[0])] = P.groot[size_t(n.output)];
+      }
+    }
+    // Resolve chains: groot of groot.
+    for (int t = T - 1; t >= 0; --t) {
+      int g = P.groot[size_t(t)];
+      while (P.groot[size_t(g)] != g) g = P.groot[size_t(g)];
+      P.groot[size_t(t)] = g;
+    }
+  } else {
+    for (int i = 0; i < N; ++i) {
+      const Node& n = nodes_[size_t(i)];
+      Plan::NodePlan& np = P.nodes[size_t(i)];
+      np.want.dx.assign(n.inputs.size(), 0);
+      np.want.dparam.assign(n.params.size(), 0);
+      np.dx_acc.assign(n.inputs.size(), 0);
+      np.dp_acc.assign(n.params.size(), 0);
+      np.keep_in.assign(n.inputs.size(), 0);
+    }
+  }
+
+  // Lifetimes of the values.
+  std::vector<int> vstart(size_t(T), 0), vend(size_t(T), -1);
+  for (int i = 0; i < N; ++i) {
+    const Node& n = nodes_[size_t(i)];
+    const Plan::NodePlan& np = P.nodes[size_t(i)];
+    if (!np.alias) vstart[size_t(n.output)] = vend[size_t(n.output)] = i;
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      const int r = P.root[size_t(n.inputs[k])];
+      vend[size_t(r)] = std::max(vend[size_t(r)], i);
+      if (np.backward && np.keep_in[k]) vend[size_t(r)] = std::max(vend[size_t(r)], bwd_time(i));
+    }
+    if (np.backward && np.keep_out) {
+      const int r = P.root[size_t(n.output)];
+      vend[size_t(r)] = std::max(vend[size_t(r)], bwd_time(i));
+    }
+  }
+  for (int t : outputs_) vend[size_t(P.root[size_t(t)])] = kEnd;
+  for (int t = 0; t < T; ++t) {
+    const Tensor& ts = tensors_[size_t(t)];
+    if (ts.producer < 0 || P.root[size_t(t)] != t) continue;  // inputs are the caller's
+    P.bufs.push_back({ts.size, 0, vstart[size_t(t)], std::max(vend[size_t(t)], vstart[size_t(t)]),
+                      &P.val_off[size_t(t)]});
+  }
+  // Gradients: from the first contribution to the producer's backward (end of the call for
+  // graph inputs, whose gradients are copied out).
+  if (bwd) {
+    std::vector<int> gstart(size_t(T), kEnd + 1), gend(size_t(T), -1);
+    for (int t = 0; t < T; ++t) {
+      if (!need[size_t(t)]) continue;
+      const int g = P.groot[size_t(t)];
+      const int p = tensors_[size_t(t)].producer;
+      gstart[size_t(g)] = std::min(gstart[size_t(g)], first[size_t(t)]);
+      gend[size_t(g)] = std::max(gend[size_t(g)], p >= 0 ? bwd_time(p) : kEnd);
+    }
+    for (int g = 0; g < T; ++g)
+      if (gend[size_t(g)] >= 0)
+        P.bufs.push_back({tensors_[size_t(g)].size, 0, std::min(gstart[size_t(g)], gend[size_t(g)]),
+                          gend[size_t(g)], &P.grad_off[size_t(g)]});
+  }
+  // Scratch.
+  for (int i = 0; i < N; ++i) {
+    const Node& n = nodes_[size_t(i)];
+    Plan::NodePlan& np = P.nodes[size_t(i)];
+    if (np.alias) continue;
+    np.needs = n.op->scratch(np.training, np.backward);
+    np.scratch_off.assign(np.needs.size(), -1);
+    np.scratch.assign(np.needs.size(), nullptr);
+    for (size_t k = 0; k < np.needs.size(); ++k) {
+      const ScratchNeed& s = np.needs[k];
+      if (s.per_row == 0 && s.fixed == 0) continue;
+      int a = i, b = i;
+      if (s.life == ScratchLife::backward) {
+        if (!np.backward) continue;
+        a = b = bwd_time(i);
+      } else if (s.life == ScratchLife::saved && np.backward) {
+        b = bwd_time(i);
+      }
+      P.bufs.push_back({s.per_row, s.fixed, a, b, &np.scratch_off[k]});
+    }
+  }
+  // Probabilities of fused outputs: from the losses to the end of the call.
+  for (size_t j = 0; j < outputs_.size(); ++j)
+    if (fused_[j])
+      P.bufs.push_back({tensors_[size_t(outputs_[j])].size, 0, kLoss, kEnd, &P.probs_off[j]});
+  P.built = true;
+  P.bound = false;
+}
+
+// Offsets for `cap` rows: biggest buffers first, each at the lowest offset free over its
+// whole lifetime. Returns the arena size in floats; offsets go to offs (one per buffer).
+static int64_t layout_offsets(const std::vector<Buf>& bufs, int64_t cap,
+                              std::vector<int64_t>& offs) {
+  const size_t B = bufs.size();
+  std::vector<int64_t> size(B);
+  std::vector<size_t> order(B);
+  for (size_t b = 0; b < B; ++b) {
+    const Buf& f = bufs[b];
+    if (f.per_row > 0 && cap > (kMaxArena - f.fixed) / f.per_row)
+      throw std::length_error("batch of " + std::to_string(cap) +
+                              " rows: the graph's buffers would exceed 2^40 floats");
+    size[b] = round_up(f.per_row * cap + f.fixed);
+    order[b] = b;
+  }
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (size[a] != size[b]) return size[a] > size[b];
+    return bufs[a].start < bufs[b].start;
+  });
+  offs.assign(B, 0);
+  std::vector<size_t> placed, live;
+  int64_t total = 0;
+  for (size_t b : order) {
+    live.clear();
+    for (size_t q : placed)
+      if (!(bufs[q].end < bufs[b].start || bufs[q].start > bufs[b].end)) live.push_back(q);
+    std::sort(live.begin(), live.end(), [&](size_t x, size_t y) { return offs[x] < offs[y]; });
+    int64_t at = 0;
+    for (size_t q : live) {
+      if (at + size[b] <= offs[q]) break;
+      at = std::max(at, offs[q] + size[q]);
+    }
+    offs[b] = at;
+    total = std::max(total, at + size[b]);
+    placed.push_back(b);
+  }
+  if (total > kMaxArena) throw std::length_error("the graph's buffers would exceed 2^40 floats");
+  return total;
+}
+
+int64_t Graph::layout(Plan& P, int64_t cap) {
+  std::vector<int64_t> offs;
+  const int64_t total = layout_offsets(P.bufs, cap, offs);
+  for (size_t b = 0; b < P.bufs.size(); ++b) *P.bufs[b].off = offs[b];
+  return total;
+}
+
+Graph::Plan& Graph::plan(Mode m, int64_t rows) {
+  if (!plans_[m]) plans_[m] = std::make_unique<Plan>();
+  Plan& P = *plans_[m];
+  if (!P.built) build_plan(m, P);
+  if (P.bound && rows <= P.cap) return P;
+  const int64_t cap = std::max(rows, P.cap);
+  const int64_t floats = layout(P, cap);
+  // Grows, never shrinks; a new vector only when it must grow.
+  if (int64_t(P.arena.size()) < floats) {
+    P.arena = std::vector<float>();
+    P.arena.assign(size_t(floats), 0.0f);
+  }
+  P.cap = cap;
+  P.floats = floats;
+  float* base = P.arena.data();
+  auto at = [base](int64_t off) { return off >= 0 ? base + off : nullptr; };
+  const int T = num_tensors();
+  P.val_ptr.assign(size_t(T), nullptr);
+  P.grad_ptr.assign(size_t(T), nullptr);
+  for (int t = 0; t < T; ++t) {
+    P.val_ptr[size_t(t)] = at(P.val_off[size_t(t)]);
+    P.grad_ptr[size_t(t)] = at(P.grad_off[size_t(P.groot[size_t(t)])]);
+  }
+  P.probs_ptr.assign(outputs_.size(), nullptr);
+  for (size_t j = 0; j < outputs_.size(); ++j) P.probs_ptr[j] = at(P.probs_off[j]);
+  for (Plan::NodePlan& np : P.nodes)
+    for (size_t k = 0; k < np.scratch.size(); ++k) np.scratch[k] = at(np.scratch_off[k]);
+  P.bound = true;
+  last_batch_ = 0;
+  return P;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running
+
+namespace {
+template <class T>
+void grow(std::vector<T>& v, int64_t n) {
+  if (int64_t(v.size()) < n) v.assign(size_t(n), T{});
+}
+}  // namespace
+
+void Graph::bind_inputs(const Plan& P, const float* const* x, int64_t row0, int64_t n,
+                        const int64_t* idx) {
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    const int t = inputs_[i];
+    const int64_t sz = tensors_[size_t(t)].size;
+    if (idx != nullptr) {
+      grow(gather_[i], std::max(n, P.cap) * sz);
+      float* dst = gather_[i].data();
+      for (int64_t r = 0; r < n; ++r)
+        std::memcpy(dst + r * sz, x[i] + idx[r] * sz, sizeof(float) * size_t(sz));
+      tptr_[size_t(t)] = dst;
+    } else {
+      tptr_[size_t(t)] = x[i] + row0 * sz;
+    }
+  }
+  // Node outputs: their own storage, or (views) their root's. Roots precede their views in
+  // node order, and inputs were set above.
+  for (const Node& n : nodes_) {
+    const int t = n.output;
+    const int r = P.root[size_t(t)];
+    tptr_[size_t(t)] = r == t ? P.val_ptr[size_t(t)] : tptr_[size_t(r)];
+  }
+  for (int t = 0; t < num_tensors(); ++t) gptr_[size_t(t)] = P.grad_ptr.empty() ? nullptr : P.grad_ptr[size_t(t)];
+}
+
+void Graph::forward(Plan& P, int64_t n) {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    Plan::NodePlan& np = P.nodes[i];
+    if (np.alias) continue;
+    Node& nd = nodes_[i];
+    for (size_t k = 0; k < nd.inputs.size(); ++k) nd.x[k] = tptr_[size_t(nd.inputs[k])];
+    for (size_t k = 0; k < nd.params.size(); ++k) nd.p[k] = params_[size_t(nd.params[k])].value;
+    FwdArgs a;
+    a.n = n;
+    a.x = nd.x.data();
+    // The output is always arena storage of this plan (never a caller array).
+    a.y = const_cast<float*>(tptr_[size_t(nd.output)]);
+    a.param = nd.p.data();
+    a.scratch = np.scratch.data();
+    a.training = np.training;
+    a.stream = uint64_t(step_) * 4096u + uint64_t(i);
+    nd.op->forward(a);
+  }
+}
+
+void Graph::compute_probs(Plan& P, int64_t n) {
+  for (size_t j = 0; j < outputs_.size(); ++j) {
+    const int t = outputs_[j];
+    if (!fused_[j]) {
+      out_ptr_[j] = tptr_[size_t(t)];
+      continue;
+    }
+    float* probs = P.probs_ptr[j];
+    const int64_t c = output_classes(int(j)), rows = n * output_lead(int(j));
+    std::memcpy(probs, tptr_[size_t(t)], sizeof(float) * size_t(rows * c));
+    if (nodes_[size_t(tensors_[size_t(t)].producer)].op->tail_activation() == "softmax")
+      softmax_forward(probs, rows, c);
+    else
+      find_activation("sigmoid")->forward(probs, rows * c, nullptr);
+    out_ptr_[j] = probs;
+  }
+}
+
+void Graph::backward(Plan& P, int64_t n) {
+  for (size_t i = nodes_.size(); i-- > 0;) {
+    Plan::NodePlan& np = P.nodes[i];
+    if (!np.backward) continue;
+    Node& nd = nodes_[i];
+    float* dy = gptr_[size_t(nd.output)];
+    if (np.alias) {
+      if (np.shared) continue;
+      float* dx = gptr_[size_t(nd.inputs[0])];
+      if (dx) store_or_add(dx, dy, n * tensors_[size_t(nd.output)].size, np.dx_acc[0] != 0);
+      continue;
+    }
+    for (size_t k = 0; k < nd.inputs.size(); ++k) {
+      const int t = nd.inputs[k];
+      nd.x[k] = np.keep_in[k] ? tptr_[size_t(t)] : nullptr;
+      nd.dx[k] = np.want.dx[k] ? gptr_[size_t(t)] : nullptr;
+    }
+    for (size_t k = 0; k < nd.params.size(); ++k) {
+      GraphParam& p = params_[size_t(nd.params[k])];
+      nd.p[k] = p.value;
+      nd.dp[k] = np.want.dparam[k] ? p.grad.data() : nullptr;
+    }
+    BwdArgs a;
+    a.n = n;
+    a.x = nd.x.data();
+    a.y = np.keep_out ? tptr_[size_t(nd.output)] : nullptr;
+    a.dy = dy;
+    a.dx = nd.dx.data();
+    a.dx_acc = np.dx_acc.data();
+    a.param = nd.p.data();
+    a.dparam = nd.dp.data();
+    a.dparam_acc = np.dp_acc.data();
+    a.scratch = np.scratch.data();
+    a.training = np.training;
+    nd.op->backward(a);
+  }
+}
+
+void Graph::check_labels(const StepData& d) const {
+  for (size_t j = 0; j < outputs_.size(); ++j) {
+    const int32_t* lab = d.labels ? d.labels[j] : nullptr;
+    if (!losses_[j].has || lab == nullptr) continue;
+    const int64_t lead = output_lead(int(j)), c = output_classes(int(j));
+    for (int64_t r = 0; r < d.batch; ++r) {
+      const int64_t row = d.idx ? d.idx[r] : r;
+      for (int64_t k = 0; k < lead; ++k) {
+        const int32_t v = lab[row * lead + k];
+        if (v < 0 || v >= c)
+          throw std::invalid_argument("ys[" + std::to_string(j) + "]: label " +
+                                      std::to_string(v) + " (row " + std::to_string(row) +
+                                      ") is outside [0, " + std::to_string(c) + ")");
+      }
+    }
+  }
+}
+
+void Graph::losses(const StepData& d, bool want_grad) {
+  total_ = 0.0;
+  const int64_t B = d.batch;
+  for (size_t j = 0; j < outputs_.size(); ++j) {
+    step_losses_[j] = 0.0;
+    step_correct_[j] = 0;
+    const GraphLoss& L = losses_[j];
+    if (!L.has) continue;
+    const int t = outputs_[j];
+    const int64_t lead = output_lead(int(j)), c = output_classes(int(j)), rows = B * lead;
+    const float* tgt = nullptr;
+    const int32_t* lab = nullptr;
+    const float* sw = nullptr;
+    if (d.labels && d.labels[j]) {
+      lab = d.labels[j];
+      if (d.idx) {
+        grow(lab_buf_[j], rows);
+        for (int64_t r = 0; r < B; ++r)
+          std::memcpy(lab_buf_[j].data() + r * lead, d.labels[j] + d.idx[r] * lead,
+                      sizeof(int32_t) * size_t(lead));
+        lab = lab_buf_[j].data();
+      }
+    } else {
+      tgt = d.y[j];
+      if (d.idx) {
+        const int64_t sz = lead * c;
+        grow(tgt_buf_[j], B * sz);
+        for (int64_t r = 0; r < B; ++r)
+          std::memcpy(tgt_buf_[j].data() + r * sz, d.y[j] + d.idx[r] * sz,
+                      sizeof(float) * size_t(sz));
+        tgt = tgt_buf_[j].data();
+      }
+    }
+    if (d.sw && d.sw[j]) {
+      sw = d.sw[j];
+      if (d.idx || lead > 1) {  // gathered and repeated for every loss row of a sample
+        grow(sw_buf_[j], rows);
+        for (int64_t r = 0; r < B; ++r) {
+          const float w = d.sw[j][d.idx ? d.idx[r] : r];
+          for (int64_t k = 0; k < lead; ++k) sw_buf_[j][size_t(r * lead + k)] = w;
+        }
+        sw = sw_buf_[j].data();
+      }
+    }
+    float* grad = want_grad ? gptr_[size_t(t)] : nullptr;
+    const double l = loss_value_grad(used_loss_[j], rows, c, tptr_[size_t(t)], tgt, lab, sw, grad);
+    if (grad && L.weight != 1.0f)
+      for (int64_t i = 0; i < rows * c; ++i) grad[i] *= L.weight;
+    step_losses_[j] = l;
+    total_ += double(L.weight) * l;
+    if (!is_classification(L.cfg.kind)) continue;
+    // Accuracy as Keras picks it: (sparse) categorical by argmax, binary by threshold 0.5.
+    const float* p = out_ptr_[j];
+    int64_t correct = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* pr = p + r * c;
+      if (L.cfg.kind == LossKind::binary_crossentropy) {
+        for (int64_t k = 0; k < c; ++k) correct += (pr[k] > 0.5f) == (tgt[r * c + k] > 0.5f);
+      } else if (lab != nullptr) {
+        correct += argmax(pr, c) == lab[r];
+      } else {
+        correct += argmax(pr, c) == argmax(tgt + r * c, c);
+      }
+    }
+    step_correct_[j] = correct;
+  }
+}
+
+void Graph::train_step(const StepData& d) {
+  if (!has_losses_) throw std::logic_error("the graph has no losses: call set_losses first");
+  if (!has_opt_) throw std::logic_error("the graph has no optimizer: call set_optimizer first");
+  if (d.batch <= 0) {
+    total_ = 0.0;
+    std::fill(step_losses_.begin(), step_losses_.end(), 0.0);
+    std::fill(step_correct_.begin(), step_correct_.end(), 0);
+    last_batch_ = 0;
+    return;
+  }
+  check_labels(d);
+  Plan& P = plan(kTrain, d.batch);
+  if (tables_dirty_) rebuild_update_tables();
+  bind_inputs(P, d.x, 0, d.batch, d.idx);
+  forward(P, d.batch);
+  compute_probs(P, d.batch);
+  last_batch_ = d.batch;
+  losses(d, true);
+  backward(P, d.batch);
+  for (int pid : P.zero_grads) {
+    GraphParam& p = params_[size_t(pid)];
+    std::fill(p.grad.begin(), p.grad.end(), 0.0f);
+  }
+  for (GraphParam& p : params_)
+    if (p.trainable() && (p.l1 != 0.0f || p.l2 != 0.0f))
+      total_ += l1_l2_penalty(p.value, p.grad.data(), p.size, p.l1, p.l2);
+  ++step_;
+  optimizer_apply(opt_, opt_scalars_, step_, upd_params_.data(), upd_grads_.data(),
+                  upd_slots_.data(), upd_sizes_.data(), int64_t(upd_params_.size()));
+}
+
+void Graph::test_step(const StepData& d) {
+  if (!has_losses_) throw std::logic_error("the graph has no losses: call set_losses first");
+  if (d.batch <= 0) {
+    total_ = 0.0;
+    std::fill(step_losses_.begin(), step_losses_.end(), 0.0);
+    std::fill(step_correct_.begin(), step_correct_.end(), 0);
+    last_batch_ = 0;
+    return;
+  }
+  check_labels(d);
+  Plan& P = plan(kInfer, d.batch);
+  bind_inputs(P, d.x, 0, d.batch, d.idx);
+  forward(P, d.batch);
+  compute_probs(P, d.batch);
+  last_batch_ = d.batch;
+  losses(d, false);
+  // The penalties count as in training: trainable (unfrozen) weights only.
+  for (const GraphParam& p : params_)
+    if (p.trainable() && (p.l1 != 0.0f || p.l2 != 0.0f)) {
+      double pen = 0.0;
+      for (int64_t i = 0; i < p.size; ++i)
+        pen += double(p.l1) * std::fabs(p.value[i]) + double(p.l2) * double(p.value[i]) * p.value[i];
+      total_ += pen;
+    }
+}
+
+void Graph::predict(const float* const* x, int64_t n, float* const* out, int64_t chunk) {
+  if (n <= 0) return;
+  chunk = std::max<int64_t>(1, std::min(chunk, n));
+  Plan& P = plan(kInfer, chunk);
+  for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+    const int64_t m = std::min(chunk, n - r0);
+    bind_inputs(P, x, r0, m, nullptr);
+    forward(P, m);
+    compute_probs(P, m);
+    for (size_t j = 0; j < outputs_.size(); ++j) {
+      const int64_t sz = tensors_[size_t(outputs_[j])].size;
+      std::memcpy(out[j] + r0 * sz, out_ptr_[j], sizeof(float) * size_t(m * sz));
+    }
+    last_batch_ = m;
+  }
+}
+
+void Graph::input_gradient(const float* const* x, int64_t n, const float* const* seeds,
+                           float* const* dx) {
+  if (n <= 0) return;
+  Plan& P = plan(kGrad, n);
+  bind_inputs(P, x, 0, n, nullptr);
+  forward(P, n);
+  compute_probs(P, n);
+  last_batch_ = n;
+  for (size_t j = 0; j < outputs_.size(); ++j) {
+    const int t = outputs_[j];
+    float* g = gptr_[size_t(t)];
+    if (!g) continue;
+    const int64_t c = output_classes(int(j)), rows = n * output_lead(int(j));
+    if (!fused_[j]) {
+      std::memcpy(g, seeds[j], sizeof(float) * size_t(rows * c));
+      continue;
+    }
+    // The seed is a gradient with respect to probabilities; the tensor holds logits.
+    const float* p = out_ptr_[j];
+    if (nodes_[size_t(tensors_[size_t(t)].producer)].op->tail_activation() == "softmax") {
+      softmax_backward(p, seeds[j], g, rows, c);
+    } else {
+      for (int64_t i = 0; i < rows * c; ++i) g[i] = seeds[j][i] * p[i] * (1.0f - p[i]);
+    }
+  }
+  backward(P, n);
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    const int t = inputs_[i];
+    const int64_t sz = tensors_[size_t(t)].size;
+    if (const float* g = gptr_[size_t(t)])
+      std::memcpy(dx[i], g, sizeof(float) * size_t(n * sz));
+    else
+      std::memset(dx[i], 0, sizeof(float) * size_t(n * sz));
+  }
+}
+
+GraphMemory Graph::memory_info() {
+  GraphMemory m;
+  int64_t cap = 0;
+  for (auto& p : plans_)
+    if (p) cap = std::max(cap, p->cap);
+  m.capacity = cap = std::max<int64_t>(cap, 1);
+  int64_t* dst[3] = {&m.train_bytes, &m.predict_bytes, &m.input_grad_bytes};
+  for (int mode = 0; mode < 3; ++mode) {
+    if (!plans_[mode]) plans_[mode] = std::make_unique<Plan>();
+    Plan& P = *plans_[mode];
+    if (!P.built) build_plan(Mode(mode), P);  // leaves it unbound: laid out at its next use
+    std::vector<int64_t> offs;
+    *dst[mode] = int64_t(sizeof(float)) * layout_offsets(P.bufs, cap, offs);
+    m.allocated_bytes += int64_t(sizeof(float)) * int64_t(P.arena.size());
+  }
+  auto bytes = [](const auto& v) { return int64_t(v.size() * sizeof(v[0])); };
+  for (const auto& v : gather_) m.io_bytes += bytes(v);
+  for (const auto& v : tgt_buf_) m.io_bytes += bytes(v);
+  for (const auto& v : lab_buf_) m.io_bytes += bytes(v);
+  for (const auto& v : sw_buf_) m.io_bytes += bytes(v);
+  for (const GraphParam& p : params_) {
+    m.param_bytes += p.size * int64_t(sizeof(float));
+    m.grad_bytes += bytes(p.grad);
+    for (const auto& s : p.slots) m.slot_bytes += bytes(s);
+  }
+  return m;
+}
+
+}  // namespace pynn::nn

@@ -1,0 +1,34 @@
+// Helpers shared by the op files (see common.h). Not an op: registers nothing.
+#include "nn/ops/common.h"
+
+#include <stdexcept>
+
+namespace pynn::nn::ops {
+
+const ActivationInfo& activation_for(const Attrs& attrs, const std::string& name,
+                                     const std::vector<double>& params, std::vector<float>& out) {
+  const ActivationInfo* act = find_activation(name);
+  if (act == nullptr) {
+    std::string known = "softmax";
+    for (const auto& a : activations()) known += std::string(", ") + a.name;
+    op_error(attrs, "unknown activation '" + name + "' (known: " + known + ")");
+  }
+  if (params.empty()) {
+    out.assign(act->defaults, act->defaults + act->nparams);
+  } else {
+    if (int(params.size()) != act->nparams)
+      op_error(attrs, "activation '" + name + "' takes " + std::to_string(act->nparams) +
+                          " parameter(s) in act_params, got " + std::to_string(params.size()));
+    out.assign(params.begin(), params.end());
+  }
+  const std::string err = activation_params_error(*act, out.data());
+  if (!err.empty()) op_error(attrs, "activation '" + name + "': " + err);
+  return *act;
+}
+
+const ActivationInfo& linear_activation() {
+  static const ActivationInfo* lin = find_activation("linear");
+  return *lin;
+}
+
+}  // namespace pynn::nn::ops

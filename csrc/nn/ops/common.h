@@ -1,0 +1,25 @@
+// Helpers shared by the op files: activation lookup with parameter validation.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "nn/activations.h"
+#include "nn/op.h"
+
+namespace pynn::nn::ops {
+
+// The named element-wise activation with its parameters (the activation's defaults when
+// `params` is empty); throws naming the node when unknown or when the parameters are bad.
+const ActivationInfo& activation_for(const Attrs& attrs, const std::string& name,
+                                     const std::vector<double>& params, std::vector<float>& out);
+
+const ActivationInfo& linear_activation();
+
+// Per-sample shape minus its last axis, as a row count per sample (1 for rank 1).
+inline int64_t lead_rows(const Shape& s) {
+  int64_t r = 1;
+  for (size_t i = 0; i + 1 < s.size(); ++i) r *= s[i];
+  return r;
+}
+
+}  // namespace pynn::nn::ops
