@@ -547,7 +547,7 @@ void register_graph(py::module_& m) {
                  try {
                    L.cfg.from_logits = t[1].cast<bool>();
                    L.cfg.huber_delta = t[2].cast<float>();
-                   L.weight = t[3].cast<float>();
+                   L.weight = t[3].cast<double>();
                  } catch (const py::cast_error&) {
                    throw py::type_error(w + ": expected (str, bool, float, float)");
                  }

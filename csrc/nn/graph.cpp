@@ -800,10 +800,12 @@ void Graph::losses(const StepData& d, bool want_grad) {
     }
     float* grad = want_grad ? gptr_[size_t(t)] : nullptr;
     const double l = loss_value_grad(used_loss_[j], rows, c, tptr_[size_t(t)], tgt, lab, sw, grad);
-    if (grad && L.weight != 1.0f)
-      for (int64_t i = 0; i < rows * c; ++i) grad[i] *= L.weight;
+    if (grad && L.weight != 1.0) {
+      const float w = float(L.weight);
+      for (int64_t i = 0; i < rows * c; ++i) grad[i] *= w;
+    }
     step_losses_[j] = l;
-    total_ += double(L.weight) * l;
+    total_ += L.weight * l;
     if (!is_classification(L.cfg.kind)) continue;
     // Accuracy as Keras picks it: (sparse) categorical by argmax, binary by threshold 0.5.
     const float* p = out_ptr_[j];

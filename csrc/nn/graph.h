@@ -60,7 +60,7 @@ struct GraphParam {
 struct GraphLoss {
   bool has = false;
   LossConfig cfg;      // as given
-  float weight = 1.0f;
+  double weight = 1.0;  // Keras's loss_weights are Python floats: the total is formed in double
 };
 
 // What one train/test step reads; arrays are full data sets, idx picks the batch rows.

@@ -127,3 +127,64 @@ class GraphSpec:
             lines.append(f"  {n.name or '?'}: {n.op}{n.inputs} -> {n.outputs} params={n.params} "
                          f"{n.attrs}")
         return "\n".join(lines)
+
+    # --- the compiled engine -----------------------------------------------------------------
+    def to_core(self, losses=None):
+        """A `pynn._core.Graph` running this spec: the same parameter arrays (used in place,
+        with their L1/L2 coefficients and trainable flags), nodes, tensor ids and outputs.
+
+        `losses`, when given, has one entry per output: None (no loss), a tuple ``(kind,
+        from_logits, delta, weight)``, or a `pynn.losses` object (weight 1).
+
+        The engine's flag of a weight is ``trainable and not frozen``. The moving statistics
+        of a batch normalisation never learn; their flag is ``not frozen``, so a batchnorm
+        whose parameters are all flagged off (a frozen layer) runs in inference mode even in
+        training, as in Keras. Later changes of ``frozen`` go to the engine through
+        ``Graph.set_trainable``.
+        """
+        from pynn import _core
+
+        g = _core.Graph()
+        state = set()
+        for n in self.nodes:
+            if n.op == "batchnorm":
+                first = int(bool(n.attrs.get("scale", True))) + int(bool(n.attrs.get("center", True)))
+                state.update(n.params[first:])
+        for pid, ref in enumerate(self.params):
+            # A weight learns while it can train and its layer is not frozen; the flag of a
+            # moving statistic (which never learns) says whether its layer is frozen.
+            flag = not ref.frozen if pid in state else (bool(ref.trainable) and not ref.frozen)
+            g.add_param(ref.value, ref.name, flag)
+            g.set_regularization(pid, float(ref.l1), float(ref.l2))
+        # Tensor ids are handed out in creation order on both sides, so replaying inputs and
+        # nodes in the order of their tensor ids reproduces the same ids (and node order).
+        events = [(t, "input", None) for t in self.inputs]
+        for node in self.nodes:
+            if len(node.outputs) != 1:
+                raise ValueError(f"{node.name or node.op}: the engine's ops have one output, "
+                                 f"this node has {len(node.outputs)}")
+            events.append((node.outputs[0], "node", node))
+        events.sort(key=lambda e: e[0])
+        for tid, kind, node in events:
+            if kind == "input":
+                got = g.add_input(list(self.shapes[tid]))
+            else:
+                got = g.add_node(node.op, list(node.inputs), list(node.params), dict(node.attrs),
+                                 node.name or node.op)[0]
+                if tuple(g.tensor_shape(got)) != self.shapes[tid]:
+                    raise ValueError(f"{node.name or node.op}: the engine computes output shape "
+                                     f"{tuple(g.tensor_shape(got))}, the spec says "
+                                     f"{self.shapes[tid]}")
+            if got != tid:
+                raise ValueError(f"tensor {tid} has no producer before it (got engine id {got})")
+        g.set_outputs(list(self.outputs))
+        if losses is not None:
+            entries = []
+            for loss in losses:
+                if loss is None or isinstance(loss, (tuple, list)):
+                    entries.append(None if loss is None else tuple(loss))
+                else:
+                    entries.append((loss.kind, bool(getattr(loss, "from_logits", False)),
+                                    float(getattr(loss, "delta", 1.0)), 1.0))
+            g.set_losses(entries)
+        return g

@@ -4,7 +4,8 @@
 // Params: [gamma (c,) if scale] [beta (c,) if center] moving_mean (c,) moving_variance (c,);
 // the moving statistics are state (no gradient, no optimizer slots). A node whose parameters
 // are all frozen runs in inference mode even in training (Keras's frozen BatchNormalization);
-// the graph decides that and passes training=false.
+// the graph decides that and passes training=false. The attribute frozen=true makes the
+// node run in inference mode always, whatever the flags.
 // Scratch: [0] xhat (saved), [1] inv_std (saved), [2] dgamma and [3] dbeta stand-ins for
 // gradients that are not wanted or must be accumulated (backward only).
 #include <cmath>
@@ -24,6 +25,7 @@ class BatchNormOp : public Op {
     epsilon_ = float(attrs.get_double("epsilon", 1e-3));
     center_ = attrs.get_bool("center", true);
     scale_ = attrs.get_bool("scale", true);
+    frozen_ = attrs.get_bool("frozen", false);
     const int64_t axis = attrs.get_int("axis", -1);
     if (!(momentum_ >= 0.0f && momentum_ <= 1.0f))
       op_error(attrs, "momentum must be in [0, 1], got " + std::to_string(momentum_));
@@ -56,7 +58,7 @@ class BatchNormOp : public Op {
   bool frozen_means_inference() const override { return true; }
   std::vector<ScratchNeed> scratch(bool training, bool backward) const override {
     std::vector<ScratchNeed> s(4);
-    if (training) {
+    if (training && !frozen_) {
       const ScratchLife life = backward ? ScratchLife::saved : ScratchLife::forward;
       s[0] = {lead_ * c_, 0, life};
       s[1] = {0, c_, life};
@@ -74,7 +76,7 @@ class BatchNormOp : public Op {
     const int mi = int(scale_) + int(center_);
     float* mm = a.param[mi];
     float* mv = a.param[mi + 1];
-    if (a.training)
+    if (a.training && !frozen_)
       batchnorm_forward_train(a.x[0], rows, c_, gamma(a.param), beta(a.param), momentum_,
                               epsilon_, mm, mv, a.scratch[0], a.scratch[1], a.y);
     else
@@ -88,7 +90,7 @@ class BatchNormOp : public Op {
     const bool accx = dx && a.dx_acc[0];
     float* dg = scale_ ? a.dparam[0] : nullptr;
     float* db = center_ ? a.dparam[int(scale_)] : nullptr;
-    if (!a.training) {
+    if (!a.training || frozen_) {
       // Inference normalisation is affine per feature: dx = dy * gamma / sqrt(var + eps);
       // no parameter of a node in this mode learns (it is frozen, or the pass is saliency).
       const float* g = gamma(a.param);
@@ -120,7 +122,7 @@ class BatchNormOp : public Op {
   const float* beta(float* const* p) const { return center_ ? p[int(scale_)] : zeros_.data(); }
 
   float momentum_ = 0.99f, epsilon_ = 1e-3f;
-  bool center_ = true, scale_ = true;
+  bool center_ = true, scale_ = true, frozen_ = false;
   int64_t c_ = 0, lead_ = 1;
   std::vector<float> ones_, zeros_;
 };
