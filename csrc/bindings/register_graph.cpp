@@ -112,72 +112,93 @@ std::string rows_shape(const Shape& s) {
   return out + ")";
 }
 
+// What argument checks need, read under the lock; the same for every call until the graph
+// changes (its version), so it is made once per version and shared.
+struct Snapshot {
+  uint64_t version = 0;
+  std::vector<Shape> in_shapes, out_shapes;
+  std::vector<int64_t> out_sizes;
+  std::vector<nn::GraphLoss> losses;
+  bool has_losses = false;
+};
+
 struct PyGraph {
   std::unique_ptr<nn::Graph> g = std::make_unique<nn::Graph>();
   std::mutex mu;
   std::vector<py::object> refs;  // the parameter arrays, kept alive
+  std::shared_ptr<const Snapshot> snap;  // under mu
   std::unique_lock<std::mutex> lock() { return std::unique_lock<std::mutex>(mu); }
 };
 
-// What argument checks need, read under the lock.
-struct Snapshot {
-  uint64_t version = 0;
-  std::vector<Shape> in_shapes, out_shapes;
-  std::vector<nn::GraphLoss> losses;
-  bool has_losses = false, has_opt = false;
+struct SnapshotRef {
+  std::shared_ptr<const Snapshot> p;
+  bool has_opt = false;  // not structural: read live
+  const Snapshot* operator->() const { return p.get(); }
 };
 
-Snapshot snapshot(PyGraph& s) {
+SnapshotRef snapshot(PyGraph& s) {
   auto lock = s.lock();
-  Snapshot sn;
   nn::Graph& g = *s.g;
-  sn.version = g.version();
-  for (int t : g.inputs()) sn.in_shapes.push_back(g.tensor_shape(t));
-  for (int t : g.outputs()) sn.out_shapes.push_back(g.tensor_shape(t));
-  sn.has_losses = g.has_losses();
-  sn.has_opt = g.has_optimizer();
-  for (size_t j = 0; j < g.outputs().size(); ++j) sn.losses.push_back(g.loss(int(j)));
-  return sn;
+  if (!s.snap || s.snap->version != g.version()) {
+    auto sn = std::make_shared<Snapshot>();
+    sn->version = g.version();
+    for (int t : g.inputs()) sn->in_shapes.push_back(g.tensor_shape(t));
+    for (int t : g.outputs()) {
+      sn->out_shapes.push_back(g.tensor_shape(t));
+      sn->out_sizes.push_back(g.tensor_size(t));
+    }
+    sn->has_losses = g.has_losses();
+    for (size_t j = 0; j < g.outputs().size(); ++j) sn->losses.push_back(g.loss(int(j)));
+    s.snap = std::move(sn);
+  }
+  return {s.snap, g.has_optimizer()};
 }
 
-std::vector<py::object> as_list(const py::object& o, const char* what, size_t want,
-                                const char* per) {
+// The list (or tuple) `o` of `want` items; only the error path builds strings.
+py::sequence as_list(const py::object& o, const char* what, size_t want, const char* per) {
   if (!py::isinstance<py::list>(o) && !py::isinstance<py::tuple>(o))
     throw py::type_error(std::string(what) + ": expected a list of arrays (one per " + per +
                          "), got " + type_name(o));
-  std::vector<py::object> out;
-  for (auto h : o) out.push_back(py::reinterpret_borrow<py::object>(h));
-  if (out.size() != want)
+  py::sequence seq = py::reinterpret_borrow<py::sequence>(o);
+  if (seq.size() != want)
     throw py::value_error(std::string(what) + ": expected " + std::to_string(want) +
-                          " array(s) (one per " + per + "), got " + std::to_string(out.size()));
-  return out;
+                          " array(s) (one per " + per + "), got " + std::to_string(seq.size()));
+  return seq;
 }
 
-// A float32 C-contiguous array of shape (rows, *shape) or (rows, prod(shape)).
-py::array sample_array(const py::object& o, const std::string& what, const Shape& shape,
-                       bool writable) {
+std::string item(const char* what, size_t i) {
+  return std::string(what) + "[" + std::to_string(i) + "]";
+}
+
+// what[i]: a float32 C-contiguous array of shape (rows, *shape) or (rows, prod(shape)), with
+// `rows` rows when rows >= 0.
+py::array sample_array(const py::handle& o, const char* what, size_t i, const Shape& shape,
+                       bool writable, int64_t rows) {
   if (!py::isinstance<py::array>(o))
-    throw py::type_error(what + ": expected a float32 numpy array, got " + type_name(o));
-  py::array a = o.cast<py::array>();
+    throw py::type_error(item(what, i) + ": expected a float32 numpy array, got " + type_name(o));
+  py::array a = py::reinterpret_borrow<py::array>(o);
   if (a.dtype().kind() != 'f' || a.itemsize() != 4)
-    throw py::type_error(what + ": expected float32, got " + std::string(py::str(a.dtype())));
+    throw py::type_error(item(what, i) + ": expected float32, got " +
+                         std::string(py::str(a.dtype())));
   if (!(a.flags() & py::array::c_style))
-    throw py::value_error(what + ": expected a C-contiguous array");
-  if (writable && !a.writeable()) throw py::value_error(what + ": array is read-only");
+    throw py::value_error(item(what, i) + ": expected a C-contiguous array");
+  if (writable && !a.writeable()) throw py::value_error(item(what, i) + ": array is read-only");
   bool ok = a.ndim() == py::ssize_t(shape.size()) + 1;
   for (size_t d = 0; ok && d < shape.size(); ++d) ok = a.shape(py::ssize_t(d) + 1) == shape[d];
   if (!ok && a.ndim() == 2 && a.shape(1) == nn::shape_size(shape)) ok = true;
   if (!ok)
-    throw py::value_error(what + ": expected shape " + rows_shape(shape) + " or " +
+    throw py::value_error(item(what, i) + ": expected shape " + rows_shape(shape) + " or " +
                           rows_shape({nn::shape_size(shape)}) + ", got " + shape_of(a));
+  if (rows >= 0 && a.shape(0) != rows)
+    throw py::value_error(item(what, i) + ": expected " + std::to_string(rows) +
+                          " rows (as xs[0]), got " + std::to_string(a.shape(0)));
   return a;
 }
 
-void check_rows(const py::array& a, const std::string& what, int64_t rows,
-                const std::string& ref) {
+void check_rows(const py::array& a, const std::string& what, int64_t rows) {
   if (a.shape(0) != rows)
-    throw py::value_error(what + ": expected " + std::to_string(rows) + " rows (as " + ref +
-                          "), got " + std::to_string(a.shape(0)));
+    throw py::value_error(what + ": expected " + std::to_string(rows) + " rows (as xs[0]), got " +
+                          std::to_string(a.shape(0)));
 }
 
 struct XArgs {
@@ -186,19 +207,36 @@ struct XArgs {
   int64_t rows = 0;
 };
 
-XArgs parse_xs(const py::object& xs, const Snapshot& sn, const char* what = "xs") {
+XArgs parse_xs(const py::object& xs, const SnapshotRef& sn) {
   XArgs r;
-  auto items = as_list(xs, what, sn.in_shapes.size(), "graph input");
-  for (size_t i = 0; i < items.size(); ++i) {
-    const std::string w = std::string(what) + "[" + std::to_string(i) + "]";
-    py::array a = sample_array(items[i], w, sn.in_shapes[i], false);
+  py::sequence items = as_list(xs, "xs", sn->in_shapes.size(), "graph input");
+  const size_t n = sn->in_shapes.size();
+  r.keep.reserve(n);
+  r.ptr.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    py::array a = sample_array(items[i], "xs", i, sn->in_shapes[i], false, i == 0 ? -1 : r.rows);
     if (i == 0) r.rows = a.shape(0);
-    else check_rows(a, w, r.rows, std::string(what) + "[0]");
     r.ptr.push_back(static_cast<const float*>(a.data()));
-    r.keep.push_back(a);
+    r.keep.push_back(std::move(a));
   }
   return r;
 }
+
+// predict's argument tables, reused by each thread's next call (cleared on the way out,
+// with the GIL held, so no array reference outlives the call).
+struct PredictTables {
+  std::vector<py::object> keep;
+  std::vector<const float*> x;
+  std::vector<float*> out;
+};
+struct ClearOnExit {
+  PredictTables& t;
+  ~ClearOnExit() {
+    t.keep.clear();
+    t.x.clear();
+    t.out.clear();
+  }
+};
 
 const int64_t* parse_idx(const py::object& idx, int64_t rows, int64_t& batch, py::array& keep) {
   if (idx.is_none()) {
@@ -230,21 +268,25 @@ struct StepArgs {
   nn::StepData d;
 };
 
-void parse_step(StepArgs& s, const Snapshot& sn, const py::object& xs, const py::object& ys,
+void parse_step(StepArgs& s, const SnapshotRef& sn, const py::object& xs, const py::object& ys,
                 const py::object& sws, const py::object& idx) {
   s.x = parse_xs(xs, sn);
-  const size_t no = sn.out_shapes.size();
-  auto yl = as_list(ys, "ys", no, "output");
-  std::vector<py::object> wl(no, py::none());
-  if (!sws.is_none()) wl = as_list(sws, "sample_weights", no, "output");
+  const size_t no = sn->out_shapes.size();
+  py::sequence ys_seq = as_list(ys, "ys", no, "output");
+  std::vector<py::object> yl, wl(no, py::none());
+  for (size_t j = 0; j < no; ++j) yl.push_back(ys_seq[j]);
+  if (!sws.is_none()) {
+    py::sequence w = as_list(sws, "sample_weights", no, "output");
+    for (size_t j = 0; j < no; ++j) wl[j] = w[j];
+  }
   const int64_t rows = s.x.rows;
   s.y.assign(no, nullptr);
   s.sw.assign(no, nullptr);
   s.labels.assign(no, nullptr);
   for (size_t j = 0; j < no; ++j) {
     const std::string w = "ys[" + std::to_string(j) + "]";
-    const nn::GraphLoss& L = sn.losses[j];
-    const Shape& os = sn.out_shapes[j];
+    const nn::GraphLoss& L = sn->losses[j];
+    const Shape& os = sn->out_shapes[j];
     if (!L.has) {
       if (!yl[j].is_none())
         throw py::value_error(w + ": output " + std::to_string(j) + " has no loss; pass None");
@@ -268,7 +310,7 @@ void parse_step(StepArgs& s, const Snapshot& sn, const py::object& xs, const py:
       if (!(a.flags() & py::array::c_style) || a.ndim() < 1 || a.size() != a.shape(0) * per)
         throw py::value_error(w + ": expected contiguous labels of shape " + rows_shape(lead) +
                               ", got " + shape_of(a));
-      check_rows(a, w, rows, "xs[0]");
+      check_rows(a, w, rows);
       s.labels[j] = static_cast<const int32_t*>(a.data());
       s.keep.push_back(a);
     } else {
@@ -276,8 +318,7 @@ void parse_step(StepArgs& s, const Snapshot& sn, const py::object& xs, const py:
         throw py::type_error(w + ": this loss needs float32 targets, got " +
                              std::string(py::str(yl[j].cast<py::array>().dtype())) +
                              " (integer labels are for sparse_categorical_crossentropy)");
-      py::array a = sample_array(yl[j], w, os, false);
-      check_rows(a, w, rows, "xs[0]");
+      py::array a = sample_array(yl[j], "ys", j, os, false, rows);
       s.y[j] = static_cast<const float*>(a.data());
       s.keep.push_back(a);
     }
@@ -287,7 +328,7 @@ void parse_step(StepArgs& s, const Snapshot& sn, const py::object& xs, const py:
         throw py::type_error(ww + ": expected a float32 numpy array, got " + type_name(wl[j]));
       py::array a = wl[j].cast<py::array>();
       const float* p = c_contiguous(a, ww.c_str(), 1);
-      check_rows(a, ww, rows, "xs[0]");
+      check_rows(a, ww, rows);
       s.sw[j] = p;
       s.keep.push_back(a);
     }
@@ -302,20 +343,20 @@ void parse_step(StepArgs& s, const Snapshot& sn, const py::object& xs, const py:
 template <bool kTrain>
 py::tuple run_step(PyGraph& s, const py::object& xs, const py::object& ys,
                    const py::object& sws, const py::object& idx, bool want_outputs) {
-  const Snapshot sn = snapshot(s);
-  if (!sn.has_losses)
+  const SnapshotRef sn = snapshot(s);
+  if (!sn->has_losses)
     throw py::value_error("the graph has no losses: call set_outputs and set_losses first");
   if (kTrain && !sn.has_opt)
     throw py::value_error("the graph has no optimizer: call set_optimizer first");
   StepArgs a;
   parse_step(a, sn, xs, ys, sws, idx);
-  const size_t no = sn.out_shapes.size();
+  const size_t no = sn->out_shapes.size();
   std::vector<py::array_t<float>> outs;
   std::vector<float*> out_ptr;
   if (want_outputs)
     for (size_t j = 0; j < no; ++j) {
       std::vector<py::ssize_t> sh{py::ssize_t(a.d.batch)};
-      for (int64_t d : sn.out_shapes[j]) sh.push_back(py::ssize_t(d));
+      for (int64_t d : sn->out_shapes[j]) sh.push_back(py::ssize_t(d));
       outs.emplace_back(sh);
       out_ptr.push_back(outs.back().mutable_data());
     }
@@ -327,7 +368,7 @@ py::tuple run_step(PyGraph& s, const py::object& xs, const py::object& ys,
     py::gil_scoped_release nogil;
     std::lock_guard<std::mutex> lock(s.mu);
     nn::Graph& g = *s.g;
-    if (g.version() != sn.version) {
+    if (g.version() != sn->version) {
       stale = true;
     } else {
       if (kTrain) g.train_step(a.d);
@@ -338,7 +379,7 @@ py::tuple run_step(PyGraph& s, const py::object& xs, const py::object& ys,
       if (want_outputs && a.d.batch > 0)
         for (size_t j = 0; j < no; ++j)
           std::memcpy(out_ptr[j], g.output_value(int(j)),
-                      sizeof(float) * size_t(a.d.batch * nn::shape_size(sn.out_shapes[j])));
+                      sizeof(float) * size_t(a.d.batch * nn::shape_size(sn->out_shapes[j])));
     }
   }
   if (stale) throw py::value_error("the graph changed while the call was starting; call again");
@@ -635,29 +676,36 @@ void register_graph(py::module_& m) {
            "The losses of the rows idx (all if None) in inference mode, without an update.")
       .def("predict",
            [](PyGraph& s, py::object xs, py::object outs, int64_t chunk) {
-             const Snapshot sn = snapshot(s);
-             if (sn.out_shapes.empty())
+             const SnapshotRef sn = snapshot(s);
+             if (sn->out_shapes.empty())
                throw py::value_error("the graph has no outputs: call set_outputs first");
              if (chunk <= 0)
                throw py::value_error("chunk: expected a positive row count, got " +
                                      std::to_string(chunk));
-             XArgs x = parse_xs(xs, sn);
-             auto ol = as_list(outs, "outs", sn.out_shapes.size(), "output");
-             std::vector<py::array> keep;
-             std::vector<float*> op;
-             for (size_t j = 0; j < ol.size(); ++j) {
-               const std::string w = "outs[" + std::to_string(j) + "]";
-               py::array a = sample_array(ol[j], w, sn.out_shapes[j], true);
-               check_rows(a, w, x.rows, "xs[0]");
-               op.push_back(static_cast<float*>(a.mutable_data()));
-               keep.push_back(a);
+             // One-row predict is latency-bound: the argument tables are reused per thread.
+             thread_local PredictTables t;
+             ClearOnExit clear{t};
+             const size_t ni = sn->in_shapes.size(), no = sn->out_shapes.size();
+             py::sequence xl = as_list(xs, "xs", ni, "graph input");
+             py::sequence ol = as_list(outs, "outs", no, "output");
+             int64_t rows = -1;
+             for (size_t i = 0; i < ni; ++i) {
+               py::array a = sample_array(xl[i], "xs", i, sn->in_shapes[i], false, rows);
+               rows = a.shape(0);
+               t.x.push_back(static_cast<const float*>(a.data()));
+               t.keep.push_back(std::move(a));
+             }
+             for (size_t j = 0; j < no; ++j) {
+               py::array a = sample_array(ol[j], "outs", j, sn->out_shapes[j], true, rows);
+               t.out.push_back(static_cast<float*>(a.mutable_data()));
+               t.keep.push_back(std::move(a));
              }
              bool stale = false;
              {
                py::gil_scoped_release nogil;
                std::lock_guard<std::mutex> lock(s.mu);
-               if (s.g->version() != sn.version) stale = true;
-               else s.g->predict(x.ptr.data(), x.rows, op.data(), chunk);
+               if (s.g->version() != sn->version) stale = true;
+               else s.g->predict(t.x.data(), rows, t.out.data(), chunk);
              }
              if (stale)
                throw py::value_error("the graph changed while the call was starting; call again");
@@ -666,17 +714,16 @@ void register_graph(py::module_& m) {
            "Inference on every row of xs, in chunks of `chunk` rows; writes outs[j].")
       .def("input_gradient",
            [](PyGraph& s, py::object xs, py::object seeds) {
-             const Snapshot sn = snapshot(s);
-             if (sn.out_shapes.empty())
+             const SnapshotRef sn = snapshot(s);
+             if (sn->out_shapes.empty())
                throw py::value_error("the graph has no outputs: call set_outputs first");
              XArgs x = parse_xs(xs, sn);
-             auto sl = as_list(seeds, "seeds", sn.out_shapes.size(), "output");
+             const size_t no = sn->out_shapes.size();
+             py::sequence sl = as_list(seeds, "seeds", no, "output");
              std::vector<py::array> keep;
              std::vector<const float*> sp;
-             for (size_t j = 0; j < sl.size(); ++j) {
-               const std::string w = "seeds[" + std::to_string(j) + "]";
-               py::array a = sample_array(sl[j], w, sn.out_shapes[j], false);
-               check_rows(a, w, x.rows, "xs[0]");
+             for (size_t j = 0; j < no; ++j) {
+               py::array a = sample_array(sl[j], "seeds", j, sn->out_shapes[j], false, x.rows);
                sp.push_back(static_cast<const float*>(a.data()));
                keep.push_back(a);
              }
@@ -692,7 +739,7 @@ void register_graph(py::module_& m) {
              {
                py::gil_scoped_release nogil;
                std::lock_guard<std::mutex> lock(s.mu);
-               if (s.g->version() != sn.version) stale = true;
+               if (s.g->version() != sn->version) stale = true;
                else s.g->input_gradient(x.ptr.data(), x.rows, sp.data(), dp.data());
              }
              if (stale)
