@@ -9,7 +9,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Network', 'activation_backward', 'activation_defaults', 'activation_forward', 'activation_names', 'arch', 'arch_error', 'batchnorm_backward', 'batchnorm_forward_infer', 'batchnorm_forward_train', 'clip_scale', 'column_sums', 'compute_fans', 'cpu_supports', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'gemm', 'gemm_threads', 'get_num_threads', 'initializer_fill', 'initializer_names', 'kernel_info', 'l1_l2_penalty', 'loss_names', 'loss_value_grad', 'measure_fma_peak', 'optimizer_apply', 'optimizer_begin_step', 'optimizer_config', 'optimizer_slot_names', 'optimizer_slots', 'optimizer_update', 'prelu_backward', 'prelu_forward', 'rrelu_backward', 'rrelu_forward', 'set_num_threads', 'softmax_backward', 'softmax_forward', 'sum_of_squares']
+__all__: list[str] = ['Graph', 'Network', 'activation_backward', 'activation_defaults', 'activation_forward', 'activation_names', 'arch', 'arch_error', 'batchnorm_backward', 'batchnorm_forward_infer', 'batchnorm_forward_train', 'clip_scale', 'column_sums', 'compute_fans', 'cpu_supports', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'gemm', 'gemm_threads', 'get_num_threads', 'initializer_fill', 'initializer_names', 'kernel_info', 'l1_l2_penalty', 'loss_names', 'loss_value_grad', 'measure_fma_peak', 'optimizer_apply', 'optimizer_begin_step', 'optimizer_config', 'optimizer_slot_names', 'optimizer_slots', 'optimizer_update', 'prelu_backward', 'prelu_forward', 'rrelu_backward', 'rrelu_forward', 'set_num_threads', 'softmax_backward', 'softmax_forward', 'sum_of_squares']
 class Network:
     def __init__(self, input_width: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
@@ -80,6 +80,94 @@ class Network:
         ...
     @property
     def output_width(self) -> int:
+        ...
+    @property
+    def u_product(self) -> float:
+        ...
+    @u_product.setter
+    def u_product(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class Graph:
+    """
+    The N-D graph engine of functional models: tensors, parameters (the caller's float32 arrays, used in place) and nodes in topological order.
+    """
+    def __init__(self) -> None:
+        ...
+    def add_input(self, shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> int:
+        """
+        Adds a graph input of this per-sample shape; returns its tensor id.
+        """
+    def add_node(self, op: str, inputs: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], params: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], attrs: dict, name: str = '') -> list[int]:
+        """
+        Adds a node reading existing tensors; checks shapes; returns its output tensor ids.
+        """
+    def add_param(self, value: typing.Any, name: str, trainable: bool = True) -> int:
+        """
+        Adds a parameter: the array itself (float32, C-contiguous, writeable), read and written in place; returns its id.
+        """
+    def get_grad(self, pid: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        A copy of the parameter's gradient from the last training step (zeros for state parameters, which have none).
+        """
+    def get_slot(self, pid: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+        ...
+    def input_gradient(self, xs: typing.Any, seeds: typing.Any) -> list:
+        """
+        d(sum_j sum(out_j * seeds[j])) / d xs[i] in inference mode, one array per input.
+        """
+    def memory_info(self) -> dict:
+        """
+        Bytes used: the arenas of each mode at `capacity` rows (the largest batch seen), parameters, gradients, optimizer slots.
+        """
+    def num_params(self) -> int:
+        ...
+    def num_slots(self, pid: typing.SupportsInt | typing.SupportsIndex) -> int:
+        ...
+    def param_info(self, pid: typing.SupportsInt | typing.SupportsIndex) -> tuple[str, list[int], bool]:
+        """
+        (name, shape, trainable flag) of a parameter.
+        """
+    def predict(self, xs: typing.Any, outs: typing.Any, chunk: typing.SupportsInt | typing.SupportsIndex = 1024) -> None:
+        """
+        Inference on every row of xs, in chunks of `chunk` rows; writes outs[j].
+        """
+    def set_losses(self, losses: typing.Any) -> None:
+        ...
+    def set_optimizer(self, kind: str, cfg: dict) -> None:
+        """
+        Sets the optimizer (same kinds and settings as Network's); resets iterations and allocates slots for every parameter that can learn, frozen or not.
+        """
+    def set_outputs(self, tids: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
+        ...
+    def set_regularization(self, pid: typing.SupportsInt | typing.SupportsIndex, l1: typing.SupportsFloat | typing.SupportsIndex, l2: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    def set_slot(self, pid: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, arr: numpy.ndarray) -> None:
+        ...
+    def set_trainable(self, pid: typing.SupportsInt | typing.SupportsIndex, trainable: bool) -> None:
+        """
+        Freezes (False) or unfreezes a parameter; takes effect at the next step.
+        """
+    def tensor_shape(self, tid: typing.SupportsInt | typing.SupportsIndex) -> tuple:
+        ...
+    def test_step(self, xs: typing.Any, ys: typing.Any, sample_weights: typing.Any = None, idx: typing.Any = None, want_outputs: bool = False) -> tuple:
+        """
+        The losses of the rows idx (all if None) in inference mode, without an update.
+        """
+    def train_step(self, xs: typing.Any, ys: typing.Any, sample_weights: typing.Any = None, idx: typing.Any = None, want_outputs: bool = False) -> tuple:
+        """
+        One training step on the rows idx (all if None): forward, losses, backward, update. Returns (total loss, per-output losses, per-output correct counts, outputs or None).
+        """
+    @property
+    def iterations(self) -> int:
+        ...
+    @iterations.setter
+    def iterations(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def learning_rate(self) -> float:
+        ...
+    @learning_rate.setter
+    def learning_rate(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
     def u_product(self) -> float:
