@@ -23,12 +23,13 @@ if _core.arch_error():
 from pynn._threads import get_num_threads, set_num_threads  # noqa: E402
 from pynn import activations, initializers, layers, losses, ops, optimizers, regularizers  # noqa: E402
 from pynn.layers import Input  # noqa: E402
-from pynn.models import Sequential, load_model  # noqa: E402
+from pynn.models import Model, Sequential, load_model  # noqa: E402
 
 __version__ = "0.1.0"
 
 # Imported on first use, to keep `import pynn` fast.
-_LAZY = {"callbacks", "datasets", "metrics", "utils", "models", "reference", "plot", "sklearn"}
+_LAZY = {"callbacks", "datasets", "metrics", "utils", "models", "reference", "plot", "sklearn",
+         "saving"}
 
 
 def __getattr__(name):
@@ -42,6 +43,6 @@ def kernel_info() -> dict:
     return dict(_core.kernel_info())
 
 
-__all__ = ["Input", "Sequential", "activations", "get_num_threads", "initializers",
+__all__ = ["Input", "Model", "Sequential", "activations", "get_num_threads", "initializers",
            "kernel_info", "layers", "load_model", "losses", "ops", "optimizers", "regularizers",
            "set_num_threads", "__version__"]

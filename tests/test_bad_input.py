@@ -401,7 +401,7 @@ def _nan_model():
     m = _model()
     w = m.get_weights()
     w[0] = w[0].copy()
-    m._net.set_param(0, np.full_like(w[0], np.nan))  # what a diverged training leaves
+    m.weights[0].value[:] = np.nan  # what a diverged training leaves
     return m
 
 

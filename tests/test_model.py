@@ -332,11 +332,20 @@ def test_trainable_false_freezes_a_layer_and_the_model():
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), after))
 
 
-def test_a_layer_belongs_to_one_model():
+def test_a_layer_in_two_models_shares_its_weights():
+    # Keras semantics: weights belong to the layer, so training one model changes the other
     shared = layers.Dense(2)
-    pynn.Sequential([pynn.Input((4,)), shared])
-    with pytest.raises(ValueError, match="already belongs to a model"):
-        pynn.Sequential([pynn.Input((4,)), shared])
+    a = pynn.Sequential([pynn.Input((4,)), shared])
+    b = pynn.Sequential([pynn.Input((4,)), shared, layers.Activation("tanh")])
+    x = np.ones((3, 4), np.float32)
+    before = b.predict(x, verbose=0)
+    a.compile(optimizer=pynn.optimizers.SGD(0.1), loss="mse")
+    a.train_on_batch(x, np.ones((3, 2), np.float32))
+    after = b.predict(x, verbose=0)
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, np.tanh(a.predict(x, verbose=0)), rtol=1e-6)
+    with pytest.raises(ValueError, match="already in this model"):
+        pynn.Sequential([pynn.Input((4,)), shared, shared])
 
 
 def test_class_weight_weighs_training_but_not_validation():

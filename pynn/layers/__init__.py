@@ -2,36 +2,73 @@
 from pynn.layers.activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
 from pynn.layers.dense import Dense
 from pynn.layers.layer import Layer
+from pynn.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
+                                 Subtract, add, average, concatenate, dot, maximum, minimum,
+                                 multiply, subtract)
 from pynn.layers.regularization import BatchNormalization, Dropout
-from pynn.layers.reshaping import Flatten, Input, InputLayer
+from pynn.layers.reshaping import (Flatten, Identity, Input, InputLayer, Permute, RepeatVector,
+                                   Reshape)
 
 _CLASSES = {cls.__name__: cls for cls in (
-    Activation, BatchNormalization, Dense, Dropout, ELU, Flatten, InputLayer, LeakyReLU, PReLU,
-    ReLU, Softmax)}
+    Activation, Add, Average, BatchNormalization, Concatenate, Dense, Dot, Dropout, ELU,
+    Flatten, Identity, InputLayer, LeakyReLU, Maximum, Minimum, Multiply, PReLU, Permute, ReLU,
+    RepeatVector, Reshape, Softmax, Subtract)}
+_MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
 
 def serialize(layer: Layer) -> dict:
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+    from pynn.models.model import Model
+    from pynn.saving import registered_name
+
+    name = type(layer).__name__
+    if isinstance(layer, Model) and name == "Model":
+        name = "Functional"
+    custom = registered_name(type(layer))
+    if custom is not None:
+        name = custom
+    return {"class_name": name, "config": layer.get_config()}
 
 
-def deserialize(config: dict) -> Layer:
-    """A layer from ``{"class_name": ..., "config": ...}``; unknown classes are refused."""
+def deserialize(config: dict, custom_objects=None) -> Layer:
+    """A layer from ``{"class_name": ..., "config": ...}``; classes come from pynn's layers,
+    the user's registered classes (`pynn.saving.register_serializable`) or `custom_objects`;
+    anything else is refused by name."""
+    from pynn.saving import lookup
+
     if not isinstance(config, dict):
         raise ValueError(f"layer config: expected a dict, got {type(config).__name__}")
     name = config.get("class_name")
-    cls = _CLASSES.get(name)
-    if cls is None:
-        raise ValueError(f"layer config: unknown layer type {name!r}; pynn knows "
-                         f"{sorted(_CLASSES)}")
     inner = config.get("config", {})
     if not isinstance(inner, dict):
         raise ValueError(f"layer config of {name}: expected a dict")
+    if name == "Lambda":
+        raise ValueError("layer config: a Lambda layer cannot be loaded from a file (its code "
+                         "would have to be executed); rebuild the model in Python and load "
+                         "its weights")
+    if name in _MODEL_CLASSES:
+        from pynn.models.model import Model
+        from pynn.models.sequential import Sequential
+
+        cls = Sequential if name == "Sequential" else Model
+        try:
+            return cls.from_config(inner, custom_objects)
+        except (TypeError, KeyError) as exc:
+            raise ValueError(f"layer config of {name}: {exc}") from None
+    cls = _CLASSES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        cls = lookup(name, custom_objects)
+    if cls is None:
+        raise ValueError(f"layer config: unknown layer type {name!r}; pynn knows "
+                         f"{sorted(_CLASSES)} and the classes registered with "
+                         f"pynn.saving.register_serializable")
     try:
         return cls.from_config(inner)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"layer config of {name}: {exc}") from None
 
 
-__all__ = ["Activation", "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten", "Input",
-           "InputLayer", "Layer", "LeakyReLU", "PReLU", "ReLU", "Softmax", "serialize",
-           "deserialize"]
+__all__ = ["Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense", "Dot",
+           "Dropout", "ELU", "Flatten", "Identity", "Input", "InputLayer", "Layer", "LeakyReLU",
+           "Maximum", "Minimum", "Multiply", "PReLU", "Permute", "ReLU", "RepeatVector",
+           "Reshape", "Softmax", "Subtract", "add", "average", "concatenate", "deserialize",
+           "dot", "maximum", "minimum", "multiply", "serialize", "subtract"]

@@ -7,6 +7,13 @@ from pynn import _random, activations
 from pynn.layers.layer import Layer, real_in
 
 
+def _act(spec, x, name, params, layer_name, seed=0):
+    attrs = {"activation": name, "act_params": list(params)}
+    if name == "rrelu":
+        attrs["seed"] = int(seed)
+    return spec.add_node("activation", [x], [spec.shapes[x]], [], attrs, layer_name)
+
+
 class Activation(Layer):
     """Applies an activation element-wise (softmax: over the last axis). ``"rrelu"`` uses a
     random slope per element drawn from U(lower, upper) in training and (lower + upper) / 2 at
@@ -20,13 +27,13 @@ class Activation(Layer):
         super().__init__(**kwargs)
         self.activation, self._act_params = activations.resolve(activation)
 
-    def _add_to(self, net, input_shape):
-        if self.activation == "softmax" and len(input_shape) != 1:
-            raise ValueError(f"{self.name}: softmax expects one feature axis, got {input_shape}")
+    def _emit(self, spec, inputs):
+        x = self._single(inputs)
         # rrelu draws random slopes in training, from pynn's seeded stream
-        seed = _random.next_seed() if self.activation == "rrelu" else 0
-        net.add_activation(self.activation, self._act_params, seed)
-        return input_shape
+        if self.activation == "rrelu" and getattr(self, "_seed", None) is None:
+            self._seed = _random.next_seed()
+        seed = self._seed if self.activation == "rrelu" else 0
+        return _act(spec, x, self.activation, self._act_params, self.name, seed)
 
     def get_config(self):
         cfg = super().get_config()
@@ -42,9 +49,8 @@ class LeakyReLU(Layer):
         self.negative_slope = real_in(negative_slope, "negative_slope", 0.0, float("inf"),
                                       hi_open=True)
 
-    def _add_to(self, net, input_shape):
-        net.add_activation("leaky_relu", [self.negative_slope])
-        return input_shape
+    def _emit(self, spec, inputs):
+        return _act(spec, self._single(inputs), "leaky_relu", [self.negative_slope], self.name)
 
     def get_config(self):
         return {**super().get_config(), "negative_slope": self.negative_slope}
@@ -57,9 +63,8 @@ class ELU(Layer):
         super().__init__(**kwargs)
         self.alpha = real_in(alpha, "alpha", 0.0, float("inf"), hi_open=True)
 
-    def _add_to(self, net, input_shape):
-        net.add_activation("elu", [self.alpha])
-        return input_shape
+    def _emit(self, spec, inputs):
+        return _act(spec, self._single(inputs), "elu", [self.alpha], self.name)
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha}
@@ -68,13 +73,12 @@ class ELU(Layer):
 class ReLU(Layer):
     """Rectified linear unit (without Keras's max_value/threshold options)."""
 
-    def _add_to(self, net, input_shape):
-        net.add_activation("relu", [])
-        return input_shape
+    def _emit(self, spec, inputs):
+        return _act(spec, self._single(inputs), "relu", [], self.name)
 
 
 class Softmax(Layer):
-    """Softmax over the last axis (the only axis pynn's dense networks have)."""
+    """Softmax over the last axis."""
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
@@ -82,18 +86,15 @@ class Softmax(Layer):
             raise ValueError(f"axis: pynn applies softmax over the feature axis (-1); got {axis!r}")
         self.axis = -1
 
-    def _add_to(self, net, input_shape):
-        if len(input_shape) != 1:
-            raise ValueError(f"{self.name}: softmax expects one feature axis, got {input_shape}")
-        net.add_activation("softmax", [])
-        return input_shape
+    def _emit(self, spec, inputs):
+        return _act(spec, self._single(inputs), "softmax", [], self.name)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
 
 
 class PReLU(Layer):
-    """``x`` for x > 0, ``alpha * x`` otherwise, with a learnable ``alpha`` per feature
+    """``x`` for x > 0, ``alpha * x`` otherwise, with a learnable ``alpha`` per input element
     (initialised to zeros, as Keras does)."""
 
     def __init__(self, alpha_initializer="zeros", **kwargs):
@@ -102,15 +103,17 @@ class PReLU(Layer):
 
         self.alpha_initializer = initializers.get(alpha_initializer)
 
-    def _add_to(self, net, input_shape):
-        if len(input_shape) != 1:
-            raise ValueError(f"{self.name}: PReLU expects one feature axis, got {input_shape}")
-        self._width = input_shape[0]
-        net.add_prelu()
-        return input_shape
+    def build(self, input_shape):
+        self.alpha = self.add_weight(tuple(input_shape[1:]), self.alpha_initializer,
+                                     name="alpha")
 
-    def _initial_weights(self):
-        return [self.alpha_initializer((self._width,))]
+    def _emit(self, spec, inputs):
+        x = self._single(inputs)
+        if spec.shapes[x] != self.alpha.shape:
+            raise ValueError(f"{self.name}: PReLU was built for inputs of shape "
+                             f"{(None,) + self.alpha.shape}, got {(None,) + spec.shapes[x]}")
+        return spec.add_node("prelu", [x], [spec.shapes[x]], self._param_ids(spec), {},
+                             self.name)
 
     def get_config(self):
         from pynn import initializers

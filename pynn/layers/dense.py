@@ -36,40 +36,44 @@ class Dense(Layer):
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.units,)
+    def build(self, input_shape):
+        in_features = input_shape[-1]
+        if in_features * self.units > MAX_WEIGHT_ELEMENTS:
+            raise ValueError(f"units: a Dense layer of {self.units} units on {in_features} "
+                             f"inputs needs a kernel of {in_features * self.units:,} floats, "
+                             f"more than pynn's limit of {MAX_WEIGHT_ELEMENTS:,} (2**31 - 1) "
+                             f"per weight. Received: units={self.units}")
+        self.kernel = self.add_weight((in_features, self.units), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer, name="kernel")
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight((self.units,), self.bias_initializer,
+                                        regularizer=self.bias_regularizer, name="bias")
 
-    def _add_to(self, net, input_shape):
-        if len(input_shape) != 1:
-            raise ValueError(f"{self.name}: Dense expects one feature axis per sample, got input "
-                             f"shape {input_shape}; put a Flatten layer before it")
-        self._in = input_shape[0]
-        if self._in * self.units > MAX_WEIGHT_ELEMENTS:
-            raise ValueError(f"units: a Dense layer of {self.units} units on {self._in} inputs "
-                             f"needs a kernel of {self._in * self.units:,} floats, more than "
-                             f"pynn's limit of {MAX_WEIGHT_ELEMENTS:,} (2**31 - 1) per weight. "
-                             f"Received: units={self.units}")
+    def _emit(self, spec, inputs):
+        x = self._single(inputs)
+        shape = spec.shapes[x]
+        if shape[-1] != self.kernel.shape[0]:
+            raise ValueError(f"{self.name}: Dense expects inputs with {self.kernel.shape[0]} "
+                             f"features on the last axis (it was built for them), got input "
+                             f"shape {(None,) + shape}")
+        out = shape[:-1] + (self.units,)
+        pids = self._param_ids(spec)
+        attrs = {"units": self.units, "activation": self.activation,
+                 "act_params": list(self._act_params), "use_bias": self.use_bias}
         if self.activation == "rrelu":
             # random slopes in training need an op of their own after the affine map
-            net.add_dense(self.units, "linear", [], self.use_bias)
-            net.add_activation("rrelu", self._act_params, _random.next_seed())
-        else:
-            net.add_dense(self.units, self.activation, self._act_params, self.use_bias)
-        return (self.units,)
+            (z,) = spec.add_node("dense", [x], [out], pids, {**attrs, "activation": "linear",
+                                                            "act_params": []}, self.name)
+            return spec.add_node("activation", [z], [out], [],
+                                 {"activation": "rrelu", "act_params": list(self._act_params),
+                                  "seed": self._rrelu_seed()}, self.name)
+        return spec.add_node("dense", [x], [out], pids, attrs, self.name)
 
-    def _build_into(self, net, input_shape):
-        out = super()._build_into(net, input_shape)
-        regs = [self.kernel_regularizer] + ([self.bias_regularizer] if self.use_bias else [])
-        for pid, reg in zip(self._param_ids, regs):
-            if reg is not None:
-                net.set_regularization(pid, reg.l1, reg.l2)
-        return out
-
-    def _initial_weights(self):
-        weights = [self.kernel_initializer((self._in, self.units))]
-        if self.use_bias:
-            weights.append(self.bias_initializer((self.units,)))
-        return weights
+    def _rrelu_seed(self):
+        if getattr(self, "_seed", None) is None:
+            self._seed = _random.next_seed()
+        return self._seed
 
     def get_config(self):
         cfg = super().get_config()

@@ -1,12 +1,49 @@
-"""The base class of every layer."""
+"""The base class of every layer, its weights, and the symbolic tensors of the functional API.
+
+A layer is configuration plus weights. Its weights are `Weight` objects whose float32 arrays
+the layer owns; every compiled model that contains the layer (a layer may sit in several
+models: an encoder alone and inside its autoencoder) reads and writes those same arrays, so a
+change made by training one model is seen by all, as in Keras.
+
+Calling a layer on a symbolic tensor (`pynn.Input`) builds it for that shape, records a `Node`
+and returns new symbolic tensors: that is how functional models are described. Calling it on
+a NumPy array computes the output eagerly (in inference mode).
+
+How a layer computes is said once, in `_emit`: it appends its primitive ops to a
+`GraphSpec` (the flat graph the C++ engine and the NumPy twin both run) and returns the ids
+of its output tensors. Shape inference uses the same method on a scratch graph.
+"""
 from __future__ import annotations
 
+import math
 import numbers
 import re
 
 import numpy as np
 
 _counters: dict[str, int] = {}
+# Bumped whenever any layer's `trainable` changes: a compiled model compares it with the value
+# it last saw before each step and pushes the new flags to its engine (Keras 3: a change takes
+# effect at the next step, without compiling again).
+_TRAINABLE_GENERATION = [0]
+# While a model file is loaded: how many weight elements building may still allocate (the
+# file's own count), so that a tampered config cannot make loading allocate without bound.
+_BUDGET: list = [None]
+
+
+class weight_budget:
+    """Context: `add_weight` refuses to allocate more than `elements` in total."""
+
+    def __init__(self, elements, what):
+        self.left, self.what = int(elements), what
+
+    def __enter__(self):
+        self.saved = _BUDGET[0]
+        _BUDGET[0] = self
+        return self
+
+    def __exit__(self, *exc):
+        _BUDGET[0] = self.saved
 
 
 def _snake(name: str) -> str:
@@ -56,16 +93,141 @@ def shape_tuple(shape, name="input_shape"):
     return tuple(int(s) for s in shape)
 
 
-class Layer:
-    """A layer: configuration in Python, computation in the compiled network.
+def sample_shape(shape, name="input_shape"):
+    """A per-sample shape from a Keras shape that may start with the batch axis (None)."""
+    shape = tuple(shape)
+    if shape and shape[0] is None:
+        shape = shape[1:]
+    return shape_tuple(shape, name)
 
-    ``build`` happens when the model learns its input shape; it creates the layer's op in the
-    model's C++ network and its weights there. Weights are read and written as NumPy arrays
-    with ``get_weights``/``set_weights`` (copies, Keras's order).
+
+class Weight:
+    """One weight tensor of a layer (Keras's Variable): a float32 array owned by the layer.
+
+    The array object never changes (``assign`` copies into it), so compiled models can keep
+    pointers to it. ``trainable`` is the weight's own flag and its layer's.
+    """
+
+    def __init__(self, layer, name, value, trainable=True, regularizer=None):
+        self.layer = layer
+        self.name = name
+        self.value = np.ascontiguousarray(value, dtype=np.float32)
+        if not self.value.flags.writeable:
+            self.value = self.value.copy()
+        self._trainable = bool(trainable)
+        self.regularizer = regularizer
+
+    @property
+    def path(self) -> str:
+        return f"{self.layer.name}/{self.name}"
+
+    @property
+    def shape(self):
+        return self.value.shape
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable and self.layer.trainable
+
+    def numpy(self) -> np.ndarray:
+        return self.value.copy()
+
+    def assign(self, value, what=None) -> None:
+        what = what or self.path
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "fiu":
+            raise TypeError(f"{what}: expected real numbers, got dtype {arr.dtype}")
+        if arr.shape != self.value.shape:
+            raise ValueError(f"{what}: expected shape {self.value.shape}, got {arr.shape}")
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise ValueError(f"{what}: contains NaN or Inf")
+        np.copyto(self.value, arr, casting="unsafe")
+
+    def __repr__(self):
+        return f"<Weight {self.path} shape={self.value.shape}>"
+
+
+class KerasTensor:
+    """A symbolic tensor: the shape (batch axis None) of a value a layer will produce."""
+
+    def __init__(self, shape, name=None, history=None):
+        self.shape = (None,) + tuple(int(s) for s in shape)
+        self.dtype = "float32"
+        self.name = name
+        self._history = history   # (layer, node_index, tensor_index)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def sample_shape(self):
+        return self.shape[1:]
+
+    def __repr__(self):
+        return f"<KerasTensor shape={self.shape}, name={self.name}>"
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("a symbolic tensor (from pynn.Input or a layer call) has no value; "
+                        "build a pynn.Model from it and call predict")
+
+    # Arithmetic builds merge layers, as in Keras.
+    def __add__(self, other):
+        from pynn.layers.merging import Add
+
+        return Add()([self, other])
+
+    def __sub__(self, other):
+        from pynn.layers.merging import Subtract
+
+        return Subtract()([self, other])
+
+    def __mul__(self, other):
+        from pynn.layers.merging import Multiply
+
+        return Multiply()([self, other])
+
+
+class Node:
+    """One call of a layer on symbolic tensors: its inputs (flat), outputs, and how the
+    inputs were passed (a single tensor, a list, or a dict)."""
+
+    def __init__(self, layer, inputs, outputs, structure):
+        self.layer = layer
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        self.structure = structure   # "single", "list" or a tuple of dict keys
+
+
+def flatten_inputs(inputs, what):
+    """(flat list, structure) of a layer's call argument."""
+    if isinstance(inputs, dict):
+        keys = tuple(inputs.keys())
+        return [inputs[k] for k in keys], keys
+    if isinstance(inputs, (list, tuple)):
+        return list(inputs), "list"
+    return [inputs], "single"
+
+
+def _tensor_kind(values, what):
+    sym = [isinstance(v, KerasTensor) for v in values]
+    if all(sym):
+        return "symbolic"
+    if any(sym):
+        raise TypeError(f"{what}: mixes symbolic tensors (from pynn.Input) with arrays")
+    return "eager"
+
+
+class Layer:
+    """A layer: configuration, weights (`add_weight`), and its computation as graph ops.
+
+    Subclasses override `build(input_shape)` to create weights with `add_weight`, and `_emit`
+    (pynn's built-in layers) to append their ops to the graph.
     """
 
     def __init__(self, name=None, trainable=True, input_shape=None, input_dim=None, dtype=None,
                  **kwargs):
+        kwargs.pop("batch_input_shape", None)
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s) "
                             f"{sorted(kwargs)}")
@@ -74,90 +236,227 @@ class Layer:
         if dtype not in (None, "float32", np.float32):
             raise ValueError(f"dtype: pynn computes in float32, got {dtype!r}")
         self.name = name or unique_name(_snake(type(self).__name__))
-        self.trainable = bool(trainable)
+        self._trainable = bool(trainable)
         if input_dim is not None:
             input_shape = (positive_int(input_dim, "input_dim"),)
         self._input_shape_arg = shape_tuple(input_shape) if input_shape is not None else None
         self.built = False
-        self._owner = None  # the model whose network holds this layer's weights
-        self._net = None
-        self._param_ids: list[int] = []
-        self._pending: list[np.ndarray] | None = None
-        self.input_shape = None
-        self.output_shape = None
+        self._weights: list[Weight] = []
+        self._inbound_nodes: list[Node] = []
+        self._build_shapes = None   # per-sample input shapes the layer was built for
+        self._out_shapes = None     # per-sample output shapes for those
 
-    # --- building ---------------------------------------------------------------------------
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    # --- trainable --------------------------------------------------------------------------
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
 
-    def _add_to(self, net, input_shape):
-        """Adds this layer's op to `net`; returns the output shape. Subclasses override."""
-        raise NotImplementedError
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        for sub in self._sublayers():
+            sub.trainable = value
+        _TRAINABLE_GENERATION[0] += 1
 
-    def _initial_weights(self):
-        """Initial values of this layer's weights, in Keras's order."""
+    def _sublayers(self):
         return []
 
-    def _build_into(self, net, input_shape):
-        input_shape = tuple(input_shape)
-        before = net.num_params()
-        out_shape = self._add_to(net, input_shape)
-        self._net = net
-        self._param_ids = list(range(before, net.num_params()))
-        self.input_shape = (None,) + input_shape
-        self.output_shape = (None,) + tuple(out_shape)
-        self.built = True
-        values = self._pending if self._pending is not None else self._initial_weights()
-        self._pending = None
-        self._write(values)
-        return tuple(out_shape)
-
     # --- weights ----------------------------------------------------------------------------
-    @property
-    def weights(self):
-        return self.get_weights()
+    def add_weight(self, shape=None, initializer="glorot_uniform", dtype=None, trainable=True,
+                   regularizer=None, constraint=None, name=None):
+        """Creates a weight of this layer (Keras's ``add_weight``) and returns it."""
+        from pynn import initializers, regularizers
 
-    def _weight_shapes(self):
-        return [tuple(self._net.param_info(i)[1]) for i in self._param_ids]
+        if constraint is not None:
+            raise ValueError("constraint: weight constraints are not supported yet")
+        if dtype not in (None, "float32", np.float32):
+            raise ValueError(f"dtype: pynn weights are float32, got {dtype!r}")
+        shape = () if shape is None else tuple(int(s) for s in shape)
+        if any(s < 0 for s in shape):
+            raise ValueError(f"shape: expected non-negative sizes, got {shape}")
+        if math.prod(shape) > 2**31 - 1:
+            raise ValueError(f"{self.name}: weight {name!r} of shape {shape} has more than "
+                             f"2**31 - 1 elements, pynn's limit per weight")
+        budget = _BUDGET[0]
+        if budget is not None:
+            budget.left -= math.prod(shape)
+            if budget.left < 0:
+                raise ValueError(f"{budget.what}: the model config describes more weights than "
+                                 f"the file holds (at layer {self.name!r}, weight {name!r} of "
+                                 f"shape {shape})")
+        init = initializers.get(initializer)
+        name = name or f"weight_{len(self._weights)}"
+        w = Weight(self, name, init(shape), trainable, regularizers.get(regularizer))
+        self._weights.append(w)
+        return w
+
+    @property
+    def weights(self) -> list[Weight]:
+        return list(self._all_weights())
+
+    def _all_weights(self):
+        return list(self._weights)
+
+    @property
+    def trainable_weights(self) -> list[Weight]:
+        return [w for w in self._all_weights() if w.trainable]
+
+    @property
+    def non_trainable_weights(self) -> list[Weight]:
+        return [w for w in self._all_weights() if not w.trainable]
 
     def get_weights(self) -> list[np.ndarray]:
-        if not self.built:
-            return [] if self._pending is None else [w.copy() for w in self._pending]
-        return [self._net.get_param(i) for i in self._param_ids]
+        return [w.numpy() for w in self._all_weights()]
 
     def set_weights(self, weights) -> None:
         if not isinstance(weights, (list, tuple)):
             raise TypeError(f"weights: expected a list of arrays, got {type(weights).__name__}")
-        if not self.built:
-            self._pending = [np.array(w, dtype=np.float32) for w in weights]
-            return
-        self._write(weights)
-
-    def _write(self, weights):
-        shapes = self._weight_shapes()
-        if len(weights) != len(shapes):
-            raise ValueError(f"{self.name}: expected {len(shapes)} weight arrays "
-                             f"{shapes}, got {len(weights)}")
-        arrays = []
-        for k, (w, shape) in enumerate(zip(weights, shapes)):
-            arr = np.asarray(w)
+        own = self._all_weights()
+        if len(weights) != len(own):
+            raise ValueError(f"{self.name}: expected {len(own)} weight arrays "
+                             f"{[w.shape for w in own]}, got {len(weights)}")
+        for k, (w, new) in enumerate(zip(own, weights)):  # check all before writing any
+            arr = np.asarray(new)
             if arr.dtype.kind not in "fiu":
                 raise TypeError(f"{self.name}: weight {k} must be real numbers, got dtype "
                                 f"{arr.dtype}")
-            if arr.shape != shape:
-                raise ValueError(f"{self.name}: weight {k} expected shape {shape}, got "
+            if arr.shape != w.shape:
+                raise ValueError(f"{self.name}: weight {k} expected shape {w.shape}, got "
                                  f"{arr.shape}")
-            arr = np.ascontiguousarray(arr, dtype=np.float32)
-            if not np.all(np.isfinite(arr)):
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
                 raise ValueError(f"{self.name}: weight {k} contains NaN or Inf")
-            arrays.append(arr)
-        for i, arr in zip(self._param_ids, arrays):
-            self._net.set_param(i, arr)
+        for w, new in zip(own, weights):
+            w.assign(new)
 
     def count_params(self) -> int:
-        if not self.built:
-            return 0
-        return int(sum(int(np.prod(s)) for s in self._weight_shapes()))
+        return int(sum(w.value.size for w in self._all_weights()))
+
+    # --- building ---------------------------------------------------------------------------
+    def build(self, input_shape):
+        """Creates the weights for inputs of `input_shape` (Keras: with the batch axis)."""
+
+    def _build_for(self, shapes):
+        """Builds once for these per-sample input shapes (a list, one per input)."""
+        shapes = [tuple(s) for s in shapes]
+        if self.built:
+            return
+        arg = [(None,) + s for s in shapes]
+        self.build(arg[0] if len(arg) == 1 else arg)
+        self.built = True
+        self._build_shapes = shapes
+
+    def _output_shapes(self, shapes):
+        """Per-sample output shapes for per-sample input shapes, from `_emit` on a scratch
+        graph (shape errors surface here, naming the layer)."""
+        from pynn.models.graph_spec import GraphSpec
+
+        spec = GraphSpec()
+        tids = [spec.add_input(s) for s in shapes]
+        outs = self._emit(spec, tids)
+        return [spec.shapes[t] for t in outs]
+
+    def compute_output_shape(self, input_shape):
+        """Keras's form: shapes with the batch axis."""
+        multi = isinstance(input_shape, list) and input_shape and isinstance(
+            input_shape[0], (list, tuple))
+        shapes = [sample_shape(s) for s in (input_shape if multi else [input_shape])]
+        self._build_for(shapes)
+        outs = [(None,) + s for s in self._output_shapes(shapes)]
+        return outs[0] if len(outs) == 1 else outs
+
+    @property
+    def input_shape(self):
+        if self._build_shapes is None:
+            if self._input_shape_arg is not None:
+                return (None,) + self._input_shape_arg
+            return None
+        shapes = [(None,) + s for s in self._build_shapes]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def output_shape(self):
+        if self._out_shapes is None:
+            return None
+        shapes = [(None,) + s for s in self._out_shapes]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    # --- the computation --------------------------------------------------------------------
+    def _emit(self, spec, inputs):
+        """Appends this layer's ops to `spec` reading tensor ids `inputs`; returns the output
+        tensor ids. Built-in layers override this."""
+        raise NotImplementedError(
+            f"{type(self).__name__}: custom layers whose call() is written with pynn.ops are "
+            f"not supported yet; build the computation from pynn's layers")
+
+    def _param_ids(self, spec, weights=None):
+        from pynn.models.graph_spec import ParamRef
+
+        out = []
+        for w in (self._weights if weights is None else weights):
+            reg = w.regularizer
+            out.append(spec.add_param(ParamRef(
+                w.value, w.path, w._trainable, not w.layer.trainable,
+                float(getattr(reg, "l1", 0.0) or 0.0), float(getattr(reg, "l2", 0.0) or 0.0),
+                owner=w)))
+        return out
+
+    def _single(self, inputs):
+        if len(inputs) != 1:
+            raise ValueError(f"{self.name}: {type(self).__name__} takes one input, got "
+                             f"{len(inputs)}")
+        return inputs[0]
+
+    def __call__(self, inputs, *args, training=None, mask=None, **kwargs):
+        if args or kwargs:
+            raise TypeError(f"{self.name}: unexpected call arguments "
+                            f"{list(kwargs) or len(args)}")
+        flat, structure = flatten_inputs(inputs, self.name)
+        if not flat:
+            raise ValueError(f"{self.name}: called on no inputs")
+        kind = _tensor_kind(flat, self.name)
+        if kind == "symbolic":
+            return self._call_symbolic(flat, structure)
+        return self._call_eager(flat, training)
+
+    def _call_symbolic(self, flat, structure):
+        shapes = [t.sample_shape for t in flat]
+        self._build_for(shapes)
+        out_shapes = self._output_shapes(shapes)
+        if self._out_shapes is None:
+            self._out_shapes = out_shapes
+        node_index = len(self._inbound_nodes)
+        outs = [KerasTensor(s, name=f"{self.name}_{node_index}_{k}" if len(out_shapes) > 1
+                            else self.name, history=(self, node_index, k))
+                for k, s in enumerate(out_shapes)]
+        self._inbound_nodes.append(Node(self, flat, outs, structure))
+        return self._wrap_outputs(outs)
+
+    def _wrap_outputs(self, outs):
+        return outs[0] if len(outs) == 1 else outs
+
+    def _call_eager(self, flat, training):
+        from pynn.models.graph_spec import GraphSpec
+
+        arrays = []
+        for k, a in enumerate(flat):
+            arr = np.asarray(a)
+            if arr.dtype.kind not in "fiub":
+                raise TypeError(f"{self.name}: input {k} must be numbers, got dtype {arr.dtype}")
+            if arr.ndim < 2:
+                raise ValueError(f"{self.name}: input {k} must have a batch axis, got shape "
+                                 f"{arr.shape}")
+            arrays.append(np.ascontiguousarray(arr, dtype=np.float32))
+        shapes = [a.shape[1:] for a in arrays]
+        self._build_for(shapes)
+        spec = GraphSpec()
+        tids = [spec.add_input(s) for s in shapes]
+        spec.outputs = self._emit(spec, tids)
+        if self._out_shapes is None:
+            self._out_shapes = [spec.shapes[t] for t in spec.outputs]
+        from pynn.models.runtime import run_inference
+
+        outs = run_inference(spec, arrays)
+        return outs[0] if len(outs) == 1 else outs
 
     # --- configuration ----------------------------------------------------------------------
     def get_config(self) -> dict:
@@ -171,6 +470,7 @@ class Layer:
         cfg = dict(config)
         if "input_shape" in cfg and cfg["input_shape"] is not None:
             cfg["input_shape"] = tuple(cfg["input_shape"])
+        cfg.pop("dtype", None) if cfg.get("dtype") in ("float32", None) else None
         return cls(**cfg)
 
     def __repr__(self):

@@ -20,16 +20,19 @@ class Dropout(Layer):
         super().__init__(**kwargs)
         self.rate = real_in(rate, "rate", 0.0, 1.0, hi_open=True)
         if noise_shape is not None:
-            raise ValueError("noise_shape: not supported by pynn's dense networks; use None")
+            raise ValueError("noise_shape: not supported yet; use None")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed: expected an integer or None, got {seed!r}")
         self.seed = seed
 
-    def _add_to(self, net, input_shape):
-        seed = _random.next_seed() if self.seed is None else int(self.seed) % 2**63
-        self._built_seed = seed  # saved with the model so that training resumes exactly
-        net.add_dropout(self.rate, seed)
-        return input_shape
+    def _emit(self, spec, inputs):
+        x = self._single(inputs)
+        if getattr(self, "_built_seed", None) is None:
+            # saved with the model so that training resumes exactly
+            self._built_seed = (_random.next_seed() if self.seed is None
+                                else int(self.seed) % 2**63)
+        return spec.add_node("dropout", [x], [spec.shapes[x]], [],
+                             {"rate": self.rate, "seed": self._built_seed}, self.name)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
@@ -53,24 +56,23 @@ class BatchNormalization(Layer):
         self.center = bool(center)
         self.scale = bool(scale)
 
-    def _add_to(self, net, input_shape):
-        if len(input_shape) != 1:
-            raise ValueError(f"{self.name}: expects one feature axis, got {input_shape}; "
-                             f"put a Flatten layer before it")
-        self._width = input_shape[0]
-        net.add_batchnorm(self.momentum, self.epsilon, self.center, self.scale)
-        return input_shape
+    def build(self, input_shape):
+        c = (input_shape[-1],)
+        self.gamma = self.add_weight(c, "ones", name="gamma") if self.scale else None
+        self.beta = self.add_weight(c, "zeros", name="beta") if self.center else None
+        self.moving_mean = self.add_weight(c, "zeros", trainable=False, name="moving_mean")
+        self.moving_variance = self.add_weight(c, "ones", trainable=False,
+                                               name="moving_variance")
 
-    def _initial_weights(self):
-        import numpy as np
-
-        c = self._width
-        out = []
-        if self.scale:
-            out.append(np.ones(c, np.float32))
-        if self.center:
-            out.append(np.zeros(c, np.float32))
-        return out + [np.zeros(c, np.float32), np.ones(c, np.float32)]
+    def _emit(self, spec, inputs):
+        x = self._single(inputs)
+        if spec.shapes[x][-1] != self.moving_mean.shape[0]:
+            raise ValueError(f"{self.name}: BatchNormalization was built for "
+                             f"{self.moving_mean.shape[0]} features on the last axis, got input "
+                             f"shape {(None,) + spec.shapes[x]}")
+        return spec.add_node("batchnorm", [x], [spec.shapes[x]], self._param_ids(spec),
+                             {"momentum": self.momentum, "epsilon": self.epsilon,
+                              "center": self.center, "scale": self.scale}, self.name)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,

@@ -1,5 +1,25 @@
-"""Models: `Sequential`, and loading/saving them."""
+"""Models: `Model` (functional and subclassed), `Sequential`, and loading/saving them."""
+from pynn.models.model import Model
 from pynn.models.saving import load_model, save_model
 from pynn.models.sequential import Sequential
 
-__all__ = ["Sequential", "load_model", "save_model"]
+
+def model_from_config(config, custom_objects=None):
+    """A model from ``{"class_name": ..., "config": ...}`` (as `serialize` gives)."""
+    from pynn import layers
+
+    model = layers.deserialize(config, custom_objects)
+    if not isinstance(model, Model):
+        raise ValueError(f"config: expected a model, got a {type(model).__name__}")
+    return model
+
+
+def clone_model(model, custom_objects=None):
+    """A new model with the same architecture and freshly initialised weights."""
+    from pynn import layers
+
+    return model_from_config(layers.serialize(model), custom_objects)
+
+
+__all__ = ["Model", "Sequential", "clone_model", "load_model", "model_from_config",
+           "save_model"]

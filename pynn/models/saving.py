@@ -12,6 +12,7 @@ unknown layer type, format or version is refused with a clear error.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 
@@ -58,14 +59,23 @@ def _model_config(model):
     """The model's config, with the seed each Dropout layer actually drew at build time (when
     the layer exposes it) so that a loaded model's dropout masks continue the same sequence and
     training resumes exactly."""
-    config = model.get_config()
-    entries = [e for e in config["layers"] if e.get("class_name") != "InputLayer"]
-    for entry, layer in zip(entries, model.layers):
-        conf = entry.get("config", {})
-        if entry.get("class_name") == "Dropout" and conf.get("seed") is None:
-            seed = getattr(layer, "_built_seed", None)
-            if seed is not None:
-                conf["seed"] = int(seed)
+    from pynn import layers as layers_mod
+
+    config = layers_mod.serialize(model)
+
+    def fix(cfg, model):
+        entries = [e for e in cfg["layers"] if e.get("class_name") != "InputLayer"]
+        layers = [lay for lay in model.layers if type(lay).__name__ != "InputLayer"]
+        for entry, layer in zip(entries, layers):
+            conf = entry.get("config", {})
+            if entry.get("class_name") == "Dropout" and conf.get("seed") is None:
+                seed = getattr(layer, "_built_seed", None)
+                if seed is not None:
+                    conf["seed"] = int(seed)
+            elif isinstance(conf, dict) and isinstance(conf.get("layers"), list):
+                fix(conf, layer)
+
+    fix(config["config"], model)
     return config
 
 
@@ -74,8 +84,9 @@ def save_model(model, filepath, overwrite=True):
     weights = _weights(model)
     tensors = {f"weights.{i}": w for i, w in enumerate(weights)}
     opt_state = None
-    net = model._net
-    if model.compiled and model.optimizer is not None and model.optimizer._net is net:
+    net = model._graph
+    if (net is not None and model.compiled and model.optimizer is not None
+            and model.optimizer._net is net):
         opt_state = {"iterations": int(net.iterations), "u_product": float(net.u_product),
                      "learning_rate": float(net.learning_rate), "slots": {}}
         for pid in range(net.num_params()):
@@ -90,8 +101,7 @@ def save_model(model, filepath, overwrite=True):
     metadata = {
         "format": FORMAT,
         "format_version": str(VERSION),
-        "model_config": json.dumps({"class_name": "Sequential", "config": _model_config(model)},
-                                   allow_nan=False),
+        "model_config": json.dumps(_model_config(model), allow_nan=False),
         "compile_config": json.dumps(model.get_compile_config()),
         "optimizer_state": json.dumps(opt_state),
     }
@@ -130,41 +140,45 @@ def _json(meta, key, path):
 # present before the engine allocates anything, so a tampered config such as
 # Dense(units=10**12) costs nothing (the tensors' sizes are bounded by the file's size).
 _PARAMS_OF = {
-    "Dense": lambda c, w: [(w, c["units"])] + ([(c["units"],)] if c.get("use_bias", True)
-                                                 else []),
-    "BatchNormalization": lambda c, w: [(w,)] * (int(bool(c.get("scale", True)))
-                                                 + int(bool(c.get("center", True))) + 2),
-    "PReLU": lambda c, w: [(w,)],
+    "Dense": lambda c, shp: [(shp[-1], c["units"])] + ([(c["units"],)]
+                                                       if c.get("use_bias", True) else []),
+    "BatchNormalization": lambda c, shp: [(shp[-1],)] * (int(bool(c.get("scale", True)))
+                                                         + int(bool(c.get("center", True))) + 2),
+    "PReLU": lambda c, shp: [tuple(shp)],
 }
+_SAME_SHAPE = ("Activation", "Dropout", "ELU", "LeakyReLU", "ReLU", "Softmax", "Identity",
+               "PReLU", "BatchNormalization")
 
 
 def _expected_shapes(cfg, path):
-    """The weight shapes, in get_weights order, that a Sequential config describes; raises
-    ValueError for a config that cannot be a pynn model (before anything is allocated)."""
+    """The weight shapes, in get_weights order, that a plain Sequential config describes, or
+    None when it holds layers this check does not follow (nested models...: the weight budget
+    of loading still bounds what building may allocate); raises ValueError for a config that
+    cannot be a pynn model (before anything is allocated)."""
     layers = cfg.get("layers") if isinstance(cfg, dict) else None
     if not isinstance(layers, list):
         raise ValueError(f"{path}: the model config has no 'layers' list")
     shapes = []
-    width = None
+    shape = None
     for i, entry in enumerate(layers):
         if not isinstance(entry, dict) or not isinstance(entry.get("config", {}), dict):
             raise ValueError(f"{path}: layer {i} of the model config is malformed")
         cls, conf = entry.get("class_name"), entry.get("config", {})
+        if cls in ("Sequential", "Functional"):
+            return None
         if not isinstance(cls, str) or cls not in layers_mod._CLASSES:
             raise ValueError(f"{path}: layer config: unknown layer type {cls!r}; pynn knows "
                              f"{sorted(layers_mod._CLASSES)}")
-        shape = conf.get("shape") if cls == "InputLayer" else conf.get("input_shape")
-        if width is None and shape is not None:
-            if (not isinstance(shape, list) or not shape or not all(
-                    type(s) is int and s >= 1 for s in shape)):
+        given = conf.get("shape") if cls == "InputLayer" else conf.get("input_shape")
+        if shape is None and given is not None:
+            if (not isinstance(given, list) or not given or not all(
+                    type(s) is int and s >= 1 for s in given)):
                 raise ValueError(f"{path}: layer {i} ({cls}) has an invalid input shape "
-                                 f"{shape!r}")
-            width = 1
-            for s in shape:
-                width *= s
+                                 f"{given!r}")
+            shape = tuple(given)
         if cls == "InputLayer":
             continue
-        if width is None:
+        if shape is None:
             raise ValueError(f"{path}: the model config has no input shape")
         if cls == "Dense":
             units = conf.get("units")
@@ -172,10 +186,14 @@ def _expected_shapes(cfg, path):
                 raise ValueError(f"{path}: layer {i} (Dense) has invalid units {units!r}")
         rule = _PARAMS_OF.get(cls)
         if rule is not None:
-            shapes += rule(conf, width)
+            shapes += rule(conf, shape)
         if cls == "Dense":
-            width = conf["units"]
-    if width is None:
+            shape = shape[:-1] + (conf["units"],)
+        elif cls == "Flatten":
+            shape = (math.prod(shape),)
+        elif cls not in _SAME_SHAPE:
+            return None
+    if shape is None:
         raise ValueError(f"{path}: the model config has no input shape")
     return shapes
 
@@ -184,18 +202,29 @@ _CONFIG_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, O
                   RecursionError)
 
 
-def _build_from_config(cfg, tensors, path):
+def _build_from_config(class_name, cfg, tensors, path, custom_objects=None):
+    from pynn.layers.layer import weight_budget
     from pynn.models.sequential import Sequential
 
-    expected = _expected_shapes(cfg, path)
-    for i, shape in enumerate(expected):
-        have = tensors.get(f"weights.{i}")
-        if have is None or tuple(have.shape) != tuple(shape):
-            raise ValueError(f"{path}: weight {i} should have shape {tuple(shape)} by the "
-                             f"model config, the file holds "
-                             f"{None if have is None else tuple(have.shape)}")
+    if class_name == "Sequential":
+        expected = _expected_shapes(cfg, path) or []
+        for i, shape in enumerate(expected):
+            have = tensors.get(f"weights.{i}")
+            if have is None or tuple(have.shape) != tuple(shape):
+                raise ValueError(f"{path}: weight {i} should have shape {tuple(shape)} by the "
+                                 f"model config, the file holds "
+                                 f"{None if have is None else tuple(have.shape)}")
+    # Building allocates the weights the config describes: never more than the file holds
+    # (a tampered config cannot make loading allocate without bound).
+    budget = sum(int(t.size) for k, t in tensors.items() if k.startswith("weights."))
     try:
-        model = Sequential.from_config(cfg)
+        with weight_budget(budget, path):
+            if class_name == "Sequential":
+                model = Sequential.from_config(cfg, custom_objects)
+            else:
+                from pynn.models.functional_config import model_from_config
+
+                model = model_from_config(cfg, custom_objects)
     except MemoryError:
         raise
     except _CONFIG_ERRORS as exc:
@@ -206,7 +235,7 @@ def _build_from_config(cfg, tensors, path):
 
 
 def _assign_weights(model, tensors, path):
-    count = sum(len(layer._param_ids) for layer in model.layers)
+    count = len(model.weights)
     names = {f"weights.{i}" for i in range(count)}
     have = {k for k in tensors if k.startswith("weights.")}
     if have != names:
@@ -221,7 +250,7 @@ def _assign_weights(model, tensors, path):
     model.set_weights(weights)
 
 
-def load_model(filepath, compile=True):
+def load_model(filepath, compile=True, custom_objects=None):
     """Loads a model saved with `Sequential.save` (architecture, weights, and, with
     `compile`, its compile configuration and optimizer state so training resumes).
 
@@ -235,10 +264,11 @@ def load_model(filepath, compile=True):
     path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else filepath
     tensors, meta = _read(filepath, FORMAT)
     cfg = _json(meta, "model_config", path)
-    if not isinstance(cfg, dict) or cfg.get("class_name") != "Sequential":
+    if not isinstance(cfg, dict) or cfg.get("class_name") not in ("Sequential", "Functional"):
         raise ValueError(f"{path}: unknown model type "
                          f"{cfg.get('class_name') if isinstance(cfg, dict) else cfg!r}")
-    model = _build_from_config(cfg.get("config"), tensors, path)
+    model = _build_from_config(cfg["class_name"], cfg.get("config"), tensors, path,
+                               custom_objects)
     _assign_weights(model, tensors, path)
     compile_cfg = _json(meta, "compile_config", path)
     if compile and compile_cfg is not None:
@@ -256,7 +286,7 @@ def load_model(filepath, compile=True):
 
 
 def _restore_optimizer(model, state, tensors, path):
-    net = model._net
+    net = model._ensure_graph()
     bad = ValueError(f"{path}: malformed optimizer state")
     if not isinstance(state, dict):
         raise bad

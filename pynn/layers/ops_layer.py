@@ -1,0 +1,142 @@
+"""The layer behind `pynn.ops` on symbolic tensors: one op call, one graph node.
+
+`pynn.ops.square(x)` on a `KerasTensor` makes an `OpLayer` and calls it on x, so the call is
+recorded as a Node like any layer call: it works in functional models, in the ``call`` of
+subclassed models (traced), inside nested models, and inside `Lambda`.
+
+Invariants:
+  - An OpLayer has no weights. Its operands are the symbolic tensors it is called on, plus
+    constants (NumPy arrays, Python numbers) held by the layer; a constant becomes a
+    "constant" node hanging off the first symbolic operand (for the batch size) when emitted.
+  - Attributes carry per-sample axes counted from the end (negative), so they keep their
+    meaning if the engine stores a per-sample scalar () as (1,).
+  - Shape rules here mirror the C++ ops' configure(); a mismatch is a ValueError that names
+    the layer, the op and every operand's shape (with the batch axis, as Keras prints them).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from pynn.layers.layer import Layer, unique_name
+from pynn.reference.ops import broadcast_shapes
+
+
+def keras_shape(s):
+    """A per-sample shape as Keras shows it, with the batch axis: (None, *s)."""
+    return (None,) + tuple(s)
+
+
+class OpLayer(Layer):
+    """One op of `pynn.ops` applied to symbolic tensors (and constants).
+
+    operands: one entry per operand of the op, in order: an int k (the k-th tensor the layer
+    is called on) or a NumPy array (a constant, already in its per-sample shape).
+    rule: (layer, operand shapes) -> output shape; raises ValueError naming both shapes.
+    """
+
+    def __init__(self, op, attrs, operands, rule, label, name=None):
+        super().__init__(name=name or unique_name(label))
+        self.op = op
+        self.attrs = dict(attrs)
+        self.label = label
+        self._operands = list(operands)
+        self._rule = rule
+
+    def fail(self, msg):
+        raise ValueError(f"{self.name} (ops.{self.label}): {msg}")
+
+    def _emit(self, spec, inputs):
+        if not inputs:
+            self.fail("needs at least one symbolic operand")
+        tids, shapes = [], []
+        for operand in self._operands:
+            if isinstance(operand, (int, np.integer)):
+                tid = inputs[int(operand)]
+            else:
+                value = np.asarray(operand, dtype=np.float32)
+                tid = spec.add_node("constant", [inputs[0]], [value.shape], [],
+                                    {"value": [float(v) for v in value.ravel()],
+                                     "shape": list(value.shape)}, f"{self.name}/constant")[0]
+            tids.append(tid)
+            shapes.append(spec.shapes[tid])
+        out = self._rule(self, shapes)
+        return spec.add_node(self.op, tids, [tuple(out)], [], self.attrs, self.name)
+
+    def get_config(self):
+        return {"name": self.name, "op": self.op, "attrs": dict(self.attrs)}
+
+
+# --- shape rules: (layer, operand shapes) -> output shape --------------------------------------
+def same_shape(layer, shapes):
+    return shapes[0]
+
+
+def broadcast_rule(layer, shapes):
+    out = broadcast_shapes(*shapes)
+    if out is None:
+        layer.fail("shapes " + " and ".join(str(keras_shape(s)) for s in shapes) +
+                   " do not broadcast")
+    return out
+
+
+def reduce_rule(layer, shapes):
+    s = shapes[0]
+    axes = [a + len(s) for a in layer.attrs["axes"]]
+    if layer.attrs.get("keepdims", False):
+        return tuple(1 if d in axes else n for d, n in enumerate(s))
+    return tuple(n for d, n in enumerate(s) if d not in axes)
+
+
+def argmax_rule(layer, shapes):
+    s = shapes[0]
+    axis = layer.attrs.get("axis")
+    axes = list(range(len(s))) if axis is None else [axis + len(s)]
+    if layer.attrs.get("keepdims", False):
+        return tuple(1 if d in axes else n for d, n in enumerate(s))
+    return tuple(n for d, n in enumerate(s) if d not in axes)
+
+
+def matmul_rule(layer, shapes):
+    a, b = shapes
+    if not (1 <= len(a) <= 2 and 1 <= len(b) <= 2):
+        layer.fail(f"samples must have rank 1 or 2 (tensors of rank 2 or 3 with the batch "
+                   f"axis), got shapes {keras_shape(a)} and {keras_shape(b)}")
+    if a[-1] != b[0]:
+        layer.fail(f"shapes {keras_shape(a)} and {keras_shape(b)} do not match for a matrix "
+                   f"product ({a[-1]} vs {b[0]})")
+    return tuple(a[:-1]) + tuple(b[1:])
+
+
+def one_hot_rule(layer, shapes):
+    return tuple(shapes[0]) + (int(layer.attrs["num_classes"]),)
+
+
+def permute_rule(layer, shapes):
+    s = shapes[0]
+    return tuple(s[d - 1] for d in layer.attrs["dims"])
+
+
+def reshape_rule(layer, shapes):
+    target = tuple(layer.attrs["target_shape"])
+    if int(np.prod(target)) != int(np.prod(shapes[0])):
+        layer.fail(f"cannot reshape {keras_shape(shapes[0])} to {keras_shape(target)}")
+    return target
+
+
+def concatenate_rule(layer, shapes):
+    rank = len(shapes[0])
+    ax = layer.attrs["axis"] + rank
+    for s in shapes[1:]:
+        if len(s) != rank or any(x != y for d, (x, y) in enumerate(zip(s, shapes[0]))
+                                 if d != ax):
+            layer.fail(f"shapes {keras_shape(shapes[0])} and {keras_shape(s)} must match except "
+                       f"on axis {ax + 1}")
+    out = list(shapes[0])
+    out[ax] = sum(s[ax] for s in shapes)
+    return tuple(out)
+
+
+def activation_rule(layer, shapes):
+    if not shapes[0] and layer.attrs.get("activation") == "softmax":
+        layer.fail("softmax needs samples with at least one axis, got shape (None,)")
+    return shapes[0]

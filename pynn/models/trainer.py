@@ -1,0 +1,837 @@
+"""The training API every model shares: compile, fit, evaluate, predict and the *_on_batch
+calls, over the compiled C++ graph.
+
+Data for several inputs or outputs comes as a list (in the model's order) or a dict (by input
+or output name); one array is enough for one. A step is one call into the engine with the
+GIL released; metrics are accumulated in Python from what the step returns.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+from pynn import losses as losses_mod
+from pynn import optimizers as optimizers_mod
+from pynn.layers.layer import _TRAINABLE_GENERATION
+from pynn.models._metrics import MetricSet
+
+
+def _positive_int(value, name, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def _verbose(value, resolve_auto):
+    if value == "auto":
+        from pynn.utils.progbar import resolve_verbose
+
+        return resolve_verbose("auto") if resolve_auto else 0
+    if isinstance(value, bool) or value not in (0, 1, 2):
+        raise ValueError(f"verbose: expected 'auto', 0, 1 or 2, got {value!r}")
+    return int(value)
+
+
+def _per_output(value, names, what, default=None):
+    """A compile argument given once, as a list (output order) or as a dict (output names),
+    as a list with one entry per output."""
+    n = len(names)
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in names]
+        if unknown:
+            raise ValueError(f"{what}: unknown output name(s) {unknown}; the outputs are "
+                             f"{names}")
+        return [value.get(k, default) for k in names]
+    if isinstance(value, (list, tuple)) and n > 1:
+        if len(value) != n:
+            raise ValueError(f"{what}: expected {n} entries (one per output {names}), got "
+                             f"{len(value)}")
+        return list(value)
+    return [value] * n
+
+
+class _Logs:
+    """The running logs of one pass: the total loss and each output's metrics."""
+
+    def __init__(self, model):
+        self.names = model._output_names
+        self.sets = [MetricSet(m.names, m.loss_kind, m.width) if m is not None else None
+                     for m in model._metric_sets]
+        self.single = len(self.names) == 1
+        self.loss_sum = 0.0
+        self.rows = 0
+
+    @property
+    def needs_output(self):
+        return any(m is not None and m.needs_output for m in self.sets)
+
+    def update(self, total, losses, correct, rows, outs, targets):
+        self.loss_sum += float(total) * rows
+        self.rows += rows
+        for j, m in enumerate(self.sets):
+            if m is None:
+                continue
+            out = None if outs is None else outs[j]
+            m.update(losses[j], correct[j], rows, out, targets[j])
+
+    def results(self, final=False):
+        logs = {"loss": self.loss_sum / self.rows if self.rows else float("nan")}
+        for name, m in zip(self.names, self.sets):
+            if m is None:
+                continue
+            r = m.results(final)
+            if self.single:
+                r.pop("loss")
+                logs.update(r)
+            else:
+                logs[f"{name}_loss"] = r.pop("loss")
+                logs.update({f"{name}_{k}": v for k, v in r.items()})
+        return logs
+
+
+class Trainer:
+    """Keras's Model training API; mixed into `pynn.Model`."""
+
+    def __init__(self):
+        self._graph = None
+        self._spec = None
+        self._gen_seen = -1
+        self.optimizer = None
+        self.loss = None
+        self._losses = None
+        self._loss_weights = None
+        self._metric_names_arg = None
+        self._metric_sets = []
+        self.compiled = False
+        self.stop_training = False
+        self.history = None
+
+    # --- the compiled graph -----------------------------------------------------------------
+    def _build_spec(self):
+        from pynn.models.graph_spec import GraphSpec
+
+        spec = GraphSpec()
+        shapes = [tuple(t.sample_shape) for t in self._inputs]
+        tids = [spec.add_input(s) for s in shapes]
+        spec.outputs = self._emit(spec, tids)
+        return spec
+
+    def _ensure_graph(self):
+        if self._graph is None:
+            if self._inputs is None:
+                raise ValueError(f"{self.name}: the model is not built yet; call "
+                                 f"build(input_shape) or fit/predict first")
+            spec = self._build_spec()
+            graph = spec.to_core()
+            self._spec, self._graph = spec, graph
+            # what the one-row predict fast path compares against
+            self._in_width = (math.prod(self._inputs[0].sample_shape)
+                              if len(self._inputs) == 1 else -1)
+            self._out_sample = tuple(self._outputs[0].sample_shape)
+            self._gen_seen = -1
+            if self.compiled:
+                self._attach_compile()
+            self._sync_trainable()
+        return self._graph
+
+    def _invalidate_graph(self):
+        self._graph = None
+        self._spec = None
+        if self.optimizer is not None and getattr(self.optimizer, "_net", None) is not None:
+            self.optimizer._net = None
+
+    @property
+    def _net(self):
+        """The compiled engine (built on first use)."""
+        if self._graph is None and self._inputs is not None:
+            self._ensure_graph()
+        return self._graph
+
+    def _sync_trainable(self):
+        """Pushes the weights' trainable flags when any layer's flag changed since the last
+        step (Keras 3: takes effect at the next step, no recompiling)."""
+        if self._gen_seen == _TRAINABLE_GENERATION[0]:
+            return
+        g = self._graph
+        on = self.trainable
+        for pid, ref in enumerate(self._spec.params):
+            w = ref.owner
+            if w is None:
+                flag = not ref.frozen
+            else:
+                # weights that never train (moving statistics) carry their layer's flag: a
+                # frozen BatchNormalization runs in inference mode
+                flag = w.trainable if ref.trainable else w.layer.trainable
+            g.set_trainable(pid, bool(on and flag))
+        self._gen_seen = _TRAINABLE_GENERATION[0]
+
+    def memory_info(self) -> dict:
+        """Bytes the compiled graph uses: peak activations in training and in predict (at the
+        largest batch seen so far), weights, gradients and optimizer slots."""
+        return dict(self._ensure_graph().memory_info())
+
+    # --- compile ----------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
+                weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
+                jit_compile="auto"):
+        """Configures training: optimizer, loss(es) and metrics, as Keras.
+
+        With several outputs, `loss`, `loss_weights` and `metrics` may be lists (output order)
+        or dicts (output names); one loss or one metric list applies to every output.
+        ``weighted_metrics``, ``run_eagerly``, ``steps_per_execution`` and ``jit_compile`` are
+        accepted so Keras scripts run unchanged; they have no effect.
+        """
+        if loss is None:
+            raise ValueError("loss: a loss is required, e.g. loss='sparse_categorical_crossentropy'")
+        self._maybe_trace()
+        self.optimizer = optimizers_mod.get(optimizer)
+        self.loss = loss
+        self._loss_arg, self._loss_weights_arg = loss, loss_weights
+        self._metric_names_arg = (list(metrics) if isinstance(metrics, (list, tuple))
+                                  else metrics)
+        if self._inputs is not None:
+            self._resolve_compile()
+        else:
+            _check_loss_arg(loss)
+            MetricSet.parse(_flat_metric_names(metrics), "mean_squared_error", 1)
+        self.compiled = True
+        self.stop_training = False
+        if self._graph is not None:
+            self._attach_compile()
+
+    def _resolve_compile(self):
+        names = self._output_names
+        losses = _per_output(self._loss_arg, names, "loss")
+        self._losses = [None if lo is None else losses_mod.get(lo) for lo in losses]
+        if all(lo is None for lo in self._losses):
+            raise ValueError("loss: no output has a loss")
+        weights = _per_output(self._loss_weights_arg, names, "loss_weights", 1.0)
+        self._loss_weights = []
+        for w in weights:
+            w = 1.0 if w is None else w
+            if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w) \
+                    or w < 0:
+                raise ValueError(f"loss_weights: expected finite non-negative numbers, got {w!r}")
+            self._loss_weights.append(float(w))
+        metrics = self._metric_names_arg
+        if isinstance(metrics, dict):
+            per = _per_output(metrics, names, "metrics", None)
+        elif (isinstance(metrics, list) and len(names) > 1 and metrics
+              and all(isinstance(m, (list, tuple)) or m is None for m in metrics)):
+            per = _per_output(metrics, names, "metrics")
+        else:
+            per = [metrics] * len(names)
+        self._metric_sets = []
+        for j, lo in enumerate(self._losses):
+            if lo is None:
+                self._metric_sets.append(None)
+                continue
+            width = math.prod(self._outputs[j].sample_shape)
+            m = per[j]
+            if isinstance(m, str):
+                m = [m]
+            self._metric_sets.append(MetricSet.parse(m, lo.kind, width))
+        if len(names) == 1:
+            self.loss = self._losses[0]
+
+    def _attach_compile(self):
+        if self._losses is None:
+            self._resolve_compile()
+        g = self._graph
+        entries = []
+        for j, lo in enumerate(self._losses):
+            if lo is None:
+                entries.append(None)
+                continue
+            width = self._outputs[j].sample_shape[-1]
+            kind = lo.kind
+            if kind in ("categorical_crossentropy", "sparse_categorical_crossentropy") \
+                    and width < 2:
+                warnings.warn(f"{kind} with a single output unit always has loss 0; use "
+                              f"binary_crossentropy or more units", UserWarning, stacklevel=4)
+            entries.append((kind, bool(getattr(lo, "from_logits", False)),
+                            float(getattr(lo, "delta", 1.0)), self._loss_weights[j]))
+        g.set_losses(entries)
+        self.optimizer._attach(g)
+
+    def _require_compiled(self, what):
+        if not self.compiled:
+            raise RuntimeError(f"{what}: compile the model first, e.g. model.compile("
+                               f"optimizer='adam', loss='sparse_categorical_crossentropy')")
+
+    @property
+    def metrics_names(self):
+        if not self._metric_sets:
+            return ["loss"]
+        return list(_Logs(self).results().keys())
+
+    # --- data -------------------------------------------------------------------------------
+    def _split_by_input(self, x, name):
+        """x as a list with one entry per model input (list: order; dict: input names)."""
+        n_in = len(self._inputs) if self._inputs is not None else 1
+        if isinstance(x, dict):
+            if self._inputs is None:
+                raise ValueError(f"{name}: a dict of inputs needs a model with named inputs")
+            missing = [k for k in self._input_names if k not in x]
+            extra = [k for k in x if k not in self._input_names]
+            if missing or extra:
+                raise ValueError(f"{name}: expected inputs named {self._input_names}, got "
+                                 f"{list(x)}")
+            return [x[k] for k in self._input_names]
+        if isinstance(x, (list, tuple)) and n_in > 1:
+            if len(x) != n_in:
+                raise ValueError(f"{name}: the model has {n_in} inputs {self._input_names}, "
+                                 f"got a list of {len(x)}")
+            return list(x)
+        if n_in > 1:
+            raise ValueError(f"{name}: the model has {n_in} inputs {self._input_names}; pass a "
+                             f"list or a dict of arrays")
+        return [x]
+
+    def _prepare_inputs(self, x, name="x", check_finite=True):
+        """The inputs as 2-D float32 C-contiguous arrays (samples, values per sample)."""
+        if x is None:
+            raise ValueError(f"{name}: input data is required")
+        parts = self._split_by_input(x, name)
+        arrays = []
+        for k, part in enumerate(parts):
+            what = name if len(parts) == 1 else f"{name}[{k}]"
+            if isinstance(part, (list, tuple)) or not hasattr(part, "dtype"):
+                try:
+                    part = np.asarray(part)
+                except Exception:
+                    raise TypeError(f"{what}: expected an array of numbers, got "
+                                    f"{type(part).__name__}") from None
+            arr = part if isinstance(part, np.ndarray) else np.asarray(part)
+            if arr.dtype.kind not in "fiub":
+                raise TypeError(f"{what}: expected real numbers, got dtype {arr.dtype}")
+            if arr.ndim < 2:
+                raise ValueError(f"{what}: expected an array of shape (samples, features...), "
+                                 f"got shape {arr.shape}")
+            if arr.shape[0] == 0:
+                raise ValueError(f"{what}: expected at least one sample, got shape {arr.shape}")
+            arrays.append(arr)
+        if self._inputs is None:
+            self._build_for([a.shape[1:] for a in arrays])
+        n = arrays[0].shape[0]
+        out = []
+        for k, (arr, t) in enumerate(zip(arrays, self._inputs)):
+            what = name if len(arrays) == 1 else f"{name}[{k}]"
+            want = tuple(t.sample_shape)
+            got = tuple(arr.shape[1:])
+            if got != want and not (arr.ndim == 2 and got[0] == math.prod(want)):
+                # (already-flattened samples of the right size are accepted too)
+                raise ValueError(f"{what}: the model expects samples of shape {want}, got {got}")
+            if arr.shape[0] != n:
+                raise ValueError(f"{what}: expected {n} samples like the first input, got "
+                                 f"{arr.shape[0]}")
+            flat = arr.reshape(n, -1)
+            if flat.dtype != np.float32 or not flat.flags.c_contiguous:
+                flat = np.ascontiguousarray(flat, dtype=np.float32)
+            if check_finite and not np.isfinite(flat).all():
+                bad = np.argwhere(~np.isfinite(flat))[0]
+                raise ValueError(f"{what}: contains NaN or Inf (first at sample {bad[0]}, "
+                                 f"feature {bad[1]})")
+            out.append(flat)
+        return out
+
+    def _prepare_targets(self, y, n, name="y"):
+        """One entry per output: float32 (n, width) targets, int32 (n,) labels, or None for an
+        output without a loss."""
+        if y is None:
+            raise ValueError(f"{name}: targets are required for training and evaluation")
+        names = self._output_names
+        with_loss = [j for j, lo in enumerate(self._losses) if lo is not None]
+        if isinstance(y, dict):
+            unknown = [k for k in y if k not in names]
+            if unknown:
+                raise ValueError(f"{name}: unknown output name(s) {unknown}; the outputs are "
+                                 f"{names}")
+            parts = [y.get(k) for k in names]
+        elif isinstance(y, (list, tuple)) and len(names) > 1:
+            if len(y) == len(names):
+                parts = list(y)
+            elif len(y) == len(with_loss):
+                parts = [None] * len(names)
+                for j, part in zip(with_loss, y):
+                    parts[j] = part
+            else:
+                raise ValueError(f"{name}: the model has {len(names)} outputs {names}, got a "
+                                 f"list of {len(y)}")
+        elif len(names) > 1:
+            raise ValueError(f"{name}: the model has {len(names)} outputs {names}; pass a list "
+                             f"or a dict of targets")
+        else:
+            parts = [y]
+        out = []
+        for j, part in enumerate(parts):
+            lo = self._losses[j]
+            if lo is None:
+                out.append(None)
+                continue
+            what = name if len(names) == 1 else f"{name}[{names[j]!r}]"
+            if part is None:
+                raise ValueError(f"{what}: targets are required for output {names[j]!r}, which "
+                                 f"has a loss")
+            out.append(self._prepare_one_target(part, n, what, j, lo.kind))
+        return out
+
+    def _prepare_one_target(self, y, n, name, j, kind):
+        arr = np.asarray(y)
+        if arr.dtype.kind not in "fiub":
+            raise TypeError(f"{name}: expected numeric targets, got dtype {arr.dtype}")
+        if arr.ndim == 0 or arr.shape[0] != n:
+            raise ValueError(f"{name}: expected {n} targets (one per sample of x), got shape "
+                             f"{arr.shape}")
+        out_shape = tuple(self._outputs[j].sample_shape)
+        width = math.prod(out_shape)
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ValueError(f"{name}: contains NaN or Inf")
+        if kind == "sparse_categorical_crossentropy":
+            if arr.ndim == 2 and arr.shape[1] == 1:
+                arr = arr[:, 0]
+            if arr.ndim != 1:
+                raise ValueError(f"{name}: sparse_categorical_crossentropy expects integer "
+                                 f"labels of shape ({n},), got {arr.shape}; for one-hot targets "
+                                 f"use categorical_crossentropy")
+            if arr.dtype.kind == "f" and np.any(arr != np.round(arr)):
+                raise ValueError(f"{name}: expected integer class labels, got fractional values")
+            lo, hi = arr.min(), arr.max()
+            if lo < 0 or hi >= width:
+                raise ValueError(f"{name}: labels must be in [0, {width}) for a model with "
+                                 f"{width} outputs, got values in [{lo}, {hi}]")
+            return np.ascontiguousarray(arr, dtype=np.int32)
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if math.prod(arr.shape[1:]) != width or (arr.ndim > 2 and arr.shape[1:] != out_shape):
+            hint = ""
+            if kind == "categorical_crossentropy" and arr.shape[1:] == (1,):
+                hint = ("; for integer labels use sparse_categorical_crossentropy or "
+                        "pynn.utils.to_categorical")
+            raise ValueError(f"{name}: expected targets of shape ({n}, "
+                             f"{', '.join(map(str, out_shape))}) to match the model's output, "
+                             f"got {tuple(np.asarray(y).shape)}{hint}")
+        return np.ascontiguousarray(arr.reshape(n, width), dtype=np.float32)
+
+    def _prepare_sample_weight(self, sample_weight, class_weight, targets, n):
+        sw = None
+        if sample_weight is not None:
+            raw = np.asarray(sample_weight)
+            if raw.dtype.kind not in "fiub":
+                raise TypeError(f"sample_weight: expected real numbers, got dtype {raw.dtype}")
+            sw = raw.astype(np.float64)
+            if sw.ndim == 2 and sw.shape[1] == 1:
+                sw = sw[:, 0]
+            if sw.shape != (n,):
+                raise ValueError(f"sample_weight: expected shape ({n},), got {sw.shape}")
+            if not np.isfinite(sw).all() or (sw < 0).any():
+                raise ValueError("sample_weight: expected finite, non-negative weights")
+        if class_weight is not None:
+            if not isinstance(class_weight, dict):
+                raise TypeError(f"class_weight: expected a dict {{class: weight}}, got "
+                                f"{type(class_weight).__name__}")
+            present = [t for t in targets if t is not None]
+            if len(present) != 1:
+                raise ValueError("class_weight: only supported for models with one output")
+            t = present[0]
+            if t.dtype == np.int32:
+                cls = t.astype(np.int64)
+            elif t.shape[1] == 1:
+                cls = (t[:, 0] > 0.5).astype(np.int64)
+            else:
+                cls = np.argmax(t, axis=1)
+            table = np.ones(max(int(cls.max()) + 1, 1), dtype=np.float64)
+            for key, value in class_weight.items():
+                if isinstance(key, bool) or not isinstance(key, numbers.Integral) or key < 0:
+                    raise ValueError(f"class_weight: keys must be class indices, got {key!r}")
+                if not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+                    raise ValueError(f"class_weight: weights must be finite and non-negative, "
+                                     f"got {value!r} for class {key}")
+                if key < table.size:
+                    table[key] = float(value)
+            cw = table[cls]
+            sw = cw if sw is None else sw * cw
+        return None if sw is None else np.ascontiguousarray(sw, dtype=np.float32)
+
+    def _ready_to_step(self, what):
+        self._require_compiled(what)
+        g = self._ensure_graph()
+        if self._losses is None:
+            self._resolve_compile()
+            self._attach_compile()
+        return g
+
+    def _sws(self, sw):
+        return [None if lo is None else sw for lo in self._losses]
+
+    # --- training ---------------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
+        """Trains the model; returns a `History` (Keras 3 signature and defaults)."""
+        from pynn import _random
+        from pynn.callbacks import CallbackList
+
+        self._require_compiled("fit")
+        batch_size = _positive_int(32 if batch_size is None else batch_size, "batch_size")
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+            raise ValueError(f"epochs: expected a non-negative integer, got {epochs!r}")
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) \
+                or initial_epoch < 0:
+            raise ValueError(f"initial_epoch: expected a non-negative integer, got "
+                             f"{initial_epoch!r}")
+        if not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
+            raise ValueError(f"validation_split: expected a number in [0, 1), got "
+                             f"{validation_split!r}")
+        validation_freq = _positive_int(validation_freq, "validation_freq")
+        verbose = _verbose(verbose, resolve_auto=True)
+        if x is None:
+            raise ValueError("x: training data is required")
+        xs = self._prepare_inputs(x)
+        graph = self._ready_to_step("fit")
+        n = xs[0].shape[0]
+        ys = self._prepare_targets(y, n)
+        sw = self._prepare_sample_weight(sample_weight, None, ys, n)
+        if class_weight is not None:  # validate now; applied below to the training rows only
+            self._prepare_sample_weight(None, class_weight, ys, n)
+
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data: expected (x_val, y_val) or "
+                                 "(x_val, y_val, sample_weight_val)")
+            xv = self._prepare_inputs(validation_data[0], "validation_data[0]")
+            yv = self._prepare_targets(validation_data[1], xv[0].shape[0], "validation_data[1]")
+            swv = None
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                swv = self._prepare_sample_weight(validation_data[2], None, yv, xv[0].shape[0])
+            val = (xv, yv, swv)
+        elif validation_split > 0:
+            split = int(n * (1.0 - validation_split))
+            if split < 1 or split >= n:
+                raise ValueError(f"validation_split={validation_split} leaves no samples for "
+                                 f"{'training' if split < 1 else 'validation'} out of {n}")
+            val = ([a[split:] for a in xs], [None if t is None else t[split:] for t in ys],
+                   None if sw is None else sw[split:])
+            xs = [a[:split] for a in xs]
+            ys = [None if t is None else t[:split] for t in ys]
+            sw = None if sw is None else sw[:split]
+            n = split
+
+        if class_weight is not None:
+            # Keras weighs only the training loss by class; validation stays unweighted
+            cw = self._prepare_sample_weight(None, class_weight, ys, n)
+            sw = cw if sw is None else np.ascontiguousarray(sw * cw, dtype=np.float32)
+        sws = self._sws(sw)
+        steps = math.ceil(n / batch_size)
+        if steps_per_epoch is not None:
+            steps = min(steps, _positive_int(steps_per_epoch, "steps_per_epoch"))
+        cbl = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
+                           verbose=verbose, epochs=epochs, steps=steps)
+        # The shuffling seed is drawn from the global stream here, before any callback runs:
+        # pynn.sklearn relies on this order to make concurrent seeded fits reproducible.
+        rng = _random.generator()
+        self.stop_training = False
+        logs = {}
+        warned = False
+        cbl.on_train_begin()
+        try:
+            for epoch in range(initial_epoch, epochs):
+                cbl.on_epoch_begin(epoch)
+                order = rng.permutation(n) if shuffle else np.arange(n)
+                order = order.astype(np.int64, copy=False)
+                run = _Logs(self)
+                need_out = run.needs_output
+                for step in range(steps):
+                    cbl.on_train_batch_begin(step)
+                    idx = order[step * batch_size:(step + 1) * batch_size]
+                    if self._gen_seen != _TRAINABLE_GENERATION[0]:
+                        self._sync_trainable()
+                    total, losses, correct, outs = graph.train_step(xs, ys, sws, idx, need_out)
+                    if need_out:
+                        run.update(total, losses, correct, idx.size, outs,
+                                   [None if t is None else t[idx] for t in ys])
+                    else:
+                        run.update(total, losses, correct, idx.size, None, ys)
+                    logs = run.results()
+                    cbl.on_train_batch_end(step, logs)
+                    if self.stop_training:
+                        break
+                epoch_logs = run.results(final=True)
+                if not math.isfinite(epoch_logs.get("loss", 0.0)) and not warned:
+                    warned = True
+                    warnings.warn(f"training diverged: the loss is {epoch_logs['loss']} at epoch "
+                                  f"{epoch + 1}; lower the learning rate, or use "
+                                  f"pynn.callbacks.TerminateOnNaN", RuntimeWarning, stacklevel=2)
+                if val is not None and (epoch + 1) % validation_freq == 0:
+                    vlogs = self._run_evaluation(val[0], val[1], val[2],
+                                                 validation_batch_size or batch_size)
+                    epoch_logs.update({"val_" + k: v for k, v in vlogs.items()})
+                cbl.on_epoch_end(epoch, epoch_logs)
+                logs = epoch_logs
+                if self.stop_training:
+                    break
+        except KeyboardInterrupt:
+            # The step in progress finished before Python saw the interrupt: the weights and
+            # optimizer state are consistent. Close the callbacks, then let it propagate.
+            self.stop_training = True
+            cbl.on_train_end(logs)
+            raise
+        cbl.on_train_end(logs)
+        self.history = cbl.history
+        return cbl.history
+
+    def _run_evaluation(self, xs, ys, sw, batch_size, cbl=None):
+        graph = self._graph
+        run = _Logs(self)
+        need_out = run.needs_output
+        n = xs[0].shape[0]
+        for step, start in enumerate(range(0, n, batch_size)):
+            if cbl is not None:
+                cbl.on_test_batch_begin(step)
+            stop = min(n, start + batch_size)
+            xb = [a[start:stop] for a in xs]
+            yb = [None if t is None else t[start:stop] for t in ys]
+            wb = None if sw is None else sw[start:stop]
+            total, losses, correct, outs = graph.test_step(xb, yb, self._sws(wb), None,
+                                                           need_out)
+            run.update(total, losses, correct, stop - start, outs, yb)
+            if cbl is not None:
+                cbl.on_test_batch_end(step, run.results())
+        return run.results(final=True)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False):
+        """Loss (and metrics) on the given data: a scalar, a list, or a dict."""
+        from pynn.callbacks import CallbackList
+
+        self._require_compiled("evaluate")
+        batch_size = _positive_int(32 if batch_size is None else batch_size, "batch_size")
+        verbose = _verbose(verbose, resolve_auto=True)
+        xs = self._prepare_inputs(x)
+        self._ready_to_step("evaluate")
+        n = xs[0].shape[0]
+        ys = self._prepare_targets(y, n)
+        sw = self._prepare_sample_weight(sample_weight, None, ys, n)
+        if self._gen_seen != _TRAINABLE_GENERATION[0]:
+            self._sync_trainable()
+        nsteps = math.ceil(n / batch_size)
+        cbl = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
+                           epochs=1, steps=nsteps)
+        cbl.on_test_begin()
+        logs = self._run_evaluation(xs, ys, sw, batch_size, cbl)
+        cbl.on_test_end(logs)
+        return self._format(logs, return_dict)
+
+    def _new_outputs(self, n):
+        return [np.empty((n,) + tuple(t.sample_shape), dtype=np.float32) for t in self._outputs]
+
+    def _structure_outputs(self, outs):
+        struct = getattr(self, "_out_struct", "single")
+        if isinstance(struct, tuple):
+            return dict(zip(struct, outs))
+        if struct == "list" or len(outs) > 1:
+            return list(outs)
+        return outs[0]
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """Outputs for the inputs: a float32 array (several outputs: a list, or a dict when
+        the model's outputs were given as a dict).
+
+        Rows are computed independently, so the result does not depend on `batch_size`.
+        ``verbose="auto"`` shows a progress bar only on a terminal and for more than one batch.
+        """
+        graph = self._graph
+        chunk = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
+        if (graph is not None and callbacks is None and type(x) is np.ndarray
+                and x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous
+                and len(self._inputs) == 1 and len(self._outputs) == 1
+                and x.shape[1] == self._in_width and 0 < x.shape[0] <= chunk
+                and (verbose == 0 or verbose == "auto")):
+            # Fast path for the common small call (serving one row): nothing to convert,
+            # a single batch, no progress bar.
+            out = np.empty((x.shape[0],) + self._out_sample, dtype=np.float32)
+            graph.predict([x], [out], 256)
+            return out
+        xs = self._prepare_inputs(x, check_finite=False)
+        graph = self._ensure_graph()
+        n = xs[0].shape[0]
+        outs = self._new_outputs(n)
+        if verbose == "auto":
+            # a bar only when someone watches a terminal, and only for more than one batch
+            from pynn.utils.progbar import resolve_verbose
+
+            verbose = 1 if n > chunk and resolve_verbose("auto") == 1 else 0
+        else:
+            verbose = _verbose(verbose, True)
+        if verbose == 0 and callbacks is None:
+            # Rows are independent: one call, chunked in C++ for cache locality.
+            graph.predict(xs, outs, min(max(chunk, 256), n))
+            return self._structure_outputs(outs)
+        from pynn.callbacks import CallbackList
+
+        nsteps = math.ceil(n / chunk)
+        cbl = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
+                           epochs=1, steps=nsteps)
+        cbl.on_predict_begin()
+        for step, start in enumerate(range(0, n, chunk)):
+            cbl.on_predict_batch_begin(step)
+            stop = min(n, start + chunk)
+            part = [o[start:stop] for o in outs]
+            graph.predict([a[start:stop] for a in xs], part, stop - start)
+            cbl.on_predict_batch_end(step, {"outputs": self._structure_outputs(part)})
+        cbl.on_predict_end()
+        return self._structure_outputs(outs)
+
+    def predict_on_batch(self, x):
+        return self.predict(x, verbose=0)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One gradient step on exactly this batch; returns its loss (and metrics)."""
+        self._require_compiled("train_on_batch")
+        xs = self._prepare_inputs(x)
+        graph = self._ready_to_step("train_on_batch")
+        n = xs[0].shape[0]
+        ys = self._prepare_targets(y, n)
+        sw = self._prepare_sample_weight(sample_weight, class_weight, ys, n)
+        if self._gen_seen != _TRAINABLE_GENERATION[0]:
+            self._sync_trainable()
+        run = _Logs(self)
+        total, losses, correct, outs = graph.train_step(xs, ys, self._sws(sw), None,
+                                                        run.needs_output)
+        run.update(total, losses, correct, n, outs, ys)
+        return self._format(run.results(final=True), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        self._require_compiled("test_on_batch")
+        xs = self._prepare_inputs(x)
+        self._ready_to_step("test_on_batch")
+        n = xs[0].shape[0]
+        ys = self._prepare_targets(y, n)
+        sw = self._prepare_sample_weight(sample_weight, None, ys, n)
+        if self._gen_seen != _TRAINABLE_GENERATION[0]:
+            self._sync_trainable()
+        return self._format(self._run_evaluation(xs, ys, sw, n), return_dict)
+
+    @staticmethod
+    def _format(logs, return_dict):
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    # --- interpretation ---------------------------------------------------------------------
+    def input_gradient(self, x, class_index=None):
+        """Gradient of an output with respect to the input (a saliency map), per sample, for
+        a model with one input and one output.
+
+        Args:
+            x: samples, shaped like the training inputs.
+            class_index: the output unit to differentiate: an int for all samples, an array
+                with one index per sample, or None for each sample's predicted class.
+
+        Returns:
+            float32 array shaped like `x`.
+        """
+        xs = self._prepare_inputs(x)
+        graph = self._ensure_graph()
+        if len(xs) != 1 or len(self._outputs) != 1:
+            raise ValueError("input_gradient: needs a model with one input and one output")
+        n = xs[0].shape[0]
+        width = math.prod(self._outputs[0].sample_shape)
+        if class_index is None:
+            class_index = np.argmax(np.asarray(self.predict(xs[0], verbose=0)).reshape(n, -1),
+                                    axis=1)
+        idx = np.broadcast_to(np.asarray(class_index), (n,))
+        if idx.dtype.kind not in "iu" or idx.min() < 0 or idx.max() >= width:
+            raise ValueError(f"class_index: expected integers in [0, {width}), got {class_index!r}")
+        seed = np.zeros((n, width), dtype=np.float32)
+        seed[np.arange(n), idx] = 1.0
+        (grad,) = graph.input_gradient(xs, [seed])
+        return np.asarray(grad).reshape((n,) + tuple(self._inputs[0].sample_shape))
+
+    # --- configuration and saving -----------------------------------------------------------
+    def get_compile_config(self):
+        if not self.compiled:
+            return None
+        loss = self._loss_arg
+        if isinstance(loss, dict):
+            loss_cfg = {k: None if v is None else losses_mod.serialize(losses_mod.get(v))
+                        for k, v in loss.items()}
+        elif isinstance(loss, (list, tuple)):
+            loss_cfg = [None if v is None else losses_mod.serialize(losses_mod.get(v))
+                        for v in loss]
+        else:
+            loss_cfg = losses_mod.serialize(losses_mod.get(loss))
+        return {"optimizer": optimizers_mod.serialize(self.optimizer), "loss": loss_cfg,
+                "loss_weights": self._loss_weights_arg, "metrics": self._metric_names_arg}
+
+    def compile_from_config(self, config):
+        loss = config["loss"]
+        if isinstance(loss, dict) and "class_name" not in loss:
+            loss = {k: None if v is None else losses_mod.get(v) for k, v in loss.items()}
+        elif isinstance(loss, list):
+            loss = [None if v is None else losses_mod.get(v) for v in loss]
+        else:
+            loss = losses_mod.get(loss)
+        self.compile(optimizer=optimizers_mod.deserialize(config["optimizer"]), loss=loss,
+                     metrics=config.get("metrics"), loss_weights=config.get("loss_weights"))
+
+    def _require_built(self, what):
+        self._maybe_trace()
+        if self._inputs is None:
+            raise ValueError(f"{what}: the model is not built yet; call build(input_shape) or "
+                             f"fit/predict first")
+
+    def save(self, filepath, overwrite=True):
+        """Saves architecture, weights, compile configuration and optimizer state to one
+        safetensors file (atomically)."""
+        from pynn.models.saving import save_model
+
+        save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        from pynn.models.saving import save_weights
+
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        from pynn.models.saving import load_weights
+
+        load_weights(self, filepath)
+
+
+def _flat_metric_names(metrics):
+    if metrics is None:
+        return None
+    if isinstance(metrics, dict):
+        out = []
+        for v in metrics.values():
+            out += [v] if isinstance(v, str) else list(v or [])
+        return list(dict.fromkeys(out))
+    if isinstance(metrics, (list, tuple)) and metrics and all(
+            isinstance(m, (list, tuple)) or m is None for m in metrics):
+        out = []
+        for v in metrics:
+            out += list(v or [])
+        return list(dict.fromkeys(out))
+    return metrics
+
+
+def _check_loss_arg(loss):
+    if isinstance(loss, dict):
+        for v in loss.values():
+            if v is not None:
+                losses_mod.get(v)
+    elif isinstance(loss, (list, tuple)):
+        for v in loss:
+            if v is not None:
+                losses_mod.get(v)
+    else:
+        losses_mod.get(loss)
