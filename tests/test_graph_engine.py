@@ -723,3 +723,32 @@ def test_optimizer_configs_of_the_python_classes_are_accepted():
                 pynn.optimizers.Adagrad, pynn.optimizers.Nadam):
         opt = cls()
         g.set_optimizer(opt.kind, opt._engine_config())
+
+
+def test_fusion_follows_losses_and_outputs():
+    b = Builder(13)
+    x = b.input(5)
+    h, *_ = b.dense(x, 4, "softmax")
+    b.spec.outputs = [h]
+    g = b.spec.to_core([("categorical_crossentropy", False, 1.0, 1.0)])  # fused: logits inside
+    X = _f32(3, 5)
+    p1 = np.zeros((3, 4), np.float32)
+    g.predict([X], [p1], 3)
+    g.set_outputs([h])                       # losses gone: no fusion, softmax in the node
+    p2 = np.zeros_like(p1)
+    g.predict([X], [p2], 3)
+    assert np.allclose(p1.sum(1), 1, atol=1e-6) and np.allclose(p1, p2, atol=1e-6)
+    # A second consumer of the output forbids fusion; results are the same probabilities.
+    g.set_losses([("categorical_crossentropy", False, 1.0, 1.0)])
+    ident = g.add_node("identity", [h], [], {}, "extra")
+    p3 = np.zeros_like(p1)
+    g.predict([X], [p3], 3)
+    assert np.allclose(p3, p1, atol=1e-6) and g.tensor_shape(ident[0]) == (4,)
+    y = np.eye(4, dtype=np.float32)[[0, 1, 2]]
+    g.set_optimizer("adam", {"learning_rate": 1e-3})
+    assert np.isfinite(g.train_step([X], [y])[0])
+    assert g.num_slots(0) == 2
+    g.set_slot(0, 1, np.full((5, 4), 0.5, np.float32))
+    assert np.array_equal(g.get_slot(0, 1), np.full((5, 4), 0.5, np.float32))
+    g.iterations = 7
+    assert g.iterations == 7

@@ -304,7 +304,7 @@ void Graph::changed() {
   gptr_.assign(tensors_.size(), nullptr);
   tables_dirty_ = true;
   last_batch_ = 0;
-  if (has_losses_) decide_fusion();
+  decide_fusion();  // also switches fusion off when the losses are gone (set_outputs)
 }
 
 void Graph::invalidate_plans() {
@@ -318,7 +318,7 @@ void Graph::decide_fusion() {
     used_loss_[j] = losses_[j].cfg;
     fused_[j] = 0;
     const GraphLoss& L = losses_[j];
-    if (!L.has || L.cfg.from_logits) continue;
+    if (!has_losses_ || !L.has || L.cfg.from_logits) continue;
     const Tensor& t = tensors_[size_t(outputs_[size_t(j)])];
     if (t.producer < 0 || !t.consumers.empty()) continue;
     Node& n = nodes_[size_t(t.producer)];
