@@ -25,6 +25,19 @@ struct Buf {
   int64_t* off = nullptr;
 };
 
+// Elements per sample, refusing shapes beyond 2^40 elements (an overflowing product
+// included) before anything is sized from them.
+int64_t checked_size(const Shape& shape, const std::string& what) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d <= 0 || n > kMaxArena / d)
+      throw std::invalid_argument(what + ": shape " + shape_str(shape) +
+                                  " is empty or exceeds 2^40 elements per sample");
+    n *= d;
+  }
+  return n;
+}
+
 int64_t round_up(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
 int64_t argmax(const float* row, int64_t c) {
@@ -80,7 +93,7 @@ int Graph::add_input(const Shape& shape) {
       throw std::invalid_argument("shape: expected positive dimensions, got " + shape_str(shape));
   Tensor t;
   t.shape = shape;
-  t.size = shape_size(shape);
+  t.size = checked_size(shape, "shape");
   t.input = int(inputs_.size());
   tensors_.push_back(std::move(t));
   inputs_.push_back(int(tensors_.size()) - 1);
@@ -137,9 +150,8 @@ int Graph::add_node(const std::string& op_name, const std::vector<int>& inputs,
     throw std::invalid_argument(where + ": unknown attribute '" + unknown[0] + "' (" + op_name +
                                 " takes: " + (known.empty() ? "none" : known) + ")");
   }
-  for (int64_t d : out)
-    if (d <= 0) throw std::invalid_argument(where + ": output shape " + shape_str(out) + " is empty");
   if (out.empty()) out = {1};
+  const int64_t out_size = checked_size(out, where + ": output");
   for (size_t k = 0; k < params.size(); ++k) {
     const GraphParam& p = params_[size_t(params[k])];
     const bool state = op->param_is_state(int(k));
@@ -177,7 +189,7 @@ int Graph::add_node(const std::string& op_name, const std::vector<int>& inputs,
   for (int t : inputs) tensors_[size_t(t)].consumers.push_back(idx);
   Tensor t;
   t.shape = out;
-  t.size = shape_size(out);
+  t.size = out_size;
   t.producer = idx;
   tensors_.push_back(std::move(t));
   n.output = int(tensors_.size()) - 1;

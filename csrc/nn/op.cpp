@@ -2,6 +2,7 @@
 #include "nn/op.h"
 
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 
 namespace pynn::nn {
@@ -18,7 +19,10 @@ std::string shape_str(const Shape& s) {
 
 int64_t shape_size(const Shape& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s) {
+    if (d > 0 && n > INT64_MAX / d) return INT64_MAX;  // saturates: callers reject it
+    n *= d;
+  }
   return n;
 }
 

@@ -39,7 +39,7 @@ using Shape = std::vector<int64_t>;
 
 // "(2, 3)" (or "()" for a scalar shape).
 std::string shape_str(const Shape& s);
-// Product of the dimensions (1 for ()).
+// Product of the dimensions (1 for ()), saturating at INT64_MAX instead of overflowing.
 int64_t shape_size(const Shape& s);
 
 // One attribute value as it comes from Python (bools arrive as int64).
