@@ -1,12 +1,55 @@
-"""Low-level operations of the compiled core with NumPy-style arguments."""
+"""Keras-style operations (``keras.ops``), and low-level calls into the compiled core.
+
+Every op takes NumPy arrays, Python numbers or symbolic tensors (`pynn.Input` and layer
+outputs, `KerasTensor`):
+
+* On arrays and numbers it computes eagerly with NumPy and returns a float32 array (argmax:
+  int32), with Keras semantics.
+* On symbolic tensors it adds a node to the graph (through a small internal layer,
+  `pynn.layers.ops_layer.OpLayer`) and returns a new symbolic tensor, so ops work inside
+  functional models, the ``call`` of subclassed models, nested models, `pynn.layers.Lambda`
+  and (traced) custom losses. Arrays and numbers mixed with symbolic tensors are constants.
+
+Symbolic tensors carry an implicit batch axis (axis 0), which an op cannot touch: axes count
+it as Keras does (1 is a sample's first axis; negative axes count from the end), and an axis
+that names the batch is a ValueError. Two symbolic operands pair their batch rows and
+broadcast their per-sample shapes as NumPy shapes; a constant broadcasts against the whole
+tensor, as in Keras (its leading axes beyond a sample's rank must be 1). A reduction with
+``axis=None`` on a symbolic tensor reduces every per-sample axis (one value per sample: the
+batch is reduced later, by the loss); ``argmax`` with ``axis=None`` returns the index in the
+flattened sample. A symbolic result with no per-sample axis left (Keras's shape (None,)) has
+shape (None, 1): the engine stores one value per sample as a length-1 axis.
+
+Gradients follow TensorFlow's conventions: maximum/minimum and max/min reductions send the
+gradient to the first extreme element, clip passes it inside [min, max] (bounds included),
+and sign, where's condition, one_hot and argmax pass none.
+"""
 from __future__ import annotations
+
+import numbers
 
 import numpy as np
 
 from pynn import _core, activations
 from pynn._validation import as_float32_array, check_real_scalar
+from pynn.layers.layer import KerasTensor
+from pynn.layers import ops_layer as _ol
 
-__all__ = ["gemm", "activation_names"]
+__all__ = [
+    "gemm", "activation_names",
+    # arithmetic
+    "add", "subtract", "multiply", "divide", "true_divide", "negative", "square", "sqrt", "exp",
+    "log", "abs", "absolute", "sign", "reciprocal", "maximum", "minimum", "clip", "power",
+    "where",
+    # reductions
+    "sum", "mean", "max", "min", "argmax",
+    # shapes and products
+    "matmul", "transpose", "reshape", "expand_dims", "squeeze", "concatenate", "one_hot", "cast",
+    "convert_to_tensor",
+    # activations
+    "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu", "softplus", "softsign", "silu",
+    "swish", "leaky_relu", "hard_sigmoid", "hard_silu", "hard_swish", "mish",
+]
 
 _F32 = np.dtype(np.float32)
 
@@ -101,3 +144,592 @@ def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, b
         target[...] = c
         return target
     return c
+
+
+# =============================================================================================
+# Keras ops
+# =============================================================================================
+import builtins as _builtins  # noqa: E402  (sum, max, min, abs are ops in this module)
+
+
+def _symbolic(*xs):
+    return _builtins.any(isinstance(x, KerasTensor) for x in xs)
+
+
+def _value(x, name):
+    """An eager operand as a float32 array (bools and integers converted)."""
+    if isinstance(x, KerasTensor):
+        raise TypeError(f"{name}: unexpected symbolic tensor")
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:
+        raise TypeError(f"{name}: expected numbers, got {type(x).__name__} ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float32, copy=False)
+
+
+def _f32(x):
+    return np.asarray(x, dtype=np.float32)
+
+
+def _scalar_of(x):
+    """The float of a Python number or a one-element 0-d array; None for anything else."""
+    if isinstance(x, KerasTensor) or isinstance(x, bool):
+        return float(x) if isinstance(x, bool) else None
+    if isinstance(x, numbers.Real):
+        return float(x)
+    if isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype.kind in "biuf":
+        return float(x)
+    if isinstance(x, np.generic) and np.asarray(x).dtype.kind in "biuf":
+        return float(x)
+    return None
+
+
+def _constant(c, ref, what):
+    """A constant operand next to symbolic tensor `ref`: its array in per-sample form (leading
+    axes beyond a sample's rank are the batch's and must be 1)."""
+    arr = _value(c, what)
+    rank = len(ref.sample_shape)
+    extra = arr.ndim - rank
+    if extra > 0:
+        if _builtins.any(d != 1 for d in arr.shape[:extra]):
+            raise ValueError(f"{what}: a constant of shape {arr.shape} cannot broadcast against "
+                             f"a symbolic tensor of shape {ref.shape}: its leading axes would "
+                             f"meet the batch axis, which must stay first")
+        arr = arr.reshape(arr.shape[extra:])
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _node(op, attrs, args, rule, label):
+    """Calls a new OpLayer on the symbolic entries of `args` (constants stay in the layer)."""
+    tensors, operands = [], []
+    ref = next(a for a in args if isinstance(a, KerasTensor))
+    for a in args:
+        if isinstance(a, KerasTensor):
+            operands.append(len(tensors))
+            tensors.append(a)
+        else:
+            operands.append(_constant(a, ref, f"ops.{label}"))
+    layer = _ol.OpLayer(op, attrs, operands, rule, label)
+    return layer(tensors if len(tensors) > 1 else tensors[0])
+
+
+# --- element-wise ------------------------------------------------------------------------------
+_NUMPY_BINARY = {"add": np.add, "subtract": np.subtract, "multiply": np.multiply,
+                 "divide": np.divide, "maximum": np.maximum, "minimum": np.minimum,
+                 "power": np.power}
+
+
+def _binary(fn, x1, x2):
+    if not _symbolic(x1, x2):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return _f32(_NUMPY_BINARY[fn](_value(x1, "x1"), _value(x2, "x2")))
+    c1, c2 = _scalar_of(x1), _scalar_of(x2)
+    if c2 is not None and isinstance(x1, KerasTensor):
+        if fn == "power":
+            return _node("unary", {"fn": "power", "exponent": c2}, [x1], _ol.same_shape, fn)
+        return _node("binary_scalar", {"fn": fn, "scalar": c2, "reverse": False}, [x1],
+                     _ol.same_shape, fn)
+    if c1 is not None and isinstance(x2, KerasTensor):
+        return _node("binary_scalar", {"fn": fn, "scalar": c1, "reverse": True}, [x2],
+                     _ol.same_shape, fn)
+    return _node("binary", {"fn": fn}, [x1, x2], _ol.broadcast_rule, fn)
+
+
+def add(x1, x2):
+    """x1 + x2, broadcasting."""
+    return _binary("add", x1, x2)
+
+
+def subtract(x1, x2):
+    """x1 - x2, broadcasting."""
+    return _binary("subtract", x1, x2)
+
+
+def multiply(x1, x2):
+    """x1 * x2, broadcasting."""
+    return _binary("multiply", x1, x2)
+
+
+def divide(x1, x2):
+    """x1 / x2, broadcasting."""
+    return _binary("divide", x1, x2)
+
+
+true_divide = divide
+
+
+def maximum(x1, x2):
+    """Element-wise maximum (NaN propagates); the gradient goes to x1 on a tie."""
+    return _binary("maximum", x1, x2)
+
+
+def minimum(x1, x2):
+    """Element-wise minimum (NaN propagates); the gradient goes to x1 on a tie."""
+    return _binary("minimum", x1, x2)
+
+
+def power(x1, x2):
+    """x1 ** x2, broadcasting."""
+    return _binary("power", x1, x2)
+
+
+_NUMPY_UNARY = {"negative": np.negative, "square": np.square, "sqrt": np.sqrt, "exp": np.exp,
+                "log": np.log, "abs": np.abs, "sign": np.sign,
+                "reciprocal": lambda v: 1.0 / v}
+
+
+def _unary(fn, x, **attrs):
+    if isinstance(x, KerasTensor):
+        return _node("unary", {"fn": fn, **attrs}, [x], _ol.same_shape, fn)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _f32(_NUMPY_UNARY[fn](_value(x, "x")))
+
+
+def negative(x):
+    """-x."""
+    return _unary("negative", x)
+
+
+def square(x):
+    """x * x."""
+    return _unary("square", x)
+
+
+def sqrt(x):
+    """Square root (NaN below 0)."""
+    return _unary("sqrt", x)
+
+
+def exp(x):
+    """e ** x."""
+    return _unary("exp", x)
+
+
+def log(x):
+    """Natural logarithm (-inf at 0, NaN below)."""
+    return _unary("log", x)
+
+
+def abs(x):  # noqa: A001 (Keras's name)
+    """|x|."""
+    return _unary("abs", x)
+
+
+absolute = abs
+
+
+def sign(x):
+    """-1, 0 or 1 (no gradient)."""
+    return _unary("sign", x)
+
+
+def reciprocal(x):
+    """1 / x."""
+    return _unary("reciprocal", x)
+
+
+def clip(x, x_min, x_max):
+    """min(max(x, x_min), x_max) with number bounds; the gradient passes where
+    x_min <= x <= x_max."""
+    lo, hi = _scalar_of(x_min), _scalar_of(x_max)
+    if lo is None or hi is None:
+        raise TypeError(f"ops.clip: x_min and x_max must be numbers, got {x_min!r} and "
+                        f"{x_max!r}")
+    if isinstance(x, KerasTensor):
+        if np.isnan(lo) or np.isnan(hi):
+            raise ValueError("ops.clip: the bounds must not be NaN")
+        return _unary("clip", x, min=lo, max=hi)
+    return _f32(np.minimum(np.maximum(_value(x, "x"), np.float32(lo)), np.float32(hi)))
+
+
+def where(condition, x1=None, x2=None):
+    """x1 where condition is true (non-zero), else x2; the three broadcast together."""
+    if x1 is None or x2 is None:
+        raise ValueError("ops.where: give both x1 and x2 (the one-argument form, the indices "
+                         "of non-zero elements, has no fixed shape)")
+    if not _symbolic(condition, x1, x2):
+        return _f32(np.where(_value(condition, "condition") != 0, _value(x1, "x1"),
+                             _value(x2, "x2")))
+    return _node("where", {}, [condition, x1, x2], _ol.broadcast_rule, "where")
+
+
+# --- reductions --------------------------------------------------------------------------------
+def _axes(x, axis, label):
+    """Keras axes (the batch is axis 0) of symbolic x -> per-sample axes counted from the end;
+    None -> every per-sample axis."""
+    rank = len(x.sample_shape)
+    if axis is None:
+        return [d - rank for d in range(rank)]
+    many = isinstance(axis, (list, tuple))
+    items = list(axis) if many else [axis]
+    out = []
+    for a in items:
+        if isinstance(a, bool) or not isinstance(a, numbers.Integral):
+            raise TypeError(f"ops.{label}: axis must be an integer or a tuple of integers, got "
+                            f"{axis!r}")
+        a = int(a)
+        full = a + rank + 1 if a < 0 else a
+        if full == 0:
+            raise ValueError(f"ops.{label}: axis {a} is the batch axis of a tensor of shape "
+                             f"{x.shape}; inside a model only per-sample axes (1..{rank}) can "
+                             f"be used")
+        if not 1 <= full <= rank:
+            raise ValueError(f"ops.{label}: axis {a} is out of range for a tensor of shape "
+                             f"{x.shape}")
+        p = full - 1 - rank
+        if p in out:
+            raise ValueError(f"ops.{label}: axis {a} is repeated in {axis!r}")
+        out.append(p)
+    return sorted(out)
+
+
+def _reduce(fn, x, axis, keepdims):
+    if isinstance(x, KerasTensor):
+        return _node("reduce", {"fn": fn, "axes": _axes(x, axis, fn), "keepdims": bool(keepdims)},
+                     [x], _ol.reduce_rule, fn)
+    arr = _value(x, "x")
+    ax = tuple(axis) if isinstance(axis, list) else axis
+    return _f32(getattr(np, fn)(arr, axis=ax, keepdims=keepdims))
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001
+    """Sum over `axis` (symbolic, axis=None: over each sample)."""
+    return _reduce("sum", x, axis, keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    """Mean over `axis` (symbolic, axis=None: over each sample)."""
+    return _reduce("mean", x, axis, keepdims)
+
+
+def max(x, axis=None, keepdims=False, initial=None):  # noqa: A001
+    """Maximum over `axis`; the gradient goes to the first maximal element."""
+    if initial is not None:
+        if isinstance(x, KerasTensor):
+            raise ValueError("ops.max: initial is not supported on symbolic tensors")
+        return _f32(np.max(_value(x, "x"), axis=axis, keepdims=keepdims, initial=initial))
+    return _reduce("max", x, axis, keepdims)
+
+
+def min(x, axis=None, keepdims=False, initial=None):  # noqa: A001
+    """Minimum over `axis`; the gradient goes to the first minimal element."""
+    if initial is not None:
+        if isinstance(x, KerasTensor):
+            raise ValueError("ops.min: initial is not supported on symbolic tensors")
+        return _f32(np.min(_value(x, "x"), axis=axis, keepdims=keepdims, initial=initial))
+    return _reduce("min", x, axis, keepdims)
+
+
+def argmax(x, axis=None, keepdims=False):
+    """Index of the first maximum along `axis` (int32 eagerly; float in a graph, where it
+    passes no gradient). Symbolic with axis=None: the index in the flattened sample."""
+    if not isinstance(x, KerasTensor):
+        return np.argmax(_value(x, "x"), axis=axis, keepdims=keepdims).astype(np.int32)
+    if axis is not None and isinstance(axis, (list, tuple)):
+        raise TypeError(f"ops.argmax: axis must be one integer, got {axis!r}")
+    attrs = {"keepdims": bool(keepdims)}
+    if axis is not None:
+        attrs["axis"] = _axes(x, axis, "argmax")[0]
+    return _node("argmax", attrs, [x], _ol.argmax_rule, "argmax")
+
+
+# --- shapes and products ---------------------------------------------------------------------
+def matmul(x1, x2):
+    """Matrix product. Symbolic: per sample, samples of rank 1 or 2 (NumPy's rules: a vector
+    operand loses its axis); a constant operand is the same matrix for every sample."""
+    if not _symbolic(x1, x2):
+        return _f32(np.matmul(_value(x1, "x1"), _value(x2, "x2")))
+    args = []
+    for k, x in enumerate((x1, x2)):
+        if isinstance(x, KerasTensor):
+            args.append(x)
+            continue
+        arr = _value(x, f"x{k + 1}")
+        while arr.ndim > 2 and arr.shape[0] == 1:
+            arr = arr[0]
+        if arr.ndim not in (1, 2):
+            raise ValueError(f"ops.matmul: a constant operand must be a vector or a matrix, got "
+                             f"shape {arr.shape}")
+        args.append(np.ascontiguousarray(arr))
+    tensors = [a for a in args if isinstance(a, KerasTensor)]
+    operands = [tensors.index(a) if isinstance(a, KerasTensor) else a for a in args]
+    if len(tensors) == 2 and tensors[0] is tensors[1]:
+        operands = [0, 0]
+        tensors = tensors[:1]
+    layer = _ol.OpLayer("matmul", {}, operands, _ol.matmul_rule, "matmul")
+    return layer(tensors if len(tensors) > 1 else tensors[0])
+
+
+def transpose(x, axes=None):
+    """Permutes the axes. Symbolic: `axes` must keep the batch axis first, e.g. (0, 2, 1)."""
+    if not isinstance(x, KerasTensor):
+        return _f32(np.transpose(_value(x, "x"), axes))
+    rank = len(x.shape)
+    if axes is None:
+        raise ValueError(f"ops.transpose: axes=None reverses every axis, the batch axis too; "
+                         f"give axes that keep it first (e.g. (0, 2, 1)) for a tensor of shape "
+                         f"{x.shape}")
+    try:
+        perm = [int(a) + rank if int(a) < 0 else int(a) for a in axes]
+    except (TypeError, ValueError):
+        raise TypeError(f"ops.transpose: axes must be integers, got {axes!r}") from None
+    if sorted(perm) != list(range(rank)):
+        raise ValueError(f"ops.transpose: axes {tuple(axes)} is not a permutation of the "
+                         f"{rank} axes of a tensor of shape {x.shape}")
+    if perm[0] != 0:
+        raise ValueError(f"ops.transpose: axes {tuple(axes)} moves the batch axis of a tensor "
+                         f"of shape {x.shape}; it must stay first")
+    return _node("permute", {"dims": perm[1:]}, [x], _ol.permute_rule, "transpose")
+
+
+def reshape(x, newshape):
+    """Reshapes. Symbolic: the first entry of `newshape` is the batch (-1 or None); the rest
+    is the per-sample shape, where one entry may be -1."""
+    if not isinstance(x, KerasTensor):
+        return _f32(np.reshape(_value(x, "x"), newshape))
+    if isinstance(newshape, numbers.Integral):
+        newshape = (newshape,)
+    newshape = tuple(newshape)
+    if not newshape or newshape[0] not in (-1, None):
+        raise ValueError(f"ops.reshape: newshape {newshape} must start with the batch axis as "
+                         f"-1 or None (e.g. (-1, 4, 4)) for a tensor of shape {x.shape}")
+    target = [int(d) if d is not None else -1 for d in newshape[1:]]
+    size = int(np.prod(x.sample_shape))
+    if target.count(-1) > 1 or _builtins.any(d == 0 or d < -1 for d in target):
+        raise ValueError(f"ops.reshape: newshape {newshape} may have one -1 besides the batch "
+                         f"and positive sizes otherwise")
+    if -1 in target:
+        known = int(np.prod([d for d in target if d != -1]))
+        if known == 0 or size % known:
+            raise ValueError(f"ops.reshape: cannot reshape a tensor of shape {x.shape} to "
+                             f"{newshape}")
+        target[target.index(-1)] = size // known
+    if int(np.prod(target)) != size:
+        raise ValueError(f"ops.reshape: cannot reshape a tensor of shape {x.shape} "
+                         f"({size} values per sample) to {newshape}")
+    return _node("reshape", {"target_shape": target}, [x], _ol.reshape_rule, "reshape")
+
+
+def expand_dims(x, axis):
+    """Inserts an axis of size 1 at `axis`."""
+    if not isinstance(x, KerasTensor):
+        return _f32(np.expand_dims(_value(x, "x"), axis))
+    rank = len(x.shape)
+    a = int(axis)
+    full = a + rank + 1 if a < 0 else a
+    if not 1 <= full <= rank:
+        raise ValueError(f"ops.expand_dims: axis {axis} is out of range (or the batch axis) "
+                         f"for a tensor of shape {x.shape}")
+    s = list(x.sample_shape)
+    s.insert(full - 1, 1)
+    return reshape(x, [-1] + s)
+
+
+def squeeze(x, axis=None):
+    """Removes axes of size 1 (symbolic: never the batch axis)."""
+    if not isinstance(x, KerasTensor):
+        return _f32(np.squeeze(_value(x, "x"), axis))
+    s = list(x.sample_shape)
+    if axis is None:
+        drop = [d for d, n in enumerate(s) if n == 1]
+    else:
+        drop = [p + len(s) for p in _axes(x, axis, "squeeze")]
+        bad = [d for d in drop if s[d] != 1]
+        if bad:
+            raise ValueError(f"ops.squeeze: axis {bad[0] + 1} of a tensor of shape {x.shape} "
+                             f"does not have size 1")
+    return reshape(x, [-1] + [n for d, n in enumerate(s) if d not in drop])
+
+
+def concatenate(xs, axis=0):
+    """Joins tensors along `axis` (symbolic: a per-sample axis; the default 0 is the batch)."""
+    xs = list(xs)
+    if not xs:
+        raise ValueError("ops.concatenate: expected at least one tensor")
+    if not _symbolic(*xs):
+        return _f32(np.concatenate([_value(x, f"xs[{k}]") for k, x in enumerate(xs)], axis=axis))
+    if not _builtins.all(isinstance(x, KerasTensor) for x in xs):
+        raise TypeError("ops.concatenate: mixes symbolic tensors with arrays; make every entry "
+                        "symbolic")
+    ax = _axes(xs[0], axis, "concatenate")[0]
+    if len(xs) == 1:
+        return xs[0]
+    return _node("concatenate", {"axis": ax}, xs, _ol.concatenate_rule, "concatenate")
+
+
+def one_hot(x, num_classes, axis=-1, dtype=None, sparse=False):
+    """One-hot rows of integer class indices (values out of [0, num_classes): zeros);
+    passes no gradient."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
+            or num_classes < 1:
+        raise ValueError(f"ops.one_hot: num_classes must be a positive integer, got "
+                         f"{num_classes!r}")
+    if sparse:
+        raise ValueError("ops.one_hot: sparse=True is not supported")
+    if dtype not in (None, "float32", np.float32):
+        raise ValueError(f"ops.one_hot: pynn computes in float32, got dtype={dtype!r}")
+    if not isinstance(x, KerasTensor):
+        from pynn.reference.ops import one_hot_forward
+
+        arr = np.asarray(_value(x, "x"))
+        out = one_hot_forward(arr.reshape((1,) + arr.shape), int(num_classes), np.float32)[0]
+        return np.moveaxis(out, -1, axis) if axis != -1 else out
+    if axis != -1:
+        raise ValueError(f"ops.one_hot: on symbolic tensors the class axis must be the last "
+                         f"(axis=-1), got axis={axis!r}")
+    y = _node("one_hot", {"num_classes": int(num_classes)}, [x], _ol.one_hot_rule, "one_hot")
+    if _ol.is_scalar_sample(x):   # one index per sample: (None, C) as in Keras, not (None, 1, C)
+        y = reshape(y, (-1, int(num_classes)))
+    return y
+
+
+def cast(x, dtype):
+    """pynn computes in float32: a symbolic tensor is returned unchanged (float dtypes only)."""
+    if isinstance(x, KerasTensor):
+        if np.dtype(dtype).kind != "f":
+            raise ValueError(f"ops.cast: symbolic tensors are float32; cannot cast to {dtype!r}")
+        return x
+    return np.asarray(x).astype(dtype)
+
+
+def convert_to_tensor(x, dtype=None):
+    """A float32 array (a symbolic tensor is returned unchanged)."""
+    if isinstance(x, KerasTensor):
+        return x
+    return _f32(x) if dtype is None else np.asarray(x, dtype=dtype)
+
+
+# --- activations -------------------------------------------------------------------------------
+def _activation(name, x, **params):
+    act, values = activations.resolve(name, **params)
+    if isinstance(x, KerasTensor):
+        return _node("activation", {"activation": act, "act_params": list(values)}, [x],
+                     _ol.activation_rule, name)
+    return activations.apply(_value(x, "x"), act, **params)
+
+
+def relu(x):
+    return _activation("relu", x)
+
+
+def sigmoid(x):
+    return _activation("sigmoid", x)
+
+
+def tanh(x):
+    return _activation("tanh", x)
+
+
+def elu(x, alpha=1.0):
+    return _activation("elu", x, alpha=alpha)
+
+
+def selu(x):
+    return _activation("selu", x)
+
+
+def gelu(x, approximate=True):
+    """Keras's ops.gelu: the tanh approximation by default."""
+    return _activation("gelu", x, approximate=approximate)
+
+
+def softplus(x):
+    return _activation("softplus", x)
+
+
+def softsign(x):
+    return _activation("softsign", x)
+
+
+def silu(x):
+    return _activation("silu", x)
+
+
+swish = silu
+
+
+def leaky_relu(x, negative_slope=0.2):
+    return _activation("leaky_relu", x, negative_slope=negative_slope)
+
+
+def hard_sigmoid(x):
+    return _activation("hard_sigmoid", x)
+
+
+def hard_silu(x):
+    return _activation("hard_silu", x)
+
+
+hard_swish = hard_silu
+
+
+def mish(x):
+    return _activation("mish", x)
+
+
+def softmax(x, axis=-1):
+    """Softmax along `axis` (symbolic: a per-sample axis; other than the last, it is moved
+    last and back)."""
+    if not isinstance(x, KerasTensor):
+        arr = _value(x, "x")
+        moved = np.moveaxis(arr, axis, -1)
+        return np.ascontiguousarray(np.moveaxis(activations.apply(moved, "softmax"), -1, axis))
+    if isinstance(axis, (list, tuple)):
+        raise ValueError(f"ops.softmax: axis must be one integer, got {axis!r}")
+    rank = len(x.sample_shape)
+    if rank == 0:
+        raise ValueError(f"ops.softmax: needs a per-sample axis; the tensor has shape {x.shape}")
+    p = _axes(x, axis, "softmax")[0] + rank
+    if p == rank - 1:
+        return _activation("softmax", x)
+    perm = [0] + [d + 1 for d in range(rank) if d != p] + [p + 1]
+    back = [0] + [int(i) for i in np.argsort(perm[1:]) + 1]
+    return transpose(_activation("softmax", transpose(x, perm)), back)
+
+
+# --- operators on symbolic tensors -----------------------------------------------------------
+def _same_shape_tensor(a, b):
+    return isinstance(b, KerasTensor) and a.sample_shape == b.sample_shape
+
+
+def _kt_add(self, other):
+    if _same_shape_tensor(self, other):   # as before: the Add merge layer
+        from pynn.layers.merging import Add
+
+        return Add()([self, other])
+    return add(self, other)
+
+
+def _kt_sub(self, other):
+    if _same_shape_tensor(self, other):
+        from pynn.layers.merging import Subtract
+
+        return Subtract()([self, other])
+    return subtract(self, other)
+
+
+def _kt_mul(self, other):
+    if _same_shape_tensor(self, other):
+        from pynn.layers.merging import Multiply
+
+        return Multiply()([self, other])
+    return multiply(self, other)
+
+
+KerasTensor.__add__ = _kt_add
+KerasTensor.__radd__ = lambda self, other: add(other, self)
+KerasTensor.__sub__ = _kt_sub
+KerasTensor.__rsub__ = lambda self, other: subtract(other, self)
+KerasTensor.__mul__ = _kt_mul
+KerasTensor.__rmul__ = lambda self, other: multiply(other, self)
+KerasTensor.__truediv__ = lambda self, other: divide(self, other)
+KerasTensor.__rtruediv__ = lambda self, other: divide(other, self)
+KerasTensor.__neg__ = lambda self: negative(self)
+KerasTensor.__pos__ = lambda self: self
+KerasTensor.__abs__ = lambda self: abs(self)
+KerasTensor.__pow__ = lambda self, other: power(self, other)
+KerasTensor.__rpow__ = lambda self, other: power(other, self)
+KerasTensor.__matmul__ = lambda self, other: matmul(self, other)
+KerasTensor.__rmatmul__ = lambda self, other: matmul(other, self)

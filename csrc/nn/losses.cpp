@@ -164,6 +164,14 @@ double loss_value_grad(const LossConfig& cfg, int64_t n, int64_t c, const float*
                             : cce_probs_row(p, t, label, c, g, scale);
         break;
       }
+      case LossKind::mean_of_output: {  // the output is the loss: its mean; no target
+        double s = 0.0;
+        for (int64_t j = 0; j < c; ++j) s += double(p[j]);
+        l = c > 0 ? s / double(c) : 0.0;
+        if (g)
+          for (int64_t j = 0; j < c; ++j) g[j] = float(scale / double(c));
+        break;
+      }
     }
     total += w * l;
   }

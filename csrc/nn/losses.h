@@ -21,6 +21,9 @@
 //    which is p - t for the usual rows summing to 1.
 //  - Sparse labels outside [0, c) throw std::invalid_argument before anything is read.
 //  - The sum over samples runs in a fixed order whatever the thread count.
+//  - mean_of_output is not a comparison with a target: `pred` is already a loss (the end of a
+//    loss written with pynn.ops and traced into the graph), l_i = mean_j pred_ij, and the
+//    gradient is the constant w_i / (n c). `target` and `labels` are not read (may be null).
 #pragma once
 #include <cstdint>
 
@@ -33,6 +36,7 @@ enum class LossKind : int {
   binary_crossentropy = 3,
   categorical_crossentropy = 4,
   sparse_categorical_crossentropy = 5,
+  mean_of_output = 6,
 };
 
 struct LossConfig {

@@ -1,6 +1,7 @@
 """Layers (Keras 3 names)."""
 from pynn.layers.activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
 from pynn.layers.dense import Dense
+from pynn.layers.lambda_layer import Lambda
 from pynn.layers.layer import Layer
 from pynn.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
                                  Subtract, add, average, concatenate, dot, maximum, minimum,
@@ -68,7 +69,8 @@ def deserialize(config: dict, custom_objects=None) -> Layer:
 
 
 __all__ = ["Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense", "Dot",
-           "Dropout", "ELU", "Flatten", "Identity", "Input", "InputLayer", "Layer", "LeakyReLU",
+           "Dropout", "ELU", "Flatten", "Identity", "Input", "InputLayer", "Lambda", "Layer",
+           "LeakyReLU",
            "Maximum", "Minimum", "Multiply", "PReLU", "Permute", "ReLU", "RepeatVector",
            "Reshape", "Softmax", "Subtract", "add", "average", "concatenate", "deserialize",
            "dot", "maximum", "minimum", "multiply", "serialize", "subtract"]

@@ -8,8 +8,10 @@ Invariants:
   - An OpLayer has no weights. Its operands are the symbolic tensors it is called on, plus
     constants (NumPy arrays, Python numbers) held by the layer; a constant becomes a
     "constant" node hanging off the first symbolic operand (for the batch size) when emitted.
-  - Attributes carry per-sample axes counted from the end (negative), so they keep their
-    meaning if the engine stores a per-sample scalar () as (1,).
+  - A per-sample scalar (Keras's shape (None,), e.g. a mean over the last axis) has the
+    per-sample shape (1,) here: the engine stores rank-0 samples as (1,) (Graph::add_node)
+    and GraphSpec.to_core checks that both sides agree. `scalar_sample` is that one rule.
+  - Attributes carry per-sample axes counted from the end (negative).
   - Shape rules here mirror the C++ ops' configure(); a mismatch is a ValueError that names
     the layer, the op and every operand's shape (with the batch axis, as Keras prints them).
 """
@@ -19,6 +21,17 @@ import numpy as np
 
 from pynn.layers.layer import Layer, unique_name
 from pynn.reference.ops import broadcast_shapes
+
+
+def scalar_sample(shape):
+    """A per-sample output shape as the graph stores it: () becomes (1,)."""
+    return tuple(shape) or (1,)
+
+
+def is_scalar_sample(t):
+    """The symbolic tensor holds one value per sample that Keras would give shape (None,)
+    (a full reduction, an argmax, ...), stored as (None, 1)."""
+    return bool(getattr(t, "_pynn_scalar", False))
 
 
 def keras_shape(s):
@@ -54,13 +67,22 @@ class OpLayer(Layer):
                 tid = inputs[int(operand)]
             else:
                 value = np.asarray(operand, dtype=np.float32)
+                value = value.reshape(scalar_sample(value.shape))
                 tid = spec.add_node("constant", [inputs[0]], [value.shape], [],
                                     {"value": [float(v) for v in value.ravel()],
                                      "shape": list(value.shape)}, f"{self.name}/constant")[0]
             tids.append(tid)
             shapes.append(spec.shapes[tid])
         out = self._rule(self, shapes)
+        # The Keras per-sample shape: () where scalar_sample made (1,).
+        self._keras_shape = (self._rule(self, shapes, raw=True)
+                             if self._rule in (reduce_rule, argmax_rule, matmul_rule) else out)
         return spec.add_node(self.op, tids, [tuple(out)], [], self.attrs, self.name)
+
+    def _call_symbolic(self, flat, structure):
+        out = super()._call_symbolic(flat, structure)   # runs _emit on a scratch graph
+        out._pynn_scalar = self._keras_shape == ()
+        return out
 
     def get_config(self):
         return {"name": self.name, "op": self.op, "attrs": dict(self.attrs)}
@@ -79,24 +101,26 @@ def broadcast_rule(layer, shapes):
     return out
 
 
-def reduce_rule(layer, shapes):
+def reduce_rule(layer, shapes, raw=False):
     s = shapes[0]
     axes = [a + len(s) for a in layer.attrs["axes"]]
     if layer.attrs.get("keepdims", False):
         return tuple(1 if d in axes else n for d, n in enumerate(s))
-    return tuple(n for d, n in enumerate(s) if d not in axes)
+    out = tuple(n for d, n in enumerate(s) if d not in axes)
+    return out if raw else scalar_sample(out)
 
 
-def argmax_rule(layer, shapes):
+def argmax_rule(layer, shapes, raw=False):
     s = shapes[0]
     axis = layer.attrs.get("axis")
     axes = list(range(len(s))) if axis is None else [axis + len(s)]
     if layer.attrs.get("keepdims", False):
         return tuple(1 if d in axes else n for d, n in enumerate(s))
-    return tuple(n for d, n in enumerate(s) if d not in axes)
+    out = tuple(n for d, n in enumerate(s) if d not in axes)
+    return out if raw else scalar_sample(out)
 
 
-def matmul_rule(layer, shapes):
+def matmul_rule(layer, shapes, raw=False):
     a, b = shapes
     if not (1 <= len(a) <= 2 and 1 <= len(b) <= 2):
         layer.fail(f"samples must have rank 1 or 2 (tensors of rank 2 or 3 with the batch "
@@ -104,7 +128,8 @@ def matmul_rule(layer, shapes):
     if a[-1] != b[0]:
         layer.fail(f"shapes {keras_shape(a)} and {keras_shape(b)} do not match for a matrix "
                    f"product ({a[-1]} vs {b[0]})")
-    return tuple(a[:-1]) + tuple(b[1:])
+    out = tuple(a[:-1]) + tuple(b[1:])
+    return out if raw else scalar_sample(out)
 
 
 def one_hot_rule(layer, shapes):

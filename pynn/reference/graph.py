@@ -484,3 +484,10 @@ def gradients(spec, xs, targets, losses, sample_weights=None, training=True, dty
     for pid, g in penalty_grads.items():
         param_grads[pid] = param_grads[pid] + g
     return total, per_output, param_grads, input_grads
+
+
+# --- the ops of pynn.ops (unary, binary, reduce, matmul, where, ...): their twins live in
+# --- pynn/reference/ops.py, which owns this entry.
+from pynn.reference import ops as _pynn_ops  # noqa: E402
+
+OPS.update(_pynn_ops.OPS)

@@ -10,6 +10,9 @@ classes for the categorical ones. Reduction is Keras's "sum_over_batch_size":
 
 `value_and_grad` returns that loss and d loss / d pred (d loss / d logits with from_logits).
 
+mean_of_output (graph only, not a `compile` name) reads no target: `pred` is already a
+per-sample loss, the end of a custom loss written with pynn.ops; l_i = mean_j p_ij.
+
 Stability: probabilities are clipped to [eps, 1 - eps] with eps = 1e-7 as Keras does (the
 gradient of the clipped expression is 0 where the clip is active); categorical probabilities
 are first renormalised to sum to 1 per row, as Keras does. From logits nothing is
@@ -26,6 +29,9 @@ NAMES = ("mean_squared_error", "mean_absolute_error", "huber", "binary_crossentr
          "categorical_crossentropy", "sparse_categorical_crossentropy")
 CROSS_ENTROPIES = ("binary_crossentropy", "categorical_crossentropy",
                    "sparse_categorical_crossentropy")
+# Kinds the graph engine knows but `compile` does not take by name: mean_of_output ends a loss
+# written with pynn.ops and traced into the graph (the output already is the loss).
+GRAPH_NAMES = ("mean_of_output",)
 
 
 def _sigmoid(x):
@@ -97,6 +103,13 @@ def categorical_crossentropy(pred, target, from_logits=False):
     return l, (tu - own) / s
 
 
+def mean_of_output(pred, target=None):
+    """l_i = mean_j p_ij: `pred` already is a per-sample loss (a traced custom loss);
+    dl_i/dp = 1 / c. `target` is not read."""
+    c = pred.shape[1]
+    return pred.mean(axis=1), np.full_like(pred, 1.0 / c)
+
+
 def one_hot(labels, c, dtype=np.float64):
     """(n, c) one-hot rows of integer labels in [0, c)."""
     labels = check_labels(labels, c)
@@ -125,8 +138,8 @@ def sparse_categorical_crossentropy(pred, labels, from_logits=False):
 
 def value_and_grad(name, pred, target, sample_weight=None, from_logits=False, delta=1.0):
     """(loss, d loss / d pred) with the "sum_over_batch_size" reduction (see module doc)."""
-    if name not in NAMES:
-        raise ValueError(f"unknown loss {name!r}; expected one of {list(NAMES)}")
+    if name not in NAMES + GRAPH_NAMES:
+        raise ValueError(f"unknown loss {name!r}; expected one of {list(NAMES + GRAPH_NAMES)}")
     if from_logits and name not in CROSS_ENTROPIES:
         raise ValueError(f"from_logits: only the cross-entropy losses take logits; {name} got "
                          "from_logits=True")
@@ -134,6 +147,8 @@ def value_and_grad(name, pred, target, sample_weight=None, from_logits=False, de
     n = pred.shape[0]
     if name == "huber":
         per, g = huber(pred, target, delta)
+    elif name == "mean_of_output":
+        per, g = mean_of_output(pred)
     elif name in CROSS_ENTROPIES:
         per, g = globals()[name](pred, target, from_logits)
     else:
