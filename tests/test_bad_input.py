@@ -175,8 +175,10 @@ def cases():
     c["Sequential Input second"] = (lambda: pynn.Sequential([L.Dense(2), L.Input((3,))]), raises(ValueError, "Input"))
     c["Sequential build without shape"] = (lambda: pynn.Sequential([L.Dense(2)]).build(), raises(ValueError, "input shape"))
     c["Sequential build without layers"] = (lambda: pynn.Sequential().build((3,)), raises(ValueError, "layers"))
-    c["Sequential Dense after 2-D input"] = (lambda: pynn.Sequential([L.Input((2, 3)), L.Dense(2)]).build(),
-                                             raises(ValueError, "Flatten"))
+    # (Dense on N-D input acts on the last axis, as Keras; a wrong width is the error)
+    c["Dense called again on another width"] = (
+        lambda: (lambda d: (d(L.Input((3,))), d(L.Input((5,)))))(L.Dense(4)),
+        raises(ValueError, "3 features"))
     c["set_weights not a list"] = (lambda: _model().set_weights(np.ones(3)), raises(TypeError, "weights"))
     c["set_weights wrong count"] = (lambda: _model().set_weights([np.ones((4, 5))]), raises(ValueError, "weights"))
     c["set_weights wrong shape"] = (lambda: _model().set_weights([np.ones((5, 4)), np.ones(5),

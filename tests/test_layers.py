@@ -93,10 +93,14 @@ def test_flatten_accepts_images():
     np.testing.assert_allclose(model.predict(x), x.reshape(3, 20) @ kernel + bias, rtol=1e-5)
 
 
-def test_dense_on_images_without_flatten_is_a_clear_error():
+def test_dense_on_images_acts_on_the_last_axis():
+    # Keras 3: Dense on (batch, 4, 5) multiplies the last axis, giving (batch, 4, 2)
     model = pynn.Sequential([pynn.Input((4, 5)), layers.Dense(2)])
-    with pytest.raises(ValueError, match="Flatten"):
-        model.build()
+    assert model.output_shape == (None, 4, 2)
+    x = np.random.default_rng(1).random((3, 4, 5)).astype(np.float32)
+    kernel, bias = model.get_weights()
+    assert kernel.shape == (5, 2)
+    np.testing.assert_allclose(model.predict(x), x @ kernel + bias, rtol=1e-5, atol=1e-6)
 
 
 def test_input_shape_argument_on_first_layer():

@@ -85,12 +85,12 @@ def softmax(z):
 
 
 def engine_grads(model):
+    """The engine's gradient of every trainable weight (None for moving statistics), in
+    get_weights order, which is the order the compiled graph holds its parameters in."""
     net = model._net
-    out = []
-    for pid in range(net.num_params()):
-        _, _, trainable = net.param_info(pid)
-        out.append(net.get_grad(pid) if trainable else None)
-    return out
+    weights = model.weights
+    assert net.num_params() == len(weights)
+    return [net.get_grad(pid) if w.trainable else None for pid, w in enumerate(weights)]
 
 
 CASES = {

@@ -312,8 +312,16 @@ class Layer:
         if not isinstance(weights, (list, tuple)):
             raise TypeError(f"weights: expected a list of arrays, got {type(weights).__name__}")
         own = self._all_weights()
+        if not own and not self.built and weights:
+            # not built yet: keep them and apply (and check) them when the shapes are known
+            for k, new in enumerate(weights):
+                if np.asarray(new).dtype.kind not in "fiu":
+                    raise TypeError(f"weights: weight {k} of {self.name} must be real numbers, "
+                                    f"got dtype {np.asarray(new).dtype}")
+            self._pending_weights = [np.array(w, dtype=np.float32) for w in weights]
+            return
         if len(weights) != len(own):
-            raise ValueError(f"{self.name}: expected {len(own)} weight arrays "
+            raise ValueError(f"weights: {self.name} expected {len(own)} arrays "
                              f"{[w.shape for w in own]}, got {len(weights)}")
         for k, (w, new) in enumerate(zip(own, weights)):  # check all before writing any
             arr = np.asarray(new)
@@ -344,6 +352,9 @@ class Layer:
         self.build(arg[0] if len(arg) == 1 else arg)
         self.built = True
         self._build_shapes = shapes
+        pending = self.__dict__.pop("_pending_weights", None)
+        if pending is not None:
+            self.set_weights(pending)
 
     def _output_shapes(self, shapes):
         """Per-sample output shapes for per-sample input shapes, from `_emit` on a scratch

@@ -85,6 +85,8 @@ def save_model(model, filepath, overwrite=True):
     tensors = {f"weights.{i}": w for i, w in enumerate(weights)}
     opt_state = None
     net = model._graph
+    if net is None and model.compiled and getattr(model, "_inputs", None) is not None:
+        net = model._ensure_graph()  # compiled, not trained yet: its optimizer state is fresh
     if (net is not None and model.compiled and model.optimizer is not None
             and model.optimizer._net is net):
         opt_state = {"iterations": int(net.iterations), "u_product": float(net.u_product),

@@ -308,7 +308,7 @@ class Trainer:
                     raise TypeError(f"{what}: expected an array of numbers, got "
                                     f"{type(part).__name__}") from None
             arr = part if isinstance(part, np.ndarray) else np.asarray(part)
-            if arr.dtype.kind not in "fiub":
+            if arr.dtype.kind not in "fiu":
                 raise TypeError(f"{what}: expected real numbers, got dtype {arr.dtype}")
             if arr.ndim < 2:
                 raise ValueError(f"{what}: expected an array of shape (samples, features...), "
