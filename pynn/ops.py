@@ -32,7 +32,7 @@ import numpy as np
 
 from pynn import _core, activations
 from pynn._validation import as_float32_array, check_real_scalar
-from pynn.layers.layer import KerasTensor
+from pynn.layers.layer import KerasTensor, Weight
 from pynn.layers import ops_layer as _ol
 
 __all__ = [
@@ -41,6 +41,9 @@ __all__ = [
     "add", "subtract", "multiply", "divide", "true_divide", "negative", "square", "sqrt", "exp",
     "log", "abs", "absolute", "sign", "reciprocal", "maximum", "minimum", "clip", "power",
     "where",
+    # comparisons
+    "equal", "not_equal", "greater", "greater_equal", "less", "less_equal", "logical_and",
+    "logical_or", "logical_not",
     # reductions
     "sum", "mean", "max", "min", "argmax",
     # shapes and products
@@ -153,13 +156,33 @@ import builtins as _builtins  # noqa: E402  (sum, max, min, abs are ops in this 
 
 
 def _symbolic(*xs):
-    return _builtins.any(isinstance(x, KerasTensor) for x in xs)
+    """Some operand is symbolic: a KerasTensor, or a layer's weight while a custom layer's
+    call() is being traced (then the weight is a graph parameter, not a constant)."""
+    return _builtins.any(isinstance(x, KerasTensor) or (isinstance(x, Weight) and _ol.tracing())
+                         for x in xs)
+
+
+def _weight_operand(w, ref, what):
+    """A weight next to symbolic tensor `ref` (or the traced call's input): its per-sample
+    shape drops leading 1-axes that would meet the batch axis."""
+    rank = len(ref.sample_shape) if ref is not None else w.value.ndim
+    shape = w.shape
+    extra = len(shape) - rank
+    if extra > 0:
+        if _builtins.any(d != 1 for d in shape[:extra]):
+            raise ValueError(f"{what}: weight {w.path} of shape {shape} cannot broadcast against "
+                             f"a symbolic tensor of shape {ref.shape}: its leading axes would "
+                             f"meet the batch axis, which must stay first")
+        shape = shape[extra:]
+    return _ol.WeightOperand(w, shape or (1,))
 
 
 def _value(x, name):
     """An eager operand as a float32 array (bools and integers converted)."""
     if isinstance(x, KerasTensor):
         raise TypeError(f"{name}: unexpected symbolic tensor")
+    if isinstance(x, Weight):
+        return x.value.copy()
     try:
         arr = np.asarray(x)
     except Exception as exc:
@@ -204,11 +227,16 @@ def _constant(c, ref, what):
 def _node(op, attrs, args, rule, label):
     """Calls a new OpLayer on the symbolic entries of `args` (constants stay in the layer)."""
     tensors, operands = [], []
-    ref = next(a for a in args if isinstance(a, KerasTensor))
+    ref = next((a for a in args if isinstance(a, KerasTensor)), None)
+    if ref is None:      # only weights (inside a traced call): hang them off the call's input
+        ref = _ol.trace_anchor()
+        tensors.append(ref)
     for a in args:
         if isinstance(a, KerasTensor):
             operands.append(len(tensors))
             tensors.append(a)
+        elif isinstance(a, Weight):
+            operands.append(_weight_operand(a, ref, f"ops.{label}"))
         else:
             operands.append(_constant(a, ref, f"ops.{label}"))
     layer = _ol.OpLayer(op, attrs, operands, rule, label)
@@ -235,6 +263,50 @@ def _binary(fn, x1, x2):
         return _node("binary_scalar", {"fn": fn, "scalar": c1, "reverse": True}, [x2],
                      _ol.same_shape, fn)
     return _node("binary", {"fn": fn}, [x1, x2], _ol.broadcast_rule, fn)
+
+
+def _comparison(fn, x1, x2):
+    if not _symbolic(x1, x2):
+        return getattr(np, fn)(_value(x1, "x1"), _value(x2, "x2"))   # bool, as NumPy / Keras
+    return _binary(fn, x1, x2)   # symbolic tensors are float32: 1.0 where it holds, 0.0 not
+
+
+def _comparison_op(fn, symbol):
+    def op(x1, x2):
+        return _comparison(fn, x1, x2)
+
+    op.__name__ = op.__qualname__ = fn
+    op.__doc__ = f"x1 {symbol} x2 element-wise (symbolic: 1.0 / 0.0 as float32, no gradient)."
+    return op
+
+
+equal = _comparison_op("equal", "==")
+not_equal = _comparison_op("not_equal", "!=")
+greater = _comparison_op("greater", ">")
+greater_equal = _comparison_op("greater_equal", ">=")
+less = _comparison_op("less", "<")
+less_equal = _comparison_op("less_equal", "<=")
+
+
+def logical_and(x1, x2):
+    """Both non-zero (symbolic: 1.0 / 0.0 as float32, no gradient)."""
+    if not _symbolic(x1, x2):
+        return np.logical_and(_value(x1, "x1"), _value(x2, "x2"))
+    return multiply(not_equal(x1, 0.0), not_equal(x2, 0.0))
+
+
+def logical_or(x1, x2):
+    """Either non-zero (symbolic: 1.0 / 0.0 as float32, no gradient)."""
+    if not _symbolic(x1, x2):
+        return np.logical_or(_value(x1, "x1"), _value(x2, "x2"))
+    return maximum(not_equal(x1, 0.0), not_equal(x2, 0.0))
+
+
+def logical_not(x):
+    """x is zero (symbolic: 1.0 / 0.0 as float32, no gradient)."""
+    if not _symbolic(x):
+        return np.logical_not(_value(x, "x"))
+    return equal(x, 0.0)
 
 
 def add(x1, x2):
@@ -281,7 +353,7 @@ _NUMPY_UNARY = {"negative": np.negative, "square": np.square, "sqrt": np.sqrt, "
 
 
 def _unary(fn, x, **attrs):
-    if isinstance(x, KerasTensor):
+    if _symbolic(x):
         return _node("unary", {"fn": fn, **attrs}, [x], _ol.same_shape, fn)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return _f32(_NUMPY_UNARY[fn](_value(x, "x")))
@@ -446,6 +518,15 @@ def matmul(x1, x2):
         if isinstance(x, KerasTensor):
             args.append(x)
             continue
+        if isinstance(x, Weight):
+            shape = x.shape
+            while len(shape) > 2 and shape[0] == 1:
+                shape = shape[1:]
+            if len(shape) not in (1, 2):
+                raise ValueError(f"ops.matmul: a weight operand must be a vector or a matrix, "
+                                 f"got {x.path} of shape {x.shape}")
+            args.append(_ol.WeightOperand(x, shape))
+            continue
         arr = _value(x, f"x{k + 1}")
         while arr.ndim > 2 and arr.shape[0] == 1:
             arr = arr[0]
@@ -458,6 +539,8 @@ def matmul(x1, x2):
     if len(tensors) == 2 and tensors[0] is tensors[1]:
         operands = [0, 0]
         tensors = tensors[:1]
+    if not tensors:
+        tensors = [_ol.trace_anchor()]
     layer = _ol.OpLayer("matmul", {}, operands, _ol.matmul_rule, "matmul")
     return layer(tensors if len(tensors) > 1 else tensors[0])
 
@@ -509,6 +592,10 @@ def reshape(x, newshape):
     if int(np.prod(target)) != size:
         raise ValueError(f"ops.reshape: cannot reshape a tensor of shape {x.shape} "
                          f"({size} values per sample) to {newshape}")
+    if not target:   # one value per sample: Keras's (None,), stored as (None, 1)
+        y = _node("reshape", {"target_shape": [1]}, [x], _ol.reshape_rule, "reshape")
+        y._pynn_scalar = True
+        return y
     return _node("reshape", {"target_shape": target}, [x], _ol.reshape_rule, "reshape")
 
 
@@ -733,3 +820,8 @@ KerasTensor.__pow__ = lambda self, other: power(self, other)
 KerasTensor.__rpow__ = lambda self, other: power(other, self)
 KerasTensor.__matmul__ = lambda self, other: matmul(self, other)
 KerasTensor.__rmatmul__ = lambda self, other: matmul(other, self)
+KerasTensor.__gt__ = lambda self, other: greater(self, other)
+KerasTensor.__ge__ = lambda self, other: greater_equal(self, other)
+KerasTensor.__lt__ = lambda self, other: less(self, other)
+KerasTensor.__le__ = lambda self, other: less_equal(self, other)
+# (== and != keep Python's identity meaning: tensors are used as dict keys and in lists)

@@ -94,8 +94,16 @@ CASES = [
                   else f(a, b))(getattr(ops, fn)),
            gens=[positive, normal] if fn == "power" else
            [normal, away_from_zero] if fn == "divide" else None)
-      for fn in ref_ops.BINARY_FNS
+      for fn in ref_ops.BINARY_FNS if fn not in ref_ops.COMPARISONS
       for sa, sb in [((3, 4), (3, 4)), ((3, 1), (1, 4)), ((2, 4), (4,)), ((1,), (5,))]],
+    # comparisons (eagerly NumPy bools; symbolic 1.0 / 0.0; away from ties, see below)
+    *[Case(f"compare_{fn}_{sa}_{sb}", [sa, sb], getattr(ops, fn),
+           eager=(lambda f: lambda a, b: f(a, b).astype(np.float32))(getattr(ops, fn)))
+      for fn in ref_ops.COMPARISONS for sa, sb in [((3, 4), (3, 4)), ((3, 1), (1, 4))]],
+    Case("compare_scalar", [(5,)], lambda x: x > 0.25,
+         eager=lambda x: (x > 0.25).astype(np.float32)),
+    Case("compare_rscalar", [(5,)], lambda x: 0.25 >= x,
+         eager=lambda x: (0.25 >= x).astype(np.float32)),
     # binary_scalar (x fn c and c fn x)
     Case("scalar_add", [(3, 2)], lambda x: x + 2.5),
     Case("scalar_radd", [(3, 2)], lambda x: 2.5 + x),
@@ -271,6 +279,32 @@ def test_no_gradient_ops_declare_none_and_write_zeros():
     xv = _rng("zero").standard_normal((3, 4)).astype(np.float32)
     dx = g.input_gradient([xv], [np.ones((3, 4), np.float32)])[0]
     assert np.array_equal(dx, np.zeros_like(xv))
+
+
+def test_comparisons_at_ties_and_nan_follow_numpy():
+    # operands on a coarse grid so that ties occur; NaN compares false except not_equal
+    rng = _rng("ties")
+    a = rng.integers(-1, 2, (6, 4)).astype(np.float32)
+    b = rng.integers(-1, 2, (6, 4)).astype(np.float32)
+    a[0, 0] = np.nan
+    assert (a == b).any() and (a < b).any() and (a > b).any()
+    x, y = pynn.Input((4,)), pynn.Input((4,))
+    fns = list(ref_ops.COMPARISONS)
+    model = pynn.Model([x, y], [getattr(ops, fn)(x, y) for fn in fns])
+    got = model.predict([a, b], verbose=0)
+    spec = _spec(model, [(4,), (4,)])
+    twin, _ = ref_graph.forward(spec, [a.astype(np.float64), b.astype(np.float64)])
+    for fn, g, t in zip(fns, got, twin):
+        want = getattr(np, fn)(a, b).astype(np.float32)
+        assert np.array_equal(g, want), fn
+        assert np.array_equal(t, want), fn
+        assert np.array_equal(ops.convert_to_tensor(getattr(ops, fn)(a, b)), want), fn
+    # no gradient flows through a comparison, also at ties
+    g = _spec(pynn.Model([x, y], ops.sum(ops.less_equal(x, y) * x, axis=-1)),
+              [(4,), (4,)]).to_core()
+    da, db = g.input_gradient([np.nan_to_num(a), b], [np.ones((6, 1), np.float32)])
+    assert np.array_equal(da, (np.nan_to_num(a) <= b).astype(np.float32))
+    assert np.array_equal(db, np.zeros_like(b))
 
 
 def test_nan_and_ties_follow_numpy_and_first_extreme():

@@ -39,6 +39,8 @@ LossKind graph_loss_kind(const std::string& name, const std::string& what) {
       {"binary_crossentropy", LossKind::binary_crossentropy},
       {"categorical_crossentropy", LossKind::categorical_crossentropy},
       {"sparse_categorical_crossentropy", LossKind::sparse_categorical_crossentropy},
+      // the output is the per-sample loss a traced custom loss computed; no target
+      {"mean_of_output", LossKind::mean_of_output},
   };
   auto it = kinds.find(name);
   if (it == kinds.end()) {
@@ -295,10 +297,14 @@ void parse_step(StepArgs& s, const SnapshotRef& sn, const py::object& xs, const 
                               std::to_string(j) + " has no loss; pass None");
       continue;
     }
-    if (yl[j].is_none())
+    if (L.cfg.kind == LossKind::mean_of_output) {
+      if (!yl[j].is_none())
+        throw py::value_error(w + ": output " + std::to_string(j) +
+                              " is a loss value (mean_of_output); pass None");
+    } else if (yl[j].is_none()) {
       throw py::value_error(w + ": output " + std::to_string(j) +
                             " has a loss, so its targets are required");
-    if (L.cfg.kind == LossKind::sparse_categorical_crossentropy) {
+    } else if (L.cfg.kind == LossKind::sparse_categorical_crossentropy) {
       if (!py::isinstance<py::array>(yl[j]))
         throw py::type_error(w + ": expected an int32 numpy array of labels, got " + type_name(yl[j]));
       py::array a = yl[j].cast<py::array>();

@@ -788,7 +788,7 @@ void Graph::losses(const StepData& d, bool want_grad) {
                       sizeof(int32_t) * size_t(lead));
         lab = lab_buf_[j].data();
       }
-    } else {
+    } else if (d.y && d.y[j]) {  // (mean_of_output has no target)
       tgt = d.y[j];
       if (d.idx) {
         const int64_t sz = lead * c;

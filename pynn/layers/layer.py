@@ -295,7 +295,14 @@ class Layer:
         return list(self._all_weights())
 
     def _all_weights(self):
-        return list(self._weights)
+        if "_traces" not in self.__dict__:
+            return list(self._weights)
+        out, seen = [], set()
+        for w in list(self._weights) + self._traced_weights():
+            if id(w) not in seen:
+                seen.add(id(w))
+                out.append(w)
+        return out
 
     @property
     def trainable_weights(self) -> list[Weight]:
@@ -392,12 +399,59 @@ class Layer:
         return shapes[0] if len(shapes) == 1 else shapes
 
     # --- the computation --------------------------------------------------------------------
+    def call(self, inputs):
+        """The layer's computation, for layers of the user's own: written with `pynn.ops`
+        and other layers, on symbolic tensors (it is traced once per input shape into graph
+        ops; weights made with `add_weight` become trainable graph parameters)."""
+        raise NotImplementedError(f"{type(self).__name__}: a custom layer must define "
+                                  f"call(inputs) (pynn's own layers compile directly)")
+
     def _emit(self, spec, inputs):
         """Appends this layer's ops to `spec` reading tensor ids `inputs`; returns the output
-        tensor ids. Built-in layers override this."""
-        raise NotImplementedError(
-            f"{type(self).__name__}: custom layers whose call() is written with pynn.ops are "
-            f"not supported yet; build the computation from pynn's layers")
+        tensor ids. Built-in layers override this; a user's layer is traced from call()."""
+        return self._traced_call([spec.shapes[t] for t in inputs])._emit(spec, inputs)
+
+    def _traced_call(self, shapes):
+        """call() traced on symbolic inputs of these per-sample shapes, as a model (cached:
+        one trace per input shape)."""
+        if type(self).call is Layer.call:
+            raise NotImplementedError(f"{type(self).__name__}: a custom layer must define "
+                                      f"call(inputs)")
+        from pynn.layers import ops_layer
+        from pynn.layers.reshaping import Input
+        from pynn.models.model import Model, _SymbolicBool
+
+        key = tuple(tuple(s) for s in shapes)
+        traces = self.__dict__.setdefault("_traces", {})
+        if key not in traces:
+            ins = [Input(s) for s in shapes]
+            arg = ins[0] if len(ins) == 1 else ins
+            ops_layer._ANCHORS.append(ins[0])
+            try:
+                out = self.call(arg)
+            except _SymbolicBool as exc:
+                raise TypeError(f"{type(self).__name__}.call: {exc}") from None
+            finally:
+                ops_layer._ANCHORS.pop()
+            flat = out if isinstance(out, (list, tuple)) else [out]
+            if not flat or not all(isinstance(t, KerasTensor) for t in flat):
+                raise TypeError(f"{type(self).__name__}.call: must return tensors computed "
+                                f"from its inputs with pynn.ops or layers, got "
+                                f"{type(out).__name__}")
+            if any(t is i for t in flat for i in ins):   # returned an input as it is
+                out = [t * 1.0 if any(t is i for i in ins) else t for t in flat]
+                out = out if isinstance(flat, list) and len(out) > 1 else out[0]
+            traces[key] = Model(arg, out, name=f"{self.name}_call")
+        return traces[key]
+
+    def _traced_weights(self):
+        """Weights of the layers a traced call() uses (a custom layer's sub-layers)."""
+        out = []
+        for model in self.__dict__.get("_traces", {}).values():
+            for w in model._all_weights():
+                if w.layer is not self:
+                    out.append(w)
+        return out
 
     def _param_ids(self, spec, weights=None):
         from pynn.models.graph_spec import ParamRef

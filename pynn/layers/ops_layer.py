@@ -39,6 +39,31 @@ def keras_shape(s):
     return (None,) + tuple(s)
 
 
+_ANCHORS: list = []   # the first input of each custom layer's call() being traced
+
+
+def tracing() -> bool:
+    return bool(_ANCHORS)
+
+
+def trace_anchor():
+    """The traced call's first input: weights-only ops read their batch size from it."""
+    if not _ANCHORS:
+        raise TypeError("pynn.ops on layer weights alone: outside a layer's call() there is no "
+                        "symbolic tensor to compute them for")
+    return _ANCHORS[-1]
+
+
+class WeightOperand:
+    """A layer's weight used as an operand of pynn.ops inside a traced call(): it enters the
+    graph as a ``variable`` node (trainable, its gradient summed over the batch), used with
+    the per-sample `shape` (its own, less leading 1-axes that would meet the batch axis)."""
+
+    def __init__(self, weight, shape):
+        self.weight = weight
+        self.shape = tuple(shape)
+
+
 class OpLayer(Layer):
     """One op of `pynn.ops` applied to symbolic tensors (and constants).
 
@@ -65,6 +90,11 @@ class OpLayer(Layer):
         for operand in self._operands:
             if isinstance(operand, (int, np.integer)):
                 tid = inputs[int(operand)]
+            elif isinstance(operand, WeightOperand):
+                (pid,) = self._param_ids(spec, [operand.weight])
+                tid = spec.add_node("variable", [inputs[0]], [operand.shape], [pid],
+                                    {"shape": list(operand.shape)},
+                                    f"{self.name}/{operand.weight.name}")[0]
             else:
                 value = np.asarray(operand, dtype=np.float32)
                 value = value.reshape(scalar_sample(value.shape))

@@ -39,14 +39,48 @@ CLASSIFICATION_LOSSES = ("binary_crossentropy", "categorical_crossentropy",
 _THRESHOLDS = 200
 
 
+def _custom_name(m):
+    """The log key of a user's metric: a Metric's name, a function's __name__."""
+    name = getattr(m, "name", None) if not callable(m) or hasattr(m, "update_state") else None
+    return name or getattr(m, "__name__", None) or type(m).__name__
+
+
+class _FunctionMean:
+    """A metric function ``fn(y_true, y_pred)`` written with `pynn.ops` (or NumPy), averaged
+    over every value it returns in a pass, as Keras's MeanMetricWrapper."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.name = _custom_name(fn)
+        self.reset_state()
+
+    def reset_state(self):
+        self.total = 0.0
+        self.count = 0
+
+    def update_state(self, y_true, y_pred):
+        values = np.asarray(self.fn(y_true, y_pred), dtype=np.float64)
+        self.total += float(values.sum())
+        self.count += values.size
+
+    def result(self):
+        return self.total / self.count if self.count else 0.0
+
+
 class MetricSet:
     """All metrics of one compiled model for one pass (an epoch, or one evaluate)."""
 
-    def __init__(self, names, loss_kind, width):
+    def __init__(self, names, loss_kind, width, sample_shape=None, custom=None):
         self.loss_kind = loss_kind
         self.width = width
+        self.sample_shape = tuple(sample_shape) if sample_shape is not None else (width,)
         self.names = list(names)  # as the user wrote them: the log keys
-        self.kinds = [_CANONICAL[n] for n in self.names]
+        # user metrics (functions, Metric objects) by log key; reset for every pass
+        self.custom = dict(custom or {})
+        for m in self.custom.values():
+            m.reset_state()
+        self.kinds = [_CANONICAL.get(n, "custom") if n not in self.custom else "custom"
+                      for n in self.names]
         # binary decisions: binary cross-entropy, or one output under another loss
         self.binary = loss_kind == "binary_crossentropy" or (
             loss_kind not in CLASSIFICATION_LOSSES and width == 1)
@@ -54,23 +88,37 @@ class MetricSet:
         self.needs_output = any(k != "accuracy" or not engine_counts for k in self.kinds)
         self.reset()
 
+    def fresh(self):
+        """An empty set with the same metrics, for a new pass."""
+        return MetricSet(self.names, self.loss_kind, self.width, self.sample_shape, self.custom)
+
     @classmethod
-    def parse(cls, metrics, loss_kind, width):
+    def parse(cls, metrics, loss_kind, width, sample_shape=None):
         if metrics is None:
-            return cls([], loss_kind, width)
+            return cls([], loss_kind, width, sample_shape)
         if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
             raise TypeError(f"metrics: expected a list of metric names, got {metrics!r}")
-        names = []
+        names, custom = [], {}
         for m in metrics:
-            if not isinstance(m, str):
-                raise TypeError(f"metrics: expected metric names (str), got {m!r}")
-            if m not in _CANONICAL:
-                raise ValueError(f"metrics: unknown metric {m!r}; expected one of "
-                                 f"{sorted(_CANONICAL)}")
-            if m in names:
-                raise ValueError(f"metrics: {m!r} is listed twice")
-            names.append(m)
-        return cls(names, loss_kind, width)
+            if isinstance(m, str):
+                if m not in _CANONICAL:
+                    raise ValueError(f"metrics: unknown metric {m!r}; expected one of "
+                                     f"{sorted(_CANONICAL)}, a function (y_true, y_pred) or a "
+                                     f"pynn.metrics.Metric")
+                key = m
+            elif hasattr(m, "update_state") and hasattr(m, "result"):
+                key = _custom_name(m)
+                custom[key] = m
+            elif callable(m) and not isinstance(m, type):
+                key = _custom_name(m)
+                custom[key] = _FunctionMean(m)
+            else:
+                raise TypeError(f"metrics: expected metric names (str), functions "
+                                f"(y_true, y_pred) or pynn.metrics.Metric objects, got {m!r}")
+            if key in names:
+                raise ValueError(f"metrics: {key!r} is listed twice")
+            names.append(key)
+        return cls(names, loss_kind, width, sample_shape, custom)
 
     def reset(self):
         self.loss_sum = 0.0
@@ -98,7 +146,19 @@ class MetricSet:
             self.decisions += rows * (self.width if self.binary else 1)
         if not self.needs_output or output is None:
             return
+        if self.custom:
+            y_pred = np.asarray(output, dtype=np.float32).reshape((rows,) + self.sample_shape)
+            y_true = np.asarray(target)
+            if y_true.size == y_pred.size:
+                y_true = y_true.reshape(y_pred.shape)
+            y_true = y_true.astype(np.float32, copy=False)
+            for m in self.custom.values():
+                m.update_state(y_true, y_pred)
+            if all(k == "custom" for k in self.kinds):
+                return
         out = np.asarray(output, dtype=np.float64).reshape(rows, -1)
+        labels = (self.loss_kind not in CLASSIFICATION_LOSSES and not self.binary
+                  and np.asarray(target).size == rows)   # integer labels for a custom loss
         if self.binary:
             true = (np.asarray(target, dtype=np.float64).reshape(rows, -1) > 0.5).ravel()
             true = true.astype(np.int64)
@@ -107,16 +167,17 @@ class MetricSet:
             truth = true[None, :]
         else:
             pred = np.argmax(out, axis=1)
-            if self.loss_kind == "sparse_categorical_crossentropy":
-                true = np.asarray(target, dtype=np.int64).reshape(-1)
+            if self.loss_kind == "sparse_categorical_crossentropy" or labels:
+                true = np.asarray(target).reshape(-1).astype(np.int64)
             else:
                 true = np.argmax(np.asarray(target).reshape(rows, -1), axis=1)
             scores = out.T
             truth = (true[None, :] == np.arange(self.width)[:, None]).astype(np.int64)
         if self.loss_kind not in CLASSIFICATION_LOSSES:
-            diff = out - np.asarray(target, np.float64).reshape(out.shape)
-            self.sq_err += float(np.square(diff).sum())
-            self.abs_err += float(np.abs(diff).sum())
+            if not labels:
+                diff = out - np.asarray(target, np.float64).reshape(out.shape)
+                self.sq_err += float(np.square(diff).sum())
+                self.abs_err += float(np.abs(diff).sum())
             self.correct += int((pred == true).sum())
             self.decisions += pred.size
         np.add.at(self.confusion, (np.clip(true, 0, self.confusion.shape[0] - 1),
@@ -133,7 +194,11 @@ class MetricSet:
         """The metrics so far; `final` for the value of a finished pass (exact AUC)."""
         logs = {"loss": self.loss_sum / self.rows if self.rows else float("nan")}
         for name, kind in zip(self.names, self.kinds):
-            logs[name] = self._exact_auc() if (kind == "auc" and final) else self._result(kind)
+            if kind == "custom":
+                logs[name] = float(np.asarray(self.custom[name].result()))
+            else:
+                logs[name] = (self._exact_auc() if (kind == "auc" and final)
+                              else self._result(kind))
         return logs
 
     def _exact_auc(self):

@@ -277,7 +277,7 @@ def load_model(filepath, compile=True, custom_objects=None):
         if not isinstance(compile_cfg, dict):
             raise ValueError(f"{path}: invalid compile config {compile_cfg!r}")
         try:
-            model.compile_from_config(compile_cfg)
+            model.compile_from_config(compile_cfg, custom_objects)
         except _CONFIG_ERRORS as exc:
             raise ValueError(f"{path}: invalid compile config ({type(exc).__name__}: "
                              f"{exc})") from None

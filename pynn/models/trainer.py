@@ -60,8 +60,7 @@ class _Logs:
 
     def __init__(self, model):
         self.names = model._output_names
-        self.sets = [MetricSet(m.names, m.loss_kind, m.width) if m is not None else None
-                     for m in model._metric_sets]
+        self.sets = [m.fresh() if m is not None else None for m in model._metric_sets]
         self.single = len(self.names) == 1
         self.loss_sum = 0.0
         self.rows = 0
@@ -98,8 +97,12 @@ class Trainer:
     """Keras's Model training API; mixed into `pynn.Model`."""
 
     def __init__(self):
-        self._graph = None
+        self._graph = None      # the graph steps run on (with the optimizer)
         self._spec = None
+        self._pgraph = None     # the graph predict runs on: the same one unless a loss is traced
+        self._pspec = None
+        self._custom = []       # outputs whose loss is traced from pynn.ops (custom losses)
+        self._target_shapes = {}
         self._gen_seen = -1
         self.optimizer = None
         self.loss = None
@@ -126,24 +129,96 @@ class Trainer:
             if self._inputs is None:
                 raise ValueError(f"{self.name}: the model is not built yet; call "
                                  f"build(input_shape) or fit/predict first")
-            spec = self._build_spec()
-            graph = spec.to_core()
-            self._spec, self._graph = spec, graph
-            # what the one-row predict fast path compares against
-            self._in_width = (math.prod(self._inputs[0].sample_shape)
-                              if len(self._inputs) == 1 else -1)
-            self._out_sample = tuple(self._outputs[0].sample_shape)
+            if self._pgraph is None:
+                spec = self._build_spec()
+                self._pspec, self._pgraph = spec, spec.to_core()
+                # what the one-row predict fast path compares against
+                self._in_width = (math.prod(self._inputs[0].sample_shape)
+                                  if len(self._inputs) == 1 else -1)
+                self._out_sample = tuple(self._outputs[0].sample_shape)
+            if self.compiled and self._losses is None:
+                self._resolve_compile()
+            self._custom = [j for j, lo in enumerate(self._losses or [])
+                            if lo is not None and lo.is_custom] if self.compiled else []
+            if self._custom:
+                self._spec = self._build_train_spec()
+                self._graph = self._spec.to_core()
+            else:
+                self._spec, self._graph = self._pspec, self._pgraph
             self._gen_seen = -1
             if self.compiled:
                 self._attach_compile()
             self._sync_trainable()
         return self._graph
 
+    def _predict_graph(self):
+        self._ensure_graph()
+        return self._pgraph
+
+    def _build_train_spec(self):
+        """The model's graph plus, for each output with a traced (custom) loss, an input for
+        its targets and the loss function's ops on (targets, output); those per-sample losses
+        are extra outputs whose loss is their mean (``mean_of_output``)."""
+        from pynn.layers.layer import KerasTensor
+        from pynn.layers.reshaping import Input
+        from pynn.models.model import Model
+
+        spec = self._build_spec()
+        n_out = len(spec.outputs)
+        extra = []
+        for j in self._custom:
+            lo = self._losses[j]
+            out_tid = spec.outputs[j]
+            out_shape = spec.shapes[out_tid]
+            t_shape = self._target_shapes.get(j, out_shape)
+            target = spec.add_input(t_shape)
+            yt, yp = Input(t_shape), Input(out_shape)
+            what = f"loss for output {self._output_names[j]!r} ({lo.name or type(lo).__name__})"
+            try:
+                value = lo.call(yt, yp)
+            except (TypeError, ValueError, AttributeError, NotImplementedError) as exc:
+                cls = TypeError if isinstance(exc, TypeError) else type(exc)
+                raise cls(f"{what}: tracing the custom loss on symbolic tensors failed: "
+                                f"{exc}. Write it with pynn.ops (not NumPy), on y_true of "
+                                f"shape {yt.shape} and y_pred of shape {yp.shape}") from exc
+            if not isinstance(value, KerasTensor):
+                raise TypeError(f"{what}: a custom loss must return a tensor computed from "
+                                f"y_true and y_pred with pynn.ops, got {type(value).__name__}")
+            if value is yt or value is yp:
+                value = value * 1.0
+            extra += Model([yt, yp], value)._emit(spec, [target, out_tid])
+        spec.outputs = list(spec.outputs[:n_out]) + extra
+        return spec
+
     def _invalidate_graph(self):
         self._graph = None
         self._spec = None
+        self._pgraph = None
+        self._pspec = None
         if self.optimizer is not None and getattr(self.optimizer, "_net", None) is not None:
             self.optimizer._net = None
+
+    def _retarget(self, ys):
+        """Rebuilds the training graph when a traced loss's targets have another per-sample
+        shape than it was built for (integer labels for a custom loss, say); the optimizer's
+        state moves over to the new graph."""
+        changed = [j for j in self._custom if ys[j].shape[1:] != self._target_shape(j)]
+        if not changed:
+            return
+        old = self._graph
+        for j in changed:
+            self._target_shapes[j] = tuple(ys[j].shape[1:])
+        self._graph = None
+        new = self._ensure_graph()
+        for pid in range(old.num_params()):
+            for k in range(old.num_slots(pid)):
+                new.set_slot(pid, k, old.get_slot(pid, k))
+        new.iterations = old.iterations
+        new.u_product = old.u_product
+        new.learning_rate = old.learning_rate
+
+    def _target_shape(self, j):
+        return tuple(self._target_shapes.get(j, tuple(self._outputs[j].sample_shape)))
 
     @property
     def _net(self):
@@ -202,7 +277,14 @@ class Trainer:
         self.compiled = True
         self.stop_training = False
         if self._graph is not None:
-            self._attach_compile()
+            if self._losses is not None and any(lo is not None and lo.is_custom
+                                                for lo in self._losses):
+                self._custom = []
+            if self._custom or self._graph is not self._pgraph:
+                self._graph = None            # a traced loss: its own training graph
+                self._ensure_graph()
+            else:
+                self._attach_compile()
 
     def _resolve_compile(self):
         names = self._output_names
@@ -235,7 +317,8 @@ class Trainer:
             m = per[j]
             if isinstance(m, str):
                 m = [m]
-            self._metric_sets.append(MetricSet.parse(m, lo.kind, width))
+            self._metric_sets.append(MetricSet.parse(m, _kind(lo), width,
+                                                     tuple(self._outputs[j].sample_shape)))
         if len(names) == 1:
             self.loss = self._losses[0]
 
@@ -245,7 +328,7 @@ class Trainer:
         g = self._graph
         entries = []
         for j, lo in enumerate(self._losses):
-            if lo is None:
+            if lo is None or lo.is_custom:
                 entries.append(None)
                 continue
             width = self._outputs[j].sample_shape[-1]
@@ -256,6 +339,7 @@ class Trainer:
                               f"binary_crossentropy or more units", UserWarning, stacklevel=4)
             entries.append((kind, bool(getattr(lo, "from_logits", False)),
                             float(getattr(lo, "delta", 1.0)), self._loss_weights[j]))
+        entries += [("mean_of_output", False, 1.0, self._loss_weights[j]) for j in self._custom]
         g.set_losses(entries)
         self.optimizer._attach(g)
 
@@ -345,6 +429,8 @@ class Trainer:
         output without a loss."""
         if y is None:
             raise ValueError(f"{name}: targets are required for training and evaluation")
+        if self._losses is None:
+            self._resolve_compile()
         names = self._output_names
         with_loss = [j for j, lo in enumerate(self._losses) if lo is not None]
         if isinstance(y, dict):
@@ -378,20 +464,53 @@ class Trainer:
             if part is None:
                 raise ValueError(f"{what}: targets are required for output {names[j]!r}, which "
                                  f"has a loss")
-            out.append(self._prepare_one_target(part, n, what, j, lo.kind))
+            if lo.is_custom:
+                out.append(self._prepare_custom_target(part, n, what, j))
+            else:
+                out.append(self._prepare_one_target(part, n, what, j, lo.kind))
         return out
 
+    def _prepare_custom_target(self, y, n, name, j):
+        """Targets of a traced loss: float32 with a sample axis first. Shaped like the output
+        when they have its size (any layout), else as given (integer labels, say)."""
+        arr = _checked_targets(y, n, name)
+        out_shape = tuple(self._outputs[j].sample_shape)
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if math.prod(arr.shape[1:]) == math.prod(out_shape):
+            arr = arr.reshape((n,) + out_shape)
+        if self._graph is None:   # the training graph is traced for these targets
+            self._target_shapes[j] = tuple(arr.shape[1:])
+        return np.ascontiguousarray(arr, dtype=np.float32)
+
+    def _step(self, train, xs, ys, sw, idx, want):
+        """One train_step/test_step on the compiled graph; with traced losses, their targets
+        go in as extra inputs and their values come back as extra outputs, which are mapped
+        back onto the model's outputs here."""
+        g = self._graph
+        if not self._custom:
+            sws = [None if lo is None else sw for lo in self._losses]
+            return (g.train_step if train else g.test_step)(xs, ys, sws, idx, want)
+        self._retarget(ys)
+        g = self._graph
+        custom = self._custom
+        n_out = len(self._losses)
+        xs2 = list(xs) + [ys[j].reshape(ys[j].shape[0], -1) for j in custom]
+        ys2 = [None if j in custom else ys[j] for j in range(n_out)] + [None] * len(custom)
+        sws2 = [None if lo is None or j in custom else sw for j, lo in enumerate(self._losses)]
+        sws2 += [sw] * len(custom)
+        total, losses, correct, outs = (g.train_step if train else g.test_step)(
+            xs2, ys2, sws2, idx, want)
+        extra = losses[n_out:]
+        losses, correct = list(losses[:n_out]), list(correct[:n_out])
+        for k, j in enumerate(custom):
+            losses[j] = extra[k]
+        return total, losses, correct, (None if outs is None else list(outs[:n_out]))
+
     def _prepare_one_target(self, y, n, name, j, kind):
-        arr = np.asarray(y)
-        if arr.dtype.kind not in "fiub":
-            raise TypeError(f"{name}: expected numeric targets, got dtype {arr.dtype}")
-        if arr.ndim == 0 or arr.shape[0] != n:
-            raise ValueError(f"{name}: expected {n} targets (one per sample of x), got shape "
-                             f"{arr.shape}")
+        arr = _checked_targets(y, n, name)
         out_shape = tuple(self._outputs[j].sample_shape)
         width = math.prod(out_shape)
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise ValueError(f"{name}: contains NaN or Inf")
         if kind == "sparse_categorical_crossentropy":
             if arr.ndim == 2 and arr.shape[1] == 1:
                 arr = arr[:, 0]
@@ -466,9 +585,6 @@ class Trainer:
             self._attach_compile()
         return g
 
-    def _sws(self, sw):
-        return [None if lo is None else sw for lo in self._losses]
-
     # --- training ---------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
@@ -494,9 +610,9 @@ class Trainer:
         if x is None:
             raise ValueError("x: training data is required")
         xs = self._prepare_inputs(x)
-        graph = self._ready_to_step("fit")
         n = xs[0].shape[0]
         ys = self._prepare_targets(y, n)
+        self._ready_to_step("fit")
         sw = self._prepare_sample_weight(sample_weight, None, ys, n)
         if class_weight is not None:  # validate now; applied below to the training rows only
             self._prepare_sample_weight(None, class_weight, ys, n)
@@ -528,7 +644,6 @@ class Trainer:
             # Keras weighs only the training loss by class; validation stays unweighted
             cw = self._prepare_sample_weight(None, class_weight, ys, n)
             sw = cw if sw is None else np.ascontiguousarray(sw * cw, dtype=np.float32)
-        sws = self._sws(sw)
         steps = math.ceil(n / batch_size)
         if steps_per_epoch is not None:
             steps = min(steps, _positive_int(steps_per_epoch, "steps_per_epoch"))
@@ -553,7 +668,7 @@ class Trainer:
                     idx = order[step * batch_size:(step + 1) * batch_size]
                     if self._gen_seen != _TRAINABLE_GENERATION[0]:
                         self._sync_trainable()
-                    total, losses, correct, outs = graph.train_step(xs, ys, sws, idx, need_out)
+                    total, losses, correct, outs = self._step(True, xs, ys, sw, idx, need_out)
                     if need_out:
                         run.update(total, losses, correct, idx.size, outs,
                                    [None if t is None else t[idx] for t in ys])
@@ -588,7 +703,6 @@ class Trainer:
         return cbl.history
 
     def _run_evaluation(self, xs, ys, sw, batch_size, cbl=None):
-        graph = self._graph
         run = _Logs(self)
         need_out = run.needs_output
         n = xs[0].shape[0]
@@ -599,8 +713,7 @@ class Trainer:
             xb = [a[start:stop] for a in xs]
             yb = [None if t is None else t[start:stop] for t in ys]
             wb = None if sw is None else sw[start:stop]
-            total, losses, correct, outs = graph.test_step(xb, yb, self._sws(wb), None,
-                                                           need_out)
+            total, losses, correct, outs = self._step(False, xb, yb, wb, None, need_out)
             run.update(total, losses, correct, stop - start, outs, yb)
             if cbl is not None:
                 cbl.on_test_batch_end(step, run.results())
@@ -615,9 +728,9 @@ class Trainer:
         batch_size = _positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = _verbose(verbose, resolve_auto=True)
         xs = self._prepare_inputs(x)
-        self._ready_to_step("evaluate")
         n = xs[0].shape[0]
         ys = self._prepare_targets(y, n)
+        self._ready_to_step("evaluate")
         sw = self._prepare_sample_weight(sample_weight, None, ys, n)
         if self._gen_seen != _TRAINABLE_GENERATION[0]:
             self._sync_trainable()
@@ -647,7 +760,7 @@ class Trainer:
         Rows are computed independently, so the result does not depend on `batch_size`.
         ``verbose="auto"`` shows a progress bar only on a terminal and for more than one batch.
         """
-        graph = self._graph
+        graph = self._pgraph
         chunk = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         if (graph is not None and callbacks is None and type(x) is np.ndarray
                 and x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous
@@ -660,7 +773,7 @@ class Trainer:
             graph.predict([x], [out], 256)
             return out
         xs = self._prepare_inputs(x, check_finite=False)
-        graph = self._ensure_graph()
+        graph = self._predict_graph()
         n = xs[0].shape[0]
         outs = self._new_outputs(n)
         if verbose == "auto":
@@ -696,24 +809,23 @@ class Trainer:
         """One gradient step on exactly this batch; returns its loss (and metrics)."""
         self._require_compiled("train_on_batch")
         xs = self._prepare_inputs(x)
-        graph = self._ready_to_step("train_on_batch")
         n = xs[0].shape[0]
         ys = self._prepare_targets(y, n)
+        self._ready_to_step("train_on_batch")
         sw = self._prepare_sample_weight(sample_weight, class_weight, ys, n)
         if self._gen_seen != _TRAINABLE_GENERATION[0]:
             self._sync_trainable()
         run = _Logs(self)
-        total, losses, correct, outs = graph.train_step(xs, ys, self._sws(sw), None,
-                                                        run.needs_output)
+        total, losses, correct, outs = self._step(True, xs, ys, sw, None, run.needs_output)
         run.update(total, losses, correct, n, outs, ys)
         return self._format(run.results(final=True), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._require_compiled("test_on_batch")
         xs = self._prepare_inputs(x)
-        self._ready_to_step("test_on_batch")
         n = xs[0].shape[0]
         ys = self._prepare_targets(y, n)
+        self._ready_to_step("test_on_batch")
         sw = self._prepare_sample_weight(sample_weight, None, ys, n)
         if self._gen_seen != _TRAINABLE_GENERATION[0]:
             self._sync_trainable()
@@ -740,7 +852,7 @@ class Trainer:
             float32 array shaped like `x`.
         """
         xs = self._prepare_inputs(x)
-        graph = self._ensure_graph()
+        graph = self._predict_graph()
         if len(xs) != 1 or len(self._outputs) != 1:
             raise ValueError("input_gradient: needs a model with one input and one output")
         n = xs[0].shape[0]
@@ -769,19 +881,39 @@ class Trainer:
                         for v in loss]
         else:
             loss_cfg = losses_mod.serialize(losses_mod.get(loss))
-        return {"optimizer": optimizers_mod.serialize(self.optimizer), "loss": loss_cfg,
-                "loss_weights": self._loss_weights_arg, "metrics": self._metric_names_arg}
+        cfg = {"optimizer": optimizers_mod.serialize(self.optimizer), "loss": loss_cfg,
+               "loss_weights": self._loss_weights_arg,
+               "metrics": _serialize_metrics(self._metric_names_arg)}
+        if self._target_shapes:   # what the traced losses' targets looked like
+            cfg["target_shapes"] = {self._output_names[j]: list(s)
+                                    for j, s in self._target_shapes.items()}
+        return cfg
 
-    def compile_from_config(self, config):
+    def compile_from_config(self, config, custom_objects=None):
         loss = config["loss"]
+
+        def get(v):
+            return None if v is None else losses_mod.get(v, custom_objects)
+
         if isinstance(loss, dict) and "class_name" not in loss:
-            loss = {k: None if v is None else losses_mod.get(v) for k, v in loss.items()}
+            loss = {k: get(v) for k, v in loss.items()}
         elif isinstance(loss, list):
-            loss = [None if v is None else losses_mod.get(v) for v in loss]
+            loss = [get(v) for v in loss]
         else:
-            loss = losses_mod.get(loss)
+            loss = get(loss)
         self.compile(optimizer=optimizers_mod.deserialize(config["optimizer"]), loss=loss,
-                     metrics=config.get("metrics"), loss_weights=config.get("loss_weights"))
+                     metrics=_deserialize_metrics(config.get("metrics"), custom_objects),
+                     loss_weights=config.get("loss_weights"))
+        shapes = config.get("target_shapes") or {}
+        if not isinstance(shapes, dict):
+            raise ValueError("compile config: target_shapes must map output names to shapes")
+        for name, shape in shapes.items():
+            if name not in self._output_names or not isinstance(shape, list) or not all(
+                    isinstance(d, int) and not isinstance(d, bool) and 0 < d < 2**31
+                    for d in shape):
+                raise ValueError(f"compile config: invalid target shape {shape!r} for "
+                                 f"output {name!r}")
+            self._target_shapes[self._output_names.index(name)] = tuple(shape)
 
     def _require_built(self, what):
         self._maybe_trace()
@@ -822,6 +954,73 @@ def _flat_metric_names(metrics):
             out += list(v or [])
         return list(dict.fromkeys(out))
     return metrics
+
+
+def _checked_targets(y, n, name):
+    """y as an array of n numeric, finite targets (any per-sample shape)."""
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: expected numeric targets, got dtype {arr.dtype}")
+    if arr.ndim == 0 or arr.shape[0] != n:
+        raise ValueError(f"{name}: expected {n} targets (one per sample of x), got shape "
+                         f"{arr.shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name}: contains NaN or Inf")
+    return arr
+
+
+def _serialize_metrics(metrics):
+    """Metrics as JSON: names stay, a function by its registered name (or __name__), a Metric
+    object as {"class_name", "config"}."""
+    from pynn.saving import registered_name
+
+    def one(m):
+        if m is None or isinstance(m, str):
+            return m
+        if isinstance(m, (list, tuple)):
+            return [one(v) for v in m]
+        if hasattr(m, "update_state"):
+            return {"class_name": registered_name(type(m)) or type(m).__name__,
+                    "config": m.get_config()}
+        return {"class_name": "function",
+                "config": registered_name(m) or getattr(m, "__name__", repr(m))}
+
+    if isinstance(metrics, dict):
+        return {k: one(v) for k, v in metrics.items()}
+    return one(metrics)
+
+
+def _deserialize_metrics(metrics, custom_objects=None):
+    from pynn.saving import lookup
+
+    def one(m):
+        if m is None or isinstance(m, str):
+            return m
+        if isinstance(m, list):
+            return [one(v) for v in m]
+        if isinstance(m, dict) and m.get("class_name") == "function":
+            fn = lookup(m.get("config"), custom_objects)
+            if fn is None or not callable(fn):
+                raise ValueError(f"metrics: the custom metric function {m.get('config')!r} is "
+                                 f"not registered; decorate it with "
+                                 f"@pynn.saving.register_serializable() or pass custom_objects")
+            return fn
+        if isinstance(m, dict):
+            cls = lookup(m.get("class_name"), custom_objects)
+            if cls is None or not isinstance(cls, type):
+                raise ValueError(f"metrics: unknown metric class {m.get('class_name')!r}; "
+                                 f"register it with @pynn.saving.register_serializable()")
+            return cls.from_config(m.get("config") or {})
+        raise ValueError(f"metrics: invalid entry {m!r} in the compile config")
+
+    if isinstance(metrics, dict):
+        return {k: one(v) for k, v in metrics.items()}
+    return one(metrics)
+
+
+def _kind(loss):
+    """The loss's C++ kind, or "custom" for a traced one (how metrics pick their rules)."""
+    return "custom" if loss.is_custom else loss.kind
 
 
 def _check_loss_arg(loss):

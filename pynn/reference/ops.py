@@ -1,13 +1,16 @@
 """The graph ops behind `pynn.ops` on symbolic tensors, forward and backward, in NumPy.
 
-The twins of csrc/nn/ops/{unary,binary,reduce,matmul,where,one_hot,argmax,constant}.cpp.
+The twins of csrc/nn/ops/{unary,binary,reduce,matmul,where,one_hot,argmax,constant,
+variable}.cpp.
 Every array carries the batch axis first, (batch, *sample_shape); axes in attributes are
 per-sample axes (0 is a sample's first axis, negative counts from the end), never the batch.
 
     unary(fn)            y = fn(x): negative, square, sqrt, exp, log, abs, sign, reciprocal,
                          clip (attrs min, max), power (attr exponent)
     binary(fn)           y = a fn b, per-sample shapes broadcast as NumPy shapes (the batch
-                         axes pair up): add, subtract, multiply, divide, maximum, minimum, power
+                         axes pair up): add, subtract, multiply, divide, maximum, minimum, power,
+                         and the comparisons equal, not_equal, greater, greater_equal, less,
+                         less_equal (1.0 where they hold, else 0.0)
     binary_scalar(fn)    y = x fn c, or c fn x with reverse (attrs scalar, reverse)
     reduce(fn)           sum, mean, max, min over `axes`, with `keepdims`
     matmul               per-sample a @ b, samples of rank 1 or 2 (NumPy's matmul rules)
@@ -15,12 +18,14 @@ per-sample axes (0 is a sample's first axis, negative counts from the end), neve
     one_hot              (*s) -> (*s, num_classes); indices truncated, out of range: zeros
     argmax               index of the first maximum along `axis` (none: the flat sample)
     constant             attrs value, shape: the same tensor for every sample of its input
+    variable             a parameter (a custom layer's weight used in pynn.ops) as the same
+                         tensor for every sample; its gradient is dy summed over the batch
 
 Gradient rules (the core's, see the C++ files): maximum / minimum send dy to the first
 operand attaining the extreme (a on a tie); reduce max / min to the first extreme element
 (a NaN counts as the extreme, as NumPy's argmax has it); power's exponent gets y log(a) where
-a > 0, else 0; clip passes dy where min <= x <= max; sign, one_hot, argmax, constant and the
-condition of where pass no gradient. A stretched (broadcast) operand gets the sum of the
+a > 0, else 0; clip passes dy where min <= x <= max; sign, the comparisons, one_hot, argmax,
+constant and the condition of where pass no gradient. A stretched (broadcast) operand gets the sum of the
 gradients of its copies.
 
 A per-sample scalar (a full reduction, a vector-vector matmul, a scalar constant) has the
@@ -35,7 +40,10 @@ import numpy as np
 
 UNARY_FNS = ("negative", "square", "sqrt", "exp", "log", "abs", "sign", "reciprocal", "clip",
              "power")
-BINARY_FNS = ("add", "subtract", "multiply", "divide", "maximum", "minimum", "power")
+COMPARISONS = {"equal": np.equal, "not_equal": np.not_equal, "greater": np.greater,
+               "greater_equal": np.greater_equal, "less": np.less, "less_equal": np.less_equal}
+BINARY_FNS = ("add", "subtract", "multiply", "divide", "maximum", "minimum", "power",
+              *COMPARISONS)
 REDUCE_FNS = ("sum", "mean", "max", "min")
 
 
@@ -147,6 +155,8 @@ def _apply(fn, a, b):
         return np.minimum(a, b)
     if fn == "power":
         return np.power(a, b)
+    if fn in COMPARISONS:
+        return COMPARISONS[fn](a, b).astype(np.result_type(a, b, np.float32))
     raise ValueError(f"binary: unknown fn {fn!r}; expected one of {list(BINARY_FNS)}")
 
 
@@ -171,6 +181,8 @@ def _partials(fn, a, b, dy):
             y = np.power(a, b)
             db = np.where(a > 0, dy * y * np.log(np.where(a > 0, a, 1.0)), 0.0)
         return da, db
+    if fn in COMPARISONS:
+        return np.zeros_like(dy), np.zeros_like(dy)
     raise ValueError(f"binary: unknown fn {fn!r}; expected one of {list(BINARY_FNS)}")
 
 
@@ -318,6 +330,16 @@ def constant_forward(x, value, shape, dtype=np.float64):
     return np.broadcast_to(v, (x.shape[0],) + tuple(shape)).copy()
 
 
+def variable_forward(x, value):
+    v = np.asarray(value)
+    return np.broadcast_to(v, (x.shape[0],) + v.shape).copy()
+
+
+def variable_backward(dy):
+    """The parameter's gradient: dy summed over the batch (the input gets none)."""
+    return dy.sum(axis=0)
+
+
 def _samples(y):
     """(n,) per-sample scalars as (n, 1), the graph's form."""
     return y.reshape(y.shape[0], 1) if y.ndim == 1 else y
@@ -400,7 +422,17 @@ def _constant_f(node, xs, ps, run):
     return _samples(constant_forward(xs[0], a["value"], a.get("shape", ()), run.dtype)), None
 
 
+def _variable_f(node, xs, ps, run):
+    shape = node.attrs.get("shape", np.shape(ps[0]))
+    return variable_forward(xs[0], np.reshape(ps[0], shape)), np.shape(ps[0])
+
+
+def _variable_b(node, saved, dy):
+    return [], [variable_backward(dy).reshape(saved)]
+
+
 OPS = {
+    "variable": (_variable_f, _variable_b),
     "unary": (_unary_f, _unary_b),
     "binary": (_binary_f, _binary_b),
     "binary_scalar": (_scalar_f, _scalar_b),

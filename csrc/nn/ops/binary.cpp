@@ -10,6 +10,8 @@
 // maximum/minimum all of dy to the first operand that attains the extreme (a on a tie, as the
 // merge ops and TensorFlow do); power b a^(b-1) and, for the exponent, y log(a) where a > 0
 // and 0 elsewhere (TensorFlow's rule). maximum/minimum propagate NaN like NumPy.
+// The comparisons (equal, not_equal, greater, greater_equal, less, less_equal) give 1.0 where
+// they hold and 0.0 elsewhere (NaN compares false, except not_equal); their gradient is zero.
 //
 // An operand smaller than the output (stretched by broadcasting) gets the sum of its
 // stretched copies' gradients: summed per sample into a scratch buffer (one per operand,
@@ -25,14 +27,21 @@
 namespace pynn::nn {
 namespace {
 
-enum class Fn { add, subtract, multiply, divide, maximum, minimum, power };
+enum class Fn {
+  add, subtract, multiply, divide, maximum, minimum, power,
+  equal, not_equal, greater, greater_equal, less, less_equal
+};
+
+inline bool is_comparison(Fn fn) { return fn >= Fn::equal; }
 
 Fn parse_fn(const Attrs& attrs) {
   const std::string fn = attrs.get_string("fn", "");
   static const std::pair<const char*, Fn> kNames[] = {
       {"add", Fn::add},         {"subtract", Fn::subtract}, {"multiply", Fn::multiply},
       {"divide", Fn::divide},   {"maximum", Fn::maximum},   {"minimum", Fn::minimum},
-      {"power", Fn::power}};
+      {"power", Fn::power},     {"equal", Fn::equal},       {"not_equal", Fn::not_equal},
+      {"greater", Fn::greater}, {"greater_equal", Fn::greater_equal},
+      {"less", Fn::less},       {"less_equal", Fn::less_equal}};
   std::string known;
   for (const auto& [name, f] : kNames) {
     if (fn == name) return f;
@@ -51,6 +60,12 @@ inline float apply(Fn fn, float a, float b) {
     case Fn::maximum: return a >= b || a != a ? a : b;
     case Fn::minimum: return a <= b || a != a ? a : b;
     case Fn::power: return std::pow(a, b);
+    case Fn::equal: return a == b ? 1.0f : 0.0f;
+    case Fn::not_equal: return a != b ? 1.0f : 0.0f;
+    case Fn::greater: return a > b ? 1.0f : 0.0f;
+    case Fn::greater_equal: return a >= b ? 1.0f : 0.0f;
+    case Fn::less: return a < b ? 1.0f : 0.0f;
+    case Fn::less_equal: return a <= b ? 1.0f : 0.0f;
   }
   return 0.0f;
 }
@@ -67,6 +82,7 @@ inline float partial(Fn fn, bool first, float a, float b, float g) {
     case Fn::power:
       if (first) return b == 0.0f ? 0.0f : g * (b * std::pow(a, b - 1.0f));
       return a > 0.0f ? g * (std::pow(a, b) * std::log(a)) : 0.0f;
+    default: return 0.0f;  // comparisons: piecewise constant
   }
   return 0.0f;
 }
@@ -92,7 +108,7 @@ class BinaryOp : public Op {
     return s;
   }
   bool needs_input(int, bool, const BackwardNeeds&) const override {
-    return fn_ != Fn::add && fn_ != Fn::subtract;
+    return fn_ != Fn::add && fn_ != Fn::subtract && !is_comparison(fn_);
   }
 
   void forward(const FwdArgs& a) override {
@@ -171,7 +187,7 @@ class BinaryScalarOp : public Op {
       case Fn::subtract:
       case Fn::multiply: return false;
       case Fn::divide: return reverse_;
-      default: return true;
+      default: return !is_comparison(fn_);
     }
   }
 
