@@ -34,12 +34,28 @@ permute           dims (per-sample axes, 1-based as Keras)     a copy of x with 
 repeat_vector     n                                            (d,) -> (n, d)
 dot               axes (two per-sample axes, 1-based),         rank-1 or rank-2 samples
                   normalize
+unary             fn (negative, square, sqrt, exp, log, abs,   x -> same shape
+                  sign, reciprocal, clip, power), min, max,
+                  exponent
+binary            fn (add, subtract, multiply, divide,         a, b broadcast as NumPy ->
+                  maximum, minimum, power, equal, not_equal,   the broadcast shape
+                  greater(_equal), less(_equal))
+binary_scalar     fn, scalar, reverse                          x -> same shape
+reduce            fn (sum, mean, max, min), axes, keepdims     x -> x without (or 1 on) axes
+matmul            -                                            rank-1 or rank-2 samples
+where             -                                            cond, a, b broadcast -> shape
+one_hot           num_classes                                  (*s) -> (*s, num_classes)
+argmax            axis, keepdims                               x -> x without axis
+constant          value, shape                                 the same tensor for every sample
+variable          shape (optional)                             [w]: w as every sample's tensor
 ================  ==========================================  ==================================
 
-Losses are attached per output: ``(kind, from_logits, delta, weight)`` with the kinds of
-`pynn.losses` (mean_squared_error, mean_absolute_error, huber, binary_crossentropy,
-categorical_crossentropy, sparse_categorical_crossentropy); the total loss is the weighted sum
-plus the L1/L2 penalties of trainable weights.
+The ops under `pynn.ops` (unary ... variable) are written out in pynn/reference/ops.py, their
+NumPy twins. Losses are attached per output: ``(kind, from_logits, delta, weight)`` with the
+kinds of `pynn.losses` (mean_squared_error, mean_absolute_error, huber, binary_crossentropy,
+categorical_crossentropy, sparse_categorical_crossentropy) or ``mean_of_output``, the mean of
+the output itself (the per-sample values of a traced custom loss; no target); the total loss is
+the weighted sum plus the L1/L2 penalties of trainable weights.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import importlib
 
 from pynn.reference.gemm import gemm
 
-_MODULES = ("activations", "dense", "gemm", "graph", "initializers", "losses", "merging",
+_MODULES = ("activations", "dense", "gemm", "graph", "initializers", "losses", "merging", "ops",
             "optimizers", "regularization")
 
 
