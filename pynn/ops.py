@@ -593,9 +593,8 @@ def reshape(x, newshape):
         raise ValueError(f"ops.reshape: cannot reshape a tensor of shape {x.shape} "
                          f"({size} values per sample) to {newshape}")
     if not target:   # one value per sample: Keras's (None,), stored as (None, 1)
-        y = _node("reshape", {"target_shape": [1]}, [x], _ol.reshape_rule, "reshape")
-        y._pynn_scalar = True
-        return y
+        return _ol.OpLayer("reshape", {"target_shape": [1]}, [0], _ol.reshape_rule, "reshape",
+                           scalar_out=True)(x)
     return _node("reshape", {"target_shape": target}, [x], _ol.reshape_rule, "reshape")
 
 

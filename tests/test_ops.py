@@ -560,3 +560,32 @@ def test_mean_of_output_core():
     want_v, want_g = ref_losses.value_and_grad("mean_of_output", pred.astype(np.float64), None, w)
     assert value == pytest.approx(want_v, rel=1e-6)
     np.testing.assert_allclose(grad, want_g, rtol=1e-6)
+
+
+# --- saving models that use pynn.ops ---------------------------------------------------------
+def test_models_with_ops_round_trip_through_save(tmp_path):
+    x = pynn.Input((4,))
+    h = L.Dense(3)(x)
+    out = ops.tanh(h) * 2.0 + ops.mean(h, axis=-1, keepdims=True) - np.arange(3.0)
+    model = pynn.Model(x, [out, ops.max(h, axis=-1), ops.matmul(h, W45[:3, :2]),
+                           ops.where(ops.greater(h, 0.0), h, 0.5 * h)])
+    path = tmp_path / "ops.safetensors"
+    model.save(path)
+    loaded = pynn.saving.load_model(path)
+    v = _rng("save").standard_normal((5, 4)).astype(np.float32)
+    for a, b in zip(model.predict(v, verbose=0), loaded.predict(v, verbose=0)):
+        assert np.array_equal(a, b)
+
+
+def test_op_layer_configs_are_checked():
+    from pynn.layers.ops_layer import OpLayer
+
+    good = {"name": "t", "op": "unary", "attrs": {"fn": "exp"}, "label": "exp",
+            "rule": "same_shape", "operands": [0]}
+    assert isinstance(OpLayer.from_config(good), OpLayer)
+    for bad, match in [({"rule": "os.system"}, "unknown shape rule"),
+                       ({"op": 3}, "'op' must be a string"),
+                       ({"operands": [{"shape": [2], "value": [1.0]}]}, "shape and that many"),
+                       ({"operands": ["x"]}, "invalid operand")]:
+        with pytest.raises(ValueError, match=match):
+            OpLayer.from_config({**good, **bad})

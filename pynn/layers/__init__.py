@@ -3,6 +3,7 @@ from pynn.layers.activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Soft
 from pynn.layers.dense import Dense
 from pynn.layers.lambda_layer import Lambda
 from pynn.layers.layer import Layer
+from pynn.layers.ops_layer import OpLayer
 from pynn.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
                                  Subtract, add, average, concatenate, dot, maximum, minimum,
                                  multiply, subtract)
@@ -13,7 +14,8 @@ from pynn.layers.reshaping import (Flatten, Identity, Input, InputLayer, Permute
 _CLASSES = {cls.__name__: cls for cls in (
     Activation, Add, Average, BatchNormalization, Concatenate, Dense, Dot, Dropout, ELU,
     Flatten, Identity, InputLayer, LeakyReLU, Maximum, Minimum, Multiply, PReLU, Permute, ReLU,
-    RepeatVector, Reshape, Softmax, Subtract)}
+    RepeatVector, Reshape, Softmax, Subtract,
+    OpLayer)}   # (pynn.ops on symbolic tensors: data only, safe to load)
 _MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
 

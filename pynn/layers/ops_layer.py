@@ -72,13 +72,14 @@ class OpLayer(Layer):
     rule: (layer, operand shapes) -> output shape; raises ValueError naming both shapes.
     """
 
-    def __init__(self, op, attrs, operands, rule, label, name=None):
+    def __init__(self, op, attrs, operands, rule, label, name=None, scalar_out=False):
         super().__init__(name=name or unique_name(label))
         self.op = op
         self.attrs = dict(attrs)
         self.label = label
         self._operands = list(operands)
         self._rule = rule
+        self.scalar_out = bool(scalar_out)   # one value per sample: Keras's (None,)
 
     def fail(self, msg):
         raise ValueError(f"{self.name} (ops.{self.label}): {msg}")
@@ -111,11 +112,53 @@ class OpLayer(Layer):
 
     def _call_symbolic(self, flat, structure):
         out = super()._call_symbolic(flat, structure)   # runs _emit on a scratch graph
-        out._pynn_scalar = self._keras_shape == ()
+        out._pynn_scalar = self._keras_shape == () or self.scalar_out
         return out
 
     def get_config(self):
-        return {"name": self.name, "op": self.op, "attrs": dict(self.attrs)}
+        """Data only (the op, its attributes, the shape rule's name, constants as numbers), so
+        a model using pynn.ops loads without running code from the file."""
+        operands = []
+        for operand in self._operands:
+            if isinstance(operand, (int, np.integer)):
+                operands.append(int(operand))
+            elif isinstance(operand, WeightOperand):
+                raise ValueError(f"{self.name}: an op on a layer's weight belongs to that "
+                                 f"layer's call() and is not saved on its own")
+            else:
+                arr = np.asarray(operand, dtype=np.float32)
+                operands.append({"shape": list(arr.shape),
+                                 "value": [float(v) for v in arr.ravel()]})
+        return {"name": self.name, "op": self.op, "attrs": dict(self.attrs),
+                "label": self.label, "rule": self._rule.__name__, "operands": operands,
+                "scalar_out": self.scalar_out}
+
+    @classmethod
+    def from_config(cls, config):
+        conf = dict(config)
+        rule = _RULES.get(conf.get("rule"))
+        if rule is None:
+            raise ValueError(f"OpLayer: unknown shape rule {conf.get('rule')!r}; expected one "
+                             f"of {sorted(_RULES)}")
+        if not isinstance(conf.get("op"), str) or not isinstance(conf.get("attrs"), dict):
+            raise ValueError("OpLayer: 'op' must be a string and 'attrs' a dict")
+        operands = []
+        for operand in conf.get("operands", []):
+            if isinstance(operand, int) and not isinstance(operand, bool) and 0 <= operand < 64:
+                operands.append(operand)
+                continue
+            if not isinstance(operand, dict):
+                raise ValueError(f"OpLayer: invalid operand {operand!r}")
+            shape, value = operand.get("shape"), operand.get("value")
+            if (not isinstance(shape, list) or not all(isinstance(d, int) and 0 < d for d in shape)
+                    or not isinstance(value, list) or len(value) != int(np.prod(shape))
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                               for v in value)):
+                raise ValueError("OpLayer: a constant operand needs a shape and that many "
+                                 "numbers")
+            operands.append(np.asarray(value, dtype=np.float32).reshape(shape))
+        return cls(conf["op"], conf["attrs"], operands, rule, str(conf.get("label", conf["op"])),
+                   name=conf.get("name"), scalar_out=bool(conf.get("scalar_out", False)))
 
 
 # --- shape rules: (layer, operand shapes) -> output shape --------------------------------------
@@ -195,3 +238,7 @@ def activation_rule(layer, shapes):
     if not shapes[0] and layer.attrs.get("activation") == "softmax":
         layer.fail("softmax needs samples with at least one axis, got shape (None,)")
     return shapes[0]
+
+
+_RULES = {name: f for name, f in list(globals().items())
+          if callable(f) and (name.endswith("_rule") or name == "same_shape")}
