@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 from pynn import cli
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     return cli.main(argv)
 
 
