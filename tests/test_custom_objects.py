@@ -376,3 +376,21 @@ def test_custom_layer_errors_are_clear():
         NoCall()(pynn.Input((3,)))
     with pytest.raises(TypeError, match="must return tensors"):
         ReturnsArray()(pynn.Input((3,)))
+
+
+def test_freezing_a_custom_layer_freezes_its_sublayers():
+    pynn.utils.set_random_seed(10)
+    inp = pynn.Input((5,))
+    custom = ScaledDense()
+    model = pynn.Model(inp, custom(inp))
+    model.compile(optimizer=pynn.optimizers.SGD(0.1), loss="mse")
+    assert custom._sublayers() == [custom.inner]
+    x, y = _data(n=6)
+    custom.trainable = False
+    assert not custom.inner.trainable and model.trainable_weights == []
+    before = model.get_weights()
+    model.train_on_batch(x, y)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    custom.trainable = True
+    model.train_on_batch(x, y)
+    assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))

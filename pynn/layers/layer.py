@@ -101,6 +101,11 @@ def sample_shape(shape, name="input_shape"):
     return shape_tuple(shape, name)
 
 
+def _is_plumbing(layer):
+    """Inputs and the op layers of pynn.ops: part of a trace, not sub-layers of their own."""
+    return type(layer).__name__ in ("InputLayer", "OpLayer")
+
+
 class Weight:
     """One weight tensor of a layer (Keras's Variable): a float32 array owned by the layer.
 
@@ -259,7 +264,22 @@ class Layer:
         _TRAINABLE_GENERATION[0] += 1
 
     def _sublayers(self):
-        return []
+        """Layers this one is made of: for a user's layer, the layers held in its public
+        attributes and those its traced call() uses (Keras tracks attributes the same way)."""
+        if type(self).call is Layer.call:
+            return []
+        out = []
+        for value in list(self.__dict__.values()):
+            items = value if isinstance(value, (list, tuple)) else [value]
+            out += [v for v in items if isinstance(v, Layer) and v is not self]
+        for model in self.__dict__.get("_traces", {}).values():
+            out += [lay for lay in model._sublayers() if not _is_plumbing(lay)]
+        seen, unique = set(), []
+        for lay in out:
+            if id(lay) not in seen:
+                seen.add(id(lay))
+                unique.append(lay)
+        return unique
 
     # --- weights ----------------------------------------------------------------------------
     def add_weight(self, shape=None, initializer="glorot_uniform", dtype=None, trainable=True,
@@ -295,10 +315,11 @@ class Layer:
         return list(self._all_weights())
 
     def _all_weights(self):
-        if "_traces" not in self.__dict__:
+        subs = self._sublayers()
+        if not subs:
             return list(self._weights)
         out, seen = [], set()
-        for w in list(self._weights) + self._traced_weights():
+        for w in list(self._weights) + [w for lay in subs for w in lay._all_weights()]:
             if id(w) not in seen:
                 seen.add(id(w))
                 out.append(w)
@@ -444,14 +465,6 @@ class Layer:
             traces[key] = Model(arg, out, name=f"{self.name}_call")
         return traces[key]
 
-    def _traced_weights(self):
-        """Weights of the layers a traced call() uses (a custom layer's sub-layers)."""
-        out = []
-        for model in self.__dict__.get("_traces", {}).values():
-            for w in model._all_weights():
-                if w.layer is not self:
-                    out.append(w)
-        return out
 
     def _param_ids(self, spec, weights=None):
         from pynn.models.graph_spec import ParamRef
