@@ -258,6 +258,10 @@ class Trainer:
                             float(getattr(lo, "delta", 1.0)), self._loss_weights[j]))
         g.set_losses(entries)
         self.optimizer._attach(g)
+        from pynn.models.state import param_paths
+
+        # the optimizer's state (get_state) names each parameter's slots by weight path
+        self.optimizer._bind_weight_names(param_paths(self))
 
     def _require_compiled(self, what):
         if not self.compiled:
