@@ -6,9 +6,14 @@ reproducible bitwise (the kernels are counter-based and thread-count independent
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 _state = {"rng": np.random.default_rng()}
+# Per thread: a private stream that replaces the global one while a model is rebuilt from
+# saved state (see `detached`).
+_local = threading.local()
 
 
 def seed(value: int) -> None:
@@ -16,7 +21,22 @@ def seed(value: int) -> None:
 
 
 def next_seed() -> int:
-    return int(_state["rng"].integers(0, 2**63 - 1))
+    rng = getattr(_local, "rng", None)
+    return int((_state["rng"] if rng is None else rng).integers(0, 2**63 - 1))
+
+
+class detached:
+    """Context: seeds drawn in this thread come from a private, fixed stream and leave the
+    global one untouched. Rebuilding a saved model uses it: the seeds its layers draw while
+    being built (dropout, rrelu) are replaced by the saved ones right after."""
+
+    def __enter__(self):
+        self.saved = getattr(_local, "rng", None)
+        _local.rng = np.random.default_rng(0)
+        return self
+
+    def __exit__(self, *exc):
+        _local.rng = self.saved
 
 
 def generator(seed_value: int | None = None) -> np.random.Generator:

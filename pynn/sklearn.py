@@ -293,32 +293,21 @@ class _PynnMLP(BaseEstimator):
         return self.model_.predict(np.asarray(X, dtype=np.float32), verbose=0)
 
     # --- pickling -------------------------------------------------------------------------------
-    # The compiled network holds C++ state that cannot be pickled: keep its architecture, its
-    # weights and its compile configuration instead, and rebuild it on unpickling.
-    def __getstate__(self):
-        state = super().__getstate__()
-        model = state.get("model_")
-        if isinstance(model, Sequential):
-            state = dict(state)
-            state["model_"] = {"__pynn_model__": 1, "config": model.get_config(),
-                               "weights": model.get_weights(),
-                               "compile": model.get_compile_config()}
-        return state
-
+    # The fitted network pickles itself through its state (`pynn.Model.get_state`: config,
+    # weights, compile configuration, optimizer state) and is rebuilt without running any
+    # initializer, so unpickling leaves the caller's random streams untouched.
     def __setstate__(self, state):
         model = state.get("model_")
         if isinstance(model, dict) and "__pynn_model__" in model:
-            state = dict(state)
-            # Rebuilding draws initial weights (then overwritten): do it with a throwaway seed
-            # so unpickling leaves the caller's random streams untouched.
-            section = _SeededSection(0).acquire()
-            try:
+            # pickled by an older pynn: architecture, weights by position, compile config
+            from pynn.models.state import restoring
+
+            with restoring():
                 rebuilt = Sequential.from_config(model["config"])
-                rebuilt.set_weights(model["weights"])
-                if model["compile"] is not None:
-                    rebuilt.compile_from_config(model["compile"])
-            finally:
-                section.release()
+            rebuilt.set_weights(model["weights"])
+            if model["compile"] is not None:
+                rebuilt.compile_from_config(model["compile"])
+            state = dict(state)
             state["model_"] = rebuilt
         super().__setstate__(state)
 

@@ -394,3 +394,19 @@ def test_freezing_a_custom_layer_freezes_its_sublayers():
     custom.trainable = True
     model.train_on_batch(x, y)
     assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_models_with_custom_losses_and_metrics_pickle():
+    import pickle
+
+    x, y = _data(n=24)
+    model = _mlp()
+    model.compile(optimizer="adam", loss=my_mse, metrics=[rmse, PositiveCount()])
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    clone = pickle.loads(pickle.dumps(model))
+    assert clone.loss.fn is my_mse
+    assert clone.evaluate(x, y, verbose=0, return_dict=True) == \
+        model.evaluate(x, y, verbose=0, return_dict=True)
+    model.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    clone.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), clone.get_weights()))

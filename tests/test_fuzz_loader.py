@@ -101,6 +101,11 @@ def crafted(blob):
     header, data = split(blob)
     names = sorted(k for k in header if k != "__metadata__")
     first = min(names, key=lambda k: header[k]["data_offsets"][0])
+    # the weights are stored by name ("dense/kernel"), optimizer slots as "optimizer/<name>/<k>"
+    kernel = next(k for k in names if k.endswith("/kernel") and not k.startswith("optimizer/"))
+    bias = next(k for k in names if k.endswith("/bias") and not k.startswith("optimizer/"))
+    slot = f"optimizer/{kernel}/1"
+    assert slot in names, names
     c = {}
     c["empty file"] = b""
     c["7 bytes"] = b"\x01" * 7
@@ -139,8 +144,8 @@ def crafted(blob):
     c["missing data bytes"] = blob[:-4]
     for dt in ("F16", "BF16", "Q4_0", "", 7, None, ["F32"]):
         c[f"dtype {dt!r}"] = with_entry(blob, first, dtype=dt)
-    c["dtype F64 for a weight"] = _retype_tensor(blob, "weights.1", "F64")
-    c["dtype I32 for a weight"] = _retype_tensor(blob, "weights.1", "I32")
+    c["dtype F64 for a weight"] = _retype_tensor(blob, bias, "F64")
+    c["dtype I32 for a weight"] = _retype_tensor(blob, bias, "I32")
     c["shape overflows int64"] = with_entry(blob, first, shape=[2**62, 2**62, 16])
     c["shape wraps to the right size mod 2**64"] = with_entry(
         blob, first, shape=[2**64 // 4 + header[first]["data_offsets"][1] // 4 - header[first]["data_offsets"][0] // 4])
@@ -162,7 +167,7 @@ def crafted(blob):
     c["format missing"] = join({**header, "__metadata__": {k: v for k, v in header["__metadata__"].items()
                                                            if k != "format"}}, data)
     c["weights-only file"] = with_meta(blob, "format", "pynn.weights")
-    for v in ("2", "0", "", "abc", "1.0", "-1", "\uff11", "\u00b9", "9" * 40):
+    for v in ("3", "0", "", "abc", "1.0", "-1", "\uff11", "\u00b9", "9" * 40):
         c[f"format_version {v!r}"] = with_meta(blob, "format_version", v)
     for cls in ("Lambda", "Conv2D", "__import__", "builtins.exec", "os.system", "", None, 3):
         c[f"unknown layer type {cls!r}"] = with_config(blob, lambda cfg, cls=cls: _set(cfg["config"]["layers"][2], "class_name", cls))
@@ -198,12 +203,30 @@ def crafted(blob):
     c["input shape that does not match the kernel"] = with_config(
         blob, lambda cfg: _set(cfg["config"]["layers"][0]["config"], "shape", [7]))
     # tensors
-    c["missing tensor weights.1"] = _drop_tensor(blob, "weights.1")
-    c["missing optimizer slot"] = _drop_tensor(blob, "optimizer.0.1")
-    c["extra weight tensor"] = _add_tensor(blob, "weights.99", [2])
-    c["weight with the wrong shape"] = _reshape_tensor(blob, "weights.0")
-    c["NaN weight"] = _poke_tensor(blob, "weights.0", b"\x00\x00\xc0\x7f")
-    c["Inf optimizer slot"] = _poke_tensor(blob, "optimizer.0.0", b"\x00\x00\x80\x7f")
+    c["missing weight tensor"] = _drop_tensor(blob, bias)
+    c["missing optimizer slot"] = _drop_tensor(blob, slot)
+    c["extra weight tensor"] = _add_tensor(blob, "dense_99/kernel", [2])
+    c["weight with the wrong shape"] = _reshape_tensor(blob, kernel)
+    c["NaN weight"] = _poke_tensor(blob, kernel, b"\x00\x00\xc0\x7f")
+    c["Inf optimizer slot"] = _poke_tensor(blob, slot, b"\x00\x00\x80\x7f")
+    c["version 2 file labelled version 1"] = with_meta(blob, "format_version", "1")
+    c["weight renamed"] = _rename_tensor(blob, kernel, kernel.replace("/kernel", "/kernal"))
+    c["slot renamed"] = _rename_tensor(blob, slot, f"optimizer/{kernel}/7")
+    # the list of weights and the layers' seeds
+    c["weights list missing"] = join({**header, "__metadata__": {k: v for k, v in header["__metadata__"].items()
+                                                                 if k != "weights"}}, data)
+    c["weights list a dict"] = with_meta(blob, "weights", "{}")
+    c["weights list without a weight"] = with_json_meta(blob, "weights", lambda v: [n for n in v if n != bias])
+    c["weights list with a repeat"] = with_json_meta(blob, "weights", lambda v: v + v[:1])
+    c["weights list naming a slot"] = with_json_meta(blob, "weights", lambda v: v + [slot])
+    c["weights list with a number"] = with_json_meta(blob, "weights", lambda v: v + [3])
+    for value in ([], 5, {"nope": 1}, {"dropout": -1}, {"dropout": 2**64}, {"dropout": "7"},
+                  {"dropout": 1.5}, {"dropout": True}):
+        c[f"layer_seeds {value!r}"] = with_json_meta(blob, "layer_seeds", lambda v, x=value: (
+            x if not isinstance(x, dict) or "dropout" not in x
+            else {k: x["dropout"] for k in v}))
+    c["layer_seeds for a layer that draws none"] = with_json_meta(
+        blob, "layer_seeds", lambda v: {**v, kernel.split("/")[0]: 5})
     # compile config and optimizer state
     c["compile_config a list"] = with_meta(blob, "compile_config", "[]")
     c["compile_config a number"] = with_meta(blob, "compile_config", "5")
@@ -260,6 +283,11 @@ def _add_tensor(blob, name, shape):
     for s in shape:
         n *= s
     return _rebuild(meta, entries + [(name, {"dtype": "F32", "shape": shape}, b"\0" * 4 * n)])
+
+
+def _rename_tensor(blob, name, new_name):
+    meta, entries = _entries(blob)
+    return _rebuild(meta, [(new_name if k == name else k, info, raw) for k, info, raw in entries])
 
 
 def _retype_tensor(blob, name, dtype):
@@ -422,6 +450,7 @@ def _config_hypothesis(blob, target):
     paths = [("model_config", i, key) for i, e in enumerate(cfg["config"]["layers"]) for key in e["config"]]
     paths += [("compile_config", None, k) for k in ("optimizer", "loss", "metrics")]
     paths += [("optimizer_state", None, k) for k in ("iterations", "u_product", "learning_rate", "slots")]
+    paths += [("layer_seeds", None, k) for k in json.loads(header["__metadata__"]["layer_seeds"])]
     seen = {"n": 0, "bad": []}
 
     @settings(max_examples=300, deadline=None, database=None, derandomize=True,

@@ -294,6 +294,25 @@ def test_pickle_round_trip(make):
     assert not hasattr(fresh, "model_") and fresh.get_params() == est.get_params()
 
 
+def test_pickles_of_the_earlier_layout_still_load():
+    # Before models pickled themselves, the estimator stored its network as a dict of config,
+    # weights by position and compile config.
+    X, y = load_iris(return_X_y=True)
+    est = PynnClassifier(**FAST).fit(X, y)
+    state = dict(est.__getstate__())
+    model = state["model_"]
+    state["model_"] = {"__pynn_model__": 1, "config": model.get_config(),
+                       "weights": model.get_weights(), "compile": model.get_compile_config()}
+    before = _random._state["rng"].bit_generator.state
+    old = PynnClassifier.__new__(PynnClassifier)
+    old.__setstate__(state)
+    assert _random._state["rng"].bit_generator.state == before
+    assert old.model_ is not model and old.model_.compiled
+    np.testing.assert_array_equal(old.predict_proba(X), est.predict_proba(X))
+    # and the estimator pickles its model as the model pickles itself
+    assert isinstance(pickle.loads(pickle.dumps(est)).model_, pynn.Sequential)
+
+
 def test_seeded_fit_is_reproducible_and_has_no_global_side_effect():
     X, y = load_iris(return_X_y=True)
     pynn.utils.set_random_seed(123)

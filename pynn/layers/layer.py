@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import threading
 
 import numpy as np
 
@@ -44,6 +45,24 @@ class weight_budget:
 
     def __exit__(self, *exc):
         _BUDGET[0] = self.saved
+
+
+# Set (per thread) while a model is rebuilt from saved state (a file or a pickle): its weights
+# are about to be overwritten with the saved values, so `add_weight` allocates zeros instead of
+# running the initializers, which would cost time and advance pynn's global random stream.
+_RESTORING = threading.local()
+
+
+class skip_initializers:
+    """Context: weights created in this thread start as zeros; no initializer runs."""
+
+    def __enter__(self):
+        self.saved = getattr(_RESTORING, "active", False)
+        _RESTORING.active = True
+        return self
+
+    def __exit__(self, *exc):
+        _RESTORING.active = self.saved
 
 
 def _snake(name: str) -> str:
@@ -306,7 +325,9 @@ class Layer:
                                  f"shape {shape})")
         init = initializers.get(initializer)
         name = name or f"weight_{len(self._weights)}"
-        w = Weight(self, name, init(shape), trainable, regularizers.get(regularizer))
+        value = (np.zeros(shape, dtype=np.float32) if getattr(_RESTORING, "active", False)
+                 else init(shape))
+        w = Weight(self, name, value, trainable, regularizers.get(regularizer))
         self._weights.append(w)
         return w
 

@@ -308,6 +308,36 @@ class Model(Trainer, Layer):
 
         return model_from_config(config, custom_objects)
 
+    # --- state: weights by name, compile configuration, optimizer state --------------------
+    def get_weight_paths(self) -> dict:
+        """``{path: Weight}`` for every weight, with Keras 3's unique path-like names
+        ("dense_1/kernel"; a nested model prefixes its name: "encoder/dense/kernel")."""
+        from pynn.models.state import weight_paths
+
+        self._require_built("get_weight_paths")
+        return weight_paths(self)
+
+    def get_state(self) -> dict:
+        """Everything needed to recreate this model and continue its training exactly: config,
+        weights by path, the seeds its layers drew, compile configuration and optimizer state
+        (see `pynn.models.state`). Saving and pickling both use it."""
+        from pynn.models.state import get_state
+
+        return get_state(self)
+
+    def set_state(self, state, compile=True) -> None:
+        """Restores `get_state()` of a model with the same architecture (weights matched by
+        path; with `compile`, its compile configuration and optimizer state too)."""
+        from pynn.models.state import set_state
+
+        set_state(self, state, compile=compile)
+
+    def __reduce__(self):
+        # Pickled as its state and rebuilt from it (no initializer runs on unpickling).
+        from pynn.models.state import reduce_model
+
+        return reduce_model(self)
+
     def __repr__(self):
         return f"<pynn.{type(self).__name__} name={self.name}>"
 

@@ -1,13 +1,25 @@
 """Model files: one safetensors file holding the weights as raw tensors and, in its metadata,
-the architecture, the compile configuration and the optimizer's state.
+the architecture, the compile configuration and the optimizer's state. It is the model's state
+(`pynn.models.state`, which pickling uses too) written out.
 
-    metadata: format="pynn.model", format_version="1", model_config=<JSON>,
-              compile_config=<JSON or "null">, optimizer_state=<JSON>
-    tensors:  "weights.<i>" (the model's weights in get_weights order),
-              "optimizer.<i>.<slot>" (optimizer slots of weight i)
+Format version 2 (written now):
+    metadata: format="pynn.model", format_version="2", model_config=<JSON>,
+              compile_config=<JSON or "null">,
+              optimizer_state=<JSON: iterations, u_product, learning_rate,
+                               slots={weight path: number of slots}, or "null">,
+              layer_seeds=<JSON: {layer path: seed}>,
+              weights=<JSON: the weight paths in the model's order>
+    tensors:  "<weight path>" for every weight ("dense_1/kernel", "encoder/dense/bias"),
+              "optimizer/<weight path>/<k>" for slot k of that weight's optimizer state
+A weights-only file (format="pynn.weights") holds the weight tensors alone.
+
+Format version 1 (still read): the weights as "weights.<i>" in get_weights order, the slots as
+"optimizer.<i>.<k>" by engine parameter id, optimizer_state.slots keyed by that id, and the
+Dropout seeds written into the model config.
 
 Loading never executes code: configs are plain JSON mapped onto known layer classes, and an
-unknown layer type, format or version is refused with a clear error.
+unknown layer type, format or version is refused with a clear error. Building the model runs
+no initializer (the file's weights replace them) and leaves pynn's random stream untouched.
 """
 from __future__ import annotations
 
@@ -16,14 +28,14 @@ import math
 import os
 import re
 
-import numpy as np
-
 from pynn import layers as layers_mod
 from pynn.models import _safetensors
+from pynn.models import state as state_mod
 
 FORMAT = "pynn.model"
 WEIGHTS_FORMAT = "pynn.weights"
-VERSION = 1
+VERSION = 2
+SLOT_PREFIX = "optimizer/"
 _DIGITS = re.compile(r"[0-9]{1,9}")
 # A model file's header holds one short entry per tensor and the JSON configs: a few KiB for
 # usual models, far below this. The bound keeps the cost of parsing an untrusted header (Python
@@ -45,72 +57,43 @@ def _check_path(filepath, overwrite):
     return path
 
 
-def _weights(model):
-    model._require_built("save")
-    weights = model.get_weights()
-    for i, w in enumerate(weights):
-        if not np.all(np.isfinite(w)):
-            raise ValueError(f"save: weight {i} contains NaN or Inf (did training diverge?); "
-                             f"refusing to write a broken model")
-    return weights
-
-
-def _model_config(model):
-    """The model's config, with the seed each Dropout layer actually drew at build time (when
-    the layer exposes it) so that a loaded model's dropout masks continue the same sequence and
-    training resumes exactly."""
-    from pynn import layers as layers_mod
-
-    config = layers_mod.serialize(model)
-
-    def fix(cfg, model):
-        entries = [e for e in cfg["layers"] if e.get("class_name") != "InputLayer"]
-        layers = [lay for lay in model.layers if type(lay).__name__ != "InputLayer"]
-        for entry, layer in zip(entries, layers):
-            conf = entry.get("config", {})
-            if entry.get("class_name") == "Dropout" and conf.get("seed") is None:
-                seed = getattr(layer, "_built_seed", None)
-                if seed is not None:
-                    conf["seed"] = int(seed)
-            elif isinstance(conf, dict) and isinstance(conf.get("layers"), list):
-                fix(conf, layer)
-
-    fix(config["config"], model)
-    return config
+def _slot_key(name, k):
+    return f"{SLOT_PREFIX}{name}/{k}"
 
 
 def save_model(model, filepath, overwrite=True):
+    """Writes `model.get_state()` to a safetensors file (atomically: a temporary file in the
+    same folder, renamed over `filepath` once complete)."""
     path = _check_path(filepath, overwrite)
-    weights = _weights(model)
-    tensors = {f"weights.{i}": w for i, w in enumerate(weights)}
-    opt_state = None
-    net = model._graph
-    if net is None and model.compiled and getattr(model, "_inputs", None) is not None:
-        net = model._ensure_graph()  # compiled, not trained yet: its optimizer state is fresh
-    if (net is not None and model.compiled and model.optimizer is not None
-            and model.optimizer._net is net):
-        opt_state = {"iterations": int(net.iterations), "u_product": float(net.u_product),
-                     "learning_rate": float(net.learning_rate), "slots": {}}
-        for pid in range(net.num_params()):
-            count = net.num_slots(pid)
-            opt_state["slots"][str(pid)] = count
-            for k in range(count):
-                slot = net.get_slot(pid, k)
-                if not np.all(np.isfinite(slot)):
-                    raise ValueError(f"save: optimizer state of weight {pid} contains NaN or "
-                                     f"Inf (did training diverge?); refusing to write it")
-                tensors[f"optimizer.{pid}.{k}"] = slot
+    state = state_mod.get_state(model)
+    tensors = dict(state["weights"])
+    opt = state["optimizer"]
+    opt_meta = None
+    if opt is not None:
+        opt_meta = {"iterations": opt["iterations"], "u_product": opt["u_product"],
+                    "learning_rate": opt["learning_rate"], "slots": {}}
+        for name, arrays in opt["slots"].items():
+            opt_meta["slots"][name] = len(arrays)
+            for k, arr in enumerate(arrays):
+                key = _slot_key(name, k)
+                if key in tensors:
+                    raise ValueError(f"save: the weight named {key!r} has the name the file "
+                                     f"gives to an optimizer slot; rename its layer")
+                tensors[key] = arr
     metadata = {
         "format": FORMAT,
         "format_version": str(VERSION),
-        "model_config": json.dumps(_model_config(model), allow_nan=False),
-        "compile_config": json.dumps(model.get_compile_config()),
-        "optimizer_state": json.dumps(opt_state),
+        "model_config": json.dumps(state["config"], allow_nan=False),
+        "compile_config": json.dumps(state["compile_config"]),
+        "optimizer_state": json.dumps(opt_meta),
+        "layer_seeds": json.dumps(state["seeds"]),
+        "weights": json.dumps(list(state["weights"])),
     }
     _safetensors.write(path, tensors, metadata)
 
 
 def _read(filepath, expected_format):
+    """(tensors, metadata, format version) of a pynn file."""
     if not isinstance(filepath, (str, os.PathLike)):
         raise TypeError(f"filepath: expected a str or os.PathLike, got {type(filepath).__name__}")
     tensors, meta = _safetensors.read(filepath, max_header=MAX_HEADER)
@@ -128,7 +111,7 @@ def _read(filepath, expected_format):
                          f"{version}; this pynn reads up to {VERSION})")
     if int(version) < 1:
         raise ValueError(f"{path}: unknown format version {version!r}")
-    return tensors, meta
+    return tensors, meta, int(version)
 
 
 def _json(meta, key, path):
@@ -137,26 +120,112 @@ def _json(meta, key, path):
     return _safetensors.parse_json(meta.get(key, "null"), f"{path}: metadata {key!r}")
 
 
+def _optimizer_meta(meta, tensors, path):
+    """The optimizer_state metadata (None, or a dict whose 'slots' maps a key, a weight path
+    in version 2 and an engine parameter id in version 1, to a slot count), checked."""
+    opt = _json(meta, "optimizer_state", path)
+    if opt is None:
+        return None
+    slots = opt.get("slots") if isinstance(opt, dict) else None
+    if not isinstance(slots, dict):
+        raise ValueError(f"{path}: malformed optimizer state (expected a dict with 'slots')")
+    for key, count in slots.items():
+        # a slot count beyond the tensors present cannot be right (and bounds the work)
+        if type(count) is not int or not 0 <= count <= len(tensors):
+            raise ValueError(f"{path}: optimizer state: slot count of {key!r} must be an "
+                             f"integer in [0, {len(tensors)}], got {count!r}")
+    if sum(slots.values()) > len(tensors):
+        raise ValueError(f"{path}: optimizer state: {sum(slots.values())} slots listed, the "
+                         f"file holds {len(tensors)} tensors")
+    return opt
+
+
+def _named_layout(tensors, meta, opt_meta, path):
+    """Version 2: ({weight path: array} in the model's order, {weight path: [slot arrays or
+    None]}). Every tensor must be a listed weight or a slot of the optimizer state."""
+    order = _json(meta, "weights", path)
+    if not isinstance(order, list) or not all(isinstance(n, str) for n in order) \
+            or len(set(order)) != len(order):
+        raise ValueError(f"{path}: metadata 'weights' must list the weight names, each once")
+    slot_keys, slots = set(), {}
+    if opt_meta is not None:
+        for name, count in opt_meta["slots"].items():
+            keys = [_slot_key(name, k) for k in range(count)]
+            slot_keys.update(keys)
+            slots[name] = [tensors.get(k) for k in keys]
+    missing = [n for n in order if n not in tensors]
+    if missing:
+        raise ValueError(f"{path}: weight {missing[0]!r} is missing from the file")
+    listed = set(order)
+    extra = [k for k in tensors if k not in listed and k not in slot_keys]
+    if extra:
+        raise ValueError(f"{path}: tensor {extra[0]!r} is neither a listed weight nor an "
+                         f"optimizer slot")
+    return {n: tensors[n] for n in order}, slots
+
+
+def _positional_weights(model, tensors, path):
+    """Version 1: the "weights.<i>" tensors by the model's weight paths."""
+    own = list(state_mod.weight_paths(model))
+    want = {f"weights.{i}" for i in range(len(own))}
+    have = {k for k in tensors if k.startswith("weights.")}
+    if have != want:
+        missing = sorted(want - have, key=lambda k: int(k.split(".")[1]))
+        if missing:
+            i = int(missing[0].split(".")[1])
+            raise ValueError(f"{path}: tensor {missing[0]!r} (weight {own[i]!r} of the model) "
+                             f"is missing")
+        raise ValueError(f"{path}: tensor(s) {sorted(have - want)[:5]} do not match any of the "
+                         f"model's {len(own)} weights (weights.0..weights.{len(own) - 1})")
+    return {name: tensors[f"weights.{i}"] for i, name in enumerate(own)}
+
+
+def _positional_slots(model, opt_meta, tensors, path):
+    """Version 1: the "optimizer.<pid>.<k>" tensors by weight path (parameter ids follow the
+    compiled graph's parameter order)."""
+    names = state_mod.param_paths(model, model._build_spec())
+    slots = {}
+    for key, count in opt_meta["slots"].items():
+        if not _DIGITS.fullmatch(key) or int(key) >= len(names):
+            raise ValueError(f"{path}: optimizer state: no parameter {key!r} (the model has "
+                             f"{len(names)})")
+        slots[names[int(key)]] = [tensors.get(f"optimizer.{key}.{k}") for k in range(count)]
+    return slots
+
+
+def _optimizer_state(opt_meta, slots, path):
+    """An Optimizer.set_state dict from the metadata scalars and the slot arrays."""
+    for name, arrays in slots.items():
+        for k, arr in enumerate(arrays):
+            if arr is None:
+                raise ValueError(f"{path}: optimizer slot {k} of weight {name!r} is missing "
+                                 f"from the file")
+    state = {k: v for k, v in opt_meta.items() if k != "slots"}
+    state["slots"] = slots
+    return state
+
+
 # Loading refuses to build a network whose weights the file cannot hold: the shapes implied
 # by the architecture are computed from the JSON alone and compared with the tensors actually
 # present before the engine allocates anything, so a tampered config such as
 # Dense(units=10**12) costs nothing (the tensors' sizes are bounded by the file's size).
 _PARAMS_OF = {
-    "Dense": lambda c, shp: [(shp[-1], c["units"])] + ([(c["units"],)]
-                                                       if c.get("use_bias", True) else []),
-    "BatchNormalization": lambda c, shp: [(shp[-1],)] * (int(bool(c.get("scale", True)))
-                                                         + int(bool(c.get("center", True))) + 2),
-    "PReLU": lambda c, shp: [tuple(shp)],
+    "Dense": lambda c, shp: [("kernel", (shp[-1], c["units"]))]
+    + ([("bias", (c["units"],))] if c.get("use_bias", True) else []),
+    "BatchNormalization": lambda c, shp: [(n, (shp[-1],)) for n, on in (
+        ("gamma", c.get("scale", True)), ("beta", c.get("center", True)),
+        ("moving_mean", True), ("moving_variance", True)) if on],
+    "PReLU": lambda c, shp: [("alpha", tuple(shp))],
 }
 _SAME_SHAPE = ("Activation", "Dropout", "ELU", "LeakyReLU", "ReLU", "Softmax", "Identity",
                "PReLU", "BatchNormalization")
 
 
 def _expected_shapes(cfg, path):
-    """The weight shapes, in get_weights order, that a plain Sequential config describes, or
-    None when it holds layers this check does not follow (nested models...: the weight budget
-    of loading still bounds what building may allocate); raises ValueError for a config that
-    cannot be a pynn model (before anything is allocated)."""
+    """[(layer name, weight name, shape)] in get_weights order that a plain Sequential config
+    describes, or None when it holds layers this check does not follow (nested models...: the
+    weight budget of loading still bounds what building may allocate); raises ValueError for a
+    config that cannot be a pynn model (before anything is allocated)."""
     layers = cfg.get("layers") if isinstance(cfg, dict) else None
     if not isinstance(layers, list):
         raise ValueError(f"{path}: the model config has no 'layers' list")
@@ -188,7 +257,7 @@ def _expected_shapes(cfg, path):
                 raise ValueError(f"{path}: layer {i} (Dense) has invalid units {units!r}")
         rule = _PARAMS_OF.get(cls)
         if rule is not None:
-            shapes += rule(conf, shape)
+            shapes += [(conf.get("name"), wname, wshape) for wname, wshape in rule(conf, shape)]
         if cls == "Dense":
             shape = shape[:-1] + (conf["units"],)
         elif cls == "Flatten":
@@ -200,27 +269,55 @@ def _expected_shapes(cfg, path):
     return shapes
 
 
+def _check_expected(expected, tensors, version, path):
+    if version == 1:
+        for i, (lname, wname, shape) in enumerate(expected):
+            have = tensors.get(f"weights.{i}")
+            if have is None:
+                raise ValueError(f"{path}: tensor 'weights.{i}' (weight '{lname}/{wname}' of "
+                                 f"the model) is missing")
+            if tuple(have.shape) != tuple(shape):
+                raise ValueError(f"{path}: weight {i} should have shape {tuple(shape)} by the "
+                                 f"model config, the file holds "
+                                 f"{None if have is None else tuple(have.shape)}")
+        return
+    seen = {}
+    for lname, wname, shape in expected:
+        if not isinstance(lname, str):
+            return  # names given by the model at build time: checked after building
+        key = f"{lname}/{wname}"
+        if key in seen:
+            return  # two layers of one name: paths get suffixes; checked after building
+        seen[key] = shape
+    for key, shape in seen.items():
+        have = tensors.get(key)
+        if have is None:
+            raise ValueError(f"{path}: weight {key!r} of shape {tuple(shape)} (by the model "
+                             f"config) is missing from the file")
+        if tuple(have.shape) != tuple(shape):
+            raise ValueError(f"{path}: weight {key!r} should have shape {tuple(shape)} by the "
+                             f"model config, the file holds {tuple(have.shape)}")
+
+
 _CONFIG_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError,
                   RecursionError)
 
 
-def _build_from_config(class_name, cfg, tensors, path, custom_objects=None):
+def _build_from_config(class_name, cfg, weights, version, path, custom_objects=None):
+    """The model a config describes, built without running initializers (its weights are
+    zeros until the file's are assigned) and without drawing from pynn's random stream."""
     from pynn.layers.layer import weight_budget
     from pynn.models.sequential import Sequential
 
     if class_name == "Sequential":
-        expected = _expected_shapes(cfg, path) or []
-        for i, shape in enumerate(expected):
-            have = tensors.get(f"weights.{i}")
-            if have is None or tuple(have.shape) != tuple(shape):
-                raise ValueError(f"{path}: weight {i} should have shape {tuple(shape)} by the "
-                                 f"model config, the file holds "
-                                 f"{None if have is None else tuple(have.shape)}")
+        expected = _expected_shapes(cfg, path)
+        if expected is not None:
+            _check_expected(expected, weights, version, path)
     # Building allocates the weights the config describes: never more than the file holds
     # (a tampered config cannot make loading allocate without bound).
-    budget = sum(int(t.size) for k, t in tensors.items() if k.startswith("weights."))
+    budget = sum(int(t.size) for t in weights.values())
     try:
-        with weight_budget(budget, path):
+        with weight_budget(budget, path), state_mod.restoring():
             if class_name == "Sequential":
                 model = Sequential.from_config(cfg, custom_objects)
             else:
@@ -236,100 +333,75 @@ def _build_from_config(class_name, cfg, tensors, path, custom_objects=None):
     return model
 
 
-def _assign_weights(model, tensors, path):
-    count = len(model.weights)
-    names = {f"weights.{i}" for i in range(count)}
-    have = {k for k in tensors if k.startswith("weights.")}
-    if have != names:
-        raise ValueError(f"{path}: expected weight tensors weights.0..weights.{count - 1}, "
-                         f"found {sorted(have)[:5]}{'...' if len(have) > 5 else ''}")
-    weights = [tensors[f"weights.{i}"] for i in range(count)]
-    for i, w in enumerate(weights):
-        if w.dtype != np.float32:
-            raise ValueError(f"{path}: weight {i} has dtype {w.dtype}, expected float32")
-        if not np.all(np.isfinite(w)):
-            raise ValueError(f"{path}: weight {i} contains NaN or Inf")
-    model.set_weights(weights)
+def _weights_of_file(tensors, meta, version, path):
+    """(weight tensors, optimizer metadata, slot arrays by weight path or None): the file's
+    tensors split into weights and optimizer slots (version 1: still positional)."""
+    opt_meta = _optimizer_meta(meta, tensors, path)
+    if version == 1:
+        return {k: v for k, v in tensors.items() if k.startswith("weights.")}, opt_meta, None
+    weights, slots = _named_layout(tensors, meta, opt_meta, path)
+    return weights, opt_meta, slots
 
 
 def load_model(filepath, compile=True, custom_objects=None):
-    """Loads a model saved with `Sequential.save` (architecture, weights, and, with
-    `compile`, its compile configuration and optimizer state so training resumes).
+    """Loads a model saved with `Model.save` (architecture, weights, and, with `compile`, its
+    compile configuration and optimizer state so training resumes exactly). Files of format
+    version 1 (weights by position) load too.
 
     Raises:
         TypeError: `filepath` is not a str or path-like.
         FileNotFoundError: there is no such file.
         ValueError: anything wrong with the file's content (not safetensors, truncated,
             corrupt, not a pynn model, a newer format version, an unknown layer type, a
-            config that does not match the tensors, NaN weights...).
+            config that does not match the tensors, a weight missing, extra or misshapen,
+            NaN weights...).
     """
     path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else filepath
-    tensors, meta = _read(filepath, FORMAT)
+    tensors, meta, version = _read(filepath, FORMAT)
     cfg = _json(meta, "model_config", path)
     if not isinstance(cfg, dict) or cfg.get("class_name") not in ("Sequential", "Functional"):
         raise ValueError(f"{path}: unknown model type "
                          f"{cfg.get('class_name') if isinstance(cfg, dict) else cfg!r}")
-    model = _build_from_config(cfg["class_name"], cfg.get("config"), tensors, path,
+    weights, opt_meta, slots = _weights_of_file(tensors, meta, version, path)
+    model = _build_from_config(cfg["class_name"], cfg.get("config"), weights, version, path,
                                custom_objects)
-    _assign_weights(model, tensors, path)
     compile_cfg = _json(meta, "compile_config", path)
-    if compile and compile_cfg is not None:
-        if not isinstance(compile_cfg, dict):
-            raise ValueError(f"{path}: invalid compile config {compile_cfg!r}")
-        try:
-            model.compile_from_config(compile_cfg, custom_objects)
-        except _CONFIG_ERRORS as exc:
-            raise ValueError(f"{path}: invalid compile config ({type(exc).__name__}: "
-                             f"{exc})") from None
-        state = _json(meta, "optimizer_state", path)
-        if state is not None:
-            _restore_optimizer(model, state, tensors, path)
+    try:
+        state = {"weights": _positional_weights(model, weights, path) if version == 1
+                 else weights,
+                 "seeds": _json(meta, "layer_seeds", path) if version >= 2 else None,
+                 "compile_config": compile_cfg if compile else None, "optimizer": None}
+        if compile and compile_cfg is not None and opt_meta is not None:
+            if version == 1:
+                slots = _positional_slots(model, opt_meta, tensors, path)
+            state["optimizer"] = _optimizer_state(opt_meta, slots, path)
+        state_mod.set_state(model, state, custom_objects=custom_objects)
+    except ValueError as exc:
+        msg = str(exc)
+        raise ValueError(msg if msg.startswith(f"{path}:") else f"{path}: {msg}") from None
     return model
 
 
-def _restore_optimizer(model, state, tensors, path):
-    net = model._ensure_graph()
-    bad = ValueError(f"{path}: malformed optimizer state")
-    if not isinstance(state, dict):
-        raise bad
-    slots, iterations = state.get("slots"), state.get("iterations")
-    u_product, lr = state.get("u_product"), state.get("learning_rate")
-    if (not isinstance(slots, dict) or type(iterations) is not int
-            or not 0 <= iterations < 2**62
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                       for v in (u_product, lr))
-            or not np.isfinite(u_product) or not (np.isfinite(lr) and lr >= 0)):
-        raise bad
-    for pid in range(net.num_params()):
-        expected = net.num_slots(pid)
-        count = slots.get(str(pid), -1)
-        if type(count) is not int or count != expected:
-            raise ValueError(f"{path}: optimizer state does not match the model")
-        shape = tuple(net.param_info(pid)[1])
-        for k in range(expected):
-            arr = tensors.get(f"optimizer.{pid}.{k}")
-            if (arr is None or arr.dtype != np.float32 or tuple(arr.shape) != shape
-                    or not np.all(np.isfinite(arr))):
-                raise ValueError(f"{path}: optimizer slot {pid}.{k} is missing or invalid")
-            net.set_slot(pid, k, np.ascontiguousarray(arr))
-    net.iterations = iterations
-    net.u_product = float(u_product)
-    if lr > 0:
-        model.optimizer.learning_rate = float(lr)
-    else:  # a rate that underflowed float32 when it was set: keep it as the engine had it
-        net.learning_rate = 0.0
-
-
 def save_weights(model, filepath, overwrite=True):
-    """Writes only the weights (plus a little metadata) to a safetensors file."""
+    """Writes only the weights, by path (plus a little metadata), to a safetensors file."""
     path = _check_path(filepath, overwrite)
-    weights = _weights(model)
-    _safetensors.write(path, {f"weights.{i}": w for i, w in enumerate(weights)},
-                       {"format": WEIGHTS_FORMAT, "format_version": str(VERSION)})
+    weights = state_mod.get_weights_by_path(model)
+    _safetensors.write(path, weights, {"format": WEIGHTS_FORMAT, "format_version": str(VERSION),
+                                       "weights": json.dumps(list(weights))})
 
 
 def load_weights(model, filepath):
-    """Reads weights saved by `save_weights` or `save` into a built model of the same shape."""
+    """Reads the weights of a file written by `save_weights` or `save` into a built model,
+    matching them by path (version-1 files: by position). All are checked before any is
+    written."""
     model._require_built("load_weights")
-    tensors, _ = _read(filepath, WEIGHTS_FORMAT)
-    _assign_weights(model, tensors, os.fspath(filepath))
+    tensors, meta, version = _read(filepath, WEIGHTS_FORMAT)
+    path = os.fspath(filepath)
+    try:
+        weights, _, _ = _weights_of_file(tensors, meta, version, path)
+        if version == 1:
+            weights = _positional_weights(model, weights, path)
+        state_mod.set_state(model, {"weights": weights}, compile=False)
+    except ValueError as exc:
+        msg = str(exc)
+        raise ValueError(msg if msg.startswith(f"{path}:") else f"{path}: {msg}") from None

@@ -342,6 +342,10 @@ class Trainer:
         entries += [("mean_of_output", False, 1.0, self._loss_weights[j]) for j in self._custom]
         g.set_losses(entries)
         self.optimizer._attach(g)
+        from pynn.models.state import param_paths
+
+        # the optimizer's state (get_state) names each parameter's slots by weight path
+        self.optimizer._bind_weight_names(param_paths(self))
 
     def _require_compiled(self, what):
         if not self.compiled:

@@ -85,6 +85,117 @@ class Optimizer:
         net.set_optimizer(self.kind, self._engine_config())
         self._net = net
 
+    # --- state: iterations, learning rate and slots (save, load_model and pickling) ---------
+    def _bind_weight_names(self, names):
+        """Called by the model that attaches this optimizer: the name of each engine
+        parameter, in parameter order (the keys of the slots in `get_state`)."""
+        self._weight_names = list(names)
+
+    def _slot_names(self, net):
+        names = getattr(self, "_weight_names", None)
+        if names is None or len(names) != net.num_params():
+            # not bound by a model: the engine's own names, made unique
+            names, used = [], set()
+            for pid in range(net.num_params()):
+                base = name = str(net.param_info(pid)[0])
+                k = 1
+                while name in used:
+                    name, k = f"{base}_{k}", k + 1
+                used.add(name)
+                names.append(name)
+        return names
+
+    def get_state(self) -> dict:
+        """The optimizer's state: ``{"iterations", "learning_rate", "u_product", "slots"}``,
+        where ``slots`` maps each weight's name to the list of its slot arrays (copies; Adam
+        keeps two per weight, plain SGD none). Before the optimizer is attached to a compiled
+        model its state is the fresh one: no steps and no slots."""
+        net = self._net
+        if net is None:
+            return {"iterations": 0, "learning_rate": float(self._learning_rate),
+                    "u_product": 1.0, "slots": {}}
+        slots = {}
+        for pid, name in enumerate(self._slot_names(net)):
+            slots[name] = [net.get_slot(pid, k) for k in range(net.num_slots(pid))]
+        return {"iterations": int(net.iterations), "learning_rate": float(net.learning_rate),
+                "u_product": float(net.u_product), "slots": slots}
+
+    def set_state(self, state) -> None:
+        """Restores a state from `get_state` (of this optimizer or of one configured the same
+        way on a model with the same weights). Everything is checked before anything is
+        written: a ValueError names the weight and slot that do not fit."""
+        import numpy as np
+
+        if not isinstance(state, dict):
+            raise TypeError(f"state: expected the dict of Optimizer.get_state(), got "
+                            f"{type(state).__name__}")
+        keys = {"iterations", "learning_rate", "u_product", "slots"}
+        if set(state) - keys or not {"iterations", "learning_rate", "slots"} <= set(state):
+            raise ValueError(f"optimizer state: expected the keys {sorted(keys)} (u_product "
+                             f"optional), got {sorted(map(str, state))}")
+        iterations, lr = state["iterations"], state["learning_rate"]
+        u_product, slots = state.get("u_product", 1.0), state["slots"]
+        if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) \
+                or not 0 <= iterations < 2**62:
+            raise ValueError(f"optimizer state: iterations: expected an integer in [0, 2**62), "
+                             f"got {iterations!r}")
+        for key, value in (("learning_rate", lr), ("u_product", u_product)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                    or not math.isfinite(value):
+                raise ValueError(f"optimizer state: {key}: expected a finite number, got "
+                                 f"{value!r}")
+        if lr < 0:
+            raise ValueError(f"optimizer state: learning_rate: expected a non-negative number, "
+                             f"got {lr!r}")
+        if not isinstance(slots, dict):
+            raise ValueError(f"optimizer state: slots: expected a dict (weight name -> list of "
+                             f"arrays), got {type(slots).__name__}")
+        net = self._net
+        if net is None:
+            if iterations == 0 and not any(len(v) if isinstance(v, (list, tuple)) else 1
+                                           for v in slots.values()):
+                if lr > 0:
+                    self.learning_rate = float(lr)
+                return
+            raise ValueError("optimizer state: this optimizer is not attached to a model yet; "
+                             "compile a built model with it first")
+        names = self._slot_names(net)
+        missing = [n for n in names if n not in slots]
+        extra = [n for n in slots if n not in set(names)]
+        if missing:
+            raise ValueError(f"optimizer state: no slots for weight {missing[0]!r}"
+                             f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}")
+        if extra:
+            raise ValueError(f"optimizer state: slots for weight {extra[0]!r}, which the model "
+                             f"does not have")
+        arrays = []
+        for pid, name in enumerate(names):
+            given = slots[name]
+            count = net.num_slots(pid)
+            if not isinstance(given, (list, tuple)) or len(given) != count:
+                got = len(given) if isinstance(given, (list, tuple)) else type(given).__name__
+                raise ValueError(f"optimizer state: weight {name!r} expected {count} slot "
+                                 f"array(s) ({type(self).__name__}), got {got}")
+            shape = tuple(net.param_info(pid)[1])
+            for k, arr in enumerate(given):
+                what = f"optimizer state: slot {k} of weight {name!r}"
+                if not isinstance(arr, np.ndarray) or arr.dtype != np.float32:
+                    kind = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
+                    raise ValueError(f"{what}: expected a float32 array, got {kind}")
+                if tuple(arr.shape) != shape:
+                    raise ValueError(f"{what}: expected shape {shape}, got {tuple(arr.shape)}")
+                if not np.all(np.isfinite(arr)):
+                    raise ValueError(f"{what}: contains NaN or Inf")
+                arrays.append((pid, k, np.ascontiguousarray(arr)))
+        for pid, k, arr in arrays:
+            net.set_slot(pid, k, arr)
+        net.iterations = int(iterations)
+        net.u_product = float(u_product)
+        if lr > 0:
+            self.learning_rate = float(lr)
+        else:  # a rate that underflowed float32 when it was set: keep it as the engine had it
+            net.learning_rate = 0.0
+
     def get_config(self) -> dict:
         cfg = {"name": self.name, "learning_rate": self.learning_rate}
         cfg.update(self._hyper)
