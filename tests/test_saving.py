@@ -626,3 +626,27 @@ def test_rrelu_slopes_resume_exactly(tmp_path):
     assert resumed.layers[0]._seed == first.layers[0]._seed
     resumed.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
     assert _same(straight, resumed)
+
+
+def test_a_model_built_in_another_thread_is_not_charged_to_a_loading_file(tmp_path):
+    # The weight budget of a load bounds that load only: building a large model in another
+    # thread while it is active must not fail.
+    import threading
+
+    from pynn.layers.layer import weight_budget
+
+    errors = []
+
+    def build_other():
+        try:
+            pynn.Sequential([pynn.Input((300,)), L.Dense(300)]).build()
+        except Exception as exc:   # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    with weight_budget(10, "file.safetensors"):
+        t = threading.Thread(target=build_other)
+        t.start()
+        t.join(timeout=60)
+        with pytest.raises(ValueError):
+            L.Dense(300).build((None, 300))   # this thread is bounded
+    assert not errors

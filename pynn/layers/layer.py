@@ -29,7 +29,12 @@ _counters: dict[str, int] = {}
 _TRAINABLE_GENERATION = [0]
 # While a model file is loaded: how many weight elements building may still allocate (the
 # file's own count), so that a tampered config cannot make loading allocate without bound.
-_BUDGET: list = [None]
+# Per thread: a model built in another thread meanwhile is not charged to the file.
+_BUDGET = threading.local()
+
+
+def _current_budget():
+    return getattr(_BUDGET, "value", None)
 
 
 class weight_budget:
@@ -39,12 +44,12 @@ class weight_budget:
         self.left, self.what = int(elements), what
 
     def __enter__(self):
-        self.saved = _BUDGET[0]
-        _BUDGET[0] = self
+        self.saved = _current_budget()
+        _BUDGET.value = self
         return self
 
     def __exit__(self, *exc):
-        _BUDGET[0] = self.saved
+        _BUDGET.value = self.saved
 
 
 # Set (per thread) while a model is rebuilt from saved state (a file or a pickle): its weights
@@ -316,7 +321,7 @@ class Layer:
         if math.prod(shape) > 2**31 - 1:
             raise ValueError(f"{self.name}: weight {name!r} of shape {shape} has more than "
                              f"2**31 - 1 elements, pynn's limit per weight")
-        budget = _BUDGET[0]
+        budget = _current_budget()
         if budget is not None:
             budget.left -= math.prod(shape)
             if budget.left < 0:
