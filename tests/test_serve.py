@@ -436,10 +436,16 @@ def test_feedback_scores_equal_pynn_metrics(server, models):
         assert status == 200, body
     predicted = loaded["clf"].predict(x[:80], verbose=0).argmax(1)
     t, p = labels[-50:], predicted[-50:]
+    seen = np.union1d(t, p)  # the macro average is over the classes in the window
     want = {"accuracy": float(np.mean(t == p)),
-            "precision": pm.precision_score(t, p, average="macro", num_classes=4),
-            "recall": pm.recall_score(t, p, average="macro", num_classes=4),
-            "f1": pm.f1_score(t, p, average="macro", num_classes=4)}
+            "precision": np.mean(pm.precision_score(t, p, average=None, num_classes=4)[seen]),
+            "recall": np.mean(pm.recall_score(t, p, average=None, num_classes=4)[seen]),
+            "f1": np.mean(pm.f1_score(t, p, average=None, num_classes=4)[seen])}
+    from sklearn import metrics as sk  # the same definition as scikit-learn's macro average
+
+    assert want["precision"] == pytest.approx(sk.precision_score(t, p, average="macro",
+                                                                 zero_division=0))
+    assert want["f1"] == pytest.approx(sk.f1_score(t, p, average="macro", zero_division=0))
     assert body["samples"] == 50 and body["received"] == 16
     snap = server.metrics()
     for key, value in want.items():
@@ -667,3 +673,32 @@ def test_serve_command_errors(models, tmp_path):
     serve_stats.save_stats(tmp_path / "m.safetensors", np.zeros((4, 3)))
     result = run_pynn("serve", tmp_path / "m.safetensors")
     assert result.returncode == 2 and "values per sample" in result.stderr
+
+
+def test_pynn_train_writes_statistics_that_serve_uses(tmp_path, monkeypatch, capsys):
+    from test_cli import offline_without_full_set
+
+    from pynn import cli
+
+    offline_without_full_set(monkeypatch, tmp_path)  # the shipped Fashion-MNIST subset
+    out = tmp_path / "out"
+    code = cli.main(["train", "--epochs", "1", "--hidden", "16", "--no-plots", "--output",
+                     str(out), "--verbose", "0"])
+    assert code == 0, capsys.readouterr().err
+    assert "model.stats.json" in capsys.readouterr().out
+    stats = serve_stats.load_stats(out / "model.safetensors")
+    assert stats is not None and stats.inputs[0].features == 784
+    model = pynn.load_model(out / "model.safetensors")
+    srv = Server(out)  # a folder holding model.safetensors: served as 'out'
+    try:
+        status, body = srv.get_json("/v1/models/out")
+        assert status == 200 and body["drift"] is True
+        assert body["inputs"][0]["shape"] == [-1, 28, 28]
+        images = np.random.default_rng(0).random((2, 28, 28)).astype(np.float32)
+        status, body = srv.predict("out", {"instances": images.tolist()})
+        assert status == 200
+        assert np.array_equal(as32(body["predictions"]), model.predict(images, verbose=0))
+        assert srv.metrics().total("pynn_drift_rows", model="out") == 2
+    finally:
+        code = srv.stop()
+    assert code == 0, "".join(srv.stderr)

@@ -11,7 +11,8 @@
 
 `train` writes into its output folder the model (`model.safetensors`), how its inputs were
 prepared (`preprocessing.json`: pixel scaling, or the CSV columns with their encodings and
-statistics), and, when matplotlib is installed, PNGs of the training curves and the confusion
+statistics), the training inputs' statistics (`model.stats.json`, for the drift gauges of
+`pynn serve`), and, when matplotlib is installed, PNGs of the training curves and the confusion
 matrix. `evaluate` and `predict` read `preprocessing.json` from beside the model, so they take
 raw data exactly like the data `train` was given.
 

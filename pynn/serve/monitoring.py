@@ -20,8 +20,8 @@ Metric names (labels in braces):
     pynn_model_ready{model}                          1 once the model is loaded
     pynn_feedback_samples{model}                     labelled samples in the window
     pynn_feedback_accuracy / _precision / _recall / _f1{model}   classification (macro
-                                                     averages over the classes; binary models:
-                                                     the positive class)
+                                                     averages over the classes in the window;
+                                                     binary models: the positive class)
     pynn_feedback_mae / _mse{model}                  regression
     pynn_drift_rows{model}                           served samples in the drift window
     pynn_drift_mean_shift{model,input,feature}       (window mean - training mean) / training std
@@ -117,16 +117,21 @@ class FeedbackWindow:
             out["mse"] = metrics.mean_squared_error(t, p)
             return out
         t, p = np.array(true, dtype=np.int64), np.array(pred, dtype=np.int64)
-        if self.task == "binary":
-            kwargs: dict[str, Any] = {"average": "binary", "num_classes": 2}
-        else:
-            kwargs = {"average": "macro", "num_classes": self.classes}
+        k = self.classes
         # Accuracy is micro-averaged precision: every sample is one prediction.
-        out["accuracy"] = metrics.precision_score(t, p, average="micro",
-                                                  num_classes=kwargs["num_classes"])
-        out["precision"] = metrics.precision_score(t, p, **kwargs)
-        out["recall"] = metrics.recall_score(t, p, **kwargs)
-        out["f1"] = metrics.f1_score(t, p, **kwargs)
+        out["accuracy"] = metrics.precision_score(t, p, average="micro", num_classes=k)
+        if self.task == "binary":
+            out["precision"] = metrics.precision_score(t, p, num_classes=2)
+            out["recall"] = metrics.recall_score(t, p, num_classes=2)
+            out["f1"] = metrics.f1_score(t, p, num_classes=2)
+            return out
+        # The macro average over the classes seen in the window (as labels or predictions),
+        # scikit-learn's default: a class absent from a small window does not count as 0.
+        seen = np.zeros(k, dtype=bool)
+        seen[t] = seen[p] = True
+        for key, fn in (("precision", metrics.precision_score),
+                        ("recall", metrics.recall_score), ("f1", metrics.f1_score)):
+            out[key] = float(np.mean(fn(t, p, average=None, num_classes=k)[seen]))
         return out
 
 

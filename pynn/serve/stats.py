@@ -39,15 +39,26 @@ ArrayLike = Any
 Inputs = Union[ArrayLike, Sequence[ArrayLike], Mapping[str, ArrayLike]]
 
 
+# The bins come from at most this many training samples (a seeded random subset beyond it),
+# which bounds the time and memory of quantiles on a large training set; the mean and standard
+# deviation always use every sample.
+MAX_BIN_SAMPLES = 20_000
+# Values are binned this many at a time: (rows x features x edges) booleans stay small.
+_CHUNK_VALUES = 2**22
+
+
 def _as_rows(x: ArrayLike, what: str) -> np.ndarray:
-    """`x` as a finite (samples, features) float64 array."""
+    """`x` as a finite (samples, features) float array (float32 stays float32: no copy of a
+    large training set)."""
     arr = np.asarray(x)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{what}: expected numbers, got dtype {arr.dtype}")
     if arr.ndim < 2 or arr.shape[0] < 1:
         raise ValueError(f"{what}: expected an array of shape (samples, features...), got "
                          f"shape {arr.shape}")
-    rows = arr.reshape(arr.shape[0], -1).astype(np.float64)
+    rows = arr.reshape(arr.shape[0], -1)
+    if rows.dtype not in (np.float32, np.float64):
+        rows = rows.astype(np.float64)
     if not np.isfinite(rows).all():
         raise ValueError(f"{what}: contains NaN or Inf")
     return rows
@@ -63,9 +74,13 @@ def bin_shares(rows: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """(F, B) share of the rows' values in each bin of each feature."""
     n, features = rows.shape
     bins = edges.shape[1] + 1
-    idx = bin_index(rows, edges) + np.arange(features)[None, :] * bins
-    counts = np.bincount(idx.ravel(), minlength=features * bins).reshape(features, bins)
-    return counts / float(n)
+    offsets = np.arange(features)[None, :] * bins
+    counts = np.zeros(features * bins, dtype=np.int64)
+    step = max(1, _CHUNK_VALUES // max(1, features * bins))
+    for start in range(0, n, step):
+        idx = bin_index(rows[start:start + step].astype(np.float64), edges) + offsets
+        counts += np.bincount(idx.ravel(), minlength=features * bins)
+    return counts.reshape(features, bins) / float(n)
 
 
 def psi(train_shares: np.ndarray, live_shares: np.ndarray) -> np.ndarray:
@@ -104,12 +119,22 @@ class FeatureStats:
         """Statistics of (samples, features) rows with `bins` quantile bins per feature."""
         if isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= 100:
             raise ValueError(f"bins: expected an integer in [2, 100], got {bins!r}")
-        quantiles = np.quantile(rows, np.arange(1, bins) / bins, axis=0).T  # (F, B-1)
+        sample = rows
+        if rows.shape[0] > MAX_BIN_SAMPLES:
+            pick = np.random.default_rng(0).choice(rows.shape[0], MAX_BIN_SAMPLES, replace=False)
+            sample = rows[np.sort(pick)]
+        sample = sample.astype(np.float64)
+        quantiles = np.quantile(sample, np.arange(1, bins) / bins, axis=0).T  # (F, B-1)
         edges = np.full_like(quantiles, np.inf)
         for f, q in enumerate(quantiles):
             unique = np.unique(q)
             edges[f, :unique.size] = unique
-        return cls(rows.mean(axis=0), rows.std(axis=0), edges, bin_shares(rows, edges), name)
+        mean = rows.mean(axis=0, dtype=np.float64)
+        squares = np.zeros_like(mean)
+        for start in range(0, rows.shape[0], 4096):  # in float64, a slice at a time
+            squares += ((rows[start:start + 4096] - mean) ** 2).sum(axis=0)
+        std = np.sqrt(squares / rows.shape[0])
+        return cls(mean, std, edges, bin_shares(sample, edges), name)
 
     def mean_shift(self, rows: np.ndarray) -> np.ndarray:
         """(F,) shift of the rows' mean from the training mean, in training std units (raw
