@@ -441,7 +441,8 @@ def test_feedback_scores_equal_pynn_metrics(server, models):
             "precision": np.mean(pm.precision_score(t, p, average=None, num_classes=4)[seen]),
             "recall": np.mean(pm.recall_score(t, p, average=None, num_classes=4)[seen]),
             "f1": np.mean(pm.f1_score(t, p, average=None, num_classes=4)[seen])}
-    from sklearn import metrics as sk  # the same definition as scikit-learn's macro average
+    # the same definition as scikit-learn's macro average
+    from sklearn import metrics as sk
 
     assert want["precision"] == pytest.approx(sk.precision_score(t, p, average="macro",
                                                                  zero_division=0))
