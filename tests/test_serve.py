@@ -306,6 +306,37 @@ def test_bad_requests_are_400_and_the_server_goes_on(server, models):
     assert np.array_equal(as32(body["predictions"]), loaded["clf"].predict(x[:1], verbose=0))
 
 
+@pytest.fixture(params=["orjson", "json"])
+def codec(request, monkeypatch):
+    """pynn.serve.codec with orjson (when installed) and with the standard library alone."""
+    from pynn.serve import codec as module
+
+    if request.param == "json":
+        monkeypatch.setattr(module, "orjson", None)
+    elif module.orjson is None:
+        pytest.skip("orjson is not installed")
+    return module
+
+
+def test_codec_refuses_the_bad_bodies_with_either_json_reader(codec):
+    sig = codec.Signature(("x",), ((3, 2),), ("y",), ((4,),))
+    for what, body, message in BAD_REQUESTS:
+        with pytest.raises(codec.RequestError) as info:
+            codec.decode_inputs(codec.parse_body(body), sig, b"true" in body)
+        assert info.value.status == 400 and message in info.value.message, (what, info.value)
+    good = json.dumps({"instances": [GOOD_ROW, GOOD_ROW]}).encode()
+    arrays, columnar = codec.decode_inputs(codec.parse_body(good), sig, False)
+    assert not columnar and np.array_equal(arrays[0], as32([GOOD_ROW] * 2).reshape(2, 6))
+    out = np.random.default_rng(0).random((2, 4)).astype(np.float32)
+    for columnar in (False, True):
+        text = codec.encode_outputs([out], sig, columnar)
+        back = json.loads(text)["outputs" if columnar else "predictions"]
+        assert np.array_equal(as32(back), out)
+        assert text == json.dumps({"outputs" if columnar else "predictions":
+                                   out.astype(np.float64).tolist()},
+                                  separators=(",", ":")).encode()
+
+
 @pytest.mark.parametrize("payload, message", [
     ({"instances": [{"a": [1, 2, 3]}]}, "missing key 'b'"),
     ({"instances": [{"a": [1, 2, 3], "b": [[1, 2], [3, 4]], "c": [1]}]}, "unknown input 'c'"),

@@ -12,6 +12,10 @@ A sample may also be given flattened (784 numbers for a (28, 28) input). Rows ar
 ``{"predictions": [...]}`` (one entry per sample, an object by output name for a model with
 several outputs), columns with ``{"outputs": ...}``, as TensorFlow Serving does. Floats are
 written with the shortest text that reads back as the same float32 value.
+
+With orjson installed (the serve extra brings it) bodies are read and answers written with it,
+several times faster than the standard library on arrays of numbers; a body orjson refuses is
+read again with the standard library, whose error says exactly what is wrong.
 """
 from __future__ import annotations
 
@@ -22,6 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - the standard library does the same, slower
+    orjson = None
 
 
 class RequestError(Exception):
@@ -65,6 +74,15 @@ def parse_body(body: bytes) -> dict[str, Any]:
     """The request's JSON object; RequestError (400) for anything else."""
     if not body.strip():
         raise RequestError("body: empty; expected a JSON object")
+    if orjson is not None:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # read it again below, for the precise error (or the value 1e400 is)
+        else:
+            if not isinstance(data, dict):
+                raise RequestError(f"body: expected a JSON object, got {_json_type(data)}")
+            return data
     try:
         data = json.loads(body, parse_constant=_no_constant)
     except RequestError:
@@ -220,9 +238,13 @@ def decode_inputs(payload: dict[str, Any], sig: Signature,
 
 def encode_outputs(outputs: Sequence[np.ndarray], sig: Signature, columnar: bool) -> bytes:
     """The JSON answer for the model's outputs on one request's samples."""
-    # float32 -> float64 is exact, and Python writes a float64 as the shortest text that
-    # reads back as the same value: the client's float32(value) is the model's output.
-    lists = [o.astype(np.float64).tolist() for o in outputs]
+    # float32 -> float64 is exact, and Python (like orjson) writes a float64 as the shortest
+    # text that reads back as the same value: the client's float32(value) is the model's output.
+    wide = [o.astype(np.float64) for o in outputs]
+    if orjson is not None and len(wide) == 1:
+        key = "outputs" if columnar else "predictions"
+        return orjson.dumps({key: wide[0]}, option=orjson.OPT_SERIALIZE_NUMPY)
+    lists = [o.tolist() for o in wide]
     if columnar:
         body: Any = {"outputs": lists[0] if len(lists) == 1 else dict(zip(sig.output_names,
                                                                           lists))}
@@ -230,6 +252,8 @@ def encode_outputs(outputs: Sequence[np.ndarray], sig: Signature, columnar: bool
         body = {"predictions": lists[0]}
     else:
         body = {"predictions": [dict(zip(sig.output_names, row)) for row in zip(*lists)]}
+    if orjson is not None:
+        return orjson.dumps(body)
     return json.dumps(body, separators=(",", ":")).encode()
 
 
