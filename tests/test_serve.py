@@ -734,3 +734,42 @@ def test_pynn_train_writes_statistics_that_serve_uses(tmp_path, monkeypatch, cap
     finally:
         code = srv.stop()
     assert code == 0, "".join(srv.stderr)
+
+
+def test_feedback_by_prediction_id(models):
+    folder, loaded, x = models
+    srv = Server(folder / "clf.safetensors", "--prediction-ids", "--window", 20)
+    try:
+        status, body = srv.predict("clf", {"instances": x[:6].tolist()})
+        assert status == 200 and len(body["ids"]) == 6 and len(set(body["ids"])) == 6
+        ids = body["ids"]
+        status, more = srv.predict("clf", {"inputs": x[6:8].tolist()})
+        assert status == 200 and len(more["ids"]) == 2
+        labels = [0, 1, 2, 3, 0, 1, 2, 3]
+        status, fb = srv.post_json("/v1/models/clf:feedback",
+                                   {"ids": ids + more["ids"], "labels": labels})
+        assert status == 200, fb
+        p = loaded["clf"].predict(x[:8], verbose=0).argmax(1)
+        assert fb["samples"] == 8
+        assert fb["accuracy"] == pytest.approx(np.mean(p == np.array(labels)), abs=1e-15)
+        # an id counts once; unknown ids and mixed requests are refused
+        for payload, message in [({"ids": ids[:1], "labels": [0]}, "unknown prediction id"),
+                                 ({"ids": ["nope"], "labels": [0]}, "unknown prediction id"),
+                                 ({"ids": ids[:1], "instances": x[:1].tolist(), "labels": [0]},
+                                  "not both"),
+                                 ({"ids": [1], "labels": [0]}, "array of prediction ids")]:
+            status, answer = srv.post_json("/v1/models/clf:feedback", payload)
+            assert status == 400 and message in answer["error"], (payload, answer)
+        status, fb = srv.post_json("/v1/models/clf:feedback",
+                                   {"instances": x[:1].tolist(), "labels": [0]})
+        assert status == 200 and fb["samples"] == 9
+    finally:
+        code = srv.stop()
+    assert code == 0, "".join(srv.stderr)
+
+
+def test_feedback_by_id_needs_the_flag(server, models):
+    status, body = server.post_json("/v1/models/clf:feedback", {"ids": ["a"], "labels": [0]})
+    assert status == 400 and "--prediction-ids" in body["error"]
+    status, body = server.predict("clf", {"instances": models[2][:1].tolist()})
+    assert status == 200 and "ids" not in body

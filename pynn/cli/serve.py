@@ -51,6 +51,9 @@ def add_parser(sub: Subcommands) -> None:
     s.add_argument("--window", type=positive_int, default=1000, metavar="SAMPLES",
                    help="samples kept for the feedback scores and the drift statistics "
                         "(default: 1000)")
+    s.add_argument("--prediction-ids", action="store_true",
+                   help="answer predictions with an id per sample (\"ids\"), so that "
+                        ":feedback can send {\"ids\", \"labels\"} instead of the instances")
     s.add_argument("--access-log", action="store_true", help="log every request")
     s.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
@@ -90,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     options = ServeOptions(models=list(zip(names, args.models)), host=args.host,
                            port=args.port, workers=args.workers, max_body=args.max_body,
                            batch_window_ms=args.batch_window_ms, max_batch=args.max_batch,
-                           window=args.window, access_log=args.access_log,
+                           window=args.window, prediction_ids=args.prediction_ids,
+                           access_log=args.access_log,
                            log_level=args.log_level)
     # Load the models here first, so that a bad file is a one-line error before any worker
     # starts (the workers load their own copies).

@@ -9,7 +9,8 @@ the Prometheus metrics.
     POST /v1/models/NAME:predict        {"instances": [...]} -> {"predictions": [...]};
                                         {"inputs": ...} -> {"outputs": ...}
     POST /v1/models/NAME:feedback       {"instances": [...], "labels": [...]} -> the window's
-                                        scores
+                                        scores; with --prediction-ids, predictions carry "ids"
+                                        and {"ids": [...], "labels": [...]} works too
     GET  /metrics                       Prometheus text format
 
 Errors are JSON ``{"error": message}`` with status 400 (a request the model cannot take),
@@ -41,7 +42,13 @@ from pynn.serve.codec import (
     error_body,
     parse_body,
 )
-from pynn.serve.monitoring import DriftWindow, FeedbackWindow, ServeMetrics, Task
+from pynn.serve.monitoring import (
+    DriftWindow,
+    FeedbackWindow,
+    PredictionLog,
+    ServeMetrics,
+    Task,
+)
 from pynn.serve.stats import FeatureStats
 
 if TYPE_CHECKING:
@@ -86,6 +93,7 @@ class ServedModel:
     batcher: Batcher | None = field(default=None, repr=False)
     feedback: FeedbackWindow | None = field(default=None, repr=False)
     drift: DriftWindow | None = field(default=None, repr=False)
+    ids: PredictionLog | None = field(default=None, repr=False)
 
 
 def signature_of(model: Model) -> Signature:
@@ -167,7 +175,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def create_app(models: Sequence[ServedModel], *, max_body: int = DEFAULT_MAX_BODY,
                batch_window_ms: float = 0.0, max_batch: int = DEFAULT_MAX_BATCH,
-               window: int = DEFAULT_WINDOW) -> Starlette:
+               window: int = DEFAULT_WINDOW, prediction_ids: bool = False) -> Starlette:
     """The ASGI app serving `models`.
 
     Args:
@@ -176,6 +184,8 @@ def create_app(models: Sequence[ServedModel], *, max_body: int = DEFAULT_MAX_BOD
         batch_window_ms: how long a batch waits for more requests after its first one.
         max_batch: a batch closes once it holds this many samples.
         window: samples kept for the feedback scores and for the drift statistics.
+        prediction_ids: answer predictions with an id per sample, which :feedback accepts in
+            place of the instances (the last max(10 * window, 10000) are kept).
     """
     from starlette.applications import Starlette
     from starlette.responses import Response
@@ -191,6 +201,7 @@ def create_app(models: Sequence[ServedModel], *, max_body: int = DEFAULT_MAX_BOD
         m.feedback = FeedbackWindow(m.task, window, int(np.prod(m.signature.output_shapes[0])),
                                     m.threshold)
         m.drift = DriftWindow(m.stats, m.signature.input_names, window) if m.stats else None
+        m.ids = PredictionLog(max(10 * window, 10_000)) if prediction_ids else None
         m.batcher = Batcher(m.predict, batch_window_ms / 1000.0, max_batch,
                             (lambda rows, reqs, sec, name=m.name:
                              metrics.observe_batch(name, rows, reqs, sec)), m.name)
@@ -276,15 +287,18 @@ def create_app(models: Sequence[ServedModel], *, max_body: int = DEFAULT_MAX_BOD
             body = await read_body(request, max_body)
             payload = parse_body(body)
             literals = b"true" in body or b"false" in body
-            inputs, columnar = decode_inputs(payload, m.signature, literals)
             if endpoint == "feedback":
-                content = await feedback(m, payload, inputs, literals)
+                content = await feedback(m, payload, literals)
             else:
-                assert m.batcher is not None
+                assert m.batcher is not None and m.feedback is not None
+                inputs, columnar = decode_inputs(payload, m.signature, literals)
                 outputs = await m.batcher.submit(inputs)
                 if m.drift is not None:
                     m.drift.add(inputs)
-                content = encode_outputs(outputs, m.signature, columnar)
+                ids = None
+                if m.ids is not None:
+                    ids = m.ids.record(m.feedback.predicted(outputs[0]))
+                content = encode_outputs(outputs, m.signature, columnar, ids)
             code = 200
         except RequestError as exc:
             content, code = error_body(exc.message), exc.status
@@ -297,20 +311,36 @@ def create_app(models: Sequence[ServedModel], *, max_body: int = DEFAULT_MAX_BOD
         metrics.observe_request(label, endpoint, code, time.perf_counter() - start)
         return Response(content, code, media_type="application/json")
 
-    async def feedback(m: ServedModel, payload: dict[str, Any], inputs: list[np.ndarray],
-                       literals: bool) -> bytes:
+    async def feedback(m: ServedModel, payload: dict[str, Any], literals: bool) -> bytes:
         assert m.batcher is not None and m.feedback is not None
-        raw = decode_labels(payload, int(inputs[0].shape[0]), literals)
+        ids = payload.get("ids")
+        if ids is not None:
+            if m.ids is None:
+                raise RequestError('ids: this server gives no prediction ids (start it with '
+                                   '--prediction-ids); send "instances" with the labels')
+            if "instances" in payload or "inputs" in payload:
+                raise RequestError('body: give "ids" or "instances", not both')
+            if (not isinstance(ids, list) or not ids
+                    or not all(isinstance(i, str) for i in ids)):
+                raise RequestError("ids: expected a non-empty array of prediction ids")
+            raw = decode_labels(payload, len(ids), literals)
+        else:
+            inputs, _ = decode_inputs(payload, m.signature, literals)
+            raw = decode_labels(payload, int(inputs[0].shape[0]), literals)
         try:
             labels = m.feedback.labels(raw)
-        except ValueError as exc:
-            raise RequestError(str(exc)) from None
-        outputs = await m.batcher.submit(inputs)
-        predicted = m.feedback.predicted(outputs[0])
-        try:
+            if ids is not None:
+                assert m.ids is not None
+                predicted = m.ids.lookup(ids)
+            else:
+                outputs = await m.batcher.submit(inputs)
+                predicted = m.feedback.predicted(outputs[0])
             m.feedback.add(labels, predicted)
         except ValueError as exc:
             raise RequestError(str(exc)) from None
+        if ids is not None:
+            assert m.ids is not None
+            m.ids.forget(ids)
         scores = m.feedback.scores()
         metrics.set_feedback(m.name, scores)
         return json.dumps({"received": int(labels.shape[0]), "window": m.feedback.size,

@@ -236,14 +236,19 @@ def decode_inputs(payload: dict[str, Any], sig: Signature,
     return [_fit(arr, None, shapes[0], "inputs")], True
 
 
-def encode_outputs(outputs: Sequence[np.ndarray], sig: Signature, columnar: bool) -> bytes:
-    """The JSON answer for the model's outputs on one request's samples."""
+def encode_outputs(outputs: Sequence[np.ndarray], sig: Signature, columnar: bool,
+                   ids: Sequence[str] | None = None) -> bytes:
+    """The JSON answer for the model's outputs on one request's samples (with "ids", one per
+    sample, when given)."""
     # float32 -> float64 is exact, and Python (like orjson) writes a float64 as the shortest
     # text that reads back as the same value: the client's float32(value) is the model's output.
     wide = [o.astype(np.float64) for o in outputs]
     if orjson is not None and len(wide) == 1:
         key = "outputs" if columnar else "predictions"
-        return orjson.dumps({key: wide[0]}, option=orjson.OPT_SERIALIZE_NUMPY)
+        answer: dict[str, Any] = {key: wide[0]}
+        if ids is not None:
+            answer["ids"] = list(ids)
+        return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
     lists = [o.tolist() for o in wide]
     if columnar:
         body: Any = {"outputs": lists[0] if len(lists) == 1 else dict(zip(sig.output_names,
@@ -252,6 +257,8 @@ def encode_outputs(outputs: Sequence[np.ndarray], sig: Signature, columnar: bool
         body = {"predictions": lists[0]}
     else:
         body = {"predictions": [dict(zip(sig.output_names, row)) for row in zip(*lists)]}
+    if ids is not None:
+        body["ids"] = list(ids)
     if orjson is not None:
         return orjson.dumps(body)
     return json.dumps(body, separators=(",", ":")).encode()

@@ -30,9 +30,11 @@ Metric names (labels in braces):
 """
 from __future__ import annotations
 
+import itertools
 import os
+import secrets
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -133,6 +135,48 @@ class FeedbackWindow:
                         ("recall", metrics.recall_score), ("f1", metrics.f1_score)):
             out[key] = float(np.mean(fn(t, p, average=None, num_classes=k)[seen]))
         return out
+
+
+class PredictionLog:
+    """The predictions of the last `capacity` served samples by id, so that a label can come
+    later as {"ids", "labels"} without the inputs. An id counts once: feedback removes it.
+
+    Ids are "<random per process>-<counter>": ids of another worker process or of an earlier
+    run are unknown here (and so refused, never mixed up)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = int(capacity)
+        self._prefix = secrets.token_hex(4)
+        self._counter = itertools.count()
+        self._log: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def record(self, predicted: np.ndarray) -> list[str]:
+        """Stores the predictions of a batch of samples; their new ids."""
+        ids = [f"{self._prefix}-{next(self._counter)}" for _ in range(predicted.shape[0])]
+        with self._lock:
+            for key, value in zip(ids, predicted):
+                self._log[key] = value
+            while len(self._log) > self.capacity:
+                self._log.popitem(last=False)
+        return ids
+
+    def lookup(self, ids: Sequence[str]) -> np.ndarray:
+        """The stored predictions of `ids`; ValueError for an unknown or repeated id."""
+        if len(set(ids)) != len(ids):
+            raise ValueError("ids: an id appears twice")
+        with self._lock:
+            missing = [i for i in ids if i not in self._log]
+            if missing:
+                raise ValueError(f"ids: unknown prediction id {missing[0]!r} (too old, already "
+                                 f"used, or from another worker)")
+            return np.array([self._log[i] for i in ids])
+
+    def forget(self, ids: Sequence[str]) -> None:
+        """Drops ids that have received their label."""
+        with self._lock:
+            for i in ids:
+                self._log.pop(i, None)
 
 
 class DriftWindow:

@@ -44,6 +44,7 @@ class ServeOptions:
     batch_window_ms: float = 0.0
     max_batch: int = DEFAULT_MAX_BATCH
     window: int = DEFAULT_WINDOW
+    prediction_ids: bool = False
     access_log: bool = False
     log_level: str = "info"
 
@@ -76,7 +77,7 @@ def build_app(options: ServeOptions) -> Starlette:
     """The app for `options` (loads the models)."""
     return create_app(load_served_models(options.models), max_body=options.max_body,
                       batch_window_ms=options.batch_window_ms, max_batch=options.max_batch,
-                      window=options.window)
+                      window=options.window, prediction_ids=options.prediction_ids)
 
 
 def app_factory() -> Starlette:
