@@ -378,6 +378,10 @@ def test_unknown_model_or_endpoint_is_404(server):
     assert status == 404 and "explain" in body["error"]
     status, body = server.post_json("/v1/models/clf", {"instances": [GOOD_ROW]})
     assert status == 404
+    status, body = server.request("GET", "/v2/health")
+    assert status == 404 and json.loads(body) == {"error": "Not Found"}
+    status, body = server.request("DELETE", "/v1/models/clf")
+    assert status == 405 and "error" in json.loads(body)
     assert server.metrics().total("pynn_requests_total", model="(unknown)", status="404") >= 2
 
 

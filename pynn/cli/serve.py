@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
                            port=args.port, workers=args.workers, max_body=args.max_body,
                            batch_window_ms=args.batch_window_ms, max_batch=args.max_batch,
                            window=args.window, prediction_ids=args.prediction_ids,
+                           threads=args.threads,
                            access_log=args.access_log,
                            log_level=args.log_level)
     # Load the models here first, so that a bad file is a one-line error before any worker

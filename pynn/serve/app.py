@@ -346,10 +346,18 @@ def create_app(models: Sequence[ServedModel], *, max_body: int = DEFAULT_MAX_BOD
         return json.dumps({"received": int(labels.shape[0]), "window": m.feedback.size,
                            **scores}, separators=(",", ":")).encode()
 
-    async def metrics_endpoint(request: Request) -> Response:
+    def render() -> tuple[bytes, str]:
         refresh()
-        text, content_type = metrics.exposition()
+        return metrics.exposition()
+
+    async def metrics_endpoint(request: Request) -> Response:
+        # Recomputing the drift of many features takes milliseconds: not on the event loop.
+        text, content_type = await asyncio.get_running_loop().run_in_executor(None, render)
         return Response(text, 200, headers={"Content-Type": content_type})
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        code = getattr(exc, "status_code", 500)
+        return _json({"error": str(getattr(exc, "detail", "")) or "error"}, code)
 
     routes = [
         Route("/", alive, methods=["GET"]),
@@ -359,7 +367,10 @@ def create_app(models: Sequence[ServedModel], *, max_body: int = DEFAULT_MAX_BOD
         Route("/v1/models/{spec}", post, methods=["POST"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    from starlette.exceptions import HTTPException
+
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: http_error})
     app.state.metrics = metrics
     app.state.models = by_name
     return app

@@ -45,6 +45,7 @@ class ServeOptions:
     max_batch: int = DEFAULT_MAX_BATCH
     window: int = DEFAULT_WINDOW
     prediction_ids: bool = False
+    threads: int | None = None
     access_log: bool = False
     log_level: str = "info"
 
@@ -82,7 +83,12 @@ def build_app(options: ServeOptions) -> Starlette:
 
 def app_factory() -> Starlette:
     """The app of a worker process, from the options in the CONFIG_ENV variable."""
-    return build_app(ServeOptions.from_json(os.environ[CONFIG_ENV]))
+    options = ServeOptions.from_json(os.environ[CONFIG_ENV])
+    if options.threads:
+        import pynn
+
+        pynn.set_num_threads(options.threads)
+    return build_app(options)
 
 
 def bind(host: str, port: int) -> socket.socket:
