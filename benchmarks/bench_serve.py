@@ -152,12 +152,13 @@ async def _load(url: str, body: bytes, clients: int, seconds: float,
     return sum(counts), time.perf_counter() - start, latencies
 
 
-def batch_counts(url: str) -> tuple[float, float]:
-    """(requests, predict calls) the server has counted so far."""
+def batch_counts(url: str) -> tuple[float, float, float]:
+    """(requests, predict calls, seconds in the model) the server has counted so far."""
     from pynn.cli.monitor import Snapshot, fetch
 
     snap = Snapshot.parse(fetch(url + "/metrics"))
-    return (snap.total("pynn_batch_requests_sum"), snap.total("pynn_batch_requests_count"))
+    return (snap.total("pynn_batch_requests_sum"), snap.total("pynn_batch_requests_count"),
+            snap.total("pynn_predict_duration_seconds_sum"))
 
 
 def measure(url: str, body: bytes, clients: int, seconds: float) -> dict[str, float]:
@@ -170,7 +171,8 @@ def measure(url: str, body: bytes, clients: int, seconds: float) -> dict[str, fl
     calls = after[1] - before[1]
     return {"rps": done / elapsed, "p50": float(np.percentile(ms, 50)),
             "p99": float(np.percentile(ms, 99)), "requests": done,
-            "batch": (after[0] - before[0]) / calls if calls else float("nan")}
+            "batch": (after[0] - before[0]) / calls if calls else float("nan"),
+            "model_us": 1e6 * (after[2] - before[2]) / calls if calls else float("nan")}
 
 
 def median_round(rounds: list[dict[str, float]]) -> dict[str, float]:
@@ -234,8 +236,8 @@ async def _answer(url: str, body: bytes) -> np.ndarray:
 def table(rows: list[dict]) -> str:
     """The rows as a Markdown table, with pynn's throughput relative to PyTorch's."""
     header = ("| clients | server | requests/s | p50 ms | p99 ms | requests per predict call "
-              "| pynn vs torch (req/s) |")
-    lines = [header, "|---:|---|---:|---:|---:|---:|---:|"]
+              "| µs in the model per call | pynn vs torch (req/s) |")
+    lines = [header, "|---:|---|---:|---:|---:|---:|---:|---:|"]
     by = {(r["impl"], r["clients"]): r for r in rows}
     for r in rows:
         ratio = ""
@@ -243,7 +245,7 @@ def table(rows: list[dict]) -> str:
         if r["impl"] == "pynn" and other:
             ratio = f"{r['rps'] / other['rps']:.2f}x"
         lines.append(f"| {r['clients']} | {r['impl']} | {r['rps']:.0f} | {r['p50']:.2f} | "
-                     f"{r['p99']:.2f} | {r['batch']:.2f} | {ratio} |")
+                     f"{r['p99']:.2f} | {r['batch']:.2f} | {r['model_us']:.0f} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -258,6 +260,8 @@ def test_serve_throughput(recorder):
         recorder("serve: 1/throughput", case, r["impl"], 1.0 / r["rps"])
         recorder("serve: p50 latency", case, r["impl"], r["p50"] / 1000)
         recorder("serve: p99 latency", case, r["impl"], r["p99"] / 1000)
+        recorder("serve: time in the model per predict call", case, r["impl"],
+                 r["model_us"] / 1e6)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -251,7 +251,7 @@ class ServeMetrics:
         self.batch_requests = Histogram("pynn_batch_requests", "Requests per predict call.",
                                         ["model"], buckets=REQUEST_BUCKETS, registry=reg)
         self.predict_seconds = Histogram("pynn_predict_duration_seconds", "Time in the model "
-                                         "per predict call.", ["model"],
+                                         "per predict call (in its thread).", ["model"],
                                          buckets=LATENCY_BUCKETS, registry=reg)
         self.ready = Gauge("pynn_model_ready", "1 when the model is loaded and serving.",
                            ["model"], registry=reg, multiprocess_mode="livemax")
