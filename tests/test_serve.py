@@ -675,6 +675,32 @@ def test_monitor_prints_the_tables(server, models):
     assert "no training statistics" in out  # 'two' has none
 
 
+def test_monitor_refreshes_until_interrupted(server):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "pynn", "monitor", server.url, "--interval",
+                             "0.1"], cwd=TESTS_DIR, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    frames = 0
+    watchdog = threading.Timer(START_TIMEOUT, proc.kill)  # a hung monitor: its output ends
+    watchdog.start()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            frames += line.startswith("pynn monitor")
+            if frames == 3:
+                break
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=REQUEST_TIMEOUT)
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+        proc.stdout.close()
+        proc.stderr.close()
+    assert frames == 3 and code == 0
+
+
 def test_monitor_of_a_dead_server_is_an_error():
     import socket
 
