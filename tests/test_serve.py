@@ -803,3 +803,48 @@ def test_feedback_by_id_needs_the_flag(server, models):
     assert status == 400 and "--prediction-ids" in body["error"]
     status, body = server.predict("clf", {"instances": models[2][:1].tolist()})
     assert status == 200 and "ids" not in body
+
+
+def test_batcher_in_process():
+    import asyncio
+
+    from pynn.serve.batching import Batcher
+
+    calls = []
+
+    def double(inputs):
+        calls.append(inputs[0].shape[0])
+        return [inputs[0] * 2]
+
+    def broken(inputs):
+        raise RuntimeError("the model failed")
+
+    async def scenario():
+        seen = []
+        b = Batcher(double, window_s=600.0, max_rows=3,
+                    observe=lambda rows, reqs, sec: seen.append((rows, reqs)))
+        b.start()
+        x = [np.full((1, 2), float(i), np.float32) for i in range(3)]
+        # three requests close a batch of three rows at once, long before the window ends
+        outs = await asyncio.wait_for(asyncio.gather(*[b.submit([v]) for v in x]), 60)
+        assert [o[0].tolist() for o in outs] == [[[0, 0]], [[2, 2]], [[4, 4]]]
+        assert seen == [(3, 3)] and calls == [3]
+        # a lone request waits for its window, unless the server drains
+        pending = asyncio.ensure_future(b.submit([x[1]]))
+        await asyncio.sleep(0.05)
+        assert not pending.done()
+        b.drain()
+        out = await asyncio.wait_for(pending, 60)
+        assert out[0].tolist() == [[2, 2]] and seen[-1] == (1, 1)
+        await b.stop()
+        failing = Batcher(broken)
+        failing.start()
+        try:
+            await asyncio.wait_for(failing.submit([x[0]]), 60)
+        except RuntimeError as exc:
+            assert "the model failed" in str(exc)
+        else:
+            raise AssertionError("the model's error did not reach the request")
+        await failing.stop()
+
+    asyncio.run(scenario())

@@ -275,7 +275,8 @@ def create_app(models: Sequence[ServedModel], *, max_body: int = DEFAULT_MAX_BOD
         m = by_name.get(name) if sep else None
         label = m.name if m is not None else UNKNOWN_MODEL
         endpoint = verb if verb in ("predict", "feedback") else "other"
-        if m is not None:
+        counted = m is not None
+        if counted:
             metrics.inflight.labels(label).inc()
         try:
             if not sep:
@@ -306,7 +307,7 @@ def create_app(models: Sequence[ServedModel], *, max_body: int = DEFAULT_MAX_BOD
             log.exception("%s %s failed", request.method, request.url.path)
             content, code = error_body(f"internal error: {type(exc).__name__}: {exc}"), 500
         finally:
-            if m is not None and label != UNKNOWN_MODEL:
+            if counted:
                 metrics.inflight.labels(label).dec()
         metrics.observe_request(label, endpoint, code, time.perf_counter() - start)
         return Response(content, code, media_type="application/json")
@@ -329,12 +330,13 @@ def create_app(models: Sequence[ServedModel], *, max_body: int = DEFAULT_MAX_BOD
             raw = decode_labels(payload, int(inputs[0].shape[0]), literals)
         try:
             labels = m.feedback.labels(raw)
-            if ids is not None:
-                assert m.ids is not None
-                predicted = m.ids.lookup(ids)
-            else:
-                outputs = await m.batcher.submit(inputs)
-                predicted = m.feedback.predicted(outputs[0])
+            predicted = None if ids is None or m.ids is None else m.ids.lookup(ids)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        if predicted is None:
+            outputs = await m.batcher.submit(inputs)
+            predicted = m.feedback.predicted(outputs[0])
+        try:
             m.feedback.add(labels, predicted)
         except ValueError as exc:
             raise RequestError(str(exc)) from None
