@@ -6,10 +6,13 @@
     pynn evaluate pynn-output/model.safetensors fashion_mnist
     pynn predict pynn-output/model.safetensors images.npy --output predictions.csv
     pynn info pynn-output/model.safetensors
+    pynn serve pynn-output/model.safetensors --port 8080   # HTTP predictions + /metrics
+    pynn monitor http://127.0.0.1:8080                      # its metrics, live
 
 `train` writes into its output folder the model (`model.safetensors`), how its inputs were
 prepared (`preprocessing.json`: pixel scaling, or the CSV columns with their encodings and
-statistics), and, when matplotlib is installed, PNGs of the training curves and the confusion
+statistics), the training inputs' statistics (`model.stats.json`, for the drift gauges of
+`pynn serve`), and, when matplotlib is installed, PNGs of the training curves and the confusion
 matrix. `evaluate` and `predict` read `preprocessing.json` from beside the model, so they take
 raw data exactly like the data `train` was given.
 
@@ -17,7 +20,7 @@ Every error (a missing file, a bad option, a corrupt model) ends the command wit
 message on stderr and exit status 2.
 
 Modules: `app` (parser and `main`), one per command (`train`, `evaluate`, `predict`,
-`info`), `arguments` (parser class and option types), `preprocess` (the typed
+`info`, `serve`, `monitor`), `arguments` (parser class and option types), `preprocess` (the typed
 `TabularPreprocessor` and `ImagePreprocessor`), `data`, `model`, `report` and `common`.
 """
 from __future__ import annotations

@@ -7,12 +7,13 @@ import sys
 from collections.abc import Sequence
 from typing import Callable
 
-from pynn.cli import evaluate, info, predict, train
+from pynn.cli import evaluate, info, monitor, predict, serve, train
 from pynn.cli.arguments import CliParser
 from pynn.cli.common import CliError, one_line
 
 # Each command module registers its subparser and runs the parsed arguments.
-COMMANDS = {"train": train, "evaluate": evaluate, "predict": predict, "info": info}
+COMMANDS = {"train": train, "evaluate": evaluate, "predict": predict, "info": info,
+            "serve": serve, "monitor": monitor}
 RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
     name: module.run for name, module in COMMANDS.items()}
 

@@ -33,6 +33,7 @@ from pynn.cli.preprocess import (
     TabularPreprocessor,
 )
 from pynn.cli.report import duration, report, save_plots
+from pynn.serve.stats import save_stats
 
 if TYPE_CHECKING:
     from pynn.cli.arguments import Subcommands
@@ -200,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
     model_path = os.path.join(out_dir, MODEL_FILE)
     model.save(model_path)
     written = [model_path, save_preprocessing(model_path, pre)]
+    # The inputs' training statistics, for the drift gauges of `pynn serve`.
+    written.append(save_stats(model_path, x_train))
     if not args.no_plots:
         if classification:
             written += save_plots(out_dir, history, y_test, y_pred, list(pre.class_names))
