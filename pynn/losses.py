@@ -50,7 +50,7 @@ class Loss:
         n, c = pred.shape
         sw = None if sample_weight is None else np.ascontiguousarray(
             np.asarray(sample_weight, dtype=np.float32).reshape(-1))
-        if _DESCRIPTORS[type(self).kind]["target"] == "labels":
+        if type(self).kind == "sparse_categorical_crossentropy":
             target = np.ascontiguousarray(np.asarray(y_true).reshape(-1).astype(np.int32))
         else:
             target = np.ascontiguousarray(np.asarray(y_true, dtype=np.float32).reshape(n, c))

@@ -527,10 +527,10 @@ void register_graph(py::module_& m) {
                  if (!py::isinstance<py::str>(t[0]))
                    throw py::type_error(w + ": kind must be a string, got " + type_name(t[0]));
                  L.has = true;
-                 L.cfg.kind = loss_or_throw(t[0].cast<std::string>(), w).kind;
+                 L.cfg = nn::loss_defaults(loss_or_throw(t[0].cast<std::string>(), w).kind);
                  try {
                    L.cfg.from_logits = t[1].cast<bool>();
-                   // delta only matters to huber; None stands for "not given" (its default)
+                   // delta only matters to huber; None stands for "not given" (the default)
                    if (!t[2].is_none()) L.cfg.huber_delta = t[2].cast<float>();
                    L.weight = t[3].cast<double>();
                  } catch (const py::cast_error&) {

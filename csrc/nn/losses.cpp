@@ -119,7 +119,12 @@ std::vector<LossDesc> build_loss_table() {
 }  // namespace
 
 const std::vector<LossDesc>& loss_descriptors() {
-  static const std::vector<LossDesc> table = build_loss_table();
+  static const std::vector<LossDesc> table = [] {
+    std::vector<LossDesc> t = build_loss_table();
+    for (size_t i = 0; i < t.size(); ++i)  // loss_descriptor() indexes by kind
+      if (size_t(t[i].kind) != i) throw std::logic_error("loss table out of LossKind order");
+    return t;
+  }();
   return table;
 }
 
@@ -129,6 +134,17 @@ const LossDesc* find_loss(const std::string& name) {
   for (const auto& d : loss_descriptors())
     if (name == d.name) return &d;
   return nullptr;
+}
+
+LossConfig loss_defaults(LossKind kind) {
+  LossConfig c;
+  c.kind = kind;
+  for (const ParamDesc& p : loss_descriptor(kind).params) {
+    const std::string name = p.name;
+    if (name == "from_logits") c.from_logits = p.default_value != 0.0;
+    else if (name == "delta") c.huber_delta = float(p.default_value);
+  }
+  return c;
 }
 
 std::string loss_config_error(const LossConfig& cfg, bool strict_logits) {

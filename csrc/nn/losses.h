@@ -43,6 +43,7 @@ enum class LossKind : int {
   mean_of_output = 6,
 };
 
+// A loss as the engine runs it; loss_defaults() fills it from the loss table.
 struct LossConfig {
   LossKind kind = LossKind::mean_squared_error;
   bool from_logits = false;
@@ -75,6 +76,8 @@ const LossDesc& loss_descriptor(LossKind kind);
 // By canonical name, internal kinds included (aliases are for the Python layer to resolve);
 // nullptr when unknown.
 const LossDesc* find_loss(const std::string& name);
+// The configuration of `kind` with the table's defaults (no logits, huber's delta 1).
+LossConfig loss_defaults(LossKind kind);
 // Empty when the configuration suits its kind's table entry (huber's delta > 0, ...), else a
 // message naming the parameter, its valid range and the value. from_logits on a loss that
 // takes no logits is refused only when `strict_logits`.

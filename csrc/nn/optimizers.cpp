@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 #include <vector>
 
 #include "common/cpu.h"
@@ -160,7 +161,12 @@ std::vector<OptimizerDesc> build_optimizer_table() {
 }  // namespace
 
 const std::vector<OptimizerDesc>& optimizer_descriptors() {
-  static const std::vector<OptimizerDesc> table = build_optimizer_table();
+  static const std::vector<OptimizerDesc> table = [] {
+    std::vector<OptimizerDesc> t = build_optimizer_table();
+    for (size_t i = 0; i < t.size(); ++i)  // optimizer_descriptor() indexes by kind
+      if (size_t(t[i].kind) != i) throw std::logic_error("optimizer table out of OptKind order");
+    return t;
+  }();
   return table;
 }
 
