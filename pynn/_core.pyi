@@ -9,51 +9,53 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Graph', 'Network', 'activation_backward', 'activation_defaults', 'activation_forward', 'activation_names', 'arch', 'arch_error', 'batchnorm_backward', 'batchnorm_forward_infer', 'batchnorm_forward_train', 'clip_scale', 'column_sums', 'compute_fans', 'cpu_supports', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'gemm', 'gemm_threads', 'get_num_threads', 'initializer_fill', 'initializer_names', 'kernel_info', 'l1_l2_penalty', 'loss_names', 'loss_value_grad', 'measure_fma_peak', 'optimizer_apply', 'optimizer_begin_step', 'optimizer_config', 'optimizer_slot_names', 'optimizer_slots', 'optimizer_update', 'prelu_backward', 'prelu_forward', 'rrelu_backward', 'rrelu_forward', 'set_num_threads', 'softmax_backward', 'softmax_forward', 'sum_of_squares']
+__all__: list[str] = ['Graph', 'Network', 'activation_backward', 'activation_defaults', 'activation_descriptors', 'activation_forward', 'activation_names', 'activation_params', 'arch', 'arch_error', 'batchnorm_backward', 'batchnorm_forward_infer', 'batchnorm_forward_train', 'clip_scale', 'column_sums', 'compute_fans', 'cpu_supports', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'gemm', 'gemm_threads', 'get_num_threads', 'initializer_fill', 'initializer_names', 'kernel_info', 'l1_l2_penalty', 'loss_config', 'loss_descriptors', 'loss_names', 'loss_value_grad', 'measure_fma_peak', 'optimizer_apply', 'optimizer_begin_step', 'optimizer_config', 'optimizer_descriptors', 'optimizer_slot_names', 'optimizer_slots', 'optimizer_update', 'prelu_backward', 'prelu_forward', 'rrelu_backward', 'rrelu_forward', 'set_num_threads', 'softmax_backward', 'softmax_forward', 'sum_of_squares']
 class Network:
     def __init__(self, input_width: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     def add_activation(self, activation: str, act_params: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], seed: typing.SupportsInt | typing.SupportsIndex = 0) -> int:
         ...
-    def add_batchnorm(self, arg0: typing.SupportsFloat | typing.SupportsIndex, arg1: typing.SupportsFloat | typing.SupportsIndex, arg2: bool, arg3: bool) -> int:
+    def add_batchnorm(self, momentum: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, center: bool, scale: bool) -> int:
         ...
     def add_dense(self, units: typing.SupportsInt | typing.SupportsIndex, activation: str = 'linear', act_params: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], use_bias: bool = True) -> int:
         ...
-    def add_dropout(self, arg0: typing.SupportsFloat | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex) -> int:
+    def add_dropout(self, rate: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex) -> int:
         ...
     def add_prelu(self) -> int:
         ...
-    def get_grad(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+    def get_grad(self, i: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
         ...
-    def get_param(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+    def get_param(self, i: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
         ...
-    def get_slot(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+    def get_slot(self, i: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
         ...
-    def input_gradient(self, arg0: numpy.ndarray, arg1: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]:
+    def input_gradient(self, x: numpy.ndarray, seed: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]:
         ...
     def last_output(self) -> numpy.typing.NDArray[numpy.float32]:
         ...
     def num_params(self) -> int:
         ...
-    def num_slots(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> int:
+    def num_slots(self, i: typing.SupportsInt | typing.SupportsIndex) -> int:
         ...
-    def param_info(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> tuple[str, list[int], bool]:
+    def param_info(self, i: typing.SupportsInt | typing.SupportsIndex) -> tuple[str, list[int], bool]:
         ...
-    def predict(self, arg0: numpy.ndarray, arg1: numpy.ndarray, arg2: typing.SupportsInt | typing.SupportsIndex) -> numpy.ndarray:
+    def predict(self, x: numpy.ndarray, out: numpy.ndarray, chunk: typing.SupportsInt | typing.SupportsIndex) -> numpy.ndarray:
         ...
-    def set_frozen(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: bool) -> None:
+    def set_frozen(self, i: typing.SupportsInt | typing.SupportsIndex, frozen: bool) -> None:
         """
         Frozen parameters keep their values in training (Keras trainable=False); takes effect at the next set_optimizer.
         """
     def set_loss(self, kind: str, from_logits: bool = False, delta: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> None:
         ...
-    def set_optimizer(self, arg0: str, arg1: dict) -> None:
+    def set_optimizer(self, kind: str, cfg: typing.Any = None) -> None:
+        """
+        Sets the optimizer: Keras defaults of `kind` overridden by the dict `cfg` (checked like optimizer_config); resets iterations and slots.
+        """
+    def set_param(self, i: typing.SupportsInt | typing.SupportsIndex, value: numpy.ndarray) -> None:
         ...
-    def set_param(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: numpy.ndarray) -> None:
+    def set_regularization(self, i: typing.SupportsInt | typing.SupportsIndex, l1: typing.SupportsFloat | typing.SupportsIndex, l2: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
-    def set_regularization(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsFloat | typing.SupportsIndex, arg2: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    def set_slot(self, arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: numpy.ndarray) -> None:
+    def set_slot(self, i: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, value: numpy.ndarray) -> None:
         ...
     def test_step(self, x: numpy.ndarray, y: typing.Any, labels: typing.Any, sample_weight: typing.Any, idx: typing.Any, want_output: bool = False) -> tuple:
         """
@@ -70,13 +72,13 @@ class Network:
     def iterations(self) -> int:
         ...
     @iterations.setter
-    def iterations(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+    def iterations(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
     def learning_rate(self) -> float:
         ...
     @learning_rate.setter
-    def learning_rate(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    def learning_rate(self, value: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
     def output_width(self) -> int:
@@ -85,7 +87,7 @@ class Network:
     def u_product(self) -> float:
         ...
     @u_product.setter
-    def u_product(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    def u_product(self, value: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
 class Graph:
     """
@@ -133,9 +135,9 @@ class Graph:
         """
     def set_losses(self, losses: typing.Any) -> None:
         ...
-    def set_optimizer(self, kind: str, cfg: dict) -> None:
+    def set_optimizer(self, kind: str, cfg: typing.Any = None) -> None:
         """
-        Sets the optimizer (same kinds and settings as Network's); resets iterations and allocates slots for every parameter that can learn, frozen or not.
+        Sets the optimizer: Keras defaults of `kind` overridden by the dict `cfg` (checked like optimizer_config); resets iterations and allocates slots for every parameter that can learn, frozen or not.
         """
     def set_outputs(self, tids: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
         ...
@@ -161,19 +163,19 @@ class Graph:
     def iterations(self) -> int:
         ...
     @iterations.setter
-    def iterations(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+    def iterations(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
     def learning_rate(self) -> float:
         ...
     @learning_rate.setter
-    def learning_rate(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    def learning_rate(self, value: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
     def u_product(self) -> float:
         ...
     @u_product.setter
-    def u_product(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    def u_product(self, value: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
 def activation_backward(z: numpy.ndarray, y: numpy.ndarray, dy: numpy.ndarray, dz: numpy.ndarray, name: str, params: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = []) -> numpy.ndarray:
     """
@@ -183,12 +185,22 @@ def activation_defaults(name: str) -> list[float]:
     """
     The default parameters of the named activation (nparams floats).
     """
+def activation_descriptors() -> list:
+    """
+    The activation table: one dict per activation with its name, whether it is element-wise (all but softmax), its parameters in the order the kernel takes them (name, type, default, valid range), its aliases and the rule between its two parameters, if any.
+    """
 def activation_forward(x: numpy.ndarray, name: str, params: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = []) -> numpy.ndarray:
     """
     Applies the activation in place to a C-contiguous float32 array and returns it.
     """
 def activation_names() -> list[str]:
-    ...
+    """
+    The element-wise activations (softmax, row-wise, is not among them).
+    """
+def activation_params(name: str, params: typing.Any = None) -> list[float]:
+    """
+    The parameters (in the kernel's order) of the named activation: its defaults overridden by the dict `params` of Keras parameter names; unknown names, wrong types and values out of range raise naming the parameter and its valid range.
+    """
 def arch() -> str:
     ...
 def arch_error() -> str:
@@ -219,8 +231,10 @@ def compute_fans(shape: typing.Any) -> tuple[int, int]:
     """
     Keras's (fan_in, fan_out) of a weight shape.
     """
-def cpu_supports(arg0: str) -> bool:
-    ...
+def cpu_supports(name: str) -> bool:
+    """
+    Whether this CPU runs the named instruction set (generic, avx2, avx512).
+    """
 def dense_backward(x: numpy.ndarray, W: numpy.ndarray, z: numpy.ndarray | None, y: numpy.ndarray, dy: numpy.ndarray, activation: str = 'linear', params: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], compute_dx: bool = True, overwrite_dy: bool = False, dW_out: numpy.ndarray | None = None, db_out: numpy.ndarray | None = None, accumulate: bool = False, nthreads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[typing.Any, numpy.ndarray, numpy.ndarray]:
     """
     Backward of dense_forward. Returns (dx or None, dW, db). dz = dy * act'(z) is written into dy when overwrite_dy (else into a copy). dW/db go to dW_out/db_out when given, added to their contents when accumulate.
@@ -241,7 +255,7 @@ def gemm(a: numpy.ndarray, b: numpy.ndarray, out: numpy.ndarray, alpha: typing.S
     """
     out = act(alpha * a @ b + beta * out + bias); a, b float32 2-D views with any strides, out C-contiguous float32.
     """
-def gemm_threads(arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: typing.SupportsInt | typing.SupportsIndex) -> int:
+def gemm_threads(m: typing.SupportsInt | typing.SupportsIndex, n: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex) -> int:
     """
     How many threads a GEMM of this size would use now.
     """
@@ -259,11 +273,21 @@ def l1_l2_penalty(w: numpy.ndarray, g: numpy.ndarray | None = None, l1: typing.S
     """
     Returns l1*sum|w| + l2*sum w^2 and adds its gradient l1*sign(w) + 2*l2*w to g (in place) when g is given.
     """
-def loss_names() -> list[str]:
-    ...
-def loss_value_grad(kind_name: str, pred: numpy.ndarray, target_or_labels: numpy.ndarray, sample_weight: typing.Any = None, from_logits: bool = False, delta: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> tuple[float, numpy.typing.NDArray[numpy.float32]]:
+def loss_config(kind: str, params: typing.Any = None) -> dict:
     """
-    (loss, grad) of a Keras loss with 'sum_over_batch_size' reduction. pred (n, c) float32 probabilities or logits; target (n, c) float32, or int32 labels (n,) for sparse_categorical_crossentropy; sample_weight (n,) float32 or None. grad is d loss / d pred.
+    The parameters of loss `kind` (from_logits for the cross-entropies, delta for huber): the table's defaults overridden by the dict `params`, checked against the table.
+    """
+def loss_descriptors() -> list:
+    """
+    The loss table: one dict per kind with its Keras name and class name, engine kind, aliases, target ('dense', 'labels' or 'none'), whether it takes logits, whether the engine counts accuracy for it, whether it is internal (not a compile() name), and its constructor parameters (name, type, default, valid range).
+    """
+def loss_names() -> list[str]:
+    """
+    Every loss kind the engine knows, internal ones (mean_of_output) included.
+    """
+def loss_value_grad(kind_name: str, pred: numpy.ndarray, target_or_labels: typing.Any = None, sample_weight: typing.Any = None, from_logits: bool = False, delta: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> tuple[float, numpy.typing.NDArray[numpy.float32]]:
+    """
+    (loss, grad) of a Keras loss with 'sum_over_batch_size' reduction. pred (n, c) float32 probabilities or logits; target (n, c) float32, or int32 labels (n,) for sparse_categorical_crossentropy, not read (may be None) for mean_of_output; sample_weight (n,) float32 or None. grad is d loss / d pred.
     """
 def measure_fma_peak(iters: typing.SupportsInt | typing.SupportsIndex = 20000000) -> float:
     ...
@@ -278,6 +302,10 @@ def optimizer_begin_step(kind: str, config: typing.Any, t: typing.SupportsInt | 
 def optimizer_config(kind: str, config: typing.Any = None) -> dict:
     """
     The full, validated configuration of optimizer `kind`: Keras defaults overridden by `config`.
+    """
+def optimizer_descriptors() -> list:
+    """
+    The optimizer table: one dict per optimizer with its Keras name, class name, engine kind, and its arguments in Keras constructor order (name, type, default, valid range, whether None turns it off, whether the constructor names it or takes it through **kwargs), plus the groups of arguments of which at most one may be set.
     """
 def optimizer_slot_names(kind: str, config: typing.Any = None) -> list[str]:
     """
@@ -307,7 +335,7 @@ def rrelu_forward(x: numpy.ndarray, lower: typing.SupportsFloat | typing.Support
     """
     (y, slope) of RReLU. Training: slope ~ U(lower, upper) per negative element, from the counter-based generator; inference: slope (lower + upper) / 2.
     """
-def set_num_threads(arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
 def softmax_backward(y: numpy.ndarray, dy: numpy.ndarray, dz: numpy.ndarray) -> numpy.ndarray:
     """

@@ -11,23 +11,21 @@ import numpy as np
 
 from pynn import _core
 
+# The core's activation table: names, parameters (in the kernel's order) with their defaults
+# and valid ranges, aliases. Everything below is derived from it.
+_DESCRIPTORS = {d["name"]: d for d in _core.activation_descriptors()}
+
 # name -> ordered (parameter, default) pairs, in the order the kernel takes them
 PARAMS: dict[str, tuple[tuple[str, float], ...]] = {
-    "leaky_relu": (("negative_slope", 0.2),),
-    "elu": (("alpha", 1.0),),
-    "softplus": (("beta", 1.0),),
-    "gelu": (("approximate", False),),
-    "hard_tanh": (("min_val", -1.0), ("max_val", 1.0)),
-    "soft_shrink": (("threshold", 0.5),),
-    "hard_shrink": (("threshold", 0.5),),
-    "rrelu": (("lower", 1.0 / 8.0), ("upper", 1.0 / 3.0)),
-}
-ALIASES = {None: "linear", "identity": "linear"}
+    name: tuple((p["name"], p["default"]) for p in d["params"])
+    for name, d in _DESCRIPTORS.items() if d["params"]}
+ALIASES = {None: "linear", **{alias: name for name, d in _DESCRIPTORS.items()
+                              for alias in d["aliases"]}}
 
 
 @functools.lru_cache(maxsize=None)
 def _names() -> tuple[str, ...]:
-    return tuple(sorted(set(_core.activation_names()) | {"softmax"}))
+    return tuple(sorted(_DESCRIPTORS))
 
 
 def names() -> list[str]:
@@ -47,17 +45,8 @@ def resolve(identifier, **params) -> tuple[str, list[float]]:
     name = identifier
     if name not in _names():
         raise ValueError(f"activation: unknown name {name!r}; expected one of {names()}")
-    spec = PARAMS.get(name, ())
-    unknown = set(params) - {p for p, _ in spec}
-    if unknown:
-        raise ValueError(f"activation {name!r}: unknown parameter(s) {sorted(unknown)}; it takes "
-                         f"{[p for p, _ in spec] or 'none'}")
-    values = [float(params.get(p, default)) for p, default in spec]
-    if name == "hard_tanh" and values[0] > values[1]:
-        raise ValueError(f"hard_tanh: min_val must not exceed max_val, got {values}")
-    if name == "rrelu" and not 0 <= values[0] <= values[1]:
-        raise ValueError(f"rrelu: expected 0 <= lower <= upper, got {values}")
-    return name, values
+    # defaults, unknown names, types and ranges: all the table's, checked by the core
+    return name, list(_core.activation_params(name, params))
 
 
 def apply(x, activation, **params) -> np.ndarray:

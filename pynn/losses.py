@@ -2,20 +2,29 @@
 
 The compiled model evaluates losses in C++ (fused with the output activation where that is
 stable); these objects carry the configuration, and calling one computes the loss on arrays.
+Names, aliases, class names and defaults come from the core's loss table
+(``_core.loss_descriptors()``); the classes below are thin wrappers over its entries.
 """
 from __future__ import annotations
-
-import numbers
 
 import numpy as np
 
 from pynn import _core
 
-_ALIASES = {
-    "mse": "mean_squared_error",
-    "mae": "mean_absolute_error",
-    "crossentropy": "categorical_crossentropy",
-}
+# The core's loss table. Internal kinds (mean_of_output, the end of a traced custom loss) are
+# the engine's own: they have no class here and are not compile() names.
+_DESCRIPTORS = {d["name"]: d for d in _core.loss_descriptors()}
+_PUBLIC = {name: d for name, d in _DESCRIPTORS.items() if not d["internal"]}
+_ALIASES = {alias: name for name, d in _PUBLIC.items() for alias in d["aliases"]}
+# The losses for which the engine counts correct rows (accuracy by argmax or threshold).
+CLASSIFICATION_KINDS = tuple(name for name, d in _PUBLIC.items() if d["classification"])
+
+
+def _default(kind, param):
+    for p in _DESCRIPTORS[kind]["params"]:
+        if p["name"] == param:
+            return p["default"]
+    raise KeyError(f"the loss table has no parameter {param!r} for {kind!r}")
 
 
 class Loss:
@@ -128,17 +137,19 @@ class LossFunctionWrapper(Loss):
                 **self.fn_kwargs}
 
 
-def _define(class_name, kind, extra=None):
-    ns = {"kind": kind, "name": kind, "__doc__": f"The `{kind}` loss."}
-    return type(class_name, (Loss,), ns)
+def _define(kind):
+    """The class of a loss whose only parameter is from_logits (Loss's constructor)."""
+    d = _PUBLIC[kind]
+    ns = {"kind": kind, "name": kind, "__doc__": f"The `{kind}` loss.",
+          "__module__": __name__}
+    return type(d["class_name"], (Loss,), ns)
 
 
-MeanSquaredError = _define("MeanSquaredError", "mean_squared_error")
-MeanAbsoluteError = _define("MeanAbsoluteError", "mean_absolute_error")
-BinaryCrossentropy = _define("BinaryCrossentropy", "binary_crossentropy")
-CategoricalCrossentropy = _define("CategoricalCrossentropy", "categorical_crossentropy")
-SparseCategoricalCrossentropy = _define("SparseCategoricalCrossentropy",
-                                        "sparse_categorical_crossentropy")
+MeanSquaredError = _define("mean_squared_error")
+MeanAbsoluteError = _define("mean_absolute_error")
+BinaryCrossentropy = _define("binary_crossentropy")
+CategoricalCrossentropy = _define("categorical_crossentropy")
+SparseCategoricalCrossentropy = _define("sparse_categorical_crossentropy")
 
 
 class Huber(Loss):
@@ -147,11 +158,10 @@ class Huber(Loss):
     kind = "huber"
     name = "huber"
 
-    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name=None):
+    def __init__(self, delta=_default("huber", "delta"), reduction="sum_over_batch_size",
+                 name=None):
         super().__init__(False, reduction, name)
-        if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not delta > 0:
-            raise ValueError(f"delta: expected a positive number, got {delta!r}")
-        self.delta = float(delta)
+        self.delta = _core.loss_config("huber", {"delta": delta})["delta"]  # checked by the table
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction, "delta": self.delta}
@@ -160,6 +170,9 @@ class Huber(Loss):
 _CLASSES = {cls.kind: cls for cls in (MeanSquaredError, MeanAbsoluteError, Huber,
                                       BinaryCrossentropy, CategoricalCrossentropy,
                                       SparseCategoricalCrossentropy)}
+if set(_CLASSES) != set(_PUBLIC):  # a new public kind in the table needs its class here
+    raise ImportError(f"pynn.losses: classes {sorted(_CLASSES)} do not match the core's loss "
+                      f"table {sorted(_PUBLIC)}; rebuild pynn._core")
 _BY_CLASS_NAME = {cls.__name__: cls for cls in _CLASSES.values()}
 
 

@@ -550,9 +550,7 @@ def test_mean_of_output_twin():
 
 
 def test_mean_of_output_core():
-    if "mean_of_output" not in _core.loss_names():
-        pytest.skip("the core's loss bindings do not expose mean_of_output yet "
-                    "(register_losses.cpp / register_graph.cpp loss tables)")
+    assert "mean_of_output" in _core.loss_names()
     rng = _rng("mean_of_output_core")
     pred = rng.standard_normal((5, 3)).astype(np.float32)
     w = rng.uniform(0.2, 2.0, 5).astype(np.float32)
@@ -589,3 +587,44 @@ def test_op_layer_configs_are_checked():
                        ({"operands": ["x"]}, "invalid operand")]:
         with pytest.raises(ValueError, match=match):
             OpLayer.from_config({**good, **bad})
+
+
+def test_mean_of_output_in_the_graph_engine():
+    # A traced custom loss (per-sample mse written with pynn.ops) ends in mean_of_output: the
+    # engine takes it in set_losses, reads no targets (None is fine), reports the batch mean and
+    # trains through it.
+    rng = _rng("mean_of_output_graph")
+    t, x = pynn.Input((4,)), pynn.Input((3,))
+    dense = L.Dense(4, use_bias=False)
+    model = pynn.Model([t, x], ops.mean(ops.square(t - dense(x)), axis=-1))
+    spec = _spec(model, [(4,), (3,)])
+    g = spec.to_core([("mean_of_output", False, None, 1.0)])
+    g.set_optimizer("sgd", {"learning_rate": 0.0})
+    tv = rng.standard_normal((6, 4)).astype(np.float32)
+    xv = rng.standard_normal((6, 3)).astype(np.float32)
+    kernel = spec.params[0].value.astype(np.float64)
+    pv = xv.astype(np.float64) @ kernel
+    want, dp = ref_losses.value_and_grad("mean_squared_error", pv, tv.astype(np.float64))
+    total, per, _, _ = g.test_step([tv, xv], [None])
+    assert total == pytest.approx(want, rel=1e-5) and per[0] == pytest.approx(want, rel=1e-5)
+    assert g.train_step([tv, xv], [None])[0] == pytest.approx(want, rel=1e-5)
+    np.testing.assert_allclose(g.get_grad(0), xv.T @ dp, rtol=1e-4, atol=1e-6)
+    # rows picked by idx, with sample weights: still no target read
+    idx = np.array([4, 0, 2], np.int64)
+    w = rng.uniform(0.5, 2.0, 6).astype(np.float32)
+    sub = ref_losses.value_and_grad("mean_squared_error", pv[idx], tv[idx].astype(np.float64),
+                                    w[idx].astype(np.float64))[0]
+    assert g.test_step([tv, xv], [None], [w], idx)[0] == pytest.approx(sub, rel=1e-5)
+
+
+def test_mean_of_output_is_not_a_compile_name():
+    assert "mean_of_output" in [d["name"] for d in _core.loss_descriptors() if d["internal"]]
+    with pytest.raises(ValueError, match="unknown name 'mean_of_output'"):
+        pynn.losses.get("mean_of_output")
+    model = pynn.Sequential([L.Input((3,)), L.Dense(1)])
+    with pytest.raises(ValueError, match="mean_of_output"):
+        model.compile("sgd", "mean_of_output")
+    # the target is not read: the core needs none
+    pred = np.arange(6, dtype=np.float32).reshape(2, 3)
+    value, grad = _core.loss_value_grad("mean_of_output", pred)
+    assert value == pytest.approx(2.5) and np.all(grad == np.float32(1 / 6))

@@ -183,3 +183,68 @@ def test_l1_l2_penalty_bad_input():
         _core.l1_l2_penalty(w, np.ones(3, np.float32), 0.1, 0.1)
     with pytest.raises(ValueError, match="l1"):
         _core.l1_l2_penalty(w, None, -0.1, 0.0)
+
+
+# --- L1/L2 penalties count trainable weights only, in training and in evaluation ----------
+def _frozen_l2_model():
+    pynn.utils.set_random_seed(3)
+    frozen = pynn.layers.Dense(4, kernel_regularizer=pynn.regularizers.L2(1.0), trainable=False)
+    model = pynn.Sequential([pynn.layers.Input((3,)), frozen, pynn.layers.Dense(2)])
+    # A learning rate far too small to move anything the float32 loss could see; each
+    # comparison below evaluates before it trains, on the same weights.
+    model.compile(optimizer=pynn.optimizers.SGD(learning_rate=1e-30), loss="mse")
+    return model, frozen
+
+
+def _numpy_loss(model, x, y, penalty):
+    w1, b1, w2, b2 = [w.astype(np.float64) for w in model.get_weights()]
+    pred = (x @ w1 + b1) @ w2 + b2
+    return float(np.mean((pred - y) ** 2)) + (float(np.sum(w1 ** 2)) if penalty else 0.0)
+
+
+def test_frozen_weights_add_no_penalty_to_train_or_test_loss():
+    # Keras counts the regularisers of trainable weights only: a frozen Dense with L2(1.0)
+    # adds nothing to the loss, in train_on_batch and in test_on_batch alike.
+    model, frozen = _frozen_l2_model()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 3)).astype(np.float32)
+    y = rng.standard_normal((8, 2)).astype(np.float32)
+    want = _numpy_loss(model, x, y, penalty=False)
+    test = model.test_on_batch(x, y)
+    train = model.train_on_batch(x, y)
+    assert test == pytest.approx(train, rel=1e-6)
+    assert test == pytest.approx(want, rel=1e-5)
+    assert np.sum(model.get_weights()[0].astype(np.float64) ** 2) > 1.0  # the penalty is not small
+    # unfrozen, the same layer's penalty counts in both
+    frozen.trainable = True
+    want = _numpy_loss(model, x, y, penalty=True)
+    test = model.test_on_batch(x, y)
+    train = model.train_on_batch(x, y)
+    assert test == pytest.approx(train, rel=1e-6)
+    assert test == pytest.approx(want, rel=1e-5)
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(want, rel=1e-5)
+
+
+def test_network_test_step_counts_trainable_penalties_only():
+    # The same rule in the Sequential engine (_core.Network).
+    rng = np.random.default_rng(1)
+    w1 = rng.standard_normal((3, 4)).astype(np.float32)
+    w2 = rng.standard_normal((4, 2)).astype(np.float32)
+    x = rng.standard_normal((8, 3)).astype(np.float32)
+    y = rng.standard_normal((8, 2)).astype(np.float32)
+    data = float(np.mean(((x.astype(np.float64) @ w1) @ w2 - y) ** 2))
+    for frozen in (True, False):
+        net = _core.Network(3)
+        net.add_dense(4, "linear", [], False)
+        net.add_dense(2, "linear", [], False)
+        net.set_param(0, w1)
+        net.set_param(1, w2)
+        net.set_regularization(0, 0.0, 1.0)
+        net.set_frozen(0, frozen)
+        net.set_loss("mean_squared_error", False, 1.0)
+        net.set_optimizer("sgd", {"learning_rate": 0.0})
+        want = data + (0.0 if frozen else float(np.sum(w1.astype(np.float64) ** 2)))
+        test = net.test_step(x, y, None, None, None)[0]
+        train = net.train_step(x, y, None, None, None)[0]
+        assert test == train, frozen  # same weights, same sums in the same order
+        assert test == pytest.approx(want, rel=1e-5), frozen

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/descriptors.h"
 #include "bindings/util.h"
 #include "nn/activations.h"
 #include "nn/activations_param.h"
@@ -30,7 +31,7 @@ const nn::ActivationInfo& activation_or_throw(const std::string& name,
                           std::to_string(act->nparams) + " parameters, got " +
                           std::to_string(params.size()));
   const std::string err = nn::activation_params_error(*act, params.data());
-  if (!err.empty()) throw py::value_error(err);
+  if (!err.empty()) throw py::value_error("params: activation '" + name + "': " + err);
   return *act;
 }
 
@@ -42,11 +43,89 @@ py::array_t<float> empty_like_shape(const py::array& a) {
 }  // namespace
 
 void register_activations(py::module_& m) {
-  m.def("activation_names", [] {
-    std::vector<std::string> names;
-    for (const auto& a : nn::activations()) names.emplace_back(a.name);
-    return names;
-  });
+  m.def(
+      "activation_names",
+      [] {
+        std::vector<std::string> names;
+        for (const auto& a : nn::activations()) names.emplace_back(a.name);
+        return names;
+      },
+      "The element-wise activations (softmax, row-wise, is not among them).");
+  m.def(
+      "activation_descriptors",
+      [] {
+        py::list out;
+        auto entry = [&out](const char* name, bool elementwise, const nn::ActivationInfo* a) {
+          py::dict e;
+          e["name"] = name;
+          e["elementwise"] = elementwise;
+          py::list params, aliases;
+          if (a != nullptr) {
+            for (int i = 0; i < a->nparams; ++i) params.append(param_dict(a->params[i]));
+            if (a->alias != nullptr) aliases.append(a->alias);
+          }
+          e["params"] = params;
+          e["aliases"] = aliases;
+          // A rule between the two parameters, as text ("min_val <= max_val"), or None.
+          e["ordered"] = a != nullptr && a->ordered
+                             ? py::object(py::str(std::string(a->params[0].name) + " <= " +
+                                                  a->params[1].name))
+                             : py::object(py::none());
+          out.append(e);
+        };
+        for (const auto& a : nn::activations()) entry(a.name, true, &a);
+        entry("softmax", false, nullptr);  // row-wise (nn/softmax.h), no parameters
+        return out;
+      },
+      "The activation table: one dict per activation with its name, whether it is "
+      "element-wise (all but softmax), its parameters in the order the kernel takes them "
+      "(name, type, default, valid range), its aliases and the rule between its two "
+      "parameters, if any.");
+  m.def(
+      "activation_params",
+      [](const std::string& name, const py::object& params) {
+        const nn::ActivationInfo* act = nn::find_activation(name);
+        if (act == nullptr && name != "softmax") activation_or_throw(name, {});
+        // Doubles: the values as given (and the table's defaults), which the caller keeps
+        // for its config; the kernel rounds them to float32 when it takes them.
+        std::vector<double> values;
+        if (act != nullptr)
+          for (int i = 0; i < act->nparams; ++i) values.push_back(act->params[i].default_value);
+        if (!params.is_none()) {
+          if (!py::isinstance<py::dict>(params))
+            throw py::type_error("params: expected a dict of parameter values or None, got " +
+                                 std::string(py::str(py::type::of(params).attr("__name__"))));
+          const std::string owner = "activation '" + name + "'";
+          for (auto item : params.cast<py::dict>()) {
+            const std::string key = py::str(item.first);
+            int k = -1;
+            for (int i = 0; act != nullptr && i < act->nparams; ++i)
+              if (key == act->params[i].name) k = i;
+            if (k < 0) {
+              std::string known;
+              for (int i = 0; act != nullptr && i < act->nparams; ++i)
+                known += std::string(known.empty() ? "" : ", ") + act->params[i].name;
+              throw py::value_error(owner + ": unknown parameter '" + key + "'; it takes " +
+                                    (known.empty() ? std::string("none") : known));
+            }
+            const nn::ParamDesc& d = act->params[k];
+            values[size_t(k)] = d.type == nn::ParamType::boolean
+                                    ? double(parse_flag_as_float(item.second, d, owner))
+                                    : parse_real(item.second, d, owner);
+          }
+        }
+        if (act != nullptr) {  // every rule of the table, on the values the kernel will read
+          const std::vector<float> as_read(values.begin(), values.end());
+          if (const std::string err = nn::activation_params_error(*act, as_read.data());
+              !err.empty())
+            throw py::value_error("activation '" + name + "': " + err);
+        }
+        return values;
+      },
+      py::arg("name"), py::arg("params") = py::none(),
+      "The parameters (in the kernel's order) of the named activation: its "
+      "defaults overridden by the dict `params` of Keras parameter names; unknown names, wrong "
+      "types and values out of range raise naming the parameter and its valid range.");
   m.def(
       "activation_defaults",
       [](const std::string& name) {
@@ -175,9 +254,7 @@ void register_activations(py::module_& m) {
       "rrelu_forward",
       [](py::array x, float lower, float upper, bool training, uint64_t seed, uint64_t stream,
          uint64_t offset) {
-        if (!(std::isfinite(lower) && std::isfinite(upper) && lower <= upper))
-          throw py::value_error("lower, upper: expected finite lower <= upper, got lower=" +
-                                std::to_string(lower) + ", upper=" + std::to_string(upper));
+        activation_or_throw("rrelu", {lower, upper});  // the table's rules for rrelu
         const float* xp = c_contiguous(x, "x", x.ndim());
         const int64_t n = x.size();
         py::array_t<float> y = empty_like_shape(x);

@@ -60,8 +60,11 @@ void register_gemm(py::module_& m) {
       py::arg("nthreads") = 0,
       "out = act(alpha * a @ b + beta * out + bias); a, b float32 2-D views with any strides, "
       "out C-contiguous float32.");
-  m.def("gemm_threads", [](int64_t m, int64_t n, int64_t k) { return gemm::threads_for(m, n, k, 0); },
-        "How many threads a GEMM of this size would use now.");
+  m.def(
+      "gemm_threads",
+      [](int64_t m, int64_t n, int64_t k) { return gemm::threads_for(m, n, k, 0); },
+      py::arg("m"), py::arg("n"), py::arg("k"),
+      "How many threads a GEMM of this size would use now.");
 }
 
 }  // namespace pynn::bind

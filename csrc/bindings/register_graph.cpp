@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 
+#include "bindings/descriptors.h"
 #include "bindings/util.h"
 #include "nn/graph.h"
 
@@ -27,75 +28,7 @@ namespace pynn::bind {
 
 namespace {
 
-using nn::LossKind;
-using nn::OptKind;
 using nn::Shape;
-
-LossKind graph_loss_kind(const std::string& name, const std::string& what) {
-  static const std::map<std::string, LossKind> kinds = {
-      {"mean_squared_error", LossKind::mean_squared_error},
-      {"mean_absolute_error", LossKind::mean_absolute_error},
-      {"huber", LossKind::huber},
-      {"binary_crossentropy", LossKind::binary_crossentropy},
-      {"categorical_crossentropy", LossKind::categorical_crossentropy},
-      {"sparse_categorical_crossentropy", LossKind::sparse_categorical_crossentropy},
-      // the output is the per-sample loss a traced custom loss computed; no target
-      {"mean_of_output", LossKind::mean_of_output},
-  };
-  auto it = kinds.find(name);
-  if (it == kinds.end()) {
-    std::string known;
-    for (const auto& kv : kinds) known += (known.empty() ? "" : ", ") + kv.first;
-    throw py::value_error(what + ": unknown loss '" + name + "' (known: " + known + ")");
-  }
-  return it->second;
-}
-
-nn::OptConfig graph_opt_config(const std::string& kind, const py::dict& d) {
-  static const std::map<std::string, OptKind> kinds = {
-      {"sgd", OptKind::sgd},         {"adagrad", OptKind::adagrad}, {"adadelta", OptKind::adadelta},
-      {"rmsprop", OptKind::rmsprop}, {"adam", OptKind::adam},       {"adamw", OptKind::adamw},
-      {"nadam", OptKind::nadam},     {"adamax", OptKind::adamax},
-  };
-  auto it = kinds.find(kind);
-  if (it == kinds.end()) {
-    std::string known;
-    for (const auto& kv : kinds) known += (known.empty() ? "" : ", ") + kv.first;
-    throw py::value_error("kind: unknown optimizer '" + kind + "' (known: " + known + ")");
-  }
-  nn::OptConfig c;
-  c.kind = it->second;
-  std::map<std::string, float*> floats = {
-      {"learning_rate", &c.learning_rate}, {"momentum", &c.momentum},
-      {"rho", &c.rho},                     {"beta_1", &c.beta_1},
-      {"beta_2", &c.beta_2},               {"epsilon", &c.epsilon},
-      {"initial_accumulator_value", &c.initial_accumulator_value},
-      {"weight_decay", &c.weight_decay},   {"clipnorm", &c.clipnorm},
-      {"clipvalue", &c.clipvalue},         {"global_clipnorm", &c.global_clipnorm},
-  };
-  std::map<std::string, bool*> bools = {
-      {"nesterov", &c.nesterov}, {"centered", &c.centered}, {"amsgrad", &c.amsgrad}};
-  for (auto item : d) {
-    const std::string key = py::str(item.first);
-    if (item.second.is_none()) continue;
-    if (auto f = floats.find(key); f != floats.end()) {
-      try {
-        *f->second = item.second.cast<float>();
-      } catch (const py::cast_error&) {
-        throw py::type_error("cfg['" + key + "']: expected a number, got " +
-                             std::string(py::str(py::type::of(item.second).attr("__name__"))));
-      }
-    } else if (auto b = bools.find(key); b != bools.end()) {
-      *b->second = py::bool_(item.second.cast<py::object>());
-    } else {
-      std::string known;
-      for (const auto& kv : floats) known += (known.empty() ? "" : ", ") + kv.first;
-      for (const auto& kv : bools) known += ", " + kv.first;
-      throw py::value_error("cfg: unknown optimizer setting '" + key + "' (known: " + known + ")");
-    }
-  }
-  return c;
-}
 
 std::string type_name(const py::handle& h) {
   return py::str(py::type::of(h).attr("__name__"));
@@ -297,14 +230,18 @@ void parse_step(StepArgs& s, const SnapshotRef& sn, const py::object& xs, const 
                               std::to_string(j) + " has no loss; pass None");
       continue;
     }
-    if (L.cfg.kind == LossKind::mean_of_output) {
-      if (!yl[j].is_none())
-        throw py::value_error(w + ": output " + std::to_string(j) +
-                              " is a loss value (mean_of_output); pass None");
+    const nn::LossTarget target = nn::loss_descriptor(L.cfg.kind).target;
+    if (target == nn::LossTarget::none) {
+      // The output already is the loss (mean_of_output): targets are not read; None is fine.
+      if (!yl[j].is_none()) {
+        py::array a = sample_array(yl[j], "ys", j, os, false, rows);
+        s.keep.push_back(a);
+      }
     } else if (yl[j].is_none()) {
       throw py::value_error(w + ": output " + std::to_string(j) +
                             " has a loss, so its targets are required");
-    } else if (L.cfg.kind == LossKind::sparse_categorical_crossentropy) {
+    }
+    if (target == nn::LossTarget::labels) {
       if (!py::isinstance<py::array>(yl[j]))
         throw py::type_error(w + ": expected an int32 numpy array of labels, got " + type_name(yl[j]));
       py::array a = yl[j].cast<py::array>();
@@ -319,7 +256,7 @@ void parse_step(StepArgs& s, const SnapshotRef& sn, const py::object& xs, const 
       check_rows(a, w, rows);
       s.labels[j] = static_cast<const int32_t*>(a.data());
       s.keep.push_back(a);
-    } else {
+    } else if (target == nn::LossTarget::dense) {
       if (py::isinstance<py::array>(yl[j]) && yl[j].cast<py::array>().dtype().kind() != 'f')
         throw py::type_error(w + ": this loss needs float32 targets, got " +
                              std::string(py::str(yl[j].cast<py::array>().dtype())) +
@@ -590,14 +527,17 @@ void register_graph(py::module_& m) {
                  if (!py::isinstance<py::str>(t[0]))
                    throw py::type_error(w + ": kind must be a string, got " + type_name(t[0]));
                  L.has = true;
-                 L.cfg.kind = graph_loss_kind(t[0].cast<std::string>(), w);
+                 L.cfg = nn::loss_defaults(loss_or_throw(t[0].cast<std::string>(), w).kind);
                  try {
                    L.cfg.from_logits = t[1].cast<bool>();
-                   L.cfg.huber_delta = t[2].cast<float>();
+                   // delta only matters to huber; None stands for "not given" (the default)
+                   if (!t[2].is_none()) L.cfg.huber_delta = t[2].cast<float>();
                    L.weight = t[3].cast<double>();
                  } catch (const py::cast_error&) {
                    throw py::type_error(w + ": expected (str, bool, float, float)");
                  }
+                 if (const std::string err = nn::loss_config_error(L.cfg, false); !err.empty())
+                   throw py::value_error(w + ": " + err);
                }
                ls.push_back(L);
              }
@@ -608,44 +548,45 @@ void register_graph(py::module_& m) {
            },
            py::arg("losses"))
       .def("set_optimizer",
-           [](PyGraph& s, const std::string& kind, py::dict cfg) {
-             const nn::OptConfig c = graph_opt_config(kind, cfg);
+           [](PyGraph& s, const std::string& kind, py::object cfg) {
+             const nn::OptConfig c = parse_optimizer_config(kind, cfg);
              auto lock = s.lock();
              s.g->set_optimizer(c);
            },
-           py::arg("kind"), py::arg("cfg"),
-           "Sets the optimizer (same kinds and settings as Network's); resets iterations and "
-           "allocates slots for every parameter that can learn, frozen or not.")
+           py::arg("kind"), py::arg("cfg") = py::none(),
+           "Sets the optimizer: Keras defaults of `kind` overridden by the dict `cfg` (checked "
+           "like optimizer_config); resets iterations and allocates slots for every parameter "
+           "that can learn, frozen or not.")
       .def_property(
           "learning_rate",
-          [](PyGraph& s) {
+          getter([](PyGraph& s) {
             auto lock = s.lock();
             return s.g->learning_rate();
-          },
-          [](PyGraph& s, float lr) {
+          }),
+          setter([](PyGraph& s, float lr) {
             auto lock = s.lock();
             s.g->set_learning_rate(lr);
-          })
+          }))
       .def_property(
           "iterations",
-          [](PyGraph& s) {
+          getter([](PyGraph& s) {
             auto lock = s.lock();
             return s.g->iterations();
-          },
-          [](PyGraph& s, int64_t t) {
+          }),
+          setter([](PyGraph& s, int64_t t) {
             auto lock = s.lock();
             s.g->set_iterations(t);
-          })
+          }))
       .def_property(
           "u_product",
-          [](PyGraph& s) {
+          getter([](PyGraph& s) {
             auto lock = s.lock();
             return s.g->optimizer_scalars().u_product;
-          },
-          [](PyGraph& s, double u) {
+          }),
+          setter([](PyGraph& s, double u) {
             auto lock = s.lock();
             s.g->optimizer_scalars().u_product = u;
-          })
+          }))
       .def("num_slots",
            [](PyGraph& s, int64_t pid) {
              auto lock = s.lock();

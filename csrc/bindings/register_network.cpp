@@ -4,70 +4,16 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
-#include <map>
 #include <memory>
 #include <mutex>
 
+#include "bindings/descriptors.h"
 #include "bindings/util.h"
 #include "nn/network.h"
 
 namespace pynn::bind {
 
 namespace {
-
-using nn::LossKind;
-using nn::OptKind;
-
-LossKind loss_kind(const std::string& name) {
-  static const std::map<std::string, LossKind> kinds = {
-      {"mean_squared_error", LossKind::mean_squared_error},
-      {"mean_absolute_error", LossKind::mean_absolute_error},
-      {"huber", LossKind::huber},
-      {"binary_crossentropy", LossKind::binary_crossentropy},
-      {"categorical_crossentropy", LossKind::categorical_crossentropy},
-      {"sparse_categorical_crossentropy", LossKind::sparse_categorical_crossentropy},
-  };
-  auto it = kinds.find(name);
-  if (it == kinds.end()) throw py::value_error("unknown loss '" + name + "'");
-  return it->second;
-}
-
-OptKind opt_kind(const std::string& name) {
-  static const std::map<std::string, OptKind> kinds = {
-      {"sgd", OptKind::sgd},         {"adagrad", OptKind::adagrad}, {"adadelta", OptKind::adadelta},
-      {"rmsprop", OptKind::rmsprop}, {"adam", OptKind::adam},       {"adamw", OptKind::adamw},
-      {"nadam", OptKind::nadam},     {"adamax", OptKind::adamax},
-  };
-  auto it = kinds.find(name);
-  if (it == kinds.end()) throw py::value_error("unknown optimizer '" + name + "'");
-  return it->second;
-}
-
-nn::OptConfig opt_config(const std::string& kind, const py::dict& d) {
-  nn::OptConfig c;
-  c.kind = opt_kind(kind);
-  auto f = [&](const char* key, float& field) {
-    if (d.contains(key) && !d[key].is_none()) field = d[key].cast<float>();
-  };
-  auto b = [&](const char* key, bool& field) {
-    if (d.contains(key) && !d[key].is_none()) field = d[key].cast<bool>();
-  };
-  f("learning_rate", c.learning_rate);
-  f("momentum", c.momentum);
-  b("nesterov", c.nesterov);
-  f("rho", c.rho);
-  b("centered", c.centered);
-  f("beta_1", c.beta_1);
-  f("beta_2", c.beta_2);
-  f("epsilon", c.epsilon);
-  b("amsgrad", c.amsgrad);
-  f("initial_accumulator_value", c.initial_accumulator_value);
-  f("weight_decay", c.weight_decay);
-  f("clipnorm", c.clipnorm);
-  f("clipvalue", c.clipvalue);
-  f("global_clipnorm", c.global_clipnorm);
-  return c;
-}
 
 // One Network plus the lock that serialises calls on it: the GIL is released while it
 // computes, and its buffers are shared by every call.
@@ -90,7 +36,7 @@ std::string step_error(const nn::Network& net, int64_t in_w, int64_t out_w, bool
   if (net.input_width() != in_w || net.output_width() != out_w)
     return "the model changed while the call was starting; call again";
   if (!net.has_loss()) return "the model has no loss: compile it first";
-  const bool sparse = net.loss().kind == LossKind::sparse_categorical_crossentropy;
+  const bool sparse = nn::loss_descriptor(net.loss().kind).target == nn::LossTarget::labels;
   if (sparse && !has_labels)
     return "labels: sparse_categorical_crossentropy needs int32 labels, not dense targets";
   if (!sparse && !has_y)
@@ -235,23 +181,28 @@ void register_network(py::module_& m) {
            },
            py::arg("activation"), py::arg("act_params") = std::vector<float>{},
            py::arg("seed") = 0)
-      .def("add_dropout", [](PyNetwork& s, float rate, uint64_t seed) {
-        auto lock = s.lock();
-        return s.net->add_dropout(rate, seed);
-      })
-      .def("add_batchnorm", [](PyNetwork& s, float momentum, float eps, bool center, bool scale) {
-        auto lock = s.lock();
-        return s.net->add_batchnorm(momentum, eps, center, scale);
-      })
+      .def("add_dropout",
+           [](PyNetwork& s, float rate, uint64_t seed) {
+             auto lock = s.lock();
+             return s.net->add_dropout(rate, seed);
+           },
+           py::arg("rate"), py::arg("seed"))
+      .def("add_batchnorm",
+           [](PyNetwork& s, float momentum, float eps, bool center, bool scale) {
+             auto lock = s.lock();
+             return s.net->add_batchnorm(momentum, eps, center, scale);
+           },
+           py::arg("momentum"), py::arg("eps"), py::arg("center"), py::arg("scale"))
       .def("add_prelu", [](PyNetwork& s) {
         auto lock = s.lock();
         return s.net->add_prelu();
       })
-      .def_property_readonly("input_width", [](PyNetwork& s) { return s.net->input_width(); })
-      .def_property_readonly("output_width", [](PyNetwork& s) {
-        auto lock = s.lock();
-        return s.net->output_width();
-      })
+      .def_property_readonly("input_width",
+                             getter([](PyNetwork& s) { return s.net->input_width(); }))
+      .def_property_readonly("output_width", getter([](PyNetwork& s) {
+                               auto lock = s.lock();
+                               return s.net->output_width();
+                             }))
       .def("num_params", [](PyNetwork& s) {
         auto lock = s.lock();
         return s.net->params().size();
@@ -261,6 +212,7 @@ void register_network(py::module_& m) {
              auto lock = s.lock();
              param_at(s, i).frozen = frozen;
            },
+           py::arg("i"), py::arg("frozen"),
            "Frozen parameters keep their values in training (Keras trainable=False); takes "
            "effect at the next set_optimizer.")
       .def("param_info",
@@ -268,88 +220,109 @@ void register_network(py::module_& m) {
              auto lock = s.lock();
              nn::Param& p = param_at(s, i);
              return py::make_tuple(p.name, p.shape, p.trainable);
-           })
-      .def("get_param", [](PyNetwork& s, int i) {
-        std::lock_guard<std::mutex> lock(s.mu);
-        nn::Param& p = param_at(s, i);
-        return copy_out(p.value, p.shape);
-      })
-      .def("set_param", [](PyNetwork& s, int i, py::array a) {
-        std::lock_guard<std::mutex> lock(s.mu);
-        copy_in(param_at(s, i).value, a, "value");
-      })
-      .def("get_grad", [](PyNetwork& s, int i) {
-        std::lock_guard<std::mutex> lock(s.mu);
-        nn::Param& p = param_at(s, i);
-        return copy_out(p.grad, p.shape);
-      })
+           },
+           py::arg("i"))
+      .def("get_param",
+           [](PyNetwork& s, int i) {
+             std::lock_guard<std::mutex> lock(s.mu);
+             nn::Param& p = param_at(s, i);
+             return copy_out(p.value, p.shape);
+           },
+           py::arg("i"))
+      .def("set_param",
+           [](PyNetwork& s, int i, py::array a) {
+             std::lock_guard<std::mutex> lock(s.mu);
+             copy_in(param_at(s, i).value, a, "value");
+           },
+           py::arg("i"), py::arg("value"))
+      .def("get_grad",
+           [](PyNetwork& s, int i) {
+             std::lock_guard<std::mutex> lock(s.mu);
+             nn::Param& p = param_at(s, i);
+             return copy_out(p.grad, p.shape);
+           },
+           py::arg("i"))
       .def("set_regularization",
            [](PyNetwork& s, int i, float l1, float l2) {
              auto lock = s.lock();
              s.net->set_regularization(i, l1, l2);
-           })
+           },
+           py::arg("i"), py::arg("l1"), py::arg("l2"))
       .def("set_loss",
            [](PyNetwork& s, const std::string& kind, bool from_logits, float delta) {
              nn::LossConfig c;
-             c.kind = loss_kind(kind);
+             c.kind = loss_or_throw(kind, "kind").kind;
              c.from_logits = from_logits;
              c.huber_delta = delta;
+             if (const std::string err = nn::loss_config_error(c, false); !err.empty())
+               throw py::value_error(err);
              auto lock = s.lock();
              s.net->set_loss(c);
            },
            py::arg("kind"), py::arg("from_logits") = false, py::arg("delta") = 1.0f)
       .def("set_optimizer",
-           [](PyNetwork& s, const std::string& kind, py::dict cfg) {
-             const nn::OptConfig c = opt_config(kind, cfg);
+           [](PyNetwork& s, const std::string& kind, py::object cfg) {
+             const nn::OptConfig c = parse_optimizer_config(kind, cfg);
              auto lock = s.lock();
              s.net->set_optimizer(c);
-           })
+           },
+           py::arg("kind"), py::arg("cfg") = py::none(),
+           "Sets the optimizer: Keras defaults of `kind` overridden by the dict `cfg` (checked "
+           "like optimizer_config); resets iterations and slots.")
       .def_property(
           "learning_rate",
-          [](PyNetwork& s) {
+          getter([](PyNetwork& s) {
             auto lock = s.lock();
             return s.net->learning_rate();
-          },
-          [](PyNetwork& s, float lr) {
+          }),
+          setter([](PyNetwork& s, float lr) {
             auto lock = s.lock();
             s.net->set_learning_rate(lr);
-          })
+          }))
       .def_property(
           "iterations",
-          [](PyNetwork& s) {
+          getter([](PyNetwork& s) {
             auto lock = s.lock();
             return s.net->iterations();
-          },
-          [](PyNetwork& s, int64_t t) {
+          }),
+          setter([](PyNetwork& s, int64_t t) {
             auto lock = s.lock();
             s.net->set_iterations(t);
-          })
+          }))
       .def_property(
           "u_product",
-          [](PyNetwork& s) {
+          getter([](PyNetwork& s) {
             auto lock = s.lock();
             return s.net->optimizer_scalars().u_product;
-          },
-          [](PyNetwork& s, double u) {
+          }),
+          setter([](PyNetwork& s, double u) {
             auto lock = s.lock();
             s.net->optimizer_scalars().u_product = u;
-          })
-      .def("num_slots", [](PyNetwork& s, int i) {
-        auto lock = s.lock();
-        return param_at(s, i).slots.size();
-      })
-      .def("get_slot", [](PyNetwork& s, int i, int k) {
-        auto lock = s.lock();
-        nn::Param& p = param_at(s, i);
-        if (k < 0 || k >= int(p.slots.size())) throw py::index_error("slot index out of range");
-        return copy_out(p.slots[size_t(k)], p.shape);
-      })
-      .def("set_slot", [](PyNetwork& s, int i, int k, py::array a) {
-        auto lock = s.lock();
-        nn::Param& p = param_at(s, i);
-        if (k < 0 || k >= int(p.slots.size())) throw py::index_error("slot index out of range");
-        copy_in(p.slots[size_t(k)], a, "slot");
-      })
+          }))
+      .def("num_slots",
+           [](PyNetwork& s, int i) {
+             auto lock = s.lock();
+             return param_at(s, i).slots.size();
+           },
+           py::arg("i"))
+      .def("get_slot",
+           [](PyNetwork& s, int i, int k) {
+             auto lock = s.lock();
+             nn::Param& p = param_at(s, i);
+             if (k < 0 || k >= int(p.slots.size()))
+               throw py::index_error("slot index out of range");
+             return copy_out(p.slots[size_t(k)], p.shape);
+           },
+           py::arg("i"), py::arg("k"))
+      .def("set_slot",
+           [](PyNetwork& s, int i, int k, py::array a) {
+             auto lock = s.lock();
+             nn::Param& p = param_at(s, i);
+             if (k < 0 || k >= int(p.slots.size()))
+               throw py::index_error("slot index out of range");
+             copy_in(p.slots[size_t(k)], a, "slot");
+           },
+           py::arg("i"), py::arg("k"), py::arg("value"))
       .def("train_step", &run_step<true>, py::arg("x"), py::arg("y"), py::arg("labels"),
            py::arg("sample_weight"), py::arg("idx"), py::arg("want_output") = false,
            "One training step (forward, loss, backward, update) on the rows idx (all if None); "
@@ -387,7 +360,8 @@ void register_network(py::module_& m) {
              }
              if (!err.empty()) throw py::value_error(err);
              return out;
-           })
+           },
+           py::arg("x"), py::arg("out"), py::arg("chunk"))
       .def("input_gradient", [](PyNetwork& s, py::array x, py::array seed) {
         const float* xp = c_contiguous(x, "x", 2);
         const float* sp = c_contiguous(seed, "seed", 2);
@@ -409,7 +383,8 @@ void register_network(py::module_& m) {
         }
         if (!err.empty()) throw py::value_error(err);
         return dx;
-      });
+      },
+      py::arg("x"), py::arg("seed"));
 }
 
 }  // namespace pynn::bind

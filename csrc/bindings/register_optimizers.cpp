@@ -2,18 +2,20 @@
 //
 // An optimizer is named by its Keras string ("sgd", "adam", ...) and configured by a dict of
 // Keras constructor arguments; missing ones take that optimizer's Keras default (SGD's
-// learning_rate 0.01, Adadelta's rho 0.95, AdamW's weight_decay 0.004, ...).
+// learning_rate 0.01, Adadelta's rho 0.95, AdamW's weight_decay 0.004, ...). Names, defaults
+// and checks all come from the optimizer table (nn/optimizers.h) through the one strict
+// parser in bindings/descriptors.h.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "bindings/descriptors.h"
 #include "bindings/util.h"
 #include "nn/initializers.h"
 #include "nn/optimizers.h"
@@ -23,149 +25,14 @@ namespace py = pybind11;
 
 namespace {
 
-struct KindInfo {
-  const char* name;
-  nn::OptKind kind;
-  std::set<std::string> keys;  // arguments of its own, beyond the shared ones
-};
-
-const std::vector<KindInfo>& kinds() {
-  static const std::vector<KindInfo> k = {
-      {"sgd", nn::OptKind::sgd, {"momentum", "nesterov"}},
-      {"adagrad", nn::OptKind::adagrad, {"initial_accumulator_value", "epsilon"}},
-      {"adadelta", nn::OptKind::adadelta, {"rho", "epsilon"}},
-      {"rmsprop", nn::OptKind::rmsprop, {"rho", "momentum", "epsilon", "centered"}},
-      {"adam", nn::OptKind::adam, {"beta_1", "beta_2", "epsilon", "amsgrad"}},
-      {"adamw", nn::OptKind::adamw, {"beta_1", "beta_2", "epsilon", "amsgrad"}},
-      {"nadam", nn::OptKind::nadam, {"beta_1", "beta_2", "epsilon"}},
-      {"adamax", nn::OptKind::adamax, {"beta_1", "beta_2", "epsilon"}},
-  };
-  return k;
-}
-
-const std::set<std::string>& shared_keys() {
-  static const std::set<std::string> k = {"learning_rate", "weight_decay", "clipnorm",
-                                          "clipvalue", "global_clipnorm"};
-  return k;
-}
-
-const KindInfo& kind_or_throw(std::string name) {
-  std::string lower = name;
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](unsigned char ch) { return char(std::tolower(ch)); });
-  for (const auto& k : kinds())
-    if (lower == k.name) return k;
-  std::string known;
-  for (const auto& k : kinds()) known += std::string(known.empty() ? "" : ", ") + k.name;
-  throw py::value_error("kind: expected one of " + known + "; got '" + name + "'");
-}
-
 double finite_number(const py::handle& v, const std::string& key) {
   if (py::isinstance<py::bool_>(v) || !(py::isinstance<py::float_>(v) || py::isinstance<py::int_>(v)))
-    throw py::type_error("config['" + key + "']: expected a number, got " +
+    throw py::type_error("params['" + key + "']: expected a number, got " +
                          std::string(py::str(py::type::of(v).attr("__name__"))));
   const double d = v.cast<double>();
   if (!std::isfinite(d) || std::fabs(d) > 3.4e38)  // float32 holds it
-    throw py::value_error("config['" + key + "']: expected a finite number, got " +
+    throw py::value_error("params['" + key + "']: expected a finite number, got " +
                           std::to_string(d));
-  return d;
-}
-
-double non_negative(const py::handle& v, const std::string& key) {
-  const double f = finite_number(v, key);
-  if (f < 0.0)
-    throw py::value_error("config['" + key + "']: expected a number >= 0, got " +
-                          std::to_string(f));
-  return f;
-}
-
-bool boolean(const py::handle& v, const std::string& key) {
-  if (!py::isinstance<py::bool_>(v))
-    throw py::type_error("config['" + key + "']: expected a bool, got " +
-                         std::string(py::str(py::type::of(v).attr("__name__"))));
-  return v.cast<bool>();
-}
-
-// Keras defaults for `kind`, overridden by `config` (a dict or None).
-nn::OptConfig parse_config(const std::string& kind_name, const py::object& config) {
-  const KindInfo& info = kind_or_throw(kind_name);
-  nn::OptConfig c;
-  c.kind = info.kind;
-  c.learning_rate = info.kind == nn::OptKind::sgd ? 0.01f : 0.001f;
-  c.rho = info.kind == nn::OptKind::adadelta ? 0.95f : 0.9f;
-  c.weight_decay = info.kind == nn::OptKind::adamw ? 0.004f : 0.0f;
-  if (config.is_none()) return c;
-  if (!py::isinstance<py::dict>(config))
-    throw py::type_error("config: expected a dict of optimizer arguments or None");
-  int clips = 0;
-  for (auto item : config.cast<py::dict>()) {
-    const std::string key = py::str(item.first);
-    const py::handle v = item.second;
-    if (!shared_keys().count(key) && !info.keys.count(key))
-      throw py::value_error(std::string("config: '") + key + "' is not an argument of " +
-                            info.name);
-    const bool none = v.is_none();
-    if (key == "weight_decay" || key == "clipnorm" || key == "clipvalue" ||
-        key == "global_clipnorm") {
-      // None means off, as in Keras; AdamW alone insists on a number.
-      if (none && key == "weight_decay" && info.kind == nn::OptKind::adamw)
-        throw py::value_error("config['weight_decay']: adamw needs a number, got None");
-      const float f = none ? 0.0f : float(non_negative(v, key));
-      if (key == "weight_decay") c.weight_decay = f;
-      else {
-        clips += none ? 0 : 1;
-        if (key == "clipnorm") c.clipnorm = f;
-        else if (key == "clipvalue") c.clipvalue = f;
-        else c.global_clipnorm = f;
-      }
-      continue;
-    }
-    if (none) throw py::type_error("config['" + key + "']: expected a value, got None");
-    if (key == "learning_rate") c.learning_rate = float(non_negative(v, key));
-    else if (key == "momentum") {
-      c.momentum = float(finite_number(v, key));
-      if (c.momentum < 0.0f || c.momentum > 1.0f)
-        throw py::value_error("config['momentum']: expected a number in [0, 1], got " +
-                              std::to_string(c.momentum));
-    } else if (key == "nesterov") c.nesterov = boolean(v, key);
-    else if (key == "centered") c.centered = boolean(v, key);
-    else if (key == "amsgrad") c.amsgrad = boolean(v, key);
-    else if (key == "rho") c.rho = float(finite_number(v, key));
-    else if (key == "beta_1") c.beta_1 = float(finite_number(v, key));
-    else if (key == "beta_2") c.beta_2 = float(finite_number(v, key));
-    else if (key == "epsilon") c.epsilon = float(non_negative(v, key));
-    else if (key == "initial_accumulator_value") c.initial_accumulator_value = float(non_negative(v, key));
-  }
-  if (clips > 1)
-    throw py::value_error(
-        "config: only one of clipnorm, clipvalue and global_clipnorm can be set");
-  return c;
-}
-
-// Values come back as the decimals the user wrote (0.001, not float32's 0.0010000000474974513).
-py::float_ decimal(float f) { return py::float_(nn::decimal_value(f)); }
-
-py::dict config_dict(const nn::OptConfig& c, const KindInfo& info) {
-  py::dict d;
-  d["learning_rate"] = decimal(c.learning_rate);
-  auto off = [](float v) -> py::object {
-    return v > 0.0f ? py::object(decimal(v)) : py::object(py::none());
-  };
-  d["weight_decay"] = off(c.weight_decay);
-  d["clipnorm"] = off(c.clipnorm);
-  d["clipvalue"] = off(c.clipvalue);
-  d["global_clipnorm"] = off(c.global_clipnorm);
-  for (const auto& key : info.keys) {
-    if (key == "momentum") d["momentum"] = decimal(c.momentum);
-    else if (key == "nesterov") d["nesterov"] = c.nesterov;
-    else if (key == "centered") d["centered"] = c.centered;
-    else if (key == "amsgrad") d["amsgrad"] = c.amsgrad;
-    else if (key == "rho") d["rho"] = decimal(c.rho);
-    else if (key == "beta_1") d["beta_1"] = decimal(c.beta_1);
-    else if (key == "beta_2") d["beta_2"] = decimal(c.beta_2);
-    else if (key == "epsilon") d["epsilon"] = decimal(c.epsilon);
-    else if (key == "initial_accumulator_value") d[key.c_str()] = decimal(c.initial_accumulator_value);
-  }
   return d;
 }
 
@@ -274,9 +141,36 @@ nn::InitParams parse_init_params(const std::string& name, const py::object& para
 
 void register_optimizers(py::module_& m) {
   m.def(
+      "optimizer_descriptors",
+      [] {
+        py::list out;
+        for (const auto& d : nn::optimizer_descriptors()) {
+          py::dict e;
+          e["name"] = d.name;
+          e["class_name"] = d.class_name;
+          e["kind"] = int(d.kind);
+          py::list fields;
+          for (const auto& f : d.fields) {
+            py::dict fd = param_dict(f.param);
+            fd["explicit"] = f.explicit_arg;
+            fields.append(fd);
+          }
+          e["fields"] = fields;
+          py::list exclusive;
+          exclusive.append(py::make_tuple("clipnorm", "global_clipnorm"));
+          e["exclusive"] = exclusive;
+          out.append(e);
+        }
+        return out;
+      },
+      "The optimizer table: one dict per optimizer with its Keras name, class name, engine "
+      "kind, and its arguments in Keras constructor order (name, type, default, valid range, "
+      "whether None turns it off, whether the constructor names it or takes it through "
+      "**kwargs), plus the groups of arguments of which at most one may be set.");
+  m.def(
       "optimizer_config",
       [](const std::string& kind, const py::object& config) {
-        return config_dict(parse_config(kind, config), kind_or_throw(kind));
+        return optimizer_config_dict(parse_optimizer_config(kind, config));
       },
       py::arg("kind"), py::arg("config") = py::none(),
       "The full, validated configuration of optimizer `kind`: Keras defaults overridden by "
@@ -284,7 +178,7 @@ void register_optimizers(py::module_& m) {
   m.def(
       "optimizer_slot_names",
       [](const std::string& kind, const py::object& config) {
-        const nn::OptConfig c = parse_config(kind, config);
+        const nn::OptConfig c = parse_optimizer_config(kind, config);
         std::vector<std::string> names;
         for (int s = 0; s < nn::optimizer_num_slots(c); ++s)
           names.emplace_back(nn::optimizer_slot_name(c, s));
@@ -295,7 +189,7 @@ void register_optimizers(py::module_& m) {
   m.def(
       "optimizer_slots",
       [](const std::string& kind, const py::object& config, const py::object& shape) {
-        const nn::OptConfig c = parse_config(kind, config);
+        const nn::OptConfig c = parse_optimizer_config(kind, config);
         const std::vector<int64_t> dims = shape_vector(shape);
         py::list out;
         for (int s = 0; s < nn::optimizer_num_slots(c); ++s) {
@@ -311,7 +205,7 @@ void register_optimizers(py::module_& m) {
       "optimizer_begin_step",
       [](const std::string& kind, const py::object& config, int64_t t, double u_product) {
         check_step(t);
-        const nn::OptConfig c = parse_config(kind, config);
+        const nn::OptConfig c = parse_optimizer_config(kind, config);
         nn::OptScalars st;
         st.u_product = u_product;
         nn::optimizer_begin_step(c, st, t);
@@ -325,7 +219,7 @@ void register_optimizers(py::module_& m) {
       [](const std::string& kind, const py::object& config, int64_t t, py::array param,
          py::array grad, py::list slots, double u_product, double grad_scale) {
         check_step(t);
-        const nn::OptConfig c = parse_config(kind, config);
+        const nn::OptConfig c = parse_optimizer_config(kind, config);
         if (c.clipnorm > 0.0f || c.global_clipnorm > 0.0f)
           throw py::value_error(
               "config: optimizer_update takes clipnorm/global_clipnorm as grad_scale; use "
@@ -351,7 +245,7 @@ void register_optimizers(py::module_& m) {
       [](const std::string& kind, const py::object& config, int64_t t, py::list params,
          py::list grads, py::list slots, double u_product) {
         check_step(t);
-        const nn::OptConfig c = parse_config(kind, config);
+        const nn::OptConfig c = parse_optimizer_config(kind, config);
         const size_t count = params.size();
         if (grads.size() != count || slots.size() != count)
           throw py::value_error("params, grads and slots: expected lists of the same length, got " +

@@ -19,12 +19,15 @@ void register_system(py::module_& m) {
   m.def("arch_error", [] { return arch_error(); },
         "Why PYNN_ARCH could not be honoured ('' when it was).");
   m.def("arch", [] { return std::string(arch_name(active_arch())); });
-  m.def("cpu_supports", [](const std::string& name) {
-    if (name == "generic") return cpu_supports(Arch::generic);
-    if (name == "avx2") return cpu_supports(Arch::avx2);
-    if (name == "avx512") return cpu_supports(Arch::avx512);
-    throw py::value_error("unknown instruction set '" + name + "'");
-  });
+  m.def(
+      "cpu_supports",
+      [](const std::string& name) {
+        if (name == "generic") return cpu_supports(Arch::generic);
+        if (name == "avx2") return cpu_supports(Arch::avx2);
+        if (name == "avx512") return cpu_supports(Arch::avx512);
+        throw py::value_error("unknown instruction set '" + name + "'");
+      },
+      py::arg("name"), "Whether this CPU runs the named instruction set (generic, avx2, avx512).");
   m.def("kernel_info", [] {
     const gemm::KernelInfo& k = gemm::active_kernel();
     py::dict d;
@@ -63,10 +66,13 @@ void register_system(py::module_& m) {
       },
       py::arg("iters") = 20000000);
   m.def("get_num_threads", [] { return omp_get_max_threads(); });
-  m.def("set_num_threads", [](int n) {
-    if (n < 1) throw py::value_error("n must be a positive integer, got " + std::to_string(n));
-    omp_set_num_threads(n);
-  });
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        if (n < 1) throw py::value_error("n must be a positive integer, got " + std::to_string(n));
+        omp_set_num_threads(n);
+      },
+      py::arg("n"));
 }
 
 }  // namespace pynn::bind

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "gemm/gemm.h"
 
@@ -37,6 +38,16 @@ inline float* mutable_c_contiguous(py::array& a, const char* name, int ndim) {
     throw py::value_error(std::string(name) + ": expected a C-contiguous array");
   if (!a.writeable()) throw py::value_error(std::string(name) + ": array is read-only");
   return static_cast<float*>(a.mutable_data());
+}
+
+// Property accessors with named arguments (self, value) in signatures and stubs.
+template <class F>
+py::cpp_function getter(F&& f) {
+  return py::cpp_function(std::forward<F>(f), py::arg("self"));
+}
+template <class F>
+py::cpp_function setter(F&& f) {
+  return py::cpp_function(std::forward<F>(f), py::arg("self"), py::arg("value"));
 }
 
 inline const float* c_contiguous(const py::array& a, const char* name, int ndim) {

@@ -14,6 +14,7 @@
 #include "nn/activations.h"
 
 #include <cmath>
+#include <initializer_list>
 #include <string>
 
 #include "common/cpu.h"
@@ -221,32 +222,59 @@ PYNN_ACT_BWD(arctan, 1.0f / (1.0f + z * z))
 #undef PYNN_ACT_BWD
 #undef PYNN_ACT_BWD_MASK
 
+// One table entry; nparams and the float defaults the kernel reads come from the parameters.
+ActivationInfo entry(const char* name, gemm::act_fn fwd, act_backward_fn bwd,
+                     std::initializer_list<ParamDesc> params = {}, bool ordered = false,
+                     const char* alias = nullptr) {
+  ActivationInfo a{};
+  a.name = name;
+  a.forward = fwd;
+  a.backward = bwd;
+  a.ordered = ordered;
+  a.alias = alias;
+  for (const ParamDesc& p : params) {
+    a.params[a.nparams] = p;
+    a.defaults[a.nparams] = float(p.default_value);
+    ++a.nparams;
+  }
+  return a;
+}
+
 std::vector<ActivationInfo> build_table() {
+  // Parameter names and defaults are Keras 3's where Keras has the activation, PyTorch's
+  // otherwise (softplus beta, hard_tanh, the shrinks, rrelu).
   std::vector<ActivationInfo> t = {
-      {"linear", 0, {0, 0}, linear_fwd, linear_bwd},
-      {"relu", 0, {0, 0}, relu_fwd, relu_bwd},
-      {"sigmoid", 0, {0, 0}, sigmoid_fwd, sigmoid_bwd},
-      {"tanh", 0, {0, 0}, tanh_fwd, tanh_bwd},
-      {"leaky_relu", 1, {0.2f, 0}, leaky_relu_fwd, leaky_relu_bwd},
-      {"elu", 1, {1.0f, 0}, elu_fwd, elu_bwd},
-      {"selu", 0, {0, 0}, selu_fwd, selu_bwd},
-      {"softplus", 1, {1.0f, 0}, softplus_fwd, softplus_bwd},
-      {"softsign", 0, {0, 0}, softsign_fwd, softsign_bwd},
-      {"gelu", 1, {0.0f, 0}, gelu_fwd, gelu_bwd},
-      {"silu", 0, {0, 0}, silu_fwd, silu_bwd},
-      {"swish", 0, {0, 0}, silu_fwd, silu_bwd},
-      {"mish", 0, {0, 0}, mish_fwd, mish_bwd},
-      {"hard_sigmoid", 0, {0, 0}, hard_sigmoid_fwd, hard_sigmoid_bwd},
-      {"hard_silu", 0, {0, 0}, hard_silu_fwd, hard_silu_bwd},
-      {"hard_swish", 0, {0, 0}, hard_silu_fwd, hard_silu_bwd},
-      {"hard_tanh", 2, {-1.0f, 1.0f}, hard_tanh_fwd, hard_tanh_bwd},
-      {"tanh_shrink", 0, {0, 0}, tanh_shrink_fwd, tanh_shrink_bwd},
-      {"soft_shrink", 1, {0.5f, 0}, soft_shrink_fwd, soft_shrink_bwd},
-      {"hard_shrink", 1, {0.5f, 0}, hard_shrink_fwd, hard_shrink_bwd},
-      {"exponential", 0, {0, 0}, exponential_fwd, exponential_bwd},
-      {"binary_step", 0, {0, 0}, binary_step_fwd, binary_step_bwd},
-      {"arctan", 0, {0, 0}, arctan_fwd, arctan_bwd},
-      {"rrelu", 2, {1.0f / 8.0f, 1.0f / 3.0f}, rrelu_fwd, rrelu_bwd},
+      entry("linear", linear_fwd, linear_bwd, {}, false, "identity"),
+      entry("relu", relu_fwd, relu_bwd),
+      entry("sigmoid", sigmoid_fwd, sigmoid_bwd),
+      entry("tanh", tanh_fwd, tanh_bwd),
+      entry("leaky_relu", leaky_relu_fwd, leaky_relu_bwd,
+            {real_param("negative_slope", 0.2, kAnyReal)}),
+      entry("elu", elu_fwd, elu_bwd, {real_param("alpha", 1.0, kAnyReal)}),
+      entry("selu", selu_fwd, selu_bwd),
+      entry("softplus", softplus_fwd, softplus_bwd, {real_param("beta", 1.0, kPositive)}),
+      entry("softsign", softsign_fwd, softsign_bwd),
+      entry("gelu", gelu_fwd, gelu_bwd, {bool_param("approximate", false)}),
+      entry("silu", silu_fwd, silu_bwd),
+      entry("swish", silu_fwd, silu_bwd),
+      entry("mish", mish_fwd, mish_bwd),
+      entry("hard_sigmoid", hard_sigmoid_fwd, hard_sigmoid_bwd),
+      entry("hard_silu", hard_silu_fwd, hard_silu_bwd),
+      entry("hard_swish", hard_silu_fwd, hard_silu_bwd),
+      entry("hard_tanh", hard_tanh_fwd, hard_tanh_bwd,
+            {real_param("min_val", -1.0, kAnyReal), real_param("max_val", 1.0, kAnyReal)}, true),
+      entry("tanh_shrink", tanh_shrink_fwd, tanh_shrink_bwd),
+      entry("soft_shrink", soft_shrink_fwd, soft_shrink_bwd,
+            {real_param("threshold", 0.5, kNonNegative)}),
+      entry("hard_shrink", hard_shrink_fwd, hard_shrink_bwd,
+            {real_param("threshold", 0.5, kNonNegative)}),
+      entry("exponential", exponential_fwd, exponential_bwd),
+      entry("binary_step", binary_step_fwd, binary_step_bwd),
+      entry("arctan", arctan_fwd, arctan_bwd),
+      entry("rrelu", rrelu_fwd, rrelu_bwd,
+            {real_param("lower", 1.0 / 8.0, kNonNegative),
+             real_param("upper", 1.0 / 3.0, kNonNegative)},
+            true),
   };
 #if defined(PYNN_X86)
   // Swap in the vectorised exp-based kernels; the scalar ones stay the reference.
@@ -283,22 +311,19 @@ const ActivationInfo* find_activation(const std::string& name) {
 }
 
 std::string activation_params_error(const ActivationInfo& act, const float* p) {
-  const std::string name = act.name;
-  for (int i = 0; i < act.nparams; ++i)
-    if (!std::isfinite(p[i]))
-      return "params: expected finite parameters for activation '" + name + "', got " +
-             std::to_string(p[i]);
-  auto fmt = [](float v) { return std::to_string(v); };
-  if (name == "softplus" && !(p[0] > 0.0f))
-    return "params: softplus expects beta > 0, got beta=" + fmt(p[0]);
-  if (name == "hard_tanh" && !(p[0] <= p[1]))
-    return "params: hard_tanh expects min_val <= max_val, got min_val=" + fmt(p[0]) +
-           ", max_val=" + fmt(p[1]);
-  if ((name == "soft_shrink" || name == "hard_shrink") && !(p[0] >= 0.0f))
-    return "params: " + name + " expects threshold >= 0, got threshold=" + fmt(p[0]);
-  if (name == "rrelu" && !(p[0] <= p[1]))
-    return "params: rrelu expects lower <= upper, got lower=" + fmt(p[0]) +
-           ", upper=" + fmt(p[1]);
+  for (int i = 0; i < act.nparams; ++i) {
+    const ParamDesc& d = act.params[i];
+    // A boolean travels as a float (non-zero is true): it only has to be finite.
+    const ParamDesc checked =
+        d.type == ParamType::boolean ? ParamDesc{d.name, ParamType::real, 0.0, kAnyReal, false, false}
+                                     : d;
+    const std::string err = real_param_error(checked, double(p[i]), true);
+    if (!err.empty()) return err;
+  }
+  if (act.ordered && act.nparams == 2 && !(p[0] <= p[1]))
+    return std::string("expected ") + act.params[0].name + " <= " + act.params[1].name +
+           ", got " + act.params[0].name + "=" + format_number(p[0], true) + ", " +
+           act.params[1].name + "=" + format_number(p[1], true);
   return {};
 }
 

@@ -47,10 +47,7 @@ int64_t argmax(const float* row, int64_t c) {
   return best;
 }
 
-bool is_classification(LossKind k) {
-  return k == LossKind::categorical_crossentropy ||
-         k == LossKind::sparse_categorical_crossentropy || k == LossKind::binary_crossentropy;
-}
+bool is_classification(LossKind k) { return loss_descriptor(k).classification; }
 
 }  // namespace
 
@@ -241,8 +238,8 @@ void Graph::set_losses(const std::vector<GraphLoss>& losses) {
     if (!L.has) continue;
     if (!std::isfinite(L.weight))
       throw std::invalid_argument("losses[" + std::to_string(j) + "]: weight must be finite");
-    if (L.cfg.kind == LossKind::huber && !(L.cfg.huber_delta > 0.0f))
-      throw std::invalid_argument("losses[" + std::to_string(j) + "]: huber delta must be positive");
+    if (const std::string err = loss_config_error(L.cfg, false); !err.empty())
+      throw std::invalid_argument("losses[" + std::to_string(j) + "]: " + err);
   }
   losses_ = losses;
   has_losses_ = false;
@@ -788,9 +785,9 @@ void Graph::losses(const StepData& d, bool want_grad) {
                       sizeof(int32_t) * size_t(lead));
         lab = lab_buf_[j].data();
       }
-    } else if (d.y && d.y[j]) {  // (mean_of_output has no target)
-      tgt = d.y[j];
-      if (d.idx) {
+    } else {
+      tgt = d.y[j];  // null for a loss that reads no target (mean_of_output)
+      if (d.idx && tgt != nullptr) {
         const int64_t sz = lead * c;
         grow(tgt_buf_[j], B * sz);
         for (int64_t r = 0; r < B; ++r)
@@ -883,14 +880,11 @@ void Graph::test_step(const StepData& d) {
   compute_probs(P, d.batch);
   last_batch_ = d.batch;
   losses(d, false);
-  // The penalties count as in training: trainable (unfrozen) weights only.
+  // The penalties count as in training (Keras): trainable (unfrozen) weights only, summed by
+  // the same function in the same order, so that both steps report the same loss.
   for (const GraphParam& p : params_)
-    if (p.trainable() && (p.l1 != 0.0f || p.l2 != 0.0f)) {
-      double pen = 0.0;
-      for (int64_t i = 0; i < p.size; ++i)
-        pen += double(p.l1) * std::fabs(p.value[i]) + double(p.l2) * double(p.value[i]) * p.value[i];
-      total_ += pen;
-    }
+    if (p.trainable() && (p.l1 != 0.0f || p.l2 != 0.0f))
+      total_ += l1_l2_penalty(p.value, nullptr, p.size, p.l1, p.l2);
 }
 
 void Graph::predict(const float* const* x, int64_t n, float* const* out, int64_t chunk) {

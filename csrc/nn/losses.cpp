@@ -92,7 +92,73 @@ double cce_logits_row(const float* x, const float* t, int64_t label, int64_t c, 
   return -tx;
 }
 
+std::vector<LossDesc> build_loss_table() {
+  const std::vector<ParamDesc> logits = {bool_param("from_logits", false)};
+  // name, class, kind, aliases, target, takes_logits, classification, internal, parameters
+  return {
+      {"mean_squared_error", "MeanSquaredError", LossKind::mean_squared_error, {"mse"},
+       LossTarget::dense, false, false, false, {}},
+      {"mean_absolute_error", "MeanAbsoluteError", LossKind::mean_absolute_error, {"mae"},
+       LossTarget::dense, false, false, false, {}},
+      {"huber", "Huber", LossKind::huber, {}, LossTarget::dense, false, false, false,
+       {real_param("delta", 1.0, kPositive)}},
+      {"binary_crossentropy", "BinaryCrossentropy", LossKind::binary_crossentropy, {},
+       LossTarget::dense, true, true, false, logits},
+      {"categorical_crossentropy", "CategoricalCrossentropy",
+       LossKind::categorical_crossentropy, {"crossentropy"}, LossTarget::dense, true, true, false,
+       logits},
+      {"sparse_categorical_crossentropy", "SparseCategoricalCrossentropy",
+       LossKind::sparse_categorical_crossentropy, {}, LossTarget::labels, true, true, false,
+       logits},
+      // The end of a loss written with pynn.ops and traced into the graph: not for compile().
+      {"mean_of_output", "", LossKind::mean_of_output, {}, LossTarget::none, false, false, true,
+       {}},
+  };
+}
+
 }  // namespace
+
+const std::vector<LossDesc>& loss_descriptors() {
+  static const std::vector<LossDesc> table = [] {
+    std::vector<LossDesc> t = build_loss_table();
+    for (size_t i = 0; i < t.size(); ++i)  // loss_descriptor() indexes by kind
+      if (size_t(t[i].kind) != i) throw std::logic_error("loss table out of LossKind order");
+    return t;
+  }();
+  return table;
+}
+
+const LossDesc& loss_descriptor(LossKind kind) { return loss_descriptors()[size_t(kind)]; }
+
+const LossDesc* find_loss(const std::string& name) {
+  for (const auto& d : loss_descriptors())
+    if (name == d.name) return &d;
+  return nullptr;
+}
+
+LossConfig loss_defaults(LossKind kind) {
+  LossConfig c;
+  c.kind = kind;
+  for (const ParamDesc& p : loss_descriptor(kind).params) {
+    const std::string name = p.name;
+    if (name == "from_logits") c.from_logits = p.default_value != 0.0;
+    else if (name == "delta") c.huber_delta = float(p.default_value);
+  }
+  return c;
+}
+
+std::string loss_config_error(const LossConfig& cfg, bool strict_logits) {
+  const LossDesc& d = loss_descriptor(cfg.kind);
+  if (strict_logits && cfg.from_logits && !d.takes_logits)
+    return std::string("from_logits: only the cross-entropy losses take logits; ") + d.name +
+           " got from_logits=True";
+  for (const ParamDesc& p : d.params) {
+    if (std::string(p.name) != "delta") continue;
+    const std::string err = real_param_error(p, double(cfg.huber_delta));
+    if (!err.empty()) return std::string(d.name) + ": " + err;
+  }
+  return {};
+}
 
 double loss_value_grad(const LossConfig& cfg, int64_t n, int64_t c, const float* pred,
                        const float* target, const int32_t* labels, const float* sample_weight,

@@ -26,6 +26,10 @@
 //    gradient is the constant w_i / (n c). `target` and `labels` are not read (may be null).
 #pragma once
 #include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nn/descriptors.h"
 
 namespace pynn::nn {
 
@@ -39,11 +43,45 @@ enum class LossKind : int {
   mean_of_output = 6,
 };
 
+// A loss as the engine runs it; loss_defaults() fills it from the loss table.
 struct LossConfig {
   LossKind kind = LossKind::mean_squared_error;
   bool from_logits = false;
   float huber_delta = 1.0f;
 };
+
+// What a loss compares its prediction with.
+enum class LossTarget : int {
+  dense,   // float targets of the prediction's shape
+  labels,  // int32 class indices, one per row
+  none,    // nothing: the prediction already is the loss (mean_of_output)
+};
+
+// The descriptor of one loss kind (see nn/descriptors.h).
+struct LossDesc {
+  const char* name;        // Keras's function name, what compile() takes
+  const char* class_name;  // Keras's class ("" for an internal kind)
+  LossKind kind;
+  std::vector<const char*> aliases;  // other compile() names ("mse")
+  LossTarget target;
+  bool takes_logits;    // from_logits applies (the cross-entropies)
+  bool classification;  // the engine counts correct rows (accuracy) for it
+  bool internal;        // the engine's own: not a compile() name (mean_of_output)
+  std::vector<ParamDesc> params;  // constructor parameters beyond reduction and name
+};
+
+// The loss table, in LossKind order.
+const std::vector<LossDesc>& loss_descriptors();
+const LossDesc& loss_descriptor(LossKind kind);
+// By canonical name, internal kinds included (aliases are for the Python layer to resolve);
+// nullptr when unknown.
+const LossDesc* find_loss(const std::string& name);
+// The configuration of `kind` with the table's defaults (no logits, huber's delta 1).
+LossConfig loss_defaults(LossKind kind);
+// Empty when the configuration suits its kind's table entry (huber's delta > 0, ...), else a
+// message naming the parameter, its valid range and the value. from_logits on a loss that
+// takes no logits is refused only when `strict_logits`.
+std::string loss_config_error(const LossConfig& cfg, bool strict_logits);
 
 // Returns the reduced loss (in double for a stable sum).
 double loss_value_grad(const LossConfig& cfg, int64_t n, int64_t c, const float* pred,

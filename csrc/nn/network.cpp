@@ -537,10 +537,7 @@ StepResult Network::loss_and_grad(const float* y, const int32_t* labels,
   res.loss = loss_value_grad(loss_, batch, ow, pred, tgt, lab, sw,
                              want_grad ? grad_out_.data() : nullptr);
   // Accuracy as Keras picks it: sparse/categorical by argmax, binary by threshold 0.5.
-  const bool classify = loss_.kind == LossKind::categorical_crossentropy ||
-                        loss_.kind == LossKind::sparse_categorical_crossentropy ||
-                        loss_.kind == LossKind::binary_crossentropy;
-  if (classify) {
+  if (loss_descriptor(loss_.kind).classification) {
     for (int64_t r = 0; r < batch; ++r) {
       const float* p = output_ + r * ow;
       if (loss_.kind == LossKind::binary_crossentropy) {
@@ -597,14 +594,20 @@ StepResult Network::test_step(const float* x, int64_t ldx, const float* y, const
   ensure_capacity(batch, true, false);
   last_logits_ = forward(x, ldx, idx, batch, false, false);
   StepResult res = loss_and_grad(y, labels, sample_weight, idx, batch, false);
-  for (Param* p : params())
-    if (p->trainable && (p->l1 != 0.0f || p->l2 != 0.0f)) {
-      double pen = 0.0;
-      const float* w = p->value.data();
-      for (size_t i = 0; i < p->value.size(); ++i)
-        pen += double(p->l1) * std::fabs(w[i]) + double(p->l2) * double(w[i]) * w[i];
-      res.loss += pen;
-    }
+  // The penalties of the weights that train, as train_step adds them (Keras counts trainable
+  // weights only): a frozen layer's regulariser adds nothing. Once an optimizer is set, the
+  // weights that train are the ones it updates (set_frozen takes effect at set_optimizer);
+  // the same function sums them in the same order, so both steps report the same loss.
+  auto add_penalty = [&res](const Param* p) {
+    if (p->l1 != 0.0f || p->l2 != 0.0f)
+      res.loss += l1_l2_penalty(p->value.data(), nullptr, int64_t(p->value.size()), p->l1, p->l2);
+  };
+  if (has_opt_) {
+    for (const Param* p : trainable_) add_penalty(p);
+  } else {
+    for (const Param* p : params())
+      if (p->trainable && !p->frozen) add_penalty(p);
+  }
   return res;
 }
 

@@ -6,8 +6,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 #include <vector>
 
 #include "common/cpu.h"
@@ -90,6 +92,119 @@ UpdateCoeffs coeffs(const OptConfig& cfg, const OptScalars& state, int64_t t, fl
 }
 
 }  // namespace
+
+namespace {
+
+OptFieldDesc real_field(ParamDesc p, float OptConfig::*m, bool explicit_arg = true) {
+  return {p, explicit_arg, m, nullptr};
+}
+OptFieldDesc bool_field(const char* name, bool def, bool OptConfig::*m) {
+  return {bool_param(name, def), true, nullptr, m};
+}
+
+// The arguments every Keras optimizer takes through **kwargs (AdamW names weight_decay in its
+// signature instead, with a default of its own).
+void add_shared(std::vector<OptFieldDesc>& f, bool with_weight_decay) {
+  if (with_weight_decay)
+    f.push_back(real_field(optional_param("weight_decay", kNonNegative), &OptConfig::weight_decay,
+                           false));
+  f.push_back(real_field(optional_param("clipnorm", kPositive), &OptConfig::clipnorm, false));
+  f.push_back(real_field(optional_param("clipvalue", kPositive), &OptConfig::clipvalue, false));
+  f.push_back(real_field(optional_param("global_clipnorm", kPositive),
+                         &OptConfig::global_clipnorm, false));
+}
+
+OptimizerDesc make(const char* name, const char* class_name, OptKind kind, double lr,
+                   std::vector<OptFieldDesc> own, bool shared_weight_decay = true) {
+  std::vector<OptFieldDesc> f;
+  // The engine takes a learning rate of 0 (nothing moves); pynn.optimizers asks for > 0.
+  f.push_back(real_field(real_param("learning_rate", lr, kNonNegative), &OptConfig::learning_rate));
+  f.insert(f.end(), own.begin(), own.end());
+  add_shared(f, shared_weight_decay);
+  return {name, class_name, kind, std::move(f)};
+}
+
+std::vector<OptimizerDesc> build_optimizer_table() {
+  auto epsilon = [] {
+    return real_field(real_param("epsilon", 1e-7, kPositive), &OptConfig::epsilon);
+  };
+  auto beta_1 = [] { return real_field(real_param("beta_1", 0.9, kUnitOpen), &OptConfig::beta_1); };
+  auto beta_2 = [] {
+    return real_field(real_param("beta_2", 0.999, kUnitOpen), &OptConfig::beta_2);
+  };
+  // Keras 3's constructors, argument for argument (order and defaults).
+  return {
+      make("sgd", "SGD", OptKind::sgd, 0.01,
+           {real_field(real_param("momentum", 0.0, kUnitClosed), &OptConfig::momentum),
+            bool_field("nesterov", false, &OptConfig::nesterov)}),
+      make("adagrad", "Adagrad", OptKind::adagrad, 0.001,
+           {real_field(real_param("initial_accumulator_value", 0.1, kNonNegative),
+                       &OptConfig::initial_accumulator_value),
+            epsilon()}),
+      make("adadelta", "Adadelta", OptKind::adadelta, 0.001,
+           {real_field(real_param("rho", 0.95, kUnitOpen), &OptConfig::rho), epsilon()}),
+      make("rmsprop", "RMSprop", OptKind::rmsprop, 0.001,
+           {real_field(real_param("rho", 0.9, kUnitOpen), &OptConfig::rho),
+            real_field(real_param("momentum", 0.0, kUnitOpen), &OptConfig::momentum), epsilon(),
+            bool_field("centered", false, &OptConfig::centered)}),
+      make("adam", "Adam", OptKind::adam, 0.001,
+           {beta_1(), beta_2(), epsilon(), bool_field("amsgrad", false, &OptConfig::amsgrad)}),
+      make("adamw", "AdamW", OptKind::adamw, 0.001,
+           {real_field(real_param("weight_decay", 0.004, kNonNegative), &OptConfig::weight_decay),
+            beta_1(), beta_2(), epsilon(), bool_field("amsgrad", false, &OptConfig::amsgrad)},
+           false),
+      make("nadam", "Nadam", OptKind::nadam, 0.001, {beta_1(), beta_2(), epsilon()}),
+      make("adamax", "Adamax", OptKind::adamax, 0.001, {beta_1(), beta_2(), epsilon()}),
+  };
+}
+
+}  // namespace
+
+const std::vector<OptimizerDesc>& optimizer_descriptors() {
+  static const std::vector<OptimizerDesc> table = [] {
+    std::vector<OptimizerDesc> t = build_optimizer_table();
+    for (size_t i = 0; i < t.size(); ++i)  // optimizer_descriptor() indexes by kind
+      if (size_t(t[i].kind) != i) throw std::logic_error("optimizer table out of OptKind order");
+    return t;
+  }();
+  return table;
+}
+
+const OptimizerDesc& optimizer_descriptor(OptKind kind) {
+  return optimizer_descriptors()[size_t(kind)];
+}
+
+const OptimizerDesc* find_optimizer(const std::string& name) {
+  std::string lower = name;
+  for (char& ch : lower) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  for (const auto& d : optimizer_descriptors())
+    if (lower == d.name) return &d;
+  return nullptr;
+}
+
+OptConfig optimizer_defaults(const OptimizerDesc& desc) {
+  OptConfig c;
+  c.kind = desc.kind;
+  for (const OptFieldDesc& f : desc.fields) {
+    if (f.real != nullptr) c.*f.real = f.param.default_is_none ? 0.0f : float(f.param.default_value);
+    else c.*f.flag = f.param.default_value != 0.0;
+  }
+  return c;
+}
+
+std::string optimizer_config_error(const OptConfig& cfg) {
+  const OptimizerDesc& desc = optimizer_descriptor(cfg.kind);
+  for (const OptFieldDesc& f : desc.fields) {
+    if (f.real == nullptr) continue;
+    const float v = cfg.*f.real;
+    if (f.param.nullable && v == 0.0f) continue;  // off
+    const std::string err = real_param_error(f.param, double(v));
+    if (!err.empty()) return std::string(desc.name) + ": " + err;
+  }
+  if (cfg.clipnorm > 0.0f && cfg.global_clipnorm > 0.0f)
+    return std::string(desc.name) + ": only one of clipnorm and global_clipnorm can be set";
+  return {};
+}
 
 double decimal_value(float f) {
   if (!std::isfinite(f) || f == 0.0f) return double(f);

@@ -9,28 +9,66 @@
 // decoupled decay  w -= lr * weight_decay * w  before the update (AdamW's default 0.004).
 #pragma once
 #include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nn/descriptors.h"
 
 namespace pynn::nn {
 
 enum class OptKind : int { sgd = 0, adagrad, adadelta, rmsprop, adam, adamw, nadam, adamax };
 
+// An optimizer's settings. The values come from the optimizer table below (Keras defaults
+// for what a caller leaves out); the zeros here are placeholders, not defaults.
 struct OptConfig {
   OptKind kind = OptKind::sgd;
-  float learning_rate = 0.01f;
+  float learning_rate = 0.0f;
   float momentum = 0.0f;          // sgd, rmsprop
   bool nesterov = false;          // sgd
-  float rho = 0.9f;               // rmsprop (0.9), adadelta (0.95)
+  float rho = 0.0f;               // rmsprop, adadelta
   bool centered = false;          // rmsprop
-  float beta_1 = 0.9f;            // adam family
-  float beta_2 = 0.999f;
-  float epsilon = 1e-7f;          // adadelta 1e-7, adam 1e-7, ...
+  float beta_1 = 0.0f;            // adam family
+  float beta_2 = 0.0f;
+  float epsilon = 0.0f;
   bool amsgrad = false;           // adam, adamw
-  float initial_accumulator_value = 0.1f;  // adagrad
-  float weight_decay = 0.0f;
+  float initial_accumulator_value = 0.0f;  // adagrad
+  float weight_decay = 0.0f;      // 0 = off
   float clipnorm = 0.0f;          // 0 = off
   float clipvalue = 0.0f;         // 0 = off
   float global_clipnorm = 0.0f;   // 0 = off
 };
+
+// One argument of an optimizer: its description (Keras name, default, range; a nullable one
+// takes None for "off", held as 0) and the OptConfig member it sets (exactly one of `real`
+// and `flag` is set).
+struct OptFieldDesc {
+  ParamDesc param;
+  bool explicit_arg;  // named in the Python constructor; else taken through **kwargs
+  float OptConfig::*real;
+  bool OptConfig::*flag;
+};
+
+// The descriptor of one optimizer: Keras's string and class names, and every argument in the
+// order of the Keras constructor (the explicit ones first, then those every optimizer takes
+// through **kwargs: weight_decay, clipnorm, clipvalue, global_clipnorm). At most one of
+// clipnorm and global_clipnorm may be set, as in Keras.
+struct OptimizerDesc {
+  const char* name;
+  const char* class_name;
+  OptKind kind;
+  std::vector<OptFieldDesc> fields;
+};
+
+// The optimizer table, in OptKind order.
+const std::vector<OptimizerDesc>& optimizer_descriptors();
+const OptimizerDesc& optimizer_descriptor(OptKind kind);
+// By Keras name, case-insensitively ("adam", "Adam"); nullptr when unknown.
+const OptimizerDesc* find_optimizer(const std::string& name);
+// The Keras defaults of every field.
+OptConfig optimizer_defaults(const OptimizerDesc& desc);
+// Empty when the settings satisfy the table (every field in its range, the clipping rule),
+// else a message naming the field, its valid range and the value.
+std::string optimizer_config_error(const OptConfig& cfg);
 
 // Number of float arrays of the parameter's size the optimizer keeps per parameter.
 int optimizer_num_slots(const OptConfig& cfg);

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pynn.losses import CLASSIFICATION_KINDS
+
 # the name a user writes -> what is computed; the log key stays the user's spelling
 _CANONICAL = {
     "acc": "accuracy",
@@ -34,8 +36,8 @@ _CANONICAL = {
     "mae": "mae",
     "mean_absolute_error": "mae",
 }
-CLASSIFICATION_LOSSES = ("binary_crossentropy", "categorical_crossentropy",
-                         "sparse_categorical_crossentropy")
+# the losses whose accuracy the compiled step counts (the loss table's classification kinds)
+CLASSIFICATION_LOSSES = CLASSIFICATION_KINDS
 _THRESHOLDS = 200
 
 

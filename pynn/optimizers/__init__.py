@@ -10,49 +10,100 @@ import inspect
 import math
 import numbers
 
+from pynn import _core
+
+# The core's optimizer table: for each Keras name, the class name and every constructor
+# argument in Keras order with its default and valid range. The classes below take their
+# signatures, defaults and checks from it.
+_DESCRIPTORS = {d["name"]: d for d in _core.optimizer_descriptors()}
 _COMMON = ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm")
 
 
-def _real(value, name, *, positive=False, unit=False, allow_none=False):
-    if value is None and allow_none:
-        return None
+def _learning_rate(value) -> float:
+    """pynn's classes ask for a positive, finite learning rate (the engine also takes 0)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a real number, got {value!r} ({type(value).__name__})")
+        raise TypeError(f"learning_rate: expected a real number, got {value!r} "
+                        f"({type(value).__name__})")
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {value}")
-    if positive and value <= 0:
-        raise ValueError(f"{name}: expected a positive number, got {value}")
-    if not positive and value < 0:
-        raise ValueError(f"{name}: expected a non-negative number, got {value}")
-    if unit and not value < 1:
-        raise ValueError(f"{name}: expected a number in [0, 1), got {value}")
+        raise ValueError(f"learning_rate: expected a finite number, got {value}")
+    if value <= 0:
+        raise ValueError(f"learning_rate: expected a positive number, got {value}")
     return value
 
 
+def _signature(desc) -> inspect.Signature:
+    """The Keras constructor of the table entry `desc`: its explicit arguments with their
+    defaults, then **kwargs (the shared ones, and name)."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    params = [inspect.Parameter("self", kind)]
+    params += [inspect.Parameter(f["name"], kind, default=f["default"])
+               for f in desc["fields"] if f["explicit"]]
+    params.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
+    return inspect.Signature(params)
+
+
+def _make_init(sig):
+    def __init__(self, *args, **kwargs):
+        try:
+            bound = sig.bind(self, *args, **kwargs)
+        except TypeError as exc:  # too many positional arguments, one given twice, ...
+            raise TypeError(f"{type(self).__name__}(): {exc}") from None
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        arguments.pop("self")
+        extra = arguments.pop("kwargs")
+        Optimizer.__init__(self, **arguments, **extra)
+
+    __init__.__signature__ = sig
+    return __init__
+
+
 class Optimizer:
-    """Base class. Subclasses declare ``kind`` and their own arguments."""
+    """Base class. A subclass names its table entry with ``kind``; its constructor (Keras's
+    signature and defaults) and its checks come from that entry."""
 
     kind = ""
-    _defaults: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        desc = _DESCRIPTORS.get(cls.kind)
+        if desc is not None and "__init__" not in cls.__dict__:
+            cls.__init__ = _make_init(_signature(desc))
+            cls.__init__.__qualname__ = f"{cls.__name__}.__init__"
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, name=None, **hyper):
         self._net = None
-        self._learning_rate = _real(learning_rate, "learning_rate", positive=True)
-        self.weight_decay = _real(weight_decay, "weight_decay", allow_none=True)
-        self.clipnorm = _real(clipnorm, "clipnorm", positive=True, allow_none=True)
-        self.clipvalue = _real(clipvalue, "clipvalue", positive=True, allow_none=True)
-        self.global_clipnorm = _real(global_clipnorm, "global_clipnorm", positive=True,
-                                     allow_none=True)
-        if self.clipnorm is not None and self.global_clipnorm is not None:
-            raise ValueError("clipnorm and global_clipnorm: only one of them may be set")
-        self.name = name or type(self).__name__
-        known = set(inspect.signature(type(self).__init__).parameters) - {"self", "kwargs"}
-        unknown = sorted(set(hyper) - known)
+        desc = _DESCRIPTORS.get(self.kind)
+        if desc is None:
+            raise TypeError(f"{type(self).__name__}: kind {self.kind!r} is not an optimizer of "
+                            f"the core; expected one of {sorted(_DESCRIPTORS)}")
+        fields = {f["name"]: f for f in desc["fields"]}
+        unknown = sorted(set(hyper) - set(fields))
         if unknown:
             raise ValueError(f"{type(self).__name__}: argument(s) not recognized: {unknown}")
-        self._hyper = hyper
+        self._learning_rate = _learning_rate(learning_rate)
+        given = dict(hyper, learning_rate=learning_rate, weight_decay=weight_decay,
+                     clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm)
+        values = {}
+        for key, f in fields.items():
+            value = given.get(key, f["default"])
+            if f["type"] == "bool":
+                value = bool(value)
+            elif value is not None and not isinstance(value, bool) \
+                    and isinstance(value, numbers.Real):
+                value = float(value)
+            values[key] = value
+        # every type, range and rule of the table, checked by the core's parser
+        _core.optimizer_config(self.kind, values)
+        self.weight_decay = values["weight_decay"]
+        self.clipnorm = values["clipnorm"]
+        self.clipvalue = values["clipvalue"]
+        self.global_clipnorm = values["global_clipnorm"]
+        self.name = name or type(self).__name__
+        self._hyper = {key: values[key] for key in fields
+                       if key != "learning_rate" and key not in _COMMON}
 
     # --- learning rate and step counter, live once attached to a compiled model -------------
     @property
@@ -61,7 +112,7 @@ class Optimizer:
 
     @learning_rate.setter
     def learning_rate(self, value):
-        value = _real(value, "learning_rate", positive=True)
+        value = _learning_rate(value)
         self._learning_rate = value
         if self._net is not None:
             self._net.learning_rate = value
@@ -77,8 +128,7 @@ class Optimizer:
         cfg = dict(self._hyper)
         cfg["learning_rate"] = self._learning_rate
         for key in _COMMON:
-            value = getattr(self, key)
-            cfg[key] = 0.0 if value is None else value
+            cfg[key] = getattr(self, key)  # None: off
         return cfg
 
     def _attach(self, net):
@@ -218,70 +268,29 @@ class SGD(Optimizer):
 
     kind = "sgd"
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
-        momentum = _real(momentum, "momentum")
-        if momentum > 1:
-            raise ValueError(f"momentum: expected a number in [0, 1], got {momentum}")
-        super().__init__(learning_rate, momentum=momentum, nesterov=bool(nesterov), **kwargs)
-
 
 class Adagrad(Optimizer):
     kind = "adagrad"
-
-    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
-                 **kwargs):
-        super().__init__(learning_rate,
-                         initial_accumulator_value=_real(initial_accumulator_value,
-                                                         "initial_accumulator_value"),
-                         epsilon=_real(epsilon, "epsilon", positive=True), **kwargs)
 
 
 class Adadelta(Optimizer):
     kind = "adadelta"
 
-    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, **kwargs):
-        super().__init__(learning_rate, rho=_real(rho, "rho", unit=True),
-                         epsilon=_real(epsilon, "epsilon", positive=True), **kwargs)
-
 
 class RMSprop(Optimizer):
     kind = "rmsprop"
-
-    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
-                 **kwargs):
-        super().__init__(learning_rate, rho=_real(rho, "rho", unit=True),
-                         momentum=_real(momentum, "momentum", unit=True),
-                         epsilon=_real(epsilon, "epsilon", positive=True),
-                         centered=bool(centered), **kwargs)
 
 
 class Adam(Optimizer):
     kind = "adam"
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 amsgrad=False, **kwargs):
-        super().__init__(learning_rate, beta_1=_real(beta_1, "beta_1", unit=True),
-                         beta_2=_real(beta_2, "beta_2", unit=True),
-                         epsilon=_real(epsilon, "epsilon", positive=True),
-                         amsgrad=bool(amsgrad), **kwargs)
-
 
 class AdamW(Adam):
     kind = "adamw"
 
-    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-7, amsgrad=False, **kwargs):
-        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad,
-                         weight_decay=weight_decay, **kwargs)
-
 
 class Nadam(Optimizer):
     kind = "nadam"
-
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
-        super().__init__(learning_rate, beta_1=_real(beta_1, "beta_1", unit=True),
-                         beta_2=_real(beta_2, "beta_2", unit=True),
-                         epsilon=_real(epsilon, "epsilon", positive=True), **kwargs)
 
 
 class Adamax(Nadam):
@@ -289,12 +298,16 @@ class Adamax(Nadam):
 
 
 _BY_NAME = {cls.kind: cls for cls in (SGD, Adagrad, Adadelta, RMSprop, Adam, AdamW, Nadam, Adamax)}
+if set(_BY_NAME) != set(_DESCRIPTORS) or any(
+        cls.__name__ != _DESCRIPTORS[kind]["class_name"] for kind, cls in _BY_NAME.items()):
+    raise ImportError(f"pynn.optimizers: classes {sorted(_BY_NAME)} do not match the core's "
+                      f"optimizer table {sorted(_DESCRIPTORS)}; rebuild pynn._core")
 _BY_CLASS = {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
 def names() -> list[str]:
     """The optimizer names `get` (and `compile`) accept."""
-    return sorted(_BY_NAME)
+    return sorted(_DESCRIPTORS)
 
 
 def get(identifier) -> Optimizer:
