@@ -52,7 +52,7 @@ fi
 TESTS=()
 for t in "$ROOT"/tests/test_gemm*.py tests/test_dense.py tests/test_regularization.py \
          tests/test_activations.py tests/test_losses.py tests/test_optimizers.py \
-         tests/test_descriptors.py; do
+         tests/test_descriptors.py tests/test_graph_engine.py; do
   case "$t" in /*) ;; *) t="$ROOT/$t" ;; esac
   [ -e "$t" ] && TESTS+=("$t")
 done

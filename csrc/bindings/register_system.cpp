@@ -53,10 +53,10 @@ void register_system(py::module_& m) {
 #if defined(PYNN_X86)
         if (active_arch() == Arch::avx512) {
           sink = gemm::fma_loop_avx512(iters);
-          flops = double(iters) * 16 * 16 * 2;
+          flops = double(iters) * 16 * 16 * 2;  // kPeakChains x lanes x 2, kernels_avx512.cpp
         } else if (active_arch() == Arch::avx2) {
           sink = gemm::fma_loop_avx2(iters);
-          flops = double(iters) * 12 * 8 * 2;
+          flops = double(iters) * 12 * 8 * 2;  // kPeakChains x lanes x 2, kernels_avx2.cpp
         }
 #endif
         (void)sink;

@@ -55,7 +55,8 @@ struct KernelInfo {
   int direct_max_m;  // largest m sent to `direct` (measured: benchmarks/bench_gemm_small.py)
 };
 
-// The direct kernels, defined in direct_*.cpp (each compiled for its ISA).
+// The direct kernels: direct_generic.cpp, and kernels_avx2.cpp / kernels_avx512.cpp (the
+// instantiations of simd_kernels_impl.h), each compiled for its ISA.
 void direct_generic(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a, int64_t a_rs,
                     int64_t a_cs, const float* b, int64_t ldb, float* c, int64_t ldc,
                     float alpha, float beta);

@@ -1,0 +1,109 @@
+"""Before/after check for a kernel change: two builds of `pynn._core` in one process.
+
+    PYNN_ARCH=avx512 python benchmarks/ab_gemm.py OLD/_core*.so NEW/_core*.so [--seconds 12]
+
+Both extension modules are loaded side by side and called in strict alternation (old, new, new,
+old, ...) on one thread, each timed with this thread's CPU time. On a shared machine the load
+then changes under both alike, which a run of one build followed by a run of the other cannot
+promise. Per shape it prints the best GFLOP/s of each build and the median over pairs of
+time(new) / time(old) (< 1: the new build is faster), after checking that both builds give
+bitwise the same C. PYNN_ARCH picks the kernel of both (each module reads it at import).
+
+One caveat: the two builds keep separate packing buffers and write separate C arrays, so a
+shape whose speed depends on where its buffers fall (4 KiB aliasing) can differ by a few percent
+between the builds, and between runs, with identical code; rerun a suspicious shape alone
+(--shapes) before trusting a gap.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.machinery
+import importlib.util
+import statistics
+import sys
+import time
+import types
+
+import numpy as np
+
+# (label, m, n, k, trans_a, trans_b): bench_gemm.py's shapes plus the small-m direct path.
+SHAPES = [
+    ("2048^2", 2048, 2048, 2048, False, False),
+    ("1024^2", 1024, 1024, 1024, False, False),
+    ("fwd 128x784.784x256", 128, 256, 784, False, False),
+    ("dW 784x128^T.128x256", 784, 256, 128, True, False),
+    ("dX 128x256.(784x256)^T", 128, 784, 256, False, True),
+    ("m=1 1x784.784x256", 1, 256, 784, False, False),
+    ("m=4 4x784.784x256", 4, 256, 784, False, False),
+    ("m=16 16x784.784x256", 16, 256, 784, False, False),
+    ("m=16 16x256.256x128", 16, 128, 256, False, False),
+    ("edges 100x300.300x50", 100, 50, 300, False, False),
+]
+
+
+def load_core(path: str, package: str):
+    """Imports the extension at `path` as `<package>._core` (the init symbol needs `_core`)."""
+    pkg = types.ModuleType(package)
+    pkg.__path__ = []
+    sys.modules[package] = pkg
+    name = package + "._core"
+    loader = importlib.machinery.ExtensionFileLoader(name, path)
+    spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("old")
+    ap.add_argument("new")
+    ap.add_argument("--seconds", type=float, default=12.0,
+                    help="CPU seconds per shape, both builds together")
+    ap.add_argument("--shapes", default="", help="comma-separated labels (default: all)")
+    args = ap.parse_args()
+    mods = [load_core(args.old, "pynn_ab_old"), load_core(args.new, "pynn_ab_new")]
+    kernels = [m.kernel_info()["kernel"] for m in mods]
+    if kernels[0] != kernels[1]:
+        sys.exit(f"the builds chose different kernels: {kernels}")
+    peaks = [max(m.measure_fma_peak() for _ in range(3)) for m in mods]
+    print(f"kernel {kernels[0]}; measure_fma_peak old {peaks[0]:.1f}, new {peaks[1]:.1f} GFLOP/s "
+          "(wall clock, best of 3)")
+    wanted = {s.strip() for s in args.shapes.split(",") if s.strip()}
+    rng = np.random.default_rng(0)
+    print(f"{'shape':24s} {'old GF/s':>9s} {'new GF/s':>9s} {'median new/old time':>20s} {'pairs':>6s}")
+    for label, m, n, k, ta, tb in SHAPES:
+        if wanted and label not in wanted:
+            continue
+        a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
+        b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
+        A, B = (a.T if ta else a), (b.T if tb else b)
+        outs = [np.empty((m, n), np.float32) for _ in mods]
+        flops = 2.0 * m * n * k
+        reps = max(1, int(3e7 / flops))  # a timed batch of at least ~0.3 ms
+        for mod, c in zip(mods, outs):
+            for _ in range(3):
+                mod.gemm(A, B, c, nthreads=1)
+        if not np.array_equal(outs[0], outs[1]):
+            sys.exit(f"{label}: the builds disagree")
+        best = [float("inf")] * 2
+        ratios = []
+        spent = 0.0
+        while spent < args.seconds or len(ratios) < 5:
+            t = [0.0, 0.0]
+            for i in ((0, 1) if len(ratios) % 2 == 0 else (1, 0)):
+                t0 = time.thread_time()
+                for _ in range(reps):
+                    mods[i].gemm(A, B, outs[i], nthreads=1)
+                dt = time.thread_time() - t0
+                spent += dt
+                t[i] = dt / reps
+                best[i] = min(best[i], t[i])
+            ratios.append(t[1] / t[0])
+        gf = [flops / x / 1e9 for x in best]
+        print(f"{label:24s} {gf[0]:9.1f} {gf[1]:9.1f} {statistics.median(ratios):20.3f} "
+              f"{len(ratios):6d}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+// The SIMD GEMM kernels, written once over an ISA traits type `V` and instantiated by
+// kernels_avx2.cpp and kernels_avx512.cpp (each compiled with the flags of its ISA, see
+// CMakeLists.txt). Include only from those files: every function here is a member of a class
+// template whose argument lives in the including file's anonymous namespace, so each
+// instantiation has internal linkage and the linker can never hand an AVX-512 copy to code
+// that runs on an AVX2-only CPU.
+//
+// Three kernel kinds live here:
+//   ukr       the packed micro-kernel (contract in kernel.h): an MR x NR tile, NR = NB vectors;
+//   direct    the small-m kernel reading A and B in place (contract in kernel.h);
+//   fma_loop  the FMA-throughput probe behind _core.measure_fma_peak().
+//
+// What V provides:
+//   vec, mask          vector of W floats; a per-lane mask for partial loads and stores
+//   W                  floats per vector
+//   MR, NR             register block of the micro-kernel (NR a multiple of W)
+//   kPrefetchRows      the micro-kernel prefetches the packed B row this many rows ahead
+//                      (every 64-byte line of it); 0 turns prefetching off
+//   kDirectRows        most rows of A the direct kernel handles together
+//   direct_vectors(r)  vectors of columns the direct kernel takes for a group of r rows
+//   kPeakChains        independent FMA chains in fma_loop (register_system.cpp counts
+//                      kPeakChains * W * 2 flops per iteration)
+//   zero, set1, broadcast(p) (= set1(*p)), load (64-byte aligned), loadu, storeu,
+//   fmadd(a, b, c) = a*b + c rounded once, mul, add, prefetch(p),
+//   tail(left): lanes [0, left) on (left clamped to [0, W]), maskload (lanes off read as 0,
+//   their memory never touched), maskstore (lanes off left unwritten).
+//
+// Arithmetic invariants shared by ukr and direct (what makes the direct path bitwise equal to
+// the packed one, see kernel.h): per element of C, one accumulator starting at zero per K
+// panel, V::fmadd(a, b, acc) in increasing p, then mul(alpha, acc) when beta == 0 (C never
+// read) or fmadd(beta, C, mul(alpha, acc)) otherwise. Register blocking only decides which
+// elements share a loop, never an element's sequence of roundings.
+#pragma once
+#include <cstdint>
+
+#include "gemm/kernel.h"
+
+namespace pynn::gemm::simd_impl {
+
+template <class V>
+struct Kernels {
+  using vec = typename V::vec;
+  using mask = typename V::mask;
+  static constexpr int W = V::W;
+  static constexpr int MR = V::MR;
+  static constexpr int NR = V::NR;
+  static constexpr int NB = NR / W;  // vectors per row of a micro-tile
+  static_assert(NR % W == 0, "NR must be a whole number of vectors");
+  static_assert(MR <= kMaxMR && NR <= kMaxNR, "the driver's edge tile is too small");
+  static_assert(MR <= 16 && NB <= 4, "raise the unroll pragmas of ukr");
+  static_assert(V::kDirectRows <= 8 && V::direct_vectors(1) <= 8,
+                "raise the unroll pragmas of block");
+
+  // Not std::min: an inline function from a shared header, emitted here with ISA flags, could
+  // be the copy the linker keeps for the portable files too (ODR), and run on a CPU without the
+  // ISA. Members of this template are local to the including file (see the top).
+  static inline int64_t lesser(int64_t x, int64_t y) { return x < y ? x : y; }
+
+  // ---- packed micro-kernel --------------------------------------------------------------
+  // MR*NB accumulators, NB vectors of B and one broadcast of A per step of p; the unroll
+  // pragmas carry literal bounds at least as large as any MR / NB so they always unroll fully.
+  static void ukr(int64_t k, const float* __restrict a, const float* __restrict b, float* c,
+                  int64_t ldc, float alpha, float beta) {
+    vec acc[MR][NB];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j) acc[i][j] = V::zero();
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < k; ++p) {
+      if constexpr (V::kPrefetchRows > 0) {
+#pragma GCC unroll 4
+        for (int l = 0; l < NR; l += 16) V::prefetch(b + V::kPrefetchRows * NR + l);
+      }
+      vec bv[NB];
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j) bv[j] = V::load(b + j * W);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const vec ai = V::broadcast(a + i);
+#pragma GCC unroll 4
+        for (int j = 0; j < NB; ++j) acc[i][j] = V::fmadd(ai, bv[j], acc[i][j]);
+      }
+      a += MR;
+      b += NR;
+    }
+    // C is addressed through a row pointer advanced by ldc: written as c + i * ldc, GCC 12
+    // computes all MR*NB store addresses ahead of the beta test and spills some of them.
+    const vec va = V::set1(alpha);
+    if (beta == 0.0f) {
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i, c += ldc)
+#pragma GCC unroll 4
+        for (int j = 0; j < NB; ++j) V::storeu(c + j * W, V::mul(va, acc[i][j]));
+    } else {
+      const vec vb = V::set1(beta);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i, c += ldc)
+#pragma GCC unroll 4
+        for (int j = 0; j < NB; ++j)
+          V::storeu(c + j * W, V::fmadd(vb, V::loadu(c + j * W), V::mul(va, acc[i][j])));
+    }
+  }
+
+  // ---- direct small-m kernel ------------------------------------------------------------
+  // RG rows x up to CB*W columns (n of them, n <= CB*W), all K panels. Column tails go through
+  // masks, so nothing past column n is read or written.
+  template <int RG, int CB>
+  static void block(int64_t n, int64_t k, int64_t kc_max, const float* a, int64_t a_rs,
+                    int64_t a_cs, const float* b, int64_t ldb, float* c, int64_t ldc,
+                    float alpha, float beta) {
+    mask mk[CB];
+#pragma GCC unroll 8
+    for (int v = 0; v < CB; ++v) mk[v] = V::tail(n - int64_t(v) * W);
+    const vec va = V::set1(alpha);
+    for (int64_t pc = 0; pc < k; pc += kc_max) {
+      const int64_t kc = lesser(kc_max, k - pc);
+      vec acc[RG][CB];
+#pragma GCC unroll 8
+      for (int r = 0; r < RG; ++r)
+#pragma GCC unroll 8
+        for (int v = 0; v < CB; ++v) acc[r][v] = V::zero();
+      const float* ap = a + pc * a_cs;
+      const float* bp = b + pc * ldb;
+      for (int64_t p = 0; p < kc; ++p, ap += a_cs, bp += ldb) {
+        vec bv[CB];
+#pragma GCC unroll 8
+        for (int v = 0; v < CB; ++v) bv[v] = V::maskload(bp + v * W, mk[v]);
+#pragma GCC unroll 8
+        for (int r = 0; r < RG; ++r) {
+          const vec ar = V::broadcast(ap + r * a_rs);
+#pragma GCC unroll 8
+          for (int v = 0; v < CB; ++v) acc[r][v] = V::fmadd(ar, bv[v], acc[r][v]);
+        }
+      }
+      const float beta_p = pc == 0 ? beta : 1.0f;
+      if (beta_p == 0.0f) {
+#pragma GCC unroll 8
+        for (int r = 0; r < RG; ++r)
+#pragma GCC unroll 8
+          for (int v = 0; v < CB; ++v)
+            V::maskstore(c + r * ldc + v * W, mk[v], V::mul(va, acc[r][v]));
+      } else {
+        const vec vb = V::set1(beta_p);
+#pragma GCC unroll 8
+        for (int r = 0; r < RG; ++r)
+#pragma GCC unroll 8
+          for (int v = 0; v < CB; ++v) {
+            float* cp = c + r * ldc + v * W;
+            const vec old = V::maskload(cp, mk[v]);
+            V::maskstore(cp, mk[v], V::fmadd(vb, old, V::mul(va, acc[r][v])));
+          }
+      }
+    }
+  }
+
+  // RG rows, all n columns, CB vectors at a time.
+  template <int RG, int CB>
+  static void rows(int64_t n, int64_t k, int64_t kc, const float* a, int64_t a_rs, int64_t a_cs,
+                   const float* b, int64_t ldb, float* c, int64_t ldc, float alpha, float beta) {
+    constexpr int64_t BW = int64_t(CB) * W;
+    for (int64_t j = 0; j < n; j += BW)
+      block<RG, CB>(lesser(BW, n - j), k, kc, a, a_rs, a_cs, b + j, ldb, c + j, ldc, alpha,
+                    beta);
+  }
+
+  // Runs the instantiation for exactly `rg` rows (1 <= rg <= RG), chosen at compile time.
+  template <int RG>
+  static void rows_of(int rg, int64_t n, int64_t k, int64_t kc, const float* a, int64_t a_rs,
+                      int64_t a_cs, const float* b, int64_t ldb, float* c, int64_t ldc,
+                      float alpha, float beta) {
+    if constexpr (RG > 1) {
+      if (rg < RG) {
+        rows_of<RG - 1>(rg, n, k, kc, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta);
+        return;
+      }
+    }
+    rows<RG, V::direct_vectors(RG)>(n, k, kc, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta);
+  }
+
+  static void direct(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a, int64_t a_rs,
+                     int64_t a_cs, const float* b, int64_t ldb, float* c, int64_t ldc,
+                     float alpha, float beta) {
+    constexpr int G = V::kDirectRows;
+    for (int64_t i = 0; i < m;) {
+      const int step = m - i >= G ? G : int(m - i);
+      rows_of<G>(step, n, k, kc, a + i * a_rs, a_rs, a_cs, b, ldb, c + i * ldc, ldc, alpha,
+                 beta);
+      i += step;
+    }
+  }
+
+  // ---- FMA throughput probe -------------------------------------------------------------
+  // kPeakChains independent multiply-add chains and no memory traffic: the rate of the FMA
+  // units alone. The lanes are summed at the end only so that the loop cannot be dropped.
+  static float fma_loop(int64_t iters) {
+    constexpr int C = V::kPeakChains;
+    vec acc[C];
+    for (int i = 0; i < C; ++i) acc[i] = V::set1(float(i) * 1e-3f);
+    const vec x = V::set1(0.999999f), y = V::set1(1e-6f);
+    for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 32
+      for (int i = 0; i < C; ++i) acc[i] = V::fmadd(acc[i], x, y);
+    }
+    vec s = acc[0];
+    for (int i = 1; i < C; ++i) s = V::add(s, acc[i]);
+    float lanes[W];
+    V::storeu(lanes, s);
+    float total = lanes[0];
+    for (int i = 1; i < W; ++i) total += lanes[i];
+    return total;
+  }
+};
+
+}  // namespace pynn::gemm::simd_impl
