@@ -9,8 +9,6 @@
 // Sums run over the taps in row-major order; backward adds dy / count to every tap of the
 // window, output positions in increasing order. Threads take whole samples, so results do
 // not depend on the thread count or the batch.
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 
@@ -20,13 +18,6 @@ namespace pynn::nn {
 namespace {
 
 using ops::Window;
-
-constexpr int64_t kParallelWork = int64_t(1) << 15;
-
-int threads_for_samples(int64_t n, int64_t work) {
-  if (n < 2 || work < kParallelWork || omp_in_parallel()) return 1;
-  return omp_get_max_threads();
-}
 
 // The taps of output (oh, ow) that fall inside the input: rows [i0, i1), columns [j0, j1).
 struct Span {
@@ -54,9 +45,7 @@ class AvgPoolOp : public Op {
   void forward(const FwdArgs& a) override {
     const Window w = w_;
     const int64_t C = w.C, out_size = w.positions() * C;
-    const int nt = threads_for_samples(a.n, a.n * out_size * w.taps());
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t s = 0; s < a.n; ++s) {
+    ops::for_samples(0, a.n, a.n * out_size * w.taps(), [&](int64_t s) {
       const float* x = a.x[0] + s * w.in_size();
       for (int64_t oh = 0; oh < w.OH; ++oh) {
         for (int64_t ow = 0; ow < w.OW; ++ow) {
@@ -74,7 +63,7 @@ class AvgPoolOp : public Op {
           for (int64_t c = 0; c < C; ++c) y[c] /= count;
         }
       }
-    }
+    });
   }
 
   void backward(const BwdArgs& a) override {
@@ -83,9 +72,7 @@ class AvgPoolOp : public Op {
     const Window w = w_;
     const int64_t C = w.C, out_size = w.positions() * C;
     if (!a.dx_acc[0]) std::memset(dx, 0, sizeof(float) * size_t(a.n * w.in_size()));
-    const int nt = threads_for_samples(a.n, a.n * out_size * w.taps());
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t s = 0; s < a.n; ++s) {
+    ops::for_samples(0, a.n, a.n * out_size * w.taps(), [&](int64_t s) {
       float* xs = dx + s * w.in_size();
       for (int64_t oh = 0; oh < w.OH; ++oh) {
         for (int64_t ow = 0; ow < w.OW; ++ow) {
@@ -101,7 +88,7 @@ class AvgPoolOp : public Op {
           }
         }
       }
-    }
+    });
   }
 
  private:

@@ -23,11 +23,10 @@
 // Determinism: every GEMM element sums its K in the driver's fixed panels whatever the thread
 // count and whatever M is, so a sample's outputs do not depend on the batch it is in; dW sums
 // over positions in a fixed order; col2im adds each sample's rows in increasing order on one
-// thread (threads take whole samples). Results are bitwise the same on any thread count.
+// thread (ops::for_samples). Results are bitwise the same on any thread count.
 //
-// Scratch: [0] z, the pre-activation (saved, when backward needs it), [1] the dz W^T chunk.
-#include <omp.h>
-
+// Scratch: [0] z, the pre-activation (saved, when backward needs it and the activation is
+// not relu, whose derivative reads y), [1] the dz W^T chunk.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -45,22 +44,28 @@ using ops::Window;
 
 // Floats of scratch for one chunk of dz W^T (the input gradient's im2col-shaped rows).
 constexpr int64_t kChunkFloats = int64_t(1) << 18;
-// col2im runs on one thread below this many scattered values.
-constexpr int64_t kParallelScatter = int64_t(1) << 15;
 
 // The patches of one group as an implicit (n*OH*OW) x (KH*KW*cg) matrix: row r is output
 // position r (sample r / (OH*OW)), column (tap, c) is input channel c0 + c under that tap.
 struct Patches {
   Window w;
-  const float* x;  // the batch of inputs
-  int64_t c0;      // first input channel of the group
-  int64_t cg;      // input channels per group
+  const float* x;         // the batch of inputs
+  int64_t c0;             // first input channel of the group
+  int64_t cg;             // input channels per group
+  const int64_t* offset;  // per column (tap, c): its input's offset from the window's corner
 };
+
+// Whether every tap of the window whose top-left input is (ih, iw) lies inside the input.
+inline bool window_inside(const Window& w, int64_t ih, int64_t iw) {
+  return ih >= 0 && ih + (w.KH - 1) * w.DH < w.H && iw >= 0 && iw + (w.KW - 1) * w.DW < w.W;
+}
 
 // Rows [i0, i0 + mc) x columns [p0, p0 + kc) of the patch matrix in pack_a's panel layout.
 // Invariants: dst[p*MR + i] of a panel is patch row (panel start + i), column p0 + p; rows
-// past mc and positions in the padding are 0. Columns are walked one tap at a time, a tap
-// contributing a run of contiguous channels of each row's input pixel.
+// past mc and positions in the padding are 0.
+// A panel whose MR windows all lie inside the input (every panel with padding "valid") is a
+// gather: column p of row i is corner_i[offset[p]]. Other panels walk the columns one tap at a
+// time, a tap giving each row a run of contiguous channels, or zeros where it is padding.
 template <int MR>
 void pack_rows(const Patches& pt, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* dst) {
   const Window& w = pt.w;
@@ -69,33 +74,38 @@ void pack_rows(const Patches& pt, int64_t i0, int64_t mc, int64_t p0, int64_t kc
     const int64_t mv = std::min<int64_t>(MR, mc - ir);
     int64_t ih0[MR] = {}, iw0[MR] = {};
     const float* base[MR] = {};
+    const float* corner[MR] = {};
+    bool inside = mv == MR;
     for (int i = 0; i < mv; ++i) {
       const int64_t r = i0 + ir + i, s = r / P, q = r % P;
       ih0[i] = (q / w.OW) * w.SH - w.PH;
       iw0[i] = (q % w.OW) * w.SW - w.PW;
       base[i] = pt.x + s * w.in_size() + pt.c0;
+      corner[i] = base[i] + (ih0[i] * w.W + iw0[i]) * w.C;
+      inside = inside && window_inside(w, ih0[i], iw0[i]);
+    }
+    if (inside) {
+      for (int64_t p = 0; p < kc; ++p) {
+        const int64_t o = pt.offset[p0 + p];
+        float* d = dst + p * MR;
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; ++i) d[i] = corner[i][o];
+      }
+      continue;
     }
     for (int64_t col = p0; col < p0 + kc;) {
       const int64_t tap = col / pt.cg, c = col % pt.cg;
       const int64_t run = std::min(pt.cg - c, p0 + kc - col);
       const int64_t dh = (tap / w.KW) * w.DH, dw = (tap % w.KW) * w.DW;
       const float* src[MR];
-      bool all = true;
       for (int i = 0; i < MR; ++i) {
         const int64_t ih = ih0[i] + dh, iw = iw0[i] + dw;
         const bool in = i < mv && ih >= 0 && ih < w.H && iw >= 0 && iw < w.W;
         src[i] = in ? base[i] + (ih * w.W + iw) * w.C + c : nullptr;
-        all = all && in;
       }
       float* d = dst + (col - p0) * MR;
-      if (all) {
-        for (int64_t q = 0; q < run; ++q)
-#pragma GCC unroll 16
-          for (int i = 0; i < MR; ++i) d[q * MR + i] = src[i][q];
-      } else {
-        for (int64_t q = 0; q < run; ++q)
-          for (int i = 0; i < MR; ++i) d[q * MR + i] = src[i] != nullptr ? src[i][q] : 0.0f;
-      }
+      for (int64_t q = 0; q < run; ++q)
+        for (int i = 0; i < MR; ++i) d[q * MR + i] = src[i] != nullptr ? src[i][q] : 0.0f;
       col += run;
     }
   }
@@ -114,11 +124,11 @@ void pack_cols(const Patches& pt, int64_t i0, int64_t mc, int64_t p0, int64_t kc
     int64_t dh[MR] = {}, dw[MR] = {}, ch[MR] = {}, rel[MR] = {};
     int64_t max_dh = 0, max_dw = 0;
     for (int i = 0; i < mv; ++i) {
-      const int64_t kidx = i0 + ir + i, tap = kidx / pt.cg;
-      dh[i] = (tap / w.KW) * w.DH;
-      dw[i] = (tap % w.KW) * w.DW;
+      const int64_t kidx = i0 + ir + i;
+      dh[i] = (kidx / pt.cg / w.KW) * w.DH;
+      dw[i] = (kidx / pt.cg % w.KW) * w.DW;
       ch[i] = pt.c0 + kidx % pt.cg;
-      rel[i] = (dh[i] * w.W + dw[i]) * w.C + ch[i];
+      rel[i] = pt.c0 + pt.offset[kidx];
       max_dh = std::max(max_dh, dh[i]);
       max_dw = std::max(max_dw, dw[i]);
     }
@@ -127,10 +137,14 @@ void pack_cols(const Patches& pt, int64_t i0, int64_t mc, int64_t p0, int64_t kc
       const float* xs = pt.x + s * w.in_size();
       const int64_t ihb = oh * w.SH - w.PH, iwb = ow * w.SW - w.PW;
       float* d = dst + p * MR;
-      if (mv == MR && ihb >= 0 && ihb + max_dh < w.H && iwb >= 0 && iwb + max_dw < w.W) {
+      if (ihb >= 0 && ihb + max_dh < w.H && iwb >= 0 && iwb + max_dw < w.W) {
         const float* corner = xs + (ihb * w.W + iwb) * w.C;
+        if (mv == MR) {
 #pragma GCC unroll 16
-        for (int i = 0; i < MR; ++i) d[i] = corner[rel[i]];
+          for (int i = 0; i < MR; ++i) d[i] = corner[rel[i]];
+        } else {
+          for (int i = 0; i < MR; ++i) d[i] = i < mv ? corner[rel[i]] : 0.0f;
+        }
       } else {
         for (int i = 0; i < MR; ++i) {
           const int64_t ih = ihb + dh[i], iw = iwb + dw[i];
@@ -178,11 +192,7 @@ void col2im_add(const Window& w, const float* dcol, int64_t r0, int64_t rows, in
                 int64_t cg, float* dx) {
   const int64_t P = w.positions(), Kg = w.taps() * cg;
   const int64_t s0 = r0 / P, s1 = (r0 + rows - 1) / P + 1;
-  const int nt = rows * Kg >= kParallelScatter && s1 - s0 > 1
-                     ? (omp_in_parallel() ? 1 : omp_get_max_threads())
-                     : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t s = s0; s < s1; ++s) {
+  ops::for_samples(s0, s1, rows * Kg, [&](int64_t s) {
     float* xs = dx + s * w.in_size() + c0;
     const int64_t ra = std::max(r0, s * P), rb = std::min(r0 + rows, (s + 1) * P);
     for (int64_t r = ra; r < rb; ++r) {
@@ -201,7 +211,7 @@ void col2im_add(const Window& w, const float* dcol, int64_t r0, int64_t rows, in
         }
       }
     }
-  }
+  });
 }
 
 class ConvOp : public Op {
@@ -214,6 +224,7 @@ class ConvOp : public Op {
     const std::vector<double> ap = attrs.get_doubles("act_params");
     softmax_ = act == "softmax";
     sigmoid_ = act == "sigmoid";
+    relu_ = act == "relu";
     if (act == "rrelu")
       op_error(attrs, "activation 'rrelu' draws random slopes: follow a linear conv with an "
                       "activation op instead");
@@ -258,6 +269,11 @@ class ConvOp : public Op {
     w_ = ops::make_window(attrs, x, std::vector<int64_t>(k.begin(), k.begin() + rank),
                           "kernel size", {}, true, rank == 1);
     kg_ = w_.taps() * cg_;
+    offset_.resize(size_t(kg_));
+    for (int64_t p = 0; p < kg_; ++p) {
+      const int64_t tap = p / cg_;
+      offset_[size_t(p)] = ((tap / w_.KW) * w_.DH * w_.W + (tap % w_.KW) * w_.DW) * w_.C + p % cg_;
+    }
     if (use_bias_ && params[1] != Shape{filters_})
       op_error(attrs, "bias shape " + shape_str(params[1]) + " does not match filters " +
                           std::to_string(filters_) + ": expected " + shape_str({filters_}));
@@ -275,8 +291,8 @@ class ConvOp : public Op {
   bool needs_input(int, bool, const BackwardNeeds& needs) const override {
     return needs.dparam[0] != 0;  // only dW reads x
   }
-  bool needs_output(bool training, const BackwardNeeds&) const override {
-    return (softmax_ && !logits_) || keeps_z(training);
+  bool needs_output(bool, const BackwardNeeds&) const override {
+    return (softmax_ && !logits_) || &effective() != &ops::linear_activation();
   }
 
   void forward(const FwdArgs& a) override {
@@ -284,7 +300,7 @@ class ConvOp : public Op {
     const ActivationInfo& act = effective();
     float* z = keeps_z(a.training) ? a.scratch[0] : nullptr;
     for (int64_t g = 0; g < groups_; ++g) {
-      const Patches pt{w_, a.x[0], g * cg_, cg_};
+      const Patches pt{w_, a.x[0], g * cg_, cg_, offset_.data()};
       const gemm::APacker packer{&pack_patches<false>, &pt};
       gemm::Epilogue ep;
       if (use_bias_) ep.bias = a.param[1] + g * fg_;
@@ -310,14 +326,16 @@ class ConvOp : public Op {
     const bool linear = &act == &ops::linear_activation();
     float* db = use_bias_ ? a.dparam[1] : nullptr;
     // dz = dy * act'(z) in place, and db = its column sums, in one pass.
-    if (db != nullptr || !linear)
-      activation_backward_colsum(M, filters_, linear ? nullptr : a.scratch[0], a.y, dy, &act,
-                                 act_params_.data(), db, db != nullptr && a.dparam_acc[1]);
+    if (db != nullptr || !linear) {
+      const float* z = linear ? nullptr : keeps_z(a.training) ? a.scratch[0] : a.y;
+      activation_backward_colsum(M, filters_, z, a.y, dy, &act, act_params_.data(), db,
+                                 db != nullptr && a.dparam_acc[1]);
+    }
     const float* dz = dy;
     if (float* dW = a.dparam[0]) {
       const float beta = a.dparam_acc[0] ? 1.0f : 0.0f;
       for (int64_t g = 0; g < groups_; ++g) {
-        const Patches pt{w_, a.x[0], g * cg_, cg_};
+        const Patches pt{w_, a.x[0], g * cg_, cg_, offset_.data()};
         const gemm::APacker packer{&pack_patches<true>, &pt};
         gemm::sgemm_packed_a(kg_, fg_, M, 1.0f, packer, {dz + g * fg_, filters_, 1}, beta,
                              dW + g * fg_, filters_);
@@ -350,13 +368,18 @@ class ConvOp : public Op {
     if (logits_ || softmax_) return ops::linear_activation();
     return *act_;
   }
-  bool keeps_z(bool) const { return &effective() != &ops::linear_activation(); }
+  // relu's derivative only asks whether z > 0, which y = relu(z) > 0 answers as well: y
+  // stands in for z, and the pre-activation (as large as the output) is never stored.
+  bool keeps_z(bool) const {
+    return &effective() != &ops::linear_activation() && !relu_;
+  }
 
   Window w_;
   int64_t groups_ = 1, filters_ = 0, cg_ = 0, fg_ = 0, kg_ = 0, chunk_rows_ = 1;
-  bool use_bias_ = true, softmax_ = false, sigmoid_ = false, logits_ = false;
+  bool use_bias_ = true, softmax_ = false, sigmoid_ = false, relu_ = false, logits_ = false;
   const ActivationInfo* act_ = nullptr;
   std::vector<float> act_params_;
+  std::vector<int64_t> offset_;  // Patches::offset
 };
 
 }  // namespace

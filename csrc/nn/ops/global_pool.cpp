@@ -8,21 +8,12 @@
 // max keeps the first maximum of each channel (a NaN wins over any number, the first NaN, as
 // np.argmax has it); backward finds that position again in x and sends dy there alone, so no
 // index is stored. Threads take whole samples: results do not depend on the thread count.
-#include <omp.h>
-
 #include <cstring>
 
-#include "nn/op.h"
+#include "nn/ops/window.h"
 
 namespace pynn::nn {
 namespace {
-
-constexpr int64_t kParallelWork = int64_t(1) << 15;
-
-int threads_for_samples(int64_t n, int64_t work) {
-  if (n < 2 || work < kParallelWork || omp_in_parallel()) return 1;
-  return omp_get_max_threads();
-}
 
 class GlobalPoolOp : public Op {
  public:
@@ -49,9 +40,7 @@ class GlobalPoolOp : public Op {
 
   void forward(const FwdArgs& a) override {
     const int64_t C = C_, P = P_;
-    const int nt = threads_for_samples(a.n, a.n * P * C);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t s = 0; s < a.n; ++s) {
+    ops::for_samples(0, a.n, a.n * P * C, [&](int64_t s) {
       const float* x = a.x[0] + s * P * C;
       float* y = a.y + s * C;
       std::memcpy(y, x, sizeof(float) * size_t(C));
@@ -66,7 +55,7 @@ class GlobalPoolOp : public Op {
       }
       if (!max_)
         for (int64_t c = 0; c < C; ++c) y[c] /= float(P);
-    }
+    });
   }
 
   void backward(const BwdArgs& a) override {
@@ -74,9 +63,7 @@ class GlobalPoolOp : public Op {
     if (dx == nullptr) return;
     const int64_t C = C_, P = P_;
     const bool acc = a.dx_acc[0] != 0;
-    const int nt = threads_for_samples(a.n, a.n * P * C);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t s = 0; s < a.n; ++s) {
+    ops::for_samples(0, a.n, a.n * P * C, [&](int64_t s) {
       float* d = dx + s * P * C;
       const float* g = a.dy + s * C;
       if (!max_) {
@@ -85,7 +72,7 @@ class GlobalPoolOp : public Op {
             const float v = g[c] / float(P);
             d[p * C + c] = acc ? d[p * C + c] + v : v;
           }
-        continue;
+        return;
       }
       if (!acc) std::memset(d, 0, sizeof(float) * size_t(P * C));
       const float* x = a.x[0] + s * P * C;
@@ -97,7 +84,7 @@ class GlobalPoolOp : public Op {
         }
         d[best * C + c] += g[c];
       }
-    }
+    });
   }
 
  private:

@@ -12,8 +12,6 @@
 // do not depend on the thread count or the batch.
 //
 // Scratch: [0] the winning tap of every output value (saved, only when backward runs).
-#include <omp.h>
-
 #include <cstring>
 
 #include "nn/ops/window.h"
@@ -22,13 +20,6 @@ namespace pynn::nn {
 namespace {
 
 using ops::Window;
-
-constexpr int64_t kParallelWork = int64_t(1) << 15;
-
-int threads_for_samples(int64_t n, int64_t work) {
-  if (n < 2 || work < kParallelWork || omp_in_parallel()) return 1;
-  return omp_get_max_threads();
-}
 
 class MaxPoolOp : public Op {
  public:
@@ -50,9 +41,7 @@ class MaxPoolOp : public Op {
     const Window w = w_;
     const int64_t C = w.C, out_size = w.positions() * C;
     float* idx_all = a.scratch[0];
-    const int nt = threads_for_samples(a.n, a.n * out_size * w.taps());
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t s = 0; s < a.n; ++s) {
+    ops::for_samples(0, a.n, a.n * out_size * w.taps(), [&](int64_t s) {
       const float* x = a.x[0] + s * w.in_size();
       for (int64_t oh = 0; oh < w.OH; ++oh) {
         for (int64_t ow = 0; ow < w.OW; ++ow) {
@@ -86,7 +75,7 @@ class MaxPoolOp : public Op {
           }
         }
       }
-    }
+    });
   }
 
   void backward(const BwdArgs& a) override {
@@ -95,9 +84,7 @@ class MaxPoolOp : public Op {
     const Window w = w_;
     const int64_t C = w.C, out_size = w.positions() * C;
     if (!a.dx_acc[0]) std::memset(dx, 0, sizeof(float) * size_t(a.n * w.in_size()));
-    const int nt = threads_for_samples(a.n, a.n * out_size);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t s = 0; s < a.n; ++s) {
+    ops::for_samples(0, a.n, a.n * out_size, [&](int64_t s) {
       float* xs = dx + s * w.in_size();
       for (int64_t oh = 0; oh < w.OH; ++oh) {
         for (int64_t ow = 0; ow < w.OW; ++ow) {
@@ -112,7 +99,7 @@ class MaxPoolOp : public Op {
           }
         }
       }
-    }
+    });
   }
 
  private:

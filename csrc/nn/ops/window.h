@@ -15,6 +15,8 @@
 // Padded positions are zeros for a convolution, and are skipped by pooling (a max never sees
 // them, an average divides by the count of real inputs in its window, as TensorFlow does).
 #pragma once
+#include <omp.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -47,5 +49,18 @@ Window make_window(const Attrs& attrs, const Shape& x, const std::vector<int64_t
 
 // The output sample shape for `channels` output channels: (OW, ch) or (OH, OW, ch).
 Shape window_output_shape(const Window& w, int64_t channels);
+
+// Runs fn(s) for every sample s in [s0, s1), samples shared among the threads when the
+// whole job (`work` elementary steps) is worth a parallel region. A sample is never split,
+// so whatever fn sums within a sample is summed in the same order on any thread count.
+template <class Fn>
+void for_samples(int64_t s0, int64_t s1, int64_t work, const Fn& fn) {
+  constexpr int64_t kParallelWork = int64_t(1) << 15;
+  const int nt = s1 - s0 > 1 && work >= kParallelWork && !omp_in_parallel()
+                     ? omp_get_max_threads()
+                     : 1;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t s = s0; s < s1; ++s) fn(s);
+}
 
 }  // namespace pynn::nn::ops
