@@ -8,7 +8,7 @@
 // The winner is the first maximum in the window's row-major tap order; a NaN wins over any
 // number (the first NaN), as np.argmax picks it. Its tap index within the window (an integer
 // below kh*kw, exact as a float) is saved for backward, which adds each dy to its winner's
-// input position. Threads take whole samples and every sum runs in a fixed order, so results
+// input position only. Threads take whole samples and every sum runs in a fixed order, so results
 // do not depend on the thread count or the batch.
 //
 // Scratch: [0] the winning tap of every output value (saved, only when backward runs).
@@ -20,6 +20,34 @@ namespace pynn::nn {
 namespace {
 
 using ops::Window;
+
+// The channel loops, written with selects rather than branches (a branch on data mispredicts
+// half the time) over non-overlapping arrays, so that they vectorise.
+//
+// y[c] = v[c] where v[c] beats y[c] (is larger, or is the first NaN), and idx[c] = tap there.
+void take_max_at(float* __restrict y, float* __restrict idx, const float* __restrict v,
+                 float tap, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) {
+    const float b = y[c], u = v[c], t = idx[c];
+    const bool take = (u > b) | ((u != u) & (b == b));
+    y[c] = take ? u : b;
+    idx[c] = take ? tap : t;
+  }
+}
+void take_max(float* __restrict y, const float* __restrict v, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) {
+    const float b = y[c], u = v[c];
+    y[c] = ((u > b) | ((u != u) & (b == b))) ? u : b;
+  }
+}
+// d[c] += g[c] where idx[c] == tap, + 0 elsewhere.
+void add_where(float* __restrict d, const float* __restrict idx, const float* __restrict g,
+               float tap, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) {
+    const float gc = g[c];  // loaded unconditionally: a select, not a branch
+    d[c] += idx[c] == tap ? gc : 0.0f;
+  }
+}
 
 class MaxPoolOp : public Op {
  public:
@@ -64,13 +92,8 @@ class MaxPoolOp : public Op {
                 first = false;
                 continue;
               }
-              for (int64_t c = 0; c < C; ++c) {
-                const float b = y[c], u = v[c];
-                if (u > b || (u != u && b == b)) {
-                  y[c] = u;
-                  if (idx != nullptr) idx[c] = tap;
-                }
-              }
+              if (idx != nullptr) take_max_at(y, idx, v, tap, C);
+              else take_max(y, v, C);
             }
           }
         }
@@ -84,18 +107,26 @@ class MaxPoolOp : public Op {
     const Window w = w_;
     const int64_t C = w.C, out_size = w.positions() * C;
     if (!a.dx_acc[0]) std::memset(dx, 0, sizeof(float) * size_t(a.n * w.in_size()));
-    ops::for_samples(0, a.n, a.n * out_size, [&](int64_t s) {
+    // Every tap of a window adds dy where it is the winner and +0 elsewhere: a masked add
+    // over the channels that vectorises, where scattering to the winners would not. Adding
+    // zeros changes no value, and each input still gets its windows' dy in output order.
+    ops::for_samples(0, a.n, a.n * out_size * w.taps(), [&](int64_t s) {
       float* xs = dx + s * w.in_size();
       for (int64_t oh = 0; oh < w.OH; ++oh) {
         for (int64_t ow = 0; ow < w.OW; ++ow) {
           const int64_t o = s * out_size + (oh * w.OW + ow) * C;
           const float* idx = a.scratch[0] + o;
           const float* g = a.dy + o;
-          for (int64_t c = 0; c < C; ++c) {
-            const int64_t tap = int64_t(idx[c]);
-            const int64_t ih = oh * w.SH - w.PH + tap / w.KW;
-            const int64_t iw = ow * w.SW - w.PW + tap % w.KW;
-            xs[(ih * w.W + iw) * C + c] += g[c];
+          for (int64_t i = 0; i < w.KH; ++i) {
+            const int64_t ih = oh * w.SH - w.PH + i;
+            if (ih < 0 || ih >= w.H) continue;
+            for (int64_t j = 0; j < w.KW; ++j) {
+              const int64_t iw = ow * w.SW - w.PW + j;
+              if (iw < 0 || iw >= w.W) continue;
+              float* d = xs + (ih * w.W + iw) * C;
+              const float tap = float(i * w.KW + j);
+              add_where(d, idx, g, tap, C);
+            }
           }
         }
       }
