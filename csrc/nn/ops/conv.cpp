@@ -30,6 +30,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #include "gemm/gemm.h"
 #include "nn/dense.h"
@@ -85,7 +88,27 @@ void pack_rows(const Patches& pt, int64_t i0, int64_t mc, int64_t p0, int64_t kc
       inside = inside && window_inside(w, ih0[i], iw0[i]);
     }
     if (inside) {
-      for (int64_t p = 0; p < kc; ++p) {
+      int64_t p = 0;
+#if defined(__SSE2__)
+      if constexpr (MR % 4 == 0) {
+        // Four columns that are four consecutive floats of every row (offsets strictly
+        // increase, so a difference of 3 means steps of 1): 4x4 transposes of rows.
+        for (; p + 4 <= kc && pt.offset[p0 + p + 3] - pt.offset[p0 + p] == 3; p += 4) {
+          const int64_t o = pt.offset[p0 + p];
+          float* d = dst + p * MR;
+          for (int i = 0; i < MR; i += 4) {
+            __m128 r0 = _mm_loadu_ps(corner[i] + o), r1 = _mm_loadu_ps(corner[i + 1] + o);
+            __m128 r2 = _mm_loadu_ps(corner[i + 2] + o), r3 = _mm_loadu_ps(corner[i + 3] + o);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            _mm_storeu_ps(d + i, r0);
+            _mm_storeu_ps(d + MR + i, r1);
+            _mm_storeu_ps(d + 2 * MR + i, r2);
+            _mm_storeu_ps(d + 3 * MR + i, r3);
+          }
+        }
+      }
+#endif
+      for (; p < kc; ++p) {
         const int64_t o = pt.offset[p0 + p];
         float* d = dst + p * MR;
 #pragma GCC unroll 16
@@ -132,6 +155,9 @@ void pack_cols(const Patches& pt, int64_t i0, int64_t mc, int64_t p0, int64_t kc
       max_dh = std::max(max_dh, dh[i]);
       max_dw = std::max(max_dw, dw[i]);
     }
+    // The panel's rows are one run of consecutive floats of the window (MR channels of one
+    // tap, say): each column is then a plain copy.
+    const bool run = mv == MR && rel[MR - 1] - rel[0] == MR - 1;
     int64_t s = p0 / P, q = p0 % P, oh = q / w.OW, ow = q % w.OW;
     for (int64_t p = 0; p < kc; ++p) {
       const float* xs = pt.x + s * w.in_size();
@@ -139,7 +165,9 @@ void pack_cols(const Patches& pt, int64_t i0, int64_t mc, int64_t p0, int64_t kc
       float* d = dst + p * MR;
       if (ihb >= 0 && ihb + max_dh < w.H && iwb >= 0 && iwb + max_dw < w.W) {
         const float* corner = xs + (ihb * w.W + iwb) * w.C;
-        if (mv == MR) {
+        if (run) {
+          std::memcpy(d, corner + rel[0], sizeof(float) * MR);
+        } else if (mv == MR) {
 #pragma GCC unroll 16
           for (int i = 0; i < MR; ++i) d[i] = corner[rel[i]];
         } else {
