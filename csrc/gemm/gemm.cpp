@@ -17,6 +17,9 @@
 // sequence of floating-point operations whatever the thread count: results are bitwise
 // identical for 1..N threads.
 //
+// A may also be implicit (sgemm_packed_a): the caller's routine packs each MC x KC block of A
+// (a convolution gathers image patches), and everything else above stays as it is.
+//
 // Small m (up to the kernel's direct_max_m) with B of unit column stride skips all of the
 // above: packing a whole weight matrix for one output row costs more than the product. The
 // direct kernel reads A and B in place and reproduces the micro-kernel's arithmetic per

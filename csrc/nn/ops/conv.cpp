@@ -84,17 +84,17 @@ void pack_rows(const Patches& pt, int64_t i0, int64_t mc, int64_t p0, int64_t kc
     const int64_t mv = std::min<int64_t>(MR, mc - ir);
     int64_t ih0[MR] = {}, iw0[MR] = {};
     const float* base[MR] = {};
-    const float* corner[MR] = {};
     bool inside = mv == MR;
     for (int i = 0; i < mv; ++i) {
       const int64_t r = i0 + ir + i, s = r / P, q = r % P;
       ih0[i] = (q / w.OW) * w.SH - w.PH;
       iw0[i] = (q % w.OW) * w.SW - w.PW;
       base[i] = pt.x + s * w.in_size() + pt.c0;
-      corner[i] = base[i] + (ih0[i] * w.W + iw0[i]) * w.C;
       inside = inside && window_inside(w, ih0[i], iw0[i]);
     }
     if (inside) {
+      const float* corner[MR];
+      for (int i = 0; i < MR; ++i) corner[i] = base[i] + (ih0[i] * w.W + iw0[i]) * w.C;
       int64_t p = 0;
 #if defined(__SSE2__)
       if constexpr (MR % 4 == 0) {
