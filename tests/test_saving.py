@@ -305,9 +305,9 @@ def test_clear_errors_for_foreign_unknown_version_and_unknown_layer(tmp_path):
 
     def conv(meta):
         cfg = json.loads(meta["model_config"])
-        cfg["config"]["layers"][1]["class_name"] = "Conv2D"
+        cfg["config"]["layers"][1]["class_name"] = "Conv3D"
         meta["model_config"] = json.dumps(cfg)
-    with pytest.raises(ValueError, match="unknown layer type 'Conv2D'"):
+    with pytest.raises(ValueError, match="unknown layer type 'Conv3D'"):
         load_model(_rewrite(src, tmp_path / "conv.safetensors", conv))
 
     (tmp_path / "text.safetensors").write_bytes(b"PK\x03\x04 a zip, not a model")

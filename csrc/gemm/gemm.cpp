@@ -17,6 +17,9 @@
 // sequence of floating-point operations whatever the thread count: results are bitwise
 // identical for 1..N threads.
 //
+// A may also be implicit (sgemm_packed_a): the caller's routine packs each MC x KC block of A
+// (a convolution gathers image patches), and everything else above stays as it is.
+//
 // Small m (up to the kernel's direct_max_m) with B of unit column stride skips all of the
 // above: packing a whole weight matrix for one output row costs more than the product. The
 // direct kernel reads A and B in place and reproduces the micro-kernel's arithmetic per
@@ -94,9 +97,12 @@ int64_t k_panel_depth(int64_t k, int64_t kc_max) {
 }
 
 // One thread's share: rows [m0, m1) and columns [n0, n1) of C, all of K.
+// pack_a_block(ic, mc, pc, kc, dst) packs rows [ic, ic + mc) x columns [pc, pc + kc) of A into
+// dst in pack_a's layout (a strided matrix, or an implicit one such as convolution patches).
+template <class PackA>
 void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
-                int64_t k, float alpha, MatrixView a, MatrixView b, float beta, float* c,
-                int64_t ldc, const Epilogue& ep) {
+                int64_t k, float alpha, const PackA& pack_a_block, MatrixView b, float beta,
+                float* c, int64_t ldc, const Epilogue& ep) {
   const int MR = kern.mr, NR = kern.nr;
   const int64_t MC = std::max<int64_t>(MR, kern.mc / MR * MR);
   const int64_t NC = std::max<int64_t>(NR, kern.nc / NR * NR);
@@ -116,7 +122,7 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
       const int64_t kc = std::min(KC, k - pc);
       const float beta_p = pc == 0 ? beta : 1.0f;
       const bool last = pc + kc == k;
-      pack_a_dispatch(MR, mc, kc, a.data + ic * a.rs + pc * a.cs, a.rs, a.cs, abuf);
+      pack_a_block(ic, mc, pc, kc, abuf);
       for (int64_t jc = n0; jc < n1; jc += NC) {                 // JC
         const int64_t nc = std::min(NC, n1 - jc);
         pack_b_dispatch(NR, kc, nc, b.data + pc * b.rs + jc * b.cs, b.rs, b.cs, bbuf);
@@ -227,6 +233,53 @@ void gemm_direct(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float 
   }
 }
 
+// Nothing to accumulate: C = beta * C (never reading C when beta is 0), then the epilogue.
+void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc, const Epilogue& ep) {
+  for (int64_t i = 0; i < m; ++i) {
+    float* ci = c + i * ldc;
+    if (beta == 0.0f) std::fill(ci, ci + n, 0.0f);
+    else if (beta != 1.0f) for (int64_t j = 0; j < n; ++j) ci[j] *= beta;
+  }
+  if (!ep.empty()) ep.apply(c, ldc, 0, 0, m, n);
+}
+
+// The packed path on as many threads as the size allows: C cut into a grid of MR/NR-aligned
+// rectangles, each running gemm_block with its own packing buffers.
+template <class PackA>
+void gemm_blocked(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float alpha,
+                  const PackA& pack_a_block, MatrixView b, float beta, float* c, int64_t ldc,
+                  const Epilogue& ep, int nthreads) {
+  const int nt = threads_for(m, n, k, nthreads);
+  Grid g = nt > 1 ? choose_grid(kern, m, n, k, nt) : Grid{};
+  const int used = g.tm * g.tn;
+  if (used <= 1) {
+    gemm_block(kern, 0, m, 0, n, k, alpha, pack_a_block, b, beta, c, ldc, ep);
+    return;
+  }
+  const int64_t mp = (m + kern.mr - 1) / kern.mr;
+  const int64_t np = (n + kern.nr - 1) / kern.nr;
+  bool failed = false;  // an exception must not escape an OpenMP region
+#pragma omp parallel num_threads(used)
+  {
+    const int t = omp_get_thread_num();
+    if (t < used) {
+      const int ti = t / g.tn, tj = t % g.tn;
+      const int64_t m0 = split(mp, g.tm, ti, kern.mr);
+      const int64_t m1 = std::min(m, split(mp, g.tm, ti + 1, kern.mr));
+      const int64_t n0 = split(np, g.tn, tj, kern.nr);
+      const int64_t n1 = std::min(n, split(np, g.tn, tj + 1, kern.nr));
+      try {
+        if (m0 < m1 && n0 < n1)
+          gemm_block(kern, m0, m1, n0, n1, k, alpha, pack_a_block, b, beta, c, ldc, ep);
+      } catch (...) {
+#pragma omp atomic write
+        failed = true;
+      }
+    }
+  }
+  if (failed) throw std::bad_alloc();
+}
+
 }  // namespace
 
 const KernelInfo& active_kernel() {
@@ -254,13 +307,7 @@ void sgemm_with(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float a
                 const Epilogue& ep, int nthreads) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == 0.0f) {
-    // Nothing to accumulate: C = beta * C (never reading C when beta is 0), then the epilogue.
-    for (int64_t i = 0; i < m; ++i) {
-      float* ci = c + i * ldc;
-      if (beta == 0.0f) std::fill(ci, ci + n, 0.0f);
-      else if (beta != 1.0f) for (int64_t j = 0; j < n; ++j) ci[j] *= beta;
-    }
-    if (!ep.empty()) ep.apply(c, ldc, 0, 0, m, n);
+    scale_c(m, n, beta, c, ldc, ep);
     return;
   }
   if (m <= direct_max_m(kern) && (b.cs == 1 || n == 1)) {
@@ -271,35 +318,27 @@ void sgemm_with(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float a
     gemm_direct(kern, m, n, k, alpha, a, b, beta, c, ldc, ep, nt_direct);
     return;
   }
-  const int nt = threads_for(m, n, k, nthreads);
-  Grid g = nt > 1 ? choose_grid(kern, m, n, k, nt) : Grid{};
-  const int used = g.tm * g.tn;
-  if (used <= 1) {
-    gemm_block(kern, 0, m, 0, n, k, alpha, a, b, beta, c, ldc, ep);
+  const int mr = kern.mr;
+  auto pack = [&](int64_t ic, int64_t mc, int64_t pc, int64_t kc, float* dst) {
+    pack_a_dispatch(mr, mc, kc, a.data + ic * a.rs + pc * a.cs, a.rs, a.cs, dst);
+  };
+  gemm_blocked(kern, m, n, k, alpha, pack, b, beta, c, ldc, ep, nthreads);
+}
+
+void sgemm_packed_a(int64_t m, int64_t n, int64_t k, float alpha, const APacker& a,
+                    MatrixView b, float beta, float* c, int64_t ldc, const Epilogue& ep,
+                    int nthreads) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0 || alpha == 0.0f) {
+    scale_c(m, n, beta, c, ldc, ep);
     return;
   }
-  const int64_t mp = (m + kern.mr - 1) / kern.mr;
-  const int64_t np = (n + kern.nr - 1) / kern.nr;
-  bool failed = false;  // an exception must not escape an OpenMP region
-#pragma omp parallel num_threads(used)
-  {
-    const int t = omp_get_thread_num();
-    if (t < used) {
-      const int ti = t / g.tn, tj = t % g.tn;
-      const int64_t m0 = split(mp, g.tm, ti, kern.mr);
-      const int64_t m1 = std::min(m, split(mp, g.tm, ti + 1, kern.mr));
-      const int64_t n0 = split(np, g.tn, tj, kern.nr);
-      const int64_t n1 = std::min(n, split(np, g.tn, tj + 1, kern.nr));
-      try {
-        if (m0 < m1 && n0 < n1)
-          gemm_block(kern, m0, m1, n0, n1, k, alpha, a, b, beta, c, ldc, ep);
-      } catch (...) {
-#pragma omp atomic write
-        failed = true;
-      }
-    }
-  }
-  if (failed) throw std::bad_alloc();
+  const KernelInfo& kern = active_kernel();
+  const int mr = kern.mr;
+  auto pack = [&](int64_t ic, int64_t mc, int64_t pc, int64_t kc, float* dst) {
+    a.pack(a.ctx, ic, mc, pc, kc, mr, dst);
+  };
+  gemm_blocked(kern, m, n, k, alpha, pack, b, beta, c, ldc, ep, nthreads);
 }
 
 void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatrixView a, MatrixView b, float beta,

@@ -28,6 +28,26 @@ void sgemm_with(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float a
                 MatrixView a, MatrixView b, float beta, float* c, int64_t ldc,
                 const Epilogue& ep, int nthreads);
 
+// An A operand given by its packing routine instead of its elements: an implicit GEMM (the
+// patches of a convolution) packs its rows straight into the micro-panels, so the whole
+// matrix never exists in memory.
+//
+// pack(ctx, i0, mc, p0, kc, mr, dst) writes rows [i0, i0 + mc) x columns [p0, p0 + kc) of A
+// as ceil(mc / mr) micro-panels in pack_a's layout: panel r holds A[i0 + r*mr + i][p0 + p]
+// at dst[r*mr*kc + p*mr + i], rows past mc as zeros. It is called concurrently from the
+// GEMM's threads (each with its own dst), so it must only read ctx.
+struct APacker {
+  void (*pack)(const void* ctx, int64_t i0, int64_t mc, int64_t p0, int64_t kc, int mr,
+               float* dst);
+  const void* ctx;
+};
+
+// sgemm with A from a packer: the same blocked loops, micro-kernel, thread grid and epilogue
+// (no direct small-m path), so C[i][j] does not depend on m or the thread count.
+void sgemm_packed_a(int64_t m, int64_t n, int64_t k, float alpha, const APacker& a,
+                    MatrixView b, float beta, float* c, int64_t ldc,
+                    const Epilogue& ep = Epilogue{}, int nthreads = 0);
+
 // Thread count the next sgemm of this size would use.
 int threads_for(int64_t m, int64_t n, int64_t k, int nthreads);
 

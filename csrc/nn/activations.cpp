@@ -55,8 +55,9 @@ namespace {
                   const float* p) {                                                         \
     (void)p;                                                                                \
     for (int64_t i = 0; i < n; ++i) {                                                       \
-      const float z = zs[i];                                                                \
-      dz[i] = (COND) ? dy[i] : 0.0f;                                                        \
+      /* dy read unconditionally: a select, not a branch, so the loop vectorises */         \
+      const float z = zs[i], g = dy[i];                                                     \
+      dz[i] = (COND) ? g : 0.0f;                                                            \
     }                                                                                       \
   }
 

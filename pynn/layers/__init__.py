@@ -1,5 +1,6 @@
 """Layers (Keras 3 names)."""
 from pynn.layers.activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
+from pynn.layers.convolutional import Conv1D, Conv2D
 from pynn.layers.dense import Dense
 from pynn.layers.lambda_layer import Lambda
 from pynn.layers.layer import Layer
@@ -7,13 +8,18 @@ from pynn.layers.ops_layer import OpLayer
 from pynn.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
                                  Subtract, add, average, concatenate, dot, maximum, minimum,
                                  multiply, subtract)
+from pynn.layers.pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
+                                 GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+                                 MaxPooling1D, MaxPooling2D)
 from pynn.layers.regularization import BatchNormalization, Dropout
 from pynn.layers.reshaping import (Flatten, Identity, Input, InputLayer, Permute, RepeatVector,
                                    Reshape)
 
 _CLASSES = {cls.__name__: cls for cls in (
-    Activation, Add, Average, BatchNormalization, Concatenate, Dense, Dot, Dropout, ELU,
-    Flatten, Identity, InputLayer, LeakyReLU, Maximum, Minimum, Multiply, PReLU, Permute, ReLU,
+    Activation, Add, Average, AveragePooling1D, AveragePooling2D, BatchNormalization,
+    Concatenate, Conv1D, Conv2D, Dense, Dot, Dropout, ELU, Flatten, GlobalAveragePooling1D,
+    GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Identity, InputLayer,
+    LeakyReLU, MaxPooling1D, MaxPooling2D, Maximum, Minimum, Multiply, PReLU, Permute, ReLU,
     RepeatVector, Reshape, Softmax, Subtract,
     OpLayer)}   # (pynn.ops on symbolic tensors: data only, safe to load)
 _MODEL_CLASSES = ("Functional", "Model", "Sequential")
@@ -70,9 +76,11 @@ def deserialize(config: dict, custom_objects=None) -> Layer:
         raise ValueError(f"layer config of {name}: {exc}") from None
 
 
-__all__ = ["Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense", "Dot",
-           "Dropout", "ELU", "Flatten", "Identity", "Input", "InputLayer", "Lambda", "Layer",
-           "LeakyReLU",
+__all__ = ["Activation", "Add", "Average", "AveragePooling1D", "AveragePooling2D",
+           "BatchNormalization", "Concatenate", "Conv1D", "Conv2D", "Dense", "Dot", "Dropout",
+           "ELU", "Flatten", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Identity", "Input", "InputLayer",
+           "Lambda", "Layer", "LeakyReLU", "MaxPooling1D", "MaxPooling2D",
            "Maximum", "Minimum", "Multiply", "PReLU", "Permute", "ReLU", "RepeatVector",
            "Reshape", "Softmax", "Subtract", "add", "average", "concatenate", "deserialize",
            "dot", "maximum", "minimum", "multiply", "serialize", "subtract"]

@@ -22,6 +22,13 @@ dropout           rate, seed                                   x -> same (identi
 batchnorm         momentum, epsilon, center, scale             [gamma?, beta?, moving_mean,
                                                                moving_variance] (c,), axis -1
 prelu             -                                            [alpha (shape of x)]
+conv              strides, padding (valid, same, causal),      [kernel (kw, c/groups, f) or
+                  dilation_rate, groups, activation,           (kh, kw, c/groups, f), bias (f)]
+                  act_params, use_bias                         (w, c) -> (ow, f),
+                                                               (h, w, c) -> (oh, ow, f)
+max_pool,         pool_size, strides (default pool_size),      (w, c) -> (ow, c),
+avg_pool          padding (valid, same)                        (h, w, c) -> (oh, ow, c)
+global_pool       fn (avg, max), keepdims                      (..., c) -> (c,) or (1, .., 1, c)
 add, subtract,    -                                            n inputs of one shape -> that
 multiply,                                                      shape (subtract: exactly 2)
 average, maximum,
@@ -51,7 +58,8 @@ variable          shape (optional)                             [w]: w as every s
 ================  ==========================================  ==================================
 
 The ops under `pynn.ops` (unary ... variable) are written out in pynn/reference/ops.py, their
-NumPy twins. Losses are attached per output: ``(kind, from_logits, delta, weight)`` with the
+NumPy twins; conv and the pooling ops (channels_last, Keras's padding rules) in
+pynn/reference/conv.py. Losses are attached per output: ``(kind, from_logits, delta, weight)`` with the
 kinds of `pynn.losses` (mean_squared_error, mean_absolute_error, huber, binary_crossentropy,
 categorical_crossentropy, sparse_categorical_crossentropy) or ``mean_of_output``, the mean of
 the output itself (the per-sample values of a traced custom loss; no target); the total loss is

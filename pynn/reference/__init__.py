@@ -5,13 +5,14 @@ use float64 as the truth). Read it to learn the math; the tests use it to prove 
 
 Modules: `gemm`, `activations`, `losses`, `dense`, `regularization` (dropout, batch
 normalisation, L1/L2), `optimizers`, `initializers`, `merging` (merge and shape ops of the
-graph), and `graph` (runs a whole `GraphSpec`: forward, loss and backpropagation).
+graph), `ops` (the ops of `pynn.ops`), `conv` (convolution and pooling), and `graph` (runs a
+whole `GraphSpec`: forward, loss and backpropagation).
 """
 import importlib
 
 from pynn.reference.gemm import gemm
 
-_MODULES = ("activations", "dense", "gemm", "graph", "initializers", "losses", "merging", "ops",
+_MODULES = ("activations", "conv", "dense", "gemm", "graph", "initializers", "losses", "merging", "ops",
             "optimizers", "regularization")
 
 

@@ -491,3 +491,8 @@ def gradients(spec, xs, targets, losses, sample_weights=None, training=True, dty
 from pynn.reference import ops as _pynn_ops  # noqa: E402
 
 OPS.update(_pynn_ops.OPS)
+
+# --- convolution and pooling: their twins live in pynn/reference/conv.py.
+from pynn.reference import conv as _conv  # noqa: E402
+
+OPS.update(_conv.OPS)

@@ -1,0 +1,423 @@
+// conv: 1-D and 2-D convolution, Keras's Conv1D / Conv2D on channels_last samples.
+//
+//   x (W, C) or (H, W, C);  kernel (kw, C/groups, F) or (kh, kw, C/groups, F);  bias (F)
+//   y[oh, ow, f] = act(b[f] + sum_{i, j, c} x[oh*sh - ph + i*dh, ow*sw - pw + j*dw, g*Cg + c]
+//                                           * kernel[i, j, c, f])      g = f / (F / groups)
+// (a cross-correlation, as in Keras; positions outside the input are zeros). Geometry and
+// padding rules: window.h.
+//
+// Forward is an implicit GEMM per group: Y (n*OH*OW, F/g) = patches (n*OH*OW, kh*kw*Cg) times
+// the kernel (kh*kw*Cg, F/g) read in place, with the bias and activation in the GEMM's
+// epilogue. The patch matrix is never built: the GEMM asks for one MC x KC block at a time
+// and pack_rows gathers those patches from x straight into the micro-panels, so the extra
+// memory is the GEMM's own packing buffers.
+//
+// Where the time goes (perf, one thread, the keras.io MNIST convnet at batch 128, AVX-512):
+// the micro-kernel ~30% of a training step, packing patches ~11% (each packed float feeds
+// only F = 32..64 multiply-adds, so a scalar gather costs as much as the FMAs it feeds: hence
+// the 4x4 transposes), the rest memory-bound passes over the activations (relu, pooling,
+// dropout, col2im). Left for later: an indirect micro-kernel (Dukhan 2019) that reads patch
+// rows through pointers instead of packing them, a direct kernel for 1-3 input channels
+// (K = 9..27 is too shallow for the GEMM), and fusing relu + max pooling into the epilogue.
+//
+// Backward, with dz = dy * act'(z) computed in place in dy (plus the bias gradient, the
+// column sums of dz, in the same pass):
+//   dW = patches^T dz   an implicit GEMM again, patches^T packed by pack_cols;
+//   dx = col2im(dz W^T) dz W^T is formed for a bounded chunk of output positions at a time
+//                       (kChunkFloats floats of scratch), then each row's kh*kw*Cg values
+//                       are added into the input positions they came from.
+//
+// Determinism: every GEMM element sums its K in the driver's fixed panels whatever the thread
+// count and whatever M is, so a sample's outputs do not depend on the batch it is in; dW sums
+// over positions in a fixed order; col2im adds each sample's rows in increasing order on one
+// thread (ops::for_samples). Results are bitwise the same on any thread count.
+//
+// Scratch: [0] z, the pre-activation (saved, when backward needs it and the activation is
+// not relu, whose derivative reads y), [1] the dz W^T chunk.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
+#include "gemm/gemm.h"
+#include "nn/dense.h"
+#include "nn/ops/common.h"
+#include "nn/ops/window.h"
+#include "nn/softmax.h"
+
+namespace pynn::nn {
+namespace {
+
+using ops::Window;
+
+// Floats of scratch for one chunk of dz W^T (the input gradient's im2col-shaped rows).
+constexpr int64_t kChunkFloats = int64_t(1) << 18;
+
+// The patches of one group as an implicit (n*OH*OW) x (KH*KW*cg) matrix: row r is output
+// position r (sample r / (OH*OW)), column (tap, c) is input channel c0 + c under that tap.
+struct Patches {
+  Window w;
+  const float* x;         // the batch of inputs
+  int64_t c0;             // first input channel of the group
+  int64_t cg;             // input channels per group
+  const int64_t* offset;  // per column (tap, c): its input's offset from the window's corner
+};
+
+// Whether every tap of the window whose top-left input is (ih, iw) lies inside the input.
+inline bool window_inside(const Window& w, int64_t ih, int64_t iw) {
+  return ih >= 0 && ih + (w.KH - 1) * w.DH < w.H && iw >= 0 && iw + (w.KW - 1) * w.DW < w.W;
+}
+
+// Rows [i0, i0 + mc) x columns [p0, p0 + kc) of the patch matrix in pack_a's panel layout.
+// Invariants: dst[p*MR + i] of a panel is patch row (panel start + i), column p0 + p; rows
+// past mc and positions in the padding are 0.
+// A panel whose MR windows all lie inside the input (every panel with padding "valid") is a
+// gather: column p of row i is corner_i[offset[p]]. Other panels walk the columns one tap at a
+// time, a tap giving each row a run of contiguous channels, or zeros where it is padding.
+template <int MR>
+void pack_rows(const Patches& pt, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* dst) {
+  const Window& w = pt.w;
+  const int64_t P = w.positions();
+  for (int64_t ir = 0; ir < mc; ir += MR, dst += MR * kc) {
+    const int64_t mv = std::min<int64_t>(MR, mc - ir);
+    int64_t ih0[MR] = {}, iw0[MR] = {};
+    const float* base[MR] = {};
+    bool inside = mv == MR;
+    for (int i = 0; i < mv; ++i) {
+      const int64_t r = i0 + ir + i, s = r / P, q = r % P;
+      ih0[i] = (q / w.OW) * w.SH - w.PH;
+      iw0[i] = (q % w.OW) * w.SW - w.PW;
+      base[i] = pt.x + s * w.in_size() + pt.c0;
+      inside = inside && window_inside(w, ih0[i], iw0[i]);
+    }
+    if (inside) {
+      const float* corner[MR];
+      for (int i = 0; i < MR; ++i) corner[i] = base[i] + (ih0[i] * w.W + iw0[i]) * w.C;
+      int64_t p = 0;
+#if defined(__SSE2__)
+      if constexpr (MR % 4 == 0) {
+        // Four columns that are four consecutive floats of every row (offsets strictly
+        // increase, so a difference of 3 means steps of 1): 4x4 transposes of rows.
+        for (; p + 4 <= kc && pt.offset[p0 + p + 3] - pt.offset[p0 + p] == 3; p += 4) {
+          const int64_t o = pt.offset[p0 + p];
+          float* d = dst + p * MR;
+          for (int i = 0; i < MR; i += 4) {
+            __m128 r0 = _mm_loadu_ps(corner[i] + o), r1 = _mm_loadu_ps(corner[i + 1] + o);
+            __m128 r2 = _mm_loadu_ps(corner[i + 2] + o), r3 = _mm_loadu_ps(corner[i + 3] + o);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            _mm_storeu_ps(d + i, r0);
+            _mm_storeu_ps(d + MR + i, r1);
+            _mm_storeu_ps(d + 2 * MR + i, r2);
+            _mm_storeu_ps(d + 3 * MR + i, r3);
+          }
+        }
+      }
+#endif
+      for (; p < kc; ++p) {
+        const int64_t o = pt.offset[p0 + p];
+        float* d = dst + p * MR;
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; ++i) d[i] = corner[i][o];
+      }
+      continue;
+    }
+    for (int64_t col = p0; col < p0 + kc;) {
+      const int64_t tap = col / pt.cg, c = col % pt.cg;
+      const int64_t run = std::min(pt.cg - c, p0 + kc - col);
+      const int64_t dh = (tap / w.KW) * w.DH, dw = (tap % w.KW) * w.DW;
+      const float* src[MR];
+      for (int i = 0; i < MR; ++i) {
+        const int64_t ih = ih0[i] + dh, iw = iw0[i] + dw;
+        const bool in = i < mv && ih >= 0 && ih < w.H && iw >= 0 && iw < w.W;
+        src[i] = in ? base[i] + (ih * w.W + iw) * w.C + c : nullptr;
+      }
+      float* d = dst + (col - p0) * MR;
+      for (int64_t q = 0; q < run; ++q)
+        for (int i = 0; i < MR; ++i) d[q * MR + i] = src[i] != nullptr ? src[i][q] : 0.0f;
+      col += run;
+    }
+  }
+}
+
+// Rows [i0, i0 + mc) x columns [p0, p0 + kc) of the transposed patch matrix (rows are
+// (tap, c), columns output positions), for dW = patches^T dz. Same layout and zero rules as
+// pack_rows. Each panel's MR (tap, c) rows become MR offsets from a position's window corner;
+// away from the borders a column is a gather of MR floats at those offsets.
+template <int MR>
+void pack_cols(const Patches& pt, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* dst) {
+  const Window& w = pt.w;
+  const int64_t P = w.positions();
+  for (int64_t ir = 0; ir < mc; ir += MR, dst += MR * kc) {
+    const int64_t mv = std::min<int64_t>(MR, mc - ir);
+    int64_t dh[MR] = {}, dw[MR] = {}, ch[MR] = {}, rel[MR] = {};
+    int64_t max_dh = 0, max_dw = 0;
+    for (int i = 0; i < mv; ++i) {
+      const int64_t kidx = i0 + ir + i;
+      dh[i] = (kidx / pt.cg / w.KW) * w.DH;
+      dw[i] = (kidx / pt.cg % w.KW) * w.DW;
+      ch[i] = pt.c0 + kidx % pt.cg;
+      rel[i] = pt.c0 + pt.offset[kidx];
+      max_dh = std::max(max_dh, dh[i]);
+      max_dw = std::max(max_dw, dw[i]);
+    }
+    // The panel's rows are one run of consecutive floats of the window (MR channels of one
+    // tap, say): each column is then a plain copy.
+    const bool run = mv == MR && rel[MR - 1] - rel[0] == MR - 1;
+    int64_t s = p0 / P, q = p0 % P, oh = q / w.OW, ow = q % w.OW;
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* xs = pt.x + s * w.in_size();
+      const int64_t ihb = oh * w.SH - w.PH, iwb = ow * w.SW - w.PW;
+      float* d = dst + p * MR;
+      if (ihb >= 0 && ihb + max_dh < w.H && iwb >= 0 && iwb + max_dw < w.W) {
+        const float* corner = xs + (ihb * w.W + iwb) * w.C;
+        if (run) {
+          std::memcpy(d, corner + rel[0], sizeof(float) * MR);
+        } else if (mv == MR) {
+#pragma GCC unroll 16
+          for (int i = 0; i < MR; ++i) d[i] = corner[rel[i]];
+        } else {
+          for (int i = 0; i < MR; ++i) d[i] = i < mv ? corner[rel[i]] : 0.0f;
+        }
+      } else {
+        for (int i = 0; i < MR; ++i) {
+          const int64_t ih = ihb + dh[i], iw = iwb + dw[i];
+          d[i] = i < mv && ih >= 0 && ih < w.H && iw >= 0 && iw < w.W
+                     ? xs[(ih * w.W + iw) * w.C + ch[i]]
+                     : 0.0f;
+        }
+      }
+      if (++ow == w.OW) {
+        ow = 0;
+        if (++oh == w.OH) {
+          oh = 0;
+          ++s;
+        }
+      }
+    }
+  }
+}
+
+template <bool kTransposed>
+void pack_patches(const void* ctx, int64_t i0, int64_t mc, int64_t p0, int64_t kc, int mr,
+                  float* dst) {
+  const Patches& pt = *static_cast<const Patches*>(ctx);
+#define PYNN_CONV_PACK(MR)                                 \
+  case MR:                                                 \
+    if (kTransposed) pack_cols<MR>(pt, i0, mc, p0, kc, dst); \
+    else pack_rows<MR>(pt, i0, mc, p0, kc, dst);           \
+    return;
+  switch (mr) {
+    PYNN_CONV_PACK(4)
+    PYNN_CONV_PACK(6)
+    PYNN_CONV_PACK(8)
+    PYNN_CONV_PACK(12)
+    PYNN_CONV_PACK(14)
+    PYNN_CONV_PACK(16)
+    default: std::abort();  // a GEMM kernel with an MR not listed here is a build bug
+  }
+#undef PYNN_CONV_PACK
+}
+
+// dx rows [r0, r0 + rows) of the batch += col2im of `dcol` ((rows, KH*KW*cg), the gradient of
+// each patch) for the group whose channels start at c0. Threads take whole samples; within a
+// sample rows and taps are added in increasing order.
+void col2im_add(const Window& w, const float* dcol, int64_t r0, int64_t rows, int64_t c0,
+                int64_t cg, float* dx) {
+  const int64_t P = w.positions(), Kg = w.taps() * cg;
+  const int64_t s0 = r0 / P, s1 = (r0 + rows - 1) / P + 1;
+  ops::for_samples(s0, s1, rows * Kg, [&](int64_t s) {
+    float* xs = dx + s * w.in_size() + c0;
+    const int64_t ra = std::max(r0, s * P), rb = std::min(r0 + rows, (s + 1) * P);
+    for (int64_t r = ra; r < rb; ++r) {
+      const int64_t q = r - s * P;
+      const int64_t ihb = (q / w.OW) * w.SH - w.PH, iwb = (q % w.OW) * w.SW - w.PW;
+      const float* src = dcol + (r - r0) * Kg;
+      for (int64_t i = 0; i < w.KH; ++i) {
+        const int64_t ih = ihb + i * w.DH;
+        if (ih < 0 || ih >= w.H) continue;
+        for (int64_t j = 0; j < w.KW; ++j) {
+          const int64_t iw = iwb + j * w.DW;
+          if (iw < 0 || iw >= w.W) continue;
+          float* d = xs + (ih * w.W + iw) * w.C;
+          const float* e = src + (i * w.KW + j) * cg;
+          for (int64_t c = 0; c < cg; ++c) d[c] += e[c];
+        }
+      }
+    }
+  });
+}
+
+class ConvOp : public Op {
+ public:
+  Shape configure(const Attrs& attrs, const std::vector<Shape>& in,
+                  const std::vector<Shape>& params) override {
+    use_bias_ = attrs.get_bool("use_bias", true);
+    groups_ = attrs.get_int("groups", 1);
+    const std::string act = attrs.get_string("activation", "linear");
+    const std::vector<double> ap = attrs.get_doubles("act_params");
+    softmax_ = act == "softmax";
+    sigmoid_ = act == "sigmoid";
+    relu_ = act == "relu";
+    if (act == "rrelu")
+      op_error(attrs, "activation 'rrelu' draws random slopes: follow a linear conv with an "
+                      "activation op instead");
+    if (softmax_) {
+      if (!ap.empty()) op_error(attrs, "activation 'softmax' takes no act_params");
+      act_ = &ops::linear_activation();
+    } else {
+      act_ = &ops::activation_for(attrs, act, ap, act_params_);
+    }
+    check_arity(attrs, in, 1, 1, params, use_bias_ ? 2 : 1, use_bias_ ? 2 : 1);
+    const Shape& x = in[0];
+    if (x.size() != 2 && x.size() != 3)
+      op_error(attrs, "expects samples of shape (width, channels) or (height, width, "
+                      "channels), got input shape " + shape_str(x));
+    const size_t rank = x.size() - 1;
+    const Shape& k = params[0];
+    const std::string want_k = rank == 1 ? "(kernel_width, input_channels / groups, filters)"
+                                         : "(kernel_height, kernel_width, input_channels / "
+                                           "groups, filters)";
+    if (k.size() != rank + 2)
+      op_error(attrs, "kernel shape " + shape_str(k) + " must be " + want_k + " for input "
+                      "shape " + shape_str(x));
+    if (groups_ < 1) op_error(attrs, "groups must be positive, got " + std::to_string(groups_));
+    filters_ = k.back();
+    const int64_t C = x.back();
+    if (filters_ < 1) op_error(attrs, "kernel shape " + shape_str(k) + " has no filters");
+    if (C % groups_ != 0)
+      op_error(attrs, "input channels " + std::to_string(C) + " (input shape " + shape_str(x) +
+                          ") are not divisible by groups " + std::to_string(groups_));
+    if (filters_ % groups_ != 0)
+      op_error(attrs, "filters " + std::to_string(filters_) + " are not divisible by groups " +
+                          std::to_string(groups_));
+    cg_ = C / groups_;
+    fg_ = filters_ / groups_;
+    if (k[rank] != cg_) {
+      Shape want = k;
+      want[rank] = cg_;
+      op_error(attrs, "kernel shape " + shape_str(k) + " does not match input shape " +
+                          shape_str(x) + " and groups " + std::to_string(groups_) +
+                          ": expected " + shape_str(want) + ", " + want_k);
+    }
+    w_ = ops::make_window(attrs, x, std::vector<int64_t>(k.begin(), k.begin() + rank),
+                          "kernel size", {}, true, rank == 1);
+    kg_ = w_.taps() * cg_;
+    offset_.resize(size_t(kg_));
+    for (int64_t p = 0; p < kg_; ++p) {
+      const int64_t tap = p / cg_;
+      offset_[size_t(p)] = ((tap / w_.KW) * w_.DH * w_.W + (tap % w_.KW) * w_.DW) * w_.C + p % cg_;
+    }
+    if (use_bias_ && params[1] != Shape{filters_})
+      op_error(attrs, "bias shape " + shape_str(params[1]) + " does not match filters " +
+                          std::to_string(filters_) + ": expected " + shape_str({filters_}));
+    chunk_rows_ = std::max<int64_t>(1, kChunkFloats / kg_);
+    return ops::window_output_shape(w_, filters_);
+  }
+
+  std::vector<ScratchNeed> scratch(bool training, bool backward) const override {
+    std::vector<ScratchNeed> s(2);
+    if (backward && keeps_z(training))
+      s[0] = {w_.positions() * filters_, 0, ScratchLife::saved};
+    if (backward) s[1] = {0, chunk_rows_ * kg_, ScratchLife::backward};
+    return s;
+  }
+  bool needs_input(int, bool, const BackwardNeeds& needs) const override {
+    return needs.dparam[0] != 0;  // only dW reads x
+  }
+  bool needs_output(bool, const BackwardNeeds&) const override {
+    return (softmax_ && !logits_) || &effective() != &ops::linear_activation();
+  }
+
+  void forward(const FwdArgs& a) override {
+    const int64_t M = a.n * w_.positions();
+    const ActivationInfo& act = effective();
+    float* z = keeps_z(a.training) ? a.scratch[0] : nullptr;
+    for (int64_t g = 0; g < groups_; ++g) {
+      const Patches pt{w_, a.x[0], g * cg_, cg_, offset_.data()};
+      const gemm::APacker packer{&pack_patches<false>, &pt};
+      gemm::Epilogue ep;
+      if (use_bias_) ep.bias = a.param[1] + g * fg_;
+      if (z != nullptr) {
+        ep.preact = z + g * fg_;
+        ep.ld_preact = filters_;
+      }
+      if (&act != &ops::linear_activation()) {
+        ep.act = act.forward;
+        ep.act_params = act_params_.data();
+      }
+      gemm::sgemm_packed_a(M, fg_, kg_, 1.0f, packer, {a.param[0] + g * fg_, filters_, 1}, 0.0f,
+                           a.y + g * fg_, filters_, ep);
+    }
+    if (softmax_ && !logits_) softmax_forward(a.y, M, filters_);
+  }
+
+  void backward(const BwdArgs& a) override {
+    const int64_t M = a.n * w_.positions();
+    float* dy = a.dy;
+    if (softmax_ && !logits_) softmax_backward(a.y, dy, dy, M, filters_);
+    const ActivationInfo& act = effective();
+    const bool linear = &act == &ops::linear_activation();
+    float* db = use_bias_ ? a.dparam[1] : nullptr;
+    // dz = dy * act'(z) in place, and db = its column sums, in one pass.
+    if (db != nullptr || !linear) {
+      const float* z = linear ? nullptr : keeps_z(a.training) ? a.scratch[0] : a.y;
+      activation_backward_colsum(M, filters_, z, a.y, dy, &act, act_params_.data(), db,
+                                 db != nullptr && a.dparam_acc[1]);
+    }
+    const float* dz = dy;
+    if (float* dW = a.dparam[0]) {
+      const float beta = a.dparam_acc[0] ? 1.0f : 0.0f;
+      for (int64_t g = 0; g < groups_; ++g) {
+        const Patches pt{w_, a.x[0], g * cg_, cg_, offset_.data()};
+        const gemm::APacker packer{&pack_patches<true>, &pt};
+        gemm::sgemm_packed_a(kg_, fg_, M, 1.0f, packer, {dz + g * fg_, filters_, 1}, beta,
+                             dW + g * fg_, filters_);
+      }
+    }
+    if (float* dx = a.dx[0]) {
+      if (!a.dx_acc[0]) std::memset(dx, 0, sizeof(float) * size_t(a.n * w_.in_size()));
+      float* dcol = a.scratch[1];
+      const float* W = a.param[0];
+      for (int64_t r0 = 0; r0 < M; r0 += chunk_rows_) {
+        const int64_t rows = std::min(chunk_rows_, M - r0);
+        for (int64_t g = 0; g < groups_; ++g) {
+          // (rows, fg) x (fg, kg): the group's kernel columns read transposed in place.
+          gemm::sgemm(rows, kg_, fg_, 1.0f, {dz + r0 * filters_ + g * fg_, filters_, 1},
+                      {W + g * fg_, 1, filters_}, 0.0f, dcol, kg_);
+          col2im_add(w_, dcol, r0, rows, g * cg_, cg_, dx);
+        }
+      }
+    }
+  }
+
+  std::string tail_activation() const override {
+    return softmax_ ? "softmax" : sigmoid_ ? "sigmoid" : "";
+  }
+  void set_emit_logits(bool on) override { logits_ = on; }
+
+ private:
+  // The activation the GEMM epilogue applies (and the backward differentiates).
+  const ActivationInfo& effective() const {
+    if (logits_ || softmax_) return ops::linear_activation();
+    return *act_;
+  }
+  // relu's derivative only asks whether z > 0, which y = relu(z) > 0 answers as well: y
+  // stands in for z, and the pre-activation (as large as the output) is never stored.
+  bool keeps_z(bool) const {
+    return &effective() != &ops::linear_activation() && !relu_;
+  }
+
+  Window w_;
+  int64_t groups_ = 1, filters_ = 0, cg_ = 0, fg_ = 0, kg_ = 0, chunk_rows_ = 1;
+  bool use_bias_ = true, softmax_ = false, sigmoid_ = false, relu_ = false, logits_ = false;
+  const ActivationInfo* act_ = nullptr;
+  std::vector<float> act_params_;
+  std::vector<int64_t> offset_;  // Patches::offset
+};
+
+}  // namespace
+}  // namespace pynn::nn
+
+PYNN_REGISTER_OP("conv", pynn::nn::ConvOp)

@@ -1,0 +1,143 @@
+// max_pool: Keras's MaxPooling1D / MaxPooling2D on channels_last samples (W, C) or (H, W, C).
+//
+//   y[oh, ow, c] = max over the window's taps (i, j) inside the input of
+//                  x[oh*sh - ph + i, ow*sw - pw + j, c]
+// attrs pool_size, strides (default pool_size), padding valid / same (window.h; padded
+// positions are never candidates, and every window holds at least one real input).
+//
+// The winner is the first maximum in the window's row-major tap order; a NaN wins over any
+// number (the first NaN), as np.argmax picks it. Its tap index within the window (an integer
+// below kh*kw, exact as a float) is saved for backward, which adds each dy to its winner's
+// input position only. Threads take whole samples and every sum runs in a fixed order, so results
+// do not depend on the thread count or the batch.
+//
+// Scratch: [0] the winning tap of every output value (saved, only when backward runs).
+#include <cstring>
+
+#include "nn/ops/window.h"
+
+namespace pynn::nn {
+namespace {
+
+using ops::Window;
+
+// The channel loops, written with selects rather than branches (a branch on data mispredicts
+// half the time) over non-overlapping arrays, so that they vectorise.
+//
+// y[c] = v[c] where v[c] beats y[c] (is larger, or is the first NaN), and idx[c] = tap there.
+void take_max_at(float* __restrict y, float* __restrict idx, const float* __restrict v,
+                 float tap, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) {
+    const float b = y[c], u = v[c], t = idx[c];
+    const bool take = (u > b) | ((u != u) & (b == b));
+    y[c] = take ? u : b;
+    idx[c] = take ? tap : t;
+  }
+}
+void take_max(float* __restrict y, const float* __restrict v, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) {
+    const float b = y[c], u = v[c];
+    y[c] = ((u > b) | ((u != u) & (b == b))) ? u : b;
+  }
+}
+// d[c] += g[c] where idx[c] == tap, + 0 elsewhere.
+void add_where(float* __restrict d, const float* __restrict idx, const float* __restrict g,
+               float tap, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) {
+    const float gc = g[c];  // loaded unconditionally: a select, not a branch
+    d[c] += idx[c] == tap ? gc : 0.0f;
+  }
+}
+
+class MaxPoolOp : public Op {
+ public:
+  Shape configure(const Attrs& attrs, const std::vector<Shape>& in,
+                  const std::vector<Shape>& params) override {
+    check_arity(attrs, in, 1, 1, params, 0, 0);
+    const std::vector<int64_t> pool = attrs.require_ints("pool_size");
+    w_ = ops::make_window(attrs, in[0], pool, "pool_size", pool, false, false);
+    return ops::window_output_shape(w_, w_.C);
+  }
+  std::vector<ScratchNeed> scratch(bool, bool backward) const override {
+    std::vector<ScratchNeed> s(1);
+    if (backward) s[0] = {w_.positions() * w_.C, 0, ScratchLife::saved};
+    return s;
+  }
+  bool needs_input(int, bool, const BackwardNeeds&) const override { return false; }
+
+  void forward(const FwdArgs& a) override {
+    const Window w = w_;
+    const int64_t C = w.C, out_size = w.positions() * C;
+    float* idx_all = a.scratch[0];
+    ops::for_samples(0, a.n, a.n * out_size * w.taps(), [&](int64_t s) {
+      const float* x = a.x[0] + s * w.in_size();
+      for (int64_t oh = 0; oh < w.OH; ++oh) {
+        for (int64_t ow = 0; ow < w.OW; ++ow) {
+          float* y = a.y + s * out_size + (oh * w.OW + ow) * C;
+          float* idx = idx_all != nullptr ? idx_all + s * out_size + (oh * w.OW + ow) * C
+                                          : nullptr;
+          bool first = true;
+          for (int64_t i = 0; i < w.KH; ++i) {
+            const int64_t ih = oh * w.SH - w.PH + i;
+            if (ih < 0 || ih >= w.H) continue;
+            for (int64_t j = 0; j < w.KW; ++j) {
+              const int64_t iw = ow * w.SW - w.PW + j;
+              if (iw < 0 || iw >= w.W) continue;
+              const float* v = x + (ih * w.W + iw) * C;
+              const float tap = float(i * w.KW + j);
+              if (first) {
+                std::memcpy(y, v, sizeof(float) * size_t(C));
+                if (idx != nullptr)
+                  for (int64_t c = 0; c < C; ++c) idx[c] = tap;
+                first = false;
+                continue;
+              }
+              if (idx != nullptr) take_max_at(y, idx, v, tap, C);
+              else take_max(y, v, C);
+            }
+          }
+        }
+      }
+    });
+  }
+
+  void backward(const BwdArgs& a) override {
+    float* dx = a.dx[0];
+    if (dx == nullptr) return;
+    const Window w = w_;
+    const int64_t C = w.C, out_size = w.positions() * C;
+    if (!a.dx_acc[0]) std::memset(dx, 0, sizeof(float) * size_t(a.n * w.in_size()));
+    // Every tap of a window adds dy where it is the winner and +0 elsewhere: a masked add
+    // over the channels that vectorises, where scattering to the winners would not. Adding
+    // zeros changes no value, and each input still gets its windows' dy in output order.
+    ops::for_samples(0, a.n, a.n * out_size * w.taps(), [&](int64_t s) {
+      float* xs = dx + s * w.in_size();
+      for (int64_t oh = 0; oh < w.OH; ++oh) {
+        for (int64_t ow = 0; ow < w.OW; ++ow) {
+          const int64_t o = s * out_size + (oh * w.OW + ow) * C;
+          const float* idx = a.scratch[0] + o;
+          const float* g = a.dy + o;
+          for (int64_t i = 0; i < w.KH; ++i) {
+            const int64_t ih = oh * w.SH - w.PH + i;
+            if (ih < 0 || ih >= w.H) continue;
+            for (int64_t j = 0; j < w.KW; ++j) {
+              const int64_t iw = ow * w.SW - w.PW + j;
+              if (iw < 0 || iw >= w.W) continue;
+              float* d = xs + (ih * w.W + iw) * C;
+              const float tap = float(i * w.KW + j);
+              add_where(d, idx, g, tap, C);
+            }
+          }
+        }
+      }
+    });
+  }
+
+ private:
+  Window w_;
+};
+
+}  // namespace
+}  // namespace pynn::nn
+
+PYNN_REGISTER_OP("max_pool", pynn::nn::MaxPoolOp)
