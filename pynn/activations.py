@@ -23,7 +23,7 @@ ALIASES = {None: "linear", **{alias: name for name, d in _DESCRIPTORS.items()
                               for alias in d["aliases"]}}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _names() -> tuple[str, ...]:
     return tuple(sorted(_DESCRIPTORS))
 

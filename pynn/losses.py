@@ -158,7 +158,9 @@ class Huber(Loss):
     kind = "huber"
     name = "huber"
 
-    def __init__(self, delta=_default("huber", "delta"), reduction="sum_over_batch_size",
+    # The default is read from the loss table once, at import (an immutable float).
+    def __init__(self, delta=_default("huber", "delta"),  # noqa: B008
+                 reduction="sum_over_batch_size",
                  name=None):
         super().__init__(False, reduction, name)
         self.delta = _core.loss_config("huber", {"delta": delta})["delta"]  # checked by the table

@@ -32,8 +32,8 @@ import numpy as np
 
 from pynn import _core, activations
 from pynn._validation import as_float32_array, check_real_scalar
-from pynn.layers.layer import KerasTensor, Weight
 from pynn.layers import ops_layer as _ol
+from pynn.layers.layer import KerasTensor, Weight
 
 __all__ = [
     "gemm", "activation_names",

@@ -3,13 +3,35 @@ from pynn.layers.activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Soft
 from pynn.layers.dense import Dense
 from pynn.layers.lambda_layer import Lambda
 from pynn.layers.layer import Layer
+from pynn.layers.merging import (
+    Add,
+    Average,
+    Concatenate,
+    Dot,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    dot,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
 from pynn.layers.ops_layer import OpLayer
-from pynn.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
-                                 Subtract, add, average, concatenate, dot, maximum, minimum,
-                                 multiply, subtract)
 from pynn.layers.regularization import BatchNormalization, Dropout
-from pynn.layers.reshaping import (Flatten, Identity, Input, InputLayer, Permute, RepeatVector,
-                                   Reshape)
+from pynn.layers.reshaping import (
+    Flatten,
+    Identity,
+    Input,
+    InputLayer,
+    Permute,
+    RepeatVector,
+    Reshape,
+)
 
 _CLASSES = {cls.__name__: cls for cls in (
     Activation, Add, Average, BatchNormalization, Concatenate, Dense, Dot, Dropout, ELU,

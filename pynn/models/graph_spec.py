@@ -164,7 +164,8 @@ class GraphSpec:
         state = set()
         for n in self.nodes:
             if n.op == "batchnorm":
-                first = int(bool(n.attrs.get("scale", True))) + int(bool(n.attrs.get("center", True)))
+                first = (int(bool(n.attrs.get("scale", True)))
+                         + int(bool(n.attrs.get("center", True))))
                 state.update(n.params[first:])
         for pid, ref in enumerate(self.params):
             # A weight learns while it can train and its layer is not frozen; the flag of a

@@ -13,8 +13,13 @@ layers; the compiled graph reads and writes them in place. The training loops li
 """
 from __future__ import annotations
 
-from pynn.layers.layer import (KerasTensor, Layer, _TRAINABLE_GENERATION, flatten_inputs,
-                               sample_shape, unique_name)
+from pynn.layers.layer import (
+    KerasTensor,
+    Layer,
+    flatten_inputs,
+    sample_shape,
+    unique_name,
+)
 from pynn.layers.reshaping import InputLayer
 from pynn.models.trainer import Trainer
 

@@ -262,7 +262,8 @@ class Trainer:
         accepted so Keras scripts run unchanged; they have no effect.
         """
         if loss is None:
-            raise ValueError("loss: a loss is required, e.g. loss='sparse_categorical_crossentropy'")
+            raise ValueError("loss: a loss is required, "
+                             "e.g. loss='sparse_categorical_crossentropy'")
         self._maybe_trace()
         self.optimizer = optimizers_mod.get(optimizer)
         self.loss = loss

@@ -14,10 +14,10 @@ Variance scaling (Glorot, He, LeCun): with ``fan_in``, ``fan_out`` from :func:`c
 
 Others: ``random_normal`` N(mean 0, stddev 0.05), ``random_uniform`` U(−0.05, 0.05),
 ``truncated_normal`` N(0, 0.05) cut at two stddevs (no correction), ``zeros``, ``ones``,
-``constant(value)``, ``identity(gain)`` (``gain·I``, 2-D, rectangular allowed), ``orthogonal(gain)``:
-the Q of a QR factorisation of a Gaussian matrix, each column multiplied by the sign of R's
-diagonal so that Q is uniformly (Haar) distributed; a shape (…, n) is treated as the matrix
-(prod(…), n), and a wide matrix is the transpose of a tall one.
+``constant(value)``, ``identity(gain)`` (``gain·I``, 2-D, rectangular allowed),
+``orthogonal(gain)``: the Q of a QR factorisation of a Gaussian matrix, each column multiplied by
+the sign of R's diagonal so that Q is uniformly (Haar) distributed; a shape (…, n) is treated as
+the matrix (prod(…), n), and a wide matrix is the transpose of a tall one.
 """
 from __future__ import annotations
 

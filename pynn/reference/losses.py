@@ -72,12 +72,12 @@ def binary_crossentropy(pred, target, from_logits=False):
     c = pred.shape[1]
     if from_logits:
         x = pred
-        l = np.maximum(x, 0) - x * target + np.log1p(np.exp(-np.abs(x)))
-        return l.mean(axis=1), (_sigmoid(x) - target) / c
+        li = np.maximum(x, 0) - x * target + np.log1p(np.exp(-np.abs(x)))
+        return li.mean(axis=1), (_sigmoid(x) - target) / c
     q, inside = _clip(pred)
-    l = -(target * np.log(q) + (1 - target) * np.log(1 - q))
+    li = -(target * np.log(q) + (1 - target) * np.log(1 - q))
     g = np.where(inside, (q - target) / (q * (1 - q)), 0.0)
-    return l.mean(axis=1), g / c
+    return li.mean(axis=1), g / c
 
 
 def categorical_crossentropy(pred, target, from_logits=False):
@@ -90,17 +90,17 @@ def categorical_crossentropy(pred, target, from_logits=False):
         lse = m + np.log(np.exp(pred - m).sum(axis=1, keepdims=True))
         logq = pred - lse
         tsum = target.sum(axis=1, keepdims=True)
-        l = -(np.where(target != 0, target * logq, 0.0)).sum(axis=1)
-        return l, np.exp(logq) * tsum - target
+        li = -(np.where(target != 0, target * logq, 0.0)).sum(axis=1)
+        return li, np.exp(logq) * tsum - target
     s = pred.sum(axis=1, keepdims=True)
     s = np.where(s > 0, s, 1e-300)
     q = pred / s
     qc, inside = _clip(q)
-    l = -(np.where(target != 0, target * np.log(qc), 0.0)).sum(axis=1)
+    li = -(np.where(target != 0, target * np.log(qc), 0.0)).sum(axis=1)
     # d/dp_k of -sum_j t_j log clip(p_j / S): the normalisation couples every class.
     tu = (target * inside).sum(axis=1, keepdims=True)
     own = np.where(inside & (target != 0), target / np.where(q > 0, q, 1.0), 0.0)
-    return l, (tu - own) / s
+    return li, (tu - own) / s
 
 
 def mean_of_output(pred, target=None):

@@ -25,8 +25,8 @@ Gradient rules (the core's, see the C++ files): maximum / minimum send dy to the
 operand attaining the extreme (a on a tie); reduce max / min to the first extreme element
 (a NaN counts as the extreme, as NumPy's argmax has it); power's exponent gets y log(a) where
 a > 0, else 0; clip passes dy where min <= x <= max; sign, the comparisons, one_hot, argmax,
-constant and the condition of where pass no gradient. A stretched (broadcast) operand gets the sum of the
-gradients of its copies.
+constant and the condition of where pass no gradient. A stretched (broadcast) operand gets the sum
+of the gradients of its copies.
 
 A per-sample scalar (a full reduction, a vector-vector matmul, a scalar constant) has the
 per-sample shape (1,), as the engine stores it (see pynn/layers/ops_layer.py).
