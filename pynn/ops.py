@@ -27,6 +27,8 @@ and sign, where's condition, one_hot and argmax pass none.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -804,23 +806,29 @@ def _kt_mul(self, other):
     return multiply(self, other)
 
 
-KerasTensor.__add__ = _kt_add
-KerasTensor.__radd__ = lambda self, other: add(other, self)
-KerasTensor.__sub__ = _kt_sub
-KerasTensor.__rsub__ = lambda self, other: subtract(other, self)
-KerasTensor.__mul__ = _kt_mul
-KerasTensor.__rmul__ = lambda self, other: multiply(other, self)
-KerasTensor.__truediv__ = lambda self, other: divide(self, other)
-KerasTensor.__rtruediv__ = lambda self, other: divide(other, self)
-KerasTensor.__neg__ = lambda self: negative(self)
-KerasTensor.__pos__ = lambda self: self
-KerasTensor.__abs__ = lambda self: abs(self)
-KerasTensor.__pow__ = lambda self, other: power(self, other)
-KerasTensor.__rpow__ = lambda self, other: power(other, self)
-KerasTensor.__matmul__ = lambda self, other: matmul(self, other)
-KerasTensor.__rmatmul__ = lambda self, other: matmul(other, self)
-KerasTensor.__gt__ = lambda self, other: greater(self, other)
-KerasTensor.__ge__ = lambda self, other: greater_equal(self, other)
-KerasTensor.__lt__ = lambda self, other: less(self, other)
-KerasTensor.__le__ = lambda self, other: less_equal(self, other)
+# (installed with setattr: their types are declared on KerasTensor itself)
+_KT_OPERATORS: dict[str, Callable[..., Any]] = {
+    "__add__": _kt_add,
+    "__radd__": lambda self, other: add(other, self),
+    "__sub__": _kt_sub,
+    "__rsub__": lambda self, other: subtract(other, self),
+    "__mul__": _kt_mul,
+    "__rmul__": lambda self, other: multiply(other, self),
+    "__truediv__": lambda self, other: divide(self, other),
+    "__rtruediv__": lambda self, other: divide(other, self),
+    "__neg__": lambda self: negative(self),
+    "__pos__": lambda self: self,
+    "__abs__": lambda self: abs(self),
+    "__pow__": lambda self, other: power(self, other),
+    "__rpow__": lambda self, other: power(other, self),
+    "__matmul__": lambda self, other: matmul(self, other),
+    "__rmatmul__": lambda self, other: matmul(other, self),
+    "__gt__": lambda self, other: greater(self, other),
+    "__ge__": lambda self, other: greater_equal(self, other),
+    "__lt__": lambda self, other: less(self, other),
+    "__le__": lambda self, other: less_equal(self, other),
+}
+for _name, _fn in _KT_OPERATORS.items():
+    setattr(KerasTensor, _name, _fn)
+del _name, _fn
 # (== and != keep Python's identity meaning: tensors are used as dict keys and in lists)

@@ -74,9 +74,9 @@ def deserialize(config: dict, custom_objects=None) -> Layer:
         from pynn.models.model import Model
         from pynn.models.sequential import Sequential
 
-        cls = Sequential if name == "Sequential" else Model
+        model_cls = Sequential if name == "Sequential" else Model
         try:
-            return cls.from_config(inner, custom_objects)
+            return model_cls.from_config(inner, custom_objects)
         except (TypeError, KeyError) as exc:
             raise ValueError(f"layer config of {name}: {exc}") from None
     cls = _CLASSES.get(name) if isinstance(name, str) else None

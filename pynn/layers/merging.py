@@ -10,7 +10,7 @@ from pynn.layers.layer import Layer
 class _Merge(Layer):
     op = ""
     min_inputs = 2
-    max_inputs = None
+    max_inputs: int | None = None
 
     def _emit(self, spec, inputs):
         n = len(inputs)

@@ -87,6 +87,8 @@ class Model(Trainer, Layer):
         >>> model = pynn.Model(inputs, outputs)
     """
 
+    _tracked: list[Layer]   # layers assigned as attributes (subclassed models)
+
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
         object.__setattr__(self, "_tracked", [])
         Layer.__init__(self, name=name or unique_name(self._default_name()),
@@ -358,7 +360,8 @@ def _symbolic_bool(self):
         "Compute both branches and combine them with layers (e.g. Maximum, Multiply) instead")
 
 
-KerasTensor.__bool__ = _symbolic_bool
+# (set through setattr: the method is declared on KerasTensor for type checkers)
+setattr(KerasTensor, "__bool__", _symbolic_bool)  # noqa: B010
 
 
 def _camel_to_snake(name):

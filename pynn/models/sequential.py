@@ -18,6 +18,8 @@ class Sequential(Model):
         >>> history = model.fit(x_train, y_train, epochs=5, batch_size=128)
     """
 
+    _layers: list[Layer]   # (set with object.__setattr__: not tracked as a sublayer)
+
     def __init__(self, layers=None, name=None, trainable=True):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name: expected a string, got {name!r}")

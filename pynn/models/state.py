@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numbers
 import re
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +75,7 @@ def weight_paths(model) -> dict:
     """{weight path: Weight} in the order of ``model.weights``."""
     from pynn.models.model import Model
 
-    out = {}
+    out: dict[str, Any] = {}
     seen = set()
     for lpath, layer in _walk(model):
         if isinstance(layer, Model):
@@ -84,7 +85,7 @@ def weight_paths(model) -> dict:
                 seen.add(id(w))
                 out[_unique(f"{lpath}/{w.name}", out)] = w
     by_id = {id(w): p for p, w in out.items()}
-    ordered = {}
+    ordered: dict[str, Any] = {}
     for w in model._all_weights():
         # (a weight the walk did not reach, from an unusual layer, keeps its own path)
         path = by_id.get(id(w)) or _unique(w.path, set(out) | set(ordered))
@@ -96,7 +97,8 @@ def param_paths(model, spec=None) -> list:
     """The weight path of each parameter of the model's compiled graph (or of `spec`), in
     parameter order."""
     by_id = {id(w): p for p, w in weight_paths(model).items()}
-    names, used = [], set()
+    names: list[str] = []
+    used: set[str] = set()
     for ref in (model._spec if spec is None else spec).params:
         name = by_id.get(id(ref.owner)) or _unique(ref.name, used)
         used.add(name)

@@ -43,7 +43,7 @@ class Activation:
     """Base class: `param_names` in the core's order, values stored as attributes."""
 
     name = ""
-    param_names: tuple = ()
+    param_names: tuple[str, ...] = ()
 
     def defaults(self):
         return [float(getattr(self, p)) for p in self.param_names]
@@ -83,7 +83,7 @@ class LeakyReLU(Activation):
     """f(z) = z for z > 0 else negative_slope * z (Keras default slope 0.2)."""
 
     name = "leaky_relu"
-    param_names = ("negative_slope",)
+    param_names: tuple[str, ...] = ("negative_slope",)
 
     def __init__(self, negative_slope=0.2):
         self.negative_slope = negative_slope

@@ -203,6 +203,7 @@ class TrainingStats:
             >>> stats.inputs[0].features
             784
         """
+        named: list[tuple[str | None, np.ndarray]]
         if isinstance(x, Mapping):
             named = [(str(k), _as_rows(v, f"x[{k!r}]")) for k, v in x.items()]
         elif isinstance(x, (list, tuple)) and x and all(hasattr(v, "shape") for v in x):

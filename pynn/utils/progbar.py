@@ -23,7 +23,7 @@ def resolve_verbose(verbose, stream=None) -> int:
         return 1 if _isatty(stream) else 2
     if isinstance(verbose, bool):
         return int(verbose)
-    if isinstance(verbose, numbers.Integral) and 0 <= verbose <= 2:
+    if isinstance(verbose, numbers.Integral) and 0 <= int(verbose) <= 2:
         return int(verbose)
     raise ValueError(f"verbose: expected 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
 
