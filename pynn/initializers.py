@@ -35,7 +35,7 @@ class Initializer:
         params = {p: getattr(self, p) for p in self._params}
         return np.asarray(_core.initializer_fill(self.name, shape, seed, params or None))
 
-    def get_config(self):
+    def get_config(self) -> dict:
         cfg = {"seed": self.seed} if "seed" in self._config_keys() else {}
         cfg.update({p: getattr(self, p) for p in self._params})
         return cfg

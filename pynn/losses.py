@@ -80,7 +80,7 @@ class Loss:
                                          float(self.delta))
         return float(value)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         if self.is_custom:   # Keras 3's base config; a subclass with arguments extends it
             return {"name": self.name, "reduction": self.reduction}
         return {"name": self.name, "reduction": self.reduction, "from_logits": self.from_logits}
@@ -129,7 +129,7 @@ class LossFunctionWrapper(Loss):
     def call(self, y_true, y_pred):
         return self.fn(y_true, y_pred, **self.fn_kwargs)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         from pynn.saving import registered_name
 
         return {"name": self.name, "reduction": self.reduction,
@@ -165,7 +165,7 @@ class Huber(Loss):
         super().__init__(False, reduction, name)
         self.delta = _core.loss_config("huber", {"delta": delta})["delta"]  # checked by the table
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"name": self.name, "reduction": self.reduction, "delta": self.delta}
 
 

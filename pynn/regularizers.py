@@ -24,7 +24,7 @@ class Regularizer:
         x = np.asarray(x, dtype=np.float64)
         return float(self.l1 * np.abs(x).sum() + self.l2 * np.square(x).sum())
 
-    def get_config(self):
+    def get_config(self) -> dict:
         raise NotImplementedError
 
     @classmethod
@@ -38,7 +38,7 @@ class L1(Regularizer):
     def __init__(self, l1=0.01):
         self.l1 = _coef(l1, "l1")
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"l1": self.l1}
 
 
@@ -48,7 +48,7 @@ class L2(Regularizer):
     def __init__(self, l2=0.01):
         self.l2 = _coef(l2, "l2")
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"l2": self.l2}
 
 
@@ -59,7 +59,7 @@ class L1L2(Regularizer):
         self.l1 = _coef(l1, "l1")
         self.l2 = _coef(l2, "l2")
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"l1": self.l1, "l2": self.l2}
 
 

@@ -33,6 +33,7 @@ import math
 import numbers
 import random
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -95,7 +96,7 @@ class _EndSeededSection(Callback):
         super().__init__()
         self._section = section
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._section.release()
 
 

@@ -417,7 +417,7 @@ class Layer:
         return int(sum(w.value.size for w in self._all_weights()))
 
     # --- building ---------------------------------------------------------------------------
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         """Creates the weights for inputs of `input_shape` (Keras: with the batch axis)."""
 
     def _build_for(self, shapes):

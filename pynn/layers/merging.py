@@ -93,7 +93,7 @@ class Concatenate(Layer):
         return spec.add_node("concatenate", list(inputs), [tuple(out)], [], {"axis": ax - rank},
                              self.name)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "axis": self.axis}
 
 
@@ -133,7 +133,7 @@ class Dot(Layer):
         return spec.add_node("dot", list(inputs), [out], [],
                              {"axes": ax, "normalize": self.normalize}, self.name)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "axes": list(self.axes), "normalize": self.normalize}
 
 

@@ -17,6 +17,8 @@ Invariants:
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from pynn.layers.layer import Layer, unique_name
@@ -115,10 +117,10 @@ class OpLayer(Layer):
         out._pynn_scalar = self._keras_shape == () or self.scalar_out
         return out
 
-    def get_config(self):
+    def get_config(self) -> dict:
         """Data only (the op, its attributes, the shape rule's name, constants as numbers), so
         a model using pynn.ops loads without running code from the file."""
-        operands = []
+        operands: list[int | dict[str, Any]] = []
         for operand in self._operands:
             if isinstance(operand, (int, np.integer)):
                 operands.append(int(operand))

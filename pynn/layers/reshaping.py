@@ -30,7 +30,7 @@ class InputLayer(Layer):
     def _emit(self, spec, inputs):
         return list(inputs)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"name": self.name, "shape": list(self.shape)}
 
     @classmethod
@@ -102,7 +102,7 @@ class Reshape(Layer):
                              f"{(None,) + shape}")
         return _view(spec, self, x, shape)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "target_shape": list(self.target_shape)}
 
 
@@ -134,7 +134,7 @@ class Permute(Layer):
         out = tuple(shape[d - 1] for d in self.dims)
         return spec.add_node("permute", [x], [out], [], {"dims": list(self.dims)}, self.name)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "dims": list(self.dims)}
 
 
@@ -153,5 +153,5 @@ class RepeatVector(Layer):
         return spec.add_node("repeat_vector", [x], [(self.n,) + spec.shapes[x]], [],
                              {"n": self.n}, self.name)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "n": self.n}

@@ -13,6 +13,8 @@ layers; the compiled graph reads and writes them in place. The training loops li
 """
 from __future__ import annotations
 
+from typing import Any
+
 from pynn.layers.layer import (
     KerasTensor,
     Layer,
@@ -236,7 +238,7 @@ class Model(Trainer, Layer):
             raise TypeError(f"{type(self).__name__}.call: {exc}") from None
         self._init_graph(arg, out)
 
-    def build(self, input_shape=None):
+    def build(self, input_shape: Any = None) -> None:
         if input_shape is None:
             if self._inputs is None:
                 raise ValueError(f"{self.name}: give build() the input shape")

@@ -1,6 +1,8 @@
 """Sequential: a linear stack of layers, a Model whose graph is a chain."""
 from __future__ import annotations
 
+from typing import Any
+
 from pynn import layers as layers_mod
 from pynn.layers.layer import KerasTensor, Layer, shape_tuple, unique_name
 from pynn.layers.reshaping import Input, InputLayer
@@ -84,7 +86,7 @@ class Sequential(Model):
     def _sublayers(self):
         return list(self._layers)
 
-    def build(self, input_shape=None):
+    def build(self, input_shape: Any = None) -> None:
         """Creates the weights for inputs of `input_shape` (one sample's shape; a leading
         None batch axis is accepted)."""
         if input_shape is not None:
