@@ -13,6 +13,7 @@ layers; the compiled graph reads and writes them in place. The training loops li
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pynn.layers.layer import (
@@ -154,32 +155,32 @@ class Model(Trainer, Layer):
         self._output_names = names
 
     @property
-    def inputs(self):
+    def inputs(self) -> list[KerasTensor]:
         self._maybe_trace()
         return list(self._inputs or [])
 
     @property
-    def outputs(self):
+    def outputs(self) -> list[KerasTensor]:
         self._maybe_trace()
         return list(self._outputs or [])
 
     @property
-    def input(self):
+    def input(self) -> Any:
         ins = self.inputs
         return ins[0] if len(ins) == 1 else ins
 
     @property
-    def output(self):
+    def output(self) -> Any:
         outs = self.outputs
         return outs[0] if len(outs) == 1 else outs
 
     @property
-    def output_names(self):
+    def output_names(self) -> list[str]:
         self._maybe_trace()
         return list(self._output_names)
 
     @property
-    def input_names(self):
+    def input_names(self) -> list[str]:
         self._maybe_trace()
         return list(self._input_names)
 
@@ -195,7 +196,7 @@ class Model(Trainer, Layer):
             return list(getattr(self, "_tracked", []))
         return [lay for lay in self._layer_list if not isinstance(lay, InputLayer)]
 
-    def get_layer(self, name=None, index=None):
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """A layer by name or by index in `layers`."""
         layers = self.layers
         if index is not None:
@@ -219,7 +220,7 @@ class Model(Trainer, Layer):
                     out.append(w)
         return out
 
-    def call(self, inputs, training=None):
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
         raise NotImplementedError(f"{type(self).__name__}: a subclassed model defines call()")
 
     def _maybe_trace(self):
@@ -299,7 +300,9 @@ class Model(Trainer, Layer):
         return self.predict(inputs, verbose=0)
 
     # --- description ------------------------------------------------------------------------
-    def summary(self, line_length=None, print_fn=None, expand_nested=False, show_trainable=False):
+    def summary(self, line_length: int | None = None,
+                print_fn: Callable[..., Any] | None = None, expand_nested: bool = False,
+                show_trainable: bool = False) -> None:
         """Prints the layers, output shapes, parameter counts and (for functional models) what
         each layer is connected to, then the peak activation memory of training."""
         from pynn.models.summary import print_summary
@@ -312,7 +315,8 @@ class Model(Trainer, Layer):
         return functional_config(self)
 
     @classmethod
-    def from_config(cls, config, custom_objects=None):
+    def from_config(cls, config: Mapping[str, Any],
+                    custom_objects: Mapping[str, Any] | None = None) -> Model:
         from pynn.models.functional_config import model_from_config
 
         return model_from_config(config, custom_objects)
