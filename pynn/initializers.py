@@ -6,6 +6,8 @@ stream (`pynn.utils.set_random_seed`).
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +47,7 @@ class Initializer:
         return ("seed",) if cls.name not in ("zeros", "ones", "constant", "identity") else ()
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Initializer:
         return cls(**config)
 
 

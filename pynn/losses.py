@@ -7,6 +7,9 @@ Names, aliases, class names and defaults come from the core's loss table
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from pynn import _core
@@ -53,7 +56,7 @@ class Loss:
 
     delta = 1.0
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Any, y_pred: Any) -> Any:
         """The loss of each sample (user-defined losses override this)."""
         raise NotImplementedError(f"{type(self).__name__}: a custom Loss subclass must "
                                   f"define call(y_true, y_pred) returning per-sample losses")
@@ -86,7 +89,7 @@ class Loss:
         return {"name": self.name, "reduction": self.reduction, "from_logits": self.from_logits}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Loss:
         return cls(**config)
 
 
@@ -126,7 +129,7 @@ class LossFunctionWrapper(Loss):
         self.fn = fn
         self.fn_kwargs = kwargs
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Any, y_pred: Any) -> Any:
         return self.fn(y_true, y_pred, **self.fn_kwargs)
 
     def get_config(self) -> dict:

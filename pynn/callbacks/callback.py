@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pynn.models.model import Model
 
 
 class Callback:
@@ -38,11 +41,12 @@ class Callback:
     def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
 
-    def set_model(self, model):
+    def set_model(self, model: Model) -> None:
         self._model = model
 
     @property
-    def model(self):
+    def model(self) -> Any:
+        # (Any: the model being trained, None before set_model; hooks use it without a check)
         return self._model
 
     # Batch hooks. The generic `on_batch_*` pair is what `on_train_batch_*` forwards to, so a

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pynn.callbacks.callback import Callback
 from pynn.callbacks.history import History
 from pynn.callbacks.progbar_logger import ProgbarLogger
+
+if TYPE_CHECKING:
+    from pynn.models.model import Model
 
 
 def pythonify_logs(logs) -> dict:
@@ -74,11 +77,11 @@ class CallbackList(Callback):
         self.set_params(params)
 
     @property
-    def history(self):
+    def history(self) -> History | None:
         """The `History` callback in the list (None if there is none); what `fit` returns."""
         return self._history
 
-    def append(self, callback):
+    def append(self, callback: Callback) -> None:
         if not isinstance(callback, Callback):
             raise TypeError("callback: expected an instance of pynn.callbacks.Callback. "
                             f"Received: {type(callback).__name__}")
@@ -90,7 +93,7 @@ class CallbackList(Callback):
             for cb in self.callbacks:
                 cb.set_params(params)
 
-    def set_model(self, model):
+    def set_model(self, model: Model | None) -> None:
         if model is None:
             return
         super().set_model(model)
