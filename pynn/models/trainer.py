@@ -11,7 +11,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from os import PathLike
 
     from pynn.callbacks import Callback, History
+    from pynn.models.model import Model
 
 # x and y of fit/evaluate/predict: an array (or anything np.asarray takes) for a one-input
 # model, a list of arrays in input order or a dict by input name for several inputs.
@@ -968,17 +969,17 @@ class Trainer:
         safetensors file (atomically)."""
         from pynn.models.saving import save_model
 
-        save_model(self, filepath, overwrite=overwrite)
+        save_model(cast("Model", self), filepath, overwrite=overwrite)   # (mixed into Model only)
 
     def save_weights(self, filepath: str | PathLike[str], overwrite: bool = True) -> None:
         from pynn.models.saving import save_weights
 
-        save_weights(self, filepath, overwrite=overwrite)
+        save_weights(cast("Model", self), filepath, overwrite=overwrite)
 
     def load_weights(self, filepath: str | PathLike[str]) -> None:
         from pynn.models.saving import load_weights
 
-        load_weights(self, filepath)
+        load_weights(cast("Model", self), filepath)
 
 
 def _flat_metric_names(metrics):
