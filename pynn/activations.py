@@ -6,6 +6,8 @@ can be passed to a layer (``Dense(10, activation=pynn.activations.relu)``) as Ke
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +75,7 @@ def _make(name):
     return fn
 
 
-def get(identifier):
+def get(identifier: Any) -> Callable[..., np.ndarray]:
     """The function for a name (Keras's ``activations.get``)."""
     name, _ = resolve(identifier)
     return globals()[name] if name in globals() else _make(name)

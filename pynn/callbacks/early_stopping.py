@@ -94,7 +94,7 @@ class EarlyStopping(MonitorCallback):
                           f"{self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
 
-    def get_monitor_value(self, logs):
+    def get_monitor_value(self, logs: dict[str, Any] | None) -> Any:
         logs = logs or {}
         value = logs.get(self.monitor)
         if value is None:

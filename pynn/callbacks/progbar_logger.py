@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 from pynn.callbacks.callback import Callback
 from pynn.utils.progbar import Progbar, resolve_verbose
@@ -34,7 +34,7 @@ class ProgbarLogger(Callback):
         self._called_in_fit = False
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stdout if self._stream is None else self._stream
 
     def set_params(self, params: dict[str, Any]) -> None:

@@ -112,7 +112,7 @@ class Optimizer:
         return float(self._net.learning_rate) if self._net is not None else self._learning_rate
 
     @learning_rate.setter
-    def learning_rate(self, value):
+    def learning_rate(self, value: float) -> None:
         value = _learning_rate(value)
         self._learning_rate = value
         if self._net is not None:
@@ -255,7 +255,7 @@ class Optimizer:
         return cfg
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> Optimizer:
         return cls(**config)
 
     def __repr__(self):

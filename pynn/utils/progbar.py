@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+from collections.abc import Iterable
 from time import monotonic as _clock  # module-level so tests can substitute a fake clock
+from typing import Any, TextIO
 
 
 def resolve_verbose(verbose, stream=None) -> int:
@@ -139,7 +141,7 @@ class Progbar:
         self.line_open = False  # a live line is on screen without its final newline
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stdout if self._stream is None else self._stream
 
     def _averaged(self, name) -> bool:
@@ -147,7 +149,8 @@ class Progbar:
             return name in self.stateless_metrics
         return name not in self.stateful_metrics
 
-    def update(self, current, values=None, finalize=None):
+    def update(self, current: int, values: Iterable[tuple[str, Any]] | None = None,
+               finalize: bool | None = None) -> None:
         """Records progress up to step `current` and redraws if due.
 
         Args:
@@ -182,7 +185,7 @@ class Progbar:
             self._draw_summary(current, now, time_per_unit)
         self._last_update = now
 
-    def add(self, n, values=None):
+    def add(self, n: int, values: Iterable[tuple[str, Any]] | None = None) -> None:
         """Advances by `n` steps."""
         self.update(self._seen_so_far + n, values)
 
