@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 from pynn.layers.layer import KerasTensor, Layer, Node, positive_int, shape_tuple
 
@@ -41,7 +42,8 @@ class InputLayer(Layer):
         return cls(shape=tuple(shape), name=config.get("name"))
 
 
-def Input(shape=None, batch_size=None, name=None, dtype=None, **kwargs):
+def Input(shape: Any = None, batch_size: int | None = None, name: str | None = None,
+          dtype: Any = None, **kwargs: Any) -> KerasTensor:
     """A symbolic input (Keras's ``keras.Input``): the start of a functional model, or the
     first entry of a Sequential list.
 
