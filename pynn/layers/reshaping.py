@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
 from pynn.layers.layer import KerasTensor, Layer, Node, positive_int, shape_tuple
@@ -35,7 +36,7 @@ class InputLayer(Layer):
         return {"name": self.name, "shape": list(self.shape)}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> InputLayer:
         shape = config.get("shape", config.get("batch_shape", config.get("batch_input_shape")))
         if isinstance(shape, (list, tuple)) and shape and shape[0] is None:
             shape = shape[1:]
