@@ -27,10 +27,11 @@ and sign, where's condition, one_hot and argmax pass none.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pynn import _core, activations
 from pynn._validation import as_float32_array, check_real_scalar
@@ -69,8 +70,10 @@ def activation_names() -> list[str]:
     return list(_core.activation_names())
 
 
-def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None,
-         activation=None, activation_params=None):
+def gemm(a: Any, b: Any, *, trans_a: bool = False, trans_b: bool = False,  # a, b: 2-D arrays
+         alpha: float = 1.0, beta: float = 0.0, out: np.ndarray | None = None,
+         bias: ArrayLike | None = None, activation: str | None = None,
+         activation_params: Sequence[float] | Mapping[str, float] | None = None) -> np.ndarray:
     """Single-precision matrix product with a fused epilogue.
 
     Computes ``act(alpha * op(a) @ op(b) + beta * out + bias)`` in float32, where

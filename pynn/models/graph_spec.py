@@ -60,9 +60,14 @@ the weighted sum plus the L1/L2 penalties of trainable weights.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pynn import _core
 
 ALIAS_OPS = ("reshape", "flatten", "identity")
 MERGE_OPS = ("add", "subtract", "multiply", "average", "maximum", "minimum")
@@ -145,7 +150,7 @@ class GraphSpec:
         return "\n".join(lines)
 
     # --- the compiled engine -----------------------------------------------------------------
-    def to_core(self, losses=None):
+    def to_core(self, losses: Sequence[Any] | None = None) -> _core.Graph:
         """A `pynn._core.Graph` running this spec: the same parameter arrays (used in place,
         with their L1/L2 coefficients and trainable flags), nodes, tensor ids and outputs.
 
@@ -175,7 +180,8 @@ class GraphSpec:
             g.set_regularization(pid, float(ref.l1), float(ref.l2))
         # Tensor ids are handed out in creation order on both sides, so replaying inputs and
         # nodes in the order of their tensor ids reproduces the same ids (and node order).
-        events = [(t, "input", None) for t in self.inputs]
+        # (tensor id, kind, the Node; None for an input)
+        events: list[tuple[int, str, Any]] = [(t, "input", None) for t in self.inputs]
         for node in self.nodes:
             if len(node.outputs) != 1:
                 raise ValueError(f"{node.name or node.op}: the engine's ops have one output, "

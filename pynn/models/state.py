@@ -26,9 +26,13 @@ from __future__ import annotations
 
 import numbers
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pynn.models.model import Model
 
 STATE_KEYS = ("config", "weights", "seeds", "compile_config", "optimizer")
 # Attributes in which pynn's layers keep the seed they drew when built (Dropout: the mask
@@ -308,7 +312,8 @@ class restoring:
             c.__exit__(*exc)
 
 
-def model_from_state(state, compile=True, custom_objects=None):
+def model_from_state(state: dict[str, Any], compile: bool = True,
+                     custom_objects: Mapping[str, Any] | None = None) -> Model:
     """A new model from a state: built from its config without drawing initial weights, then
     given the state's weights, seeds, compile configuration and optimizer state."""
     from pynn import layers as layers_mod
@@ -318,11 +323,11 @@ def model_from_state(state, compile=True, custom_objects=None):
     with restoring():
         model = layers_mod.deserialize(state["config"], custom_objects)
     set_state(model, state, compile=compile, custom_objects=custom_objects)
-    return model
+    return model  # type: ignore[return-value]  # get_state()'s config is always a model's
 
 
 # --- pickling ---------------------------------------------------------------------------------
-def reduce_model(model):
+def reduce_model(model: Model) -> tuple[Any, ...]:
     """``__reduce__`` of a model: rebuilt from its state on unpickling. Classes of the user's
     own layers travel by reference (as pickle does for any class)."""
     from pynn import layers as layers_mod
