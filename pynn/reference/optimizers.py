@@ -88,7 +88,7 @@ class Optimizer:
         self.slots = None
 
     # -- what each optimizer defines -------------------------------------------------------
-    def slot_names(self):
+    def slot_names(self) -> list[str]:
         """Names of the per-parameter state arrays, in the core's order."""
         return []
 
@@ -99,7 +99,7 @@ class Optimizer:
     def begin_step(self, t):
         """Scalar state shared by all parameters, advanced once per step (Nadam)."""
 
-    def update(self, t, w, g, slots):
+    def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
         """One parameter's update in place, with ``g`` already clipped."""
         raise NotImplementedError
 
@@ -161,10 +161,10 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
 
-    def slot_names(self):
+    def slot_names(self) -> list[str]:
         return ["momentum"] if self.momentum > 0 else []
 
-    def update(self, t, w, g, slots):
+    def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
         lr = self.learning_rate
         if self.momentum == 0:
             w -= g * lr
@@ -188,13 +188,13 @@ class Adagrad(Optimizer):
         self.initial_accumulator_value = float(initial_accumulator_value)
         self.epsilon = float(epsilon)
 
-    def slot_names(self):
+    def slot_names(self) -> list[str]:
         return ["accumulator"]
 
     def slot_init(self, name):
         return self.initial_accumulator_value
 
-    def update(self, t, w, g, slots):
+    def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
         (acc,) = slots
         acc += np.square(g)
         w -= (self.learning_rate * g) / np.sqrt(acc + self.epsilon)
@@ -214,10 +214,10 @@ class Adadelta(Optimizer):
         self.rho = float(rho)
         self.epsilon = float(epsilon)
 
-    def slot_names(self):
+    def slot_names(self) -> list[str]:
         return ["accumulated_grad", "accumulated_delta_var"]
 
-    def update(self, t, w, g, slots):
+    def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
         eg2, ed2 = slots
         rho, eps = self.rho, self.epsilon
         eg2[...] = rho * eg2 + (1 - rho) * np.square(g)
@@ -242,7 +242,7 @@ class RMSprop(Optimizer):
         self.epsilon = float(epsilon)
         self.centered = bool(centered)
 
-    def slot_names(self):
+    def slot_names(self) -> list[str]:
         names = ["velocity"]
         if self.momentum > 0:
             names.append("momentum")
@@ -250,7 +250,7 @@ class RMSprop(Optimizer):
             names.append("average_gradient")
         return names
 
-    def update(self, t, w, g, slots):
+    def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
         named = dict(zip(self.slot_names(), slots))
         rho = self.rho
         v = named["velocity"]
@@ -286,10 +286,10 @@ class Adam(Optimizer):
         self.epsilon = float(epsilon)
         self.amsgrad = bool(amsgrad)
 
-    def slot_names(self):
+    def slot_names(self) -> list[str]:
         return ["momentum", "velocity"] + (["velocity_hat"] if self.amsgrad else [])
 
-    def update(self, t, w, g, slots):
+    def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
         m, v = slots[0], slots[1]
         alpha = self.learning_rate * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
         m += (g - m) * (1 - self.beta_1)
@@ -330,7 +330,7 @@ class Nadam(Optimizer):
         self.epsilon = float(epsilon)
         self.u_product = 1.0
 
-    def slot_names(self):
+    def slot_names(self) -> list[str]:
         return ["momentum", "velocity"]
 
     def _u(self, t):
@@ -339,7 +339,7 @@ class Nadam(Optimizer):
     def begin_step(self, t):
         self.u_product *= self._u(t)
 
-    def update(self, t, w, g, slots):
+    def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
         m, v = slots
         u_t, u_next = self._u(t), self._u(t + 1)
         prod, prod_next = self.u_product, self.u_product * u_next
@@ -363,10 +363,10 @@ class Adamax(Optimizer):
         self.beta_2 = float(beta_2)
         self.epsilon = float(epsilon)
 
-    def slot_names(self):
+    def slot_names(self) -> list[str]:
         return ["momentum", "norm"]
 
-    def update(self, t, w, g, slots):
+    def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
         m, u = slots
         m += (g - m) * (1 - self.beta_1)
         u[...] = np.maximum(self.beta_2 * u, np.abs(g))
