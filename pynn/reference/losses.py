@@ -21,6 +21,8 @@ the gradients take the fused forms sigmoid(x) - t and softmax(x) sum(t) - t.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 EPSILON = 1e-7
@@ -44,19 +46,19 @@ def _clip(p):
     return np.clip(p, EPSILON, 1 - EPSILON), inside
 
 
-def mean_squared_error(pred, target):
+def mean_squared_error(pred: np.ndarray, target: np.ndarray):
     """l_i = mean_j (p - t)^2; dl_i/dp = 2 (p - t) / c."""
     e = pred - target
     return (e * e).mean(axis=1), 2 * e / pred.shape[1]
 
 
-def mean_absolute_error(pred, target):
+def mean_absolute_error(pred: np.ndarray, target: np.ndarray):
     """l_i = mean_j |p - t|; dl_i/dp = sign(p - t) / c (0 where p = t)."""
     e = pred - target
     return np.abs(e).mean(axis=1), np.sign(e) / pred.shape[1]
 
 
-def huber(pred, target, delta=1.0):
+def huber(pred: np.ndarray, target: np.ndarray, delta: float = 1.0):
     """l_i = mean_j h(p - t), h(e) = e^2/2 for |e| <= delta, else delta (|e| - delta/2)."""
     e = pred - target
     a = np.abs(e)
@@ -66,7 +68,7 @@ def huber(pred, target, delta=1.0):
     return h.mean(axis=1), g / pred.shape[1]
 
 
-def binary_crossentropy(pred, target, from_logits=False):
+def binary_crossentropy(pred: np.ndarray, target: np.ndarray, from_logits: bool = False):
     """l_i = -mean_j [t log p + (1 - t) log(1 - p)]; from logits x:
     mean_j [max(x, 0) - x t + log(1 + e^-|x|)] with gradient (sigmoid(x) - t) / c."""
     c = pred.shape[1]
@@ -80,7 +82,7 @@ def binary_crossentropy(pred, target, from_logits=False):
     return li.mean(axis=1), g / c
 
 
-def categorical_crossentropy(pred, target, from_logits=False):
+def categorical_crossentropy(pred: np.ndarray, target: np.ndarray, from_logits: bool = False):
     """l_i = -sum_j t_j log q_j with q = softmax(x) from logits, else q = clip(p / sum p).
     From logits the gradient is softmax(x) sum_j t_j - t (p - t for one-hot rows)."""
     if pred.shape[1] == 0:
@@ -103,14 +105,14 @@ def categorical_crossentropy(pred, target, from_logits=False):
     return li, (tu - own) / s
 
 
-def mean_of_output(pred, target=None):
+def mean_of_output(pred: np.ndarray, target: np.ndarray | None = None):
     """l_i = mean_j p_ij: `pred` already is a per-sample loss (a traced custom loss);
     dl_i/dp = 1 / c. `target` is not read."""
     c = pred.shape[1]
     return pred.mean(axis=1), np.full_like(pred, 1.0 / c)
 
 
-def one_hot(labels, c, dtype=np.float64):
+def one_hot(labels: np.ndarray, c: int, dtype: Any = np.float64):
     """(n, c) one-hot rows of integer labels in [0, c)."""
     labels = check_labels(labels, c)
     out = np.zeros((labels.shape[0], c), dtype)
@@ -118,7 +120,7 @@ def one_hot(labels, c, dtype=np.float64):
     return out
 
 
-def check_labels(labels, c):
+def check_labels(labels: np.ndarray, c: int):
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
         raise TypeError(f"labels: expected an integer array, got dtype {labels.dtype}")
@@ -131,12 +133,15 @@ def check_labels(labels, c):
     return labels
 
 
-def sparse_categorical_crossentropy(pred, labels, from_logits=False):
+def sparse_categorical_crossentropy(pred: np.ndarray, labels: np.ndarray,
+                                    from_logits: bool = False):
     """categorical_crossentropy with the one-hot rows of integer `labels`."""
     return categorical_crossentropy(pred, one_hot(labels, pred.shape[1], pred.dtype), from_logits)
 
 
-def value_and_grad(name, pred, target, sample_weight=None, from_logits=False, delta=1.0):
+def value_and_grad(name: str, pred: np.ndarray, target: np.ndarray,
+                   sample_weight: np.ndarray | None = None, from_logits: bool = False,
+                   delta: float = 1.0):
     """(loss, d loss / d pred) with the "sum_over_batch_size" reduction (see module doc)."""
     if name not in NAMES + GRAPH_NAMES:
         raise ValueError(f"unknown loss {name!r}; expected one of {list(NAMES + GRAPH_NAMES)}")
