@@ -82,10 +82,11 @@ class _Logs:
         self.rows = 0
 
     @property
-    def needs_output(self):
+    def needs_output(self) -> bool:
         return any(m is not None and m.needs_output for m in self.sets)
 
-    def update(self, total, losses, correct, rows, outs, targets):
+    def update(self, total: float, losses: Any, correct: Any, rows: int, outs: Any,
+               targets: Any) -> None:
         self.loss_sum += float(total) * rows
         self.rows += rows
         for j, m in enumerate(self.sets):
@@ -94,7 +95,7 @@ class _Logs:
             out = None if outs is None else outs[j]
             m.update(losses[j], correct[j], rows, out, targets[j])
 
-    def results(self, final=False):
+    def results(self, final: bool = False) -> dict[str, float]:
         logs = {"loss": self.loss_sum / self.rows if self.rows else float("nan")}
         for name, m in zip(self.names, self.sets):
             if m is None:
