@@ -44,6 +44,7 @@ scaled together), ``clipvalue`` (each element clamped to ±clipvalue); at most o
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -92,11 +93,11 @@ class Optimizer:
         """Names of the per-parameter state arrays, in the core's order."""
         return []
 
-    def slot_init(self, name):
+    def slot_init(self, name: str) -> float:
         """Initial value of the named slot."""
         return 0.0
 
-    def begin_step(self, t):
+    def begin_step(self, t: int) -> None:
         """Scalar state shared by all parameters, advanced once per step (Nadam)."""
 
     def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
@@ -104,11 +105,11 @@ class Optimizer:
         raise NotImplementedError
 
     # -- the step ---------------------------------------------------------------------------
-    def build(self, params):
+    def build(self, params: Sequence[np.ndarray]) -> None:
         self.slots = [[np.full_like(p, self.slot_init(n)) for n in self.slot_names()]
                       for p in params]
 
-    def clip(self, grads):
+    def clip(self, grads: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Keras's _clip_gradients: returns new arrays, never modifies the caller's."""
         if self.clipnorm is not None and self.clipnorm > 0:
             out = []
@@ -128,7 +129,7 @@ class Optimizer:
             return [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
         return [np.array(g, copy=True) for g in grads]
 
-    def apply(self, grads, params):
+    def apply(self, grads: Sequence[np.ndarray], params: Sequence[np.ndarray]) -> None:
         if self.slots is None:
             self.build(params)
         t = self.iterations + 1
@@ -191,7 +192,7 @@ class Adagrad(Optimizer):
     def slot_names(self) -> list[str]:
         return ["accumulator"]
 
-    def slot_init(self, name):
+    def slot_init(self, name: str) -> float:
         return self.initial_accumulator_value
 
     def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
@@ -336,7 +337,7 @@ class Nadam(Optimizer):
     def _u(self, t):
         return self.beta_1 * (1.0 - 0.5 * 0.96**t)
 
-    def begin_step(self, t):
+    def begin_step(self, t: int) -> None:
         self.u_product *= self._u(t)
 
     def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
@@ -387,12 +388,13 @@ def get(name, **config):
     return cls(**config)
 
 
-def course_momentum_step(w, g, m, alpha, gamma):
+def course_momentum_step(w: np.ndarray, g: np.ndarray, m: np.ndarray, alpha: float,
+                         gamma: float) -> None:
     """The course's momentum step in place: ``m = γ m + (1−γ) g; w = w − α m``."""
     m[...] = gamma * m + (1 - gamma) * g
     w -= alpha * m
 
 
-def course_momentum_as_keras(alpha, gamma):
+def course_momentum_as_keras(alpha: float, gamma: float) -> dict[str, float]:
     """The Keras ``SGD`` arguments whose trajectory equals the course's momentum(α, γ)."""
     return {"learning_rate": alpha * (1 - gamma), "momentum": gamma}
