@@ -70,7 +70,7 @@ class _SeededSection:
         self._seed = seed
         self._held = False
 
-    def acquire(self):
+    def acquire(self) -> _SeededSection:
         _RANDOM_LOCK.acquire()
         self._held = True
         if self._seed is not None:
@@ -80,7 +80,7 @@ class _SeededSection:
             set_random_seed(self._seed)
         return self
 
-    def release(self):
+    def release(self) -> None:
         if not self._held:
             return
         if self._seed is not None:

@@ -45,7 +45,7 @@ class Activation:
     name = ""
     param_names: tuple[str, ...] = ()
 
-    def defaults(self):
+    def defaults(self) -> list[float]:
         return [float(getattr(self, p)) for p in self.param_names]
 
     def fn(self, z: np.ndarray) -> np.ndarray:
@@ -114,14 +114,14 @@ class RReLU(LeakyReLU):
         self.lower, self.upper = lower, upper
         super().__init__(negative_slope=(lower + upper) / 2)
 
-    def multipliers(self, z, slopes):
+    def multipliers(self, z: np.ndarray, slopes: np.ndarray) -> np.ndarray:
         """The factor applied to each element in training: 1 for z >= 0, else its slope."""
         return np.where(np.asarray(z) >= 0, 1.0, slopes)
 
-    def fn_train(self, z, slopes):
+    def fn_train(self, z: np.ndarray, slopes: np.ndarray) -> np.ndarray:
         return self.multipliers(z, slopes) * z
 
-    def grad_train(self, z, slopes):
+    def grad_train(self, z: np.ndarray, slopes: np.ndarray) -> np.ndarray:
         return self.multipliers(z, slopes)
 
 
@@ -142,7 +142,7 @@ class PReLU(Activation):
         z = np.asarray(z)
         return np.where(z > 0, 1.0, np.broadcast_to(self.alpha, z.shape))
 
-    def grad_alpha(self, z, dy):
+    def grad_alpha(self, z: np.ndarray, dy: np.ndarray) -> np.ndarray:
         """d loss / d alpha for z (n, c) and upstream dy (n, c): column sums of dy min(z, 0)."""
         return (np.asarray(dy) * np.minimum(z, 0)).sum(axis=0)
 
@@ -443,7 +443,7 @@ class Softmax(Activation):
         e = np.exp(z - z.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
 
-    def vjp(self, z, dy):
+    def vjp(self, z: np.ndarray, dy: np.ndarray) -> np.ndarray:
         y = self.fn(z)
         return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
 
