@@ -71,7 +71,8 @@ def main() -> None:
           "(wall clock, best of 3)")
     wanted = {s.strip() for s in args.shapes.split(",") if s.strip()}
     rng = np.random.default_rng(0)
-    print(f"{'shape':24s} {'old GF/s':>9s} {'new GF/s':>9s} {'median new/old time':>20s} {'pairs':>6s}")
+    print(f"{'shape':24s} {'old GF/s':>9s} {'new GF/s':>9s} {'median new/old time':>20s} "
+          f"{'pairs':>6s}")
     for label, m, n, k, ta, tb in SHAPES:
         if wanted and label not in wanted:
             continue

@@ -57,9 +57,9 @@ def main():
     print(f"{'name':10s} {'pynn us':>9s} {'numpy us':>9s} {'speed-up':>9s}")
     for name in sorted(NUMPY):
         p = PARAMS.get(name, [])
-        t_ours = min(timeit.repeat(lambda: _core.activation_forward(buf, name, p), number=200,
-                                   repeat=7)) / 200
-        t_np = min(timeit.repeat(lambda: NUMPY[name](z), number=200, repeat=7)) / 200
+        t_ours = min(timeit.repeat(lambda name=name, p=p: _core.activation_forward(buf, name, p),
+                                   number=200, repeat=7)) / 200
+        t_np = min(timeit.repeat(lambda name=name: NUMPY[name](z), number=200, repeat=7)) / 200
         print(f"{name:10s} {t_ours * 1e6:9.1f} {t_np * 1e6:9.1f} {t_np / t_ours:8.1f}x")
 
 

@@ -17,12 +17,11 @@ import os
 
 import numpy as np
 import pytest
+from conftest import record, timed
 from threadpoolctl import threadpool_limits
 
 import pynn
 from pynn import layers
-
-from conftest import record, timed
 
 try:
     import torch

@@ -12,11 +12,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import record
 from threadpoolctl import threadpool_limits
 
 import pynn
-
-from conftest import record
 from pynn import _core
 
 N, IN, OUT = 128, 784, 256
@@ -79,6 +78,7 @@ def test_dense_forward_backward(benchmark, threads):
     record("dense forward + backward (fused vs NumPy composition)",
            f"{N}x{IN}->{OUT} relu {threads}t", "numpy", t_np, FLOP)
     print(f"\ndense fwd+bwd {N}x{IN}->{OUT} relu, {threads} thread(s): "
-          f"pynn {min(t_pynn, t_bench) * 1e6:.0f} us ({FLOP / min(t_pynn, t_bench) / 1e9:.1f} GFLOP/s), "
+          f"pynn {min(t_pynn, t_bench) * 1e6:.0f} us "
+          f"({FLOP / min(t_pynn, t_bench) / 1e9:.1f} GFLOP/s), "
           f"numpy {t_np * 1e6:.0f} us ({FLOP / t_np / 1e9:.1f} GFLOP/s), "
           f"numpy/pynn = {ratio:.2f}x")

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import record, timed
 from threadpoolctl import threadpool_limits
 
 import pynn
-
-from conftest import record, timed
 
 try:
     import torch

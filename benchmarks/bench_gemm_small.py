@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import record, timed
 from threadpoolctl import threadpool_limits
 
 import pynn
-
-from conftest import record, timed
 
 LAYERS = [(784, 256), (256, 128), (128, 10)]
 SHAPES = [(m, k, n) for m in (1, 4, 16) for (k, n) in LAYERS]

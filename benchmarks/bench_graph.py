@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import record, timed
 from threadpoolctl import threadpool_limits
 
 import pynn
 from pynn import _core
 from pynn.models.graph_spec import GraphSpec, ParamRef
-
-from conftest import record, timed
 
 BATCH = 128
 ROWS = 60000

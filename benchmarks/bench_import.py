@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import record
 
 CODE = "import time; t=time.perf_counter(); import {mod}; print(time.perf_counter()-t)"

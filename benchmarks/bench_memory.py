@@ -82,7 +82,8 @@ def measure(epochs=1, validation=False):
 
 
 def run(epochs=1, validation=False):
-    code = (f"import sys, json; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = (f"import sys, json; sys.path.insert(0, {here!r}); "
             f"import bench_memory as b; print(json.dumps(b.measure({epochs}, {validation})))")
     proc = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,
                           timeout=1800)

@@ -20,8 +20,8 @@ from pynn import _core
 if _core.arch_error():
     raise ImportError(_core.arch_error())
 
-from pynn._threads import get_num_threads, set_num_threads  # noqa: E402
 from pynn import activations, initializers, layers, losses, ops, optimizers, regularizers  # noqa: E402
+from pynn._threads import get_num_threads, set_num_threads  # noqa: E402
 from pynn.layers import Input  # noqa: E402
 from pynn.models import Model, Sequential, load_model  # noqa: E402
 

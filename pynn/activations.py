@@ -6,6 +6,8 @@ can be passed to a layer (``Dense(10, activation=pynn.activations.relu)``) as Ke
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +25,7 @@ ALIASES = {None: "linear", **{alias: name for name, d in _DESCRIPTORS.items()
                               for alias in d["aliases"]}}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _names() -> tuple[str, ...]:
     return tuple(sorted(_DESCRIPTORS))
 
@@ -73,7 +75,7 @@ def _make(name):
     return fn
 
 
-def get(identifier):
+def get(identifier: Any) -> Callable[..., np.ndarray]:
     """The function for a name (Keras's ``activations.get``)."""
     name, _ = resolve(identifier)
     return globals()[name] if name in globals() else _make(name)

@@ -6,6 +6,8 @@ stream (`pynn.utils.set_random_seed`).
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +37,7 @@ class Initializer:
         params = {p: getattr(self, p) for p in self._params}
         return np.asarray(_core.initializer_fill(self.name, shape, seed, params or None))
 
-    def get_config(self):
+    def get_config(self) -> dict:
         cfg = {"seed": self.seed} if "seed" in self._config_keys() else {}
         cfg.update({p: getattr(self, p) for p in self._params})
         return cfg
@@ -45,7 +47,7 @@ class Initializer:
         return ("seed",) if cls.name not in ("zeros", "ones", "constant", "identity") else ()
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Initializer:
         return cls(**config)
 
 

@@ -7,6 +7,9 @@ Names, aliases, class names and defaults come from the core's loss table
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from pynn import _core
@@ -53,7 +56,7 @@ class Loss:
 
     delta = 1.0
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Any, y_pred: Any) -> Any:
         """The loss of each sample (user-defined losses override this)."""
         raise NotImplementedError(f"{type(self).__name__}: a custom Loss subclass must "
                                   f"define call(y_true, y_pred) returning per-sample losses")
@@ -80,13 +83,13 @@ class Loss:
                                          float(self.delta))
         return float(value)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         if self.is_custom:   # Keras 3's base config; a subclass with arguments extends it
             return {"name": self.name, "reduction": self.reduction}
         return {"name": self.name, "reduction": self.reduction, "from_logits": self.from_logits}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Loss:
         return cls(**config)
 
 
@@ -126,10 +129,10 @@ class LossFunctionWrapper(Loss):
         self.fn = fn
         self.fn_kwargs = kwargs
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Any, y_pred: Any) -> Any:
         return self.fn(y_true, y_pred, **self.fn_kwargs)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         from pynn.saving import registered_name
 
         return {"name": self.name, "reduction": self.reduction,
@@ -158,12 +161,14 @@ class Huber(Loss):
     kind = "huber"
     name = "huber"
 
-    def __init__(self, delta=_default("huber", "delta"), reduction="sum_over_batch_size",
+    # The default is read from the loss table once, at import (an immutable float).
+    def __init__(self, delta=_default("huber", "delta"),  # noqa: B008
+                 reduction="sum_over_batch_size",
                  name=None):
         super().__init__(False, reduction, name)
         self.delta = _core.loss_config("huber", {"delta": delta})["delta"]  # checked by the table
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"name": self.name, "reduction": self.reduction, "delta": self.delta}
 
 

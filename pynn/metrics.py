@@ -9,8 +9,11 @@ count as 0, scikit-learn's `zero_division` default, without a warning.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any, overload
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["Metric", "MetricVariable", "classification_report", "confusion_matrix", "f1_score",
            "mean_absolute_error", "mean_squared_error", "precision_score", "recall_score",
@@ -173,8 +176,17 @@ def _prf(y_true, y_pred, average, pos_label, num_classes, zero_division, which):
     return float(np.average(score, weights=support)) if support.sum() else zd
 
 
-def precision_score(y_true, y_pred, *, average="binary", pos_label=1, num_classes=None,
-                    zero_division=0.0):
+@overload
+def precision_score(y_true: ArrayLike, y_pred: ArrayLike, *, average: str = ...,
+                    pos_label: int = ..., num_classes: int | None = ...,
+                    zero_division: float = ...) -> float: ...
+@overload
+def precision_score(y_true: ArrayLike, y_pred: ArrayLike, *, average: None,
+                    pos_label: int = ..., num_classes: int | None = ...,
+                    zero_division: float = ...) -> np.ndarray: ...
+def precision_score(y_true: ArrayLike, y_pred: ArrayLike, *, average: str | None = "binary",
+                    pos_label: int = 1, num_classes: int | None = None,
+                    zero_division: float = 0.0) -> float | np.ndarray:
     """Precision tp / (tp + fp): of the samples predicted as a class, the share that are.
 
     Args:
@@ -194,8 +206,17 @@ def precision_score(y_true, y_pred, *, average="binary", pos_label=1, num_classe
     return _prf(y_true, y_pred, average, pos_label, num_classes, zero_division, "p")
 
 
-def recall_score(y_true, y_pred, *, average="binary", pos_label=1, num_classes=None,
-                 zero_division=0.0):
+@overload
+def recall_score(y_true: ArrayLike, y_pred: ArrayLike, *, average: str = ...,
+                 pos_label: int = ..., num_classes: int | None = ...,
+                 zero_division: float = ...) -> float: ...
+@overload
+def recall_score(y_true: ArrayLike, y_pred: ArrayLike, *, average: None,
+                 pos_label: int = ..., num_classes: int | None = ...,
+                 zero_division: float = ...) -> np.ndarray: ...
+def recall_score(y_true: ArrayLike, y_pred: ArrayLike, *, average: str | None = "binary",
+                 pos_label: int = 1, num_classes: int | None = None,
+                 zero_division: float = 0.0) -> float | np.ndarray:
     """Recall tp / (tp + fn): of the samples of a class, the share predicted as it.
 
     Arguments as for `precision_score`.
@@ -207,8 +228,17 @@ def recall_score(y_true, y_pred, *, average="binary", pos_label=1, num_classes=N
     return _prf(y_true, y_pred, average, pos_label, num_classes, zero_division, "r")
 
 
-def f1_score(y_true, y_pred, *, average="binary", pos_label=1, num_classes=None,
-             zero_division=0.0):
+@overload
+def f1_score(y_true: ArrayLike, y_pred: ArrayLike, *, average: str = ...,
+             pos_label: int = ..., num_classes: int | None = ...,
+             zero_division: float = ...) -> float: ...
+@overload
+def f1_score(y_true: ArrayLike, y_pred: ArrayLike, *, average: None,
+             pos_label: int = ..., num_classes: int | None = ...,
+             zero_division: float = ...) -> np.ndarray: ...
+def f1_score(y_true: ArrayLike, y_pred: ArrayLike, *, average: str | None = "binary",
+             pos_label: int = 1, num_classes: int | None = None,
+             zero_division: float = 0.0) -> float | np.ndarray:
     """F1 = 2 tp / (2 tp + fp + fn), the harmonic mean of precision and recall.
 
     Arguments as for `precision_score`. "macro" averages the per-class F1 scores (it is not
@@ -224,8 +254,10 @@ def f1_score(y_true, y_pred, *, average="binary", pos_label=1, num_classes=None,
 # ---------------------------------------------------------------------------------------------
 # The report
 
-def classification_report(y_true, y_pred, class_names=None, digits=4, output_dict=False,
-                          num_classes=None):
+def classification_report(y_true: ArrayLike, y_pred: ArrayLike,
+                          class_names: Sequence[str] | None = None, digits: int = 4,
+                          output_dict: bool = False,
+                          num_classes: int | None = None) -> str | dict[str, Any]:
     """Per-class precision, recall, F1 and support, then accuracy, macro and weighted averages.
 
     The text has scikit-learn's layout, so it reads the same as `sklearn.metrics.
@@ -410,7 +442,7 @@ class MetricVariable(np.lib.mixins.NDArrayOperatorsMixin):
         return self._value.shape
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype[Any]:
         return self._value.dtype
 
     @property
@@ -500,11 +532,11 @@ class Metric:
     def variables(self) -> list[MetricVariable]:
         return list(self._variables)
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         raise NotImplementedError(f"{type(self).__name__}: a Metric subclass must define "
                                   f"update_state(y_true, y_pred, sample_weight=None)")
 
-    def result(self):
+    def result(self) -> Any:
         raise NotImplementedError(f"{type(self).__name__}: a Metric subclass must define "
                                   f"result()")
 
@@ -521,5 +553,5 @@ class Metric:
         return {"name": self.name, "dtype": "float32"}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Metric:
         return cls(**config)

@@ -27,13 +27,21 @@ and sign, where's condition, one_hot and argmax pass none.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pynn import _core, activations
 from pynn._validation import as_float32_array, check_real_scalar
-from pynn.layers.layer import KerasTensor, Weight
 from pynn.layers import ops_layer as _ol
+from pynn.layers.layer import KerasTensor, Weight
+
+# What the ops take and return: NumPy arrays (or anything np.asarray accepts; the op runs at
+# once) or symbolic tensors (pynn.Input, a layer's output; the op becomes a layer of the
+# model). Any: the result's kind follows the arguments', which a plain union cannot say.
+Tensor = Any
 
 __all__ = [
     "gemm", "activation_names",
@@ -62,8 +70,10 @@ def activation_names() -> list[str]:
     return list(_core.activation_names())
 
 
-def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bias=None,
-         activation=None, activation_params=None):
+def gemm(a: Any, b: Any, *, trans_a: bool = False, trans_b: bool = False,  # a, b: 2-D arrays
+         alpha: float = 1.0, beta: float = 0.0, out: np.ndarray | None = None,
+         bias: ArrayLike | None = None, activation: str | None = None,
+         activation_params: Sequence[float] | Mapping[str, float] | None = None) -> np.ndarray:
     """Single-precision matrix product with a fused epilogue.
 
     Computes ``act(alpha * op(a) @ op(b) + beta * out + bias)`` in float32, where
@@ -288,43 +298,43 @@ less = _comparison_op("less", "<")
 less_equal = _comparison_op("less_equal", "<=")
 
 
-def logical_and(x1, x2):
+def logical_and(x1: Tensor, x2: Tensor) -> Tensor:
     """Both non-zero (symbolic: 1.0 / 0.0 as float32, no gradient)."""
     if not _symbolic(x1, x2):
         return np.logical_and(_value(x1, "x1"), _value(x2, "x2"))
     return multiply(not_equal(x1, 0.0), not_equal(x2, 0.0))
 
 
-def logical_or(x1, x2):
+def logical_or(x1: Tensor, x2: Tensor) -> Tensor:
     """Either non-zero (symbolic: 1.0 / 0.0 as float32, no gradient)."""
     if not _symbolic(x1, x2):
         return np.logical_or(_value(x1, "x1"), _value(x2, "x2"))
     return maximum(not_equal(x1, 0.0), not_equal(x2, 0.0))
 
 
-def logical_not(x):
+def logical_not(x: Tensor) -> Tensor:
     """x is zero (symbolic: 1.0 / 0.0 as float32, no gradient)."""
     if not _symbolic(x):
         return np.logical_not(_value(x, "x"))
     return equal(x, 0.0)
 
 
-def add(x1, x2):
+def add(x1: Tensor, x2: Tensor) -> Tensor:
     """x1 + x2, broadcasting."""
     return _binary("add", x1, x2)
 
 
-def subtract(x1, x2):
+def subtract(x1: Tensor, x2: Tensor) -> Tensor:
     """x1 - x2, broadcasting."""
     return _binary("subtract", x1, x2)
 
 
-def multiply(x1, x2):
+def multiply(x1: Tensor, x2: Tensor) -> Tensor:
     """x1 * x2, broadcasting."""
     return _binary("multiply", x1, x2)
 
 
-def divide(x1, x2):
+def divide(x1: Tensor, x2: Tensor) -> Tensor:
     """x1 / x2, broadcasting."""
     return _binary("divide", x1, x2)
 
@@ -332,17 +342,17 @@ def divide(x1, x2):
 true_divide = divide
 
 
-def maximum(x1, x2):
+def maximum(x1: Tensor, x2: Tensor) -> Tensor:
     """Element-wise maximum (NaN propagates); the gradient goes to x1 on a tie."""
     return _binary("maximum", x1, x2)
 
 
-def minimum(x1, x2):
+def minimum(x1: Tensor, x2: Tensor) -> Tensor:
     """Element-wise minimum (NaN propagates); the gradient goes to x1 on a tie."""
     return _binary("minimum", x1, x2)
 
 
-def power(x1, x2):
+def power(x1: Tensor, x2: Tensor) -> Tensor:
     """x1 ** x2, broadcasting."""
     return _binary("power", x1, x2)
 
@@ -359,32 +369,32 @@ def _unary(fn, x, **attrs):
         return _f32(_NUMPY_UNARY[fn](_value(x, "x")))
 
 
-def negative(x):
+def negative(x: Tensor) -> Tensor:
     """-x."""
     return _unary("negative", x)
 
 
-def square(x):
+def square(x: Tensor) -> Tensor:
     """x * x."""
     return _unary("square", x)
 
 
-def sqrt(x):
+def sqrt(x: Tensor) -> Tensor:
     """Square root (NaN below 0)."""
     return _unary("sqrt", x)
 
 
-def exp(x):
+def exp(x: Tensor) -> Tensor:
     """e ** x."""
     return _unary("exp", x)
 
 
-def log(x):
+def log(x: Tensor) -> Tensor:
     """Natural logarithm (-inf at 0, NaN below)."""
     return _unary("log", x)
 
 
-def abs(x):  # noqa: A001 (Keras's name)
+def abs(x: Tensor) -> Tensor:  # noqa: A001 (Keras's name)
     """|x|."""
     return _unary("abs", x)
 
@@ -392,17 +402,17 @@ def abs(x):  # noqa: A001 (Keras's name)
 absolute = abs
 
 
-def sign(x):
+def sign(x: Tensor) -> Tensor:
     """-1, 0 or 1 (no gradient)."""
     return _unary("sign", x)
 
 
-def reciprocal(x):
+def reciprocal(x: Tensor) -> Tensor:
     """1 / x."""
     return _unary("reciprocal", x)
 
 
-def clip(x, x_min, x_max):
+def clip(x: Tensor, x_min: Tensor, x_max: Tensor) -> Tensor:
     """min(max(x, x_min), x_max) with number bounds; the gradient passes where
     x_min <= x <= x_max."""
     lo, hi = _scalar_of(x_min), _scalar_of(x_max)
@@ -416,7 +426,7 @@ def clip(x, x_min, x_max):
     return _f32(np.minimum(np.maximum(_value(x, "x"), np.float32(lo)), np.float32(hi)))
 
 
-def where(condition, x1=None, x2=None):
+def where(condition: Tensor, x1: Tensor = None, x2: Tensor = None) -> Tensor:
     """x1 where condition is true (non-zero), else x2; the three broadcast together."""
     if x1 is None or x2 is None:
         raise ValueError("ops.where: give both x1 and x2 (the one-argument form, the indices "
@@ -466,17 +476,18 @@ def _reduce(fn, x, axis, keepdims):
     return _f32(getattr(np, fn)(arr, axis=ax, keepdims=keepdims))
 
 
-def sum(x, axis=None, keepdims=False):  # noqa: A001
+def sum(x: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     """Sum over `axis` (symbolic, axis=None: over each sample)."""
     return _reduce("sum", x, axis, keepdims)
 
 
-def mean(x, axis=None, keepdims=False):
+def mean(x: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
     """Mean over `axis` (symbolic, axis=None: over each sample)."""
     return _reduce("mean", x, axis, keepdims)
 
 
-def max(x, axis=None, keepdims=False, initial=None):  # noqa: A001
+def max(x: Tensor, axis: int | Sequence[int] | None = None,  # noqa: A001
+        keepdims: bool = False, initial: float | None = None) -> Tensor:
     """Maximum over `axis`; the gradient goes to the first maximal element."""
     if initial is not None:
         if isinstance(x, KerasTensor):
@@ -485,7 +496,8 @@ def max(x, axis=None, keepdims=False, initial=None):  # noqa: A001
     return _reduce("max", x, axis, keepdims)
 
 
-def min(x, axis=None, keepdims=False, initial=None):  # noqa: A001
+def min(x: Tensor, axis: int | Sequence[int] | None = None,  # noqa: A001
+        keepdims: bool = False, initial: float | None = None) -> Tensor:
     """Minimum over `axis`; the gradient goes to the first minimal element."""
     if initial is not None:
         if isinstance(x, KerasTensor):
@@ -494,7 +506,7 @@ def min(x, axis=None, keepdims=False, initial=None):  # noqa: A001
     return _reduce("min", x, axis, keepdims)
 
 
-def argmax(x, axis=None, keepdims=False):
+def argmax(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
     """Index of the first maximum along `axis` (int32 eagerly; float in a graph, where it
     passes no gradient). Symbolic with axis=None: the index in the flattened sample."""
     if not isinstance(x, KerasTensor):
@@ -508,12 +520,12 @@ def argmax(x, axis=None, keepdims=False):
 
 
 # --- shapes and products ---------------------------------------------------------------------
-def matmul(x1, x2):
+def matmul(x1: Tensor, x2: Tensor) -> Tensor:
     """Matrix product. Symbolic: per sample, samples of rank 1 or 2 (NumPy's rules: a vector
     operand loses its axis); a constant operand is the same matrix for every sample."""
     if not _symbolic(x1, x2):
         return _f32(np.matmul(_value(x1, "x1"), _value(x2, "x2")))
-    args = []
+    args: list[Any] = []   # KerasTensor, WeightOperand or a constant array
     for k, x in enumerate((x1, x2)):
         if isinstance(x, KerasTensor):
             args.append(x)
@@ -545,7 +557,7 @@ def matmul(x1, x2):
     return layer(tensors if len(tensors) > 1 else tensors[0])
 
 
-def transpose(x, axes=None):
+def transpose(x: Tensor, axes: Sequence[int] | None = None) -> Tensor:
     """Permutes the axes. Symbolic: `axes` must keep the batch axis first, e.g. (0, 2, 1)."""
     if not isinstance(x, KerasTensor):
         return _f32(np.transpose(_value(x, "x"), axes))
@@ -567,7 +579,7 @@ def transpose(x, axes=None):
     return _node("permute", {"dims": perm[1:]}, [x], _ol.permute_rule, "transpose")
 
 
-def reshape(x, newshape):
+def reshape(x: Tensor, newshape: Any) -> Tensor:   # an int or a sequence of ints (and None)
     """Reshapes. Symbolic: the first entry of `newshape` is the batch (-1 or None); the rest
     is the per-sample shape, where one entry may be -1."""
     if not isinstance(x, KerasTensor):
@@ -598,7 +610,7 @@ def reshape(x, newshape):
     return _node("reshape", {"target_shape": target}, [x], _ol.reshape_rule, "reshape")
 
 
-def expand_dims(x, axis):
+def expand_dims(x: Tensor, axis: int) -> Tensor:
     """Inserts an axis of size 1 at `axis`."""
     if not isinstance(x, KerasTensor):
         return _f32(np.expand_dims(_value(x, "x"), axis))
@@ -613,7 +625,7 @@ def expand_dims(x, axis):
     return reshape(x, [-1] + s)
 
 
-def squeeze(x, axis=None):
+def squeeze(x: Tensor, axis: int | Sequence[int] | None = None) -> Tensor:
     """Removes axes of size 1 (symbolic: never the batch axis)."""
     if not isinstance(x, KerasTensor):
         return _f32(np.squeeze(_value(x, "x"), axis))
@@ -629,7 +641,7 @@ def squeeze(x, axis=None):
     return reshape(x, [-1] + [n for d, n in enumerate(s) if d not in drop])
 
 
-def concatenate(xs, axis=0):
+def concatenate(xs: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Joins tensors along `axis` (symbolic: a per-sample axis; the default 0 is the batch)."""
     xs = list(xs)
     if not xs:
@@ -645,7 +657,8 @@ def concatenate(xs, axis=0):
     return _node("concatenate", {"axis": ax}, xs, _ol.concatenate_rule, "concatenate")
 
 
-def one_hot(x, num_classes, axis=-1, dtype=None, sparse=False):
+def one_hot(x: Tensor, num_classes: int, axis: int = -1, dtype: Any = None,
+            sparse: bool = False) -> Tensor:
     """One-hot rows of integer class indices (values out of [0, num_classes): zeros);
     passes no gradient."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
@@ -671,7 +684,7 @@ def one_hot(x, num_classes, axis=-1, dtype=None, sparse=False):
     return y
 
 
-def cast(x, dtype):
+def cast(x: Tensor, dtype: Any) -> Tensor:
     """pynn computes in float32: a symbolic tensor is returned unchanged (float dtypes only)."""
     if isinstance(x, KerasTensor):
         if np.dtype(dtype).kind != "f":
@@ -680,7 +693,7 @@ def cast(x, dtype):
     return np.asarray(x).astype(dtype)
 
 
-def convert_to_tensor(x, dtype=None):
+def convert_to_tensor(x: Tensor, dtype: Any = None) -> Tensor:
     """A float32 array (a symbolic tensor is returned unchanged)."""
     if isinstance(x, KerasTensor):
         return x
@@ -696,66 +709,66 @@ def _activation(name, x, **params):
     return activations.apply(_value(x, "x"), act, **params)
 
 
-def relu(x):
+def relu(x: Tensor) -> Tensor:
     return _activation("relu", x)
 
 
-def sigmoid(x):
+def sigmoid(x: Tensor) -> Tensor:
     return _activation("sigmoid", x)
 
 
-def tanh(x):
+def tanh(x: Tensor) -> Tensor:
     return _activation("tanh", x)
 
 
-def elu(x, alpha=1.0):
+def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
     return _activation("elu", x, alpha=alpha)
 
 
-def selu(x):
+def selu(x: Tensor) -> Tensor:
     return _activation("selu", x)
 
 
-def gelu(x, approximate=True):
+def gelu(x: Tensor, approximate: bool = True) -> Tensor:
     """Keras's ops.gelu: the tanh approximation by default."""
     return _activation("gelu", x, approximate=approximate)
 
 
-def softplus(x):
+def softplus(x: Tensor) -> Tensor:
     return _activation("softplus", x)
 
 
-def softsign(x):
+def softsign(x: Tensor) -> Tensor:
     return _activation("softsign", x)
 
 
-def silu(x):
+def silu(x: Tensor) -> Tensor:
     return _activation("silu", x)
 
 
 swish = silu
 
 
-def leaky_relu(x, negative_slope=0.2):
+def leaky_relu(x: Tensor, negative_slope: float = 0.2) -> Tensor:
     return _activation("leaky_relu", x, negative_slope=negative_slope)
 
 
-def hard_sigmoid(x):
+def hard_sigmoid(x: Tensor) -> Tensor:
     return _activation("hard_sigmoid", x)
 
 
-def hard_silu(x):
+def hard_silu(x: Tensor) -> Tensor:
     return _activation("hard_silu", x)
 
 
 hard_swish = hard_silu
 
 
-def mish(x):
+def mish(x: Tensor) -> Tensor:
     return _activation("mish", x)
 
 
-def softmax(x, axis=-1):
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """Softmax along `axis` (symbolic: a per-sample axis; other than the last, it is moved
     last and back)."""
     if not isinstance(x, KerasTensor):
@@ -804,23 +817,29 @@ def _kt_mul(self, other):
     return multiply(self, other)
 
 
-KerasTensor.__add__ = _kt_add
-KerasTensor.__radd__ = lambda self, other: add(other, self)
-KerasTensor.__sub__ = _kt_sub
-KerasTensor.__rsub__ = lambda self, other: subtract(other, self)
-KerasTensor.__mul__ = _kt_mul
-KerasTensor.__rmul__ = lambda self, other: multiply(other, self)
-KerasTensor.__truediv__ = lambda self, other: divide(self, other)
-KerasTensor.__rtruediv__ = lambda self, other: divide(other, self)
-KerasTensor.__neg__ = lambda self: negative(self)
-KerasTensor.__pos__ = lambda self: self
-KerasTensor.__abs__ = lambda self: abs(self)
-KerasTensor.__pow__ = lambda self, other: power(self, other)
-KerasTensor.__rpow__ = lambda self, other: power(other, self)
-KerasTensor.__matmul__ = lambda self, other: matmul(self, other)
-KerasTensor.__rmatmul__ = lambda self, other: matmul(other, self)
-KerasTensor.__gt__ = lambda self, other: greater(self, other)
-KerasTensor.__ge__ = lambda self, other: greater_equal(self, other)
-KerasTensor.__lt__ = lambda self, other: less(self, other)
-KerasTensor.__le__ = lambda self, other: less_equal(self, other)
+# (installed with setattr: their types are declared on KerasTensor itself)
+_KT_OPERATORS: dict[str, Callable[..., Any]] = {
+    "__add__": _kt_add,
+    "__radd__": lambda self, other: add(other, self),
+    "__sub__": _kt_sub,
+    "__rsub__": lambda self, other: subtract(other, self),
+    "__mul__": _kt_mul,
+    "__rmul__": lambda self, other: multiply(other, self),
+    "__truediv__": lambda self, other: divide(self, other),
+    "__rtruediv__": lambda self, other: divide(other, self),
+    "__neg__": lambda self: negative(self),
+    "__pos__": lambda self: self,
+    "__abs__": lambda self: abs(self),
+    "__pow__": lambda self, other: power(self, other),
+    "__rpow__": lambda self, other: power(other, self),
+    "__matmul__": lambda self, other: matmul(self, other),
+    "__rmatmul__": lambda self, other: matmul(other, self),
+    "__gt__": lambda self, other: greater(self, other),
+    "__ge__": lambda self, other: greater_equal(self, other),
+    "__lt__": lambda self, other: less(self, other),
+    "__le__": lambda self, other: less_equal(self, other),
+}
+for _name, _fn in _KT_OPERATORS.items():
+    setattr(KerasTensor, _name, _fn)
+del _name, _fn
 # (== and != keep Python's identity meaning: tensors are used as dict keys and in lists)

@@ -16,8 +16,18 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from pynn.callbacks import History
+    from pynn.models.model import Model
 
 __all__ = ["confusion_matrix", "first_layer_weights", "history", "saliency",
            "weight_histograms"]
@@ -58,7 +68,8 @@ def _grid(fig, count, max_cols):
 
 # ---------------------------------------------------------------------------------------------
 
-def history(history_or_dict, metrics=None, ax=None):
+def history(history_or_dict: History | Mapping[str, Sequence[float]],
+            metrics: Sequence[str] | None = None, ax: Axes | None = None) -> Figure:
     """Training curves: one panel per metric, the training and (if logged) validation values
     against the epoch.
 
@@ -112,7 +123,9 @@ def history(history_or_dict, metrics=None, ax=None):
     return fig
 
 
-def confusion_matrix(cm_or_y_true, y_pred=None, class_names=None, normalize=False, ax=None):
+def confusion_matrix(cm_or_y_true: ArrayLike, y_pred: ArrayLike | None = None,
+                     class_names: Sequence[str] | None = None, normalize: bool = False,
+                     ax: Axes | None = None) -> Figure:
     """The confusion matrix as a heat map, rows the true class and columns the predicted one,
     every cell labelled with its count (or fraction).
 
@@ -190,7 +203,7 @@ def _named_weights(model):
     return out
 
 
-def weight_histograms(model, bins=50):
+def weight_histograms(model: Model, bins: int = 50) -> Figure:
     """One histogram per weight tensor (kernels and biases), to spot dead or exploding layers."""
     named = _named_weights(model)
     if not named:
@@ -213,7 +226,8 @@ def _first_dense_kernel(model):
     raise ValueError("model: it has no Dense layer")
 
 
-def first_layer_weights(model, image_shape=(28, 28), n=16):
+def first_layer_weights(model: Model, image_shape: Sequence[int] = (28, 28),
+                        n: int = 16) -> Figure:
     """The incoming weights of the first Dense layer's first `n` units, each drawn as an image
     (red positive, blue negative): the patterns each unit responds to."""
     layer, kernel = _first_dense_kernel(model)
@@ -237,7 +251,8 @@ def first_layer_weights(model, image_shape=(28, 28), n=16):
     return fig
 
 
-def saliency(model, x, class_index=None, image_shape=(28, 28)):
+def saliency(model: Model, x: ArrayLike, class_index: int | None = None,
+             image_shape: Sequence[int] = (28, 28)) -> Figure:
     """Which input pixels most move a class score: |d score / d input| per sample, computed by
     the engine (`model.input_gradient`), beside the input itself.
 

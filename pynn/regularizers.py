@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -24,11 +26,11 @@ class Regularizer:
         x = np.asarray(x, dtype=np.float64)
         return float(self.l1 * np.abs(x).sum() + self.l2 * np.square(x).sum())
 
-    def get_config(self):
+    def get_config(self) -> dict:
         raise NotImplementedError
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Regularizer:
         return cls(**config)
 
 
@@ -38,7 +40,7 @@ class L1(Regularizer):
     def __init__(self, l1=0.01):
         self.l1 = _coef(l1, "l1")
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"l1": self.l1}
 
 
@@ -48,7 +50,7 @@ class L2(Regularizer):
     def __init__(self, l2=0.01):
         self.l2 = _coef(l2, "l2")
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"l2": self.l2}
 
 
@@ -59,18 +61,19 @@ class L1L2(Regularizer):
         self.l1 = _coef(l1, "l1")
         self.l2 = _coef(l2, "l2")
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"l1": self.l1, "l2": self.l2}
 
 
 l1 = L1
 l2 = L2
 l1_l2 = L1L2
-_BY_NAME = {"l1": L1, "l2": L2, "l1_l2": lambda: L1L2(l1=0.01, l2=0.01)}
+_BY_NAME: dict[str, Callable[[], Regularizer]] = {
+    "l1": L1, "l2": L2, "l1_l2": lambda: L1L2(l1=0.01, l2=0.01)}
 _BY_CLASS = {"L1": L1, "L2": L2, "L1L2": L1L2}
 
 
-def get(identifier):
+def get(identifier: Any) -> Regularizer | None:
     """None, "l1", "l2", "l1_l2" (0.01 each, as Keras's strings), a Regularizer or a config."""
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
@@ -84,7 +87,7 @@ def get(identifier):
     raise TypeError(f"regularizer: expected None, a name or a Regularizer, got {identifier!r}")
 
 
-def serialize(reg):
+def serialize(reg: Regularizer | None) -> dict[str, Any] | None:
     if reg is None:
         return None
     return {"class_name": type(reg).__name__, "config": reg.get_config()}

@@ -33,14 +33,18 @@ import math
 import numbers
 import random
 import threading
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from typing import Self
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelEncoder
-    from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -66,7 +70,7 @@ class _SeededSection:
         self._seed = seed
         self._held = False
 
-    def acquire(self):
+    def acquire(self) -> _SeededSection:
         _RANDOM_LOCK.acquire()
         self._held = True
         if self._seed is not None:
@@ -76,7 +80,7 @@ class _SeededSection:
             set_random_seed(self._seed)
         return self
 
-    def release(self):
+    def release(self) -> None:
         if not self._held:
             return
         if self._seed is not None:
@@ -96,7 +100,7 @@ class _EndSeededSection(Callback):
         super().__init__()
         self._section = section
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._section.release()
 
 
@@ -353,7 +357,7 @@ class PynnClassifier(ClassifierMixin, _PynnMLP):
         >>> clf.predict_proba(X[:2])
     """
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> Self:
         """Builds and trains a new network on (X, y); returns self."""
         return self._fit(X, y, sample_weight)
 
@@ -386,7 +390,7 @@ class PynnClassifier(ClassifierMixin, _PynnMLP):
     def _stratify(self, targets):
         return targets
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities, shape (n_samples, n_classes), columns in `classes_` order."""
         out = self._forward(X).astype(np.float64)
         if self.classes_.size == 2:
@@ -394,12 +398,12 @@ class PynnClassifier(ClassifierMixin, _PynnMLP):
             return np.column_stack([1.0 - p, p])
         return out / out.sum(axis=1, keepdims=True)
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """Logarithm of `predict_proba` (-inf where a probability underflowed to 0)."""
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """The most probable class of each sample."""
         proba = self.predict_proba(X)  # checks fitted-ness before classes_ is read
         return self.classes_[np.argmax(proba, axis=1)]
@@ -423,7 +427,7 @@ class PynnRegressor(RegressorMixin, _PynnMLP):
         n_features_in_, feature_names_in_: as in every scikit-learn estimator.
     """
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> Self:
         """Builds and trains a new network on (X, y); returns self."""
         return self._fit(X, y, sample_weight)
 
@@ -450,7 +454,7 @@ class PynnRegressor(RegressorMixin, _PynnMLP):
     def _stratify(self, targets):
         return None
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted targets: shape (n_samples,) or (n_samples, n_targets), as `y` in fit."""
         out = self._forward(X).astype(np.float64) * self._y_scale + self._y_mean
         return out[:, 0] if self._y_ndim == 1 else out

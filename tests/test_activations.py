@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+from activation_cases import OTHER_PARAMS
 
 from pynn import _core
 from pynn.reference import activations as ref
-from activation_cases import OTHER_PARAMS
 
 NAMES = list(_core.activation_names())
 SIZES = [0, 1, 15, 16, 17, 33, 1000]

@@ -17,7 +17,6 @@ import tempfile
 
 import numpy as np
 import pytest
-
 import rel_helpers
 
 # --- case table ------------------------------------------------------------------------------

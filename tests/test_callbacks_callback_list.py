@@ -1,9 +1,9 @@
 """Callback (base hooks), CallbackList (fan-out, defaults, log conversion) and History."""
 import numpy as np
 import pytest
+from callback_fakes import FakeModel, losses, run_fit
 
 from pynn.callbacks import Callback, CallbackList, History, ProgbarLogger
-from callback_fakes import FakeModel, losses, run_fit
 
 HOOKS_WITH_INDEX = ["on_batch_begin", "on_batch_end", "on_train_batch_begin",
                     "on_train_batch_end", "on_test_batch_begin", "on_test_batch_end",

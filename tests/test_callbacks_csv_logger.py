@@ -2,9 +2,9 @@
 import csv
 
 import pytest
+from callback_fakes import FakeModel, run_fit
 
 from pynn.callbacks import CSVLogger, LambdaCallback
-from callback_fakes import FakeModel, run_fit
 
 
 def read_rows(path, sep=","):

@@ -3,9 +3,9 @@ start_from_epoch, and the weights it restores. Expected epochs are worked out by
 comments from Keras 3's documented rules."""
 import numpy as np
 import pytest
+from callback_fakes import FakeModel, losses, run_fit
 
 from pynn.callbacks import EarlyStopping
-from callback_fakes import FakeModel, losses, run_fit
 
 
 def fit(values, key="loss", **kwargs):

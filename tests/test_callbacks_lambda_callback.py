@@ -1,8 +1,8 @@
 """LambdaCallback: each given function is called at its hook with the hook's arguments."""
 import pytest
+from callback_fakes import FakeModel, losses, run_fit
 
 from pynn.callbacks import CallbackList, LambdaCallback
-from callback_fakes import FakeModel, losses, run_fit
 
 
 def test_all_training_hooks_in_order():

@@ -1,9 +1,9 @@
 """LearningRateScheduler: the rate set at each epoch's start, both schedule signatures."""
 import numpy as np
 import pytest
+from callback_fakes import FakeModel, losses, run_fit
 
 from pynn.callbacks import LambdaCallback, LearningRateScheduler
-from callback_fakes import FakeModel, losses, run_fit
 
 
 def rates(schedule, epochs=4, lr=1.0, **kwargs):

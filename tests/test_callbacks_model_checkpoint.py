@@ -2,9 +2,9 @@
 import os
 
 import pytest
+from callback_fakes import FakeModel, read_saved, run_fit
 
 from pynn.callbacks import ModelCheckpoint
-from callback_fakes import FakeModel, read_saved, run_fit
 
 
 def names(directory):

@@ -5,13 +5,9 @@ batch logs are running averages already (Keras 3), so the bar shows them as give
 """
 import io
 
-import pytest
-
-from pynn.callbacks import CallbackList, ProgbarLogger
 from callback_fakes import FakeModel, run_fit
 
-
-
+from pynn.callbacks import CallbackList, ProgbarLogger
 
 LOGS = [{"loss": 0.5, "val_loss": 0.75}, {"loss": 0.25, "val_loss": 0.5}]
 

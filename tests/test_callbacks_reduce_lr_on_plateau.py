@@ -1,9 +1,9 @@
 """ReduceLROnPlateau: the learning rate after each epoch under patience, cooldown, min_lr,
 min_delta and mode; expected sequences worked out by hand from Keras's rules."""
 import pytest
+from callback_fakes import FakeModel, losses, run_fit
 
 from pynn.callbacks import LambdaCallback, ReduceLROnPlateau
-from callback_fakes import FakeModel, losses, run_fit
 
 
 def lr_sequence(values, key="val_loss", lr=1.0, **kwargs):

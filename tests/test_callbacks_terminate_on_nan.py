@@ -2,9 +2,9 @@
 import math
 
 import pytest
+from callback_fakes import FakeModel, losses, run_fit
 
 from pynn.callbacks import Callback, TerminateOnNaN
-from callback_fakes import FakeModel, losses, run_fit
 
 
 def script(bad_epoch, bad_batch, bad_value):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-
 import rel_helpers
 
 

@@ -15,9 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pynn.datasets import _common, fashion_mnist, mnist
-from pynn.datasets import (ChecksumMismatchError, DataNotFoundError, DownloadError,
-                           IdxFormatError)
+from pynn.datasets import (
+    ChecksumMismatchError,
+    DataNotFoundError,
+    DownloadError,
+    IdxFormatError,
+    _common,
+    fashion_mnist,
+    mnist,
+)
 from pynn.datasets.idx import read_idx, write_idx
 
 SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")

@@ -13,12 +13,11 @@ import warnings
 
 import numpy as np
 import pytest
+import rel_helpers
 
 import pynn
 from pynn import layers as L
 from pynn.models import load_model
-
-import rel_helpers
 
 WIDTH = 1024  # Input(1024) -> Dense(2048) -> Dense(10): 2.1 M parameters, ~25 MB a file
                 # with Adam's two slots, so that a save takes long enough to be interrupted
@@ -121,7 +120,7 @@ def test_killing_save_midway_leaves_the_previous_file(tmp_path):
 def test_checkpoint_of_a_killed_training_run_is_loadable(tmp_path):
     rng = random.Random(7)
     path = str(tmp_path / "ck.safetensors")
-    for trial in range(3):
+    for _trial in range(3):
         proc = _spawn("_trainer", path)
         try:
             _read_until(proc, lambda ls: ls[-1][0] == "batch" and len(ls) >= 3)

@@ -438,7 +438,8 @@ def _mutate(blob, rng):
 
 def _config_hypothesis(blob, target):
     """Random JSON values in place of config fields, compile fields and optimizer state."""
-    from hypothesis import HealthCheck, given, settings, strategies as st
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
     json_values = st.recursive(
         st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False)

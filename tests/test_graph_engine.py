@@ -426,7 +426,7 @@ def test_input_gradient_matches_network_and_fd():
     assert np.array_equal(dx, net.input_gradient(x, seed))
     # Two inputs, one unused by the output: its gradient is zero.
     b = Builder(9)
-    xa, xb = b.input(3), b.input(2)
+    xa, _xb = b.input(3), b.input(2)
     h, *_ = b.dense(xa, 3, "sigmoid")
     b.spec.outputs = [h]
     g2 = b.spec.to_core()

@@ -7,7 +7,6 @@ import pytest
 import pynn
 from pynn import layers
 
-
 ALL = [
     lambda: layers.Dense(4, activation="relu", kernel_regularizer="l2"),
     lambda: layers.Dense(3, use_bias=False, kernel_initializer="he_normal"),

@@ -9,10 +9,13 @@ import io
 
 import pytest
 
-from pynn.utils.progbar import (Progbar, format_eta, format_time_per_unit, format_value,
-                                resolve_verbose)
-
-
+from pynn.utils.progbar import (
+    Progbar,
+    format_eta,
+    format_time_per_unit,
+    format_value,
+    resolve_verbose,
+)
 
 
 class TTY(io.StringIO):

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import pynn
-from pynn import _core, layers as L
+from pynn import _core
+from pynn import layers as L
 from pynn.models import load_model
 from pynn.reference import activations as ref_act
 from pynn.reference.dense import dense_backward as ref_dense_backward

@@ -5,9 +5,9 @@ import math
 
 import numpy as np
 import pytest
+from activation_cases import OTHER_PARAMS
 
 from pynn.reference import activations as ref
-from activation_cases import OTHER_PARAMS
 
 ELEMENTWISE = [n for n in ref.names() if n not in ("softmax", "prelu")]
 

@@ -16,11 +16,11 @@ import zlib
 
 import numpy as np
 import pytest
+from test_ref_dense import numeric_grad
 
 from pynn.models.graph_spec import GraphSpec, ParamRef
-from pynn.reference import graph, losses as ref_losses, merging, regularization
-
-from test_ref_dense import numeric_grad
+from pynn.reference import graph, merging, regularization
+from pynn.reference import losses as ref_losses
 
 RTOL, ATOL = 1e-6, 1e-8
 SMOOTH = ["linear", "tanh", "sigmoid", "softplus", "silu", "gelu", "elu", "softsign"]

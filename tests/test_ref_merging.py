@@ -12,10 +12,9 @@ import zlib
 
 import numpy as np
 import pytest
+from test_ref_dense import numeric_grad
 
 from pynn.reference import merging
-
-from test_ref_dense import numeric_grad
 
 RTOL, ATOL = 1e-6, 1e-8
 
@@ -179,8 +178,8 @@ def test_permute_every_order(sample):
             for m, d in enumerate(dims):
                 src[d - 1] = idx[1 + m]
             assert y[idx] == x[(idx[0], *src)]
-        _check(lambda: merging.permute_forward(x, dims),
-               lambda dy: [merging.permute_backward(dy, dims)], [x], rng)
+        _check(lambda: merging.permute_forward(x, dims),  # noqa: B023 - called before the loop moves on
+               lambda dy: [merging.permute_backward(dy, dims)], [x], rng)  # noqa: B023
     with pytest.raises(ValueError, match="permutation"):
         merging.permute_forward(x, (0,) + tuple(range(1, len(sample))))
 

@@ -1,10 +1,9 @@
 """The NumPy regularisation twin against float64 finite differences and its definitions."""
 import numpy as np
 import pytest
+from test_ref_dense import numeric_grad
 
 from pynn.reference import regularization as reg
-
-from test_ref_dense import numeric_grad
 
 
 @pytest.mark.parametrize("shape", [(2, 1), (5, 3), (16, 4)])

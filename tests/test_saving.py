@@ -8,12 +8,11 @@ import struct
 
 import numpy as np
 import pytest
+import safetensors.numpy as safetensors_numpy  # a dependency of pynn: never skipped
 
 import pynn
 from pynn import layers as L
 from pynn.models import _safetensors, load_model, saving
-
-import safetensors.numpy as safetensors_numpy  # a dependency of pynn: never skipped
 
 
 def _data(n=48, d=6, c=3, seed=0):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import collections.abc
 import csv
 import os
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ class CSVLogger(Callback):
         self.append_header = True
         self.csv_file = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self.append:
             mode = "a"
             if os.path.exists(self.filename):
@@ -60,7 +61,7 @@ class CSVLogger(Callback):
         self.writer = None
         self.keys = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)
@@ -82,7 +83,7 @@ class CSVLogger(Callback):
         # Flush each row so the file is useful while training runs (and after a crash).
         self.csv_file.flush()
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._close()
         self.writer = None
 

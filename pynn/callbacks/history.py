@@ -1,6 +1,8 @@
 """History: the record of every epoch's logs that `fit` returns."""
 from __future__ import annotations
 
+from typing import Any
+
 from pynn.callbacks.callback import Callback
 
 
@@ -27,10 +29,10 @@ class History(Callback):
         self.history = {}
         self.epoch = []
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.epoch = []
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch.append(epoch)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)

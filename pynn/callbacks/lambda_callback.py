@@ -31,7 +31,7 @@ class LambdaCallback(Callback):
                      on_train_begin=on_train_begin, on_train_end=on_train_end,
                      on_train_batch_begin=on_train_batch_begin,
                      on_train_batch_end=on_train_batch_end)
-        for name, value in kwargs.items():
+        for name in kwargs:
             if name.startswith("on_") and not callable(getattr(Callback, name, None)):
                 raise TypeError(f"LambdaCallback: unknown hook {name!r}. Hooks are the "
                                 "on_* methods of pynn.callbacks.Callback")

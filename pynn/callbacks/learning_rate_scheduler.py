@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+from typing import Any
 
 from pynn.callbacks.callback import Callback, print_msg
 from pynn.callbacks.monitor_callback import check_count
@@ -50,7 +51,7 @@ class LearningRateScheduler(Callback):
         self.verbose = check_count(verbose, "verbose", "LearningRateScheduler")
         self._two_args = _takes_two_args(schedule)
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is None or not hasattr(optimizer, "learning_rate"):
             raise ValueError("LearningRateScheduler: the model's optimizer must have a "
@@ -66,6 +67,6 @@ class LearningRateScheduler(Callback):
             print_msg(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to "
                       f"{float(new_lr)}.")
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is not None:
             logs["learning_rate"] = float(self.model.optimizer.learning_rate)

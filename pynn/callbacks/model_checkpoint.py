@@ -4,6 +4,7 @@ from __future__ import annotations
 import numbers
 import os
 import warnings
+from typing import Any
 
 from pynn.callbacks.callback import print_msg
 from pynn.callbacks.monitor_callback import MonitorCallback, check_count, check_real
@@ -66,14 +67,14 @@ class ModelCheckpoint(MonitorCallback):
         self._last_batch_seen = None
         self._current_epoch = 0
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._current_epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self._should_save_on_batch(batch):
             self._save_model(self._current_epoch, batch, logs)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.save_freq == "epoch":
             self._save_model(epoch, None, logs)
 

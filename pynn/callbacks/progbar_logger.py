@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any, TextIO
 
 from pynn.callbacks.callback import Callback
 from pynn.utils.progbar import Progbar, resolve_verbose
@@ -33,20 +34,20 @@ class ProgbarLogger(Callback):
         self._called_in_fit = False
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stdout if self._stream is None else self._stream
 
-    def set_params(self, params):
+    def set_params(self, params: dict[str, Any]) -> None:
         super().set_params(params)
         self.verbose = resolve_verbose(params.get("verbose", 1), self.stream)
         self.epochs = params.get("epochs", 1)
         self.target = params.get("steps")
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         # Validation inside fit is silent: its results appear on the epoch's line.
         self._called_in_fit = True
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._called_in_fit = False
         if self.progbar is not None and self.progbar.line_open:
             # Training ended mid-epoch (stop_training at a batch, Ctrl-C): end the live line
@@ -56,16 +57,16 @@ class ProgbarLogger(Callback):
             stream.flush()
             self.progbar.line_open = False
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         if not self._called_in_fit:
             self._reset_progbar()
             self._maybe_init_progbar()
 
-    def on_predict_begin(self, logs=None):
+    def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._reset_progbar()
         self._maybe_init_progbar()
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._reset_progbar()
         self._maybe_init_progbar()
         if self.verbose and self.epochs > 1:
@@ -73,24 +74,24 @@ class ProgbarLogger(Callback):
             stream.write(f"Epoch {epoch + 1}/{self.epochs}\n")
             stream.flush()
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._update_progbar(batch, logs)
 
-    def on_test_batch_end(self, batch, logs=None):
+    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if not self._called_in_fit:
             self._update_progbar(batch, logs)
 
-    def on_predict_batch_end(self, batch, logs=None):
+    def on_predict_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._update_progbar(batch, None)  # predictions are not metrics
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._finalize_progbar(logs)
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         if not self._called_in_fit:
             self._finalize_progbar(logs)
 
-    def on_predict_end(self, logs=None):
+    def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
         self._finalize_progbar(logs)
 
     def _reset_progbar(self):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pynn.callbacks.callback import Callback, print_msg
 
@@ -24,7 +25,7 @@ class TerminateOnNaN(Callback):
         super().__init__()
         self.raise_error = bool(raise_error)
 
-    def on_batch_end(self, batch, logs=None):
+    def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is None or math.isfinite(loss):
             return

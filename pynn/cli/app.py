@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 from pynn.cli import evaluate, info, monitor, predict, serve, train
 from pynn.cli.arguments import CliParser

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import TYPE_CHECKING, Callable, NoReturn, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from pynn.cli.common import CliError
 

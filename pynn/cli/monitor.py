@@ -149,7 +149,7 @@ def render(snap: Snapshot, url: str, previous: Snapshot | None = None, top: int 
     rows = []
     for m in models:
         done = snap.values("pynn_requests_total", model=m)
-        by_class = defaultdict(float)
+        by_class: defaultdict[str, float] = defaultdict(float)
         for labels, v in done:
             by_class[labels.get("status", "?")[:1] + "xx"] += v
         total = sum(by_class.values())

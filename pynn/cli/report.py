@@ -77,7 +77,7 @@ def save_plots(out_dir: str, history: Any, y_true: np.ndarray | None,
     fig = plot.history(history)
     fig.savefig(path, dpi=100)
     written.append(path)
-    if names is not None:
+    if names is not None and y_true is not None:   # (classification: both are given)
         path = os.path.join(out_dir, "confusion_matrix.png")
         fig = plot.confusion_matrix(y_true, y_pred, class_names=names)
         fig.savefig(path, dpi=100)

@@ -285,7 +285,7 @@ def _download_into(spec: DatasetSpec, directory: Path, stream) -> dict:
             paths[key] = present
             continue
         dest = directory / filename
-        failures = []
+        failures: list[DownloadError] = []
         for mirror in spec.mirrors:
             url = mirror.rstrip("/") + "/" + filename
             try:

@@ -108,7 +108,7 @@ def load_data_or_subset(path=None, *, download: bool = True, quiet: bool = False
         return load_subset(), True
 
 
-def load_subset():
+def load_subset() -> tuple:
     """The class-balanced subset of Fashion-MNIST that ships inside pynn.
 
     3,000 training images (300 per class) and 1,000 test images (100 per class), taken in file

@@ -21,6 +21,7 @@ import os
 import struct
 import tempfile
 import zlib
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ __all__ = ["IdxFormatError", "read_idx", "write_idx"]
 _GZIP_MAGIC = b"\x1f\x8b"
 
 # IDX type code -> big-endian NumPy dtype as stored in the file.
-_CODE_TO_DTYPE = {
+_CODE_TO_DTYPE: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),

@@ -4,16 +4,45 @@ from pynn.layers.convolutional import Conv1D, Conv2D
 from pynn.layers.dense import Dense
 from pynn.layers.lambda_layer import Lambda
 from pynn.layers.layer import Layer
+from pynn.layers.merging import (
+    Add,
+    Average,
+    Concatenate,
+    Dot,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    dot,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
 from pynn.layers.ops_layer import OpLayer
-from pynn.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
-                                 Subtract, add, average, concatenate, dot, maximum, minimum,
-                                 multiply, subtract)
-from pynn.layers.pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
-                                 GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
-                                 MaxPooling1D, MaxPooling2D)
+from pynn.layers.pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    MaxPooling1D,
+    MaxPooling2D,
+)
 from pynn.layers.regularization import BatchNormalization, Dropout
-from pynn.layers.reshaping import (Flatten, Identity, Input, InputLayer, Permute, RepeatVector,
-                                   Reshape)
+from pynn.layers.reshaping import (
+    Flatten,
+    Identity,
+    Input,
+    InputLayer,
+    Permute,
+    RepeatVector,
+    Reshape,
+)
 
 _CLASSES = {cls.__name__: cls for cls in (
     Activation, Add, Average, AveragePooling1D, AveragePooling2D, BatchNormalization,
@@ -58,9 +87,9 @@ def deserialize(config: dict, custom_objects=None) -> Layer:
         from pynn.models.model import Model
         from pynn.models.sequential import Sequential
 
-        cls = Sequential if name == "Sequential" else Model
+        model_cls = Sequential if name == "Sequential" else Model
         try:
-            return cls.from_config(inner, custom_objects)
+            return model_cls.from_config(inner, custom_objects)
         except (TypeError, KeyError) as exc:
             raise ValueError(f"layer config of {name}: {exc}") from None
     cls = _CLASSES.get(name) if isinstance(name, str) else None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 from pynn import _random, activations
 from pynn.layers.layer import Layer, real_in
@@ -35,7 +36,7 @@ class Activation(Layer):
         seed = self._seed if self.activation == "rrelu" else 0
         return _act(spec, x, self.activation, self._act_params, self.name, seed)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         cfg = super().get_config()
         cfg["activation"] = self.activation
         return cfg
@@ -52,7 +53,7 @@ class LeakyReLU(Layer):
     def _emit(self, spec, inputs):
         return _act(spec, self._single(inputs), "leaky_relu", [self.negative_slope], self.name)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "negative_slope": self.negative_slope}
 
 
@@ -66,7 +67,7 @@ class ELU(Layer):
     def _emit(self, spec, inputs):
         return _act(spec, self._single(inputs), "elu", [self.alpha], self.name)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "alpha": self.alpha}
 
 
@@ -89,7 +90,7 @@ class Softmax(Layer):
     def _emit(self, spec, inputs):
         return _act(spec, self._single(inputs), "softmax", [], self.name)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "axis": self.axis}
 
 
@@ -103,7 +104,7 @@ class PReLU(Layer):
 
         self.alpha_initializer = initializers.get(alpha_initializer)
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         self.alpha = self.add_weight(tuple(input_shape[1:]), self.alpha_initializer,
                                      name="alpha")
 
@@ -115,7 +116,7 @@ class PReLU(Layer):
         return spec.add_node("prelu", [x], [spec.shapes[x]], self._param_ids(spec), {},
                              self.name)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         from pynn import initializers
 
         return {**super().get_config(),

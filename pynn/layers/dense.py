@@ -1,6 +1,8 @@
 """Dense: ``output = activation(input @ kernel + bias)``."""
 from __future__ import annotations
 
+from typing import Any
+
 from pynn import _random, activations, initializers, regularizers
 from pynn.layers.layer import Layer, positive_int
 
@@ -36,7 +38,7 @@ class Dense(Layer):
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         in_features = input_shape[-1]
         if in_features * self.units > MAX_WEIGHT_ELEMENTS:
             raise ValueError(f"units: a Dense layer of {self.units} units on {in_features} "
@@ -75,7 +77,7 @@ class Dense(Layer):
             self._seed = _random.next_seed()
         return self._seed
 
-    def get_config(self):
+    def get_config(self) -> dict:
         cfg = super().get_config()
         cfg.update({
             "units": self.units,

@@ -126,5 +126,5 @@ class Lambda(Layer):
                 value[id(t)] = tid
         return [value[id(t)] for t in trace.outputs]
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"name": self.name}

@@ -19,6 +19,8 @@ import math
 import numbers
 import re
 import threading
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -83,13 +85,14 @@ def unique_name(base: str) -> str:
     return base if n == 0 else f"{base}_{n}"
 
 
-def positive_int(value, name):
+def positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name}: expected a positive integer. Received: {name}={value!r}")
     return int(value)
 
 
-def real_in(value, name, lo, hi, *, lo_open=False, hi_open=False):
+def real_in(value: Any, name: str, lo: float, hi: float, *, lo_open: bool = False,
+            hi_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number. Received: {name}={value!r}")
     v = float(value)
@@ -102,7 +105,8 @@ def real_in(value, name, lo, hi, *, lo_open=False, hi_open=False):
     return v
 
 
-def shape_tuple(shape, name="input_shape"):
+def shape_tuple(shape: Any, name: str = "input_shape") -> tuple[int, ...]:
+    """`shape` (an int or a sequence of ints, checked) as a tuple of positive ints."""
     if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
         shape = (shape,)
     try:
@@ -120,7 +124,7 @@ def shape_tuple(shape, name="input_shape"):
     return tuple(int(s) for s in shape)
 
 
-def sample_shape(shape, name="input_shape"):
+def sample_shape(shape: Iterable[Any], name: str = "input_shape") -> tuple[int, ...]:
     """A per-sample shape from a Keras shape that may start with the batch axis (None)."""
     shape = tuple(shape)
     if shape and shape[0] is None:
@@ -154,7 +158,7 @@ class Weight:
         return f"{self.layer.name}/{self.name}"
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         return self.value.shape
 
     @property
@@ -189,11 +193,11 @@ class KerasTensor:
         self._history = history   # (layer, node_index, tensor_index)
 
     @property
-    def ndim(self):
+    def ndim(self) -> int:
         return len(self.shape)
 
     @property
-    def sample_shape(self):
+    def sample_shape(self) -> tuple[int, ...]:
         return self.shape[1:]
 
     def __repr__(self):
@@ -219,6 +223,28 @@ class KerasTensor:
 
         return Multiply()([self, other])
 
+    if TYPE_CHECKING:
+        # The other operators (and __bool__, which raises while tracing) are installed by
+        # pynn.ops and pynn.models.model, which import this module; declared here so a type
+        # checker knows them.
+        def __radd__(self, other: Any) -> KerasTensor: ...
+        def __rsub__(self, other: Any) -> KerasTensor: ...
+        def __rmul__(self, other: Any) -> KerasTensor: ...
+        def __truediv__(self, other: Any) -> KerasTensor: ...
+        def __rtruediv__(self, other: Any) -> KerasTensor: ...
+        def __neg__(self) -> KerasTensor: ...
+        def __pos__(self) -> KerasTensor: ...
+        def __abs__(self) -> KerasTensor: ...
+        def __pow__(self, other: Any) -> KerasTensor: ...
+        def __rpow__(self, other: Any) -> KerasTensor: ...
+        def __matmul__(self, other: Any) -> KerasTensor: ...
+        def __rmatmul__(self, other: Any) -> KerasTensor: ...
+        def __gt__(self, other: Any) -> KerasTensor: ...
+        def __ge__(self, other: Any) -> KerasTensor: ...
+        def __lt__(self, other: Any) -> KerasTensor: ...
+        def __le__(self, other: Any) -> KerasTensor: ...
+        def __bool__(self) -> bool: ...
+
 
 class Node:
     """One call of a layer on symbolic tensors: its inputs (flat), outputs, and how the
@@ -231,7 +257,7 @@ class Node:
         self.structure = structure   # "single", "list" or a tuple of dict keys
 
 
-def flatten_inputs(inputs, what):
+def flatten_inputs(inputs: Any, what: str) -> tuple[list[Any], Any]:
     """(flat list, structure) of a layer's call argument."""
     if isinstance(inputs, dict):
         keys = tuple(inputs.keys())
@@ -284,7 +310,7 @@ class Layer:
         return self._trainable
 
     @trainable.setter
-    def trainable(self, value):
+    def trainable(self, value: bool) -> None:
         self._trainable = bool(value)
         for sub in self._sublayers():
             sub.trainable = value
@@ -309,8 +335,9 @@ class Layer:
         return unique
 
     # --- weights ----------------------------------------------------------------------------
-    def add_weight(self, shape=None, initializer="glorot_uniform", dtype=None, trainable=True,
-                   regularizer=None, constraint=None, name=None):
+    def add_weight(self, shape: Iterable[int] | None = None, initializer: Any = "glorot_uniform",
+                   dtype: Any = None, trainable: bool = True, regularizer: Any = None,
+                   constraint: Any = None, name: str | None = None) -> Weight:
         """Creates a weight of this layer (Keras's ``add_weight``) and returns it."""
         from pynn import initializers, regularizers
 
@@ -397,7 +424,7 @@ class Layer:
         return int(sum(w.value.size for w in self._all_weights()))
 
     # --- building ---------------------------------------------------------------------------
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         """Creates the weights for inputs of `input_shape` (Keras: with the batch axis)."""
 
     def _build_for(self, shapes):
@@ -423,7 +450,7 @@ class Layer:
         outs = self._emit(spec, tids)
         return [spec.shapes[t] for t in outs]
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         """Keras's form: shapes with the batch axis."""
         multi = isinstance(input_shape, list) and input_shape and isinstance(
             input_shape[0], (list, tuple))
@@ -433,7 +460,7 @@ class Layer:
         return outs[0] if len(outs) == 1 else outs
 
     @property
-    def input_shape(self):
+    def input_shape(self) -> Any:
         if self._build_shapes is None:
             if self._input_shape_arg is not None:
                 return (None,) + self._input_shape_arg
@@ -442,14 +469,14 @@ class Layer:
         return shapes[0] if len(shapes) == 1 else shapes
 
     @property
-    def output_shape(self):
+    def output_shape(self) -> Any:
         if self._out_shapes is None:
             return None
         shapes = [(None,) + s for s in self._out_shapes]
         return shapes[0] if len(shapes) == 1 else shapes
 
     # --- the computation --------------------------------------------------------------------
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         """The layer's computation, for layers of the user's own: written with `pynn.ops`
         and other layers, on symbolic tensors (it is traced once per input shape into graph
         ops; weights made with `add_weight` become trainable graph parameters)."""
@@ -573,7 +600,7 @@ class Layer:
         return cfg
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Layer:
         cfg = dict(config)
         if "input_shape" in cfg and cfg["input_shape"] is not None:
             cfg["input_shape"] = tuple(cfg["input_shape"])

@@ -3,14 +3,15 @@ Maximum, Minimum), join them along an axis (Concatenate), or take dot products (
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
-from pynn.layers.layer import Layer
+from pynn.layers.layer import KerasTensor, Layer
 
 
 class _Merge(Layer):
     op = ""
     min_inputs = 2
-    max_inputs = None
+    max_inputs: int | None = None
 
     def _emit(self, spec, inputs):
         n = len(inputs)
@@ -93,7 +94,7 @@ class Concatenate(Layer):
         return spec.add_node("concatenate", list(inputs), [tuple(out)], [], {"axis": ax - rank},
                              self.name)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "axis": self.axis}
 
 
@@ -133,37 +134,38 @@ class Dot(Layer):
         return spec.add_node("dot", list(inputs), [out], [],
                              {"axes": ax, "normalize": self.normalize}, self.name)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "axes": list(self.axes), "normalize": self.normalize}
 
 
-def add(inputs, **kwargs):
+def add(inputs: list[KerasTensor], **kwargs: Any) -> KerasTensor:
     return Add(**kwargs)(inputs)
 
 
-def subtract(inputs, **kwargs):
+def subtract(inputs: list[KerasTensor], **kwargs: Any) -> KerasTensor:
     return Subtract(**kwargs)(inputs)
 
 
-def multiply(inputs, **kwargs):
+def multiply(inputs: list[KerasTensor], **kwargs: Any) -> KerasTensor:
     return Multiply(**kwargs)(inputs)
 
 
-def average(inputs, **kwargs):
+def average(inputs: list[KerasTensor], **kwargs: Any) -> KerasTensor:
     return Average(**kwargs)(inputs)
 
 
-def maximum(inputs, **kwargs):
+def maximum(inputs: list[KerasTensor], **kwargs: Any) -> KerasTensor:
     return Maximum(**kwargs)(inputs)
 
 
-def minimum(inputs, **kwargs):
+def minimum(inputs: list[KerasTensor], **kwargs: Any) -> KerasTensor:
     return Minimum(**kwargs)(inputs)
 
 
-def concatenate(inputs, axis=-1, **kwargs):
+def concatenate(inputs: list[KerasTensor], axis: int = -1, **kwargs: Any) -> KerasTensor:
     return Concatenate(axis=axis, **kwargs)(inputs)
 
 
-def dot(inputs, axes=-1, normalize=False, **kwargs):
+def dot(inputs: list[KerasTensor], axes: int | tuple[int, int] = -1, normalize: bool = False,
+        **kwargs: Any) -> KerasTensor:
     return Dot(axes=axes, normalize=normalize, **kwargs)(inputs)

@@ -17,24 +17,27 @@ Invariants:
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import numpy as np
 
-from pynn.layers.layer import Layer, unique_name
+from pynn.layers.layer import KerasTensor, Layer, unique_name
 from pynn.reference.ops import broadcast_shapes
 
 
-def scalar_sample(shape):
+def scalar_sample(shape: Iterable[int]) -> tuple[int, ...]:
     """A per-sample output shape as the graph stores it: () becomes (1,)."""
     return tuple(shape) or (1,)
 
 
-def is_scalar_sample(t):
+def is_scalar_sample(t: Any) -> bool:
     """The symbolic tensor holds one value per sample that Keras would give shape (None,)
     (a full reduction, an argmax, ...), stored as (None, 1)."""
     return bool(getattr(t, "_pynn_scalar", False))
 
 
-def keras_shape(s):
+def keras_shape(s: Iterable[int]) -> tuple[int | None, ...]:
     """A per-sample shape as Keras shows it, with the batch axis: (None, *s)."""
     return (None,) + tuple(s)
 
@@ -46,7 +49,7 @@ def tracing() -> bool:
     return bool(_ANCHORS)
 
 
-def trace_anchor():
+def trace_anchor() -> KerasTensor:
     """The traced call's first input: weights-only ops read their batch size from it."""
     if not _ANCHORS:
         raise TypeError("pynn.ops on layer weights alone: outside a layer's call() there is no "
@@ -115,10 +118,10 @@ class OpLayer(Layer):
         out._pynn_scalar = self._keras_shape == () or self.scalar_out
         return out
 
-    def get_config(self):
+    def get_config(self) -> dict:
         """Data only (the op, its attributes, the shape rule's name, constants as numbers), so
         a model using pynn.ops loads without running code from the file."""
-        operands = []
+        operands: list[int | dict[str, Any]] = []
         for operand in self._operands:
             if isinstance(operand, (int, np.integer)):
                 operands.append(int(operand))
@@ -162,11 +165,11 @@ class OpLayer(Layer):
 
 
 # --- shape rules: (layer, operand shapes) -> output shape --------------------------------------
-def same_shape(layer, shapes):
+def same_shape(layer: OpLayer, shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
     return shapes[0]
 
 
-def broadcast_rule(layer, shapes):
+def broadcast_rule(layer: OpLayer, shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
     out = broadcast_shapes(*shapes)
     if out is None:
         layer.fail("shapes " + " and ".join(str(keras_shape(s)) for s in shapes) +
@@ -174,7 +177,8 @@ def broadcast_rule(layer, shapes):
     return out
 
 
-def reduce_rule(layer, shapes, raw=False):
+def reduce_rule(layer: OpLayer, shapes: Sequence[tuple[int, ...]],
+                raw: bool = False) -> tuple[int, ...]:
     s = shapes[0]
     axes = [a + len(s) for a in layer.attrs["axes"]]
     if layer.attrs.get("keepdims", False):
@@ -183,7 +187,8 @@ def reduce_rule(layer, shapes, raw=False):
     return out if raw else scalar_sample(out)
 
 
-def argmax_rule(layer, shapes, raw=False):
+def argmax_rule(layer: OpLayer, shapes: Sequence[tuple[int, ...]],
+                raw: bool = False) -> tuple[int, ...]:
     s = shapes[0]
     axis = layer.attrs.get("axis")
     axes = list(range(len(s))) if axis is None else [axis + len(s)]
@@ -193,7 +198,8 @@ def argmax_rule(layer, shapes, raw=False):
     return out if raw else scalar_sample(out)
 
 
-def matmul_rule(layer, shapes, raw=False):
+def matmul_rule(layer: OpLayer, shapes: Sequence[tuple[int, ...]],
+                raw: bool = False) -> tuple[int, ...]:
     a, b = shapes
     if not (1 <= len(a) <= 2 and 1 <= len(b) <= 2):
         layer.fail(f"samples must have rank 1 or 2 (tensors of rank 2 or 3 with the batch "
@@ -205,23 +211,23 @@ def matmul_rule(layer, shapes, raw=False):
     return out if raw else scalar_sample(out)
 
 
-def one_hot_rule(layer, shapes):
+def one_hot_rule(layer: OpLayer, shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
     return tuple(shapes[0]) + (int(layer.attrs["num_classes"]),)
 
 
-def permute_rule(layer, shapes):
+def permute_rule(layer: OpLayer, shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
     s = shapes[0]
     return tuple(s[d - 1] for d in layer.attrs["dims"])
 
 
-def reshape_rule(layer, shapes):
+def reshape_rule(layer: OpLayer, shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
     target = tuple(layer.attrs["target_shape"])
     if int(np.prod(target)) != int(np.prod(shapes[0])):
         layer.fail(f"cannot reshape {keras_shape(shapes[0])} to {keras_shape(target)}")
     return target
 
 
-def concatenate_rule(layer, shapes):
+def concatenate_rule(layer: OpLayer, shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
     rank = len(shapes[0])
     ax = layer.attrs["axis"] + rank
     for s in shapes[1:]:
@@ -234,7 +240,7 @@ def concatenate_rule(layer, shapes):
     return tuple(out)
 
 
-def activation_rule(layer, shapes):
+def activation_rule(layer: OpLayer, shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
     if not shapes[0] and layer.attrs.get("activation") == "softmax":
         layer.fail("softmax needs samples with at least one axis, got shape (None,)")
     return shapes[0]

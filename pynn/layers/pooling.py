@@ -6,9 +6,16 @@ pynn/reference/conv.py); ``data_format="channels_first"`` transposes around it.
 """
 from __future__ import annotations
 
-from pynn.layers.convolutional import (PADDINGS, check_rank, data_format_arg,
-                                       from_channels_last, int_tuple, output_length,
-                                       padding_arg, to_channels_last)
+from pynn.layers.convolutional import (
+    PADDINGS,
+    check_rank,
+    data_format_arg,
+    from_channels_last,
+    int_tuple,
+    output_length,
+    padding_arg,
+    to_channels_last,
+)
 from pynn.layers.layer import Layer
 
 

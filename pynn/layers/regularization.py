@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 from pynn import _random
 from pynn.layers.layer import Layer, real_in
@@ -34,7 +35,7 @@ class Dropout(Layer):
         return spec.add_node("dropout", [x], [spec.shapes[x]], [],
                              {"rate": self.rate, "seed": self._built_seed}, self.name)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
@@ -56,7 +57,7 @@ class BatchNormalization(Layer):
         self.center = bool(center)
         self.scale = bool(scale)
 
-    def build(self, input_shape):
+    def build(self, input_shape: Any) -> None:
         c = (input_shape[-1],)
         self.gamma = self.add_weight(c, "ones", name="gamma") if self.scale else None
         self.beta = self.add_weight(c, "zeros", name="beta") if self.center else None
@@ -74,6 +75,6 @@ class BatchNormalization(Layer):
                              {"momentum": self.momentum, "epsilon": self.epsilon,
                               "center": self.center, "scale": self.scale}, self.name)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
                 "epsilon": self.epsilon, "center": self.center, "scale": self.scale}

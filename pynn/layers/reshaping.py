@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
+from typing import Any
 
 from pynn.layers.layer import KerasTensor, Layer, Node, positive_int, shape_tuple
 
@@ -30,18 +32,19 @@ class InputLayer(Layer):
     def _emit(self, spec, inputs):
         return list(inputs)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"name": self.name, "shape": list(self.shape)}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> InputLayer:
         shape = config.get("shape", config.get("batch_shape", config.get("batch_input_shape")))
         if isinstance(shape, (list, tuple)) and shape and shape[0] is None:
             shape = shape[1:]
         return cls(shape=tuple(shape), name=config.get("name"))
 
 
-def Input(shape=None, batch_size=None, name=None, dtype=None, **kwargs):
+def Input(shape: Any = None, batch_size: int | None = None, name: str | None = None,
+          dtype: Any = None, **kwargs: Any) -> KerasTensor:
     """A symbolic input (Keras's ``keras.Input``): the start of a functional model, or the
     first entry of a Sequential list.
 
@@ -102,7 +105,7 @@ class Reshape(Layer):
                              f"{(None,) + shape}")
         return _view(spec, self, x, shape)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "target_shape": list(self.target_shape)}
 
 
@@ -134,7 +137,7 @@ class Permute(Layer):
         out = tuple(shape[d - 1] for d in self.dims)
         return spec.add_node("permute", [x], [out], [], {"dims": list(self.dims)}, self.name)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "dims": list(self.dims)}
 
 
@@ -153,5 +156,5 @@ class RepeatVector(Layer):
         return spec.add_node("repeat_vector", [x], [(self.n,) + spec.shapes[x]], [],
                              {"n": self.n}, self.name)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "n": self.n}

@@ -1,10 +1,16 @@
 """Models: `Model` (functional and subclassed), `Sequential`, and loading/saving them."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
 from pynn.models.model import Model
 from pynn.models.saving import load_model, save_model
 from pynn.models.sequential import Sequential
 
 
-def model_from_config(config, custom_objects=None):
+def model_from_config(config: dict[str, Any],
+                      custom_objects: Mapping[str, Any] | None = None) -> Model:
     """A model from ``{"class_name": ..., "config": ...}`` (as `serialize` gives)."""
     from pynn import layers
 
@@ -14,7 +20,7 @@ def model_from_config(config, custom_objects=None):
     return model
 
 
-def clone_model(model, custom_objects=None):
+def clone_model(model: Model, custom_objects: Mapping[str, Any] | None = None) -> Model:
     """A new model with the same architecture and freshly initialised weights."""
     from pynn import layers
 

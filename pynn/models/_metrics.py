@@ -15,6 +15,8 @@ accuracy, precision, recall, F1 and AUC.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from pynn.losses import CLASSIFICATION_KINDS
@@ -56,16 +58,16 @@ class _FunctionMean:
         self.name = _custom_name(fn)
         self.reset_state()
 
-    def reset_state(self):
+    def reset_state(self) -> None:
         self.total = 0.0
         self.count = 0
 
-    def update_state(self, y_true, y_pred):
+    def update_state(self, y_true: np.ndarray, y_pred: np.ndarray) -> None:
         values = np.asarray(self.fn(y_true, y_pred), dtype=np.float64)
         self.total += float(values.sum())
         self.count += values.size
 
-    def result(self):
+    def result(self) -> float:
         return self.total / self.count if self.count else 0.0
 
 
@@ -90,12 +92,13 @@ class MetricSet:
         self.needs_output = any(k != "accuracy" or not engine_counts for k in self.kinds)
         self.reset()
 
-    def fresh(self):
+    def fresh(self) -> MetricSet:
         """An empty set with the same metrics, for a new pass."""
         return MetricSet(self.names, self.loss_kind, self.width, self.sample_shape, self.custom)
 
     @classmethod
-    def parse(cls, metrics, loss_kind, width, sample_shape=None):
+    def parse(cls, metrics: Any, loss_kind: str, width: int,
+              sample_shape: tuple[int, ...] | None = None) -> MetricSet:
         if metrics is None:
             return cls([], loss_kind, width, sample_shape)
         if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
@@ -122,7 +125,7 @@ class MetricSet:
             names.append(key)
         return cls(names, loss_kind, width, sample_shape, custom)
 
-    def reset(self):
+    def reset(self) -> None:
         self.loss_sum = 0.0
         self.rows = 0
         self.correct = 0
@@ -138,7 +141,8 @@ class MetricSet:
         self.scores: list[np.ndarray] = []
         self.truths: list[np.ndarray] = []
 
-    def update(self, loss, correct, rows, output=None, target=None):
+    def update(self, loss: float, correct: float, rows: int, output: np.ndarray | None = None,
+               target: np.ndarray | None = None) -> None:
         """loss: batch mean; correct: the engine's count (classification losses); output:
         (rows, width) probabilities; target: dense (rows, width) or labels (rows,)."""
         self.loss_sum += float(loss) * rows

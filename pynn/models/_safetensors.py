@@ -16,13 +16,15 @@ import json
 import os
 import struct
 import tempfile
+from typing import Any
 
 import numpy as np
 
 MAX_SHAPE_DIM = 2**40  # per axis; products are checked against the file size anyway
 MAX_HEADER = 100 * 1024 * 1024  # as the reference implementation
-_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "I64": np.dtype("<i8"),
-           "I32": np.dtype("<i4"), "U8": np.dtype("u1")}
+_DTYPES: dict[str, np.dtype[Any]] = {
+    "F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "I64": np.dtype("<i8"),
+    "I32": np.dtype("<i4"), "U8": np.dtype("u1")}
 _NAMES = {v: k for k, v in _DTYPES.items()}
 
 
@@ -112,7 +114,7 @@ def write(path, tensors: dict, metadata: dict | None = None) -> None:
                 # the array's own buffer (C-contiguous by construction): no second copy of a
                 # large model in memory while it is written
                 if arr.size:
-                    f.write(memoryview(arr.reshape(-1)).cast("B"))
+                    f.write(arr.reshape(-1).data.cast("B"))
             f.flush()
             os.fchmod(f.fileno(), _file_mode(path))
             os.fsync(f.fileno())

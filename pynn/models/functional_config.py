@@ -12,7 +12,13 @@ user's registered classes only.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from pynn.layers.reshaping import InputLayer
+
+if TYPE_CHECKING:
+    from pynn.models.model import Model
 
 
 def _node_numbering(model):
@@ -31,12 +37,13 @@ def _ref(t, local):
     return [layer.name, local[id(layer._inbound_nodes[ni])], ti]
 
 
-def functional_config(model):
+def functional_config(model: Model) -> dict[str, Any]:
     from pynn import layers as layers_mod
 
     model._require_built("get_config")
     local = _node_numbering(model)
-    entries, index = [], {}
+    entries: list[dict[str, Any]] = []
+    index: dict[int, int] = {}
     for t in model._inputs:
         layer = t._history[0]
         index[id(layer)] = len(entries)
@@ -51,6 +58,7 @@ def functional_config(model):
         refs = [{"class_name": "__keras_tensor__",
                  "config": {"shape": list(t.shape), "dtype": "float32",
                             "keras_history": _ref(t, local)}} for t in node.inputs]
+        arg: Any
         if isinstance(node.structure, tuple):
             arg = dict(zip(node.structure, refs))
         elif node.structure == "list":
@@ -63,13 +71,13 @@ def functional_config(model):
         raise ValueError(f"{model.name}: two layers share a name; layer names must be unique "
                          f"within a model to save it")
 
-    def refs(ts, struct):
+    def structured_refs(ts, struct):
         out = [_ref(t, local) for t in ts]
         return dict(zip(struct, out)) if isinstance(struct, tuple) else out
 
     return {"name": model.name, "trainable": model.trainable, "layers": entries,
-            "input_layers": refs(model._inputs, model._in_struct),
-            "output_layers": refs(model._outputs, model._out_struct)}
+            "input_layers": structured_refs(model._inputs, model._in_struct),
+            "output_layers": structured_refs(model._outputs, model._out_struct)}
 
 
 def _is_ref(x):
@@ -85,7 +93,8 @@ def _history_of(ref, what):
     return tuple(hist)
 
 
-def model_from_config(config, custom_objects=None):
+def model_from_config(config: Mapping[str, Any],
+                      custom_objects: Mapping[str, Any] | None = None) -> Model:
     """A functional model from its config (`functional_config`)."""
     from pynn import layers as layers_mod
     from pynn.models.model import Model
@@ -115,7 +124,7 @@ def model_from_config(config, custom_objects=None):
     for name, layer in made.items():
         if isinstance(layer, InputLayer):
             tensors[(name, 0, 0)] = layer.output
-    calls = {}
+    calls: dict[Any, Any] = {}
     while pending:
         progressed = False
         rest = []

@@ -59,8 +59,8 @@ variable          shape (optional)                             [w]: w as every s
 
 The ops under `pynn.ops` (unary ... variable) are written out in pynn/reference/ops.py, their
 NumPy twins; conv and the pooling ops (channels_last, Keras's padding rules) in
-pynn/reference/conv.py. Losses are attached per output: ``(kind, from_logits, delta, weight)`` with the
-kinds of `pynn.losses` (mean_squared_error, mean_absolute_error, huber, binary_crossentropy,
+pynn/reference/conv.py. Losses are attached per output: ``(kind, from_logits, delta,
+weight)`` with the kinds of `pynn.losses` (mean_squared_error, mean_absolute_error, huber, binary_crossentropy,
 categorical_crossentropy, sparse_categorical_crossentropy) or ``mean_of_output``, the mean of
 the output itself (the per-sample values of a traced custom loss; no target); the total loss is
 the weighted sum plus the L1/L2 penalties of trainable weights.
@@ -68,9 +68,14 @@ the weighted sum plus the L1/L2 penalties of trainable weights.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pynn import _core
 
 ALIAS_OPS = ("reshape", "flatten", "identity")
 MERGE_OPS = ("add", "subtract", "multiply", "average", "maximum", "minimum")
@@ -153,7 +158,7 @@ class GraphSpec:
         return "\n".join(lines)
 
     # --- the compiled engine -----------------------------------------------------------------
-    def to_core(self, losses=None):
+    def to_core(self, losses: Sequence[Any] | None = None) -> _core.Graph:
         """A `pynn._core.Graph` running this spec: the same parameter arrays (used in place,
         with their L1/L2 coefficients and trainable flags), nodes, tensor ids and outputs.
 
@@ -172,7 +177,8 @@ class GraphSpec:
         state = set()
         for n in self.nodes:
             if n.op == "batchnorm":
-                first = int(bool(n.attrs.get("scale", True))) + int(bool(n.attrs.get("center", True)))
+                first = (int(bool(n.attrs.get("scale", True)))
+                         + int(bool(n.attrs.get("center", True))))
                 state.update(n.params[first:])
         for pid, ref in enumerate(self.params):
             # A weight learns while it can train and its layer is not frozen; the flag of a
@@ -182,7 +188,8 @@ class GraphSpec:
             g.set_regularization(pid, float(ref.l1), float(ref.l2))
         # Tensor ids are handed out in creation order on both sides, so replaying inputs and
         # nodes in the order of their tensor ids reproduces the same ids (and node order).
-        events = [(t, "input", None) for t in self.inputs]
+        # (tensor id, kind, the Node; None for an input)
+        events: list[tuple[int, str, Any]] = [(t, "input", None) for t in self.inputs]
         for node in self.nodes:
             if len(node.outputs) != 1:
                 raise ValueError(f"{node.name or node.op}: the engine's ops have one output, "

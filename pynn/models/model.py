@@ -13,8 +13,16 @@ layers; the compiled graph reads and writes them in place. The training loops li
 """
 from __future__ import annotations
 
-from pynn.layers.layer import (KerasTensor, Layer, _TRAINABLE_GENERATION, flatten_inputs,
-                               sample_shape, unique_name)
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pynn.layers.layer import (
+    KerasTensor,
+    Layer,
+    flatten_inputs,
+    sample_shape,
+    unique_name,
+)
 from pynn.layers.reshaping import InputLayer
 from pynn.models.trainer import Trainer
 
@@ -82,6 +90,8 @@ class Model(Trainer, Layer):
         >>> model = pynn.Model(inputs, outputs)
     """
 
+    _tracked: list[Layer]   # layers assigned as attributes (subclassed models)
+
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
         object.__setattr__(self, "_tracked", [])
         Layer.__init__(self, name=name or unique_name(self._default_name()),
@@ -145,32 +155,32 @@ class Model(Trainer, Layer):
         self._output_names = names
 
     @property
-    def inputs(self):
+    def inputs(self) -> list[KerasTensor]:
         self._maybe_trace()
         return list(self._inputs or [])
 
     @property
-    def outputs(self):
+    def outputs(self) -> list[KerasTensor]:
         self._maybe_trace()
         return list(self._outputs or [])
 
     @property
-    def input(self):
+    def input(self) -> Any:
         ins = self.inputs
         return ins[0] if len(ins) == 1 else ins
 
     @property
-    def output(self):
+    def output(self) -> Any:
         outs = self.outputs
         return outs[0] if len(outs) == 1 else outs
 
     @property
-    def output_names(self):
+    def output_names(self) -> list[str]:
         self._maybe_trace()
         return list(self._output_names)
 
     @property
-    def input_names(self):
+    def input_names(self) -> list[str]:
         self._maybe_trace()
         return list(self._input_names)
 
@@ -186,7 +196,7 @@ class Model(Trainer, Layer):
             return list(getattr(self, "_tracked", []))
         return [lay for lay in self._layer_list if not isinstance(lay, InputLayer)]
 
-    def get_layer(self, name=None, index=None):
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """A layer by name or by index in `layers`."""
         layers = self.layers
         if index is not None:
@@ -210,7 +220,7 @@ class Model(Trainer, Layer):
                     out.append(w)
         return out
 
-    def call(self, inputs, training=None):
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
         raise NotImplementedError(f"{type(self).__name__}: a subclassed model defines call()")
 
     def _maybe_trace(self):
@@ -229,7 +239,7 @@ class Model(Trainer, Layer):
             raise TypeError(f"{type(self).__name__}.call: {exc}") from None
         self._init_graph(arg, out)
 
-    def build(self, input_shape=None):
+    def build(self, input_shape: Any = None) -> None:
         if input_shape is None:
             if self._inputs is None:
                 raise ValueError(f"{self.name}: give build() the input shape")
@@ -290,7 +300,9 @@ class Model(Trainer, Layer):
         return self.predict(inputs, verbose=0)
 
     # --- description ------------------------------------------------------------------------
-    def summary(self, line_length=None, print_fn=None, expand_nested=False, show_trainable=False):
+    def summary(self, line_length: int | None = None,
+                print_fn: Callable[..., Any] | None = None, expand_nested: bool = False,
+                show_trainable: bool = False) -> None:
         """Prints the layers, output shapes, parameter counts and (for functional models) what
         each layer is connected to, then the peak activation memory of training."""
         from pynn.models.summary import print_summary
@@ -303,7 +315,8 @@ class Model(Trainer, Layer):
         return functional_config(self)
 
     @classmethod
-    def from_config(cls, config, custom_objects=None):
+    def from_config(cls, config: Mapping[str, Any],
+                    custom_objects: Mapping[str, Any] | None = None) -> Model:
         from pynn.models.functional_config import model_from_config
 
         return model_from_config(config, custom_objects)
@@ -353,7 +366,8 @@ def _symbolic_bool(self):
         "Compute both branches and combine them with layers (e.g. Maximum, Multiply) instead")
 
 
-KerasTensor.__bool__ = _symbolic_bool
+# (set through setattr: the method is declared on KerasTensor for type checkers)
+setattr(KerasTensor, "__bool__", _symbolic_bool)  # noqa: B010
 
 
 def _camel_to_snake(name):

@@ -1,10 +1,16 @@
 """Running a graph once, outside a model: eager layer calls (``layer(array)``)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+if TYPE_CHECKING:
+    from pynn.models.graph_spec import GraphSpec
 
-def run_inference(spec, arrays):
+
+def run_inference(spec: GraphSpec, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
     """The outputs of `spec` for the input arrays, in inference mode."""
     graph = spec.to_core()
     n = arrays[0].shape[0]

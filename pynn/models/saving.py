@@ -27,10 +27,15 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from pynn import layers as layers_mod
 from pynn.models import _safetensors
 from pynn.models import state as state_mod
+
+if TYPE_CHECKING:
+    from pynn.models.model import Model
 
 FORMAT = "pynn.model"
 WEIGHTS_FORMAT = "pynn.weights"
@@ -61,7 +66,7 @@ def _slot_key(name, k):
     return f"{SLOT_PREFIX}{name}/{k}"
 
 
-def save_model(model, filepath, overwrite=True):
+def save_model(model: Model, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
     """Writes `model.get_state()` to a safetensors file (atomically: a temporary file in the
     same folder, renamed over `filepath` once complete)."""
     path = _check_path(filepath, overwrite)
@@ -343,7 +348,8 @@ def _weights_of_file(tensors, meta, version, path):
     return weights, opt_meta, slots
 
 
-def load_model(filepath, compile=True, custom_objects=None):
+def load_model(filepath: str | os.PathLike[str], compile: bool = True,
+               custom_objects: Mapping[str, Any] | None = None) -> Model:
     """Loads a model saved with `Model.save` (architecture, weights, and, with `compile`, its
     compile configuration and optimizer state so training resumes exactly). Files of format
     version 1 (weights by position) load too.
@@ -382,7 +388,8 @@ def load_model(filepath, compile=True, custom_objects=None):
     return model
 
 
-def save_weights(model, filepath, overwrite=True):
+def save_weights(model: Model, filepath: str | os.PathLike[str],
+                 overwrite: bool = True) -> None:
     """Writes only the weights, by path (plus a little metadata), to a safetensors file."""
     path = _check_path(filepath, overwrite)
     weights = state_mod.get_weights_by_path(model)
@@ -390,7 +397,7 @@ def save_weights(model, filepath, overwrite=True):
                                        "weights": json.dumps(list(weights))})
 
 
-def load_weights(model, filepath):
+def load_weights(model: Model, filepath: str | os.PathLike[str]) -> None:
     """Reads the weights of a file written by `save_weights` or `save` into a built model,
     matching them by path (version-1 files: by position). All are checked before any is
     written."""

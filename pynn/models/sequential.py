@@ -1,6 +1,9 @@
 """Sequential: a linear stack of layers, a Model whose graph is a chain."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pynn import layers as layers_mod
 from pynn.layers.layer import KerasTensor, Layer, shape_tuple, unique_name
 from pynn.layers.reshaping import Input, InputLayer
@@ -18,6 +21,9 @@ class Sequential(Model):
         >>> history = model.fit(x_train, y_train, epochs=5, batch_size=128)
     """
 
+    _layers: list[Layer]   # (set with object.__setattr__: not tracked as a sublayer)
+    _input_shape: tuple[int, ...] | None   # one sample's shape, once known
+
     def __init__(self, layers=None, name=None, trainable=True):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name: expected a string, got {name!r}")
@@ -34,7 +40,7 @@ class Sequential(Model):
             self._maybe_build()
 
     # --- structure --------------------------------------------------------------------------
-    def add(self, layer, rebuild=True):
+    def add(self, layer: Layer | KerasTensor, rebuild: bool = True) -> None:
         """Appends a layer (or a model, or an `Input`) to the stack."""
         if isinstance(layer, KerasTensor) and isinstance(
                 getattr(layer, "_history", (None,))[0], InputLayer):
@@ -59,7 +65,7 @@ class Sequential(Model):
         self._layers.append(layer)
         self._changed(rebuild)
 
-    def pop(self, rebuild=True):
+    def pop(self, rebuild: bool = True) -> Layer:
         """Removes the last layer and returns it."""
         if not self._layers:
             raise TypeError("There are no layers in the model.")
@@ -82,7 +88,7 @@ class Sequential(Model):
     def _sublayers(self):
         return list(self._layers)
 
-    def build(self, input_shape=None):
+    def build(self, input_shape: Any = None) -> None:
         """Creates the weights for inputs of `input_shape` (one sample's shape; a leading
         None batch axis is accepted)."""
         if input_shape is not None:
@@ -133,15 +139,15 @@ class Sequential(Model):
         return self._inputs is not None
 
     @built.setter
-    def built(self, value):
+    def built(self, value: bool) -> None:
         pass
 
     @property
-    def input_shape(self):
+    def input_shape(self) -> tuple[int | None, ...] | None:
         return None if self._input_shape is None else (None,) + tuple(self._input_shape)
 
     @property
-    def output_shape(self):
+    def output_shape(self) -> tuple[int | None, ...] | None:
         self._maybe_build()
         return None if self._outputs is None else self._outputs[0].shape
 
@@ -155,7 +161,8 @@ class Sequential(Model):
         return {"name": self.name, "layers": layers}
 
     @classmethod
-    def from_config(cls, config, custom_objects=None):
+    def from_config(cls, config: Mapping[str, Any],
+                    custom_objects: Mapping[str, Any] | None = None) -> Sequential:
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ValueError("config: expected a dict with a 'layers' list")
         model = cls(name=config.get("name"))

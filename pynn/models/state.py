@@ -26,8 +26,13 @@ from __future__ import annotations
 
 import numbers
 import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pynn.models.model import Model
 
 STATE_KEYS = ("config", "weights", "seeds", "compile_config", "optimizer")
 # Attributes in which pynn's layers keep the seed they drew when built (Dropout: the mask
@@ -74,7 +79,7 @@ def weight_paths(model) -> dict:
     """{weight path: Weight} in the order of ``model.weights``."""
     from pynn.models.model import Model
 
-    out = {}
+    out: dict[str, Any] = {}
     seen = set()
     for lpath, layer in _walk(model):
         if isinstance(layer, Model):
@@ -84,7 +89,7 @@ def weight_paths(model) -> dict:
                 seen.add(id(w))
                 out[_unique(f"{lpath}/{w.name}", out)] = w
     by_id = {id(w): p for p, w in out.items()}
-    ordered = {}
+    ordered: dict[str, Any] = {}
     for w in model._all_weights():
         # (a weight the walk did not reach, from an unusual layer, keeps its own path)
         path = by_id.get(id(w)) or _unique(w.path, set(out) | set(ordered))
@@ -96,7 +101,8 @@ def param_paths(model, spec=None) -> list:
     """The weight path of each parameter of the model's compiled graph (or of `spec`), in
     parameter order."""
     by_id = {id(w): p for p, w in weight_paths(model).items()}
-    names, used = [], set()
+    names: list[str] = []
+    used: set[str] = set()
     for ref in (model._spec if spec is None else spec).params:
         name = by_id.get(id(ref.owner)) or _unique(ref.name, used)
         used.add(name)
@@ -306,7 +312,8 @@ class restoring:
             c.__exit__(*exc)
 
 
-def model_from_state(state, compile=True, custom_objects=None):
+def model_from_state(state: dict[str, Any], compile: bool = True,
+                     custom_objects: Mapping[str, Any] | None = None) -> Model:
     """A new model from a state: built from its config without drawing initial weights, then
     given the state's weights, seeds, compile configuration and optimizer state."""
     from pynn import layers as layers_mod
@@ -316,11 +323,11 @@ def model_from_state(state, compile=True, custom_objects=None):
     with restoring():
         model = layers_mod.deserialize(state["config"], custom_objects)
     set_state(model, state, compile=compile, custom_objects=custom_objects)
-    return model
+    return model  # type: ignore[return-value]  # get_state()'s config is always a model's
 
 
 # --- pickling ---------------------------------------------------------------------------------
-def reduce_model(model):
+def reduce_model(model: Model) -> tuple[Any, ...]:
     """``__reduce__`` of a model: rebuilt from its state on unpickling. Classes of the user's
     own layers travel by reference (as pickle does for any class)."""
     from pynn import layers as layers_mod

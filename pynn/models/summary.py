@@ -2,7 +2,13 @@
 functional model is connected to, and the peak activation memory of training."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 from pynn.layers.reshaping import InputLayer
+
+if TYPE_CHECKING:
+    from pynn.models.model import Model
 
 
 def _shape(layer):
@@ -33,7 +39,8 @@ def _connections(model):
     return rows
 
 
-def print_summary(model, line_length=None, print_fn=None):
+def print_summary(model: Model, line_length: int | None = None,
+                  print_fn: Callable[..., Any] | None = None) -> None:
     print_fn = print_fn or print
     model._maybe_trace()
     functional = type(model).__name__ != "Sequential" and model._inputs is not None

@@ -10,13 +10,29 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pynn import losses as losses_mod
 from pynn import optimizers as optimizers_mod
 from pynn.layers.layer import _TRAINABLE_GENERATION
 from pynn.models._metrics import MetricSet
+
+if TYPE_CHECKING:
+    from os import PathLike
+
+    from pynn.callbacks import Callback, History
+    from pynn.models.model import Model
+
+# x and y of fit/evaluate/predict: an array (or anything np.asarray takes) for a one-input
+# model, a list of arrays in input order or a dict by input name for several inputs.
+Inputs = Any
+# What predict/evaluate return: one array (a scalar loss) for a single output, a list or a
+# dict for several; Any so that scripts can use the result as the array it usually is.
+Outputs = Any
 
 
 def _positive_int(value, name, allow_none=False):
@@ -66,10 +82,11 @@ class _Logs:
         self.rows = 0
 
     @property
-    def needs_output(self):
+    def needs_output(self) -> bool:
         return any(m is not None and m.needs_output for m in self.sets)
 
-    def update(self, total, losses, correct, rows, outs, targets):
+    def update(self, total: float, losses: Any, correct: Any, rows: int, outs: Any,
+               targets: Any) -> None:
         self.loss_sum += float(total) * rows
         self.rows += rows
         for j, m in enumerate(self.sets):
@@ -78,7 +95,7 @@ class _Logs:
             out = None if outs is None else outs[j]
             m.update(losses[j], correct[j], rows, out, targets[j])
 
-    def results(self, final=False):
+    def results(self, final: bool = False) -> dict[str, float]:
         logs = {"loss": self.loss_sum / self.rows if self.rows else float("nan")}
         for name, m in zip(self.names, self.sets):
             if m is None:
@@ -95,6 +112,13 @@ class _Logs:
 
 class Trainer:
     """Keras's Model training API; mixed into `pynn.Model`."""
+
+    # Provided by pynn.Model, the class this is mixed into.
+    _inputs: Any
+    _outputs: Any
+    _output_names: list[str]
+    if TYPE_CHECKING:
+        def _maybe_trace(self) -> None: ...
 
     def __init__(self):
         self._graph = None      # the graph steps run on (with the optimizer)
@@ -251,9 +275,11 @@ class Trainer:
         return dict(self._ensure_graph().memory_info())
 
     # --- compile ----------------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
-                weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
-                jit_compile="auto"):
+    def compile(self, optimizer: str | optimizers_mod.Optimizer | Mapping[str, Any] = "rmsprop",
+                loss: Any = None, metrics: Any = None,
+                loss_weights: Sequence[float] | Mapping[str, float] | None = None,
+                weighted_metrics: Any = None, run_eagerly: bool = False,
+                steps_per_execution: int = 1, jit_compile: bool | str = "auto") -> None:
         """Configures training: optimizer, loss(es) and metrics, as Keras.
 
         With several outputs, `loss`, `loss_weights` and `metrics` may be lists (output order)
@@ -262,7 +288,8 @@ class Trainer:
         accepted so Keras scripts run unchanged; they have no effect.
         """
         if loss is None:
-            raise ValueError("loss: a loss is required, e.g. loss='sparse_categorical_crossentropy'")
+            raise ValueError("loss: a loss is required, "
+                             "e.g. loss='sparse_categorical_crossentropy'")
         self._maybe_trace()
         self.optimizer = optimizers_mod.get(optimizer)
         self.loss = loss
@@ -353,7 +380,7 @@ class Trainer:
                                f"optimizer='adam', loss='sparse_categorical_crossentropy')")
 
     @property
-    def metrics_names(self):
+    def metrics_names(self) -> list[str]:
         if not self._metric_sets:
             return ["loss"]
         return list(_Logs(self).results().keys())
@@ -590,10 +617,14 @@ class Trainer:
         return g
 
     # --- training ---------------------------------------------------------------------------
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
-            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
-            validation_batch_size=None, validation_freq=1):
+    def fit(self, x: Inputs = None, y: Inputs = None, batch_size: int | None = None,
+            epochs: int = 1, verbose: int | str = "auto",
+            callbacks: Sequence[Callback] | None = None, validation_split: float = 0.0,
+            validation_data: tuple[Any, ...] | None = None, shuffle: bool = True,
+            class_weight: Mapping[int, float] | None = None,
+            sample_weight: ArrayLike | None = None, initial_epoch: int = 0,
+            steps_per_epoch: int | None = None, validation_steps: int | None = None,
+            validation_batch_size: int | None = None, validation_freq: int = 1) -> History:
         """Trains the model; returns a `History` (Keras 3 signature and defaults)."""
         from pynn import _random
         from pynn.callbacks import CallbackList
@@ -723,8 +754,10 @@ class Trainer:
                 cbl.on_test_batch_end(step, run.results())
         return run.results(final=True)
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
-                 steps=None, callbacks=None, return_dict=False):
+    def evaluate(self, x: Inputs = None, y: Inputs = None, batch_size: int | None = None,
+                 verbose: int | str = "auto", sample_weight: ArrayLike | None = None,
+                 steps: int | None = None, callbacks: Sequence[Callback] | None = None,
+                 return_dict: bool = False) -> Any:
         """Loss (and metrics) on the given data: a scalar, a list, or a dict."""
         from pynn.callbacks import CallbackList
 
@@ -757,7 +790,9 @@ class Trainer:
             return list(outs)
         return outs[0]
 
-    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+    def predict(self, x: Inputs, batch_size: int | None = None, verbose: int | str = "auto",
+                steps: int | None = None,
+                callbacks: Sequence[Callback] | None = None) -> Outputs:
         """Outputs for the inputs: a float32 array (several outputs: a list, or a dict when
         the model's outputs were given as a dict).
 
@@ -806,10 +841,12 @@ class Trainer:
         cbl.on_predict_end()
         return self._structure_outputs(outs)
 
-    def predict_on_batch(self, x):
+    def predict_on_batch(self, x: Inputs) -> Outputs:
         return self.predict(x, verbose=0)
 
-    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+    def train_on_batch(self, x: Inputs, y: Inputs = None, sample_weight: ArrayLike | None = None,
+                       class_weight: Mapping[int, float] | None = None,
+                       return_dict: bool = False) -> Any:
         """One gradient step on exactly this batch; returns its loss (and metrics)."""
         self._require_compiled("train_on_batch")
         xs = self._prepare_inputs(x)
@@ -824,7 +861,8 @@ class Trainer:
         run.update(total, losses, correct, n, outs, ys)
         return self._format(run.results(final=True), return_dict)
 
-    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+    def test_on_batch(self, x: Inputs, y: Inputs = None, sample_weight: ArrayLike | None = None,
+                      return_dict: bool = False) -> Any:
         self._require_compiled("test_on_batch")
         xs = self._prepare_inputs(x)
         n = xs[0].shape[0]
@@ -843,7 +881,7 @@ class Trainer:
         return values[0] if len(values) == 1 else values
 
     # --- interpretation ---------------------------------------------------------------------
-    def input_gradient(self, x, class_index=None):
+    def input_gradient(self, x: ArrayLike, class_index: int | None = None) -> np.ndarray:
         """Gradient of an output with respect to the input (a saliency map), per sample, for
         a model with one input and one output.
 
@@ -873,10 +911,11 @@ class Trainer:
         return np.asarray(grad).reshape((n,) + tuple(self._inputs[0].sample_shape))
 
     # --- configuration and saving -----------------------------------------------------------
-    def get_compile_config(self):
+    def get_compile_config(self) -> dict[str, Any] | None:
         if not self.compiled:
             return None
         loss = self._loss_arg
+        loss_cfg: Any
         if isinstance(loss, dict):
             loss_cfg = {k: None if v is None else losses_mod.serialize(losses_mod.get(v))
                         for k, v in loss.items()}
@@ -893,7 +932,8 @@ class Trainer:
                                     for j, s in self._target_shapes.items()}
         return cfg
 
-    def compile_from_config(self, config, custom_objects=None):
+    def compile_from_config(self, config: Mapping[str, Any],
+                            custom_objects: Mapping[str, Any] | None = None) -> None:
         loss = config["loss"]
 
         def get(v):
@@ -925,22 +965,22 @@ class Trainer:
             raise ValueError(f"{what}: the model is not built yet; call build(input_shape) or "
                              f"fit/predict first")
 
-    def save(self, filepath, overwrite=True):
+    def save(self, filepath: str | PathLike[str], overwrite: bool = True) -> None:
         """Saves architecture, weights, compile configuration and optimizer state to one
         safetensors file (atomically)."""
         from pynn.models.saving import save_model
 
-        save_model(self, filepath, overwrite=overwrite)
+        save_model(cast("Model", self), filepath, overwrite=overwrite)   # (mixed into Model only)
 
-    def save_weights(self, filepath, overwrite=True):
+    def save_weights(self, filepath: str | PathLike[str], overwrite: bool = True) -> None:
         from pynn.models.saving import save_weights
 
-        save_weights(self, filepath, overwrite=overwrite)
+        save_weights(cast("Model", self), filepath, overwrite=overwrite)
 
-    def load_weights(self, filepath):
+    def load_weights(self, filepath: str | PathLike[str]) -> None:
         from pynn.models.saving import load_weights
 
-        load_weights(self, filepath)
+        load_weights(cast("Model", self), filepath)
 
 
 def _flat_metric_names(metrics):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+from typing import TYPE_CHECKING, Any
 
 from pynn import _core
 
@@ -111,7 +112,7 @@ class Optimizer:
         return float(self._net.learning_rate) if self._net is not None else self._learning_rate
 
     @learning_rate.setter
-    def learning_rate(self, value):
+    def learning_rate(self, value: float) -> None:
         value = _learning_rate(value)
         self._learning_rate = value
         if self._net is not None:
@@ -186,7 +187,7 @@ class Optimizer:
         iterations, lr = state["iterations"], state["learning_rate"]
         u_product, slots = state.get("u_product", 1.0), state["slots"]
         if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) \
-                or not 0 <= iterations < 2**62:
+                or not 0 <= int(iterations) < 2**62:
             raise ValueError(f"optimizer state: iterations: expected an integer in [0, 2**62), "
                              f"got {iterations!r}")
         for key, value in (("learning_rate", lr), ("u_product", u_product)):
@@ -254,7 +255,7 @@ class Optimizer:
         return cfg
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> Optimizer:
         return cls(**config)
 
     def __repr__(self):
@@ -268,21 +269,46 @@ class SGD(Optimizer):
 
     kind = "sgd"
 
+    if TYPE_CHECKING:
+        # The real constructor is generated from the core's table (Keras's signature and
+        # defaults, every argument optional); this is its shape for a type checker.
+        def __init__(self, learning_rate: Any = ..., **kwargs: Any) -> None: ...
+
 
 class Adagrad(Optimizer):
     kind = "adagrad"
+
+    if TYPE_CHECKING:
+        # The real constructor is generated from the core's table (Keras's signature and
+        # defaults, every argument optional); this is its shape for a type checker.
+        def __init__(self, learning_rate: Any = ..., **kwargs: Any) -> None: ...
 
 
 class Adadelta(Optimizer):
     kind = "adadelta"
 
+    if TYPE_CHECKING:
+        # The real constructor is generated from the core's table (Keras's signature and
+        # defaults, every argument optional); this is its shape for a type checker.
+        def __init__(self, learning_rate: Any = ..., **kwargs: Any) -> None: ...
+
 
 class RMSprop(Optimizer):
     kind = "rmsprop"
 
+    if TYPE_CHECKING:
+        # The real constructor is generated from the core's table (Keras's signature and
+        # defaults, every argument optional); this is its shape for a type checker.
+        def __init__(self, learning_rate: Any = ..., **kwargs: Any) -> None: ...
+
 
 class Adam(Optimizer):
     kind = "adam"
+
+    if TYPE_CHECKING:
+        # The real constructor is generated from the core's table (Keras's signature and
+        # defaults, every argument optional); this is its shape for a type checker.
+        def __init__(self, learning_rate: Any = ..., **kwargs: Any) -> None: ...
 
 
 class AdamW(Adam):
@@ -291,6 +317,11 @@ class AdamW(Adam):
 
 class Nadam(Optimizer):
     kind = "nadam"
+
+    if TYPE_CHECKING:
+        # The real constructor is generated from the core's table (Keras's signature and
+        # defaults, every argument optional); this is its shape for a type checker.
+        def __init__(self, learning_rate: Any = ..., **kwargs: Any) -> None: ...
 
 
 class Adamax(Nadam):
@@ -331,7 +362,7 @@ def serialize(opt: Optimizer) -> dict:
 
 
 def deserialize(config: dict) -> Optimizer:
-    cls = _BY_CLASS.get(config.get("class_name"))
+    cls = _BY_CLASS.get(config.get("class_name", ""))
     if cls is None:
         raise ValueError(f"optimizer: unknown class {config.get('class_name')!r}")
     return cls(**config.get("config", {}))

@@ -12,8 +12,8 @@ import importlib
 
 from pynn.reference.gemm import gemm
 
-_MODULES = ("activations", "conv", "dense", "gemm", "graph", "initializers", "losses", "merging", "ops",
-            "optimizers", "regularization")
+_MODULES = ("activations", "conv", "dense", "gemm", "graph", "initializers", "losses", "merging",
+            "ops", "optimizers", "regularization")
 
 
 def __getattr__(name):

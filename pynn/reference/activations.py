@@ -43,15 +43,15 @@ class Activation:
     """Base class: `param_names` in the core's order, values stored as attributes."""
 
     name = ""
-    param_names: tuple = ()
+    param_names: tuple[str, ...] = ()
 
-    def defaults(self):
+    def defaults(self) -> list[float]:
         return [float(getattr(self, p)) for p in self.param_names]
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -60,10 +60,10 @@ class Linear(Activation):
 
     name = "linear"
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         return np.asarray(z)
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         return np.ones_like(z)
 
 
@@ -72,10 +72,10 @@ class ReLU(Activation):
 
     name = "relu"
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         return np.maximum(z, 0)
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         return (np.asarray(z) > 0).astype(np.result_type(z, np.float32))
 
 
@@ -83,16 +83,16 @@ class LeakyReLU(Activation):
     """f(z) = z for z > 0 else negative_slope * z (Keras default slope 0.2)."""
 
     name = "leaky_relu"
-    param_names = ("negative_slope",)
+    param_names: tuple[str, ...] = ("negative_slope",)
 
     def __init__(self, negative_slope=0.2):
         self.negative_slope = negative_slope
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z)
         return np.where(z > 0, z, self.negative_slope * z)
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z)
         return np.where(z > 0, 1.0, self.negative_slope).astype(np.result_type(z, np.float32))
 
@@ -114,14 +114,14 @@ class RReLU(LeakyReLU):
         self.lower, self.upper = lower, upper
         super().__init__(negative_slope=(lower + upper) / 2)
 
-    def multipliers(self, z, slopes):
+    def multipliers(self, z: np.ndarray, slopes: np.ndarray) -> np.ndarray:
         """The factor applied to each element in training: 1 for z >= 0, else its slope."""
         return np.where(np.asarray(z) >= 0, 1.0, slopes)
 
-    def fn_train(self, z, slopes):
+    def fn_train(self, z: np.ndarray, slopes: np.ndarray) -> np.ndarray:
         return self.multipliers(z, slopes) * z
 
-    def grad_train(self, z, slopes):
+    def grad_train(self, z: np.ndarray, slopes: np.ndarray) -> np.ndarray:
         return self.multipliers(z, slopes)
 
 
@@ -134,15 +134,15 @@ class PReLU(Activation):
     def __init__(self, alpha=0.25):
         self.alpha = alpha
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z)
         return np.where(z > 0, z, self.alpha * z)
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z)
         return np.where(z > 0, 1.0, np.broadcast_to(self.alpha, z.shape))
 
-    def grad_alpha(self, z, dy):
+    def grad_alpha(self, z: np.ndarray, dy: np.ndarray) -> np.ndarray:
         """d loss / d alpha for z (n, c) and upstream dy (n, c): column sums of dy min(z, 0)."""
         return (np.asarray(dy) * np.minimum(z, 0)).sum(axis=0)
 
@@ -152,10 +152,10 @@ class Sigmoid(Activation):
 
     name = "sigmoid"
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         return _sigmoid(z)
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         f = self.fn(z)
         return f * (1 - f)
 
@@ -165,10 +165,10 @@ class Tanh(Activation):
 
     name = "tanh"
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         return np.tanh(z)
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         return 1 - np.tanh(z) ** 2
 
 
@@ -181,11 +181,11 @@ class ELU(Activation):
     def __init__(self, alpha=1.0):
         self.alpha = alpha
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z)
         return np.where(z > 0, z, self.alpha * np.expm1(np.minimum(z, 0)))
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z)
         return np.where(z > 0, 1.0, self.alpha * np.exp(np.minimum(z, 0)))
 
@@ -195,10 +195,10 @@ class SELU(Activation):
 
     name = "selu"
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         return _SELU_SCALE * ELU(_SELU_ALPHA).fn(z)
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         return _SELU_SCALE * ELU(_SELU_ALPHA).grad(z)
 
 
@@ -213,10 +213,10 @@ class Softplus(Activation):
             raise ValueError(f"softplus: expected beta > 0, got beta={beta}")
         self.beta = beta
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         return _softplus(self.beta * np.asarray(z)) / self.beta
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         return _sigmoid(self.beta * np.asarray(z))
 
 
@@ -225,10 +225,10 @@ class Softsign(Activation):
 
     name = "softsign"
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         return z / (1 + np.abs(z))
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.abs(z)) ** 2
 
 
@@ -247,13 +247,13 @@ class GELU(Activation):
         zc = np.clip(z, -10, 10)  # tanh u is +-1 beyond; keeps z^3 finite
         return self._C * (zc + 0.044715 * zc ** 3)
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z)
         if self.approximate:
             return 0.5 * z * (1 + np.tanh(self._u(z)))
         return 0.5 * z * _erfc(-z / math.sqrt(2))
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z)
         if self.approximate:
             t = np.tanh(self._u(z))
@@ -271,10 +271,10 @@ class SiLU(Activation):
 
     name = "silu"
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         return z * _sigmoid(z)
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         s = _sigmoid(z)
         return s * (1 + z * (1 - s))
 
@@ -288,10 +288,10 @@ class Mish(Activation):
 
     name = "mish"
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         return z * np.tanh(_softplus(z))
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         t = np.tanh(_softplus(z))
         return t + z * _sigmoid(z) * (1 - t * t)
 
@@ -301,10 +301,10 @@ class HardSigmoid(Activation):
 
     name = "hard_sigmoid"
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         return np.clip(np.asarray(z) / 6 + 0.5, 0, 1)
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z)
         return np.where((z > -3) & (z < 3), 1 / 6, 0.0)
 
@@ -314,10 +314,10 @@ class HardSiLU(Activation):
 
     name = "hard_silu"
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         return z * HardSigmoid().fn(z)
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z)
         return np.where(z < -3, 0.0, np.where(z > 3, 1.0, z / 3 + 0.5))
 
@@ -337,10 +337,10 @@ class HardTanh(Activation):
             raise ValueError(f"hard_tanh: expected min_val <= max_val, got {min_val}, {max_val}")
         self.min_val, self.max_val = min_val, max_val
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         return np.clip(z, self.min_val, self.max_val)
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z)
         return ((z > self.min_val) & (z < self.max_val)).astype(np.result_type(z, np.float32))
 
@@ -350,10 +350,10 @@ class TanhShrink(Activation):
 
     name = "tanh_shrink"
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         return z - np.tanh(z)
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         return np.tanh(z) ** 2
 
 
@@ -366,12 +366,12 @@ class SoftShrink(Activation):
     def __init__(self, threshold=0.5):
         self.threshold = threshold
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z)
         lam = self.threshold
         return np.where(z > lam, z - lam, np.where(z < -lam, z + lam, 0.0))
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         return (np.abs(z) > self.threshold).astype(np.result_type(z, np.float32))
 
 
@@ -384,11 +384,11 @@ class HardShrink(Activation):
     def __init__(self, threshold=0.5):
         self.threshold = threshold
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z)
         return np.where(np.abs(z) > self.threshold, z, 0.0)
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         return (np.abs(z) > self.threshold).astype(np.result_type(z, np.float32))
 
 
@@ -397,11 +397,11 @@ class Exponential(Activation):
 
     name = "exponential"
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):
             return np.exp(z)
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         return self.fn(z)
 
 
@@ -410,10 +410,10 @@ class BinaryStep(Activation):
 
     name = "binary_step"
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         return (np.asarray(z) >= 0).astype(np.result_type(z, np.float32))
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         return np.zeros_like(z)
 
 
@@ -422,10 +422,10 @@ class Arctan(Activation):
 
     name = "arctan"
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         return np.arctan(z)
 
-    def grad(self, z):
+    def grad(self, z: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):
             return 1 / (1 + np.square(z))
 
@@ -436,14 +436,14 @@ class Softmax(Activation):
 
     name = "softmax"
 
-    def fn(self, z):
+    def fn(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z)
         if z.shape[-1] == 0:
             return z.copy()
         e = np.exp(z - z.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
 
-    def vjp(self, z, dy):
+    def vjp(self, z: np.ndarray, dy: np.ndarray) -> np.ndarray:
         y = self.fn(z)
         return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
 

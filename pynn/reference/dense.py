@@ -7,6 +7,8 @@ Shapes: x (n, in), W (in, out) as Keras stores a kernel, b (out,), everything el
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from pynn.reference import activations
@@ -34,6 +36,6 @@ def dense_backward(x, W, z, dy, activation="linear", compute_dx=True, dtype=np.f
     return dx, dW, db
 
 
-def column_sums(x, dtype=np.float64):
+def column_sums(x: np.ndarray, dtype: Any = np.float64):
     """Sums of the columns of a 2-D array."""
     return np.asarray(x, dtype=dtype).sum(axis=0)

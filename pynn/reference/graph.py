@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pynn.reference import activations, dense, losses as ref_losses, merging, regularization
+from pynn.reference import activations, dense, merging, regularization
+from pynn.reference import losses as ref_losses
 
 
 # --- the result of a forward pass ------------------------------------------------------------

@@ -14,14 +14,15 @@ Variance scaling (Glorot, He, LeCun): with ``fan_in``, ``fan_out`` from :func:`c
 
 Others: ``random_normal`` N(mean 0, stddev 0.05), ``random_uniform`` U(−0.05, 0.05),
 ``truncated_normal`` N(0, 0.05) cut at two stddevs (no correction), ``zeros``, ``ones``,
-``constant(value)``, ``identity(gain)`` (``gain·I``, 2-D, rectangular allowed), ``orthogonal(gain)``:
-the Q of a QR factorisation of a Gaussian matrix, each column multiplied by the sign of R's
-diagonal so that Q is uniformly (Haar) distributed; a shape (…, n) is treated as the matrix
-(prod(…), n), and a wide matrix is the transpose of a tall one.
+``constant(value)``, ``identity(gain)`` (``gain·I``, 2-D, rectangular allowed),
+``orthogonal(gain)``: the Q of a QR factorisation of a Gaussian matrix, each column multiplied by
+the sign of R's diagonal so that Q is uniformly (Haar) distributed; a shape (…, n) is treated as
+the matrix (prod(…), n), and a wide matrix is the transpose of a tall one.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -72,32 +73,32 @@ def _variance_scaling(shape, seed, scale, mode, uniform):
     return _cut_normal(rng, shape, math.sqrt(s) / TRUNCATED_NORMAL_STD)
 
 
-def glorot_uniform(shape, seed=None):
+def glorot_uniform(shape: Sequence[int], seed: int | None = None) -> np.ndarray:
     """U(−l, l), l = √(6 / (fan_in + fan_out))."""
     return _variance_scaling(shape, seed, 1.0, "fan_avg", True)
 
 
-def glorot_normal(shape, seed=None):
+def glorot_normal(shape: Sequence[int], seed: int | None = None) -> np.ndarray:
     """Cut normal with standard deviation √(2 / (fan_in + fan_out))."""
     return _variance_scaling(shape, seed, 1.0, "fan_avg", False)
 
 
-def he_uniform(shape, seed=None):
+def he_uniform(shape: Sequence[int], seed: int | None = None) -> np.ndarray:
     """U(−l, l), l = √(6 / fan_in)."""
     return _variance_scaling(shape, seed, 2.0, "fan_in", True)
 
 
-def he_normal(shape, seed=None):
+def he_normal(shape: Sequence[int], seed: int | None = None) -> np.ndarray:
     """Cut normal with standard deviation √(2 / fan_in)."""
     return _variance_scaling(shape, seed, 2.0, "fan_in", False)
 
 
-def lecun_uniform(shape, seed=None):
+def lecun_uniform(shape: Sequence[int], seed: int | None = None) -> np.ndarray:
     """U(−l, l), l = √(3 / fan_in)."""
     return _variance_scaling(shape, seed, 1.0, "fan_in", True)
 
 
-def lecun_normal(shape, seed=None):
+def lecun_normal(shape: Sequence[int], seed: int | None = None) -> np.ndarray:
     """Cut normal with standard deviation √(1 / fan_in)."""
     return _variance_scaling(shape, seed, 1.0, "fan_in", False)
 
@@ -114,11 +115,11 @@ def truncated_normal(shape, seed=None, mean=0.0, stddev=0.05):
     return _cut_normal(_rng(seed), shape, stddev, mean)
 
 
-def zeros(shape, seed=None):
+def zeros(shape: Sequence[int], seed: int | None = None) -> np.ndarray:
     return np.zeros(shape)
 
 
-def ones(shape, seed=None):
+def ones(shape: Sequence[int], seed: int | None = None) -> np.ndarray:
     return np.ones(shape)
 
 

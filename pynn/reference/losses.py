@@ -21,6 +21,8 @@ the gradients take the fused forms sigmoid(x) - t and softmax(x) sum(t) - t.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 EPSILON = 1e-7
@@ -44,19 +46,19 @@ def _clip(p):
     return np.clip(p, EPSILON, 1 - EPSILON), inside
 
 
-def mean_squared_error(pred, target):
+def mean_squared_error(pred: np.ndarray, target: np.ndarray):
     """l_i = mean_j (p - t)^2; dl_i/dp = 2 (p - t) / c."""
     e = pred - target
     return (e * e).mean(axis=1), 2 * e / pred.shape[1]
 
 
-def mean_absolute_error(pred, target):
+def mean_absolute_error(pred: np.ndarray, target: np.ndarray):
     """l_i = mean_j |p - t|; dl_i/dp = sign(p - t) / c (0 where p = t)."""
     e = pred - target
     return np.abs(e).mean(axis=1), np.sign(e) / pred.shape[1]
 
 
-def huber(pred, target, delta=1.0):
+def huber(pred: np.ndarray, target: np.ndarray, delta: float = 1.0):
     """l_i = mean_j h(p - t), h(e) = e^2/2 for |e| <= delta, else delta (|e| - delta/2)."""
     e = pred - target
     a = np.abs(e)
@@ -66,21 +68,21 @@ def huber(pred, target, delta=1.0):
     return h.mean(axis=1), g / pred.shape[1]
 
 
-def binary_crossentropy(pred, target, from_logits=False):
+def binary_crossentropy(pred: np.ndarray, target: np.ndarray, from_logits: bool = False):
     """l_i = -mean_j [t log p + (1 - t) log(1 - p)]; from logits x:
     mean_j [max(x, 0) - x t + log(1 + e^-|x|)] with gradient (sigmoid(x) - t) / c."""
     c = pred.shape[1]
     if from_logits:
         x = pred
-        l = np.maximum(x, 0) - x * target + np.log1p(np.exp(-np.abs(x)))
-        return l.mean(axis=1), (_sigmoid(x) - target) / c
+        li = np.maximum(x, 0) - x * target + np.log1p(np.exp(-np.abs(x)))
+        return li.mean(axis=1), (_sigmoid(x) - target) / c
     q, inside = _clip(pred)
-    l = -(target * np.log(q) + (1 - target) * np.log(1 - q))
+    li = -(target * np.log(q) + (1 - target) * np.log(1 - q))
     g = np.where(inside, (q - target) / (q * (1 - q)), 0.0)
-    return l.mean(axis=1), g / c
+    return li.mean(axis=1), g / c
 
 
-def categorical_crossentropy(pred, target, from_logits=False):
+def categorical_crossentropy(pred: np.ndarray, target: np.ndarray, from_logits: bool = False):
     """l_i = -sum_j t_j log q_j with q = softmax(x) from logits, else q = clip(p / sum p).
     From logits the gradient is softmax(x) sum_j t_j - t (p - t for one-hot rows)."""
     if pred.shape[1] == 0:
@@ -90,27 +92,27 @@ def categorical_crossentropy(pred, target, from_logits=False):
         lse = m + np.log(np.exp(pred - m).sum(axis=1, keepdims=True))
         logq = pred - lse
         tsum = target.sum(axis=1, keepdims=True)
-        l = -(np.where(target != 0, target * logq, 0.0)).sum(axis=1)
-        return l, np.exp(logq) * tsum - target
+        li = -(np.where(target != 0, target * logq, 0.0)).sum(axis=1)
+        return li, np.exp(logq) * tsum - target
     s = pred.sum(axis=1, keepdims=True)
     s = np.where(s > 0, s, 1e-300)
     q = pred / s
     qc, inside = _clip(q)
-    l = -(np.where(target != 0, target * np.log(qc), 0.0)).sum(axis=1)
+    li = -(np.where(target != 0, target * np.log(qc), 0.0)).sum(axis=1)
     # d/dp_k of -sum_j t_j log clip(p_j / S): the normalisation couples every class.
     tu = (target * inside).sum(axis=1, keepdims=True)
     own = np.where(inside & (target != 0), target / np.where(q > 0, q, 1.0), 0.0)
-    return l, (tu - own) / s
+    return li, (tu - own) / s
 
 
-def mean_of_output(pred, target=None):
+def mean_of_output(pred: np.ndarray, target: np.ndarray | None = None):
     """l_i = mean_j p_ij: `pred` already is a per-sample loss (a traced custom loss);
     dl_i/dp = 1 / c. `target` is not read."""
     c = pred.shape[1]
     return pred.mean(axis=1), np.full_like(pred, 1.0 / c)
 
 
-def one_hot(labels, c, dtype=np.float64):
+def one_hot(labels: np.ndarray, c: int, dtype: Any = np.float64):
     """(n, c) one-hot rows of integer labels in [0, c)."""
     labels = check_labels(labels, c)
     out = np.zeros((labels.shape[0], c), dtype)
@@ -118,7 +120,7 @@ def one_hot(labels, c, dtype=np.float64):
     return out
 
 
-def check_labels(labels, c):
+def check_labels(labels: np.ndarray, c: int):
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
         raise TypeError(f"labels: expected an integer array, got dtype {labels.dtype}")
@@ -131,12 +133,15 @@ def check_labels(labels, c):
     return labels
 
 
-def sparse_categorical_crossentropy(pred, labels, from_logits=False):
+def sparse_categorical_crossentropy(pred: np.ndarray, labels: np.ndarray,
+                                    from_logits: bool = False):
     """categorical_crossentropy with the one-hot rows of integer `labels`."""
     return categorical_crossentropy(pred, one_hot(labels, pred.shape[1], pred.dtype), from_logits)
 
 
-def value_and_grad(name, pred, target, sample_weight=None, from_logits=False, delta=1.0):
+def value_and_grad(name: str, pred: np.ndarray, target: np.ndarray,
+                   sample_weight: np.ndarray | None = None, from_logits: bool = False,
+                   delta: float = 1.0):
     """(loss, d loss / d pred) with the "sum_over_batch_size" reduction (see module doc)."""
     if name not in NAMES + GRAPH_NAMES:
         raise ValueError(f"unknown loss {name!r}; expected one of {list(NAMES + GRAPH_NAMES)}")

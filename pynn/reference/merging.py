@@ -17,6 +17,8 @@ Each op has a ``*_forward`` and a ``*_backward``; a backward takes the upstream 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +30,7 @@ MERGE_OPS = ("add", "subtract", "multiply", "average", "maximum", "minimum")
 SQUARE_SUM_FLOOR = 1e-12
 
 
-def sample_axis(axis, ndim):
+def sample_axis(axis: int, ndim: int):
     """The axis of an array of `ndim` dimensions (batch included) that `axis` names.
 
     Keras numbering: 1 is the first per-sample axis, -1 the last axis; 0 (the batch) is refused.
@@ -42,7 +44,7 @@ def sample_axis(axis, ndim):
 
 
 # --- element-wise merges -------------------------------------------------------------------
-def merge_forward(op, xs):
+def merge_forward(op: str, xs: Sequence[np.ndarray]):
     """y = op(x_1, ..., x_n) element-wise; every x_i (b, *s), y (b, *s).
 
     add: sum x_i, subtract: x_1 - x_2, multiply: prod x_i, average: sum x_i / n,
@@ -63,7 +65,7 @@ def merge_forward(op, xs):
     return np.minimum.reduce(xs)  # minimum
 
 
-def merge_backward(op, xs, dy):
+def merge_backward(op: str, xs: Sequence[np.ndarray], dy: np.ndarray):
     """[dx_1, ..., dx_n] for the upstream gradient dy (b, *s).
 
     add: dx_i = dy; subtract: dx_1 = dy, dx_2 = -dy; average: dx_i = dy / n;
@@ -118,13 +120,13 @@ def _product(xs):
 
 
 # --- concatenate -----------------------------------------------------------------------------
-def concatenate_forward(xs, axis=-1):
+def concatenate_forward(xs: Sequence[np.ndarray], axis: int = -1):
     """Joins the inputs along `axis` (Keras numbering, see `sample_axis`)."""
     xs = [np.asarray(x) for x in xs]
     return np.concatenate(xs, axis=sample_axis(axis, xs[0].ndim))
 
 
-def concatenate_backward(xs, dy, axis=-1):
+def concatenate_backward(xs: Sequence[np.ndarray], dy: np.ndarray, axis: int = -1):
     """Cuts dy along `axis` back into pieces as wide as the inputs were."""
     xs = [np.asarray(x) for x in xs]
     ax = sample_axis(axis, xs[0].ndim)
@@ -133,7 +135,7 @@ def concatenate_backward(xs, dy, axis=-1):
 
 
 # --- reshape, flatten, identity --------------------------------------------------------------
-def reshape_forward(x, target_shape):
+def reshape_forward(x: np.ndarray, target_shape: Sequence[int]):
     """(b, *s) -> (b, *target_shape), the same numbers in the same (row-major) order."""
     x = np.asarray(x)
     target_shape = tuple(int(s) for s in target_shape)
@@ -143,18 +145,18 @@ def reshape_forward(x, target_shape):
     return x.reshape((x.shape[0],) + target_shape)
 
 
-def reshape_backward(x, dy):
+def reshape_backward(x: np.ndarray, dy: np.ndarray):
     """The gradient of a reshape is dy with the input's shape."""
     return np.asarray(dy).reshape(np.shape(x))
 
 
-def flatten_forward(x):
+def flatten_forward(x: np.ndarray):
     """(b, *s) -> (b, prod(s))."""
     x = np.asarray(x)
     return reshape_forward(x, (math.prod(x.shape[1:]),))
 
 
-def identity_forward(x):
+def identity_forward(x: np.ndarray):
     return np.asarray(x)
 
 
@@ -164,7 +166,7 @@ identity_backward = reshape_backward
 
 
 # --- permute ---------------------------------------------------------------------------------
-def permute_order(dims, ndim):
+def permute_order(dims: Sequence[int], ndim: int):
     """The np.transpose order of an array of `ndim` dims (batch included) for Keras `dims`."""
     dims = tuple(int(d) for d in dims)
     if sorted(dims) != list(range(1, ndim)):
@@ -172,14 +174,14 @@ def permute_order(dims, ndim):
     return (0,) + dims
 
 
-def permute_forward(x, dims):
+def permute_forward(x: np.ndarray, dims: Sequence[int]):
     """y[b, i_1, .., i_k] with y's axis j being x's axis dims[j-1]: e.g. dims=(2, 1) swaps
     the two axes of rank-2 samples, (b, p, q) -> (b, q, p)."""
     x = np.asarray(x)
     return np.transpose(x, permute_order(dims, x.ndim)).copy()
 
 
-def permute_backward(dy, dims):
+def permute_backward(dy: np.ndarray, dims: Sequence[int]):
     """Undoes the permutation: dy transposed by the inverse order."""
     dy = np.asarray(dy)
     order = permute_order(dims, dy.ndim)
@@ -187,7 +189,7 @@ def permute_backward(dy, dims):
 
 
 # --- repeat_vector ---------------------------------------------------------------------------
-def repeat_vector_forward(x, n):
+def repeat_vector_forward(x: np.ndarray, n: int):
     """(b, d) -> (b, n, d): every sample repeated n times."""
     x = np.asarray(x)
     if x.ndim != 2:
@@ -195,13 +197,13 @@ def repeat_vector_forward(x, n):
     return np.repeat(x[:, None, :], int(n), axis=1)
 
 
-def repeat_vector_backward(dy):
+def repeat_vector_backward(dy: np.ndarray):
     """Each copy passed the same x on: dx = sum of dy over the n copies, (b, n, d) -> (b, d)."""
     return np.asarray(dy).sum(axis=1)
 
 
 # --- dot -------------------------------------------------------------------------------------
-def dot_axes(axes, x_ndim, y_ndim):
+def dot_axes(axes: Any, x_ndim: int, y_ndim: int):
     """(axis of x, axis of y) for Keras's `axes` (an int for both, or a pair)."""
     if isinstance(axes, (int, np.integer)):
         axes = (axes, axes)
@@ -216,12 +218,12 @@ def _l2_norm(x, axis):
     return np.sqrt(np.maximum((x * x).sum(axis=axis, keepdims=True), SQUARE_SUM_FLOOR))
 
 
-def l2_normalize_forward(x, axis):
+def l2_normalize_forward(x: np.ndarray, axis: int):
     """u = x / ||x|| along `axis` (an axis of the full array), ||x|| floored as above."""
     return x / _l2_norm(x, axis)
 
 
-def l2_normalize_backward(x, du, axis):
+def l2_normalize_backward(x: np.ndarray, du: np.ndarray, axis: int):
     """dx of u = x / ||x||: (du - u (u . du)) / ||x||, du with its component along u removed.
     Where the floor is active the divisor is a constant, so there dx = du / sqrt(floor)."""
     sum_sq = (x * x).sum(axis=axis, keepdims=True)
@@ -246,7 +248,7 @@ def _dot_core(x, y, ax, ay):
     return xm, ym, x_rest, y_rest
 
 
-def dot_forward(x, y, axes, normalize=False):
+def dot_forward(x: np.ndarray, y: np.ndarray, axes: Any, normalize: bool = False):
     """Keras's layers.Dot for samples of rank 1 or 2: the sum of x * y over one axis of each.
 
     x (b, *xs), y (b, *ys), `axes` per-sample and 1-based (see `dot_axes`). The output holds
@@ -267,7 +269,8 @@ def dot_forward(x, y, axes, normalize=False):
     return out
 
 
-def dot_backward(x, y, dout, axes, normalize=False):
+def dot_backward(x: np.ndarray, y: np.ndarray, dout: np.ndarray, axes: Any,
+                 normalize: bool = False):
     """(dx, dy) of `dot_forward` for the upstream gradient dout.
 
     With out = xm @ ym per sample: dxm = dout @ ym^T and dym = xm^T @ dout; then undo the

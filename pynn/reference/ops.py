@@ -25,8 +25,8 @@ Gradient rules (the core's, see the C++ files): maximum / minimum send dy to the
 operand attaining the extreme (a on a tie); reduce max / min to the first extreme element
 (a NaN counts as the extreme, as NumPy's argmax has it); power's exponent gets y log(a) where
 a > 0, else 0; clip passes dy where min <= x <= max; sign, the comparisons, one_hot, argmax,
-constant and the condition of where pass no gradient. A stretched (broadcast) operand gets the sum of the
-gradients of its copies.
+constant and the condition of where pass no gradient. A stretched (broadcast) operand gets the sum
+of the gradients of its copies.
 
 A per-sample scalar (a full reduction, a vector-vector matmul, a scalar constant) has the
 per-sample shape (1,), as the engine stores it (see pynn/layers/ops_layer.py).
@@ -36,7 +36,11 @@ Each op has ``*_forward`` and ``*_backward`` functions on plain arrays, and an e
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 UNARY_FNS = ("negative", "square", "sqrt", "exp", "log", "abs", "sign", "reciprocal", "clip",
              "power")
@@ -62,7 +66,7 @@ def _align(x, rank):
     return x.reshape((x.shape[0],) + (1,) * extra + x.shape[1:])
 
 
-def unbroadcast(g, shape):
+def unbroadcast(g: np.ndarray, shape: Sequence[int]):
     """Sums g (b, *out) over the axes an operand of per-sample `shape` was stretched along;
     returns (b, *shape)."""
     rank = g.ndim - 1
@@ -73,7 +77,7 @@ def unbroadcast(g, shape):
     return g.reshape((g.shape[0],) + tuple(shape))
 
 
-def per_sample_axes(axes, rank):
+def per_sample_axes(axes: Any, rank: int):
     """Per-sample axes (negative from the end) -> sorted non-negative ones; refuses out of
     range and repeated axes."""
     out = []
@@ -88,7 +92,8 @@ def per_sample_axes(axes, rank):
 
 
 # --- unary -----------------------------------------------------------------------------------
-def unary_forward(fn, x, lo=None, hi=None, exponent=None):
+def unary_forward(fn: str, x: np.ndarray, lo: Any = None, hi: Any = None,
+                  exponent: Any = None):
     if fn == "negative":
         return -x
     if fn == "square":
@@ -112,7 +117,8 @@ def unary_forward(fn, x, lo=None, hi=None, exponent=None):
     raise ValueError(f"unary: unknown fn {fn!r}; expected one of {list(UNARY_FNS)}")
 
 
-def unary_backward(fn, x, y, dy, lo=None, hi=None, exponent=None):
+def unary_backward(fn: str, x: np.ndarray, y: np.ndarray, dy: np.ndarray, lo: Any = None,
+                   hi: Any = None, exponent: Any = None):
     """d loss / d x from dy, with the forward's x and y."""
     if fn == "negative":
         return -dy
@@ -186,7 +192,7 @@ def _partials(fn, a, b, dy):
     raise ValueError(f"binary: unknown fn {fn!r}; expected one of {list(BINARY_FNS)}")
 
 
-def binary_forward(fn, a, b):
+def binary_forward(fn: str, a: np.ndarray, b: np.ndarray):
     """a (n, *sa) fn b (n, *sb) -> (n, *broadcast(sa, sb))."""
     rank = max(a.ndim, b.ndim) - 1
     if broadcast_shapes(a.shape[1:], b.shape[1:]) is None:
@@ -194,7 +200,7 @@ def binary_forward(fn, a, b):
     return _apply(fn, _align(a, rank), _align(b, rank))
 
 
-def binary_backward(fn, a, b, dy):
+def binary_backward(fn: str, a: np.ndarray, b: np.ndarray, dy: np.ndarray):
     """[da, db] for dy shaped like the output."""
     rank = dy.ndim - 1
     da, db = _partials(fn, _align(a, rank), _align(b, rank), dy)
@@ -202,11 +208,12 @@ def binary_backward(fn, a, b, dy):
             unbroadcast(np.broadcast_to(db, dy.shape), b.shape[1:])]
 
 
-def binary_scalar_forward(fn, x, c, reverse=False):
+def binary_scalar_forward(fn: str, x: np.ndarray, c: float | np.ndarray, reverse: bool = False):
     return _apply(fn, c, x) if reverse else _apply(fn, x, c)
 
 
-def binary_scalar_backward(fn, x, c, dy, reverse=False):
+def binary_scalar_backward(fn: str, x: np.ndarray, c: float | np.ndarray, dy: np.ndarray,
+                           reverse: bool = False):
     c = np.asarray(c, dtype=dy.dtype)
     if reverse:
         return _partials(fn, np.broadcast_to(c, x.shape), x, dy)[1]
@@ -228,7 +235,7 @@ def _extreme_mask(fn, x, axes):
     return np.transpose(mask, np.argsort(keep + full))
 
 
-def reduce_forward(fn, x, axes, keepdims=False):
+def reduce_forward(fn: str, x: np.ndarray, axes: Any, keepdims: bool = False):
     """x (n, *s) reduced over per-sample `axes`."""
     axes = per_sample_axes(axes, x.ndim - 1)
     full = tuple(a + 1 for a in axes)
@@ -242,7 +249,7 @@ def reduce_forward(fn, x, axes, keepdims=False):
         s for d, s in enumerate(x.shape[1:]) if d not in axes))
 
 
-def reduce_backward(fn, x, dy, axes, keepdims=False):
+def reduce_backward(fn: str, x: np.ndarray, dy: np.ndarray, axes: Any, keepdims: bool = False):
     axes = per_sample_axes(axes, x.ndim - 1)
     kept = (x.shape[0],) + tuple(1 if d in axes else s for d, s in enumerate(x.shape[1:]))
     g = dy.reshape(kept)
@@ -264,7 +271,7 @@ def _matrices(a, b):
     return A, B
 
 
-def matmul_forward(a, b):
+def matmul_forward(a: np.ndarray, b: np.ndarray):
     """Per-sample a @ b; samples of rank 1 or 2."""
     if not (2 <= a.ndim <= 3 and 2 <= b.ndim <= 3):
         raise ValueError(f"matmul: samples must have rank 1 or 2, got {a.shape[1:]} and "
@@ -278,7 +285,7 @@ def matmul_forward(a, b):
     return y.reshape(out)
 
 
-def matmul_backward(a, b, dy):
+def matmul_backward(a: np.ndarray, b: np.ndarray, dy: np.ndarray):
     A, B = _matrices(a, b)
     G = dy.reshape(A.shape[0], A.shape[1], B.shape[2])
     da = G @ np.swapaxes(B, 1, 2)
@@ -287,7 +294,7 @@ def matmul_backward(a, b, dy):
 
 
 # --- where -----------------------------------------------------------------------------------
-def where_forward(cond, x, z):
+def where_forward(cond: np.ndarray, x: np.ndarray, z: np.ndarray):
     rank = max(cond.ndim, x.ndim, z.ndim) - 1
     if broadcast_shapes(cond.shape[1:], x.shape[1:], z.shape[1:]) is None:
         raise ValueError(f"where: shapes {cond.shape[1:]}, {x.shape[1:]} and {z.shape[1:]} "
@@ -295,7 +302,7 @@ def where_forward(cond, x, z):
     return np.where(_align(cond, rank) != 0, _align(x, rank), _align(z, rank))
 
 
-def where_backward(cond, x, z, dy):
+def where_backward(cond: np.ndarray, x: np.ndarray, z: np.ndarray, dy: np.ndarray):
     """[0 for the condition, dx, dz]."""
     rank = dy.ndim - 1
     take = np.broadcast_to(_align(cond, rank) != 0, dy.shape)
@@ -305,7 +312,7 @@ def where_backward(cond, x, z, dy):
 
 
 # --- one_hot, argmax, constant ---------------------------------------------------------------
-def one_hot_forward(x, num_classes, dtype=None):
+def one_hot_forward(x: np.ndarray, num_classes: int, dtype: Any = None):
     """(n, *s) indices -> (n, *s, num_classes); truncated toward 0; out of range: zeros."""
     dtype = dtype or (x.dtype if x.dtype.kind == "f" else np.float32)
     with np.errstate(invalid="ignore"):
@@ -315,7 +322,7 @@ def one_hot_forward(x, num_classes, dtype=None):
     return (idx[..., None] == np.arange(num_classes)).astype(dtype)
 
 
-def argmax_forward(x, axis=None, keepdims=False):
+def argmax_forward(x: np.ndarray, axis: int | None = None, keepdims: bool = False):
     """Float indices of the first maximum along per-sample `axis` (None: the flat sample)."""
     if axis is None:
         flat = x.reshape(x.shape[0], -1)
@@ -325,17 +332,18 @@ def argmax_forward(x, axis=None, keepdims=False):
     return np.argmax(x, axis=a + 1, keepdims=keepdims).astype(x.dtype)
 
 
-def constant_forward(x, value, shape, dtype=np.float64):
+def constant_forward(x: np.ndarray, value: ArrayLike, shape: Sequence[int],
+                     dtype: Any = np.float64):
     v = np.asarray(value, dtype=dtype).reshape(tuple(shape))
     return np.broadcast_to(v, (x.shape[0],) + tuple(shape)).copy()
 
 
-def variable_forward(x, value):
+def variable_forward(x: np.ndarray, value: ArrayLike):
     v = np.asarray(value)
     return np.broadcast_to(v, (x.shape[0],) + v.shape).copy()
 
 
-def variable_backward(dy):
+def variable_backward(dy: np.ndarray):
     """The parameter's gradient: dy summed over the batch (the input gets none)."""
     return dy.sum(axis=0)
 

@@ -44,6 +44,7 @@ scaled together), ``clipvalue`` (each element clamped to ±clipvalue); at most o
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -88,27 +89,27 @@ class Optimizer:
         self.slots = None
 
     # -- what each optimizer defines -------------------------------------------------------
-    def slot_names(self):
+    def slot_names(self) -> list[str]:
         """Names of the per-parameter state arrays, in the core's order."""
         return []
 
-    def slot_init(self, name):
+    def slot_init(self, name: str) -> float:
         """Initial value of the named slot."""
         return 0.0
 
-    def begin_step(self, t):
+    def begin_step(self, t: int) -> None:
         """Scalar state shared by all parameters, advanced once per step (Nadam)."""
 
-    def update(self, t, w, g, slots):
+    def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
         """One parameter's update in place, with ``g`` already clipped."""
         raise NotImplementedError
 
     # -- the step ---------------------------------------------------------------------------
-    def build(self, params):
+    def build(self, params: Sequence[np.ndarray]) -> None:
         self.slots = [[np.full_like(p, self.slot_init(n)) for n in self.slot_names()]
                       for p in params]
 
-    def clip(self, grads):
+    def clip(self, grads: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Keras's _clip_gradients: returns new arrays, never modifies the caller's."""
         if self.clipnorm is not None and self.clipnorm > 0:
             out = []
@@ -128,7 +129,7 @@ class Optimizer:
             return [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
         return [np.array(g, copy=True) for g in grads]
 
-    def apply(self, grads, params):
+    def apply(self, grads: Sequence[np.ndarray], params: Sequence[np.ndarray]) -> None:
         if self.slots is None:
             self.build(params)
         t = self.iterations + 1
@@ -161,10 +162,10 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
 
-    def slot_names(self):
+    def slot_names(self) -> list[str]:
         return ["momentum"] if self.momentum > 0 else []
 
-    def update(self, t, w, g, slots):
+    def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
         lr = self.learning_rate
         if self.momentum == 0:
             w -= g * lr
@@ -188,13 +189,13 @@ class Adagrad(Optimizer):
         self.initial_accumulator_value = float(initial_accumulator_value)
         self.epsilon = float(epsilon)
 
-    def slot_names(self):
+    def slot_names(self) -> list[str]:
         return ["accumulator"]
 
-    def slot_init(self, name):
+    def slot_init(self, name: str) -> float:
         return self.initial_accumulator_value
 
-    def update(self, t, w, g, slots):
+    def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
         (acc,) = slots
         acc += np.square(g)
         w -= (self.learning_rate * g) / np.sqrt(acc + self.epsilon)
@@ -214,10 +215,10 @@ class Adadelta(Optimizer):
         self.rho = float(rho)
         self.epsilon = float(epsilon)
 
-    def slot_names(self):
+    def slot_names(self) -> list[str]:
         return ["accumulated_grad", "accumulated_delta_var"]
 
-    def update(self, t, w, g, slots):
+    def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
         eg2, ed2 = slots
         rho, eps = self.rho, self.epsilon
         eg2[...] = rho * eg2 + (1 - rho) * np.square(g)
@@ -242,7 +243,7 @@ class RMSprop(Optimizer):
         self.epsilon = float(epsilon)
         self.centered = bool(centered)
 
-    def slot_names(self):
+    def slot_names(self) -> list[str]:
         names = ["velocity"]
         if self.momentum > 0:
             names.append("momentum")
@@ -250,7 +251,7 @@ class RMSprop(Optimizer):
             names.append("average_gradient")
         return names
 
-    def update(self, t, w, g, slots):
+    def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
         named = dict(zip(self.slot_names(), slots))
         rho = self.rho
         v = named["velocity"]
@@ -286,10 +287,10 @@ class Adam(Optimizer):
         self.epsilon = float(epsilon)
         self.amsgrad = bool(amsgrad)
 
-    def slot_names(self):
+    def slot_names(self) -> list[str]:
         return ["momentum", "velocity"] + (["velocity_hat"] if self.amsgrad else [])
 
-    def update(self, t, w, g, slots):
+    def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
         m, v = slots[0], slots[1]
         alpha = self.learning_rate * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
         m += (g - m) * (1 - self.beta_1)
@@ -330,16 +331,16 @@ class Nadam(Optimizer):
         self.epsilon = float(epsilon)
         self.u_product = 1.0
 
-    def slot_names(self):
+    def slot_names(self) -> list[str]:
         return ["momentum", "velocity"]
 
     def _u(self, t):
         return self.beta_1 * (1.0 - 0.5 * 0.96**t)
 
-    def begin_step(self, t):
+    def begin_step(self, t: int) -> None:
         self.u_product *= self._u(t)
 
-    def update(self, t, w, g, slots):
+    def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
         m, v = slots
         u_t, u_next = self._u(t), self._u(t + 1)
         prod, prod_next = self.u_product, self.u_product * u_next
@@ -363,10 +364,10 @@ class Adamax(Optimizer):
         self.beta_2 = float(beta_2)
         self.epsilon = float(epsilon)
 
-    def slot_names(self):
+    def slot_names(self) -> list[str]:
         return ["momentum", "norm"]
 
-    def update(self, t, w, g, slots):
+    def update(self, t: int, w: np.ndarray, g: np.ndarray, slots: list[np.ndarray]) -> None:
         m, u = slots
         m += (g - m) * (1 - self.beta_1)
         u[...] = np.maximum(self.beta_2 * u, np.abs(g))
@@ -387,12 +388,13 @@ def get(name, **config):
     return cls(**config)
 
 
-def course_momentum_step(w, g, m, alpha, gamma):
+def course_momentum_step(w: np.ndarray, g: np.ndarray, m: np.ndarray, alpha: float,
+                         gamma: float) -> None:
     """The course's momentum step in place: ``m = γ m + (1−γ) g; w = w − α m``."""
     m[...] = gamma * m + (1 - gamma) * g
     w -= alpha * m
 
 
-def course_momentum_as_keras(alpha, gamma):
+def course_momentum_as_keras(alpha: float, gamma: float) -> dict[str, float]:
     """The Keras ``SGD`` arguments whose trajectory equals the course's momentum(α, γ)."""
     return {"learning_rate": alpha * (1 - gamma), "momentum": gamma}

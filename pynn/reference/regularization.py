@@ -1,6 +1,8 @@
 """Regularisation in NumPy: inverted dropout, batch normalisation, L1/L2 penalties."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -17,19 +19,21 @@ def dropout_mask(shape, rate, rng, dtype=np.float64):
     return keep.astype(dtype) / (1.0 - rate)
 
 
-def dropout_forward(x, mask):
+def dropout_forward(x: np.ndarray, mask: np.ndarray):
     """``y = x * mask``; training-time output of inverted dropout (inference is the identity)."""
     return np.asarray(x) * mask
 
 
-def dropout_backward(dy, mask):
+def dropout_backward(dy: np.ndarray, mask: np.ndarray):
     """``dx = dy * mask``."""
     return np.asarray(dy) * mask
 
 
 # --- batch normalisation -------------------------------------------------------------------
-def batchnorm_forward_train(x, gamma, beta, moving_mean, moving_var, momentum=0.99,
-                            epsilon=1e-3, dtype=np.float64):
+def batchnorm_forward_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                            moving_mean: np.ndarray, moving_var: np.ndarray,
+                            momentum: float = 0.99, epsilon: float = 1e-3,
+                            dtype: Any = np.float64):
     """Batch normalisation with the statistics of the batch, per column of x (n, c).
 
     ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta`` with the biased batch variance.
@@ -47,15 +51,17 @@ def batchnorm_forward_train(x, gamma, beta, moving_mean, moving_var, momentum=0.
     return y, xhat, inv_std, new_mean, new_var
 
 
-def batchnorm_forward_infer(x, gamma, beta, moving_mean, moving_var, epsilon=1e-3,
-                            dtype=np.float64):
+def batchnorm_forward_infer(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                            moving_mean: np.ndarray, moving_var: np.ndarray, epsilon: float = 1e-3,
+                            dtype: Any = np.float64):
     """Batch normalisation with the moving statistics (inference)."""
     x = np.asarray(x, dtype=dtype)
     inv_std = 1.0 / np.sqrt(np.asarray(moving_var, dtype=dtype) + epsilon)
     return np.asarray(gamma, dtype=dtype) * (x - moving_mean) * inv_std + np.asarray(beta, dtype)
 
 
-def batchnorm_backward(dy, xhat, inv_std, gamma, dtype=np.float64):
+def batchnorm_backward(dy: np.ndarray, xhat: np.ndarray, inv_std: np.ndarray, gamma: np.ndarray,
+                       dtype: Any = np.float64):
     """Gradients of batch normalisation in training mode: ``(dx, dgamma, dbeta)``.
 
     The batch mean and variance depend on every row, so each dx_i collects three terms:
@@ -71,7 +77,7 @@ def batchnorm_backward(dy, xhat, inv_std, gamma, dtype=np.float64):
 
 
 # --- weight penalties ----------------------------------------------------------------------
-def l1_l2_penalty(w, l1=0.0, l2=0.0, dtype=np.float64):
+def l1_l2_penalty(w: np.ndarray, l1: float = 0.0, l2: float = 0.0, dtype: Any = np.float64):
     """Keras's L1L2 regulariser: ``(l1*sum|w| + l2*sum w^2, l1*sign(w) + 2*l2*w)``."""
     w = np.asarray(w, dtype=dtype)
     value = l1 * np.abs(w).sum() + l2 * (w * w).sum()

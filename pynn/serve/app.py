@@ -202,9 +202,10 @@ def create_app(models: Sequence[ServedModel], *, max_body: int = DEFAULT_MAX_BOD
                                     m.threshold)
         m.drift = DriftWindow(m.stats, m.signature.input_names, window) if m.stats else None
         m.ids = PredictionLog(max(10 * window, 10_000)) if prediction_ids else None
-        m.batcher = Batcher(m.predict, batch_window_ms / 1000.0, max_batch,
-                            (lambda rows, reqs, sec, name=m.name:
-                             metrics.observe_batch(name, rows, reqs, sec)), m.name)
+        def observe(rows: int, reqs: int, sec: float, name: str = m.name) -> None:
+            metrics.observe_batch(name, rows, reqs, sec)
+
+        m.batcher = Batcher(m.predict, batch_window_ms / 1000.0, max_batch, observe, m.name)
 
     def refresh(force: bool = False) -> None:
         for m in models:

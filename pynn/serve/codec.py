@@ -30,7 +30,7 @@ import numpy as np
 try:
     import orjson
 except ImportError:  # pragma: no cover - the standard library does the same, slower
-    orjson = None
+    orjson = None  # type: ignore[assignment]  # checked with `orjson is not None` before use
 
 
 class RequestError(Exception):
@@ -192,7 +192,7 @@ def decode_inputs(payload: dict[str, Any], sig: Signature,
         if not rows:
             raise RequestError("instances: expected at least one sample, got []")
         if any(isinstance(r, dict) for r in rows):
-            arrays = []
+            arrays: list[np.ndarray] = []
             for k, r in enumerate(rows):
                 if not isinstance(r, dict):
                     raise RequestError(f"instances[{k}]: expected an object by input name "
@@ -221,7 +221,7 @@ def decode_inputs(payload: dict[str, Any], sig: Signature,
         if unknown:
             raise RequestError(f"inputs: unknown input {unknown[0]!r}; the model's inputs are "
                                f"{list(names)}")
-        arrays: list[np.ndarray] = []
+        arrays = []
         for name, shape in zip(names, shapes):
             if name not in value:
                 raise RequestError(f"inputs: missing key {name!r}")

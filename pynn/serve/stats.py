@@ -16,8 +16,9 @@ Write the statistics once, after training, with the training inputs the model sa
     pynn.serve.stats.save_stats("fashion.safetensors", x_train)   # -> fashion.stats.json
 
 `pynn serve` reads `<model file without its extension>.stats.json` when it exists and then
-exports the drift gauges; `pynn train` writes it beside the model it saves. A model with several inputs takes a list (in the model's input order)
-or a dict by input name, as `model.predict` does. This module needs only NumPy.
+exports the drift gauges; `pynn train` writes it beside the model it saves. A model with several
+inputs takes a list (in the model's input order) or a dict by input name, as `model.predict`
+does. This module needs only NumPy.
 """
 from __future__ import annotations
 
@@ -202,6 +203,7 @@ class TrainingStats:
             >>> stats.inputs[0].features
             784
         """
+        named: list[tuple[str | None, np.ndarray]]
         if isinstance(x, Mapping):
             named = [(str(k), _as_rows(v, f"x[{k!r}]")) for k, v in x.items()]
         elif isinstance(x, (list, tuple)) and x and all(hasattr(v, "shape") for v in x):

@@ -56,7 +56,8 @@ def to_categorical(x, num_classes=None) -> np.ndarray:
         raise ValueError(f"x: labels must be non-negative, got {arr.min()}")
     if num_classes is None:
         num_classes = int(arr.max()) + 1 if arr.size else 0
-    elif isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+    elif (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
+          or num_classes < 1):
         raise ValueError(f"num_classes: expected a positive integer, got {num_classes!r}")
     if arr.size and arr.max() >= num_classes:
         raise ValueError(f"x: label {arr.max()} is out of range for num_classes={num_classes}")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+from collections.abc import Iterable
 from time import monotonic as _clock  # module-level so tests can substitute a fake clock
+from typing import Any, TextIO
 
 
 def resolve_verbose(verbose, stream=None) -> int:
@@ -23,7 +25,7 @@ def resolve_verbose(verbose, stream=None) -> int:
         return 1 if _isatty(stream) else 2
     if isinstance(verbose, bool):
         return int(verbose)
-    if isinstance(verbose, numbers.Integral) and 0 <= verbose <= 2:
+    if isinstance(verbose, numbers.Integral) and 0 <= int(verbose) <= 2:
         return int(verbose)
     raise ValueError(f"verbose: expected 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
 
@@ -57,10 +59,10 @@ def format_time_per_unit(seconds: float, unit_name: str) -> str:
 
 def format_eta(seconds: float) -> str:
     if seconds > 3600:
-        return "%d:%02d:%02d" % (seconds // 3600, (seconds % 3600) // 60, seconds % 60)
+        return f"{int(seconds // 3600)}:{int((seconds % 3600) // 60):02d}:{int(seconds % 60):02d}"
     if seconds > 60:
-        return "%d:%02d" % (seconds // 60, seconds % 60)
-    return "%ds" % seconds
+        return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+    return f"{int(seconds)}s"
 
 
 def format_value(value) -> str:
@@ -139,7 +141,7 @@ class Progbar:
         self.line_open = False  # a live line is on screen without its final newline
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stdout if self._stream is None else self._stream
 
     def _averaged(self, name) -> bool:
@@ -147,7 +149,8 @@ class Progbar:
             return name in self.stateless_metrics
         return name not in self.stateful_metrics
 
-    def update(self, current, values=None, finalize=None):
+    def update(self, current: int, values: Iterable[tuple[str, Any]] | None = None,
+               finalize: bool | None = None) -> None:
         """Records progress up to step `current` and redraws if due.
 
         Args:
@@ -182,7 +185,7 @@ class Progbar:
             self._draw_summary(current, now, time_per_unit)
         self._last_update = now
 
-    def add(self, n, values=None):
+    def add(self, n: int, values: Iterable[tuple[str, Any]] | None = None) -> None:
         """Advances by `n` steps."""
         self.update(self._seen_so_far + n, values)
 
