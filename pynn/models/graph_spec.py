@@ -62,8 +62,9 @@ NumPy twins; conv and the pooling ops (channels_last, Keras's padding rules) in
 pynn/reference/conv.py. Losses are attached per output: ``(kind, from_logits, delta,
 weight)`` with the kinds of `pynn.losses` (mean_squared_error, mean_absolute_error, huber,
 binary_crossentropy, categorical_crossentropy, sparse_categorical_crossentropy) or
-``mean_of_output``, the mean of the output itself (the per-sample values of a traced custom loss; no target); the total loss is
-the weighted sum plus the L1/L2 penalties of trainable weights.
+``mean_of_output``, the mean of the output itself (the per-sample values of a traced custom
+loss; no target); the total loss is the weighted sum plus the L1/L2 penalties of trainable
+weights.
 """
 from __future__ import annotations
 
