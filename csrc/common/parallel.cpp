@@ -1,0 +1,297 @@
+// The worker pool behind parallel.h.
+//
+// One region at a time owns the pool (`busy_`). The owner publishes its Job, bumps `seq_`
+// and wakes sleeping workers; then it claims task indices itself like any worker. A worker
+// that sees `seq_` move registers in `inside_`, reads the current Job and claims indices until
+// none are left. The owner waits for every task to finish (`left`), unpublishes the Job and
+// waits for `inside_` to drain before its Job (on its stack) goes away; only then does it
+// release the pool. Waiting threads spin for a short while (a training step runs many short
+// regions back to back, and waking a sleeping thread costs tens of microseconds), then sleep
+// on a condition variable.
+//
+// fork(): the child handler drops the pool pointer, so the child's first region makes a new
+// pool with new workers. The old pool object is never touched again in the child (its
+// mutex may be held and its threads do not exist there); it is kept reachable, not freed.
+#include "common/parallel.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define PYNN_CPU_RELAX() _mm_pause()
+#else
+#define PYNN_CPU_RELAX() std::this_thread::yield()
+#endif
+
+namespace pynn::parallel {
+namespace {
+
+// A positive integer from the environment variable `name`, or 0. For OMP_NUM_THREADS the
+// first entry of a comma-separated list counts (its later entries are for nested levels).
+long env_positive(const char* name) {
+  const char* s = std::getenv(name);
+  if (s == nullptr) return 0;
+  while (*s == ' ' || *s == '\t') ++s;
+  char* end = nullptr;
+  const long v = std::strtol(s, &end, 10);
+  if (end == s || v < 1) return 0;
+  while (*end == ' ' || *end == '\t') ++end;
+  if (*end != '\0' && *end != ',') return 0;
+  return v;
+}
+
+int default_threads() {
+  const long env = env_positive("OMP_NUM_THREADS");
+  if (env > 0) return int(std::min<long>(env, 1024));
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  const unsigned hc = std::thread::hardware_concurrency();
+  return hc > 0 ? int(hc) : 1;
+}
+
+std::atomic<int> g_max_threads{default_threads()};
+
+// How long an idle thread spins before it sleeps. PYNN_SPIN_US overrides (0: sleep at once).
+const std::chrono::nanoseconds kSpin = [] {
+  const char* s = std::getenv("PYNN_SPIN_US");
+  if (s != nullptr && *s != '\0') {
+    char* end = nullptr;
+    const long v = std::strtol(s, &end, 10);
+    if (*end == '\0' && v >= 0 && v <= 1000000) return std::chrono::nanoseconds(v * 1000);
+  }
+  return std::chrono::nanoseconds(2000 * 1000);
+}();
+
+thread_local bool tl_in_task = false;
+
+struct TaskFlag {  // marks this thread as running tasks for the life of the object
+  bool saved;
+  TaskFlag() : saved(tl_in_task) { tl_in_task = true; }
+  ~TaskFlag() { tl_in_task = saved; }
+};
+
+// Spins until pred() holds or the spin budget is spent; returns pred().
+template <class P>
+bool spin_until(const P& pred) {
+  if (pred()) return true;
+  if (kSpin.count() == 0) return false;
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      PYNN_CPU_RELAX();
+      if (pred()) return true;
+    }
+    if (std::chrono::steady_clock::now() >= until) return pred();
+  }
+}
+
+struct Job {
+  TaskFn fn = nullptr;
+  void* ctx = nullptr;
+  int nt = 0;
+  std::atomic<int> next{0};          // first unclaimed task
+  std::atomic<int> left{0};          // tasks not finished
+  std::atomic<bool> waiting{false};  // the owner sleeps on done_cv_
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;  // written once, by the task that set `failed`
+};
+
+std::atomic<int64_t> g_forks{0};
+
+class Pool {
+ public:
+  Pool() : pid_(int64_t(::getpid())) {}
+
+  // Runs the job on the pool; false when the pool is taken (the caller runs it alone).
+  bool try_run(int nt, TaskFn fn, void* ctx);
+
+  PoolStats stats() {
+    PoolStats s;
+    s.pid = pid_;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      s.workers = int(threads_.size());
+    }
+    s.regions = regions_.load();
+    s.worker_tasks = worker_tasks_.load();
+    return s;
+  }
+
+ private:
+  bool ensure_workers(int n);
+  void worker_main(uint64_t seen);
+  // Claims and runs tasks of j until none are left.
+  void work_on(Job& j, bool worker);
+
+  const int64_t pid_;
+  std::mutex mu_;  // threads_, and the sleeps on the two condition variables
+  std::condition_variable work_cv_, done_cv_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> busy_{false};
+  std::atomic<Job*> job_{nullptr};
+  std::atomic<uint64_t> seq_{0};
+  std::atomic<int> inside_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<int64_t> regions_{0}, worker_tasks_{0};
+};
+
+bool Pool::ensure_workers(int n) {
+  std::lock_guard<std::mutex> lk(mu_);
+  try {
+    while (int(threads_.size()) < n) {
+      // A new worker must not miss the job about to be published: it starts from the
+      // sequence number before the publication.
+      const uint64_t seen = seq_.load();
+      threads_.emplace_back([this, seen] { worker_main(seen); });
+    }
+  } catch (const std::system_error&) {
+    // No more threads can be made: the ones that exist (or the caller alone) do the work.
+  }
+  return !threads_.empty();
+}
+
+void Pool::work_on(Job& j, bool worker) {
+  for (;;) {
+    const int t = j.next.fetch_add(1);
+    if (t >= j.nt) return;
+    try {
+      j.fn(j.ctx, t);
+    } catch (...) {
+      if (!j.failed.exchange(true)) j.error = std::current_exception();
+    }
+    if (worker) worker_tasks_.fetch_add(1, std::memory_order_relaxed);
+    if (j.left.fetch_sub(1) == 1 && worker && j.waiting.load()) {
+      // The last task, and the owner went to sleep: wake it. (The owner does not return
+      // while this worker is counted in inside_, so j is still alive here.)
+      std::lock_guard<std::mutex> lk(mu_);
+      done_cv_.notify_all();
+    }
+  }
+}
+
+void Pool::worker_main(uint64_t seen) {
+  tl_in_task = true;  // a worker only ever runs tasks
+  for (;;) {
+    if (!spin_until([&] { return seq_.load() != seen; })) {
+      std::unique_lock<std::mutex> lk(mu_);
+      sleepers_.fetch_add(1);
+      work_cv_.wait(lk, [&] { return seq_.load() != seen; });
+      sleepers_.fetch_sub(1);
+    }
+    seen = seq_.load();
+    inside_.fetch_add(1);
+    if (Job* j = job_.load()) work_on(*j, true);
+    inside_.fetch_sub(1);
+  }
+}
+
+bool Pool::try_run(int nt, TaskFn fn, void* ctx) {
+  if (busy_.exchange(true)) return false;
+  if (!ensure_workers(nt - 1)) {
+    busy_.store(false);
+    return false;
+  }
+  regions_.fetch_add(1, std::memory_order_relaxed);
+  Job j;
+  j.fn = fn;
+  j.ctx = ctx;
+  j.nt = nt;
+  j.left.store(nt);
+  job_.store(&j);
+  seq_.fetch_add(1);
+  if (sleepers_.load() > 0) {
+    std::lock_guard<std::mutex> lk(mu_);
+    work_cv_.notify_all();
+  }
+  {
+    TaskFlag flag;
+    work_on(j, false);
+  }
+  if (!spin_until([&] { return j.left.load() == 0; })) {
+    j.waiting.store(true);
+    std::unique_lock<std::mutex> lk(mu_);
+    done_cv_.wait(lk, [&] { return j.left.load() == 0; });
+  }
+  job_.store(nullptr);
+  // Workers that read &j before it was unpublished find nothing left to claim and leave.
+  while (inside_.load() != 0) {
+    if (!spin_until([&] { return inside_.load() == 0; })) std::this_thread::yield();
+  }
+  busy_.store(false);
+  if (j.failed.load()) std::rethrow_exception(j.error);
+  return true;
+}
+
+std::atomic<Pool*> g_pool{nullptr};
+std::atomic<int64_t> g_inline_regions{0};
+// Pools abandoned by fork(): kept reachable so that leak checkers stay quiet.
+std::vector<Pool*>* g_abandoned = nullptr;
+
+Pool& pool() {
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  if (p != nullptr) return *p;
+  Pool* made = new Pool();
+  if (g_pool.compare_exchange_strong(p, made)) return *made;
+  delete made;  // another thread made one first
+  return *p;
+}
+
+void after_fork_in_child() {
+  // Only this thread exists now. Forget the parent's pool without touching it.
+  Pool* old = g_pool.exchange(nullptr);
+  if (old != nullptr) {
+    if (g_abandoned == nullptr) g_abandoned = new std::vector<Pool*>();
+    g_abandoned->push_back(old);
+  }
+  tl_in_task = false;
+  g_inline_regions.store(0);
+  g_forks.fetch_add(1);
+}
+
+const bool g_atfork_registered = [] {
+  return ::pthread_atfork(nullptr, nullptr, &after_fork_in_child) == 0;
+}();
+
+}  // namespace
+
+int max_threads() { return g_max_threads.load(std::memory_order_relaxed); }
+
+void set_max_threads(int n) { g_max_threads.store(std::max(1, n), std::memory_order_relaxed); }
+
+bool in_task() { return tl_in_task; }
+
+void run_tasks(int nt, TaskFn fn, void* ctx) {
+  if (nt <= 0) return;
+  if (nt > 1 && !tl_in_task && pool().try_run(nt, fn, ctx)) return;
+  // Alone: in order, on this thread.
+  if (nt > 1) g_inline_regions.fetch_add(1, std::memory_order_relaxed);
+  TaskFlag flag;
+  for (int t = 0; t < nt; ++t) fn(ctx, t);
+}
+
+PoolStats stats() {
+  PoolStats s;
+  if (Pool* p = g_pool.load()) s = p->stats();
+  s.inline_regions = g_inline_regions.load();
+  s.forks = g_forks.load();
+  (void)g_atfork_registered;
+  return s;
+}
+
+}  // namespace pynn::parallel
