@@ -129,7 +129,7 @@ def next_to_threadpoolctl():
     import pynn
 
     libs = {i["internal_api"] for i in threadpool_info()}
-    assert "openmp" in libs, libs  # pynn's OpenMP runtime is visible to threadpoolctl
+    assert "pynn" in libs, libs  # pynn's worker pool is visible to threadpoolctl
     m = _model(7)
     x, y = _data(8)
     before = m.predict(x, verbose=0)

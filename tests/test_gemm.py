@@ -220,8 +220,13 @@ def test_threadpoolctl_limits_pynn():
             assert pynn.get_num_threads() == 1
             assert _core.gemm_threads(1024, 1024, 1024) == 1
         assert pynn.get_num_threads() == 2
-        libs = [lib["internal_api"] for lib in threadpoolctl.threadpool_info()]
-        assert "openmp" in libs
+        libs = {lib["internal_api"]: lib for lib in threadpoolctl.threadpool_info()}
+        assert "pynn" in libs  # pynn's own pool, through the controller pynn registers
+        assert libs["pynn"]["user_api"] == "openmp"  # limited along with OpenMP libraries
+        with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+            assert pynn.get_num_threads() == 1
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):
+            assert pynn.get_num_threads() == 2
     finally:
         pynn.set_num_threads(saved)
 
