@@ -186,7 +186,7 @@ def _loky_task(seed):
 def next_to_joblib_workers():
     from joblib import Parallel, delayed
 
-    _model(11).fit(*_data(12), epochs=1, verbose=0)  # the parent's OpenMP pool is up
+    _model(11).fit(*_data(12), epochs=1, verbose=0)  # the parent's worker pool is up
     local = [_loky_task(s) for s in (1, 2, 3, 4)]
     for backend in ("loky", "threading"):
         out = Parallel(n_jobs=2, backend=backend, timeout=120)(delayed(_loky_task)(s)
@@ -196,7 +196,7 @@ def next_to_joblib_workers():
 
 
 def in_a_forked_child():
-    # A fork after the OpenMP pool is up, as multiprocessing's default start method on Linux
+    # A fork after the worker pool is up, as multiprocessing's default start method on Linux
     # does: the child must still be able to train and predict.
     import multiprocessing as mp
 
