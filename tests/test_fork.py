@@ -323,7 +323,63 @@ def os_fork_directly():
     return {"child_pool": child["pool"]}
 
 
+def _busy_child_work(busy, row):
+    t0 = time.monotonic()
+    try:
+        busy.predict(row, verbose=0)
+        busy_error = None
+    except RuntimeError as exc:
+        busy_error = str(exc)
+    res = _forked_work()  # the models that were idle at the fork work as usual
+    res.update(busy_error=busy_error, child_started=t0)
+    return res
+
+
+def fork_while_a_call_outlasts_the_wait():
+    # Run with PYNN_FORK_WAIT_MS=0: fork() does not wait for a model that is busy at that
+    # moment, and the child refuses to use that one model (its buffers may be half written)
+    # rather than hang on its lock; the idle models work, bitwise as in the parent.
+    import multiprocessing as mp
+
+    import pynn
+    from pynn import layers as L
+
+    m, x, y = _trained_parent()
+    _STATE.update(model=m, x=x, y=y)
+    busy = pynn.Sequential([pynn.Input((N_IN,)), L.Dense(1024, activation="relu"),
+                            L.Dense(1024, activation="relu"), L.Dense(10)])
+    busy.build()
+    row = x[:1].copy()
+    for rows in (65536, 262144):
+        big = np.random.default_rng(6).normal(size=(rows, N_IN)).astype(np.float32)
+        started, ended = threading.Event(), {}
+
+        def long_call():
+            started.set()
+            busy.predict(big, verbose=0, batch_size=4096)
+            ended["t"] = time.monotonic()
+
+        t = threading.Thread(target=long_call, daemon=True)
+        t.start()
+        started.wait()
+        time.sleep(0.05)
+        child = _run_child(mp.get_context("fork"), _busy_child_work, (busy, row))
+        t.join(CHILD_TIMEOUT)
+        assert not t.is_alive()
+        if ended["t"] > child["child_started"]:
+            break  # the long call was running at the fork, as wanted
+    else:
+        raise AssertionError("the long predict never outlasted the fork")
+    assert child["busy_error"] is not None and "forked" in child["busy_error"], child["busy_error"]
+    parent = _train_and_predict(m, x, y)
+    _same_results(child, parent)
+    _used_own_workers(child)
+    busy.predict(row, verbose=0)  # the parent's copy is fine
+    return {"busy_error": child["busy_error"]}
+
+
 SCENARIOS = {f.__name__: f for f in (fork_after_training, fork_while_threads_predict,
+                                     fork_while_a_call_outlasts_the_wait,
                                      spawn_child, forkserver_child, pool_of_four_forked_workers,
                                      os_fork_directly)}
 
@@ -337,9 +393,9 @@ def _child(names):
             rel_helpers.report(name, ok=False, error=repr(exc), tb=traceback.format_exc()[-3000:])
 
 
-def _check(name, timeout=600):
+def _check(name, timeout=600, **env):
     results, crashes = rel_helpers.run_cases("test_fork", [name], timeout=timeout,
-                                             env=rel_helpers.child_env(OMP_NUM_THREADS=2))
+                                             env=rel_helpers.child_env(OMP_NUM_THREADS=2, **env))
     assert not crashes, crashes  # a hang in the parent (the fork itself) shows up here
     assert results[name]["ok"], results[name].get("tb")
 
@@ -350,6 +406,10 @@ def test_fork_after_training_then_train_and_predict_in_the_child():
 
 def test_fork_while_python_threads_predict_and_train():
     _check("fork_while_threads_predict")
+
+
+def test_model_busy_past_the_fork_wait_is_refused_in_the_child():
+    _check("fork_while_a_call_outlasts_the_wait", PYNN_FORK_WAIT_MS=0)
 
 
 def test_spawn_child():

@@ -246,6 +246,33 @@ def test_omp_num_threads_is_honoured():
     assert res.stdout.strip() == "1"
 
 
+def test_omp_num_threads_list_takes_its_first_entry():
+    res = run_python("import pynn; print(pynn.get_num_threads())", OMP_NUM_THREADS="3,1")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "3"
+
+
+@pytest.mark.parametrize("first", ["pynn", "threadpoolctl"])
+def test_threadpoolctl_finds_pynn_whichever_is_imported_first(first):
+    pytest.importorskip("threadpoolctl")
+    second = "threadpoolctl" if first == "pynn" else "pynn"
+    res = run_python(f"""
+        import sys
+        import {first}
+        if "{first}" == "pynn":
+            assert "threadpoolctl" not in sys.modules  # importing pynn does not import it
+        import {second}
+        import pynn, threadpoolctl
+        libs = [i for i in threadpoolctl.threadpool_info() if i["internal_api"] == "pynn"]
+        assert len(libs) == 1, libs
+        with threadpoolctl.threadpool_limits(1):
+            assert pynn.get_num_threads() == 1
+        print(pynn.get_num_threads(), libs[0]["num_threads"])
+        """, OMP_NUM_THREADS="3")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["3", "3"]
+
+
 KERNEL_CHECK = """
 import numpy as np, pynn
 info = pynn.kernel_info()

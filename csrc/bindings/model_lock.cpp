@@ -4,14 +4,24 @@
 #include <pthread.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <new>
 #include <stdexcept>
 
 namespace pynn::bind {
 
 namespace {
-// How long fork() waits for one model's running call before going ahead without it.
-constexpr std::chrono::seconds kForkWait{10};
+// How long fork() waits for one model's running call before going ahead without it: 10 s, or
+// PYNN_FORK_WAIT_MS (tests shorten it).
+const std::chrono::milliseconds kForkWait = [] {
+  const char* s = std::getenv("PYNN_FORK_WAIT_MS");
+  if (s != nullptr && *s != '\0') {
+    char* end = nullptr;
+    const long v = std::strtol(s, &end, 10);
+    if (*end == '\0' && v >= 0) return std::chrono::milliseconds(v);
+  }
+  return std::chrono::milliseconds(10000);
+}();
 }  // namespace
 
 // Every live ModelLock, in a list threaded through the locks themselves.
@@ -27,8 +37,10 @@ struct ModelLockRegistry {
 
   static void prepare() {
     mu().lock();
+    // One deadline for all: a fork waits at most kForkWait in total.
+    const auto deadline = std::chrono::steady_clock::now() + kForkWait;
     for (ModelLock* l = head(); l != nullptr; l = l->next_)
-      l->held_for_fork_ = l->mu_.try_lock_for(kForkWait);
+      l->held_for_fork_ = l->mu_.try_lock_until(deadline);
   }
   static void parent() {
     for (ModelLock* l = head(); l != nullptr; l = l->next_) {

@@ -10,8 +10,8 @@
 // the computations in flight (they finish without the GIL, by the rule above), so both
 // processes start with consistent models, and both get the locks free again (the child gets
 // fresh lock objects, since the thread that took them has another id there). Should a lock
-// stay busy for kForkWait, the fork goes ahead without it and that model refuses to run in
-// the child (RuntimeError) instead of hanging or running on torn state.
+// stay busy for 10 s (PYNN_FORK_WAIT_MS), the fork goes ahead without it and that model
+// refuses to run in the child (RuntimeError) instead of hanging or running on torn state.
 #pragma once
 #include <mutex>
 #include <shared_mutex>

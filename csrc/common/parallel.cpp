@@ -56,11 +56,13 @@ long env_positive(const char* name) {
 int default_threads() {
   const long env = env_positive("OMP_NUM_THREADS");
   if (env > 0) return int(std::min<long>(env, 1024));
+#if defined(__linux__)
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) {
     const int n = CPU_COUNT(&set);
     if (n > 0) return n;
   }
+#endif
   const unsigned hc = std::thread::hardware_concurrency();
   return hc > 0 ? int(hc) : 1;
 }
@@ -160,7 +162,7 @@ bool Pool::ensure_workers(int n) {
       const uint64_t seen = seq_.load();
       threads_.emplace_back([this, seen] { worker_main(seen); });
     }
-  } catch (const std::system_error&) {
+  } catch (...) {
     // No more threads can be made: the ones that exist (or the caller alone) do the work.
   }
   return !threads_.empty();
