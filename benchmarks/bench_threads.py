@@ -21,7 +21,7 @@ import pytest
 import pynn
 from pynn import layers as L
 
-from conftest import record, timed
+from conftest import NOTES, record, timed
 
 SIZES = [784, 256, 128, 10]
 PER_THREAD = {1: 400, 64: 40}  # requests each thread makes per round
@@ -29,7 +29,7 @@ RATES: dict = {}
 
 
 @pytest.fixture(scope="module")
-def model(request):
+def model():
     pynn.utils.set_random_seed(0)
     m = pynn.Sequential([pynn.Input((SIZES[0],)), L.Dense(SIZES[1], activation="relu"),
                          L.Dense(SIZES[2], activation="relu"),
@@ -37,15 +37,13 @@ def model(request):
     m.compile("adam", "sparse_categorical_crossentropy")
     m.build()
     yield m
-    tr = request.config.pluginmanager.get_plugin("terminalreporter")
-    if tr is not None and RATES:
-        tr.write_line("")
-        tr.write_line("predict requests per second from Python threads on one model:")
+    if RATES:
+        NOTES.append("predict requests per second from Python threads on one model:")
         for (rows, threads), rps in sorted(RATES.items()):
             base = RATES.get((rows, 1))
             scale = f"  ({rps / base:.2f}x one thread)" if base else ""
-            tr.write_line(f"  {rows:3d} row(s) per request, {threads} thread(s): "
-                          f"{rps:10.0f} requests/s{scale}")
+            NOTES.append(f"  {rows:3d} row(s) per request, {threads} thread(s): "
+                         f"{rps:10.0f} requests/s{scale}")
 
 
 @pytest.mark.parametrize("threads", [1, 2, 4])

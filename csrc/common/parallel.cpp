@@ -1,11 +1,12 @@
 // The worker pool behind parallel.h.
 //
 // One region at a time owns the pool (`busy_`). The owner publishes its Job, bumps `seq_`
-// and wakes sleeping workers; then it claims task indices itself like any worker. A worker
-// that sees `seq_` move registers in `inside_`, reads the current Job and claims indices until
-// none are left. The owner waits for every task to finish (`left`), unpublishes the Job and
-// waits for `inside_` to drain before its Job (on its stack) goes away; only then does it
-// release the pool. Waiting threads spin for a short while (a training step runs many short
+// and wakes sleeping workers; then it runs its own tasks (0, P, 2P, ...). A worker that sees
+// `seq_` move registers in `inside_`, reads the current Job and runs its tasks (i, i + P, ...).
+// Each task is claimed once (`taken`), so after waiting kSteal for the workers the owner may
+// run the tasks nobody has started. The owner waits for every task to finish (`left`),
+// unpublishes the Job and waits for `inside_` to drain before its Job (on its stack) goes
+// away; only then does it release the pool. Waiting threads spin for a short while (a training step runs many short
 // regions back to back, and waking a sleeping thread costs tens of microseconds), then sleep
 // on a condition variable.
 //
@@ -25,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -88,12 +90,26 @@ struct TaskFlag {  // marks this thread as running tasks for the life of the obj
   ~TaskFlag() { tl_in_task = saved; }
 };
 
-// Spins until pred() holds or the spin budget is spent; returns pred().
+// How long the owner of a region waits for a worker to take up its share before doing it
+// itself: as long as an idle worker spins. Waiting (rather than taking the work at once) is
+// what lets the scheduler put a worker on a CPU of its own on a busy machine; giving up at
+// some point bounds the cost of a worker that has no CPU. PYNN_STEAL_US overrides.
+const std::chrono::nanoseconds kSteal = [] {
+  const char* s = std::getenv("PYNN_STEAL_US");
+  if (s != nullptr && *s != '\0') {
+    char* end = nullptr;
+    const long v = std::strtol(s, &end, 10);
+    if (*end == '\0' && v >= 0 && v <= 1000000) return std::chrono::nanoseconds(v * 1000);
+  }
+  return kSpin;
+}();
+
+// Spins until pred() holds or `budget` is spent; returns pred().
 template <class P>
-bool spin_until(const P& pred) {
+bool spin_until(const P& pred, std::chrono::nanoseconds budget = kSpin) {
   if (pred()) return true;
-  if (kSpin.count() == 0) return false;
-  const auto until = std::chrono::steady_clock::now() + kSpin;
+  if (budget.count() == 0) return false;
+  const auto until = std::chrono::steady_clock::now() + budget;
   for (;;) {
     for (int i = 0; i < 64; ++i) {
       PYNN_CPU_RELAX();
@@ -107,7 +123,8 @@ struct Job {
   TaskFn fn = nullptr;
   void* ctx = nullptr;
   int nt = 0;
-  std::atomic<int> next{0};          // first unclaimed task
+  int parts = 1;                     // participants: the owner (0) and workers 1..parts-1
+  std::atomic<char>* taken = nullptr;  // per task: claimed by someone
   std::atomic<int> left{0};          // tasks not finished
   std::atomic<bool> waiting{false};  // the owner sleeps on done_cv_
   std::atomic<bool> failed{false};
@@ -137,14 +154,16 @@ class Pool {
 
  private:
   bool ensure_workers(int n);
-  void worker_main(uint64_t seen);
-  // Claims and runs tasks of j until none are left.
-  void work_on(Job& j, bool worker);
+  void worker_main(int index, uint64_t seen);
+  // Runs task t of j unless someone claimed it first.
+  void run_task(Job& j, int t, bool worker);
 
   const int64_t pid_;
   std::mutex mu_;  // threads_, and the sleeps on the two condition variables
   std::condition_variable work_cv_, done_cv_;
   std::vector<std::thread> threads_;
+  std::unique_ptr<std::atomic<char>[]> taken_;  // the owning region's claim flags
+  int taken_cap_ = 0;
   std::atomic<bool> busy_{false};
   std::atomic<Job*> job_{nullptr};
   std::atomic<uint64_t> seq_{0};
@@ -160,7 +179,8 @@ bool Pool::ensure_workers(int n) {
       // A new worker must not miss the job about to be published: it starts from the
       // sequence number before the publication.
       const uint64_t seen = seq_.load();
-      threads_.emplace_back([this, seen] { worker_main(seen); });
+      const int index = int(threads_.size()) + 1;
+      threads_.emplace_back([this, index, seen] { worker_main(index, seen); });
     }
   } catch (...) {
     // No more threads can be made: the ones that exist (or the caller alone) do the work.
@@ -168,26 +188,23 @@ bool Pool::ensure_workers(int n) {
   return !threads_.empty();
 }
 
-void Pool::work_on(Job& j, bool worker) {
-  for (;;) {
-    const int t = j.next.fetch_add(1);
-    if (t >= j.nt) return;
-    try {
-      j.fn(j.ctx, t);
-    } catch (...) {
-      if (!j.failed.exchange(true)) j.error = std::current_exception();
-    }
-    if (worker) worker_tasks_.fetch_add(1, std::memory_order_relaxed);
-    if (j.left.fetch_sub(1) == 1 && worker && j.waiting.load()) {
-      // The last task, and the owner went to sleep: wake it. (The owner does not return
-      // while this worker is counted in inside_, so j is still alive here.)
-      std::lock_guard<std::mutex> lk(mu_);
-      done_cv_.notify_all();
-    }
+void Pool::run_task(Job& j, int t, bool worker) {
+  if (j.taken[t].exchange(1) != 0) return;
+  try {
+    j.fn(j.ctx, t);
+  } catch (...) {
+    if (!j.failed.exchange(true)) j.error = std::current_exception();
+  }
+  if (worker) worker_tasks_.fetch_add(1, std::memory_order_relaxed);
+  if (j.left.fetch_sub(1) == 1 && worker && j.waiting.load()) {
+    // The last task, and the owner went to sleep: wake it. (The owner does not return
+    // while this worker is counted in inside_, so j is still alive here.)
+    std::lock_guard<std::mutex> lk(mu_);
+    done_cv_.notify_all();
   }
 }
 
-void Pool::worker_main(uint64_t seen) {
+void Pool::worker_main(int index, uint64_t seen) {
   tl_in_task = true;  // a worker only ever runs tasks
   for (;;) {
     if (!spin_until([&] { return seq_.load() != seen; })) {
@@ -198,7 +215,8 @@ void Pool::worker_main(uint64_t seen) {
     }
     seen = seq_.load();
     inside_.fetch_add(1);
-    if (Job* j = job_.load()) work_on(*j, true);
+    if (Job* j = job_.load())
+      for (int t = index; t < j->nt && index < j->parts; t += j->parts) run_task(*j, t, true);
     inside_.fetch_sub(1);
   }
 }
@@ -210,10 +228,20 @@ bool Pool::try_run(int nt, TaskFn fn, void* ctx) {
     return false;
   }
   regions_.fetch_add(1, std::memory_order_relaxed);
+  if (taken_cap_ < nt) {
+    taken_.reset(new std::atomic<char>[size_t(nt)]);
+    taken_cap_ = nt;
+  }
   Job j;
   j.fn = fn;
   j.ctx = ctx;
   j.nt = nt;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    j.parts = std::min(nt, int(threads_.size()) + 1);
+  }
+  j.taken = taken_.get();
+  for (int t = 0; t < nt; ++t) j.taken[t].store(0, std::memory_order_relaxed);
   j.left.store(nt);
   job_.store(&j);
   seq_.fetch_add(1);
@@ -223,7 +251,11 @@ bool Pool::try_run(int nt, TaskFn fn, void* ctx) {
   }
   {
     TaskFlag flag;
-    work_on(j, false);
+    for (int t = 0; t < nt; t += j.parts) run_task(j, t, false);
+    // A worker that has not started its share by now is asleep or has no CPU: its tasks
+    // are done here instead (same results, whoever runs them).
+    if (!spin_until([&] { return j.left.load() == 0; }, kSteal))
+      for (int t = 0; t < nt; ++t) run_task(j, t, false);
   }
   if (!spin_until([&] { return j.left.load() == 0; })) {
     j.waiting.store(true);

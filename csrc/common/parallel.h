@@ -8,10 +8,13 @@
 // workers go on untouched.
 //
 // Model: run(nt, f) calls f(t) once for every t in [0, nt) and returns when all calls have
-// finished. The calling thread takes part; idle workers claim the next unclaimed index. Which
-// thread runs which index is not fixed, so a task must compute from (t, nt) alone: then the
-// results depend only on nt, exactly as with OpenMP's `parallel` + omp_get_thread_num() or
-// `schedule(static)` loops (static_block below is that schedule's split). While another
+// finished. Task t belongs to participant t % P (the calling thread is participant 0, worker i
+// is participant i), as OpenMP hands thread t its share, so each core keeps working on the
+// same part of the data from call to call. A task a worker has not started after a while
+// (asleep, or no free CPU) is run by the caller instead. So a task must compute from (t, nt)
+// alone: then the results depend only on nt, exactly as with OpenMP's `parallel` +
+// omp_get_thread_num() or `schedule(static)` loops (static_block below is that schedule's
+// split). While another
 // caller's region holds the pool, or on a thread that is already running a task, the tasks run
 // one after another on the calling thread: the same results, no oversubscription and no
 // nested waiting.
