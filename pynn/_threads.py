@@ -17,6 +17,12 @@ The thread count is one process-wide setting:
   pynn does not import threadpoolctl.
 
 Results are bitwise identical for any thread count.
+
+Waiting: an idle worker spins for 2 ms before it sleeps (``PYNN_SPIN_US``), and a region's
+owner waits as long for a worker to start its share before doing it itself
+(``PYNN_STEAL_US``). A fork waits up to 10 s in total for model calls running in other
+threads (``PYNN_FORK_WAIT_MS``); a model still busy then refuses to run in the child.
+All three are read at import.
 """
 from __future__ import annotations
 
