@@ -90,10 +90,8 @@ struct TaskFlag {  // marks this thread as running tasks for the life of the obj
   ~TaskFlag() { tl_in_task = saved; }
 };
 
-// How long the owner of a region waits for a worker to take up its share before doing it
-// itself: as long as an idle worker spins. Waiting (rather than taking the work at once) is
-// what lets the scheduler put a worker on a CPU of its own on a busy machine; giving up at
-// some point bounds the cost of a worker that has no CPU. PYNN_STEAL_US overrides.
+// How long the owner of a region sleeps waiting for a spinning worker that has not taken up
+// its share (it has no CPU) before doing that share itself. PYNN_STEAL_US overrides.
 const std::chrono::nanoseconds kSteal = [] {
   const char* s = std::getenv("PYNN_STEAL_US");
   if (s != nullptr && *s != '\0') {
@@ -249,15 +247,27 @@ bool Pool::try_run(int nt, TaskFn fn, void* ctx) {
     std::lock_guard<std::mutex> lk(mu_);
     work_cv_.notify_all();
   }
+  auto done = [&] { return j.left.load() == 0; };
   {
     TaskFlag flag;
     for (int t = 0; t < nt; t += j.parts) run_task(j, t, false);
-    // A worker that has not started its share by now is asleep or has no CPU: its tasks
-    // are done here instead (same results, whoever runs them).
-    if (!spin_until([&] { return j.left.load() == 0; }, kSteal))
+    bool unclaimed = false;
+    for (int t = 0; t < nt && !unclaimed; ++t) unclaimed = j.taken[t].load() == 0;
+    if (unclaimed) {
+      // A worker has not taken its share yet: it is waking up, or it has no CPU at the
+      // moment, often because it shares this one. Sleep rather than spin, so that it can run
+      // (and the scheduler gets the chance to move one of us to another CPU), for at most
+      // kSteal.
+      j.waiting.store(true);
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait_for(lk, kSteal, done);
+    }
+    // Whatever nobody has started yet (a worker still waking up, or still without a CPU)
+    // is done here: the same results, whoever runs a task.
+    if (unclaimed)
       for (int t = 0; t < nt; ++t) run_task(j, t, false);
   }
-  if (!spin_until([&] { return j.left.load() == 0; })) {
+  if (!spin_until(done)) {
     j.waiting.store(true);
     std::unique_lock<std::mutex> lk(mu_);
     done_cv_.wait(lk, [&] { return j.left.load() == 0; });
