@@ -9,6 +9,7 @@ of the truth: a rigorous bound that any indexing or packing mistake breaks by or
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -271,6 +272,33 @@ def test_threadpoolctl_finds_pynn_whichever_is_imported_first(first):
         """, OMP_NUM_THREADS="3")
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["3", "3"]
+
+
+def test_results_do_not_depend_on_which_thread_runs_a_task():
+    # The pool's owner takes over tasks a worker has not started (at once with
+    # PYNN_STEAL_US=0); workers that sleep at once (PYNN_SPIN_US=0) start late. Neither may
+    # change a bit of the result, which must equal the one-thread product.
+    code = """
+        import hashlib, numpy as np, pynn
+        pynn.set_num_threads(3)
+        rng = np.random.default_rng(1)
+        a = rng.standard_normal((517, 391), dtype=np.float32)
+        b = rng.standard_normal((391, 129), dtype=np.float32)
+        print(hashlib.sha256(pynn.ops.gemm(a, b, activation="tanh").tobytes()).hexdigest())
+        """
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((517, 391), dtype=np.float32)
+    b = rng.standard_normal((391, 129), dtype=np.float32)
+    saved = pynn.get_num_threads()
+    try:
+        pynn.set_num_threads(1)
+        want = hashlib.sha256(pynn.ops.gemm(a, b, activation="tanh").tobytes()).hexdigest()
+    finally:
+        pynn.set_num_threads(saved)
+    for spin, steal in [("2000", "2000"), ("0", "0"), ("0", "100000"), ("100000", "0")]:
+        res = run_python(code, PYNN_SPIN_US=spin, PYNN_STEAL_US=steal)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip() == want, (spin, steal)
 
 
 KERNEL_CHECK = """

@@ -3,12 +3,17 @@
 // One region at a time owns the pool (`busy_`). The owner publishes its Job, bumps `seq_`
 // and wakes sleeping workers; then it runs its own tasks (0, P, 2P, ...). A worker that sees
 // `seq_` move registers in `inside_`, reads the current Job and runs its tasks (i, i + P, ...).
-// Each task is claimed once (`taken`), so after waiting kSteal for the workers the owner may
-// run the tasks nobody has started. The owner waits for every task to finish (`left`),
+// Each task is claimed once (`taken`). The owner waits for every task to finish (`left`),
 // unpublishes the Job and waits for `inside_` to drain before its Job (on its stack) goes
-// away; only then does it release the pool. Waiting threads spin for a short while (a training step runs many short
-// regions back to back, and waking a sleeping thread costs tens of microseconds), then sleep
-// on a condition variable.
+// away; only then does it release the pool.
+//
+// Waiting: an idle worker spins for kSpin (a training step runs many short regions back to
+// back, and waking a sleeping thread costs tens of microseconds), then sleeps on a condition
+// variable. An owner whose own tasks are done waits by spinning while the workers are busy
+// with theirs, but sleeps while one has not even started: that worker has no CPU, often
+// because it shares the owner's, and spinning would keep it off (measured: the scheduler
+// then leaves both threads on one CPU for good). After kSteal the owner runs the tasks nobody
+// has started itself, which bounds the cost of a worker that gets no CPU.
 //
 // fork(): the child handler drops the pool pointer, so the child's first region makes a new
 // pool with new workers. The old pool object is never touched again in the child (its
