@@ -122,6 +122,14 @@ bool spin_until(const P& pred, std::chrono::nanoseconds budget = kSpin) {
   }
 }
 
+int current_cpu() {
+#if defined(__linux__)
+  return sched_getcpu();
+#else
+  return -1;
+#endif
+}
+
 struct Job {
   TaskFn fn = nullptr;
   void* ctx = nullptr;
@@ -130,6 +138,8 @@ struct Job {
   std::atomic<char>* taken = nullptr;  // per task: claimed by someone
   std::atomic<int> left{0};          // tasks not finished
   std::atomic<bool> waiting{false};  // the owner sleeps on done_cv_
+  int owner_cpu = -1;                  // the CPU the owner was on when it published
+  std::atomic<bool> shares_cpu{false};  // a worker ran a task on that same CPU
   std::atomic<bool> failed{false};
   std::exception_ptr error;  // written once, by the task that set `failed`
 };
@@ -193,6 +203,7 @@ bool Pool::ensure_workers(int n) {
 
 void Pool::run_task(Job& j, int t, bool worker) {
   if (j.taken[t].exchange(1) != 0) return;
+  if (worker && j.owner_cpu >= 0 && current_cpu() == j.owner_cpu) j.shares_cpu.store(true);
   try {
     j.fn(j.ctx, t);
   } catch (...) {
@@ -209,8 +220,9 @@ void Pool::run_task(Job& j, int t, bool worker) {
 
 void Pool::worker_main(int index, uint64_t seen) {
   tl_in_task = true;  // a worker only ever runs tasks
+  bool shared = false;  // the last job ran on its owner's CPU: do not spin there
   for (;;) {
-    if (!spin_until([&] { return seq_.load() != seen; })) {
+    if (shared || !spin_until([&] { return seq_.load() != seen; })) {
       std::unique_lock<std::mutex> lk(mu_);
       sleepers_.fetch_add(1);
       work_cv_.wait(lk, [&] { return seq_.load() != seen; });
@@ -218,8 +230,11 @@ void Pool::worker_main(int index, uint64_t seen) {
     }
     seen = seq_.load();
     inside_.fetch_add(1);
-    if (Job* j = job_.load())
+    shared = false;
+    if (Job* j = job_.load()) {
       for (int t = index; t < j->nt && index < j->parts; t += j->parts) run_task(*j, t, true);
+      shared = j->shares_cpu.load();
+    }
     inside_.fetch_sub(1);
   }
 }
@@ -246,6 +261,7 @@ bool Pool::try_run(int nt, TaskFn fn, void* ctx) {
   j.taken = taken_.get();
   for (int t = 0; t < nt; ++t) j.taken[t].store(0, std::memory_order_relaxed);
   j.left.store(nt);
+  j.owner_cpu = current_cpu();
   job_.store(&j);
   seq_.fetch_add(1);
   if (sleepers_.load() > 0) {
@@ -253,29 +269,39 @@ bool Pool::try_run(int nt, TaskFn fn, void* ctx) {
     work_cv_.notify_all();
   }
   auto done = [&] { return j.left.load() == 0; };
+  auto sleep_until_done = [&](std::chrono::nanoseconds limit) {
+    j.waiting.store(true);
+    std::unique_lock<std::mutex> lk(mu_);
+    return done_cv_.wait_for(lk, limit, done);
+  };
   {
     TaskFlag flag;
+    const auto t0 = std::chrono::steady_clock::now();
     for (int t = 0; t < nt; t += j.parts) run_task(j, t, false);
+    const auto own = std::chrono::steady_clock::now() - t0;
     bool unclaimed = false;
     for (int t = 0; t < nt && !unclaimed; ++t) unclaimed = j.taken[t].load() == 0;
     if (unclaimed) {
       // A worker has not taken its share yet: it is waking up, or it has no CPU at the
       // moment, often because it shares this one. Sleep rather than spin, so that it can run
-      // (and the scheduler gets the chance to move one of us to another CPU), for at most
-      // kSteal.
+      // (and the scheduler gets the chance to move one of us to another CPU); but not much
+      // longer than doing that share here would take.
+      const auto limit = std::min<std::chrono::nanoseconds>(
+          kSteal, std::max<std::chrono::nanoseconds>(2 * own, std::chrono::microseconds(50)));
+      sleep_until_done(limit);
+      // Whatever nobody has started yet is done here: the same results, whoever runs it.
+      for (int t = 0; t < nt; ++t) run_task(j, t, false);
+    }
+  }
+  // Spin while the workers finish, but sleep at once when one of them runs on this very CPU
+  // (spinning would only keep it off).
+  if (!done()) {
+    spin_until([&] { return done() || j.shares_cpu.load(); });
+    if (!done()) {
       j.waiting.store(true);
       std::unique_lock<std::mutex> lk(mu_);
-      done_cv_.wait_for(lk, kSteal, done);
+      done_cv_.wait(lk, done);
     }
-    // Whatever nobody has started yet (a worker still waking up, or still without a CPU)
-    // is done here: the same results, whoever runs a task.
-    if (unclaimed)
-      for (int t = 0; t < nt; ++t) run_task(j, t, false);
-  }
-  if (!spin_until(done)) {
-    j.waiting.store(true);
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [&] { return j.left.load() == 0; });
   }
   job_.store(nullptr);
   // Workers that read &j before it was unpublished find nothing left to claim and leave.
