@@ -9,11 +9,14 @@
 //
 // Waiting: an idle worker spins for kSpin (a training step runs many short regions back to
 // back, and waking a sleeping thread costs tens of microseconds), then sleeps on a condition
-// variable. An owner whose own tasks are done waits by spinning while the workers are busy
-// with theirs, but sleeps while one has not even started: that worker has no CPU, often
-// because it shares the owner's, and spinning would keep it off (measured: the scheduler
-// then leaves both threads on one CPU for good). After kSteal the owner runs the tasks nobody
-// has started itself, which bounds the cost of a worker that gets no CPU.
+// variable. An owner whose own tasks are done spins while the workers finish theirs, but
+// sleeps while one has not even started: that worker has no CPU, often because it shares
+// the owner's, and spinning would keep it off (measured: the scheduler then leaves both
+// threads on one CPU for good). After about twice its own tasks' time (at most kSteal) the
+// owner runs the tasks nobody has started itself. A worker that ran on its owner's CPU
+// neither spins afterwards nor is waited for by spinning: on a busy machine the two then
+// take turns on that CPU at about the serial speed, instead of stalling each other for a
+// scheduler time slice (milliseconds) per region.
 //
 // fork(): the child handler drops the pool pointer, so the child's first region makes a new
 // pool with new workers. The old pool object is never touched again in the child (its
