@@ -110,6 +110,9 @@ const std::chrono::nanoseconds kSteal = [] {
   return kSpin;
 }();
 
+// Below this, putting a thread to sleep and waking it costs more than the work it waits for.
+constexpr std::chrono::nanoseconds kMinSleep = std::chrono::microseconds(20);
+
 // Spins until pred() holds or `budget` is spent; returns pred().
 template <class P>
 bool spin_until(const P& pred, std::chrono::nanoseconds budget = kSpin) {
@@ -288,10 +291,10 @@ bool Pool::try_run(int nt, TaskFn fn, void* ctx) {
       // A worker has not taken its share yet: it is waking up, or it has no CPU at the
       // moment, often because it shares this one. Sleep rather than spin, so that it can run
       // (and the scheduler gets the chance to move one of us to another CPU); but not much
-      // longer than doing that share here would take.
-      const auto limit = std::min<std::chrono::nanoseconds>(
-          kSteal, std::max<std::chrono::nanoseconds>(2 * own, std::chrono::microseconds(50)));
-      sleep_until_done(limit);
+      // longer than doing that share here would take, and not at all when that is shorter
+      // than a sleep and a wake-up cost.
+      const auto limit = std::min<std::chrono::nanoseconds>(kSteal, 2 * own);
+      if (limit >= kMinSleep) sleep_until_done(limit);
       // Whatever nobody has started yet is done here: the same results, whoever runs it.
       for (int t = 0; t < nt; ++t) run_task(j, t, false);
     }
