@@ -1,7 +1,7 @@
 """Fused dense forward + backward against the same computation composed in NumPy.
 
 Shape: batch 128, 784 -> 256, relu (the first layer of the course's MLP). Both sides run in the
-same process under the same thread limit (threadpoolctl caps OpenBLAS and pynn's OpenMP alike);
+same process under the same thread limit (threadpoolctl caps OpenBLAS and pynn's pool alike);
 the ratio NumPy time / pynn time is printed (> 1 means pynn is faster).
 
     pytest benchmarks/bench_dense.py -s --benchmark-columns=min,median,rounds

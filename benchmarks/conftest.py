@@ -8,6 +8,7 @@ import collections
 import pytest
 
 RESULTS: dict = collections.OrderedDict()
+NOTES: list = []  # free lines printed after the tables (figures that are not times)
 
 
 def record(group: str, case: str, impl: str, seconds: float, flops: float | None = None):
@@ -34,6 +35,10 @@ def recorder():
 
 
 def pytest_terminal_summary(terminalreporter):
+    if NOTES:
+        terminalreporter.section("pynn notes")
+        for line in NOTES:
+            terminalreporter.write_line(line)
     if not RESULTS:
         return
     tr = terminalreporter

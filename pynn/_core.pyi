@@ -9,7 +9,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Graph', 'Network', 'activation_backward', 'activation_defaults', 'activation_descriptors', 'activation_forward', 'activation_names', 'activation_params', 'arch', 'arch_error', 'batchnorm_backward', 'batchnorm_forward_infer', 'batchnorm_forward_train', 'clip_scale', 'column_sums', 'compute_fans', 'cpu_supports', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'gemm', 'gemm_threads', 'get_num_threads', 'initializer_fill', 'initializer_names', 'kernel_info', 'l1_l2_penalty', 'loss_config', 'loss_descriptors', 'loss_names', 'loss_value_grad', 'measure_fma_peak', 'optimizer_apply', 'optimizer_begin_step', 'optimizer_config', 'optimizer_descriptors', 'optimizer_slot_names', 'optimizer_slots', 'optimizer_update', 'prelu_backward', 'prelu_forward', 'rrelu_backward', 'rrelu_forward', 'set_num_threads', 'softmax_backward', 'softmax_forward', 'sum_of_squares']
+__all__: list[str] = ['Graph', 'Network', 'activation_backward', 'activation_defaults', 'activation_descriptors', 'activation_forward', 'activation_names', 'activation_params', 'arch', 'arch_error', 'batchnorm_backward', 'batchnorm_forward_infer', 'batchnorm_forward_train', 'clip_scale', 'column_sums', 'compute_fans', 'cpu_supports', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'gemm', 'gemm_threads', 'get_num_threads', 'initializer_fill', 'initializer_names', 'kernel_info', 'l1_l2_penalty', 'loss_config', 'loss_descriptors', 'loss_names', 'loss_value_grad', 'measure_fma_peak', 'optimizer_apply', 'optimizer_begin_step', 'optimizer_config', 'optimizer_descriptors', 'optimizer_slot_names', 'optimizer_slots', 'optimizer_update', 'pool_info', 'prelu_backward', 'prelu_forward', 'rrelu_backward', 'rrelu_forward', 'set_num_threads', 'softmax_backward', 'softmax_forward', 'sum_of_squares']
 class Network:
     def __init__(self, input_width: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
@@ -318,6 +318,10 @@ def optimizer_slots(kind: str, config: typing.Any, shape: typing.Any) -> list:
 def optimizer_update(kind: str, config: typing.Any, t: typing.SupportsInt | typing.SupportsIndex, param: numpy.ndarray, grad: numpy.ndarray, slots: list, u_product: typing.SupportsFloat | typing.SupportsIndex = 1.0, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> None:
     """
     Fused update of one parameter in place (t is the 1-based step; u_product is what optimizer_begin_step returned for t). The gradient is multiplied by grad_scale, then clipped to clipvalue; weight decay is applied first.
+    """
+def pool_info() -> dict:
+    """
+    The worker pool of this process: the pid it was made in (0: none yet), worker threads started, regions run on it and on the caller alone, tasks run by workers, and how many fork()s this process descends from since the core was loaded.
     """
 def prelu_backward(x: numpy.ndarray, alpha: numpy.ndarray, dy: numpy.ndarray) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
     """

@@ -23,7 +23,7 @@ draw (a few milliseconds), so they stay reproducible; the training itself runs i
 With ``random_state=None`` the draws continue pynn's global stream, so
 ``pynn.utils.set_random_seed(s)`` before an unseeded fit also makes it reproducible.
 
-Threads. Each fit runs pynn's OpenMP kernels with ``pynn.get_num_threads()`` threads, which
+Threads. Each fit runs pynn's kernels with ``pynn.get_num_threads()`` threads, which
 follows ``OMP_NUM_THREADS``: joblib's process workers and Dask's nanny-spawned workers set it
 (to ``cpu_count // n_jobs`` and to 1 respectively), so parallel searches do not oversubscribe.
 """
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import random
 import threading
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,17 @@ __all__ = ["PynnClassifier", "PynnRegressor"]
 # Serialises the sections that seed and draw from pynn's process-wide random stream, so two
 # fits running in threads of one process cannot take each other's draws.
 _RANDOM_LOCK = threading.Lock()
+
+
+def _fresh_lock_in_child():
+    # A fit in another thread may hold the lock when the process forks; that thread does not
+    # exist in the child, so the child starts with a free lock.
+    global _RANDOM_LOCK
+    _RANDOM_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock_in_child)
 
 
 class _SeededSection:

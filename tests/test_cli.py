@@ -27,7 +27,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    # Tiny networks gain nothing from threads, and on a busy machine OpenMP's waiting costs
+    # Tiny networks gain nothing from threads, and on a busy machine waiting for workers costs
     # more than the work; restore the caller's setting afterwards.
     before = pynn.get_num_threads()
     pynn.set_num_threads(1)

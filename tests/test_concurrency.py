@@ -87,6 +87,41 @@ def predict_four_threads():
     return {"predictions": 5 * 15 + 4}
 
 
+def predicts_run_side_by_side():
+    # A long predict holds the model's lock (shared) for its whole length; a short predict
+    # started meanwhile on the same model must not queue behind it.
+    import time
+
+    import pynn
+    from pynn import layers as L
+
+    pynn.utils.set_random_seed(3)
+    m = pynn.Sequential([pynn.Input((64,)), L.Dense(1024, activation="relu"),
+                         L.Dense(1024, activation="relu"), L.Dense(10, activation="softmax")])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    m.build()
+    big = np.random.default_rng(4).normal(size=(16384, 64)).astype(np.float32)
+    row = big[:1].copy()
+    want_row = m.predict(row, verbose=0)
+    started, ends = threading.Event(), {}
+
+    def long_call():
+        started.set()
+        m.predict(big, verbose=0, batch_size=1024)
+        ends["long"] = time.perf_counter()
+
+    def short_calls():
+        started.wait()
+        time.sleep(0.05)  # the long call is under way
+        for _ in range(5):
+            assert np.array_equal(m.predict(row, verbose=0), want_row)
+        ends["short"] = time.perf_counter()
+
+    _run_threads([long_call, short_calls], timeout=120)
+    assert ends["short"] < ends["long"], ends
+    return {"short_finished_first_by_s": ends["long"] - ends["short"]}
+
+
 def train_two_models():
     xa, ya = _data(3)
     xb, yb = _data(4)
@@ -128,7 +163,7 @@ def next_to_threadpoolctl():
     import pynn
 
     libs = {i["internal_api"] for i in threadpool_info()}
-    assert "openmp" in libs, libs  # pynn's OpenMP runtime is visible to threadpoolctl
+    assert "pynn" in libs, libs  # pynn's worker pool is visible to threadpoolctl
     m = _model(7)
     x, y = _data(8)
     before = m.predict(x, verbose=0)
@@ -185,7 +220,7 @@ def _loky_task(seed):
 def next_to_joblib_workers():
     from joblib import Parallel, delayed
 
-    _model(11).fit(*_data(12), epochs=1, verbose=0)  # the parent's OpenMP pool is up
+    _model(11).fit(*_data(12), epochs=1, verbose=0)  # the parent's worker pool is up
     local = [_loky_task(s) for s in (1, 2, 3, 4)]
     for backend in ("loky", "threading"):
         out = Parallel(n_jobs=2, backend=backend, timeout=120)(delayed(_loky_task)(s)
@@ -195,7 +230,7 @@ def next_to_joblib_workers():
 
 
 def in_a_forked_child():
-    # A fork after the OpenMP pool is up, as multiprocessing's default start method on Linux
+    # A fork after the worker pool is up, as multiprocessing's default start method on Linux
     # does: the child must still be able to train and predict.
     import multiprocessing as mp
 
@@ -207,7 +242,8 @@ def in_a_forked_child():
     return {"ok": True}
 
 
-SCENARIOS = {f.__name__: f for f in (predict_four_threads, train_two_models,
+SCENARIOS = {f.__name__: f for f in (predict_four_threads, predicts_run_side_by_side,
+                                     train_two_models,
                                      train_while_predicting_same_model, next_to_threadpoolctl,
                                      next_to_numpy_blas_threads, next_to_joblib_workers,
                                      in_a_forked_child)}
@@ -233,6 +269,10 @@ def _check(name, timeout=180):
 
 def test_predict_from_four_threads_is_bitwise_sequential():
     _check("predict_four_threads")
+
+
+def test_predicts_on_one_model_are_not_serialised():
+    _check("predicts_run_side_by_side")
 
 
 def test_two_models_training_in_two_threads_are_bitwise_sequential():

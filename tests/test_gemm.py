@@ -9,6 +9,7 @@ of the truth: a rigorous bound that any indexing or packing mistake breaks by or
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -220,8 +221,13 @@ def test_threadpoolctl_limits_pynn():
             assert pynn.get_num_threads() == 1
             assert _core.gemm_threads(1024, 1024, 1024) == 1
         assert pynn.get_num_threads() == 2
-        libs = [lib["internal_api"] for lib in threadpoolctl.threadpool_info()]
-        assert "openmp" in libs
+        libs = {lib["internal_api"]: lib for lib in threadpoolctl.threadpool_info()}
+        assert "pynn" in libs  # pynn's own pool, through the controller pynn registers
+        assert libs["pynn"]["user_api"] == "openmp"  # limited along with OpenMP libraries
+        with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+            assert pynn.get_num_threads() == 1
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):
+            assert pynn.get_num_threads() == 2
     finally:
         pynn.set_num_threads(saved)
 
@@ -239,6 +245,60 @@ def test_omp_num_threads_is_honoured():
     res = run_python("import pynn; print(pynn.get_num_threads())", OMP_NUM_THREADS="1")
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "1"
+
+
+def test_omp_num_threads_list_takes_its_first_entry():
+    res = run_python("import pynn; print(pynn.get_num_threads())", OMP_NUM_THREADS="3,1")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "3"
+
+
+@pytest.mark.parametrize("first", ["pynn", "threadpoolctl"])
+def test_threadpoolctl_finds_pynn_whichever_is_imported_first(first):
+    pytest.importorskip("threadpoolctl")
+    second = "threadpoolctl" if first == "pynn" else "pynn"
+    res = run_python(f"""
+        import sys
+        import {first}
+        if "{first}" == "pynn":
+            assert "threadpoolctl" not in sys.modules  # importing pynn does not import it
+        import {second}
+        import pynn, threadpoolctl
+        libs = [i for i in threadpoolctl.threadpool_info() if i["internal_api"] == "pynn"]
+        assert len(libs) == 1, libs
+        with threadpoolctl.threadpool_limits(1):
+            assert pynn.get_num_threads() == 1
+        print(pynn.get_num_threads(), libs[0]["num_threads"])
+        """, OMP_NUM_THREADS="3")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["3", "3"]
+
+
+def test_results_do_not_depend_on_which_thread_runs_a_task():
+    # The pool's owner takes over tasks a worker has not started (at once with
+    # PYNN_STEAL_US=0); workers that sleep at once (PYNN_SPIN_US=0) start late. Neither may
+    # change a bit of the result, which must equal the one-thread product.
+    code = """
+        import hashlib, numpy as np, pynn
+        pynn.set_num_threads(3)
+        rng = np.random.default_rng(1)
+        a = rng.standard_normal((517, 391), dtype=np.float32)
+        b = rng.standard_normal((391, 129), dtype=np.float32)
+        print(hashlib.sha256(pynn.ops.gemm(a, b, activation="tanh").tobytes()).hexdigest())
+        """
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((517, 391), dtype=np.float32)
+    b = rng.standard_normal((391, 129), dtype=np.float32)
+    saved = pynn.get_num_threads()
+    try:
+        pynn.set_num_threads(1)
+        want = hashlib.sha256(pynn.ops.gemm(a, b, activation="tanh").tobytes()).hexdigest()
+    finally:
+        pynn.set_num_threads(saved)
+    for spin, steal in [("2000", "2000"), ("0", "0"), ("0", "100000"), ("100000", "0")]:
+        res = run_python(code, PYNN_SPIN_US=spin, PYNN_STEAL_US=steal)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip() == want, (spin, steal)
 
 
 KERNEL_CHECK = """

@@ -265,8 +265,8 @@ def _worker_threads():
 
 def test_loky_workers_limit_pynn_threads():
     # joblib starts its process workers with OMP_NUM_THREADS = cpu_count // n_jobs (or the
-    # parent's value, if it has one); pynn runs on OpenMP, so it must follow that limit rather
-    # than use every core in every worker.
+    # parent's value, if it has one); pynn reads it at start-up as OpenMP libraries do, so it
+    # must follow that limit rather than use every core in every worker.
     expected = int(os.environ.get("OMP_NUM_THREADS", max(joblib.cpu_count() // 2, 1)))
     got = joblib.Parallel(n_jobs=2)(joblib.delayed(_worker_threads)() for _ in range(4))
     assert set(got) == {expected}

@@ -7,8 +7,8 @@ Python starts. Its default sets OMP_NUM_THREADS, MKL_NUM_THREADS and OPENBLAS_NU
 so every worker runs single-threaded native code and parallelism comes from the workers and
 their threads alone. A variable already set in the environment of the process that starts the
 cluster takes precedence over that default (distributed.nanny._get_env_variables); the fixture
-below removes any such variable so the tests see distributed's own default. pynn's kernels use OpenMP, whose thread count is read from
-OMP_NUM_THREADS, so pynn must report and use one thread there.
+below removes any such variable so the tests see distributed's own default. pynn reads its
+thread count from OMP_NUM_THREADS at start-up, so it must report and use one thread there.
 """
 import logging
 import os

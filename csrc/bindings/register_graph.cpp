@@ -7,7 +7,9 @@
 //
 // Locking rule (as PyNetwork's): never wait for the GIL while holding `mu`. Compute calls
 // release the GIL first and then take `mu`; short calls take `mu` while holding the GIL and
-// never wait for the GIL inside.
+// never wait for the GIL inside. predict (and the argument snapshot) take `mu` shared, so
+// predictions from several threads on one model run in parallel; everything else takes it
+// alone (bindings/model_lock.h, which also keeps fork() safe).
 //
 // Parameters are the caller's arrays, held by reference (`refs`) so that their memory lives
 // as long as the graph.
@@ -21,6 +23,7 @@
 #include <mutex>
 
 #include "bindings/descriptors.h"
+#include "bindings/model_lock.h"
 #include "bindings/util.h"
 #include "nn/graph.h"
 
@@ -59,10 +62,10 @@ struct Snapshot {
 
 struct PyGraph {
   std::unique_ptr<nn::Graph> g = std::make_unique<nn::Graph>();
-  std::mutex mu;
+  ModelLock mu;  // predict shares it, everything else takes it alone
   std::vector<py::object> refs;  // the parameter arrays, kept alive
-  std::shared_ptr<const Snapshot> snap;  // under mu
-  std::unique_lock<std::mutex> lock() { return std::unique_lock<std::mutex>(mu); }
+  std::shared_ptr<const Snapshot> snap;  // written by snapshot() only, with the GIL held
+  std::unique_lock<std::shared_timed_mutex> lock() { return mu.exclusive(); }
 };
 
 struct SnapshotRef {
@@ -72,7 +75,9 @@ struct SnapshotRef {
 };
 
 SnapshotRef snapshot(PyGraph& s) {
-  auto lock = s.lock();
+  // Shared: it only reads the graph (s.snap itself is guarded by the GIL, which every caller
+  // holds), so it does not wait for the predicts running on other threads.
+  auto lock = s.mu.shared();
   nn::Graph& g = *s.g;
   if (!s.snap || s.snap->version != g.version()) {
     auto sn = std::make_shared<Snapshot>();
@@ -309,7 +314,7 @@ py::tuple run_step(PyGraph& s, const py::object& xs, const py::object& ys,
   bool stale = false;
   {
     py::gil_scoped_release nogil;
-    std::lock_guard<std::mutex> lock(s.mu);
+    auto lock = s.mu.exclusive();
     nn::Graph& g = *s.g;
     if (g.version() != sn->version) {
       stale = true;
@@ -650,7 +655,7 @@ void register_graph(py::module_& m) {
              bool stale = false;
              {
                py::gil_scoped_release nogil;
-               std::lock_guard<std::mutex> lock(s.mu);
+               auto lock = s.mu.shared();  // predicts on one graph run side by side
                if (s.g->version() != sn->version) stale = true;
                else s.g->predict(t.x.data(), rows, t.out.data(), chunk);
              }
@@ -685,7 +690,7 @@ void register_graph(py::module_& m) {
              bool stale = false;
              {
                py::gil_scoped_release nogil;
-               std::lock_guard<std::mutex> lock(s.mu);
+               auto lock = s.mu.exclusive();
                if (s.g->version() != sn->version) stale = true;
                else s.g->input_gradient(x.ptr.data(), x.rows, sp.data(), dp.data());
              }

@@ -8,6 +8,8 @@
 #include <mutex>
 
 #include "bindings/descriptors.h"
+#include "bindings/model_lock.h"
+
 #include "bindings/util.h"
 #include "nn/network.h"
 
@@ -24,9 +26,9 @@ namespace {
 // call can change the network under a running step.
 struct PyNetwork {
   std::unique_ptr<nn::Network> net;
-  std::mutex mu;
+  ModelLock mu;  // always taken exclusively: predict shares the network's buffers
   explicit PyNetwork(int64_t w) : net(std::make_unique<nn::Network>(w)) {}
-  std::unique_lock<std::mutex> lock() { return std::unique_lock<std::mutex>(mu); }
+  std::unique_lock<std::shared_timed_mutex> lock() { return mu.exclusive(); }
 };
 
 // Checks, under the lock, that the shapes validated with the GIL still match the network
@@ -147,7 +149,7 @@ py::tuple run_step(PyNetwork& s, py::array x, py::object y, py::object labels, p
   std::string err;
   {
     py::gil_scoped_release nogil;
-    std::lock_guard<std::mutex> lock(s.mu);
+    auto lock = s.mu.exclusive();
     err = step_error(*s.net, a.ldx, a.out_w, a.y != nullptr, a.labels != nullptr);
     if (err.empty() && kTrain && !s.net->has_optimizer()) err = "the model has no optimizer";
     if (err.empty()) {
@@ -222,26 +224,20 @@ void register_network(py::module_& m) {
              return py::make_tuple(p.name, p.shape, p.trainable);
            },
            py::arg("i"))
-      .def("get_param",
-           [](PyNetwork& s, int i) {
-             std::lock_guard<std::mutex> lock(s.mu);
-             nn::Param& p = param_at(s, i);
-             return copy_out(p.value, p.shape);
-           },
-           py::arg("i"))
-      .def("set_param",
-           [](PyNetwork& s, int i, py::array a) {
-             std::lock_guard<std::mutex> lock(s.mu);
-             copy_in(param_at(s, i).value, a, "value");
-           },
-           py::arg("i"), py::arg("value"))
-      .def("get_grad",
-           [](PyNetwork& s, int i) {
-             std::lock_guard<std::mutex> lock(s.mu);
-             nn::Param& p = param_at(s, i);
-             return copy_out(p.grad, p.shape);
-           },
-           py::arg("i"))
+      .def("get_param", [](PyNetwork& s, int i) {
+        auto lock = s.mu.exclusive();
+        nn::Param& p = param_at(s, i);
+        return copy_out(p.value, p.shape);
+      }, py::arg("i"))
+      .def("set_param", [](PyNetwork& s, int i, py::array a) {
+        auto lock = s.mu.exclusive();
+        copy_in(param_at(s, i).value, a, "value");
+      }, py::arg("i"), py::arg("value"))
+      .def("get_grad", [](PyNetwork& s, int i) {
+        auto lock = s.mu.exclusive();
+        nn::Param& p = param_at(s, i);
+        return copy_out(p.grad, p.shape);
+      }, py::arg("i"))
       .def("set_regularization",
            [](PyNetwork& s, int i, float l1, float l2) {
              auto lock = s.lock();
@@ -332,7 +328,7 @@ void register_network(py::module_& m) {
            "The loss of the rows idx (all if None) in inference mode; returns (loss, correct, "
            "output or None).")
       .def("last_output", [](PyNetwork& s) {
-        std::lock_guard<std::mutex> lock(s.mu);
+        auto lock = s.mu.exclusive();
         const float* src = s.net->last_output();
         const int64_t n = src ? s.net->last_batch() : 0, c = s.net->output_width();
         py::array_t<float> out({py::ssize_t(n), py::ssize_t(c)});
@@ -349,7 +345,7 @@ void register_network(py::module_& m) {
              std::string err;
              {
                py::gil_scoped_release nogil;
-               std::lock_guard<std::mutex> lock(s.mu);
+               auto lock = s.mu.exclusive();
                if (ld != s.net->input_width())
                  err = "x: expected " + std::to_string(s.net->input_width()) +
                        " features, got " + std::to_string(ld);
@@ -373,7 +369,7 @@ void register_network(py::module_& m) {
         std::string err;
         {
           py::gil_scoped_release nogil;
-          std::lock_guard<std::mutex> lock(s.mu);
+          auto lock = s.mu.exclusive();
           if (ld != s.net->input_width())
             err = "x: expected " + std::to_string(s.net->input_width()) + " features";
           else if (sw != s.net->output_width())

@@ -1,9 +1,10 @@
 // Machine-level facts and settings: instruction set, kernel, blocksizes, threads.
-#include <omp.h>
 #include <pybind11/pybind11.h>
 
-#include "common/cpu.h"
 #include <chrono>
+
+#include "common/cpu.h"
+#include "common/parallel.h"
 
 #include "gemm/gemm.h"
 
@@ -65,14 +66,38 @@ void register_system(py::module_& m) {
         return s > 0 ? flops / s / 1e9 : 0.0;
       },
       py::arg("iters") = 20000000);
-  m.def("get_num_threads", [] { return omp_get_max_threads(); });
+  m.def("get_num_threads", [] { return parallel::max_threads(); });
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw py::value_error("n must be a positive integer, got " + std::to_string(n));
+    parallel::set_max_threads(n);
+  }, py::arg("n"));
   m.def(
-      "set_num_threads",
-      [](int n) {
-        if (n < 1) throw py::value_error("n must be a positive integer, got " + std::to_string(n));
-        omp_set_num_threads(n);
+      "pool_info",
+      [] {
+        const parallel::PoolStats s = parallel::stats();
+        py::dict d;
+        d["pid"] = s.pid;
+        d["workers"] = s.workers;
+        d["regions"] = s.regions;
+        d["inline_regions"] = s.inline_regions;
+        d["worker_tasks"] = s.worker_tasks;
+        d["forks"] = s.forks;
+        return d;
       },
-      py::arg("n"));
+      "The worker pool of this process: the pid it was made in (0: none yet), worker threads "
+      "started, regions run on it and on the caller alone, tasks run by workers, and how many "
+      "fork()s this process descends from since the core was loaded.");
 }
 
 }  // namespace pynn::bind
+
+// C entry points for pynn's threadpoolctl controller (pynn/_threads.py), which reaches them
+// through ctypes the way threadpoolctl reaches omp_get_max_threads in an OpenMP runtime.
+extern "C" {
+__attribute__((visibility("default"))) int pynn_threadpool_get_num_threads(void) {
+  return pynn::parallel::max_threads();
+}
+__attribute__((visibility("default"))) void pynn_threadpool_set_num_threads(int n) {
+  pynn::parallel::set_max_threads(n);
+}
+}

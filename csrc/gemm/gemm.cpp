@@ -11,11 +11,11 @@
 //       JR  loop over the B block by NR    (B micro-panels streamed from L2)
 //        micro-kernel -> MR x NR tile of C; on the last K panel, the epilogue
 //
-// Threads: C is cut into a grid of rectangles aligned to MR and NR, one per thread, and each
-// thread runs the loops above on its own rectangle with its own packing buffers. K is never
-// split, and the cuts fall on tile boundaries, so every element of C is produced by the same
-// sequence of floating-point operations whatever the thread count: results are bitwise
-// identical for 1..N threads.
+// Threads: C is cut into a grid of rectangles aligned to MR and NR, one per task of a region
+// on pynn's pool (common/parallel.h), and each task runs the loops above on its own rectangle
+// with its running thread's packing buffers. K is never split, and the cuts fall on tile
+// boundaries, so every element of C is produced by the same sequence of floating-point
+// operations whatever the thread count: results are bitwise identical for 1..N threads.
 //
 // A may also be implicit (sgemm_packed_a): the caller's routine packs each MC x KC block of A
 // (a convolution gathers image patches), and everything else above stays as it is.
@@ -27,13 +27,12 @@
 // rows were computed with it or on which path ran.
 #include "gemm/gemm.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <new>
 
+#include "common/parallel.h"
 #include "gemm/pack.h"
 
 namespace pynn::gemm {
@@ -224,13 +223,11 @@ void gemm_direct(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float 
     run(0, n);
     return;
   }
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num(), used = omp_get_num_threads();
-    const int64_t n0 = split(np, used, t, int(NR));
-    const int64_t n1 = std::min(n, split(np, used, t + 1, int(NR)));
+  parallel::run(nt, [&](int t) {
+    const int64_t n0 = split(np, nt, t, int(NR));
+    const int64_t n1 = std::min(n, split(np, nt, t + 1, int(NR)));
     if (n0 < n1) run(n0, n1);
-  }
+  });
 }
 
 // Nothing to accumulate: C = beta * C (never reading C when beta is 0), then the epilogue.
@@ -258,26 +255,17 @@ void gemm_blocked(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float
   }
   const int64_t mp = (m + kern.mr - 1) / kern.mr;
   const int64_t np = (n + kern.nr - 1) / kern.nr;
-  bool failed = false;  // an exception must not escape an OpenMP region
-#pragma omp parallel num_threads(used)
-  {
-    const int t = omp_get_thread_num();
-    if (t < used) {
-      const int ti = t / g.tn, tj = t % g.tn;
-      const int64_t m0 = split(mp, g.tm, ti, kern.mr);
-      const int64_t m1 = std::min(m, split(mp, g.tm, ti + 1, kern.mr));
-      const int64_t n0 = split(np, g.tn, tj, kern.nr);
-      const int64_t n1 = std::min(n, split(np, g.tn, tj + 1, kern.nr));
-      try {
-        if (m0 < m1 && n0 < n1)
-          gemm_block(kern, m0, m1, n0, n1, k, alpha, pack_a_block, b, beta, c, ldc, ep);
-      } catch (...) {
-#pragma omp atomic write
-        failed = true;
-      }
-    }
-  }
-  if (failed) throw std::bad_alloc();
+  // Each task owns one rectangle of the grid; a task that cannot get its packing buffers
+  // throws std::bad_alloc, which reaches the caller once every task has finished.
+  parallel::run(used, [&](int t) {
+    const int ti = t / g.tn, tj = t % g.tn;
+    const int64_t m0 = split(mp, g.tm, ti, kern.mr);
+    const int64_t m1 = std::min(m, split(mp, g.tm, ti + 1, kern.mr));
+    const int64_t n0 = split(np, g.tn, tj, kern.nr);
+    const int64_t n1 = std::min(n, split(np, g.tn, tj + 1, kern.nr));
+    if (m0 < m1 && n0 < n1)
+      gemm_block(kern, m0, m1, n0, n1, k, alpha, pack_a_block, b, beta, c, ldc, ep);
+  });
 }
 
 }  // namespace
@@ -296,7 +284,7 @@ const KernelInfo& active_kernel() {
 }
 
 int threads_for(int64_t m, int64_t n, int64_t k, int nthreads) {
-  if (nthreads <= 0) nthreads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (nthreads <= 0) nthreads = parallel::available_threads();
   if (nthreads <= 1) return 1;
   if (m * n * std::max<int64_t>(k, 1) < kParallelThreshold) return 1;
   return nthreads;

@@ -19,7 +19,8 @@ struct MatrixView {
 };
 
 // A is m x k, B is k x n, C is m x n with row stride ldc.
-// nthreads <= 0 means "what OpenMP allows now" (honours OMP_NUM_THREADS, threadpoolctl).
+// nthreads <= 0 means "what pynn allows now" (pynn.set_num_threads, OMP_NUM_THREADS,
+// threadpoolctl; 1 inside a task of another region).
 void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatrixView a, MatrixView b, float beta,
            float* c, int64_t ldc, const Epilogue& ep = Epilogue{}, int nthreads = 0);
 

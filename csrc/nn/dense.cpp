@@ -2,11 +2,10 @@
 // (activation derivative + bias gradient) followed by two GEMMs on transposed views.
 #include "nn/dense.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 
+#include "common/parallel.h"
 #include "gemm/gemm.h"
 
 namespace pynn::nn {
@@ -51,7 +50,7 @@ void colsum_block(int64_t n, int64_t c, int64_t c0, int64_t c1, const float* z, 
 }
 
 int pass_threads(int64_t n, int64_t c, int nthreads) {
-  if (nthreads <= 0) nthreads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (nthreads <= 0) nthreads = parallel::available_threads();
   if (n * c < kParallelElems) return 1;
   // Each thread needs at least one 16-wide column group.
   return int(std::max<int64_t>(1, std::min<int64_t>(nthreads, (c + 15) / 16)));
@@ -73,13 +72,11 @@ void activation_backward_colsum(int64_t n, int64_t c, const float* z, const floa
     return;
   }
   const int64_t groups = (c + 15) / 16;
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num();
+  parallel::run(nt, [&](int t) {
     const int64_t c0 = std::min(c, groups * t / nt * 16);
     const int64_t c1 = std::min(c, groups * (t + 1) / nt * 16);
     if (c0 < c1) colsum_block(n, c, c0, c1, z, y, dy, act, act_params, db, accumulate);
-  }
+  });
 }
 
 void column_sums(const float* x, int64_t n, int64_t c, float* out) {

@@ -77,6 +77,14 @@ struct Graph::Plan {
   std::vector<Buf> bufs;
 };
 
+// One predict call's state: its own inference plan (arena included) and pointer tables, made
+// for one version of the graph and reused by later calls until the graph changes.
+struct Graph::InferContext {
+  uint64_t version = 0;
+  Plan plan;
+  Frame frame;
+};
+
 Graph::Graph() = default;
 Graph::~Graph() = default;
 
@@ -178,10 +186,6 @@ int Graph::add_node(const std::string& op_name, const std::vector<int>& inputs,
   n.op = std::move(op);
   n.inputs = inputs;
   n.params = params;
-  n.x.assign(inputs.size(), nullptr);
-  n.dx.assign(inputs.size(), nullptr);
-  n.p.assign(params.size(), nullptr);
-  n.dp.assign(params.size(), nullptr);
   const int idx = int(nodes_.size());
   for (int t : inputs) tensors_[size_t(t)].consumers.push_back(idx);
   Tensor t;
@@ -223,7 +227,6 @@ void Graph::set_outputs(const std::vector<int>& tensors) {
   sw_buf_.assign(no, {});
   step_losses_.assign(no, 0.0);
   step_correct_.assign(no, 0);
-  out_ptr_.assign(no, nullptr);
   changed();
 }
 
@@ -309,11 +312,31 @@ void Graph::rebuild_update_tables() {
 void Graph::changed() {
   ++version_;
   invalidate_plans();
-  tptr_.assign(tensors_.size(), nullptr);
-  gptr_.assign(tensors_.size(), nullptr);
+  size_frame(main_);
+  {
+    std::lock_guard<std::mutex> lk(ctx_mu_);
+    idle_.clear();  // made for the old graph
+  }
   tables_dirty_ = true;
   last_batch_ = 0;
   decide_fusion();  // also switches fusion off when the losses are gone (set_outputs)
+}
+
+void Graph::size_frame(Frame& f) const {
+  const size_t N = nodes_.size();
+  f.tptr.assign(tensors_.size(), nullptr);
+  f.gptr.assign(tensors_.size(), nullptr);
+  f.out.assign(outputs_.size(), nullptr);
+  f.x.resize(N);
+  f.p.resize(N);
+  f.dx.resize(N);
+  f.dp.resize(N);
+  for (size_t i = 0; i < N; ++i) {
+    f.x[i].assign(nodes_[i].inputs.size(), nullptr);
+    f.dx[i].assign(nodes_[i].inputs.size(), nullptr);
+    f.p[i].assign(nodes_[i].params.size(), nullptr);
+    f.dp[i].assign(nodes_[i].params.size(), nullptr);
+  }
 }
 
 void Graph::invalidate_plans() {
@@ -357,7 +380,7 @@ int64_t Graph::output_classes(int j) const {
 // ---------------------------------------------------------------------------------------------
 // Planning
 
-void Graph::build_plan(Mode m, Plan& P) {
+void Graph::build_plan(Mode m, Plan& P) const {
   const bool training = m == kTrain, bwd = m != kInfer;
   const int N = num_nodes(), T = num_tensors();
   const int kLoss = N, kEnd = 2 * N + 1;
@@ -607,6 +630,13 @@ Graph::Plan& Graph::plan(Mode m, int64_t rows) {
   Plan& P = *plans_[m];
   if (!P.built) build_plan(m, P);
   if (P.bound && rows <= P.cap) return P;
+  bind_plan(P, rows);
+  last_batch_ = 0;
+  return P;
+}
+
+void Graph::bind_plan(Plan& P, int64_t rows) const {
+  if (P.bound && rows <= P.cap) return;
   const int64_t cap = std::max(rows, P.cap);
   const int64_t floats = layout(P, cap);
   // Grows, never shrinks; a new vector only when it must grow.
@@ -630,8 +660,6 @@ Graph::Plan& Graph::plan(Mode m, int64_t rows) {
   for (Plan::NodePlan& np : P.nodes)
     for (size_t k = 0; k < np.scratch.size(); ++k) np.scratch[k] = at(np.scratch_off[k]);
   P.bound = true;
-  last_batch_ = 0;
-  return P;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -645,7 +673,7 @@ void grow(std::vector<T>& v, int64_t n) {
 }  // namespace
 
 void Graph::bind_inputs(const Plan& P, const float* const* x, int64_t row0, int64_t n,
-                        const int64_t* idx) {
+                        const int64_t* idx, Frame& f) {
   for (size_t i = 0; i < inputs_.size(); ++i) {
     const int t = inputs_[i];
     const int64_t sz = tensors_[size_t(t)].size;
@@ -654,9 +682,9 @@ void Graph::bind_inputs(const Plan& P, const float* const* x, int64_t row0, int6
       float* dst = gather_[i].data();
       for (int64_t r = 0; r < n; ++r)
         std::memcpy(dst + r * sz, x[i] + idx[r] * sz, sizeof(float) * size_t(sz));
-      tptr_[size_t(t)] = dst;
+      f.tptr[size_t(t)] = dst;
     } else {
-      tptr_[size_t(t)] = x[i] + row0 * sz;
+      f.tptr[size_t(t)] = x[i] + row0 * sz;
     }
   }
   // Node outputs: their own storage, or (views) their root's. Roots precede their views in
@@ -664,24 +692,27 @@ void Graph::bind_inputs(const Plan& P, const float* const* x, int64_t row0, int6
   for (const Node& n : nodes_) {
     const int t = n.output;
     const int r = P.root[size_t(t)];
-    tptr_[size_t(t)] = r == t ? P.val_ptr[size_t(t)] : tptr_[size_t(r)];
+    f.tptr[size_t(t)] = r == t ? P.val_ptr[size_t(t)] : f.tptr[size_t(r)];
   }
-  for (int t = 0; t < num_tensors(); ++t) gptr_[size_t(t)] = P.grad_ptr.empty() ? nullptr : P.grad_ptr[size_t(t)];
+  for (int t = 0; t < num_tensors(); ++t)
+    f.gptr[size_t(t)] = P.grad_ptr.empty() ? nullptr : P.grad_ptr[size_t(t)];
 }
 
-void Graph::forward(Plan& P, int64_t n) {
+void Graph::forward(Plan& P, int64_t n, Frame& f) const {
   for (size_t i = 0; i < nodes_.size(); ++i) {
     Plan::NodePlan& np = P.nodes[i];
     if (np.alias) continue;
-    Node& nd = nodes_[i];
-    for (size_t k = 0; k < nd.inputs.size(); ++k) nd.x[k] = tptr_[size_t(nd.inputs[k])];
-    for (size_t k = 0; k < nd.params.size(); ++k) nd.p[k] = params_[size_t(nd.params[k])].value;
+    const Node& nd = nodes_[i];
+    std::vector<const float*>& xs = f.x[i];
+    std::vector<float*>& ps = f.p[i];
+    for (size_t k = 0; k < nd.inputs.size(); ++k) xs[k] = f.tptr[size_t(nd.inputs[k])];
+    for (size_t k = 0; k < nd.params.size(); ++k) ps[k] = params_[size_t(nd.params[k])].value;
     FwdArgs a;
     a.n = n;
-    a.x = nd.x.data();
+    a.x = xs.data();
     // The output is always arena storage of this plan (never a caller array).
-    a.y = const_cast<float*>(tptr_[size_t(nd.output)]);
-    a.param = nd.p.data();
+    a.y = const_cast<float*>(f.tptr[size_t(nd.output)]);
+    a.param = ps.data();
     a.scratch = np.scratch.data();
     a.training = np.training;
     a.stream = uint64_t(step_) * 4096u + uint64_t(i);
@@ -689,55 +720,58 @@ void Graph::forward(Plan& P, int64_t n) {
   }
 }
 
-void Graph::compute_probs(Plan& P, int64_t n) {
+void Graph::compute_probs(Plan& P, int64_t n, Frame& f) const {
   for (size_t j = 0; j < outputs_.size(); ++j) {
     const int t = outputs_[j];
     if (!fused_[j]) {
-      out_ptr_[j] = tptr_[size_t(t)];
+      f.out[j] = f.tptr[size_t(t)];
       continue;
     }
     float* probs = P.probs_ptr[j];
     const int64_t c = output_classes(int(j)), rows = n * output_lead(int(j));
-    std::memcpy(probs, tptr_[size_t(t)], sizeof(float) * size_t(rows * c));
+    std::memcpy(probs, f.tptr[size_t(t)], sizeof(float) * size_t(rows * c));
     if (nodes_[size_t(tensors_[size_t(t)].producer)].op->tail_activation() == "softmax")
       softmax_forward(probs, rows, c);
     else
       find_activation("sigmoid")->forward(probs, rows * c, nullptr);
-    out_ptr_[j] = probs;
+    f.out[j] = probs;
   }
 }
 
 void Graph::backward(Plan& P, int64_t n) {
+  Frame& f = main_;
   for (size_t i = nodes_.size(); i-- > 0;) {
     Plan::NodePlan& np = P.nodes[i];
     if (!np.backward) continue;
     Node& nd = nodes_[i];
-    float* dy = gptr_[size_t(nd.output)];
+    std::vector<const float*>& xs = f.x[i];
+    std::vector<float*>&ps = f.p[i], &dxs = f.dx[i], &dps = f.dp[i];
+    float* dy = f.gptr[size_t(nd.output)];
     if (np.alias) {
       if (np.shared) continue;
-      float* dx = gptr_[size_t(nd.inputs[0])];
+      float* dx = f.gptr[size_t(nd.inputs[0])];
       if (dx) store_or_add(dx, dy, n * tensors_[size_t(nd.output)].size, np.dx_acc[0] != 0);
       continue;
     }
     for (size_t k = 0; k < nd.inputs.size(); ++k) {
       const int t = nd.inputs[k];
-      nd.x[k] = np.keep_in[k] ? tptr_[size_t(t)] : nullptr;
-      nd.dx[k] = np.want.dx[k] ? gptr_[size_t(t)] : nullptr;
+      xs[k] = np.keep_in[k] ? f.tptr[size_t(t)] : nullptr;
+      dxs[k] = np.want.dx[k] ? f.gptr[size_t(t)] : nullptr;
     }
     for (size_t k = 0; k < nd.params.size(); ++k) {
       GraphParam& p = params_[size_t(nd.params[k])];
-      nd.p[k] = p.value;
-      nd.dp[k] = np.want.dparam[k] ? p.grad.data() : nullptr;
+      ps[k] = p.value;
+      dps[k] = np.want.dparam[k] ? p.grad.data() : nullptr;
     }
     BwdArgs a;
     a.n = n;
-    a.x = nd.x.data();
-    a.y = np.keep_out ? tptr_[size_t(nd.output)] : nullptr;
+    a.x = xs.data();
+    a.y = np.keep_out ? f.tptr[size_t(nd.output)] : nullptr;
     a.dy = dy;
-    a.dx = nd.dx.data();
+    a.dx = dxs.data();
     a.dx_acc = np.dx_acc.data();
-    a.param = nd.p.data();
-    a.dparam = nd.dp.data();
+    a.param = ps.data();
+    a.dparam = dps.data();
     a.dparam_acc = np.dp_acc.data();
     a.scratch = np.scratch.data();
     a.training = np.training;
@@ -807,8 +841,9 @@ void Graph::losses(const StepData& d, bool want_grad) {
         sw = sw_buf_[j].data();
       }
     }
-    float* grad = want_grad ? gptr_[size_t(t)] : nullptr;
-    const double l = loss_value_grad(used_loss_[j], rows, c, tptr_[size_t(t)], tgt, lab, sw, grad);
+    float* grad = want_grad ? main_.gptr[size_t(t)] : nullptr;
+    const double l =
+        loss_value_grad(used_loss_[j], rows, c, main_.tptr[size_t(t)], tgt, lab, sw, grad);
     if (grad && L.weight != 1.0) {
       const float w = float(L.weight);
       for (int64_t i = 0; i < rows * c; ++i) grad[i] *= w;
@@ -817,7 +852,7 @@ void Graph::losses(const StepData& d, bool want_grad) {
     total_ += L.weight * l;
     if (!is_classification(L.cfg.kind)) continue;
     // Accuracy as Keras picks it: (sparse) categorical by argmax, binary by threshold 0.5.
-    const float* p = out_ptr_[j];
+    const float* p = main_.out[j];
     int64_t correct = 0;
     for (int64_t r = 0; r < rows; ++r) {
       const float* pr = p + r * c;
@@ -846,9 +881,9 @@ void Graph::train_step(const StepData& d) {
   check_labels(d);
   Plan& P = plan(kTrain, d.batch);
   if (tables_dirty_) rebuild_update_tables();
-  bind_inputs(P, d.x, 0, d.batch, d.idx);
-  forward(P, d.batch);
-  compute_probs(P, d.batch);
+  bind_inputs(P, d.x, 0, d.batch, d.idx, main_);
+  forward(P, d.batch, main_);
+  compute_probs(P, d.batch, main_);
   last_batch_ = d.batch;
   losses(d, true);
   backward(P, d.batch);
@@ -875,9 +910,9 @@ void Graph::test_step(const StepData& d) {
   }
   check_labels(d);
   Plan& P = plan(kInfer, d.batch);
-  bind_inputs(P, d.x, 0, d.batch, d.idx);
-  forward(P, d.batch);
-  compute_probs(P, d.batch);
+  bind_inputs(P, d.x, 0, d.batch, d.idx, main_);
+  forward(P, d.batch, main_);
+  compute_probs(P, d.batch, main_);
   last_batch_ = d.batch;
   losses(d, false);
   // The penalties count as in training (Keras): trainable (unfrozen) weights only, summed by
@@ -887,34 +922,61 @@ void Graph::test_step(const StepData& d) {
       total_ += l1_l2_penalty(p.value, nullptr, p.size, p.l1, p.l2);
 }
 
+std::unique_ptr<Graph::InferContext> Graph::take_context() {
+  std::unique_ptr<InferContext> c;
+  {
+    std::lock_guard<std::mutex> lk(ctx_mu_);
+    if (!idle_.empty()) {
+      c = std::move(idle_.back());
+      idle_.pop_back();
+    }
+  }
+  if (!c || c->version != version_) {
+    c = std::make_unique<InferContext>();
+    c->version = version_;
+    build_plan(kInfer, c->plan);
+    size_frame(c->frame);
+  }
+  return c;
+}
+
+void Graph::give_context(std::unique_ptr<InferContext> c) {
+  std::lock_guard<std::mutex> lk(ctx_mu_);
+  if (c->version == version_) idle_.push_back(std::move(c));
+}
+
 void Graph::predict(const float* const* x, int64_t n, float* const* out, int64_t chunk) {
   if (n <= 0) return;
   chunk = std::max<int64_t>(1, std::min(chunk, n));
-  Plan& P = plan(kInfer, chunk);
+  // This call's own plan and tables: other predicts may be running on the graph meanwhile.
+  std::unique_ptr<InferContext> ctx = take_context();
+  Plan& P = ctx->plan;
+  Frame& f = ctx->frame;
+  bind_plan(P, chunk);
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
     const int64_t m = std::min(chunk, n - r0);
-    bind_inputs(P, x, r0, m, nullptr);
-    forward(P, m);
-    compute_probs(P, m);
+    bind_inputs(P, x, r0, m, nullptr, f);
+    forward(P, m, f);
+    compute_probs(P, m, f);
     for (size_t j = 0; j < outputs_.size(); ++j) {
       const int64_t sz = tensors_[size_t(outputs_[j])].size;
-      std::memcpy(out[j] + r0 * sz, out_ptr_[j], sizeof(float) * size_t(m * sz));
+      std::memcpy(out[j] + r0 * sz, f.out[j], sizeof(float) * size_t(m * sz));
     }
-    last_batch_ = m;
   }
+  give_context(std::move(ctx));
 }
 
 void Graph::input_gradient(const float* const* x, int64_t n, const float* const* seeds,
                            float* const* dx) {
   if (n <= 0) return;
   Plan& P = plan(kGrad, n);
-  bind_inputs(P, x, 0, n, nullptr);
-  forward(P, n);
-  compute_probs(P, n);
+  bind_inputs(P, x, 0, n, nullptr, main_);
+  forward(P, n, main_);
+  compute_probs(P, n, main_);
   last_batch_ = n;
   for (size_t j = 0; j < outputs_.size(); ++j) {
     const int t = outputs_[j];
-    float* g = gptr_[size_t(t)];
+    float* g = main_.gptr[size_t(t)];
     if (!g) continue;
     const int64_t c = output_classes(int(j)), rows = n * output_lead(int(j));
     if (!fused_[j]) {
@@ -922,7 +984,7 @@ void Graph::input_gradient(const float* const* x, int64_t n, const float* const*
       continue;
     }
     // The seed is a gradient with respect to probabilities; the tensor holds logits.
-    const float* p = out_ptr_[j];
+    const float* p = main_.out[j];
     if (nodes_[size_t(tensors_[size_t(t)].producer)].op->tail_activation() == "softmax") {
       softmax_backward(p, seeds[j], g, rows, c);
     } else {
@@ -933,7 +995,7 @@ void Graph::input_gradient(const float* const* x, int64_t n, const float* const*
   for (size_t i = 0; i < inputs_.size(); ++i) {
     const int t = inputs_[i];
     const int64_t sz = tensors_[size_t(t)].size;
-    if (const float* g = gptr_[size_t(t)])
+    if (const float* g = main_.gptr[size_t(t)])
       std::memcpy(dx[i], g, sizeof(float) * size_t(n * sz));
     else
       std::memset(dx[i], 0, sizeof(float) * size_t(n * sz));
@@ -945,6 +1007,10 @@ GraphMemory Graph::memory_info() {
   int64_t cap = 0;
   for (auto& p : plans_)
     if (p) cap = std::max(cap, p->cap);
+  {
+    std::lock_guard<std::mutex> lk(ctx_mu_);
+    for (const auto& c : idle_) cap = std::max(cap, c->plan.cap);
+  }
   m.capacity = cap = std::max<int64_t>(cap, 1);
   int64_t* dst[3] = {&m.train_bytes, &m.predict_bytes, &m.input_grad_bytes};
   for (int mode = 0; mode < 3; ++mode) {
@@ -954,6 +1020,10 @@ GraphMemory Graph::memory_info() {
     std::vector<int64_t> offs;
     *dst[mode] = int64_t(sizeof(float)) * layout_offsets(P.bufs, cap, offs);
     m.allocated_bytes += int64_t(sizeof(float)) * int64_t(P.arena.size());
+  }
+  {
+    std::lock_guard<std::mutex> lk(ctx_mu_);
+    for (const auto& c : idle_) m.allocated_bytes += int64_t(sizeof(float)) * int64_t(c->plan.arena.size());
   }
   auto bytes = [](const auto& v) { return int64_t(v.size() * sizeof(v[0])); };
   for (const auto& v : gather_) m.io_bytes += bytes(v);

@@ -27,6 +27,10 @@
 //    compute runs no backward.
 //  - Results do not depend on the thread count (the kernels' sums have fixed orders) and
 //    randomness is counter-based on (seed, step * 4096 + node index), as in nn::Network.
+//  - Threads: predict() may run on several threads at once (each call takes an inference
+//    context of its own: plan, arena and pointer tables, kept for reuse); every other call
+//    needs the graph to itself. The caller arranges that (a reader-writer lock in the
+//    bindings). Ops' forward() therefore never writes to the op object.
 //  - Loss fusion as in Network: an output produced by a softmax (sigmoid) whose loss is
 //    (sparse) categorical (binary) cross-entropy on probabilities, and that no node reads,
 //    is computed as logits and the loss runs from logits; outputs reported are probabilities.
@@ -34,6 +38,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -137,10 +142,11 @@ class Graph {
   const std::vector<double>& step_losses() const { return step_losses_; }
   const std::vector<int64_t>& step_correct() const { return step_correct_; }
   // Output j of the last forward (probabilities when fused), last_batch() rows.
-  const float* output_value(int j) const { return out_ptr_[size_t(j)]; }
+  const float* output_value(int j) const { return main_.out[size_t(j)]; }
   int64_t last_batch() const { return last_batch_; }
 
-  // x: per input, n contiguous rows; out: per output, n rows.
+  // x: per input, n contiguous rows; out: per output, n rows. Safe to call from several
+  // threads at once (and only then: nothing else may run meanwhile).
   void predict(const float* const* x, int64_t n, float* const* out, int64_t chunk);
   // d(sum_j sum out_j * seed_j) / d x_i in inference mode; dx: per input, n rows.
   void input_gradient(const float* const* x, int64_t n, const float* const* seeds,
@@ -162,25 +168,36 @@ class Graph {
     std::vector<int> inputs;
     int output = -1;
     std::vector<int> params;
-    // Argument tables, sized once and refilled by every call.
-    std::vector<const float*> x;
-    std::vector<float*> p, dx, dp;
+  };
+  // The pointer tables of one running call, sized with the graph and refilled by every call.
+  struct Frame {
+    std::vector<const float*> tptr;  // value of each tensor
+    std::vector<float*> gptr;        // gradient of each tensor (null: none)
+    std::vector<const float*> out;   // each output as reported (probabilities when fused)
+    std::vector<std::vector<const float*>> x;  // per node: its inputs
+    std::vector<std::vector<float*>> p, dx, dp;  // per node: params, input and param grads
   };
   struct Plan;
+  struct InferContext;
   enum Mode { kTrain = 0, kInfer = 1, kGrad = 2 };
 
   void changed();               // structure changed: plans and fusion are stale
   void invalidate_plans();
   void decide_fusion();
   Plan& plan(Mode m, int64_t rows);  // built and laid out for at least `rows`
-  void build_plan(Mode m, Plan& p);
+  // Only reads the graph: safe from concurrent predicts, each on its own Plan.
+  void build_plan(Mode m, Plan& p) const;
+  void bind_plan(Plan& p, int64_t rows) const;  // laid out for at least `rows`
+  void size_frame(Frame& f) const;
   static int64_t layout(Plan& p, int64_t cap);
   void rebuild_update_tables();
   void bind_inputs(const Plan& p, const float* const* x, int64_t row0, int64_t n,
-                   const int64_t* idx);
-  void forward(Plan& p, int64_t n);
+                   const int64_t* idx, Frame& f);
+  void forward(Plan& p, int64_t n, Frame& f) const;
   void backward(Plan& p, int64_t n);
-  void compute_probs(Plan& p, int64_t n);
+  void compute_probs(Plan& p, int64_t n, Frame& f) const;
+  std::unique_ptr<InferContext> take_context();
+  void give_context(std::unique_ptr<InferContext> c);
   void losses(const StepData& d, bool want_grad);
   void check_labels(const StepData& d) const;
 
@@ -208,9 +225,9 @@ class Graph {
 
   std::unique_ptr<Plan> plans_[3];
   // Per-call state (sized when the graph or capacity changes, reused every step).
-  std::vector<const float*> tptr_;  // value of each tensor in the current call
-  std::vector<float*> gptr_;        // gradient of each tensor (null: none)
-  std::vector<const float*> out_ptr_;
+  Frame main_;  // train/test steps and input gradients
+  std::mutex ctx_mu_;  // idle_
+  std::vector<std::unique_ptr<InferContext>> idle_;  // predict's contexts not in use
   std::vector<std::vector<float>> gather_;   // per input: gathered rows
   std::vector<std::vector<float>> tgt_buf_;  // per output
   std::vector<std::vector<int32_t>> lab_buf_;

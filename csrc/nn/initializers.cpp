@@ -1,10 +1,9 @@
 #include "nn/initializers.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 
+#include "common/parallel.h"
 #include "nn/random.h"
 
 namespace pynn::nn {
@@ -46,12 +45,10 @@ inline double unit_uniform(uint64_t seed, int64_t i) {
 
 template <class F>
 void parallel_fill(float* out, int64_t n, const F& f) {
-  if (n >= kParallelMin && !omp_in_parallel()) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) out[i] = f(i);
-  } else {
-    for (int64_t i = 0; i < n; ++i) out[i] = f(i);
-  }
+  const int nt = n >= kParallelMin ? parallel::available_threads() : 1;
+  parallel::parallel_for(n, nt, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) out[i] = f(i);
+  });
 }
 
 // Thin QR of the m x n (m >= n) column-major matrix a by Householder reflections; on return

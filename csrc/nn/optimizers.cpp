@@ -3,8 +3,6 @@
 #define PYNN_OPTIMIZER_KERNELS_BODY
 #include "nn/optimizers.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -13,6 +11,7 @@
 #include <vector>
 
 #include "common/cpu.h"
+#include "common/parallel.h"
 #include "nn/optimizers_kernels.h"
 
 namespace pynn::nn {
@@ -268,19 +267,21 @@ void optimizer_update(const OptConfig& cfg, const OptScalars& state, int64_t t, 
   const UpdateKernel k = kernel();
   const int ns = optimizer_num_slots(cfg);
   const int64_t nchunks = (n + kParallelChunk - 1) / kParallelChunk;
-  if (nchunks < 2 || omp_in_parallel() || omp_get_max_threads() < 2) {
+  const int nt = parallel::available_threads();
+  if (nchunks < 2 || nt < 2) {
     k(c, param, grad, slots, n);
     return;
   }
   // Elements are independent, so the split changes nothing in the result.
-#pragma omp parallel for schedule(static)
-  for (int64_t b = 0; b < nchunks; ++b) {
-    const int64_t lo = b * kParallelChunk;
-    const int64_t len = std::min(kParallelChunk, n - lo);
-    float* s[3] = {nullptr, nullptr, nullptr};
-    for (int j = 0; j < ns; ++j) s[j] = slots[j] + lo;
-    k(c, param + lo, grad + lo, s, len);
-  }
+  parallel::parallel_for(nchunks, nt, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t lo = b * kParallelChunk;
+      const int64_t len = std::min(kParallelChunk, n - lo);
+      float* s[3] = {nullptr, nullptr, nullptr};
+      for (int j = 0; j < ns; ++j) s[j] = slots[j] + lo;
+      k(c, param + lo, grad + lo, s, len);
+    }
+  });
 }
 
 double sum_of_squares(const float* g, int64_t n) {

@@ -1,12 +1,11 @@
 // Regularisation kernels: inverted dropout, batch normalisation, L1/L2 penalties.
 #include "nn/regularization.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "common/parallel.h"
 #include "nn/random.h"
 
 namespace pynn::nn {
@@ -16,8 +15,7 @@ namespace {
 constexpr int64_t kParallelElems = int64_t(1) << 16;
 
 int threads_for_elems(int64_t n) {
-  if (n < kParallelElems || omp_in_parallel()) return 1;
-  return omp_get_max_threads();
+  return n < kParallelElems ? 1 : parallel::available_threads();
 }
 
 // Per-column double accumulators, reused between calls (no allocation in the steady state).
@@ -34,19 +32,21 @@ void dropout_forward(float* x, float* mask, int64_t n, float rate, uint64_t seed
                      uint64_t stream) {
   const float scale = 1.0f / (1.0f - rate);
   const int nt = threads_for_elems(n);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t i = 0; i < n; ++i) {
-    // u in [0, 1) with 24-bit resolution: P(u >= rate) = 1 - rate up to 2^-24.
-    const float m = random_uniform01(seed, stream, uint64_t(i)) >= rate ? scale : 0.0f;
-    mask[i] = m;
-    x[i] *= m;
-  }
+  parallel::parallel_for(n, nt, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      // u in [0, 1) with 24-bit resolution: P(u >= rate) = 1 - rate up to 2^-24.
+      const float m = random_uniform01(seed, stream, uint64_t(i)) >= rate ? scale : 0.0f;
+      mask[i] = m;
+      x[i] *= m;
+    }
+  });
 }
 
 void dropout_backward(const float* dy, const float* mask, float* dx, int64_t n) {
   const int nt = threads_for_elems(n);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * mask[i];
+  parallel::parallel_for(n, nt, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) dx[i] = dy[i] * mask[i];
+  });
 }
 
 // Invariants: every column's statistics are sums over rows 0..n-1 in order, in double (the

@@ -15,7 +15,7 @@
 // Padded positions are zeros for a convolution, and are skipped by pooling (a max never sees
 // them, an average divides by the count of real inputs in its window, as TensorFlow does).
 #pragma once
-#include <omp.h>
+#include "common/parallel.h"
 
 #include <cstdint>
 #include <string>
@@ -56,11 +56,14 @@ Shape window_output_shape(const Window& w, int64_t channels);
 template <class Fn>
 void for_samples(int64_t s0, int64_t s1, int64_t work, const Fn& fn) {
   constexpr int64_t kParallelWork = int64_t(1) << 15;
-  const int nt = s1 - s0 > 1 && work >= kParallelWork && !omp_in_parallel()
-                     ? omp_get_max_threads()
-                     : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t s = s0; s < s1; ++s) fn(s);
+  const int nt = s1 - s0 > 1 && work >= kParallelWork ? parallel::available_threads() : 1;
+  if (nt <= 1) {
+    for (int64_t s = s0; s < s1; ++s) fn(s);
+    return;
+  }
+  parallel::parallel_for(s1 - s0, nt, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) fn(s0 + i);
+  });
 }
 
 }  // namespace pynn::nn::ops

@@ -1,0 +1,378 @@
+// The worker pool behind parallel.h.
+//
+// One region at a time owns the pool (`busy_`). The owner publishes its Job, bumps `seq_`
+// and wakes sleeping workers; then it runs its own tasks (0, P, 2P, ...). A worker that sees
+// `seq_` move registers in `inside_`, reads the current Job and runs its tasks (i, i + P, ...).
+// Each task is claimed once (`taken`). The owner waits for every task to finish (`left`),
+// unpublishes the Job and waits for `inside_` to drain before its Job (on its stack) goes
+// away; only then does it release the pool.
+//
+// Waiting: an idle worker spins for kSpin (a training step runs many short regions back to
+// back, and waking a sleeping thread costs tens of microseconds), then sleeps on a condition
+// variable. An owner whose own tasks are done spins while the workers finish theirs, but
+// sleeps while one has not even started: that worker has no CPU, often because it shares
+// the owner's, and spinning would keep it off (measured: the scheduler then leaves both
+// threads on one CPU for good). After about twice its own tasks' time (at most kSteal) the
+// owner runs the tasks nobody has started itself. A worker that ran on its owner's CPU
+// neither spins afterwards nor is waited for by spinning: on a busy machine the two then
+// take turns on that CPU at about the serial speed, instead of stalling each other for a
+// scheduler time slice (milliseconds) per region.
+//
+// fork(): the child handler drops the pool pointer, so the child's first region makes a new
+// pool with new workers. The old pool object is never touched again in the child (its
+// mutex may be held and its threads do not exist there); it is kept reachable, not freed.
+#include "common/parallel.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define PYNN_CPU_RELAX() _mm_pause()
+#else
+#define PYNN_CPU_RELAX() std::this_thread::yield()
+#endif
+
+namespace pynn::parallel {
+namespace {
+
+// A positive integer from the environment variable `name`, or 0. For OMP_NUM_THREADS the
+// first entry of a comma-separated list counts (its later entries are for nested levels).
+long env_positive(const char* name) {
+  const char* s = std::getenv(name);
+  if (s == nullptr) return 0;
+  while (*s == ' ' || *s == '\t') ++s;
+  char* end = nullptr;
+  const long v = std::strtol(s, &end, 10);
+  if (end == s || v < 1) return 0;
+  while (*end == ' ' || *end == '\t') ++end;
+  if (*end != '\0' && *end != ',') return 0;
+  return v;
+}
+
+int default_threads() {
+  const long env = env_positive("OMP_NUM_THREADS");
+  if (env > 0) return int(std::min<long>(env, 1024));
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
+  const unsigned hc = std::thread::hardware_concurrency();
+  return hc > 0 ? int(hc) : 1;
+}
+
+std::atomic<int> g_max_threads{default_threads()};
+
+// How long an idle thread spins before it sleeps. PYNN_SPIN_US overrides (0: sleep at once).
+const std::chrono::nanoseconds kSpin = [] {
+  const char* s = std::getenv("PYNN_SPIN_US");
+  if (s != nullptr && *s != '\0') {
+    char* end = nullptr;
+    const long v = std::strtol(s, &end, 10);
+    if (*end == '\0' && v >= 0 && v <= 1000000) return std::chrono::nanoseconds(v * 1000);
+  }
+  return std::chrono::nanoseconds(2000 * 1000);
+}();
+
+thread_local bool tl_in_task = false;
+
+struct TaskFlag {  // marks this thread as running tasks for the life of the object
+  bool saved;
+  TaskFlag() : saved(tl_in_task) { tl_in_task = true; }
+  ~TaskFlag() { tl_in_task = saved; }
+};
+
+// How long the owner of a region sleeps waiting for a spinning worker that has not taken up
+// its share (it has no CPU) before doing that share itself. PYNN_STEAL_US overrides.
+const std::chrono::nanoseconds kSteal = [] {
+  const char* s = std::getenv("PYNN_STEAL_US");
+  if (s != nullptr && *s != '\0') {
+    char* end = nullptr;
+    const long v = std::strtol(s, &end, 10);
+    if (*end == '\0' && v >= 0 && v <= 1000000) return std::chrono::nanoseconds(v * 1000);
+  }
+  return kSpin;
+}();
+
+// Below this, putting a thread to sleep and waking it costs more than the work it waits for.
+constexpr std::chrono::nanoseconds kMinSleep = std::chrono::microseconds(20);
+
+// Spins until pred() holds or `budget` is spent; returns pred().
+template <class P>
+bool spin_until(const P& pred, std::chrono::nanoseconds budget = kSpin) {
+  if (pred()) return true;
+  if (budget.count() == 0) return false;
+  const auto until = std::chrono::steady_clock::now() + budget;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      PYNN_CPU_RELAX();
+      if (pred()) return true;
+    }
+    if (std::chrono::steady_clock::now() >= until) return pred();
+  }
+}
+
+int current_cpu() {
+#if defined(__linux__)
+  return sched_getcpu();
+#else
+  return -1;
+#endif
+}
+
+struct Job {
+  TaskFn fn = nullptr;
+  void* ctx = nullptr;
+  int nt = 0;
+  int parts = 1;                     // participants: the owner (0) and workers 1..parts-1
+  std::atomic<char>* taken = nullptr;  // per task: claimed by someone
+  std::atomic<int> left{0};          // tasks not finished
+  std::atomic<bool> waiting{false};  // the owner sleeps on done_cv_
+  int owner_cpu = -1;                  // the CPU the owner was on when it published
+  std::atomic<bool> shares_cpu{false};  // a worker ran a task on that same CPU
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;  // written once, by the task that set `failed`
+};
+
+std::atomic<int64_t> g_forks{0};
+
+class Pool {
+ public:
+  Pool() : pid_(int64_t(::getpid())) {}
+
+  // Runs the job on the pool; false when the pool is taken (the caller runs it alone).
+  bool try_run(int nt, TaskFn fn, void* ctx);
+
+  PoolStats stats() {
+    PoolStats s;
+    s.pid = pid_;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      s.workers = int(threads_.size());
+    }
+    s.regions = regions_.load();
+    s.worker_tasks = worker_tasks_.load();
+    return s;
+  }
+
+ private:
+  bool ensure_workers(int n);
+  void worker_main(int index, uint64_t seen);
+  // Runs task t of j unless someone claimed it first.
+  void run_task(Job& j, int t, bool worker);
+
+  const int64_t pid_;
+  std::mutex mu_;  // threads_, and the sleeps on the two condition variables
+  std::condition_variable work_cv_, done_cv_;
+  std::vector<std::thread> threads_;
+  std::unique_ptr<std::atomic<char>[]> taken_;  // the owning region's claim flags
+  int taken_cap_ = 0;
+  std::atomic<bool> busy_{false};
+  std::atomic<Job*> job_{nullptr};
+  std::atomic<uint64_t> seq_{0};
+  std::atomic<int> inside_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<int64_t> regions_{0}, worker_tasks_{0};
+};
+
+bool Pool::ensure_workers(int n) {
+  std::lock_guard<std::mutex> lk(mu_);
+  try {
+    while (int(threads_.size()) < n) {
+      // A new worker must not miss the job about to be published: it starts from the
+      // sequence number before the publication.
+      const uint64_t seen = seq_.load();
+      const int index = int(threads_.size()) + 1;
+      threads_.emplace_back([this, index, seen] { worker_main(index, seen); });
+    }
+  } catch (...) {
+    // No more threads can be made: the ones that exist (or the caller alone) do the work.
+  }
+  return !threads_.empty();
+}
+
+void Pool::run_task(Job& j, int t, bool worker) {
+  if (j.taken[t].exchange(1) != 0) return;
+  if (worker && j.owner_cpu >= 0 && current_cpu() == j.owner_cpu) j.shares_cpu.store(true);
+  try {
+    j.fn(j.ctx, t);
+  } catch (...) {
+    if (!j.failed.exchange(true)) j.error = std::current_exception();
+  }
+  if (worker) worker_tasks_.fetch_add(1, std::memory_order_relaxed);
+  if (j.left.fetch_sub(1) == 1 && worker && j.waiting.load()) {
+    // The last task, and the owner went to sleep: wake it. (The owner does not return
+    // while this worker is counted in inside_, so j is still alive here.)
+    std::lock_guard<std::mutex> lk(mu_);
+    done_cv_.notify_all();
+  }
+}
+
+void Pool::worker_main(int index, uint64_t seen) {
+  tl_in_task = true;  // a worker only ever runs tasks
+  bool shared = false;  // the last job ran on its owner's CPU: do not spin there
+  for (;;) {
+    if (shared || !spin_until([&] { return seq_.load() != seen; })) {
+      std::unique_lock<std::mutex> lk(mu_);
+      sleepers_.fetch_add(1);
+      work_cv_.wait(lk, [&] { return seq_.load() != seen; });
+      sleepers_.fetch_sub(1);
+    }
+    seen = seq_.load();
+    inside_.fetch_add(1);
+    shared = false;
+    if (Job* j = job_.load()) {
+      for (int t = index; t < j->nt && index < j->parts; t += j->parts) run_task(*j, t, true);
+      shared = j->shares_cpu.load();
+    }
+    inside_.fetch_sub(1);
+  }
+}
+
+bool Pool::try_run(int nt, TaskFn fn, void* ctx) {
+  if (busy_.exchange(true)) return false;
+  if (!ensure_workers(nt - 1)) {
+    busy_.store(false);
+    return false;
+  }
+  regions_.fetch_add(1, std::memory_order_relaxed);
+  if (taken_cap_ < nt) {
+    taken_.reset(new std::atomic<char>[size_t(nt)]);
+    taken_cap_ = nt;
+  }
+  Job j;
+  j.fn = fn;
+  j.ctx = ctx;
+  j.nt = nt;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    j.parts = std::min(nt, int(threads_.size()) + 1);
+  }
+  j.taken = taken_.get();
+  for (int t = 0; t < nt; ++t) j.taken[t].store(0, std::memory_order_relaxed);
+  j.left.store(nt);
+  j.owner_cpu = current_cpu();
+  job_.store(&j);
+  seq_.fetch_add(1);
+  if (sleepers_.load() > 0) {
+    std::lock_guard<std::mutex> lk(mu_);
+    work_cv_.notify_all();
+  }
+  auto done = [&] { return j.left.load() == 0; };
+  auto sleep_until_done = [&](std::chrono::nanoseconds limit) {
+    j.waiting.store(true);
+    std::unique_lock<std::mutex> lk(mu_);
+    return done_cv_.wait_for(lk, limit, done);
+  };
+  {
+    TaskFlag flag;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int t = 0; t < nt; t += j.parts) run_task(j, t, false);
+    const auto own = std::chrono::steady_clock::now() - t0;
+    bool unclaimed = false;
+    for (int t = 0; t < nt && !unclaimed; ++t) unclaimed = j.taken[t].load() == 0;
+    if (unclaimed) {
+      // A worker has not taken its share yet: it is waking up, or it has no CPU at the
+      // moment, often because it shares this one. Sleep rather than spin, so that it can run
+      // (and the scheduler gets the chance to move one of us to another CPU); but not much
+      // longer than doing that share here would take, and not at all when that is shorter
+      // than a sleep and a wake-up cost.
+      const auto limit = std::min<std::chrono::nanoseconds>(kSteal, 2 * own);
+      if (limit >= kMinSleep) sleep_until_done(limit);
+      // Whatever nobody has started yet is done here: the same results, whoever runs it.
+      for (int t = 0; t < nt; ++t) run_task(j, t, false);
+    }
+  }
+  // Spin while the workers finish, but sleep at once when one of them runs on this very CPU
+  // (spinning would only keep it off).
+  if (!done()) {
+    spin_until([&] { return done() || j.shares_cpu.load(); });
+    if (!done()) {
+      j.waiting.store(true);
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait(lk, done);
+    }
+  }
+  job_.store(nullptr);
+  // Workers that read &j before it was unpublished find nothing left to claim and leave.
+  while (inside_.load() != 0) {
+    if (!spin_until([&] { return inside_.load() == 0; })) std::this_thread::yield();
+  }
+  busy_.store(false);
+  if (j.failed.load()) std::rethrow_exception(j.error);
+  return true;
+}
+
+std::atomic<Pool*> g_pool{nullptr};
+std::atomic<int64_t> g_inline_regions{0};
+// Pools abandoned by fork(): kept reachable so that leak checkers stay quiet.
+std::vector<Pool*>* g_abandoned = nullptr;
+
+Pool& pool() {
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  if (p != nullptr) return *p;
+  Pool* made = new Pool();
+  if (g_pool.compare_exchange_strong(p, made)) return *made;
+  delete made;  // another thread made one first
+  return *p;
+}
+
+void after_fork_in_child() {
+  // Only this thread exists now. Forget the parent's pool without touching it.
+  Pool* old = g_pool.exchange(nullptr);
+  if (old != nullptr) {
+    if (g_abandoned == nullptr) g_abandoned = new std::vector<Pool*>();
+    g_abandoned->push_back(old);
+  }
+  tl_in_task = false;
+  g_inline_regions.store(0);
+  g_forks.fetch_add(1);
+}
+
+const bool g_atfork_registered = [] {
+  return ::pthread_atfork(nullptr, nullptr, &after_fork_in_child) == 0;
+}();
+
+}  // namespace
+
+int max_threads() { return g_max_threads.load(std::memory_order_relaxed); }
+
+void set_max_threads(int n) { g_max_threads.store(std::max(1, n), std::memory_order_relaxed); }
+
+bool in_task() { return tl_in_task; }
+
+void run_tasks(int nt, TaskFn fn, void* ctx) {
+  if (nt <= 0) return;
+  if (nt > 1 && !tl_in_task && pool().try_run(nt, fn, ctx)) return;
+  // Alone: in order, on this thread.
+  if (nt > 1) g_inline_regions.fetch_add(1, std::memory_order_relaxed);
+  TaskFlag flag;
+  for (int t = 0; t < nt; ++t) fn(ctx, t);
+}
+
+PoolStats stats() {
+  PoolStats s;
+  if (Pool* p = g_pool.load()) s = p->stats();
+  s.inline_regions = g_inline_regions.load();
+  s.forks = g_forks.load();
+  (void)g_atfork_registered;
+  return s;
+}
+
+}  // namespace pynn::parallel
