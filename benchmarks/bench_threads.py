@@ -17,11 +17,10 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import NOTES, record, timed
 
 import pynn
 from pynn import layers as L
-
-from conftest import NOTES, record, timed
 
 SIZES = [784, 256, 128, 10]
 PER_THREAD = {1: 400, 64: 40}  # requests each thread makes per round

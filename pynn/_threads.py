@@ -20,8 +20,9 @@ Results are bitwise identical for any thread count.
 
 Waiting: an idle worker spins for 2 ms before it sleeps (``PYNN_SPIN_US``); a region's
 owner waits for a worker to start its share about twice as long as its own share took, at
-most 2 ms (``PYNN_STEAL_US``), before doing it itself. A fork waits up to 10 s in total for model calls running in other
-threads (``PYNN_FORK_WAIT_MS``); a model still busy then refuses to run in the child.
+most 2 ms (``PYNN_STEAL_US``), before doing it itself. A fork waits up to 10 s in total for
+model calls running in other threads (``PYNN_FORK_WAIT_MS``); a model still busy then refuses
+to run in the child.
 All three are read at import.
 """
 from __future__ import annotations

@@ -18,7 +18,6 @@ import time
 import traceback
 
 import numpy as np
-
 import rel_helpers
 
 CHILD_TIMEOUT = 120  # seconds a child may take (a shared, loaded machine is slow)
@@ -354,7 +353,7 @@ def fork_while_a_call_outlasts_the_wait():
         big = np.random.default_rng(6).normal(size=(rows, N_IN)).astype(np.float32)
         started, ended = threading.Event(), {}
 
-        def long_call():
+        def long_call(started=started, big=big, ended=ended):
             started.set()
             busy.predict(big, verbose=0, batch_size=4096)
             ended["t"] = time.monotonic()
