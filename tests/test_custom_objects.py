@@ -410,3 +410,16 @@ def test_models_with_custom_losses_and_metrics_pickle():
     model.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
     clone.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), clone.get_weights()))
+
+
+def test_custom_loss_compiled_after_the_model_already_ran():
+    x, y = _data(n=8)
+    model = _mlp()
+    model.predict(x, verbose=0)          # the graph exists before compile
+    model.compile(optimizer="sgd", loss=my_mse)
+    pred = model.predict(x, verbose=0).astype(np.float64)
+    assert model.evaluate(x, y, batch_size=8, verbose=0) == pytest.approx(
+        float(np.square(y - pred).mean()), rel=1e-5)
+    model.compile(optimizer="sgd", loss="mae")   # and back to a built-in loss
+    assert model.evaluate(x, y, batch_size=8, verbose=0) == pytest.approx(
+        float(np.abs(y - pred).mean()), rel=1e-5)

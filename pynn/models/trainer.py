@@ -304,11 +304,10 @@ class Trainer:
         self.compiled = True
         self.stop_training = False
         if self._graph is not None:
-            if self._losses is not None and any(lo is not None and lo.is_custom
-                                                for lo in self._losses):
-                self._custom = []
-            if self._custom or self._graph is not self._pgraph:
-                self._graph = None            # a traced loss: its own training graph
+            traced = any(lo is not None and lo.is_custom for lo in self._losses or [])
+            if traced or self._graph is not self._pgraph:
+                # a traced loss needs its own training graph (and a plain one no longer does)
+                self._graph = None
                 self._ensure_graph()
             else:
                 self._attach_compile()
