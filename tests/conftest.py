@@ -1,7 +1,13 @@
 """Fixtures shared by several test modules."""
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Tests that run Keras itself (to hold pynn to Keras 3's numbers) use its torch backend, the
+# one whose CPU build ships with the test extra; set before any test imports keras.
+os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
 class Clock:
