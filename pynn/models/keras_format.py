@@ -180,6 +180,7 @@ def to_keras_config(entry: Mapping[str, Any]) -> dict[str, Any]:
     """A pynn layer/model config (``{"class_name", "config", ...}``) as Keras writes it."""
     cls = entry["class_name"]
     cfg = dict(entry["config"])
+    module: str | None
     if cls in _MODELS:
         cfg["layers"] = [to_keras_config(e) for e in cfg["layers"]]
         module = "keras" if cls == "Sequential" else "keras.src.models.functional"
@@ -485,7 +486,8 @@ def _write_optimizer(f, model, groups, state_mod):
     model._ensure_graph()
     state = model.optimizer.get_state()
     paths = {id(w): p for p, w in state_mod.weight_paths(model).items()}
-    arrays: list[np.ndarray] = [np.asarray(state["iterations"], dtype=np.int64),
+    it = int(state["iterations"])   # Keras (torch backend) keeps an int32 counter
+    arrays: list[np.ndarray] = [np.asarray(it, dtype=np.int32 if it < 2**31 else np.int64),
                                 np.asarray(state["learning_rate"], dtype=np.float32)]
     for block in blocks:
         for w in _trainable(groups):
@@ -495,7 +497,7 @@ def _write_optimizer(f, model, groups, state_mod):
                     return   # layouts disagree: keep the file loadable, without state
                 arrays.append(slots[k])
     grp = f.require_group("optimizer/vars")
-    grp.attrs["name"] = str(model.optimizer.name).lower()
+    grp.attrs["name"] = str(model.optimizer.name)
     for i, arr in enumerate(arrays):
         grp.create_dataset(str(i), data=arr)
 
@@ -556,13 +558,19 @@ def save_model(model: Model, filepath: str | os.PathLike[str], overwrite: bool =
     meta = {"keras_version": KERAS_VERSION,
             "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
 
+    _atomic_write(path, _write_zip(meta, top, weights))
+
+
+def _write_zip(meta: dict[str, Any], top: dict[str, Any], weights: bytes
+               ) -> Callable[[Any], None]:
+    """The writer of a `.keras` archive's bytes, members in Keras's order, stored."""
     def write(fh):
         with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
             zf.writestr(METADATA, json.dumps(meta))
             zf.writestr(CONFIG, json.dumps(top, allow_nan=False))
             zf.writestr(WEIGHTS, weights)
 
-    _atomic_write(path, write)
+    return write
 
 
 def save_weights(model: Model, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:

@@ -315,7 +315,7 @@ def export_onnx(model: Model, filepath: str | os.PathLike[str], verbose: bool = 
     w = _Writer(spec)
     onnx = w.onnx
     names: dict[int, str] = {}
-    graph_inputs = []
+    graph_inputs: list[Any] = []
     in_names = getattr(model, "input_names", None) or []
     for i, tid in enumerate(spec.inputs):
         name = in_names[i] if i < len(in_names) else f"input_{i}"
@@ -333,7 +333,7 @@ def export_onnx(model: Model, filepath: str | os.PathLike[str], verbose: bool = 
         except ValueError as exc:
             raise ValueError(f"export: layer {node.name!r}: {exc}") from None
         names[node.outputs[0]] = out
-    graph_outputs = []
+    graph_outputs: list[Any] = []
     out_names = getattr(model, "output_names", None) or []
     for j, tid in enumerate(spec.outputs):
         name = out_names[j] if j < len(out_names) else f"output_{j}"
