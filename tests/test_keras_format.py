@@ -406,3 +406,26 @@ def test_import_pynn_does_not_import_h5py():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+@pytest.mark.parametrize("how", ["soft link", "external link", "external storage"])
+def test_hdf5_pointing_outside_the_file_is_refused(tmp_path, how):
+    import h5py
+
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(6, dtype=np.float32).tobytes())
+    model = pynn.Sequential([L.InputLayer(shape=(3,)), L.Dense(2, use_bias=False)])
+    path = tmp_path / "w.weights.h5"
+    model.save_weights(path)
+    with h5py.File(path, "a") as f:
+        del f["layers/dense/vars/0"]
+        if how == "soft link":
+            f["elsewhere"] = np.zeros((3, 2), np.float32)
+            f["layers/dense/vars/0"] = h5py.SoftLink("/elsewhere")
+        elif how == "external link":
+            f["layers/dense/vars/0"] = h5py.ExternalLink(str(secret), "/x")
+        else:
+            f.create_dataset("layers/dense/vars/0", (3, 2), np.float32,
+                             external=[(str(secret), 0, 24)])
+    with pytest.raises(ValueError, match="Link|outside the file"):
+        model.load_weights(path)

@@ -667,8 +667,24 @@ class _H5Reader:
             pass
 
     def _get(self, name):
+        """The object at `name`, following hard links only: a soft or external link (which
+        could point into another file on this machine) is refused."""
+        h5py = _h5py()
         try:
-            return self.file.get(name)
+            obj = self.file
+            for part in name.split("/"):
+                if not isinstance(obj, h5py.Group):
+                    return None
+                link = obj.get(part, getlink=True)
+                if link is None:
+                    return None
+                if not isinstance(link, h5py.HardLink):
+                    raise ValueError(f"{self.path}: {name!r} is a {type(link).__name__}; pynn "
+                                     f"follows no links out of the file")
+                obj = obj.get(part)
+            return obj
+        except ValueError:
+            raise
         except Exception as exc:
             raise ValueError(f"{self.path}: corrupt HDF5 data at {name!r} "
                              f"({type(exc).__name__}: {exc})") from None
@@ -697,9 +713,13 @@ class _H5Reader:
             raise ValueError(f"{self.path}: {name!r} is not an HDF5 dataset")
         try:
             dshape, dtype = tuple(ds.shape or ()), ds.dtype
+            # data kept in other files (external raw storage, virtual datasets) is refused
+            foreign = ds.external is not None or ds.is_virtual
         except Exception as exc:
             raise ValueError(f"{self.path}: corrupt HDF5 dataset {name!r} "
                              f"({type(exc).__name__}: {exc})") from None
+        if foreign:
+            raise ValueError(f"{self.path}: dataset {name!r} keeps its data outside the file")
         if dshape != tuple(shape):
             raise ValueError(f"{self.path}: dataset {name!r} has shape {dshape}, the model "
                              f"config gives {tuple(shape)}")
