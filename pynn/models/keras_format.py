@@ -679,8 +679,8 @@ class _H5Reader:
                 if link is None:
                     return None
                 if not isinstance(link, h5py.HardLink):
-                    raise ValueError(f"{self.path}: {name!r} is a {type(link).__name__}; pynn "
-                                     f"follows no links out of the file")
+                    raise ValueError(f"{self.path}: {name!r} is a link ({type(link).__name__})"
+                                     f"; pynn follows no links inside or out of the file")
                 obj = obj.get(part)
             return obj
         except ValueError:
@@ -723,7 +723,8 @@ class _H5Reader:
         if dshape != tuple(shape):
             raise ValueError(f"{self.path}: dataset {name!r} has shape {dshape}, the model "
                              f"config gives {tuple(shape)}")
-        if dtype.kind not in kinds or dtype.itemsize > 8 or dtype.fields is not None:
+        if dtype.fields is not None or dtype.kind not in kinds or dtype.itemsize > 8 or (
+                kinds == "f" and dtype.itemsize != 4):   # the config's dtype: float32
             raise ValueError(f"{self.path}: dataset {name!r} has dtype {dtype}, expected "
                              f"{'float32' if kinds == 'f' else 'an integer'}")
         if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > 8 * self.size + 4096:
