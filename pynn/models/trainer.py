@@ -981,6 +981,24 @@ class Trainer:
 
         load_weights(cast("Model", self), filepath)
 
+    def to_json(self, **kwargs: Any) -> str:
+        """The architecture as Keras 3's JSON (`pynn.models.model_from_json` and
+        `keras.models.model_from_json` read it); `kwargs` go to `json.dumps`."""
+        from pynn.models.keras_format import to_json
+
+        return to_json(cast("Model", self), **kwargs)
+
+    def export(self, filepath: str | PathLike[str], format: str = "onnx",
+               verbose: bool = False, **kwargs: Any) -> None:
+        """Writes the model for serving elsewhere. ``format="onnx"`` (needs the `onnx`
+        package, ``pip install pynn[onnx]``) writes an ONNX model that ONNX Runtime runs;
+        see `pynn.models.onnx_export.export_onnx` for the arguments."""
+        if format != "onnx":
+            raise ValueError(f"format: pynn exports 'onnx', got {format!r}")
+        from pynn.models.onnx_export import export_onnx
+
+        export_onnx(cast("Model", self), filepath, verbose=verbose, **kwargs)
+
 
 def _flat_metric_names(metrics):
     if metrics is None:
