@@ -367,3 +367,11 @@ def test_dataset_object():
 
 def test_to_categorical_is_there():
     assert np.array_equal(pynn.utils.to_categorical([1, 0], 2), [[0, 1], [1, 0]])
+
+
+def test_text_file_that_is_not_utf8(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    ds = text_dataset_from_directory(tmp_path, shuffle=False, verbose=False)
+    with pytest.raises(ValueError, match="latin1.txt: not UTF-8"):
+        next(iter(ds))

@@ -124,6 +124,7 @@ class TensorBoard(Callback):
         self._global_train_batch = 0
         self._epoch_start = 0.0
         self._epoch_start_iterations = 0
+        self._in_fit = False
 
     def _writer(self, run: str) -> _Writer:
         if run not in self._writers:
@@ -136,6 +137,7 @@ class TensorBoard(Callback):
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._global_train_batch = 0
+        self._in_fit = True
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._global_train_batch += 1
@@ -189,8 +191,11 @@ class TensorBoard(Callback):
             if isinstance(value, numbers.Real):
                 writer.scalar(f"evaluation_{name}_vs_iterations", value, step)
         writer.flush()
+        if not self._in_fit:   # a standalone evaluate: nothing more will be written
+            self._close()
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self._in_fit = False
         self._close()
 
     def _close(self) -> None:

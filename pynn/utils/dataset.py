@@ -38,7 +38,8 @@ class Dataset:
 
     Attributes:
         class_names: the class names (image and text loaders), else None.
-        file_paths: the files behind the samples, in dataset order (image and text loaders).
+        file_paths: the files behind the samples (image and text loaders), in the dataset's
+            base order; a dataset that reshuffles at each pass visits them in another order.
 
     Example:
         >>> ds = Dataset.from_arrays((np.arange(6.0), np.arange(6)), batch_size=4)

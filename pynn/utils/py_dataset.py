@@ -15,6 +15,10 @@ class PyDataset:
     optionally `on_epoch_end` (e.g. to reshuffle) and `on_epoch_begin`. Pass an instance to
     `fit`, `evaluate` or `predict` instead of arrays: only one batch is in memory at a time.
 
+    With fit's ``shuffle=True`` (the default) the batches of a dataset with a length are
+    requested in a new order each epoch (``random.Random(epoch)``), as Keras does; pass
+    ``shuffle=False`` to get them in index order.
+
     Args:
         workers, use_multiprocessing, max_queue_size: accepted for Keras compatibility. pynn
             requests the batches one after another in the calling thread (each training step

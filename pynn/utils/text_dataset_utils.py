@@ -17,8 +17,11 @@ __all__ = ["text_dataset_from_directory"]
 def _read_text(path: str, max_length: int | None) -> str:
     with open(path, "rb") as f:
         raw = f.read() if max_length is None else f.read(max_length)
-    # a cut through a multi-byte character drops that character's bytes
-    return raw.decode("utf-8", errors="ignore" if max_length is not None else "strict")
+    try:
+        # a cut through a multi-byte character drops that character's bytes
+        return raw.decode("utf-8", errors="ignore" if max_length is not None else "strict")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def text_dataset_from_directory(
