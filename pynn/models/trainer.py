@@ -137,6 +137,7 @@ class Trainer:
         self.compiled = False
         self.stop_training = False
         self.history = None
+        self._initial_epoch = None   # set by BackupAndRestore in on_train_begin to resume
 
     # --- the compiled graph -----------------------------------------------------------------
     def _build_spec(self):
@@ -643,6 +644,14 @@ class Trainer:
         verbose = _verbose(verbose, resolve_auto=True)
         if x is None:
             raise ValueError("x: training data is required")
+        from pynn.models import _streaming
+
+        if _streaming.is_stream(x) or _streaming.is_stream(validation_data):
+            # a Dataset, PyDataset or generator: batch by batch (see pynn.models._streaming)
+            return _streaming.fit(self, x, y, batch_size, epochs, verbose, callbacks,
+                                  validation_split, validation_data, shuffle, class_weight,
+                                  sample_weight, initial_epoch, steps_per_epoch,
+                                  validation_steps, validation_batch_size, validation_freq)
         xs = self._prepare_inputs(x)
         n = xs[0].shape[0]
         ys = self._prepare_targets(y, n)
@@ -689,7 +698,9 @@ class Trainer:
         self.stop_training = False
         logs = {}
         warned = False
+        self._initial_epoch = None   # a callback (BackupAndRestore) may resume at a later epoch
         cbl.on_train_begin()
+        initial_epoch = self._initial_epoch or initial_epoch
         try:
             for epoch in range(initial_epoch, epochs):
                 cbl.on_epoch_begin(epoch)
@@ -763,6 +774,12 @@ class Trainer:
         self._require_compiled("evaluate")
         batch_size = _positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = _verbose(verbose, resolve_auto=True)
+        from pynn.models import _streaming
+
+        if _streaming.is_stream(x):
+            steps = _positive_int(steps, "steps", allow_none=True)
+            return self._format(_streaming.evaluate(self, x, y, int(verbose), sample_weight, steps,
+                                                    callbacks), return_dict)
         xs = self._prepare_inputs(x)
         n = xs[0].shape[0]
         ys = self._prepare_targets(y, n)
@@ -810,6 +827,11 @@ class Trainer:
             out = np.empty((x.shape[0],) + self._out_sample, dtype=np.float32)
             graph.predict([x], [out], 256)
             return out
+        from pynn.models import _streaming
+
+        if _streaming.is_stream(x):
+            return _streaming.predict(self, x, _verbose(verbose, True),
+                                      _positive_int(steps, "steps", allow_none=True), callbacks)
         xs = self._prepare_inputs(x, check_finite=False)
         graph = self._predict_graph()
         n = xs[0].shape[0]
