@@ -134,6 +134,7 @@ class Trainer:
         self._loss_weights = None
         self._metric_names_arg = None
         self._metric_sets = []
+        self._target_cache = None   # label smoothing / "sum" reduction inputs (_engine_targets)
         self.compiled = False
         self.stop_training = False
         self.history = None
@@ -318,6 +319,13 @@ class Trainer:
         self._losses = [None if lo is None else losses_mod.get(lo) for lo in losses]
         if all(lo is None for lo in self._losses):
             raise ValueError("loss: no output has a loss")
+        for lo in self._losses:
+            if lo is not None:
+                _check_trainable_loss(lo)
+        # a dict (the cache) only when some loss needs its targets or weights adjusted
+        self._target_cache = {} if any(
+            lo is not None and (lo.label_smoothing or lo.reduction == "sum")
+            for lo in self._losses) else None
         weights = _per_output(self._loss_weights_arg, names, "loss_weights", 1.0)
         self._loss_weights = []
         for w in weights:
@@ -518,8 +526,10 @@ class Trainer:
         go in as extra inputs and their values come back as extra outputs, which are mapped
         back onto the model's outputs here."""
         g = self._graph
+        sws = [None if lo is None else sw for lo in self._losses]
+        if getattr(self, "_target_cache", None) is not None:
+            ys, sws = self._engine_targets(ys, sws, idx)
         if not self._custom:
-            sws = [None if lo is None else sw for lo in self._losses]
             return (g.train_step if train else g.test_step)(xs, ys, sws, idx, want)
         self._retarget(ys)
         g = self._graph
@@ -527,8 +537,8 @@ class Trainer:
         n_out = len(self._losses)
         xs2 = list(xs) + [ys[j].reshape(ys[j].shape[0], -1) for j in custom]
         ys2 = [None if j in custom else ys[j] for j in range(n_out)] + [None] * len(custom)
-        sws2 = [None if lo is None or j in custom else sw for j, lo in enumerate(self._losses)]
-        sws2 += [sw] * len(custom)
+        sws2 = [None if j in custom else w for j, w in enumerate(sws)]
+        sws2 += [sws[j] for j in custom]
         total, losses, correct, outs = (g.train_step if train else g.test_step)(
             xs2, ys2, sws2, idx, want)
         extra = losses[n_out:]
@@ -536,6 +546,38 @@ class Trainer:
         for k, j in enumerate(custom):
             losses[j] = extra[k]
         return total, losses, correct, (None if outs is None else list(outs[:n_out]))
+
+    def _engine_targets(self, ys, sws, idx):
+        """What the engine's losses read, where Keras's loss arguments change it: targets with
+        label smoothing applied, and for reduction="sum" sample weights scaled by the batch's
+        rows (the engine averages over the batch). Both are computed once per array and cached
+        (fit passes the whole data set with the rows of each batch in `idx`)."""
+        ys, sws = list(ys), list(sws)
+        cache = self._target_cache
+        for j, lo in enumerate(self._losses):
+            if lo is None:
+                continue
+            ls = getattr(lo, "label_smoothing", 0.0)
+            if ls and ys[j] is not None:
+                hit = cache.get(("y", j))
+                if hit is None or hit[0] is not ys[j]:
+                    t = ys[j].astype(np.float32)
+                    if lo.kind == "binary_crossentropy":
+                        smooth = t * (1.0 - ls) + 0.5 * ls
+                    else:
+                        smooth = t * (1.0 - ls) + ls / t.shape[-1]
+                    hit = cache[("y", j)] = (ys[j], np.ascontiguousarray(smooth, np.float32))
+                ys[j] = hit[1]
+            if lo.reduction == "sum" and ys[j] is not None:
+                rows = ys[j].shape[0] if idx is None else idx.size
+                hit = cache.get(("w", j, rows))
+                if hit is None or hit[0] is not sws[j]:
+                    base = (np.ones(ys[j].shape[0], np.float32) if sws[j] is None
+                            else sws[j])
+                    hit = cache[("w", j, rows)] = (sws[j], np.ascontiguousarray(
+                        base * np.float32(rows), np.float32))
+                sws[j] = hit[1]
+        return ys, sws
 
     def _prepare_one_target(self, y, n, name, j, kind):
         arr = _checked_targets(y, n, name)
@@ -1064,6 +1106,17 @@ def _deserialize_metrics(metrics, custom_objects=None):
 def _kind(loss):
     """The loss's C++ kind, or "custom" for a traced one (how metrics pick their rules)."""
     return "custom" if loss.is_custom else loss.kind
+
+
+def _check_trainable_loss(lo):
+    """The loss arguments compile can train with (all of them work when calling the loss)."""
+    if lo.reduction not in ("sum_over_batch_size", "mean", "sum"):
+        raise ValueError(f"loss {lo.name!r}: reduction={lo.reduction!r} does not give one "
+                         f"number to minimise; compile takes 'sum_over_batch_size', 'mean' or "
+                         f"'sum'")
+    if getattr(lo, "ignore_class", None) is not None:
+        raise ValueError(f"loss {lo.name!r}: ignore_class is supported when calling the loss, "
+                         f"not in compile")
 
 
 def _check_loss_arg(loss):
