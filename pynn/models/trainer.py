@@ -1091,11 +1091,9 @@ def _deserialize_metrics(metrics, custom_objects=None):
                                  f"@pynn.saving.register_serializable() or pass custom_objects")
             return fn
         if isinstance(m, dict):
-            cls = lookup(m.get("class_name"), custom_objects)
-            if cls is None or not isinstance(cls, type):
-                raise ValueError(f"metrics: unknown metric class {m.get('class_name')!r}; "
-                                 f"register it with @pynn.saving.register_serializable()")
-            return cls.from_config(m.get("config") or {})
+            from pynn.metrics import deserialize
+
+            return deserialize(m, custom_objects)
         raise ValueError(f"metrics: invalid entry {m!r} in the compile config")
 
     if isinstance(metrics, dict):
