@@ -525,6 +525,8 @@ class Trainer:
         """One train_step/test_step on the compiled graph; with traced losses, their targets
         go in as extra inputs and their values come back as extra outputs, which are mapped
         back onto the model's outputs here."""
+        if train and getattr(self.optimizer, "_schedule", None) is not None:
+            self.optimizer._apply_schedule()
         g = self._graph
         sws = [None if lo is None else sw for lo in self._losses]
         if getattr(self, "_target_cache", None) is not None:
