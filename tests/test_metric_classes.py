@@ -362,3 +362,28 @@ def test_vector_results_are_logged_as_arrays():
                   metrics=[M.F1Score(), M.Precision(thresholds=[0.2, 0.5])])
     logs = model.evaluate(x, y, verbose=0, return_dict=True)
     assert np.shape(logs["f1_score"]) == (3,) and np.shape(logs["precision"]) == (2,)
+
+
+def test_weighted_metrics_use_the_sample_weights(keras):
+    x, labels = _data(5)
+    y = np.eye(3, dtype=np.float32)[labels]
+    w = np.random.default_rng(5).random(len(x)).astype(np.float32)
+    model = _model(3, "softmax")
+    model.compile("adam", loss="categorical_crossentropy", metrics=["accuracy", "mse"],
+                  weighted_metrics=["accuracy", "mse", M.AUC(name="wauc")])
+    logs = model.evaluate(x, y, sample_weight=w, batch_size=32, verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "accuracy", "mse", "weighted_accuracy", "weighted_mse", "wauc"}
+    pred = model.predict(x, verbose=0)
+    for key, ref in (("weighted_accuracy", keras.metrics.CategoricalAccuracy()),
+                     ("weighted_mse", keras.metrics.MeanSquaredError()),
+                     ("wauc", keras.metrics.AUC())):
+        for start in range(0, len(x), 32):
+            ref.update_state(y[start:start + 32], pred[start:start + 32],
+                             sample_weight=w[start:start + 32])
+        np.testing.assert_allclose(logs[key], np.asarray(ref.result()), rtol=2e-5, err_msg=key)
+    # unweighted twins ignore the weights
+    assert logs["accuracy"] == pytest.approx(float(np.mean(pred.argmax(1) == labels)))
+    # fit passes class weights to them too, and the compile config keeps them
+    history = model.fit(x, y, class_weight={0: 1.0, 1: 0.0, 2: 0.0}, epochs=1, verbose=0)
+    assert "weighted_accuracy" in history.history
+    assert model.get_compile_config()["weighted_metrics"][:2] == ["accuracy", "mse"]

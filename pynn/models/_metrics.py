@@ -49,16 +49,45 @@ def _custom_name(m):
     return name or getattr(m, "__name__", None) or type(m).__name__
 
 
+def _weighted_metric(m, loss_kind, width):
+    """A Metric object for an entry of weighted_metrics (they all take sample weights)."""
+    from pynn import metrics as metrics_mod
+
+    if isinstance(m, str) and m in ("accuracy", "acc"):
+        # the accuracy Keras would pick for these targets
+        if loss_kind == "sparse_categorical_crossentropy":
+            obj = metrics_mod.SparseCategoricalAccuracy(name=m)
+        elif loss_kind == "binary_crossentropy" or width == 1:
+            obj = metrics_mod.BinaryAccuracy(name=m)
+        else:
+            obj = metrics_mod.CategoricalAccuracy(name=m)
+        return obj
+    if isinstance(m, str):
+        try:
+            return metrics_mod.get(m)
+        except ValueError:
+            raise ValueError(f"weighted_metrics: unknown metric {m!r}; expected a Keras metric "
+                             f"name (see pynn.metrics), a function or a Metric") from None
+    if hasattr(m, "update_state") and hasattr(m, "result"):
+        return m
+    if callable(m) and not isinstance(m, type):
+        return metrics_mod.MeanMetricWrapper(m, name=_custom_name(m))
+    raise TypeError(f"weighted_metrics: expected metric names (str), functions (y_true, "
+                    f"y_pred) or pynn.metrics.Metric objects, got {m!r}")
+
+
 class MetricSet:
     """All metrics of one compiled model for one pass (an epoch, or one evaluate)."""
 
-    def __init__(self, names, loss_kind, width, sample_shape=None, custom=None):
+    def __init__(self, names, loss_kind, width, sample_shape=None, custom=None, weighted=()):
         self.loss_kind = loss_kind
         self.width = width
         self.sample_shape = tuple(sample_shape) if sample_shape is not None else (width,)
         self.names = list(names)  # as the user wrote them: the log keys
         # user metrics (functions, Metric objects) by log key; reset for every pass
         self.custom = dict(custom or {})
+        # the keys of compile(weighted_metrics=...): updated with the sample weights
+        self.weighted = frozenset(weighted)
         for m in self.custom.values():
             m.reset_state()
         self.kinds = [_CANONICAL.get(n, "custom") if n not in self.custom else "custom"
@@ -72,18 +101,20 @@ class MetricSet:
 
     def fresh(self) -> MetricSet:
         """An empty set with the same metrics, for a new pass."""
-        return MetricSet(self.names, self.loss_kind, self.width, self.sample_shape, self.custom)
+        return MetricSet(self.names, self.loss_kind, self.width, self.sample_shape, self.custom,
+                         self.weighted)
 
     @classmethod
     def parse(cls, metrics: Any, loss_kind: str, width: int,
-              sample_shape: tuple[int, ...] | None = None) -> MetricSet:
-        if metrics is None:
-            return cls([], loss_kind, width, sample_shape)
-        if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
-            raise TypeError(f"metrics: expected a list of metric names, got {metrics!r}")
+              sample_shape: tuple[int, ...] | None = None,
+              weighted_metrics: Any = None) -> MetricSet:
+        """The set for the `metrics` and `weighted_metrics` compile gave one output."""
+        for arg, what in ((metrics, "metrics"), (weighted_metrics, "weighted_metrics")):
+            if arg is not None and (isinstance(arg, str) or not isinstance(arg, (list, tuple))):
+                raise TypeError(f"{what}: expected a list of metric names, got {arg!r}")
         names: list[str] = []
         custom: dict[str, Any] = {}
-        for m in metrics:
+        for m in metrics or []:
             if isinstance(m, str):
                 key = m
                 if m not in _CANONICAL:
@@ -112,7 +143,17 @@ class MetricSet:
             if key in names:
                 raise ValueError(f"metrics: {key!r} is listed twice")
             names.append(key)
-        return cls(names, loss_kind, width, sample_shape, custom)
+        weighted = []
+        for m in weighted_metrics or []:
+            obj = _weighted_metric(m, loss_kind, width)
+            # Keras: a name already taken by an unweighted metric gets the prefix weighted_
+            key = obj.name if obj.name not in names else f"weighted_{obj.name}"
+            if key in names:
+                raise ValueError(f"weighted_metrics: {key!r} is listed twice")
+            custom[key] = obj
+            names.append(key)
+            weighted.append(key)
+        return cls(names, loss_kind, width, sample_shape, custom, weighted)
 
     def reset(self) -> None:
         self.loss_sum = 0.0
@@ -129,9 +170,11 @@ class MetricSet:
         self.truths: list[np.ndarray] = []
 
     def update(self, loss: float, correct: float, rows: int, output: np.ndarray | None = None,
-               target: np.ndarray | None = None) -> None:
+               target: np.ndarray | None = None,
+               sample_weight: np.ndarray | None = None) -> None:
         """loss: batch mean; correct: the engine's count (classification losses); output:
-        (rows, width) probabilities; target: dense (rows, width) or labels (rows,)."""
+        (rows, width) probabilities; target: dense (rows, width) or labels (rows,);
+        sample_weight: (rows,) for the weighted metrics, or None."""
         self.loss_sum += float(loss) * rows
         self.rows += rows
         if self.loss_kind in CLASSIFICATION_LOSSES:
@@ -145,8 +188,11 @@ class MetricSet:
             if y_true.size == y_pred.size:
                 y_true = y_true.reshape(y_pred.shape)
             y_true = y_true.astype(np.float32, copy=False)
-            for m in self.custom.values():
-                m.update_state(y_true, y_pred)
+            for key, m in self.custom.items():
+                if key in self.weighted:
+                    m.update_state(y_true, y_pred, sample_weight=sample_weight)
+                else:
+                    m.update_state(y_true, y_pred)
             if all(k == "custom" for k in self.kinds):
                 return
         out = np.asarray(output, dtype=np.float64).reshape(rows, -1)

@@ -86,14 +86,14 @@ class _Logs:
         return any(m is not None and m.needs_output for m in self.sets)
 
     def update(self, total: float, losses: Any, correct: Any, rows: int, outs: Any,
-               targets: Any) -> None:
+               targets: Any, sample_weight: Any = None) -> None:
         self.loss_sum += float(total) * rows
         self.rows += rows
         for j, m in enumerate(self.sets):
             if m is None:
                 continue
             out = None if outs is None else outs[j]
-            m.update(losses[j], correct[j], rows, out, targets[j])
+            m.update(losses[j], correct[j], rows, out, targets[j], sample_weight)
 
     def results(self, final: bool = False) -> dict[str, float]:
         logs = {"loss": self.loss_sum / self.rows if self.rows else float("nan")}
@@ -133,6 +133,7 @@ class Trainer:
         self._losses = None
         self._loss_weights = None
         self._metric_names_arg = None
+        self._weighted_metrics_arg = None
         self._metric_sets = []
         self._target_cache = None   # label smoothing / "sum" reduction inputs (_engine_targets)
         self.compiled = False
@@ -283,9 +284,11 @@ class Trainer:
                 steps_per_execution: int = 1, jit_compile: bool | str = "auto") -> None:
         """Configures training: optimizer, loss(es) and metrics, as Keras.
 
-        With several outputs, `loss`, `loss_weights` and `metrics` may be lists (output order)
-        or dicts (output names); one loss or one metric list applies to every output.
-        ``weighted_metrics``, ``run_eagerly``, ``steps_per_execution`` and ``jit_compile`` are
+        With several outputs, `loss`, `loss_weights`, `metrics` and `weighted_metrics` may be
+        lists (output order) or dicts (output names); one loss or one metric list applies to
+        every output. `weighted_metrics` are updated with the sample weights of fit / evaluate
+        (sample_weight, class_weight); a name already used in `metrics` is logged as
+        ``weighted_<name>``. ``run_eagerly``, ``steps_per_execution`` and ``jit_compile`` are
         accepted so Keras scripts run unchanged; they have no effect.
         """
         if loss is None:
@@ -297,11 +300,15 @@ class Trainer:
         self._loss_arg, self._loss_weights_arg = loss, loss_weights
         self._metric_names_arg = (list(metrics) if isinstance(metrics, (list, tuple))
                                   else metrics)
+        self._weighted_metrics_arg = (list(weighted_metrics)
+                                      if isinstance(weighted_metrics, (list, tuple))
+                                      else weighted_metrics)
         if self._inputs is not None:
             self._resolve_compile()
         else:
             _check_loss_arg(loss)
-            MetricSet.parse(_flat_metric_names(metrics), "mean_squared_error", 1)
+            MetricSet.parse(_flat_metric_names(metrics), "mean_squared_error", 1,
+                            weighted_metrics=_flat_metric_names(weighted_metrics))
         self.compiled = True
         self.stop_training = False
         if self._graph is not None:
@@ -334,25 +341,18 @@ class Trainer:
                     or w < 0:
                 raise ValueError(f"loss_weights: expected finite non-negative numbers, got {w!r}")
             self._loss_weights.append(float(w))
-        metrics = self._metric_names_arg
-        if isinstance(metrics, dict):
-            per = _per_output(metrics, names, "metrics", None)
-        elif (isinstance(metrics, list) and len(names) > 1 and metrics
-              and all(isinstance(m, (list, tuple)) or m is None for m in metrics)):
-            per = _per_output(metrics, names, "metrics")
-        else:
-            per = [metrics] * len(names)
+        per = _metrics_per_output(self._metric_names_arg, names, "metrics")
+        per_weighted = _metrics_per_output(getattr(self, "_weighted_metrics_arg", None), names,
+                                           "weighted_metrics")
         self._metric_sets = []
         for j, lo in enumerate(self._losses):
             if lo is None:
                 self._metric_sets.append(None)
                 continue
             width = math.prod(self._outputs[j].sample_shape)
-            m = per[j]
-            if isinstance(m, str):
-                m = [m]
-            self._metric_sets.append(MetricSet.parse(m, _kind(lo), width,
-                                                     tuple(self._outputs[j].sample_shape)))
+            self._metric_sets.append(MetricSet.parse(per[j], _kind(lo), width,
+                                                     tuple(self._outputs[j].sample_shape),
+                                                     per_weighted[j]))
         if len(names) == 1:
             self.loss = self._losses[0]
 
@@ -749,7 +749,8 @@ class Trainer:
                     total, losses, correct, outs = self._step(True, xs, ys, sw, idx, need_out)
                     if need_out:
                         run.update(total, losses, correct, idx.size, outs,
-                                   [None if t is None else t[idx] for t in ys])
+                                   [None if t is None else t[idx] for t in ys],
+                                   None if sw is None else sw[idx])
                     else:
                         run.update(total, losses, correct, idx.size, None, ys)
                     logs = run.results()
@@ -792,7 +793,7 @@ class Trainer:
             yb = [None if t is None else t[start:stop] for t in ys]
             wb = None if sw is None else sw[start:stop]
             total, losses, correct, outs = self._step(False, xb, yb, wb, None, need_out)
-            run.update(total, losses, correct, stop - start, outs, yb)
+            run.update(total, losses, correct, stop - start, outs, yb, wb)
             if cbl is not None:
                 cbl.on_test_batch_end(step, run.results())
         return run.results(final=True)
@@ -901,7 +902,7 @@ class Trainer:
             self._sync_trainable()
         run = _Logs(self)
         total, losses, correct, outs = self._step(True, xs, ys, sw, None, run.needs_output)
-        run.update(total, losses, correct, n, outs, ys)
+        run.update(total, losses, correct, n, outs, ys, sw)
         return self._format(run.results(final=True), return_dict)
 
     def test_on_batch(self, x: Inputs, y: Inputs = None, sample_weight: ArrayLike | None = None,
@@ -970,6 +971,8 @@ class Trainer:
         cfg = {"optimizer": optimizers_mod.serialize(self.optimizer), "loss": loss_cfg,
                "loss_weights": self._loss_weights_arg,
                "metrics": _serialize_metrics(self._metric_names_arg)}
+        if getattr(self, "_weighted_metrics_arg", None) is not None:
+            cfg["weighted_metrics"] = _serialize_metrics(self._weighted_metrics_arg)
         if self._target_shapes:   # what the traced losses' targets looked like
             cfg["target_shapes"] = {self._output_names[j]: list(s)
                                     for j, s in self._target_shapes.items()}
@@ -990,6 +993,8 @@ class Trainer:
             loss = get(loss)
         self.compile(optimizer=optimizers_mod.deserialize(config["optimizer"]), loss=loss,
                      metrics=_deserialize_metrics(config.get("metrics"), custom_objects),
+                     weighted_metrics=_deserialize_metrics(config.get("weighted_metrics"),
+                                                           custom_objects),
                      loss_weights=config.get("loss_weights"))
         shapes = config.get("target_shapes") or {}
         if not isinstance(shapes, dict):
@@ -1024,6 +1029,18 @@ class Trainer:
         from pynn.models.saving import load_weights
 
         load_weights(cast("Model", self), filepath)
+
+
+def _metrics_per_output(metrics, names, what):
+    """compile's metrics (or weighted_metrics) argument as one list (or None) per output."""
+    if isinstance(metrics, dict):
+        per = _per_output(metrics, names, what, None)
+    elif (isinstance(metrics, list) and len(names) > 1 and metrics
+          and all(isinstance(m, (list, tuple)) or m is None for m in metrics)):
+        per = _per_output(metrics, names, what)
+    else:
+        per = [metrics] * len(names)
+    return [[m] if isinstance(m, str) else m for m in per]
 
 
 def _flat_metric_names(metrics):
