@@ -17,7 +17,8 @@ slice}.cpp, written as plainly as possible (a Python loop over time steps).
                 h = z h' + (1 - z) hh
 
                 go_backwards reads the steps from the last; a step whose mask is 0 keeps
-                the previous h (and c). Outputs are in processing order.
+                the previous h (and c). Outputs are in processing order (in time order
+                with the attribute time_order).
     slice       rows [begin, begin + size) of each sample's first axis
 
 Backpropagation through time walks the steps in reverse, carrying dh (and dc for the lstm).
@@ -215,7 +216,10 @@ def _rnn_f(node, xs, ps, run):
     hs, cs, cache = rnn_forward(xs[0], ps[0], ps[1], bias, go_backwards=bool(
         a.get("go_backwards", False)), mask=mask, dtype=run.dtype, **kw)
     seqs, state = bool(a.get("return_sequences", False)), bool(a.get("return_state", False))
-    parts = [hs if seqs else hs[:, -1:]]
+    if seqs and a.get("time_order", False) and a.get("go_backwards", False):
+        parts = [hs[:, ::-1]]
+    else:
+        parts = [hs if seqs else hs[:, -1:]]
     if state:
         parts.append(hs[:, -1:])
         if kw["cell"] == "lstm":
@@ -233,7 +237,8 @@ def _rnn_b(node, saved, dy):
     dhs = np.zeros(shape, dy.dtype)
     rows = T if seqs else 1
     if seqs:
-        dhs += dy[:, :T]
+        flip = node.attrs.get("time_order", False) and node.attrs.get("go_backwards", False)
+        dhs += dy[:, :T][:, ::-1] if flip else dy[:, :T]
     else:
         dhs[:, -1] += dy[:, 0]
     dh_last = dy[:, rows] if state else None
