@@ -38,7 +38,8 @@ class RNN(Layer):
                  bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
                  recurrent_constraint=None, bias_constraint=None, dropout=0.0,
                  recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
-                 go_backwards=False, stateful=False, unroll=False, **kwargs):
+                 go_backwards=False, stateful=False, unroll=False, zero_output_for_mask=False,
+                 **kwargs):
         kwargs.pop("use_cudnn", None)   # a GPU switch in Keras; nothing to choose here
         super().__init__(**kwargs)
         self.units = positive_int(units, "units")
@@ -75,6 +76,7 @@ class RNN(Layer):
         self.stateful = False
         self.unroll = bool(unroll)   # no effect: the op runs the loop either way
         self._time_order = False     # sequence output by time (Bidirectional's backward half)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
 
     # --- weights ----------------------------------------------------------------------------
     def _bias_shape(self):
@@ -99,7 +101,8 @@ class RNN(Layer):
         return {"cell": self.cell, "units": self.units, "activation": self.activation,
                 "recurrent_activation": self.recurrent_activation, "use_bias": self.use_bias,
                 "return_sequences": self.return_sequences, "return_state": self.return_state,
-                "go_backwards": self.go_backwards, "time_order": self._time_order}
+                "go_backwards": self.go_backwards, "time_order": self._time_order,
+                "zero_output_for_mask": self.zero_output_for_mask}
 
     # --- the graph --------------------------------------------------------------------------
     def _emit(self, spec, inputs):
@@ -149,7 +152,8 @@ class RNN(Layer):
                 "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
                 "seed": self.seed, "return_sequences": self.return_sequences,
                 "return_state": self.return_state, "go_backwards": self.go_backwards,
-                "stateful": False, "unroll": self.unroll}
+                "stateful": False, "unroll": self.unroll,
+                "zero_output_for_mask": self.zero_output_for_mask}
 
 
 def _activation(value, what):
@@ -307,6 +311,8 @@ class Bidirectional(Layer):
                              "the forward layer's")
         self.backward_layer = backward_layer
         self.backward_layer._time_order = True
+        for lay in (self.forward_layer, self.backward_layer):   # as Keras forces it
+            lay.zero_output_for_mask = lay.zero_output_for_mask or lay.return_sequences
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
         if weights is not None:

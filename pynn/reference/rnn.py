@@ -18,7 +18,8 @@ slice}.cpp, written as plainly as possible (a Python loop over time steps).
 
                 go_backwards reads the steps from the last; a step whose mask is 0 keeps
                 the previous h (and c). Outputs are in processing order (in time order
-                with the attribute time_order).
+                with the attribute time_order); zero_output_for_mask makes the output of
+                a masked step 0 (the state still carries over).
     slice       rows [begin, begin + size) of each sample's first axis
 
 Backpropagation through time walks the steps in reverse, carrying dh (and dc for the lstm).
@@ -216,10 +217,15 @@ def _rnn_f(node, xs, ps, run):
     hs, cs, cache = rnn_forward(xs[0], ps[0], ps[1], bias, go_backwards=bool(
         a.get("go_backwards", False)), mask=mask, dtype=run.dtype, **kw)
     seqs, state = bool(a.get("return_sequences", False)), bool(a.get("return_state", False))
+    out = hs
+    if mask is not None and a.get("zero_output_for_mask", False):
+        keep = np.asarray(mask) != 0
+        keep = keep[:, ::-1] if a.get("go_backwards", False) else keep   # processing order
+        out = np.where(keep[:, :, None], hs, 0.0)
     if seqs and a.get("time_order", False) and a.get("go_backwards", False):
-        parts = [hs[:, ::-1]]
+        parts = [out[:, ::-1]]
     else:
-        parts = [hs if seqs else hs[:, -1:]]
+        parts = [out if seqs else out[:, -1:]]
     if state:
         parts.append(hs[:, -1:])
         if kw["cell"] == "lstm":
@@ -227,11 +233,11 @@ def _rnn_f(node, xs, ps, run):
     y = np.concatenate(parts, axis=1)
     if not state and not seqs:
         y = y[:, 0]
-    return y, (xs, ps, bias, cache, hs.shape, seqs, state, kw)
+    return y, (xs, ps, bias, cache, hs.shape, seqs, state, kw, out is not hs)
 
 
 def _rnn_b(node, saved, dy):
-    xs, ps, bias, cache, shape, seqs, state, kw = saved
+    xs, ps, bias, cache, shape, seqs, state, kw, zeroed = saved
     n, T, u = shape
     dy = dy.reshape(n, -1, u)
     dhs = np.zeros(shape, dy.dtype)
@@ -241,6 +247,8 @@ def _rnn_b(node, saved, dy):
         dhs += dy[:, :T][:, ::-1] if flip else dy[:, :T]
     else:
         dhs[:, -1] += dy[:, 0]
+    if zeroed:   # a zeroed output passes no gradient
+        dhs = dhs * np.stack([c["keep"][:, 0] for c in cache], axis=1)[:, :, None]
     dh_last = dy[:, rows] if state else None
     dc_last = dy[:, rows + 1] if state and kw["cell"] == "lstm" else None
     dx, dps = rnn_backward(xs[0], ps[0], ps[1], bias, cache, dhs, dh_last, dc_last, **kw)

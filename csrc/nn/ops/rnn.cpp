@@ -4,7 +4,8 @@
 // recurrent_activation (default sigmoid; unused by "simple"), use_bias, return_sequences,
 // return_state, go_backwards, reset_after (gru only, default true), time_order (the
 // sequence output indexed by time instead of processing order: a go_backwards layer's
-// sequence the right way round, as Bidirectional wants it).
+// sequence the right way round, as Bidirectional wants it), zero_output_for_mask (a masked
+// step's output, in the sequence or as the last output, is 0 instead of the carried h).
 // inputs: x (T, F) [, mask (T,): a step is kept where mask != 0].
 // params, with G gates (simple 1, lstm 4 in the order i f c o, gru 3 in the order z r h)
 // and Keras's layouts: [kernel (F, G u), recurrent_kernel (u, G u), bias] where bias is
@@ -81,6 +82,7 @@ class RnnOp : public Op {
     state_ = attrs.get_bool("return_state", false);
     back_ = attrs.get_bool("go_backwards", false);
     time_order_ = attrs.get_bool("time_order", false);
+    zero_masked_ = attrs.get_bool("zero_output_for_mask", false);
     reset_after_ = attrs.get_bool("reset_after", true) && cell_ == Cell::gru;
     check_arity(attrs, in, 1, 2, params, use_bias_ ? 3 : 2, use_bias_ ? 3 : 2);
     if (in[0].size() != 2)
@@ -183,10 +185,10 @@ class RnnOp : public Op {
     for (int64_t b = 0; b < n; ++b) {
       float* y = a.y + b * (nstate_ ? orow : rows_out_ * u_);
       const float* H = sc[kH] + b * hs;
-      if (seqs_) {
-        for (int64_t s = 0; s < t_; ++s) std::memcpy(y + out_row(s) * u_, H + time_of(s) * u_, bytes(u_));
-      } else {
-        std::memcpy(y, H + last * u_, bytes(u_));
+      for (int64_t s = seqs_ ? 0 : t_ - 1; s < t_; ++s) {
+        float* dst = y + (seqs_ ? out_row(s) : 0) * u_;
+        if (zeroed(mask, b, time_of(s))) std::fill(dst, dst + u_, 0.0f);
+        else std::memcpy(dst, H + time_of(s) * u_, bytes(u_));
       }
       if (nstate_ >= 1) std::memcpy(y + rows_out_ * u_, H + last * u_, bytes(u_));
       if (nstate_ == 2) std::memcpy(y + (rows_out_ + 1) * u_, sc[kC] + b * hs + last * u_,
@@ -215,7 +217,8 @@ class RnnOp : public Op {
       rows(n, [&](int64_t b) {  // gradients of the outputs read at this step
         float* d = dh + b * u_;
         const float* dy = a.dy + b * ystride;
-        if (seqs_ || s == t_ - 1) add(d, dy + (seqs_ ? out_row(s) : 0) * u_, u_);
+        if ((seqs_ || s == t_ - 1) && !zeroed(mask, b, tt))
+          add(d, dy + (seqs_ ? out_row(s) : 0) * u_, u_);
         if (s == t_ - 1 && nstate_ >= 1) add(d, dy + rows_out_ * u_, u_);
         if (s == t_ - 1 && nstate_ == 2) add(sc[kDc] + b * u_, dy + (rows_out_ + 1) * u_, u_);
         step_backward(a, b, tt, pt, first, mask, false);
@@ -274,6 +277,10 @@ class RnnOp : public Op {
     for (int64_t j = 0; j < k; ++j) d[j] += s[j];
   }
   int64_t time_of(int64_t s) const { return back_ ? t_ - 1 - s : s; }
+  // The output of a masked step is zero (zero_output_for_mask) rather than the carried h.
+  bool zeroed(const float* mask, int64_t b, int64_t tt) const {
+    return zero_masked_ && mask != nullptr && mask[b * t_ + tt] == 0.0f;
+  }
   // The output row of processing step s in a sequence output.
   int64_t out_row(int64_t s) const { return time_order_ ? time_of(s) : s; }
 
@@ -443,7 +450,7 @@ class RnnOp : public Op {
   Cell cell_ = Cell::lstm;
   int64_t gates_ = 4, u_ = 1, t_ = 1, f_ = 1, gu_ = 4, rows_out_ = 1, nstate_ = 0;
   bool use_bias_ = true, seqs_ = false, state_ = false, back_ = false, reset_after_ = false;
-  bool masked_ = false, time_order_ = false;
+  bool masked_ = false, time_order_ = false, zero_masked_ = false;
   const ActivationInfo* act_ = nullptr;
   const ActivationInfo* ract_ = nullptr;
   std::vector<float> act_p_, ract_p_, zeros_, zero_bias_;
