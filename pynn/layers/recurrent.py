@@ -219,7 +219,7 @@ class LSTM(RNN):
 
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)
-        if self.use_bias and self.unit_forget_bias:
+        if self.bias is not None and self.unit_forget_bias:
             self.bias.value[self.units:2 * self.units] = 1.0   # the forget gate starts open
 
     def get_config(self) -> dict:
