@@ -200,6 +200,67 @@ def test_non_contiguous_inputs_give_the_same_outputs():
     np.testing.assert_array_equal(model.predict(fortran, verbose=0), got)
 
 
+# --- dropout ---------------------------------------------------------------------------------
+DROP_CASES = [Case(cell, 5, 3, 4, return_sequences=True, dropout=0.3, recurrent_dropout=0.4,
+                   seed=7, **extra)
+              for cell, extra in [("lstm", {}), ("gru", {}), ("gru", {"reset_after": False}),
+                                  ("simple", {})]]
+
+
+def _drop_masks(n, case, stream):
+    """The masks the op draws: the dropout op's masks of (seed, stream) over (n, F) inputs
+    and of (seed + 0x5bd1e995, stream) over (n, u) states."""
+    from pynn import _core
+
+    a = case.attrs
+    mx = _core.dropout_forward(np.ones((n, case.F), np.float32), a["dropout"], a["seed"],
+                               stream)[1]
+    mh = _core.dropout_forward(np.ones((n, case.u), np.float32), a["recurrent_dropout"],
+                               a["seed"] + 0x5bd1e995, stream)[1]
+    return {"x": mx.astype(np.float64), "h": mh.astype(np.float64)}
+
+
+@pytest.mark.parametrize("case", DROP_CASES, ids=repr)
+def test_dropout_gradients_match_twin_with_the_same_masks(case):
+    rng = _rng("drop", case.name)
+    ps, xs = case.params(rng), case.inputs(rng, 3)
+    spec = case.spec(ps, xs)
+    out, _ = ref_graph.forward(spec, xs)
+    target = rng.standard_normal(out[0].shape).astype(np.float32)
+    got = _param_grads(spec.to_core([MSE]), len(ps), _feed(xs), [target])
+    # the first training step of a graph draws from stream 0 (step 0 * 4096 + node 0)
+    masks = _drop_masks(3, case, 0)
+    assert 0 < (masks["x"] == 0).sum() < masks["x"].size
+    _, _, want, _ = ref_graph.gradients(spec, xs, [target], [MSE], dropout_masks={0: masks})
+    for a, b in zip(got, want):
+        assert np.abs(a - b).max() <= 2e-4 * np.abs(b).max()
+    _, _, plain, _ = ref_graph.gradients(spec, xs, [target], [MSE])
+    assert np.abs(plain[0] - want[0]).max() > 1e-2 * np.abs(want[0]).max()   # masks matter
+    # inference ignores dropout
+    y = np.empty(out[0].shape, np.float32)
+    spec.to_core().predict(_feed(xs), [y])
+    np.testing.assert_allclose(y, out[0], atol=2e-5)
+
+
+@pytest.mark.parametrize("case", DROP_CASES[:3], ids=repr)
+def test_twin_dropout_gradients_match_finite_differences(case):
+    rng = _rng("drop_fd", case.name)
+    ps, xs = case.params(rng), case.inputs(rng, 2)
+    run = type("R", (), {"dtype": np.float64, "training": True, "node_index": 0,
+                         "dropout_masks": {0: _drop_masks(2, case, 5)}})()
+    forward, backward = ref_graph.OPS["rnn"]
+    y, saved = forward(case.node(), xs, ps, run)
+    R = rng.standard_normal(y.shape)
+    dxs, dps = backward(case.node(), saved, R)
+
+    def f():
+        return float((R * forward(case.node(), xs, ps, run)[0]).sum())
+
+    np.testing.assert_allclose(dxs[0], numeric_grad(f, xs[0]), rtol=1e-5, atol=1e-7)
+    for p, g in zip(ps, dps):
+        np.testing.assert_allclose(g, numeric_grad(f, p), rtol=1e-5, atol=1e-7)
+
+
 # --- embedding and slice ---------------------------------------------------------------------
 def _embedding_spec(table, shape):
     spec = GraphSpec()
@@ -415,7 +476,7 @@ def _text_model(seed):
         pynn.Input((9,)),
         L.Embedding(12, 6, mask_zero=True),
         L.Bidirectional(L.LSTM(8, return_sequences=True)),
-        L.GRU(5),
+        L.GRU(5, dropout=0.1, recurrent_dropout=0.2),
         L.Dense(3, activation="softmax"),
     ])
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])

@@ -15,11 +15,12 @@ a masked step keeps the previous state, and its output is that state.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
-from pynn import activations, initializers, regularizers
+from pynn import _random, activations, initializers, regularizers
 from pynn.layers.embedding import mask_of, set_mask
-from pynn.layers.layer import Layer, positive_int
+from pynn.layers.layer import Layer, positive_int, real_in
 
 _STATELESS = "stateful=True is not supported: pynn's recurrent layers start every batch " \
              "from the zero state"
@@ -59,14 +60,11 @@ class RNN(Layer):
             if value is not None:
                 raise ValueError(f"{name}: not supported yet by pynn's recurrent layers, "
                                  f"got {value!r}")
-        for name, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0.0 <= value < 1.0:
-                raise ValueError(f"{name}: expected a rate in [0, 1), got {value!r}")
-            if value:
-                raise ValueError(f"{name}: not supported yet by pynn's recurrent layers "
-                                 f"(only 0.0), got {value!r}")
-        self.dropout, self.recurrent_dropout = float(dropout), float(recurrent_dropout)
+        self.dropout = real_in(dropout, "dropout", 0.0, 1.0, hi_open=True)
+        self.recurrent_dropout = real_in(recurrent_dropout, "recurrent_dropout", 0.0, 1.0,
+                                         hi_open=True)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed: expected an integer or None, got {seed!r}")
         self.seed = seed
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
@@ -102,7 +100,16 @@ class RNN(Layer):
                 "recurrent_activation": self.recurrent_activation, "use_bias": self.use_bias,
                 "return_sequences": self.return_sequences, "return_state": self.return_state,
                 "go_backwards": self.go_backwards, "time_order": self._time_order,
-                "zero_output_for_mask": self.zero_output_for_mask}
+                "zero_output_for_mask": self.zero_output_for_mask, **self._dropout_attrs()}
+
+    def _dropout_attrs(self):
+        if not (self.dropout or self.recurrent_dropout):
+            return {}
+        if getattr(self, "_built_seed", None) is None:
+            self._built_seed = (_random.next_seed() if self.seed is None
+                                else int(self.seed) % 2**63)
+        return {"dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
+                "seed": self._built_seed}
 
     # --- the graph --------------------------------------------------------------------------
     def _emit(self, spec, inputs):

@@ -19,7 +19,10 @@ slice}.cpp, written as plainly as possible (a Python loop over time steps).
                 go_backwards reads the steps from the last; a step whose mask is 0 keeps
                 the previous h (and c). Outputs are in processing order (in time order
                 with the attribute time_order); zero_output_for_mask makes the output of
-                a masked step 0 (the state still carries over).
+                a masked step 0 (the state still carries over). Dropout in training
+                multiplies the input by a mask mx (b, F), the same at every step, and h'
+                by a mask mh (b, u) where it meets the recurrent kernel (h' U, and the
+                (r h') of a gru without reset_after), not in the gru's z h' nor in c.
     slice       rows [begin, begin + size) of each sample's first axis
 
 Backpropagation through time walks the steps in reverse, carrying dh (and dc for the lstm).
@@ -66,7 +69,8 @@ def rnn_forward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
                 bias: np.ndarray | None, cell: str = "lstm", activation: str = "tanh",
                 recurrent_activation: str = "sigmoid", reset_after: bool = True,
                 go_backwards: bool = False, mask: np.ndarray | None = None,
-                dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray | None, list]:
+                dtype: Any = np.float64, mx: np.ndarray | None = None,
+                mh: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, list]:
     """Runs the cell over x (b, T, F). Returns (hs (b, T, u) in processing order, cs (b, T, u)
     for the lstm else None, the per-step cache the backward pass reads)."""
     x = np.asarray(x, dtype)
@@ -79,18 +83,21 @@ def rnn_forward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
     c = np.zeros((n, u), dtype)
     hs, cs, cache = [], [], []
     order = range(T - 1, -1, -1) if go_backwards else range(T)
+    mx = np.ones((n, x.shape[2]), dtype) if mx is None else np.asarray(mx, dtype)
+    mh = np.ones((n, u), dtype) if mh is None else np.asarray(mh, dtype)
     for t in order:
-        xw = x[:, t] @ W + b_in
+        xw = (x[:, t] * mx) @ W + b_in
         keep = (np.ones((n, 1), bool) if mask is None
                 else (np.asarray(mask)[:, t] != 0)[:, None])
-        step: dict = {"t": t, "h_prev": h, "c_prev": c, "keep": keep}
+        step: dict = {"t": t, "h_prev": h, "c_prev": c, "keep": keep, "mx": mx, "mh": mh}
+        hd = h * mh                      # h' as the recurrent kernel sees it
         if cell == "simple":
-            z = xw + h @ U
+            z = xw + hd @ U
             h_new = act.fn(z)
             step.update(z=z)
             c_new = c
         elif cell == "lstm":
-            z = xw + h @ U
+            z = xw + hd @ U
             zi, zf, zc, zo = np.split(z, 4, axis=1)
             i, f, g, o = ract.fn(zi), ract.fn(zf), act.fn(zc), ract.fn(zo)
             c_new = f * c + i * g
@@ -99,16 +106,16 @@ def rnn_forward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
         else:
             xz, xr, xh = np.split(xw, 3, axis=1)
             if reset_after:
-                rz, rr, rh = np.split(h @ U + b_rec, 3, axis=1)
+                rz, rr, rh = np.split(hd @ U + b_rec, 3, axis=1)
                 zz, zr = xz + rz, xr + rr
                 r = ract.fn(zr)
                 zh = xh + r * rh
                 step.update(rec=rh)
             else:
-                zz = xz + h @ U[:, :u]
-                zr = xr + h @ U[:, u:2 * u]
+                zz = xz + hd @ U[:, :u]
+                zr = xr + hd @ U[:, u:2 * u]
                 r = ract.fn(zr)
-                zh = xh + (r * h) @ U[:, 2 * u:]
+                zh = xh + (r * hd) @ U[:, 2 * u:]
             zg = ract.fn(zz)
             hh = act.fn(zh)
             h_new = zg * h + (1 - zg) * hh
@@ -146,6 +153,8 @@ def rnn_backward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
     for s in range(T - 1, -1, -1):
         st = cache[s]
         t, hp, cp, keep = st["t"], st["h_prev"], st["c_prev"], st["keep"]
+        mx, mh = st["mx"], st["mh"]
+        hd = hp * mh
         dh = dh + dhs[:, s]
         # a masked step passes dh and dc through untouched
         dh_in, dc_in = np.where(keep, dh, 0), np.where(keep, dc, 0)
@@ -153,7 +162,7 @@ def rnn_backward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
         if cell == "simple":
             dz = dh_in * act.grad(st["z"])
             dz_rec = dz
-            dh_prev = dz @ U.T
+            dh_prev = (dz @ U.T) * mh
             dc_prev = dc_skip
         elif cell == "lstm":
             tc = act.fn(st["c"])
@@ -164,7 +173,7 @@ def rnn_backward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
             dzc = dct * st["i"] * act.grad(st["zc"])
             dz = np.concatenate([dzi, dzf, dzc, dzo], axis=1)
             dz_rec = dz
-            dh_prev = dz @ U.T
+            dh_prev = (dz @ U.T) * mh
             dc_prev = dct * st["f"] + dc_skip
         else:
             zg, r, hh = st["z"], st["r"], st["hh"]
@@ -175,22 +184,22 @@ def rnn_backward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
                 dzr = dzh * st["rec"] * ract.grad(st["zr"])
                 dz = np.concatenate([dzz, dzr, dzh], axis=1)
                 dz_rec = np.concatenate([dzz, dzr, dzh * r], axis=1)
-                dh_prev = dh_prev + dz_rec @ U.T
+                dh_prev = dh_prev + (dz_rec @ U.T) * mh
             else:
                 drh = dzh @ U[:, 2 * u:].T
-                dzr = drh * hp * ract.grad(st["zr"])
+                dzr = drh * hd * ract.grad(st["zr"])
                 dz = np.concatenate([dzz, dzr, dzh], axis=1)
                 dz_rec = dz
-                dh_prev = dh_prev + drh * r + dz[:, :2 * u] @ U[:, :2 * u].T
-                dU[:, 2 * u:] += (r * hp).T @ dzh
-                dU[:, :2 * u] += hp.T @ dz[:, :2 * u]
+                dh_prev = dh_prev + (drh * r + dz[:, :2 * u] @ U[:, :2 * u].T) * mh
+                dU[:, 2 * u:] += (r * hd).T @ dzh
+                dU[:, :2 * u] += hd.T @ dz[:, :2 * u]
             dc_prev = dc_skip
         if not (cell == "gru" and not reset_after):
-            dU += hp.T @ dz_rec
-        dW += x[:, t].T @ dz
+            dU += hd.T @ dz_rec
+        dW += (x[:, t] * mx).T @ dz
         db_in += dz.sum(axis=0)
         db_rec += dz_rec.sum(axis=0)
-        dx[:, t] = dz @ W.T
+        dx[:, t] = (dz @ W.T) * mx
         dh = dh_prev + dh_skip
         dc = dc_prev
     if bias is None:
@@ -214,8 +223,10 @@ def _rnn_f(node, xs, ps, run):
     kw = _attrs(node)
     bias = ps[2] if a.get("use_bias", True) else None
     mask = xs[1] if len(xs) > 1 else None
+    drop = run.dropout_masks.get(run.node_index, {}) if getattr(run, "training", False) else {}
     hs, cs, cache = rnn_forward(xs[0], ps[0], ps[1], bias, go_backwards=bool(
-        a.get("go_backwards", False)), mask=mask, dtype=run.dtype, **kw)
+        a.get("go_backwards", False)), mask=mask, dtype=run.dtype, mx=drop.get("x"),
+        mh=drop.get("h"), **kw)
     seqs, state = bool(a.get("return_sequences", False)), bool(a.get("return_state", False))
     out = hs
     if mask is not None and a.get("zero_output_for_mask", False):

@@ -5,7 +5,11 @@
 // return_state, go_backwards, reset_after (gru only, default true), time_order (the
 // sequence output indexed by time instead of processing order: a go_backwards layer's
 // sequence the right way round, as Bidirectional wants it), zero_output_for_mask (a masked
-// step's output, in the sequence or as the last output, is 0 instead of the carried h).
+// step's output, in the sequence or as the last output, is 0 instead of the carried h),
+// dropout, recurrent_dropout and seed (training only, inverted dropout: one mask per sequence
+// over the input features, kept at every step, and one over h' where it enters the recurrent
+// GEMMs; element i of the input mask is the dropout op's draw i of (seed, stream), of the
+// recurrent mask that of (seed + kRecurrentSeed, stream)).
 // inputs: x (T, F) [, mask (T,): a step is kept where mask != 0].
 // params, with G gates (simple 1, lstm 4 in the order i f c o, gru 3 in the order z r h)
 // and Keras's layouts: [kernel (F, G u), recurrent_kernel (u, G u), bias] where bias is
@@ -40,11 +44,21 @@
 #include "gemm/gemm.h"
 #include "nn/ops/common.h"
 #include "nn/ops/indexing.h"
+#include "nn/random.h"
 
 namespace pynn::nn {
 namespace {
 
 enum class Cell { simple, lstm, gru };
+
+constexpr uint64_t kRecurrentSeed = 0x5bd1e995u;
+
+// The dropout op's mask: 1 / (1 - rate) where draw i of (seed, stream) is >= rate, else 0.
+void dropout_mask(float* m, int64_t n, float rate, uint64_t seed, uint64_t stream) {
+  const float scale = 1.0f / (1.0f - rate);
+  for (int64_t i = 0; i < n; ++i)
+    m[i] = random_uniform01(seed, stream, uint64_t(i)) >= rate ? scale : 0.0f;
+}
 
 // Scratch slots (per batch row unless noted).
 enum Slot {
@@ -60,6 +74,10 @@ enum Slot {
   kDc,     // backward: dc carried between steps, (u)
   kTmp,    // backward: a step's temporary (act(c) for lstm, d(r h') for gru), (u)
   kHprev,  // backward: h' of every step in time order, (T, u)
+  kXd,     // dropout: the dropped input (T, F); in backward the dx before its mask
+  kMx,     // dropout: the input mask, (F)
+  kMh,     // recurrent dropout: the mask of h', (u)
+  kHd,     // recurrent dropout: one step's dropped h' (u); in backward dh' before its mask
   kSlots
 };
 
@@ -83,6 +101,12 @@ class RnnOp : public Op {
     back_ = attrs.get_bool("go_backwards", false);
     time_order_ = attrs.get_bool("time_order", false);
     zero_masked_ = attrs.get_bool("zero_output_for_mask", false);
+    rate_x_ = attrs.get_double("dropout", 0.0);
+    rate_h_ = attrs.get_double("recurrent_dropout", 0.0);
+    seed_ = uint64_t(attrs.get_int("seed", 0));
+    if (!(rate_x_ >= 0.0 && rate_x_ < 1.0) || !(rate_h_ >= 0.0 && rate_h_ < 1.0))
+      op_error(attrs, "dropout and recurrent_dropout must be in [0, 1), got " +
+                          std::to_string(rate_x_) + " and " + std::to_string(rate_h_));
     reset_after_ = attrs.get_bool("reset_after", true) && cell_ == Cell::gru;
     check_arity(attrs, in, 1, 2, params, use_bias_ ? 3 : 2, use_bias_ ? 3 : 2);
     if (in[0].size() != 2)
@@ -112,7 +136,7 @@ class RnnOp : public Op {
     return Shape{rows_out_ + nstate_, u_};
   }
 
-  std::vector<ScratchNeed> scratch(bool, bool backward) const override {
+  std::vector<ScratchNeed> scratch(bool training, bool backward) const override {
     std::vector<ScratchNeed> s(kSlots);
     const ScratchLife keep = backward ? ScratchLife::saved : ScratchLife::forward;
     const ScratchLife bw = ScratchLife::backward;
@@ -130,6 +154,14 @@ class RnnOp : public Op {
       s[kTmp] = {u_, 0, bw};
       s[kHprev] = {t_ * u_, 0, bw};
     }
+    if (training && rate_x_ > 0) {
+      s[kXd] = {t_ * f_, 0, keep};
+      s[kMx] = {f_, 0, keep};
+    }
+    if (training && rate_h_ > 0) {
+      s[kMh] = {u_, 0, keep};
+      s[kHd] = {u_, 0, backward ? ScratchLife::saved : ScratchLife::forward};
+    }
     return s;
   }
   bool needs_input(int k, bool, const BackwardNeeds& needs) const override {
@@ -146,17 +178,40 @@ class RnnOp : public Op {
     const float* rbias = reset_after_ ? (bias ? bias + gu_ : zero_bias_.data()) : nullptr;
     const float* mask = masked_ ? a.x[1] : nullptr;
     const int64_t zs = t_ * gu_, hs = t_ * u_;  // row strides of one step's rows
+    const bool drop_x = a.training && rate_x_ > 0, drop_h = a.training && rate_h_ > 0;
+    const float* X = a.x[0];
+    if (drop_x) {  // one mask per sequence, the same at every step
+      float* mx = sc[kMx];
+      dropout_mask(mx, n * f_, float(rate_x_), seed_, a.stream);
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t t = 0; t < t_; ++t)
+          for (int64_t f = 0; f < f_; ++f) {
+            const int64_t i = (b * t_ + t) * f_ + f;
+            sc[kXd][i] = X[i] * mx[b * f_ + f];
+          }
+      X = sc[kXd];
+    }
+    const float* mh = drop_h ? sc[kMh] : nullptr;
+    if (drop_h) dropout_mask(sc[kMh], n * u_, float(rate_h_), seed_ + kRecurrentSeed, a.stream);
 
     // The input side of every step: one GEMM, bias in its epilogue.
     gemm::Epilogue ep;
     ep.bias = bias;
-    gemm::sgemm(n * t_, gu_, f_, 1.0f, {a.x[0], f_, 1}, {W, gu_, 1}, 0.0f, Z, gu_, ep);
+    gemm::sgemm(n * t_, gu_, f_, 1.0f, {X, f_, 1}, {W, gu_, 1}, 0.0f, Z, gu_, ep);
 
     for (int64_t s = 0; s < t_; ++s) {
       const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
       const bool first = s == 0;
       float* Zt = Z + tt * gu_;
       const float* Hp = first ? nullptr : sc[kH] + pt * u_;
+      int64_t hld = hs;  // row stride of the recurrent GEMMs' A operand
+      if (drop_h && !first) {  // h' as the recurrent GEMMs see it
+        float* hd = sc[kHd];
+        for (int64_t b = 0; b < n; ++b)
+          for (int64_t j = 0; j < u_; ++j) hd[b * u_ + j] = Hp[b * hs + j] * mh[b * u_ + j];
+        Hp = hd;
+        hld = u_;
+      }
       float* step = reset_after_ ? sc[kStep] : nullptr;
       if (reset_after_) {  // h'U + recurrent bias into the step buffer
         gemm::Epilogue rb;
@@ -164,18 +219,18 @@ class RnnOp : public Op {
         if (first) {
           for (int64_t b = 0; b < n; ++b) std::memcpy(step + b * gu_, rbias, bytes(gu_));
         } else {
-          gemm::sgemm(n, gu_, u_, 1.0f, {Hp, hs, 1}, {U, gu_, 1}, 0.0f, step, gu_, rb);
+          gemm::sgemm(n, gu_, u_, 1.0f, {Hp, hld, 1}, {U, gu_, 1}, 0.0f, step, gu_, rb);
         }
       } else if (!first) {
         const int64_t cols = cell_ == Cell::gru ? 2 * u_ : gu_;
-        gemm::sgemm(n, cols, u_, 1.0f, {Hp, hs, 1}, {U, gu_, 1}, 1.0f, Zt, zs);
+        gemm::sgemm(n, cols, u_, 1.0f, {Hp, hld, 1}, {U, gu_, 1}, 1.0f, Zt, zs);
       }
-      rows(n, [&](int64_t b) { step_forward(a, b, tt, pt, first, mask, step, false); });
+      rows(n, [&](int64_t b) { step_forward(a, b, tt, pt, first, mask, mh, step, false); });
       if (cell_ == Cell::gru && !reset_after_) {  // (r h') Uh, then the candidate and h
         if (!first)
           gemm::sgemm(n, u_, u_, 1.0f, {sc[kRec] + tt * u_, hs, 1}, {U + 2 * u_, gu_, 1}, 1.0f,
                       Zt + 2 * u_, zs);
-        rows(n, [&](int64_t b) { step_forward(a, b, tt, pt, first, mask, step, true); });
+        rows(n, [&](int64_t b) { step_forward(a, b, tt, pt, first, mask, mh, step, true); });
       }
     }
 
@@ -210,6 +265,8 @@ class RnnOp : public Op {
     if (cell_ == Cell::lstm) std::fill(sc[kDc], sc[kDc] + n * u_, 0.0f);
     const int64_t orow = (rows_out_ + nstate_) * u_;
     const int64_t ystride = nstate_ ? orow : rows_out_ * u_;
+    const bool drop_x = a.training && rate_x_ > 0, drop_h = a.training && rate_h_ > 0;
+    const float* mh = drop_h ? sc[kMh] : nullptr;
 
     for (int64_t s = t_ - 1; s >= 0; --s) {
       const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
@@ -221,17 +278,23 @@ class RnnOp : public Op {
           add(d, dy + (seqs_ ? out_row(s) : 0) * u_, u_);
         if (s == t_ - 1 && nstate_ >= 1) add(d, dy + rows_out_ * u_, u_);
         if (s == t_ - 1 && nstate_ == 2) add(sc[kDc] + b * u_, dy + (rows_out_ + 1) * u_, u_);
-        step_backward(a, b, tt, pt, first, mask, false);
+        step_backward(a, b, tt, pt, first, mask, mh, false);
       });
       if (cell_ == Cell::gru && !reset_after_) {
         // d(r h') = dzh Uh^T, then the reset gate's gradient and h''s share through r.
         gemm::sgemm(n, u_, u_, 1.0f, {dZ + tt * gu_ + 2 * u_, zs, 1}, {U + 2 * u_, 1, gu_}, 0.0f,
                     sc[kTmp], u_);
-        rows(n, [&](int64_t b) { step_backward(a, b, tt, pt, first, mask, true); });
+        rows(n, [&](int64_t b) { step_backward(a, b, tt, pt, first, mask, mh, true); });
       }
       if (first) break;  // h' of the first step is the zero state: its gradient is unused
       const int64_t k = cell_ == Cell::gru && !reset_after_ ? 2 * u_ : gu_;
-      gemm::sgemm(n, u_, k, 1.0f, {dZh + tt * gu_, zs, 1}, {U, 1, gu_}, 1.0f, dh, u_);
+      if (!drop_h) {
+        gemm::sgemm(n, u_, k, 1.0f, {dZh + tt * gu_, zs, 1}, {U, 1, gu_}, 1.0f, dh, u_);
+      } else {  // through the mask of h'
+        float* dhd = sc[kHd];
+        gemm::sgemm(n, u_, k, 1.0f, {dZh + tt * gu_, zs, 1}, {U, 1, gu_}, 0.0f, dhd, u_);
+        for (int64_t i = 0; i < n * u_; ++i) dh[i] += dhd[i] * mh[i];
+      }
     }
 
     // h' of every step as a matrix (zero rows for the first step), for dU.
@@ -243,11 +306,13 @@ class RnnOp : public Op {
           float* dst = Hp + b * hs + tt * u_;
           if (s == 0) std::fill(dst, dst + u_, 0.0f);
           else std::memcpy(dst, sc[kH] + b * hs + pt * u_, bytes(u_));
+          if (drop_h)
+            for (int64_t j = 0; j < u_; ++j) dst[j] *= mh[b * u_ + j];
         }
     }
     const int64_t rows_all = n * t_;
     if (float* dW = a.dparam[0])
-      gemm::sgemm(f_, gu_, rows_all, 1.0f, {a.x[0], 1, f_}, {dZ, gu_, 1},
+      gemm::sgemm(f_, gu_, rows_all, 1.0f, {drop_x ? sc[kXd] : a.x[0], 1, f_}, {dZ, gu_, 1},
                   a.dparam_acc[0] ? 1.0f : 0.0f, dW, gu_);
     if (float* dU = a.dparam[1]) {
       const float beta = a.dparam_acc[1] ? 1.0f : 0.0f;
@@ -265,9 +330,21 @@ class RnnOp : public Op {
       colsum(dZ, rows_all, db, acc);
       if (reset_after_) colsum(dZh, rows_all, db + gu_, acc);
     }
-    if (float* dx = a.dx[0])
-      gemm::sgemm(rows_all, f_, gu_, 1.0f, {dZ, gu_, 1}, {W, 1, gu_},
-                  a.dx_acc[0] ? 1.0f : 0.0f, dx, f_);
+    if (float* dx = a.dx[0]) {
+      if (!drop_x) {
+        gemm::sgemm(rows_all, f_, gu_, 1.0f, {dZ, gu_, 1}, {W, 1, gu_},
+                    a.dx_acc[0] ? 1.0f : 0.0f, dx, f_);
+      } else {  // through the input mask (the dropped input is no longer needed)
+        float* tmp = sc[kXd];
+        const float* mx = sc[kMx];
+        gemm::sgemm(rows_all, f_, gu_, 1.0f, {dZ, gu_, 1}, {W, 1, gu_}, 0.0f, tmp, f_);
+        for (int64_t b = 0; b < n; ++b)
+          for (int64_t i = b * t_ * f_; i < (b + 1) * t_ * f_; ++i) {
+            const float v = tmp[i] * mx[b * f_ + i % f_];
+            dx[i] = a.dx_acc[0] ? dx[i] + v : v;
+          }
+      }
+    }
     if (masked_) ops::no_gradient(a.dx[1], n * t_, a.dx_acc[1] != 0);
   }
 
@@ -302,7 +379,8 @@ class RnnOp : public Op {
   // For gru without reset_after the step runs in two phases around the (r h')Uh GEMM:
   // phase 0 activates z and r and forms r h'; phase 1 the candidate and h.
   void step_forward(const FwdArgs& a, int64_t b, int64_t tt, int64_t pt, bool first,
-                    const float* mask, const float* step, bool phase1) const {
+                    const float* mask, const float* mh, const float* step,
+                    bool phase1) const {
     float* const* sc = a.scratch;
     const int64_t zo = b * t_ * gu_ + tt * gu_, ho = b * t_ * u_ + tt * u_;
     float* z = sc[kZ] + zo;
@@ -348,6 +426,8 @@ class RnnOp : public Op {
           std::memcpy(g, z, bytes(2 * u));
           ract_->forward(g, 2 * u, ract_p_.data());
           for (int64_t j = 0; j < u; ++j) rec[j] = g[u + j] * hp[j];
+          if (mh)
+            for (int64_t j = 0; j < u; ++j) rec[j] *= mh[b * u + j];
           return;
         }
         std::memcpy(g + 2 * u, z + 2 * u, bytes(u));
@@ -368,7 +448,7 @@ class RnnOp : public Op {
   // after this adds the rest). gru without reset_after: phase 0 everything but the reset
   // gate, phase 1 (after d(r h') is in kTmp) the reset gate.
   void step_backward(const BwdArgs& a, int64_t b, int64_t tt, int64_t pt, bool first,
-                     const float* mask, bool phase1) const {
+                     const float* mask, const float* mh, bool phase1) const {
     float* const* sc = a.scratch;
     const int64_t zo = b * t_ * gu_ + tt * gu_, ho = b * t_ * u_ + tt * u_;
     const float* z = sc[kZ] + zo;
@@ -419,8 +499,9 @@ class RnnOp : public Op {
         if (phase1) {  // not reset_after: d r = d(r h') h', dh' += d(r h') r
           const float* drh = sc[kTmp] + b * u_;
           for (int64_t j = 0; j < u; ++j) {
-            dz[u + j] = drh[j] * hp[j];
-            dh[j] += drh[j] * g[u + j];
+            const float m = mh ? mh[b * u + j] : 1.0f;
+            dz[u + j] = drh[j] * hp[j] * m;
+            dh[j] += drh[j] * g[u + j] * m;
           }
           ract_->backward(z + u, g + u, dz + u, dz + u, u, ract_p_.data());
           return;
@@ -451,6 +532,8 @@ class RnnOp : public Op {
   int64_t gates_ = 4, u_ = 1, t_ = 1, f_ = 1, gu_ = 4, rows_out_ = 1, nstate_ = 0;
   bool use_bias_ = true, seqs_ = false, state_ = false, back_ = false, reset_after_ = false;
   bool masked_ = false, time_order_ = false, zero_masked_ = false;
+  double rate_x_ = 0.0, rate_h_ = 0.0;
+  uint64_t seed_ = 0;
   const ActivationInfo* act_ = nullptr;
   const ActivationInfo* ract_ = nullptr;
   std::vector<float> act_p_, ract_p_, zeros_, zero_bias_;
