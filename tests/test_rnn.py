@@ -451,6 +451,27 @@ def test_masks_match_keras(keras, kind, seqs):
                                atol=1e-5)
 
 
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_masked_global_average_pooling_matches_keras(keras, keepdims):
+    rng = _rng("gap", keepdims)
+    ids = rng.integers(1, 9, (3, 6)).astype(np.int32)
+    ids[0, 2:] = 0
+    ids[1, :4] = 0
+
+    def build(lib, layers):
+        inp = lib.Input((6,))
+        h = layers.Embedding(10, 4, mask_zero=True)(inp)
+        h = layers.GRU(5, return_sequences=True)(h)
+        return lib.Model(inp, layers.GlobalAveragePooling1D(keepdims=keepdims)(h))
+
+    km, pm = build(keras, keras.layers), build(pynn, L)
+    ws = _jitter(km.get_weights(), rng)
+    km.set_weights(ws)
+    pm.set_weights(ws)
+    np.testing.assert_allclose(pm.predict(ids, verbose=0), _kout(km(ids))[0], rtol=1e-5,
+                               atol=1e-5)
+
+
 def test_embedding_and_time_distributed_match_keras(keras):
     rng = _rng("emb_keras")
     ids = rng.integers(0, 20, (3, 6))

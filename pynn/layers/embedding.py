@@ -129,3 +129,28 @@ class Masking(Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "mask_value": self.mask_value}
+
+
+def masked_average(spec: Any, layer: Any, x: int) -> list[int] | None:
+    """GlobalAveragePooling1D over the unmasked steps of `x` (Keras: the sum of the kept
+    steps over their count), or None when `x` carries no mask."""
+    mask = mask_of(spec, x)
+    if mask is None:
+        return None
+    if layer.data_format != "channels_last":
+        raise ValueError(f"{layer.name}: a masked input needs data_format='channels_last'")
+    steps, channels = spec.shapes[x]
+    (m1,) = spec.add_node("reshape", [mask], [(steps, 1)], attrs={"target_shape": [steps, 1]},
+                          name=f"{layer.name}_mask")
+    (kept,) = spec.add_node("binary", [x, m1], [(steps, channels)], attrs={"fn": "multiply"},
+                            name=f"{layer.name}_kept")
+    out = (1, channels) if layer.keepdims else (channels,)
+    cnt = (1, 1) if layer.keepdims else (1,)
+    (total,) = spec.add_node("reduce", [kept], [out], attrs={"fn": "sum", "axes": [0],
+                                                            "keepdims": layer.keepdims},
+                             name=f"{layer.name}_sum")
+    (count,) = spec.add_node("reduce", [m1], [cnt], attrs={"fn": "sum", "axes": [0],
+                                                          "keepdims": layer.keepdims},
+                             name=f"{layer.name}_count")
+    return spec.add_node("binary", [total, count], [out], attrs={"fn": "divide"},
+                         name=layer.name)
