@@ -497,3 +497,8 @@ OPS.update(_pynn_ops.OPS)
 from pynn.reference import conv as _conv  # noqa: E402
 
 OPS.update(_conv.OPS)
+
+# --- embedding, the recurrent layers and slice: their twins live in pynn/reference/rnn.py.
+from pynn.reference import rnn as _rnn  # noqa: E402
+
+OPS.update(_rnn.OPS)
