@@ -37,9 +37,8 @@ ArchChoice choose() {
   else if (std::strcmp(env, "avx2") == 0) want = Arch::avx2;
   else if (std::strcmp(env, "generic") == 0) want = Arch::generic;
   else {
-    c.error = std::string("PYNN_ARCH must be one of 'amx', 'avx512_bf16', 'avx512', 'avx2', 'generic' "
-                         "or 'auto'; got '") +
-              env + "'";
+    c.error = std::string("PYNN_ARCH must be one of 'amx', 'avx512_bf16', 'avx512', 'avx2', "
+                          "'generic' or 'auto'; got '") + env + "'";
     return c;
   }
   if (!cpu_supports(want) || !cpu_supports(want_bf16)) {
