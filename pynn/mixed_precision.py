@@ -94,6 +94,9 @@ def get(policy: Any) -> DTypePolicy:
             raise ValueError(f"dtype: expected a policy dict with a 'name', got {policy!r}")
         return DTypePolicy(cfg["name"])
     if isinstance(policy, str):
+        if policy not in _SUPPORTED:
+            raise ValueError(f"dtype: pynn supports the dtype policies {sorted(_SUPPORTED)} "
+                             f"(float32 weights), got {policy!r}")
         return DTypePolicy(policy)
     import numpy as np
 

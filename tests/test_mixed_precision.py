@@ -191,3 +191,46 @@ def test_mlp_on_fashion_mnist_matches_float32(tmp_path):
     again = pynn.load_model(path)
     assert [lay.dtype_policy.name for lay in again.layers] == ["mixed_bfloat16"] * 3
     assert np.array_equal(again.predict(xt[:100], verbose=0), b16.predict(xt[:100], verbose=0))
+
+
+def test_engine_follows_the_graph_twin():
+    # The NumPy graph executor honours the dense op's compute_dtype attribute. Two layers:
+    # the first layer's output differs from the twin's by its float32 sum error e1, so the
+    # second layer's rounded input differs by at most |e1| + 2^-8 |h1| per element (a bf16
+    # rounding may go the other way); ReLU is 1-Lipschitz.
+    from test_conv import _param_grads
+
+    from pynn.reference import graph as ref_graph
+
+    rng = np.random.default_rng(3)
+    model = pynn.Sequential([pynn.Input((40,)), Dense(16, activation="relu", dtype="mixed_bfloat16"),
+                             Dense(5, dtype="mixed_bfloat16")])
+    spec = model._build_spec()
+    assert all(n.attrs.get("compute_dtype") == "bfloat16" for n in spec.nodes)
+    x = rng.standard_normal((20, 40)).astype(np.float32)
+    got = model.predict(x, verbose=0).astype(np.float64)
+    want = ref_graph.predict(spec, [x])[0]
+    (W1, b1, W2, _) = [w.astype(np.float64) for w in model.get_weights()]
+    h1 = np.maximum(ref_bf16.round_bf16(x).astype(np.float64) @ ref_bf16.round_bf16(W1) + b1, 0)
+    e1 = (40 + 4) * U32 * (np.abs(x) @ np.abs(W1) + np.abs(b1))
+    tol = (e1 + 2.0 ** -8 * h1) @ np.abs(W2) + (16 + 4) * U32 * (h1 @ np.abs(W2)) + 1e-30
+    assert np.all(np.abs(got - want) <= tol)
+    # gradients of a squared error: as in test_dense_gradients_follow_the_bf16_twin, far
+    # closer to the twin than to the float32 gradients
+    target = rng.standard_normal((20, 5)).astype(np.float32)
+    loss = ("mean_squared_error", False, 1.0, 1.0)
+    engine = _param_grads(spec.to_core([loss]), 4, [x], [target])
+    _, _, twin, _ = ref_graph.gradients(spec, [x.astype(np.float64)], [target], [loss])
+    f32 = spec_float32(spec)
+    _, _, exact, _ = ref_graph.gradients(f32, [x.astype(np.float64)], [target], [loss])
+    for g, t, e in zip(engine, twin, exact):
+        assert np.mean(np.abs(g - t)) * 5 < np.mean(np.abs(g - e))
+
+
+def spec_float32(spec):
+    import copy
+
+    f32 = copy.deepcopy(spec)
+    for n in f32.nodes:
+        n.attrs.pop("compute_dtype", None)
+    return f32
