@@ -79,8 +79,8 @@ def test_images_equal_keras_resize(keras, image_dir):
     """Each image equals Keras's: Pillow decoding, then keras.ops.image.resize (torch)."""
     from PIL import Image
 
-    cases = [dict(), dict(interpolation="nearest"), dict(crop_to_aspect_ratio=True),
-             dict(pad_to_aspect_ratio=True)]
+    cases = [dict(), dict(interpolation="nearest"), dict(interpolation="bicubic"),
+             dict(crop_to_aspect_ratio=True), dict(pad_to_aspect_ratio=True)]
     for kw in cases:
         ds = image_dataset_from_directory(image_dir, image_size=(6, 9), batch_size=5,
                                           shuffle=False, verbose=False, **kw)
@@ -94,6 +94,21 @@ def test_images_equal_keras_resize(keras, image_dir):
                 pad_to_aspect_ratio=kw.get("pad_to_aspect_ratio", False)).numpy()
             # float32 interpolation in a different order: a few ulps of values up to 255
             np.testing.assert_allclose(img, want, rtol=0, atol=1e-3, err_msg=str(kw))
+
+
+@pytest.mark.parametrize("shape, size", [((7, 11, 3), (6, 9)), ((5, 5, 1), (12, 3)),
+                                         ((13, 4, 2), (4, 13)), ((1, 1, 1), (3, 2)),
+                                         ((9, 9, 1), (3, 3)), ((2, 3, 4), (8, 8))])
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest", "bicubic"])
+def test_resize_image_equals_keras_on_random_shapes(keras, shape, size, interpolation):
+    from pynn.utils.image_dataset_utils import resize_image
+
+    img = np.random.default_rng(sum(shape)).uniform(0, 255, shape).astype(np.float32)
+    want = keras.ops.image.resize(img, size, interpolation=interpolation).numpy()
+    got = resize_image(np.asfortranarray(img), size, interpolation)   # (not C-contiguous)
+    assert got.shape == want.shape
+    # float32 sums of up to 16 taps of values up to 255, in another order
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-3)
 
 
 def test_label_modes_color_modes_and_batching(image_dir):
