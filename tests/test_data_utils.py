@@ -370,14 +370,37 @@ def test_dataset_object():
     assert list(next(iter(doubled))[0]) == [0.0, 2.0, 4.0, 6.0]
     assert list(next(iter(ds))[0]) == [0.0, 1.0, 2.0, 3.0]   # map returns a new dataset
     assert ds.element_spec[0][0] == (4,)
-    sh = ds.shuffle_each_pass(seed=0)
+    sh = ds.shuffle(1000, seed=0)
     orders = [np.concatenate([x for x, _ in sh]) for _ in range(2)]
     assert sorted(orders[0]) == list(range(10)) and not np.array_equal(*orders)
+    fixed = ds.shuffle(1000, seed=0, reshuffle_each_iteration=False)
+    orders = [np.concatenate([x for x, _ in fixed]) for _ in range(2)]
+    assert sorted(orders[0]) == list(range(10)) and np.array_equal(*orders)
+    assert ds.prefetch(2) is ds
     with pytest.raises(ValueError, match="rows"):
         Dataset.from_arrays((np.arange(3), np.arange(4)))
     with pytest.raises(TypeError, match="fn"):
         ds.map(3)
     assert "10 samples" in repr(ds)
+
+
+def test_cache_reads_each_sample_once(image_dir, monkeypatch):
+    from pynn.utils import image_dataset_utils
+
+    reads = []
+    real = image_dataset_utils.load_image
+    monkeypatch.setattr(image_dataset_utils, "load_image",
+                        lambda p, c: reads.append(p) or real(p, c))
+    ds = image_dataset_from_directory(image_dir, image_size=(3, 3), batch_size=5, seed=0,
+                                      verbose=False)
+    cached = ds.cache().shuffle(100, seed=1).prefetch(1)   # a usual Keras pipeline
+    first = np.concatenate([x for x, _ in cached])
+    second = np.concatenate([x for x, _ in cached])
+    assert len(reads) == 12 and sorted(reads) == sorted(ds.file_paths)
+    # the same images, in another order
+    assert np.allclose(np.sort(first.ravel()), np.sort(second.ravel()))
+    assert not np.array_equal(first, second)
+    assert cached.class_names == ds.class_names
 
 
 def test_to_categorical_is_there():
