@@ -79,8 +79,8 @@ def test_images_equal_keras_resize(keras, image_dir):
     """Each image equals Keras's: Pillow decoding, then keras.ops.image.resize (torch)."""
     from PIL import Image
 
-    cases = [dict(), dict(interpolation="nearest"), dict(crop_to_aspect_ratio=True),
-             dict(pad_to_aspect_ratio=True)]
+    cases = [dict(), dict(interpolation="nearest"), dict(interpolation="bicubic"),
+             dict(crop_to_aspect_ratio=True), dict(pad_to_aspect_ratio=True)]
     for kw in cases:
         ds = image_dataset_from_directory(image_dir, image_size=(6, 9), batch_size=5,
                                           shuffle=False, verbose=False, **kw)
@@ -94,6 +94,21 @@ def test_images_equal_keras_resize(keras, image_dir):
                 pad_to_aspect_ratio=kw.get("pad_to_aspect_ratio", False)).numpy()
             # float32 interpolation in a different order: a few ulps of values up to 255
             np.testing.assert_allclose(img, want, rtol=0, atol=1e-3, err_msg=str(kw))
+
+
+@pytest.mark.parametrize("shape, size", [((7, 11, 3), (6, 9)), ((5, 5, 1), (12, 3)),
+                                         ((13, 4, 2), (4, 13)), ((1, 1, 1), (3, 2)),
+                                         ((9, 9, 1), (3, 3)), ((2, 3, 4), (8, 8))])
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest", "bicubic"])
+def test_resize_image_equals_keras_on_random_shapes(keras, shape, size, interpolation):
+    from pynn.utils.image_dataset_utils import resize_image
+
+    img = np.random.default_rng(sum(shape)).uniform(0, 255, shape).astype(np.float32)
+    want = keras.ops.image.resize(img, size, interpolation=interpolation).numpy()
+    got = resize_image(np.asfortranarray(img), size, interpolation)   # (not C-contiguous)
+    assert got.shape == want.shape
+    # float32 sums of up to 16 taps of values up to 255, in another order
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-3)
 
 
 def test_label_modes_color_modes_and_batching(image_dir):
@@ -355,14 +370,37 @@ def test_dataset_object():
     assert list(next(iter(doubled))[0]) == [0.0, 2.0, 4.0, 6.0]
     assert list(next(iter(ds))[0]) == [0.0, 1.0, 2.0, 3.0]   # map returns a new dataset
     assert ds.element_spec[0][0] == (4,)
-    sh = ds.shuffle_each_pass(seed=0)
+    sh = ds.shuffle(1000, seed=0)
     orders = [np.concatenate([x for x, _ in sh]) for _ in range(2)]
     assert sorted(orders[0]) == list(range(10)) and not np.array_equal(*orders)
+    fixed = ds.shuffle(1000, seed=0, reshuffle_each_iteration=False)
+    orders = [np.concatenate([x for x, _ in fixed]) for _ in range(2)]
+    assert sorted(orders[0]) == list(range(10)) and np.array_equal(*orders)
+    assert ds.prefetch(2) is ds
     with pytest.raises(ValueError, match="rows"):
         Dataset.from_arrays((np.arange(3), np.arange(4)))
     with pytest.raises(TypeError, match="fn"):
         ds.map(3)
     assert "10 samples" in repr(ds)
+
+
+def test_cache_reads_each_sample_once(image_dir, monkeypatch):
+    from pynn.utils import image_dataset_utils
+
+    reads = []
+    real = image_dataset_utils.load_image
+    monkeypatch.setattr(image_dataset_utils, "load_image",
+                        lambda p, c: reads.append(p) or real(p, c))
+    ds = image_dataset_from_directory(image_dir, image_size=(3, 3), batch_size=5, seed=0,
+                                      verbose=False)
+    cached = ds.cache().shuffle(100, seed=1).prefetch(1)   # a usual Keras pipeline
+    first = np.concatenate([x for x, _ in cached])
+    second = np.concatenate([x for x, _ in cached])
+    assert len(reads) == 12 and sorted(reads) == sorted(ds.file_paths)
+    # the same images, in another order
+    assert np.allclose(np.sort(first.ravel()), np.sort(second.ravel()))
+    assert not np.array_equal(first, second)
+    assert cached.class_names == ds.class_names
 
 
 def test_to_categorical_is_there():

@@ -256,3 +256,19 @@ def test_pydataset_base_class_must_be_completed():
         PyDataset()[0]
     with pytest.raises(ValueError, match="workers"):
         PyDataset(workers=0)
+
+
+def test_streamed_training_is_bitwise_identical_on_1_and_2_threads(data):
+    x, y, _ = data
+    before = pynn.get_num_threads()
+    weights = []
+    try:
+        for threads in (1, 2):
+            pynn.set_num_threads(threads)
+            m = model()
+            m.fit(Dataset.from_arrays((x, y), batch_size=B, shuffle=True, seed=4), epochs=2,
+                  verbose=0)
+            weights.append(m.get_weights())
+    finally:
+        pynn.set_num_threads(before)
+    assert all(np.array_equal(a, b) for a, b in zip(*weights))

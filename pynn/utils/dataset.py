@@ -57,7 +57,7 @@ class Dataset:
         self._fetch = fetch
         self._n = int(num_samples)
         self.batch_size = None if batch_size is None else int(batch_size)
-        self.shuffle = bool(shuffle)
+        self.reshuffle = bool(shuffle)   # a new sample order at every pass
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self._single = single
@@ -88,7 +88,7 @@ class Dataset:
         out = Dataset(self._fetch if fetch is None else fetch,
                       self._n if num_samples is None else num_samples,
                       changes.get("batch_size", self.batch_size),
-                      changes.get("shuffle", self.shuffle), changes.get("seed", self.seed),
+                      changes.get("shuffle", self.reshuffle), changes.get("seed", self.seed),
                       self._single)
         out._maps = list(self._maps)
         out.class_names = self.class_names
@@ -105,9 +105,43 @@ class Dataset:
         """The same samples one at a time."""
         return self._derive(batch_size=None)
 
-    def shuffle_each_pass(self, seed: int | None = None) -> Dataset:
-        """The same dataset, visiting its samples in a new random order at each pass."""
+    def shuffle(self, buffer_size: int | None = None, seed: int | None = None,
+                reshuffle_each_iteration: bool = True) -> Dataset:
+        """The same samples in a random order (`tf.data.Dataset.shuffle`'s signature).
+
+        pynn permutes all the samples, as a buffer at least as large as the dataset would;
+        `buffer_size` is accepted and not needed. Unlike tf.data on a batched dataset, the
+        samples are shuffled, not whole batches. With ``reshuffle_each_iteration=False``
+        every pass uses the same order."""
+        if not reshuffle_each_iteration:
+            fixed = self._subset(np.random.default_rng(seed).permutation(self._n))
+            fixed.reshuffle = False
+            return fixed
         return self._derive(shuffle=True, seed=seed)
+
+    def prefetch(self, buffer_size: int | None = None) -> Dataset:
+        """Returns the dataset itself: batches are built when `fit` asks for them (accepted
+        so that Keras pipelines ending in ``.prefetch(...)`` run unchanged)."""
+        return self
+
+    def cache(self) -> Dataset:
+        """A dataset that keeps every sample in memory once it has been read (e.g. decoded
+        images), so later passes do not read the files again."""
+        store: dict[int, tuple] = {}
+        fetch = self._fetch
+
+        def cached(idx: np.ndarray) -> tuple:
+            missing = np.asarray([i for i in idx.tolist() if i not in store], dtype=np.int64)
+            if missing.size:
+                parts = fetch(missing)
+                for j, i in enumerate(missing.tolist()):
+                    store[i] = tuple(p[j] for p in parts)
+            rows = [store[i] for i in idx.tolist()]
+            return tuple(np.stack([r[k] for r in rows]) for k in range(len(rows[0])))
+
+        out = self._derive(fetch=cached)
+        out.file_paths = self.file_paths
+        return out
 
     def map(self, fn: Callable[..., Any]) -> Dataset:
         """Applies `fn` to each element (called with the element's parts as arguments, as
@@ -159,7 +193,7 @@ class Dataset:
         return len(self)
 
     def _order(self) -> np.ndarray:
-        if self.shuffle:
+        if self.reshuffle:
             return self._rng.permutation(self._n).astype(np.int64)
         return np.arange(self._n, dtype=np.int64)
 

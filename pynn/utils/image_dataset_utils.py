@@ -18,7 +18,7 @@ from pynn.utils import dataset_utils as du
 __all__ = ["image_dataset_from_directory", "load_image", "resize_image"]
 
 ALLOWLIST_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
-INTERPOLATIONS = ("bilinear", "nearest")
+INTERPOLATIONS = ("bilinear", "nearest", "bicubic")
 _CHANNELS = {"rgb": 3, "rgba": 4, "grayscale": 1}
 
 
@@ -31,18 +31,35 @@ def _pil_image():
     return Image
 
 
-def _axis_weights(n_in: int, n_out: int, interpolation: str):
-    """(low index, high index, weight of high) per output position along one axis."""
+def _cubic(t: np.ndarray, a: float = -0.75) -> np.ndarray:
+    """Keys' cubic convolution kernel (a = -0.75, as PyTorch's bicubic)."""
+    t = np.abs(t)
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
+
+
+def _axis_matrix(n_in: int, n_out: int, interpolation: str) -> np.ndarray:
+    """The (n_out, n_in) matrix taking one axis of the image to its resized values."""
     scale = n_in / n_out
     dst = np.arange(n_out, dtype=np.float64)
+    m = np.zeros((n_out, n_in), dtype=np.float64)
+    rows = np.arange(n_out)
     if interpolation == "nearest":
         # the input pixel whose area holds the output pixel's centre
-        idx = np.minimum(np.floor((dst + 0.5) * scale).astype(np.int64), n_in - 1)
-        return idx, idx, np.zeros(n_out, dtype=np.float32)
-    src = np.maximum((dst + 0.5) * scale - 0.5, 0.0)
-    lo = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-    hi = np.minimum(lo + 1, n_in - 1)
-    return lo, hi, (src - lo).astype(np.float32)
+        m[rows, np.minimum(np.floor((dst + 0.5) * scale).astype(np.int64), n_in - 1)] = 1.0
+    elif interpolation == "bilinear":
+        src = np.maximum((dst + 0.5) * scale - 0.5, 0.0)   # half-pixel centres
+        lo = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+        frac = src - lo
+        np.add.at(m, (rows, lo), 1.0 - frac)
+        np.add.at(m, (rows, np.minimum(lo + 1, n_in - 1)), frac)
+    else:   # "bicubic"
+        src = (dst + 0.5) * scale - 0.5
+        base = np.floor(src).astype(np.int64)
+        for k in range(-1, 3):   # four taps, clamped at the borders
+            np.add.at(m, (rows, np.clip(base + k, 0, n_in - 1)), _cubic(src - (base + k)))
+    return m
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int], interpolation: str = "bilinear",
@@ -69,12 +86,10 @@ def resize_image(image: np.ndarray, size: tuple[int, int], interpolation: str = 
         top, left = int(float(ph - h) / 2), int(float(pw - w) / 2)
         img = np.pad(img, ((top, top), (left, left), (0, 0)))
     h, w = img.shape[:2]
-    r0, r1, rw = _axis_weights(h, th, interpolation)
-    c0, c1, cwt = _axis_weights(w, tw, interpolation)
-    rw, cwt = rw[:, None, None], cwt[None, :, None]
-    top_row = img[r0][:, c0] * (1 - cwt) + img[r0][:, c1] * cwt
-    bottom_row = img[r1][:, c0] * (1 - cwt) + img[r1][:, c1] * cwt
-    return (top_row * (1 - rw) + bottom_row * rw).astype(np.float32)
+    rows = _axis_matrix(h, th, interpolation)
+    cols = _axis_matrix(w, tw, interpolation)
+    out = np.einsum("oh,hwc->owc", rows, img.astype(np.float64))
+    return np.einsum("pw,owc->opc", cols, out).astype(np.float32)
 
 
 def load_image(path: str, num_channels: int = 3) -> np.ndarray:
@@ -139,7 +154,8 @@ def image_dataset_from_directory(
         validation_split: fraction of the images held out for validation (the last ones of
             the seeded order, as in Keras).
         subset: "training", "validation" or "both" (returns `[train, validation]`).
-        interpolation: "bilinear" or "nearest".
+        interpolation: "bilinear", "nearest" or "bicubic", the methods of Keras's torch
+            backend (its TensorFlow-only "area", Lanczos and Gaussian kernels are not offered).
         follow_links: follow symbolic links to folders.
         crop_to_aspect_ratio: centre-crop to the target's aspect ratio before resizing.
         pad_to_aspect_ratio: zero-pad to the target's aspect ratio before resizing.
