@@ -328,8 +328,10 @@ def test_sparse_labels_with_keras_metric_names():
     model = _model(3, "softmax")
     model.compile("adam", loss="sparse_categorical_crossentropy",
                   metrics=["sparse_top_k_categorical_accuracy",
-                           M.SparseTopKCategoricalAccuracy(k=1, name="top1"), "accuracy"])
+                           M.SparseTopKCategoricalAccuracy(k=1, name="top1"), "accuracy",
+                           M.SparseCategoricalAccuracy])   # a class: its default instance
     logs = model.evaluate(x, labels, verbose=0, return_dict=True)
+    assert logs["sparse_categorical_accuracy"] == pytest.approx(logs["accuracy"])
     assert logs["sparse_top_k_categorical_accuracy"] == 1.0   # k=5 > 3 classes
     pred = model.predict(x, verbose=0)
     # top-1 counts ties with the best score as hits (Keras's in_top_k)
