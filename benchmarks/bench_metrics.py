@@ -49,8 +49,8 @@ def fit_overhead():
     plain = epoch(["accuracy"])
     full = epoch(["accuracy", M.AUC(), M.Precision(), M.Recall(), "mse",
                   M.TopKCategoricalAccuracy(k=3)])
-    print(f"fit epoch, 100 steps, 1 thread, CPU time: accuracy only {plain * 1e3:.1f} ms, + 5 metric classes "
-          f"{full * 1e3:.1f} ms: ratio {full / plain:.2f}")
+    print(f"fit epoch, 100 steps, 1 thread, CPU time: accuracy only {plain * 1e3:.1f} ms, "
+          f"+ 5 metric classes {full * 1e3:.1f} ms: ratio {full / plain:.2f}")
 
 
 def update_vs_keras():
