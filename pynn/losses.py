@@ -432,6 +432,14 @@ def serialize(loss: Loss) -> dict:
     return {"class_name": type(loss).__name__, "config": loss.get_config()}
 
 
+def deserialize(config: Mapping[str, Any],
+                custom_objects: Mapping[str, Any] | None = None) -> Loss:
+    """The loss object of a `serialize` dict."""
+    if not isinstance(config, Mapping) or "class_name" not in config:
+        raise ValueError(f"loss: expected a dict with 'class_name' and 'config', got {config!r}")
+    return get(dict(config), custom_objects)
+
+
 def _function(fn, kind):
     """The function form ``keras.losses.<name>(y_true, y_pred, ...)``: per-sample values (on
     arrays, float32). Given to compile, it stands for its loss class."""

@@ -110,7 +110,7 @@ def test_documented_values():
 def test_names_and_config_round_trip():
     for name in CLASSES:
         obj = getattr(losses, name)(reduction="sum")
-        again = losses.get(losses.serialize(obj))
+        again = losses.deserialize(losses.serialize(obj))
         assert type(again) is type(obj) and again.get_config() == obj.get_config()
     for alias, cls in (("kld", losses.KLDivergence), ("mape", losses.MeanAbsolutePercentageError),
                        ("msle", losses.MeanSquaredLogarithmicError), ("logcosh", losses.LogCosh),

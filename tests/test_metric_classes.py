@@ -68,6 +68,9 @@ CASES = [
     ("Precision", {}, "binary"),
     ("Precision", {"thresholds": [0.2, 0.5, 0.75]}, "multilabel"),
     ("Precision", {"class_id": 2}, "onehot"),
+    # evenly spaced thresholds take the bucketed path (scores on the grid hit them exactly)
+    ("Precision", {"thresholds": [0.0, 0.25, 0.5, 0.75, 1.0]}, "binary"),
+    ("Recall", {"thresholds": [0.0, 0.25, 0.5, 0.75, 1.0]}, "binary"),
     ("Precision", {"top_k": 2}, "multilabel"),
     ("Recall", {}, "binary"),
     ("Recall", {"thresholds": [0.1, 0.9]}, "multilabel"),
