@@ -392,3 +392,13 @@ def test_weighted_metrics_use_the_sample_weights(keras):
     history = model.fit(x, y, class_weight={0: 1.0, 1: 0.0, 2: 0.0}, epochs=1, verbose=0)
     assert "weighted_accuracy" in history.history
     assert model.get_compile_config()["weighted_metrics"][:2] == ["accuracy", "mse"]
+
+
+def test_one_element_results_are_logged_as_numbers():
+    # F1Score on one sigmoid unit has a (1,) result: logged as a number
+    x, labels = _data(6)
+    y = (labels == 2).astype(np.float32)[:, None]
+    model = _model(1, "sigmoid")
+    model.compile("adam", loss="binary_crossentropy", metrics=[M.F1Score(threshold=0.5)])
+    history = model.fit(x, y, epochs=1, verbose=0)
+    assert isinstance(history.history["f1_score"][0], float)

@@ -237,7 +237,8 @@ class MetricSet:
             if kind == "custom":
                 value = np.asarray(self.custom[name].result())
                 # a vector result (per threshold, per class) is logged as an array, as Keras
-                logs[name] = float(value) if value.size == 1 else value.astype(np.float64)
+                logs[name] = (float(value.reshape(-1)[0]) if value.size == 1
+                              else value.astype(np.float64))
             else:
                 logs[name] = (self._exact_auc() if (kind == "auc" and final)
                               else self._result(kind))
