@@ -7,6 +7,7 @@ Names, aliases, class names and defaults come from the core's loss table
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -392,7 +393,13 @@ def get(identifier, custom_objects=None) -> Loss:
                              f"{sorted(_CLASSES) + sorted(_ALIASES) + sorted(_TRACED_NAMES)}")
         return cls()
     if isinstance(identifier, dict) and identifier.get("class_name") in _BY_CLASS_NAME:
-        return _BY_CLASS_NAME[identifier["class_name"]](**identifier.get("config", {}))
+        cls = _BY_CLASS_NAME[identifier["class_name"]]
+        config = dict(identifier.get("config") or {})
+        if config.get("from_logits") is False and \
+                "from_logits" not in inspect.signature(cls).parameters:
+            # files written before these classes had Keras's own signatures carry it
+            del config["from_logits"]
+        return cls.from_config(config)
     raise TypeError(f"loss: expected a name or a pynn.losses.Loss, got {identifier!r}")
 
 
@@ -423,6 +430,14 @@ def serialize(loss: Loss) -> dict:
         return {"class_name": registered_name(type(loss)) or type(loss).__name__,
                 "config": loss.get_config()}
     return {"class_name": type(loss).__name__, "config": loss.get_config()}
+
+
+def deserialize(config: Mapping[str, Any],
+                custom_objects: Mapping[str, Any] | None = None) -> Loss:
+    """The loss object of a `serialize` dict."""
+    if not isinstance(config, Mapping) or "class_name" not in config:
+        raise ValueError(f"loss: expected a dict with 'class_name' and 'config', got {config!r}")
+    return get(dict(config), custom_objects)
 
 
 def _function(fn, kind):

@@ -1,6 +1,11 @@
-"""Evaluation metrics in plain NumPy, with scikit-learn's definitions and output formats.
+"""Evaluation metrics in plain NumPy.
 
-Classification metrics take integer class indices 0..K-1 (as pynn's models predict them:
+Two families: Keras 3's streaming metric classes (`Precision`, `AUC`, `F1Score`, `Mean`, ...,
+with ``update_state`` / ``result`` / ``reset_state``; see pynn/_keras_metrics/), usable alone
+and in ``compile(metrics=[...])``, and whole-array functions with scikit-learn's definitions
+and output formats (`confusion_matrix`, `classification_report`, `f1_score`, ...), below.
+
+The functions' classification metrics take integer class indices 0..K-1 (as pynn's models predict them:
 `model.predict(x).argmax(axis=1)`). K is `num_classes` when given, otherwise one more than the
 largest label seen, so a class missing from both arrays still gets its row (with zero support)
 when `num_classes` says it exists. Undefined ratios (a class never predicted, never present)

@@ -110,7 +110,7 @@ def test_documented_values():
 def test_names_and_config_round_trip():
     for name in CLASSES:
         obj = getattr(losses, name)(reduction="sum")
-        again = losses.get(losses.serialize(obj))
+        again = losses.deserialize(losses.serialize(obj))
         assert type(again) is type(obj) and again.get_config() == obj.get_config()
     for alias, cls in (("kld", losses.KLDivergence), ("mape", losses.MeanAbsolutePercentageError),
                        ("msle", losses.MeanSquaredLogarithmicError), ("logcosh", losses.LogCosh),
@@ -118,6 +118,11 @@ def test_names_and_config_round_trip():
                        ("categorical_hinge", losses.CategoricalHinge)):
         assert type(losses.get(alias)) is cls
     assert type(losses.get(losses.kl_divergence)) is losses.KLDivergence
+    # configs saved before MeanSquaredError had Keras's signature (with from_logits) still load
+    old = {"class_name": "MeanSquaredError",
+           "config": {"name": "mean_squared_error", "reduction": "sum_over_batch_size",
+                      "from_logits": False}}
+    assert type(losses.get(old)) is losses.MeanSquaredError
     with pytest.raises(ValueError, match="reduction: expected one of"):
         losses.Hinge(reduction="average")
     with pytest.raises(ValueError, match=r"label_smoothing: expected a number in \[0, 1\]"):
@@ -221,3 +226,18 @@ def test_saved_model_keeps_its_loss(tmp_path):
     again = pynn.models.load_model(path)
     assert type(again.loss) is losses.KLDivergence
     assert again.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0))
+
+
+def test_sum_reduction_in_fit_and_evaluate_with_other_batch_sizes():
+    # fit (rows picked by index) and evaluate (slices) alternate without mixing their weights
+    x, _, y = _xy(5, n=40)
+    model = _model(3, None)
+    model.compile(pynn.optimizers.SGD(0.001), loss=losses.MeanSquaredError(reduction="sum"))
+    for _ in range(2):
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        got = model.evaluate(x, y, batch_size=16, verbose=0)
+        pred = model.predict(x, verbose=0)
+        sums = [losses.MeanSquaredError(reduction="sum")(y[s:s + 16], pred[s:s + 16])
+                for s in range(0, 40, 16)]
+        want = np.average(sums, weights=[16, 16, 8])
+        assert got == pytest.approx(want, rel=1e-5)

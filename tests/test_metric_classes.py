@@ -68,6 +68,9 @@ CASES = [
     ("Precision", {}, "binary"),
     ("Precision", {"thresholds": [0.2, 0.5, 0.75]}, "multilabel"),
     ("Precision", {"class_id": 2}, "onehot"),
+    # evenly spaced thresholds take the bucketed path (scores on the grid hit them exactly)
+    ("Precision", {"thresholds": [0.0, 0.25, 0.5, 0.75, 1.0]}, "binary"),
+    ("Recall", {"thresholds": [0.0, 0.25, 0.5, 0.75, 1.0]}, "binary"),
     ("Precision", {"top_k": 2}, "multilabel"),
     ("Recall", {}, "binary"),
     ("Recall", {"thresholds": [0.1, 0.9]}, "multilabel"),
@@ -328,8 +331,10 @@ def test_sparse_labels_with_keras_metric_names():
     model = _model(3, "softmax")
     model.compile("adam", loss="sparse_categorical_crossentropy",
                   metrics=["sparse_top_k_categorical_accuracy",
-                           M.SparseTopKCategoricalAccuracy(k=1, name="top1"), "accuracy"])
+                           M.SparseTopKCategoricalAccuracy(k=1, name="top1"), "accuracy",
+                           M.SparseCategoricalAccuracy])   # a class: its default instance
     logs = model.evaluate(x, labels, verbose=0, return_dict=True)
+    assert logs["sparse_categorical_accuracy"] == pytest.approx(logs["accuracy"])
     assert logs["sparse_top_k_categorical_accuracy"] == 1.0   # k=5 > 3 classes
     pred = model.predict(x, verbose=0)
     # top-1 counts ties with the best score as hits (Keras's in_top_k)
@@ -387,3 +392,13 @@ def test_weighted_metrics_use_the_sample_weights(keras):
     history = model.fit(x, y, class_weight={0: 1.0, 1: 0.0, 2: 0.0}, epochs=1, verbose=0)
     assert "weighted_accuracy" in history.history
     assert model.get_compile_config()["weighted_metrics"][:2] == ["accuracy", "mse"]
+
+
+def test_one_element_results_are_logged_as_numbers():
+    # F1Score on one sigmoid unit has a (1,) result: logged as a number
+    x, labels = _data(6)
+    y = (labels == 2).astype(np.float32)[:, None]
+    model = _model(1, "sigmoid")
+    model.compile("adam", loss="binary_crossentropy", metrics=[M.F1Score(threshold=0.5)])
+    history = model.fit(x, y, epochs=1, verbose=0)
+    assert isinstance(history.history["f1_score"][0], float)

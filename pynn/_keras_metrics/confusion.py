@@ -109,15 +109,14 @@ def confusion_counts(y_true, y_pred, thresholds, *, evenly=False, top_k=None, cl
     else:
         p2, pos2 = p.reshape(-1, 1), positive.reshape(-1, 1)
         w2 = None if weights is None else weights.reshape(-1, 1)
-    w = np.ones(p2.shape, np.float32) if w2 is None else w2
-    true_w = np.where(pos2, w, np.float32(0))
-    false_w = np.where(pos2, np.float32(0), w)
+    true_w = pos2.astype(np.float32) if w2 is None else np.where(pos2, w2, np.float32(0))
+    false_w = (1.0 - true_w if w2 is None else w2 - true_w).astype(np.float32)
     if evenly:
         tp, fp = _bucketed(p2, true_w, false_w, thr)
     else:
-        above = p2[None, :, :] > thr[:, None, None]            # (T, n, labels)
-        tp = np.sum(np.where(above, true_w[None], 0), axis=1, dtype=np.float32)
-        fp = np.sum(np.where(above, false_w[None], 0), axis=1, dtype=np.float32)
+        above = (p2[None, :, :] > thr[:, None, None]).astype(np.float32)   # (T, n, labels)
+        tp = np.einsum("tnl,nl->tl", above, true_w, dtype=np.float32)
+        fp = np.einsum("tnl,nl->tl", above, false_w, dtype=np.float32)
     total_true = np.sum(true_w, axis=0, dtype=np.float32)
     total_false = np.sum(false_w, axis=0, dtype=np.float32)
     tn = total_false[None, :] - fp

@@ -53,6 +53,8 @@ def _weighted_metric(m, loss_kind, width):
     """A Metric object for an entry of weighted_metrics (they all take sample weights)."""
     from pynn import metrics as metrics_mod
 
+    if isinstance(m, type) and hasattr(m, "update_state"):
+        return m()
     if isinstance(m, str) and m in ("accuracy", "acc"):
         # the accuracy Keras would pick for these targets
         if loss_kind == "sparse_categorical_crossentropy":
@@ -115,6 +117,8 @@ class MetricSet:
         names: list[str] = []
         custom: dict[str, Any] = {}
         for m in metrics or []:
+            if isinstance(m, type) and hasattr(m, "update_state"):
+                m = m()   # a Metric class: its default instance, as Keras
             if isinstance(m, str):
                 key = m
                 if m not in _CANONICAL:
@@ -233,7 +237,8 @@ class MetricSet:
             if kind == "custom":
                 value = np.asarray(self.custom[name].result())
                 # a vector result (per threshold, per class) is logged as an array, as Keras
-                logs[name] = float(value) if value.size == 1 else value.astype(np.float64)
+                logs[name] = (float(value.reshape(-1)[0]) if value.size == 1
+                              else value.astype(np.float64))
             else:
                 logs[name] = (self._exact_auc() if (kind == "auc" and final)
                               else self._result(kind))

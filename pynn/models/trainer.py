@@ -572,13 +572,14 @@ class Trainer:
                     hit = cache[("y", j)] = (ys[j], np.ascontiguousarray(smooth, np.float32))
                 ys[j] = hit[1]
             if lo.reduction == "sum" and ys[j] is not None:
-                rows = ys[j].shape[0] if idx is None else idx.size
-                hit = cache.get(("w", j, rows))
+                n = ys[j].shape[0]
+                rows = n if idx is None else idx.size
+                key = ("w", j, n, rows)
+                hit = cache.get(key)
                 if hit is None or hit[0] is not sws[j]:
-                    base = (np.ones(ys[j].shape[0], np.float32) if sws[j] is None
-                            else sws[j])
-                    hit = cache[("w", j, rows)] = (sws[j], np.ascontiguousarray(
-                        base * np.float32(rows), np.float32))
+                    base = np.ones(n, np.float32) if sws[j] is None else sws[j]
+                    hit = cache[key] = (sws[j], np.ascontiguousarray(base * np.float32(rows),
+                                                                     np.float32))
                 sws[j] = hit[1]
         return ys, sws
 

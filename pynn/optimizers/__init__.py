@@ -14,6 +14,8 @@ import numbers
 from typing import TYPE_CHECKING, Any
 
 from pynn import _core
+from pynn.optimizers import schedules
+from pynn.optimizers.schedules import LearningRateSchedule
 
 # The core's optimizer table: for each Keras name, the class name and every constructor
 # argument in Keras order with its default and valid range. The classes below take their
@@ -86,10 +88,8 @@ class Optimizer:
         unknown = sorted(set(hyper) - set(fields))
         if unknown:
             raise ValueError(f"{type(self).__name__}: argument(s) not recognized: {unknown}")
-        from pynn.optimizers.schedules import LearningRateSchedule, deserialize
-
         if isinstance(learning_rate, dict):   # a schedule, as get_config writes it
-            learning_rate = deserialize(learning_rate)
+            learning_rate = schedules.deserialize(learning_rate)
         self._schedule = None
         if isinstance(learning_rate, LearningRateSchedule):
             # the rate is set before every step from the schedule (see _apply_schedule)
@@ -285,10 +285,9 @@ class Optimizer:
             net.learning_rate = 0.0
 
     def get_config(self) -> dict:
-        from pynn.optimizers.schedules import serialize
-
         cfg: dict[str, Any] = {"name": self.name, "learning_rate": (
-            self.learning_rate if self._schedule is None else serialize(self._schedule))}
+            self.learning_rate if self._schedule is None
+            else schedules.serialize(self._schedule))}
         cfg.update(self._hyper)
         for key in _COMMON:
             cfg[key] = getattr(self, key)
@@ -409,4 +408,5 @@ def deserialize(config: dict) -> Optimizer:
 
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Nadam",
-           "Adamax", "get", "names", "serialize", "deserialize"]
+           "Adamax", "get", "names", "serialize", "deserialize", "schedules",
+           "LearningRateSchedule"]
