@@ -5,11 +5,11 @@ with ``update_state`` / ``result`` / ``reset_state``; see pynn/_keras_metrics/),
 and in ``compile(metrics=[...])``, and whole-array functions with scikit-learn's definitions
 and output formats (`confusion_matrix`, `classification_report`, `f1_score`, ...), below.
 
-The functions' classification metrics take integer class indices 0..K-1 (as pynn's models predict them:
-`model.predict(x).argmax(axis=1)`). K is `num_classes` when given, otherwise one more than the
-largest label seen, so a class missing from both arrays still gets its row (with zero support)
-when `num_classes` says it exists. Undefined ratios (a class never predicted, never present)
-count as 0, scikit-learn's `zero_division` default, without a warning.
+The functions' classification metrics take integer class indices 0..K-1 (as pynn's models
+predict them: `model.predict(x).argmax(axis=1)`). K is `num_classes` when given, otherwise one
+more than the largest label seen, so a class missing from both arrays still gets its row (with
+zero support) when `num_classes` says it exists. Undefined ratios (a class never predicted,
+never present) count as 0, scikit-learn's `zero_division` default, without a warning.
 """
 from __future__ import annotations
 

@@ -118,6 +118,7 @@ CASES = [
     ("CategoricalCrossentropy", {"label_smoothing": 0.2}, "onehot"),
     ("SparseCategoricalCrossentropy", {}, "sparse"),
     ("SparseCategoricalCrossentropy", {"from_logits": True}, "sparse"),
+    ("SparseCategoricalCrossentropy", {"ignore_class": 2}, "sparse"),
     ("KLDivergence", {}, "multilabel"),
     ("Poisson", {}, "positive"),
     ("Hinge", {}, "sign"),
