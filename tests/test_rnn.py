@@ -431,7 +431,7 @@ def test_masks_match_keras(keras, kind, seqs):
             inp = lib.Input((7, 3))
             h = layers.Masking(0.0)(inp)
         else:
-            inp = lib.Input((7,))
+            inp = lib.Input((7,), dtype="int32")
             h = layers.Embedding(10, 3, mask_zero=True)(inp)
         rnn = {"lstm": layers.LSTM, "gru": layers.GRU, "simple": layers.SimpleRNN,
                "masking": layers.LSTM}.get(kind)
