@@ -12,6 +12,14 @@ input, forget, cell, output; GRU: update, reset, candidate); a GRU with ``reset_
 
 A mask (Embedding(mask_zero=True), Masking) reaches the recurrent layer through the graph:
 a masked step keeps the previous state, and its output is that state.
+
+dropout / recurrent_dropout (training only) draw one mask per sequence, as Keras does: over
+the input features (kept at every step) and over h' where it enters the recurrent kernel.
+Keras draws a separate recurrent mask per gate; pynn shares one across the gates (the same
+expected value and rate, one GEMM per step instead of one per gate).
+
+Not supported (a clear error): stateful=True, initial_state, constraints,
+activity_regularizer, activations with non-default parameters.
 """
 from __future__ import annotations
 

@@ -43,6 +43,10 @@ class InputLayer(Layer):
         return cls(shape=tuple(shape), name=config.get("name"))
 
 
+# Integer inputs (token ids for an Embedding) are carried as float32, exact below 2**24.
+_INDEX_DTYPES = ("int32", "int64", "int16", "int8", "uint8", "uint16", "uint32")
+
+
 def Input(shape: Any = None, batch_size: int | None = None, name: str | None = None,
           dtype: Any = None, **kwargs: Any) -> KerasTensor:
     """A symbolic input (Keras's ``keras.Input``): the start of a functional model, or the
@@ -51,8 +55,9 @@ def Input(shape: Any = None, batch_size: int | None = None, name: str | None = N
     Example:
         >>> x = Input((784,)); y = pynn.layers.Dense(10)(x); model = pynn.Model(x, y)
     """
-    if dtype not in (None, "float32"):
-        raise ValueError(f"dtype: pynn inputs are float32, got {dtype!r}")
+    if dtype not in (None, "float32") + _INDEX_DTYPES:
+        raise ValueError(f"dtype: pynn inputs are float32 (or integer indices for an "
+                         f"Embedding), got {dtype!r}")
     return InputLayer(shape=shape, batch_size=batch_size, name=name, **kwargs).output
 
 

@@ -56,6 +56,14 @@ one_hot           num_classes                                  (*s) -> (*s, num_
 argmax            axis, keepdims                               x -> x without axis
 constant          value, shape                                 the same tensor for every sample
 variable          shape (optional)                             [w]: w as every sample's tensor
+embedding         input_dim, output_dim                        [embeddings (V, D)]: (*s) -> (*s, D)
+rnn               cell (simple, lstm, gru), units,             [kernel (F, G u), recurrent_kernel
+                  activation, recurrent_activation, use_bias,  (u, G u), bias (G u) or (2, 3 u)]
+                  return_sequences, return_state,              x (T, F) [, mask (T,)] -> (T, u),
+                  go_backwards, reset_after, time_order,       (u,) or with return_state
+                  zero_output_for_mask, dropout,               (rows + states, u)
+                  recurrent_dropout, seed
+slice             begin, size                                  rows of the first axis
 ================  ==========================================  ==================================
 
 The ops under `pynn.ops` (unary ... variable) are written out in pynn/reference/ops.py, their
@@ -65,7 +73,7 @@ weight)`` with the kinds of `pynn.losses` (mean_squared_error, mean_absolute_err
 binary_crossentropy, categorical_crossentropy, sparse_categorical_crossentropy) or
 ``mean_of_output``, the mean of the output itself (the per-sample values of a traced custom
 loss; no target); the total loss is the weighted sum plus the L1/L2 penalties of trainable
-weights.
+weights. The twins of embedding, rnn and slice are in pynn/reference/rnn.py.
 """
 from __future__ import annotations
 

@@ -72,12 +72,14 @@ enum Slot {
   kDZh,    // backward, gru reset_after: gate gradients, recurrent side, (T, G u)
   kDh,     // backward: dh carried between steps, (u)
   kDc,     // backward: dc carried between steps, (u)
-  kTmp,    // backward: a step's temporary (act(c) for lstm, d(r h') for gru), (u)
+  kTmp,    // backward, gru without reset_after: d(r h') of one step, (u)
   kHprev,  // backward: h' of every step in time order, (T, u)
   kXd,     // dropout: the dropped input (T, F); in backward the dx before its mask
   kMx,     // dropout: the input mask, (F)
   kMh,     // recurrent dropout: the mask of h', (u)
   kHd,     // recurrent dropout: one step's dropped h' (u); in backward dh' before its mask
+  kTC,     // lstm: activation(c) of every step, (T, u)
+  kUT,     // backward: the recurrent kernel transposed, (G u, u) (fixed: packs contiguously)
   kSlots
 };
 
@@ -144,6 +146,7 @@ class RnnOp : public Op {
     s[kA] = {t_ * gu_, 0, keep};
     s[kH] = {t_ * u_, 0, keep};
     if (cell_ == Cell::lstm) s[kC] = {t_ * u_, 0, keep};
+    if (cell_ == Cell::lstm) s[kTC] = {t_ * u_, 0, keep};
     if (cell_ == Cell::gru) s[kRec] = {t_ * u_, 0, keep};
     if (reset_after_) s[kStep] = {gu_, 0, ScratchLife::forward};
     if (backward) {
@@ -151,8 +154,9 @@ class RnnOp : public Op {
       if (reset_after_) s[kDZh] = {t_ * gu_, 0, bw};
       s[kDh] = {u_, 0, bw};
       if (cell_ == Cell::lstm) s[kDc] = {u_, 0, bw};
-      s[kTmp] = {u_, 0, bw};
+      if (cell_ == Cell::gru && !reset_after_) s[kTmp] = {u_, 0, bw};
       s[kHprev] = {t_ * u_, 0, bw};
+      s[kUT] = {0, gu_ * u_, bw};
     }
     if (training && rate_x_ > 0) {
       s[kXd] = {t_ * f_, 0, keep};
@@ -262,6 +266,9 @@ class RnnOp : public Op {
     float* dZh = reset_after_ ? sc[kDZh] : dZ;  // the recurrent side's gate gradients
     float* dh = sc[kDh];
     std::fill(dh, dh + n * u_, 0.0f);
+    float* UT = sc[kUT];  // U^T: the dh' GEMMs' B operand with unit column stride
+    for (int64_t j = 0; j < u_; ++j)
+      for (int64_t k = 0; k < gu_; ++k) UT[k * u_ + j] = U[j * gu_ + k];
     if (cell_ == Cell::lstm) std::fill(sc[kDc], sc[kDc] + n * u_, 0.0f);
     const int64_t orow = (rows_out_ + nstate_) * u_;
     const int64_t ystride = nstate_ ? orow : rows_out_ * u_;
@@ -282,17 +289,17 @@ class RnnOp : public Op {
       });
       if (cell_ == Cell::gru && !reset_after_) {
         // d(r h') = dzh Uh^T, then the reset gate's gradient and h''s share through r.
-        gemm::sgemm(n, u_, u_, 1.0f, {dZ + tt * gu_ + 2 * u_, zs, 1}, {U + 2 * u_, 1, gu_}, 0.0f,
-                    sc[kTmp], u_);
+        gemm::sgemm(n, u_, u_, 1.0f, {dZ + tt * gu_ + 2 * u_, zs, 1}, {UT + 2 * u_ * u_, u_, 1},
+                    0.0f, sc[kTmp], u_);
         rows(n, [&](int64_t b) { step_backward(a, b, tt, pt, first, mask, mh, true); });
       }
       if (first) break;  // h' of the first step is the zero state: its gradient is unused
       const int64_t k = cell_ == Cell::gru && !reset_after_ ? 2 * u_ : gu_;
       if (!drop_h) {
-        gemm::sgemm(n, u_, k, 1.0f, {dZh + tt * gu_, zs, 1}, {U, 1, gu_}, 1.0f, dh, u_);
+        gemm::sgemm(n, u_, k, 1.0f, {dZh + tt * gu_, zs, 1}, {UT, u_, 1}, 1.0f, dh, u_);
       } else {  // through the mask of h'
         float* dhd = sc[kHd];
-        gemm::sgemm(n, u_, k, 1.0f, {dZh + tt * gu_, zs, 1}, {U, 1, gu_}, 0.0f, dhd, u_);
+        gemm::sgemm(n, u_, k, 1.0f, {dZh + tt * gu_, zs, 1}, {UT, u_, 1}, 0.0f, dhd, u_);
         for (int64_t i = 0; i < n * u_; ++i) dh[i] += dhd[i] * mh[i];
       }
     }
@@ -407,10 +414,10 @@ class RnnOp : public Op {
           std::memcpy(h, hp, bytes(u));
           break;
         }
-        for (int64_t j = 0; j < u; ++j) c[j] = g[u + j] * cp[j] + g[j] * g[2 * u + j];
-        std::memcpy(h, c, bytes(u));
-        act_->forward(h, u, act_p_.data());
-        for (int64_t j = 0; j < u; ++j) h[j] *= g[3 * u + j];
+        float* tc = sc[kTC] + ho;
+        for (int64_t j = 0; j < u; ++j) tc[j] = c[j] = g[u + j] * cp[j] + g[j] * g[2 * u + j];
+        act_->forward(tc, u, act_p_.data());
+        for (int64_t j = 0; j < u; ++j) h[j] = g[3 * u + j] * tc[j];
         break;
       }
       case Cell::gru: {
@@ -473,9 +480,7 @@ class RnnOp : public Op {
         const float* c = sc[kC] + ho;
         const float* cp = first ? zeros_.data() : sc[kC] + b * t_ * u_ + pt * u_;
         float* dc = sc[kDc] + b * u_;
-        float* tc = sc[kTmp] + b * u_;
-        std::memcpy(tc, c, bytes(u));
-        act_->forward(tc, u, act_p_.data());
+        const float* tc = sc[kTC] + ho;
         for (int64_t j = 0; j < u; ++j) {
           dz[3 * u + j] = dh[j] * tc[j];
           dz[2 * u + j] = dh[j] * g[3 * u + j];
