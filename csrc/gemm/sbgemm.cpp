@@ -19,6 +19,7 @@
 
 #include "common/cpu.h"
 #include "common/parallel.h"
+#include "gemm/pack.h"
 
 namespace pynn::gemm {
 namespace {
@@ -108,38 +109,54 @@ void pack_panels(SbLayout layout, int w, int64_t count, int64_t kc, int64_t kcp,
   }
 }
 
-// Fast path of the f32 layout for a B block with unit column stride (row-major weights):
-// whole rows of NR contiguous floats, rounded with a loop the compiler vectorises.
-void pack_b_f32_rows(int nr, int64_t kc, int64_t nc, const float* src, int64_t rs,
-                     uint32_t* dst) {
-  for (int64_t j0 = 0; j0 < nc; j0 += nr, dst += int64_t(nr) * kc) {
-    const int64_t nv = std::min<int64_t>(nr, nc - j0);
-    for (int64_t q = 0; q < kc; ++q) {
-      const float* s = src + q * rs + j0;
-      uint32_t* d = dst + q * nr;
-      for (int64_t j = 0; j < nv; ++j) {
-        uint32_t u;
-        std::memcpy(&u, s + j, 4);
-        d[j] = bf16_round_bits(u);
-      }
-      for (int64_t j = nv; j < nr; ++j) d[j] = 0;
-    }
+size_t elem_bytes(SbLayout l) { return l == SbLayout::f32 ? 4 : 2; }
+
+// Rounds n packed floats in place (a contiguous pass the compiler vectorises).
+void round_in_place(uint32_t* d, int64_t n) {
+  // bf16_round_bits written with selects instead of branches, so that it vectorises.
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t u = d[i];
+    uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    r &= (r & 0x7F800000u) == 0 ? 0x80000000u : 0xFFFFFFFFu;
+    const uint32_t quiet = (u | 0x00400000u) & 0xFFFF0000u;
+    d[i] = (u & 0x7FFFFFFFu) > 0x7F800000u ? quiet : r;
   }
 }
 
-size_t elem_bytes(SbLayout l) { return l == SbLayout::f32 ? 4 : 2; }
+// The f32 layout is the float32 GEMM's: its packing routines (pack.h), then one rounding pass.
+bool pack_f32_then_round(bool is_a, int w, int64_t count, int64_t kc, const float* src,
+                         int64_t rs, int64_t cs, void* dst) {
+  float* d = static_cast<float*>(dst);
+  switch (is_a ? w : -w) {
+    case 4: pack_a<4>(count, kc, src, rs, cs, d); break;
+    case 6: pack_a<6>(count, kc, src, rs, cs, d); break;
+    case 8: pack_a<8>(count, kc, src, rs, cs, d); break;
+    case 12: pack_a<12>(count, kc, src, rs, cs, d); break;
+    case 14: pack_a<14>(count, kc, src, rs, cs, d); break;
+    case 16: pack_a<16>(count, kc, src, rs, cs, d); break;
+    case -8: pack_b<8>(kc, count, src, rs, cs, d); break;
+    case -16: pack_b<16>(kc, count, src, rs, cs, d); break;
+    case -32: pack_b<32>(kc, count, src, rs, cs, d); break;
+    default: return false;
+  }
+  round_in_place(static_cast<uint32_t*>(dst), round_up(count, w) * kc);
+  return true;
+}
 
 void pack_a_block(const SbKernelInfo& k, int64_t mc, int64_t kc, int64_t kcp, const float* src,
                   int64_t rs, int64_t cs, void* dst) {
+  if (k.a_layout == SbLayout::f32 && kcp == kc &&
+      pack_f32_then_round(true, k.mr, mc, kc, src, rs, cs, dst))
+    return;
   pack_panels(k.a_layout, k.mr, mc, kc, kcp, src, rs, cs, dst);
 }
 
 void pack_b_block(const SbKernelInfo& k, int64_t kc, int64_t nc, int64_t kcp, const float* src,
                   int64_t rs, int64_t cs, void* dst) {
-  if (k.b_layout == SbLayout::f32 && cs == 1 && kcp == kc) {
-    pack_b_f32_rows(k.nr, kc, nc, src, rs, static_cast<uint32_t*>(dst));
+  if (k.b_layout == SbLayout::f32 && kcp == kc &&
+      pack_f32_then_round(false, k.nr, nc, kc, src, rs, cs, dst))
     return;
-  }
   pack_panels(k.b_layout, k.nr, nc, kc, kcp, src, cs, rs, dst);  // B's columns are the "rows"
 }
 
