@@ -28,7 +28,8 @@ from pynn.models import Model, Sequential, load_model  # noqa: E402
 __version__ = "0.1.0"
 
 # Imported on first use, to keep `import pynn` fast.
-_LAZY = {"callbacks", "datasets", "metrics", "utils", "models", "reference", "plot", "sklearn",
+_LAZY = {"backend", "callbacks", "datasets", "metrics", "utils", "models", "reference", "plot",
+         "sklearn",
          "saving", "serve", "mixed_precision"}
 
 

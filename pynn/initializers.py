@@ -93,7 +93,101 @@ LecunUniform = _define("LecunUniform", "lecun_uniform")
 LecunNormal = _define("LecunNormal", "lecun_normal")
 Zeros = _define("Zeros", "zeros")
 Ones = _define("Ones", "ones")
-Constant = _define("Constant", "constant", {"value": 0.0})
+_ScalarConstant = _define("Constant", "constant", {"value": 0.0})
+
+
+class Constant(_ScalarConstant):  # type: ignore[misc, valid-type]
+    """Fills with `value`: a number, or an array broadcast to the weight's shape (Keras 3
+    takes both, e.g. ``Constant(np.log(class_priors))`` for an output bias)."""
+
+    def __init__(self, value: Any = 0.0) -> None:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            super().__init__(value)
+            self.array = None
+            return
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"value: expected a real number or an array of them, got "
+                            f"{value!r}") from None
+        if arr.dtype.kind not in "fiu" or not np.isfinite(arr).all():
+            raise ValueError(f"value: expected finite real numbers, got {value!r}")
+        super().__init__(0.0)
+        self.array = arr.astype(np.float32)
+        self.value = self.array.tolist()
+
+    def __call__(self, shape, dtype=None):
+        if self.array is None:
+            return super().__call__(shape, dtype)
+        shape = tuple(int(s) for s in shape)
+        try:
+            return np.broadcast_to(self.array, shape).astype(np.float32)
+        except ValueError:
+            raise ValueError(f"Constant: value of shape {self.array.shape} does not broadcast "
+                             f"to the weight's shape {shape}") from None
+
+
+def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """Keras's fan-in and fan-out: a kernel (..., in, out) counts its receptive field."""
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    field = int(np.prod(shape[:-2]))
+    return shape[-2] * field, shape[-1] * field
+
+
+class VarianceScaling(Initializer):
+    """Keras's VarianceScaling: samples of variance ``scale / n``, where n is fan_in, fan_out
+    or their mean (`mode`), from a normal cut at two standard deviations ("truncated_normal",
+    corrected so the variance is still scale / n), a plain normal ("untruncated_normal") or a
+    uniform ("uniform"). The glorot, he and lecun initializers are its special cases."""
+
+    name = "variance_scaling"
+    scale: float
+    _MODES = ("fan_in", "fan_out", "fan_avg")
+    _DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
+
+    def __init__(self, scale: float = 1.0, mode: str = "fan_in",
+                 distribution: str = "truncated_normal", seed: int | None = None) -> None:
+        super().__init__(seed=seed, scale=scale)
+        if not self.scale > 0:
+            raise ValueError(f"scale: expected a positive number, got {scale!r}")
+        if mode not in self._MODES:
+            raise ValueError(f"mode: expected one of {list(self._MODES)}, got {mode!r}")
+        if distribution == "normal":   # Keras's older alias
+            distribution = "truncated_normal"
+        if distribution not in self._DISTRIBUTIONS:
+            raise ValueError(f"distribution: expected one of {list(self._DISTRIBUTIONS)}, got "
+                             f"{distribution!r}")
+        self.mode = mode
+        self.distribution = distribution
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(int(s) for s in shape)
+        if any(s < 0 for s in shape):
+            raise ValueError(f"shape: expected non-negative sizes, got {shape}")
+        fan_in, fan_out = _fans(shape)
+        n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
+        var = self.scale / max(1.0, n)
+        seed = _random.next_seed() if self.seed is None else int(self.seed)
+        if self.distribution == "uniform":
+            lim = float(np.sqrt(3.0 * var))
+            name, params = "random_uniform", {"minval": -lim, "maxval": lim}
+        elif self.distribution == "untruncated_normal":
+            name, params = "random_normal", {"mean": 0.0, "stddev": float(np.sqrt(var))}
+        else:
+            name, params = "truncated_normal", {
+                "mean": 0.0, "stddev": float(np.sqrt(var) / 0.87962566103423978)}
+        return np.asarray(_core.initializer_fill(name, shape, seed, params))
+
+    def get_config(self) -> dict:
+        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution,
+                "seed": self.seed}
+
+
 RandomNormal = _define("RandomNormal", "random_normal", {"mean": 0.0, "stddev": 0.05})
 RandomUniform = _define("RandomUniform", "random_uniform", {"minval": -0.05, "maxval": 0.05})
 TruncatedNormal = _define("TruncatedNormal", "truncated_normal", {"mean": 0.0, "stddev": 0.05})
@@ -102,12 +196,17 @@ Orthogonal = _define("Orthogonal", "orthogonal", {"gain": 1.0})
 
 _BY_NAME = {cls.name: cls for cls in (
     GlorotUniform, GlorotNormal, HeUniform, HeNormal, LecunUniform, LecunNormal, Zeros, Ones,
-    Constant, RandomNormal, RandomUniform, TruncatedNormal, Identity, Orthogonal)}
+    Constant, RandomNormal, RandomUniform, TruncatedNormal, Identity, Orthogonal,
+    VarianceScaling)}
 _BY_CLASS = {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
 def get(identifier) -> Initializer:
-    """An initializer from a name ("glorot_uniform"), a class name, an instance or a config."""
+    """An initializer from a name ("glorot_uniform"), a class name, an instance or a config.
+    None is Keras's default for a float weight, glorot_uniform (``Dense(bias_initializer=None)``
+    gets glorot-uniform biases in Keras 3 too)."""
+    if identifier is None:
+        return GlorotUniform()
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):

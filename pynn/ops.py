@@ -44,6 +44,7 @@ from pynn.layers.layer import KerasTensor, Weight
 Tensor = Any
 
 __all__ = [
+    "convert_to_numpy",
     "gemm", "activation_names",
     # arithmetic
     "add", "subtract", "multiply", "divide", "true_divide", "negative", "square", "sqrt", "exp",
@@ -698,6 +699,17 @@ def convert_to_tensor(x: Tensor, dtype: Any = None) -> Tensor:
     if isinstance(x, KerasTensor):
         return x
     return _f32(x) if dtype is None else np.asarray(x, dtype=dtype)
+
+
+def convert_to_numpy(x: Any) -> np.ndarray:
+    """A NumPy array of `x` (Keras's ``ops.convert_to_numpy``); a weight gives a copy of its
+    value. A symbolic tensor has no value yet: TypeError."""
+    if isinstance(x, KerasTensor):
+        raise TypeError("ops.convert_to_numpy: a symbolic tensor (from pynn.Input or a layer "
+                        "call) has no value; build a pynn.Model from it and call predict")
+    if isinstance(x, Weight):
+        return x.value.copy()
+    return np.asarray(x)
 
 
 # --- activations -------------------------------------------------------------------------------

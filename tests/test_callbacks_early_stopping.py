@@ -83,10 +83,14 @@ def test_auto_mode_uses_the_direction_of_a_model_metric():
     assert n == 3  # rising is better: e2 drops -> stop
 
 
-def test_baseline_not_reached_stops_after_patience_epochs():
-    # Each epoch improves on the previous one but never goes below 0.5: patience runs out.
+def test_baseline_not_reached_but_improving_runs_every_epoch():
+    # Each epoch improves on the previous one but never goes below 0.5: as in Keras 3, an
+    # improving epoch never stops training (tests/test_keras_surface.py runs Keras itself).
     _, stop, n = fit([1.0, 0.9, 0.8, 0.7, 0.6], patience=3, baseline=0.5)
-    assert n == 3 and stop.stopped_epoch == 2
+    assert n == 5 and stop.stopped_epoch == 0
+    # once it stops improving, patience (counted from the first epoch) runs out at once
+    _, stop, n = fit([1.0, 0.9, 0.8, 0.8, 0.8], patience=3, baseline=0.5)
+    assert n == 4 and stop.stopped_epoch == 3
 
 
 def test_baseline_reached_resets_patience():

@@ -75,10 +75,11 @@ class EarlyStopping(MonitorCallback):
             self.best_epoch = epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
+            # The wait restarts only on an epoch that beats the baseline too; an improving
+            # epoch never stops training, even short of the baseline (Keras 3).
             if self.baseline is None or self._is_improvement(current, self.baseline):
                 self.wait = 0
-                return
-            # Better than before but still short of the baseline: patience keeps running.
+            return
 
         # epoch > 0: the first monitored epoch is never a reason to stop (Keras 3).
         if self.wait >= self.patience and epoch > 0:

@@ -416,6 +416,14 @@ class Layer:
     def non_trainable_weights(self) -> list[Weight]:
         return [w for w in self._all_weights() if not w.trainable]
 
+    @property
+    def losses(self) -> list[np.float32]:
+        """The weight penalties of this layer and the layers in it at the current weights, one
+        per regularized weight (Keras's ``layer.losses``; the trainer adds those of trainable
+        weights to the loss)."""
+        return [np.float32(w.regularizer(w.numpy())) for w in self._all_weights()
+                if w.regularizer is not None]
+
     def get_weights(self) -> list[np.ndarray]:
         return [w.numpy() for w in self._all_weights()]
 

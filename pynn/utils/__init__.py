@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import numbers
 import random
+from typing import Any
 
 import numpy as np
 
 from pynn import _random
 
-__all__ = ["set_random_seed", "to_categorical", "Progbar", "resolve_verbose",
+__all__ = ["set_random_seed", "to_categorical", "normalize", "Progbar", "resolve_verbose",
            # data loading (pynn.utils.dataset and the *_utils modules, imported on first use)
            "Dataset", "PyDataset", "image_dataset_from_directory", "text_dataset_from_directory",
            "timeseries_dataset_from_array", "split_dataset", "pad_sequences"]
@@ -85,3 +86,16 @@ def __getattr__(name):
 
         return getattr(importlib.import_module(f"pynn.utils.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'pynn.utils' has no attribute {name!r}")
+
+
+def normalize(x: Any, axis: int = -1, order: int = 2) -> np.ndarray:
+    """`x` divided by its `order`-norm along `axis` (Keras's ``utils.normalize``); a slice of
+    norm 0 is left as it is."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"x: expected numbers, got dtype {arr.dtype}")
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float32)
+    norm = np.atleast_1d(np.linalg.norm(arr, order, axis))
+    norm[norm == 0] = 1
+    return arr / np.expand_dims(norm, axis)
