@@ -22,6 +22,8 @@ from pynn.layers.merging import (
     multiply,
     subtract,
 )
+from pynn.layers.noise import AlphaDropout, GaussianDropout, GaussianNoise
+from pynn.layers.normalization import GroupNormalization, LayerNormalization, UnitNormalization
 from pynn.layers.ops_layer import OpLayer
 from pynn.layers.pooling import (
     AveragePooling1D,
@@ -50,7 +52,9 @@ _CLASSES = {cls.__name__: cls for cls in (
     GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Identity, InputLayer,
     LeakyReLU, MaxPooling1D, MaxPooling2D, Maximum, Minimum, Multiply, PReLU, Permute, ReLU,
     RepeatVector, Reshape, Softmax, Subtract,
-    OpLayer)}   # (pynn.ops on symbolic tensors: data only, safe to load)
+    OpLayer,
+    AlphaDropout, GaussianDropout, GaussianNoise, GroupNormalization, LayerNormalization,
+    UnitNormalization)}   # (pynn.ops on symbolic tensors: data only, safe to load)
 _MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
 
@@ -113,3 +117,5 @@ __all__ = ["Activation", "Add", "Average", "AveragePooling1D", "AveragePooling2D
            "Maximum", "Minimum", "Multiply", "PReLU", "Permute", "ReLU", "RepeatVector",
            "Reshape", "Softmax", "Subtract", "add", "average", "concatenate", "deserialize",
            "dot", "maximum", "minimum", "multiply", "serialize", "subtract"]
+__all__ += ["AlphaDropout", "GaussianDropout", "GaussianNoise", "GroupNormalization",
+            "LayerNormalization", "UnitNormalization"]

@@ -152,6 +152,7 @@ class Weight:
             self.value = self.value.copy()
         self._trainable = bool(trainable)
         self.regularizer = regularizer
+        self.constraint = None   # a pynn.constraints.Constraint applied after each step
 
     @property
     def path(self) -> str:
@@ -339,10 +340,8 @@ class Layer:
                    dtype: Any = None, trainable: bool = True, regularizer: Any = None,
                    constraint: Any = None, name: str | None = None) -> Weight:
         """Creates a weight of this layer (Keras's ``add_weight``) and returns it."""
-        from pynn import initializers, regularizers
+        from pynn import constraints, initializers, regularizers
 
-        if constraint is not None:
-            raise ValueError("constraint: weight constraints are not supported yet")
         if dtype not in (None, "float32", np.float32):
             raise ValueError(f"dtype: pynn weights are float32, got {dtype!r}")
         shape = () if shape is None else tuple(int(s) for s in shape)
@@ -363,6 +362,7 @@ class Layer:
         value = (np.zeros(shape, dtype=np.float32) if getattr(_RESTORING, "active", False)
                  else init(shape))
         w = Weight(self, name, value, trainable, regularizers.get(regularizer))
+        w.constraint = constraints.get(constraint)
         self._weights.append(w)
         return w
 

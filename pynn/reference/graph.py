@@ -497,3 +497,8 @@ OPS.update(_pynn_ops.OPS)
 from pynn.reference import conv as _conv  # noqa: E402
 
 OPS.update(_conv.OPS)
+
+# --- layer/group normalisation and the noise layers: pynn/reference/normalization.py.
+from pynn.reference import normalization as _normalization  # noqa: E402
+
+OPS.update(_normalization.OPS)
