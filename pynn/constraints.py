@@ -131,20 +131,21 @@ _BY_CLASS: dict[str, type[Constraint]] = {
     "MaxNorm": MaxNorm, "NonNeg": NonNeg, "UnitNorm": UnitNorm, "MinMaxNorm": MinMaxNorm}
 
 
-def get(identifier: Any) -> Constraint | None:
+def get(identifier: Any, what: str = "constraint") -> Constraint | None:
     """None, a name ("max_norm", "non_neg", "unit_norm", "min_max_norm", or a class name), a
-    Constraint, or a ``{"class_name", "config"}`` dict."""
+    Constraint, or a ``{"class_name", "config"}`` dict; `what` names the argument in errors."""
     if identifier is None or isinstance(identifier, Constraint):
         return identifier
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier) or _BY_CLASS.get(identifier)
         if cls is None:
-            raise ValueError(f"constraint: unknown name {identifier!r}; expected one of "
+            raise ValueError(f"{what}: unknown constraint {identifier!r}; expected one of "
                              f"{sorted(_BY_NAME)}")
         return cls()
     if isinstance(identifier, dict) and identifier.get("class_name") in _BY_CLASS:
         return _BY_CLASS[identifier["class_name"]].from_config(identifier.get("config") or {})
-    raise TypeError(f"constraint: expected None, a name or a Constraint, got {identifier!r}")
+    raise TypeError(f"{what}: expected None, a constraint name or a pynn.constraints "
+                    f"Constraint, got {identifier!r}")
 
 
 def serialize(constraint: Constraint | None) -> dict[str, Any] | None:

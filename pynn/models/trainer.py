@@ -520,7 +520,11 @@ class Trainer:
         g = self._graph
         if not self._custom:
             sws = [None if lo is None else sw for lo in self._losses]
-            return (g.train_step if train else g.test_step)(xs, ys, sws, idx, want)
+            if not train:
+                return g.test_step(xs, ys, sws, idx, want)
+            out = g.train_step(xs, ys, sws, idx, want)
+            self._apply_constraints()
+            return out
         self._retarget(ys)
         g = self._graph
         custom = self._custom
@@ -531,11 +535,26 @@ class Trainer:
         sws2 += [sw] * len(custom)
         total, losses, correct, outs = (g.train_step if train else g.test_step)(
             xs2, ys2, sws2, idx, want)
+        if train:
+            self._apply_constraints()
         extra = losses[n_out:]
         losses, correct = list(losses[:n_out]), list(correct[:n_out])
         for k, j in enumerate(custom):
             losses[j] = extra[k]
         return total, losses, correct, (None if outs is None else list(outs[:n_out]))
+
+    def _apply_constraints(self):
+        """Projects every constrained weight that just learned (Keras applies a weight's
+        constraint right after the optimizer's update). The list of constrained weights is
+        found once per compiled graph; a model without constraints pays one comparison."""
+        spec = self._spec
+        if self.__dict__.get("_constrained_for") is not spec:
+            self._constrained = [r.owner for r in spec.params
+                                 if getattr(r.owner, "constraint", None) is not None]
+            self._constrained_for = spec
+        for w in self._constrained:
+            if w.trainable:
+                w.constraint.apply(w.value)
 
     def _prepare_one_target(self, y, n, name, j, kind):
         arr = _checked_targets(y, n, name)
