@@ -8,30 +8,13 @@ float32 on both sides: 1e-5 absolute on O(1) weights.
 """
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import pytest
+from keras_helpers import case_rng, to_numpy
 
 import pynn
 from pynn import constraints as C
 from pynn import layers as L
-
-
-def _rng(*key):
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))
-
-
-@pytest.fixture(scope="module")
-def keras():
-    import keras
-
-    return keras
-
-
-def to_numpy(t):
-    return t.detach().cpu().numpy()
-
 
 CASES = [
     ("MaxNorm", {}, (5, 4)),
@@ -48,7 +31,7 @@ CASES = [
 
 @pytest.mark.parametrize("name,kwargs,shape", CASES)
 def test_constraints_match_keras(keras, name, kwargs, shape):
-    rng = _rng(name, repr(kwargs))
+    rng = case_rng(name, repr(kwargs))
     w = rng.standard_normal(shape).astype(np.float32)
     w[0] = 0.0                                   # zero slices keep finite values
     ours = getattr(C, name)(**kwargs)
@@ -108,7 +91,7 @@ def _models(keras, rng):
 
 
 def test_training_applies_constraints_after_each_step_as_keras(keras):
-    rng = _rng("train")
+    rng = case_rng("train")
     ours, theirs = _models(keras, rng)
     ours.compile(pynn.optimizers.SGD(0.1), "mse")
     theirs.compile(keras.optimizers.SGD(0.1), "mse")
@@ -128,7 +111,7 @@ def test_training_applies_constraints_after_each_step_as_keras(keras):
 
 
 def test_fit_keeps_weights_constrained_and_frozen_layers_untouched():
-    rng = _rng("fit")
+    rng = case_rng("fit")
     frozen = L.Dense(4, kernel_constraint=C.UnitNorm(), name="frozen")
     model = pynn.Sequential([pynn.Input((6,)), frozen,
                              L.Dense(1, kernel_constraint=C.MaxNorm(0.1),

@@ -12,10 +12,9 @@ Keras (float32 on torch): 1e-5 absolute on standardised values.
 """
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import pytest
+from keras_helpers import case_rng, to_numpy
 from test_ref_dense import numeric_grad
 
 import pynn
@@ -23,10 +22,6 @@ from pynn import layers as L
 from pynn.models.graph_spec import GraphSpec, ParamRef
 from pynn.reference import graph as ref_graph
 from pynn.reference import normalization as ref_norm
-
-
-def _rng(*key):
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))
 
 
 class Case:
@@ -68,7 +63,7 @@ CASES = [
 @pytest.mark.parametrize("batch", [1, 4])
 @pytest.mark.parametrize("case", CASES, ids=repr)
 def test_forward_matches_twin(case, batch):
-    rng = _rng("fwd", repr(case), batch)
+    rng = case_rng("fwd", repr(case), batch)
     ps = case.params(rng)
     x = (2.0 + 3.0 * rng.standard_normal((batch,) + case.shape)).astype(np.float32)
     spec = case.spec(ps)
@@ -81,7 +76,7 @@ def test_forward_matches_twin(case, batch):
 @pytest.mark.parametrize("case", CASES, ids=repr)
 def test_twin_gradients_match_finite_differences(case):
     """d <R, y> / d (x, gamma, beta) from the twin's backward and from central differences."""
-    rng = _rng("fd", repr(case))
+    rng = case_rng("fd", repr(case))
     arrays = [rng.standard_normal((2,) + case.shape)] + case.params(rng)
     node = type("N", (), {"attrs": case.attrs})()
     forward, backward = ref_graph.OPS[case.op]
@@ -102,7 +97,7 @@ def test_twin_gradients_match_finite_differences(case):
 
 @pytest.mark.parametrize("case", CASES, ids=repr)
 def test_core_gradients_match_twin(case):
-    rng = _rng("core", repr(case))
+    rng = case_rng("core", repr(case))
     ps = case.params(rng)
     x = rng.standard_normal((3,) + case.shape).astype(np.float32)
     spec = case.spec(ps)
@@ -126,7 +121,7 @@ def test_core_gradients_match_twin(case):
 
 
 def test_results_do_not_depend_on_threads_and_rows_are_independent():
-    rng = _rng("threads")
+    rng = case_rng("threads")
     x = rng.standard_normal((40, 16, 64)).astype(np.float32)
     model = pynn.Sequential([pynn.Input((16, 64)), L.LayerNormalization(),
                              L.GroupNormalization(8), L.Dense(1)])
@@ -144,7 +139,7 @@ def test_results_do_not_depend_on_threads_and_rows_are_independent():
 
 
 def test_non_contiguous_inputs():
-    rng = _rng("strided")
+    rng = case_rng("strided")
     base = rng.standard_normal((6, 10, 8)).astype(np.float32)
     x = base[::2, :, ::2]                        # strided view
     for layer in (L.LayerNormalization(axis=[1, 2]), L.GroupNormalization(2),
@@ -153,17 +148,6 @@ def test_non_contiguous_inputs():
 
 
 # --- against Keras 3 -------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def keras():
-    import keras
-
-    return keras
-
-
-def to_numpy(t):
-    """A Keras (torch backend) tensor as an array (keras.ops.convert_to_numpy warns under
-    NumPy 2, and the suite turns warnings into errors)."""
-    return t.detach().cpu().numpy()
 
 
 KERAS_CASES = [
@@ -181,7 +165,7 @@ KERAS_CASES = [
 
 @pytest.mark.parametrize("name,kwargs,shape", KERAS_CASES)
 def test_layers_match_keras(keras, name, kwargs, shape):
-    rng = _rng("keras", name, repr(kwargs))
+    rng = case_rng("keras", name, repr(kwargs))
     x = (1.0 + 2.0 * rng.standard_normal((4,) + shape)).astype(np.float32)
     x[0] = 0.0                                    # a constant sample, and a zero vector
     ours = getattr(L, name)(**kwargs)
@@ -218,7 +202,7 @@ NOISE = [("gaussian_noise", 0.7), ("gaussian_dropout", 0.4), ("alpha_dropout", 0
 
 @pytest.mark.parametrize("kind,value", NOISE)
 def test_noise_op_matches_twin_with_the_same_draws(kind, value):
-    rng = _rng("noise", kind, value)
+    rng = case_rng("noise", kind, value)
     shape = (5, 7)
     x = rng.standard_normal((3,) + shape).astype(np.float32)
     target = rng.standard_normal((3,) + shape).astype(np.float32)
@@ -260,7 +244,7 @@ def test_noise_statistics_and_inference_identity():
 
 
 def test_noise_twin_gradient():
-    rng = _rng("noise-fd")
+    rng = case_rng("noise-fd")
     x = rng.standard_normal((2, 6))
     for kind, value in NOISE:
         draws = ref_norm.noise_draws(kind, 5, 0, x.shape)
@@ -276,7 +260,7 @@ def test_noise_twin_gradient():
 
 
 def test_seeded_noise_layers_train_the_same_on_one_and_two_threads():
-    rng = _rng("fit")
+    rng = case_rng("fit")
     x = rng.standard_normal((64, 8)).astype(np.float32)
     y = rng.standard_normal((64, 1)).astype(np.float32)
     results = []
@@ -300,7 +284,7 @@ def test_seeded_noise_layers_train_the_same_on_one_and_two_threads():
 
 # --- configs, save and load ------------------------------------------------------------------
 def test_save_load_round_trip(tmp_path):
-    rng = _rng("save")
+    rng = case_rng("save")
     model = pynn.Sequential([
         pynn.Input((4, 6)), L.LayerNormalization(axis=[1, 2], epsilon=1e-4),
         L.GroupNormalization(groups=3, center=False), L.UnitNormalization(),

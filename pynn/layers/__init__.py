@@ -4,6 +4,7 @@ from pynn.layers.convolutional import Conv1D, Conv2D
 from pynn.layers.dense import Dense
 from pynn.layers.lambda_layer import Lambda
 from pynn.layers.layer import Layer
+from pynn.layers.lookup import IntegerLookup, StringLookup, TextVectorization
 from pynn.layers.merging import (
     Add,
     Average,
@@ -35,6 +36,12 @@ from pynn.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from pynn.layers.preprocessing import (
+    CategoryEncoding,
+    Discretization,
+    Normalization,
+    Rescaling,
+)
 from pynn.layers.regularization import BatchNormalization, Dropout
 from pynn.layers.reshaping import (
     Flatten,
@@ -54,7 +61,9 @@ _CLASSES = {cls.__name__: cls for cls in (
     RepeatVector, Reshape, Softmax, Subtract,
     OpLayer,
     AlphaDropout, GaussianDropout, GaussianNoise, GroupNormalization, LayerNormalization,
-    UnitNormalization)}   # (pynn.ops on symbolic tensors: data only, safe to load)
+    UnitNormalization,
+    CategoryEncoding, Discretization, IntegerLookup, Normalization, Rescaling, StringLookup,
+    TextVectorization)}   # (pynn.ops on symbolic tensors: data only, safe to load)
 _MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
 
@@ -119,3 +128,5 @@ __all__ = ["Activation", "Add", "Average", "AveragePooling1D", "AveragePooling2D
            "dot", "maximum", "minimum", "multiply", "serialize", "subtract"]
 __all__ += ["AlphaDropout", "GaussianDropout", "GaussianNoise", "GroupNormalization",
             "LayerNormalization", "UnitNormalization"]
+__all__ += ["CategoryEncoding", "Discretization", "IntegerLookup", "Normalization", "Rescaling",
+            "StringLookup", "TextVectorization"]

@@ -147,7 +147,8 @@ class Weight:
     def __init__(self, layer, name, value, trainable=True, regularizer=None):
         self.layer = layer
         self.name = name
-        self.value = np.ascontiguousarray(value, dtype=np.float32)
+        # (np.require keeps a 0-d weight 0-d; ascontiguousarray would make it (1,))
+        self.value = np.require(np.asarray(value, dtype=np.float32), requirements="C")
         if not self.value.flags.writeable:
             self.value = self.value.copy()
         self._trainable = bool(trainable)

@@ -151,6 +151,17 @@ class GraphSpec:
     def consumers(self, tid: int) -> list[int]:
         return [i for i, n in enumerate(self.nodes) if tid in n.inputs]
 
+    def state_params(self) -> set[int]:
+        """Ids of the params that are state updated by forward (batch normalisation's moving
+        statistics), as opposed to weights: their engine flag follows their layer's."""
+        state = set()
+        for n in self.nodes:
+            if n.op == "batchnorm":
+                first = (int(bool(n.attrs.get("scale", True)))
+                         + int(bool(n.attrs.get("center", True))))
+                state.update(n.params[first:])
+        return state
+
     def __repr__(self):
         lines = [f"GraphSpec(inputs={self.inputs}, outputs={self.outputs})"]
         for n in self.nodes:
@@ -175,12 +186,7 @@ class GraphSpec:
         from pynn import _core
 
         g = _core.Graph()
-        state = set()
-        for n in self.nodes:
-            if n.op == "batchnorm":
-                first = (int(bool(n.attrs.get("scale", True)))
-                         + int(bool(n.attrs.get("center", True))))
-                state.update(n.params[first:])
+        state = self.state_params()
         for pid, ref in enumerate(self.params):
             # A weight learns while it can train and its layer is not frozen; the flag of a
             # moving statistic (which never learns) says whether its layer is frozen.

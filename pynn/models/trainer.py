@@ -158,7 +158,7 @@ class Trainer:
                 self._pspec, self._pgraph = spec, spec.to_core()
                 # what the one-row predict fast path compares against
                 self._in_width = (math.prod(self._inputs[0].sample_shape)
-                                  if len(self._inputs) == 1 else -1)
+                                  if len(self._inputs) == 1 and not self._host_steps() else -1)
                 self._out_sample = tuple(self._outputs[0].sample_shape)
             if self.compiled and self._losses is None:
                 self._resolve_compile()
@@ -258,14 +258,16 @@ class Trainer:
             return
         g = self._graph
         on = self.trainable
+        state = self._spec.state_params()
         for pid, ref in enumerate(self._spec.params):
             w = ref.owner
             if w is None:
                 flag = not ref.frozen
             else:
-                # weights that never train (moving statistics) carry their layer's flag: a
-                # frozen BatchNormalization runs in inference mode
-                flag = w.trainable if ref.trainable else w.layer.trainable
+                # moving statistics (which never train) carry their layer's flag: a frozen
+                # BatchNormalization runs in inference mode; other non-trainable weights
+                # (Normalization's statistics) stay off
+                flag = w.layer.trainable if pid in state else w.trainable
             g.set_trainable(pid, bool(on and flag))
         self._gen_seen = _TRAINABLE_GENERATION[0]
 
@@ -407,10 +409,17 @@ class Trainer:
                              f"list or a dict of arrays")
         return [x]
 
+    def _host_steps(self) -> list:
+        """Layers applied to the inputs in NumPy before the graph (a Sequential model's
+        leading vocabulary layers); none by default."""
+        return []
+
     def _prepare_inputs(self, x, name="x", check_finite=True):
         """The inputs as 2-D float32 C-contiguous arrays (samples, values per sample)."""
         if x is None:
             raise ValueError(f"{name}: input data is required")
+        for layer in self._host_steps():
+            x = layer(x)
         parts = self._split_by_input(x, name)
         arrays = []
         for k, part in enumerate(parts):
