@@ -316,3 +316,56 @@ def test_bad_arguments():
         L.GaussianNoise(-1.0)
     with pytest.raises(ValueError, match="epsilon"):
         L.LayerNormalization(epsilon=0.0)
+
+
+# --- ActivityRegularization ------------------------------------------------------------------
+def test_activity_penalty_gradient_matches_finite_differences():
+    rng = case_rng("act-fd")
+    x = rng.standard_normal((3, 4))
+    g = ref_norm.activity_penalty(x, 0.3, 0.2)[1]
+    num = numeric_grad(lambda: float(ref_norm.activity_penalty(x, 0.3, 0.2)[0]), x)
+    np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-7)
+
+
+def test_activity_regularization_core_gradient_matches_twin():
+    rng = case_rng("act-core")
+    x = rng.standard_normal((5, 3, 4)).astype(np.float32)
+    spec = GraphSpec()
+    t = spec.add_input((3, 4))
+    spec.outputs = L.ActivityRegularization(0.1, 0.05)._emit(spec, [t])
+    out, cache = ref_graph.forward(spec, [x.astype(np.float64)])
+    seed = rng.standard_normal(out[0].shape).astype(np.float32)
+    _, want = ref_graph.backward(spec, cache, [seed.astype(np.float64)])
+    got = spec.to_core().input_gradient([x], [seed])[0]
+    np.testing.assert_allclose(got, want[0], rtol=1e-6, atol=1e-7)
+
+
+def test_activity_regularization_loss_and_training_match_keras(keras):
+    rng = case_rng("act-keras")
+    x = rng.standard_normal((16, 5)).astype(np.float32)
+    y = rng.standard_normal((16, 2)).astype(np.float32)
+
+    def build(mod):
+        inp = mod.Input((5,))
+        h = mod.layers.Dense(4, activation="tanh")(inp)
+        h = mod.layers.ActivityRegularization(l1=0.05, l2=0.1)(h)
+        return mod.Model(inp, mod.layers.Dense(2)(h))
+
+    ours, theirs = build(pynn), build(keras)
+    weights = [rng.standard_normal(w.shape).astype(np.float32) for w in ours.get_weights()]
+    ours.set_weights(weights)
+    theirs.set_weights(weights)
+    ours.compile(pynn.optimizers.SGD(0.1), "mse")
+    theirs.compile(keras.optimizers.SGD(0.1), "mse")
+    # float32 sums of 16 x 4 penalties on both sides: 1e-5 relative
+    np.testing.assert_allclose(ours.evaluate(x, y, batch_size=16, verbose=0),
+                               theirs.evaluate(x, y, batch_size=16, verbose=0), rtol=1e-5)
+    for _ in range(2):
+        ours.train_on_batch(x, y)
+        theirs.train_on_batch(x, y)
+    for a, b in zip(ours.get_weights(), [to_numpy(v.value) for v in theirs.weights]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    layer = L.ActivityRegularization(l1=0.5)
+    assert L.deserialize(L.serialize(layer)).get_config() == layer.get_config()
+    with pytest.raises(ValueError, match="l2"):
+        L.ActivityRegularization(l2=-1.0)

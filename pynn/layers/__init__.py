@@ -23,7 +23,12 @@ from pynn.layers.merging import (
     multiply,
     subtract,
 )
-from pynn.layers.noise import AlphaDropout, GaussianDropout, GaussianNoise
+from pynn.layers.noise import (
+    ActivityRegularization,
+    AlphaDropout,
+    GaussianDropout,
+    GaussianNoise,
+)
 from pynn.layers.normalization import GroupNormalization, LayerNormalization, UnitNormalization
 from pynn.layers.ops_layer import OpLayer
 from pynn.layers.pooling import (
@@ -63,7 +68,7 @@ _CLASSES = {cls.__name__: cls for cls in (
     AlphaDropout, GaussianDropout, GaussianNoise, GroupNormalization, LayerNormalization,
     UnitNormalization,
     CategoryEncoding, Discretization, IntegerLookup, Normalization, Rescaling, StringLookup,
-    TextVectorization)}   # (pynn.ops on symbolic tensors: data only, safe to load)
+    TextVectorization, ActivityRegularization)}   # (pynn.ops on symbolic tensors: data only, safe to load)
 _MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
 
@@ -129,4 +134,4 @@ __all__ = ["Activation", "Add", "Average", "AveragePooling1D", "AveragePooling2D
 __all__ += ["AlphaDropout", "GaussianDropout", "GaussianNoise", "GroupNormalization",
             "LayerNormalization", "UnitNormalization"]
 __all__ += ["CategoryEncoding", "Discretization", "IntegerLookup", "Normalization", "Rescaling",
-            "StringLookup", "TextVectorization"]
+            "StringLookup", "TextVectorization", "ActivityRegularization"]

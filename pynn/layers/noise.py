@@ -1,5 +1,5 @@
 """GaussianNoise, GaussianDropout and AlphaDropout: random in training, the identity at
-inference (Keras 3). The draws come from the node's seed and the training step, like
+inference (Keras 3); and ActivityRegularization. The draws come from the node's seed and the training step, like
 Dropout's masks, so a seeded model trains the same on any thread count."""
 from __future__ import annotations
 
@@ -89,3 +89,25 @@ class AlphaDropout(_Noise):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "noise_shape": None}
+
+
+class ActivityRegularization(Layer):
+    """The identity, adding ``(l1 * sum|x| + l2 * sum x^2) / batch_size`` to the loss (in fit
+    and evaluate, as Keras adds a layer's activity loss).
+
+    Args:
+        l1, l2: non-negative coefficients.
+    """
+
+    def __init__(self, l1=0.0, l2=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.l1 = real_in(l1, "l1", 0.0, float("inf"), hi_open=True)
+        self.l2 = real_in(l2, "l2", 0.0, float("inf"), hi_open=True)
+
+    def _emit(self, spec, inputs):
+        x = self._single(inputs)
+        return spec.add_node("activity_regularization", [x], [spec.shapes[x]], [],
+                             {"l1": self.l1, "l2": self.l2}, self.name)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "l1": self.l1, "l2": self.l2}

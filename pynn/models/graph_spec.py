@@ -55,6 +55,13 @@ one_hot           num_classes                                  (*s) -> (*s, num_
 argmax            axis, keepdims                               x -> x without axis
 constant          value, shape                                 the same tensor for every sample
 variable          shape (optional)                             [w]: w as every sample's tensor
+layer_norm        axes (per-sample), epsilon, center, scale    [gamma?, beta?] of the sizes on
+                                                               axes; x -> same shape
+group_norm        groups, axis, epsilon, center, scale         [gamma?, beta?] (channels,)
+noise             kind (gaussian_noise, gaussian_dropout,      x -> same (identity at inference)
+                  alpha_dropout), value (stddev/rate), seed
+activity_         l1, l2 (adds (l1 sum|x| + l2 sum x^2) /     x -> same
+regularization    batch to the loss)
 ================  ==========================================  ==================================
 
 The ops under `pynn.ops` (unary ... variable) are written out in pynn/reference/ops.py, their

@@ -1,5 +1,5 @@
-"""Normalisation and noise layers in NumPy: the twins of the layer_norm, group_norm and noise
-graph ops (csrc/nn/ops/layer_norm.cpp, group_norm.cpp, noise.cpp).
+"""Normalisation, noise and activity-regularization layers in NumPy: the twins of the
+layer_norm, group_norm, noise and activity_regularization graph ops (csrc/nn/ops/).
 
 Shapes: x is (batch, *sample); axes are per-sample (0 is the first axis after the batch,
 negative from the end).
@@ -17,6 +17,8 @@ negative from the end).
   saturation value alpha' = -alpha scale elsewhere, then maps affinely (a, b) so that the mean
   and variance of SELU outputs are kept. z (unit normal) and u (uniform) are the draws; the
   engine derives them from (seed, stream, element index), reproduced by `noise_draws`.
+* activity_regularization: y = x; the loss gains ``(l1 sum|x| + l2 sum x^2) / batch`` and the
+  gradient ``(l1 sign(x) + 2 l2 x) / batch`` (`activity_penalty`).
 """
 from __future__ import annotations
 
@@ -158,6 +160,13 @@ def noise_backward(dy, mult):
     return dy if mult is None else dy * mult
 
 
+# --- activity regularization ------------------------------------------------------------------
+def activity_penalty(x, l1, l2):
+    """(the loss term, its gradient with respect to x) for a batch x."""
+    n = max(x.shape[0], 1)
+    return (l1 * np.abs(x).sum() + l2 * (x * x).sum()) / n, (l1 * np.sign(x) + 2 * l2 * x) / n
+
+
 # --- graph-executor entries (pynn.reference.graph.OPS) ---------------------------------------
 def _affine_params(node, ps):
     scale, center = node.attrs.get("scale", True), node.attrs.get("center", True)
@@ -205,8 +214,18 @@ def _noise_op_backward(node, mult, dy):
     return [noise_backward(dy, mult)], []
 
 
+def _activity_op(node, xs, ps, run):
+    return xs[0], xs[0]
+
+
+def _activity_op_backward(node, x, dy):
+    _, g = activity_penalty(x, node.attrs.get("l1", 0.0), node.attrs.get("l2", 0.0))
+    return [dy + g], []
+
+
 OPS = {
     "layer_norm": (_layer_norm_op, _norm_op_backward(layer_norm_backward)),
     "group_norm": (_group_norm_op, _norm_op_backward(group_norm_backward)),
     "noise": (_noise_op, _noise_op_backward),
+    "activity_regularization": (_activity_op, _activity_op_backward),
 }
