@@ -64,11 +64,11 @@ _CLASSES = {cls.__name__: cls for cls in (
     GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Identity, InputLayer,
     LeakyReLU, MaxPooling1D, MaxPooling2D, Maximum, Minimum, Multiply, PReLU, Permute, ReLU,
     RepeatVector, Reshape, Softmax, Subtract,
-    OpLayer,
+    OpLayer,   # (pynn.ops on symbolic tensors: data only, safe to load)
     AlphaDropout, GaussianDropout, GaussianNoise, GroupNormalization, LayerNormalization,
     UnitNormalization,
     CategoryEncoding, Discretization, IntegerLookup, Normalization, Rescaling, StringLookup,
-    TextVectorization, ActivityRegularization)}   # (pynn.ops on symbolic tensors: data only, safe to load)
+    TextVectorization, ActivityRegularization)}
 _MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
 

@@ -1,6 +1,6 @@
 """GaussianNoise, GaussianDropout and AlphaDropout: random in training, the identity at
-inference (Keras 3); and ActivityRegularization. The draws come from the node's seed and the training step, like
-Dropout's masks, so a seeded model trains the same on any thread count."""
+inference (Keras 3). The draws come from the node's seed and the training step, like Dropout's
+masks, so a seeded model trains the same on any thread count. And ActivityRegularization."""
 from __future__ import annotations
 
 import numbers
