@@ -235,6 +235,31 @@ def test_vocabulary_layers_lead_a_sequential_model(tmp_path):
                                                                  [1, 0, 1, 0, 1]])
     with pytest.raises(TypeError, match="runs on NumPy"):
         L.StringLookup(vocabulary=VOCAB)(pynn.Input((3,)))
+    # a shape-changing lookup after a raw Input, saved and loaded
+    onehot = pynn.Sequential([pynn.Input((1,)), L.StringLookup(vocabulary=VOCAB,
+                                                               output_mode="one_hot"),
+                              L.Dense(2)])
+    assert onehot.input_shape == (None, 5)
+    path = tmp_path / "onehot.safetensors"
+    onehot.save(path)
+    back = pynn.models.load_model(path)
+    words = np.array([["b"], ["z"]])
+    np.testing.assert_array_equal(back.predict(words, verbose=0), onehot.predict(words,
+                                                                                 verbose=0))
+
+
+def test_lookup_configs_round_trip():
+    docs = np.array([["a", "b", "b"], ["c", "b", "a"]])
+    made = [L.StringLookup(vocabulary=VOCAB, mask_token="", num_oov_indices=2),
+            L.IntegerLookup(vocabulary=[3, 1, 4], output_mode="multi_hot"),
+            L.StringLookup(output_mode="tf_idf"), L.TextVectorization(max_tokens=6)]
+    made[2].adapt(docs)
+    made[3].adapt(np.array(["a b c", "b c. C!"]))
+    inputs = [docs, np.array([[1, 5, 4]]), docs, np.array(["c b a x"])]
+    for layer, x in zip(made, inputs):
+        back = L.deserialize(L.serialize(layer))
+        assert back.get_config() == layer.get_config()
+        np.testing.assert_array_equal(back(x), layer(x))
 
 
 def test_bad_arguments():

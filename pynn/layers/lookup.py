@@ -377,8 +377,7 @@ class TextVectorization(Layer):
                  split="whitespace", ngrams=None, output_mode="int", output_sequence_length=None,
                  pad_to_max_tokens=False, vocabulary=None, idf_weights=None, sparse=False,
                  ragged=False, encoding="utf-8", **kwargs):
-        name_kw = {k: kwargs.pop(k) for k in ("name",) if k in kwargs}
-        super().__init__(**name_kw, **kwargs)
+        super().__init__(**kwargs)
         if standardize not in (None, "lower_and_strip_punctuation", "lower",
                                "strip_punctuation"):
             raise ValueError(f"standardize: expected None, 'lower_and_strip_punctuation', "

@@ -48,7 +48,8 @@ class Sequential(Model):
         if not isinstance(layer, Layer):
             raise TypeError(f"layer: expected a pynn.layers.Layer, got {layer!r}")
         if isinstance(layer, InputLayer):
-            if self._layers or self._input_shape is not None:
+            # (after leading vocabulary layers, an Input gives the graph's input shape)
+            if len(self._layers) > len(self._host_steps()) or self._input_shape is not None:
                 raise ValueError("Input must come first in a Sequential model")
             self._input_shape = layer.shape
             return
@@ -173,11 +174,13 @@ class Sequential(Model):
 
     # --- configuration ----------------------------------------------------------------------
     def get_config(self) -> dict:
-        layers = []
+        host = self._host_steps()
+        layers = [layers_mod.serialize(layer) for layer in host]
         if self._input_shape is not None:
+            # the graph's input: after the vocabulary layers, which run before the graph
             layers.append({"class_name": "InputLayer",
                            "config": {"shape": list(self._input_shape), "name": "input_layer"}})
-        layers += [layers_mod.serialize(layer) for layer in self._layers]
+        layers += [layers_mod.serialize(layer) for layer in self._layers[len(host):]]
         return {"name": self.name, "layers": layers}
 
     @classmethod
