@@ -352,6 +352,11 @@ def _child(names):
     import warnings
 
     warnings.simplefilter("ignore")
+    if names and names[0].startswith(KERAS_PREFIXES):
+        import fuzz_keras_files
+
+        fuzz_keras_files.child(names, _load_outcome, FUZZ_SECONDS)
+        return
     folder = tempfile.mkdtemp(prefix="pynn-fuzz-")
     blob = valid_model_file(os.path.join(folder, "valid.safetensors"))
     target = os.path.join(folder, "case.safetensors")
@@ -537,6 +542,32 @@ def test_mutator_changes_files():
     rng = random.Random(0)
     blob = bytes(range(256)) * 4
     assert sum(_mutate(blob, rng) != blob for _ in range(50)) >= 45
+
+
+# --- Keras 3 files: .keras archives and .weights.h5 (cases in fuzz_keras_files.py) -----------
+KERAS_PREFIXES = ("keras ", "h5 ")
+
+
+def test_keras_files_crafted_truncated_and_mutated():
+    names = ["keras valid", "keras crafted", "keras truncated", "keras mutated", "h5 valid",
+             "h5 crafted", "h5 truncated", "h5 mutated"]
+    r = _run(names, 2 * FUZZ_SECONDS + 300)
+    assert r["keras valid"]["outcome"] == "ok", r["keras valid"]
+    assert r["h5 valid"]["outcome"] == "ok", r["h5 valid"]
+    for kind in ("keras", "h5"):
+        crafted_cases = r[f"{kind} crafted"]
+        print(f"\n{kind}: crafted {crafted_cases['cases']} (all ValueError: "
+              f"{not crafted_cases['bad']}); truncated {r[f'{kind} truncated']['counts']}; "
+              f"mutated {r[f'{kind} mutated']['cases']} in {FUZZ_SECONDS / 2:.0f} s: "
+              f"{r[f'{kind} mutated']['counts']}, peak RSS "
+              f"{r[f'{kind} mutated']['peak_mib']:.0f} MiB")
+        assert crafted_cases["cases"] >= 20 and not crafted_cases["bad"], crafted_cases["bad"]
+        trunc = r[f"{kind} truncated"]
+        assert trunc["tried"] >= 100 and trunc["counts"] == {"ValueError": trunc["tried"]}, \
+            trunc["bad"]
+        mutated = r[f"{kind} mutated"]
+        assert mutated["cases"] >= 50 and not mutated["bad"], mutated["bad"]
+        assert mutated["counts"].get("ValueError", 0) > 0
 
 
 if __name__ == "__main__":  # a longer fuzzing session: PYNN_FUZZ_SECONDS=600 python -P this

@@ -2,6 +2,7 @@
 from pynn.layers.activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
 from pynn.layers.convolutional import Conv1D, Conv2D
 from pynn.layers.dense import Dense
+from pynn.layers.embedding import Embedding, Masking
 from pynn.layers.lambda_layer import Lambda
 from pynn.layers.layer import Layer
 from pynn.layers.lookup import IntegerLookup, StringLookup, TextVectorization
@@ -47,6 +48,7 @@ from pynn.layers.preprocessing import (
     Normalization,
     Rescaling,
 )
+from pynn.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from pynn.layers.regularization import BatchNormalization, Dropout
 from pynn.layers.reshaping import (
     Flatten,
@@ -65,6 +67,7 @@ _CLASSES = {cls.__name__: cls for cls in (
     LeakyReLU, MaxPooling1D, MaxPooling2D, Maximum, Minimum, Multiply, PReLU, Permute, ReLU,
     RepeatVector, Reshape, Softmax, Subtract,
     OpLayer,   # (pynn.ops on symbolic tensors: data only, safe to load)
+    Bidirectional, Embedding, GRU, LSTM, Masking, SimpleRNN, TimeDistributed,
     AlphaDropout, GaussianDropout, GaussianNoise, GroupNormalization, LayerNormalization,
     UnitNormalization,
     CategoryEncoding, Discretization, IntegerLookup, Normalization, Rescaling, StringLookup,
@@ -130,7 +133,9 @@ __all__ = ["Activation", "Add", "Average", "AveragePooling1D", "AveragePooling2D
            "Lambda", "Layer", "LeakyReLU", "MaxPooling1D", "MaxPooling2D",
            "Maximum", "Minimum", "Multiply", "PReLU", "Permute", "ReLU", "RepeatVector",
            "Reshape", "Softmax", "Subtract", "add", "average", "concatenate", "deserialize",
-           "dot", "maximum", "minimum", "multiply", "serialize", "subtract"]
+           "dot", "maximum", "minimum", "multiply", "serialize", "subtract",
+           "Bidirectional", "Embedding", "GRU", "LSTM", "Masking", "SimpleRNN",
+           "TimeDistributed"]
 __all__ += ["AlphaDropout", "GaussianDropout", "GaussianNoise", "GroupNormalization",
             "LayerNormalization", "UnitNormalization"]
 __all__ += ["CategoryEncoding", "Discretization", "IntegerLookup", "Normalization", "Rescaling",

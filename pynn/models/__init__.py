@@ -20,6 +20,14 @@ def model_from_config(config: dict[str, Any],
     return model
 
 
+def model_from_json(json_string: str,
+                    custom_objects: Mapping[str, Any] | None = None) -> Model:
+    """A model (freshly initialised) from `Model.to_json`'s JSON, or Keras 3's."""
+    from pynn.models.keras_format import model_from_json as _from_json
+
+    return _from_json(json_string, custom_objects)
+
+
 def clone_model(model: Model, custom_objects: Mapping[str, Any] | None = None) -> Model:
     """A new model with the same architecture and freshly initialised weights."""
     from pynn import layers
@@ -28,4 +36,4 @@ def clone_model(model: Model, custom_objects: Mapping[str, Any] | None = None) -
 
 
 __all__ = ["Model", "Sequential", "clone_model", "load_model", "model_from_config",
-           "save_model"]
+           "model_from_json", "save_model"]

@@ -53,7 +53,8 @@ def _check_path(filepath, overwrite):
         raise TypeError(f"filepath: expected a str or os.PathLike, got {type(filepath).__name__}")
     path = os.fspath(filepath)
     if not path.endswith(".safetensors") and not path.endswith(".pynn"):
-        raise ValueError(f"filepath: pynn writes .safetensors (or .pynn) files, got {path!r}")
+        raise ValueError(f"filepath: pynn writes .keras, .safetensors (or .pynn) files "
+                         f"(weights alone: also .weights.h5), got {path!r}")
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"filepath: {path!r} exists and overwrite=False")
     folder = os.path.dirname(os.path.abspath(path))
@@ -62,13 +63,48 @@ def _check_path(filepath, overwrite):
     return path
 
 
+def _suffix(filepath, suffix):
+    return isinstance(filepath, (str, os.PathLike)) and os.fspath(filepath).endswith(suffix)
+
+
+def _other_format(filepath, weights_only):
+    """Hands a Keras file to `keras_format` ("keras", "h5") or explains a file pynn does not
+    read; None for a safetensors file (read below)."""
+    if not isinstance(filepath, (str, os.PathLike)):
+        return None
+    from pynn.models import keras_format
+
+    path = os.fspath(filepath)
+    if not os.path.isfile(path):
+        return None   # the reader below says what is wrong
+    kind = keras_format.sniff(path)
+    if kind == "safetensors":
+        return None
+    if kind == "keras":
+        return kind
+    if kind == "h5":
+        if weights_only:
+            return kind
+        raise ValueError(f"{path}: an HDF5 file; pynn reads models from .keras archives "
+                         f"(Keras 3) and .safetensors files, and weights from .weights.h5 with "
+                         f"model.load_weights (legacy Keras 2 .h5 models are not read)")
+    raise ValueError(f"{path}: not a model file pynn reads (neither a Keras 3 .keras zip "
+                     f"archive, nor an HDF5 .weights.h5 file, nor a .safetensors file)")
+
+
 def _slot_key(name, k):
     return f"{SLOT_PREFIX}{name}/{k}"
 
 
 def save_model(model: Model, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
     """Writes `model.get_state()` to a safetensors file (atomically: a temporary file in the
-    same folder, renamed over `filepath` once complete)."""
+    same folder, renamed over `filepath` once complete); a path ending in .keras gets Keras
+    3's archive instead (`pynn.models.keras_format`)."""
+    if _suffix(filepath, ".keras"):
+        from pynn.models import keras_format
+
+        keras_format.save_model(model, filepath, overwrite=overwrite)
+        return
     path = _check_path(filepath, overwrite)
     state = state_mod.get_state(model)
     tensors = dict(state["weights"])
@@ -362,6 +398,10 @@ def load_model(filepath: str | os.PathLike[str], compile: bool = True,
             config that does not match the tensors, a weight missing, extra or misshapen,
             NaN weights...).
     """
+    if _other_format(filepath, weights_only=False) == "keras":
+        from pynn.models import keras_format
+
+        return keras_format.load_model(filepath, compile=compile, custom_objects=custom_objects)
     path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else filepath
     tensors, meta, version = _read(filepath, FORMAT)
     cfg = _json(meta, "model_config", path)
@@ -390,7 +430,13 @@ def load_model(filepath: str | os.PathLike[str], compile: bool = True,
 
 def save_weights(model: Model, filepath: str | os.PathLike[str],
                  overwrite: bool = True) -> None:
-    """Writes only the weights, by path (plus a little metadata), to a safetensors file."""
+    """Writes only the weights, by path (plus a little metadata), to a safetensors file; a
+    path ending in .weights.h5 gets Keras 3's HDF5 layout instead."""
+    if _suffix(filepath, ".h5"):
+        from pynn.models import keras_format
+
+        keras_format.save_weights(model, filepath, overwrite=overwrite)
+        return
     path = _check_path(filepath, overwrite)
     weights = state_mod.get_weights_by_path(model)
     _safetensors.write(path, weights, {"format": WEIGHTS_FORMAT, "format_version": str(VERSION),
@@ -402,6 +448,11 @@ def load_weights(model: Model, filepath: str | os.PathLike[str]) -> None:
     matching them by path (version-1 files: by position). All are checked before any is
     written."""
     model._require_built("load_weights")
+    if _other_format(filepath, weights_only=True) is not None:
+        from pynn.models import keras_format
+
+        keras_format.load_weights(model, filepath)
+        return
     tensors, meta, version = _read(filepath, WEIGHTS_FORMAT)
     path = os.fspath(filepath)
     try:

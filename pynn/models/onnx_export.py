@@ -1,0 +1,358 @@
+"""ONNX export: the model's inference graph written with the `onnx` package's helper API.
+
+The exporter walks the flat `GraphSpec` the engine runs (nested models are already inlined
+there) and writes each node as ONNX operators, in inference mode: dropout is the identity,
+batch normalisation uses its moving statistics, rrelu its mean slope. pynn is channels-last
+and ONNX's Conv and pooling are channels-first, so those are wrapped in two Transposes.
+Inputs and outputs keep pynn's shapes with a symbolic batch axis ("batch").
+
+To support another op, add a function to `_OPS`: it receives the exporter, the node and the
+names of its input tensors, and returns the name of its output tensor.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from pynn.models.model import Model
+
+OPSET = 17
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError("export(format='onnx') needs the onnx package: pip install "
+                          "'pynn[onnx]' (or pip install onnx)") from None
+    return onnx
+
+
+class _Writer:
+    """Collects ONNX nodes and initializers with unique names."""
+
+    def __init__(self, spec):
+        self.onnx = _onnx()
+        self.h = self.onnx.helper
+        self.spec = spec
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
+        self._count = 0
+
+    def fresh(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def const(self, value: Any, hint: str, dtype: Any = np.float32) -> str:
+        name = self.fresh(hint)
+        self.inits.append(self.onnx.numpy_helper.from_array(np.asarray(value, dtype=dtype),
+                                                            name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str, **attrs: Any) -> str:
+        out = self.fresh(hint)
+        self.nodes.append(self.h.make_node(op_type, inputs, [out], name=out, **attrs))
+        return out
+
+    def param(self, node, k: int) -> np.ndarray:
+        return self.spec.params[node.params[k]].value
+
+    def rank(self, tid: int) -> int:
+        return len(self.spec.shapes[tid]) + 1   # with the batch axis
+
+
+# --- activations ------------------------------------------------------------------------------
+def _act(w: _Writer, x: str, name: str, params: list[float], hint: str) -> str:
+    """`name` applied to x (`params` in the core's order, see pynn.activations)."""
+    p = list(params)
+    if name == "linear":
+        return x
+    simple = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softsign": "Softsign",
+              "selu": "Selu", "exponential": "Exp", "arctan": "Atan",
+              "hard_silu": "HardSwish", "hard_swish": "HardSwish"}
+    if name in simple:
+        return w.op(simple[name], [x], hint)
+    if name == "softmax":
+        return w.op("Softmax", [x], hint, axis=-1)
+    if name == "leaky_relu":
+        return w.op("LeakyRelu", [x], hint, alpha=float(p[0]))
+    if name == "rrelu":   # inference: the mean of U(lower, upper)
+        return w.op("LeakyRelu", [x], hint, alpha=float((p[0] + p[1]) / 2))
+    if name == "elu":
+        return w.op("Elu", [x], hint, alpha=float(p[0]))
+    if name == "hard_sigmoid":   # relu6(x + 3) / 6
+        return w.op("HardSigmoid", [x], hint, alpha=1.0 / 6.0, beta=0.5)
+    if name == "hard_tanh":
+        return w.op("Clip", [x, w.const(p[0], "min"), w.const(p[1], "max")], hint)
+    if name in ("soft_shrink", "hard_shrink"):
+        return w.op("Shrink", [x], hint, lambd=float(p[0]),
+                    bias=float(p[0]) if name == "soft_shrink" else 0.0)
+    if name == "softplus":
+        beta = float(p[0]) if p else 1.0
+        if beta == 1.0:
+            return w.op("Softplus", [x], hint)
+        b = w.const(beta, "beta")
+        return w.op("Div", [w.op("Softplus", [w.op("Mul", [x, b], hint)], hint), b], hint)
+    if name in ("silu", "swish"):
+        return w.op("Mul", [x, w.op("Sigmoid", [x], hint)], hint)
+    if name == "mish":
+        return w.op("Mul", [x, w.op("Tanh", [w.op("Softplus", [x], hint)], hint)], hint)
+    if name == "tanh_shrink":
+        return w.op("Sub", [x, w.op("Tanh", [x], hint)], hint)
+    if name == "binary_step":
+        ge = w.op("GreaterOrEqual", [x, w.const(0.0, "zero")], hint)
+        return w.op("Cast", [ge], hint, to=w.onnx.TensorProto.FLOAT)
+    if name == "gelu":
+        half = w.const(0.5, "half")
+        one = w.const(1.0, "one")
+        if p and p[0]:   # tanh approximation
+            cube = w.op("Mul", [w.op("Mul", [x, x], hint), x], hint)
+            inner = w.op("Add", [x, w.op("Mul", [cube, w.const(0.044715, "c")], hint)], hint)
+            t = w.op("Tanh", [w.op("Mul", [inner, w.const(math.sqrt(2 / math.pi), "k")], hint)],
+                     hint)
+        else:
+            t = w.op("Erf", [w.op("Mul", [x, w.const(1 / math.sqrt(2), "k")], hint)], hint)
+        return w.op("Mul", [w.op("Mul", [x, half], hint), w.op("Add", [t, one], hint)], hint)
+    raise ValueError(f"activation {name!r} has no ONNX counterpart in pynn's exporter")
+
+
+# --- ops --------------------------------------------------------------------------------------
+def _dense(w, node, xs):
+    kernel = w.const(w.param(node, 0), "kernel")
+    bias = w.const(w.param(node, 1), "bias") if node.attrs.get("use_bias", True) else None
+    if w.rank(node.inputs[0]) == 2:
+        y = w.op("Gemm", [xs[0], kernel] + ([bias] if bias else []), node.name)
+    else:
+        y = w.op("MatMul", [xs[0], kernel], node.name)
+        if bias:
+            y = w.op("Add", [y, bias], node.name)
+    return _act(w, y, node.attrs.get("activation", "linear"), node.attrs.get("act_params", []),
+                node.name)
+
+
+def _activation(w, node, xs):
+    return _act(w, xs[0], node.attrs["activation"], node.attrs.get("act_params", []), node.name)
+
+
+def _identity(w, node, xs):
+    return w.op("Identity", [xs[0]], node.name)
+
+
+def _to_channels_first(w, x, rank, hint):
+    return w.op("Transpose", [x], hint, perm=[0, rank - 1, *range(1, rank - 1)])
+
+
+def _to_channels_last(w, x, rank, hint):
+    return w.op("Transpose", [x], hint, perm=[0, *range(2, rank), 1])
+
+
+def _batchnorm(w, node, xs):
+    a = node.attrs
+    c = w.spec.shapes[node.inputs[0]][-1]
+    k = 0
+    gamma = beta = None
+    if a.get("scale", True):
+        gamma, k = w.param(node, k), k + 1
+    if a.get("center", True):
+        beta, k = w.param(node, k), k + 1
+    mean, var = w.param(node, k), w.param(node, k + 1)
+    ins = [w.const(gamma if gamma is not None else np.ones(c), "gamma"),
+           w.const(beta if beta is not None else np.zeros(c), "beta"),
+           w.const(mean, "moving_mean"), w.const(var, "moving_variance")]
+    rank = w.rank(node.inputs[0])
+    x = xs[0] if rank == 2 else _to_channels_first(w, xs[0], rank, node.name)
+    y = w.op("BatchNormalization", [x, *ins], node.name, epsilon=float(a["epsilon"]))
+    return y if rank == 2 else _to_channels_last(w, y, rank, node.name)
+
+
+def _prelu(w, node, xs):
+    return w.op("PRelu", [xs[0], w.const(w.param(node, 0), "alpha")], node.name)
+
+
+def _same_pads(in_sizes, kernel, strides, dilations):
+    before, after = [], []
+    for n, k, s, d in zip(in_sizes, kernel, strides, dilations):
+        out = -(-n // s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
+        before.append(total // 2)
+        after.append(total - total // 2)
+    return before + after
+
+
+def _pads(node, in_sizes, kernel, strides, dilations):
+    padding = node.attrs.get("padding", "valid")
+    if padding == "same":
+        return _same_pads(in_sizes, kernel, strides, dilations)
+    if padding == "causal":
+        return [(kernel[0] - 1) * dilations[0], 0]
+    return [0] * (2 * len(kernel))
+
+
+def _conv(w, node, xs):
+    a = node.attrs
+    kernel = w.param(node, 0)
+    nsp = kernel.ndim - 2
+    in_shape = w.spec.shapes[node.inputs[0]]
+    ksize = list(kernel.shape[:nsp])
+    strides = [int(s) for s in a.get("strides", [1] * nsp)]
+    dil = [int(d) for d in a.get("dilation_rate", [1] * nsp)]
+    # (k..., c/groups, f) -> (f, c/groups, k...)
+    onnx_kernel = np.transpose(kernel, (nsp + 1, nsp, *range(nsp)))
+    ins = [_to_channels_first(w, xs[0], nsp + 2, node.name), w.const(onnx_kernel, "kernel")]
+    if a.get("use_bias", True):
+        ins.append(w.const(w.param(node, 1), "bias"))
+    y = w.op("Conv", ins, node.name, kernel_shape=ksize, strides=strides, dilations=dil,
+             group=int(a.get("groups", 1)),
+             pads=_pads(node, list(in_shape[:nsp]), ksize, strides, dil))
+    y = _to_channels_last(w, y, nsp + 2, node.name)
+    return _act(w, y, a.get("activation", "linear"), a.get("act_params", []), node.name)
+
+
+def _pool(w, node, xs):
+    a = node.attrs
+    in_shape = w.spec.shapes[node.inputs[0]]
+    nsp = len(in_shape) - 1
+    size = [int(s) for s in a["pool_size"]]
+    strides = [int(s) for s in (a.get("strides") or size)]
+    kind = "MaxPool" if node.op == "max_pool" else "AveragePool"
+    y = w.op(kind, [_to_channels_first(w, xs[0], nsp + 2, node.name)], node.name,
+             kernel_shape=size, strides=strides,
+             pads=_pads(node, list(in_shape[:nsp]), size, strides, [1] * nsp))
+    return _to_channels_last(w, y, nsp + 2, node.name)
+
+
+def _global_pool(w, node, xs):
+    rank = w.rank(node.inputs[0])
+    fn = "ReduceMean" if node.attrs.get("fn", "avg") == "avg" else "ReduceMax"
+    return w.op(fn, [xs[0]], node.name, axes=list(range(1, rank - 1)),
+                keepdims=int(bool(node.attrs.get("keepdims", False))))
+
+
+def _merge(w, node, xs):
+    kind = {"add": "Sum", "average": "Mean", "maximum": "Max", "minimum": "Min"}.get(node.op)
+    if kind is not None:
+        return w.op(kind, xs, node.name)
+    if node.op == "subtract":
+        return w.op("Sub", xs, node.name)
+    y = xs[0]
+    for x in xs[1:]:
+        y = w.op("Mul", [y, x], node.name)
+    return y
+
+
+def _concatenate(w, node, xs):
+    axis = int(node.attrs.get("axis", -1))
+    return w.op("Concat", xs, node.name, axis=axis if axis < 0 else axis + 1)
+
+
+def _reshape(w, node, xs):
+    shape = [0, *w.spec.shapes[node.outputs[0]]]
+    return w.op("Reshape", [xs[0], w.const(shape, "shape", np.int64)], node.name)
+
+
+def _flatten(w, node, xs):
+    return w.op("Flatten", [xs[0]], node.name, axis=1)
+
+
+def _permute(w, node, xs):
+    return w.op("Transpose", [xs[0]], node.name, perm=[0, *[int(d) for d in node.attrs["dims"]]])
+
+
+def _repeat_vector(w, node, xs):
+    y = w.op("Unsqueeze", [xs[0], w.const([1], "axes", np.int64)], node.name)
+    return w.op("Tile", [y, w.const([1, int(node.attrs["n"]), 1], "repeats", np.int64)],
+                node.name)
+
+
+def _dot(w, node, xs):
+    a_ax, b_ax = (int(v) for v in node.attrs["axes"])
+    ra, rb = w.rank(node.inputs[0]), w.rank(node.inputs[1])
+    ins = list(xs)
+    if node.attrs.get("normalize"):
+        ins = [w.op("LpNormalization", [ins[0]], node.name, axis=a_ax, p=2),
+               w.op("LpNormalization", [ins[1]], node.name, axis=b_ax, p=2)]
+    letters = iter("abcdefghijklm")
+    la = ["n"] + [next(letters) for _ in range(ra - 1)]
+    lb = ["n"] + [next(letters) for _ in range(rb - 1)]
+    lb[b_ax] = la[a_ax]
+    out = [x for i, x in enumerate(la) if i != a_ax] + [x for i, x in enumerate(lb)
+                                                          if i not in (0, b_ax)]
+    y = w.op("Einsum", ins, node.name, equation=f"{''.join(la)},{''.join(lb)}->{''.join(out)}")
+    if len(out) == 1:   # Keras keeps a feature axis: (batch, 1)
+        y = w.op("Unsqueeze", [y, w.const([1], "axes", np.int64)], node.name)
+    return y
+
+
+_Op = Callable[[_Writer, Any, list[str]], str]
+_OPS: dict[str, _Op] = {
+    "dense": _dense, "activation": _activation, "dropout": _identity,
+    "identity": _identity, "batchnorm": _batchnorm, "prelu": _prelu, "conv": _conv,
+    "max_pool": _pool, "avg_pool": _pool, "global_pool": _global_pool,
+    "add": _merge, "subtract": _merge, "multiply": _merge, "average": _merge,
+    "maximum": _merge, "minimum": _merge, "concatenate": _concatenate, "reshape": _reshape,
+    "flatten": _flatten, "permute": _permute, "repeat_vector": _repeat_vector, "dot": _dot,
+}
+
+
+def export_onnx(model: Model, filepath: str | os.PathLike[str], verbose: bool = False,
+                opset_version: int | None = None) -> None:
+    """Writes `model` as an ONNX file (opset `OPSET`) that ONNX Runtime runs, computing what
+    `model.predict` computes. A layer whose op has no ONNX counterpart here is refused with a
+    ValueError naming it. The file is written atomically."""
+    if not isinstance(filepath, (str, os.PathLike)):
+        raise TypeError(f"filepath: expected a str or os.PathLike, got {type(filepath).__name__}")
+    path = os.fspath(filepath)
+    opset = OPSET if opset_version is None else int(opset_version)
+    if opset < OPSET:
+        raise ValueError(f"opset_version: pynn writes opset {OPSET} or newer, got {opset}")
+    model._require_built("export")
+    spec = model._build_spec()
+    w = _Writer(spec)
+    onnx = w.onnx
+    names: dict[int, str] = {}
+    graph_inputs: list[Any] = []
+    in_names = getattr(model, "input_names", None) or []
+    for i, tid in enumerate(spec.inputs):
+        name = in_names[i] if i < len(in_names) else f"input_{i}"
+        names[tid] = name
+        graph_inputs.append(onnx.helper.make_tensor_value_info(
+            name, onnx.TensorProto.FLOAT, ["batch", *spec.shapes[tid]]))
+    for node in spec.nodes:
+        fn = _OPS.get(node.op)
+        if fn is None:
+            raise ValueError(f"export: layer {node.name!r} (op {node.op!r}) has no ONNX "
+                             f"counterpart in pynn's exporter; it exports "
+                             f"{sorted(_OPS)}")
+        try:
+            out = fn(w, node, [names[t] for t in node.inputs])
+        except ValueError as exc:
+            raise ValueError(f"export: layer {node.name!r}: {exc}") from None
+        names[node.outputs[0]] = out
+    graph_outputs: list[Any] = []
+    out_names = getattr(model, "output_names", None) or []
+    for j, tid in enumerate(spec.outputs):
+        name = out_names[j] if j < len(out_names) else f"output_{j}"
+        if name in {v.name for v in graph_inputs} or any(name == g.name for g in graph_outputs):
+            name = f"output_{j}"
+        w.nodes.append(onnx.helper.make_node("Identity", [names[tid]], [name],
+                                             name=f"{name}_out"))
+        graph_outputs.append(onnx.helper.make_tensor_value_info(
+            name, onnx.TensorProto.FLOAT, ["batch", *spec.shapes[tid]]))
+    graph = onnx.helper.make_graph(w.nodes, model.name, graph_inputs, graph_outputs, w.inits)
+    proto = onnx.helper.make_model(graph, producer_name="pynn",
+                                   opset_imports=[onnx.helper.make_opsetid("", opset)])
+    proto.ir_version = min(proto.ir_version, 8)   # readable by ONNX Runtime releases of 2023 on
+    onnx.checker.check_model(proto)
+    from pynn.models.keras_format import _atomic_write, _check_target
+
+    _check_target(path, ".onnx", True)
+    data = proto.SerializeToString()
+    _atomic_write(path, lambda fh: fh.write(data))
+    if verbose:
+        print(f"Saved ONNX model to {path} ({len(spec.nodes)} pynn ops, {len(w.nodes)} ONNX "
+              f"nodes, opset {opset})")

@@ -1,0 +1,431 @@
+"""Keras 3 files (.keras, .weights.h5, to_json) moving between pynn and real Keras 3 (torch
+backend), both ways; loading refuses what it must.
+
+Tolerances: both sides compute in float32 with different summation orders (Keras calls torch's
+kernels), so outputs of these small models agree to ~1e-6; 1e-5 (atol, values of order 1)
+leaves room for a few roundings more. One resumed optimizer step compares updated weights:
+the same Adam step from the same state differs by rounding only (1e-6 of weights of order 1).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn import layers as L
+
+pytestmark = [
+    # Keras's torch backend calls np.array on tensors, which numpy 2 flags as deprecated
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::UserWarning:keras"),
+]
+ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def keras():
+    import keras
+
+    assert keras.backend.backend() == "torch"
+    return keras
+
+
+def _rng():
+    return np.random.default_rng(0)
+
+
+def _randomize(model):
+    """Non-trivial weights (moving variances positive) so that every weight matters."""
+    rng = _rng()
+    values = []
+    for w in model.weights:
+        v = rng.normal(0, 0.5, w.shape).astype(np.float32)
+        values.append(np.abs(v) + 0.5 if "variance" in w.path else v)
+    model.set_weights(values)
+
+
+def _conv_model():
+    m = pynn.Sequential([
+        L.InputLayer(shape=(8, 8, 3)),
+        L.Conv2D(4, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(),
+        L.BatchNormalization(),
+        L.Conv2D(6, (2, 2), strides=(2, 2), use_bias=False),
+        L.AveragePooling2D(pool_size=1),
+        L.GlobalMaxPooling2D(keepdims=True),
+        L.Flatten(),
+        L.Dropout(0.2),
+        L.Dense(5, activation="tanh"),
+        L.PReLU(),
+        L.LeakyReLU(0.1),
+        L.Dense(3),
+        L.Softmax(),
+    ])
+    _randomize(m)
+    return m, _rng().normal(size=(6, 8, 8, 3)).astype(np.float32)
+
+
+def _seq1d_model():
+    m = pynn.Sequential([
+        L.InputLayer(shape=(10, 2)),
+        L.Conv1D(3, 3, padding="causal", activation="elu"),
+        L.MaxPooling1D(2, padding="same"),
+        L.Conv1D(4, 2, dilation_rate=2),
+        L.AveragePooling1D(),
+        L.Permute((2, 1)),
+        L.Reshape((-1,)),
+        L.ELU(0.5),
+        L.Dense(4),
+        L.RepeatVector(2),
+        L.GlobalAveragePooling1D(),
+        L.ReLU(),
+        L.Identity(),
+        L.Activation("sigmoid"),
+    ])
+    _randomize(m)
+    return m, _rng().normal(size=(5, 10, 2)).astype(np.float32)
+
+
+def _functional_model():
+    inner = pynn.Sequential([L.InputLayer(shape=(4,)), L.Dense(4, activation="relu"),
+                             L.Dense(4)], name="inner")
+    a = L.Input((4,), name="a")
+    b = L.Input((4,), name="b")
+    h = L.Dense(4, name="h")(a)
+    g = inner(b)
+    merged = [L.Add()([h, g]), L.Subtract()([h, g]), L.Multiply()([h, g]),
+              L.Average()([h, g]), L.Maximum()([h, g]), L.Minimum()([h, g])]
+    cat = L.Concatenate()(merged)
+    dot = L.Dot(axes=1, normalize=True)([h, g])
+    out = L.Dense(2, name="out")(L.Concatenate()([cat, dot]))
+    m = pynn.Model([a, b], out, name="two_inputs")
+    _randomize(m)
+    rng = _rng()
+    return m, [rng.normal(size=(5, 4)).astype(np.float32), rng.normal(size=(5, 4)).astype(np.float32)]
+
+
+MODELS = {"conv2d": _conv_model, "conv1d": _seq1d_model, "functional": _functional_model}
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_pynn_file_loads_in_keras_and_predicts_the_same(keras, tmp_path, kind):
+    model, x = MODELS[kind]()
+    path = tmp_path / "m.keras"
+    model.save(path)
+    with zipfile.ZipFile(path) as zf:
+        assert zf.namelist() == ["metadata.json", "config.json", "model.weights.h5"]
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
+    km = keras.saving.load_model(path)
+    np.testing.assert_allclose(np.asarray(km.predict(x, verbose=0)),
+                               model.predict(x, verbose=0), atol=ATOL)
+    # and back into pynn
+    back = pynn.models.load_model(path)
+    np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=0)
+
+
+def _h5_tree(path):
+    import h5py
+
+    with zipfile.ZipFile(path) as zf:
+        data = zf.read("model.weights.h5")
+    out = []
+    with h5py.File(io.BytesIO(data), "r") as f:
+        f.visititems(lambda name, obj: out.append(
+            (name, getattr(obj, "shape", None), str(getattr(obj, "dtype", "")),
+             dict(obj.attrs))))
+    return out
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_hdf5_layout_is_the_one_keras_writes(keras, tmp_path, kind):
+    """pynn's file and Keras's re-save of it hold the same groups, datasets (names, shapes,
+    dtypes) and attributes, the optimizer's included."""
+    model, x = MODELS[kind]()
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, model.predict(x, verbose=0), epochs=1, verbose=0)
+    model.save(tmp_path / "p.keras")
+    keras.saving.load_model(tmp_path / "p.keras").save(tmp_path / "k.keras")
+    ours, theirs = _h5_tree(tmp_path / "p.keras"), _h5_tree(tmp_path / "k.keras")
+    assert any(name.startswith("optimizer/vars/") for name, *_ in ours)
+    assert ours == theirs
+
+
+def _keras_models(keras):
+    kl = keras.layers
+    seq = keras.Sequential([
+        keras.Input((8, 8, 3)), kl.Conv2D(4, 3, padding="same", activation="relu"),
+        kl.MaxPooling2D(), kl.BatchNormalization(), kl.Flatten(), kl.Dropout(0.3),
+        kl.Dense(5), kl.PReLU(), kl.Dense(3, activation="softmax")])
+    a = keras.Input((6,), name="a")
+    inner = keras.Sequential([keras.Input((3,)), kl.Dense(3, activation="tanh")], name="inner")
+    h = kl.Dense(3)(a)
+    h2 = kl.Dense(3)(a)
+    out = kl.Concatenate()([kl.Add()([inner(h), h2]), kl.Multiply()([h, h2])])
+    func = keras.Model(a, kl.Dense(2)(out))
+    rng = _rng()
+    return {"sequential": (seq, rng.normal(size=(4, 8, 8, 3)).astype(np.float32)),
+            "functional": (func, rng.normal(size=(4, 6)).astype(np.float32))}
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional"])
+def test_keras_file_loads_in_pynn_and_predicts_the_same(keras, tmp_path, kind):
+    km, x = _keras_models(keras)[kind]
+    km.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse", metrics=["mae"])
+    y = np.asarray(km.predict(x, verbose=0))
+    km.fit(x, y + 0.1, epochs=2, verbose=0)   # moving statistics and Adam slots not fresh
+    path = tmp_path / "k.keras"
+    km.save(path)
+    model = pynn.models.load_model(path)
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.asarray(km.predict(x, verbose=0)),
+                               atol=ATOL)
+    cc = model.get_compile_config()
+    assert cc["optimizer"]["class_name"] == "Adam"
+    assert cc["optimizer"]["config"]["learning_rate"] == pytest.approx(0.01)
+    assert cc["loss"]["class_name"] == "MeanSquaredError"
+    assert cc["metrics"] == ["mae"]
+    assert model.optimizer.get_state()["iterations"] == int(km.optimizer.iterations)
+
+
+def _same_step(keras, km, model, x, y):
+    km.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+    model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+    for kw, pw in zip(km.weights, model.weights):
+        np.testing.assert_allclose(pw.numpy(), np.asarray(kw.numpy()), atol=2e-6,
+                                   err_msg=pw.path)
+
+
+# (Keras's optimizer, pynn's) of the same configuration, whose slots the files carry
+OPTIMIZERS = {
+    "adam": (lambda k: k.optimizers.Adam(0.05), lambda: pynn.optimizers.Adam(0.05)),
+    "adamw": (lambda k: k.optimizers.AdamW(0.05), lambda: pynn.optimizers.AdamW(0.05)),
+    "sgd_momentum": (lambda k: k.optimizers.SGD(0.05, momentum=0.9),
+                     lambda: pynn.optimizers.SGD(0.05, momentum=0.9)),
+    "rmsprop": (lambda k: k.optimizers.RMSprop(0.01), lambda: pynn.optimizers.RMSprop(0.01)),
+    "adagrad": (lambda k: k.optimizers.Adagrad(0.1), lambda: pynn.optimizers.Adagrad(0.1)),
+}
+
+
+def _train_three_steps(model, optimizer):
+    """Compiles with `optimizer` and takes three full-batch steps; returns (x, y)."""
+    model.compile(optimizer=optimizer, loss="mse")
+    rng = _rng()
+    x = rng.normal(size=(8, 5)).astype(np.float32)
+    y = rng.normal(size=(8, 2)).astype(np.float32)
+    model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    return x, y
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_training_resumes_from_keras_optimizer_state(keras, tmp_path, optimizer):
+    kl = keras.layers
+    km = keras.Sequential([keras.Input((5,)), kl.Dense(4, activation="tanh"),
+                           kl.BatchNormalization(), kl.Dense(2)])
+    x, y = _train_three_steps(km, OPTIMIZERS[optimizer][0](keras))
+    km.save(tmp_path / "k.keras")
+    model = pynn.models.load_model(tmp_path / "k.keras")
+    state = model.optimizer.get_state()
+    assert state["iterations"] == 3
+    assert any(np.any(s != 0) for slots in state["slots"].values() for s in slots)
+    _same_step(keras, km, model, x, y)
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_training_resumes_in_keras_from_pynn_optimizer_state(keras, tmp_path, optimizer):
+    model = pynn.Sequential([L.InputLayer(shape=(5,)), L.Dense(4, activation="tanh"),
+                             L.BatchNormalization(), L.Dense(2)])
+    x, y = _train_three_steps(model, OPTIMIZERS[optimizer][1]())
+    model.save(tmp_path / "p.keras")
+    km = keras.saving.load_model(tmp_path / "p.keras")
+    assert type(km.optimizer).__name__ == type(model.optimizer).__name__
+    assert int(km.optimizer.iterations) == 3
+    assert type(km.loss).__name__ == "MeanSquaredError"
+    _same_step(keras, km, model, x, y)
+
+
+def test_weights_h5_both_ways(keras, tmp_path):
+    model, x = _conv_model()
+    model.save_weights(tmp_path / "p.weights.h5")
+    km = keras.saving.load_model(_save_keras_arch(model, tmp_path))
+    km.load_weights(tmp_path / "p.weights.h5")
+    np.testing.assert_allclose(np.asarray(km.predict(x, verbose=0)),
+                               model.predict(x, verbose=0), atol=ATOL)
+    # Keras's weights into a fresh pynn model of the same architecture
+    for w in km.weights:
+        w.assign(np.asarray(w.numpy()) * 0.5 + (0.3 if "variance" in w.path else 0.0))
+    km.save_weights(tmp_path / "k.weights.h5")
+    fresh = pynn.models.model_from_json(model.to_json())
+    fresh.load_weights(tmp_path / "k.weights.h5")
+    np.testing.assert_allclose(fresh.predict(x, verbose=0), np.asarray(km.predict(x, verbose=0)),
+                               atol=ATOL)
+
+
+def _save_keras_arch(model, tmp_path):
+    path = tmp_path / "arch.keras"
+    model.save(path)
+    return path
+
+
+def test_to_json_both_ways(keras):
+    model, x = _functional_model()
+    km = keras.models.model_from_json(model.to_json())
+    assert [layer.name for layer in km.layers] == [layer.name for layer in model.layers]
+    km.set_weights(model.get_weights())
+    np.testing.assert_allclose(np.asarray(km.predict(x, verbose=0)),
+                               model.predict(x, verbose=0), atol=ATOL)
+    back = pynn.models.model_from_json(km.to_json())
+    back.set_weights([np.asarray(w) for w in km.get_weights()])
+    np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=ATOL)
+
+
+def test_model_checkpoint_writes_keras_and_weights_h5(tmp_path):
+    model = pynn.Sequential([L.InputLayer(shape=(3,)), L.Dense(2)])
+    model.compile("sgd", "mse")
+    x = np.ones((4, 3), np.float32)
+    cbs = [pynn.callbacks.ModelCheckpoint(str(tmp_path / "e{epoch}.keras")),
+           pynn.callbacks.ModelCheckpoint(str(tmp_path / "w.weights.h5"), save_weights_only=True)]
+    model.fit(x, np.zeros((4, 2), np.float32), epochs=2, verbose=0, callbacks=cbs)
+    assert sorted(os.listdir(tmp_path)) == ["e1.keras", "e2.keras", "w.weights.h5"]
+    again = pynn.models.load_model(tmp_path / "e2.keras")
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+    fresh = pynn.models.clone_model(model)
+    fresh.load_weights(tmp_path / "w.weights.h5")
+    np.testing.assert_array_equal(fresh.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_safetensors_stays(tmp_path):
+    model, x = _seq1d_model()
+    model.save(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(pynn.models.load_model(tmp_path / "m.safetensors")
+                                  .predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+# --- refusals ---------------------------------------------------------------------------------
+def _small_keras_file(tmp_path):
+    model = pynn.Sequential([L.InputLayer(shape=(3,)), L.Dense(2)])
+    path = tmp_path / "s.keras"
+    model.save(path)
+    with zipfile.ZipFile(path) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+def _zip(path, members, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_lambda_layer_in_a_keras_config_is_refused(tmp_path):
+    members = _small_keras_file(tmp_path)
+    cfg = json.loads(members["config.json"])
+    cfg["config"]["layers"].insert(1, {"module": "keras.layers", "class_name": "Lambda",
+                                       "config": {"name": "evil", "function": {
+                                           "class_name": "__lambda__", "config": {
+                                               "code": "4wEAAAAAAAAAAAAAAAEAAAADAAAA"}}}})
+    members["config.json"] = json.dumps(cfg).encode()
+    with pytest.raises(ValueError, match="Lambda layer.*never runs code"):
+        pynn.models.load_model(_zip(tmp_path / "l.keras", members))
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../up.json", "a/../../b", "assets/x.bin",
+                                  "extra.json"])
+def test_unsafe_or_unknown_zip_members_are_refused(tmp_path, name):
+    members = _small_keras_file(tmp_path)
+    members[name] = b"{}"
+    with pytest.raises(ValueError, match="unsafe member|unknown member"):
+        pynn.models.load_model(_zip(tmp_path / "z.keras", members))
+
+
+def test_zip_bomb_is_refused_before_reading(tmp_path):
+    members = _small_keras_file(tmp_path)
+    members["config.json"] = b" " * (8 * 2**20) + members["config.json"]
+    with pytest.raises(ValueError, match="zip bomb"):
+        pynn.models.load_model(_zip(tmp_path / "b.keras", members, zipfile.ZIP_DEFLATED))
+
+
+def test_dataset_shape_checked_against_config(tmp_path):
+    import h5py
+
+    members = _small_keras_file(tmp_path)
+    buf = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(buf, "a") as f:
+        del f["layers/dense/vars/0"]
+        f.create_dataset("layers/dense/vars/0", data=np.zeros((4, 2), np.float32))
+    members["model.weights.h5"] = buf.getvalue()
+    with pytest.raises(ValueError, match=r"shape \(4, 2\), the model config gives \(3, 2\)"):
+        pynn.models.load_model(_zip(tmp_path / "s.keras", members))
+
+
+def test_files_pynn_does_not_read_are_named(tmp_path):
+    import h5py
+
+    h5 = tmp_path / "legacy.h5"
+    with h5py.File(h5, "w") as f:
+        f.attrs["model_config"] = "{}"
+    with pytest.raises(ValueError, match="an HDF5 file; pynn reads models from .keras"):
+        pynn.models.load_model(h5)
+    junk = tmp_path / "model.bin"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="not a model file pynn reads"):
+        pynn.models.load_model(junk)
+    with pytest.raises(ValueError, match=r"\.keras"):
+        pynn.Sequential([L.InputLayer(shape=(2,)), L.Dense(1)]).save(tmp_path / "m.h5")
+
+
+def test_saving_is_atomic(tmp_path, monkeypatch):
+    from pynn.models import keras_format
+
+    model = pynn.Sequential([L.InputLayer(shape=(3,)), L.Dense(2)])
+    path = tmp_path / "m.keras"
+    model.save(path)
+    before = path.read_bytes()
+
+    def broken(fh):
+        fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(keras_format, "_write_zip", lambda *a: broken, raising=True)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.keras"]
+
+
+def test_import_pynn_does_not_import_h5py():
+    code = "import sys, pynn, pynn.models; print('h5py' in sys.modules, 'onnx' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(pynn.__file__))}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
+@pytest.mark.parametrize("how", ["soft link", "external link", "external storage"])
+def test_hdf5_pointing_outside_the_file_is_refused(tmp_path, how):
+    import h5py
+
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(6, dtype=np.float32).tobytes())
+    model = pynn.Sequential([L.InputLayer(shape=(3,)), L.Dense(2, use_bias=False)])
+    path = tmp_path / "w.weights.h5"
+    model.save_weights(path)
+    with h5py.File(path, "a") as f:
+        del f["layers/dense/vars/0"]
+        if how == "soft link":
+            f["elsewhere"] = np.zeros((3, 2), np.float32)
+            f["layers/dense/vars/0"] = h5py.SoftLink("/elsewhere")
+        elif how == "external link":
+            f["layers/dense/vars/0"] = h5py.ExternalLink(str(secret), "/x")
+        else:
+            f.create_dataset("layers/dense/vars/0", (3, 2), np.float32,
+                             external=[(str(secret), 0, 24)])
+    with pytest.raises(ValueError, match="Link|outside the file"):
+        model.load_weights(path)
