@@ -127,6 +127,16 @@ def test_fit_keeps_weights_constrained_and_frozen_layers_untouched():
     assert np.array_equal(frozen.get_weights()[0], before)
 
 
+def test_keras_file_keeps_constraints(tmp_path):
+    model = pynn.Sequential([pynn.Input((3,)), L.Dense(2, kernel_constraint=C.NonNeg(),
+                                                       bias_constraint=C.MaxNorm(0.5))])
+    path = tmp_path / "c.keras"
+    model.save(path)
+    back = pynn.models.load_model(path)
+    assert isinstance(back.layers[0].kernel_constraint, C.NonNeg)
+    assert back.layers[0].bias_constraint.get_config() == {"max_value": 0.5, "axis": 0}
+
+
 def test_configs_save_and_load(tmp_path):
     model = pynn.Sequential([pynn.Input((4, 4, 1)),
                              L.Conv2D(2, 3, kernel_constraint=C.MaxNorm(1.0, axis=[0, 1, 2])),
