@@ -27,3 +27,11 @@ def clock(monkeypatch):
     c = Clock()
     monkeypatch.setattr(progbar_module, "_clock", c)
     return c
+
+
+@pytest.fixture(scope="session")
+def keras():
+    """Keras 3 itself (torch backend), for tests that compare with its numbers."""
+    import keras
+
+    return keras

@@ -173,8 +173,8 @@ def keras_cases(blob, h5_crafted):
         {"class_name": "Evil", "registered_name": "evil>Evil", "module": "os"}))
     c["Dense units 10**12"] = with_config(lambda c2: layer(c2, "Dense").__setitem__("units", 10**12))
     c["Dense units -1"] = with_config(lambda c2: layer(c2, "Dense").__setitem__("units", -1))
-    c["Dense constraint set"] = with_config(lambda c2: layer(c2, "Dense").__setitem__(
-        "kernel_constraint", {"class_name": "NonNeg", "config": {}}))
+    c["Dense constraint unknown"] = with_config(lambda c2: layer(c2, "Dense").__setitem__(
+        "kernel_constraint", {"class_name": "Evil", "config": {}}))
     c["Dense dtype float64"] = with_config(lambda c2: layer(c2, "Dense").__setitem__("dtype", "float64"))
     c["input batch_shape huge"] = with_config(lambda c2: c2["config"]["layers"][0]["config"].__setitem__(
         "batch_shape", [None, 10**6, 10**6]))

@@ -616,7 +616,7 @@ def test_conv1d_model_trains_and_gradients_match_the_twin():
     (lambda: L.Conv2D(4, 3, strides=2, dilation_rate=2), ValueError, "dilation_rate"),
     (lambda: L.Conv2D(4, 3, data_format="NCHW"), ValueError, "data_format"),
     (lambda: L.Conv2D(4, 3, activation="nope"), ValueError, "activation"),
-    (lambda: L.Conv2D(4, 3, kernel_constraint="non_neg"), ValueError, "kernel_constraint"),
+    (lambda: L.Conv2D(4, 3, kernel_constraint="nope"), ValueError, "kernel_constraint"),
     (lambda: L.Conv1D(4, (2, 2)), ValueError, "kernel_size"),
     (lambda: L.Conv1D(4, 2, dilation_rate=-1), ValueError, "dilation_rate"),
     (lambda: L.MaxPooling2D(0), ValueError, "pool_size"),

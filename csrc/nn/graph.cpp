@@ -699,6 +699,7 @@ void Graph::bind_inputs(const Plan& P, const float* const* x, int64_t row0, int6
 }
 
 void Graph::forward(Plan& P, int64_t n, Frame& f) const {
+  f.added_loss = 0.0;
   for (size_t i = 0; i < nodes_.size(); ++i) {
     Plan::NodePlan& np = P.nodes[i];
     if (np.alias) continue;
@@ -716,6 +717,7 @@ void Graph::forward(Plan& P, int64_t n, Frame& f) const {
     a.scratch = np.scratch.data();
     a.training = np.training;
     a.stream = uint64_t(step_) * 4096u + uint64_t(i);
+    a.added_loss = &f.added_loss;
     nd.op->forward(a);
   }
 }
@@ -866,6 +868,7 @@ void Graph::losses(const StepData& d, bool want_grad) {
     }
     step_correct_[j] = correct;
   }
+  total_ += main_.added_loss;  // activity regularization, as Keras adds layer losses
 }
 
 void Graph::train_step(const StepData& d) {

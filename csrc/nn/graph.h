@@ -176,6 +176,7 @@ class Graph {
     std::vector<const float*> out;   // each output as reported (probabilities when fused)
     std::vector<std::vector<const float*>> x;  // per node: its inputs
     std::vector<std::vector<float*>> p, dx, dp;  // per node: params, input and param grads
+    double added_loss = 0.0;  // loss terms the ops added in the last forward
   };
   struct Plan;
   struct InferContext;

@@ -108,6 +108,8 @@ struct FwdArgs {
   float* const* scratch = nullptr;  // per declared scratch, in declaration order
   bool training = false;            // this node runs in training mode
   uint64_t stream = 0;              // random stream of this (step, node)
+  double* added_loss = nullptr;     // an op that adds a term to the loss (Keras's activity
+                                    // regularization) adds it here
 };
 
 struct BwdArgs {

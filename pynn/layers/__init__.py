@@ -5,6 +5,7 @@ from pynn.layers.dense import Dense
 from pynn.layers.embedding import Embedding, Masking
 from pynn.layers.lambda_layer import Lambda
 from pynn.layers.layer import Layer
+from pynn.layers.lookup import IntegerLookup, StringLookup, TextVectorization
 from pynn.layers.merging import (
     Add,
     Average,
@@ -23,6 +24,13 @@ from pynn.layers.merging import (
     multiply,
     subtract,
 )
+from pynn.layers.noise import (
+    ActivityRegularization,
+    AlphaDropout,
+    GaussianDropout,
+    GaussianNoise,
+)
+from pynn.layers.normalization import GroupNormalization, LayerNormalization, UnitNormalization
 from pynn.layers.ops_layer import OpLayer
 from pynn.layers.pooling import (
     AveragePooling1D,
@@ -33,6 +41,12 @@ from pynn.layers.pooling import (
     GlobalMaxPooling2D,
     MaxPooling1D,
     MaxPooling2D,
+)
+from pynn.layers.preprocessing import (
+    CategoryEncoding,
+    Discretization,
+    Normalization,
+    Rescaling,
 )
 from pynn.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from pynn.layers.regularization import BatchNormalization, Dropout
@@ -53,7 +67,11 @@ _CLASSES = {cls.__name__: cls for cls in (
     LeakyReLU, MaxPooling1D, MaxPooling2D, Maximum, Minimum, Multiply, PReLU, Permute, ReLU,
     RepeatVector, Reshape, Softmax, Subtract,
     OpLayer,   # (pynn.ops on symbolic tensors: data only, safe to load)
-    Bidirectional, Embedding, GRU, LSTM, Masking, SimpleRNN, TimeDistributed)}
+    Bidirectional, Embedding, GRU, LSTM, Masking, SimpleRNN, TimeDistributed,
+    AlphaDropout, GaussianDropout, GaussianNoise, GroupNormalization, LayerNormalization,
+    UnitNormalization,
+    CategoryEncoding, Discretization, IntegerLookup, Normalization, Rescaling, StringLookup,
+    TextVectorization, ActivityRegularization)}
 _MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
 
@@ -118,3 +136,7 @@ __all__ = ["Activation", "Add", "Average", "AveragePooling1D", "AveragePooling2D
            "dot", "maximum", "minimum", "multiply", "serialize", "subtract",
            "Bidirectional", "Embedding", "GRU", "LSTM", "Masking", "SimpleRNN",
            "TimeDistributed"]
+__all__ += ["AlphaDropout", "GaussianDropout", "GaussianNoise", "GroupNormalization",
+            "LayerNormalization", "UnitNormalization"]
+__all__ += ["CategoryEncoding", "Discretization", "IntegerLookup", "Normalization", "Rescaling",
+            "StringLookup", "TextVectorization", "ActivityRegularization"]

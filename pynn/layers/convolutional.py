@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from pynn import _random, activations, initializers, regularizers
+from pynn import _random, activations, constraints, initializers, regularizers
 from pynn.layers.layer import Layer, positive_int
 
 PADDINGS = ("valid", "same")
@@ -120,11 +120,11 @@ class BaseConv(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
-        for arg, value in (("activity_regularizer", activity_regularizer),
-                           ("kernel_constraint", kernel_constraint),
-                           ("bias_constraint", bias_constraint)):
-            if value is not None:
-                raise ValueError(f"{arg}: not supported yet; use None. Received: {arg}={value!r}")
+        self.kernel_constraint = constraints.get(kernel_constraint, "kernel_constraint")
+        self.bias_constraint = constraints.get(bias_constraint, "bias_constraint")
+        if activity_regularizer is not None:
+            raise ValueError(f"activity_regularizer: not supported yet; use None. Received: "
+                             f"activity_regularizer={activity_regularizer!r}")
 
     def _channels(self, shape):
         return shape[-1] if self.data_format == "channels_last" else shape[0]
@@ -142,11 +142,13 @@ class BaseConv(Layer):
             raise ValueError(f"{self.name}: a kernel of shape {kshape} is larger than pynn's "
                              f"limit of 2**31 - 1 floats per weight")
         self.kernel = self.add_weight(kshape, self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer, name="kernel")
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint, name="kernel")
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight((self.filters,), self.bias_initializer,
-                                        regularizer=self.bias_regularizer, name="bias")
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint, name="bias")
 
     def _emit(self, spec, inputs):
         x = self._single(inputs)
@@ -207,6 +209,8 @@ class BaseConv(Layer):
             "bias_initializer": initializers.serialize(self.bias_initializer),
             "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
         })
         return cfg
 

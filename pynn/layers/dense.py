@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pynn import _random, activations, initializers, regularizers
+from pynn import _random, activations, constraints, initializers, regularizers
 from pynn.layers.layer import Layer, positive_int
 
 MAX_WEIGHT_ELEMENTS = 2**31 - 1  # the engine's limit per weight tensor (32-bit index range)
@@ -18,6 +18,8 @@ class Dense(Layer):
         use_bias: add a learnable bias.
         kernel_initializer, bias_initializer: names or `pynn.initializers` objects.
         kernel_regularizer, bias_regularizer: None, "l1", "l2", "l1_l2" or objects.
+        kernel_constraint, bias_constraint: None or `pynn.constraints` objects (or names),
+            applied after every optimizer step.
         dtype: a dtype policy or its name (`pynn.mixed_precision`); under "mixed_bfloat16" the
             products run in bfloat16 with float32 sums, the kernel stays float32.
 
@@ -30,7 +32,8 @@ class Dense(Layer):
 
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+                 kernel_regularizer=None, bias_regularizer=None, kernel_constraint=None,
+                 bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
         self.units = positive_int(units, "units")
         self.activation, self._act_params = activations.resolve(activation)
@@ -39,6 +42,8 @@ class Dense(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint, "kernel_constraint")
+        self.bias_constraint = constraints.get(bias_constraint, "bias_constraint")
 
     def build(self, input_shape: Any) -> None:
         in_features = input_shape[-1]
@@ -48,11 +53,13 @@ class Dense(Layer):
                              f"more than pynn's limit of {MAX_WEIGHT_ELEMENTS:,} (2**31 - 1) "
                              f"per weight. Received: units={self.units}")
         self.kernel = self.add_weight((in_features, self.units), self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer, name="kernel")
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint, name="kernel")
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight((self.units,), self.bias_initializer,
-                                        regularizer=self.bias_regularizer, name="bias")
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint, name="bias")
 
     def _emit(self, spec, inputs):
         x = self._single(inputs)
@@ -91,5 +98,7 @@ class Dense(Layer):
             "bias_initializer": initializers.serialize(self.bias_initializer),
             "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
         })
         return cfg

@@ -147,11 +147,13 @@ class Weight:
     def __init__(self, layer, name, value, trainable=True, regularizer=None):
         self.layer = layer
         self.name = name
-        self.value = np.ascontiguousarray(value, dtype=np.float32)
+        # (np.require keeps a 0-d weight 0-d; ascontiguousarray would make it (1,))
+        self.value = np.require(np.asarray(value, dtype=np.float32), requirements="C")
         if not self.value.flags.writeable:
             self.value = self.value.copy()
         self._trainable = bool(trainable)
         self.regularizer = regularizer
+        self.constraint = None   # a pynn.constraints.Constraint applied after each step
 
     @property
     def path(self) -> str:
@@ -366,10 +368,8 @@ class Layer:
                    dtype: Any = None, trainable: bool = True, regularizer: Any = None,
                    constraint: Any = None, name: str | None = None) -> Weight:
         """Creates a weight of this layer (Keras's ``add_weight``) and returns it."""
-        from pynn import initializers, regularizers
+        from pynn import constraints, initializers, regularizers
 
-        if constraint is not None:
-            raise ValueError("constraint: weight constraints are not supported yet")
         if dtype not in (None, "float32", np.float32):
             raise ValueError(f"dtype: pynn weights are float32, got {dtype!r}")
         shape = () if shape is None else tuple(int(s) for s in shape)
@@ -390,6 +390,7 @@ class Layer:
         value = (np.zeros(shape, dtype=np.float32) if getattr(_RESTORING, "active", False)
                  else init(shape))
         w = Weight(self, name, value, trainable, regularizers.get(regularizer))
+        w.constraint = constraints.get(constraint)
         self._weights.append(w)
         return w
 

@@ -95,7 +95,7 @@ def write(path, tensors: dict, metadata: dict | None = None) -> None:
         dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
         if dt not in _NAMES:
             raise TypeError(f"tensor {name!r}: unsupported dtype {arr.dtype}")
-        arr = np.ascontiguousarray(arr, dtype=dt)
+        arr = np.require(arr.astype(dt, copy=False), requirements="C")  # 0-d stays 0-d
         nbytes = arr.nbytes
         header[name] = {"dtype": _NAMES[dt], "shape": list(arr.shape),
                         "data_offsets": [offset, offset + nbytes]}

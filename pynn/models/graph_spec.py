@@ -64,6 +64,13 @@ rnn               cell (simple, lstm, gru), units,             [kernel (F, G u),
                   zero_output_for_mask, dropout,               (rows + states, u)
                   recurrent_dropout, seed
 slice             begin, size                                  rows of the first axis
+layer_norm        axes (per-sample), epsilon, center, scale    [gamma?, beta?] of the sizes on
+                                                               axes; x -> same shape
+group_norm        groups, axis, epsilon, center, scale         [gamma?, beta?] (channels,)
+noise             kind (gaussian_noise, gaussian_dropout,      x -> same (identity at inference)
+                  alpha_dropout), value (stddev/rate), seed
+activity_         l1, l2 (adds (l1 sum|x| + l2 sum x^2) /     x -> same
+regularization    batch to the loss)
 ================  ==========================================  ==================================
 
 The ops under `pynn.ops` (unary ... variable) are written out in pynn/reference/ops.py, their
@@ -160,6 +167,17 @@ class GraphSpec:
     def consumers(self, tid: int) -> list[int]:
         return [i for i, n in enumerate(self.nodes) if tid in n.inputs]
 
+    def state_params(self) -> set[int]:
+        """Ids of the params that are state updated by forward (batch normalisation's moving
+        statistics), as opposed to weights: their engine flag follows their layer's."""
+        state = set()
+        for n in self.nodes:
+            if n.op == "batchnorm":
+                first = (int(bool(n.attrs.get("scale", True)))
+                         + int(bool(n.attrs.get("center", True))))
+                state.update(n.params[first:])
+        return state
+
     def __repr__(self):
         lines = [f"GraphSpec(inputs={self.inputs}, outputs={self.outputs})"]
         for n in self.nodes:
@@ -184,12 +202,7 @@ class GraphSpec:
         from pynn import _core
 
         g = _core.Graph()
-        state = set()
-        for n in self.nodes:
-            if n.op == "batchnorm":
-                first = (int(bool(n.attrs.get("scale", True)))
-                         + int(bool(n.attrs.get("center", True))))
-                state.update(n.params[first:])
+        state = self.state_params()
         for pid, ref in enumerate(self.params):
             # A weight learns while it can train and its layer is not frozen; the flag of a
             # moving statistic (which never learns) says whether its layer is frozen.

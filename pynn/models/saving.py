@@ -288,8 +288,8 @@ def _expected_shapes(cfg, path):
                 raise ValueError(f"{path}: layer {i} ({cls}) has an invalid input shape "
                                  f"{given!r}")
             shape = tuple(given)
-        if cls == "InputLayer":
-            continue
+        if cls == "InputLayer" or getattr(layers_mod._CLASSES[cls], "_host_step", False):
+            continue   # (vocabulary layers run before the graph and have no weights)
         if shape is None:
             raise ValueError(f"{path}: the model config has no input shape")
         if cls == "Dense":

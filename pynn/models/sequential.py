@@ -48,9 +48,19 @@ class Sequential(Model):
         if not isinstance(layer, Layer):
             raise TypeError(f"layer: expected a pynn.layers.Layer, got {layer!r}")
         if isinstance(layer, InputLayer):
-            if self._layers or self._input_shape is not None:
+            # (after leading vocabulary layers, an Input gives the graph's input shape)
+            if len(self._layers) > len(self._host_steps()) or self._input_shape is not None:
                 raise ValueError("Input must come first in a Sequential model")
             self._input_shape = layer.shape
+            return
+        if getattr(layer, "_host_step", False) and len(self._host_steps()) == len(self._layers):
+            # a leading vocabulary layer: applied to the inputs in NumPy; the graph's input
+            # is its output (see _host_steps)
+            if self._input_shape is not None:
+                self._input_shape = tuple(layer.host_output_shape(  # type: ignore[attr-defined]
+                    self._input_shape))
+            self._layers.append(layer)
+            self._changed(rebuild)
             return
         if any(layer is o for o in self._layers):
             raise ValueError(f"layer {layer.name!r} is already in this model; a Sequential "
@@ -108,7 +118,7 @@ class Sequential(Model):
         if self._inputs is not None:
             return
         x = inp = Input(self._input_shape)
-        for layer in self._layers:
+        for layer in self._layers[len(self._host_steps()):]:
             x = layer(x)
             if not isinstance(x, KerasTensor):
                 raise ValueError(f"{layer.name}: a layer in a Sequential model must have one "
@@ -118,8 +128,19 @@ class Sequential(Model):
         if self.compiled:
             self._resolve_compile()
 
+    def _host_steps(self) -> list:
+        """The leading layers that run in NumPy on the inputs (StringLookup, IntegerLookup,
+        TextVectorization) before the float graph; the graph's input is their output."""
+        out = []
+        for layer in self._layers:
+            if not getattr(layer, "_host_step", False):
+                break
+            out.append(layer)
+        return out
+
     def _maybe_build(self):
-        if self._inputs is None and self._input_shape is not None and self._layers:
+        if (self._inputs is None and self._input_shape is not None
+                and len(self._layers) > len(self._host_steps())):
             self.build()
 
     def _maybe_trace(self):
@@ -153,11 +174,13 @@ class Sequential(Model):
 
     # --- configuration ----------------------------------------------------------------------
     def get_config(self) -> dict:
-        layers = []
+        host = self._host_steps()
+        layers = [layers_mod.serialize(layer) for layer in host]
         if self._input_shape is not None:
+            # the graph's input: after the vocabulary layers, which run before the graph
             layers.append({"class_name": "InputLayer",
                            "config": {"shape": list(self._input_shape), "name": "input_layer"}})
-        layers += [layers_mod.serialize(layer) for layer in self._layers]
+        layers += [layers_mod.serialize(layer) for layer in self._layers[len(host):]]
         return {"name": self.name, "layers": layers}
 
     @classmethod

@@ -161,7 +161,7 @@ class Trainer:
                 self._pspec, self._pgraph = spec, spec.to_core()
                 # what the one-row predict fast path compares against
                 self._in_width = (math.prod(self._inputs[0].sample_shape)
-                                  if len(self._inputs) == 1 else -1)
+                                  if len(self._inputs) == 1 and not self._host_steps() else -1)
                 self._out_sample = tuple(self._outputs[0].sample_shape)
             if self.compiled and self._losses is None:
                 self._resolve_compile()
@@ -261,14 +261,16 @@ class Trainer:
             return
         g = self._graph
         on = self.trainable
+        state = self._spec.state_params()
         for pid, ref in enumerate(self._spec.params):
             w = ref.owner
             if w is None:
                 flag = not ref.frozen
             else:
-                # weights that never train (moving statistics) carry their layer's flag: a
-                # frozen BatchNormalization runs in inference mode
-                flag = w.trainable if ref.trainable else w.layer.trainable
+                # moving statistics (which never train) carry their layer's flag: a frozen
+                # BatchNormalization runs in inference mode; other non-trainable weights
+                # (Normalization's statistics) stay off
+                flag = w.layer.trainable if pid in state else w.trainable
             g.set_trainable(pid, bool(on and flag))
         self._gen_seen = _TRAINABLE_GENERATION[0]
 
@@ -416,10 +418,17 @@ class Trainer:
                              f"list or a dict of arrays")
         return [x]
 
+    def _host_steps(self) -> list:
+        """Layers applied to the inputs in NumPy before the graph (a Sequential model's
+        leading vocabulary layers); none by default."""
+        return []
+
     def _prepare_inputs(self, x, name="x", check_finite=True):
         """The inputs as 2-D float32 C-contiguous arrays (samples, values per sample)."""
         if x is None:
             raise ValueError(f"{name}: input data is required")
+        for layer in self._host_steps():
+            x = layer(x)
         parts = self._split_by_input(x, name)
         arrays = []
         for k, part in enumerate(parts):
@@ -533,7 +542,11 @@ class Trainer:
         if getattr(self, "_target_cache", None) is not None:
             ys, sws = self._engine_targets(ys, sws, idx)
         if not self._custom:
-            return (g.train_step if train else g.test_step)(xs, ys, sws, idx, want)
+            if not train:
+                return g.test_step(xs, ys, sws, idx, want)
+            out = g.train_step(xs, ys, sws, idx, want)
+            self._apply_constraints()
+            return out
         self._retarget(ys)
         g = self._graph
         custom = self._custom
@@ -544,11 +557,26 @@ class Trainer:
         sws2 += [sws[j] for j in custom]
         total, losses, correct, outs = (g.train_step if train else g.test_step)(
             xs2, ys2, sws2, idx, want)
+        if train:
+            self._apply_constraints()
         extra = losses[n_out:]
         losses, correct = list(losses[:n_out]), list(correct[:n_out])
         for k, j in enumerate(custom):
             losses[j] = extra[k]
         return total, losses, correct, (None if outs is None else list(outs[:n_out]))
+
+    def _apply_constraints(self):
+        """Projects every constrained weight that just learned (Keras applies a weight's
+        constraint right after the optimizer's update). The list of constrained weights is
+        found once per compiled graph; a model without constraints pays one comparison."""
+        spec = self._spec
+        if self.__dict__.get("_constrained_for") is not spec:
+            self._constrained = [r.owner for r in spec.params
+                                 if getattr(r.owner, "constraint", None) is not None]
+            self._constrained_for = spec
+        for w in self._constrained:
+            if w.trainable:
+                w.constraint.apply(w.value)
 
     def _engine_targets(self, ys, sws, idx):
         """What the engine's losses read, where Keras's loss arguments change it: targets with

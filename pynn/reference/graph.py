@@ -510,3 +510,8 @@ OPS.update(_conv.OPS)
 from pynn.reference import rnn as _rnn  # noqa: E402
 
 OPS.update(_rnn.OPS)
+
+# --- layer/group normalisation and the noise layers: pynn/reference/normalization.py.
+from pynn.reference import normalization as _normalization  # noqa: E402
+
+OPS.update(_normalization.OPS)
