@@ -168,3 +168,35 @@ def test_bad_arguments(tmp_path):
         m.export(tmp_path / "m.pb", format="onnx")
     with pytest.raises(TypeError, match="filepath"):
         m.export(3, format="onnx")
+
+
+def test_custom_layer_and_pynn_ops(tmp_path):
+    """A layer written with add_weight and pynn.ops, and traced pynn.ops code: broadcasting
+    across ranks, comparisons, where, reductions (a value per sample included), matmul."""
+    from pynn import ops
+
+    class Scale(L.Layer):
+        def build(self, input_shape):
+            self.s = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="s")
+
+        def call(self, x):
+            return x * self.s
+
+    x = L.Input((2, 4))
+    y = Scale()(x)
+    v = L.Input((4,))
+    outs = [
+        ops.mean(ops.sqrt(ops.abs(y)) + 1.0, axis=-1),
+        ops.matmul(y, ops.transpose(y, (0, 2, 1))),
+        ops.matmul(v, ops.transpose(y, (0, 2, 1))),
+        ops.maximum(ops.sum(x, axis=1), ops.clip(ops.sum(y, axis=1), -1, 1)),
+        ops.where(ops.greater(x, 0.0), x, 2.0 - x),
+        ops.mean(x),
+        ops.max(ops.square(y) / (1.0 + ops.exp(-y)), axis=1, keepdims=True),
+        v - y,
+        ops.not_equal(ops.sign(x), 1.0) * ops.power(ops.abs(x) + 1.0, 1.5),
+    ]
+    m = pynn.Model([x, v], outs)
+    rng = np.random.default_rng(6)
+    _check(m, [rng.normal(size=(3, 2, 4)).astype(np.float32),
+               rng.normal(size=(3, 4)).astype(np.float32)], tmp_path)

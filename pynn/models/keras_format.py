@@ -14,7 +14,8 @@ named after their class in snake case, numbered per class in the model's layer o
 own ``layers/``. A Sequential's automatic InputLayer is not among its layers; a functional
 model's InputLayers are. The optimizer's variables are ``optimizer/vars``: the iteration count,
 the learning rate, then its slots (see `OPTIMIZERS`). A `.weights.h5` file is the same HDF5
-layout on its own, without the optimizer.
+layout on its own (with the optimizer's variables when the model is compiled, as
+Keras writes it).
 
 How each layer class is written is one entry of `LAYERS`: the weights its ``vars`` group holds,
 in order, and optional hooks that translate its config to and from Keras's. To add a layer:
@@ -49,7 +50,7 @@ import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -82,11 +83,14 @@ class KerasLayer:
 
     weights: ((sub-path, (weight names in Keras's order)), ...); sub-path "" is the layer's
         own ``vars`` group, "cell" a group ``<layer>/cell/vars`` and so on.
+    keras_only: arguments of Keras's class that pynn's lacks, with the value at which each
+        means what pynn computes (dropped when the file holds that value, refused otherwise).
     to_keras / from_keras: the config translated for Keras / for pynn's class, when the
         generic translation (module names added / neutral Keras-only keys dropped) is not
         enough.
     """
     weights: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    keras_only: Mapping[str, Any] = field(default_factory=dict)
     to_keras: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     from_keras: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
@@ -136,6 +140,7 @@ LAYERS.update({
         weights=own("gamma", "beta", "moving_mean", "moving_variance"),
         from_keras=_batchnorm_from_keras),
     "PReLU": KerasLayer(weights=own("alpha")),
+    "ReLU": KerasLayer(keras_only={"max_value": None, "negative_slope": 0.0, "threshold": 0.0}),
 })
 
 # The optimizer's slots in Keras's ``optimizer/vars``, after the iteration count and the
@@ -262,8 +267,13 @@ def _accepted(cls: type) -> set[str] | None:
 
 def _fit_to_class(cls_name: str, cls: type, cfg: dict[str, Any]) -> dict[str, Any]:
     accepted = _accepted(cls)
+    fmt = LAYERS.get(cls_name)
+    keras_only = fmt.keras_only if fmt is not None else {}
     out = {}
     for key, value in cfg.items():
+        if key in keras_only and (accepted is None or key not in accepted) \
+                and value == keras_only[key] and type(value) is not bool:
+            continue
         if key == "dtype":
             # a dtype policy: pynn computes in float32 (a mixed policy keeps float32
             # variables, which is what the file holds)
@@ -574,9 +584,10 @@ def _write_zip(meta: dict[str, Any], top: dict[str, Any], weights: bytes
 
 
 def save_weights(model: Model, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
-    """Writes the weights as a Keras 3 `.weights.h5` file."""
+    """Writes the weights as a Keras 3 `.weights.h5` file (with the optimizer's variables
+    when the model is compiled, as Keras does)."""
     path = _check_target(filepath, ".weights.h5", overwrite)
-    data = _write_h5(model, model_config(model), with_optimizer=False)
+    data = _write_h5(model, model_config(model), with_optimizer=model.compiled)
     _atomic_write(path, lambda fh: fh.write(data))
 
 
@@ -855,7 +866,11 @@ def load_model(filepath: str | os.PathLike[str], compile: bool = True,
     return model
 
 
-def _load_h5(model, data, path, compile_cfg=None, custom_objects=None, config=None):
+def _load_h5(model, data, path, compile_cfg=None, custom_objects=None, config=None,
+             optimizer=False):
+    """Reads the weights (and, after compiling with `compile_cfg` or when `optimizer` is set
+    on a compiled model, the optimizer's state) from an HDF5 image; everything is read and
+    checked before the model is changed."""
     reader = _H5Reader(data, path)
     try:
         try:
@@ -863,35 +878,33 @@ def _load_h5(model, data, path, compile_cfg=None, custom_objects=None, config=No
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{path}: cannot lay out the model ({exc})") from None
         pairs = _read_weights(reader, groups)
-        for w, arr in pairs:
-            np.copyto(w.value, arr)
-        if model._graph is not None:
-            model._invalidate_graph()
         if compile_cfg is not None:
             try:
                 model.compile_from_config(compile_cfg, custom_objects)
             except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
                 raise ValueError(f"{path}: invalid compile config ({type(exc).__name__}: "
                                  f"{exc})") from None
+        opt_state = None
+        if (compile_cfg is not None or optimizer) and model.compiled:
             opt_state = _read_optimizer(reader, model, groups, path)
-            if opt_state is not None:
-                model.optimizer.set_state(opt_state)
+        for w, arr in pairs:   # the engine uses these arrays in place
+            np.copyto(w.value, arr)
+        if opt_state is not None:
+            model.optimizer.set_state(opt_state)
     finally:
         reader.close()
 
 
 def load_weights(model: Model, filepath: str | os.PathLike[str]) -> None:
     """Reads a Keras 3 `.weights.h5` file (or the weights of a `.keras` archive) into a built
-    model of the same architecture; every weight is checked before any is written."""
+    model of the same architecture, and the optimizer's state when the model is compiled and
+    the file holds one pynn maps; everything is checked before anything is written."""
     path = os.fspath(filepath)
     model._require_built("load_weights")
     with open(path, "rb") as fh:
         head = fh.read(8)
-    if head.startswith(_ZIP_MAGIC):
-        data: bytes | str = _open_archive(path)[WEIGHTS]
-    else:
-        data = path
-    _load_h5(model, data if isinstance(data, bytes) else _read_bounded(path), path)
+    data = _open_archive(path)[WEIGHTS] if head.startswith(_ZIP_MAGIC) else _read_bounded(path)
+    _load_h5(model, data, path, optimizer=True)
 
 
 def _read_bounded(path: str) -> bytes:
