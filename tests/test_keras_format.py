@@ -111,7 +111,22 @@ def _functional_model():
     return m, [rng.normal(size=(5, 4)).astype(np.float32), rng.normal(size=(5, 4)).astype(np.float32)]
 
 
-MODELS = {"conv2d": _conv_model, "conv1d": _seq1d_model, "functional": _functional_model}
+def _nested_model():
+    """A functional model inside a functional one (called twice: shared weights) and a
+    Sequential inside a Sequential."""
+    ei = L.Input((4,), name="ei")
+    enc = pynn.Model(ei, L.Dense(3, activation="relu")(ei), name="enc")
+    mid = pynn.Sequential([L.InputLayer(shape=(3,)), L.Dense(3),
+                           pynn.Sequential([L.InputLayer(shape=(3,)), L.Dense(2)],
+                                           name="deep")], name="mid")
+    x = L.Input((4,), name="x")
+    m = pynn.Model(x, L.Add()([mid(enc(x)), L.Dense(2)(enc(x))]))
+    _randomize(m)
+    return m, _rng().normal(size=(5, 4)).astype(np.float32)
+
+
+MODELS = {"conv2d": _conv_model, "conv1d": _seq1d_model, "functional": _functional_model,
+          "nested": _nested_model}
 
 
 @pytest.mark.parametrize("kind", sorted(MODELS))
