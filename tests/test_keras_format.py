@@ -510,3 +510,23 @@ def test_hdf5_pointing_outside_the_file_is_refused(tmp_path, how):
                              external=[(str(secret), 0, 24)])
     with pytest.raises(ValueError, match="Link|outside the file"):
         model.load_weights(path)
+
+
+def test_registered_custom_layer_round_trip(tmp_path):
+    @pynn.saving.register_serializable(package="kfiles_test")
+    class Scale(L.Layer):
+        def build(self, input_shape):
+            self.s = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="s")
+
+        def call(self, x):
+            return x * self.s
+
+    m = pynn.Sequential([L.InputLayer(shape=(3,)), Scale(), L.Dense(2)])
+    _randomize(m)
+    m.save(tmp_path / "c.keras")
+    with zipfile.ZipFile(tmp_path / "c.keras") as zf:
+        entry = json.loads(zf.read("config.json"))["config"]["layers"][1]
+    assert (entry["class_name"], entry["registered_name"]) == ("Scale", "kfiles_test>Scale")
+    x = _rng().normal(size=(4, 3)).astype(np.float32)
+    np.testing.assert_array_equal(pynn.models.load_model(tmp_path / "c.keras").predict(x, verbose=0),
+                                  m.predict(x, verbose=0))

@@ -229,7 +229,7 @@ def _compile_to_keras(cc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --- configs: Keras -> pynn -------------------------------------------------------------------
-# Keras-only keys whose value changes nothing pynn computes when it is None/False/empty
+# Keras's bookkeeping keys beside a serialized object's class name and config
 _OBJECT_KEYS = ("module", "registered_name", "shared_object_id", "build_config",
                 "compile_config")
 
@@ -428,7 +428,9 @@ def layout(model: Model, config: Mapping[str, Any]) -> list[_Group]:
             if fmt is None:
                 groups.append(_Group(f"{path}vars", layer.name, list(by_name.values())))
                 continue
-            if not fmt.weights:
+            if not any(sub == "" for sub, _ in fmt.weights):
+                # Keras writes every layer's own group, empty when its variables live in a
+                # sub-object (the sub-object's group then follows)
                 groups.append(_Group(f"{path}vars", layer.name, []))
             for sub, names in fmt.weights:
                 ws = [by_name[n] for n in names if n in by_name]
