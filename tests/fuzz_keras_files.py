@@ -285,7 +285,7 @@ def child(names, load_outcome, fuzz_seconds):
             rel_helpers.report(name, counts=counts, bad=bad[:10], tried=sum(counts.values()))
         elif what == "mutated":
             rng, counts, bad, n = random.Random(99), {}, [], 0
-            deadline = time.monotonic() + fuzz_seconds / 2
+            deadline = time.monotonic() + fuzz_seconds / 4
             while time.monotonic() < deadline:
                 data = (_mutate_keras(keras_blob, rng) if kind == "keras"
                         else _mutate_bytes(h5_blob, rng))
