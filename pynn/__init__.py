@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 
 # Imported on first use, to keep `import pynn` fast.
 _LAZY = {"callbacks", "datasets", "metrics", "utils", "models", "reference", "plot", "sklearn",
-         "saving", "serve"}
+         "saving", "serve", "mixed_precision"}
 
 
 def __getattr__(name):

@@ -9,7 +9,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Graph', 'Network', 'activation_backward', 'activation_defaults', 'activation_descriptors', 'activation_forward', 'activation_names', 'activation_params', 'arch', 'arch_error', 'batchnorm_backward', 'batchnorm_forward_infer', 'batchnorm_forward_train', 'clip_scale', 'column_sums', 'compute_fans', 'cpu_supports', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'gemm', 'gemm_threads', 'get_num_threads', 'initializer_fill', 'initializer_names', 'kernel_info', 'l1_l2_penalty', 'loss_config', 'loss_descriptors', 'loss_names', 'loss_value_grad', 'measure_fma_peak', 'optimizer_apply', 'optimizer_begin_step', 'optimizer_config', 'optimizer_descriptors', 'optimizer_slot_names', 'optimizer_slots', 'optimizer_update', 'pool_info', 'prelu_backward', 'prelu_forward', 'rrelu_backward', 'rrelu_forward', 'set_num_threads', 'softmax_backward', 'softmax_forward', 'sum_of_squares']
+__all__: list[str] = ['Graph', 'Network', 'activation_backward', 'activation_defaults', 'activation_descriptors', 'activation_forward', 'activation_names', 'activation_params', 'arch', 'arch_error', 'batchnorm_backward', 'batchnorm_forward_infer', 'batchnorm_forward_train', 'clip_scale', 'column_sums', 'compute_fans', 'cpu_supports', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'gemm', 'gemm_threads', 'get_num_threads', 'initializer_fill', 'initializer_names', 'kernel_info', 'l1_l2_penalty', 'loss_config', 'loss_descriptors', 'loss_names', 'loss_value_grad', 'measure_fma_peak', 'optimizer_apply', 'optimizer_begin_step', 'optimizer_config', 'optimizer_descriptors', 'optimizer_slot_names', 'optimizer_slots', 'optimizer_update', 'pool_info', 'prelu_backward', 'prelu_forward', 'rrelu_backward', 'rrelu_forward', 'set_num_threads', 'softmax_backward', 'softmax_forward', 'sbgemm', 'sbgemm_info', 'sum_of_squares']
 class Network:
     def __init__(self, input_width: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
@@ -233,7 +233,7 @@ def compute_fans(shape: typing.Any) -> tuple[int, int]:
     """
 def cpu_supports(name: str) -> bool:
     """
-    Whether this CPU runs the named instruction set (generic, avx2, avx512).
+    Whether this CPU runs the named instruction set (generic, avx2, avx512, avx512_bf16, amx).
     """
 def dense_backward(x: numpy.ndarray, W: numpy.ndarray, z: numpy.ndarray | None, y: numpy.ndarray, dy: numpy.ndarray, activation: str = 'linear', params: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], compute_dx: bool = True, overwrite_dy: bool = False, dW_out: numpy.ndarray | None = None, db_out: numpy.ndarray | None = None, accumulate: bool = False, nthreads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[typing.Any, numpy.ndarray, numpy.ndarray]:
     """
@@ -338,6 +338,14 @@ def rrelu_backward(slope: numpy.ndarray, dy: numpy.ndarray) -> numpy.typing.NDAr
 def rrelu_forward(x: numpy.ndarray, lower: typing.SupportsFloat | typing.SupportsIndex = 0.125, upper: typing.SupportsFloat | typing.SupportsIndex = 0.3333333432674408, training: bool = True, seed: typing.SupportsInt | typing.SupportsIndex = 0, stream: typing.SupportsInt | typing.SupportsIndex = 0, offset: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
     """
     (y, slope) of RReLU. Training: slope ~ U(lower, upper) per negative element, from the counter-based generator; inference: slope (lower + upper) / 2.
+    """
+def sbgemm(a: numpy.ndarray, b: numpy.ndarray, out: numpy.ndarray, beta: typing.SupportsFloat | typing.SupportsIndex = 0.0, bias: numpy.ndarray | None = None, nthreads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.ndarray:
+    """
+    out = bf16(a) @ bf16(b) + beta * out + bias, summed in float32; a, b float32 2-D views with any strides, out C-contiguous float32.
+    """
+def sbgemm_info() -> dict:
+    """
+    The bf16 GEMM's kernel and blocksizes (arch: what cpuid/PYNN_ARCH asked for; kernel: what runs, which differs when Linux refuses AMX).
     """
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...

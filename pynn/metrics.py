@@ -1,6 +1,11 @@
-"""Evaluation metrics in plain NumPy, with scikit-learn's definitions and output formats.
+"""Evaluation metrics in plain NumPy.
 
-Classification metrics take integer class indices 0..K-1 (as pynn's models predict them:
+Two families: Keras 3's streaming metric classes (`Precision`, `AUC`, `F1Score`, `Mean`, ...,
+with ``update_state`` / ``result`` / ``reset_state``; see pynn/_keras_metrics/), usable alone
+and in ``compile(metrics=[...])``, and whole-array functions with scikit-learn's definitions
+and output formats (`confusion_matrix`, `classification_report`, `f1_score`, ...), below.
+
+The functions' classification metrics take integer class indices 0..K-1 (as pynn's models predict them:
 `model.predict(x).argmax(axis=1)`). K is `num_classes` when given, otherwise one more than the
 largest label seen, so a class missing from both arrays still gets its row (with zero support)
 when `num_classes` says it exists. Undefined ratios (a class never predicted, never present)
@@ -15,9 +20,71 @@ from typing import Any, overload
 import numpy as np
 from numpy.typing import ArrayLike
 
+from pynn._keras_metrics import (
+    AUC,
+    Accuracy,
+    BinaryAccuracy,
+    BinaryCrossentropy,
+    CategoricalAccuracy,
+    CategoricalCrossentropy,
+    CategoricalHinge,
+    CosineSimilarity,
+    F1Score,
+    FalseNegatives,
+    FalsePositives,
+    FBetaScore,
+    Hinge,
+    KLDivergence,
+    LogCoshError,
+    Mean,
+    MeanAbsoluteError,
+    MeanAbsolutePercentageError,
+    MeanMetricWrapper,
+    MeanSquaredError,
+    MeanSquaredLogarithmicError,
+    Poisson,
+    Precision,
+    PrecisionAtRecall,
+    R2Score,
+    Recall,
+    RecallAtPrecision,
+    RootMeanSquaredError,
+    SensitivityAtSpecificity,
+    SparseCategoricalAccuracy,
+    SparseCategoricalCrossentropy,
+    SparseTopKCategoricalAccuracy,
+    SpecificityAtSensitivity,
+    SquaredHinge,
+    Sum,
+    TopKCategoricalAccuracy,
+    TrueNegatives,
+    TruePositives,
+    accuracy,
+    binary_accuracy,
+    categorical_accuracy,
+    sparse_categorical_accuracy,
+    sparse_top_k_categorical_accuracy,
+    top_k_categorical_accuracy,
+)
+from pynn._keras_metrics import BY_NAME as _BY_NAME
+from pynn._keras_metrics.base import Metric, MetricVariable
+
+# sklearn-style functions on whole arrays (below), and Keras 3's streaming Metric classes
 __all__ = ["Metric", "MetricVariable", "classification_report", "confusion_matrix", "f1_score",
            "mean_absolute_error", "mean_squared_error", "precision_score", "recall_score",
-           "roc_auc_score"]
+           "roc_auc_score", "get", "serialize", "deserialize", "AUC", "Accuracy",
+           "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
+           "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity", "F1Score",
+           "FBetaScore", "FalseNegatives", "FalsePositives", "Hinge", "KLDivergence",
+           "LogCoshError", "Mean", "MeanAbsoluteError", "MeanAbsolutePercentageError",
+           "MeanMetricWrapper", "MeanSquaredError", "MeanSquaredLogarithmicError", "Poisson",
+           "Precision", "PrecisionAtRecall", "R2Score", "Recall", "RecallAtPrecision",
+           "RootMeanSquaredError", "SensitivityAtSpecificity", "SparseCategoricalAccuracy",
+           "SparseCategoricalCrossentropy", "SparseTopKCategoricalAccuracy",
+           "SpecificityAtSensitivity", "SquaredHinge", "Sum", "TopKCategoricalAccuracy",
+           "TrueNegatives", "TruePositives", "accuracy", "binary_accuracy",
+           "categorical_accuracy", "sparse_categorical_accuracy",
+           "sparse_top_k_categorical_accuracy", "top_k_categorical_accuracy"]
 
 _AVERAGES = ("binary", "macro", "micro", "weighted", None)
 
@@ -426,132 +493,50 @@ def mean_absolute_error(y_true, y_pred) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Streaming metrics of the user's own (Keras 3's Metric API)
+# Streaming metrics (Keras 3's Metric API): the base class is in pynn/_keras_metrics/base.py,
+# Keras's classes in pynn/_keras_metrics/; here they are looked up by name, for get() and
+# compile(metrics=[...])
 
-class MetricVariable(np.lib.mixins.NDArrayOperatorsMixin):
-    """A metric's state: a float32 array with Keras's ``assign`` / ``assign_add`` /
-    ``assign_sub``; arithmetic with it gives plain NumPy arrays."""
-
-    def __init__(self, value, name=None):
-        self._value = np.array(value, dtype=np.float32)
-        self._initial = self._value.copy()
-        self.name = name
-
-    @property
-    def shape(self) -> tuple:
-        return self._value.shape
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        return self._value.dtype
-
-    @property
-    def value(self) -> np.ndarray:
-        return self._value.copy()
-
-    def numpy(self) -> np.ndarray:
-        return self._value.copy()
-
-    def _checked(self, value, what):
-        arr = np.asarray(value, dtype=np.float32)
-        if arr.shape != self._value.shape:
-            try:
-                arr = np.broadcast_to(arr, self._value.shape)
-            except ValueError:
-                raise ValueError(f"{what}: expected shape {self._value.shape} for metric "
-                                 f"variable {self.name!r}, got {arr.shape}") from None
-        return arr
-
-    def assign(self, value) -> MetricVariable:
-        self._value[...] = self._checked(value, "assign")
-        return self
-
-    def assign_add(self, value) -> MetricVariable:
-        self._value += self._checked(value, "assign_add")
-        return self
-
-    def assign_sub(self, value) -> MetricVariable:
-        self._value -= self._checked(value, "assign_sub")
-        return self
-
-    def __array__(self, dtype=None, copy=None):
-        return self._value.copy() if dtype is None else self._value.astype(dtype)
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        args = [x._value if isinstance(x, MetricVariable) else x for x in inputs]
-        return getattr(ufunc, method)(*args, **kwargs)
-
-    def __float__(self) -> float:
-        return float(self._value)
-
-    def __repr__(self) -> str:
-        return f"<MetricVariable {self.name!r} shape={self.shape} value={self._value}>"
+def get(identifier: Any) -> Metric:
+    """A metric object from a Keras name ("Precision", "auc", "mape", "top_k_categorical_
+    accuracy", ...), a class, an instance (returned as is), a function (wrapped in
+    MeanMetricWrapper) or a serialized config. The object is named as the string given."""
+    if isinstance(identifier, Metric):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Metric):
+        return identifier()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        cls = _BY_NAME.get(identifier)
+        if cls is None:
+            raise ValueError(f"metric: unknown name {identifier!r}; expected a Keras metric "
+                             f"name such as {sorted(n for n in _BY_NAME if n[0].islower())}")
+        obj = cls()
+        obj.name = identifier
+        return obj
+    if callable(identifier):
+        return MeanMetricWrapper(identifier)
+    raise TypeError(f"metric: expected a name, a Metric or a function, got {identifier!r}")
 
 
-class Metric:
-    """Base class of a streaming metric, as Keras 3's: state in variables made with
-    `add_variable` in ``__init__``, ``update_state(y_true, y_pred, sample_weight=None)``
-    accumulating a batch (written with `pynn.ops` or NumPy, on arrays), ``result()``, and
-    ``reset_state()`` (by default every variable back to its initial value).
+def serialize(metric: Metric) -> dict:
+    """{"class_name", "config"} of a metric object (what `deserialize` reads back)."""
+    from pynn.saving import registered_name
 
-    Passed to ``compile(metrics=[...])``, it is reset at the start of every epoch and of every
-    evaluation, updated with each batch's targets and predictions, and logged under its name.
-    """
+    name = registered_name(type(metric)) or type(metric).__name__
+    return {"class_name": name, "config": metric.get_config()}
 
-    def __init__(self, name=None, dtype=None):
-        from pynn.losses import _snake
 
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name: expected a str, got {name!r}")
-        self.name = name or _snake(type(self).__name__)
-        self._variables: list[MetricVariable] = []
+def deserialize(config: Mapping[str, Any], custom_objects: Mapping[str, Any] | None = None
+                ) -> Metric:
+    """The metric object of a `serialize` dict (pynn's classes, or registered ones)."""
+    from pynn.saving import lookup
 
-    def add_variable(self, shape=(), initializer="zeros", dtype=None, aggregation="sum",
-                     name=None) -> MetricVariable:
-        """A new state variable of `shape`, initialized with "zeros", "ones" or a number."""
-        shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
-        if initializer in ("zeros", None):
-            value = np.zeros(shape, np.float32)
-        elif initializer == "ones":
-            value = np.ones(shape, np.float32)
-        elif isinstance(initializer, numbers.Real) and not isinstance(initializer, bool):
-            value = np.full(shape, float(initializer), np.float32)
-        else:
-            raise ValueError(f"initializer: expected 'zeros', 'ones' or a number, got "
-                             f"{initializer!r}")
-        var = MetricVariable(value, name)
-        if not hasattr(self, "_variables"):
-            raise RuntimeError(f"{type(self).__name__}: call super().__init__() before "
-                               f"add_variable")
-        self._variables.append(var)
-        return var
-
-    add_weight = add_variable
-
-    @property
-    def variables(self) -> list[MetricVariable]:
-        return list(self._variables)
-
-    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
-        raise NotImplementedError(f"{type(self).__name__}: a Metric subclass must define "
-                                  f"update_state(y_true, y_pred, sample_weight=None)")
-
-    def result(self) -> Any:
-        raise NotImplementedError(f"{type(self).__name__}: a Metric subclass must define "
-                                  f"result()")
-
-    def reset_state(self) -> None:
-        for v in getattr(self, "_variables", []):
-            v.assign(v._initial)
-
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        """Updates the state with this batch and returns the result so far."""
-        self.update_state(y_true, y_pred, sample_weight=sample_weight)
-        return self.result()
-
-    def get_config(self) -> dict:
-        return {"name": self.name, "dtype": "float32"}
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Metric:
-        return cls(**config)
+    name = config.get("class_name")
+    cls = _BY_NAME.get(name) if isinstance(name, str) and name[:1].isupper() else None
+    cls = cls or lookup(name, custom_objects)
+    if cls is None or not (isinstance(cls, type) and issubclass(cls, Metric)):
+        raise ValueError(f"metric: unknown metric class {name!r}; register it with "
+                         f"@pynn.saving.register_serializable()")
+    return cls.from_config(dict(config.get("config") or {}))

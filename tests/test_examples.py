@@ -35,7 +35,8 @@ def test_every_example_is_tested():
     tested = {"fashion_mnist_mlp", "perceptron", "regression", "autoencoder",
               "hyperparameter_search", "cross_validation", "preprocessing_pipeline",
               "residual_mlp", "two_inputs_two_outputs", "gan", "custom_model",
-              "custom_loss_and_metric"}
+              "custom_loss_and_metric", "fashion_mnist_lstm", "sine_forecast",
+              "text_classifier"}
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -210,3 +211,35 @@ def test_custom_loss_and_metric(capsys):
     assert result["focal"]["test"]["loss"] == pytest.approx(focal, rel=1e-5)
     assert abs(focal - float(-np.log(pt).mean())) > 0.05
     assert "top-2 accuracy" in capsys.readouterr().out
+
+
+def test_fashion_mnist_lstm_reads_images_as_rows():
+    result = load("fashion_mnist_lstm").main(small=True, epochs=2)
+    # 2 epochs on 1,000 images: far from the full run's ~0.88 but far above chance (0.1).
+    assert len(result["accuracies"]) == 2 and result["accuracy"] > 0.5
+    assert result["model"].layers[0].get_weights()[0].shape == (28, 4 * 128)
+
+
+def test_sine_forecast_windows_and_models():
+    module = load("sine_forecast")
+    x, y = module.windows(np.arange(40, dtype=np.float32), window=30)
+    assert x.shape == (10, 30, 1) and y.shape == (10, 1)
+    np.testing.assert_array_equal(x[3, :, 0], np.arange(3, 33))
+    assert y[3, 0] == 33                     # the value right after the window
+    result = module.main(small=True, epochs=3)
+    assert set(result) == {"naive", "SimpleRNN", "GRU"}
+    assert result["SimpleRNN"] < 2 * result["naive"] and result["GRU"] < 4 * result["naive"]
+
+
+def test_text_classifier_corpus_and_model(capsys):
+    module = load("text_classifier")
+    texts, labels = module.make_corpus(50, seed=1)
+    vocab = module.vocabulary()
+    x = module.encode(texts, vocab)
+    assert x.shape == (50, module.MAX_LEN) and set(labels) <= {0, 1, 2}
+    for words, row in zip(texts, x):
+        assert list(row[:len(words)]) == [vocab[w] for w in words]   # ids, then padding
+        assert not row[len(words):].any() and row[:len(words)].all()
+    result = module.main(small=True, epochs=3)
+    assert result["accuracy"] > 0.8          # topic words are a third of each sentence
+    assert "test accuracy" in capsys.readouterr().out

@@ -12,6 +12,7 @@ void register_layers(py::module_& m);
 void register_optimizers(py::module_& m);
 void register_network(py::module_& m);
 void register_graph(py::module_& m);
+void register_sbgemm(py::module_& m);
 }  // namespace pynn::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -24,4 +25,5 @@ PYBIND11_MODULE(_core, m) {
   pynn::bind::register_optimizers(m);
   pynn::bind::register_network(m);
   pynn::bind::register_graph(m);
+  pynn::bind::register_sbgemm(m);
 }

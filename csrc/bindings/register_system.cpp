@@ -26,9 +26,12 @@ void register_system(py::module_& m) {
         if (name == "generic") return cpu_supports(Arch::generic);
         if (name == "avx2") return cpu_supports(Arch::avx2);
         if (name == "avx512") return cpu_supports(Arch::avx512);
+        if (name == "avx512_bf16") return cpu_supports(Bf16Arch::avx512_bf16);
+        if (name == "amx") return cpu_supports(Bf16Arch::amx);
         throw py::value_error("unknown instruction set '" + name + "'");
       },
-      py::arg("name"), "Whether this CPU runs the named instruction set (generic, avx2, avx512).");
+      py::arg("name"), "Whether this CPU runs the named instruction set (generic, avx2, avx512, "
+      "avx512_bf16, amx).");
   m.def("kernel_info", [] {
     const gemm::KernelInfo& k = gemm::active_kernel();
     py::dict d;

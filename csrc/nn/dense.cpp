@@ -2,6 +2,8 @@
 // (activation derivative + bias gradient) followed by two GEMMs on transposed views.
 #include "nn/dense.h"
 
+#include "gemm/sbgemm.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -87,7 +89,7 @@ void column_sums(const float* x, int64_t n, int64_t c, float* out) {
 
 void dense_forward(int64_t n, int64_t in, int64_t out, const float* x, int64_t ldx,
                    const float* W, const float* b, const ActivationInfo* act,
-                   const float* act_params, float* z, float* y, int nthreads) {
+                   const float* act_params, float* z, float* y, int nthreads, bool bf16) {
   gemm::Epilogue ep;
   ep.bias = b;
   if (z != nullptr) {
@@ -98,23 +100,31 @@ void dense_forward(int64_t n, int64_t in, int64_t out, const float* x, int64_t l
     ep.act = act->forward;
     ep.act_params = act_params;
   }
-  gemm::sgemm(n, out, in, 1.0f, {x, ldx, 1}, {W, out, 1}, 0.0f, y, out, ep, nthreads);
+  dense_gemm(bf16, n, out, in, {x, ldx, 1}, {W, out, 1}, false, y, out, ep, nthreads);
+}
+
+void dense_gemm(bool bf16, int64_t m, int64_t n, int64_t k, gemm::MatrixView a,
+                gemm::MatrixView b, bool accumulate, float* c, int64_t ldc,
+                const gemm::Epilogue& ep, int nthreads) {
+  const float beta = accumulate ? 1.0f : 0.0f;
+  if (bf16) gemm::sbgemm(m, n, k, a, b, beta, c, ldc, ep, nthreads);
+  else gemm::sgemm(m, n, k, 1.0f, a, b, beta, c, ldc, ep, nthreads);
 }
 
 void dense_backward(int64_t n, int64_t in, int64_t out, const float* x, int64_t ldx,
                     const float* W, const float* z, const float* y, float* dy,
                     const ActivationInfo* act, const float* act_params, float* dW, float* db,
-                    float* dx, int nthreads, bool accumulate) {
+                    float* dx, int nthreads, bool accumulate, bool bf16) {
   // dz = dy * act'(z) and db, in one pass; dy now holds dz.
   activation_backward_colsum(n, out, z, y, dy, act, act_params, db, accumulate, nthreads);
   const float* dz = dy;
   // dW = x^T dz: x^T is x read with its strides swapped.
-  gemm::sgemm(in, out, n, 1.0f, {x, 1, ldx}, {dz, out, 1}, accumulate ? 1.0f : 0.0f, dW, out,
-              gemm::Epilogue{}, nthreads);
+  dense_gemm(bf16, in, out, n, {x, 1, ldx}, {dz, out, 1}, accumulate, dW, out, gemm::Epilogue{},
+             nthreads);
   // dx = dz W^T: W^T is W (in, out) read column-wise.
   if (dx != nullptr)
-    gemm::sgemm(n, in, out, 1.0f, {dz, out, 1}, {W, 1, out}, 0.0f, dx, in, gemm::Epilogue{},
-                nthreads);
+    dense_gemm(bf16, n, in, out, {dz, out, 1}, {W, 1, out}, false, dx, in, gemm::Epilogue{},
+               nthreads);
 }
 
 }  // namespace pynn::nn

@@ -16,18 +16,28 @@
 #pragma once
 #include <cstdint>
 
+#include "gemm/gemm.h"
 #include "nn/activations.h"
 
 namespace pynn::nn {
 
 void dense_forward(int64_t n, int64_t in, int64_t out, const float* x, int64_t ldx,
                    const float* W, const float* b, const ActivationInfo* act,
-                   const float* act_params, float* z, float* y, int nthreads = 0);
+                   const float* act_params, float* z, float* y, int nthreads = 0,
+                   bool bf16 = false);
 
 void dense_backward(int64_t n, int64_t in, int64_t out, const float* x, int64_t ldx,
                     const float* W, const float* z, const float* y, float* dy,
                     const ActivationInfo* act, const float* act_params, float* dW, float* db,
-                    float* dx, int nthreads = 0, bool accumulate = false);
+                    float* dx, int nthreads = 0, bool accumulate = false,
+                    bool bf16 = false);
+
+// The products of a dense layer: C = A B (+ C when accumulate), with sgemm, or with the bf16
+// GEMM (gemm/sbgemm.h: operands rounded to bfloat16, float32 sums) when bf16 is set (a layer
+// under the "mixed_bfloat16" dtype policy).
+void dense_gemm(bool bf16, int64_t m, int64_t n, int64_t k, gemm::MatrixView a,
+                gemm::MatrixView b, bool accumulate, float* c, int64_t ldc,
+                const gemm::Epilogue& ep, int nthreads);
 
 // Column sums of an (n, c) row-major matrix, in a fixed order.
 void column_sums(const float* x, int64_t n, int64_t c, float* out);

@@ -2,6 +2,7 @@
 from pynn.layers.activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
 from pynn.layers.convolutional import Conv1D, Conv2D
 from pynn.layers.dense import Dense
+from pynn.layers.embedding import Embedding, Masking
 from pynn.layers.lambda_layer import Lambda
 from pynn.layers.layer import Layer
 from pynn.layers.merging import (
@@ -33,6 +34,7 @@ from pynn.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from pynn.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from pynn.layers.regularization import BatchNormalization, Dropout
 from pynn.layers.reshaping import (
     Flatten,
@@ -50,7 +52,8 @@ _CLASSES = {cls.__name__: cls for cls in (
     GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Identity, InputLayer,
     LeakyReLU, MaxPooling1D, MaxPooling2D, Maximum, Minimum, Multiply, PReLU, Permute, ReLU,
     RepeatVector, Reshape, Softmax, Subtract,
-    OpLayer)}   # (pynn.ops on symbolic tensors: data only, safe to load)
+    OpLayer,   # (pynn.ops on symbolic tensors: data only, safe to load)
+    Bidirectional, Embedding, GRU, LSTM, Masking, SimpleRNN, TimeDistributed)}
 _MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
 
@@ -112,4 +115,6 @@ __all__ = ["Activation", "Add", "Average", "AveragePooling1D", "AveragePooling2D
            "Lambda", "Layer", "LeakyReLU", "MaxPooling1D", "MaxPooling2D",
            "Maximum", "Minimum", "Multiply", "PReLU", "Permute", "ReLU", "RepeatVector",
            "Reshape", "Softmax", "Subtract", "add", "average", "concatenate", "deserialize",
-           "dot", "maximum", "minimum", "multiply", "serialize", "subtract"]
+           "dot", "maximum", "minimum", "multiply", "serialize", "subtract",
+           "Bidirectional", "Embedding", "GRU", "LSTM", "Masking", "SimpleRNN",
+           "TimeDistributed"]

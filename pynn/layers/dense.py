@@ -18,6 +18,8 @@ class Dense(Layer):
         use_bias: add a learnable bias.
         kernel_initializer, bias_initializer: names or `pynn.initializers` objects.
         kernel_regularizer, bias_regularizer: None, "l1", "l2", "l1_l2" or objects.
+        dtype: a dtype policy or its name (`pynn.mixed_precision`); under "mixed_bfloat16" the
+            products run in bfloat16 with float32 sums, the kernel stays float32.
 
     Shapes: input (batch, in_features) -> output (batch, units). The kernel is stored
     (in_features, units), as Keras stores it.
@@ -63,6 +65,8 @@ class Dense(Layer):
         pids = self._param_ids(spec)
         attrs = {"units": self.units, "activation": self.activation,
                  "act_params": list(self._act_params), "use_bias": self.use_bias}
+        if self.compute_dtype == "bfloat16":
+            attrs["compute_dtype"] = "bfloat16"  # products on the bf16 GEMM (mixed precision)
         if self.activation == "rrelu":
             # random slopes in training need an op of their own after the affine map
             (z,) = spec.add_node("dense", [x], [out], pids, {**attrs, "activation": "linear",

@@ -291,8 +291,10 @@ class Layer:
                             f"{sorted(kwargs)}")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name: expected a string, got {name!r}")
-        if dtype not in (None, "float32", np.float32):
-            raise ValueError(f"dtype: pynn computes in float32, got {dtype!r}")
+        from pynn import mixed_precision
+
+        # Keras's dtype= is a dtype policy (or its name); None takes the global policy now.
+        self._dtype_policy = mixed_precision.get(dtype)
         self.name = name or unique_name(_snake(type(self).__name__))
         self._trainable = bool(trainable)
         if input_dim is not None:
@@ -303,6 +305,31 @@ class Layer:
         self._inbound_nodes: list[Node] = []
         self._build_shapes = None   # per-sample input shapes the layer was built for
         self._out_shapes = None     # per-sample output shapes for those
+
+    # --- dtype policy (pynn.mixed_precision) --------------------------------------------------
+    @property
+    def dtype_policy(self) -> Any:
+        """The layer's `pynn.mixed_precision.DTypePolicy`."""
+        return self._dtype_policy
+
+    @dtype_policy.setter
+    def dtype_policy(self, value: Any) -> None:
+        from pynn import mixed_precision
+
+        self._dtype_policy = mixed_precision.get(value)
+
+    @property
+    def compute_dtype(self) -> str:
+        return self._dtype_policy.compute_dtype
+
+    @property
+    def variable_dtype(self) -> str:
+        return self._dtype_policy.variable_dtype
+
+    @property
+    def dtype(self) -> str:
+        """The dtype of the layer's weights (Keras 3: the policy's variable dtype)."""
+        return self._dtype_policy.variable_dtype
 
     # --- trainable --------------------------------------------------------------------------
     @property
@@ -595,6 +622,8 @@ class Layer:
     # --- configuration ----------------------------------------------------------------------
     def get_config(self) -> dict:
         cfg = {"name": self.name, "trainable": self.trainable}
+        if self._dtype_policy.name != "float32":
+            cfg["dtype"] = self._dtype_policy.name
         if self._input_shape_arg is not None:
             cfg["input_shape"] = list(self._input_shape_arg)
         return cfg

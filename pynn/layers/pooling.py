@@ -146,9 +146,16 @@ class BaseGlobalPooling(Layer):
 
 class GlobalAveragePooling1D(BaseGlobalPooling):
     """The mean over all steps: (batch, steps, channels) -> (batch, channels), or
-    (batch, 1, channels) with keepdims=True."""
+    (batch, 1, channels) with keepdims=True. Steps masked by an Embedding(mask_zero=True) or a
+    Masking layer are left out of the mean, as in Keras."""
 
     rank, fn = 1, "avg"
+
+    def _emit(self, spec, inputs):
+        from pynn.layers.embedding import masked_average
+
+        out = masked_average(spec, self, self._single(inputs))
+        return super()._emit(spec, inputs) if out is None else out
 
 
 class GlobalAveragePooling2D(BaseGlobalPooling):

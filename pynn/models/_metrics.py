@@ -3,10 +3,14 @@
 Accuracy for the classification losses comes straight from the compiled step (a count of
 correct rows); the others accumulate what they need over the epoch from the step's output
 probabilities, so an epoch's value is that of the whole epoch, not a mean of batch values:
-precision/recall/F1 from a confusion matrix, MSE/MAE from error sums. AUC is exact (rank
+precision/recall/F1 from a confusion matrix. AUC is exact (rank
 statistic over every score of the pass) in the final value of a pass; the running value shown
 after each batch comes from score histograms at 200 thresholds, so that reporting stays O(1)
 per batch.
+
+Every other name Keras accepts ("mse", "mape", "Precision", "AUC", "top_k_categorical_accuracy",
+...) is one of `pynn.metrics`' Metric classes, updated with each batch's targets and outputs
+like the user's own Metric objects, so its value is Keras's.
 
 Which accuracy: as Keras picks it. Sparse labels compare with the argmax; one-hot targets
 argmax with argmax; binary cross-entropy (and any one-output model) thresholds at 0.5.
@@ -33,10 +37,6 @@ _CANONICAL = {
     "f1_score": "f1_score",
     "f1": "f1_score",
     "auc": "auc",
-    "mse": "mse",
-    "mean_squared_error": "mse",
-    "mae": "mae",
-    "mean_absolute_error": "mae",
 }
 # the losses whose accuracy the compiled step counts (the loss table's classification kinds)
 CLASSIFICATION_LOSSES = CLASSIFICATION_KINDS
@@ -49,38 +49,47 @@ def _custom_name(m):
     return name or getattr(m, "__name__", None) or type(m).__name__
 
 
-class _FunctionMean:
-    """A metric function ``fn(y_true, y_pred)`` written with `pynn.ops` (or NumPy), averaged
-    over every value it returns in a pass, as Keras's MeanMetricWrapper."""
+def _weighted_metric(m, loss_kind, width):
+    """A Metric object for an entry of weighted_metrics (they all take sample weights)."""
+    from pynn import metrics as metrics_mod
 
-    def __init__(self, fn):
-        self.fn = fn
-        self.name = _custom_name(fn)
-        self.reset_state()
-
-    def reset_state(self) -> None:
-        self.total = 0.0
-        self.count = 0
-
-    def update_state(self, y_true: np.ndarray, y_pred: np.ndarray) -> None:
-        values = np.asarray(self.fn(y_true, y_pred), dtype=np.float64)
-        self.total += float(values.sum())
-        self.count += values.size
-
-    def result(self) -> float:
-        return self.total / self.count if self.count else 0.0
+    if isinstance(m, type) and hasattr(m, "update_state"):
+        return m()
+    if isinstance(m, str) and m in ("accuracy", "acc"):
+        # the accuracy Keras would pick for these targets
+        if loss_kind == "sparse_categorical_crossentropy":
+            obj = metrics_mod.SparseCategoricalAccuracy(name=m)
+        elif loss_kind == "binary_crossentropy" or width == 1:
+            obj = metrics_mod.BinaryAccuracy(name=m)
+        else:
+            obj = metrics_mod.CategoricalAccuracy(name=m)
+        return obj
+    if isinstance(m, str):
+        try:
+            return metrics_mod.get(m)
+        except ValueError:
+            raise ValueError(f"weighted_metrics: unknown metric {m!r}; expected a Keras metric "
+                             f"name (see pynn.metrics), a function or a Metric") from None
+    if hasattr(m, "update_state") and hasattr(m, "result"):
+        return m
+    if callable(m) and not isinstance(m, type):
+        return metrics_mod.MeanMetricWrapper(m, name=_custom_name(m))
+    raise TypeError(f"weighted_metrics: expected metric names (str), functions (y_true, "
+                    f"y_pred) or pynn.metrics.Metric objects, got {m!r}")
 
 
 class MetricSet:
     """All metrics of one compiled model for one pass (an epoch, or one evaluate)."""
 
-    def __init__(self, names, loss_kind, width, sample_shape=None, custom=None):
+    def __init__(self, names, loss_kind, width, sample_shape=None, custom=None, weighted=()):
         self.loss_kind = loss_kind
         self.width = width
         self.sample_shape = tuple(sample_shape) if sample_shape is not None else (width,)
         self.names = list(names)  # as the user wrote them: the log keys
         # user metrics (functions, Metric objects) by log key; reset for every pass
         self.custom = dict(custom or {})
+        # the keys of compile(weighted_metrics=...): updated with the sample weights
+        self.weighted = frozenset(weighted)
         for m in self.custom.values():
             m.reset_state()
         self.kinds = [_CANONICAL.get(n, "custom") if n not in self.custom else "custom"
@@ -94,44 +103,67 @@ class MetricSet:
 
     def fresh(self) -> MetricSet:
         """An empty set with the same metrics, for a new pass."""
-        return MetricSet(self.names, self.loss_kind, self.width, self.sample_shape, self.custom)
+        return MetricSet(self.names, self.loss_kind, self.width, self.sample_shape, self.custom,
+                         self.weighted)
 
     @classmethod
     def parse(cls, metrics: Any, loss_kind: str, width: int,
-              sample_shape: tuple[int, ...] | None = None) -> MetricSet:
-        if metrics is None:
-            return cls([], loss_kind, width, sample_shape)
-        if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
-            raise TypeError(f"metrics: expected a list of metric names, got {metrics!r}")
-        names, custom = [], {}
-        for m in metrics:
+              sample_shape: tuple[int, ...] | None = None,
+              weighted_metrics: Any = None) -> MetricSet:
+        """The set for the `metrics` and `weighted_metrics` compile gave one output."""
+        for arg, what in ((metrics, "metrics"), (weighted_metrics, "weighted_metrics")):
+            if arg is not None and (isinstance(arg, str) or not isinstance(arg, (list, tuple))):
+                raise TypeError(f"{what}: expected a list of metric names, got {arg!r}")
+        names: list[str] = []
+        custom: dict[str, Any] = {}
+        for m in metrics or []:
+            if isinstance(m, type) and hasattr(m, "update_state"):
+                m = m()   # a Metric class: its default instance, as Keras
             if isinstance(m, str):
-                if m not in _CANONICAL:
-                    raise ValueError(f"metrics: unknown metric {m!r}; expected one of "
-                                     f"{sorted(_CANONICAL)}, a function (y_true, y_pred) or a "
-                                     f"pynn.metrics.Metric")
                 key = m
+                if m not in _CANONICAL:
+                    # every other Keras name is one of pynn.metrics' classes
+                    from pynn import metrics as metrics_mod
+
+                    try:
+                        custom[key] = metrics_mod.get(m)
+                    except ValueError:
+                        raise ValueError(f"metrics: unknown metric {m!r}; expected one of "
+                                         f"{sorted(_CANONICAL)}, a Keras metric name (see "
+                                         f"pynn.metrics), a function (y_true, y_pred) or a "
+                                         f"pynn.metrics.Metric") from None
             elif hasattr(m, "update_state") and hasattr(m, "result"):
                 key = _custom_name(m)
                 custom[key] = m
             elif callable(m) and not isinstance(m, type):
+                # a function (y_true, y_pred) -> values, averaged as Keras's MeanMetricWrapper
+                from pynn.metrics import MeanMetricWrapper
+
                 key = _custom_name(m)
-                custom[key] = _FunctionMean(m)
+                custom[key] = MeanMetricWrapper(m, name=key)
             else:
                 raise TypeError(f"metrics: expected metric names (str), functions "
                                 f"(y_true, y_pred) or pynn.metrics.Metric objects, got {m!r}")
             if key in names:
                 raise ValueError(f"metrics: {key!r} is listed twice")
             names.append(key)
-        return cls(names, loss_kind, width, sample_shape, custom)
+        weighted = []
+        for m in weighted_metrics or []:
+            obj = _weighted_metric(m, loss_kind, width)
+            # Keras: a name already taken by an unweighted metric gets the prefix weighted_
+            key = obj.name if obj.name not in names else f"weighted_{obj.name}"
+            if key in names:
+                raise ValueError(f"weighted_metrics: {key!r} is listed twice")
+            custom[key] = obj
+            names.append(key)
+            weighted.append(key)
+        return cls(names, loss_kind, width, sample_shape, custom, weighted)
 
     def reset(self) -> None:
         self.loss_sum = 0.0
         self.rows = 0
         self.correct = 0
         self.decisions = 0
-        self.sq_err = 0.0
-        self.abs_err = 0.0
         k = 2 if self.binary else max(2, self.width)
         self.confusion = np.zeros((k, k), dtype=np.int64)
         # AUC: per class (one for binary), counts of positives / negatives per score bucket
@@ -142,9 +174,11 @@ class MetricSet:
         self.truths: list[np.ndarray] = []
 
     def update(self, loss: float, correct: float, rows: int, output: np.ndarray | None = None,
-               target: np.ndarray | None = None) -> None:
+               target: np.ndarray | None = None,
+               sample_weight: np.ndarray | None = None) -> None:
         """loss: batch mean; correct: the engine's count (classification losses); output:
-        (rows, width) probabilities; target: dense (rows, width) or labels (rows,)."""
+        (rows, width) probabilities; target: dense (rows, width) or labels (rows,);
+        sample_weight: (rows,) for the weighted metrics, or None."""
         self.loss_sum += float(loss) * rows
         self.rows += rows
         if self.loss_kind in CLASSIFICATION_LOSSES:
@@ -158,8 +192,11 @@ class MetricSet:
             if y_true.size == y_pred.size:
                 y_true = y_true.reshape(y_pred.shape)
             y_true = y_true.astype(np.float32, copy=False)
-            for m in self.custom.values():
-                m.update_state(y_true, y_pred)
+            for key, m in self.custom.items():
+                if key in self.weighted:
+                    m.update_state(y_true, y_pred, sample_weight=sample_weight)
+                else:
+                    m.update_state(y_true, y_pred)
             if all(k == "custom" for k in self.kinds):
                 return
         out = np.asarray(output, dtype=np.float64).reshape(rows, -1)
@@ -180,10 +217,6 @@ class MetricSet:
             scores = out.T
             truth = (true[None, :] == np.arange(self.width)[:, None]).astype(np.int64)
         if self.loss_kind not in CLASSIFICATION_LOSSES:
-            if not labels:
-                diff = out - np.asarray(target, np.float64).reshape(out.shape)
-                self.sq_err += float(np.square(diff).sum())
-                self.abs_err += float(np.abs(diff).sum())
             self.correct += int((pred == true).sum())
             self.decisions += pred.size
         np.add.at(self.confusion, (np.clip(true, 0, self.confusion.shape[0] - 1),
@@ -198,10 +231,14 @@ class MetricSet:
 
     def results(self, final=False) -> dict:
         """The metrics so far; `final` for the value of a finished pass (exact AUC)."""
-        logs = {"loss": self.loss_sum / self.rows if self.rows else float("nan")}
+        logs: dict[str, Any] = {"loss": self.loss_sum / self.rows if self.rows
+                                else float("nan")}
         for name, kind in zip(self.names, self.kinds):
             if kind == "custom":
-                logs[name] = float(np.asarray(self.custom[name].result()))
+                value = np.asarray(self.custom[name].result())
+                # a vector result (per threshold, per class) is logged as an array, as Keras
+                logs[name] = (float(value.reshape(-1)[0]) if value.size == 1
+                              else value.astype(np.float64))
             else:
                 logs[name] = (self._exact_auc() if (kind == "auc" and final)
                               else self._result(kind))
@@ -220,9 +257,6 @@ class MetricSet:
     def _result(self, kind):
         if kind == "accuracy":
             return self.correct / self.decisions if self.decisions else 0.0
-        if kind in ("mse", "mae"):
-            total = self.sq_err if kind == "mse" else self.abs_err
-            return total / (self.rows * self.width) if self.rows else float("nan")
         if kind == "auc":
             return self._auc()
         cm = self.confusion

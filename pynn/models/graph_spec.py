@@ -16,6 +16,7 @@ op                attrs                                       params / shapes
 ================  ==========================================  ==================================
 dense             units, activation, act_params, use_bias      [kernel (in, units), bias (units)]
                   (activation may be "softmax")                x (..., in) -> (..., units)
+                  compute_dtype: "float32" (default) or "bfloat16" (products on the bf16 GEMM)
 activation        activation, act_params, seed                 x -> same shape; "softmax" is
                   (rrelu draws slopes from seed in training)   over the last axis
 dropout           rate, seed                                   x -> same (identity at inference)

@@ -375,7 +375,8 @@ def _compile_objects(model):
             out[registered_name(type(lo)) or type(lo).__name__] = type(lo)
     for mset in getattr(model, "_metric_sets", None) or []:
         for m in (mset.custom.values() if mset is not None else []):
-            obj = getattr(m, "fn", None) or type(m)
+            # a function metric travels as its function (wrapped in MeanMetricWrapper)
+            obj = m._fn if type(m).__name__ == "MeanMetricWrapper" else type(m)
             out[registered_name(obj) or getattr(obj, "__name__", "")] = obj
     return out
 

@@ -86,14 +86,14 @@ class _Logs:
         return any(m is not None and m.needs_output for m in self.sets)
 
     def update(self, total: float, losses: Any, correct: Any, rows: int, outs: Any,
-               targets: Any) -> None:
+               targets: Any, sample_weight: Any = None) -> None:
         self.loss_sum += float(total) * rows
         self.rows += rows
         for j, m in enumerate(self.sets):
             if m is None:
                 continue
             out = None if outs is None else outs[j]
-            m.update(losses[j], correct[j], rows, out, targets[j])
+            m.update(losses[j], correct[j], rows, out, targets[j], sample_weight)
 
     def results(self, final: bool = False) -> dict[str, float]:
         logs = {"loss": self.loss_sum / self.rows if self.rows else float("nan")}
@@ -133,10 +133,13 @@ class Trainer:
         self._losses = None
         self._loss_weights = None
         self._metric_names_arg = None
+        self._weighted_metrics_arg = None
         self._metric_sets = []
+        self._target_cache = None   # label smoothing / "sum" reduction inputs (_engine_targets)
         self.compiled = False
         self.stop_training = False
         self.history = None
+        self._initial_epoch = None   # set by BackupAndRestore in on_train_begin to resume
 
     # --- the compiled graph -----------------------------------------------------------------
     def _build_spec(self):
@@ -282,9 +285,11 @@ class Trainer:
                 steps_per_execution: int = 1, jit_compile: bool | str = "auto") -> None:
         """Configures training: optimizer, loss(es) and metrics, as Keras.
 
-        With several outputs, `loss`, `loss_weights` and `metrics` may be lists (output order)
-        or dicts (output names); one loss or one metric list applies to every output.
-        ``weighted_metrics``, ``run_eagerly``, ``steps_per_execution`` and ``jit_compile`` are
+        With several outputs, `loss`, `loss_weights`, `metrics` and `weighted_metrics` may be
+        lists (output order) or dicts (output names); one loss or one metric list applies to
+        every output. `weighted_metrics` are updated with the sample weights of fit / evaluate
+        (sample_weight, class_weight); a name already used in `metrics` is logged as
+        ``weighted_<name>``. ``run_eagerly``, ``steps_per_execution`` and ``jit_compile`` are
         accepted so Keras scripts run unchanged; they have no effect.
         """
         if loss is None:
@@ -296,11 +301,15 @@ class Trainer:
         self._loss_arg, self._loss_weights_arg = loss, loss_weights
         self._metric_names_arg = (list(metrics) if isinstance(metrics, (list, tuple))
                                   else metrics)
+        self._weighted_metrics_arg = (list(weighted_metrics)
+                                      if isinstance(weighted_metrics, (list, tuple))
+                                      else weighted_metrics)
         if self._inputs is not None:
             self._resolve_compile()
         else:
             _check_loss_arg(loss)
-            MetricSet.parse(_flat_metric_names(metrics), "mean_squared_error", 1)
+            MetricSet.parse(_flat_metric_names(metrics), "mean_squared_error", 1,
+                            weighted_metrics=_flat_metric_names(weighted_metrics))
         self.compiled = True
         self.stop_training = False
         if self._graph is not None:
@@ -318,6 +327,13 @@ class Trainer:
         self._losses = [None if lo is None else losses_mod.get(lo) for lo in losses]
         if all(lo is None for lo in self._losses):
             raise ValueError("loss: no output has a loss")
+        for lo in self._losses:
+            if lo is not None:
+                _check_trainable_loss(lo)
+        # a dict (the cache) only when some loss needs its targets or weights adjusted
+        self._target_cache = {} if any(
+            lo is not None and (lo.label_smoothing or lo.reduction == "sum")
+            for lo in self._losses) else None
         weights = _per_output(self._loss_weights_arg, names, "loss_weights", 1.0)
         self._loss_weights = []
         for w in weights:
@@ -326,25 +342,18 @@ class Trainer:
                     or w < 0:
                 raise ValueError(f"loss_weights: expected finite non-negative numbers, got {w!r}")
             self._loss_weights.append(float(w))
-        metrics = self._metric_names_arg
-        if isinstance(metrics, dict):
-            per = _per_output(metrics, names, "metrics", None)
-        elif (isinstance(metrics, list) and len(names) > 1 and metrics
-              and all(isinstance(m, (list, tuple)) or m is None for m in metrics)):
-            per = _per_output(metrics, names, "metrics")
-        else:
-            per = [metrics] * len(names)
+        per = _metrics_per_output(self._metric_names_arg, names, "metrics")
+        per_weighted = _metrics_per_output(getattr(self, "_weighted_metrics_arg", None), names,
+                                           "weighted_metrics")
         self._metric_sets = []
         for j, lo in enumerate(self._losses):
             if lo is None:
                 self._metric_sets.append(None)
                 continue
             width = math.prod(self._outputs[j].sample_shape)
-            m = per[j]
-            if isinstance(m, str):
-                m = [m]
-            self._metric_sets.append(MetricSet.parse(m, _kind(lo), width,
-                                                     tuple(self._outputs[j].sample_shape)))
+            self._metric_sets.append(MetricSet.parse(per[j], _kind(lo), width,
+                                                     tuple(self._outputs[j].sample_shape),
+                                                     per_weighted[j]))
         if len(names) == 1:
             self.loss = self._losses[0]
 
@@ -517,9 +526,13 @@ class Trainer:
         """One train_step/test_step on the compiled graph; with traced losses, their targets
         go in as extra inputs and their values come back as extra outputs, which are mapped
         back onto the model's outputs here."""
+        if train and getattr(self.optimizer, "_schedule", None) is not None:
+            self.optimizer._apply_schedule()
         g = self._graph
+        sws = [None if lo is None else sw for lo in self._losses]
+        if getattr(self, "_target_cache", None) is not None:
+            ys, sws = self._engine_targets(ys, sws, idx)
         if not self._custom:
-            sws = [None if lo is None else sw for lo in self._losses]
             return (g.train_step if train else g.test_step)(xs, ys, sws, idx, want)
         self._retarget(ys)
         g = self._graph
@@ -527,8 +540,8 @@ class Trainer:
         n_out = len(self._losses)
         xs2 = list(xs) + [ys[j].reshape(ys[j].shape[0], -1) for j in custom]
         ys2 = [None if j in custom else ys[j] for j in range(n_out)] + [None] * len(custom)
-        sws2 = [None if lo is None or j in custom else sw for j, lo in enumerate(self._losses)]
-        sws2 += [sw] * len(custom)
+        sws2 = [None if j in custom else w for j, w in enumerate(sws)]
+        sws2 += [sws[j] for j in custom]
         total, losses, correct, outs = (g.train_step if train else g.test_step)(
             xs2, ys2, sws2, idx, want)
         extra = losses[n_out:]
@@ -536,6 +549,39 @@ class Trainer:
         for k, j in enumerate(custom):
             losses[j] = extra[k]
         return total, losses, correct, (None if outs is None else list(outs[:n_out]))
+
+    def _engine_targets(self, ys, sws, idx):
+        """What the engine's losses read, where Keras's loss arguments change it: targets with
+        label smoothing applied, and for reduction="sum" sample weights scaled by the batch's
+        rows (the engine averages over the batch). Both are computed once per array and cached
+        (fit passes the whole data set with the rows of each batch in `idx`)."""
+        ys, sws = list(ys), list(sws)
+        cache = self._target_cache
+        for j, lo in enumerate(self._losses):
+            if lo is None:
+                continue
+            ls = getattr(lo, "label_smoothing", 0.0)
+            if ls and ys[j] is not None:
+                hit = cache.get(("y", j))
+                if hit is None or hit[0] is not ys[j]:
+                    t = ys[j].astype(np.float32)
+                    if lo.kind == "binary_crossentropy":
+                        smooth = t * (1.0 - ls) + 0.5 * ls
+                    else:
+                        smooth = t * (1.0 - ls) + ls / t.shape[-1]
+                    hit = cache[("y", j)] = (ys[j], np.ascontiguousarray(smooth, np.float32))
+                ys[j] = hit[1]
+            if lo.reduction == "sum" and ys[j] is not None:
+                n = ys[j].shape[0]
+                rows = n if idx is None else idx.size
+                key = ("w", j, n, rows)
+                hit = cache.get(key)
+                if hit is None or hit[0] is not sws[j]:
+                    base = np.ones(n, np.float32) if sws[j] is None else sws[j]
+                    hit = cache[key] = (sws[j], np.ascontiguousarray(base * np.float32(rows),
+                                                                     np.float32))
+                sws[j] = hit[1]
+        return ys, sws
 
     def _prepare_one_target(self, y, n, name, j, kind):
         arr = _checked_targets(y, n, name)
@@ -643,6 +689,14 @@ class Trainer:
         verbose = _verbose(verbose, resolve_auto=True)
         if x is None:
             raise ValueError("x: training data is required")
+        from pynn.models import _streaming
+
+        if _streaming.is_stream(x) or _streaming.is_stream(validation_data):
+            # a Dataset, PyDataset or generator: batch by batch (see pynn.models._streaming)
+            return _streaming.fit(self, x, y, batch_size, epochs, verbose, callbacks,
+                                  validation_split, validation_data, shuffle, class_weight,
+                                  sample_weight, initial_epoch, steps_per_epoch,
+                                  validation_steps, validation_batch_size, validation_freq)
         xs = self._prepare_inputs(x)
         n = xs[0].shape[0]
         ys = self._prepare_targets(y, n)
@@ -689,7 +743,9 @@ class Trainer:
         self.stop_training = False
         logs = {}
         warned = False
+        self._initial_epoch = None   # a callback (BackupAndRestore) may resume at a later epoch
         cbl.on_train_begin()
+        initial_epoch = self._initial_epoch or initial_epoch
         try:
             for epoch in range(initial_epoch, epochs):
                 cbl.on_epoch_begin(epoch)
@@ -705,7 +761,8 @@ class Trainer:
                     total, losses, correct, outs = self._step(True, xs, ys, sw, idx, need_out)
                     if need_out:
                         run.update(total, losses, correct, idx.size, outs,
-                                   [None if t is None else t[idx] for t in ys])
+                                   [None if t is None else t[idx] for t in ys],
+                                   None if sw is None else sw[idx])
                     else:
                         run.update(total, losses, correct, idx.size, None, ys)
                     logs = run.results()
@@ -748,7 +805,7 @@ class Trainer:
             yb = [None if t is None else t[start:stop] for t in ys]
             wb = None if sw is None else sw[start:stop]
             total, losses, correct, outs = self._step(False, xb, yb, wb, None, need_out)
-            run.update(total, losses, correct, stop - start, outs, yb)
+            run.update(total, losses, correct, stop - start, outs, yb, wb)
             if cbl is not None:
                 cbl.on_test_batch_end(step, run.results())
         return run.results(final=True)
@@ -763,6 +820,12 @@ class Trainer:
         self._require_compiled("evaluate")
         batch_size = _positive_int(32 if batch_size is None else batch_size, "batch_size")
         verbose = _verbose(verbose, resolve_auto=True)
+        from pynn.models import _streaming
+
+        if _streaming.is_stream(x):
+            steps = _positive_int(steps, "steps", allow_none=True)
+            return self._format(_streaming.evaluate(self, x, y, int(verbose), sample_weight, steps,
+                                                    callbacks), return_dict)
         xs = self._prepare_inputs(x)
         n = xs[0].shape[0]
         ys = self._prepare_targets(y, n)
@@ -810,6 +873,11 @@ class Trainer:
             out = np.empty((x.shape[0],) + self._out_sample, dtype=np.float32)
             graph.predict([x], [out], 256)
             return out
+        from pynn.models import _streaming
+
+        if _streaming.is_stream(x):
+            return _streaming.predict(self, x, _verbose(verbose, True),
+                                      _positive_int(steps, "steps", allow_none=True), callbacks)
         xs = self._prepare_inputs(x, check_finite=False)
         graph = self._predict_graph()
         n = xs[0].shape[0]
@@ -857,7 +925,7 @@ class Trainer:
             self._sync_trainable()
         run = _Logs(self)
         total, losses, correct, outs = self._step(True, xs, ys, sw, None, run.needs_output)
-        run.update(total, losses, correct, n, outs, ys)
+        run.update(total, losses, correct, n, outs, ys, sw)
         return self._format(run.results(final=True), return_dict)
 
     def test_on_batch(self, x: Inputs, y: Inputs = None, sample_weight: ArrayLike | None = None,
@@ -926,6 +994,8 @@ class Trainer:
         cfg = {"optimizer": optimizers_mod.serialize(self.optimizer), "loss": loss_cfg,
                "loss_weights": self._loss_weights_arg,
                "metrics": _serialize_metrics(self._metric_names_arg)}
+        if getattr(self, "_weighted_metrics_arg", None) is not None:
+            cfg["weighted_metrics"] = _serialize_metrics(self._weighted_metrics_arg)
         if self._target_shapes:   # what the traced losses' targets looked like
             cfg["target_shapes"] = {self._output_names[j]: list(s)
                                     for j, s in self._target_shapes.items()}
@@ -946,6 +1016,8 @@ class Trainer:
             loss = get(loss)
         self.compile(optimizer=optimizers_mod.deserialize(config["optimizer"]), loss=loss,
                      metrics=_deserialize_metrics(config.get("metrics"), custom_objects),
+                     weighted_metrics=_deserialize_metrics(config.get("weighted_metrics"),
+                                                           custom_objects),
                      loss_weights=config.get("loss_weights"))
         shapes = config.get("target_shapes") or {}
         if not isinstance(shapes, dict):
@@ -998,6 +1070,18 @@ class Trainer:
         from pynn.models.onnx_export import export_onnx
 
         export_onnx(cast("Model", self), filepath, verbose=verbose, **kwargs)
+
+
+def _metrics_per_output(metrics, names, what):
+    """compile's metrics (or weighted_metrics) argument as one list (or None) per output."""
+    if isinstance(metrics, dict):
+        per = _per_output(metrics, names, what, None)
+    elif (isinstance(metrics, list) and len(names) > 1 and metrics
+          and all(isinstance(m, (list, tuple)) or m is None for m in metrics)):
+        per = _per_output(metrics, names, what)
+    else:
+        per = [metrics] * len(names)
+    return [[m] if isinstance(m, str) else m for m in per]
 
 
 def _flat_metric_names(metrics):
@@ -1067,11 +1151,9 @@ def _deserialize_metrics(metrics, custom_objects=None):
                                  f"@pynn.saving.register_serializable() or pass custom_objects")
             return fn
         if isinstance(m, dict):
-            cls = lookup(m.get("class_name"), custom_objects)
-            if cls is None or not isinstance(cls, type):
-                raise ValueError(f"metrics: unknown metric class {m.get('class_name')!r}; "
-                                 f"register it with @pynn.saving.register_serializable()")
-            return cls.from_config(m.get("config") or {})
+            from pynn.metrics import deserialize
+
+            return deserialize(m, custom_objects)
         raise ValueError(f"metrics: invalid entry {m!r} in the compile config")
 
     if isinstance(metrics, dict):
@@ -1082,6 +1164,17 @@ def _deserialize_metrics(metrics, custom_objects=None):
 def _kind(loss):
     """The loss's C++ kind, or "custom" for a traced one (how metrics pick their rules)."""
     return "custom" if loss.is_custom else loss.kind
+
+
+def _check_trainable_loss(lo):
+    """The loss arguments compile can train with (all of them work when calling the loss)."""
+    if lo.reduction not in ("sum_over_batch_size", "mean", "sum"):
+        raise ValueError(f"loss {lo.name!r}: reduction={lo.reduction!r} does not give one "
+                         f"number to minimise; compile takes 'sum_over_batch_size', 'mean' or "
+                         f"'sum'")
+    if getattr(lo, "ignore_class", None) is not None:
+        raise ValueError(f"loss {lo.name!r}: ignore_class is supported when calling the loss, "
+                         f"not in compile")
 
 
 def _check_loss_arg(loss):

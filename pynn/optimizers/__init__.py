@@ -2,7 +2,9 @@
 
 An optimizer object holds its configuration; once a model is compiled with it, its update
 runs inside the compiled training step (one fused pass per parameter tensor). Setting
-``learning_rate`` between epochs (or from a callback) takes effect at the next step.
+``learning_rate`` between epochs (or from a callback) takes effect at the next step;
+``learning_rate`` may also be a schedule from `pynn.optimizers.schedules`, evaluated before
+every step.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import numbers
 from typing import TYPE_CHECKING, Any
 
 from pynn import _core
+from pynn.optimizers import schedules
+from pynn.optimizers.schedules import LearningRateSchedule
 
 # The core's optimizer table: for each Keras name, the class name and every constructor
 # argument in Keras order with its default and valid range. The classes below take their
@@ -84,7 +88,20 @@ class Optimizer:
         unknown = sorted(set(hyper) - set(fields))
         if unknown:
             raise ValueError(f"{type(self).__name__}: argument(s) not recognized: {unknown}")
-        self._learning_rate = _learning_rate(learning_rate)
+        if isinstance(learning_rate, dict):   # a schedule, as get_config writes it
+            learning_rate = schedules.deserialize(learning_rate)
+        self._schedule = None
+        if isinstance(learning_rate, LearningRateSchedule):
+            # the rate is set before every step from the schedule (see _apply_schedule)
+            self._schedule = learning_rate
+            # a schedule may start at 0 (a warmup), which the engine takes
+            learning_rate = float(learning_rate(0))
+            if not math.isfinite(learning_rate) or learning_rate < 0:
+                raise ValueError(f"learning_rate: the schedule gives {learning_rate} at step "
+                                 f"0; expected a finite number >= 0")
+        else:
+            learning_rate = _learning_rate(learning_rate)
+        self._learning_rate = learning_rate
         given = dict(hyper, learning_rate=learning_rate, weight_decay=weight_decay,
                      clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm)
         values = {}
@@ -109,16 +126,34 @@ class Optimizer:
     # --- learning rate and step counter, live once attached to a compiled model -------------
     @property
     def learning_rate(self) -> float:
+        if self._schedule is not None:
+            return float(self._schedule(self.iterations))
         return float(self._net.learning_rate) if self._net is not None else self._learning_rate
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
+        if self._schedule is not None:
+            raise TypeError(f"{type(self).__name__}: the learning rate comes from the schedule "
+                            f"{type(self._schedule).__name__} given as learning_rate, so it "
+                            f"cannot be set")
         value = _learning_rate(value)
         self._learning_rate = value
         if self._net is not None:
             self._net.learning_rate = value
 
     lr = learning_rate
+
+    def _apply_schedule(self) -> None:
+        """Before a training step: the engine's rate becomes the schedule's value at the number
+        of steps taken so far (Keras evaluates it at ``iterations`` before the update)."""
+        net = self._net
+        if self._schedule is not None and net is not None:
+            value = float(self._schedule(int(net.iterations)))
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"learning_rate: the schedule {type(self._schedule).__name__} "
+                                 f"gave {value} at step {int(net.iterations)}; expected a "
+                                 f"finite number >= 0")
+            net.learning_rate = value
 
     @property
     def iterations(self) -> int:
@@ -205,7 +240,7 @@ class Optimizer:
         if net is None:
             if iterations == 0 and not any(len(v) if isinstance(v, (list, tuple)) else 1
                                            for v in slots.values()):
-                if lr > 0:
+                if lr > 0 and self._schedule is None:
                     self.learning_rate = float(lr)
                 return
             raise ValueError("optimizer state: this optimizer is not attached to a model yet; "
@@ -242,13 +277,17 @@ class Optimizer:
             net.set_slot(pid, k, arr)
         net.iterations = int(iterations)
         net.u_product = float(u_product)
-        if lr > 0:
+        if self._schedule is not None:   # the schedule sets the rate at the next step
+            self._apply_schedule()
+        elif lr > 0:
             self.learning_rate = float(lr)
         else:  # a rate that underflowed float32 when it was set: keep it as the engine had it
             net.learning_rate = 0.0
 
     def get_config(self) -> dict:
-        cfg = {"name": self.name, "learning_rate": self.learning_rate}
+        cfg: dict[str, Any] = {"name": self.name, "learning_rate": (
+            self.learning_rate if self._schedule is None
+            else schedules.serialize(self._schedule))}
         cfg.update(self._hyper)
         for key in _COMMON:
             cfg[key] = getattr(self, key)
@@ -369,4 +408,5 @@ def deserialize(config: dict) -> Optimizer:
 
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Nadam",
-           "Adamax", "get", "names", "serialize", "deserialize"]
+           "Adamax", "get", "names", "serialize", "deserialize", "schedules",
+           "LearningRateSchedule"]

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pynn.reference import activations, dense, merging, regularization
+from pynn.reference import activations, bf16, dense, merging, regularization
 from pynn.reference import losses as ref_losses
 
 
@@ -93,6 +93,9 @@ def _dense_forward(node, xs, ps, run):
     W = ps[0]
     b = ps[1] if node.attrs.get("use_bias", True) else None
     rows = x.reshape(-1, x.shape[-1])
+    if node.attrs.get("compute_dtype", "float32") == "bfloat16":
+        # mixed precision: the products see bf16-rounded operands (pynn.reference.bf16)
+        rows, W = bf16.round_bf16(rows), bf16.round_bf16(W)
     _, z = dense.dense_forward(rows, W, b, "linear", dtype=run.dtype)   # z = x W + b
     act = _activation(node.attrs.get("activation", "linear"), node.attrs.get("act_params", ()))
     y = _activation_forward(act, z)
@@ -102,7 +105,12 @@ def _dense_forward(node, xs, ps, run):
 def _dense_backward(node, saved, dy):
     x, rows, W, z, act, has_bias = saved
     dz = _activation_backward(act, z, dy.reshape(z.shape))
-    dx, dW, db = dense.dense_backward(rows, W, z, dz, "linear", dtype=z.dtype)
+    if node.attrs.get("compute_dtype", "float32") == "bfloat16":
+        dx, dW, db = dense.dense_backward(rows, W, z, bf16.round_bf16(dz), "linear",
+                                          dtype=z.dtype)
+        db = dz.sum(axis=0)  # the bias gradient is summed from the unrounded dz
+    else:
+        dx, dW, db = dense.dense_backward(rows, W, z, dz, "linear", dtype=z.dtype)
     d_params = [dW, db] if has_bias else [dW]
     return [dx.reshape(x.shape)], d_params
 
@@ -497,3 +505,8 @@ OPS.update(_pynn_ops.OPS)
 from pynn.reference import conv as _conv  # noqa: E402
 
 OPS.update(_conv.OPS)
+
+# --- embedding, the recurrent layers and slice: their twins live in pynn/reference/rnn.py.
+from pynn.reference import rnn as _rnn  # noqa: E402
+
+OPS.update(_rnn.OPS)

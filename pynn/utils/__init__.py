@@ -8,7 +8,20 @@ import numpy as np
 
 from pynn import _random
 
-__all__ = ["set_random_seed", "to_categorical", "Progbar", "resolve_verbose"]
+__all__ = ["set_random_seed", "to_categorical", "Progbar", "resolve_verbose",
+           # data loading (pynn.utils.dataset and the *_utils modules, imported on first use)
+           "Dataset", "PyDataset", "image_dataset_from_directory", "text_dataset_from_directory",
+           "timeseries_dataset_from_array", "split_dataset", "pad_sequences"]
+
+# public name -> the module that defines it (imported lazily: `import pynn` stays fast)
+_LAZY = {
+    "Progbar": "progbar", "resolve_verbose": "progbar",
+    "Dataset": "dataset", "PyDataset": "py_dataset",
+    "image_dataset_from_directory": "image_dataset_utils",
+    "text_dataset_from_directory": "text_dataset_utils",
+    "timeseries_dataset_from_array": "sequence_utils", "pad_sequences": "sequence_utils",
+    "split_dataset": "dataset_utils",
+}
 
 
 def set_random_seed(seed: int) -> None:
@@ -67,8 +80,8 @@ def to_categorical(x, num_classes=None) -> np.ndarray:
 
 
 def __getattr__(name):
-    if name in ("Progbar", "resolve_verbose"):
-        from pynn.utils import progbar
+    if name in _LAZY:
+        import importlib
 
-        return getattr(progbar, name)
+        return getattr(importlib.import_module(f"pynn.utils.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'pynn.utils' has no attribute {name!r}")

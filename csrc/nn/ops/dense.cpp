@@ -3,6 +3,7 @@
 // The bias and activation run in the GEMM epilogue (dense_forward); backward is
 // dense_backward when nothing needs accumulating, else the same three steps (activation
 // derivative + bias sums, dW GEMM, dx GEMM) with the accumulate flags applied separately.
+// compute_dtype "bfloat16" (mixed precision) runs the three products on the bf16 GEMM.
 // activation "softmax" is a row softmax after the affine map; "rrelu" in training draws a
 // random slope per element (after a linear GEMM), at inference it is the table's leaky form.
 // Scratch: [0] z, the pre-activation (saved, only when backward needs it), [1] the RReLU
@@ -28,6 +29,10 @@ class DenseOp : public Op {
     const std::vector<double> ap = attrs.get_doubles("act_params");
     use_bias_ = attrs.get_bool("use_bias", true);
     seed_ = uint64_t(attrs.get_int("seed", 0));
+    const std::string compute = attrs.get_string("compute_dtype", "float32");
+    if (compute != "float32" && compute != "bfloat16")
+      op_error(attrs, "compute_dtype must be 'float32' or 'bfloat16', got '" + compute + "'");
+    bf16_ = compute == "bfloat16";
     softmax_ = act == "softmax";
     rrelu_ = act == "rrelu";
     if (softmax_) {
@@ -74,7 +79,7 @@ class DenseOp : public Op {
     const float* b = use_bias_ ? a.param[1] : nullptr;
     const ActivationInfo& act = effective(a.training);
     dense_forward(rows, in_, units_, a.x[0], in_, a.param[0], b, &act, act_params_.data(),
-                  a.scratch[0], a.y);
+                  a.scratch[0], a.y, 0, bf16_);
     if (logits_) return;
     if (softmax_) softmax_forward(a.y, rows, units_);
     if (rrelu_train(a.training))
@@ -97,18 +102,18 @@ class DenseOp : public Op {
     const bool accx = dx && a.dx_acc[0];
     if (dW && (!use_bias_ || db) && (!use_bias_ || accW == accb) && !accx) {
       dense_backward(rows, in_, units_, a.x[0], in_, a.param[0], z, a.y, dy, &act,
-                     act_params_.data(), dW, db, dx, 0, accW);
+                     act_params_.data(), dW, db, dx, 0, accW, bf16_);
       return;
     }
     // Some gradients are frozen or accumulate differently: the same steps one by one.
     if (db || &act != &ops::linear_activation())
       activation_backward_colsum(rows, units_, z, a.y, dy, &act, act_params_.data(), db, accb);
     if (dW)
-      gemm::sgemm(in_, units_, rows, 1.0f, {a.x[0], 1, in_}, {dy, units_, 1}, accW ? 1.0f : 0.0f,
-                  dW, units_);
+      dense_gemm(bf16_, in_, units_, rows, {a.x[0], 1, in_}, {dy, units_, 1}, accW, dW, units_,
+                 gemm::Epilogue{}, 0);
     if (dx)
-      gemm::sgemm(rows, in_, units_, 1.0f, {dy, units_, 1}, {a.param[0], 1, units_},
-                  accx ? 1.0f : 0.0f, dx, in_);
+      dense_gemm(bf16_, rows, in_, units_, {dy, units_, 1}, {a.param[0], 1, units_}, accx, dx, in_,
+                 gemm::Epilogue{}, 0);
   }
 
   std::string tail_activation() const override {
@@ -126,6 +131,7 @@ class DenseOp : public Op {
   bool keeps_z(bool training) const { return &effective(training) != &ops::linear_activation(); }
 
   int64_t units_ = 0, in_ = 0, lead_ = 1;
+  bool bf16_ = false;  // compute_dtype "bfloat16": products on the bf16 GEMM
   bool use_bias_ = true, softmax_ = false, sigmoid_ = false, rrelu_ = false, logits_ = false;
   uint64_t seed_ = 0;
   const ActivationInfo* act_ = nullptr;

@@ -1,0 +1,141 @@
+"""bfloat16: pynn's bf16 GEMM against torch.matmul on bfloat16 tensors, and the MLP epoch under
+the "mixed_bfloat16" policy against float32 pynn and PyTorch CPU float32, same run.
+
+    pytest benchmarks/bench_bf16.py
+
+pynn's bf16 GEMM takes float32 operands and rounds them while packing (that time is included);
+torch's operands are bfloat16 tensors made before timing, and its result is bfloat16. Which pynn
+kernel ran (amx, avx512_bf16 or emulated_*) is printed in the notes: check `lscpu` for the
+amx_bf16 / avx512_bf16 flags. The epoch benchmark also notes each trained model's test
+accuracy (the data set's test split, or the shipped subset's).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from bench_train import BATCH, torch_model
+from conftest import NOTES, record, timed
+from threadpoolctl import threadpool_limits
+
+import pynn
+from pynn import _core, layers
+from pynn import mixed_precision as mp
+
+try:
+    import torch
+except ImportError:  # torch is in the [bench] extra
+    torch = None
+
+SHAPES = [
+    ("2048^2", 2048, 2048, 2048),
+    ("fwd 128x784.784x256", 128, 256, 784),
+    ("fwd 128x256.256x128", 128, 128, 256),
+    ("fwd 128x128.128x10", 128, 10, 128),
+    ("dW 784x128.128x256", 784, 256, 128),
+]
+_NOTED = []
+
+
+def note_kernel():
+    if not _NOTED:
+        info = _core.sbgemm_info()
+        NOTES.append(f"bf16 GEMM kernel: {info['kernel']} (PYNN_ARCH/cpuid: {info['arch']})")
+        _NOTED.append(True)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("label,m,n,k", SHAPES, ids=[s[0] for s in SHAPES])
+@pytest.mark.parametrize("impl", ["pynn"] + (["torch_bf16"] if torch is not None else []))
+def test_bf16_gemm(benchmark, impl, label, m, n, k, threads):
+    note_kernel()
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    out = np.empty((m, n), np.float32)
+    if impl == "pynn":
+        def fn():
+            _core.sbgemm(a, b, out)
+    else:
+        ta, tb = torch.from_numpy(a).bfloat16(), torch.from_numpy(b).bfloat16()
+
+        def fn():
+            torch.matmul(ta, tb)
+    flops = 2.0 * m * n * k
+    rounds = max(3, min(200, int(1e10 / flops)))
+    with threadpool_limits(threads):
+        if torch is not None:
+            torch.set_num_threads(threads)
+        pynn.set_num_threads(threads)
+        best = timed(benchmark, fn, rounds=rounds, warmup=1)
+    record("bf16 GEMM", f"{label} {threads}t", impl, best, flops)
+
+
+@pytest.fixture(scope="module")
+def data():
+    from pynn.datasets import fashion_mnist
+
+    (data_, subset) = fashion_mnist.load_data_or_subset(quiet=True)
+    (x, y), (xt, yt) = data_
+
+    def prep(v):
+        return np.ascontiguousarray(v.reshape(len(v), -1).astype(np.float32) / 255.0)
+
+    return prep(x), y.astype(np.int64), prep(xt), yt.astype(np.int64)
+
+
+def pynn_mlp(policy):
+    mp.set_global_policy(policy)
+    try:
+        pynn.utils.set_random_seed(0)
+        model = pynn.Sequential([pynn.Input((784,)), layers.Dense(256, activation="relu"),
+                                 layers.Dense(128, activation="relu"),
+                                 layers.Dense(10, activation="softmax")])
+    finally:
+        mp.set_global_policy("float32")
+    model.compile(optimizer=pynn.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+EPOCH_IMPLS = ["pynn", "pynn_fp32"] + (["torch"] if torch is not None else [])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("impl", EPOCH_IMPLS)
+def test_epoch_mixed_bfloat16(benchmark, data, impl, threads):
+    """impl "pynn" is mixed_bfloat16; "pynn_fp32" float32; "torch" PyTorch float32."""
+    note_kernel()
+    x, y, xt, yt = data
+    n = len(x)
+    if impl.startswith("pynn"):
+        model = pynn_mlp("mixed_bfloat16" if impl == "pynn" else "float32")
+
+        def epoch():
+            model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    else:
+        net, opt = torch_model()
+        xtr, ytr = torch.from_numpy(x), torch.from_numpy(y)
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def epoch():
+            perm = torch.randperm(n)
+            for s in range(0, n, BATCH):
+                idx = perm[s:s + BATCH]
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(net(xtr[idx]), ytr[idx])
+                loss.backward()
+                opt.step()
+    rounds = 3
+    with threadpool_limits(threads):
+        if torch is not None:
+            torch.set_num_threads(threads)
+        pynn.set_num_threads(threads)
+        best = timed(benchmark, epoch, rounds=rounds, warmup=1)
+    if impl.startswith("pynn"):
+        acc = model.evaluate(xt, yt, verbose=0)[1]
+    else:
+        with torch.no_grad():
+            acc = float((net(torch.from_numpy(xt)).argmax(1).numpy() == yt).mean())
+    NOTES.append(f"{impl:10s} {threads}t: test accuracy {acc:.4f} after {rounds + 1} epochs "
+                 f"of {n} rows")
+    record("MLP epoch, mixed_bfloat16 (s)", f"epoch {n} rows {threads}t", impl, best)

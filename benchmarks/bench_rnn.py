@@ -1,0 +1,100 @@
+"""LSTM(128) reading each Fashion-MNIST image as 28 steps of 28 pixels, then Dense(10): one
+training epoch (Adam 1e-3, batch 128) with pynn's fit and PyTorch CPU's nn.LSTM in the same
+run, on 1 and 2 threads.
+
+    pytest benchmarks/bench_rnn.py -s
+
+About 13.4 MFLOP per image and training step (forward 2 * 28 * (28 + 128) * 512 multiply-adds
+for the four gates, then as many for the weight gradients and for dh through the recurrent
+kernel; the Dense layer is negligible). Uses the real data set when installed, else the
+subset shipped with pynn. PYNN_BENCH_RNN_ROWS (default 12000) caps the rows of the timed
+epoch; 0 means all of them. The ratio pynn / torch is what matters.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from conftest import record, timed
+from threadpoolctl import threadpool_limits
+
+import pynn
+from pynn import layers
+
+try:
+    import torch
+except ImportError:  # torch is in the [bench] extra
+    torch = None
+
+BATCH = 128
+UNITS = 128
+FLOP_PER_IMAGE = 3 * 2 * 28 * (28 + UNITS) * 4 * UNITS
+
+
+@pytest.fixture(scope="module")
+def data():
+    from pynn.datasets import fashion_mnist
+
+    ((x, y), _), _ = fashion_mnist.load_data_or_subset(quiet=True)
+    rows = int(os.environ.get("PYNN_BENCH_RNN_ROWS", "12000"))
+    if rows > 0:
+        x, y = x[:rows], y[:rows]
+    return np.ascontiguousarray(x, dtype=np.float32) / 255.0, y.astype(np.int64)
+
+
+def pynn_model():
+    model = pynn.Sequential([pynn.Input((28, 28)), layers.LSTM(UNITS),
+                             layers.Dense(10, activation="softmax")])
+    model.compile(optimizer=pynn.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+class TorchLSTM(torch.nn.Module if torch is not None else object):  # type: ignore[misc]
+    def __init__(self):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(28, UNITS, batch_first=True)
+        self.head = torch.nn.Linear(UNITS, 10)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1])
+
+
+def _limits(threads):
+    if torch is not None:
+        torch.set_num_threads(threads)
+    return threadpool_limits(threads)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("impl", ["pynn"] + (["torch"] if torch is not None else []))
+def test_epoch(benchmark, data, impl, threads):
+    x, y = data
+    n = len(x)
+    if impl == "pynn":
+        pynn.utils.set_random_seed(0)
+        model = pynn_model()
+
+        def epoch():
+            model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    else:
+        torch.manual_seed(0)
+        net = TorchLSTM()
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def epoch():
+            perm = torch.randperm(n)
+            for s in range(0, n, BATCH):
+                idx = perm[s:s + BATCH]
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(net(xt[idx]), yt[idx])
+                loss.backward()
+                opt.step()
+    with _limits(threads):
+        best = timed(benchmark, epoch, rounds=3, warmup=1)
+    record("LSTM(128) over Fashion-MNIST rows: train one epoch", f"epoch {n} images {threads}t",
+           impl, best, FLOP_PER_IMAGE * n)

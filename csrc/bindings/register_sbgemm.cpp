@@ -1,0 +1,59 @@
+// pynn._core.sbgemm and sbgemm_info: the bf16 GEMM (gemm/sbgemm.h) behind pynn.ops.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <optional>
+
+#include <pybind11/stl.h>
+
+#include "bindings/util.h"
+#include "common/cpu.h"
+#include "gemm/sbgemm.h"
+
+namespace pynn::bind {
+
+void register_sbgemm(py::module_& m) {
+  m.def(
+      "sbgemm",
+      [](py::array a, py::array b, py::array out, float beta, std::optional<py::array> bias,
+         int nthreads) {
+        const gemm::MatrixView av = matrix_view(a, "a");
+        const gemm::MatrixView bv = matrix_view(b, "b");
+        float* c = mutable_c_contiguous(out, "out", 2);
+        const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
+        if (b.shape(0) != K) throw py::value_error("a and b: inner dimensions differ");
+        if (out.shape(0) != M || out.shape(1) != N)
+          throw py::value_error("out: wrong shape for the product");
+        gemm::Epilogue ep;
+        if (bias) {
+          ep.bias = c_contiguous(*bias, "bias", 1);
+          if (bias->shape(0) != N) throw py::value_error("bias: length must equal columns of out");
+        }
+        py::gil_scoped_release nogil;
+        gemm::sbgemm(M, N, K, av, bv, beta, c, N, ep, nthreads);
+        return out;
+      },
+      py::arg("a"), py::arg("b"), py::arg("out"), py::arg("beta") = 0.0f,
+      py::arg("bias") = py::none(), py::arg("nthreads") = 0,
+      "out = bf16(a) @ bf16(b) + beta * out + bias, summed in float32; a, b float32 2-D views "
+      "with any strides, out C-contiguous float32.");
+  m.def(
+      "sbgemm_info",
+      [] {
+        const gemm::SbKernelInfo& k = gemm::active_sb_kernel();
+        py::dict d;
+        d["kernel"] = k.name;
+        d["arch"] = arch_name(active_bf16_arch());
+        d["MR"] = k.mr;
+        d["NR"] = k.nr;
+        d["KC"] = k.kc;
+        d["MC"] = k.mc;
+        d["NC"] = k.nc;
+        d["kpad"] = k.kpad;
+        return d;
+      },
+      "The bf16 GEMM's kernel and blocksizes (arch: what cpuid/PYNN_ARCH asked for; kernel: "
+      "what runs, which differs when Linux refuses AMX).");
+}
+
+}  // namespace pynn::bind

@@ -1,0 +1,304 @@
+// The bf16 GEMM driver (sbgemm.h): packing with bf16 rounding, the blocked loops, threads and
+// the kernel choice.
+//
+// Loop order per thread rectangle, as in sgemm: rows of A by MC, then K by KC (the A block is
+// packed once per K panel), then columns by NC (B block packed into L2), then MR x NR tiles.
+// Edge tiles run on a zeroed scratch tile, so an element at the matrix edge sees exactly the
+// arithmetic of an interior one.
+#include "gemm/sbgemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <new>
+
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+#include "common/cpu.h"
+#include "common/parallel.h"
+
+namespace pynn::gemm {
+namespace {
+
+struct FreeBytes {
+  void operator()(unsigned char* p) const { std::free(p); }
+};
+
+// Per-thread, 64-byte aligned packing buffer that only grows.
+class ByteScratch {
+ public:
+  void* get(size_t bytes) {
+    if (bytes > cap_) {
+      const size_t rounded = (bytes + 63) / 64 * 64;
+      auto* p = static_cast<unsigned char*>(std::aligned_alloc(64, rounded));
+      if (p == nullptr) throw std::bad_alloc();
+      buf_.reset(p);
+      cap_ = rounded;
+    }
+    return buf_.get();
+  }
+
+ private:
+  std::unique_ptr<unsigned char, FreeBytes> buf_;
+  size_t cap_ = 0;
+};
+
+thread_local ByteScratch tl_sb_a;
+thread_local ByteScratch tl_sb_b;
+
+inline int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
+// Element (r, q) of a strided block, 0 outside [0, rows) x [0, depth) (the zero padding).
+struct Src {
+  const float* p;
+  int64_t rs, cs, rows, depth;
+  uint32_t bits(int64_t r, int64_t q) const {
+    if (r >= rows || q >= depth) return 0;
+    uint32_t u;
+    std::memcpy(&u, p + r * rs + q * cs, 4);
+    return bf16_round_bits(u);
+  }
+};
+
+// Packs `count` rows (of A, or columns of B: the "r" index) by depth kc into panels of w rows,
+// padded depth kcp, in `layout`. For B the caller swaps the strides, so one routine serves both.
+void pack_panels(SbLayout layout, int w, int64_t count, int64_t kc, int64_t kcp, const float* src,
+                 int64_t rs, int64_t cs, void* dst) {
+  for (int64_t r0 = 0; r0 < count; r0 += w) {
+    const Src s{src + r0 * rs, rs, cs, std::min<int64_t>(w, count - r0), kc};
+    const int64_t panel = int64_t(w) * kcp;  // elements
+    switch (layout) {
+      case SbLayout::f32: {
+        uint32_t* d = static_cast<uint32_t*>(dst) + (r0 / w) * panel;
+        if (s.rows == w && kcp == kc) {
+          // A full panel: no padding to test for.
+          const float* p = s.p;
+          for (int64_t q = 0; q < kc; ++q)
+            for (int i = 0; i < w; ++i) {
+              uint32_t u;
+              std::memcpy(&u, p + i * rs + q * cs, 4);
+              d[q * w + i] = bf16_round_bits(u);
+            }
+        } else {
+          for (int64_t q = 0; q < kcp; ++q)
+            for (int i = 0; i < w; ++i) d[q * w + i] = s.bits(i, q);
+        }
+        break;
+      }
+      case SbLayout::pairs: {
+        uint16_t* d = static_cast<uint16_t*>(dst) + (r0 / w) * panel;
+        for (int64_t q = 0; q < kcp; q += 2)
+          for (int i = 0; i < w; ++i) {
+            d[q * w + 2 * i] = uint16_t(s.bits(i, q) >> 16);
+            d[q * w + 2 * i + 1] = uint16_t(s.bits(i, q + 1) >> 16);
+          }
+        break;
+      }
+      case SbLayout::amx_a: {
+        uint16_t* d = static_cast<uint16_t*>(dst) + (r0 / w) * panel;
+        for (int64_t q0 = 0; q0 < kcp; q0 += 32)
+          for (int i = 0; i < w; ++i)
+            for (int q = 0; q < 32; ++q) d[q0 * w + i * 32 + q] = uint16_t(s.bits(i, q0 + q) >> 16);
+        break;
+      }
+    }
+  }
+}
+
+// Fast path of the f32 layout for a B block with unit column stride (row-major weights):
+// whole rows of NR contiguous floats, rounded with a loop the compiler vectorises.
+void pack_b_f32_rows(int nr, int64_t kc, int64_t nc, const float* src, int64_t rs,
+                     uint32_t* dst) {
+  for (int64_t j0 = 0; j0 < nc; j0 += nr, dst += int64_t(nr) * kc) {
+    const int64_t nv = std::min<int64_t>(nr, nc - j0);
+    for (int64_t q = 0; q < kc; ++q) {
+      const float* s = src + q * rs + j0;
+      uint32_t* d = dst + q * nr;
+      for (int64_t j = 0; j < nv; ++j) {
+        uint32_t u;
+        std::memcpy(&u, s + j, 4);
+        d[j] = bf16_round_bits(u);
+      }
+      for (int64_t j = nv; j < nr; ++j) d[j] = 0;
+    }
+  }
+}
+
+size_t elem_bytes(SbLayout l) { return l == SbLayout::f32 ? 4 : 2; }
+
+void pack_a_block(const SbKernelInfo& k, int64_t mc, int64_t kc, int64_t kcp, const float* src,
+                  int64_t rs, int64_t cs, void* dst) {
+  pack_panels(k.a_layout, k.mr, mc, kc, kcp, src, rs, cs, dst);
+}
+
+void pack_b_block(const SbKernelInfo& k, int64_t kc, int64_t nc, int64_t kcp, const float* src,
+                  int64_t rs, int64_t cs, void* dst) {
+  if (k.b_layout == SbLayout::f32 && cs == 1 && kcp == kc) {
+    pack_b_f32_rows(k.nr, kc, nc, src, rs, static_cast<uint32_t*>(dst));
+    return;
+  }
+  pack_panels(k.b_layout, k.nr, nc, kc, kcp, src, cs, rs, dst);  // B's columns are the "rows"
+}
+
+// Panels of near-equal depth no deeper than kern.kc, rounded up to the kernel's K granularity.
+int64_t sb_panel_depth(const SbKernelInfo& kern, int64_t k) {
+  const int64_t panels = (k + kern.kc - 1) / kern.kc;
+  return round_up((k + panels - 1) / panels, kern.kpad);
+}
+
+void run_ukr(const SbKernelInfo& kern, int64_t kcp, const void* a, const void* b, float* c,
+             int64_t ldc, float beta) {
+  if (kern.ukr != nullptr) kern.ukr(kcp, a, b, c, ldc, beta);
+  else kern.f32_ukr(kcp, static_cast<const float*>(a), static_cast<const float*>(b), c, ldc,
+                    1.0f, beta);
+}
+
+// Rows [m0, m1) x columns [n0, n1) of C, all of K, on the calling thread.
+void sb_block(const SbKernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+              int64_t k, MatrixView a, MatrixView b, float beta, float* c, int64_t ldc,
+              const Epilogue& ep) {
+  const int MR = kern.mr, NR = kern.nr;
+  const int64_t MC = std::max<int64_t>(MR, kern.mc / MR * MR);
+  const int64_t NC = std::max<int64_t>(NR, kern.nc / NR * NR);
+  const int64_t KC = sb_panel_depth(kern, k);
+  const size_t ab = elem_bytes(kern.a_layout), bb = elem_bytes(kern.b_layout);
+  void* abuf = tl_sb_a.get(size_t(round_up(std::min(MC, m1 - m0), MR)) * KC * ab);
+  void* bbuf = tl_sb_b.get(size_t(round_up(std::min(NC, n1 - n0), NR)) * KC * bb);
+  alignas(64) float edge[32 * 32] = {};
+  if (kern.begin != nullptr) kern.begin();
+  for (int64_t ic = m0; ic < m1; ic += MC) {
+    const int64_t mc = std::min(MC, m1 - ic);
+    for (int64_t pc = 0; pc < k; pc += KC) {
+      const int64_t kc = std::min(KC, k - pc);
+      const int64_t kcp = round_up(kc, kern.kpad);
+      const float beta_p = pc == 0 ? beta : 1.0f;
+      const bool last = pc + kc == k;
+      pack_a_block(kern, mc, kc, kcp, a.data + ic * a.rs + pc * a.cs, a.rs, a.cs, abuf);
+      for (int64_t jc = n0; jc < n1; jc += NC) {
+        const int64_t nc = std::min(NC, n1 - jc);
+        pack_b_block(kern, kc, nc, kcp, b.data + pc * b.rs + jc * b.cs, b.rs, b.cs, bbuf);
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+          const int64_t mv = std::min<int64_t>(MR, mc - ir);
+          const void* ap = static_cast<const unsigned char*>(abuf) + size_t(ir) * kcp * ab;
+          for (int64_t jr = 0; jr < nc; jr += NR) {
+            const int64_t nv = std::min<int64_t>(NR, nc - jr);
+            const void* bp = static_cast<const unsigned char*>(bbuf) + size_t(jr) * kcp * bb;
+            float* ct = c + (ic + ir) * ldc + (jc + jr);
+            if (mv == MR && nv == NR) {
+              run_ukr(kern, kcp, ap, bp, ct, ldc, beta_p);
+            } else {
+              if (beta_p != 0.0f)
+                for (int64_t i = 0; i < mv; ++i)
+                  std::copy(ct + i * ldc, ct + i * ldc + nv, edge + i * NR);
+              run_ukr(kern, kcp, ap, bp, edge, NR, beta_p);
+              for (int64_t i = 0; i < mv; ++i)
+                std::copy(edge + i * NR, edge + i * NR + nv, ct + i * ldc);
+            }
+            if (last && !ep.empty()) ep.apply(ct, ldc, ic + ir, jc + jr, mv, nv);
+          }
+        }
+      }
+    }
+  }
+  if (kern.end != nullptr) kern.end();
+}
+
+// The emulated kernels: float32 micro-kernels on rounded panels, one per float32 ISA.
+SbKernelInfo emulated_from(const KernelInfo& f) {
+  SbKernelInfo s{};
+  s.name = f.arch == Arch::avx512 ? "emulated_avx512"
+           : f.arch == Arch::avx2 ? "emulated_avx2" : "emulated_generic";
+  s.mr = f.mr;
+  s.nr = f.nr;
+  s.kc = f.kc;
+  s.mc = f.mc;
+  s.nc = f.nc;
+  s.kpad = 1;
+  s.a_layout = SbLayout::f32;
+  s.b_layout = SbLayout::f32;
+  s.ukr = nullptr;
+  s.f32_ukr = f.ukr;
+  return s;
+}
+
+const SbKernelInfo& choose_sb_kernel() {
+  static const SbKernelInfo emulated = emulated_from(active_kernel());
+  static const SbKernelInfo* chosen = [] {
+    const Bf16Arch want = active_bf16_arch();
+#if defined(PYNN_X86)
+    // AMX needs the kernel's permission; without it, the next best kernel.
+    if (want == Bf16Arch::amx && amx_permitted()) return &kSbKernelAmx;
+    if (want != Bf16Arch::emulated && cpu_supports(Bf16Arch::avx512_bf16))
+      return &kSbKernelAvx512Bf16;
+#endif
+    (void)want;
+    return &emulated;
+  }();
+  return *chosen;
+}
+
+}  // namespace
+
+#if defined(PYNN_X86)
+bool amx_permitted() {
+  static const bool ok = [] {
+#if defined(__linux__)
+    constexpr long kArchReqXcompPerm = 0x1023;  // ARCH_REQ_XCOMP_PERM
+    constexpr long kXfeatureXtiledata = 18;     // XFEATURE_XTILEDATA
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+    return false;
+#endif
+  }();
+  return ok;
+}
+#endif
+
+const SbKernelInfo& active_sb_kernel() { return choose_sb_kernel(); }
+
+void sbgemm_with(const SbKernelInfo& kern, int64_t m, int64_t n, int64_t k, MatrixView a,
+                 MatrixView b, float beta, float* c, int64_t ldc, const Epilogue& ep,
+                 int nthreads) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    for (int64_t i = 0; i < m; ++i) {
+      float* ci = c + i * ldc;
+      if (beta == 0.0f) std::fill(ci, ci + n, 0.0f);
+      else if (beta != 1.0f) for (int64_t j = 0; j < n; ++j) ci[j] *= beta;
+    }
+    if (!ep.empty()) ep.apply(c, ldc, 0, 0, m, n);
+    return;
+  }
+  const int nt = threads_for(m, n, k, nthreads);
+  const int64_t mp = (m + kern.mr - 1) / kern.mr, np = (n + kern.nr - 1) / kern.nr;
+  // One cut direction: along N when there are enough column panels (each thread then packs
+  // only its share of B, the larger operand in a layer's forward pass), else along M.
+  const bool by_n = np >= nt || np >= mp;
+  const int64_t panels = by_n ? np : mp;
+  const int used = int(std::min<int64_t>(nt, panels));
+  if (used <= 1) {
+    sb_block(kern, 0, m, 0, n, k, a, b, beta, c, ldc, ep);
+    return;
+  }
+  parallel::run(used, [&](int t) {
+    int64_t lo, hi;
+    parallel::static_block(panels, used, t, lo, hi);
+    if (by_n) {
+      const int64_t n0 = lo * kern.nr, n1 = std::min(n, hi * kern.nr);
+      if (n0 < n1) sb_block(kern, 0, m, n0, n1, k, a, b, beta, c, ldc, ep);
+    } else {
+      const int64_t m0 = lo * kern.mr, m1 = std::min(m, hi * kern.mr);
+      if (m0 < m1) sb_block(kern, m0, m1, 0, n, k, a, b, beta, c, ldc, ep);
+    }
+  });
+}
+
+void sbgemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float beta, float* c,
+            int64_t ldc, const Epilogue& ep, int nthreads) {
+  sbgemm_with(active_sb_kernel(), m, n, k, a, b, beta, c, ldc, ep, nthreads);
+}
+
+}  // namespace pynn::gemm

@@ -1,0 +1,101 @@
+// bfloat16 GEMM:  C = bf16(A) * bf16(B) + beta * C, then the epilogue; float32 in and out.
+//
+// A and B are float32 matrices read through their strides, exactly like sgemm's operands;
+// packing rounds every element to bfloat16 (round to nearest even, NaN kept quiet, results
+// below FLT_MIN flushed to a signed zero, which is how the bf16 dot-product instructions
+// read them). Products of two bf16 values are exact in float32, and they are summed in
+// float32, so the only extra error over sgemm is the input rounding (2^-9 relative).
+//
+// Kernels (chosen once from cpuid, forceable with PYNN_ARCH; see common/cpu.h):
+//  - amx:          Intel AMX tiles (TDPBF16PS), 32 x 32 blocks of C in four tile registers.
+//                  Linux must grant the tile-data state first (arch_prctl); if it refuses,
+//                  the next kernel below is used.
+//  - avx512_bf16:  VDPBF16PS, a 12 x 32 register tile, K consumed in pairs.
+//  - emulated:     the float32 micro-kernel of the active ISA (avx512, avx2 or generic) on
+//                  panels holding bf16-rounded float32 values.
+// They differ only in the order of the float32 additions (pairs, 32-deep tile steps, or one
+// by one), so results agree to float32 summation error, not bitwise, across kernels.
+//
+// Threads: C is cut along M and N on tile boundaries, never along K, and the K panels depend
+// only on k, so a given kernel gives bitwise identical results on any thread count.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "gemm/gemm.h"
+
+namespace pynn::gemm {
+
+// float32 bits -> the float32 bits of the nearest bfloat16 (low 16 bits zero).
+inline uint32_t bf16_round_bits(uint32_t u) {
+  uint32_t r;
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) {
+    r = (u | 0x00400000u) & 0xFFFF0000u;  // NaN: keep it a (quiet) NaN
+  } else {
+    r = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;  // ties to even; may round to inf
+    if ((r & 0x7F800000u) == 0) r &= 0x80000000u;     // subnormal -> signed zero
+  }
+  return r;
+}
+
+inline float bf16_round(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u = bf16_round_bits(u);
+  float y;
+  std::memcpy(&y, &u, 4);
+  return y;
+}
+
+inline uint16_t to_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return uint16_t(bf16_round_bits(u) >> 16);
+}
+
+// How packed panels are laid out (the kernel reads them in this order).
+enum class SbLayout {
+  f32,    // rounded float32; A: [p][i], B: [p][j] (the float32 micro-kernel's layout)
+  pairs,  // bf16 pairs along K; A: [p/2][i][2], B: [p/2][j][2]  (VDPBF16PS, AMX's B)
+  amx_a,  // bf16 rows of 32 along K; A: [p/32][i][32]           (AMX's A tiles)
+};
+
+// A micro-kernel over packed panels of padded depth kcp (a multiple of kpad):
+//   C[i][j] = sum_p a[i][p] * b[p][j]           (beta == 0: C is not read)
+//   C[i][j] = that + beta * C[i][j]             (otherwise)
+using sb_ukr_fn = void (*)(int64_t kcp, const void* a, const void* b, float* c, int64_t ldc,
+                           float beta);
+
+struct SbKernelInfo {
+  const char* name;
+  int mr, nr;     // register block
+  int kc, mc, nc; // K panel depth, rows of A per packed block, columns of B per packed block
+  int kpad;       // panels are zero-padded along K to a multiple of this
+  SbLayout a_layout, b_layout;
+  sb_ukr_fn ukr;        // null for the emulated kernels (they call f32_ukr)
+  ukr_fn f32_ukr;       // the float32 micro-kernel, alpha = 1 (emulated kernels)
+  void (*begin)();      // run on a thread before its first ukr call of a block (may be null)
+  void (*end)();        // and after its last
+};
+
+// C = bf16(A) bf16(B) + beta C; m x n x k, C row-major with row stride ldc.
+void sbgemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float beta, float* c,
+            int64_t ldc, const Epilogue& ep = Epilogue{}, int nthreads = 0);
+
+// Same with a given kernel (tests, benchmarks).
+void sbgemm_with(const SbKernelInfo& kern, int64_t m, int64_t n, int64_t k, MatrixView a,
+                 MatrixView b, float beta, float* c, int64_t ldc, const Epilogue& ep,
+                 int nthreads);
+
+// The kernel in use (first call decides, asking Linux for AMX state if it gets that far).
+const SbKernelInfo& active_sb_kernel();
+
+#if defined(PYNN_X86)
+// Defined in sbgemm_avx512bf16.cpp and sbgemm_amx.cpp (compiled for those ISAs).
+extern const SbKernelInfo kSbKernelAvx512Bf16;
+extern const SbKernelInfo kSbKernelAmx;
+// Asks Linux for permission to use AMX tile data in this process (once); false if refused.
+bool amx_permitted();
+#endif
+
+}  // namespace pynn::gemm

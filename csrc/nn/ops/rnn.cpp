@@ -1,0 +1,545 @@
+// rnn: a recurrent layer over the time axis (Keras's SimpleRNN, LSTM and GRU, one op).
+//
+// attrs: cell ("simple", "lstm", "gru"), units u, activation (default tanh),
+// recurrent_activation (default sigmoid; unused by "simple"), use_bias, return_sequences,
+// return_state, go_backwards, reset_after (gru only, default true), time_order (the
+// sequence output indexed by time instead of processing order: a go_backwards layer's
+// sequence the right way round, as Bidirectional wants it), zero_output_for_mask (a masked
+// step's output, in the sequence or as the last output, is 0 instead of the carried h),
+// dropout, recurrent_dropout and seed (training only, inverted dropout: one mask per sequence
+// over the input features, kept at every step, and one over h' where it enters the recurrent
+// GEMMs; element i of the input mask is the dropout op's draw i of (seed, stream), of the
+// recurrent mask that of (seed + kRecurrentSeed, stream)).
+// inputs: x (T, F) [, mask (T,): a step is kept where mask != 0].
+// params, with G gates (simple 1, lstm 4 in the order i f c o, gru 3 in the order z r h)
+// and Keras's layouts: [kernel (F, G u), recurrent_kernel (u, G u), bias] where bias is
+// (G u,), or (2, 3 u) for a gru with reset_after (input bias, then recurrent bias).
+// output: the sequence of h in processing order (T, u) with return_sequences, else the last
+// h (u,); with return_state the output is (R + S, u): those R rows (T or 1), then h_T and,
+// for lstm, c_T. The layer slices that apart.
+//
+// Cells (a = activation, s = recurrent_activation, x_t W + b computed for all t at once):
+//   simple  h = a(x W + b + h' U)
+//   lstm    [zi zf zc zo] = x W + b + h' U;  c = s(zf) c' + s(zi) a(zc);  h = s(zo) a(c)
+//   gru     z = s(xWz + bz + h'Uz [+ rbz]),  r = s(xWr + br + h'Ur [+ rbr])
+//           reset_after:  hh = a(xWh + bh + r (h'Uh + rbh));  else hh = a(xWh + bh + (r h')Uh)
+//           h = z h' + (1 - z) hh
+// A masked step (mask 0) leaves h (and c) as they were; its output is the carried h.
+//
+// Invariants:
+//  - Forward: one GEMM of (n T) x F by F x (G u) for the input side of every step, then per
+//    step the recurrent GEMM (beta 1 straight into that step's rows, or into a step buffer
+//    for gru reset_after) and ONE pass per row applying the gate activations and the cell
+//    update (gru without reset_after needs a second GEMM for (r h')Uh between two passes).
+//  - Backward through time in reverse processing order: per step one pass per row turning
+//    dh (and dc) into the gate gradients dZ (kept for every step), then dh' = dZ U^T by GEMM.
+//    Afterwards dW = X^T dZ, dU = H'^T dZ, dx = dZ W^T are one GEMM each over all n T rows,
+//    and db is a column sum in row order. No sum's order depends on the thread count (the
+//    GEMM never splits K; the row passes are independent per row).
+//  - Every buffer is scratch planned by the graph: nothing is allocated per step or per call.
+#include <algorithm>
+#include <cstring>
+
+#include "common/parallel.h"
+#include "gemm/gemm.h"
+#include "nn/ops/common.h"
+#include "nn/ops/indexing.h"
+#include "nn/random.h"
+
+namespace pynn::nn {
+namespace {
+
+enum class Cell { simple, lstm, gru };
+
+constexpr uint64_t kRecurrentSeed = 0x5bd1e995u;
+
+// The dropout op's mask: 1 / (1 - rate) where draw i of (seed, stream) is >= rate, else 0.
+void dropout_mask(float* m, int64_t n, float rate, uint64_t seed, uint64_t stream) {
+  const float scale = 1.0f / (1.0f - rate);
+  for (int64_t i = 0; i < n; ++i)
+    m[i] = random_uniform01(seed, stream, uint64_t(i)) >= rate ? scale : 0.0f;
+}
+
+// Scratch slots (per batch row unless noted).
+enum Slot {
+  kZ,      // pre-activations of every step, (T, G u)
+  kA,      // activated gates of every step, (T, G u)
+  kH,      // h of every step in time order, (T, u)
+  kC,      // lstm: c of every step, (T, u)
+  kRec,    // gru: h'Uh + rbh (reset_after) or r h' (not), per step (T, u)
+  kStep,   // gru reset_after: the recurrent GEMM of one step, (G u)
+  kDZ,     // backward: gate gradients, input side, (T, G u)
+  kDZh,    // backward, gru reset_after: gate gradients, recurrent side, (T, G u)
+  kDh,     // backward: dh carried between steps, (u)
+  kDc,     // backward: dc carried between steps, (u)
+  kTmp,    // backward: a step's temporary (act(c) for lstm, d(r h') for gru), (u)
+  kHprev,  // backward: h' of every step in time order, (T, u)
+  kXd,     // dropout: the dropped input (T, F); in backward the dx before its mask
+  kMx,     // dropout: the input mask, (F)
+  kMh,     // recurrent dropout: the mask of h', (u)
+  kHd,     // recurrent dropout: one step's dropped h' (u); in backward dh' before its mask
+  kSlots
+};
+
+class RnnOp : public Op {
+ public:
+  Shape configure(const Attrs& attrs, const std::vector<Shape>& in,
+                  const std::vector<Shape>& params) override {
+    const std::string cell = attrs.get_string("cell", "lstm");
+    if (cell == "simple") cell_ = Cell::simple, gates_ = 1;
+    else if (cell == "lstm") cell_ = Cell::lstm, gates_ = 4;
+    else if (cell == "gru") cell_ = Cell::gru, gates_ = 3;
+    else op_error(attrs, "cell must be 'simple', 'lstm' or 'gru', got '" + cell + "'");
+    u_ = attrs.require_int("units");
+    if (u_ <= 0) op_error(attrs, "units must be positive, got " + std::to_string(u_));
+    act_ = &ops::activation_for(attrs, attrs.get_string("activation", "tanh"), {}, act_p_);
+    ract_ = &ops::activation_for(attrs, attrs.get_string("recurrent_activation", "sigmoid"), {},
+                                 ract_p_);
+    use_bias_ = attrs.get_bool("use_bias", true);
+    seqs_ = attrs.get_bool("return_sequences", false);
+    state_ = attrs.get_bool("return_state", false);
+    back_ = attrs.get_bool("go_backwards", false);
+    time_order_ = attrs.get_bool("time_order", false);
+    zero_masked_ = attrs.get_bool("zero_output_for_mask", false);
+    rate_x_ = attrs.get_double("dropout", 0.0);
+    rate_h_ = attrs.get_double("recurrent_dropout", 0.0);
+    seed_ = uint64_t(attrs.get_int("seed", 0));
+    if (!(rate_x_ >= 0.0 && rate_x_ < 1.0) || !(rate_h_ >= 0.0 && rate_h_ < 1.0))
+      op_error(attrs, "dropout and recurrent_dropout must be in [0, 1), got " +
+                          std::to_string(rate_x_) + " and " + std::to_string(rate_h_));
+    reset_after_ = attrs.get_bool("reset_after", true) && cell_ == Cell::gru;
+    check_arity(attrs, in, 1, 2, params, use_bias_ ? 3 : 2, use_bias_ ? 3 : 2);
+    if (in[0].size() != 2)
+      op_error(attrs, "input must be (timesteps, features) per sample, got " + shape_str(in[0]));
+    t_ = in[0][0];
+    f_ = in[0][1];
+    if (t_ <= 0) op_error(attrs, "the input needs at least one time step, got " +
+                                     shape_str(in[0]));
+    masked_ = in.size() == 2;
+    if (masked_ && in[1] != Shape{t_})
+      op_error(attrs, "mask shape " + shape_str(in[1]) + " does not match the input's " +
+                          std::to_string(t_) + " time steps: expected " + shape_str({t_}));
+    gu_ = gates_ * u_;
+    const auto expect = [&](int k, const Shape& want, const char* what) {
+      if (params[size_t(k)] != want)
+        op_error(attrs, std::string(what) + " shape " + shape_str(params[size_t(k)]) +
+                            " does not match: expected " + shape_str(want));
+    };
+    expect(0, {f_, gu_}, "kernel");
+    expect(1, {u_, gu_}, "recurrent_kernel");
+    if (use_bias_) expect(2, reset_after_ ? Shape{2, gu_} : Shape{gu_}, "bias");
+    if (!use_bias_ && reset_after_) zero_bias_.assign(size_t(gu_), 0.0f);
+    zeros_.assign(size_t(u_), 0.0f);
+    rows_out_ = seqs_ ? t_ : 1;
+    nstate_ = state_ ? (cell_ == Cell::lstm ? 2 : 1) : 0;
+    if (nstate_ == 0) return seqs_ ? Shape{t_, u_} : Shape{u_};
+    return Shape{rows_out_ + nstate_, u_};
+  }
+
+  std::vector<ScratchNeed> scratch(bool training, bool backward) const override {
+    std::vector<ScratchNeed> s(kSlots);
+    const ScratchLife keep = backward ? ScratchLife::saved : ScratchLife::forward;
+    const ScratchLife bw = ScratchLife::backward;
+    s[kZ] = {t_ * gu_, 0, keep};
+    s[kA] = {t_ * gu_, 0, keep};
+    s[kH] = {t_ * u_, 0, keep};
+    if (cell_ == Cell::lstm) s[kC] = {t_ * u_, 0, keep};
+    if (cell_ == Cell::gru) s[kRec] = {t_ * u_, 0, keep};
+    if (reset_after_) s[kStep] = {gu_, 0, ScratchLife::forward};
+    if (backward) {
+      s[kDZ] = {t_ * gu_, 0, bw};
+      if (reset_after_) s[kDZh] = {t_ * gu_, 0, bw};
+      s[kDh] = {u_, 0, bw};
+      if (cell_ == Cell::lstm) s[kDc] = {u_, 0, bw};
+      s[kTmp] = {u_, 0, bw};
+      s[kHprev] = {t_ * u_, 0, bw};
+    }
+    if (training && rate_x_ > 0) {
+      s[kXd] = {t_ * f_, 0, keep};
+      s[kMx] = {f_, 0, keep};
+    }
+    if (training && rate_h_ > 0) {
+      s[kMh] = {u_, 0, keep};
+      s[kHd] = {u_, 0, backward ? ScratchLife::saved : ScratchLife::forward};
+    }
+    return s;
+  }
+  bool needs_input(int k, bool, const BackwardNeeds& needs) const override {
+    return k == 0 ? needs.dparam[0] != 0 : true;  // x for dW; the mask always
+  }
+
+  void forward(const FwdArgs& a) override {
+    const int64_t n = a.n;
+    float* const* sc = a.scratch;
+    float* Z = sc[kZ];
+    const float* W = a.param[0];
+    const float* U = a.param[1];
+    const float* bias = use_bias_ ? a.param[2] : nullptr;
+    const float* rbias = reset_after_ ? (bias ? bias + gu_ : zero_bias_.data()) : nullptr;
+    const float* mask = masked_ ? a.x[1] : nullptr;
+    const int64_t zs = t_ * gu_, hs = t_ * u_;  // row strides of one step's rows
+    const bool drop_x = a.training && rate_x_ > 0, drop_h = a.training && rate_h_ > 0;
+    const float* X = a.x[0];
+    if (drop_x) {  // one mask per sequence, the same at every step
+      float* mx = sc[kMx];
+      dropout_mask(mx, n * f_, float(rate_x_), seed_, a.stream);
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t t = 0; t < t_; ++t)
+          for (int64_t f = 0; f < f_; ++f) {
+            const int64_t i = (b * t_ + t) * f_ + f;
+            sc[kXd][i] = X[i] * mx[b * f_ + f];
+          }
+      X = sc[kXd];
+    }
+    const float* mh = drop_h ? sc[kMh] : nullptr;
+    if (drop_h) dropout_mask(sc[kMh], n * u_, float(rate_h_), seed_ + kRecurrentSeed, a.stream);
+
+    // The input side of every step: one GEMM, bias in its epilogue.
+    gemm::Epilogue ep;
+    ep.bias = bias;
+    gemm::sgemm(n * t_, gu_, f_, 1.0f, {X, f_, 1}, {W, gu_, 1}, 0.0f, Z, gu_, ep);
+
+    for (int64_t s = 0; s < t_; ++s) {
+      const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
+      const bool first = s == 0;
+      float* Zt = Z + tt * gu_;
+      const float* Hp = first ? nullptr : sc[kH] + pt * u_;
+      int64_t hld = hs;  // row stride of the recurrent GEMMs' A operand
+      if (drop_h && !first) {  // h' as the recurrent GEMMs see it
+        float* hd = sc[kHd];
+        for (int64_t b = 0; b < n; ++b)
+          for (int64_t j = 0; j < u_; ++j) hd[b * u_ + j] = Hp[b * hs + j] * mh[b * u_ + j];
+        Hp = hd;
+        hld = u_;
+      }
+      float* step = reset_after_ ? sc[kStep] : nullptr;
+      if (reset_after_) {  // h'U + recurrent bias into the step buffer
+        gemm::Epilogue rb;
+        rb.bias = rbias;
+        if (first) {
+          for (int64_t b = 0; b < n; ++b) std::memcpy(step + b * gu_, rbias, bytes(gu_));
+        } else {
+          gemm::sgemm(n, gu_, u_, 1.0f, {Hp, hld, 1}, {U, gu_, 1}, 0.0f, step, gu_, rb);
+        }
+      } else if (!first) {
+        const int64_t cols = cell_ == Cell::gru ? 2 * u_ : gu_;
+        gemm::sgemm(n, cols, u_, 1.0f, {Hp, hld, 1}, {U, gu_, 1}, 1.0f, Zt, zs);
+      }
+      rows(n, [&](int64_t b) { step_forward(a, b, tt, pt, first, mask, mh, step, false); });
+      if (cell_ == Cell::gru && !reset_after_) {  // (r h') Uh, then the candidate and h
+        if (!first)
+          gemm::sgemm(n, u_, u_, 1.0f, {sc[kRec] + tt * u_, hs, 1}, {U + 2 * u_, gu_, 1}, 1.0f,
+                      Zt + 2 * u_, zs);
+        rows(n, [&](int64_t b) { step_forward(a, b, tt, pt, first, mask, mh, step, true); });
+      }
+    }
+
+    // The output rows.
+    const int64_t orow = (rows_out_ + nstate_) * u_;
+    const int64_t last = time_of(t_ - 1);
+    for (int64_t b = 0; b < n; ++b) {
+      float* y = a.y + b * (nstate_ ? orow : rows_out_ * u_);
+      const float* H = sc[kH] + b * hs;
+      for (int64_t s = seqs_ ? 0 : t_ - 1; s < t_; ++s) {
+        float* dst = y + (seqs_ ? out_row(s) : 0) * u_;
+        if (zeroed(mask, b, time_of(s))) std::fill(dst, dst + u_, 0.0f);
+        else std::memcpy(dst, H + time_of(s) * u_, bytes(u_));
+      }
+      if (nstate_ >= 1) std::memcpy(y + rows_out_ * u_, H + last * u_, bytes(u_));
+      if (nstate_ == 2) std::memcpy(y + (rows_out_ + 1) * u_, sc[kC] + b * hs + last * u_,
+                                    bytes(u_));
+    }
+  }
+
+  void backward(const BwdArgs& a) override {
+    const int64_t n = a.n;
+    float* const* sc = a.scratch;
+    const float* W = a.param[0];
+    const float* U = a.param[1];
+    const float* mask = masked_ ? a.x[1] : nullptr;
+    const int64_t zs = t_ * gu_, hs = t_ * u_;
+    float* dZ = sc[kDZ];
+    float* dZh = reset_after_ ? sc[kDZh] : dZ;  // the recurrent side's gate gradients
+    float* dh = sc[kDh];
+    std::fill(dh, dh + n * u_, 0.0f);
+    if (cell_ == Cell::lstm) std::fill(sc[kDc], sc[kDc] + n * u_, 0.0f);
+    const int64_t orow = (rows_out_ + nstate_) * u_;
+    const int64_t ystride = nstate_ ? orow : rows_out_ * u_;
+    const bool drop_x = a.training && rate_x_ > 0, drop_h = a.training && rate_h_ > 0;
+    const float* mh = drop_h ? sc[kMh] : nullptr;
+
+    for (int64_t s = t_ - 1; s >= 0; --s) {
+      const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
+      const bool first = s == 0;
+      rows(n, [&](int64_t b) {  // gradients of the outputs read at this step
+        float* d = dh + b * u_;
+        const float* dy = a.dy + b * ystride;
+        if ((seqs_ || s == t_ - 1) && !zeroed(mask, b, tt))
+          add(d, dy + (seqs_ ? out_row(s) : 0) * u_, u_);
+        if (s == t_ - 1 && nstate_ >= 1) add(d, dy + rows_out_ * u_, u_);
+        if (s == t_ - 1 && nstate_ == 2) add(sc[kDc] + b * u_, dy + (rows_out_ + 1) * u_, u_);
+        step_backward(a, b, tt, pt, first, mask, mh, false);
+      });
+      if (cell_ == Cell::gru && !reset_after_) {
+        // d(r h') = dzh Uh^T, then the reset gate's gradient and h''s share through r.
+        gemm::sgemm(n, u_, u_, 1.0f, {dZ + tt * gu_ + 2 * u_, zs, 1}, {U + 2 * u_, 1, gu_}, 0.0f,
+                    sc[kTmp], u_);
+        rows(n, [&](int64_t b) { step_backward(a, b, tt, pt, first, mask, mh, true); });
+      }
+      if (first) break;  // h' of the first step is the zero state: its gradient is unused
+      const int64_t k = cell_ == Cell::gru && !reset_after_ ? 2 * u_ : gu_;
+      if (!drop_h) {
+        gemm::sgemm(n, u_, k, 1.0f, {dZh + tt * gu_, zs, 1}, {U, 1, gu_}, 1.0f, dh, u_);
+      } else {  // through the mask of h'
+        float* dhd = sc[kHd];
+        gemm::sgemm(n, u_, k, 1.0f, {dZh + tt * gu_, zs, 1}, {U, 1, gu_}, 0.0f, dhd, u_);
+        for (int64_t i = 0; i < n * u_; ++i) dh[i] += dhd[i] * mh[i];
+      }
+    }
+
+    // h' of every step as a matrix (zero rows for the first step), for dU.
+    float* Hp = sc[kHprev];
+    if (a.dparam[1]) {
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t s = 0; s < t_; ++s) {
+          const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
+          float* dst = Hp + b * hs + tt * u_;
+          if (s == 0) std::fill(dst, dst + u_, 0.0f);
+          else std::memcpy(dst, sc[kH] + b * hs + pt * u_, bytes(u_));
+          if (drop_h)
+            for (int64_t j = 0; j < u_; ++j) dst[j] *= mh[b * u_ + j];
+        }
+    }
+    const int64_t rows_all = n * t_;
+    if (float* dW = a.dparam[0])
+      gemm::sgemm(f_, gu_, rows_all, 1.0f, {drop_x ? sc[kXd] : a.x[0], 1, f_}, {dZ, gu_, 1},
+                  a.dparam_acc[0] ? 1.0f : 0.0f, dW, gu_);
+    if (float* dU = a.dparam[1]) {
+      const float beta = a.dparam_acc[1] ? 1.0f : 0.0f;
+      if (cell_ == Cell::gru && !reset_after_) {
+        gemm::sgemm(u_, 2 * u_, rows_all, 1.0f, {Hp, 1, u_}, {dZ, gu_, 1}, beta, dU, gu_);
+        gemm::sgemm(u_, u_, rows_all, 1.0f, {sc[kRec], 1, u_}, {dZ + 2 * u_, gu_, 1}, beta,
+                    dU + 2 * u_, gu_);
+      } else {
+        gemm::sgemm(u_, gu_, rows_all, 1.0f, {Hp, 1, u_}, {dZh, gu_, 1}, beta, dU, gu_);
+      }
+    }
+    if (use_bias_ && a.dparam[2]) {
+      float* db = a.dparam[2];
+      const bool acc = a.dparam_acc[2] != 0;
+      colsum(dZ, rows_all, db, acc);
+      if (reset_after_) colsum(dZh, rows_all, db + gu_, acc);
+    }
+    if (float* dx = a.dx[0]) {
+      if (!drop_x) {
+        gemm::sgemm(rows_all, f_, gu_, 1.0f, {dZ, gu_, 1}, {W, 1, gu_},
+                    a.dx_acc[0] ? 1.0f : 0.0f, dx, f_);
+      } else {  // through the input mask (the dropped input is no longer needed)
+        float* tmp = sc[kXd];
+        const float* mx = sc[kMx];
+        gemm::sgemm(rows_all, f_, gu_, 1.0f, {dZ, gu_, 1}, {W, 1, gu_}, 0.0f, tmp, f_);
+        for (int64_t b = 0; b < n; ++b)
+          for (int64_t i = b * t_ * f_; i < (b + 1) * t_ * f_; ++i) {
+            const float v = tmp[i] * mx[b * f_ + i % f_];
+            dx[i] = a.dx_acc[0] ? dx[i] + v : v;
+          }
+      }
+    }
+    if (masked_) ops::no_gradient(a.dx[1], n * t_, a.dx_acc[1] != 0);
+  }
+
+ private:
+  static size_t bytes(int64_t k) { return size_t(k) * sizeof(float); }
+  static void add(float* d, const float* s, int64_t k) {
+    for (int64_t j = 0; j < k; ++j) d[j] += s[j];
+  }
+  int64_t time_of(int64_t s) const { return back_ ? t_ - 1 - s : s; }
+  // The output of a masked step is zero (zero_output_for_mask) rather than the carried h.
+  bool zeroed(const float* mask, int64_t b, int64_t tt) const {
+    return zero_masked_ && mask != nullptr && mask[b * t_ + tt] == 0.0f;
+  }
+  // The output row of processing step s in a sequence output.
+  int64_t out_row(int64_t s) const { return time_order_ ? time_of(s) : s; }
+
+  // body(b) for every batch row; rows are independent, so splitting them changes nothing.
+  template <class F>
+  void rows(int64_t n, F&& body) const {
+    const int nt = n * gu_ >= 8192 ? parallel::available_threads() : 1;
+    parallel::parallel_for(n, nt, [&](int64_t lo, int64_t hi) {
+      for (int64_t b = lo; b < hi; ++b) body(b);
+    });
+  }
+
+  void colsum(const float* m, int64_t rows, float* out, bool acc) const {
+    if (!acc) std::fill(out, out + gu_, 0.0f);
+    for (int64_t r = 0; r < rows; ++r) add(out, m + r * gu_, gu_);
+  }
+
+  // One row's gate activations and state update at time index tt (h' at pt unless first).
+  // For gru without reset_after the step runs in two phases around the (r h')Uh GEMM:
+  // phase 0 activates z and r and forms r h'; phase 1 the candidate and h.
+  void step_forward(const FwdArgs& a, int64_t b, int64_t tt, int64_t pt, bool first,
+                    const float* mask, const float* mh, const float* step,
+                    bool phase1) const {
+    float* const* sc = a.scratch;
+    const int64_t zo = b * t_ * gu_ + tt * gu_, ho = b * t_ * u_ + tt * u_;
+    float* z = sc[kZ] + zo;
+    float* g = sc[kA] + zo;
+    float* h = sc[kH] + ho;
+    const float* hp = first ? zeros_.data() : sc[kH] + b * t_ * u_ + pt * u_;
+    const bool keep = mask == nullptr || mask[b * t_ + tt] != 0.0f;
+    const int64_t u = u_;
+    switch (cell_) {
+      case Cell::simple:
+        std::memcpy(g, z, bytes(u));
+        act_->forward(g, u, act_p_.data());
+        std::memcpy(h, keep ? g : hp, bytes(u));
+        break;
+      case Cell::lstm: {
+        float* c = sc[kC] + ho;
+        const float* cp = first ? zeros_.data() : sc[kC] + b * t_ * u_ + pt * u_;
+        std::memcpy(g, z, bytes(4 * u));
+        ract_->forward(g, 2 * u, ract_p_.data());
+        act_->forward(g + 2 * u, u, act_p_.data());
+        ract_->forward(g + 3 * u, u, ract_p_.data());
+        if (!keep) {
+          std::memcpy(c, cp, bytes(u));
+          std::memcpy(h, hp, bytes(u));
+          break;
+        }
+        for (int64_t j = 0; j < u; ++j) c[j] = g[u + j] * cp[j] + g[j] * g[2 * u + j];
+        std::memcpy(h, c, bytes(u));
+        act_->forward(h, u, act_p_.data());
+        for (int64_t j = 0; j < u; ++j) h[j] *= g[3 * u + j];
+        break;
+      }
+      case Cell::gru: {
+        float* rec = sc[kRec] + ho;
+        if (reset_after_) {
+          const float* st = step + b * gu_;
+          for (int64_t j = 0; j < 2 * u; ++j) z[j] += st[j];
+          std::memcpy(g, z, bytes(2 * u));
+          ract_->forward(g, 2 * u, ract_p_.data());
+          std::memcpy(rec, st + 2 * u, bytes(u));
+          for (int64_t j = 0; j < u; ++j) z[2 * u + j] += g[u + j] * rec[j];
+        } else if (!phase1) {
+          std::memcpy(g, z, bytes(2 * u));
+          ract_->forward(g, 2 * u, ract_p_.data());
+          for (int64_t j = 0; j < u; ++j) rec[j] = g[u + j] * hp[j];
+          if (mh)
+            for (int64_t j = 0; j < u; ++j) rec[j] *= mh[b * u + j];
+          return;
+        }
+        std::memcpy(g + 2 * u, z + 2 * u, bytes(u));
+        act_->forward(g + 2 * u, u, act_p_.data());
+        if (!keep) {
+          std::memcpy(h, hp, bytes(u));
+          break;
+        }
+        for (int64_t j = 0; j < u; ++j)
+          h[j] = g[j] * hp[j] + (1.0f - g[j]) * g[2 * u + j];
+        break;
+      }
+    }
+  }
+
+  // One row's step of backpropagation through time: dh (and dc) of this step in, the gate
+  // gradients out, dh left holding the part of dh' that does not go through U (the GEMM
+  // after this adds the rest). gru without reset_after: phase 0 everything but the reset
+  // gate, phase 1 (after d(r h') is in kTmp) the reset gate.
+  void step_backward(const BwdArgs& a, int64_t b, int64_t tt, int64_t pt, bool first,
+                     const float* mask, const float* mh, bool phase1) const {
+    float* const* sc = a.scratch;
+    const int64_t zo = b * t_ * gu_ + tt * gu_, ho = b * t_ * u_ + tt * u_;
+    const float* z = sc[kZ] + zo;
+    const float* g = sc[kA] + zo;
+    float* dz = sc[kDZ] + zo;
+    float* dh = sc[kDh] + b * u_;
+    const float* hp = first ? zeros_.data() : sc[kH] + b * t_ * u_ + pt * u_;
+    const bool keep = mask == nullptr || mask[b * t_ + tt] != 0.0f;
+    const int64_t u = u_;
+    if (!keep) {  // the state passed through unchanged: dh (and dc) go on as they are
+      if (phase1) return;
+      std::fill(dz, dz + gu_, 0.0f);
+      if (reset_after_) std::fill(sc[kDZh] + zo, sc[kDZh] + zo + gu_, 0.0f);
+      return;
+    }
+    switch (cell_) {
+      case Cell::simple:
+        act_->backward(z, g, dh, dz, u, act_p_.data());
+        std::fill(dh, dh + u, 0.0f);
+        break;
+      case Cell::lstm: {
+        const float* c = sc[kC] + ho;
+        const float* cp = first ? zeros_.data() : sc[kC] + b * t_ * u_ + pt * u_;
+        float* dc = sc[kDc] + b * u_;
+        float* tc = sc[kTmp] + b * u_;
+        std::memcpy(tc, c, bytes(u));
+        act_->forward(tc, u, act_p_.data());
+        for (int64_t j = 0; j < u; ++j) {
+          dz[3 * u + j] = dh[j] * tc[j];
+          dz[2 * u + j] = dh[j] * g[3 * u + j];
+        }
+        act_->backward(c, tc, dz + 2 * u, dz + 2 * u, u, act_p_.data());
+        for (int64_t j = 0; j < u; ++j) {
+          const float d = dc[j] + dz[2 * u + j];
+          dz[j] = d * g[2 * u + j];
+          dz[u + j] = d * cp[j];
+          dz[2 * u + j] = d * g[j];
+          dc[j] = d * g[u + j];
+          dh[j] = 0.0f;
+        }
+        ract_->backward(z, g, dz, dz, 2 * u, ract_p_.data());
+        act_->backward(z + 2 * u, g + 2 * u, dz + 2 * u, dz + 2 * u, u, act_p_.data());
+        ract_->backward(z + 3 * u, g + 3 * u, dz + 3 * u, dz + 3 * u, u, ract_p_.data());
+        break;
+      }
+      case Cell::gru: {
+        const float* rec = sc[kRec] + ho;
+        if (phase1) {  // not reset_after: d r = d(r h') h', dh' += d(r h') r
+          const float* drh = sc[kTmp] + b * u_;
+          for (int64_t j = 0; j < u; ++j) {
+            const float m = mh ? mh[b * u + j] : 1.0f;
+            dz[u + j] = drh[j] * hp[j] * m;
+            dh[j] += drh[j] * g[u + j] * m;
+          }
+          ract_->backward(z + u, g + u, dz + u, dz + u, u, ract_p_.data());
+          return;
+        }
+        for (int64_t j = 0; j < u; ++j) {
+          dz[j] = dh[j] * (hp[j] - g[2 * u + j]);
+          dz[2 * u + j] = dh[j] * (1.0f - g[j]);
+          dh[j] *= g[j];
+        }
+        act_->backward(z + 2 * u, g + 2 * u, dz + 2 * u, dz + 2 * u, u, act_p_.data());
+        if (reset_after_) {
+          float* dzh = sc[kDZh] + zo;
+          for (int64_t j = 0; j < u; ++j) {
+            dz[u + j] = dz[2 * u + j] * rec[j];
+            dzh[2 * u + j] = dz[2 * u + j] * g[u + j];
+          }
+          ract_->backward(z, g, dz, dz, 2 * u, ract_p_.data());
+          std::memcpy(dzh, dz, bytes(2 * u));
+        } else {
+          ract_->backward(z, g, dz, dz, u, ract_p_.data());
+        }
+        break;
+      }
+    }
+  }
+
+  Cell cell_ = Cell::lstm;
+  int64_t gates_ = 4, u_ = 1, t_ = 1, f_ = 1, gu_ = 4, rows_out_ = 1, nstate_ = 0;
+  bool use_bias_ = true, seqs_ = false, state_ = false, back_ = false, reset_after_ = false;
+  bool masked_ = false, time_order_ = false, zero_masked_ = false;
+  double rate_x_ = 0.0, rate_h_ = 0.0;
+  uint64_t seed_ = 0;
+  const ActivationInfo* act_ = nullptr;
+  const ActivationInfo* ract_ = nullptr;
+  std::vector<float> act_p_, ract_p_, zeros_, zero_bias_;
+};
+
+}  // namespace
+}  // namespace pynn::nn
+
+PYNN_REGISTER_OP("rnn", pynn::nn::RnnOp)

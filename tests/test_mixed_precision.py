@@ -1,0 +1,236 @@
+"""Mixed precision (pynn.mixed_precision): Keras 3's dtype policies, Dense on the bf16 GEMM.
+
+A Dense layer under "mixed_bfloat16" multiplies bf16(input) by bf16(kernel) with float32 sums
+(forward), and bf16(dz) with the rounded operands in both backward products; its kernel,
+bias, the loss and the optimizer stay float32.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn import mixed_precision as mp
+from pynn.layers import Dense
+from pynn.reference import bf16 as ref_bf16
+
+U32 = 2.0 ** -24
+DATA = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_policy():
+    saved = mp.global_policy()
+    yield
+    mp.set_global_policy(saved)
+
+
+def test_policies_have_keras_names_and_dtypes():
+    # What Keras 3.15's keras.DTypePolicy(name) reports for (compute_dtype, variable_dtype)
+    # (held here: importing Keras costs seconds).
+    keras_values = {"float32": ("float32", "float32"), "mixed_bfloat16": ("bfloat16", "float32")}
+    for name, (compute, variable) in keras_values.items():
+        ours = mp.DTypePolicy(name)
+        assert (ours.name, ours.compute_dtype, ours.variable_dtype) == (name, compute, variable)
+    assert mp.Policy is mp.DTypePolicy
+    assert mp.global_policy().name == "float32"
+
+
+@pytest.mark.parametrize("bad,exc", [("mixed_float16", ValueError), ("float64", ValueError),
+                                     ("bfloat16", ValueError), (3, TypeError)])
+def test_unsupported_policies_raise(bad, exc):
+    with pytest.raises(exc, match="dtype|name"):
+        mp.set_global_policy(bad)
+    with pytest.raises(exc, match="dtype|name"):
+        Dense(3, dtype=bad)
+
+
+def test_global_policy_and_per_layer_dtype():
+    mp.set_global_policy("mixed_bfloat16")
+    assert mp.global_policy() == mp.DTypePolicy("mixed_bfloat16")
+    d = Dense(3)
+    assert d.dtype_policy.name == "mixed_bfloat16"
+    assert (d.compute_dtype, d.variable_dtype, d.dtype) == ("bfloat16", "float32", "float32")
+    assert Dense(3, dtype="float32").compute_dtype == "float32"
+    mp.set_global_policy("float32")
+    assert d.compute_dtype == "bfloat16"  # a layer keeps the policy it was created with
+    assert Dense(3).compute_dtype == "float32"
+    keras_form = {"module": "keras", "class_name": "DTypePolicy",
+                  "config": {"name": "mixed_bfloat16"}}
+    assert Dense(3, dtype=keras_form).compute_dtype == "bfloat16"
+    again = Dense.from_config(Dense(3, dtype="mixed_bfloat16").get_config())
+    assert again.dtype_policy.name == "mixed_bfloat16"
+
+
+def dense_model(dtype, units=7, d=40, activation="tanh"):
+    pynn.utils.set_random_seed(5)
+    model = pynn.Sequential([pynn.Input((d,)), Dense(units, activation=activation,
+                                                     dtype=dtype)])
+    model.compile(optimizer=pynn.optimizers.SGD(learning_rate=1e-3),
+                  loss="mean_squared_error")
+    return model
+
+
+def test_dense_forward_is_the_bf16_twin():
+    # One layer: z = bf16(x) bf16(W) + b summed in float32, so |z - z_twin| is at most the
+    # float32 summation error (k + 4) u (|x'| |W'| + |b|) (exact products, see test_sbgemm),
+    # and tanh is 1-Lipschitz plus a few ulps of its own evaluation.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((33, 40)).astype(np.float32)
+    model = dense_model("mixed_bfloat16")
+    W, b = model.get_weights()
+    got = model.predict(x, verbose=0).astype(np.float64)
+    xr, Wr = ref_bf16.round_bf16(x).astype(np.float64), ref_bf16.round_bf16(W).astype(np.float64)
+    want = np.tanh(xr @ Wr + b)
+    tol = (40 + 4) * U32 * (np.abs(xr) @ np.abs(Wr) + np.abs(b)) + 8 * U32
+    assert np.all(np.abs(got - want) <= tol)
+    # and not the float32 product: that differs by the input rounding, far above the bound
+    assert np.max(np.abs(got - np.tanh(x.astype(np.float64) @ W + b)) / tol) > 10
+
+
+def test_dense_gradients_follow_the_bf16_twin():
+    # dW = bf16(x)^T bf16(dz). The engine's dz is float32, the twin's float64, so a few
+    # elements of bf16(dz) round differently (by 2^-8 of that element) and no elementwise
+    # bound holds; but over the whole gradient the engine must be far closer to the bf16 twin
+    # than to the float32 gradient (which differs by the rounding of every operand).
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((64, 40)).astype(np.float32)
+    y = rng.standard_normal((64, 7)).astype(np.float32)
+    model = dense_model("mixed_bfloat16", activation="linear")
+    W, b = [w.astype(np.float64) for w in model.get_weights()]
+    model.train_on_batch(x, y)
+    net = model._net
+    dW = net.get_grad(0)
+    xr, Wr = ref_bf16.round_bf16(x).astype(np.float64), ref_bf16.round_bf16(W).astype(np.float64)
+    dz = 2 * (xr @ Wr + b - y) / y.size
+    twin = ref_bf16.round_bf16(xr).astype(np.float64).T @ ref_bf16.round_bf16(dz)
+    exact = x.astype(np.float64).T @ (2 * (x @ W + b - y) / y.size)
+    assert np.mean(np.abs(dW - twin)) * 10 < np.mean(np.abs(dW - exact))
+    assert np.allclose(net.get_grad(1), dz.sum(axis=0), rtol=1e-4, atol=1e-7)
+
+
+def mlp(dtype=None):
+    return pynn.Sequential([pynn.Input((784,)), Dense(256, activation="relu", dtype=dtype),
+                            Dense(128, activation="relu", dtype=dtype),
+                            Dense(10, activation="softmax", dtype=dtype)])
+
+
+def train(policy, x, y, epochs, threads=None):
+    mp.set_global_policy(policy)
+    pynn.utils.set_random_seed(0)
+    model = mlp()
+    mp.set_global_policy("float32")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    saved = pynn.get_num_threads()
+    try:
+        if threads is not None:
+            pynn.set_num_threads(threads)
+        model.fit(x, y, epochs=epochs, batch_size=128, shuffle=True, verbose=0)
+    finally:
+        pynn.set_num_threads(saved)
+    return model
+
+
+def test_training_is_bitwise_identical_on_1_and_2_threads():
+    rng = np.random.default_rng(2)
+    x = rng.random((600, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 600)
+    one = train("mixed_bfloat16", x, y, 2, threads=1).get_weights()
+    two = train("mixed_bfloat16", x, y, 2, threads=2).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(one, two))
+
+
+def logit_error_bound(model, x):
+    """Rigorous bound on |p_bf16 - p_fp32| for the same weights, layer by layer: a layer's
+    input h (error e from the layers before) and kernel W are rounded (relative 2^-9 each),
+    so |z_bf16 - z_fp32| <= |e| |W| + (2 * 2^-9 + 2^-18) (|h| + |e|) |W| plus the two float32
+    sums (k + 4) u (|h| + |e|) |W| each; ReLU is 1-Lipschitz, and a softmax output moves by
+    at most half the largest change of its row's logits (its Jacobian's rows sum to <= 1/2
+    in absolute value)."""
+    h = x.astype(np.float64)
+    e = np.zeros_like(h)
+    for layer in model.layers:
+        W, b = [w.astype(np.float64) for w in layer.get_weights()]
+        k = W.shape[0]
+        mag = (np.abs(h) + e) @ np.abs(W)
+        e = e @ np.abs(W) + (2 * 2.0 ** -9 + 2.0 ** -18 + 2 * (k + 4) * U32) * mag
+        z = h @ W + b
+        h = np.maximum(z, 0) if layer.activation == "relu" else z
+    return 0.5 * e.max(axis=1, keepdims=True)
+
+
+@pytest.mark.skipif(not os.path.isdir(DATA),
+                    reason="the real data set needs `apt-get install dataset-fashion-mnist`")
+def test_mlp_on_fashion_mnist_matches_float32(tmp_path):
+    from pynn.datasets import fashion_mnist
+
+    (x, y), (xt, yt) = fashion_mnist.load_data()
+    # 20,000 training images, 3 epochs of Adam (batch 128), the whole 10,000-image test set.
+    x = x[:20000].reshape(-1, 784).astype(np.float32) / 255
+    y = y[:20000]
+    xt = xt.reshape(-1, 784).astype(np.float32) / 255
+    f32 = train("float32", x, y, 3)
+    b16 = train("mixed_bfloat16", x, y, 3)
+    acc32 = f32.evaluate(xt, yt, verbose=0)[1]
+    acc16 = b16.evaluate(xt, yt, verbose=0)[1]
+    assert acc32 > 0.8
+    assert abs(acc16 - acc32) <= 0.005, (acc16, acc32)
+    # The float32-trained weights under the bf16 policy: predictions within the bound above.
+    same = mlp("mixed_bfloat16")
+    same.set_weights(f32.get_weights())
+    p32 = f32.predict(xt[:500], verbose=0).astype(np.float64)
+    p16 = same.predict(xt[:500], verbose=0).astype(np.float64)
+    assert np.all(np.abs(p16 - p32) <= logit_error_bound(f32, xt[:500]) + 1e-6)
+    assert np.any(p16 != p32)  # the bf16 path did run
+    # save/load keeps the policy and the predictions
+    path = tmp_path / "b16.safetensors"
+    b16.save(path)
+    again = pynn.load_model(path)
+    assert [lay.dtype_policy.name for lay in again.layers] == ["mixed_bfloat16"] * 3
+    assert np.array_equal(again.predict(xt[:100], verbose=0), b16.predict(xt[:100], verbose=0))
+
+
+def test_engine_follows_the_graph_twin():
+    # The NumPy graph executor honours the dense op's compute_dtype attribute. Two layers:
+    # the first layer's output differs from the twin's by its float32 sum error e1, so the
+    # second layer's rounded input differs by at most |e1| + 2^-8 |h1| per element (a bf16
+    # rounding may go the other way); ReLU is 1-Lipschitz.
+    from test_conv import _param_grads
+
+    from pynn.reference import graph as ref_graph
+
+    rng = np.random.default_rng(3)
+    model = pynn.Sequential([pynn.Input((40,)), Dense(16, activation="relu", dtype="mixed_bfloat16"),
+                             Dense(5, dtype="mixed_bfloat16")])
+    spec = model._build_spec()
+    assert all(n.attrs.get("compute_dtype") == "bfloat16" for n in spec.nodes)
+    x = rng.standard_normal((20, 40)).astype(np.float32)
+    got = model.predict(x, verbose=0).astype(np.float64)
+    want = ref_graph.predict(spec, [x])[0]
+    (W1, b1, W2, _) = [w.astype(np.float64) for w in model.get_weights()]
+    h1 = np.maximum(ref_bf16.round_bf16(x).astype(np.float64) @ ref_bf16.round_bf16(W1) + b1, 0)
+    e1 = (40 + 4) * U32 * (np.abs(x) @ np.abs(W1) + np.abs(b1))
+    tol = (e1 + 2.0 ** -8 * h1) @ np.abs(W2) + (16 + 4) * U32 * (h1 @ np.abs(W2)) + 1e-30
+    assert np.all(np.abs(got - want) <= tol)
+    # gradients of a squared error: as in test_dense_gradients_follow_the_bf16_twin, far
+    # closer to the twin than to the float32 gradients
+    target = rng.standard_normal((20, 5)).astype(np.float32)
+    loss = ("mean_squared_error", False, 1.0, 1.0)
+    engine = _param_grads(spec.to_core([loss]), 4, [x], [target])
+    _, _, twin, _ = ref_graph.gradients(spec, [x.astype(np.float64)], [target], [loss])
+    f32 = spec_float32(spec)
+    _, _, exact, _ = ref_graph.gradients(f32, [x.astype(np.float64)], [target], [loss])
+    for g, t, e in zip(engine, twin, exact):
+        assert np.mean(np.abs(g - t)) * 5 < np.mean(np.abs(g - e))
+
+
+def spec_float32(spec):
+    import copy
+
+    f32 = copy.deepcopy(spec)
+    for n in f32.nodes:
+        n.attrs.pop("compute_dtype", None)
+    return f32
