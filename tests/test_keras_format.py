@@ -530,3 +530,31 @@ def test_registered_custom_layer_round_trip(tmp_path):
     x = _rng().normal(size=(4, 3)).astype(np.float32)
     np.testing.assert_array_equal(pynn.models.load_model(tmp_path / "c.keras").predict(x, verbose=0),
                                   m.predict(x, verbose=0))
+
+
+def test_recurrent_and_embedding_layers_both_ways(keras, tmp_path):
+    """Embedding, SimpleRNN / LSTM / GRU (variables in Keras's cell sub-object) and
+    the Bidirectional / TimeDistributed wrappers: Keras's file into pynn, pynn's into Keras,
+    and pynn's HDF5 tree equal to Keras's re-save of it."""
+    kl = keras.layers
+    i = keras.Input((6,))
+    h = kl.Embedding(10, 4)(i)
+    h = kl.LSTM(3, return_sequences=True)(h)
+    h = kl.GRU(3, return_sequences=True)(h)
+    h = kl.SimpleRNN(3, return_sequences=True)(h)
+    h = kl.Bidirectional(kl.LSTM(2, return_sequences=True))(h)
+    km = keras.Model(i, kl.TimeDistributed(kl.Dense(2))(h))
+    rng = _rng()
+    for w in km.weights:
+        w.assign(rng.normal(size=w.shape).astype(np.float32) * 0.5)
+    x = rng.integers(1, 10, size=(4, 6)).astype(np.float32)
+    km.save(tmp_path / "k.keras")
+    model = pynn.models.load_model(tmp_path / "k.keras")
+    want = np.asarray(km.predict(x, verbose=0))
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, atol=ATOL)
+    model.save(tmp_path / "p.keras")
+    back = keras.saving.load_model(tmp_path / "p.keras")
+    np.testing.assert_allclose(np.asarray(back.predict(x, verbose=0)), want, atol=ATOL)
+    back.save(tmp_path / "k2.keras")
+    assert [t[:3] for t in _h5_tree(tmp_path / "p.keras")] == \
+        [t[:3] for t in _h5_tree(tmp_path / "k2.keras")]

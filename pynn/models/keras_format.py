@@ -20,16 +20,20 @@ Keras writes it).
 How each layer class is written is one entry of `LAYERS`: the weights its ``vars`` group holds,
 in order, and optional hooks that translate its config to and from Keras's. To add a layer:
 
-    LAYERS["Embedding"] = KerasLayer(weights=own("embeddings"))
+    LAYERS["Conv2DTranspose"] = KerasLayer(weights=own("kernel", "bias"))
     # a layer whose variables live in a sub-object (Keras's LSTM keeps them in its cell):
     LAYERS["LSTM"] = KerasLayer(weights=(("cell", ("kernel", "recurrent_kernel", "bias")),))
+    # a wrapper: the wrapped layers are written by their own entries
+    LAYERS["TimeDistributed"] = KerasLayer(sublayers=("layer",), nested_configs=("layer",))
 
 The names are the layer's `Weight.name`s; a weight the layer does not have (a Dense without
 bias) is skipped, as Keras skips it. Config keys Keras writes that the pynn class does not take
 are dropped when they hold a neutral value (None, False, an initializer: the file's weights
 replace initial values) and refused otherwise, naming the layer and the key. A class without an
 entry (the user's own registered layers) keeps its config as it is and writes its weights in
-the layer's own order.
+the layer's own order. Check a new entry with a model holding the layer in
+tests/test_keras_format.py: Keras loads pynn's file and predicts the same, pynn loads Keras's,
+and pynn's HDF5 tree equals Keras's re-save of it (`_h5_tree`).
 
 Loading treats the file as untrusted input: member names, sizes and compression ratios are
 checked before anything is read; only the three members above are accepted; the configs are
@@ -83,6 +87,8 @@ class KerasLayer:
 
     weights: ((sub-path, (weight names in Keras's order)), ...); sub-path "" is the layer's
         own ``vars`` group, "cell" a group ``<layer>/cell/vars`` and so on.
+    sublayers / nested_configs: for wrappers (Bidirectional, TimeDistributed), the
+        attributes holding the wrapped layers and the config keys holding their configs.
     keras_only: arguments of Keras's class that pynn's lacks, with the value at which each
         means what pynn computes (dropped when the file holds that value, refused otherwise).
     to_keras / from_keras: the config translated for Keras / for pynn's class, when the
@@ -91,6 +97,9 @@ class KerasLayer:
     """
     weights: tuple[tuple[str, tuple[str, ...]], ...] = ()
     keras_only: Mapping[str, Any] = field(default_factory=dict)
+    sublayers: tuple[str, ...] = ()        # attributes holding wrapped layers, each written
+    #                                        under "<layer>/<attribute>/" by its own entry
+    nested_configs: tuple[str, ...] = ()   # config keys holding a wrapped layer's config
     to_keras: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     from_keras: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
@@ -141,6 +150,15 @@ LAYERS.update({
         from_keras=_batchnorm_from_keras),
     "PReLU": KerasLayer(weights=own("alpha")),
     "ReLU": KerasLayer(keras_only={"max_value": None, "negative_slope": 0.0, "threshold": 0.0}),
+    "Embedding": KerasLayer(weights=own("embeddings")),
+    "Masking": KerasLayer(),
+    # Keras keeps a recurrent layer's variables in its cell
+    "SimpleRNN": KerasLayer(weights=(("cell", ("kernel", "recurrent_kernel", "bias")),)),
+    "LSTM": KerasLayer(weights=(("cell", ("kernel", "recurrent_kernel", "bias")),)),
+    "GRU": KerasLayer(weights=(("cell", ("kernel", "recurrent_kernel", "bias")),)),
+    "Bidirectional": KerasLayer(sublayers=("forward_layer", "backward_layer"),
+                                nested_configs=("layer", "backward_layer")),
+    "TimeDistributed": KerasLayer(sublayers=("layer",), nested_configs=("layer",)),
 })
 
 # The optimizer's slots in Keras's ``optimizer/vars``, after the iteration count and the
@@ -195,6 +213,9 @@ def to_keras_config(entry: Mapping[str, Any]) -> dict[str, Any]:
         if fmt is not None and fmt.to_keras is not None:
             cfg = fmt.to_keras(cfg)
         cfg = {k: _nested_to_keras(k, v) for k, v in cfg.items()}
+        for key in fmt.nested_configs if fmt is not None else ():
+            if isinstance(cfg.get(key), dict):
+                cfg[key] = to_keras_config(cfg[key])
         module = "keras.layers" if fmt is not None else None
         registered = None if fmt is not None else cls
     out = {"module": module, "class_name": cls.split(">")[-1], "config": cfg,
@@ -331,7 +352,10 @@ def from_keras_config(entry: Any, custom_objects: Mapping[str, Any] | None = Non
                                  f"pynn.saving.register_serializable")
             cls_name = name
         fmt = LAYERS.get(cls_name)
-        cfg = {k: _strip_object(v) for k, v in cfg.items()}
+        nested = fmt.nested_configs if fmt is not None else ()
+        cfg = {k: from_keras_config(v, custom_objects, depth + 1)
+               if k in nested and isinstance(v, dict) else _strip_object(v)
+               for k, v in cfg.items()}
         if fmt is not None and fmt.from_keras is not None:
             cfg = fmt.from_keras(cfg)
         if isinstance(cls, type):
@@ -423,26 +447,35 @@ def layout(model: Model, config: Mapping[str, Any]) -> list[_Group]:
             if isinstance(layer, _Model):
                 walk(layer, entry, path)
                 continue
-            fmt = LAYERS.get(entry["class_name"])
-            by_name = {w.name: w for w in layer._all_weights()}
-            if fmt is None:
-                groups.append(_Group(f"{path}vars", layer.name, list(by_name.values())))
-                continue
-            if not any(sub == "" for sub, _ in fmt.weights):
-                # Keras writes every layer's own group, empty when its variables live in a
-                # sub-object (the sub-object's group then follows)
-                groups.append(_Group(f"{path}vars", layer.name, []))
-            for sub, names in fmt.weights:
-                ws = [by_name[n] for n in names if n in by_name]
-                groups.append(_Group(f"{path}{sub + '/' if sub else ''}vars", layer.name, ws))
-            listed = {n for _, names in fmt.weights for n in names}
-            if set(by_name) - listed:
-                raise ValueError(f"layer {layer.name!r} ({entry['class_name']}) has weights "
-                                 f"{sorted(set(by_name) - listed)} that the Keras format "
-                                 f"table does not list (pynn.models.keras_format.LAYERS)")
+            groups.extend(_layer_groups(layer, entry["class_name"], path))
 
     walk(model, config, "")
     return groups
+
+
+def _layer_groups(layer: Any, class_name: str, path: str) -> list[_Group]:
+    """The ``vars`` groups of one (non-model) layer under `path` ("layers/lstm/")."""
+    fmt = LAYERS.get(class_name)
+    if fmt is None:   # the user's own layer: its weights, in its order, in its own group
+        return [_Group(f"{path}vars", layer.name, list(layer._all_weights()))]
+    by_name = {w.name: w for w in layer.__dict__.get("_weights", [])}
+    out = []
+    if not any(sub == "" for sub, _ in fmt.weights):
+        # Keras writes every layer's own group, empty when its variables live in a
+        # sub-object (the sub-object's group then follows)
+        out.append(_Group(f"{path}vars", layer.name, []))
+    for sub, names in fmt.weights:
+        ws = [by_name[n] for n in names if n in by_name]
+        out.append(_Group(f"{path}{sub + '/' if sub else ''}vars", layer.name, ws))
+    for attr in fmt.sublayers:
+        inner = getattr(layer, attr)
+        out.extend(_layer_groups(inner, type(inner).__name__, f"{path}{attr}/"))
+    listed = {n for _, names in fmt.weights for n in names}
+    if set(by_name) - listed:
+        raise ValueError(f"layer {layer.name!r} ({class_name}) has weights "
+                         f"{sorted(set(by_name) - listed)} that the Keras format table does "
+                         f"not list (pynn.models.keras_format.LAYERS)")
+    return out
 
 
 def _find_layer(model, name):
