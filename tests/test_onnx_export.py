@@ -152,12 +152,22 @@ def _param_names(name):
     return ref.get(name).param_names
 
 
+def test_embedding(tmp_path):
+    m = pynn.Sequential([L.InputLayer(shape=(5,)), L.Embedding(7, 3),
+                         L.GlobalAveragePooling1D(), L.Dense(2)])
+    x = np.random.default_rng(7).integers(0, 7, size=(4, 5)).astype(np.float32)
+    _check(m, x, tmp_path)
+
+
 def test_op_without_onnx_counterpart_is_named(tmp_path):
     x_in = L.Input((3,))
     m = pynn.Model(x_in, pynn.ops.one_hot(pynn.ops.argmax(x_in, axis=-1), 3))
     with pytest.raises(ValueError, match=r"layer '.*' \(op 'argmax'\) has no ONNX counterpart"):
         m.export(tmp_path / "m.onnx", format="onnx")
     assert not (tmp_path / "m.onnx").exists()
+    seq = pynn.Sequential([L.InputLayer(shape=(4, 2)), L.LSTM(3)])
+    with pytest.raises(ValueError, match=r"layer 'lstm.*' \(op 'rnn'\) has no ONNX"):
+        seq.export(tmp_path / "r.onnx", format="onnx")
 
 
 def test_bad_arguments(tmp_path):

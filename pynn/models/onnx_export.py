@@ -400,6 +400,12 @@ def _constant(w, node, xs):
     return _per_sample(w, node, xs, node.attrs["value"])
 
 
+def _embedding(w, node, xs):
+    # pynn feeds indices as float32; ONNX's Gather takes integers
+    idx = w.op("Cast", [xs[0]], node.name, to=w.onnx.TensorProto.INT64)
+    return w.op("Gather", [w.const(w.param(node, 0), "embeddings"), idx], node.name, axis=0)
+
+
 _Op = Callable[[_Writer, Any, list[str]], str]
 _OPS: dict[str, _Op] = {
     "dense": _dense, "activation": _activation, "dropout": _identity,
@@ -410,6 +416,7 @@ _OPS: dict[str, _Op] = {
     "flatten": _flatten, "permute": _permute, "repeat_vector": _repeat_vector, "dot": _dot,
     "unary": _unary, "binary": _binary, "binary_scalar": _binary_scalar, "reduce": _reduce,
     "matmul": _matmul, "where": _where, "variable": _variable, "constant": _constant,
+    "embedding": _embedding,
 }
 
 
