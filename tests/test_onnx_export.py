@@ -165,9 +165,25 @@ def test_op_without_onnx_counterpart_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"layer '.*' \(op 'argmax'\) has no ONNX counterpart"):
         m.export(tmp_path / "m.onnx", format="onnx")
     assert not (tmp_path / "m.onnx").exists()
-    seq = pynn.Sequential([L.InputLayer(shape=(4, 2)), L.LSTM(3)])
-    with pytest.raises(ValueError, match=r"layer 'lstm.*' \(op 'rnn'\) has no ONNX"):
+    seq = pynn.Sequential([L.InputLayer(shape=(4, 2)), L.LSTM(3, go_backwards=True)])
+    with pytest.raises(ValueError, match=r"layer 'lstm.*': .*backwards.* no ONNX counterpart"):
         seq.export(tmp_path / "r.onnx", format="onnx")
+
+
+def test_recurrent_layers(tmp_path):
+    """SimpleRNN, LSTM and GRU (both reset_after settings, activations other than the
+    defaults) as ONNX's RNN / LSTM / GRU."""
+    m = pynn.Sequential([
+        L.InputLayer(shape=(6, 3)),
+        L.LSTM(4, return_sequences=True),
+        L.GRU(3, return_sequences=True),
+        L.GRU(3, reset_after=False, activation="relu", return_sequences=True),
+        L.SimpleRNN(2, return_sequences=True),
+        L.LSTM(3, recurrent_activation="tanh", use_bias=False),
+        L.Dense(2),
+    ])
+    x = np.random.default_rng(8).normal(size=(4, 6, 3)).astype(np.float32)
+    _check(m, x, tmp_path)
 
 
 def test_bad_arguments(tmp_path):

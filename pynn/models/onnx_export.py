@@ -406,6 +406,59 @@ def _embedding(w, node, xs):
     return w.op("Gather", [w.const(w.param(node, 0), "embeddings"), idx], node.name, axis=0)
 
 
+_RNN_ACTS = {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu"}
+
+
+def _gate_blocks(a, order, units):
+    """The gate blocks of a Keras (…, k*units) array taken in ONNX's `order`."""
+    return np.concatenate([a[..., g * units:(g + 1) * units] for g in order], axis=-1)
+
+
+def _rnn(w, node, xs):
+    """SimpleRNN / LSTM / GRU as ONNX's RNN / LSTM / GRU (time-major layout, one
+    direction). Keras's LSTM gates are i, f, c, o and ONNX's i, o, f, c; GRU's z, r, h agree;
+    a GRU with reset_after is ONNX's linear_before_reset."""
+    a = node.attrs
+    if len(node.inputs) > 1 or a.get("go_backwards") or a.get("time_order") \
+            or a.get("return_state"):
+        raise ValueError("a masked, backwards (go_backwards, Bidirectional) or return_state "
+                         "recurrent layer has no ONNX counterpart in pynn's exporter")
+    acts = [a.get("recurrent_activation"), a["activation"]] if a["cell"] != "simple" \
+        else [a["activation"]]
+    if a["cell"] == "lstm":
+        acts.append(a["activation"])
+    if any(act not in _RNN_ACTS for act in acts):
+        raise ValueError(f"recurrent activations {acts} have no ONNX counterpart (ONNX takes "
+                         f"{sorted(_RNN_ACTS)} here)")
+    u = int(a["units"])
+    kernel, rec = w.param(node, 0), w.param(node, 1)
+    bias = w.param(node, 2) if a.get("use_bias", True) else None
+    kind, order, extra = {"simple": ("RNN", [0], {}), "lstm": ("LSTM", [0, 3, 1, 2], {}),
+                          "gru": ("GRU", [0, 1, 2], {})}[a["cell"]]
+    gates = len(order)
+    wb = np.zeros(gates * u, np.float32)
+    rb = np.zeros(gates * u, np.float32)
+    if bias is not None and bias.ndim == 2:   # GRU reset_after: input and recurrent biases
+        wb, rb = _gate_blocks(bias[0], order, u), _gate_blocks(bias[1], order, u)
+    elif bias is not None:
+        wb = _gate_blocks(bias, order, u)
+    if a["cell"] == "gru":
+        extra = {"linear_before_reset": int(bool(a.get("reset_after", True)))}
+    ins = [w.op("Transpose", [xs[0]], node.name, perm=[1, 0, 2]),
+           w.const(_gate_blocks(kernel, order, u).T[None], "W"),
+           w.const(_gate_blocks(rec, order, u).T[None], "R"),
+           w.const(np.concatenate([wb, rb])[None], "B")]
+    ys = [w.fresh(f"{node.name}_Y"), w.fresh(f"{node.name}_Y_h")]
+    if kind == "LSTM":
+        ys.append(w.fresh(f"{node.name}_Y_c"))
+    w.nodes.append(w.h.make_node(kind, ins, ys, name=w.fresh(node.name), hidden_size=u,
+                                 activations=[_RNN_ACTS[act] for act in acts], **extra))
+    if a.get("return_sequences"):   # Y: (steps, 1, batch, units)
+        y = w.op("Squeeze", [ys[0], w.const([1], "axes", np.int64)], node.name)
+        return w.op("Transpose", [y], node.name, perm=[1, 0, 2])
+    return w.op("Squeeze", [ys[1], w.const([0], "axes", np.int64)], node.name)
+
+
 _Op = Callable[[_Writer, Any, list[str]], str]
 _OPS: dict[str, _Op] = {
     "dense": _dense, "activation": _activation, "dropout": _identity,
@@ -416,7 +469,7 @@ _OPS: dict[str, _Op] = {
     "flatten": _flatten, "permute": _permute, "repeat_vector": _repeat_vector, "dot": _dot,
     "unary": _unary, "binary": _binary, "binary_scalar": _binary_scalar, "reduce": _reduce,
     "matmul": _matmul, "where": _where, "variable": _variable, "constant": _constant,
-    "embedding": _embedding,
+    "embedding": _embedding, "rnn": _rnn,
 }
 
 
