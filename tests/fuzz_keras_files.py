@@ -108,6 +108,8 @@ def h5_cases(h5):
         kernel, shape=(10**6, 10**6), dtype="f4", chunks=(1, 1024))))
     c["extra dataset in a layer"] = _edit_h5(h5, lambda f, h: f.create_dataset(
         "layers/dense/vars/9", data=np.zeros(3, "f4")))
+    c["member name not UTF-8"] = _edit_h5(h5, lambda f, h: f["layers/dense/vars"].create_dataset(
+        b"0\x80", data=np.zeros(3, "f4")))
     c["vars a dataset"] = _edit_h5(h5, lambda f, h: (f.__delitem__("layers/dense/vars"),
                                                      f.create_dataset("layers/dense/vars", data=[1.0])))
     c["soft link"] = _edit_h5(h5, lambda f, h: (f.__delitem__(kernel),

@@ -743,10 +743,15 @@ class _H5Reader:
         if not isinstance(grp, h5py.Group):
             raise ValueError(f"{self.path}: {name!r} is not an HDF5 group")
         try:
-            return list(grp.keys())
+            keys = list(grp.keys())
         except Exception as exc:
             raise ValueError(f"{self.path}: corrupt HDF5 group {name!r} "
                              f"({type(exc).__name__}: {exc})") from None
+        bad = [k for k in keys if not isinstance(k, str)]
+        if bad:   # (h5py hands over a name that is not UTF-8 as bytes)
+            raise ValueError(f"{self.path}: HDF5 group {name!r} holds a member whose name is "
+                             f"not text: {bad[0]!r}")
+        return keys
 
     def dataset(self, name: str, shape: tuple[int, ...], kinds: str = "f") -> np.ndarray:
         """The dataset `name`, which must have `shape` and a numeric dtype of one of `kinds`
