@@ -558,7 +558,7 @@ def test_keras_files_crafted_truncated_and_mutated():
         crafted_cases = r[f"{kind} crafted"]
         print(f"\n{kind}: crafted {crafted_cases['cases']} (all ValueError: "
               f"{not crafted_cases['bad']}); truncated {r[f'{kind} truncated']['counts']}; "
-              f"mutated {r[f'{kind} mutated']['cases']} in {FUZZ_SECONDS / 2:.0f} s: "
+              f"mutated {r[f'{kind} mutated']['cases']} in {FUZZ_SECONDS / 4:.0f} s: "
               f"{r[f'{kind} mutated']['counts']}, peak RSS "
               f"{r[f'{kind} mutated']['peak_mib']:.0f} MiB")
         assert crafted_cases["cases"] >= 20 and not crafted_cases["bad"], crafted_cases["bad"]
@@ -566,7 +566,7 @@ def test_keras_files_crafted_truncated_and_mutated():
         assert trunc["tried"] >= 100 and trunc["counts"] == {"ValueError": trunc["tried"]}, \
             trunc["bad"]
         mutated = r[f"{kind} mutated"]
-        assert mutated["cases"] >= 50 and not mutated["bad"], mutated["bad"]
+        assert mutated["cases"] >= 30 and not mutated["bad"], mutated["bad"]
         assert mutated["counts"].get("ValueError", 0) > 0
 
 

@@ -111,7 +111,22 @@ def _functional_model():
     return m, [rng.normal(size=(5, 4)).astype(np.float32), rng.normal(size=(5, 4)).astype(np.float32)]
 
 
-MODELS = {"conv2d": _conv_model, "conv1d": _seq1d_model, "functional": _functional_model}
+def _nested_model():
+    """A functional model inside a functional one (called twice: shared weights) and a
+    Sequential inside a Sequential."""
+    ei = L.Input((4,), name="ei")
+    enc = pynn.Model(ei, L.Dense(3, activation="relu")(ei), name="enc")
+    mid = pynn.Sequential([L.InputLayer(shape=(3,)), L.Dense(3),
+                           pynn.Sequential([L.InputLayer(shape=(3,)), L.Dense(2)],
+                                           name="deep")], name="mid")
+    x = L.Input((4,), name="x")
+    m = pynn.Model(x, L.Add()([mid(enc(x)), L.Dense(2)(enc(x))]))
+    _randomize(m)
+    return m, _rng().normal(size=(5, 4)).astype(np.float32)
+
+
+MODELS = {"conv2d": _conv_model, "conv1d": _seq1d_model, "functional": _functional_model,
+          "nested": _nested_model}
 
 
 @pytest.mark.parametrize("kind", sorted(MODELS))
@@ -132,10 +147,16 @@ def test_pynn_file_loads_in_keras_and_predicts_the_same(keras, tmp_path, kind):
 
 
 def _h5_tree(path):
+    """[(name, shape, dtype, attributes)] of every object in a .keras archive's weights or in
+    a .weights.h5 file."""
     import h5py
 
-    with zipfile.ZipFile(path) as zf:
-        data = zf.read("model.weights.h5")
+    if str(path).endswith(".keras"):
+        with zipfile.ZipFile(path) as zf:
+            data = zf.read("model.weights.h5")
+    else:
+        with open(path, "rb") as f:
+            data = f.read()
     out = []
     with h5py.File(io.BytesIO(data), "r") as f:
         f.visititems(lambda name, obj: out.append(
@@ -173,6 +194,47 @@ def _keras_models(keras):
     rng = _rng()
     return {"sequential": (seq, rng.normal(size=(4, 8, 8, 3)).astype(np.float32)),
             "functional": (func, rng.normal(size=(4, 6)).astype(np.float32))}
+
+
+def _keras_every_layer(keras):
+    """A Keras model (two inputs, two outputs) with every layer class pynn reads."""
+    kl = keras.layers
+    a = keras.Input((10, 3), name="a")
+    h = kl.Conv1D(4, 3, padding="causal", activation="relu")(a)
+    h = kl.AveragePooling1D(1)(kl.MaxPooling1D(2, padding="same")(h))
+    h = kl.Reshape((5, 4))(kl.Permute((2, 1))(h))
+    g1, g2 = kl.GlobalAveragePooling1D()(h), kl.GlobalMaxPooling1D()(h)
+    h = kl.Dense(6)(kl.Dropout(0.1)(kl.Flatten()(h)))
+    h = kl.PReLU()(kl.ELU()(kl.LeakyReLU(0.2)(kl.ReLU()(h))))
+    h = kl.BatchNormalization()(kl.Identity()(kl.Activation("gelu")(h)))
+    r = kl.GlobalAveragePooling1D()(kl.RepeatVector(2)(kl.Dense(4)(h)))
+    merged = [kl.Add()([r, g1]), kl.Subtract()([r, g2]), kl.Multiply()([r, g1]),
+              kl.Average()([r, g2]), kl.Maximum()([r, g1]), kl.Minimum()([r, g2]),
+              kl.Dot(axes=1)([r, g1])]
+    out = kl.Softmax()(kl.Dense(3)(kl.Concatenate()(merged)))
+    b = keras.Input((6, 6, 2), name="b")
+    c = kl.AveragePooling2D(1)(kl.MaxPooling2D()(kl.Conv2D(3, 2, padding="same")(b)))
+    c = kl.Concatenate()([kl.GlobalMaxPooling2D()(c), kl.GlobalAveragePooling2D()(b)])
+    km = keras.Model([a, b], [out, c])
+    rng = _rng()
+    for w in km.weights:   # moving variances positive, everything else random
+        w.assign(rng.normal(size=w.shape).astype(np.float32) * 0.5
+                 + (1.0 if "variance" in w.path else 0.0))
+    return km, [rng.normal(size=(4, 10, 3)).astype(np.float32),
+                rng.normal(size=(4, 6, 6, 2)).astype(np.float32)]
+
+
+def test_every_layer_class_from_keras_and_back(keras, tmp_path):
+    km, x = _keras_every_layer(keras)
+    km.save(tmp_path / "k.keras")
+    model = pynn.models.load_model(tmp_path / "k.keras")
+    want = [np.asarray(v) for v in km.predict(x, verbose=0)]
+    for got, ref in zip(model.predict(x, verbose=0), want):
+        np.testing.assert_allclose(got, ref, atol=ATOL)
+    model.save(tmp_path / "p.keras")
+    for got, ref in zip(keras.saving.load_model(tmp_path / "p.keras").predict(x, verbose=0),
+                        want):
+        np.testing.assert_allclose(np.asarray(got), ref, atol=ATOL)
 
 
 @pytest.mark.parametrize("kind", ["sequential", "functional"])
@@ -265,6 +327,25 @@ def test_weights_h5_both_ways(keras, tmp_path):
     fresh.load_weights(tmp_path / "k.weights.h5")
     np.testing.assert_allclose(fresh.predict(x, verbose=0), np.asarray(km.predict(x, verbose=0)),
                                atol=ATOL)
+
+
+def test_weights_h5_carries_the_optimizer_state_as_keras_does(keras, tmp_path):
+    kl = keras.layers
+    km = keras.Sequential([keras.Input((5,)), kl.Dense(4, activation="tanh"), kl.Dense(2)])
+    x, y = _train_three_steps(km, OPTIMIZERS["adam"][0](keras))
+    km.save_weights(tmp_path / "k.weights.h5")
+    model = pynn.Sequential([L.InputLayer(shape=(5,)), L.Dense(4, activation="tanh"),
+                             L.Dense(2)])
+    model.compile(optimizer=OPTIMIZERS["adam"][1](), loss="mse")
+    model.load_weights(tmp_path / "k.weights.h5")
+    assert model.optimizer.get_state()["iterations"] == 3
+    _same_step(keras, km, model, x, y)
+    # and pynn's compiled weights file holds what Keras's does
+    model.save_weights(tmp_path / "p.weights.h5")
+    km.save_weights(tmp_path / "k2.weights.h5")
+    # (the layers' names differ: each session numbers its default names on)
+    assert [t[:3] for t in _h5_tree(tmp_path / "p.weights.h5")] == \
+        [t[:3] for t in _h5_tree(tmp_path / "k2.weights.h5")]
 
 
 def _save_keras_arch(model, tmp_path):
@@ -429,3 +510,51 @@ def test_hdf5_pointing_outside_the_file_is_refused(tmp_path, how):
                              external=[(str(secret), 0, 24)])
     with pytest.raises(ValueError, match="Link|outside the file"):
         model.load_weights(path)
+
+
+def test_registered_custom_layer_round_trip(tmp_path):
+    @pynn.saving.register_serializable(package="kfiles_test")
+    class Scale(L.Layer):
+        def build(self, input_shape):
+            self.s = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="s")
+
+        def call(self, x):
+            return x * self.s
+
+    m = pynn.Sequential([L.InputLayer(shape=(3,)), Scale(), L.Dense(2)])
+    _randomize(m)
+    m.save(tmp_path / "c.keras")
+    with zipfile.ZipFile(tmp_path / "c.keras") as zf:
+        entry = json.loads(zf.read("config.json"))["config"]["layers"][1]
+    assert (entry["class_name"], entry["registered_name"]) == ("Scale", "kfiles_test>Scale")
+    x = _rng().normal(size=(4, 3)).astype(np.float32)
+    np.testing.assert_array_equal(pynn.models.load_model(tmp_path / "c.keras").predict(x, verbose=0),
+                                  m.predict(x, verbose=0))
+
+
+def test_recurrent_and_embedding_layers_both_ways(keras, tmp_path):
+    """Embedding, SimpleRNN / LSTM / GRU (variables in Keras's cell sub-object) and
+    the Bidirectional / TimeDistributed wrappers: Keras's file into pynn, pynn's into Keras,
+    and pynn's HDF5 tree equal to Keras's re-save of it."""
+    kl = keras.layers
+    i = keras.Input((6,))
+    h = kl.Embedding(10, 4)(i)
+    h = kl.LSTM(3, return_sequences=True)(h)
+    h = kl.GRU(3, return_sequences=True)(h)
+    h = kl.SimpleRNN(3, return_sequences=True)(h)
+    h = kl.Bidirectional(kl.LSTM(2, return_sequences=True))(h)
+    km = keras.Model(i, kl.TimeDistributed(kl.Dense(2))(h))
+    rng = _rng()
+    for w in km.weights:
+        w.assign(rng.normal(size=w.shape).astype(np.float32) * 0.5)
+    x = rng.integers(1, 10, size=(4, 6)).astype(np.float32)
+    km.save(tmp_path / "k.keras")
+    model = pynn.models.load_model(tmp_path / "k.keras")
+    want = np.asarray(km.predict(x, verbose=0))
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, atol=ATOL)
+    model.save(tmp_path / "p.keras")
+    back = keras.saving.load_model(tmp_path / "p.keras")
+    np.testing.assert_allclose(np.asarray(back.predict(x, verbose=0)), want, atol=ATOL)
+    back.save(tmp_path / "k2.keras")
+    assert [t[:3] for t in _h5_tree(tmp_path / "p.keras")] == \
+        [t[:3] for t in _h5_tree(tmp_path / "k2.keras")]

@@ -152,12 +152,38 @@ def _param_names(name):
     return ref.get(name).param_names
 
 
+def test_embedding(tmp_path):
+    m = pynn.Sequential([L.InputLayer(shape=(5,)), L.Embedding(7, 3),
+                         L.GlobalAveragePooling1D(), L.Dense(2)])
+    x = np.random.default_rng(7).integers(0, 7, size=(4, 5)).astype(np.float32)
+    _check(m, x, tmp_path)
+
+
 def test_op_without_onnx_counterpart_is_named(tmp_path):
     x_in = L.Input((3,))
     m = pynn.Model(x_in, pynn.ops.one_hot(pynn.ops.argmax(x_in, axis=-1), 3))
     with pytest.raises(ValueError, match=r"layer '.*' \(op 'argmax'\) has no ONNX counterpart"):
         m.export(tmp_path / "m.onnx", format="onnx")
     assert not (tmp_path / "m.onnx").exists()
+    seq = pynn.Sequential([L.InputLayer(shape=(4, 2)), L.LSTM(3, go_backwards=True)])
+    with pytest.raises(ValueError, match=r"layer 'lstm.*': .*backwards.* no ONNX counterpart"):
+        seq.export(tmp_path / "r.onnx", format="onnx")
+
+
+def test_recurrent_layers(tmp_path):
+    """SimpleRNN, LSTM and GRU (both reset_after settings, activations other than the
+    defaults) as ONNX's RNN / LSTM / GRU."""
+    m = pynn.Sequential([
+        L.InputLayer(shape=(6, 3)),
+        L.LSTM(4, return_sequences=True),
+        L.GRU(3, return_sequences=True),
+        L.GRU(3, reset_after=False, activation="relu", return_sequences=True),
+        L.SimpleRNN(2, return_sequences=True),
+        L.LSTM(3, recurrent_activation="tanh", use_bias=False),
+        L.Dense(2),
+    ])
+    x = np.random.default_rng(8).normal(size=(4, 6, 3)).astype(np.float32)
+    _check(m, x, tmp_path)
 
 
 def test_bad_arguments(tmp_path):
@@ -168,3 +194,35 @@ def test_bad_arguments(tmp_path):
         m.export(tmp_path / "m.pb", format="onnx")
     with pytest.raises(TypeError, match="filepath"):
         m.export(3, format="onnx")
+
+
+def test_custom_layer_and_pynn_ops(tmp_path):
+    """A layer written with add_weight and pynn.ops, and traced pynn.ops code: broadcasting
+    across ranks, comparisons, where, reductions (a value per sample included), matmul."""
+    from pynn import ops
+
+    class Scale(L.Layer):
+        def build(self, input_shape):
+            self.s = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="s")
+
+        def call(self, x):
+            return x * self.s
+
+    x = L.Input((2, 4))
+    y = Scale()(x)
+    v = L.Input((4,))
+    outs = [
+        ops.mean(ops.sqrt(ops.abs(y)) + 1.0, axis=-1),
+        ops.matmul(y, ops.transpose(y, (0, 2, 1))),
+        ops.matmul(v, ops.transpose(y, (0, 2, 1))),
+        ops.maximum(ops.sum(x, axis=1), ops.clip(ops.sum(y, axis=1), -1, 1)),
+        ops.where(ops.greater(x, 0.0), x, 2.0 - x),
+        ops.mean(x),
+        ops.max(ops.square(y) / (1.0 + ops.exp(-y)), axis=1, keepdims=True),
+        v - y,
+        ops.not_equal(ops.sign(x), 1.0) * ops.power(ops.abs(x) + 1.0, 1.5),
+    ]
+    m = pynn.Model([x, v], outs)
+    rng = np.random.default_rng(6)
+    _check(m, [rng.normal(size=(3, 2, 4)).astype(np.float32),
+               rng.normal(size=(3, 4)).astype(np.float32)], tmp_path)

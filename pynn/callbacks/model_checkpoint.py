@@ -23,6 +23,8 @@ class ModelCheckpoint(MonitorCallback):
         save_best_only: save only when the monitored quantity improves on the best so far
             (a filepath without fields then always holds the best model).
         save_weights_only: save with `model.save_weights` instead of `model.save`.
+            The path's suffix picks the format: `.keras` (Keras 3's archive) or
+            `.safetensors` for the model, `.weights.h5` or `.safetensors` for weights.
         mode: "auto", "min" or "max", the direction of improvement for `save_best_only`.
         save_freq: "epoch" to save at the end of every epoch, or a positive integer N to save
             every N training batches (counted across epochs).
@@ -35,7 +37,7 @@ class ModelCheckpoint(MonitorCallback):
     Example:
 
     ```python
-    ckpt = pynn.callbacks.ModelCheckpoint("best.safetensors", monitor="val_accuracy",
+    ckpt = pynn.callbacks.ModelCheckpoint("best.keras", monitor="val_accuracy",
                                           save_best_only=True)
     model.fit(x, y, epochs=10, validation_split=0.1, callbacks=[ckpt])
     ```

@@ -14,21 +14,26 @@ named after their class in snake case, numbered per class in the model's layer o
 own ``layers/``. A Sequential's automatic InputLayer is not among its layers; a functional
 model's InputLayers are. The optimizer's variables are ``optimizer/vars``: the iteration count,
 the learning rate, then its slots (see `OPTIMIZERS`). A `.weights.h5` file is the same HDF5
-layout on its own, without the optimizer.
+layout on its own (with the optimizer's variables when the model is compiled, as
+Keras writes it).
 
 How each layer class is written is one entry of `LAYERS`: the weights its ``vars`` group holds,
 in order, and optional hooks that translate its config to and from Keras's. To add a layer:
 
-    LAYERS["Embedding"] = KerasLayer(weights=own("embeddings"))
+    LAYERS["Conv2DTranspose"] = KerasLayer(weights=own("kernel", "bias"))
     # a layer whose variables live in a sub-object (Keras's LSTM keeps them in its cell):
     LAYERS["LSTM"] = KerasLayer(weights=(("cell", ("kernel", "recurrent_kernel", "bias")),))
+    # a wrapper: the wrapped layers are written by their own entries
+    LAYERS["TimeDistributed"] = KerasLayer(sublayers=("layer",), nested_configs=("layer",))
 
 The names are the layer's `Weight.name`s; a weight the layer does not have (a Dense without
 bias) is skipped, as Keras skips it. Config keys Keras writes that the pynn class does not take
 are dropped when they hold a neutral value (None, False, an initializer: the file's weights
 replace initial values) and refused otherwise, naming the layer and the key. A class without an
 entry (the user's own registered layers) keeps its config as it is and writes its weights in
-the layer's own order.
+the layer's own order. Check a new entry with a model holding the layer in
+tests/test_keras_format.py: Keras loads pynn's file and predicts the same, pynn loads Keras's,
+and pynn's HDF5 tree equals Keras's re-save of it (`_h5_tree`).
 
 Loading treats the file as untrusted input: member names, sizes and compression ratios are
 checked before anything is read; only the three members above are accepted; the configs are
@@ -49,7 +54,7 @@ import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -82,11 +87,19 @@ class KerasLayer:
 
     weights: ((sub-path, (weight names in Keras's order)), ...); sub-path "" is the layer's
         own ``vars`` group, "cell" a group ``<layer>/cell/vars`` and so on.
+    sublayers / nested_configs: for wrappers (Bidirectional, TimeDistributed), the
+        attributes holding the wrapped layers and the config keys holding their configs.
+    keras_only: arguments of Keras's class that pynn's lacks, with the value at which each
+        means what pynn computes (dropped when the file holds that value, refused otherwise).
     to_keras / from_keras: the config translated for Keras / for pynn's class, when the
         generic translation (module names added / neutral Keras-only keys dropped) is not
         enough.
     """
     weights: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    keras_only: Mapping[str, Any] = field(default_factory=dict)
+    sublayers: tuple[str, ...] = ()        # attributes holding wrapped layers, each written
+    #                                        under "<layer>/<attribute>/" by its own entry
+    nested_configs: tuple[str, ...] = ()   # config keys holding a wrapped layer's config
     to_keras: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     from_keras: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
@@ -136,6 +149,16 @@ LAYERS.update({
         weights=own("gamma", "beta", "moving_mean", "moving_variance"),
         from_keras=_batchnorm_from_keras),
     "PReLU": KerasLayer(weights=own("alpha")),
+    "ReLU": KerasLayer(keras_only={"max_value": None, "negative_slope": 0.0, "threshold": 0.0}),
+    "Embedding": KerasLayer(weights=own("embeddings")),
+    "Masking": KerasLayer(),
+    # Keras keeps a recurrent layer's variables in its cell
+    "SimpleRNN": KerasLayer(weights=(("cell", ("kernel", "recurrent_kernel", "bias")),)),
+    "LSTM": KerasLayer(weights=(("cell", ("kernel", "recurrent_kernel", "bias")),)),
+    "GRU": KerasLayer(weights=(("cell", ("kernel", "recurrent_kernel", "bias")),)),
+    "Bidirectional": KerasLayer(sublayers=("forward_layer", "backward_layer"),
+                                nested_configs=("layer", "backward_layer")),
+    "TimeDistributed": KerasLayer(sublayers=("layer",), nested_configs=("layer",)),
 })
 
 # The optimizer's slots in Keras's ``optimizer/vars``, after the iteration count and the
@@ -190,6 +213,9 @@ def to_keras_config(entry: Mapping[str, Any]) -> dict[str, Any]:
         if fmt is not None and fmt.to_keras is not None:
             cfg = fmt.to_keras(cfg)
         cfg = {k: _nested_to_keras(k, v) for k, v in cfg.items()}
+        for key in fmt.nested_configs if fmt is not None else ():
+            if isinstance(cfg.get(key), dict):
+                cfg[key] = to_keras_config(cfg[key])
         module = "keras.layers" if fmt is not None else None
         registered = None if fmt is not None else cls
     out = {"module": module, "class_name": cls.split(">")[-1], "config": cfg,
@@ -224,7 +250,7 @@ def _compile_to_keras(cc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --- configs: Keras -> pynn -------------------------------------------------------------------
-# Keras-only keys whose value changes nothing pynn computes when it is None/False/empty
+# Keras's bookkeeping keys beside a serialized object's class name and config
 _OBJECT_KEYS = ("module", "registered_name", "shared_object_id", "build_config",
                 "compile_config")
 
@@ -262,8 +288,13 @@ def _accepted(cls: type) -> set[str] | None:
 
 def _fit_to_class(cls_name: str, cls: type, cfg: dict[str, Any]) -> dict[str, Any]:
     accepted = _accepted(cls)
+    fmt = LAYERS.get(cls_name)
+    keras_only = fmt.keras_only if fmt is not None else {}
     out = {}
     for key, value in cfg.items():
+        if key in keras_only and (accepted is None or key not in accepted) \
+                and value == keras_only[key] and type(value) is not bool:
+            continue
         if key == "dtype":
             # a dtype policy: pynn computes in float32 (a mixed policy keeps float32
             # variables, which is what the file holds)
@@ -321,7 +352,10 @@ def from_keras_config(entry: Any, custom_objects: Mapping[str, Any] | None = Non
                                  f"pynn.saving.register_serializable")
             cls_name = name
         fmt = LAYERS.get(cls_name)
-        cfg = {k: _strip_object(v) for k, v in cfg.items()}
+        nested = fmt.nested_configs if fmt is not None else ()
+        cfg = {k: from_keras_config(v, custom_objects, depth + 1)
+               if k in nested and isinstance(v, dict) else _strip_object(v)
+               for k, v in cfg.items()}
         if fmt is not None and fmt.from_keras is not None:
             cfg = fmt.from_keras(cfg)
         if isinstance(cls, type):
@@ -413,24 +447,35 @@ def layout(model: Model, config: Mapping[str, Any]) -> list[_Group]:
             if isinstance(layer, _Model):
                 walk(layer, entry, path)
                 continue
-            fmt = LAYERS.get(entry["class_name"])
-            by_name = {w.name: w for w in layer._all_weights()}
-            if fmt is None:
-                groups.append(_Group(f"{path}vars", layer.name, list(by_name.values())))
-                continue
-            if not fmt.weights:
-                groups.append(_Group(f"{path}vars", layer.name, []))
-            for sub, names in fmt.weights:
-                ws = [by_name[n] for n in names if n in by_name]
-                groups.append(_Group(f"{path}{sub + '/' if sub else ''}vars", layer.name, ws))
-            listed = {n for _, names in fmt.weights for n in names}
-            if set(by_name) - listed:
-                raise ValueError(f"layer {layer.name!r} ({entry['class_name']}) has weights "
-                                 f"{sorted(set(by_name) - listed)} that the Keras format "
-                                 f"table does not list (pynn.models.keras_format.LAYERS)")
+            groups.extend(_layer_groups(layer, entry["class_name"], path))
 
     walk(model, config, "")
     return groups
+
+
+def _layer_groups(layer: Any, class_name: str, path: str) -> list[_Group]:
+    """The ``vars`` groups of one (non-model) layer under `path` ("layers/lstm/")."""
+    fmt = LAYERS.get(class_name)
+    if fmt is None:   # the user's own layer: its weights, in its order, in its own group
+        return [_Group(f"{path}vars", layer.name, list(layer._all_weights()))]
+    by_name = {w.name: w for w in layer.__dict__.get("_weights", [])}
+    out = []
+    if not any(sub == "" for sub, _ in fmt.weights):
+        # Keras writes every layer's own group, empty when its variables live in a
+        # sub-object (the sub-object's group then follows)
+        out.append(_Group(f"{path}vars", layer.name, []))
+    for sub, names in fmt.weights:
+        ws = [by_name[n] for n in names if n in by_name]
+        out.append(_Group(f"{path}{sub + '/' if sub else ''}vars", layer.name, ws))
+    for attr in fmt.sublayers:
+        inner = getattr(layer, attr)
+        out.extend(_layer_groups(inner, type(inner).__name__, f"{path}{attr}/"))
+    listed = {n for _, names in fmt.weights for n in names}
+    if set(by_name) - listed:
+        raise ValueError(f"layer {layer.name!r} ({class_name}) has weights "
+                         f"{sorted(set(by_name) - listed)} that the Keras format table does "
+                         f"not list (pynn.models.keras_format.LAYERS)")
+    return out
 
 
 def _find_layer(model, name):
@@ -574,9 +619,10 @@ def _write_zip(meta: dict[str, Any], top: dict[str, Any], weights: bytes
 
 
 def save_weights(model: Model, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
-    """Writes the weights as a Keras 3 `.weights.h5` file."""
+    """Writes the weights as a Keras 3 `.weights.h5` file (with the optimizer's variables
+    when the model is compiled, as Keras does)."""
     path = _check_target(filepath, ".weights.h5", overwrite)
-    data = _write_h5(model, model_config(model), with_optimizer=False)
+    data = _write_h5(model, model_config(model), with_optimizer=model.compiled)
     _atomic_write(path, lambda fh: fh.write(data))
 
 
@@ -697,10 +743,15 @@ class _H5Reader:
         if not isinstance(grp, h5py.Group):
             raise ValueError(f"{self.path}: {name!r} is not an HDF5 group")
         try:
-            return list(grp.keys())
+            keys = list(grp.keys())
         except Exception as exc:
             raise ValueError(f"{self.path}: corrupt HDF5 group {name!r} "
                              f"({type(exc).__name__}: {exc})") from None
+        bad = [k for k in keys if not isinstance(k, str)]
+        if bad:   # (h5py hands over a name that is not UTF-8 as bytes)
+            raise ValueError(f"{self.path}: HDF5 group {name!r} holds a member whose name is "
+                             f"not text: {bad[0]!r}")
+        return keys
 
     def dataset(self, name: str, shape: tuple[int, ...], kinds: str = "f") -> np.ndarray:
         """The dataset `name`, which must have `shape` and a numeric dtype of one of `kinds`
@@ -855,7 +906,11 @@ def load_model(filepath: str | os.PathLike[str], compile: bool = True,
     return model
 
 
-def _load_h5(model, data, path, compile_cfg=None, custom_objects=None, config=None):
+def _load_h5(model, data, path, compile_cfg=None, custom_objects=None, config=None,
+             optimizer=False):
+    """Reads the weights (and, after compiling with `compile_cfg` or when `optimizer` is set
+    on a compiled model, the optimizer's state) from an HDF5 image; everything is read and
+    checked before the model is changed."""
     reader = _H5Reader(data, path)
     try:
         try:
@@ -863,35 +918,33 @@ def _load_h5(model, data, path, compile_cfg=None, custom_objects=None, config=No
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{path}: cannot lay out the model ({exc})") from None
         pairs = _read_weights(reader, groups)
-        for w, arr in pairs:
-            np.copyto(w.value, arr)
-        if model._graph is not None:
-            model._invalidate_graph()
         if compile_cfg is not None:
             try:
                 model.compile_from_config(compile_cfg, custom_objects)
             except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
                 raise ValueError(f"{path}: invalid compile config ({type(exc).__name__}: "
                                  f"{exc})") from None
+        opt_state = None
+        if (compile_cfg is not None or optimizer) and model.compiled:
             opt_state = _read_optimizer(reader, model, groups, path)
-            if opt_state is not None:
-                model.optimizer.set_state(opt_state)
+        for w, arr in pairs:   # the engine uses these arrays in place
+            np.copyto(w.value, arr)
+        if opt_state is not None:
+            model.optimizer.set_state(opt_state)
     finally:
         reader.close()
 
 
 def load_weights(model: Model, filepath: str | os.PathLike[str]) -> None:
     """Reads a Keras 3 `.weights.h5` file (or the weights of a `.keras` archive) into a built
-    model of the same architecture; every weight is checked before any is written."""
+    model of the same architecture, and the optimizer's state when the model is compiled and
+    the file holds one pynn maps; everything is checked before anything is written."""
     path = os.fspath(filepath)
     model._require_built("load_weights")
     with open(path, "rb") as fh:
         head = fh.read(8)
-    if head.startswith(_ZIP_MAGIC):
-        data: bytes | str = _open_archive(path)[WEIGHTS]
-    else:
-        data = path
-    _load_h5(model, data if isinstance(data, bytes) else _read_bounded(path), path)
+    data = _open_archive(path)[WEIGHTS] if head.startswith(_ZIP_MAGIC) else _read_bounded(path)
+    _load_h5(model, data, path, optimizer=True)
 
 
 def _read_bounded(path: str) -> bytes:

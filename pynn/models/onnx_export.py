@@ -288,6 +288,177 @@ def _dot(w, node, xs):
     return y
 
 
+# --- pynn.ops (custom layers and traced code) --------------------------------------------------
+def _aligned(w, node, xs):
+    """The operands with 1-axes inserted after the batch axis so that all have the output's
+    rank (pynn broadcasts per-sample shapes; ONNX aligns whole tensors from the right)."""
+    rank = w.rank(node.outputs[0])
+    out = []
+    for tid, x in zip(node.inputs, xs):
+        extra = rank - w.rank(tid)
+        out.append(x if extra <= 0 else w.op(
+            "Unsqueeze", [x, w.const(list(range(1, 1 + extra)), "axes", np.int64)], node.name))
+    return out
+
+
+def _as_spec_shape(w, node, y):
+    return w.op("Reshape", [y, w.const([0, *w.spec.shapes[node.outputs[0]]], "shape", np.int64)],
+                node.name)
+
+
+_UNARY = {"negative": "Neg", "sqrt": "Sqrt", "exp": "Exp", "log": "Log", "abs": "Abs",
+          "sign": "Sign", "reciprocal": "Reciprocal"}
+_BINARY = {"add": "Add", "subtract": "Sub", "multiply": "Mul", "divide": "Div",
+           "maximum": "Max", "minimum": "Min", "power": "Pow"}
+_COMPARE = {"equal": "Equal", "greater": "Greater", "greater_equal": "GreaterOrEqual",
+            "less": "Less", "less_equal": "LessOrEqual"}
+
+
+def _unary(w, node, xs):
+    a, x = node.attrs, xs[0]
+    fn = a["fn"]
+    if fn in _UNARY:
+        return w.op(_UNARY[fn], [x], node.name)
+    if fn == "square":
+        return w.op("Mul", [x, x], node.name)
+    if fn == "clip":
+        lo = "" if a.get("min") is None else w.const(a["min"], "min")
+        hi = "" if a.get("max") is None else w.const(a["max"], "max")
+        return w.op("Clip", [x, lo, hi], node.name)
+    if fn == "power":
+        return w.op("Pow", [x, w.const(a["exponent"], "exponent")], node.name)
+    raise ValueError(f"unary {fn!r} has no ONNX counterpart in pynn's exporter")
+
+
+def _apply(w, fn, a, b, hint):
+    if fn in _BINARY:
+        return w.op(_BINARY[fn], [a, b], hint)
+    if fn in _COMPARE or fn == "not_equal":
+        y = w.op(_COMPARE.get(fn, "Equal"), [a, b], hint)
+        if fn == "not_equal":
+            y = w.op("Not", [y], hint)
+        return w.op("Cast", [y], hint, to=w.onnx.TensorProto.FLOAT)   # pynn's 0.0 / 1.0
+    raise ValueError(f"binary {fn!r} has no ONNX counterpart in pynn's exporter")
+
+
+def _binary(w, node, xs):
+    a, b = _aligned(w, node, xs)
+    return _apply(w, node.attrs["fn"], a, b, node.name)
+
+
+def _binary_scalar(w, node, xs):
+    c = w.const(node.attrs["scalar"], "scalar")
+    a, b = (c, xs[0]) if node.attrs.get("reverse") else (xs[0], c)
+    return _apply(w, node.attrs["fn"], a, b, node.name)
+
+
+def _reduce(w, node, xs):
+    a = node.attrs
+    rank = w.rank(node.inputs[0]) - 1
+    axes = sorted({(ax + rank if ax < 0 else ax) + 1 for ax in a["axes"]})
+    if not axes:
+        return _as_spec_shape(w, node, xs[0])
+    kind = {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax",
+            "min": "ReduceMin"}[a["fn"]]
+    keep = int(bool(a.get("keepdims", False)))
+    if kind == "ReduceSum":   # its axes are an input from opset 13 on
+        y = w.op(kind, [xs[0], w.const(axes, "axes", np.int64)], node.name, keepdims=keep)
+    else:
+        y = w.op(kind, [xs[0]], node.name, axes=axes, keepdims=keep)
+    return _as_spec_shape(w, node, y)   # a value per sample is (batch, 1) in pynn
+
+
+def _matmul(w, node, xs):
+    a, b = xs
+    if w.rank(node.inputs[0]) == 2:
+        a = w.op("Unsqueeze", [a, w.const([1], "axes", np.int64)], node.name)
+    if w.rank(node.inputs[1]) == 2:
+        b = w.op("Unsqueeze", [b, w.const([2], "axes", np.int64)], node.name)
+    return _as_spec_shape(w, node, w.op("MatMul", [a, b], node.name))
+
+
+def _where(w, node, xs):
+    cond, a, b = _aligned(w, node, xs)
+    cond = w.op("Cast", [cond], node.name, to=w.onnx.TensorProto.BOOL)
+    return w.op("Where", [cond, a, b], node.name)
+
+
+def _per_sample(w, node, xs, value):
+    """`value` (one sample's tensor) repeated over the batch of the node's input."""
+    shape = list(w.spec.shapes[node.outputs[0]])
+    v = w.const(np.asarray(value, dtype=np.float32).reshape(shape), "value")
+    batch = w.op("Shape", [xs[0]], node.name, start=0, end=1)
+    full = w.op("Concat", [batch, w.const(shape, "shape", np.int64)], node.name, axis=0)
+    return w.op("Expand", [v, full], node.name)
+
+
+def _variable(w, node, xs):
+    return _per_sample(w, node, xs, w.param(node, 0))
+
+
+def _constant(w, node, xs):
+    return _per_sample(w, node, xs, node.attrs["value"])
+
+
+def _embedding(w, node, xs):
+    # pynn feeds indices as float32; ONNX's Gather takes integers
+    idx = w.op("Cast", [xs[0]], node.name, to=w.onnx.TensorProto.INT64)
+    return w.op("Gather", [w.const(w.param(node, 0), "embeddings"), idx], node.name, axis=0)
+
+
+_RNN_ACTS = {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu"}
+
+
+def _gate_blocks(a, order, units):
+    """The gate blocks of a Keras (…, k*units) array taken in ONNX's `order`."""
+    return np.concatenate([a[..., g * units:(g + 1) * units] for g in order], axis=-1)
+
+
+def _rnn(w, node, xs):
+    """SimpleRNN / LSTM / GRU as ONNX's RNN / LSTM / GRU (time-major layout, one
+    direction). Keras's LSTM gates are i, f, c, o and ONNX's i, o, f, c; GRU's z, r, h agree;
+    a GRU with reset_after is ONNX's linear_before_reset."""
+    a = node.attrs
+    if len(node.inputs) > 1 or a.get("go_backwards") or a.get("time_order") \
+            or a.get("return_state"):
+        raise ValueError("a masked, backwards (go_backwards, Bidirectional) or return_state "
+                         "recurrent layer has no ONNX counterpart in pynn's exporter")
+    acts = [a.get("recurrent_activation"), a["activation"]] if a["cell"] != "simple" \
+        else [a["activation"]]
+    if a["cell"] == "lstm":
+        acts.append(a["activation"])
+    if any(act not in _RNN_ACTS for act in acts):
+        raise ValueError(f"recurrent activations {acts} have no ONNX counterpart (ONNX takes "
+                         f"{sorted(_RNN_ACTS)} here)")
+    u = int(a["units"])
+    kernel, rec = w.param(node, 0), w.param(node, 1)
+    bias = w.param(node, 2) if a.get("use_bias", True) else None
+    kind, order, extra = {"simple": ("RNN", [0], {}), "lstm": ("LSTM", [0, 3, 1, 2], {}),
+                          "gru": ("GRU", [0, 1, 2], {})}[a["cell"]]
+    gates = len(order)
+    wb = np.zeros(gates * u, np.float32)
+    rb = np.zeros(gates * u, np.float32)
+    if bias is not None and bias.ndim == 2:   # GRU reset_after: input and recurrent biases
+        wb, rb = _gate_blocks(bias[0], order, u), _gate_blocks(bias[1], order, u)
+    elif bias is not None:
+        wb = _gate_blocks(bias, order, u)
+    if a["cell"] == "gru":
+        extra = {"linear_before_reset": int(bool(a.get("reset_after", True)))}
+    ins = [w.op("Transpose", [xs[0]], node.name, perm=[1, 0, 2]),
+           w.const(_gate_blocks(kernel, order, u).T[None], "W"),
+           w.const(_gate_blocks(rec, order, u).T[None], "R"),
+           w.const(np.concatenate([wb, rb])[None], "B")]
+    ys = [w.fresh(f"{node.name}_Y"), w.fresh(f"{node.name}_Y_h")]
+    if kind == "LSTM":
+        ys.append(w.fresh(f"{node.name}_Y_c"))
+    w.nodes.append(w.h.make_node(kind, ins, ys, name=w.fresh(node.name), hidden_size=u,
+                                 activations=[_RNN_ACTS[act] for act in acts], **extra))
+    if a.get("return_sequences"):   # Y: (steps, 1, batch, units)
+        y = w.op("Squeeze", [ys[0], w.const([1], "axes", np.int64)], node.name)
+        return w.op("Transpose", [y], node.name, perm=[1, 0, 2])
+    return w.op("Squeeze", [ys[1], w.const([0], "axes", np.int64)], node.name)
+
+
 _Op = Callable[[_Writer, Any, list[str]], str]
 _OPS: dict[str, _Op] = {
     "dense": _dense, "activation": _activation, "dropout": _identity,
@@ -296,6 +467,9 @@ _OPS: dict[str, _Op] = {
     "add": _merge, "subtract": _merge, "multiply": _merge, "average": _merge,
     "maximum": _merge, "minimum": _merge, "concatenate": _concatenate, "reshape": _reshape,
     "flatten": _flatten, "permute": _permute, "repeat_vector": _repeat_vector, "dot": _dot,
+    "unary": _unary, "binary": _binary, "binary_scalar": _binary_scalar, "reduce": _reduce,
+    "matmul": _matmul, "where": _where, "variable": _variable, "constant": _constant,
+    "embedding": _embedding, "rnn": _rnn,
 }
 
 

@@ -78,8 +78,8 @@ def _other_format(filepath, weights_only):
     if not os.path.isfile(path):
         return None   # the reader below says what is wrong
     kind = keras_format.sniff(path)
-    if kind == "safetensors":
-        return None
+    if kind == "safetensors" or (kind == "unknown" and path.endswith((".safetensors", ".pynn"))):
+        return None   # (a damaged safetensors file: its reader says what is wrong)
     if kind == "keras":
         return kind
     if kind == "h5":
