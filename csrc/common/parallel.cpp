@@ -23,6 +23,8 @@
 // mutex may be held and its threads do not exist there); it is kept reachable, not freed.
 #include "common/parallel.h"
 
+#include "common/fpenv.h"
+
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
@@ -226,6 +228,7 @@ void Pool::run_task(Job& j, int t, bool worker) {
 
 void Pool::worker_main(int index, uint64_t seen) {
   tl_in_task = true;  // a worker only ever runs tasks
+  fp::flush_denormals_forever();  // common/fpenv.h: the owner computes so for the region too
   bool shared = false;  // the last job ran on its owner's CPU: do not spin there
   for (;;) {
     if (shared || !spin_until([&] { return seq_.load() != seen; })) {
@@ -282,6 +285,7 @@ bool Pool::try_run(int nt, TaskFn fn, void* ctx) {
   };
   {
     TaskFlag flag;
+    fp::FlushDenormals ftz;  // as the workers compute
     const auto t0 = std::chrono::steady_clock::now();
     for (int t = 0; t < nt; t += j.parts) run_task(j, t, false);
     const auto own = std::chrono::steady_clock::now() - t0;
@@ -363,6 +367,7 @@ void run_tasks(int nt, TaskFn fn, void* ctx) {
   // Alone: in order, on this thread.
   if (nt > 1) g_inline_regions.fetch_add(1, std::memory_order_relaxed);
   TaskFlag flag;
+  fp::FlushDenormals ftz;
   for (int t = 0; t < nt; ++t) fn(ctx, t);
 }
 

@@ -27,6 +27,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "common/fpenv.h"
+
 namespace pynn::parallel {
 
 // The thread count kernels may use (>= 1).
@@ -45,6 +47,7 @@ void run_tasks(int nt, TaskFn fn, void* ctx);
 template <class F>
 void run(int nt, F&& f) {
   if (nt <= 1) {
+    fp::FlushDenormals ftz;  // as a region on the pool would compute
     f(0);
     return;
   }
@@ -66,6 +69,7 @@ void parallel_for(int64_t n, int nt, F&& body) {
   if (n <= 0) return;
   if (int64_t(nt) > n) nt = int(n);
   if (nt <= 1) {
+    fp::FlushDenormals ftz;
     body(int64_t(0), n);
     return;
   }
