@@ -14,45 +14,12 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
-from bench_train import BATCH, NumpyMLP, data, pynn_model, torch, torch_model  # noqa: F401
+from bench_train import data, epoch_fn, torch  # noqa: F401
 from conftest import NOTES, record
 from threadpoolctl import threadpool_limits
 
-import pynn
-
 EPOCHS = 10
-
-
-def epoch_fn(impl: str, x: np.ndarray, y: np.ndarray):
-    n = len(x)
-    rng = np.random.default_rng(0)
-    if impl == "pynn":
-        pynn.utils.set_random_seed(0)
-        model = pynn_model()
-        return lambda: model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=True)
-    if impl == "numpy":
-        mlp = NumpyMLP(rng)
-
-        def run_numpy():
-            order = rng.permutation(n)
-            for s in range(0, n, BATCH):
-                idx = order[s:s + BATCH]
-                mlp.step(x[idx], y[idx])
-        return run_numpy
-    net, opt = torch_model()
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def run_torch():
-        perm = torch.randperm(n)
-        for s in range(0, n, BATCH):
-            idx = perm[s:s + BATCH]
-            opt.zero_grad(set_to_none=True)
-            loss_fn(net(xt[idx]), yt[idx]).backward()
-            opt.step()
-    return run_torch
 
 
 @pytest.mark.parametrize("threads", [1, 2])
