@@ -32,6 +32,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -65,18 +67,60 @@ long env_positive(const char* name) {
   return v;
 }
 
+#if defined(__linux__)
+// The CPUs a cgroup CPU quota allows this process (quota / period rounded up), or 0 when there
+// is no quota. cgroup v2 keeps "max 100000" or "200000 100000" in cpu.max; v1 keeps the two
+// numbers in cpu.cfs_quota_us (-1: none) and cpu.cfs_period_us. A container limited to 2 CPUs
+// on a 64-core host sees 64 CPUs in its affinity mask: 64 threads would be descheduled in turn
+// at every parallel region.
+long cgroup_cpu_limit() {
+  auto read_two = [](const char* path, const char* path2, double& a, double& b) {
+    std::FILE* f = std::fopen(path, "r");
+    if (f == nullptr) return false;
+    char buf[64] = {};
+    const bool ok = std::fgets(buf, sizeof(buf), f) != nullptr;
+    std::fclose(f);
+    if (!ok) return false;
+    if (std::strncmp(buf, "max", 3) == 0) {
+      a = -1;
+      return true;
+    }
+    char* end = nullptr;
+    a = std::strtod(buf, &end);
+    if (end == buf) return false;
+    if (path2 == nullptr) {
+      b = std::strtod(end, nullptr);
+      return true;
+    }
+    std::FILE* g = std::fopen(path2, "r");
+    if (g == nullptr) return false;
+    const bool ok2 = std::fscanf(g, "%lf", &b) == 1;
+    std::fclose(g);
+    return ok2;
+  };
+  double quota = -1, period = 0;
+  if (!read_two("/sys/fs/cgroup/cpu.max", nullptr, quota, period) &&
+      !read_two("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us",
+                quota, period))
+    return 0;
+  if (quota <= 0 || period <= 0) return 0;
+  return std::max<long>(1, long(std::ceil(quota / period)));
+}
+#endif
+
+// OMP_NUM_THREADS, else the CPUs in the affinity mask, capped by a cgroup CPU quota.
 int default_threads() {
   const long env = env_positive("OMP_NUM_THREADS");
   if (env > 0) return int(std::min<long>(env, 1024));
+  unsigned hc = std::thread::hardware_concurrency();
+  int n = hc > 0 ? int(hc) : 1;
 #if defined(__linux__)
   cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    const int n = CPU_COUNT(&set);
-    if (n > 0) return n;
-  }
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) n = CPU_COUNT(&set);
+  const long quota = cgroup_cpu_limit();
+  if (quota > 0 && quota < n) n = int(quota);
 #endif
-  const unsigned hc = std::thread::hardware_concurrency();
-  return hc > 0 ? int(hc) : 1;
+  return n;
 }
 
 std::atomic<int> g_max_threads{default_threads()};

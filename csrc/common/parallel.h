@@ -20,7 +20,8 @@
 // nested waiting.
 //
 // Thread count: one process-wide setting (as OpenBLAS's), taken from OMP_NUM_THREADS at
-// start-up (its first entry when it is a list) or else from the CPUs this process may run on,
+// start-up (its first entry when it is a list) or else from the CPUs this process may run on
+// (its affinity mask, capped by a cgroup CPU quota),
 // and changed by set_max_threads() (pynn.set_num_threads, threadpoolctl). Workers are started
 // when a region first needs them and are kept; a region of nt tasks wakes at most nt - 1.
 #pragma once
