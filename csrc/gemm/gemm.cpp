@@ -33,6 +33,7 @@
 #include <new>
 
 #include "common/parallel.h"
+#include "gemm/blocksizes.h"
 #include "gemm/pack.h"
 
 namespace pynn::gemm {
@@ -288,16 +289,23 @@ void gemm_blocked(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float
 }  // namespace
 
 const KernelInfo& active_kernel() {
-  static const KernelInfo* kern = [] {
+  // The table entry of the active ISA with KC, MC and NC derived from this CPU's caches.
+  static const KernelInfo kern = [] {
+    KernelInfo k = kKernelGeneric;
     switch (active_arch()) {
 #if defined(PYNN_X86)
-      case Arch::avx512: return &kKernelAvx512;
-      case Arch::avx2: return &kKernelAvx2;
+      case Arch::avx512: k = kKernelAvx512; break;
+      case Arch::avx2: k = kKernelAvx2; break;
 #endif
-      default: return &kKernelGeneric;
+      default: break;
     }
+    const Blocksizes b = derive_blocksizes(cpu_caches(), k.mr, k.nr, {k.kc, k.mc, k.nc});
+    k.kc = b.kc;
+    k.mc = b.mc;
+    k.nc = b.nc;
+    return k;
   }();
-  return *kern;
+  return kern;
 }
 
 int threads_for(int64_t m, int64_t n, int64_t k, int nthreads) {
