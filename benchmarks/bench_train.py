@@ -99,44 +99,47 @@ class NumpyMLP:
             p_ -= lr * m / (np.sqrt(v) + 1e-7)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("impl", ["pynn", "numpy"] + (["torch"] if torch is not None else []))
-def test_epoch(benchmark, data, impl, threads):
-    x, y = data
+def epoch_fn(impl: str, x: np.ndarray, y: np.ndarray):
+    """A function that trains one epoch of `impl` (pynn, numpy or torch) on (x, y)."""
     n = len(x)
     rng = np.random.default_rng(0)
     if impl == "pynn":
         pynn.utils.set_random_seed(0)
         model = pynn_model()
-
-        def epoch():
-            model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
-    elif impl == "numpy":
+        return lambda: model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=True)
+    if impl == "numpy":
         mlp = NumpyMLP(rng)
 
-        def epoch():
+        def run_numpy():
             order = rng.permutation(n)
             for s in range(0, n, BATCH):
                 idx = order[s:s + BATCH]
                 mlp.step(x[idx], y[idx])
-    else:
-        net, opt = torch_model()
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        loss_fn = torch.nn.CrossEntropyLoss()
+        return run_numpy
+    net, opt = torch_model()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    loss_fn = torch.nn.CrossEntropyLoss()
 
-        def epoch():
-            perm = torch.randperm(n)
-            for s in range(0, n, BATCH):
-                idx = perm[s:s + BATCH]
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(net(xt[idx]), yt[idx])
-                loss.backward()
-                opt.step()
+    def run_torch():
+        perm = torch.randperm(n)
+        for s in range(0, n, BATCH):
+            idx = perm[s:s + BATCH]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net(xt[idx]), yt[idx]).backward()
+            opt.step()
+    return run_torch
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("impl", ["pynn", "numpy"] + (["torch"] if torch is not None else []))
+def test_epoch(benchmark, data, impl, threads):
+    x, y = data
+    epoch = epoch_fn(impl, x, y)
     with threadpool_limits(threads):
         if torch is not None:
             torch.set_num_threads(threads)
         best = timed(benchmark, epoch, rounds=3, warmup=1)
-    record("train one epoch (s)", f"epoch {n} rows {threads}t", impl, best)
+    record("train one epoch (s)", f"epoch {len(x)} rows {threads}t", impl, best)
 
 
 @pytest.mark.parametrize("impl", ["pynn"] + (["torch"] if torch is not None else []))

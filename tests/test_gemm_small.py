@@ -43,7 +43,7 @@ def same(tag, small, big):
         failures.append(f"{tag}: max |diff| {diff}")
     digest.update(np.ascontiguousarray(small).tobytes())
 
-ns = sorted({1, NR - 1, NR + 1, 3 * NR + 5, 130})
+ns = sorted({1, 10, NR - 1, NR + 1, 3 * NR + 5, 130})
 ks = [1, 13, KC + 1, 2 * KC + 3]
 for n in ns:
     for k in ks:

@@ -141,7 +141,7 @@ void register_activations(py::module_& m) {
         float* p = mutable_c_contiguous(x, "x", x.ndim());
         const int64_t n = x.size();
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           act.forward(p, n, params.data());
         }
         return x;
@@ -164,7 +164,7 @@ void register_activations(py::module_& m) {
                                 std::to_string(n) + ", " + std::to_string(y.size()) + ", " +
                                 std::to_string(dy.size()) + ", " + std::to_string(dz.size()));
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           act.backward(zp, yp, dyp, dzp, n, params.data());
         }
         return dz;
@@ -179,7 +179,7 @@ void register_activations(py::module_& m) {
         float* p = mutable_c_contiguous(x, "x", 2);
         const int64_t n = x.shape(0), c = x.shape(1);
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           nn::softmax_forward(p, n, c);
         }
         return x;
@@ -196,7 +196,7 @@ void register_activations(py::module_& m) {
             throw py::value_error("y, dy, dz: expected the same shape");
         const int64_t n = y.shape(0), c = y.shape(1);
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           nn::softmax_backward(yp, dyp, dzp, n, c);
         }
         return dz;
@@ -217,7 +217,7 @@ void register_activations(py::module_& m) {
         py::array_t<float> y = empty_like_shape(x);
         float* yp = y.mutable_data();
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           nn::prelu_forward(xp, yp, n, c, ap);
         }
         return y;
@@ -241,7 +241,7 @@ void register_activations(py::module_& m) {
         float* dxp = dx.mutable_data();
         float* dap = dalpha.mutable_data();
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           nn::prelu_backward(xp, dyp, dxp, dap, n, c, ap);
         }
         return py::make_tuple(dx, dalpha);
@@ -262,7 +262,7 @@ void register_activations(py::module_& m) {
         float* yp = y.mutable_data();
         float* sp = slope.mutable_data();
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           if (training) {
             nn::rrelu_forward_train(xp, yp, sp, n, lower, upper, seed, stream, offset);
           } else {
@@ -290,7 +290,7 @@ void register_activations(py::module_& m) {
         py::array_t<float> dx = empty_like_shape(dy);
         float* dxp = dx.mutable_data();
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           nn::rrelu_backward(sp, dyp, dxp, n);
         }
         return dx;

@@ -49,7 +49,7 @@ void register_gemm(py::module_& m) {
           ep.act_params = act_params.data();
         }
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           gemm::sgemm(M, N, K, alpha, av, bv, beta, c, N, ep, nthreads);
         }
         return out;

@@ -313,7 +313,7 @@ py::tuple run_step(PyGraph& s, const py::object& xs, const py::object& ys,
   std::vector<int64_t> correct;
   bool stale = false;
   {
-    py::gil_scoped_release nogil;
+    ComputeCall nogil;
     auto lock = s.mu.exclusive();
     nn::Graph& g = *s.g;
     if (g.version() != sn->version) {
@@ -654,7 +654,7 @@ void register_graph(py::module_& m) {
              }
              bool stale = false;
              {
-               py::gil_scoped_release nogil;
+               ComputeCall nogil;
                auto lock = s.mu.shared();  // predicts on one graph run side by side
                if (s.g->version() != sn->version) stale = true;
                else s.g->predict(t.x.data(), rows, t.out.data(), chunk);
@@ -689,7 +689,7 @@ void register_graph(py::module_& m) {
              }
              bool stale = false;
              {
-               py::gil_scoped_release nogil;
+               ComputeCall nogil;
                auto lock = s.mu.exclusive();
                if (s.g->version() != sn->version) stale = true;
                else s.g->input_gradient(x.ptr.data(), x.rows, sp.data(), dp.data());

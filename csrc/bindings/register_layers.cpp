@@ -122,7 +122,7 @@ void register_layers(py::module_& m) {
         }
         float* yp = y.mutable_data();
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           nn::dense_forward(n, in, out, xp, ldx, Wp, bp, &act, params.data(), zp, yp, nthreads);
         }
         return py::make_tuple(y, z);
@@ -181,7 +181,7 @@ void register_layers(py::module_& m) {
           dx = dxa;
         }
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           nn::dense_backward(n, in, out, xp, ldx, Wp, zp, yp, dzp, &act, params.data(), dWp,
                              dbp, dxp, nthreads, accumulate);
         }
@@ -204,7 +204,7 @@ void register_layers(py::module_& m) {
         py::array_t<float> out = new_array({c});
         float* op = out.mutable_data();
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           nn::activation_backward_colsum(n, c, nullptr, nullptr, const_cast<float*>(xp),
                                          nullptr, nullptr, op, false, nthreads);
         }
@@ -225,7 +225,7 @@ void register_layers(py::module_& m) {
         float* mp = mask.mutable_data();
         const int64_t n = x.size();
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           std::memcpy(yp, xp, size_t(n) * 4);
           nn::dropout_forward(yp, mp, n, rate, seed, stream);
         }
@@ -245,7 +245,7 @@ void register_layers(py::module_& m) {
         float* dxp = dx.mutable_data();
         const int64_t n = dy.size();
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           nn::dropout_backward(dyp, mp, dxp, n);
         }
         return dx;
@@ -276,7 +276,7 @@ void register_layers(py::module_& m) {
         float* hp = xhat.mutable_data();
         float* ip = inv_std.mutable_data();
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           nn::batchnorm_forward_train(xp, n, c, gp, bp, momentum, epsilon, mmp, mvp, hp, ip, yp);
         }
         return py::make_tuple(y, xhat, inv_std);
@@ -305,7 +305,7 @@ void register_layers(py::module_& m) {
         py::array_t<float> y = new_array({n, c});
         float* yp = y.mutable_data();
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           nn::batchnorm_forward_infer(xp, n, c, gp, bp, mmp, mvp, epsilon, yp);
         }
         return y;
@@ -330,7 +330,7 @@ void register_layers(py::module_& m) {
         float* dgp = dgamma.mutable_data();
         float* dbp = dbeta.mutable_data();
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           nn::batchnorm_backward(dyp, hp, ip, gp, n, c, dxp, dgp, dbp);
         }
         return py::make_tuple(dx, dgamma, dbeta);
@@ -354,7 +354,7 @@ void register_layers(py::module_& m) {
         const int64_t n = w.size();
         double v;
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           v = nn::l1_l2_penalty(wp, gp, n, l1, l2);
         }
         return v;

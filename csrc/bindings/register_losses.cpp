@@ -159,7 +159,7 @@ void register_losses(py::module_& m) {
         float* gp = grad.mutable_data();
         double loss;
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           loss = nn::loss_value_grad(cfg, n, c, pp, tp, lp, wp, gp);
         }
         return py::make_tuple(loss, grad);

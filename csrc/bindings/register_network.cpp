@@ -148,7 +148,7 @@ py::tuple run_step(PyNetwork& s, py::array x, py::object y, py::object labels, p
   nn::StepResult r;
   std::string err;
   {
-    py::gil_scoped_release nogil;
+    ComputeCall nogil;
     auto lock = s.mu.exclusive();
     err = step_error(*s.net, a.ldx, a.out_w, a.y != nullptr, a.labels != nullptr);
     if (err.empty() && kTrain && !s.net->has_optimizer()) err = "the model has no optimizer";
@@ -344,7 +344,7 @@ void register_network(py::module_& m) {
              if (out.shape(0) != n) throw py::value_error("out: expected one row per row of x");
              std::string err;
              {
-               py::gil_scoped_release nogil;
+               ComputeCall nogil;
                auto lock = s.mu.exclusive();
                if (ld != s.net->input_width())
                  err = "x: expected " + std::to_string(s.net->input_width()) +
@@ -368,7 +368,7 @@ void register_network(py::module_& m) {
         const int64_t sw = seed.shape(1);
         std::string err;
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           auto lock = s.mu.exclusive();
           if (ld != s.net->input_width())
             err = "x: expected " + std::to_string(s.net->input_width()) + " features";

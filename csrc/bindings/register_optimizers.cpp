@@ -231,7 +231,7 @@ void register_optimizers(py::module_& m) {
         nn::OptScalars st;
         st.u_product = u_product;
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           nn::optimizer_update(c, st, t, v.param, v.grad, v.slots.data(), v.n, float(grad_scale));
         }
       },
@@ -275,7 +275,7 @@ void register_optimizers(py::module_& m) {
         nn::OptScalars st;
         st.u_product = u_product;
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           nn::optimizer_apply(c, st, t, ps.data(), gs.data(), ss.data(), ns.data(),
                               int64_t(count));
         }
@@ -290,7 +290,7 @@ void register_optimizers(py::module_& m) {
       [](const py::array& g) {
         const float* p = c_contiguous(g, "g", g.ndim());
         const int64_t n = g.size();
-        py::gil_scoped_release nogil;
+        ComputeCall nogil;
         return nn::sum_of_squares(p, n);
       },
       py::arg("g"), "Sum of squares of a float32 array, accumulated in double in a fixed order.");
@@ -321,7 +321,7 @@ void register_optimizers(py::module_& m) {
         float* dst = out.mutable_data();
         std::string err;
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           err = nn::initializer_fill(name, dims, seed, p, dst);
         }
         if (!err.empty()) throw py::value_error("shape: " + err);

@@ -6,6 +6,7 @@
 #include "common/cpu.h"
 #include "common/parallel.h"
 
+#include "gemm/blocksizes.h"
 #include "gemm/gemm.h"
 
 namespace pynn::gemm {
@@ -44,6 +45,12 @@ void register_system(py::module_& m) {
     d["NC"] = k.nc;
     d["parallel_threshold"] = gemm::kParallelThreshold;
     d["direct_max_m"] = k.direct_max_m;
+    d["narrow_max_n"] = k.narrow_max_n;
+    // The caches cpuid reports (bytes, 0: not reported), from which KC, MC and NC derive.
+    const gemm::CacheSizes& c = gemm::cpu_caches();
+    d["cache_l1d"] = c.l1d;
+    d["cache_l2"] = c.l2;
+    d["cache_l3"] = c.l3;
     return d;
   });
   m.def(

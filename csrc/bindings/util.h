@@ -10,11 +10,20 @@
 #include <string>
 #include <utility>
 
+#include "common/fpenv.h"
 #include "gemm/gemm.h"
 
 namespace pynn::bind {
 
 namespace py = pybind11;
+
+// What a binding holds while it computes: the GIL released, and flush-to-zero and
+// denormals-are-zero on this thread until it returns (common/fpenv.h explains why; the
+// caller's MXCSR is restored, so NumPy keeps its subnormals).
+struct __attribute__((visibility("hidden"))) ComputeCall {  // hidden, as pybind11 is
+  py::gil_scoped_release nogil;
+  fp::FlushDenormals ftz;
+};
 
 inline void require_f32(const py::array& a, const char* name, int ndim) {
   if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)

@@ -23,6 +23,8 @@
 // mutex may be held and its threads do not exist there); it is kept reachable, not freed.
 #include "common/parallel.h"
 
+#include "common/fpenv.h"
+
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
@@ -30,6 +32,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -63,18 +67,60 @@ long env_positive(const char* name) {
   return v;
 }
 
+#if defined(__linux__)
+// The CPUs a cgroup CPU quota allows this process (quota / period rounded up), or 0 when there
+// is no quota. cgroup v2 keeps "max 100000" or "200000 100000" in cpu.max; v1 keeps the two
+// numbers in cpu.cfs_quota_us (-1: none) and cpu.cfs_period_us. A container limited to 2 CPUs
+// on a 64-core host sees 64 CPUs in its affinity mask: 64 threads would be descheduled in turn
+// at every parallel region.
+long cgroup_cpu_limit() {
+  auto read_two = [](const char* path, const char* path2, double& a, double& b) {
+    std::FILE* f = std::fopen(path, "r");
+    if (f == nullptr) return false;
+    char buf[64] = {};
+    const bool ok = std::fgets(buf, sizeof(buf), f) != nullptr;
+    std::fclose(f);
+    if (!ok) return false;
+    if (std::strncmp(buf, "max", 3) == 0) {
+      a = -1;
+      return true;
+    }
+    char* end = nullptr;
+    a = std::strtod(buf, &end);
+    if (end == buf) return false;
+    if (path2 == nullptr) {
+      b = std::strtod(end, nullptr);
+      return true;
+    }
+    std::FILE* g = std::fopen(path2, "r");
+    if (g == nullptr) return false;
+    const bool ok2 = std::fscanf(g, "%lf", &b) == 1;
+    std::fclose(g);
+    return ok2;
+  };
+  double quota = -1, period = 0;
+  if (!read_two("/sys/fs/cgroup/cpu.max", nullptr, quota, period) &&
+      !read_two("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us",
+                quota, period))
+    return 0;
+  if (quota <= 0 || period <= 0) return 0;
+  return std::max<long>(1, long(std::ceil(quota / period)));
+}
+#endif
+
+// OMP_NUM_THREADS, else the CPUs in the affinity mask, capped by a cgroup CPU quota.
 int default_threads() {
   const long env = env_positive("OMP_NUM_THREADS");
   if (env > 0) return int(std::min<long>(env, 1024));
+  unsigned hc = std::thread::hardware_concurrency();
+  int n = hc > 0 ? int(hc) : 1;
 #if defined(__linux__)
   cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    const int n = CPU_COUNT(&set);
-    if (n > 0) return n;
-  }
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) n = CPU_COUNT(&set);
+  const long quota = cgroup_cpu_limit();
+  if (quota > 0 && quota < n) n = int(quota);
 #endif
-  const unsigned hc = std::thread::hardware_concurrency();
-  return hc > 0 ? int(hc) : 1;
+  return n;
 }
 
 std::atomic<int> g_max_threads{default_threads()};
@@ -226,6 +272,7 @@ void Pool::run_task(Job& j, int t, bool worker) {
 
 void Pool::worker_main(int index, uint64_t seen) {
   tl_in_task = true;  // a worker only ever runs tasks
+  fp::flush_denormals_forever();  // common/fpenv.h: the owner computes so for the region too
   bool shared = false;  // the last job ran on its owner's CPU: do not spin there
   for (;;) {
     if (shared || !spin_until([&] { return seq_.load() != seen; })) {
@@ -282,6 +329,7 @@ bool Pool::try_run(int nt, TaskFn fn, void* ctx) {
   };
   {
     TaskFlag flag;
+    fp::FlushDenormals ftz;  // as the workers compute
     const auto t0 = std::chrono::steady_clock::now();
     for (int t = 0; t < nt; t += j.parts) run_task(j, t, false);
     const auto own = std::chrono::steady_clock::now() - t0;
@@ -363,6 +411,7 @@ void run_tasks(int nt, TaskFn fn, void* ctx) {
   // Alone: in order, on this thread.
   if (nt > 1) g_inline_regions.fetch_add(1, std::memory_order_relaxed);
   TaskFlag flag;
+  fp::FlushDenormals ftz;
   for (int t = 0; t < nt; ++t) fn(ctx, t);
 }
 

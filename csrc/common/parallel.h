@@ -20,12 +20,15 @@
 // nested waiting.
 //
 // Thread count: one process-wide setting (as OpenBLAS's), taken from OMP_NUM_THREADS at
-// start-up (its first entry when it is a list) or else from the CPUs this process may run on,
+// start-up (its first entry when it is a list) or else from the CPUs this process may run on
+// (its affinity mask, capped by a cgroup CPU quota),
 // and changed by set_max_threads() (pynn.set_num_threads, threadpoolctl). Workers are started
 // when a region first needs them and are kept; a region of nt tasks wakes at most nt - 1.
 #pragma once
 #include <cstdint>
 #include <type_traits>
+
+#include "common/fpenv.h"
 
 namespace pynn::parallel {
 
@@ -45,6 +48,7 @@ void run_tasks(int nt, TaskFn fn, void* ctx);
 template <class F>
 void run(int nt, F&& f) {
   if (nt <= 1) {
+    fp::FlushDenormals ftz;  // as a region on the pool would compute
     f(0);
     return;
   }
@@ -66,6 +70,7 @@ void parallel_for(int64_t n, int nt, F&& body) {
   if (n <= 0) return;
   if (int64_t(nt) > n) nt = int(n);
   if (nt <= 1) {
+    fp::FlushDenormals ftz;
     body(int64_t(0), n);
     return;
   }

@@ -20,8 +20,8 @@
 // A may also be implicit (sgemm_packed_a): the caller's routine packs each MC x KC block of A
 // (a convolution gathers image patches), and everything else above stays as it is.
 //
-// Small m (up to the kernel's direct_max_m) with B of unit column stride skips all of the
-// above: packing a whole weight matrix for one output row costs more than the product. The
+// Small m (up to the kernel's direct_max_m), or narrow n (up to narrow_max_n, whatever m),
+// with B of unit column stride skips all of the above: packing a whole weight matrix for one output row costs more than the product. The
 // direct kernel reads A and B in place and reproduces the micro-kernel's arithmetic per
 // element over the same K panels (see kernel.h), so a row's result never depends on how many
 // rows were computed with it or on which path ran.
@@ -33,6 +33,7 @@
 #include <new>
 
 #include "common/parallel.h"
+#include "gemm/blocksizes.h"
 #include "gemm/pack.h"
 
 namespace pynn::gemm {
@@ -218,7 +219,24 @@ void gemm_direct(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float 
           ep.apply(c + i * ldc + j, ldc, i, j, std::min(MR, m - i), std::min(NR, n1 - j));
     }
   };
-  if (nt > np) nt = int(np);
+  if (nt > 1 && np < nt) {
+    // Too few columns to share (the narrow path): cut the rows instead, on MR boundaries so
+    // that the epilogue sees the same segments. A row's result does not depend on its group.
+    const int64_t mp = (m + MR - 1) / MR;
+    const int ntr = int(std::min<int64_t>(nt, mp));
+    parallel::run(ntr, [&](int t) {
+      const int64_t m0 = split(mp, ntr, t, int(MR));
+      const int64_t m1 = std::min(m, split(mp, ntr, t + 1, int(MR)));
+      if (m0 >= m1) return;
+      kern.direct(m1 - m0, n, k, KC, a.data + m0 * a.rs, a.rs, a.cs, b.data, b.rs,
+                  c + m0 * ldc, ldc, alpha, beta);
+      if (!ep.empty())
+        for (int64_t i = m0; i < m1; i += MR)
+          for (int64_t j = 0; j < n; j += NR)
+            ep.apply(c + i * ldc + j, ldc, i, j, std::min(MR, m1 - i), std::min(NR, n - j));
+    });
+    return;
+  }
   if (nt <= 1) {
     run(0, n);
     return;
@@ -271,16 +289,23 @@ void gemm_blocked(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float
 }  // namespace
 
 const KernelInfo& active_kernel() {
-  static const KernelInfo* kern = [] {
+  // The table entry of the active ISA with KC, MC and NC derived from this CPU's caches.
+  static const KernelInfo kern = [] {
+    KernelInfo k = kKernelGeneric;
     switch (active_arch()) {
 #if defined(PYNN_X86)
-      case Arch::avx512: return &kKernelAvx512;
-      case Arch::avx2: return &kKernelAvx2;
+      case Arch::avx512: k = kKernelAvx512; break;
+      case Arch::avx2: k = kKernelAvx2; break;
 #endif
-      default: return &kKernelGeneric;
+      default: break;
     }
+    const Blocksizes b = derive_blocksizes(cpu_caches(), k.mr, k.nr, {k.kc, k.mc, k.nc});
+    k.kc = b.kc;
+    k.mc = b.mc;
+    k.nc = b.nc;
+    return k;
   }();
-  return *kern;
+  return kern;
 }
 
 int threads_for(int64_t m, int64_t n, int64_t k, int nthreads) {
@@ -298,12 +323,20 @@ void sgemm_with(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float a
     scale_c(m, n, beta, c, ldc, ep);
     return;
   }
-  if (m <= direct_max_m(kern) && (b.cs == 1 || n == 1)) {
+  const int dmax = direct_max_m(kern);
+  if (m <= dmax && (b.cs == 1 || n == 1)) {
     // A few rows are bound by reading B, not by arithmetic: once B is large, each core
     // reading its own share of the columns (from its own cache) is what pays.
     const int nt_direct =
         n * k >= kDirectParallelElems ? threads_for(kParallelThreshold, 1, 1, nthreads) : 1;
     gemm_direct(kern, m, n, k, alpha, a, b, beta, c, ldc, ep, nt_direct);
+    return;
+  }
+  if (dmax > 0 && n <= kern.narrow_max_n && b.cs == 1) {
+    // Narrow n (an output layer of 10 classes): the packed tile would spend most of its
+    // lanes on columns that do not exist, and packing A costs as much as the product. The
+    // direct kernel takes one or two vectors of columns (bitwise the packed result).
+    gemm_direct(kern, m, n, k, alpha, a, b, beta, c, ldc, ep, threads_for(m, n, k, nthreads));
     return;
   }
   const int mr = kern.mr;

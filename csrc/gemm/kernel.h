@@ -53,6 +53,7 @@ struct KernelInfo {
   ukr_fn ukr;
   direct_fn direct;  // small-m path without packing (see above); may be null
   int direct_max_m;  // largest m sent to `direct` (measured: benchmarks/bench_gemm_small.py)
+  int narrow_max_n;  // n up to this goes to `direct` whatever m is (0: never); see gemm.cpp
 };
 
 // The direct kernels: direct_generic.cpp, and kernels_avx2.cpp / kernels_avx512.cpp (the

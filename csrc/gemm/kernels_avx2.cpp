@@ -18,6 +18,7 @@ struct Avx2 {
   // 4 vectors (32 columns), three or four rows 2 vectors.
   static constexpr int kDirectRows = 4;
   static constexpr int direct_vectors(int rows) { return rows <= 2 ? 4 : 2; }
+  static constexpr int kNarrowRows = 6;
   static constexpr int kPeakChains = 12;
 
   static inline vec zero() { return _mm256_setzero_ps(); }
@@ -59,6 +60,6 @@ void direct_avx2(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a, in
 float fma_loop_avx2(int64_t iters) { return K::fma_loop(iters); }
 
 const KernelInfo kKernelAvx2 = {"avx2_6x16", Arch::avx2, Avx2::MR, Avx2::NR, 256, 1020, 512,
-                                K::ukr, direct_avx2, kDirectMaxM};
+                                K::ukr, direct_avx2, kDirectMaxM, 2 * Avx2::W};
 
 }  // namespace pynn::gemm

@@ -21,6 +21,7 @@ struct Avx512 {
   // six rows take 4 vectors (at most 24 + 4 + 1 registers).
   static constexpr int kDirectRows = 6;
   static constexpr int direct_vectors(int rows) { return rows <= 2 ? 8 : 4; }
+  static constexpr int kNarrowRows = 8;
   static constexpr int kPeakChains = 16;
 
   static inline vec zero() { return _mm512_setzero_ps(); }
@@ -64,6 +65,6 @@ void direct_avx512(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a, 
 float fma_loop_avx512(int64_t iters) { return K::fma_loop(iters); }
 
 const KernelInfo kKernelAvx512 = {"avx512_12x32", Arch::avx512, Avx512::MR, Avx512::NR, 384,
-                                  1020, 480, K::ukr, direct_avx512, kDirectMaxM};
+                                  1020, 480, K::ukr, direct_avx512, kDirectMaxM, 2 * Avx512::W};
 
 }  // namespace pynn::gemm

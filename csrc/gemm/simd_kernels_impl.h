@@ -18,6 +18,8 @@
 //                      (every 64-byte line of it); 0 turns prefetching off
 //   kDirectRows        most rows of A the direct kernel handles together
 //   direct_vectors(r)  vectors of columns the direct kernel takes for a group of r rows
+//   kNarrowRows        rows the direct kernel takes together when n is one or two vectors
+//                      (kNarrowRows * 2 + 3 registers at most)
 //   kPeakChains        independent FMA chains in fma_loop (register_system.cpp counts
 //                      kPeakChains * W * 2 flops per iteration)
 //   zero, set1, broadcast(p) (= set1(*p)), load (64-byte aligned), loadu, storeu,
@@ -48,7 +50,7 @@ struct Kernels {
   static_assert(NR % W == 0, "NR must be a whole number of vectors");
   static_assert(MR <= kMaxMR && NR <= kMaxNR, "the driver's edge tile is too small");
   static_assert(MR <= 16 && NB <= 4, "raise the unroll pragmas of ukr");
-  static_assert(V::kDirectRows <= 8 && V::direct_vectors(1) <= 8,
+  static_assert(V::kDirectRows <= 8 && V::kNarrowRows <= 8 && V::direct_vectors(1) <= 8,
                 "raise the unroll pragmas of block");
 
   // Not std::min: an inline function from a shared header, emitted here with ISA flags, could
@@ -164,30 +166,48 @@ struct Kernels {
                     beta);
   }
 
-  // Runs the instantiation for exactly `rg` rows (1 <= rg <= RG), chosen at compile time.
-  template <int RG>
+  // Runs the instantiation for exactly `rg` rows (1 <= rg <= RG), chosen at compile time, with
+  // CB vectors of columns (CB = 0: direct_vectors(rg)).
+  template <int RG, int CB>
   static void rows_of(int rg, int64_t n, int64_t k, int64_t kc, const float* a, int64_t a_rs,
                       int64_t a_cs, const float* b, int64_t ldb, float* c, int64_t ldc,
                       float alpha, float beta) {
     if constexpr (RG > 1) {
       if (rg < RG) {
-        rows_of<RG - 1>(rg, n, k, kc, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta);
+        rows_of<RG - 1, CB>(rg, n, k, kc, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta);
         return;
       }
     }
-    rows<RG, V::direct_vectors(RG)>(n, k, kc, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta);
+    rows<RG, CB == 0 ? V::direct_vectors(RG) : CB>(n, k, kc, a, a_rs, a_cs, b, ldb, c, ldc,
+                                                   alpha, beta);
   }
 
+  // All m rows, G at a time.
+  template <int G, int CB>
+  static void row_groups(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a,
+                         int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb, float* c,
+                         int64_t ldc, float alpha, float beta) {
+    for (int64_t i = 0; i < m;) {
+      const int step = m - i >= G ? G : int(m - i);
+      rows_of<G, CB>(step, n, k, kc, a + i * a_rs, a_rs, a_cs, b, ldb, c + i * ldc, ldc, alpha,
+                     beta);
+      i += step;
+    }
+  }
+
+  // Narrow n (one or two vectors of columns: a classifier's output layer, N = 10) takes
+  // exactly that many vectors and kNarrowRows rows at a time, so that no FMA works on columns
+  // that do not exist and kNarrowRows * CB independent chains cover the FMA latency. (The
+  // packed 12 x 32 tile would compute 32 columns for 10.) Same per-element arithmetic.
   static void direct(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a, int64_t a_rs,
                      int64_t a_cs, const float* b, int64_t ldb, float* c, int64_t ldc,
                      float alpha, float beta) {
-    constexpr int G = V::kDirectRows;
-    for (int64_t i = 0; i < m;) {
-      const int step = m - i >= G ? G : int(m - i);
-      rows_of<G>(step, n, k, kc, a + i * a_rs, a_rs, a_cs, b, ldb, c + i * ldc, ldc, alpha,
-                 beta);
-      i += step;
-    }
+    if (n <= W)
+      row_groups<V::kNarrowRows, 1>(m, n, k, kc, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta);
+    else if (n <= 2 * W)
+      row_groups<V::kNarrowRows, 2>(m, n, k, kc, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta);
+    else
+      row_groups<V::kDirectRows, 0>(m, n, k, kc, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta);
   }
 
   // ---- FMA throughput probe -------------------------------------------------------------

@@ -12,12 +12,16 @@
 //     by optimizers.cpp and rounded once to float;
 //   - the gradient is first multiplied by `scale` (norm clipping) and then clamped to
 //     [-clip, clip] (clip = +inf when clipvalue is off, which leaves NaN and every finite g as
-//     they are); weight decay, when on, is w - w*wd*lr before the update, as Keras applies it.
+//     they are); weight decay, when on, is w - w*wd*lr before the update, as Keras applies it;
+//   - a slot value below the smallest normal float is stored as 0 (fp::flush_subnormal): a
+//     moment that decays towards 0 would otherwise sit in the subnormal range for good and
+//     cost every later step a microcode assist (common/fpenv.h).
 #pragma once
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 
+#include "common/fpenv.h"
 #include "nn/optimizers.h"
 
 namespace pynn::nn {
@@ -74,13 +78,13 @@ inline void sgd(const UpdateCoeffs& c, float* w, const float* g, float* const* s
   float* m = s[0];
   if (c.nesterov) {
     each(c, w, g, n, [=](int64_t i, float wi, float gi) {
-      const float mi = m[i] * mu - gi * lr;
+      const float mi = fp::flush_subnormal(m[i] * mu - gi * lr);
       m[i] = mi;
       return wi + (mi * mu - gi * lr);
     });
   } else {
     each(c, w, g, n, [=](int64_t i, float wi, float gi) {
-      const float mi = m[i] * mu - gi * lr;
+      const float mi = fp::flush_subnormal(m[i] * mu - gi * lr);
       m[i] = mi;
       return wi + mi;
     });
@@ -92,7 +96,7 @@ inline void adagrad(const UpdateCoeffs& c, float* w, const float* g, float* cons
   const float lr = c.lr, eps = c.epsilon;
   float* acc = s[0];
   each(c, w, g, n, [=](int64_t i, float wi, float gi) {
-    const float a = acc[i] + gi * gi;
+    const float a = fp::flush_subnormal(acc[i] + gi * gi);
     acc[i] = a;
     return wi - (lr * gi) / std::sqrt(a + eps);
   });
@@ -104,11 +108,11 @@ inline void adadelta(const UpdateCoeffs& c, float* w, const float* g, float* con
   float* ag = s[0];
   float* ad = s[1];
   each(c, w, g, n, [=](int64_t i, float wi, float gi) {
-    const float a = rho * ag[i] + r1 * (gi * gi);
+    const float a = fp::flush_subnormal(rho * ag[i] + r1 * (gi * gi));
     ag[i] = a;
     const float d = ad[i];
     const float delta = -((std::sqrt(d + eps) * gi) / std::sqrt(a + eps));
-    ad[i] = rho * d + r1 * (delta * delta);
+    ad[i] = fp::flush_subnormal(rho * d + r1 * (delta * delta));
     return wi + lr * delta;
   });
 }
@@ -121,11 +125,11 @@ inline void rmsprop_t(const UpdateCoeffs& c, float* w, const float* g, float* co
   float* mom = kMomentum ? s[1] : nullptr;
   float* avg = kCentered ? s[kMomentum ? 2 : 1] : nullptr;
   each(c, w, g, n, [=](int64_t i, float wi, float gi) {
-    const float v = rho * vel[i] + r1 * (gi * gi);
+    const float v = fp::flush_subnormal(rho * vel[i] + r1 * (gi * gi));
     vel[i] = v;
     float den;
     if constexpr (kCentered) {
-      const float a = rho * avg[i] + r1 * gi;
+      const float a = fp::flush_subnormal(rho * avg[i] + r1 * gi);
       avg[i] = a;
       den = v - a * a + eps;
     } else {
@@ -133,7 +137,7 @@ inline void rmsprop_t(const UpdateCoeffs& c, float* w, const float* g, float* co
     }
     const float inc = (lr * gi) / std::sqrt(den);
     if constexpr (kMomentum) {
-      const float m = mu * mom[i] + inc;
+      const float m = fp::flush_subnormal(mu * mom[i] + inc);
       mom[i] = m;
       return wi - m;
     } else {
@@ -159,8 +163,8 @@ inline void adam(const UpdateCoeffs& c, float* w, const float* g, float* const* 
   if (c.amsgrad) {
     float* vh = s[2];
     each(c, w, g, n, [=](int64_t i, float wi, float gi) {
-      const float mi = m[i] + (gi - m[i]) * b1;
-      const float vi = v[i] + (gi * gi - v[i]) * b2;
+      const float mi = fp::flush_subnormal(m[i] + (gi - m[i]) * b1);
+      const float vi = fp::flush_subnormal(v[i] + (gi * gi - v[i]) * b2);
       const float hi = std::max(vh[i], vi);
       m[i] = mi;
       v[i] = vi;
@@ -169,8 +173,8 @@ inline void adam(const UpdateCoeffs& c, float* w, const float* g, float* const* 
     });
   } else {
     each(c, w, g, n, [=](int64_t i, float wi, float gi) {
-      const float mi = m[i] + (gi - m[i]) * b1;
-      const float vi = v[i] + (gi * gi - v[i]) * b2;
+      const float mi = fp::flush_subnormal(m[i] + (gi - m[i]) * b1);
+      const float vi = fp::flush_subnormal(v[i] + (gi * gi - v[i]) * b2);
       m[i] = mi;
       v[i] = vi;
       return wi - (mi * alpha) / (std::sqrt(vi) + eps);
@@ -184,8 +188,8 @@ inline void nadam(const UpdateCoeffs& c, float* w, const float* g, float* const*
   float* m = s[0];
   float* v = s[1];
   each(c, w, g, n, [=](int64_t i, float wi, float gi) {
-    const float mi = m[i] + (gi - m[i]) * b1;
-    const float vi = v[i] + (gi * gi - v[i]) * b2;
+    const float mi = fp::flush_subnormal(m[i] + (gi - m[i]) * b1);
+    const float vi = fp::flush_subnormal(v[i] + (gi * gi - v[i]) * b2);
     m[i] = mi;
     v[i] = vi;
     const float m_hat = mc * mi + gc * gi;
@@ -201,8 +205,8 @@ inline void adamax(const UpdateCoeffs& c, float* w, const float* g, float* const
   float* m = s[0];
   float* u = s[1];
   each(c, w, g, n, [=](int64_t i, float wi, float gi) {
-    const float mi = m[i] + (gi - m[i]) * b1;
-    const float ui = std::max(beta_2 * u[i], std::fabs(gi));
+    const float mi = fp::flush_subnormal(m[i] + (gi - m[i]) * b1);
+    const float ui = fp::flush_subnormal(std::max(beta_2 * u[i], std::fabs(gi)));
     m[i] = mi;
     u[i] = ui;
     return wi - (lr * mi) / (bias * (ui + eps));

@@ -1,0 +1,115 @@
+"""Inference of the 784-256-128-10 ReLU MLP (softmax output): predict on 1 row (latency) and
+on 10,000 rows (throughput) with pynn, ONNX Runtime and PyTorch CPU, the same weights, on the
+default thread count, in the same run.
+
+    pytest benchmarks/bench_predict.py
+
+The ONNX graph is built here with onnx.helper (MatMul + Add + Relu, ... , Softmax) rather than
+exported by pynn, so that the baseline does not depend on pynn's exporter. Targets: 1 row in
+at most 5 microseconds; 10,000 rows at 1.5x ONNX Runtime's rows per second or better.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import NOTES, record, timed
+
+import pynn
+from pynn import layers as L
+
+try:
+    import torch
+except ImportError:  # torch is in the [bench] extra
+    torch = None
+
+SIZES = [784, 256, 128, 10]
+ROWS = {"1 row": 1, "10,000 rows": 10000}
+RATES: dict = {}
+
+
+@pytest.fixture(scope="module")
+def model():
+    pynn.utils.set_random_seed(0)
+    m = pynn.Sequential([pynn.Input((SIZES[0],)), L.Dense(SIZES[1], activation="relu"),
+                         L.Dense(SIZES[2], activation="relu"),
+                         L.Dense(SIZES[3], activation="softmax")])
+    m.build()
+    yield m
+    for case, rows in ROWS.items():
+        per = {impl: rows / s for (c, impl), s in RATES.items() if c == case}
+        if "pynn" in per:
+            others = ", ".join(f"{k} {v:,.0f}" for k, v in per.items() if k != "pynn")
+            ratios = ", ".join(f"{per['pynn'] / v:.2f}x {k}" for k, v in per.items()
+                               if k != "pynn")
+            NOTES.append(f"predict {case}: pynn {per['pynn']:,.0f} rows/s ({ratios}); "
+                         f"{others}")
+
+
+def onnx_session(weights):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits = [], []
+    prev = "x"
+    for i in range(3):
+        w, b = weights[2 * i], weights[2 * i + 1]
+        inits += [numpy_helper.from_array(w, f"W{i}"), numpy_helper.from_array(b, f"b{i}")]
+        nodes += [helper.make_node("MatMul", [prev, f"W{i}"], [f"mm{i}"]),
+                  helper.make_node("Add", [f"mm{i}", f"b{i}"], [f"z{i}"])]
+        out = f"h{i}" if i < 2 else "y"
+        nodes.append(helper.make_node("Relu" if i < 2 else "Softmax", [f"z{i}"], [out],
+                                      **({} if i < 2 else {"axis": 1})))
+        prev = out
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, SIZES[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, SIZES[3]])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    onnx.checker.check_model(proto)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = pynn.get_num_threads()
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(proto.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+
+
+def impls():
+    out = ["pynn", "onnxruntime"]
+    return out + (["torch"] if torch is not None else [])
+
+
+@pytest.mark.parametrize("impl", impls())
+@pytest.mark.parametrize("case", list(ROWS))
+def test_predict(benchmark, model, impl, case):
+    rows = ROWS[case]
+    x = np.random.default_rng(rows).random((rows, SIZES[0]), dtype=np.float32)
+    weights = model.get_weights()
+    want = model.predict(x, verbose=0)
+    if impl == "pynn":
+        def fn():
+            return model.predict(x, verbose=0, batch_size=rows)
+    elif impl == "onnxruntime":
+        sess = onnx_session(weights)
+
+        def fn():
+            return sess.run(None, {"x": x})[0]
+    else:
+        torch.set_num_threads(pynn.get_num_threads())
+        net = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(),
+                                  torch.nn.Linear(256, 128), torch.nn.ReLU(),
+                                  torch.nn.Linear(128, 10), torch.nn.Softmax(dim=1)).eval()
+        with torch.no_grad():
+            for i, lin in enumerate([net[0], net[2], net[4]]):
+                lin.weight.copy_(torch.from_numpy(weights[2 * i].T.copy()))
+                lin.bias.copy_(torch.from_numpy(weights[2 * i + 1]))
+        xt = torch.from_numpy(x)
+
+        def fn():
+            with torch.no_grad():
+                return net(xt).numpy()
+    # the same numbers from every implementation (float32 sums in different orders)
+    np.testing.assert_allclose(fn(), want, rtol=1e-4, atol=1e-6)
+    best = timed(benchmark, fn, rounds=2000 if rows == 1 else 30, warmup=20 if rows == 1 else 3)
+    RATES[(case, impl)] = best
+    record("predict (s per call)", f"{case}, {pynn.get_num_threads()} threads", impl, best)

@@ -1,0 +1,36 @@
+// GEMM blocksizes derived from the caches this CPU reports (cpuid), not one fixed table.
+//
+// The kernel tables (kernels_*.cpp) fix only what the register file decides: MR x NR. KC, MC
+// and NC follow from the cache sizes, so one build serves an Intel Xeon (48 KB L1d, 1.25-2 MB
+// L2) and an AMD EPYC (32 KB L1d, 1 MB L2) alike:
+//   KC  the A micro-panel (MR x KC floats) fills about half of L1d; the other half holds the
+//       B micro-panel rows being streamed and the C tile;
+//   NC  the packed B block (KC x NC floats) fills about half of L2;
+//   MC  the packed A block (MC x KC floats) fills about half of this core's share of L3.
+// Each is rounded down to a multiple of its register block and kept in a sane range; a cache
+// that cpuid does not report keeps the table's value. PYNN_GEMM_KC / _MC / _NC override them
+// (benchmarks/bench_gemm.py uses that to compare), a value that is not a positive integer is
+// ignored. KC decides the K panels and so the rounding of results: it is the same for every
+// thread count and every path (direct and packed), so results stay bitwise identical across
+// thread counts, but may differ between CPUs with different caches.
+#pragma once
+#include <cstdint>
+
+namespace pynn::gemm {
+
+struct CacheSizes {
+  int64_t l1d = 0, l2 = 0, l3 = 0;  // bytes; 0 when not reported
+  int l3_sharing = 1;               // logical CPUs sharing the L3
+};
+
+// What cpuid leaf 4 (Intel) or 0x8000001D (AMD) reports for this CPU.
+const CacheSizes& cpu_caches();
+
+struct Blocksizes {
+  int kc, mc, nc;
+};
+
+// The blocksizes for an MR x NR kernel on caches `c` (`fallback` where a cache is unknown).
+Blocksizes derive_blocksizes(const CacheSizes& c, int mr, int nr, const Blocksizes& fallback);
+
+}  // namespace pynn::gemm
