@@ -21,7 +21,7 @@ import pynn
 from pynn.datasets import fashion_mnist
 
 
-def build_model(learning_rate: float = 1e-3) -> pynn.Sequential:
+def build_model(learning_rate: float = 1e-3, dropout: float = 0.25) -> pynn.Sequential:
     """The compiled convnet for 28x28x1 images and 10 classes."""
     layers = pynn.layers
     model = pynn.Sequential([
@@ -31,7 +31,7 @@ def build_model(learning_rate: float = 1e-3) -> pynn.Sequential:
         layers.Conv2D(64, (3, 3), activation="relu"),
         layers.MaxPooling2D((2, 2)),
         layers.Flatten(),
-        layers.Dropout(0.5),
+        layers.Dropout(dropout),
         layers.Dense(128, activation="relu"),
         layers.Dense(10, activation="softmax"),
     ])
@@ -54,11 +54,12 @@ def load(small: bool):
 
 
 def main(small: bool = False, out_dir: str = "fashion_mnist_cnn_output",
-         epochs: int | None = None, seed: int = 42, plots: bool = True) -> dict:
+         epochs: int | None = None, seed: int = 42, plots: bool = True,
+         dropout: float = 0.25) -> dict:
     pynn.utils.set_random_seed(seed)
     (x_train, y_train), (x_test, y_test) = load(small)
-    model = build_model()
-    epochs = epochs or (2 if small else 12)
+    model = build_model(dropout=dropout)
+    epochs = epochs or (2 if small else 15)
     base = float(model.optimizer.learning_rate)
 
     def cosine(epoch, lr):  # decays from `base` towards 0 over the run

@@ -2,6 +2,12 @@
 from pynn.layers.activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
 from pynn.layers.convolutional import Conv1D, Conv2D
 from pynn.layers.dense import Dense
+from pynn.layers.depthwise import (
+    DepthwiseConv1D,
+    DepthwiseConv2D,
+    SeparableConv1D,
+    SeparableConv2D,
+)
 from pynn.layers.lambda_layer import Lambda
 from pynn.layers.layer import Layer
 from pynn.layers.merging import (
@@ -50,6 +56,7 @@ _CLASSES = {cls.__name__: cls for cls in (
     GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Identity, InputLayer,
     LeakyReLU, MaxPooling1D, MaxPooling2D, Maximum, Minimum, Multiply, PReLU, Permute, ReLU,
     RepeatVector, Reshape, Softmax, Subtract,
+    DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
     OpLayer)}   # (pynn.ops on symbolic tensors: data only, safe to load)
 _MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
@@ -112,4 +119,5 @@ __all__ = ["Activation", "Add", "Average", "AveragePooling1D", "AveragePooling2D
            "Lambda", "Layer", "LeakyReLU", "MaxPooling1D", "MaxPooling2D",
            "Maximum", "Minimum", "Multiply", "PReLU", "Permute", "ReLU", "RepeatVector",
            "Reshape", "Softmax", "Subtract", "add", "average", "concatenate", "deserialize",
-           "dot", "maximum", "minimum", "multiply", "serialize", "subtract"]
+           "dot", "maximum", "minimum", "multiply", "serialize", "subtract",
+           "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"]
