@@ -200,3 +200,38 @@ def test_depthwise_layers_save_load_and_config_round_trip(tmp_path):
         layers.DepthwiseConv2D(3, depth_multiplier=0)
     with pytest.raises(ValueError, match="padding"):
         layers.DepthwiseConv1D(4, padding="causal")   # Keras refuses it too
+
+
+# --- BatchNormalization and Dropout on image-shaped inputs ----------------------------------
+@pytest.mark.filterwarnings(KERAS_NUMPY2)
+def test_batchnorm_and_dropout_on_4d_inputs_follow_keras():
+    import keras
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((6, 5, 4, 3)) * 2 + 1).astype(np.float32)
+    k = keras.Sequential([keras.Input((5, 4, 3)), keras.layers.BatchNormalization()])
+    p = pynn.Sequential([pynn.Input((5, 4, 3)), layers.BatchNormalization()])
+    weights = [w + 0.3 * rng.standard_normal(w.shape).astype(np.float32)
+               for w in k.get_weights()]
+    weights[3] = np.abs(weights[3]) + 0.5                 # a positive moving variance
+    k.set_weights(weights)
+    p.set_weights(weights)
+    np.testing.assert_allclose(p.predict(x, verbose=0), k.predict(x, verbose=0), atol=1e-5)
+    # training: statistics over batch, height and width per channel; the moving averages
+    # after one step at a negligible learning rate show which axes were reduced
+    k.compile(optimizer=keras.optimizers.SGD(1e-12), loss="mse")
+    p.compile(optimizer=pynn.optimizers.SGD(1e-12), loss="mse")
+    k.train_on_batch(x, x)
+    p.fit(x, x, batch_size=6, epochs=1, verbose=0)
+    for a, b in zip(p.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+    drop = pynn.Sequential([pynn.Input((5, 4, 3)), layers.Dropout(0.5)])
+    ones = np.ones((40, 5, 4, 3), np.float32)
+    np.testing.assert_array_equal(drop.predict(ones, verbose=0), ones)   # inference: identity
+    drop.compile(optimizer="sgd", loss="mse")
+    # in training each value is dropped or scaled by 1 / (1 - rate) = 2 on its own, so the
+    # squared error against 0 averages 0.5 * 4 = 2 (identity would give 1); over 2,400
+    # values its standard deviation is 2 / 49, and the bounds are 5 of those
+    loss = drop.fit(ones, np.zeros_like(ones), batch_size=40, verbose=0).history["loss"][0]
+    assert 1.8 < loss < 2.2

@@ -19,8 +19,8 @@ from pynn.layers.convolutional import (
     data_format_arg,
     from_channels_last,
     int_tuple,
-    output_length,
     padding_arg,
+    spatial_output,
     to_channels_last,
 )
 from pynn.layers.layer import Layer, positive_int
@@ -90,26 +90,13 @@ class BaseDepthwise(Layer):
             spec._param_index[id(cached)] = pid
         return pid
 
-    def _spatial_out(self, spec, x, shape):
-        out = []
-        for axis, (n, k, s, d) in enumerate(zip(spec.shapes[x][:-1], self.kernel_size,
-                                                self.strides, self.dilation_rate)):
-            length = output_length(n, k, s, d, self.padding)
-            if length is None:
-                raise ValueError(f"{self.name}: kernel_size={self.kernel_size} with "
-                                 f"dilation_rate={self.dilation_rate} does not fit in the "
-                                 f"input of shape {(None,) + shape} with padding='valid' "
-                                 f"(spatial axis {axis} has {n} positions); use "
-                                 f"padding='same' or a smaller kernel")
-            out.append(length)
-        return tuple(out)
-
     def _depthwise_node(self, spec, x, shape, kernel, bias, activation, act_params):
         channels = kernel.shape[-2]
         if self._channels(shape) != channels:
             raise ValueError(f"{self.name}: {type(self).__name__} was built for {channels} "
                              f"input channels, got input shape {(None,) + shape}")
-        out_shape = self._spatial_out(spec, x, shape) + (channels * self.depth_multiplier,)
+        out_shape = spatial_output(self, spec.shapes[x][:-1], shape) + \
+            (channels * self.depth_multiplier,)
         params = [self._grouped_param(spec, kernel)]
         if bias is not None:
             params += self._param_ids(spec, [bias])
