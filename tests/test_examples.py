@@ -35,7 +35,8 @@ def test_every_example_is_tested():
     tested = {"fashion_mnist_mlp", "perceptron", "regression", "autoencoder",
               "hyperparameter_search", "cross_validation", "preprocessing_pipeline",
               "residual_mlp", "two_inputs_two_outputs", "gan", "custom_model",
-              "custom_loss_and_metric"}
+              "custom_loss_and_metric",
+              "fashion_mnist_cnn"}  # tested in test_conv_more.py
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
 

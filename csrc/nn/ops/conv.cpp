@@ -16,9 +16,9 @@
 // the micro-kernel ~30% of a training step, packing patches ~11% (each packed float feeds
 // only F = 32..64 multiply-adds, so a scalar gather costs as much as the FMAs it feeds: hence
 // the 4x4 transposes), the rest memory-bound passes over the activations (relu, pooling,
-// dropout, col2im). Left for later: an indirect micro-kernel (Dukhan 2019) that reads patch
-// rows through pointers instead of packing them, a direct kernel for 1-3 input channels
-// (K = 9..27 is too shallow for the GEMM), and fusing relu + max pooling into the epilogue.
+// dropout, col2im). Inputs with 1-4 channels now take the direct kernels (below). Left for
+// later: an indirect micro-kernel (Dukhan 2019) that reads patch rows through pointers
+// instead of packing them, and fusing relu + max pooling into the epilogue.
 //
 // Backward, with dz = dy * act'(z) computed in place in dy (plus the bias gradient, the
 // column sums of dz, in the same pass):
