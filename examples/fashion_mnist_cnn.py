@@ -6,8 +6,9 @@
 The network is the keras.io "Simple MNIST convnet" (Conv2D 32 3x3, max pooling, Conv2D 64
 3x3, max pooling, dropout, softmax) with a Dense(128) layer before the output, trained with
 Adam at a cosine-decaying learning rate. On the full set (seed 42) it reached 0.912 test
-accuracy after 15 epochs (validation accuracy 0.920; with dropout 0.5 and 12 epochs, 0.908). With matplotlib installed it writes the training curves, the confusion matrix,
-the first layer's 3x3 filters and the feature maps of one test image into the output folder.
+accuracy after 15 epochs (validation accuracy 0.920; with dropout 0.5 and 12 epochs, 0.908).
+With matplotlib installed it writes the training curves, the confusion matrix, the first
+layer's 3x3 filters and the feature maps of one test image into the output folder.
 """
 from __future__ import annotations
 
