@@ -10,6 +10,8 @@ and are freed with their last reference.
     weight_histograms(model)                      # one histogram per weight tensor
     first_layer_weights(model)                    # first Dense layer's units as 28x28 images
     saliency(model, x_test[:4])                   # |d class score / d pixel|, from the engine
+    conv_filters(model)                           # first Conv2D layer's kernels as images
+    feature_maps(model, x_test[0])                # that layer's output channels for one image
 """
 from __future__ import annotations
 
@@ -29,8 +31,8 @@ if TYPE_CHECKING:
     from pynn.callbacks import History
     from pynn.models.model import Model
 
-__all__ = ["confusion_matrix", "first_layer_weights", "history", "saliency",
-           "weight_histograms"]
+__all__ = ["confusion_matrix", "conv_filters", "feature_maps", "first_layer_weights", "history",
+           "saliency", "weight_histograms"]
 
 
 def _matplotlib():
@@ -287,5 +289,119 @@ def saliency(model: Model, x: ArrayLike, class_index: int | None = None,
         b.imshow(np.abs(grad[i]).reshape(image_shape), cmap="hot", interpolation="nearest")
         b.set_title(f"saliency, class {int(classes[i])}", fontsize=8)
         b.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def _first_conv2d(model, layer=None):
+    """(index in model.layers, layer) of `layer` (a name or a layer; default the first
+    Conv2D), which must be a 2-D convolution with a 4-D kernel."""
+    for i, candidate in enumerate(model.layers):
+        if layer is None:
+            if type(candidate).__name__ == "Conv2D":
+                return i, candidate
+        elif candidate is layer or candidate.name == layer:
+            weights = candidate.get_weights()
+            if not weights or np.asarray(weights[0]).ndim != 4:
+                raise ValueError(f"layer: {candidate.name} is not a 2-D convolution "
+                                 f"(expected a kernel of shape (kh, kw, in, filters))")
+            return i, candidate
+    if layer is None:
+        raise ValueError("model: it has no Conv2D layer")
+    raise ValueError(f"layer: no layer {layer!r} in the model; its layers are "
+                     f"{[lay.name for lay in model.layers]}")
+
+
+def _positive(n, name):
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {n!r}")
+    return n
+
+
+def conv_filters(model: Model, layer: str | None = None, n: int = 32,
+                 channel: int = 0) -> Figure:
+    """The kernels of a Conv2D layer (default the first), one small image per filter (red
+    positive, blue negative, each on its own symmetric scale): the local patterns the
+    filters respond to, edges and blobs after training.
+
+    Args:
+        model: a built model.
+        layer: the layer's name (default: the first Conv2D).
+        n: at most this many filters are drawn.
+        channel: which input channel's weights to draw (0 for grey images).
+    """
+    _, conv = _first_conv2d(model, layer)
+    kernel = np.asarray(conv.get_weights()[0])          # (kh, kw, in, filters)
+    n = min(_positive(n, "n"), kernel.shape[3])
+    if isinstance(channel, bool) or not isinstance(channel, int) or \
+            not 0 <= channel < kernel.shape[2]:
+        raise ValueError(f"channel: expected an integer in [0, {kernel.shape[2]}) for "
+                         f"{conv.name}, got {channel!r}")
+    cols = min(8, n)
+    fig = _figure((1.2 * cols, 1.2 * math.ceil(n / cols) + 0.5))
+    for f, a in enumerate(_grid(fig, n, cols)):
+        w = kernel[:, :, channel, f]
+        limit = float(np.abs(w).max()) or 1.0
+        a.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        a.set_title(f"{f}", fontsize=7)
+        a.axis("off")
+    fig.suptitle(f"{conv.name}: filters (input channel {channel})")
+    fig.tight_layout()
+    return fig
+
+
+def _activations_up_to(model, index, x):
+    """The output of model.layers[index] for the batch x, by running a copy of the layers up
+    to it (same configurations, same weights) as its own model."""
+    import pynn
+
+    layers = [type(lay).from_config(lay.get_config()) for lay in model.layers[:index + 1]]
+    sub = pynn.Sequential([pynn.Input(tuple(model.input_shape[1:]))] + layers)
+    for src, dst in zip(model.layers[:index + 1], sub.layers):
+        dst.set_weights(src.get_weights())
+    return sub.predict(x, verbose=0)
+
+
+def feature_maps(model: Model, image: ArrayLike, layer: str | None = None,
+                 n: int = 16) -> Figure:
+    """What a Conv2D layer (default the first) makes of one image: the input, then the first
+    `n` output channels (feature maps) as grey images, each on its own scale.
+
+    Args:
+        model: a built Sequential model whose input is images (height, width, channels).
+        image: one image, of the model's input shape (a leading batch axis of 1 is allowed).
+        layer: the layer's name (default: the first Conv2D).
+        n: at most this many feature maps are drawn.
+    """
+    index, conv = _first_conv2d(model, layer)
+    n = _positive(n, "n")
+    sample = tuple(model.input_shape[1:]) if model.input_shape else None
+    x = np.asarray(image, dtype=np.float32)
+    if sample is None or len(sample) != 3:
+        raise ValueError(f"model: expected a model taking images (height, width, channels), "
+                         f"its input shape is {model.input_shape}")
+    if x.shape == sample:
+        x = x[None]
+    if x.shape != (1,) + sample:
+        raise ValueError(f"image: expected one image of shape {sample}, got shape "
+                         f"{np.asarray(image).shape}")
+    maps = _activations_up_to(model, index, x)[0]
+    if getattr(conv, "data_format", "channels_last") == "channels_first":
+        maps = np.moveaxis(maps, 0, -1)
+    n = min(n, maps.shape[-1])
+    cols = min(8, n + 1)
+    fig = _figure((1.5 * cols, 1.5 * math.ceil((n + 1) / cols) + 0.5))
+    axes = _grid(fig, n + 1, cols)
+    shown = x[0] if x.shape[-1] != 1 else x[0, :, :, 0]
+    if shown.ndim == 3 and shown.shape[-1] not in (3, 4):
+        shown = shown[:, :, 0]
+    axes[0].imshow(shown, cmap="gray", interpolation="nearest")
+    axes[0].set_title("input", fontsize=7)
+    axes[0].axis("off")
+    for f, a in enumerate(axes[1:]):
+        a.imshow(maps[:, :, f], cmap="viridis", interpolation="nearest")
+        a.set_title(f"{f}", fontsize=7)
+        a.axis("off")
+    fig.suptitle(f"{conv.name}: feature maps")
     fig.tight_layout()
     return fig

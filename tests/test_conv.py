@@ -320,9 +320,13 @@ BIG = [
     conv("big_conv2d", (16, 16, 8), (3, 3, 8, 16), "relu", padding="same"),
     conv("big_conv2d_s2_groups", (17, 15, 8), (3, 3, 4, 12), "tanh", strides=(2, 2),
          groups=2),
+    conv("big_conv2d_direct", (28, 28, 1), (3, 3, 1, 32), "relu"),
+    conv("big_conv2d_direct_s2", (19, 20, 3), (5, 5, 3, 40), "tanh", strides=(2, 2),
+         padding="same"),
     conv("big_conv1d_causal", (64, 12), (5, 12, 24), padding="causal", dilation_rate=(2,)),
     pool("big_max2d", "max_pool", (24, 24, 16), (3, 3), strides=(2, 2), padding="same"),
     pool("big_avg2d", "avg_pool", (24, 24, 16), (2, 2)),
+    pool("big_max2d_tiles", "max_pool", (25, 26, 32), (2, 2)),
     Case("big_global_max", "global_pool", (16, 16, 32), {"fn": "max"}),
 ]
 
@@ -370,7 +374,10 @@ worst = 0.0
 for shape, kernel, attrs in [
         ((9, 11, 5), (3, 3, 5, 7), {"padding": "same", "strides": [2, 1]}),
         ((30, 30, 3), (5, 5, 3, 40), {"dilation_rate": [2, 2], "activation": "relu"}),
-        ((12, 12, 16), (3, 3, 8, 16), {"groups": 2})]:
+        ((12, 12, 16), (3, 3, 8, 16), {"groups": 2}),
+        # few input channels: the direct kernels (forward and dW) on AVX2 / AVX-512
+        ((28, 28, 1), (3, 3, 1, 32), {"activation": "relu"}),
+        ((9, 13, 2), (3, 2, 2, 21), {"padding": "same", "strides": [2, 1]})]:
     spec = GraphSpec()
     t = spec.add_input(shape)
     k = spec.add_param(ParamRef((rng.standard_normal(kernel) * 0.3).astype(np.float32), "k"))
@@ -389,6 +396,14 @@ for shape, kernel, attrs in [
     _, cache = ref_graph.forward(spec, [x.astype(np.float64)])
     dx_want = ref_graph.backward(spec, cache, [seed.astype(np.float64)])[1][0]
     worst = max(worst, float(np.abs(dx - dx_want).max() / np.abs(dx_want).max()))
+    loss = ("mean_squared_error", False, 1.0, 1.0)
+    g = spec.to_core([loss])
+    g.set_optimizer("sgd", {"learning_rate": 0.0})
+    target = rng.standard_normal(want.shape).astype(np.float32)
+    g.train_step([x], [target])
+    _, _, dps, _ = ref_graph.gradients(spec, [x.astype(np.float64)], [target], [loss])
+    for p, dp in enumerate(dps):
+        worst = max(worst, float(np.abs(g.get_grad(p) - dp).max() / np.abs(dp).max()))
 print(pynn.kernel_info()["arch"], worst)
 """
 

@@ -36,7 +36,8 @@ def test_every_example_is_tested():
               "hyperparameter_search", "cross_validation", "preprocessing_pipeline",
               "residual_mlp", "two_inputs_two_outputs", "gan", "custom_model",
               "custom_loss_and_metric", "fashion_mnist_lstm", "sine_forecast",
-              "text_classifier"}
+              "text_classifier",
+              "fashion_mnist_cnn"}  # tested in test_conv_more.py
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
 

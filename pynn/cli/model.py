@@ -48,6 +48,33 @@ def build_model(input_shape: Sequence[int], hidden: Sequence[int], activation: s
     return model
 
 
+def build_cnn(input_shape: Sequence[int], outputs: int, optimizer: str,
+              learning_rate: float | None) -> Model:
+    """A compiled convnet for grey images (height, width) classified into `outputs` classes:
+    the keras.io "Simple MNIST convnet" (Conv2D 32 3x3, 2x2 max pooling, Conv2D 64 3x3, 2x2
+    max pooling, dropout 0.5) with a Dense(128) layer before the softmax."""
+    import pynn
+
+    if len(input_shape) != 2:
+        raise CliError(f"--model cnn: expected grey images (height, width), got samples of "
+                       f"shape {tuple(input_shape)}")
+    layers = pynn.layers
+    model = pynn.Sequential([
+        pynn.Input(tuple(input_shape)),
+        layers.Reshape(tuple(input_shape) + (1,)),   # a channel axis for Conv2D
+        layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Flatten(), layers.Dropout(0.5),
+        layers.Dense(128, activation="relu"),
+        layers.Dense(outputs, activation="softmax"),
+    ])
+    opt = pynn.optimizers.get(optimizer)
+    if learning_rate is not None:
+        opt.learning_rate = learning_rate
+    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
 def load_model(path: str) -> tuple[Model, str]:
     """The model in `path` (a file, or a folder holding MODEL_FILE) and the file's path."""
     import pynn

@@ -20,6 +20,7 @@ from pynn.cli.common import CliError, note, say
 from pynn.cli.data import IMAGE_SETS, data_name, load_images, read_csv, rows_with_target
 from pynn.cli.model import (
     MODEL_FILE,
+    build_cnn,
     build_model,
     cosine_schedule,
     epoch_timer,
@@ -69,6 +70,10 @@ def add_parser(sub: Subcommands) -> None:
                         f"one with at most {MAX_INTEGER_CLASSES} integer values")
     t.add_argument("--test-split", type=fraction, default=0.2, metavar="FRACTION",
                    help="CSV only: fraction of rows held out for the test (default 0.2)")
+    t.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
+                   help="mlp (default): Dense layers of --hidden sizes; cnn: the keras.io "
+                        "convnet (two Conv2D + max pooling, dropout, Dense 128), for image "
+                        "data (--hidden, --activation and --dropout apply to the MLP)")
     t.add_argument("--hidden", type=hidden_sizes, default=hidden_sizes(DEFAULT_HIDDEN),
                    metavar="SIZES",
                    help=f"hidden layer sizes, comma-separated (default {DEFAULT_HIDDEN})")
@@ -168,8 +173,14 @@ def run(args: argparse.Namespace) -> int:
     pynn.utils.set_random_seed(args.seed)
     classification = pre.task == "classification"
     outputs = len(pre.class_names) if classification else 1
-    model = build_model(x_train.shape[1:], args.hidden, args.activation, args.dropout, outputs,
-                        pre.task, args.optimizer, args.learning_rate)
+    if getattr(args, "model", "mlp") == "cnn":
+        if pre.kind != "images":
+            raise CliError("--model cnn: needs image data (fashion_mnist or mnist), not a CSV "
+                           "file")
+        model = build_cnn(x_train.shape[1:], outputs, args.optimizer, args.learning_rate)
+    else:
+        model = build_model(x_train.shape[1:], args.hidden, args.activation, args.dropout,
+                            outputs, pre.task, args.optimizer, args.learning_rate)
     model.summary()
     image_data = pre.kind == "images"
     if args.batch_size is None:

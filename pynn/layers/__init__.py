@@ -2,6 +2,12 @@
 from pynn.layers.activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
 from pynn.layers.convolutional import Conv1D, Conv2D
 from pynn.layers.dense import Dense
+from pynn.layers.depthwise import (
+    DepthwiseConv1D,
+    DepthwiseConv2D,
+    SeparableConv1D,
+    SeparableConv2D,
+)
 from pynn.layers.embedding import Embedding, Masking
 from pynn.layers.lambda_layer import Lambda
 from pynn.layers.layer import Layer
@@ -67,6 +73,7 @@ _CLASSES = {cls.__name__: cls for cls in (
     LeakyReLU, MaxPooling1D, MaxPooling2D, Maximum, Minimum, Multiply, PReLU, Permute, ReLU,
     RepeatVector, Reshape, Softmax, Subtract,
     OpLayer,   # (pynn.ops on symbolic tensors: data only, safe to load)
+    DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
     Bidirectional, Embedding, GRU, LSTM, Masking, SimpleRNN, TimeDistributed,
     AlphaDropout, GaussianDropout, GaussianNoise, GroupNormalization, LayerNormalization,
     UnitNormalization,
@@ -140,3 +147,4 @@ __all__ += ["AlphaDropout", "GaussianDropout", "GaussianNoise", "GroupNormalizat
             "LayerNormalization", "UnitNormalization"]
 __all__ += ["CategoryEncoding", "Discretization", "IntegerLookup", "Normalization", "Rescaling",
             "StringLookup", "TextVectorization", "ActivityRegularization"]
+__all__ += ["DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"]

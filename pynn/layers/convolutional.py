@@ -79,6 +79,24 @@ def from_channels_last(spec, layer, y, data_format):
                          layer.name)
 
 
+def spatial_output(layer, spatial, shape):
+    """The output's spatial sizes for a window layer (kernel_size, strides, dilation_rate,
+    padding attributes) over channels_last `spatial` sizes, or ValueError when the window
+    does not fit (`shape` is the layer's input shape, for the message)."""
+    out = []
+    for axis, (n, k, s, d) in enumerate(zip(spatial, layer.kernel_size, layer.strides,
+                                            layer.dilation_rate)):
+        length = output_length(n, k, s, d, layer.padding)
+        if length is None:
+            raise ValueError(f"{layer.name}: kernel_size={layer.kernel_size} with "
+                             f"dilation_rate={layer.dilation_rate} does not fit in the "
+                             f"input of shape {(None,) + tuple(shape)} with padding='valid' "
+                             f"(spatial axis {axis} has {n} positions); use "
+                             f"padding='same' or a smaller kernel")
+        out.append(length)
+    return tuple(out)
+
+
 def check_rank(layer, shape, rank, data_format):
     if len(shape) != rank + 1:
         axes = {1: "steps", 2: "height, width"}[rank]
@@ -159,19 +177,7 @@ class BaseConv(Layer):
             raise ValueError(f"{self.name}: {type(self).__name__} was built for {cin} input "
                              f"channels, got input shape {(None,) + shape}")
         x = to_channels_last(spec, self, x, self.data_format)
-        spatial = spec.shapes[x][:-1]
-        out = []
-        for axis, (n, k, s, d) in enumerate(zip(spatial, self.kernel_size, self.strides,
-                                                self.dilation_rate)):
-            length = output_length(n, k, s, d, self.padding)
-            if length is None:
-                raise ValueError(f"{self.name}: kernel_size={self.kernel_size} with "
-                                 f"dilation_rate={self.dilation_rate} does not fit in the "
-                                 f"input of shape {(None,) + shape} with padding='valid' "
-                                 f"(spatial axis {axis} has {n} positions); use "
-                                 f"padding='same' or a smaller kernel")
-            out.append(length)
-        out_shape = tuple(out) + (self.filters,)
+        out_shape = spatial_output(self, spec.shapes[x][:-1], shape) + (self.filters,)
         attrs = {"strides": list(self.strides), "padding": self.padding,
                  "dilation_rate": list(self.dilation_rate), "groups": self.groups,
                  "activation": self.activation, "act_params": list(self._act_params),

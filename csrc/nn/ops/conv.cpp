@@ -16,9 +16,9 @@
 // the micro-kernel ~30% of a training step, packing patches ~11% (each packed float feeds
 // only F = 32..64 multiply-adds, so a scalar gather costs as much as the FMAs it feeds: hence
 // the 4x4 transposes), the rest memory-bound passes over the activations (relu, pooling,
-// dropout, col2im). Left for later: an indirect micro-kernel (Dukhan 2019) that reads patch
-// rows through pointers instead of packing them, a direct kernel for 1-3 input channels
-// (K = 9..27 is too shallow for the GEMM), and fusing relu + max pooling into the epilogue.
+// dropout, col2im). Inputs with 1-4 channels now take the direct kernels (below). Left for
+// later: an indirect micro-kernel (Dukhan 2019) that reads patch rows through pointers
+// instead of packing them, and fusing relu + max pooling into the epilogue.
 //
 // Backward, with dz = dy * act'(z) computed in place in dy (plus the bias gradient, the
 // column sums of dz, in the same pass):
@@ -32,8 +32,14 @@
 // over positions in a fixed order; col2im adds each sample's rows in increasing order on one
 // thread (ops::for_samples). Results are bitwise the same on any thread count.
 //
+// Few input channels (groups 1, at most kDirectMaxChannels per group, as in a network's first
+// layer): the forward pass and dW use the direct kernels of nn/conv_direct.h instead (the
+// GEMM's K would be 9..36, too shallow for it), on AVX2 / AVX-512; dx stays as above. dW is
+// then summed per sample, and the samples' sums are added in sample order.
+//
 // Scratch: [0] z, the pre-activation (saved, when backward needs it and the activation is
-// not relu, whose derivative reads y), [1] the dz W^T chunk.
+// not relu, whose derivative reads y), [1] the dz W^T chunk, [2] the direct kernel's padded
+// weights and bias, [3] the direct kernel's per-sample dW.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -42,6 +48,7 @@
 #endif
 
 #include "gemm/gemm.h"
+#include "nn/conv_direct.h"
 #include "nn/dense.h"
 #include "nn/ops/common.h"
 #include "nn/ops/window.h"
@@ -54,6 +61,8 @@ using ops::Window;
 
 // Floats of scratch for one chunk of dz W^T (the input gradient's im2col-shaped rows).
 constexpr int64_t kChunkFloats = int64_t(1) << 18;
+// Input channels (per group) up to which the direct kernels replace the implicit GEMM.
+constexpr int64_t kDirectMaxChannels = 4;
 
 // The patches of one group as an implicit (n*OH*OW) x (KH*KW*cg) matrix: row r is output
 // position r (sample r / (OH*OW)), column (tap, c) is input channel c0 + c under that tap.
@@ -173,7 +182,9 @@ void pack_cols(const Patches& pt, int64_t i0, int64_t mc, int64_t p0, int64_t kc
       if (ihb >= 0 && ihb + max_dh < w.H && iwb >= 0 && iwb + max_dw < w.W) {
         const float* corner = xs + (ihb * w.W + iwb) * w.C;
         if (run) {
-          std::memcpy(d, corner + rel[0], sizeof(float) * MR);
+          const float* src = corner + rel[0];
+#pragma GCC unroll 16
+          for (int i = 0; i < MR; ++i) d[i] = src[i];  // inlined, where memcpy was a call
         } else if (mv == MR) {
 #pragma GCC unroll 16
           for (int i = 0; i < MR; ++i) d[i] = corner[rel[i]];
@@ -313,14 +324,20 @@ class ConvOp : public Op {
       op_error(attrs, "bias shape " + shape_str(params[1]) + " does not match filters " +
                           std::to_string(filters_) + ": expected " + shape_str({filters_}));
     chunk_rows_ = std::max<int64_t>(1, kChunkFloats / kg_);
+    direct_ = groups_ == 1 && cg_ <= kDirectMaxChannels ? direct_conv_kernels() : nullptr;
+    fpad_ = (filters_ + kDirectPad - 1) / kDirectPad * kDirectPad;
     return ops::window_output_shape(w_, filters_);
   }
 
   std::vector<ScratchNeed> scratch(bool training, bool backward) const override {
-    std::vector<ScratchNeed> s(2);
+    std::vector<ScratchNeed> s(4);
     if (backward && keeps_z(training))
       s[0] = {w_.positions() * filters_, 0, ScratchLife::saved};
     if (backward) s[1] = {0, chunk_rows_ * kg_, ScratchLife::backward};
+    if (direct_ != nullptr) {
+      s[2] = {0, (kg_ + 1) * fpad_, ScratchLife::forward};
+      if (backward) s[3] = {(kg_ + 1) * filters_, 0, ScratchLife::backward};
+    }
     return s;
   }
   bool needs_input(int, bool, const BackwardNeeds& needs) const override {
@@ -334,6 +351,16 @@ class ConvOp : public Op {
     const int64_t M = a.n * w_.positions();
     const ActivationInfo& act = effective();
     float* z = keeps_z(a.training) ? a.scratch[0] : nullptr;
+    if (direct_ != nullptr) {
+      forward_direct(a, act, z);
+    } else {
+      forward_gemm(a, act, z);
+    }
+    if (softmax_ && !logits_) softmax_forward(a.y, M, filters_);
+  }
+
+  void forward_gemm(const FwdArgs& a, const ActivationInfo& act, float* z) const {
+    const int64_t M = a.n * w_.positions();
     for (int64_t g = 0; g < groups_; ++g) {
       const Patches pt{w_, a.x[0], g * cg_, cg_, offset_.data()};
       const gemm::APacker packer{&pack_patches<false>, &pt};
@@ -350,7 +377,27 @@ class ConvOp : public Op {
       gemm::sgemm_packed_a(M, fg_, kg_, 1.0f, packer, {a.param[0] + g * fg_, filters_, 1}, 0.0f,
                            a.y + g * fg_, filters_, ep);
     }
-    if (softmax_ && !logits_) softmax_forward(a.y, M, filters_);
+  }
+
+  // The kernel and bias copied into rows of fpad_ floats (the direct kernel reads whole
+  // vectors), then each sample on its own: convolution, pre-activation, activation.
+  void forward_direct(const FwdArgs& a, const ActivationInfo& act, float* z) const {
+    float* wp = a.scratch[2];
+    std::memset(wp, 0, sizeof(float) * size_t((kg_ + 1) * fpad_));
+    for (int64_t k = 0; k < kg_; ++k)
+      std::memcpy(wp + k * fpad_, a.param[0] + k * filters_, sizeof(float) * size_t(filters_));
+    if (use_bias_) std::memcpy(wp + kg_ * fpad_, a.param[1], sizeof(float) * size_t(filters_));
+    const int64_t out = w_.positions() * filters_;
+    const bool linear = &act == &ops::linear_activation();
+    // relu (never with z kept, see keeps_z) is applied in the kernel's registers.
+    const bool relu = relu_ && !linear;
+    ops::for_samples(0, a.n, a.n * out * kg_, [&](int64_t s) {
+      float* y = a.y + s * out;
+      direct_->forward(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(), wp, filters_, fpad_,
+                       relu, y);
+      if (z != nullptr) std::memcpy(z + s * out, y, sizeof(float) * size_t(out));
+      if (!linear && !relu) act.forward(y, out, act_params_.data());
+    });
   }
 
   void backward(const BwdArgs& a) override {
@@ -360,6 +407,12 @@ class ConvOp : public Op {
     const ActivationInfo& act = effective();
     const bool linear = &act == &ops::linear_activation();
     float* db = use_bias_ ? a.dparam[1] : nullptr;
+    if (direct_ != nullptr && a.dx[0] == nullptr && a.dparam[0] != nullptr &&
+        (linear || relu_)) {
+      // A first layer: relu's derivative and db fused into the direct dW, dz never stored.
+      weight_grad_direct(a, dy, linear ? nullptr : a.y, a.dparam[0], db);
+      return;
+    }
     // dz = dy * act'(z) in place, and db = its column sums, in one pass.
     if (db != nullptr || !linear) {
       const float* z = linear ? nullptr : keeps_z(a.training) ? a.scratch[0] : a.y;
@@ -367,7 +420,9 @@ class ConvOp : public Op {
                                  db != nullptr && a.dparam_acc[1]);
     }
     const float* dz = dy;
-    if (float* dW = a.dparam[0]) {
+    if (float* dW = a.dparam[0]; dW != nullptr && direct_ != nullptr) {
+      weight_grad_direct(a, dz, nullptr, dW, nullptr);
+    } else if (dW != nullptr) {
       const float beta = a.dparam_acc[0] ? 1.0f : 0.0f;
       for (int64_t g = 0; g < groups_; ++g) {
         const Patches pt{w_, a.x[0], g * cg_, cg_, offset_.data()};
@@ -390,6 +445,30 @@ class ConvOp : public Op {
         }
       }
     }
+  }
+
+  // dW (and db when given) = (or +=) the sum over samples, in sample order, of each
+  // sample's direct dW (and db). With y, dy is masked by relu's derivative on the fly.
+  void weight_grad_direct(const BwdArgs& a, const float* dz, const float* y, float* dW,
+                          float* db) const {
+    float* part = a.scratch[3];
+    const int64_t kf = kg_ * filters_, stride = kf + filters_;
+    const int64_t out = w_.positions() * filters_;
+    ops::for_samples(0, a.n, a.n * out * kg_, [&](int64_t s) {
+      float* ps = part + s * stride;
+      direct_->weight_grad(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(), dz + s * out,
+                           y != nullptr ? y + s * out : nullptr, filters_, ps,
+                           db != nullptr ? ps + kf : nullptr);
+    });
+    const auto reduce = [&](float* dst, int64_t off, int64_t len, bool acc) {
+      if (!acc) std::memset(dst, 0, sizeof(float) * size_t(len));
+      for (int64_t s = 0; s < a.n; ++s) {
+        const float* p = part + s * stride + off;
+        for (int64_t i = 0; i < len; ++i) dst[i] += p[i];
+      }
+    };
+    reduce(dW, 0, kf, a.dparam_acc[0]);
+    if (db != nullptr) reduce(db, kf, filters_, a.dparam_acc[1]);
   }
 
   std::string tail_activation() const override {
@@ -415,6 +494,8 @@ class ConvOp : public Op {
   const ActivationInfo* act_ = nullptr;
   std::vector<float> act_params_;
   std::vector<int64_t> offset_;  // Patches::offset
+  const DirectConvKernels* direct_ = nullptr;  // few input channels on AVX2 / AVX-512
+  int64_t fpad_ = 0;                           // filters rounded up to kDirectPad
 };
 
 }  // namespace
