@@ -35,3 +35,15 @@ def keras():
     import keras
 
     return keras
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Figures a test leaves open would pile up across the session (matplotlib warns past 20,
+    and warnings are errors here): close them after every test that imported pyplot."""
+    yield
+    import sys
+
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        plt.close("all")
