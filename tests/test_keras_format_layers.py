@@ -212,3 +212,52 @@ def test_unknown_schedule_is_refused(keras, tmp_path):
             zf.writestr(name, data)
     with pytest.raises(ValueError, match="schedule 'Bogus'"):
         pynn.models.load_model(tmp_path / "bad.keras")
+
+
+def test_normalization_with_given_statistics_and_more_constraints(keras, tmp_path):
+    """Normalization with mean/variance in its config (no variables: the file has none) and
+    invert=True; MinMaxNorm / UnitNorm constraints; both ways."""
+    kl = keras.layers
+    i = keras.Input((3,))
+    h = kl.Normalization(mean=[1.0, -2.0, 0.5], variance=[4.0, 0.25, 1.0])(i)
+    h = kl.Dense(4, kernel_constraint=keras.constraints.MinMaxNorm(0.5, 1.5, rate=0.5),
+                 bias_constraint=keras.constraints.UnitNorm())(h)
+    km = keras.Model(i, kl.Normalization(mean=0.5, variance=2.0, invert=True)(h))
+    x = _rng().normal(size=(5, 3)).astype(np.float32)
+    want = np.asarray(km.predict(x, verbose=0))
+    km.save(tmp_path / "k.keras")
+    model = pynn.models.load_model(tmp_path / "k.keras")
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, atol=ATOL)
+    assert model.layers[2].kernel_constraint.get_config() == \
+        km.layers[2].kernel_constraint.get_config()
+    model.save(tmp_path / "p.keras")
+    back = keras.saving.load_model(tmp_path / "p.keras")
+    np.testing.assert_allclose(np.asarray(back.predict(x, verbose=0)), want, atol=ATOL)
+    assert back.layers[2].kernel_constraint.get_config() == \
+        km.layers[2].kernel_constraint.get_config()
+    assert type(back.layers[2].bias_constraint).__name__ == "UnitNorm"
+
+
+def test_weights_h5_with_a_schedule_both_ways(keras, tmp_path):
+    """A .weights.h5 of a model trained under a schedule carries no learning-rate variable,
+    as Keras writes it; Keras resumes from pynn's file and pynn from Keras's."""
+    sched = pynn.optimizers.schedules.ExponentialDecay(0.1, 2, 0.5)
+    model = pynn.Sequential([L.InputLayer(shape=(5,)), L.Dense(2)])
+    model.compile(optimizer=pynn.optimizers.Adam(sched), loss="mse")
+    x, y = _data()
+    model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    model.save_weights(tmp_path / "p.weights.h5")
+    km = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+    km.compile(optimizer=keras.optimizers.Adam(
+        keras.optimizers.schedules.ExponentialDecay(0.1, 2, 0.5)), loss="mse")
+    km.optimizer.build(km.trainable_variables)
+    km.load_weights(tmp_path / "p.weights.h5")
+    assert int(km.optimizer.iterations) == 3
+    km.save_weights(tmp_path / "k.weights.h5")
+    fresh = pynn.Sequential([L.InputLayer(shape=(5,)), L.Dense(2)])
+    fresh.compile(optimizer=pynn.optimizers.Adam(
+        pynn.optimizers.schedules.ExponentialDecay(0.1, 2, 0.5)), loss="mse")
+    fresh.load_weights(tmp_path / "k.weights.h5")
+    assert fresh.optimizer.get_state()["iterations"] == 3
+    assert fresh.optimizer.learning_rate == pytest.approx(0.1 * 0.5 ** 1.5, rel=1e-6)
+    _same_next_step(km, fresh, x, y)
