@@ -52,12 +52,22 @@ def _keras_model(keras):
     return km, rng.normal(size=(5, 6)).astype(np.float32)
 
 
-def test_new_layers_from_keras_and_back(keras, tmp_path):
-    km, x = _keras_model(keras)
+def _both_ways(keras, km, x, tmp_path, atol=ATOL):
+    """Keras's file into pynn and pynn's re-save back into Keras, each predicting what `km`
+    predicts; returns (pynn's model, Keras's model from pynn's file)."""
     want = np.asarray(km.predict(x, verbose=0))
     km.save(tmp_path / "k.keras")
     model = pynn.models.load_model(tmp_path / "k.keras")
-    np.testing.assert_allclose(model.predict(x, verbose=0), want, atol=ATOL)
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, atol=atol)
+    model.save(tmp_path / "p.keras")
+    back = keras.saving.load_model(tmp_path / "p.keras")
+    np.testing.assert_allclose(np.asarray(back.predict(x, verbose=0)), want, atol=atol)
+    return model, back
+
+
+def test_new_layers_from_keras_and_back(keras, tmp_path):
+    km, x = _keras_model(keras)
+    model, back = _both_ways(keras, km, x, tmp_path)
     # the adapted statistics came through (Keras 3's adapt leaves its count at 0)
     kn = next(lay for lay in km.layers if type(lay).__name__ == "Normalization")
     pn = next(lay for lay in model.layers if type(lay).__name__ == "Normalization")
@@ -68,10 +78,6 @@ def test_new_layers_from_keras_and_back(keras, tmp_path):
     assert type(dense.kernel_constraint).__name__ == "MaxNorm"
     assert dense.kernel_constraint.get_config()["max_value"] == 2.0
     assert type(dense.bias_constraint).__name__ == "NonNeg"
-
-    model.save(tmp_path / "p.keras")
-    back = keras.saving.load_model(tmp_path / "p.keras")
-    np.testing.assert_allclose(np.asarray(back.predict(x, verbose=0)), want, atol=ATOL)
     assert back.layers[1].kernel_constraint.get_config() == \
         km.layers[1].kernel_constraint.get_config()
     assert type(back.layers[1].bias_constraint).__name__ == "NonNeg"
@@ -110,13 +116,7 @@ def test_discretization_and_category_encoding_both_ways(keras, tmp_path):
     h = kl.Discretization(bin_boundaries=[-0.5, 0.0, 0.5])(i)
     km = keras.Model(i, kl.CategoryEncoding(4, output_mode="count")(h))
     x = _rng().normal(size=(6, 4)).astype(np.float32)
-    want = np.asarray(km.predict(x, verbose=0))
-    km.save(tmp_path / "k.keras")
-    model = pynn.models.load_model(tmp_path / "k.keras")
-    np.testing.assert_array_equal(model.predict(x, verbose=0), want)
-    model.save(tmp_path / "p.keras")
-    back = keras.saving.load_model(tmp_path / "p.keras")
-    np.testing.assert_array_equal(np.asarray(back.predict(x, verbose=0)), want)
+    _both_ways(keras, km, x, tmp_path, atol=0)   # integer counts: exactly equal
 
 
 def test_unknown_constraint_is_refused(tmp_path):
@@ -224,17 +224,10 @@ def test_normalization_with_given_statistics_and_more_constraints(keras, tmp_pat
                  bias_constraint=keras.constraints.UnitNorm())(h)
     km = keras.Model(i, kl.Normalization(mean=0.5, variance=2.0, invert=True)(h))
     x = _rng().normal(size=(5, 3)).astype(np.float32)
-    want = np.asarray(km.predict(x, verbose=0))
-    km.save(tmp_path / "k.keras")
-    model = pynn.models.load_model(tmp_path / "k.keras")
-    np.testing.assert_allclose(model.predict(x, verbose=0), want, atol=ATOL)
-    assert model.layers[2].kernel_constraint.get_config() == \
-        km.layers[2].kernel_constraint.get_config()
-    model.save(tmp_path / "p.keras")
-    back = keras.saving.load_model(tmp_path / "p.keras")
-    np.testing.assert_allclose(np.asarray(back.predict(x, verbose=0)), want, atol=ATOL)
-    assert back.layers[2].kernel_constraint.get_config() == \
-        km.layers[2].kernel_constraint.get_config()
+    model, back = _both_ways(keras, km, x, tmp_path)
+    for got in (model, back):
+        assert got.layers[2].kernel_constraint.get_config() == \
+            km.layers[2].kernel_constraint.get_config()
     assert type(back.layers[2].bias_constraint).__name__ == "UnitNorm"
 
 
