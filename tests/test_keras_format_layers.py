@@ -142,6 +142,12 @@ SCHEDULES = {
                   lambda s: s.PiecewiseConstantDecay([2, 4], [0.1, 0.05, 0.01])),
     "cosine": (lambda s: s.CosineDecay(0.1, 10, alpha=0.1),
                lambda s: s.CosineDecay(0.1, 10, alpha=0.1)),
+    "polynomial": (lambda s: s.PolynomialDecay(0.1, 5, 0.01, power=2.0),
+                   lambda s: s.PolynomialDecay(0.1, 5, 0.01, power=2.0)),
+    "inverse_time": (lambda s: s.InverseTimeDecay(0.1, 2, 0.5, staircase=True),
+                     lambda s: s.InverseTimeDecay(0.1, 2, 0.5, staircase=True)),
+    "restarts": (lambda s: s.CosineDecayRestarts(0.1, 2, t_mul=2.0, m_mul=0.5),
+                 lambda s: s.CosineDecayRestarts(0.1, 2, t_mul=2.0, m_mul=0.5)),
 }
 
 
