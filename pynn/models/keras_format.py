@@ -13,7 +13,8 @@ named after their class in snake case, numbered per class in the model's layer o
 (``dense``, ``dense_1``, ``conv2d``, ``p_re_lu``...); a nested model is such an entry with its
 own ``layers/``. A Sequential's automatic InputLayer is not among its layers; a functional
 model's InputLayers are. The optimizer's variables are ``optimizer/vars``: the iteration count,
-the learning rate, then its slots (see `OPTIMIZERS`). A `.weights.h5` file is the same HDF5
+the learning rate (absent when a schedule gives it: the compile config then holds the
+schedule's config), then its slots (see `OPTIMIZERS`). A `.weights.h5` file is the same HDF5
 layout on its own (with the optimizer's variables when the model is compiled, as
 Keras writes it).
 
@@ -26,7 +27,8 @@ in order, and optional hooks that translate its config to and from Keras's. To a
     # a wrapper: the wrapped layers are written by their own entries
     LAYERS["TimeDistributed"] = KerasLayer(sublayers=("layer",), nested_configs=("layer",))
 
-The names are the layer's `Weight.name`s; a weight the layer does not have (a Dense without
+The names are the layer's `Weight.name`s (`integers` lists those Keras keeps as int32, as
+Normalization's sample count); a weight the layer does not have (a Dense without
 bias) is skipped, as Keras skips it. Config keys Keras writes that the pynn class does not take
 are dropped when they hold a neutral value (None, False, an initializer: the file's weights
 replace initial values) and refused otherwise, naming the layer and the key. A class without an
@@ -102,6 +104,7 @@ class KerasLayer:
     nested_configs: tuple[str, ...] = ()   # config keys holding a wrapped layer's config
     to_keras: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     from_keras: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    integers: tuple[str, ...] = ()         # weights Keras keeps as int32 (pynn: float32)
 
 
 def own(*names: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -133,6 +136,13 @@ def _batchnorm_from_keras(cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def _discretization_to_keras(cfg: dict[str, Any]) -> dict[str, Any]:
+    # Keras's Discretization takes no `trainable` argument (it writes a plain dtype instead)
+    out = {k: v for k, v in cfg.items() if k != "trainable"}
+    out["dtype"] = "float32"
+    return out
+
+
 _WEIGHTLESS = (
     "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "Dropout", "Flatten", "Reshape",
     "Permute", "RepeatVector", "Identity", "Add", "Average", "Concatenate", "Dot", "Maximum",
@@ -159,7 +169,16 @@ LAYERS.update({
     "Bidirectional": KerasLayer(sublayers=("forward_layer", "backward_layer"),
                                 nested_configs=("layer", "backward_layer")),
     "TimeDistributed": KerasLayer(sublayers=("layer",), nested_configs=("layer",)),
+    "LayerNormalization": KerasLayer(weights=own("gamma", "beta")),
+    "GroupNormalization": KerasLayer(weights=own("gamma", "beta")),
+    # the adapted statistics are non-trainable variables, the sample count last
+    "Normalization": KerasLayer(weights=own("mean", "variance", "count"),
+                                integers=("count",)),
 })
+LAYERS.update({name: KerasLayer() for name in (
+    "UnitNormalization", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+    "ActivityRegularization", "Rescaling", "CategoryEncoding")})
+LAYERS["Discretization"] = KerasLayer(to_keras=_discretization_to_keras)
 
 # The optimizer's slots in Keras's ``optimizer/vars``, after the iteration count and the
 # learning rate: for each block, every trainable weight in the model's order with the listed
@@ -233,6 +252,8 @@ def _compile_to_keras(cc: Mapping[str, Any]) -> dict[str, Any]:
                 and "crossentropy" not in value["class_name"].lower() \
                 and value["class_name"] not in ("BinaryFocalCrossentropy",):
             cfg.pop("from_logits")   # Keras's regression losses take no from_logits
+        if isinstance(cfg.get("learning_rate"), dict):   # a schedule
+            cfg["learning_rate"] = obj(cfg["learning_rate"], "keras.optimizers.schedules")
         return {"module": module, "class_name": value["class_name"], "config": cfg,
                 "registered_name": None}
 
@@ -380,11 +401,10 @@ def _compile_from_keras(cc: Any) -> dict[str, Any] | None:
         if ocfg.get("use_ema"):
             raise ValueError("compile config: the optimizer's use_ema=True is not supported "
                              "by pynn")
-        if isinstance(ocfg.get("learning_rate"), dict):
-            raise ValueError("compile config: learning-rate schedules are not read by pynn "
-                             "(use a LearningRateScheduler callback)")
         opt = {"class_name": opt.get("class_name"),
                "config": {k: v for k, v in ocfg.items() if k in keep}}
+        if isinstance(ocfg.get("learning_rate"), dict):
+            opt["config"]["learning_rate"] = _schedule_from_keras(ocfg["learning_rate"])
     loss = cc.get("loss")
     if isinstance(loss, dict) and "class_name" not in loss:
         loss = {k: _strip_loss(v) for k, v in loss.items()}
@@ -394,6 +414,20 @@ def _compile_from_keras(cc: Any) -> dict[str, Any] | None:
         loss = _strip_loss(loss)
     return {"optimizer": opt, "loss": loss, "loss_weights": cc.get("loss_weights"),
             "metrics": cc.get("metrics")}
+
+
+def _schedule_from_keras(value: dict[str, Any]) -> dict[str, Any]:
+    """A learning-rate schedule as Keras serializes it, checked against pynn's schedules."""
+    from pynn.optimizers import schedules
+
+    sched = _strip_object(value)
+    cls = sched.get("class_name")
+    if not isinstance(cls, str) or not isinstance(getattr(schedules, cls, None), type) \
+            or not issubclass(getattr(schedules, cls), schedules.LearningRateSchedule) \
+            or not isinstance(sched.get("config"), dict):
+        raise ValueError(f"compile config: unknown learning-rate schedule {cls!r}; pynn reads "
+                         f"the schedules of pynn.optimizers.schedules")
+    return {"class_name": cls, "config": dict(sched["config"])}
 
 
 def _strip_loss(value: Any) -> Any:
@@ -416,6 +450,7 @@ class _Group:
     path: str            # the HDF5 group holding the datasets ("layers/dense/vars")
     name: str            # the object's name (the group's "name" attribute)
     weights: list[Any]   # pynn Weight objects, in dataset order
+    integers: tuple[str, ...] = ()   # names of the weights stored as int32
 
 
 def layout(model: Model, config: Mapping[str, Any]) -> list[_Group]:
@@ -466,7 +501,8 @@ def _layer_groups(layer: Any, class_name: str, path: str) -> list[_Group]:
         out.append(_Group(f"{path}vars", layer.name, []))
     for sub, names in fmt.weights:
         ws = [by_name[n] for n in names if n in by_name]
-        out.append(_Group(f"{path}{sub + '/' if sub else ''}vars", layer.name, ws))
+        out.append(_Group(f"{path}{sub + '/' if sub else ''}vars", layer.name, ws,
+                          fmt.integers))
     for attr in fmt.sublayers:
         inner = getattr(layer, attr)
         out.extend(_layer_groups(inner, type(inner).__name__, f"{path}{attr}/"))
@@ -509,7 +545,10 @@ def _write_h5(model: Model, config: Mapping[str, Any], with_optimizer: bool) -> 
                 if not np.all(np.isfinite(w.value)):
                     raise ValueError(f"{model.name}: weight {w.path!r} contains NaN or Inf; "
                                      f"refusing to save a broken model")
-                grp.create_dataset(str(i), data=w.value)
+                data = w.value
+                if w.name in g.integers:
+                    data = np.rint(data).astype(np.int32)
+                grp.create_dataset(str(i), data=data)
         if with_optimizer:
             _write_optimizer(f, model, groups, state_mod)
     return buf.getvalue()
@@ -517,6 +556,12 @@ def _write_h5(model: Model, config: Mapping[str, Any], with_optimizer: bool) -> 
 
 def _trainable(groups):
     return [w for g in groups for w in g.weights if w.trainable]
+
+
+def _scheduled(model: Any) -> bool:
+    """Whether the learning rate comes from a schedule: Keras then keeps no learning-rate
+    variable, and ``optimizer/vars`` holds the iteration count followed by the slots."""
+    return getattr(model.optimizer, "_schedule", None) is not None
 
 
 def _write_optimizer(f, model, groups, state_mod):
@@ -532,8 +577,9 @@ def _write_optimizer(f, model, groups, state_mod):
     state = model.optimizer.get_state()
     paths = {id(w): p for p, w in state_mod.weight_paths(model).items()}
     it = int(state["iterations"])   # Keras (torch backend) keeps an int32 counter
-    arrays: list[np.ndarray] = [np.asarray(it, dtype=np.int32 if it < 2**31 else np.int64),
-                                np.asarray(state["learning_rate"], dtype=np.float32)]
+    arrays: list[np.ndarray] = [np.asarray(it, dtype=np.int32 if it < 2**31 else np.int64)]
+    if not _scheduled(model):
+        arrays.append(np.asarray(state["learning_rate"], dtype=np.float32))
     for block in blocks:
         for w in _trainable(groups):
             slots = state["slots"].get(paths[id(w)], [])
@@ -804,7 +850,8 @@ def _read_weights(reader: _H5Reader, groups: list[_Group]) -> list[tuple[Any, np
             raise ValueError(f"{reader.path}: {g.path} holds {sorted(keys)[:8]}, layer "
                              f"{g.name!r} has {len(g.weights)} weights")
         for i, w in enumerate(g.weights):
-            arr = reader.dataset(f"{g.path}/{i}", w.shape)
+            arr = reader.dataset(f"{g.path}/{i}", w.shape,
+                                 "iu" if w.name in g.integers else "f")
             arr = arr.astype(np.float32)
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"{reader.path}: weight {w.path!r} contains NaN or Inf")
@@ -824,7 +871,8 @@ def _read_optimizer(reader, model, groups, path):
     model._ensure_graph()
     fresh = model.optimizer.get_state()
     trainable = _trainable(groups)
-    count = 2 + sum(len(b) for b in (blocks or ())) * len(trainable)
+    first = 1 if _scheduled(model) else 2   # the slots follow the count (and the rate)
+    count = first + sum(len(b) for b in (blocks or ())) * len(trainable)
     if blocks is None or len(keys) != count or set(keys) != {str(i) for i in range(count)}:
         warnings.warn(f"{path}: the optimizer's saved variables ({len(keys)}) do not follow a "
                       f"layout pynn maps for {type(model.optimizer).__name__}; training "
@@ -832,9 +880,10 @@ def _read_optimizer(reader, model, groups, path):
         return None
     paths = {id(w): p for p, w in state_mod.weight_paths(model).items()}
     iterations = reader.dataset("optimizer/vars/0", (), "iu")
-    lr = reader.dataset("optimizer/vars/1", (), "f")
+    lr = reader.dataset("optimizer/vars/1", (), "f") if first == 2 \
+        else np.float32(model.optimizer._schedule(int(iterations)))   # the rate at that step
     slots = {k: list(v) for k, v in fresh["slots"].items()}
-    i = 2
+    i = first
     for block in blocks:
         for w in trainable:
             for k in block:

@@ -1,9 +1,10 @@
 """ONNX export: the model's inference graph written with the `onnx` package's helper API.
 
 The exporter walks the flat `GraphSpec` the engine runs (nested models are already inlined
-there) and writes each node as ONNX operators, in inference mode: dropout is the identity,
-batch normalisation uses its moving statistics, rrelu its mean slope. pynn is channels-last
-and ONNX's Conv and pooling are channels-first, so those are wrapped in two Transposes.
+there) and writes each node as ONNX operators, in inference mode: dropout and the noise layers
+are the identity, batch normalisation uses its moving statistics, rrelu its mean slope. pynn is
+channels-last and ONNX's Conv and pooling are channels-first, so those are wrapped in two
+Transposes.
 Inputs and outputs keep pynn's shapes with a symbolic batch axis ("batch").
 
 To support another op, add a function to `_OPS`: it receives the exporter, the node and the
@@ -43,10 +44,16 @@ class _Writer:
         self.nodes: list[Any] = []
         self.inits: list[Any] = []
         self._count = 0
+        self._used: set[str] = set()
 
     def fresh(self, hint: str) -> str:
-        self._count += 1
-        return f"{hint}_{self._count}"
+        # the counter alone could repeat a name ("ln" + "_3" and a layer named "ln_3")
+        while True:
+            self._count += 1
+            name = f"{hint}_{self._count}"
+            if name not in self._used:
+                self._used.add(name)
+                return name
 
     def const(self, value: Any, hint: str, dtype: Any = np.float32) -> str:
         name = self.fresh(hint)
@@ -168,6 +175,69 @@ def _batchnorm(w, node, xs):
     x = xs[0] if rank == 2 else _to_channels_first(w, xs[0], rank, node.name)
     y = w.op("BatchNormalization", [x, *ins], node.name, epsilon=float(a["epsilon"]))
     return y if rank == 2 else _to_channels_last(w, y, rank, node.name)
+
+
+def _affine(w, node, shape):
+    """(gamma, beta) of a layer/group normalization node as constants of `shape` (None when
+    the layer has no scale / no center)."""
+    k = 0
+    out: list[str | None] = []
+    for flag, hint in (("scale", "gamma"), ("center", "beta")):
+        if node.attrs.get(flag, True):
+            out.append(w.const(np.reshape(w.param(node, k), shape), hint))
+            k += 1
+        else:
+            out.append(None)
+    return out[0], out[1]
+
+
+def _standardise(w, x, axes, eps, hint):
+    """(x - mean) / sqrt(var + eps), the statistics taken over `axes` (with the batch axis),
+    the variance the biased one as Keras computes it."""
+    d = w.op("Sub", [x, w.op("ReduceMean", [x], hint, axes=axes, keepdims=1)], hint)
+    var = w.op("ReduceMean", [w.op("Mul", [d, d], hint)], hint, axes=axes, keepdims=1)
+    return w.op("Div", [d, w.op("Sqrt", [w.op("Add", [var, w.const(eps, "eps")], hint)], hint)],
+                hint)
+
+
+def _scale_shift(w, y, gamma, beta, hint):
+    y = y if gamma is None else w.op("Mul", [y, gamma], hint)
+    return y if beta is None else w.op("Add", [y, beta], hint)
+
+
+def _layer_norm(w, node, xs):
+    """ONNX LayerNormalization when the axes are the trailing ones (its only form); other
+    axes through ReduceMean."""
+    shape = list(w.spec.shapes[node.inputs[0]])
+    red = sorted(int(a) % len(shape) + 1 for a in node.attrs["axes"])
+    eps = float(node.attrs.get("epsilon", 1e-3))
+    if red == list(range(red[0], len(shape) + 1)):
+        gamma, beta = _affine(w, node, shape[red[0] - 1:])
+        if gamma is None:
+            gamma = w.const(np.ones(shape[red[0] - 1:]), "gamma")
+        return w.op("LayerNormalization", [xs[0], gamma] + ([beta] if beta else []),
+                    node.name, axis=red[0], epsilon=eps)
+    bshape = [1] + [shape[a - 1] if a in red else 1 for a in range(1, len(shape) + 1)]
+    gamma, beta = _affine(w, node, bshape)
+    return _scale_shift(w, _standardise(w, xs[0], red, eps, node.name), gamma, beta,
+                        node.name)
+
+
+def _group_norm(w, node, xs):
+    """The channels split into groups by a Reshape, standardised per sample and group, and
+    scaled per channel (ONNX's GroupNormalization needs opset 18 and changed in 21)."""
+    shape = list(w.spec.shapes[node.inputs[0]])
+    ax = int(node.attrs.get("axis", -1)) % len(shape)
+    groups = int(node.attrs["groups"])
+    grouped = [0, *shape[:ax], groups, shape[ax] // groups, *shape[ax + 1:]]
+    x = w.op("Reshape", [xs[0], w.const(grouped, "shape", np.int64)], node.name)
+    red = [a for a in range(1, len(grouped)) if a != ax + 1]
+    y = _standardise(w, x, red, float(node.attrs.get("epsilon", 1e-3)), node.name)
+    y = w.op("Reshape", [y, w.const([0, *shape], "shape", np.int64)], node.name)
+    bshape = [1] * (len(shape) + 1)
+    bshape[ax + 1] = shape[ax]
+    gamma, beta = _affine(w, node, bshape)
+    return _scale_shift(w, y, gamma, beta, node.name)
 
 
 def _prelu(w, node, xs):
@@ -470,6 +540,9 @@ _OPS: dict[str, _Op] = {
     "unary": _unary, "binary": _binary, "binary_scalar": _binary_scalar, "reduce": _reduce,
     "matmul": _matmul, "where": _where, "variable": _variable, "constant": _constant,
     "embedding": _embedding, "rnn": _rnn,
+    # at inference the noise layers and the activity penalty leave x as it is
+    "noise": _identity, "activity_regularization": _identity,
+    "layer_norm": _layer_norm, "group_norm": _group_norm,
 }
 
 
@@ -496,6 +569,8 @@ def export_onnx(model: Model, filepath: str | os.PathLike[str], verbose: bool = 
         names[tid] = name
         graph_inputs.append(onnx.helper.make_tensor_value_info(
             name, onnx.TensorProto.FLOAT, ["batch", *spec.shapes[tid]]))
+    out_names = getattr(model, "output_names", None) or []
+    w._used.update(names.values(), out_names)   # no inner tensor takes a graph's name
     for node in spec.nodes:
         fn = _OPS.get(node.op)
         if fn is None:
@@ -508,7 +583,6 @@ def export_onnx(model: Model, filepath: str | os.PathLike[str], verbose: bool = 
             raise ValueError(f"export: layer {node.name!r}: {exc}") from None
         names[node.outputs[0]] = out
     graph_outputs: list[Any] = []
-    out_names = getattr(model, "output_names", None) or []
     for j, tid in enumerate(spec.outputs):
         name = out_names[j] if j < len(out_names) else f"output_{j}"
         if name in {v.name for v in graph_inputs} or any(name == g.name for g in graph_outputs):
