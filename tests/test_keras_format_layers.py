@@ -260,3 +260,23 @@ def test_weights_h5_with_a_schedule_both_ways(keras, tmp_path):
     assert fresh.optimizer.get_state()["iterations"] == 3
     assert fresh.optimizer.learning_rate == pytest.approx(0.1 * 0.5 ** 1.5, rel=1e-6)
     _same_next_step(km, fresh, x, y)
+
+
+def test_depthwise_and_separable_convolutions_both_ways(keras, tmp_path):
+    kl = keras.layers
+    rng = _rng()
+    i = keras.Input((10, 9, 3))
+    h = kl.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu")(i)
+    h = kl.SeparableConv2D(4, (2, 3), strides=2, depth_multiplier=2)(h)
+    h = kl.Reshape((h.shape[1] * h.shape[2], 4))(h)
+    h = kl.DepthwiseConv1D(2, use_bias=False)(h)
+    h = kl.SeparableConv1D(5, 3, padding="same", dilation_rate=2)(h)
+    km = keras.Model(i, kl.GlobalAveragePooling1D()(h))
+    for w in km.weights:    # non-zero biases, so a bias in the wrong place shows
+        w.assign(rng.normal(size=w.shape).astype(np.float32) * 0.5)
+    x = rng.normal(size=(4, 10, 9, 3)).astype(np.float32)
+    model, _ = _both_ways(keras, km, x, tmp_path)
+    names = [type(lay).__name__ for lay in model.layers]
+    assert names.count("DepthwiseConv2D") == names.count("SeparableConv1D") == 1
+    sep = next(lay for lay in model.layers if type(lay).__name__ == "SeparableConv2D")
+    assert [w.name for w in sep.weights] == ["depthwise_kernel", "pointwise_kernel", "bias"]

@@ -60,3 +60,14 @@ def test_preprocessing_and_noise_layers(tmp_path):
     ops = set(_op_types(m, tmp_path))
     assert {"Sub", "Div", "Mul", "Add"} <= ops
     assert not ops & {"RandomNormal", "RandomNormalLike", "RandomUniformLike", "Dropout"}
+
+
+def test_depthwise_and_separable_convolutions_are_grouped_onnx_convs(tmp_path):
+    m = pynn.Sequential([
+        L.InputLayer(shape=(8, 7, 3)), L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
+        L.SeparableConv2D(4, 3, activation="relu"), L.Reshape((-1, 4)),
+        L.SeparableConv1D(2, 2, depth_multiplier=3), L.DepthwiseConv1D(2)])
+    rng = np.random.default_rng(0)
+    m.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in m.get_weights()])
+    base._check(m, rng.normal(size=(3, 8, 7, 3)).astype(np.float32), tmp_path)
+    assert _op_types(m, tmp_path).count("Conv") == 6   # separable: depthwise + pointwise

@@ -155,6 +155,10 @@ LAYERS.update({
     "Dense": KerasLayer(weights=own("kernel", "bias")),
     "Conv1D": KerasLayer(weights=own("kernel", "bias")),
     "Conv2D": KerasLayer(weights=own("kernel", "bias")),
+    "DepthwiseConv1D": KerasLayer(weights=own("kernel", "bias")),
+    "DepthwiseConv2D": KerasLayer(weights=own("kernel", "bias")),
+    "SeparableConv1D": KerasLayer(weights=own("depthwise_kernel", "pointwise_kernel", "bias")),
+    "SeparableConv2D": KerasLayer(weights=own("depthwise_kernel", "pointwise_kernel", "bias")),
     "BatchNormalization": KerasLayer(
         weights=own("gamma", "beta", "moving_mean", "moving_variance"),
         from_keras=_batchnorm_from_keras),
