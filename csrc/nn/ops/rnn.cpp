@@ -260,40 +260,49 @@ class RnnOp : public Op {
     float* UP = align64(sc[kUP]);
     if (t_ > 1) gemm::pack_b_whole(u_, rcols, {U, gu_, 1}, UP);
 
-    for (int64_t s = 0; s < t_; ++s) {
-      const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
-      const bool first = s == 0;
-      float* Zt = Z + tt * gu_;
-      const float* Hp = first ? nullptr : sc[kH] + pt * u_;
-      int64_t hld = hs;  // row stride of the recurrent GEMMs' A operand
-      if (drop_h && !first) {  // h' as the recurrent GEMMs see it
-        float* hd = sc[kHd];
-        for (int64_t b = 0; b < n; ++b)
-          for (int64_t j = 0; j < u_; ++j) hd[b * u_ + j] = Hp[b * hs + j] * mh[b * u_ + j];
-        Hp = hd;
-        hld = u_;
-      }
-      float* step = reset_after_ ? sc[kStep] : nullptr;
-      if (reset_after_) {  // h'U + recurrent bias into the step buffer
-        gemm::Epilogue rb;
-        rb.bias = rbias;
-        if (first) {
-          for (int64_t b = 0; b < n; ++b) std::memcpy(step + b * gu_, rbias, bytes(gu_));
-        } else {
-          gemm::sgemm_prepacked_b(n, gu_, u_, 1.0f, {Hp, hld, 1}, {U, gu_, 1}, UP, 0.0f, step,
-                                  gu_, rb);
+    // Batch rows never interact, through the whole recurrence: each thread runs every step on
+    // its own block of rows, with no synchronisation between steps (a GEMM row's result does
+    // not depend on how many rows it is computed with, so the split changes no bit).
+    row_blocks(n, [&](int64_t b0, int64_t b1) {
+      const int64_t nb = b1 - b0;
+      for (int64_t s = 0; s < t_; ++s) {
+        const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
+        const bool first = s == 0;
+        float* Zt = Z + b0 * zs + tt * gu_;
+        const float* Hp = first ? nullptr : sc[kH] + b0 * hs + pt * u_;
+        int64_t hld = hs;  // row stride of the recurrent GEMMs' A operand
+        if (drop_h && !first) {  // h' as the recurrent GEMMs see it
+          float* hd = sc[kHd] + b0 * u_;
+          const float* mb = mh + b0 * u_;
+          for (int64_t b = 0; b < nb; ++b)
+            for (int64_t j = 0; j < u_; ++j) hd[b * u_ + j] = Hp[b * hs + j] * mb[b * u_ + j];
+          Hp = hd;
+          hld = u_;
         }
-      } else if (!first) {
-        gemm::sgemm_prepacked_b(n, rcols, u_, 1.0f, {Hp, hld, 1}, {U, gu_, 1}, UP, 1.0f, Zt, zs);
+        float* step = reset_after_ ? sc[kStep] : nullptr;
+        if (reset_after_) {  // h'U + recurrent bias into the step buffer
+          gemm::Epilogue rb;
+          rb.bias = rbias;
+          if (first) {
+            for (int64_t b = b0; b < b1; ++b) std::memcpy(step + b * gu_, rbias, bytes(gu_));
+          } else {
+            gemm::sgemm_prepacked_b(nb, gu_, u_, 1.0f, {Hp, hld, 1}, {U, gu_, 1}, UP, 0.0f,
+                                    step + b0 * gu_, gu_, rb);
+          }
+        } else if (!first) {
+          gemm::sgemm_prepacked_b(nb, rcols, u_, 1.0f, {Hp, hld, 1}, {U, gu_, 1}, UP, 1.0f, Zt,
+                                  zs);
+        }
+        for (int64_t b = b0; b < b1; ++b) step_forward(a, b, tt, pt, first, mask, mh, step, false);
+        if (cell_ == Cell::gru && !reset_after_) {  // (r h') Uh, then the candidate and h
+          if (!first)
+            gemm::sgemm(nb, u_, u_, 1.0f, {sc[kRec] + b0 * hs + tt * u_, hs, 1},
+                        {U + 2 * u_, gu_, 1}, 1.0f, Zt + 2 * u_, zs);
+          for (int64_t b = b0; b < b1; ++b)
+            step_forward(a, b, tt, pt, first, mask, mh, step, true);
+        }
       }
-      rows(n, [&](int64_t b) { step_forward(a, b, tt, pt, first, mask, mh, step, false); });
-      if (cell_ == Cell::gru && !reset_after_) {  // (r h') Uh, then the candidate and h
-        if (!first)
-          gemm::sgemm(n, u_, u_, 1.0f, {sc[kRec] + tt * u_, hs, 1}, {U + 2 * u_, gu_, 1}, 1.0f,
-                      Zt + 2 * u_, zs);
-        rows(n, [&](int64_t b) { step_forward(a, b, tt, pt, first, mask, mh, step, true); });
-      }
-    }
+    });
 
     // The output rows.
     const int64_t orow = (rows_out_ + nstate_) * u_;
@@ -336,35 +345,40 @@ class RnnOp : public Op {
     const bool drop_x = a.training && rate_x_ > 0, drop_h = a.training && rate_h_ > 0;
     const float* mh = drop_h ? sc[kMh] : nullptr;
 
-    for (int64_t s = t_ - 1; s >= 0; --s) {
-      const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
-      const bool first = s == 0;
-      rows(n, [&](int64_t b) {  // gradients of the outputs read at this step
-        float* d = dh + b * u_;
-        const float* dy = a.dy + b * ystride;
-        if ((seqs_ || s == t_ - 1) && !zeroed(mask, b, tt))
-          add(d, dy + (seqs_ ? out_row(s) : 0) * u_, u_);
-        if (s == t_ - 1 && nstate_ >= 1) add(d, dy + rows_out_ * u_, u_);
-        if (s == t_ - 1 && nstate_ == 2) add(sc[kDc] + b * u_, dy + (rows_out_ + 1) * u_, u_);
-        step_backward(a, b, tt, pt, first, mask, mh, false);
-      });
-      if (cell_ == Cell::gru && !reset_after_) {
-        // d(r h') = dzh Uh^T, then the reset gate's gradient and h''s share through r.
-        gemm::sgemm(n, u_, u_, 1.0f, {dZ + tt * gu_ + 2 * u_, zs, 1}, {UT + 2 * u_ * u_, u_, 1},
-                    0.0f, sc[kTmp], u_);
-        rows(n, [&](int64_t b) { step_backward(a, b, tt, pt, first, mask, mh, true); });
+    row_blocks(n, [&](int64_t b0, int64_t b1) {  // independent rows, as in forward
+      const int64_t nb = b1 - b0;
+      for (int64_t s = t_ - 1; s >= 0; --s) {
+        const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
+        const bool first = s == 0;
+        for (int64_t b = b0; b < b1; ++b) {  // gradients of the outputs read at this step
+          float* d = dh + b * u_;
+          const float* dy = a.dy + b * ystride;
+          if ((seqs_ || s == t_ - 1) && !zeroed(mask, b, tt))
+            add(d, dy + (seqs_ ? out_row(s) : 0) * u_, u_);
+          if (s == t_ - 1 && nstate_ >= 1) add(d, dy + rows_out_ * u_, u_);
+          if (s == t_ - 1 && nstate_ == 2)
+            add(sc[kDc] + b * u_, dy + (rows_out_ + 1) * u_, u_);
+          step_backward(a, b, tt, pt, first, mask, mh, false);
+        }
+        if (cell_ == Cell::gru && !reset_after_) {
+          // d(r h') = dzh Uh^T, then the reset gate's gradient and h''s share through r.
+          gemm::sgemm(nb, u_, u_, 1.0f, {dZ + b0 * zs + tt * gu_ + 2 * u_, zs, 1},
+                      {UT + 2 * u_ * u_, u_, 1}, 0.0f, sc[kTmp] + b0 * u_, u_);
+          for (int64_t b = b0; b < b1; ++b) step_backward(a, b, tt, pt, first, mask, mh, true);
+        }
+        if (first) break;  // h' of the first step is the zero state: its gradient is unused
+        const gemm::MatrixView dzt{dZh + b0 * zs + tt * gu_, zs, 1};
+        if (!drop_h) {
+          gemm::sgemm_prepacked_b(nb, u_, k, 1.0f, dzt, {UT, u_, 1}, UTP, 1.0f, dh + b0 * u_,
+                                  u_);
+        } else {  // through the mask of h'
+          float* dhd = sc[kHd];
+          gemm::sgemm_prepacked_b(nb, u_, k, 1.0f, dzt, {UT, u_, 1}, UTP, 0.0f, dhd + b0 * u_,
+                                  u_);
+          for (int64_t i = b0 * u_; i < b1 * u_; ++i) dh[i] += dhd[i] * mh[i];
+        }
       }
-      if (first) break;  // h' of the first step is the zero state: its gradient is unused
-      if (!drop_h) {
-        gemm::sgemm_prepacked_b(n, u_, k, 1.0f, {dZh + tt * gu_, zs, 1}, {UT, u_, 1}, UTP, 1.0f,
-                                dh, u_);
-      } else {  // through the mask of h'
-        float* dhd = sc[kHd];
-        gemm::sgemm_prepacked_b(n, u_, k, 1.0f, {dZh + tt * gu_, zs, 1}, {UT, u_, 1}, UTP, 0.0f,
-                                dhd, u_);
-        for (int64_t i = 0; i < n * u_; ++i) dh[i] += dhd[i] * mh[i];
-      }
-    }
+    });
 
     // h' of every step as a matrix (zero rows for the first step), for dU.
     float* Hp = sc[kHprev];
@@ -441,12 +455,22 @@ class RnnOp : public Op {
   // The output row of processing step s in a sequence output.
   int64_t out_row(int64_t s) const { return time_order_ ? time_of(s) : s; }
 
-  // body(b) for every batch row; rows are independent, so splitting them changes nothing.
+  // body(b0, b1) on blocks of batch rows cut on the GEMM's MR boundaries, one per thread when
+  // the recurrence is big enough to pay for a region; rows are independent, so the cut
+  // changes nothing.
   template <class F>
-  void rows(int64_t n, F&& body) const {
-    const int nt = n * gu_ >= 8192 ? parallel::available_threads() : 1;
-    parallel::parallel_for(n, nt, [&](int64_t lo, int64_t hi) {
-      for (int64_t b = lo; b < hi; ++b) body(b);
+  void row_blocks(int64_t n, F&& body) const {
+    const int64_t mr = gemm::active_kernel().mr;
+    const int64_t np = (n + mr - 1) / mr;
+    int nt = n * t_ * gu_ * u_ >= gemm::kParallelThreshold ? parallel::available_threads() : 1;
+    if (nt > np) nt = int(np);
+    if (nt <= 1) {
+      body(int64_t(0), n);
+      return;
+    }
+    parallel::run(nt, [&](int t) {
+      const int64_t b0 = np * t / nt * mr, b1 = std::min(n, np * (t + 1) / nt * mr);
+      if (b0 < b1) body(b0, b1);
     });
   }
 
