@@ -9,7 +9,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Graph', 'Network', 'activation_backward', 'activation_defaults', 'activation_descriptors', 'activation_forward', 'activation_names', 'activation_params', 'arch', 'arch_error', 'batchnorm_backward', 'batchnorm_forward_infer', 'batchnorm_forward_train', 'clip_scale', 'column_sums', 'compute_fans', 'cpu_supports', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'gemm', 'gemm_threads', 'get_num_threads', 'initializer_fill', 'initializer_names', 'kernel_info', 'l1_l2_penalty', 'loss_config', 'loss_descriptors', 'loss_names', 'loss_value_grad', 'measure_fma_peak', 'optimizer_apply', 'optimizer_begin_step', 'optimizer_config', 'optimizer_descriptors', 'optimizer_slot_names', 'optimizer_slots', 'optimizer_update', 'pool_info', 'prelu_backward', 'prelu_forward', 'rrelu_backward', 'rrelu_forward', 'set_num_threads', 'softmax_backward', 'softmax_forward', 'sbgemm', 'sbgemm_info', 'sum_of_squares']
+__all__: list[str] = ['Graph', 'Network', 'activation_backward', 'activation_defaults', 'activation_descriptors', 'activation_forward', 'activation_names', 'activation_params', 'arch', 'arch_error', 'batchnorm_backward', 'batchnorm_forward_infer', 'batchnorm_forward_train', 'clip_scale', 'column_sums', 'compute_fans', 'cpu_supports', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'gemm', 'gemm_prepacked_b', 'gemm_threads', 'get_num_threads', 'initializer_fill', 'initializer_names', 'kernel_info', 'l1_l2_penalty', 'loss_config', 'loss_descriptors', 'loss_names', 'loss_value_grad', 'measure_fma_peak', 'optimizer_apply', 'optimizer_begin_step', 'optimizer_config', 'optimizer_descriptors', 'optimizer_slot_names', 'optimizer_slots', 'optimizer_update', 'pool_info', 'prelu_backward', 'prelu_forward', 'rrelu_backward', 'rrelu_forward', 'set_num_threads', 'softmax_backward', 'softmax_forward', 'sbgemm', 'sbgemm_info', 'sum_of_squares']
 class Network:
     def __init__(self, input_width: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
@@ -254,6 +254,10 @@ def dropout_forward(x: numpy.ndarray, rate: typing.SupportsFloat | typing.Suppor
 def gemm(a: numpy.ndarray, b: numpy.ndarray, out: numpy.ndarray, alpha: typing.SupportsFloat | typing.SupportsIndex = 1.0, beta: typing.SupportsFloat | typing.SupportsIndex = 0.0, bias: numpy.ndarray | None = None, activation: str = 'linear', act_params: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], preact: numpy.ndarray | None = None, nthreads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.ndarray:
     """
     out = act(alpha * a @ b + beta * out + bias); a, b float32 2-D views with any strides, out C-contiguous float32.
+    """
+def gemm_prepacked_b(a: numpy.ndarray, b: numpy.ndarray, out: numpy.ndarray, alpha: typing.SupportsFloat | typing.SupportsIndex = 1.0, beta: typing.SupportsFloat | typing.SupportsIndex = 0.0, nthreads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.ndarray:
+    """
+    out = alpha * a @ b + beta * out with b packed whole first (pack_b_whole, then sgemm_prepacked_b): the path the recurrent op takes; for tests.
     """
 def gemm_threads(m: typing.SupportsInt | typing.SupportsIndex, n: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex) -> int:
     """

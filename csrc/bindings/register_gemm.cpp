@@ -2,6 +2,9 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdlib>
+#include <memory>
+#include <new>
 #include <optional>
 #include <vector>
 
@@ -60,6 +63,32 @@ void register_gemm(py::module_& m) {
       py::arg("nthreads") = 0,
       "out = act(alpha * a @ b + beta * out + bias); a, b float32 2-D views with any strides, "
       "out C-contiguous float32.");
+  m.def(
+      "gemm_prepacked_b",
+      [](py::array a, py::array b, py::array out, float alpha, float beta, int nthreads) {
+        const gemm::MatrixView av = matrix_view(a, "a");
+        const gemm::MatrixView bv = matrix_view(b, "b");
+        float* c = mutable_c_contiguous(out, "out", 2);
+        const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
+        if (b.shape(0) != K) throw py::value_error("a and b: inner dimensions differ");
+        if (out.shape(0) != M || out.shape(1) != N)
+          throw py::value_error("out: wrong shape for the product");
+        const size_t bytes = (size_t(gemm::packed_b_size(K, N)) * sizeof(float) + 127) / 64 * 64;
+        std::unique_ptr<float, decltype(&std::free)> packed(
+            static_cast<float*>(std::aligned_alloc(64, bytes)), &std::free);
+        if (!packed) throw std::bad_alloc();
+        {
+          py::gil_scoped_release nogil;
+          gemm::pack_b_whole(K, N, bv, packed.get());
+          gemm::sgemm_prepacked_b(M, N, K, alpha, av, bv, packed.get(), beta, c, N,
+                                  gemm::Epilogue{}, nthreads);
+        }
+        return out;
+      },
+      py::arg("a"), py::arg("b"), py::arg("out"), py::arg("alpha") = 1.0f,
+      py::arg("beta") = 0.0f, py::arg("nthreads") = 0,
+      "out = alpha * a @ b + beta * out with b packed whole first (pack_b_whole, then "
+      "sgemm_prepacked_b): the path the recurrent op takes; for tests.");
   m.def(
       "gemm_threads",
       [](int64_t m, int64_t n, int64_t k) { return gemm::threads_for(m, n, k, 0); },

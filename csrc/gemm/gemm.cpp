@@ -28,9 +28,11 @@
 #include "gemm/gemm.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <stdexcept>
 
 #include "common/parallel.h"
 #include "gemm/blocksizes.h"
@@ -99,10 +101,12 @@ int64_t k_panel_depth(int64_t k, int64_t kc_max) {
 // One thread's share: rows [m0, m1) and columns [n0, n1) of C, all of K.
 // pack_a_block(ic, mc, pc, kc, dst) packs rows [ic, ic + mc) x columns [pc, pc + kc) of A into
 // dst in pack_a's layout (a strided matrix, or an implicit one such as convolution patches).
-template <class PackA>
+// pack_b_block(pc, kc, jc, nc, dst) returns rows [pc, pc + kc) x columns [jc, jc + nc) of B
+// in pack_b's layout: packed into dst, or a block of a B packed beforehand (sgemm_prepacked_b).
+template <class PackA, class PackB>
 void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
-                int64_t k, float alpha, const PackA& pack_a_block, MatrixView b, float beta,
-                float* c, int64_t ldc, const Epilogue& ep) {
+                int64_t k, float alpha, const PackA& pack_a_block, const PackB& pack_b_block,
+                float beta, float* c, int64_t ldc, const Epilogue& ep) {
   const int MR = kern.mr, NR = kern.nr;
   const int64_t MC = std::max<int64_t>(MR, kern.mc / MR * MR);
   const int64_t NC = std::max<int64_t>(NR, kern.nc / NR * NR);
@@ -125,13 +129,13 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
       pack_a_block(ic, mc, pc, kc, abuf);
       for (int64_t jc = n0; jc < n1; jc += NC) {                 // JC
         const int64_t nc = std::min(NC, n1 - jc);
-        pack_b_dispatch(NR, kc, nc, b.data + pc * b.rs + jc * b.cs, b.rs, b.cs, bbuf);
+        const float* bblock = pack_b_block(pc, kc, jc, nc, bbuf);
         for (int64_t ir = 0; ir < mc; ir += MR) {                // IR
           const int64_t mv = std::min<int64_t>(MR, mc - ir);
           const float* ap = abuf + ir * kc;
           for (int64_t jr = 0; jr < nc; jr += NR) {              // JR
             const int64_t nv = std::min<int64_t>(NR, nc - jr);
-            const float* bp = bbuf + jr * kc;
+            const float* bp = bblock + jr * kc;
             float* ct = c + (ic + ir) * ldc + (jc + jr);
             if (mv == MR && nv == NR) {
               kern.ukr(kc, ap, bp, ct, ldc, alpha, beta_p);
@@ -260,15 +264,15 @@ void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc, const Epil
 
 // The packed path on as many threads as the size allows: C cut into a grid of MR/NR-aligned
 // rectangles, each running gemm_block with its own packing buffers.
-template <class PackA>
+template <class PackA, class PackB>
 void gemm_blocked(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float alpha,
-                  const PackA& pack_a_block, MatrixView b, float beta, float* c, int64_t ldc,
-                  const Epilogue& ep, int nthreads) {
+                  const PackA& pack_a_block, const PackB& pack_b_block, float beta, float* c,
+                  int64_t ldc, const Epilogue& ep, int nthreads) {
   const int nt = threads_for(m, n, k, nthreads);
   Grid g = nt > 1 ? choose_grid(kern, m, n, k, nt) : Grid{};
   const int used = g.tm * g.tn;
   if (used <= 1) {
-    gemm_block(kern, 0, m, 0, n, k, alpha, pack_a_block, b, beta, c, ldc, ep);
+    gemm_block(kern, 0, m, 0, n, k, alpha, pack_a_block, pack_b_block, beta, c, ldc, ep);
     return;
   }
   const int64_t mp = (m + kern.mr - 1) / kern.mr;
@@ -282,8 +286,54 @@ void gemm_blocked(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float
     const int64_t n0 = split(np, g.tn, tj, kern.nr);
     const int64_t n1 = std::min(n, split(np, g.tn, tj + 1, kern.nr));
     if (m0 < m1 && n0 < n1)
-      gemm_block(kern, m0, m1, n0, n1, k, alpha, pack_a_block, b, beta, c, ldc, ep);
+      gemm_block(kern, m0, m1, n0, n1, k, alpha, pack_a_block, pack_b_block, beta, c, ldc, ep);
   });
+}
+
+// Packs B's blocks as the driver reaches them (the ordinary case).
+struct PackBInPlace {
+  int nr;
+  MatrixView b;
+  const float* operator()(int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* dst) const {
+    pack_b_dispatch(nr, kc, nc, b.data + pc * b.rs + jc * b.cs, b.rs, b.cs, dst);
+    return dst;
+  }
+};
+
+// Blocks of a B packed whole by pack_b_whole: K panel [pc, pc + kc) starts at pc * npad
+// (npad = n rounded up to NR) and is pack_b's layout of all n columns, so the block of columns
+// [jc, jc + nc) (jc a multiple of NR) starts jc * kc further on.
+struct PackBPrepacked {
+  const float* packed;
+  int64_t npad;
+  const float* operator()(int64_t pc, int64_t kc, int64_t jc, int64_t, float*) const {
+    return packed + pc * npad + jc * kc;
+  }
+};
+
+int64_t padded_n(const KernelInfo& kern, int64_t n) { return (n + kern.nr - 1) / kern.nr * kern.nr; }
+
+// The unpacked (direct) kernel when it applies; false if the blocked path must run.
+bool try_direct(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float alpha,
+                MatrixView a, MatrixView b, float beta, float* c, int64_t ldc,
+                const Epilogue& ep, int nthreads) {
+  const int dmax = direct_max_m(kern);
+  if (m <= dmax && (b.cs == 1 || n == 1)) {
+    // A few rows are bound by reading B, not by arithmetic: once B is large, each core
+    // reading its own share of the columns (from its own cache) is what pays.
+    const int nt_direct =
+        n * k >= kDirectParallelElems ? threads_for(kParallelThreshold, 1, 1, nthreads) : 1;
+    gemm_direct(kern, m, n, k, alpha, a, b, beta, c, ldc, ep, nt_direct);
+    return true;
+  }
+  if (dmax > 0 && n <= kern.narrow_max_n && b.cs == 1) {
+    // Narrow n (an output layer of 10 classes): the packed tile would spend most of its
+    // lanes on columns that do not exist, and packing A costs as much as the product. The
+    // direct kernel takes one or two vectors of columns (bitwise the packed result).
+    gemm_direct(kern, m, n, k, alpha, a, b, beta, c, ldc, ep, threads_for(m, n, k, nthreads));
+    return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -323,27 +373,47 @@ void sgemm_with(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float a
     scale_c(m, n, beta, c, ldc, ep);
     return;
   }
-  const int dmax = direct_max_m(kern);
-  if (m <= dmax && (b.cs == 1 || n == 1)) {
-    // A few rows are bound by reading B, not by arithmetic: once B is large, each core
-    // reading its own share of the columns (from its own cache) is what pays.
-    const int nt_direct =
-        n * k >= kDirectParallelElems ? threads_for(kParallelThreshold, 1, 1, nthreads) : 1;
-    gemm_direct(kern, m, n, k, alpha, a, b, beta, c, ldc, ep, nt_direct);
-    return;
-  }
-  if (dmax > 0 && n <= kern.narrow_max_n && b.cs == 1) {
-    // Narrow n (an output layer of 10 classes): the packed tile would spend most of its
-    // lanes on columns that do not exist, and packing A costs as much as the product. The
-    // direct kernel takes one or two vectors of columns (bitwise the packed result).
-    gemm_direct(kern, m, n, k, alpha, a, b, beta, c, ldc, ep, threads_for(m, n, k, nthreads));
-    return;
-  }
+  if (try_direct(kern, m, n, k, alpha, a, b, beta, c, ldc, ep, nthreads)) return;
   const int mr = kern.mr;
   auto pack = [&](int64_t ic, int64_t mc, int64_t pc, int64_t kc, float* dst) {
     pack_a_dispatch(mr, mc, kc, a.data + ic * a.rs + pc * a.cs, a.rs, a.cs, dst);
   };
-  gemm_blocked(kern, m, n, k, alpha, pack, b, beta, c, ldc, ep, nthreads);
+  gemm_blocked(kern, m, n, k, alpha, pack, PackBInPlace{kern.nr, b}, beta, c, ldc, ep,
+               nthreads);
+}
+
+int64_t packed_b_size(int64_t k, int64_t n) {
+  if (k <= 0 || n <= 0) return 0;
+  return padded_n(active_kernel(), n) * k;
+}
+
+void pack_b_whole(int64_t k, int64_t n, MatrixView b, float* packed) {
+  if (k <= 0 || n <= 0) return;
+  const KernelInfo& kern = active_kernel();
+  const int64_t KC = k_panel_depth(k, kern.kc), npad = padded_n(kern, n);
+  for (int64_t pc = 0; pc < k; pc += KC)
+    pack_b_dispatch(kern.nr, std::min(KC, k - pc), n, b.data + pc * b.rs, b.rs, b.cs,
+                    packed + pc * npad);
+}
+
+void sgemm_prepacked_b(int64_t m, int64_t n, int64_t k, float alpha, MatrixView a,
+                       MatrixView b, const float* packed, float beta, float* c, int64_t ldc,
+                       const Epilogue& ep, int nthreads) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0 || alpha == 0.0f) {
+    scale_c(m, n, beta, c, ldc, ep);
+    return;
+  }
+  const KernelInfo& kern = active_kernel();
+  if (try_direct(kern, m, n, k, alpha, a, b, beta, c, ldc, ep, nthreads)) return;
+  if (reinterpret_cast<uintptr_t>(packed) % 64 != 0)
+    throw std::invalid_argument("sgemm_prepacked_b: the packed B must be 64-byte aligned");
+  const int mr = kern.mr;
+  auto pack = [&](int64_t ic, int64_t mc, int64_t pc, int64_t kc, float* dst) {
+    pack_a_dispatch(mr, mc, kc, a.data + ic * a.rs + pc * a.cs, a.rs, a.cs, dst);
+  };
+  gemm_blocked(kern, m, n, k, alpha, pack, PackBPrepacked{packed, padded_n(kern, n)}, beta, c,
+               ldc, ep, nthreads);
 }
 
 void sgemm_packed_a(int64_t m, int64_t n, int64_t k, float alpha, const APacker& a,
@@ -359,7 +429,8 @@ void sgemm_packed_a(int64_t m, int64_t n, int64_t k, float alpha, const APacker&
   auto pack = [&](int64_t ic, int64_t mc, int64_t pc, int64_t kc, float* dst) {
     a.pack(a.ctx, ic, mc, pc, kc, mr, dst);
   };
-  gemm_blocked(kern, m, n, k, alpha, pack, b, beta, c, ldc, ep, nthreads);
+  gemm_blocked(kern, m, n, k, alpha, pack, PackBInPlace{kern.nr, b}, beta, c, ldc, ep,
+               nthreads);
 }
 
 void sgemm(int64_t m, int64_t n, int64_t k, float alpha, MatrixView a, MatrixView b, float beta,

@@ -49,6 +49,20 @@ void sgemm_packed_a(int64_t m, int64_t n, int64_t k, float alpha, const APacker&
                     MatrixView b, float beta, float* c, int64_t ldc,
                     const Epilogue& ep = Epilogue{}, int nthreads = 0);
 
+// A B operand packed once and multiplied many times (a recurrent kernel, used at every time
+// step): packing a weight matrix for each of many small products costs as much as a tenth of
+// them. pack_b_whole writes B (k x n) into packed_b_size(k, n) floats, 64-byte aligned, in the
+// blocked path's layout for the active kernel (every K panel of pack_b's micro-panels over all
+// n columns, one panel after the other). sgemm_prepacked_b then computes exactly what sgemm
+// does with the same arguments, bit for bit and on the same threads, reading B's blocks from
+// `packed` instead of packing them; `b` must still describe B (the direct small-m path reads
+// it in place). `packed` is valid only for the k, n it was packed with, until B changes.
+int64_t packed_b_size(int64_t k, int64_t n);
+void pack_b_whole(int64_t k, int64_t n, MatrixView b, float* packed);
+void sgemm_prepacked_b(int64_t m, int64_t n, int64_t k, float alpha, MatrixView a,
+                       MatrixView b, const float* packed, float beta, float* c, int64_t ldc,
+                       const Epilogue& ep = Epilogue{}, int nthreads = 0);
+
 // Thread count the next sgemm of this size would use.
 int threads_for(int64_t m, int64_t n, int64_t k, int nthreads);
 

@@ -38,6 +38,7 @@
 //    GEMM never splits K; the row passes are independent per row).
 //  - Every buffer is scratch planned by the graph: nothing is allocated per step or per call.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "common/parallel.h"
@@ -53,11 +54,56 @@ enum class Cell { simple, lstm, gru };
 
 constexpr uint64_t kRecurrentSeed = 0x5bd1e995u;
 
+// A packed GEMM operand must start on 64 bytes; the graph's scratch is only 16-byte aligned,
+// so its slot holds this many floats more and the operand starts at the next 64-byte boundary.
+constexpr int64_t kAlignPad = 16;
+float* align64(float* p) {
+  const uintptr_t v = reinterpret_cast<uintptr_t>(p);
+  return reinterpret_cast<float*>((v + 63) / 64 * 64);
+}
+
 // The dropout op's mask: 1 / (1 - rate) where draw i of (seed, stream) is >= rate, else 0.
 void dropout_mask(float* m, int64_t n, float rate, uint64_t seed, uint64_t stream) {
   const float scale = 1.0f / (1.0f - rate);
   for (int64_t i = 0; i < n; ++i)
     m[i] = random_uniform01(seed, stream, uint64_t(i)) >= rate ? scale : 0.0f;
+}
+
+// The LSTM's element-wise steps as functions of restrict-qualified rows (the gate rows of a
+// step never overlap each other or the state rows), so the compiler vectorises them; the
+// arithmetic per element is the same as written.
+// c = f c' + i a(zc), and a copy of c for a(c).
+void lstm_cell(int64_t u, const float* __restrict gi, const float* __restrict gf,
+               const float* __restrict gc, const float* __restrict cp, float* __restrict c,
+               float* __restrict tc) {
+  for (int64_t j = 0; j < u; ++j) tc[j] = c[j] = gf[j] * cp[j] + gi[j] * gc[j];
+}
+// h = o a(c).
+void lstm_out(int64_t u, const float* __restrict go, const float* __restrict tc,
+              float* __restrict h) {
+  for (int64_t j = 0; j < u; ++j) h[j] = go[j] * tc[j];
+}
+// dh into d o (times a(c)) and d a(c) (times o).
+void lstm_dh_to_gates(int64_t u, const float* __restrict dh, const float* __restrict tc,
+                      const float* __restrict go, float* __restrict dzo, float* __restrict dtc) {
+  for (int64_t j = 0; j < u; ++j) {
+    dzo[j] = dh[j] * tc[j];
+    dtc[j] = dh[j] * go[j];
+  }
+}
+// dc (carried) + dc (through h) into d i, d f, d a(zc), dc' = dc f; dh is consumed (zeroed).
+void lstm_dc_to_gates(int64_t u, const float* __restrict gi, const float* __restrict gf,
+                      const float* __restrict gc, const float* __restrict cp,
+                      float* __restrict dzi, float* __restrict dzf, float* __restrict dzc,
+                      float* __restrict dc, float* __restrict dh) {
+  for (int64_t j = 0; j < u; ++j) {
+    const float d = dc[j] + dzc[j];
+    dzi[j] = d * gc[j];
+    dzf[j] = d * cp[j];
+    dzc[j] = d * gi[j];
+    dc[j] = d * gf[j];
+    dh[j] = 0.0f;
+  }
 }
 
 // Scratch slots (per batch row unless noted).
@@ -80,6 +126,9 @@ enum Slot {
   kHd,     // recurrent dropout: one step's dropped h' (u); in backward dh' before its mask
   kTC,     // lstm: activation(c) of every step, (T, u)
   kUT,     // backward: the recurrent kernel transposed, (G u, u) (fixed: packs contiguously)
+  kUP,     // forward: the recurrent kernel packed once for every step's GEMM (fixed)
+  kUTP,    // backward: U^T packed once for every step's dh' GEMM (fixed)
+  kDZP,    // backward, simple and lstm: dZ packed once for both dW and dU
   kSlots
 };
 
@@ -149,6 +198,7 @@ class RnnOp : public Op {
     if (cell_ == Cell::lstm) s[kTC] = {t_ * u_, 0, keep};
     if (cell_ == Cell::gru) s[kRec] = {t_ * u_, 0, keep};
     if (reset_after_) s[kStep] = {gu_, 0, ScratchLife::forward};
+    s[kUP] = {0, gemm::packed_b_size(u_, gu_) + kAlignPad, ScratchLife::forward};
     if (backward) {
       s[kDZ] = {t_ * gu_, 0, bw};
       if (reset_after_) s[kDZh] = {t_ * gu_, 0, bw};
@@ -157,6 +207,8 @@ class RnnOp : public Op {
       if (cell_ == Cell::gru && !reset_after_) s[kTmp] = {u_, 0, bw};
       s[kHprev] = {t_ * u_, 0, bw};
       s[kUT] = {0, gu_ * u_, bw};
+      s[kUTP] = {0, gemm::packed_b_size(gu_, u_) + kAlignPad, bw};
+      if (cell_ != Cell::gru) s[kDZP] = {gemm::packed_b_size(t_, gu_), kAlignPad, bw};
     }
     if (training && rate_x_ > 0) {
       s[kXd] = {t_ * f_, 0, keep};
@@ -203,40 +255,54 @@ class RnnOp : public Op {
     ep.bias = bias;
     gemm::sgemm(n * t_, gu_, f_, 1.0f, {X, f_, 1}, {W, gu_, 1}, 0.0f, Z, gu_, ep);
 
-    for (int64_t s = 0; s < t_; ++s) {
-      const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
-      const bool first = s == 0;
-      float* Zt = Z + tt * gu_;
-      const float* Hp = first ? nullptr : sc[kH] + pt * u_;
-      int64_t hld = hs;  // row stride of the recurrent GEMMs' A operand
-      if (drop_h && !first) {  // h' as the recurrent GEMMs see it
-        float* hd = sc[kHd];
-        for (int64_t b = 0; b < n; ++b)
-          for (int64_t j = 0; j < u_; ++j) hd[b * u_ + j] = Hp[b * hs + j] * mh[b * u_ + j];
-        Hp = hd;
-        hld = u_;
-      }
-      float* step = reset_after_ ? sc[kStep] : nullptr;
-      if (reset_after_) {  // h'U + recurrent bias into the step buffer
-        gemm::Epilogue rb;
-        rb.bias = rbias;
-        if (first) {
-          for (int64_t b = 0; b < n; ++b) std::memcpy(step + b * gu_, rbias, bytes(gu_));
-        } else {
-          gemm::sgemm(n, gu_, u_, 1.0f, {Hp, hld, 1}, {U, gu_, 1}, 0.0f, step, gu_, rb);
+    // U packed once for all steps (gru without reset_after: only its z and r columns here).
+    const int64_t rcols = cell_ == Cell::gru && !reset_after_ ? 2 * u_ : gu_;
+    float* UP = align64(sc[kUP]);
+    if (t_ > 1) gemm::pack_b_whole(u_, rcols, {U, gu_, 1}, UP);
+
+    // Batch rows never interact, through the whole recurrence: each thread runs every step on
+    // its own block of rows, with no synchronisation between steps (a GEMM row's result does
+    // not depend on how many rows it is computed with, so the split changes no bit).
+    row_blocks(n, [&](int64_t b0, int64_t b1) {
+      const int64_t nb = b1 - b0;
+      for (int64_t s = 0; s < t_; ++s) {
+        const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
+        const bool first = s == 0;
+        float* Zt = Z + b0 * zs + tt * gu_;
+        const float* Hp = first ? nullptr : sc[kH] + b0 * hs + pt * u_;
+        int64_t hld = hs;  // row stride of the recurrent GEMMs' A operand
+        if (drop_h && !first) {  // h' as the recurrent GEMMs see it
+          float* hd = sc[kHd] + b0 * u_;
+          const float* mb = mh + b0 * u_;
+          for (int64_t b = 0; b < nb; ++b)
+            for (int64_t j = 0; j < u_; ++j) hd[b * u_ + j] = Hp[b * hs + j] * mb[b * u_ + j];
+          Hp = hd;
+          hld = u_;
         }
-      } else if (!first) {
-        const int64_t cols = cell_ == Cell::gru ? 2 * u_ : gu_;
-        gemm::sgemm(n, cols, u_, 1.0f, {Hp, hld, 1}, {U, gu_, 1}, 1.0f, Zt, zs);
+        float* step = reset_after_ ? sc[kStep] : nullptr;
+        if (reset_after_) {  // h'U + recurrent bias into the step buffer
+          gemm::Epilogue rb;
+          rb.bias = rbias;
+          if (first) {
+            for (int64_t b = b0; b < b1; ++b) std::memcpy(step + b * gu_, rbias, bytes(gu_));
+          } else {
+            gemm::sgemm_prepacked_b(nb, gu_, u_, 1.0f, {Hp, hld, 1}, {U, gu_, 1}, UP, 0.0f,
+                                    step + b0 * gu_, gu_, rb);
+          }
+        } else if (!first) {
+          gemm::sgemm_prepacked_b(nb, rcols, u_, 1.0f, {Hp, hld, 1}, {U, gu_, 1}, UP, 1.0f, Zt,
+                                  zs);
+        }
+        for (int64_t b = b0; b < b1; ++b) step_forward(a, b, tt, pt, first, mask, mh, step, false);
+        if (cell_ == Cell::gru && !reset_after_) {  // (r h') Uh, then the candidate and h
+          if (!first)
+            gemm::sgemm(nb, u_, u_, 1.0f, {sc[kRec] + b0 * hs + tt * u_, hs, 1},
+                        {U + 2 * u_, gu_, 1}, 1.0f, Zt + 2 * u_, zs);
+          for (int64_t b = b0; b < b1; ++b)
+            step_forward(a, b, tt, pt, first, mask, mh, step, true);
+        }
       }
-      rows(n, [&](int64_t b) { step_forward(a, b, tt, pt, first, mask, mh, step, false); });
-      if (cell_ == Cell::gru && !reset_after_) {  // (r h') Uh, then the candidate and h
-        if (!first)
-          gemm::sgemm(n, u_, u_, 1.0f, {sc[kRec] + tt * u_, hs, 1}, {U + 2 * u_, gu_, 1}, 1.0f,
-                      Zt + 2 * u_, zs);
-        rows(n, [&](int64_t b) { step_forward(a, b, tt, pt, first, mask, mh, step, true); });
-      }
-    }
+    });
 
     // The output rows.
     const int64_t orow = (rows_out_ + nstate_) * u_;
@@ -270,39 +336,49 @@ class RnnOp : public Op {
     for (int64_t j = 0; j < u_; ++j)
       for (int64_t k = 0; k < gu_; ++k) UT[k * u_ + j] = U[j * gu_ + k];
     if (cell_ == Cell::lstm) std::fill(sc[kDc], sc[kDc] + n * u_, 0.0f);
+    // dh' = dZ U^T at every step: U^T (its first k rows) packed once.
+    const int64_t k = cell_ == Cell::gru && !reset_after_ ? 2 * u_ : gu_;
+    float* UTP = align64(sc[kUTP]);
+    if (t_ > 1) gemm::pack_b_whole(k, u_, {UT, u_, 1}, UTP);
     const int64_t orow = (rows_out_ + nstate_) * u_;
     const int64_t ystride = nstate_ ? orow : rows_out_ * u_;
     const bool drop_x = a.training && rate_x_ > 0, drop_h = a.training && rate_h_ > 0;
     const float* mh = drop_h ? sc[kMh] : nullptr;
 
-    for (int64_t s = t_ - 1; s >= 0; --s) {
-      const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
-      const bool first = s == 0;
-      rows(n, [&](int64_t b) {  // gradients of the outputs read at this step
-        float* d = dh + b * u_;
-        const float* dy = a.dy + b * ystride;
-        if ((seqs_ || s == t_ - 1) && !zeroed(mask, b, tt))
-          add(d, dy + (seqs_ ? out_row(s) : 0) * u_, u_);
-        if (s == t_ - 1 && nstate_ >= 1) add(d, dy + rows_out_ * u_, u_);
-        if (s == t_ - 1 && nstate_ == 2) add(sc[kDc] + b * u_, dy + (rows_out_ + 1) * u_, u_);
-        step_backward(a, b, tt, pt, first, mask, mh, false);
-      });
-      if (cell_ == Cell::gru && !reset_after_) {
-        // d(r h') = dzh Uh^T, then the reset gate's gradient and h''s share through r.
-        gemm::sgemm(n, u_, u_, 1.0f, {dZ + tt * gu_ + 2 * u_, zs, 1}, {UT + 2 * u_ * u_, u_, 1},
-                    0.0f, sc[kTmp], u_);
-        rows(n, [&](int64_t b) { step_backward(a, b, tt, pt, first, mask, mh, true); });
+    row_blocks(n, [&](int64_t b0, int64_t b1) {  // independent rows, as in forward
+      const int64_t nb = b1 - b0;
+      for (int64_t s = t_ - 1; s >= 0; --s) {
+        const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
+        const bool first = s == 0;
+        for (int64_t b = b0; b < b1; ++b) {  // gradients of the outputs read at this step
+          float* d = dh + b * u_;
+          const float* dy = a.dy + b * ystride;
+          if ((seqs_ || s == t_ - 1) && !zeroed(mask, b, tt))
+            add(d, dy + (seqs_ ? out_row(s) : 0) * u_, u_);
+          if (s == t_ - 1 && nstate_ >= 1) add(d, dy + rows_out_ * u_, u_);
+          if (s == t_ - 1 && nstate_ == 2)
+            add(sc[kDc] + b * u_, dy + (rows_out_ + 1) * u_, u_);
+          step_backward(a, b, tt, pt, first, mask, mh, false);
+        }
+        if (cell_ == Cell::gru && !reset_after_) {
+          // d(r h') = dzh Uh^T, then the reset gate's gradient and h''s share through r.
+          gemm::sgemm(nb, u_, u_, 1.0f, {dZ + b0 * zs + tt * gu_ + 2 * u_, zs, 1},
+                      {UT + 2 * u_ * u_, u_, 1}, 0.0f, sc[kTmp] + b0 * u_, u_);
+          for (int64_t b = b0; b < b1; ++b) step_backward(a, b, tt, pt, first, mask, mh, true);
+        }
+        if (first) break;  // h' of the first step is the zero state: its gradient is unused
+        const gemm::MatrixView dzt{dZh + b0 * zs + tt * gu_, zs, 1};
+        if (!drop_h) {
+          gemm::sgemm_prepacked_b(nb, u_, k, 1.0f, dzt, {UT, u_, 1}, UTP, 1.0f, dh + b0 * u_,
+                                  u_);
+        } else {  // through the mask of h'
+          float* dhd = sc[kHd];
+          gemm::sgemm_prepacked_b(nb, u_, k, 1.0f, dzt, {UT, u_, 1}, UTP, 0.0f, dhd + b0 * u_,
+                                  u_);
+          for (int64_t i = b0 * u_; i < b1 * u_; ++i) dh[i] += dhd[i] * mh[i];
+        }
       }
-      if (first) break;  // h' of the first step is the zero state: its gradient is unused
-      const int64_t k = cell_ == Cell::gru && !reset_after_ ? 2 * u_ : gu_;
-      if (!drop_h) {
-        gemm::sgemm(n, u_, k, 1.0f, {dZh + tt * gu_, zs, 1}, {UT, u_, 1}, 1.0f, dh, u_);
-      } else {  // through the mask of h'
-        float* dhd = sc[kHd];
-        gemm::sgemm(n, u_, k, 1.0f, {dZh + tt * gu_, zs, 1}, {UT, u_, 1}, 0.0f, dhd, u_);
-        for (int64_t i = 0; i < n * u_; ++i) dh[i] += dhd[i] * mh[i];
-      }
-    }
+    });
 
     // h' of every step as a matrix (zero rows for the first step), for dU.
     float* Hp = sc[kHprev];
@@ -318,12 +394,23 @@ class RnnOp : public Op {
         }
     }
     const int64_t rows_all = n * t_;
+    // dW and dU (simple, lstm) share their B operand dZ: packed once for both products.
+    const bool share = cell_ != Cell::gru && a.dparam[0] && a.dparam[1];
+    float* DZP = share ? align64(sc[kDZP]) : nullptr;
+    if (share) gemm::pack_b_whole(rows_all, gu_, {dZ, gu_, 1}, DZP);
+    const auto dz_product = [&](int64_t m, const gemm::MatrixView& lhs, float beta, float* out) {
+      if (share)
+        gemm::sgemm_prepacked_b(m, gu_, rows_all, 1.0f, lhs, {dZ, gu_, 1}, DZP, beta, out, gu_);
+      else
+        gemm::sgemm(m, gu_, rows_all, 1.0f, lhs, {dZ, gu_, 1}, beta, out, gu_);
+    };
     if (float* dW = a.dparam[0])
-      gemm::sgemm(f_, gu_, rows_all, 1.0f, {drop_x ? sc[kXd] : a.x[0], 1, f_}, {dZ, gu_, 1},
-                  a.dparam_acc[0] ? 1.0f : 0.0f, dW, gu_);
+      dz_product(f_, {drop_x ? sc[kXd] : a.x[0], 1, f_}, a.dparam_acc[0] ? 1.0f : 0.0f, dW);
     if (float* dU = a.dparam[1]) {
       const float beta = a.dparam_acc[1] ? 1.0f : 0.0f;
-      if (cell_ == Cell::gru && !reset_after_) {
+      if (cell_ != Cell::gru) {
+        dz_product(u_, {Hp, 1, u_}, beta, dU);
+      } else if (!reset_after_) {
         gemm::sgemm(u_, 2 * u_, rows_all, 1.0f, {Hp, 1, u_}, {dZ, gu_, 1}, beta, dU, gu_);
         gemm::sgemm(u_, u_, rows_all, 1.0f, {sc[kRec], 1, u_}, {dZ + 2 * u_, gu_, 1}, beta,
                     dU + 2 * u_, gu_);
@@ -368,12 +455,22 @@ class RnnOp : public Op {
   // The output row of processing step s in a sequence output.
   int64_t out_row(int64_t s) const { return time_order_ ? time_of(s) : s; }
 
-  // body(b) for every batch row; rows are independent, so splitting them changes nothing.
+  // body(b0, b1) on blocks of batch rows cut on the GEMM's MR boundaries, one per thread when
+  // the recurrence is big enough to pay for a region; rows are independent, so the cut
+  // changes nothing.
   template <class F>
-  void rows(int64_t n, F&& body) const {
-    const int nt = n * gu_ >= 8192 ? parallel::available_threads() : 1;
-    parallel::parallel_for(n, nt, [&](int64_t lo, int64_t hi) {
-      for (int64_t b = lo; b < hi; ++b) body(b);
+  void row_blocks(int64_t n, F&& body) const {
+    const int64_t mr = gemm::active_kernel().mr;
+    const int64_t np = (n + mr - 1) / mr;
+    int nt = n * t_ * gu_ * u_ >= gemm::kParallelThreshold ? parallel::available_threads() : 1;
+    if (nt > np) nt = int(np);
+    if (nt <= 1) {
+      body(int64_t(0), n);
+      return;
+    }
+    parallel::run(nt, [&](int t) {
+      const int64_t b0 = np * t / nt * mr, b1 = std::min(n, np * (t + 1) / nt * mr);
+      if (b0 < b1) body(b0, b1);
     });
   }
 
@@ -415,9 +512,9 @@ class RnnOp : public Op {
           break;
         }
         float* tc = sc[kTC] + ho;
-        for (int64_t j = 0; j < u; ++j) tc[j] = c[j] = g[u + j] * cp[j] + g[j] * g[2 * u + j];
+        lstm_cell(u, g, g + u, g + 2 * u, cp, c, tc);
         act_->forward(tc, u, act_p_.data());
-        for (int64_t j = 0; j < u; ++j) h[j] = g[3 * u + j] * tc[j];
+        lstm_out(u, g + 3 * u, tc, h);
         break;
       }
       case Cell::gru: {
@@ -481,19 +578,9 @@ class RnnOp : public Op {
         const float* cp = first ? zeros_.data() : sc[kC] + b * t_ * u_ + pt * u_;
         float* dc = sc[kDc] + b * u_;
         const float* tc = sc[kTC] + ho;
-        for (int64_t j = 0; j < u; ++j) {
-          dz[3 * u + j] = dh[j] * tc[j];
-          dz[2 * u + j] = dh[j] * g[3 * u + j];
-        }
+        lstm_dh_to_gates(u, dh, tc, g + 3 * u, dz + 3 * u, dz + 2 * u);
         act_->backward(c, tc, dz + 2 * u, dz + 2 * u, u, act_p_.data());
-        for (int64_t j = 0; j < u; ++j) {
-          const float d = dc[j] + dz[2 * u + j];
-          dz[j] = d * g[2 * u + j];
-          dz[u + j] = d * cp[j];
-          dz[2 * u + j] = d * g[j];
-          dc[j] = d * g[u + j];
-          dh[j] = 0.0f;
-        }
+        lstm_dc_to_gates(u, g, g + u, g + 2 * u, cp, dz, dz + u, dz + 2 * u, dc, dh);
         ract_->backward(z, g, dz, dz, 2 * u, ract_p_.data());
         act_->backward(z + 2 * u, g + 2 * u, dz + 2 * u, dz + 2 * u, u, act_p_.data());
         ract_->backward(z + 3 * u, g + 3 * u, dz + 3 * u, dz + 3 * u, u, ract_p_.data());
