@@ -483,9 +483,12 @@ def test_saving_is_atomic(tmp_path, monkeypatch):
 
 def test_import_pynn_does_not_import_h5py():
     code = "import sys, pynn, pynn.models; print('h5py' in sys.modules, 'onnx' in sys.modules)"
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(pynn.__file__))}
+    root = os.path.dirname(os.path.dirname(pynn.__file__))
+    env = {**os.environ, "PYTHONPATH": root}
+    # cwd=root: `python -c` puts the working directory first on sys.path, and from a source
+    # checkout that would be the uncompiled pynn/ folder, not the package under test
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, check=True).stdout.split()
+                         env=env, cwd=root, check=True).stdout.split()
     assert out == ["False", "False"]
 
 
