@@ -1,0 +1,328 @@
+"""Spatial reshaping layers (Keras 3 names): UpSampling1D/2D, ZeroPadding1D/2D, Cropping1D/2D
+and SpatialDropout1D/2D.
+
+They are written with existing graph ops, so the engine and its NumPy twin need nothing new:
+- zero padding concatenates zero constants before and after the input on each padded axis;
+- cropping takes rows with ``slice`` (which cuts the first per-sample axis; another axis is
+  brought to the front with a ``permute`` and sent back after);
+- nearest upsampling reshapes each spatial axis to (n, 1), multiplies by a constant of ones
+  of shape (1, size) (NumPy broadcasting in the ``binary`` op, whose backward sums the
+  stretched axis) and reshapes to (n * size);
+- spatial dropout runs ``dropout`` on a per-sample constant of ones shaped like one channel
+  vector (1 on the spatial axes) and multiplies the input by that mask, so whole channels are
+  dropped and the kept ones scaled by 1 / (1 - rate); at inference the mask is all ones.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+from pynn import _random
+from pynn.layers.convolutional import check_rank, data_format_arg
+from pynn.layers.layer import Layer
+from pynn.layers.regularization import Dropout
+
+
+def _spatial_axes(rank: int, data_format: str) -> list[int]:
+    """The per-sample (0-based) axes of the spatial dimensions."""
+    return list(range(rank)) if data_format == "channels_last" else list(range(1, rank + 1))
+
+
+def _non_negative_pair(value: Any, name: str) -> tuple[int, int]:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        pair = tuple(value)
+    except TypeError:
+        pair = ()
+    if len(pair) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                 and int(v) >= 0 for v in pair):
+        raise ValueError(f"{name}: expected a non-negative integer or a tuple of 2 non-negative "
+                         f"integers. Received: {name}={value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _amounts(value: Any, rank: int, name: str) -> tuple[tuple[int, int], ...]:
+    """Keras's forms of padding/cropping as ((before, after),) * rank.
+
+    rank 1: an int (both sides) or (before, after). rank 2: an int (every side), a tuple of
+    2 ints (symmetric height, width) or ((top, bottom), (left, right)).
+    """
+    if rank == 1:
+        return (_non_negative_pair(value, name),)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return (_non_negative_pair(value, name),) * rank
+    try:
+        parts = tuple(value)
+    except TypeError:
+        parts = ()
+    if len(parts) != rank:
+        raise ValueError(f"{name}: expected an integer, a tuple of {rank} integers or a tuple of "
+                         f"{rank} (before, after) tuples. Received: {name}={value!r}")
+    return tuple(_non_negative_pair(p, f"{name}[{i}]") for i, p in enumerate(parts))
+
+
+def _pad_axis(spec, layer, x: int, axis: int, before: int, after: int) -> int:
+    """x with `before` and `after` zeros on per-sample `axis` (a concatenate with constants)."""
+    if before == 0 and after == 0:
+        return x
+    shape = spec.shapes[x]
+    parts = []
+    for n in (before, None, after):
+        if n is None:
+            parts.append(x)
+        elif n > 0:
+            zshape = shape[:axis] + (n,) + shape[axis + 1:]
+            parts.append(spec.add_node("constant", [x], [zshape], [],
+                                       {"value": [0.0] * math.prod(zshape),
+                                        "shape": list(zshape)}, layer.name)[0])
+    out = shape[:axis] + (shape[axis] + before + after,) + shape[axis + 1:]
+    return spec.add_node("concatenate", parts, [out], [], {"axis": axis}, layer.name)[0]
+
+
+def _swap_front(spec, layer, x: int, axis: int) -> int:
+    """A permute exchanging per-sample axes 0 and `axis` (its own inverse)."""
+    shape = spec.shapes[x]
+    dims = list(range(1, len(shape) + 1))
+    dims[0], dims[axis] = dims[axis], dims[0]
+    out = tuple(shape[d - 1] for d in dims)
+    return spec.add_node("permute", [x], [out], [], {"dims": dims}, layer.name)[0]
+
+
+def _crop_axis(spec, layer, x: int, axis: int, before: int, after: int) -> int:
+    """x without `before` leading and `after` trailing entries of per-sample `axis`."""
+    if before == 0 and after == 0:
+        return x
+    shape = spec.shapes[x]
+    keep = shape[axis] - before - after
+    if keep <= 0:
+        raise ValueError(f"{layer.name}: cropping ({before}, {after}) leaves nothing of an axis "
+                         f"of size {shape[axis]} (input shape {(None,) + shape})")
+    y = _swap_front(spec, layer, x, axis) if axis else x
+    rows = spec.shapes[y]
+    y = spec.add_node("slice", [y], [(keep,) + rows[1:]], [], {"begin": before, "size": keep},
+                      layer.name)[0]
+    return _swap_front(spec, layer, y, axis) if axis else y
+
+
+def _same(spec, layer, x: int, y: int) -> list[int]:
+    """[y]; an identity node of `layer` when nothing was done (y is x)."""
+    if y != x:
+        return [y]
+    return spec.add_node("identity", [x], [spec.shapes[x]], [], {}, layer.name)
+
+
+class _Spatial(Layer):
+    """Shared checks: `rank` spatial axes plus a channel axis placed by data_format."""
+
+    rank = 1
+    data_format = "channels_last"   # the 1D layers other than ZeroPadding1D have no choice
+
+    def _input(self, spec, inputs) -> tuple[int, list[int]]:
+        x = self._single(inputs)
+        check_rank(self, spec.shapes[x], self.rank, self.data_format)
+        return x, _spatial_axes(self.rank, self.data_format)
+
+
+class _ZeroPadding(_Spatial):
+    def __init__(self, padding, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = _amounts(padding, self.rank, "padding")
+        self.data_format = data_format_arg(data_format)
+
+    def _emit(self, spec, inputs):
+        x, axes = self._input(spec, inputs)
+        for axis, (before, after) in zip(axes, self.padding):
+            x = _pad_axis(spec, self, x, axis, before, after)
+        return _same(spec, self, self._single(inputs), x)
+
+
+class ZeroPadding1D(_ZeroPadding):
+    """Pads the steps axis with zeros: `padding` is an int (both ends) or (left, right)."""
+
+    rank = 1
+
+    def __init__(self, padding=1, data_format=None, **kwargs):
+        super().__init__(padding, data_format, **kwargs)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "padding": list(self.padding[0]),
+                "data_format": self.data_format}
+
+
+class ZeroPadding2D(_ZeroPadding):
+    """Pads height and width with zeros: `padding` is an int, (symmetric height, symmetric
+    width) or ((top, bottom), (left, right))."""
+
+    rank = 2
+
+    def __init__(self, padding=(1, 1), data_format=None, **kwargs):
+        super().__init__(padding, data_format, **kwargs)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "padding": [list(p) for p in self.padding],
+                "data_format": self.data_format}
+
+
+class Cropping1D(_Spatial):
+    """Removes entries from both ends of the steps axis: `cropping` is an int or
+    (start, end)."""
+
+    rank = 1
+
+    def __init__(self, cropping=(1, 1), **kwargs):
+        super().__init__(**kwargs)
+        self.cropping = _amounts(cropping, 1, "cropping")
+
+    def _emit(self, spec, inputs):
+        x, axes = self._input(spec, inputs)
+        return _same(spec, self, x, _crop_axis(spec, self, x, axes[0], *self.cropping[0]))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "cropping": list(self.cropping[0])}
+
+
+class Cropping2D(_Spatial):
+    """Removes rows and columns at the borders: `cropping` is an int, (symmetric height,
+    symmetric width) or ((top, bottom), (left, right))."""
+
+    rank = 2
+
+    def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.cropping = _amounts(cropping, 2, "cropping")
+        self.data_format = data_format_arg(data_format)
+
+    def _emit(self, spec, inputs):
+        x, axes = self._input(spec, inputs)
+        for axis, (before, after) in zip(axes, self.cropping):
+            x = _crop_axis(spec, self, x, axis, before, after)
+        return _same(spec, self, self._single(inputs), x)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "cropping": [list(c) for c in self.cropping],
+                "data_format": self.data_format}
+
+
+def _positive_sizes(value: Any, rank: int, name: str) -> tuple[int, ...]:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,) * rank
+    try:
+        sizes = tuple(value)
+    except TypeError:
+        sizes = ()
+    if len(sizes) != rank or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                     and int(v) > 0 for v in sizes):
+        raise ValueError(f"{name}: expected a positive integer or a tuple of {rank} positive "
+                         f"integers. Received: {name}={value!r}")
+    return tuple(int(v) for v in sizes)
+
+
+class _UpSampling(_Spatial):
+    def _emit(self, spec, inputs):
+        x, axes = self._input(spec, inputs)
+        shape = spec.shapes[x]
+        if all(s == 1 for s in self.size):
+            return _same(spec, self, x, x)
+        # each spatial axis n becomes (n, 1); a ones constant (1, size) stretches it
+        split, ones, out = [], [], []
+        for i, n in enumerate(shape):
+            if i in axes:
+                k = self.size[axes.index(i)]
+                split += [n, 1]
+                ones += [1, k]
+                out.append(n * k)
+            else:
+                split.append(n)
+                ones.append(1)
+                out.append(n)
+        wide = [n * o if o > 1 else n for n, o in zip(split, ones)]
+        y = spec.add_node("reshape", [x], [tuple(split)], [], {"target_shape": split},
+                          self.name)[0]
+        c = spec.add_node("constant", [x], [tuple(ones)], [],
+                          {"value": [1.0] * math.prod(ones), "shape": ones}, self.name)[0]
+        y = spec.add_node("binary", [y, c], [tuple(wide)], [], {"fn": "multiply"},
+                          self.name)[0]
+        return spec.add_node("reshape", [y], [tuple(out)], [], {"target_shape": out},
+                             self.name)
+
+
+class UpSampling1D(_UpSampling):
+    """Repeats each step `size` times: (batch, steps, features) -> (batch, steps * size,
+    features)."""
+
+    rank = 1
+
+    def __init__(self, size=2, **kwargs):
+        super().__init__(**kwargs)
+        self.size = _positive_sizes(size, 1, "size")
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "size": self.size[0]}
+
+
+class UpSampling2D(_UpSampling):
+    """Repeats rows `size[0]` and columns `size[1]` times (nearest-neighbour upsampling)."""
+
+    rank = 2
+
+    def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
+        super().__init__(**kwargs)
+        self.size = _positive_sizes(size, 2, "size")
+        self.data_format = data_format_arg(data_format)
+        if interpolation != "nearest":
+            raise ValueError(f"interpolation: pynn supports 'nearest' only. Received: "
+                             f"interpolation={interpolation!r}")
+        self.interpolation = interpolation
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "size": list(self.size),
+                "data_format": self.data_format, "interpolation": self.interpolation}
+
+
+class _SpatialDropout(Dropout):
+    rank = 1
+    data_format = "channels_last"
+
+    def _emit(self, spec, inputs):
+        x = self._single(inputs)
+        shape = spec.shapes[x]
+        check_rank(self, shape, self.rank, self.data_format)
+        if self.rate == 0.0:
+            return _same(spec, self, x, x)
+        if getattr(self, "_built_seed", None) is None:
+            # saved with the model (as Dropout's) so that training resumes exactly
+            self._built_seed = (_random.next_seed() if self.seed is None
+                                else int(self.seed) % 2**63)
+        axes = _spatial_axes(self.rank, self.data_format)
+        mshape = tuple(1 if i in axes else n for i, n in enumerate(shape))
+        ones = spec.add_node("constant", [x], [mshape], [],
+                             {"value": [1.0] * math.prod(mshape), "shape": list(mshape)},
+                             self.name)[0]
+        mask = spec.add_node("dropout", [ones], [mshape], [],
+                             {"rate": self.rate, "seed": self._built_seed}, self.name)[0]
+        return spec.add_node("binary", [x, mask], [shape], [], {"fn": "multiply"}, self.name)
+
+
+class SpatialDropout1D(_SpatialDropout):
+    """Dropout of whole channels: in training each (sample, channel) is zeroed with
+    probability `rate` on every step, the kept ones scaled by 1 / (1 - rate)."""
+
+    rank = 1
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(rate, seed=seed, **kwargs)
+
+
+class SpatialDropout2D(_SpatialDropout):
+    """Dropout of whole feature maps (see SpatialDropout1D); channels follow data_format."""
+
+    rank = 2
+
+    def __init__(self, rate, data_format=None, seed=None, **kwargs):
+        super().__init__(rate, seed=seed, **kwargs)
+        self.data_format = data_format_arg(data_format)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "data_format": self.data_format}
