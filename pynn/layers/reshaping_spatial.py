@@ -7,7 +7,9 @@ They are written with existing graph ops, so the engine and its NumPy twin need 
   brought to the front with a ``permute`` and sent back after);
 - nearest upsampling reshapes each spatial axis to (n, 1), multiplies by a constant of ones
   of shape (1, size) (NumPy broadcasting in the ``binary`` op, whose backward sums the
-  stretched axis) and reshapes to (n * size);
+  stretched axis) and reshapes to (n * size); bilinear upsampling does the same with three
+  weighted copies (the input and its copies shifted by one entry either way, edges repeated)
+  added together;
 - spatial dropout runs ``dropout`` on a per-sample constant of ones shaped like one channel
   vector (1 on the spatial axes) and multiplies the input by that mask, so whole channels are
   dropped and the kept ones scaled by 1 / (1 - rate); at inference the mask is all ones.
@@ -219,12 +221,65 @@ def _positive_sizes(value: Any, rank: int, name: str) -> tuple[int, ...]:
     return tuple(int(v) for v in sizes)
 
 
+def _stretch(spec, layer, x: int, axis: int, coef: list[float]) -> int:
+    """x with per-sample `axis` (size n) split to (n, k) and multiplied by `coef` (length k)
+    along the new axis: k weighted copies of every entry, shape (..., n, k, ...)."""
+    shape = spec.shapes[x]
+    split = list(shape[:axis + 1]) + [1] + list(shape[axis + 1:])
+    cshape = [1] * len(split)
+    cshape[axis + 1] = len(coef)
+    wide = list(split)
+    wide[axis + 1] = len(coef)
+    y = spec.add_node("reshape", [x], [tuple(split)], [], {"target_shape": split},
+                      layer.name)[0]
+    c = spec.add_node("constant", [x], [tuple(cshape)], [],
+                      {"value": [float(v) for v in coef], "shape": cshape}, layer.name)[0]
+    return spec.add_node("binary", [y, c], [tuple(wide)], [], {"fn": "multiply"},
+                         layer.name)[0]
+
+
+def _bilinear_axis(spec, layer, x: int, axis: int, k: int) -> int:
+    """Linear interpolation by the integer factor k along `axis`, with half-pixel centres
+    and the edge entries repeated (what Keras's resize gives without antialiasing): output
+    r of the block of input i reads position i + d_r, d_r = (r + 0.5) / k - 0.5, so it is
+    max(-d_r, 0) x[i-1] + (1 - |d_r|) x[i] + max(d_r, 0) x[i+1]."""
+    shape = spec.shapes[x]
+    n = shape[axis]
+    d = [(r + 0.5) / k - 0.5 for r in range(k)]
+    terms = [_stretch(spec, layer, x, axis, [1.0 - abs(v) for v in d])]
+    if n > 1:
+        first = _crop_axis(spec, layer, x, axis, 0, n - 1)
+        last = _crop_axis(spec, layer, x, axis, n - 1, 0)
+        for part, coef in (([first, _crop_axis(spec, layer, x, axis, 0, 1)],
+                            [max(-v, 0.0) for v in d]),
+                           ([_crop_axis(spec, layer, x, axis, 1, 0), last],
+                            [max(v, 0.0) for v in d])):
+            shifted = spec.add_node("concatenate", part, [shape], [], {"axis": axis},
+                                    layer.name)[0]
+            terms.append(_stretch(spec, layer, shifted, axis, coef))
+        wide = spec.shapes[terms[0]]
+        y = spec.add_node("add", terms, [wide], [], {}, layer.name)[0]
+    else:   # one entry: every output is that entry (the weights sum to 1)
+        y = _stretch(spec, layer, x, axis, [1.0] * k)
+    out = list(shape)
+    out[axis] = n * k
+    return spec.add_node("reshape", [y], [tuple(out)], [], {"target_shape": out},
+                         layer.name)[0]
+
+
 class _UpSampling(_Spatial):
+    interpolation = "nearest"
+
     def _emit(self, spec, inputs):
         x, axes = self._input(spec, inputs)
         shape = spec.shapes[x]
         if all(s == 1 for s in self.size):
             return _same(spec, self, x, x)
+        if self.interpolation == "bilinear":
+            for axis, k in zip(axes, self.size):
+                if k > 1:
+                    x = _bilinear_axis(spec, self, x, axis, k)
+            return [x]
         # each spatial axis n becomes (n, 1); a ones constant (1, size) stretches it
         split, ones, out = [], [], []
         for i, n in enumerate(shape):
@@ -271,8 +326,8 @@ class UpSampling2D(_UpSampling):
         super().__init__(**kwargs)
         self.size = _positive_sizes(size, 2, "size")
         self.data_format = data_format_arg(data_format)
-        if interpolation != "nearest":
-            raise ValueError(f"interpolation: pynn supports 'nearest' only. Received: "
+        if interpolation not in ("nearest", "bilinear"):
+            raise ValueError(f"interpolation: expected 'nearest' or 'bilinear'. Received: "
                              f"interpolation={interpolation!r}")
         self.interpolation = interpolation
 
