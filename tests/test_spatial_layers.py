@@ -5,7 +5,8 @@ spatial dropout's channel masks, and .keras / .safetensors round trips.
 
 Tolerances: padding, cropping and nearest upsampling only move values, so their outputs are
 compared exactly; bilinear upsampling sums weighted copies in another order than Keras,
-values of order 1 so 1e-6. The SGD step compares weights of order 1 after float32 convolutions summed
+values of order 1 so 1e-6. The pad_crop op only copies, so the engine equals its twin exactly;
+finite differences on the twin (float64, central, h 1e-6) agree to 1e-6 relative. The SGD step compares weights of order 1 after float32 convolutions summed
 in different orders on both sides: 1e-5 leaves a few roundings of room.
 """
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import test_keras_format as base
-from keras_helpers import to_numpy
+from keras_helpers import case_rng, to_numpy
+from test_ref_dense import numeric_grad
 
 import pynn
 from pynn import layers as L
 from pynn.models.graph_spec import GraphSpec
+from pynn.reference import pad_crop as ref_pad_crop
 
 pytestmark = base.pytestmark
 keras = base.keras   # the module-scoped fixture giving Keras (torch backend)
@@ -170,3 +173,98 @@ def test_round_trips_with_keras(keras, tmp_path):
 def base_both_ways(keras, km, x, tmp_path):
     from test_keras_format_layers import _both_ways
     return _both_ways(keras, km, x, tmp_path)
+
+
+# --- the pad_crop op (ZeroPadding and Cropping): engine against its NumPy twin -------------
+PAD_CROP = [
+    ((7,), (2,), (-3,)),
+    ((5, 6, 3), (1, -2, 0), (-1, 3, 0)),
+    ((4, 3), (-3, 0), (0, 2)),              # cropped to one row
+    ((1, 1, 1), (0, 2, 1), (1, 0, 0)),      # size-1 axes padded
+    ((3, 70, 2), (0, -1, 0), (0, -33, 0)),
+    ((2, 3, 4, 5), (1, -1, 0, 2), (-1, 1, -3, 0)),
+    ((6, 17), (0, 0), (0, 0)),              # nothing to do: a plain copy
+    ((3, 5), (-1, -2), (-1, -2)),           # crops on the contiguous axis too
+]
+
+
+def _pad_crop_spec(shape, before, after, twice=False):
+    spec = GraphSpec()
+    t = spec.add_input(shape)
+    out = tuple(n + b + a for n, b, a in zip(shape, before, after))
+    attrs = {"before": list(before), "after": list(after)}
+    ys = [spec.add_node("pad_crop", [t], [out], [], attrs, f"p{i}")[0]
+          for i in range(2 if twice else 1)]
+    spec.outputs = spec.add_node("add", ys, [out], [], {}, "sum") if twice else ys
+    return spec, out
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("case", PAD_CROP, ids=repr)
+def test_pad_crop_matches_twin(case, batch):
+    shape, before, after = case
+    rng = case_rng("pad_crop", case, batch)
+    x = rng.standard_normal((batch,) + shape).astype(np.float32)
+    spec, out = _pad_crop_spec(shape, before, after)
+    got = np.empty((batch,) + out, np.float32)
+    spec.to_core().predict([x], [got])
+    want = ref_pad_crop.pad_crop_forward(x, before, after)
+    np.testing.assert_array_equal(got, want)   # values only move
+    # the kept block is the input's, the rest zeros
+    assert np.count_nonzero(got) == np.count_nonzero(want)
+    seed = rng.standard_normal(got.shape).astype(np.float32)
+    dx = spec.to_core().input_gradient([x], [seed])[0]
+    np.testing.assert_array_equal(dx, ref_pad_crop.pad_crop_backward(x.shape, seed, before,
+                                                                      after))
+    # two consumers of one input: the second gradient is accumulated
+    spec2, _ = _pad_crop_spec(shape, before, after, twice=True)
+    dx2 = spec2.to_core().input_gradient([x], [seed])[0]
+    np.testing.assert_array_equal(dx2, 2 * dx)
+
+
+def test_layers_take_non_contiguous_inputs():
+    wide = case_rng("non-contiguous").standard_normal((3, 5, 12, 3)).astype(np.float32)
+    x = wide[:, :, ::2]          # every other column: not C-contiguous
+    for layer, before, after in ((L.ZeroPadding2D(((1, 0), (2, 1))), (1, 2, 0), (0, 1, 0)),
+                                 (L.Cropping2D(((0, 2), (1, 3))), (0, -1, 0), (-2, -3, 0))):
+        got = pynn.Sequential([L.Input((5, 6, 3)), layer]).predict(x, verbose=0)
+        want = ref_pad_crop.pad_crop_forward(np.ascontiguousarray(x), before, after)
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("case", PAD_CROP[:4], ids=repr)
+def test_pad_crop_twin_gradient_matches_finite_differences(case):
+    shape, before, after = case
+    rng = case_rng("pad_crop_fd", case)
+    x = rng.standard_normal((2,) + shape)
+    r = rng.standard_normal(ref_pad_crop.pad_crop_forward(x, before, after).shape)
+
+    def f():
+        return float((r * ref_pad_crop.pad_crop_forward(x, before, after)).sum())
+
+    np.testing.assert_allclose(ref_pad_crop.pad_crop_backward(x.shape, r, before, after),
+                               numeric_grad(f, x), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("before,after", [((-4, 0), (0, 0)), ((0, -2), (0, -1)), ((0,), (0,))])
+def test_pad_crop_refuses_bad_amounts(before, after):
+    spec = GraphSpec()
+    t = spec.add_input((4, 3))
+    spec.outputs = spec.add_node("pad_crop", [t], [(4, 3)], [],
+                                 {"before": list(before), "after": list(after)}, "bad")
+    with pytest.raises(ValueError, match="bad"):
+        spec.to_core()
+
+
+def test_onnx_export_runs_in_onnx_runtime(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import test_onnx_export as onnx_base
+
+    m = pynn.Sequential([
+        L.Input((6, 5, 2)), L.ZeroPadding2D(((1, 0), (2, 1))), L.Conv2D(3, 2),
+        L.Cropping2D(((1, 0), (0, 2)), data_format=CF), L.UpSampling2D((2, 1)),
+        L.UpSampling2D((1, 2), interpolation="bilinear"), L.SpatialDropout2D(0.3),
+        L.Reshape((-1, 3)), L.Cropping1D((2, 1)), L.ZeroPadding1D((0, 3)), L.UpSampling1D(2),
+        L.SpatialDropout1D(0.2)])
+    x = case_rng("onnx").standard_normal((3, 6, 5, 2)).astype(np.float32)
+    onnx_base._check(m, x, tmp_path)

@@ -1,10 +1,9 @@
 """Spatial reshaping layers (Keras 3 names): UpSampling1D/2D, ZeroPadding1D/2D, Cropping1D/2D
 and SpatialDropout1D/2D.
 
-They are written with existing graph ops, so the engine and its NumPy twin need nothing new:
-- zero padding concatenates zero constants before and after the input on each padded axis;
-- cropping takes rows with ``slice`` (which cuts the first per-sample axis; another axis is
-  brought to the front with a ``permute`` and sent back after);
+Zero padding and cropping are one ``pad_crop`` node (per-axis amounts, positive to pad,
+negative to crop; csrc/nn/ops/pad_crop.cpp, twin pynn/reference/pad_crop.py). The others are
+written with existing graph ops:
 - nearest upsampling reshapes each spatial axis to (n, 1), multiplies by a constant of ones
   of shape (1, size) (NumPy broadcasting in the ``binary`` op, whose backward sums the
   stretched axis) and reshapes to (n * size); bilinear upsampling does the same with three
@@ -65,47 +64,27 @@ def _amounts(value: Any, rank: int, name: str) -> tuple[tuple[int, int], ...]:
     return tuple(_non_negative_pair(p, f"{name}[{i}]") for i, p in enumerate(parts))
 
 
-def _pad_axis(spec, layer, x: int, axis: int, before: int, after: int) -> int:
-    """x with `before` and `after` zeros on per-sample `axis` (a concatenate with constants)."""
-    if before == 0 and after == 0:
+def _pad_crop(spec, layer, x: int, amounts: dict[int, tuple[int, int]]) -> int:
+    """One pad_crop node: `amounts` maps per-sample axes to (before, after), positive to pad
+    with zeros, negative to crop; x itself when every amount is 0."""
+    shape = spec.shapes[x]
+    before = [amounts.get(d, (0, 0))[0] for d in range(len(shape))]
+    after = [amounts.get(d, (0, 0))[1] for d in range(len(shape))]
+    if not any(before) and not any(after):
         return x
-    shape = spec.shapes[x]
-    parts = []
-    for n in (before, None, after):
-        if n is None:
-            parts.append(x)
-        elif n > 0:
-            zshape = shape[:axis] + (n,) + shape[axis + 1:]
-            parts.append(spec.add_node("constant", [x], [zshape], [],
-                                       {"value": [0.0] * math.prod(zshape),
-                                        "shape": list(zshape)}, layer.name)[0])
-    out = shape[:axis] + (shape[axis] + before + after,) + shape[axis + 1:]
-    return spec.add_node("concatenate", parts, [out], [], {"axis": axis}, layer.name)[0]
-
-
-def _swap_front(spec, layer, x: int, axis: int) -> int:
-    """A permute exchanging per-sample axes 0 and `axis` (its own inverse)."""
-    shape = spec.shapes[x]
-    dims = list(range(1, len(shape) + 1))
-    dims[0], dims[axis] = dims[axis], dims[0]
-    out = tuple(shape[d - 1] for d in dims)
-    return spec.add_node("permute", [x], [out], [], {"dims": dims}, layer.name)[0]
+    out = tuple(n + b + a for n, b, a in zip(shape, before, after))
+    for d, n in enumerate(out):
+        if n <= 0:
+            raise ValueError(f"{layer.name}: cropping ({-before[d]}, {-after[d]}) leaves "
+                             f"nothing of an axis of size {shape[d]} (input shape "
+                             f"{(None,) + shape})")
+    return spec.add_node("pad_crop", [x], [out], [], {"before": before, "after": after},
+                         layer.name)[0]
 
 
 def _crop_axis(spec, layer, x: int, axis: int, before: int, after: int) -> int:
     """x without `before` leading and `after` trailing entries of per-sample `axis`."""
-    if before == 0 and after == 0:
-        return x
-    shape = spec.shapes[x]
-    keep = shape[axis] - before - after
-    if keep <= 0:
-        raise ValueError(f"{layer.name}: cropping ({before}, {after}) leaves nothing of an axis "
-                         f"of size {shape[axis]} (input shape {(None,) + shape})")
-    y = _swap_front(spec, layer, x, axis) if axis else x
-    rows = spec.shapes[y]
-    y = spec.add_node("slice", [y], [(keep,) + rows[1:]], [], {"begin": before, "size": keep},
-                      layer.name)[0]
-    return _swap_front(spec, layer, y, axis) if axis else y
+    return _pad_crop(spec, layer, x, {axis: (-before, -after)})
 
 
 def _same(spec, layer, x: int, y: int) -> list[int]:
@@ -135,9 +114,7 @@ class _ZeroPadding(_Spatial):
 
     def _emit(self, spec, inputs):
         x, axes = self._input(spec, inputs)
-        for axis, (before, after) in zip(axes, self.padding):
-            x = _pad_axis(spec, self, x, axis, before, after)
-        return _same(spec, self, self._single(inputs), x)
+        return _same(spec, self, x, _pad_crop(spec, self, x, dict(zip(axes, self.padding))))
 
 
 class ZeroPadding1D(_ZeroPadding):
@@ -198,9 +175,8 @@ class Cropping2D(_Spatial):
 
     def _emit(self, spec, inputs):
         x, axes = self._input(spec, inputs)
-        for axis, (before, after) in zip(axes, self.cropping):
-            x = _crop_axis(spec, self, x, axis, before, after)
-        return _same(spec, self, self._single(inputs), x)
+        amounts = {a: (-b, -e) for a, (b, e) in zip(axes, self.cropping)}
+        return _same(spec, self, x, _pad_crop(spec, self, x, amounts))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "cropping": [list(c) for c in self.cropping],
