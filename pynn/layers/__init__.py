@@ -1,4 +1,6 @@
 """Layers (Keras 3 names)."""
+from typing import Any
+
 from pynn.layers.activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
 from pynn.layers.convolutional import Conv1D, Conv2D
 from pynn.layers.dense import Dense
@@ -65,6 +67,16 @@ from pynn.layers.reshaping import (
     RepeatVector,
     Reshape,
 )
+from pynn.layers.reshaping_spatial import (
+    Cropping1D,
+    Cropping2D,
+    SpatialDropout1D,
+    SpatialDropout2D,
+    UpSampling1D,
+    UpSampling2D,
+    ZeroPadding1D,
+    ZeroPadding2D,
+)
 
 _CLASSES = {cls.__name__: cls for cls in (
     Activation, Add, Average, AveragePooling1D, AveragePooling2D, BatchNormalization,
@@ -79,6 +91,10 @@ _CLASSES = {cls.__name__: cls for cls in (
     UnitNormalization,
     CategoryEncoding, Discretization, IntegerLookup, Normalization, Rescaling, StringLookup,
     TextVectorization, ActivityRegularization)}
+_SPATIAL: dict[str, Any] = {cls.__name__: cls for cls in (
+    Cropping1D, Cropping2D, SpatialDropout1D, SpatialDropout2D, UpSampling1D, UpSampling2D,
+    ZeroPadding1D, ZeroPadding2D)}
+_CLASSES.update(_SPATIAL)
 _MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
 
@@ -148,3 +164,5 @@ __all__ += ["AlphaDropout", "GaussianDropout", "GaussianNoise", "GroupNormalizat
 __all__ += ["CategoryEncoding", "Discretization", "IntegerLookup", "Normalization", "Rescaling",
             "StringLookup", "TextVectorization", "ActivityRegularization"]
 __all__ += ["DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"]
+__all__ += ["Cropping1D", "Cropping2D", "SpatialDropout1D", "SpatialDropout2D", "UpSampling1D",
+            "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D"]

@@ -64,6 +64,8 @@ rnn               cell (simple, lstm, gru), units,             [kernel (F, G u),
                   zero_output_for_mask, dropout,               (rows + states, u)
                   recurrent_dropout, seed
 slice             begin, size                                  rows of the first axis
+pad_crop          before, after (one int per per-sample axis;  x (*s) -> (*(s + before +
+                  > 0 pads zeros, < 0 crops)                   after)); twin reference/pad_crop
 layer_norm        axes (per-sample), epsilon, center, scale    [gamma?, beta?] of the sizes on
                                                                axes; x -> same shape
 group_norm        groups, axis, epsilon, center, scale         [gamma?, beta?] (channels,)

@@ -183,6 +183,18 @@ LAYERS.update({name: KerasLayer() for name in (
     "UnitNormalization", "GaussianNoise", "GaussianDropout", "AlphaDropout",
     "ActivityRegularization", "Rescaling", "CategoryEncoding")})
 LAYERS["Discretization"] = KerasLayer(to_keras=_discretization_to_keras)
+LAYERS.update({name: KerasLayer() for name in (
+    "UpSampling1D", "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D",
+    "Cropping2D")})
+
+
+def _no_trainable_to_keras(cfg: dict[str, Any]) -> dict[str, Any]:
+    # Keras's SpatialDropout1D/2D take no `trainable` argument
+    return {k: v for k, v in cfg.items() if k != "trainable"}
+
+
+LAYERS.update({name: KerasLayer(to_keras=_no_trainable_to_keras)
+               for name in ("SpatialDropout1D", "SpatialDropout2D")})
 
 # The optimizer's slots in Keras's ``optimizer/vars``, after the iteration count and the
 # learning rate: for each block, every trainable weight in the model's order with the listed

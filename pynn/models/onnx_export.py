@@ -339,6 +339,24 @@ def _repeat_vector(w, node, xs):
                 node.name)
 
 
+def _pad_crop(w, node, xs):
+    """Slice for the cropped ends, then Pad (zeros) for the padded ones; batch axis untouched."""
+    before = [int(v) for v in node.attrs["before"]]
+    after = [int(v) for v in node.attrs["after"]]
+    shape = w.spec.shapes[node.inputs[0]]
+    y = xs[0]
+    if any(v < 0 for v in before + after):
+        starts = [max(0, -b) for b in before]
+        ends = [n - max(0, -a) for n, a in zip(shape, after)]
+        y = w.op("Slice", [y, w.const(starts, "starts", np.int64),
+                           w.const(ends, "ends", np.int64),
+                           w.const(list(range(1, len(shape) + 1)), "axes", np.int64)], node.name)
+    if any(v > 0 for v in before + after):
+        pads = [0, *[max(0, b) for b in before], 0, *[max(0, a) for a in after]]
+        y = w.op("Pad", [y, w.const(pads, "pads", np.int64)], node.name)
+    return y if y != xs[0] else _identity(w, node, xs)
+
+
 def _dot(w, node, xs):
     a_ax, b_ax = (int(v) for v in node.attrs["axes"])
     ra, rb = w.rank(node.inputs[0]), w.rank(node.inputs[1])
@@ -543,6 +561,7 @@ _OPS: dict[str, _Op] = {
     # at inference the noise layers and the activity penalty leave x as it is
     "noise": _identity, "activity_regularization": _identity,
     "layer_norm": _layer_norm, "group_norm": _group_norm,
+    "pad_crop": _pad_crop,
 }
 
 

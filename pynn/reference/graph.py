@@ -515,3 +515,8 @@ OPS.update(_rnn.OPS)
 from pynn.reference import normalization as _normalization  # noqa: E402
 
 OPS.update(_normalization.OPS)
+
+# --- pad_crop (ZeroPadding and Cropping layers): its twin lives in pynn/reference/pad_crop.py.
+from pynn.reference import pad_crop as _pad_crop  # noqa: E402
+
+OPS.update(_pad_crop.OPS)
