@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from bench_train import BATCH, torch_model
-from conftest import NOTES, record, timed
+from conftest import NOTES, record, thread_limits, timed, torch_epoch
 from threadpoolctl import threadpool_limits
 
 import pynn
@@ -114,21 +114,9 @@ def test_epoch_mixed_bfloat16(benchmark, data, impl, threads):
             model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
     else:
         net, opt = torch_model()
-        xtr, ytr = torch.from_numpy(x), torch.from_numpy(y)
-        loss_fn = torch.nn.CrossEntropyLoss()
-
-        def epoch():
-            perm = torch.randperm(n)
-            for s in range(0, n, BATCH):
-                idx = perm[s:s + BATCH]
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(net(xtr[idx]), ytr[idx])
-                loss.backward()
-                opt.step()
+        epoch = torch_epoch(net, opt, torch.from_numpy(x), torch.from_numpy(y), BATCH)
     rounds = 3
-    with threadpool_limits(threads):
-        if torch is not None:
-            torch.set_num_threads(threads)
+    with thread_limits(threads):
         pynn.set_num_threads(threads)
         best = timed(benchmark, epoch, rounds=rounds, warmup=1)
     if impl.startswith("pynn"):

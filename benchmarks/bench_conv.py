@@ -17,8 +17,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import record, timed
-from threadpoolctl import threadpool_limits
+from conftest import record, thread_limits, timed, torch_epoch
 
 import pynn
 from pynn import layers
@@ -68,12 +67,6 @@ def torch_model():
     return net, torch.optim.Adam(net.parameters(), lr=1e-3)
 
 
-def _limits(threads):
-    if torch is not None:
-        torch.set_num_threads(threads)
-    return threadpool_limits(threads)
-
-
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("impl", ["pynn"] + (["torch"] if torch is not None else []))
 def test_epoch(benchmark, data, impl, threads):
@@ -88,19 +81,8 @@ def test_epoch(benchmark, data, impl, threads):
     else:
         net, opt = torch_model()
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))   # NCHW
-        yt = torch.from_numpy(y)
-        loss_fn = torch.nn.CrossEntropyLoss()
-
-        def epoch():
-            net.train()
-            perm = torch.randperm(n)
-            for s in range(0, n, BATCH):
-                idx = perm[s:s + BATCH]
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(net(xt[idx]), yt[idx])
-                loss.backward()
-                opt.step()
-    with _limits(threads):
+        epoch = torch_epoch(net, opt, xt, torch.from_numpy(y), BATCH)
+    with thread_limits(threads):
         best = timed(benchmark, epoch, rounds=3, warmup=1)
     record("convnet: train one epoch", f"epoch {n} images {threads}t", impl, best,
            FLOP_PER_IMAGE * n)
@@ -176,7 +158,7 @@ def test_conv_layer(benchmark, name, backward, threads, impl):
             else:
                 with torch.no_grad():
                     torch.relu(conv(xt))
-    with _limits(threads):
+    with thread_limits(threads):
         best = timed(benchmark, fn, rounds=20, warmup=3)
     record("convnet layers, batch 128", f"{name} {'fwd+bwd' if backward else 'fwd'} {threads}t",
            impl, best, flops)

@@ -16,8 +16,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import record, timed
-from threadpoolctl import threadpool_limits
+from conftest import record, thread_limits, timed, torch_epoch
 
 import pynn
 from pynn import layers
@@ -62,12 +61,6 @@ class TorchLSTM(torch.nn.Module if torch is not None else object):  # type: igno
         return self.head(out[:, -1])
 
 
-def _limits(threads):
-    if torch is not None:
-        torch.set_num_threads(threads)
-    return threadpool_limits(threads)
-
-
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("impl", ["pynn"] + (["torch"] if torch is not None else []))
 def test_epoch(benchmark, data, impl, threads):
@@ -83,18 +76,8 @@ def test_epoch(benchmark, data, impl, threads):
         torch.manual_seed(0)
         net = TorchLSTM()
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        loss_fn = torch.nn.CrossEntropyLoss()
-
-        def epoch():
-            perm = torch.randperm(n)
-            for s in range(0, n, BATCH):
-                idx = perm[s:s + BATCH]
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(net(xt[idx]), yt[idx])
-                loss.backward()
-                opt.step()
-    with _limits(threads):
+        epoch = torch_epoch(net, opt, torch.from_numpy(x), torch.from_numpy(y), BATCH)
+    with thread_limits(threads):
         best = timed(benchmark, epoch, rounds=3, warmup=1)
     record("LSTM(128) over Fashion-MNIST rows: train one epoch", f"epoch {n} images {threads}t",
            impl, best, FLOP_PER_IMAGE * n)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import record, timed
-from threadpoolctl import threadpool_limits
+from conftest import record, thread_limits, timed, torch_epoch
 
 import pynn
 from pynn import layers
@@ -117,17 +116,7 @@ def epoch_fn(impl: str, x: np.ndarray, y: np.ndarray):
                 mlp.step(x[idx], y[idx])
         return run_numpy
     net, opt = torch_model()
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def run_torch():
-        perm = torch.randperm(n)
-        for s in range(0, n, BATCH):
-            idx = perm[s:s + BATCH]
-            opt.zero_grad(set_to_none=True)
-            loss_fn(net(xt[idx]), yt[idx]).backward()
-            opt.step()
-    return run_torch
+    return torch_epoch(net, opt, torch.from_numpy(x), torch.from_numpy(y), BATCH)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -135,9 +124,7 @@ def epoch_fn(impl: str, x: np.ndarray, y: np.ndarray):
 def test_epoch(benchmark, data, impl, threads):
     x, y = data
     epoch = epoch_fn(impl, x, y)
-    with threadpool_limits(threads):
-        if torch is not None:
-            torch.set_num_threads(threads)
+    with thread_limits(threads):
         best = timed(benchmark, epoch, rounds=3, warmup=1)
     record("train one epoch (s)", f"epoch {len(x)} rows {threads}t", impl, best)
 

@@ -16,6 +16,38 @@ def record(group: str, case: str, impl: str, seconds: float, flops: float | None
         seconds, flops)
 
 
+def torch_epoch(net, opt, xt, yt, batch):
+    """One PyTorch training epoch over (xt, yt) in shuffled mini-batches, cross-entropy loss:
+    the loop every side-by-side benchmark times against pynn's fit."""
+    import torch
+
+    loss_fn = torch.nn.CrossEntropyLoss()
+    n = len(xt)
+
+    def epoch():
+        net.train()
+        perm = torch.randperm(n)
+        for s in range(0, n, batch):
+            idx = perm[s:s + batch]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net(xt[idx]), yt[idx]).backward()
+            opt.step()
+    return epoch
+
+
+def thread_limits(threads):
+    """NumPy's BLAS (threadpoolctl) and, when installed, PyTorch limited to `threads`."""
+    from threadpoolctl import threadpool_limits
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        torch.set_num_threads(threads)
+    return threadpool_limits(threads)
+
+
 def timed(benchmark, fn, *, rounds=20, iterations=1, warmup=2):
     benchmark.pedantic(fn, rounds=rounds, iterations=iterations, warmup_rounds=warmup)
     # The minimum is the least disturbed by the other tenants of a shared machine.
