@@ -25,10 +25,7 @@ void register_gemm(py::module_& m) {
         const gemm::MatrixView av = matrix_view(a, "a");
         const gemm::MatrixView bv = matrix_view(b, "b");
         float* c = mutable_c_contiguous(out, "out", 2);
-        const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
-        if (b.shape(0) != K) throw py::value_error("a and b: inner dimensions differ");
-        if (out.shape(0) != M || out.shape(1) != N)
-          throw py::value_error("out: wrong shape for the product");
+        const auto [M, K, N] = product_shape(a, b, out);
         gemm::Epilogue ep;
         if (bias) {
           ep.bias = c_contiguous(*bias, "bias", 1);
@@ -69,16 +66,13 @@ void register_gemm(py::module_& m) {
         const gemm::MatrixView av = matrix_view(a, "a");
         const gemm::MatrixView bv = matrix_view(b, "b");
         float* c = mutable_c_contiguous(out, "out", 2);
-        const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
-        if (b.shape(0) != K) throw py::value_error("a and b: inner dimensions differ");
-        if (out.shape(0) != M || out.shape(1) != N)
-          throw py::value_error("out: wrong shape for the product");
+        const auto [M, K, N] = product_shape(a, b, out);
         const size_t bytes = (size_t(gemm::packed_b_size(K, N)) * sizeof(float) + 127) / 64 * 64;
         std::unique_ptr<float, decltype(&std::free)> packed(
             static_cast<float*>(std::aligned_alloc(64, bytes)), &std::free);
         if (!packed) throw std::bad_alloc();
         {
-          py::gil_scoped_release nogil;
+          ComputeCall nogil;
           gemm::pack_b_whole(K, N, bv, packed.get());
           gemm::sgemm_prepacked_b(M, N, K, alpha, av, bv, packed.get(), beta, c, N,
                                   gemm::Epilogue{}, nthreads);

@@ -20,16 +20,13 @@ void register_sbgemm(py::module_& m) {
         const gemm::MatrixView av = matrix_view(a, "a");
         const gemm::MatrixView bv = matrix_view(b, "b");
         float* c = mutable_c_contiguous(out, "out", 2);
-        const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
-        if (b.shape(0) != K) throw py::value_error("a and b: inner dimensions differ");
-        if (out.shape(0) != M || out.shape(1) != N)
-          throw py::value_error("out: wrong shape for the product");
+        const auto [M, K, N] = product_shape(a, b, out);
         gemm::Epilogue ep;
         if (bias) {
           ep.bias = c_contiguous(*bias, "bias", 1);
           if (bias->shape(0) != N) throw py::value_error("bias: length must equal columns of out");
         }
-        py::gil_scoped_release nogil;
+        ComputeCall nogil;
         gemm::sbgemm(M, N, K, av, bv, beta, c, N, ep, nthreads);
         return out;
       },

@@ -25,6 +25,21 @@ struct __attribute__((visibility("hidden"))) ComputeCall {  // hidden, as pybind
   fp::FlushDenormals ftz;
 };
 
+// The sizes (M, K, N) of out = a @ b, after checking that a (M, K), b (K, N) and out (M, N)
+// agree; a ValueError naming the mismatch otherwise.
+struct ProductShape {
+  int64_t m, k, n;
+};
+
+inline ProductShape product_shape(const py::array& a, const py::array& b,
+                                  const py::array& out) {
+  const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
+  if (b.shape(0) != K) throw py::value_error("a and b: inner dimensions differ");
+  if (out.shape(0) != M || out.shape(1) != N)
+    throw py::value_error("out: wrong shape for the product");
+  return {M, K, N};
+}
+
 inline void require_f32(const py::array& a, const char* name, int ndim) {
   if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)
     throw py::type_error(std::string(name) + ": expected a float32 array");
