@@ -23,7 +23,9 @@ VPY="$WORK/venv/bin/python"
 # The build backend goes into the venv so the sanitized build can reuse one build tree
 # (--no-build-isolation); the rest is what the selected tests import.
 "$VPY" -m pip install -q scikit-build-core pybind11 numpy pytest threadpoolctl hypothesis
-"$VPY" -m pip install -q --no-build-isolation \
+# --no-cache-dir: the sanitized extension must be built here, never a wheel pip cached from the
+# ordinary install of the same version from the same folder.
+"$VPY" -m pip install -q --no-cache-dir --no-build-isolation \
   -Ccmake.define.PYNN_SANITIZE=ON -Cbuild-dir="$WORK/build" "$ROOT"
 
 # The extension is instrumented but the interpreter is not, so the ASan runtime has to be the
