@@ -189,10 +189,18 @@ class KerasTensor:
     """A symbolic tensor: the shape (batch axis None) of a value a layer will produce."""
 
     def __init__(self, shape, name=None, history=None):
-        self.shape = (None,) + tuple(int(s) for s in shape)
+        self._sample = tuple(int(s) for s in shape)
         self.dtype = "float32"
         self.name = name
         self._history = history   # (layer, node_index, tensor_index)
+        # One value per sample (a full reduction, an argmax): Keras's shape (None,), which
+        # the engine stores as (None, 1); see pynn.layers.ops_layer.
+        self._pynn_scalar = False
+
+    @property
+    def shape(self) -> tuple[int | None, ...]:
+        """The shape as Keras shows it: batch axis None, then the per-sample shape."""
+        return (None,) if self._pynn_scalar else (None,) + self._sample
 
     @property
     def ndim(self) -> int:
@@ -200,7 +208,8 @@ class KerasTensor:
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
-        return self.shape[1:]
+        """The per-sample shape as the engine stores it (a per-sample scalar is (1,))."""
+        return self._sample
 
     def __repr__(self):
         return f"<KerasTensor shape={self.shape}, name={self.name}>"
