@@ -144,7 +144,7 @@ def cases():
     c["BatchNormalization momentum 2"] = (lambda: L.BatchNormalization(momentum=2), raises(ValueError, "momentum"))
     c["BatchNormalization epsilon 0"] = (lambda: L.BatchNormalization(epsilon=0), raises(ValueError, "epsilon"))
     c["BatchNormalization epsilon nan"] = (lambda: L.BatchNormalization(epsilon=float("nan")), raises(ValueError, "epsilon"))
-    c["BatchNormalization axis 2"] = (lambda: L.BatchNormalization(axis=2), raises(ValueError, "axis"))
+    c["BatchNormalization axis 2 on 2-D input"] = (lambda: pynn.Sequential([pynn.Input((4,)), L.BatchNormalization(axis=2)]), raises(ValueError, "axis"))
     c["LeakyReLU slope -1"] = (lambda: L.LeakyReLU(negative_slope=-1), raises(ValueError, "negative_slope"))
     c["LeakyReLU slope nan"] = (lambda: L.LeakyReLU(negative_slope=float("nan")), raises(ValueError, "negative_slope"))
     c["ELU alpha string"] = (lambda: L.ELU(alpha="x"), raises(TypeError, "alpha"))
