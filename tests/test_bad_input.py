@@ -150,7 +150,7 @@ def cases():
     c["ELU alpha string"] = (lambda: L.ELU(alpha="x"), raises(TypeError, "alpha"))
     c["ELU alpha inf"] = (lambda: L.ELU(alpha=float("inf")), raises(ValueError, "alpha"))
     c["Activation unknown"] = (lambda: L.Activation("nope"), raises(ValueError, "nope"))
-    c["Softmax axis 0"] = (lambda: L.Softmax(axis=0), raises(ValueError, "axis"))
+    c["Softmax axis 0 (the batch)"] = (lambda: pynn.Sequential([pynn.Input((4,)), L.Softmax(axis=0)]), raises(ValueError, "axis"))
     c["Input shape negative"] = (lambda: L.Input((-1,)), raises(ValueError, "shape"))
     c["Input shape None"] = (lambda: L.Input(), raises(ValueError, "shape"))
     c["Input shape empty"] = (lambda: L.Input(()), raises(ValueError, "shape"))

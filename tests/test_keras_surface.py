@@ -215,3 +215,16 @@ def test_per_sample_scalars_have_keras_shapes(keras):
     single.compile(optimizer="sgd", loss="mse")
     single.fit(x, np.zeros(5, np.float32), epochs=1, verbose=0)
     assert single.evaluate(x, np.zeros(5, np.float32), verbose=0) >= 0.0
+
+
+@pytest.mark.parametrize("axis", [-1, 1, 2, -2])
+def test_softmax_axis_matches_keras(keras, axis):
+    """Softmax over any one axis of a sample, not silently over the last one."""
+    x = np.random.default_rng(3).normal(size=(2, 3, 4)).astype(np.float32) * 3
+    want = to_np(keras.layers.Softmax(axis=axis)(x))
+    model = pynn.Sequential([pynn.Input((3, 4)), layers.Softmax(axis=axis)])
+    got = model.predict(x, verbose=0)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)   # float32 exp and divide
+    np.testing.assert_allclose(got.sum(axis=axis), 1.0, rtol=1e-6)   # on that axis
+    with pytest.raises(ValueError, match="out of range"):
+        pynn.Sequential([pynn.Input((3, 4)), layers.Softmax(axis=3)])

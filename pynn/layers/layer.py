@@ -19,7 +19,7 @@ import math
 import numbers
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -656,3 +656,20 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}>"
+
+
+def on_last_axis(spec: Any, name: str, x: int, axis: int, emit: Callable[[int], list[int]]
+                 ) -> list[int]:
+    """Runs `emit` (an op that works on the last axis) on per-sample `axis` (0 = the first
+    after the batch) of tensor x: the axis is moved last and back with two ``permute`` nodes
+    (1-based sample axes), or nothing is added when it is already last."""
+    shape = spec.shapes[x]
+    last = len(shape) - 1
+    if axis == last:
+        return emit(x)
+    order = [i for i in range(len(shape)) if i != axis] + [axis]
+    moved = spec.add_node("permute", [x], [tuple(shape[i] for i in order)], [],
+                          {"dims": [i + 1 for i in order]}, name)[0]
+    (y,) = emit(moved)
+    back = [order.index(i) + 1 for i in range(len(shape))]
+    return spec.add_node("permute", [y], [shape], [], {"dims": back}, name)

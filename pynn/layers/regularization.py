@@ -5,7 +5,7 @@ import numbers
 from typing import Any
 
 from pynn import _random
-from pynn.layers.layer import Layer, real_in
+from pynn.layers.layer import Layer, on_last_axis, real_in
 
 
 class Dropout(Layer):
@@ -81,18 +81,11 @@ class BatchNormalization(Layer):
                              f"{self.moving_mean.shape[0]} features on axis {self.axis}, got "
                              f"input shape {(None,) + shape}")
         # The engine's op normalises the last axis; another feature axis (channels_first
-        # images: axis=1) is moved there and back with two permutes (1-based sample axes).
-        order = [i for i in range(len(shape)) if i != a] + [a]
-        if a != len(shape) - 1:
-            x = spec.add_node("permute", [x], [tuple(shape[i] for i in order)], [],
-                              {"dims": [i + 1 for i in order]}, self.name)[0]
-        y = spec.add_node("batchnorm", [x], [spec.shapes[x]], self._param_ids(spec),
-                          {"momentum": self.momentum, "epsilon": self.epsilon,
-                           "center": self.center, "scale": self.scale}, self.name)
-        if a == len(shape) - 1:
-            return y
-        back = [order.index(i) + 1 for i in range(len(shape))]
-        return spec.add_node("permute", y, [shape], [], {"dims": back}, self.name)
+        # images: axis=1) is moved there and back.
+        return on_last_axis(spec, self.name, x, a, lambda t: spec.add_node(
+            "batchnorm", [t], [spec.shapes[t]], self._param_ids(spec),
+            {"momentum": self.momentum, "epsilon": self.epsilon, "center": self.center,
+             "scale": self.scale}, self.name))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
