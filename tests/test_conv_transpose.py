@@ -170,6 +170,8 @@ BIG = [
     Case("big_t2d_k4_s2_opad", (9, 10, 24), (4, 4, 12, 24), "tanh", strides=(2, 2),
          output_padding=(1, 0)),
     Case("big_t1d_dilation", (40, 12), (5, 20, 12), padding="same", dilation_rate=(2,)),
+    # 2,304 input positions of 360 dcol values: a sample spans several forward chunks
+    Case("big_t2d_sample_over_chunks", (48, 48, 4), (3, 3, 40, 4), "tanh", padding="same"),
 ]
 
 
@@ -348,3 +350,25 @@ def test_bad_arguments_name_themselves(make, words):
 def test_bad_input_shapes_raise_naming_the_layer(layer, shape, words):
     with pytest.raises(ValueError, match=words):
         pynn.Sequential([pynn.Input(shape), layer()])
+
+
+def test_fit_is_bitwise_the_same_on_one_and_two_threads():
+    rng = _rng("fit_threads")
+    x = rng.standard_normal((40, 6, 6, 8)).astype(np.float32)
+    t = rng.random((40, 12, 12, 2)).astype(np.float32)
+    before = pynn.get_num_threads()
+    weights = []
+    try:
+        for threads in (1, 2):
+            pynn.set_num_threads(threads)
+            pynn.utils.set_random_seed(4)
+            model = pynn.Sequential([
+                pynn.Input((6, 6, 8)),
+                L.Conv2DTranspose(16, 3, strides=2, padding="same", activation="tanh"),
+                L.Conv2DTranspose(2, 3, padding="same", activation="sigmoid")])
+            model.compile(optimizer="adam", loss="binary_crossentropy")
+            model.fit(x, t, epochs=2, batch_size=16, verbose=0)
+            weights.append(model.get_weights())
+    finally:
+        pynn.set_num_threads(before)
+    assert all(np.array_equal(a, b) for a, b in zip(*weights))

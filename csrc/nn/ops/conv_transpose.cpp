@@ -21,8 +21,9 @@
 // positions, with C_conv = F and F_conv = C. The kernel, read as the (kh*kw*F, C) matrix W,
 // is exactly that convolution's kernel. So, with the helpers of conv_patches.h:
 //   forward   y = col2im(x W^T), with dcol = x W^T formed for a bounded chunk of input
-//             positions at a time (kChunkFloats floats of scratch), y starting as the bias
-//             instead of zeros; then the activation, one pass per sample;
+//             positions at a time (kChunkFloats floats of scratch; whole samples when they
+//             fit), y starting as the bias instead of zeros; each sample's activation right
+//             after the chunk that completes it (still in cache);
 //   dx        = patches(dz) W, the convolution's forward as an implicit GEMM;
 //   dW        = patches(dz)^T x, the convolution's kernel gradient (patches from dz, the
 //             role its input plays there);
@@ -121,7 +122,9 @@ class ConvTransposeOp : public Op {
       offset_[size_t(p)] =
           ((tap / w_.KW) * w_.DH * w_.W + (tap % w_.KW) * w_.DW) * w_.C + p % filters_;
     }
+    // whole samples per chunk when one fits (so the activation pass follows each chunk)
     chunk_rows_ = std::max<int64_t>(1, kChunkFloats / kg_);
+    if (const int64_t P = w_.positions(); chunk_rows_ >= P) chunk_rows_ = chunk_rows_ / P * P;
     // The output is the underlying convolution's input.
     if (rank == 1) return {w_.W, filters_};
     return {w_.H, w_.W, filters_};
@@ -140,37 +143,51 @@ class ConvTransposeOp : public Op {
     return (softmax_ && !logits_) || &effective() != &ops::linear_activation();
   }
 
+  // Chunk by chunk of input positions: the samples a chunk reaches first get the bias, the
+  // chunk's dcol is added in, and the samples it completes get their activation while they
+  // are still in cache.
   void forward(const FwdArgs& a) override {
-    const int64_t M = a.n * w_.positions();  // input positions of the batch
-    const int64_t rows_out = a.n * w_.H * w_.W;
+    const int64_t P = w_.positions(), M = a.n * P;  // input positions per sample, in all
+    const int64_t out = w_.in_size(), rows_per_sample = w_.H * w_.W;
+    const ActivationInfo& act = effective();
     float* y = a.y;
-    if (use_bias_) {
-      for (int64_t r = 0; r < rows_out; ++r)
-        std::memcpy(y + r * filters_, a.param[1], sizeof(float) * size_t(filters_));
-    } else {
-      std::memset(y, 0, sizeof(float) * size_t(rows_out * filters_));
-    }
+    float* z = keeps_z() && a.scratch[0] != nullptr ? a.scratch[0] : nullptr;
+    const bool linear = &act == &ops::linear_activation();
+    const bool softmax = softmax_ && !logits_;
+    int64_t started = 0, finished = 0;  // samples holding the bias / their final values
+    const auto start_until = [&](int64_t s1) {
+      for (; started < s1; ++started) {
+        float* ys = y + started * out;
+        if (!use_bias_) {
+          std::memset(ys, 0, sizeof(float) * size_t(out));
+          continue;
+        }
+        for (int64_t r = 0; r < rows_per_sample; ++r)
+          std::memcpy(ys + r * filters_, a.param[1], sizeof(float) * size_t(filters_));
+      }
+    };
+    const auto finish_until = [&](int64_t s1) {
+      if (!linear || softmax) {
+        ops::for_samples(finished, s1, (s1 - finished) * out, [&](int64_t s) {
+          float* ys = y + s * out;
+          if (z != nullptr) std::memcpy(z + s * out, ys, sizeof(float) * size_t(out));
+          if (!linear) act.forward(ys, out, act_params_.data());
+          if (softmax) softmax_forward(ys, rows_per_sample, filters_);
+        });
+      }
+      finished = s1;
+    };
     float* dcol = a.scratch[1];
     const float* W = a.param[0];
     for (int64_t r0 = 0; r0 < M; r0 += chunk_rows_) {
       const int64_t rows = std::min(chunk_rows_, M - r0);
+      start_until((r0 + rows - 1) / P + 1);
       // (rows, C) x (C, kh*kw*F): the kernel matrix read transposed in place.
       gemm::sgemm(rows, kg_, cin_, 1.0f, {a.x[0] + r0 * cin_, cin_, 1}, {W, 1, cin_}, 0.0f,
                   dcol, kg_);
       ops::col2im_add(w_, dcol, r0, rows, 0, filters_, y);
+      finish_until((r0 + rows) / P);
     }
-    const ActivationInfo& act = effective();
-    float* z = keeps_z() && a.scratch[0] != nullptr ? a.scratch[0] : nullptr;
-    const bool linear = &act == &ops::linear_activation();
-    const bool softmax = softmax_ && !logits_;
-    if (linear && !softmax) return;
-    const int64_t out = w_.in_size();
-    ops::for_samples(0, a.n, a.n * out, [&](int64_t s) {
-      float* ys = y + s * out;
-      if (z != nullptr) std::memcpy(z + s * out, ys, sizeof(float) * size_t(out));
-      if (!linear) act.forward(ys, out, act_params_.data());
-      if (softmax) softmax_forward(ys, w_.H * w_.W, filters_);
-    });
   }
 
   void backward(const BwdArgs& a) override {
