@@ -46,6 +46,8 @@ class Embedding(Layer):
         >>> layer = Embedding(input_dim=1000, output_dim=16, mask_zero=True)
     """
 
+    _masks_in_emit = True   # its own mask (mask_zero) or none
+
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
                  embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
                  weights=None, **kwargs):
@@ -100,6 +102,9 @@ class Masking(Layer):
     Example:
         >>> layer = Masking(mask_value=0.0)
     """
+
+    supports_masking = True
+    _masks_in_emit = True
 
     def __init__(self, mask_value=0.0, **kwargs):
         super().__init__(**kwargs)

@@ -283,7 +283,13 @@ class Layer:
 
     Subclasses override `build(input_shape)` to create weights with `add_weight`, and `_emit`
     (pynn's built-in layers) to append their ops to the graph.
+
+    ``supports_masking`` (Keras's flag): the layer hands its input's mask on to its outputs
+    (see pynn.layers.masks); layers without it drop the mask.
     """
+
+    supports_masking = False
+    _masks_in_emit = False   # the layer records its outputs' masks in _emit itself
 
     def __init__(self, name=None, trainable=True, input_shape=None, input_dim=None, dtype=None,
                  **kwargs):

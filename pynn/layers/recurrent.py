@@ -40,6 +40,8 @@ class RNN(Layer):
 
     cell = "simple"
     gates = 1
+    supports_masking = True
+    _masks_in_emit = True
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -294,6 +296,9 @@ class Bidirectional(Layer):
         >>> layer = Bidirectional(LSTM(16, return_sequences=True))
     """
 
+    supports_masking = True
+    _masks_in_emit = True
+
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None,
                  **kwargs):
         if isinstance(layer, dict):
@@ -350,6 +355,9 @@ class Bidirectional(Layer):
         a, b = fw[0], bw[0]
         states = fw[1:] + bw[1:]
         if self.merge_mode is None:
+            if self.return_sequences:
+                set_mask(spec, a, mask_of(spec, x))
+                set_mask(spec, b, mask_of(spec, x))
             return [a, b] + states
         shape = spec.shapes[a]
         if self.merge_mode == "concat":
@@ -382,6 +390,8 @@ class TimeDistributed(Layer):
     """
 
     _ROW_WISE = ("Dense", "Activation", "Dropout", "ReLU", "LeakyReLU", "ELU", "Softmax")
+    supports_masking = True
+    _masks_in_emit = True
 
     def __init__(self, layer, **kwargs):
         if isinstance(layer, dict):

@@ -17,6 +17,8 @@ class Dropout(Layer):
         seed: integer for a fixed mask sequence; default from `pynn.utils.set_random_seed`.
     """
 
+    supports_masking = True
+
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.rate = real_in(rate, "rate", 0.0, 1.0, hi_open=True)
@@ -46,6 +48,8 @@ class BatchNormalization(Layer):
     Weights, in Keras's order: gamma (if scale), beta (if center), moving_mean,
     moving_variance.
     """
+
+    supports_masking = True
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
         super().__init__(**kwargs)

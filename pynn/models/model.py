@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pynn.layers import masks
 from pynn.layers.layer import (
     KerasTensor,
     Layer,
@@ -271,6 +272,7 @@ class Model(Trainer, Layer):
         for node in self._nodes:
             ins = [value[id(t)] for t in node.inputs]
             outs = node.layer._emit(spec, ins)
+            masks.propagate(node.layer, spec, ins, outs)
             for t, tid in zip(node.outputs, outs):
                 value[id(t)] = tid
         return [value[id(t)] for t in self._outputs]

@@ -366,7 +366,18 @@ def _per_output_weights(sample_weights, n_outputs):
     return [sample_weights] * n_outputs
 
 
-def _output_loss(pred, target, kind, from_logits, delta, sample_weight):
+def masked_row_weights(mask, sample_weight, dtype=np.float64):
+    """Per-row loss weights for a masked output (Keras's apply_mask, mean reductions): a kept
+    row (mask != 0) weighs its sample weight (1 without) times rows / kept rows, a masked row
+    0; nothing kept: all 0. mask: (rows,); sample_weight: (rows,) or None."""
+    keep = np.asarray(mask).reshape(-1) != 0
+    kept = int(keep.sum())
+    scale = keep.size / kept if kept else 0.0
+    w = np.where(keep, scale, 0.0).astype(dtype)
+    return w if sample_weight is None else w * np.asarray(sample_weight, dtype=dtype)
+
+
+def _output_loss(pred, target, kind, from_logits, delta, sample_weight, mask=None):
     """One output's loss and d loss / d pred, with pred (batch, *shape).
 
     The loss acts on the last axis; any axes between the batch and the last one become more
@@ -382,6 +393,8 @@ def _output_loss(pred, target, kind, from_logits, delta, sample_weight):
     w = None
     if sample_weight is not None:
         w = np.repeat(np.asarray(sample_weight, dtype=pred.dtype).reshape(-1), per_sample)
+    if mask is not None:
+        w = masked_row_weights(mask, w, pred.dtype)
     value, grad = ref_losses.value_and_grad(kind, rows, target, w, from_logits,
                                             1.0 if delta is None else delta)
     return value, grad.reshape(pred.shape)
@@ -400,9 +413,11 @@ def _loss_and_output_grads(spec, outputs, targets, losses, sample_weights):
             per_output.append(None)
             output_grads.append(None)
             continue
-        kind, from_logits, delta, weight = spec_loss
+        kind, from_logits, delta, weight = spec_loss[:4]
         weight = 1.0 if weight is None else weight
-        value, grad = _output_loss(np.asarray(pred), target, kind, from_logits, delta, sw)
+        # a fifth entry: the index of the output holding this loss's mask
+        mask = outputs[spec_loss[4]] if len(spec_loss) > 4 and spec_loss[4] is not None else None
+        value, grad = _output_loss(np.asarray(pred), target, kind, from_logits, delta, sw, mask)
         total += weight * value
         per_output.append(value)
         output_grads.append(weight * grad)
@@ -424,7 +439,9 @@ def _penalties(spec, dtype=np.float64):
 def loss(spec, outputs, targets, losses, sample_weights=None):
     """``(total, per_output)`` for the model outputs `outputs` (as `forward` returns them).
 
-    losses: one per output, None (no loss) or ``(kind, from_logits, delta, weight)``.
+    losses: one per output, None (no loss) or ``(kind, from_logits, delta, weight)``, with
+    an optional fifth entry: the index of another output holding a mask for this loss's rows
+    (nonzero = kept; see `masked_row_weights`).
     targets: one per output: an array like the output, or integer labels (batch, *shape[:-1])
     for sparse_categorical_crossentropy; None where there is no loss.
     sample_weights: None, one (batch,) array for every output, or a list with one per output.

@@ -1,0 +1,300 @@
+"""Masks as Keras 3 hands them on: from Embedding(mask_zero=True) and Masking through the
+layers that support masking, merges and wrappers, into GlobalAveragePooling1D, the recurrent
+layers, the loss and the metrics.
+
+  * which layers keep, combine or drop a mask (the graph's recorded masks, no engine needed);
+  * the engine's masked loss against its NumPy twin (`reference.graph.masked_row_weights`);
+  * Keras 3 itself (torch backend) on the same weights and data: predict, evaluate (loss and
+    accuracy, with and without sample weights) and the weights after two SGD steps of fit, for
+    five masked models, on sequences padded at the end, at the start, in the middle, and
+    wholly padded rows.
+
+Tolerances: both sides compute in float32 with the same formulas; the sums differ only in
+order (a few dozen terms of O(1)), so 1e-5 relative and absolute on outputs, losses and the
+weights after two steps of SGD with learning rate 0.5 (a wrong mask weight moves the loss by
+far more: a masked step carries about 1 / steps of it). The engine against the float64 twin:
+1e-5 relative (float32 sums of a few dozen rows).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from keras_helpers import case_rng
+
+import pynn
+from pynn import layers as L
+from pynn.layers.embedding import mask_of
+from pynn.models.runtime import run_inference
+from pynn.reference import graph as ref_graph
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning",
+    "ignore:.*does not support masking.*:UserWarning")
+
+B, T, V = 6, 5, 9
+
+
+@pytest.fixture(scope="module")
+def keras():
+    import keras
+
+    return keras
+
+
+def _ids(rng, full_row=True):
+    """Token ids (B, T) padded with 0 at the end, at the start, in the middle, everywhere."""
+    ids = rng.integers(1, V, (B, T)).astype(np.float32)
+    ids[0, 3:] = 0        # right-padded
+    ids[1, :2] = 0        # left-padded
+    ids[2, 2] = 0         # a hole
+    if full_row:
+        ids[3, :] = 0     # nothing kept
+    return ids
+
+
+# --- which layers keep, combine or drop a mask -------------------------------------------------
+def _masks(model):
+    spec = model._build_spec()
+    return spec, [mask_of(spec, t) for t in spec.outputs]
+
+
+@pytest.mark.parametrize("layer,kept", [
+    (lambda: L.Dense(3), True), (lambda: L.Activation("relu"), True),
+    (lambda: L.Dropout(0.5), True), (lambda: L.LayerNormalization(), True),
+    (lambda: L.BatchNormalization(), True), (lambda: L.GaussianNoise(0.1), True),
+    (lambda: L.TimeDistributed(L.Dense(2)), True), (lambda: L.LSTM(2, return_sequences=True), True),
+    (lambda: L.Bidirectional(L.GRU(2, return_sequences=True)), True),
+    (lambda: L.LSTM(2), False), (lambda: L.GlobalAveragePooling1D(), False),
+    (lambda: L.GlobalMaxPooling1D(), False), (lambda: L.Flatten(), False),
+    (lambda: L.Reshape((T * 4,)), False), (lambda: L.Conv1D(2, 2, padding="same"), False),
+])
+def test_layers_keep_or_drop_the_mask(layer, kept):
+    inp = pynn.Input((T,))
+    out = layer()(L.Embedding(V, 4, mask_zero=True)(inp))
+    spec, (m,) = _masks(pynn.Model(inp, out))
+    assert (m is not None) == kept
+    if kept:
+        assert spec.shapes[m] == (T,)
+
+
+def test_unmasked_models_get_no_mask_nodes():
+    inp = pynn.Input((T,))
+    h = L.Embedding(V, 4)(inp)
+    out = L.Add()([L.Dense(4)(h), L.LSTM(4, return_sequences=True)(h)])
+    spec, (m,) = _masks(pynn.Model(inp, out))
+    assert m is None and not getattr(spec, "masks", {})
+    assert [n.op for n in spec.nodes] == ["embedding", "dense", "rnn", "add"]
+
+
+def _two_masked(merge):
+    a, b = pynn.Input((T,)), pynn.Input((T,))
+    ha = L.Embedding(V, 4, mask_zero=True)(a)
+    hb = L.Embedding(V, 4, mask_zero=True)(b)
+    return pynn.Model([a, b], merge([ha, hb])), ha, hb
+
+
+@pytest.mark.parametrize("merge", [L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum,
+                                   L.Minimum, L.Concatenate])
+def test_merges_keep_a_step_any_input_keeps(merge):
+    model, _, _ = _two_masked(merge())
+    a = np.array([[1, 2, 0, 0, 3]], np.float32)
+    b = np.array([[0, 2, 0, 4, 0]], np.float32)
+    spec, (m,) = _masks(model)
+    assert m is not None
+    spec.outputs = [m]
+    got = run_inference(spec, [a, b])[0]
+    np.testing.assert_array_equal(got, [[1, 1, 0, 1, 1]])
+
+
+def test_merge_with_an_unmasked_input_has_no_mask():
+    a, b = pynn.Input((T,)), pynn.Input((T, 4))
+    h = L.Embedding(V, 4, mask_zero=True)(a)
+    for merge in (L.Add(), L.Concatenate()):
+        _, (m,) = _masks(pynn.Model([a, b], merge([h, b])))
+        assert m is None
+
+
+def test_concatenate_on_the_time_axis_joins_the_masks():
+    a, b = pynn.Input((T,)), pynn.Input((2, 4))
+    h = L.Embedding(V, 4, mask_zero=True)(a)
+    spec, (m,) = _masks(pynn.Model([a, b], L.Concatenate(axis=1)([h, b])))
+    assert spec.shapes[m] == (T + 2,)
+    spec.outputs = [m]
+    ids = np.array([[0, 1, 0, 2, 3]], np.float32)
+    got = run_inference(spec, [ids, np.zeros((1, 2, 4), np.float32)])[0]
+    np.testing.assert_array_equal(got, [[0, 1, 0, 1, 1, 1, 1]])
+
+
+# --- the engine's masked loss against the twin ----------------------------------------------
+@pytest.mark.parametrize("kind", ["sparse_categorical_crossentropy", "mean_squared_error",
+                                  "categorical_crossentropy"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_engine_masked_loss_and_gradients_match_twin(kind, weighted):
+    rng = case_rng("engine", kind, weighted)
+    inp = pynn.Input((T,))
+    h = L.Embedding(V, 4, mask_zero=True)(inp)
+    out = L.Dense(3, activation="softmax")(L.GRU(4, return_sequences=True)(h))
+    model = pynn.Model(inp, out)
+    model.set_weights([rng.standard_normal(w.shape).astype(np.float32)
+                       for w in model.get_weights()])   # outputs far from uniform
+    model.compile(pynn.optimizers.SGD(learning_rate=0.01), kind)
+    model._ensure_graph()
+    spec, g = model._spec, model._graph
+    assert len(spec.outputs) == 2   # the model's output, then its mask for the loss
+    ids = _ids(rng)
+    if kind == "sparse_categorical_crossentropy":
+        y = rng.integers(0, 3, (B, T)).astype(np.int32)
+        y_engine = y
+    else:
+        y = rng.random((B, T, 3)).astype(np.float32)
+        y /= y.sum(-1, keepdims=True)
+        y_engine = y.reshape(B, -1)
+    sw = (rng.random(B) + 0.5).astype(np.float32) if weighted else None
+    entries = [(kind, False, 1.0, 1.0, 1), None]
+    _, per, grads, _ = ref_graph.gradients(spec, [ids], [y, None], entries, [sw, None],
+                                           training=False)
+    outs = ref_graph.predict(spec, [ids])
+    # (the step's gradients are those of the weights before it)
+    _, losses, _, _ = g.train_step([ids], [y_engine, None], [sw, None], None, False)
+    np.testing.assert_allclose(losses[0], per[0], rtol=1e-5)
+    for pid, want in enumerate(grads):
+        got = g.get_grad(pid)
+        scale = max(np.abs(want).max(), 1e-3)
+        np.testing.assert_allclose(got, want, atol=2e-4 * scale, err_msg=str(pid))
+    # the mask matters: without it the loss is another number
+    plain = ref_graph.loss(spec, outs, [y, None], [entries[0][:4], None], [sw, None])[1][0]
+    assert abs(plain - per[0]) > 1e-3
+
+
+def test_masked_row_weights_follow_keras():
+    w = ref_graph.masked_row_weights(np.array([1, 0, 1, 1]), np.array([2.0, 5.0, 1.0, 1.0]))
+    np.testing.assert_allclose(w, [2 * 4 / 3, 0, 4 / 3, 4 / 3])
+    np.testing.assert_array_equal(ref_graph.masked_row_weights(np.zeros(3), None), 0)
+
+
+# --- Keras 3 itself ---------------------------------------------------------------------------
+def _emb_lstm(lib, layers):
+    inp = lib.Input((T,))
+    h = layers.Embedding(V, 4, mask_zero=True, name="emb")(inp)
+    h = layers.LSTM(5, name="rnn")(h)
+    return lib.Model(inp, layers.Dense(3, activation="softmax", name="out")(h))
+
+
+def _masking_gru(lib, layers):
+    inp = lib.Input((T, 3))
+    h = layers.Masking(0.0, name="masking")(inp)
+    h = layers.GRU(5, return_sequences=True, name="rnn")(h)
+    return lib.Model(inp, layers.Dense(3, activation="softmax", name="out")(h))
+
+
+def _emb_gap(lib, layers):
+    inp = lib.Input((T,))
+    h = layers.Embedding(V, 4, mask_zero=True, name="emb")(inp)
+    h = layers.Dense(6, activation="tanh", name="hid")(h)
+    h = layers.GlobalAveragePooling1D(name="gap")(h)
+    return lib.Model(inp, layers.Dense(3, activation="softmax", name="out")(h))
+
+
+def _add_branches(lib, layers):
+    a, b = lib.Input((T,)), lib.Input((T,))
+    ha = layers.LSTM(4, return_sequences=True, name="ra")(
+        layers.Embedding(V, 3, mask_zero=True, name="ea")(a))
+    hb = layers.GRU(4, return_sequences=True, name="rb")(
+        layers.Embedding(V, 3, mask_zero=True, name="eb")(b))
+    h = layers.Add(name="add")([ha, hb])
+    return lib.Model([a, b], layers.Dense(3, activation="softmax", name="out")(h))
+
+
+def _bidi(lib, layers):
+    inp = lib.Input((T,))
+    h = layers.Embedding(V, 3, mask_zero=True, name="emb")(inp)
+    h = layers.Bidirectional(layers.LSTM(3, return_sequences=True), name="bi")(h)
+    return lib.Model(inp, layers.TimeDistributed(layers.Dense(3, activation="softmax"),
+                                                 name="out")(h))
+
+
+CASES = {"emb_lstm": _emb_lstm, "masking_gru_seq": _masking_gru, "emb_gap": _emb_gap,
+         "add_branches": _add_branches, "bidi_seq": _bidi}
+
+
+def _data(case, rng):
+    """(x, y, loss) for a case; the GAP model gets no wholly padded row (Keras's mean over no
+    steps is 0 / 0)."""
+    ids = _ids(rng, full_row=case != "emb_gap")
+    if case == "masking_gru_seq":
+        x = np.where(ids[..., None] == 0, 0.0, rng.standard_normal((B, T, 3))).astype(np.float32)
+    elif case == "add_branches":
+        other = _ids(rng)[::-1].copy()   # masked elsewhere: the OR of the two masks counts
+        x = [ids, other]
+    else:
+        x = ids
+    if case in ("emb_lstm", "emb_gap"):
+        return x, rng.integers(0, 3, B), "sparse_categorical_crossentropy"
+    if case == "bidi_seq":
+        y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, (B, T))]
+        return x, y, "categorical_crossentropy"
+    return x, rng.integers(0, 3, (B, T)), "sparse_categorical_crossentropy"
+
+
+def _pair(keras, case, rng):
+    km, pm = CASES[case](keras, keras.layers), CASES[case](pynn, L)
+    for kl in km.layers:   # by name: the two models may list their layers in other orders
+        ws = [w + (rng.standard_normal(w.shape) * 0.3).astype(np.float32)
+              for w in kl.get_weights()]
+        if ws:
+            kl.set_weights(ws)
+            pm.get_layer(kl.name).set_weights(ws)
+    return km, pm
+
+
+def _weights(model, names):
+    return [w for name in names for w in model.get_layer(name).get_weights()]
+
+
+def _compile(model, lib, loss):
+    model.compile(optimizer=lib.optimizers.SGD(learning_rate=0.5), loss=loss,
+                  metrics=["accuracy"], weighted_metrics=["accuracy"])
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_masked_models_match_keras(keras, case):
+    rng = case_rng("keras", case)
+    km, pm = _pair(keras, case, rng)
+    x, y, loss = _data(case, rng)
+    want = km.predict(x, verbose=0)
+    np.testing.assert_allclose(pm.predict(x, verbose=0), want, rtol=1e-5, atol=1e-5)
+    _compile(km, keras, loss)
+    _compile(pm, pynn, loss)
+    # evaluate without and with sample weights: per sample, or per step for a sequence output
+    # (Keras 3 does not broadcast (batch,) weights over the steps)
+    seq = case in ("masking_gru_seq", "add_branches", "bidi_seq")
+    sw = (rng.random((B, T) if seq else B) + 0.5).astype(np.float32)
+    for weights in (None, sw):
+        kv = km.evaluate(x, y, sample_weight=weights, batch_size=B, verbose=0,
+                         return_dict=True)
+        pv = pm.evaluate(x, y, sample_weight=weights, batch_size=B, verbose=0,
+                         return_dict=True)
+        assert set(pv) == set(kv)
+        for key in kv:
+            np.testing.assert_allclose(pv[key], kv[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    # two SGD steps (two batches of 3, no shuffling, weighted) give Keras's weights
+    names = [kl.name for kl in km.layers if kl.weights]
+    before = _weights(pm, names)
+    kh = km.fit(x, y, sample_weight=sw, batch_size=3, epochs=1, shuffle=False, verbose=0)
+    ph = pm.fit(x, y, sample_weight=sw, batch_size=3, epochs=1, shuffle=False, verbose=0)
+    after = _weights(pm, names)
+    assert any(not np.array_equal(a, c) for a, c in zip(after, before))
+    for a, b in zip(after, _weights(km, names)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ph.history["loss"], kh.history["loss"], rtol=1e-5)
+    np.testing.assert_allclose(ph.history["accuracy"], kh.history["accuracy"], rtol=1e-5)
+
+
+def test_gap_over_a_wholly_padded_row_is_nan_as_in_keras(keras):
+    rng = case_rng("gap_nan")
+    km, pm = _pair(keras, "emb_gap", rng)
+    ids = _ids(rng, full_row=True)
+    want = km.predict(ids, verbose=0)
+    got = pm.predict(ids, verbose=0)
+    assert np.isnan(want[3]).all() and np.isnan(got[3]).all()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, equal_nan=True)
