@@ -298,3 +298,29 @@ def test_gap_over_a_wholly_padded_row_is_nan_as_in_keras(keras):
     got = pm.predict(ids, verbose=0)
     assert np.isnan(want[3]).all() and np.isnan(got[3]).all()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_masked_custom_loss_matches_keras(keras):
+    """A loss function of one's own (per-step values): Keras weighs it by the mask too."""
+    rng = case_rng("custom_loss")
+    km, pm = _pair(keras, "masking_gru_seq", rng)
+    x, _, _ = _data("masking_gru_seq", rng)
+    y = rng.random((B, T, 3)).astype(np.float32)
+
+    def loss_for(ops):
+        def sq_err(y_true, y_pred):
+            return ops.mean(ops.square(y_pred - y_true), axis=-1)
+        return sq_err
+
+    for model, lib in ((km, keras), (pm, pynn)):
+        model.compile(optimizer=lib.optimizers.SGD(learning_rate=0.5), loss=loss_for(lib.ops))
+    sw = (rng.random((B, T)) + 0.5).astype(np.float32)
+    for weights in (None, sw):
+        want = km.evaluate(x, y, sample_weight=weights, batch_size=B, verbose=0)
+        got = pm.evaluate(x, y, sample_weight=weights, batch_size=B, verbose=0)
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    km.fit(x, y, batch_size=3, epochs=1, shuffle=False, verbose=0)
+    pm.fit(x, y, batch_size=3, epochs=1, shuffle=False, verbose=0)
+    names = [kl.name for kl in km.layers if kl.weights]
+    for a, b in zip(_weights(pm, names), _weights(km, names)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

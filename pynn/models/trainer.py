@@ -91,7 +91,8 @@ class _Logs:
                targets: Any, sample_weight: Any = None) -> None:
         self.loss_sum += float(total) * rows
         self.rows += rows
-        masks = self.model._step_masks if self.model._loss_masks else None
+        masks = self.model._step_masks if (self.model._loss_masks
+                                           or self.model._custom_masks) else None
         for j, m in enumerate(self.sets):
             if m is None:
                 continue
@@ -131,6 +132,7 @@ class Trainer:
         self._pspec = None
         self._custom = []       # outputs whose loss is traced from pynn.ops (custom losses)
         self._loss_masks = []   # outputs whose loss is weighed by their mask (Keras)
+        self._custom_masks = []  # outputs whose traced loss is weighed by their mask
         self._step_masks = None  # {output: its mask in the last step}, for the metrics
         self._target_shapes = {}
         self._gen_seen = -1
@@ -205,6 +207,7 @@ class Trainer:
         spec = self._build_spec()
         n_out = len(spec.outputs)
         extra = []
+        self._custom_masks = []   # the custom losses weighed by their output's mask
         for j in self._custom:
             lo = self._losses[j]
             out_tid = spec.outputs[j]
@@ -225,8 +228,17 @@ class Trainer:
                                 f"y_true and y_pred with pynn.ops, got {type(value).__name__}")
             if value is yt or value is yp:
                 value = value * 1.0
-            extra += Model([yt, yp], value)._emit(spec, [target, out_tid])
-        for j in self._loss_masks:
+            (v,) = Model([yt, yp], value)._emit(spec, [target, out_tid])
+            mask = mask_of(spec, out_tid)
+            if mask is not None and spec.shapes[v] == spec.shapes[mask]:
+                # values per step: Keras's loss weighs them by y_pred's mask too; as (steps, 1)
+                # each step is a loss row the mask can weigh (the plain mean is unchanged)
+                (v,) = spec.add_node("reshape", [v], [spec.shapes[v] + (1,)],
+                                     attrs={"target_shape": list(spec.shapes[v]) + [1]},
+                                     name=f"{self._output_names[j]}_loss_rows")
+                self._custom_masks.append(j)
+            extra.append(v)
+        for j in self._loss_masks + self._custom_masks:
             m = mask_of(spec, spec.outputs[j])
             if m in spec.outputs[:n_out] or m in extra:   # an output only once
                 (m,) = spec.add_node("identity", [m], [spec.shapes[m]],
@@ -393,9 +405,12 @@ class Trainer:
                             float(getattr(lo, "delta", 1.0)), self._loss_weights[j]))
         entries += [("mean_of_output", False, 1.0, self._loss_weights[j]) for j in self._custom]
         first = len(entries)
-        for k, j in enumerate(self._loss_masks):   # the loss of output j reads mask output k
-            entries[j] = entries[j] + (first + k,)
-        entries += [None] * len(self._loss_masks)
+        # the loss of output j (or of its custom loss's values) reads the k-th mask output
+        at = self._loss_masks + [len(self._losses) + self._custom.index(j)
+                                 for j in self._custom_masks]
+        for k, e in enumerate(at):
+            entries[e] = entries[e] + (first + k,)
+        entries += [None] * len(at)
         g.set_losses(entries)
         self.optimizer._attach(g)
         from pynn.models.state import param_paths
@@ -569,7 +584,7 @@ class Trainer:
         if self._custom:
             self._retarget(ys)
             g = self._graph
-        custom, masked = self._custom, self._loss_masks
+        custom, masked = self._custom, self._loss_masks + self._custom_masks
         n_out = len(self._losses)
         xs2 = list(xs) + [ys[j].reshape(ys[j].shape[0], -1) for j in custom]
         ys2 = [None if j in custom else ys[j] for j in range(n_out)]
