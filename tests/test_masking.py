@@ -237,7 +237,8 @@ def _data(case, rng):
 
 
 def _pair(keras, case, rng):
-    km, pm = CASES[case](keras, keras.layers), CASES[case](pynn, L)
+    build = CASES[case] if isinstance(case, str) else case
+    km, pm = build(keras, keras.layers), build(pynn, L)
     for kl in km.layers:   # by name: the two models may list their layers in other orders
         ws = [w + (rng.standard_normal(w.shape) * 0.3).astype(np.float32)
               for w in kl.get_weights()]
@@ -319,6 +320,30 @@ def test_masked_custom_loss_matches_keras(keras):
         want = km.evaluate(x, y, sample_weight=weights, batch_size=B, verbose=0)
         got = pm.evaluate(x, y, sample_weight=weights, batch_size=B, verbose=0)
         np.testing.assert_allclose(got, want, rtol=1e-5)
+    km.fit(x, y, batch_size=3, epochs=1, shuffle=False, verbose=0)
+    pm.fit(x, y, batch_size=3, epochs=1, shuffle=False, verbose=0)
+    names = [kl.name for kl in km.layers if kl.weights]
+    for a, b in zip(_weights(pm, names), _weights(km, names)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def _gru_seq(lib, layers):
+    inp = lib.Input((T, 3))
+    h = layers.GRU(5, return_sequences=True, name="rnn")(inp)
+    return lib.Model(inp, layers.Dense(3, activation="softmax", name="out")(h))
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_sum_reduction_over_steps_matches_keras(keras, masked):
+    """reduction="sum": Keras sums over every kept step (no rescaling by the mask)."""
+    rng = case_rng("sum", masked)
+    km, pm = _pair(keras, "masking_gru_seq" if masked else _gru_seq, rng)
+    x, y, _ = _data("masking_gru_seq", rng)
+    for model, lib in ((km, keras), (pm, pynn)):
+        loss = lib.losses.SparseCategoricalCrossentropy(reduction="sum")
+        model.compile(optimizer=lib.optimizers.SGD(learning_rate=0.05), loss=loss)
+    want = km.evaluate(x, y, batch_size=B, verbose=0)
+    np.testing.assert_allclose(pm.evaluate(x, y, batch_size=B, verbose=0), want, rtol=1e-5)
     km.fit(x, y, batch_size=3, epochs=1, shuffle=False, verbose=0)
     pm.fit(x, y, batch_size=3, epochs=1, shuffle=False, verbose=0)
     names = [kl.name for kl in km.layers if kl.weights]

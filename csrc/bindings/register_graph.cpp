@@ -536,10 +536,10 @@ void register_graph(py::module_& m) {
                    throw py::type_error(w + ": expected (kind, from_logits, delta, weight) or "
                                         "None, got " + type_name(h));
                  py::sequence t = py::reinterpret_borrow<py::sequence>(h);
-                 if (t.size() != 4 && t.size() != 5)
+                 if (t.size() < 4 || t.size() > 6)
                    throw py::value_error(w + ": expected 4 items (kind, from_logits, delta, "
-                                         "weight) or 5 (and mask_output), got " +
-                                         std::to_string(t.size()));
+                                         "weight), then optionally mask_output and "
+                                         "mask_rescale, got " + std::to_string(t.size()));
                  if (!py::isinstance<py::str>(t[0]))
                    throw py::type_error(w + ": kind must be a string, got " + type_name(t[0]));
                  L.has = true;
@@ -549,9 +549,10 @@ void register_graph(py::module_& m) {
                    // delta only matters to huber; None stands for "not given" (the default)
                    if (!t[2].is_none()) L.cfg.huber_delta = t[2].cast<float>();
                    L.weight = t[3].cast<double>();
-                   if (t.size() == 5 && !t[4].is_none()) L.mask_output = t[4].cast<int>();
+                   if (t.size() >= 5 && !t[4].is_none()) L.mask_output = t[4].cast<int>();
+                   if (t.size() == 6) L.mask_rescale = t[5].cast<bool>();
                  } catch (const py::cast_error&) {
-                   throw py::type_error(w + ": expected (str, bool, float, float[, int])");
+                   throw py::type_error(w + ": expected (str, bool, float, float[, int[, bool]])");
                  }
                  if (const std::string err = nn::loss_config_error(L.cfg, false); !err.empty())
                    throw py::value_error(w + ": " + err);

@@ -813,11 +813,14 @@ void Graph::check_labels(const StepData& d) const {
 
 // Keras's apply_mask for the mean reductions: a kept row weighs (its sample weight times)
 // rows / kept, a masked row 0, so that the mean over all rows is the mean over the kept ones;
-// no row kept: every weight 0 (Keras divides with divide_no_nan). Written to sw_buf_[j].
+// no row kept: every weight 0 (Keras divides with divide_no_nan). Without rescale (Keras's
+// "sum" reduction) a kept row weighs its sample weight. Written to sw_buf_[j].
 const float* Graph::masked_weights(int j, const float* keep, const float* sw, int64_t rows) {
   int64_t kept = 0;
   for (int64_t r = 0; r < rows; ++r) kept += keep[r] != 0.0f;
-  const float scale = kept ? float(rows) / float(kept) : 0.0f;
+  const float scale = !losses_[size_t(j)].mask_rescale ? 1.0f
+                      : kept                           ? float(rows) / float(kept)
+                                                       : 0.0f;
   std::vector<float>& buf = sw_buf_[size_t(j)];
   grow(buf, rows);
   for (int64_t r = 0; r < rows; ++r)

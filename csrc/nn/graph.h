@@ -70,6 +70,9 @@ struct GraphLoss {
   // (nonzero: the row counts), or -1. As Keras: the loss is sum(w l) / (rows kept) and
   // accuracy counts the kept rows only.
   int mask_output = -1;
+  // Keras's mean reductions scale kept rows by rows / kept; its "sum" reduction does not (the
+  // caller then scales the weights by the rows itself).
+  bool mask_rescale = true;
 };
 
 // What one train/test step reads; arrays are full data sets, idx picks the batch rows.

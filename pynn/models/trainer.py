@@ -408,8 +408,9 @@ class Trainer:
         # the loss of output j (or of its custom loss's values) reads the k-th mask output
         at = self._loss_masks + [len(self._losses) + self._custom.index(j)
                                  for j in self._custom_masks]
-        for k, e in enumerate(at):
-            entries[e] = entries[e] + (first + k,)
+        for k, (e, j) in enumerate(zip(at, self._loss_masks + self._custom_masks)):
+            # Keras's "sum" reduction weighs the kept rows by 1, the means by rows / kept
+            entries[e] = entries[e] + (first + k, self._losses[j].reduction != "sum")
         entries += [None] * len(at)
         g.set_losses(entries)
         self.optimizer._attach(g)
@@ -641,6 +642,9 @@ class Trainer:
             if lo.reduction == "sum" and ys[j] is not None:
                 n = ys[j].shape[0]
                 rows = n if idx is None else idx.size
+                # the engine averages over every loss row: the steps of a sequence too
+                if not lo.is_custom:
+                    rows *= math.prod(self._outputs[j].sample_shape[:-1])
                 key = ("w", j, n, rows)
                 hit = cache.get(key)
                 if hit is None or hit[0] is not sws[j]:

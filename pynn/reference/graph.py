@@ -366,18 +366,20 @@ def _per_output_weights(sample_weights, n_outputs):
     return [sample_weights] * n_outputs
 
 
-def masked_row_weights(mask, sample_weight, dtype=np.float64):
+def masked_row_weights(mask, sample_weight, dtype=np.float64, rescale=True):
     """Per-row loss weights for a masked output (Keras's apply_mask, mean reductions): a kept
     row (mask != 0) weighs its sample weight (1 without) times rows / kept rows, a masked row
-    0; nothing kept: all 0. mask: (rows,); sample_weight: (rows,) or None."""
+    0; nothing kept: all 0. Without `rescale` (the "sum" reduction) a kept row weighs its
+    sample weight. mask: (rows,); sample_weight: (rows,) or None."""
     keep = np.asarray(mask).reshape(-1) != 0
     kept = int(keep.sum())
-    scale = keep.size / kept if kept else 0.0
+    scale = 1.0 if not rescale else keep.size / kept if kept else 0.0
     w = np.where(keep, scale, 0.0).astype(dtype)
     return w if sample_weight is None else w * np.asarray(sample_weight, dtype=dtype)
 
 
-def _output_loss(pred, target, kind, from_logits, delta, sample_weight, mask=None):
+def _output_loss(pred, target, kind, from_logits, delta, sample_weight, mask=None,
+                 rescale=True):
     """One output's loss and d loss / d pred, with pred (batch, *shape).
 
     The loss acts on the last axis; any axes between the batch and the last one become more
@@ -394,7 +396,7 @@ def _output_loss(pred, target, kind, from_logits, delta, sample_weight, mask=Non
     if sample_weight is not None:
         w = np.repeat(np.asarray(sample_weight, dtype=pred.dtype).reshape(-1), per_sample)
     if mask is not None:
-        w = masked_row_weights(mask, w, pred.dtype)
+        w = masked_row_weights(mask, w, pred.dtype, rescale)
     value, grad = ref_losses.value_and_grad(kind, rows, target, w, from_logits,
                                             1.0 if delta is None else delta)
     return value, grad.reshape(pred.shape)
@@ -415,9 +417,11 @@ def _loss_and_output_grads(spec, outputs, targets, losses, sample_weights):
             continue
         kind, from_logits, delta, weight = spec_loss[:4]
         weight = 1.0 if weight is None else weight
-        # a fifth entry: the index of the output holding this loss's mask
+        # a fifth entry: the index of the output holding this loss's mask; a sixth: rescale
         mask = outputs[spec_loss[4]] if len(spec_loss) > 4 and spec_loss[4] is not None else None
-        value, grad = _output_loss(np.asarray(pred), target, kind, from_logits, delta, sw, mask)
+        rescale = bool(spec_loss[5]) if len(spec_loss) > 5 else True
+        value, grad = _output_loss(np.asarray(pred), target, kind, from_logits, delta, sw, mask,
+                                   rescale)
         total += weight * value
         per_output.append(value)
         output_grads.append(weight * grad)
@@ -441,7 +445,7 @@ def loss(spec, outputs, targets, losses, sample_weights=None):
 
     losses: one per output, None (no loss) or ``(kind, from_logits, delta, weight)``, with
     an optional fifth entry: the index of another output holding a mask for this loss's rows
-    (nonzero = kept; see `masked_row_weights`).
+    (nonzero = kept; see `masked_row_weights`), and a sixth: rescale (default True).
     targets: one per output: an array like the output, or integer labels (batch, *shape[:-1])
     for sparse_categorical_crossentropy; None where there is no loss.
     sample_weights: None, one (batch,) array for every output, or a list with one per output.
