@@ -349,3 +349,25 @@ def test_sum_reduction_over_steps_matches_keras(keras, masked):
     names = [kl.name for kl in km.layers if kl.weights]
     for a, b in zip(_weights(pm, names), _weights(km, names)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_masked_training_is_bitwise_identical_on_1_and_2_threads():
+    rng = case_rng("threads")
+    x, y, loss = _data("add_branches", rng)
+    sw = (rng.random((B, T)) + 0.5).astype(np.float32)
+    results = []
+    before = pynn.get_num_threads()
+    try:
+        for threads in (1, 2):
+            pynn.set_num_threads(threads)
+            pynn.utils.set_random_seed(3)
+            model = _add_branches(pynn, L)
+            _compile(model, pynn, loss)
+            hist = model.fit(x, y, sample_weight=sw, batch_size=2, epochs=2, verbose=0)
+            results.append((model.get_weights(), hist.history))
+    finally:
+        pynn.set_num_threads(before)
+    (w1, h1), (w2, h2) = results
+    for a, b in zip(w1, w2):
+        np.testing.assert_array_equal(a, b)
+    assert h1 == h2
