@@ -371,3 +371,9 @@ def test_masked_training_is_bitwise_identical_on_1_and_2_threads():
     for a, b in zip(w1, w2):
         np.testing.assert_array_equal(a, b)
     assert h1 == h2
+
+
+def test_an_explicit_mask_argument_is_a_clear_error():
+    inp = pynn.Input((T, 4))
+    with pytest.raises(ValueError, match="mask"):
+        L.Dense(2)(inp, mask=inp)

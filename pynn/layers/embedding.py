@@ -4,7 +4,8 @@ Masks: a layer that makes a mask (Embedding with ``mask_zero=True``, Masking) re
 graph being built, a per-step float tensor (1 = keep, 0 = skip) for its output tensor. The
 recurrent layers read it (a masked step carries the state over, as in Keras), and layers
 that keep the time axis as it is (recurrent layers with return_sequences, Bidirectional,
-TimeDistributed) hand it on to their output.
+TimeDistributed) hand it on to their output; the other layers follow Keras's rules in
+pynn.layers.masks, and the mask of a model output weighs its loss and metrics.
 """
 from __future__ import annotations
 

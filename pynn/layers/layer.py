@@ -586,6 +586,10 @@ class Layer:
         if args or kwargs:
             raise TypeError(f"{self.name}: unexpected call arguments "
                             f"{list(kwargs) or len(args)}")
+        if mask is not None:
+            raise ValueError(f"{self.name}: mask: masks come from Embedding(mask_zero=True) or "
+                             f"Masking and flow through the graph by themselves; passing one "
+                             f"to a layer call is not supported, got {type(mask).__name__}")
         flat, structure = flatten_inputs(inputs, self.name)
         if not flat:
             raise ValueError(f"{self.name}: called on no inputs")

@@ -299,6 +299,9 @@ class Model(Trainer, Layer):
             return Layer.__call__(self, inputs, *args, training=training, mask=mask, **kwargs)
         if training:
             raise ValueError("training=True: pynn runs training only inside fit/train_on_batch")
+        if mask is not None:
+            raise ValueError(f"{self.name}: mask: masks come from the model's own layers "
+                             f"(Embedding(mask_zero=True), Masking); got {type(mask).__name__}")
         return self.predict(inputs, verbose=0)
 
     # --- description ------------------------------------------------------------------------
