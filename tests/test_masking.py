@@ -195,14 +195,18 @@ def _emb_gap(lib, layers):
     return lib.Model(inp, layers.Dense(3, activation="softmax", name="out")(h))
 
 
-def _add_branches(lib, layers):
+def _add_branches(lib, layers, merge="Add"):
     a, b = lib.Input((T,)), lib.Input((T,))
     ha = layers.LSTM(4, return_sequences=True, name="ra")(
         layers.Embedding(V, 3, mask_zero=True, name="ea")(a))
     hb = layers.GRU(4, return_sequences=True, name="rb")(
         layers.Embedding(V, 3, mask_zero=True, name="eb")(b))
-    h = layers.Add(name="add")([ha, hb])
+    h = getattr(layers, merge)(name="merge")([ha, hb])
     return lib.Model([a, b], layers.Dense(3, activation="softmax", name="out")(h))
+
+
+def _concat_branches(lib, layers):
+    return _add_branches(lib, layers, "Concatenate")
 
 
 def _bidi(lib, layers):
@@ -214,7 +218,7 @@ def _bidi(lib, layers):
 
 
 CASES = {"emb_lstm": _emb_lstm, "masking_gru_seq": _masking_gru, "emb_gap": _emb_gap,
-         "add_branches": _add_branches, "bidi_seq": _bidi}
+         "add_branches": _add_branches, "concat_branches": _concat_branches, "bidi_seq": _bidi}
 
 
 def _data(case, rng):
@@ -223,7 +227,7 @@ def _data(case, rng):
     ids = _ids(rng, full_row=case != "emb_gap")
     if case == "masking_gru_seq":
         x = np.where(ids[..., None] == 0, 0.0, rng.standard_normal((B, T, 3))).astype(np.float32)
-    elif case == "add_branches":
+    elif case in ("add_branches", "concat_branches"):
         other = _ids(rng)[::-1].copy()   # masked elsewhere: the OR of the two masks counts
         x = [ids, other]
     else:
@@ -268,7 +272,7 @@ def test_masked_models_match_keras(keras, case):
     _compile(pm, pynn, loss)
     # evaluate without and with sample weights: per sample, or per step for a sequence output
     # (Keras 3 does not broadcast (batch,) weights over the steps)
-    seq = case in ("masking_gru_seq", "add_branches", "bidi_seq")
+    seq = case in ("masking_gru_seq", "add_branches", "concat_branches", "bidi_seq")
     sw = (rng.random((B, T) if seq else B) + 0.5).astype(np.float32)
     for weights in (None, sw):
         kv = km.evaluate(x, y, sample_weight=weights, batch_size=B, verbose=0,
