@@ -381,3 +381,111 @@ def test_an_explicit_mask_argument_is_a_clear_error():
     inp = pynn.Input((T, 4))
     with pytest.raises(ValueError, match="mask"):
         L.Dense(2)(inp, mask=inp)
+
+
+# --- BatchNormalization: training statistics over the kept steps (Keras) -------------------------
+@pytest.mark.parametrize("rows,kept", [(7, [1, 0, 1, 1, 0, 0, 1]), (4, [0, 0, 1, 0]),
+                                       (3, [0, 0, 0])])
+def test_masked_batchnorm_twin_matches_finite_differences(rows, kept):
+    from test_ref_dense import numeric_grad
+
+    rng = case_rng("bn_fd", rows)
+    x = rng.standard_normal((rows, 3))
+    keep = np.array(kept, bool)
+    gamma, beta, r = rng.standard_normal(3), rng.standard_normal(3), rng.standard_normal((rows, 3))
+
+    def f():
+        y = ref_graph.masked_batchnorm_forward_train(x, keep, gamma, beta, np.zeros(3),
+                                                     np.ones(3), 0.9, 1e-3)[0]
+        return float((y * r).sum())
+
+    _, xhat, inv_std, _, _ = ref_graph.masked_batchnorm_forward_train(
+        x, keep, gamma, beta, np.zeros(3), np.ones(3), 0.9, 1e-3)
+    dx, dgamma, dbeta = ref_graph.masked_batchnorm_backward(r, xhat, inv_std, keep, gamma)
+    # float64 central differences, h = 1e-6: error ~1e-9 relative
+    np.testing.assert_allclose(dx, numeric_grad(f, x), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dgamma, numeric_grad(f, gamma), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dbeta, numeric_grad(f, beta), rtol=1e-5, atol=1e-7)
+
+
+def _bn_seq(lib, layers):
+    inp = lib.Input((T,))
+    h = layers.Embedding(V, 4, mask_zero=True, name="emb")(inp)
+    h = layers.BatchNormalization(momentum=0.8, name="bn")(h)
+    h = layers.GRU(4, return_sequences=True, name="rnn")(h)
+    return lib.Model(inp, layers.Dense(3, activation="softmax", name="out")(h))
+
+
+def test_engine_masked_batchnorm_matches_twin():
+    rng = case_rng("bn_engine")
+    model = _bn_seq(pynn, L)
+    model.compile(pynn.optimizers.SGD(learning_rate=0.01), "sparse_categorical_crossentropy")
+    model._ensure_graph()
+    spec, g = model._spec, model._graph
+    assert [n.op for n in spec.nodes if n.op == "batchnorm" and len(n.inputs) == 2]
+    ids, y = _ids(rng), rng.integers(0, 3, (B, T)).astype(np.int32)
+    entries = [("sparse_categorical_crossentropy", False, 1.0, 1.0, 1), None]
+    _, per, grads, _ = ref_graph.gradients(spec, [ids], [y, None], entries)
+    outs, cache = ref_graph.forward(spec, [ids], training=True)
+    bn = model.get_layer("bn")
+    _, losses, _, _ = g.train_step([ids], [y, None], None, None, False)
+    np.testing.assert_allclose(losses[0], per[0], rtol=1e-5)
+    for pid, want in enumerate(grads):
+        if want is not None:
+            scale = max(np.abs(want).max(), 1e-3)
+            np.testing.assert_allclose(g.get_grad(pid), want, atol=2e-4 * scale, err_msg=str(pid))
+    stats = [cache.moving_stats[pid] for pid in sorted(cache.moving_stats)]
+    np.testing.assert_allclose(bn.get_weights()[2:], stats, rtol=1e-5, atol=1e-6)
+
+
+def test_masked_batchnorm_matches_keras(keras):
+    rng = case_rng("bn_keras")
+    km, pm = _pair(keras, _bn_seq, rng)
+    x, y = _ids(rng), rng.integers(0, 3, (B, T))
+    for model, lib in ((km, keras), (pm, pynn)):
+        model.compile(optimizer=lib.optimizers.SGD(learning_rate=0.5),
+                      loss="sparse_categorical_crossentropy")
+    km.fit(x, y, batch_size=3, epochs=1, shuffle=False, verbose=0)
+    pm.fit(x, y, batch_size=3, epochs=1, shuffle=False, verbose=0)
+    names = [kl.name for kl in km.layers if kl.weights]
+    for a, b in zip(_weights(pm, names), _weights(km, names)):   # moving statistics included
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pm.evaluate(x, y, batch_size=B, verbose=0),
+                               km.evaluate(x, y, batch_size=B, verbose=0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("batch,steps,c", [(1, 1, 1), (4, 5, 3), (2, 17, 16), (3, 4, 17)])
+@pytest.mark.parametrize("kept", ["some", "none", "all"])
+def test_core_masked_batchnorm_matches_twin(batch, steps, c, kept):
+    """The batchnorm op with a mask input, in a training step (after a dense op, whose weight
+    gradients go through the batchnorm's dx), against the twin: gradients of every weight and
+    the moving statistics after the step. 2e-4 of the largest gradient (float32 vs float64)."""
+    from pynn.models.graph_spec import GraphSpec, ParamRef
+
+    rng = case_rng("bn_core", batch, steps, c, kept)
+    x = rng.standard_normal((batch, steps, 3)).astype(np.float32)
+    mask = {"some": rng.random((batch, steps)) < 0.6, "none": np.zeros((batch, steps), bool),
+            "all": np.ones((batch, steps), bool)}[kept].astype(np.float32)
+    ps = [rng.standard_normal((3, c)), rng.standard_normal(c), rng.random(c) + 0.5,
+          rng.standard_normal(c), rng.standard_normal(c), rng.random(c) + 0.5]
+    spec = GraphSpec()
+    tx, tm = spec.add_input((steps, 3)), spec.add_input((steps,))
+    pids = [spec.add_param(ParamRef(np.array(p, np.float32), f"p{k}", trainable=k < 4))
+            for k, p in enumerate(ps)]
+    (h,) = spec.add_node("dense", [tx], [(steps, c)], pids[:2],
+                         {"units": c, "activation": "linear", "use_bias": True})
+    spec.outputs = spec.add_node("batchnorm", [h, tm], [(steps, c)], pids[2:],
+                                 {"momentum": 0.9, "epsilon": 1e-3})
+    target = rng.standard_normal((batch, steps, c)).astype(np.float32)
+    mse = [("mean_squared_error", False, 1.0, 1.0)]
+    _, _, want, _ = ref_graph.gradients(spec, [x, mask], [target], mse)
+    _, cache = ref_graph.forward(spec, [x, mask], training=True)
+    g = spec.to_core(mse)
+    g.set_optimizer("sgd", {"learning_rate": 0.0})
+    g.train_step([x.reshape(batch, -1), mask], [target.reshape(batch, -1)])
+    for k in range(4):
+        np.testing.assert_allclose(g.get_grad(k), want[k],
+                                   atol=2e-4 * max(np.abs(want[k]).max(), 1e-3), err_msg=str(k))
+    for k in (4, 5):   # moving mean and variance, written in place by the step
+        np.testing.assert_allclose(spec.params[k].value, cache.moving_stats[pids[k]],
+                                   rtol=1e-5, atol=1e-6)

@@ -5,6 +5,7 @@ import numbers
 from typing import Any
 
 from pynn import _random
+from pynn.layers.embedding import mask_of
 from pynn.layers.layer import Layer, on_last_axis, real_in
 
 
@@ -85,9 +86,12 @@ class BatchNormalization(Layer):
                              f"{self.moving_mean.shape[0]} features on axis {self.axis}, got "
                              f"input shape {(None,) + shape}")
         # The engine's op normalises the last axis; another feature axis (channels_first
-        # images: axis=1) is moved there and back.
+        # images: axis=1) is moved there and back. A mask on the steps (features last) makes
+        # the training statistics those of the kept steps, as in Keras.
+        mask = mask_of(spec, x) if a == len(shape) - 1 else None
         return on_last_axis(spec, self.name, x, a, lambda t: spec.add_node(
-            "batchnorm", [t], [spec.shapes[t]], self._param_ids(spec),
+            "batchnorm", [t] if mask is None else [t, mask], [spec.shapes[t]],
+            self._param_ids(spec),
             {"momentum": self.momentum, "epsilon": self.epsilon, "center": self.center,
              "scale": self.scale}, self.name))
 

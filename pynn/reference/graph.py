@@ -187,8 +187,12 @@ def _batchnorm_forward(node, xs, ps, run):
         mean_id, var_id = node.params[-2], node.params[-1]
         old_mean = run.moving_stats.get(mean_id, mean)
         old_var = run.moving_stats.get(var_id, var)
-        y, xhat, inv_std, new_mean, new_var = regularization.batchnorm_forward_train(
-            rows, gamma, beta, old_mean, old_var, momentum, eps, dtype=run.dtype)
+        if len(xs) > 1:   # a mask: the statistics of the kept rows only
+            y, xhat, inv_std, new_mean, new_var = masked_batchnorm_forward_train(
+                rows, xs[1], gamma, beta, old_mean, old_var, momentum, eps)
+        else:
+            y, xhat, inv_std, new_mean, new_var = regularization.batchnorm_forward_train(
+                rows, gamma, beta, old_mean, old_var, momentum, eps, dtype=run.dtype)
         run.moving_stats[mean_id] = new_mean
         run.moving_stats[var_id] = new_var
     else:
@@ -196,13 +200,44 @@ def _batchnorm_forward(node, xs, ps, run):
                                                    dtype=run.dtype)
         inv_std = 1.0 / np.sqrt(var + eps)
         xhat = (rows - mean) * inv_std
-    return y.reshape(x.shape), (x.shape, xhat, inv_std, gamma, use_batch)
+    mask = None if len(xs) < 2 else np.asarray(xs[1])
+    return y.reshape(x.shape), (x.shape, xhat, inv_std, gamma, use_batch, mask)
+
+
+def masked_batchnorm_forward_train(rows, mask, gamma, beta, moving_mean, moving_var, momentum,
+                                   eps):
+    """Batch normalisation in training with a mask over the rows (nonzero = kept), as Keras:
+    mean and variance over the kept rows, each divided by (kept + 1e-7); every row is then
+    normalised. Returns (y, xhat, inv_std, new moving mean, new moving variance)."""
+    keep = (np.asarray(mask).reshape(-1) != 0)[:, None]
+    denom = keep.sum() + 1e-7
+    mean = np.where(keep, rows, 0.0).sum(axis=0) / denom
+    var = np.where(keep, (rows - mean) ** 2, 0.0).sum(axis=0) / denom
+    inv_std = 1.0 / np.sqrt(var + eps)
+    xhat = (rows - mean) * inv_std
+    return (gamma * xhat + beta, xhat, inv_std, momentum * moving_mean + (1 - momentum) * mean,
+            momentum * moving_var + (1 - momentum) * var)
+
+
+def masked_batchnorm_backward(dy, xhat, inv_std, keep, gamma):
+    """(dx, dgamma, dbeta) of `masked_batchnorm_forward_train`: a kept row weighs
+    w = 1 / (kept + 1e-7) in the statistics, a masked row 0."""
+    w = np.where(keep, 1.0 / (keep.sum() + 1e-7), 0.0)[:, None]
+    g = dy * gamma
+    d = xhat / inv_std
+    dvar = -0.5 * inv_std ** 2 * (g * xhat).sum(axis=0)
+    dmean = -inv_std * g.sum(axis=0) - 2.0 * dvar * (w * d).sum(axis=0)
+    dx = g * inv_std + 2.0 * dvar * w * d + dmean * w
+    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
 
 
 def _batchnorm_backward(node, saved, dy):
-    shape, xhat, inv_std, gamma, use_batch = saved
+    shape, xhat, inv_std, gamma, use_batch, mask = saved
     rows_dy = dy.reshape(xhat.shape)
-    if use_batch:
+    if use_batch and mask is not None:
+        dx, dgamma, dbeta = masked_batchnorm_backward(rows_dy, xhat, inv_std,
+                                                      mask.reshape(-1) != 0, gamma)
+    elif use_batch:
         dx, dgamma, dbeta = regularization.batchnorm_backward(rows_dy, xhat, inv_std, gamma,
                                                               dtype=xhat.dtype)
     else:
@@ -215,7 +250,9 @@ def _batchnorm_backward(node, saved, dy):
         d_params.append(dgamma)
     if node.attrs.get("center", True):
         d_params.append(dbeta)
-    return [dx.reshape(shape)], d_params + [None, None]
+    # the mask gets no gradient
+    no_grad = [] if mask is None else [np.zeros_like(mask)]
+    return [dx.reshape(shape)] + no_grad, d_params + [None, None]
 
 
 def _prelu_forward(node, xs, ps, run):
