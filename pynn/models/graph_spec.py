@@ -86,7 +86,12 @@ weight)`` with the kinds of `pynn.losses` (mean_squared_error, mean_absolute_err
 binary_crossentropy, categorical_crossentropy, sparse_categorical_crossentropy) or
 ``mean_of_output``, the mean of the output itself (the per-sample values of a traced custom
 loss; no target); the total loss is the weighted sum plus the L1/L2 penalties of trainable
-weights. The twins of embedding, rnn and slice are in pynn/reference/rnn.py.
+weights. A fifth entry, ``mask_output``, names another output (without a loss) holding one
+value per loss row of a sample: the loss then counts only the rows whose value is nonzero,
+as Keras weighs a loss by the mask of y_pred (see pynn.layers.masks); accuracy likewise. A
+sixth, ``mask_rescale`` (default True), weighs the kept rows by rows / kept (Keras's mean
+reductions) or, False, by 1 (its "sum" reduction).
+The twins of embedding, rnn and slice are in pynn/reference/rnn.py.
 """
 from __future__ import annotations
 
