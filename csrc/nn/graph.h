@@ -198,6 +198,8 @@ class Graph {
   void backward(Plan& p, int64_t n);
   void compute_probs(Plan& p, int64_t n, Frame& f) const;
   std::unique_ptr<InferContext> take_context();
+  void predict_rows(const float* const* x, int64_t r0, int64_t n, float* const* out,
+                    int64_t chunk);
   void give_context(std::unique_ptr<InferContext> c);
   void losses(const StepData& d, bool want_grad);
   void check_labels(const StepData& d) const;
