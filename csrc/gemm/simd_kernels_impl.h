@@ -108,6 +108,23 @@ struct Kernels {
     }
   }
 
+  // One row of a direct kernel's finished K panel: C = alpha * acc when beta_p == 0 (C never
+  // read), else beta_p * C + alpha * acc, through the column masks.
+  template <int CB>
+  static inline void store_row(float* c, const mask* mk, const vec* acc, vec va, float beta_p) {
+    if (beta_p == 0.0f) {
+#pragma GCC unroll 16
+      for (int v = 0; v < CB; ++v) V::maskstore(c + v * W, mk[v], V::mul(va, acc[v]));
+    } else {
+      const vec vb = V::set1(beta_p);
+#pragma GCC unroll 16
+      for (int v = 0; v < CB; ++v) {
+        const vec old = V::maskload(c + v * W, mk[v]);
+        V::maskstore(c + v * W, mk[v], V::fmadd(vb, old, V::mul(va, acc[v])));
+      }
+    }
+  }
+
   // ---- direct small-m kernel ------------------------------------------------------------
   // RG rows x up to CB*W columns (n of them, n <= CB*W), all K panels. Column tails go through
   // masks, so nothing past column n is read or written.
@@ -140,23 +157,8 @@ struct Kernels {
         }
       }
       const float beta_p = pc == 0 ? beta : 1.0f;
-      if (beta_p == 0.0f) {
 #pragma GCC unroll 8
-        for (int r = 0; r < RG; ++r)
-#pragma GCC unroll 8
-          for (int v = 0; v < CB; ++v)
-            V::maskstore(c + r * ldc + v * W, mk[v], V::mul(va, acc[r][v]));
-      } else {
-        const vec vb = V::set1(beta_p);
-#pragma GCC unroll 8
-        for (int r = 0; r < RG; ++r)
-#pragma GCC unroll 8
-          for (int v = 0; v < CB; ++v) {
-            float* cp = c + r * ldc + v * W;
-            const vec old = V::maskload(cp, mk[v]);
-            V::maskstore(cp, mk[v], V::fmadd(vb, old, V::mul(va, acc[r][v])));
-          }
-      }
+      for (int r = 0; r < RG; ++r) store_row<CB>(c + r * ldc, mk, acc[r], va, beta_p);
     }
   }
 
@@ -241,18 +243,7 @@ struct Kernels {
         for (int v = 0; v < CB; ++v)
           acc[v] = V::fmadd(ar, V::maskload(bp + v * W, mk[v]), acc[v]);
       }
-      const float beta_p = pc == 0 ? beta : 1.0f;
-      if (beta_p == 0.0f) {
-#pragma GCC unroll 16
-        for (int v = 0; v < CB; ++v) V::maskstore(c + v * W, mk[v], V::mul(va, acc[v]));
-      } else {
-        const vec vb = V::set1(beta_p);
-#pragma GCC unroll 16
-        for (int v = 0; v < CB; ++v) {
-          const vec old = V::maskload(c + v * W, mk[v]);
-          V::maskstore(c + v * W, mk[v], V::fmadd(vb, old, V::mul(va, acc[v])));
-        }
-      }
+      store_row<CB>(c, mk, acc, va, pc == 0 ? beta : 1.0f);
     }
   }
 
