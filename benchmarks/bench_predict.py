@@ -1,6 +1,6 @@
 """Inference of the 784-256-128-10 ReLU MLP (softmax output): predict on 1 row (latency) and
-on 10,000 rows (throughput) with pynn, ONNX Runtime and PyTorch CPU, the same weights, on the
-default thread count, in the same run.
+on 10,000 rows (throughput) with pynn, ONNX Runtime and PyTorch CPU, the same weights, on 1 and
+2 threads, in the same run.
 
     pytest benchmarks/bench_predict.py
 
@@ -35,14 +35,16 @@ def model():
                          L.Dense(SIZES[3], activation="softmax")])
     m.build()
     yield m
-    for case, rows in ROWS.items():
-        per = {impl: rows / s for (c, impl), s in RATES.items() if c == case}
+    for (case, threads) in sorted({(c, t) for c, t, _ in RATES}, key=str):
+        rows = ROWS[case]
+        per = {impl: rows / s for (c, t, impl), s in RATES.items()
+               if c == case and t == threads}
         if "pynn" in per:
             others = ", ".join(f"{k} {v:,.0f}" for k, v in per.items() if k != "pynn")
             ratios = ", ".join(f"{per['pynn'] / v:.2f}x {k}" for k, v in per.items()
                                if k != "pynn")
-            NOTES.append(f"predict {case}: pynn {per['pynn']:,.0f} rows/s ({ratios}); "
-                         f"{others}")
+            NOTES.append(f"predict {case}, {threads} thread(s): pynn {per['pynn']:,.0f} rows/s "
+                         f"({ratios}); {others}")
 
 
 def onnx_session(weights):
@@ -79,9 +81,18 @@ def impls():
     return out + (["torch"] if torch is not None else [])
 
 
+@pytest.fixture
+def threads(request):
+    before = pynn.get_num_threads()
+    pynn.set_num_threads(request.param)
+    yield request.param
+    pynn.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2], indirect=True)
 @pytest.mark.parametrize("impl", impls())
 @pytest.mark.parametrize("case", list(ROWS))
-def test_predict(benchmark, model, impl, case):
+def test_predict(benchmark, model, impl, case, threads):
     rows = ROWS[case]
     x = np.random.default_rng(rows).random((rows, SIZES[0]), dtype=np.float32)
     weights = model.get_weights()
@@ -111,5 +122,5 @@ def test_predict(benchmark, model, impl, case):
     # the same numbers from every implementation (float32 sums in different orders)
     np.testing.assert_allclose(fn(), want, rtol=1e-4, atol=1e-6)
     best = timed(benchmark, fn, rounds=2000 if rows == 1 else 30, warmup=20 if rows == 1 else 3)
-    RATES[(case, impl)] = best
-    record("predict (s per call)", f"{case}, {pynn.get_num_threads()} threads", impl, best)
+    RATES[(case, threads, impl)] = best
+    record("predict (s per call)", f"{case}, {threads} threads", impl, best)

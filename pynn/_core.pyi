@@ -133,6 +133,10 @@ class Graph:
         """
         Inference on every row of xs, in chunks of `chunk` rows; writes outs[j].
         """
+    def predict_array(self, x: typing.Any, chunk: typing.SupportsInt | typing.SupportsIndex = 256) -> typing.Any:
+        """
+        For a graph of one input and one output: its output on the rows of x (a new float32 array), or None when x is not a C-contiguous float32 array of rows of the input's shape (the caller converts it and calls predict).
+        """
     def set_losses(self, losses: typing.Any) -> None:
         ...
     def set_optimizer(self, kind: str, cfg: typing.Any = None) -> None:

@@ -112,6 +112,13 @@ std::string item(const char* what, size_t i) {
 
 // what[i]: a float32 C-contiguous array of shape (rows, *shape) or (rows, prod(shape)), with
 // `rows` rows when rows >= 0.
+// True when `a` holds rows of `shape`: (rows,) + shape, or (rows, size of shape).
+bool rows_of_shape(const py::array& a, const Shape& shape) {
+  bool ok = a.ndim() == py::ssize_t(shape.size()) + 1;
+  for (size_t d = 0; ok && d < shape.size(); ++d) ok = a.shape(py::ssize_t(d) + 1) == shape[d];
+  return ok || (a.ndim() == 2 && a.shape(1) == nn::shape_size(shape));
+}
+
 py::array sample_array(const py::handle& o, const char* what, size_t i, const Shape& shape,
                        bool writable, int64_t rows) {
   if (!py::isinstance<py::array>(o))
@@ -123,10 +130,7 @@ py::array sample_array(const py::handle& o, const char* what, size_t i, const Sh
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(item(what, i) + ": expected a C-contiguous array");
   if (writable && !a.writeable()) throw py::value_error(item(what, i) + ": array is read-only");
-  bool ok = a.ndim() == py::ssize_t(shape.size()) + 1;
-  for (size_t d = 0; ok && d < shape.size(); ++d) ok = a.shape(py::ssize_t(d) + 1) == shape[d];
-  if (!ok && a.ndim() == 2 && a.shape(1) == nn::shape_size(shape)) ok = true;
-  if (!ok)
+  if (!rows_of_shape(a, shape))
     throw py::value_error(item(what, i) + ": expected shape " + rows_shape(shape) + " or " +
                           rows_shape({nn::shape_size(shape)}) + ", got " + shape_of(a));
   if (rows >= 0 && a.shape(0) != rows)
@@ -164,6 +168,20 @@ XArgs parse_xs(const py::object& xs, const SnapshotRef& sn) {
 
 // predict's argument tables, reused by each thread's next call (cleared on the way out,
 // with the GIL held, so no array reference outlives the call).
+// Inference under the model's shared lock (predicts on one graph run side by side), without
+// the GIL. The graph must still be the one `sn` describes (the arrays were checked against it).
+void run_predict(PyGraph& s, const SnapshotRef& sn, const float* const* x, int64_t rows,
+                 float* const* out, int64_t chunk) {
+  bool stale = false;
+  {
+    ComputeCall nogil;
+    auto lock = s.mu.shared();
+    if (s.g->version() != sn->version) stale = true;
+    else s.g->predict(x, rows, out, chunk);
+  }
+  if (stale) throw py::value_error("the graph changed while the call was starting; call again");
+}
+
 struct PredictTables {
   std::vector<py::object> keep;
   std::vector<const float*> x;
@@ -665,18 +683,36 @@ void register_graph(py::module_& m) {
                t.out.push_back(static_cast<float*>(a.mutable_data()));
                t.keep.push_back(std::move(a));
              }
-             bool stale = false;
-             {
-               ComputeCall nogil;
-               auto lock = s.mu.shared();  // predicts on one graph run side by side
-               if (s.g->version() != sn->version) stale = true;
-               else s.g->predict(t.x.data(), rows, t.out.data(), chunk);
-             }
-             if (stale)
-               throw py::value_error("the graph changed while the call was starting; call again");
+             run_predict(s, sn, t.x.data(), rows, t.out.data(), chunk);
            },
            py::arg("xs"), py::arg("outs"), py::arg("chunk") = 1024,
            "Inference on every row of xs, in chunks of `chunk` rows; writes outs[j].")
+      .def("predict_array",
+           [](PyGraph& s, const py::handle& x, int64_t chunk) -> py::object {
+             // Serving a few rows is latency-bound: one call that checks, allocates and
+             // runs, instead of the checks, np.empty and two lists in Python.
+             if (!py::isinstance<py::array_t<float, py::array::c_style>>(x)) return py::none();
+             const py::array a = py::reinterpret_borrow<py::array>(x);
+             const SnapshotRef sn = snapshot(s);
+             if (sn->in_shapes.size() != 1 || sn->out_shapes.size() != 1 || a.ndim() < 1 ||
+                 a.shape(0) == 0 || !rows_of_shape(a, sn->in_shapes[0]))
+               return py::none();
+             if (chunk <= 0)
+               throw py::value_error("chunk: expected a positive row count, got " +
+                                     std::to_string(chunk));
+             const int64_t rows = a.shape(0);
+             std::vector<py::ssize_t> shape{py::ssize_t(rows)};
+             for (int64_t d : sn->out_shapes[0]) shape.push_back(py::ssize_t(d));
+             py::array_t<float> out(shape);
+             const float* xp = static_cast<const float*>(a.data());
+             float* op = out.mutable_data();
+             run_predict(s, sn, &xp, rows, &op, chunk);
+             return std::move(out);
+           },
+           py::arg("x"), py::arg("chunk") = 256,
+           "For a graph of one input and one output: its output on the rows of x (a new "
+           "float32 array), or None when x is not a C-contiguous float32 array of rows of the "
+           "input's shape (the caller converts it and calls predict).")
       .def("input_gradient",
            [](PyGraph& s, py::object xs, py::object seeds) {
              const SnapshotRef sn = snapshot(s);

@@ -7,7 +7,8 @@
 //
 // Three kernel kinds live here:
 //   ukr       the packed micro-kernel (contract in kernel.h): an MR x NR tile, NR = NB vectors;
-//   direct    the small-m kernel reading A and B in place (contract in kernel.h);
+//   direct    the small-m kernel reading A and B in place (contract in kernel.h), with its
+//             one-row case (gemv) for m = 1;
 //   fma_loop  the FMA-throughput probe behind _core.measure_fma_peak().
 //
 // What V provides:
@@ -20,6 +21,8 @@
 //   direct_vectors(r)  vectors of columns the direct kernel takes for a group of r rows
 //   kNarrowRows        rows the direct kernel takes together when n is one or two vectors
 //                      (kNarrowRows * 2 + 3 registers at most)
+//   kGemvVectors       vectors of columns the one-row kernel (gemv) takes per pass
+//   kGemvPrefetchRows  gemv prefetches B this many rows ahead (0: off)
 //   kPeakChains        independent FMA chains in fma_loop (register_system.cpp counts
 //                      kPeakChains * W * 2 flops per iteration)
 //   zero, set1, broadcast(p) (= set1(*p)), load (64-byte aligned), loadu, storeu,
@@ -52,6 +55,7 @@ struct Kernels {
   static_assert(MR <= 16 && NB <= 4, "raise the unroll pragmas of ukr");
   static_assert(V::kDirectRows <= 8 && V::kNarrowRows <= 8 && V::direct_vectors(1) <= 8,
                 "raise the unroll pragmas of block");
+  static_assert(V::kGemvVectors <= 16, "raise the unroll pragmas of gemv_block");
 
   // Not std::min: an inline function from a shared header, emitted here with ISA flags, could
   // be the copy the linker keeps for the portable files too (ODR), and run on a CPU without the
@@ -104,6 +108,23 @@ struct Kernels {
     }
   }
 
+  // One row of a direct kernel's finished K panel: C = alpha * acc when beta_p == 0 (C never
+  // read), else beta_p * C + alpha * acc, through the column masks.
+  template <int CB>
+  static inline void store_row(float* c, const mask* mk, const vec* acc, vec va, float beta_p) {
+    if (beta_p == 0.0f) {
+#pragma GCC unroll 16
+      for (int v = 0; v < CB; ++v) V::maskstore(c + v * W, mk[v], V::mul(va, acc[v]));
+    } else {
+      const vec vb = V::set1(beta_p);
+#pragma GCC unroll 16
+      for (int v = 0; v < CB; ++v) {
+        const vec old = V::maskload(c + v * W, mk[v]);
+        V::maskstore(c + v * W, mk[v], V::fmadd(vb, old, V::mul(va, acc[v])));
+      }
+    }
+  }
+
   // ---- direct small-m kernel ------------------------------------------------------------
   // RG rows x up to CB*W columns (n of them, n <= CB*W), all K panels. Column tails go through
   // masks, so nothing past column n is read or written.
@@ -136,23 +157,8 @@ struct Kernels {
         }
       }
       const float beta_p = pc == 0 ? beta : 1.0f;
-      if (beta_p == 0.0f) {
 #pragma GCC unroll 8
-        for (int r = 0; r < RG; ++r)
-#pragma GCC unroll 8
-          for (int v = 0; v < CB; ++v)
-            V::maskstore(c + r * ldc + v * W, mk[v], V::mul(va, acc[r][v]));
-      } else {
-        const vec vb = V::set1(beta_p);
-#pragma GCC unroll 8
-        for (int r = 0; r < RG; ++r)
-#pragma GCC unroll 8
-          for (int v = 0; v < CB; ++v) {
-            float* cp = c + r * ldc + v * W;
-            const vec old = V::maskload(cp, mk[v]);
-            V::maskstore(cp, mk[v], V::fmadd(vb, old, V::mul(va, acc[r][v])));
-          }
-      }
+      for (int r = 0; r < RG; ++r) store_row<CB>(c + r * ldc, mk, acc[r], va, beta_p);
     }
   }
 
@@ -195,6 +201,65 @@ struct Kernels {
     }
   }
 
+  // ---- one row of A (a single sample's forward pass) ------------------------------------
+  // C (1 x n) from one row of A and B read in place: B's bytes dominate, arithmetic is
+  // nothing, so this loop is about feeding the core from L2. Each pass takes CB vectors of
+  // columns with CB independent accumulators (enough chains to cover the FMA latency), and
+  // prefetches B PF rows ahead into L1: the hardware prefetchers stay about one row ahead on
+  // B's row stride, too little to hide L2's latency at one row every few cycles. The same
+  // per-element arithmetic as block<1, CB> (kernel.h): bitwise the packed path's result.
+  template <int CB, int PF>
+  static void gemv_block(int64_t n, int64_t k, int64_t kc_max, const float* a, int64_t a_cs,
+                         const float* b, int64_t ldb, float* c, float alpha, float beta) {
+    mask mk[CB];
+#pragma GCC unroll 16
+    for (int v = 0; v < CB; ++v) mk[v] = V::tail(n - int64_t(v) * W);
+    const vec va = V::set1(alpha);
+    for (int64_t pc = 0; pc < k; pc += kc_max) {
+      const int64_t kc = lesser(kc_max, k - pc);
+      vec acc[CB];
+#pragma GCC unroll 16
+      for (int v = 0; v < CB; ++v) acc[v] = V::zero();
+      const float* ap = a + pc * a_cs;
+      const float* bp = b + pc * ldb;
+      // Prefetch only rows of this panel that exist (a prefetch never faults, but one past
+      // the matrix would fetch lines nobody reads).
+      const int64_t kpf = kc > PF ? kc - PF : 0;
+      int64_t p = 0;
+      for (; p < kpf; ++p, ap += a_cs, bp += ldb) {
+        if constexpr (PF > 0) {
+          // one prefetch per 64-byte line of the CB vectors (16 floats a line)
+#pragma GCC unroll 16
+          for (int v = 0; v < CB * W; v += 16) V::prefetch(bp + PF * ldb + v);
+        }
+        const vec ar = V::broadcast(ap);
+#pragma GCC unroll 16
+        for (int v = 0; v < CB; ++v)
+          acc[v] = V::fmadd(ar, V::maskload(bp + v * W, mk[v]), acc[v]);
+      }
+      for (; p < kc; ++p, ap += a_cs, bp += ldb) {
+        const vec ar = V::broadcast(ap);
+#pragma GCC unroll 16
+        for (int v = 0; v < CB; ++v)
+          acc[v] = V::fmadd(ar, V::maskload(bp + v * W, mk[v]), acc[v]);
+      }
+      store_row<CB>(c, mk, acc, va, pc == 0 ? beta : 1.0f);
+    }
+  }
+
+  template <int CB, int PF>
+  static void gemv_cols(int64_t n, int64_t k, int64_t kc, const float* a, int64_t a_cs,
+                        const float* b, int64_t ldb, float* c, float alpha, float beta) {
+    constexpr int64_t BW = int64_t(CB) * W;
+    for (int64_t j = 0; j < n; j += BW)
+      gemv_block<CB, PF>(lesser(BW, n - j), k, kc, a, a_cs, b + j, ldb, c + j, alpha, beta);
+  }
+
+  static void gemv(int64_t n, int64_t k, int64_t kc, const float* a, int64_t a_cs,
+                   const float* b, int64_t ldb, float* c, float alpha, float beta) {
+    gemv_cols<V::kGemvVectors, V::kGemvPrefetchRows>(n, k, kc, a, a_cs, b, ldb, c, alpha, beta);
+  }
+
   // Narrow n (one or two vectors of columns: a classifier's output layer, N = 10) takes
   // exactly that many vectors and kNarrowRows rows at a time, so that no FMA works on columns
   // that do not exist and kNarrowRows * CB independent chains cover the FMA latency. (The
@@ -202,7 +267,9 @@ struct Kernels {
   static void direct(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a, int64_t a_rs,
                      int64_t a_cs, const float* b, int64_t ldb, float* c, int64_t ldc,
                      float alpha, float beta) {
-    if (n <= W)
+    if (m == 1 && n > 2 * W)
+      gemv(n, k, kc, a, a_cs, b, ldb, c, alpha, beta);
+    else if (n <= W)
       row_groups<V::kNarrowRows, 1>(m, n, k, kc, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta);
     else if (n <= 2 * W)
       row_groups<V::kNarrowRows, 2>(m, n, k, kc, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta);

@@ -207,6 +207,8 @@ class Graph {
   void backward(Plan& p, int64_t n);
   void compute_probs(Plan& p, int64_t n, Frame& f) const;
   std::unique_ptr<InferContext> take_context();
+  void predict_rows(const float* const* x, int64_t r0, int64_t n, float* const* out,
+                    int64_t chunk);
   void give_context(std::unique_ptr<InferContext> c);
   void losses(const StepData& d, bool want_grad);
   const float* masked_weights(int j, const float* keep, const float* sw, int64_t rows);

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from pynn.layers import masks
 from pynn.layers.layer import (
     KerasTensor,
@@ -298,6 +300,8 @@ class Model(Trainer, Layer):
         return out
 
     def __call__(self, inputs, *args, training=None, mask=None, **kwargs):
+        if type(inputs) is np.ndarray and not training and not args and not kwargs:
+            return self.predict(inputs, verbose=0)  # the common eager call, without the walk
         flat, _ = flatten_inputs(inputs, self.name)
         if flat and all(isinstance(t, KerasTensor) for t in flat):
             return Layer.__call__(self, inputs, *args, training=training, mask=mask, **kwargs)
