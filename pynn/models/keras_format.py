@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pynn.models import _safetensors
+from pynn.models.keras_ops import check_op_shapes, ops_from_keras
 
 if TYPE_CHECKING:
     from pynn.models.model import Model
@@ -375,7 +376,9 @@ def from_keras_config(entry: Any, custom_objects: Mapping[str, Any] | None = Non
     if cls_name in _MODELS:
         if not isinstance(cfg.get("layers"), list):
             raise ValueError(f"model config of {cfg.get('name')!r}: no 'layers' list")
-        cfg["layers"] = [from_keras_config(e, custom_objects, depth + 1) for e in cfg["layers"]]
+        entries = cfg["layers"] if cls_name == "Sequential" else \
+            ops_from_keras(cfg["layers"], cfg.get("output_layers"))
+        cfg["layers"] = [from_keras_config(e, custom_objects, depth + 1) for e in entries]
         cfg = {k: v for k, v in cfg.items() if k not in ("dtype", "build_input_shape")}
     else:
         cls = layers_mod._CLASSES.get(cls_name)
@@ -494,6 +497,8 @@ def layout(model: Model, config: Mapping[str, Any]) -> list[_Group]:
             if entry["class_name"] == "InputLayer":
                 groups.append(_Group(f"{path}vars", name, []))
                 continue
+            if entry["class_name"] == "OpLayer":
+                continue   # an op owns no variables: Keras writes no group for it
             layer = _find_layer(model_obj, name)
             if isinstance(layer, _Model):
                 walk(layer, entry, path)
@@ -967,6 +972,10 @@ def load_model(filepath: str | os.PathLike[str], compile: bool = True,
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     model = _build(cfg, len(members[WEIGHTS]) // 4, path, custom_objects)
+    try:
+        check_op_shapes(model, cfg)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
     _load_h5(model, members[WEIGHTS], path, compile_cfg, custom_objects, cfg)
     return model
 
@@ -1037,9 +1046,11 @@ def model_from_json(json_string: str, custom_objects: Mapping[str, Any] | None =
         raise ValueError(f"json_string: {len(json_string)} characters exceeds {MAX_JSON}")
     top = _json(json_string if isinstance(json_string, bytes) else json_string.encode(),
                 "json_string")
-    model = layers_mod.deserialize(from_keras_config(top, custom_objects), custom_objects)
+    cfg = from_keras_config(top, custom_objects)
+    model = layers_mod.deserialize(cfg, custom_objects)
     if not isinstance(model, _Model):
         raise ValueError(f"json_string: describes a {type(model).__name__}, not a model")
+    check_op_shapes(model, cfg)
     return model
 
 

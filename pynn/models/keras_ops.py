@@ -1,0 +1,250 @@
+"""Keras's op layers in a functional config, read as pynn op layers (data only).
+
+A Keras 3 functional model records every `keras.ops` call between its inputs and outputs as
+an entry of its ``layers`` list whose module is ``keras.src.ops.*`` ("NotEqual", "Sum",
+...). Keras also records the ops it runs itself to compute masks: ``Embedding(mask_zero=True)``
+adds ``NotEqual(x, 0)``, ``Masking`` adds ``NotEqual(x, mask_value)`` then ``Any(axis=-1)``,
+and the layers after them receive that tensor as the ``mask`` keyword of their call.
+
+Each such entry is translated here into a pynn `OpLayer` config: `KERAS_OPS` names, for each
+Keras op class, the `pynn.ops` function computing it and the config keys passed to it; the
+function is applied to placeholder inputs of the shapes the file records, and the single
+`OpLayer` it makes is what the model gets. Nothing from the file is ever run: the class name
+only selects an entry of the table, and the arguments must be numbers, lists of numbers or
+tensor references. An op class not in the table is refused, naming it.
+
+Masks: pynn hands masks on by itself (from Embedding(mask_zero=True) and Masking, through
+the layers that keep them, to the layers that read them), so the ``mask`` keyword Keras
+records is dropped; it must name a tensor made by an op entry (the masks Keras computes),
+since a mask the user passed by hand would not be the one pynn hands on. The op entries that
+only computed masks then feed nothing the outputs need, and are left out of the model.
+
+Op entries own no weights and Keras writes no HDF5 group for them (see keras_format.layout).
+"""
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+# Keras op class -> (pynn.ops function, Keras config keys handed to it as keyword arguments)
+_BINARY = ("Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum",
+           "Power", "Equal", "NotEqual", "Greater", "GreaterEqual", "Less", "LessEqual",
+           "Matmul", "Where")
+_UNARY = ("Absolute", "Abs", "Negative", "Exp", "Log", "Sqrt", "Square", "Sign", "Reciprocal",
+          "Tanh", "Relu", "Sigmoid")
+
+
+def _snake(name: str) -> str:
+    out = "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+    return {"true_divide": "true_divide", "absolute": "abs", "matmul": "matmul"}.get(out, out)
+
+
+KERAS_OPS: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{cls: (_snake(cls), ()) for cls in _BINARY + _UNARY},
+    "Sum": ("sum", ("axis", "keepdims")),
+    "Mean": ("mean", ("axis", "keepdims")),
+    "Max": ("max", ("axis", "keepdims")),
+    "Min": ("min", ("axis", "keepdims")),
+    # on boolean tensors (pynn: 1.0 / 0.0), "any" is the max and "all" the min
+    "Any": ("max", ("axis", "keepdims")),
+    "All": ("min", ("axis", "keepdims")),
+    "LogicalNot": ("logical_not", ()),
+    "Argmax": ("argmax", ("axis", "keepdims")),
+    "Reshape": ("reshape", ("newshape",)),
+    "ExpandDims": ("expand_dims", ("axis",)),
+    "Squeeze": ("squeeze", ("axis",)),
+    "Transpose": ("transpose", ("axes",)),
+    "Concatenate": ("concatenate", ("axis",)),
+    "Softmax": ("softmax", ("axis",)),
+}
+_BOOLEAN_ONLY = ("Any", "All", "LogicalNot")   # equal to pynn's op on 0/1 inputs only
+# config keys Keras writes that must hold these values for pynn's op to compute the same
+_NEUTRAL = {"initial": None}
+
+
+def is_op_entry(entry: Any) -> bool:
+    """Whether a functional config's layer entry is one of Keras's op layers."""
+    return isinstance(entry, dict) and isinstance(entry.get("module"), str) \
+        and entry["module"].startswith("keras.src.ops")
+
+
+def _is_ref(x: Any) -> bool:
+    return isinstance(x, dict) and x.get("class_name") == "__keras_tensor__"
+
+
+def _ref_info(ref: Any, what: str) -> tuple[tuple[Any, ...], tuple[int, ...], str]:
+    cfg = ref.get("config")
+    hist = cfg.get("keras_history") if isinstance(cfg, dict) else None
+    shape = cfg.get("shape") if isinstance(cfg, dict) else None
+    if not isinstance(hist, list) or len(hist) != 3 or not isinstance(shape, list) \
+            or not shape or not all(isinstance(d, int) and not isinstance(d, bool)
+                                    and 0 < d < 2**31 for d in shape[1:]):
+        raise ValueError(f"{what}: malformed tensor reference {str(ref)[:120]}")
+    return tuple(hist), tuple(shape[1:]), str(cfg.get("dtype", "float32"))
+
+
+def _number(value: Any, what: str) -> Any:
+    """A constant argument: a number or a (nested) list of numbers."""
+    if isinstance(value, list):
+        return [_number(v, what) for v in value]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{what}: argument {str(value)[:80]!r} is neither a tensor nor a "
+                         f"number")
+    return value
+
+
+def _op_to_pynn(entry: dict[str, Any]) -> dict[str, Any]:
+    """One Keras op entry as a pynn OpLayer entry (see the module's docstring)."""
+    from pynn import ops
+    from pynn.layers import Input
+    from pynn.layers.ops_layer import OpLayer
+
+    cls = entry.get("class_name")
+    raw = entry.get("config")
+    cfg: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    name = entry.get("name") or cfg.get("name")
+    what = f"layer {name!r} (Keras op {cls})"
+    if cls not in KERAS_OPS:
+        raise ValueError(f"{what}: unknown Keras op class {cls!r}; pynn reads the ops "
+                         f"{sorted(KERAS_OPS)}")
+    fn_name, keys = KERAS_OPS[cls]
+    extra = set(cfg) - set(keys) - {"name"}
+    for key in sorted(extra):
+        if key not in _NEUTRAL or cfg[key] != _NEUTRAL[key]:
+            raise ValueError(f"{what}: pynn's op takes no {key!r} (the file sets it to "
+                             f"{cfg[key]!r})")
+    nodes = entry.get("inbound_nodes")
+    if not isinstance(nodes, list) or len(nodes) != 1 or not isinstance(nodes[0], dict) \
+            or not isinstance(nodes[0].get("args"), list):
+        raise ValueError(f"{what}: expected one call with an 'args' list")
+    if nodes[0].get("kwargs"):
+        raise ValueError(f"{what}: keyword arguments {sorted(nodes[0]['kwargs'])[:4]} are not "
+                         f"supported; Keras's ops take their options in the config")
+    refs: list[Any] = []
+    placeholders: list[Any] = []
+
+    def arg(value: Any) -> Any:
+        if _is_ref(value):
+            _, shape, dtype = _ref_info(value, what)
+            if cls in _BOOLEAN_ONLY and dtype != "bool":
+                raise ValueError(f"{what}: pynn reads {cls} on boolean tensors only (this "
+                                 f"one is {dtype})")
+            refs.append(value)
+            placeholders.append(Input(shape=shape))
+            return placeholders[-1]
+        if isinstance(value, list) and value and all(_is_ref(v) for v in value):
+            return [arg(v) for v in value]   # the tensors of Concatenate
+        return _number(value, what)
+
+    args = [arg(v) for v in nodes[0]["args"]]
+    if not refs:
+        raise ValueError(f"{what}: takes no tensor of the model")
+    kwargs = {k: (tuple(cfg[k]) if isinstance(cfg[k], list) else cfg[k])
+              for k in keys if k in cfg}
+    try:
+        out = getattr(ops, fn_name)(*args, **kwargs)
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"{what}: {exc}") from None
+    layer = getattr(out, "_history", (None,))[0]
+    if not isinstance(layer, OpLayer) or [id(t) for t in layer._inbound_nodes[-1].inputs] \
+            != [id(p) for p in placeholders]:
+        raise ValueError(f"{what}: has no single pynn op with these arguments")
+    conf = layer.get_config()
+    conf["name"] = name
+    return {"class_name": "OpLayer", "config": conf, "name": name,
+            "inbound_nodes": [{"args": [refs[0] if len(refs) == 1 else refs], "kwargs": {}}]}
+
+
+def ops_from_keras(layers: list[Any], outputs: Any = None) -> list[Any]:
+    """A Keras functional config's ``layers`` list with its op entries as pynn OpLayer
+    entries, the ``mask`` keywords of every call dropped (after checking that each names a
+    tensor made by an op entry), and the op entries that fed only masks left out (after
+    checking them as the others); `outputs` is the config's ``output_layers``."""
+    op_names = {e.get("name") for e in layers if is_op_entry(e)}
+    out = []
+    for entry in layers:
+        if is_op_entry(entry):
+            out.append(_op_to_pynn(entry))
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("inbound_nodes"), list):
+            entry = {**entry, "inbound_nodes": [_drop_mask(n, entry.get("name"), op_names)
+                                                for n in entry["inbound_nodes"]]}
+        out.append(entry)
+    known = {e.get("name") for e in out if isinstance(e, dict)}
+    for e in out:
+        missing = _layer_names(e.get("inbound_nodes") if isinstance(e, dict) else None) - known
+        if missing:
+            raise ValueError(f"layer {e.get('name')!r}: is called on tensors of layers "
+                             f"{sorted(missing)[:4]} that the config does not hold")
+    # the ops whose results some layer or an output uses, directly or through other ops
+    used = _layer_names(outputs) | {n for e in out if isinstance(e, dict) and e.get("name")
+                                    not in op_names for n in _layer_names(
+                                        e.get("inbound_nodes"))}
+    ops = {e["name"]: e for e in out if isinstance(e, dict) and e.get("name") in op_names}
+    todo = list(used & set(ops))
+    while todo:
+        for n in _layer_names(ops[todo.pop()]["inbound_nodes"]) & set(ops) - used:
+            used.add(n)
+            todo.append(n)
+    return [e for e in out if not isinstance(e, dict) or e.get("name") not in op_names
+            or e["name"] in used]
+
+
+def _layer_names(value: Any) -> set[str]:
+    """The layer names of every tensor reference (or [name, node, tensor] triple) in value."""
+    if _is_ref(value):
+        hist = (value.get("config") or {}).get("keras_history")
+        return {hist[0]} if isinstance(hist, list) and hist and isinstance(hist[0], str) \
+            else set()
+    if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str) \
+            and all(isinstance(v, int) for v in value[1:]):
+        return {value[0]}
+    if isinstance(value, dict):
+        return set().union(*(_layer_names(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_layer_names(v) for v in value))
+    return set()
+
+
+def _drop_mask(node: Any, layer: Any, op_names: set[Any]) -> Any:
+    if not isinstance(node, dict) or not isinstance(node.get("kwargs"), Mapping) \
+            or "mask" not in node["kwargs"]:
+        return node
+    masks = node["kwargs"]["mask"]
+    for ref in masks if isinstance(masks, list) else [masks]:
+        if ref is None:
+            continue
+        if not _is_ref(ref):
+            raise ValueError(f"layer {layer!r}: malformed mask argument {str(ref)[:80]}")
+        hist, _, _ = _ref_info(ref, f"layer {layer!r}")
+        if hist[0] not in op_names:
+            raise ValueError(f"layer {layer!r}: is called with the mask {hist[0]!r} passed by "
+                             f"hand; pynn hands masks on from Embedding(mask_zero=True) and "
+                             f"Masking only")
+    return {**node, "kwargs": {k: v for k, v in node["kwargs"].items() if k != "mask"}}
+
+
+def check_op_shapes(model: Any, config: Mapping[str, Any]) -> None:
+    """Each op layer of the built `model` was called on tensors of the shapes its entry in
+    `config` (the translated functional config) records: the op was translated for those
+    (its Keras axes count them), so a file that lies about them is refused."""
+    from pynn.layers.ops_layer import OpLayer, scalar_sample
+
+    cfg = config.get("config") or {}
+    if config.get("class_name") not in ("Functional", "Model"):
+        return
+    layers = {lay.name: lay for lay in model._sublayers()}
+    for entry in cfg.get("layers", []):
+        layer = layers.get(entry.get("name"))
+        if entry.get("class_name") in ("Functional", "Model", "Sequential") and layer is not None:
+            check_op_shapes(layer, entry)
+        if not isinstance(layer, OpLayer) or not layer._inbound_nodes:
+            continue
+        arg = entry["inbound_nodes"][0]["args"][0]
+        refs = arg if isinstance(arg, list) else [arg]
+        want = [scalar_sample(_ref_info(r, f"layer {layer.name!r}")[1]) for r in refs]
+        have = [tuple(t.sample_shape) for t in layer._inbound_nodes[0].inputs]
+        if want != have:
+            raise ValueError(f"layer {layer.name!r}: the file records inputs of shapes "
+                             f"{want}, the model gives {have}")

@@ -1,0 +1,153 @@
+"""Keras 3 functional files holding Keras's op entries (keras.src.ops.*): the ops Keras records
+to compute masks (Embedding(mask_zero=True): NotEqual; Masking: NotEqual then Any) and the
+keras.ops calls of the model. pynn reads them as its own op layers (data only) and predicts
+what Keras predicts, on padded sequences too; an op it does not have is refused by name.
+
+Tolerance: both compute in float32 over a few short recurrences; 1e-5 (atol) covers their
+different summation orders.
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from keras_helpers import case_rng, to_numpy
+
+import pynn
+from pynn.models import keras_ops
+
+ATOL = 1e-5
+pytestmark = [   # Keras's torch backend warns about NumPy 2's copy keyword when it saves
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::UserWarning:keras"),
+]
+
+
+@pytest.fixture(scope="module")
+def keras():
+    import keras
+
+    return keras
+
+
+def _embedding_model(keras):
+    L = keras.layers
+    inp = keras.Input((6,), dtype="int32")
+    x = L.Embedding(10, 4, mask_zero=True, embeddings_initializer="uniform")(inp)
+    x = L.LSTM(3, return_sequences=True)(x)
+    x = L.GRU(3, go_backwards=True)(x)
+    return keras.Model(inp, L.Dense(2)(x))
+
+
+def _masking_model(keras):
+    L = keras.layers
+    inp = keras.Input((6, 3))
+    x = L.Masking(mask_value=0.0)(inp)
+    x = L.Bidirectional(L.SimpleRNN(3, return_sequences=True), merge_mode="sum")(x)
+    return keras.Model(inp, L.Dense(2)(x))
+
+
+def _ops_model(keras):
+    ops = keras.ops
+    inp = keras.Input((4, 3))
+    y = ops.sum(ops.add(inp, 1.0), axis=1)
+    z = ops.reshape(ops.square(inp), (-1, 12))
+    w = ops.max(ops.transpose(ops.multiply(inp, inp), (0, 2, 1)), axis=-1)
+    return keras.Model(inp, keras.layers.Concatenate()([y, z, ops.tanh(w)]))
+
+
+def _inputs(kind, rng):
+    if kind == "embedding":
+        x = rng.integers(1, 10, (6, 6))
+        x[0, 4:] = 0     # right padding
+        x[1, :2] = 0     # left padding
+        x[2, 3] = 0      # a hole
+        x[3, :] = 0      # all padding
+        return x
+    x = rng.normal(size=(6, 6, 3) if kind == "masking" else (6, 4, 3)).astype(np.float32)
+    if kind == "masking":
+        x[0, 4:] = 0
+        x[1, :2] = 0
+        x[2, 3] = 0
+        x[3] = 0
+    return x
+
+
+@pytest.mark.parametrize("kind,build", [("embedding", _embedding_model),
+                                        ("masking", _masking_model), ("ops", _ops_model)])
+def test_keras_op_entries_load_and_predict_as_keras(keras, tmp_path, kind, build):
+    km = build(keras)
+    path = tmp_path / "k.keras"
+    km.save(path)
+    classes = {e["class_name"] for e in json.loads(
+        zipfile.ZipFile(path).read("config.json"))["config"]["layers"]}
+    assert classes & set(keras_ops.KERAS_OPS), classes   # the file does hold op entries
+    x = _inputs(kind, case_rng(kind))
+    want = to_numpy(km(x))
+    pm = pynn.models.load_model(path)
+    np.testing.assert_allclose(pm.predict(x.astype(np.float32), verbose=0), want, atol=ATOL)
+    # and back: pynn's file (its own op layers for the data ops) loads in pynn and, for the
+    # masks (which Keras recomputes), in Keras
+    pm.save(tmp_path / "p.keras")
+    np.testing.assert_allclose(pynn.models.load_model(tmp_path / "p.keras").predict(
+        x.astype(np.float32), verbose=0), want, atol=ATOL)
+    if kind != "ops":
+        back = keras.models.load_model(tmp_path / "p.keras")
+        np.testing.assert_allclose(to_numpy(back(x)), want, atol=ATOL)
+
+
+def _edited(keras, tmp_path, change):
+    km = _masking_model(keras)
+    km.save(tmp_path / "k.keras")
+    with zipfile.ZipFile(tmp_path / "k.keras") as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    cfg = json.loads(members["config.json"])
+    change({e["name"]: e for e in cfg["config"]["layers"]})
+    path = tmp_path / "edited.keras"
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, data in members.items():
+            zf.writestr(n, json.dumps(cfg) if n == "config.json" else data)
+    return path
+
+
+def _op(entries, cls):
+    return next(e for e in entries.values() if e["class_name"] == cls)
+
+
+def test_unknown_op_class_is_refused_by_name(keras, tmp_path):
+    path = _edited(keras, tmp_path, lambda e: _op(e, "Any").__setitem__("class_name",
+                                                                        "PyFunc"))
+    with pytest.raises(ValueError, match="unknown Keras op class 'PyFunc'"):
+        pynn.models.load_model(path)
+
+
+def test_any_on_a_float_tensor_is_refused(keras, tmp_path):
+    def change(e):
+        _op(e, "Any")["inbound_nodes"][0]["args"][0]["config"]["dtype"] = "float32"
+
+    with pytest.raises(ValueError, match="Any on boolean tensors only"):
+        pynn.models.load_model(_edited(keras, tmp_path, change))
+
+
+def test_a_mask_passed_by_hand_is_refused(keras, tmp_path):
+    def change(e):
+        rnn = next(v for v in e.values() if v["class_name"] == "Bidirectional")
+        rnn["inbound_nodes"][0]["kwargs"]["mask"]["config"]["keras_history"] = \
+            ["masking", 0, 0]
+
+    with pytest.raises(ValueError, match="passed by hand"):
+        pynn.models.load_model(_edited(keras, tmp_path, change))
+
+
+def test_an_op_setting_pynn_lacks_is_refused(keras, tmp_path):
+    path = _edited(keras, tmp_path, lambda e: _op(e, "Any")["config"].__setitem__(
+        "initial", 3))
+    with pytest.raises(ValueError, match="takes no 'initial'"):
+        pynn.models.load_model(path)
+
+
+def test_every_table_entry_names_a_pynn_op():
+    for cls, (fn, _) in keras_ops.KERAS_OPS.items():
+        assert callable(getattr(pynn.ops, fn, None)), (cls, fn)
