@@ -272,6 +272,16 @@ OPTIMIZERS = {
                      lambda: pynn.optimizers.SGD(0.05, momentum=0.9)),
     "rmsprop": (lambda k: k.optimizers.RMSprop(0.01), lambda: pynn.optimizers.RMSprop(0.01)),
     "adagrad": (lambda k: k.optimizers.Adagrad(0.1), lambda: pynn.optimizers.Adagrad(0.1)),
+    "adam_amsgrad": (lambda k: k.optimizers.Adam(0.05, amsgrad=True),
+                     lambda: pynn.optimizers.Adam(0.05, amsgrad=True)),
+    "rmsprop_momentum_centered": (
+        lambda k: k.optimizers.RMSprop(0.01, momentum=0.5, centered=True),
+        lambda: pynn.optimizers.RMSprop(0.01, momentum=0.5, centered=True)),
+    "rmsprop_centered": (lambda k: k.optimizers.RMSprop(0.01, centered=True),
+                         lambda: pynn.optimizers.RMSprop(0.01, centered=True)),
+    "adadelta": (lambda k: k.optimizers.Adadelta(1.0), lambda: pynn.optimizers.Adadelta(1.0)),
+    "adamax": (lambda k: k.optimizers.Adamax(0.05), lambda: pynn.optimizers.Adamax(0.05)),
+    "nadam": (lambda k: k.optimizers.Nadam(0.05), lambda: pynn.optimizers.Nadam(0.05)),
 }
 
 

@@ -14,8 +14,11 @@ import zipfile
 import numpy as np
 import pytest
 from keras_helpers import case_rng, to_numpy
+from test_keras_format import _h5_tree
 
 import pynn
+from pynn import layers as L
+from pynn import ops
 from pynn.models import keras_ops
 
 ATOL = 1e-5
@@ -93,9 +96,8 @@ def test_keras_op_entries_load_and_predict_as_keras(keras, tmp_path, kind, build
     pm.save(tmp_path / "p.keras")
     np.testing.assert_allclose(pynn.models.load_model(tmp_path / "p.keras").predict(
         x.astype(np.float32), verbose=0), want, atol=ATOL)
-    if kind != "ops":
-        back = keras.models.load_model(tmp_path / "p.keras")
-        np.testing.assert_allclose(to_numpy(back(x)), want, atol=ATOL)
+    back = keras.models.load_model(tmp_path / "p.keras")
+    np.testing.assert_allclose(to_numpy(back(x)), want, atol=ATOL)
 
 
 def _edited(keras, tmp_path, change):
@@ -151,3 +153,42 @@ def test_an_op_setting_pynn_lacks_is_refused(keras, tmp_path):
 def test_every_table_entry_names_a_pynn_op():
     for cls, (fn, _) in keras_ops.KERAS_OPS.items():
         assert callable(getattr(pynn.ops, fn, None)), (cls, fn)
+
+
+def test_pynn_ops_are_written_as_keras_op_entries(keras, tmp_path):
+    """A pynn model using pynn.ops: its file names Keras's op classes, loads in Keras and
+    predicts the same, and its HDF5 tree is Keras's (no groups for the ops, the Add layer
+    numbered as Keras numbers it)."""
+    x = L.Input((4, 3))
+    a = ops.sum(ops.multiply(ops.add(x, 1.0), ops.subtract(2.0, x)), axis=-1)
+    b = ops.reshape(ops.transpose(ops.tanh(x), (0, 2, 1)), (-1, 12))
+    c = ops.softmax(ops.relu(ops.sigmoid(ops.square(x))))
+    d = ops.concatenate([ops.max(x, axis=1), ops.mean(ops.exp(c), axis=1)], axis=-1)
+    e = ops.where(ops.greater(d, 0.5), ops.sqrt(ops.abs(d)), ops.negative(d))
+    y = L.Add()([L.Dense(6)(L.Concatenate()([a, b, e])), L.Dense(6)(a)])
+    model = pynn.Model(x, y)
+    model.save(tmp_path / "p.keras")
+    entries = json.loads(zipfile.ZipFile(tmp_path / "p.keras").read("config.json"))[
+        "config"]["layers"]
+    assert "OpLayer" not in {e["class_name"] for e in entries}
+    xv = case_rng("ops-out").normal(size=(5, 4, 3)).astype(np.float32)
+    want = model.predict(xv, verbose=0)
+    km = keras.models.load_model(tmp_path / "p.keras")
+    np.testing.assert_allclose(to_numpy(km(xv)), want, atol=ATOL)
+    km.save(tmp_path / "k.keras")
+    assert _h5_tree(tmp_path / "p.keras") == _h5_tree(tmp_path / "k.keras")
+    np.testing.assert_allclose(pynn.models.load_model(tmp_path / "k.keras").predict(
+        xv, verbose=0), want, atol=ATOL)
+
+
+def test_an_op_keras_lacks_stays_pynn_own():
+    x = L.Input((3,))
+    model = pynn.Model(x, ops.clip(x, -1.0, 1.0))
+    entries = _entries(model)
+    assert [e["class_name"] for e in entries[1:]] == ["OpLayer"]
+
+
+def _entries(model):
+    from pynn.models.keras_format import model_config
+
+    return model_config(model)["config"]["layers"]

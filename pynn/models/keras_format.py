@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pynn.models import _safetensors
-from pynn.models.keras_ops import check_op_shapes, ops_from_keras
+from pynn.models.keras_ops import check_op_shapes, is_op_entry, op_to_keras, ops_from_keras
 
 if TYPE_CHECKING:
     from pynn.models.model import Model
@@ -208,7 +208,13 @@ OPTIMIZERS: dict[str, tuple[tuple[int, ...], ...]] = {
     "AdamW": ((0, 1),),
     "Adagrad": ((0,),),
     "RMSprop": ((0,),),
+    "Adadelta": ((0, 1),),
+    "Adamax": ((0, 1),),
+    "Nadam": ((0, 1),),
 }
+# Scalars Keras keeps after the slots: Nadam's running product of its momentum schedule
+# (the key of pynn's Optimizer.get_state)
+TRAILING: dict[str, tuple[str, ...]] = {"Nadam": ("u_product",)}
 
 
 def _slot_blocks(opt_cfg: Mapping[str, Any]) -> tuple[tuple[int, ...], ...] | None:
@@ -217,10 +223,15 @@ def _slot_blocks(opt_cfg: Mapping[str, Any]) -> tuple[tuple[int, ...], ...] | No
     if cls == "SGD" and not cfg.get("momentum"):
         return ()
     if cls in ("Adam", "AdamW") and cfg.get("amsgrad"):
-        return None
-    if cls == "RMSprop" and (cfg.get("momentum") or cfg.get("centered")):
-        return None
+        return ((0, 1), (2,))   # Keras adds the velocity_hat of every weight after m, v
+    if cls == "RMSprop":   # pynn's slots: velocity [, momentum] [, average_gradient]
+        extra = [bool(cfg.get("momentum")), bool(cfg.get("centered"))]
+        return ((0,),) + tuple((k,) for k in range(1, 1 + sum(extra)))
     return OPTIMIZERS.get(cls) if isinstance(cls, str) else None
+
+
+def _trailing(model: Any) -> tuple[str, ...]:
+    return TRAILING.get(type(model.optimizer).__name__, ())
 
 
 # --- configs: pynn -> Keras -------------------------------------------------------------------
@@ -241,7 +252,8 @@ def to_keras_config(entry: Mapping[str, Any]) -> dict[str, Any]:
     cfg = dict(entry["config"])
     module: str | None
     if cls in _MODELS:
-        cfg["layers"] = [to_keras_config(e) for e in cfg["layers"]]
+        cfg["layers"] = [(e["class_name"] == "OpLayer" and op_to_keras(e)) or to_keras_config(e)
+                         for e in cfg["layers"]]
         module = "keras" if cls == "Sequential" else "keras.src.models.functional"
         registered = None
     else:
@@ -486,6 +498,8 @@ def layout(model: Model, config: Mapping[str, Any]) -> list[_Group]:
         if cfg["class_name"] == "Sequential":
             entries = [e for e in entries if e["class_name"] != "InputLayer"]
         for entry in entries:
+            if entry["class_name"] == "OpLayer" or is_op_entry(entry):
+                continue   # an op owns no variables: Keras writes no group for it
             key = _snake(entry["class_name"].split(">")[-1])
             if key in used:
                 used[key] += 1
@@ -497,8 +511,6 @@ def layout(model: Model, config: Mapping[str, Any]) -> list[_Group]:
             if entry["class_name"] == "InputLayer":
                 groups.append(_Group(f"{path}vars", name, []))
                 continue
-            if entry["class_name"] == "OpLayer":
-                continue   # an op owns no variables: Keras writes no group for it
             layer = _find_layer(model_obj, name)
             if isinstance(layer, _Model):
                 walk(layer, entry, path)
@@ -608,6 +620,7 @@ def _write_optimizer(f, model, groups, state_mod):
                 if k >= len(slots):
                     return   # layouts disagree: keep the file loadable, without state
                 arrays.append(slots[k])
+    arrays += [np.asarray(state[key], dtype=np.float32) for key in _trailing(model)]
     grp = f.require_group("optimizer/vars")
     grp.attrs["name"] = str(model.optimizer.name)
     for i, arr in enumerate(arrays):
@@ -893,7 +906,7 @@ def _read_optimizer(reader, model, groups, path):
     fresh = model.optimizer.get_state()
     trainable = _trainable(groups)
     first = 1 if _scheduled(model) else 2   # the slots follow the count (and the rate)
-    count = first + sum(len(b) for b in (blocks or ())) * len(trainable)
+    count = first + sum(len(b) for b in (blocks or ())) * len(trainable) + len(_trailing(model))
     if blocks is None or len(keys) != count or set(keys) != {str(i) for i in range(count)}:
         warnings.warn(f"{path}: the optimizer's saved variables ({len(keys)}) do not follow a "
                       f"layout pynn maps for {type(model.optimizer).__name__}; training "
@@ -917,11 +930,16 @@ def _read_optimizer(reader, model, groups, path):
                     return None
                 have[k] = arr
                 i += 1
+    scalars = {key: float(reader.dataset(f"optimizer/vars/{i + k}", (), "f"))
+               for k, key in enumerate(_trailing(model))}
     it = int(iterations)
     if not 0 <= it < 2**62 or not np.isfinite(lr) or float(lr) < 0:
         raise ValueError(f"{path}: optimizer iterations {it} / learning rate {float(lr)} out "
                          f"of range")
-    return {"iterations": it, "learning_rate": float(lr), "u_product": 1.0, "slots": slots}
+    if not all(np.isfinite(v) for v in scalars.values()):
+        raise ValueError(f"{path}: optimizer variables {sorted(scalars)} are not finite")
+    return {"iterations": it, "learning_rate": float(lr), "u_product": 1.0, "slots": slots,
+            **scalars}
 
 
 def _build(cfg: dict[str, Any], budget: int, path: str,

@@ -57,6 +57,7 @@ KERAS_OPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "Transpose": ("transpose", ("axes",)),
     "Concatenate": ("concatenate", ("axis",)),
     "Softmax": ("softmax", ("axis",)),
+    **{cls: (cls.lower(), ()) for cls in ("Softplus", "Softsign", "Silu", "Selu")},
 }
 _BOOLEAN_ONLY = ("Any", "All", "LogicalNot")   # equal to pynn's op on 0/1 inputs only
 # config keys Keras writes that must hold these values for pynn's op to compute the same
@@ -248,3 +249,73 @@ def check_op_shapes(model: Any, config: Mapping[str, Any]) -> None:
         if want != have:
             raise ValueError(f"layer {layer.name!r}: the file records inputs of shapes "
                              f"{want}, the model gives {have}")
+
+
+# --- writing: pynn's op layers as Keras's op entries --------------------------------------------
+_NN = ("Relu", "Sigmoid", "Softmax", "Softplus", "Softsign", "Silu", "Selu")
+_BY_FN = {_snake(cls): cls for cls in _BINARY + _UNARY if cls not in ("Abs", "TrueDivide")}
+_BY_ACTIVATION = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softmax": "Softmax",
+                  "softplus": "Softplus", "softsign": "Softsign", "silu": "Silu",
+                  "selu": "Selu"}
+_REDUCTIONS = {"sum": "Sum", "mean": "Mean", "max": "Max", "min": "Min"}
+
+
+def _keras_op(op: str, attrs: Mapping[str, Any], scalar_out: bool
+              ) -> tuple[str, dict[str, Any]] | None:
+    """(Keras op class, its config less the name) computing pynn's `op` with `attrs`, or
+    None when Keras has no single op for it."""
+    fn = attrs.get("fn")
+    if op in ("binary", "binary_scalar") and fn in _BY_FN:
+        return _BY_FN[fn], {}
+    if op == "unary" and fn in _BY_FN and fn != "power":
+        return _BY_FN[fn], {}
+    if op == "activation" and attrs.get("activation") in _BY_ACTIVATION \
+            and not attrs.get("act_params"):
+        cls = _BY_ACTIVATION[attrs["activation"]]
+        return cls, ({"axis": -1} if cls == "Softmax" else {})
+    if op == "reduce" and fn in _REDUCTIONS:
+        cfg: dict[str, Any] = {"axis": list(attrs["axes"]),
+                               "keepdims": bool(attrs.get("keepdims", False))}
+        return _REDUCTIONS[fn], ({**cfg, "initial": None} if fn in ("max", "min") else cfg)
+    if op == "reshape":
+        return "Reshape", {"newshape": [-1] if scalar_out else [-1, *attrs["target_shape"]]}
+    if op == "concatenate":
+        return "Concatenate", {"axis": int(attrs["axis"])}
+    if op == "permute":
+        return "Transpose", {"axes": [0, *attrs["dims"]]}
+    if op in ("matmul", "where"):
+        return op.capitalize(), {}
+    return None
+
+
+def op_to_keras(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A pynn OpLayer entry of a functional config (``{"class_name": "OpLayer", "config",
+    "name", "inbound_nodes"}``) as the op entry Keras writes for the same keras.ops call, or
+    None when Keras has no single op for it (the entry then stays pynn's own)."""
+    cfg = entry["config"]
+    op, attrs, operands = cfg["op"], cfg["attrs"], cfg["operands"]
+    found = _keras_op(op, attrs, bool(cfg.get("scalar_out")))
+    nodes = entry.get("inbound_nodes") or []
+    if found is None or len(nodes) != 1:
+        return None
+    cls, kcfg = found
+    arg = nodes[0]["args"][0]
+    refs = arg if isinstance(arg, list) else [arg]
+    args: list[Any] = []
+    for operand in operands:
+        if isinstance(operand, int):
+            args.append(refs[operand])
+        else:   # a constant: nested lists of numbers, in its per-sample shape
+            import numpy as np
+
+            args.append(np.asarray(operand["value"], dtype=np.float64)
+                        .reshape(operand["shape"]).tolist())
+    if op == "binary_scalar":
+        scalar = float(attrs["scalar"])
+        args = [scalar, refs[0]] if attrs.get("reverse") else [refs[0], scalar]
+    if op == "concatenate":
+        args = [args]
+    module = "keras.src.ops.nn" if cls in _NN else "keras.src.ops.numpy"
+    return {"module": module, "class_name": cls, "config": {"name": cfg["name"], **kcfg},
+            "registered_name": cls, "name": entry.get("name", cfg["name"]),
+            "inbound_nodes": [{"args": args, "kwargs": {}}]}
