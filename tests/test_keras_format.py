@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -470,6 +471,29 @@ def test_files_pynn_does_not_read_are_named(tmp_path):
         pynn.models.load_model(junk)
     with pytest.raises(ValueError, match=r"\.keras"):
         pynn.Sequential([L.InputLayer(shape=(2,)), L.Dense(1)]).save(tmp_path / "m.h5")
+
+
+def test_common_formats_pynn_does_not_read_are_named(tmp_path):
+    import pickle
+
+    import torch
+
+    model = pynn.Sequential([L.InputLayer(shape=(2,)), L.Dense(1)])
+    model.export(tmp_path / "m.onnx", format="onnx")
+    torch.save({"w": torch.ones(2)}, tmp_path / "m.pt")
+    np.savez(tmp_path / "w.npz", w=np.ones(2))
+    (tmp_path / "m.pkl").write_bytes(pickle.dumps({"w": 1}))
+    (tmp_path / "sm").mkdir()
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"\x08\x01")
+    (tmp_path / "m.json").write_text(model.to_json())
+    for name, what in [("m.onnx", "an ONNX model"), ("m.pt", "a PyTorch file"),
+                       ("w.npz", "a NumPy .npz archive"), ("m.pkl", "a Python pickle"),
+                       ("sm", "a TensorFlow SavedModel folder"),
+                       ("sm/saved_model.pb", "a TensorFlow protobuf graph"),
+                       ("m.json", "model_from_json")]:
+        for load in (pynn.models.load_model, model.load_weights):
+            with pytest.raises(ValueError, match=re.escape(what)):
+                load(tmp_path / name)
 
 
 def test_saving_is_atomic(tmp_path, monkeypatch):

@@ -740,6 +740,10 @@ def _open_archive(path: str) -> dict[str, bytes]:
                 if name.endswith("/") and name.rstrip("/") == "assets":
                     continue   # an empty assets folder (Keras may write one)
                 if name not in MEMBERS:
+                    other = describe(path, [i.filename for i in infos])
+                    if other is not None:
+                        raise ValueError(f"{path}: {other}, not a .keras archive; pynn reads "
+                                         f"Keras 3 .keras, .weights.h5 and .safetensors files")
                     raise ValueError(f"{path}: unknown member {name!r}; a .keras file pynn "
                                      f"reads holds {list(MEMBERS)} (assets are not supported)")
                 if name in out:
@@ -1085,3 +1089,30 @@ def sniff(path: str) -> str:
             int.from_bytes(head[:8], "little") <= os.path.getsize(path):
         return "safetensors"
     return "unknown"
+
+
+def describe(path: str, names: list[str] | None = None) -> str | None:
+    """What a file pynn does not read is, when it is a common format (for the error message):
+    `names` are a zip archive's members."""
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            return "a TensorFlow SavedModel folder"
+        return "a folder"
+    if names is not None:
+        if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+            return "a PyTorch file (torch.save)"
+        if names and all(n.endswith(".npy") for n in names):
+            return "a NumPy .npz archive"
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    if path.endswith(".onnx"):
+        return "an ONNX model (pynn writes ONNX with model.export but does not read it)"
+    if path.endswith(".pb"):
+        return "a TensorFlow protobuf graph"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a Python pickle (pynn never unpickles: that can run code)"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return ("a JSON text (a model's architecture alone reads with "
+                "pynn.models.model_from_json)")
+    return None
