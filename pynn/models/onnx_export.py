@@ -656,6 +656,32 @@ def _slice(w, node, xs):
                 node.name)
 
 
+def _argmax(w, node, xs):
+    """Index of the first maximum (ONNX's ArgMax also takes the first), as float32."""
+    a, x = node.attrs, xs[0]
+    if a.get("axis") is None:   # over the whole sample
+        x = w.op("Reshape", [x, w.const([0, -1], "shape", np.int64)], node.name)
+        axis = 1
+    else:
+        axis = a["axis"] + w.rank(node.inputs[0])
+    y = w.op("ArgMax", [x], node.name, axis=axis, keepdims=int(bool(a.get("keepdims"))))
+    y = w.op("Cast", [y], node.name, to=w.onnx.TensorProto.FLOAT)
+    return _as_spec_shape(w, node, y)
+
+
+def _one_hot(w, node, xs):
+    """pynn's one_hot: the index truncated toward 0; out of range (or NaN): a row of zeros.
+    Written as a comparison with 0..n-1 rather than ONNX's OneHot, whose negative indices
+    count from the end."""
+    x = xs[0]
+    t = w.op("Mul", [w.op("Sign", [x], node.name),
+                     w.op("Floor", [w.op("Abs", [x], node.name)], node.name)], node.name)
+    t = w.op("Unsqueeze", [t, w.const([-1], "axes", np.int64)], node.name)
+    n = int(node.attrs["num_classes"])
+    hit = w.op("Equal", [t, w.const(np.arange(n, dtype=np.float32), "classes")], node.name)
+    return _as_spec_shape(w, node, w.op("Cast", [hit], node.name, to=w.onnx.TensorProto.FLOAT))
+
+
 _Op = Callable[[_Writer, Any, list[str]], str]
 _OPS: dict[str, _Op] = {
     "dense": _dense, "activation": _activation, "dropout": _identity,
@@ -667,6 +693,7 @@ _OPS: dict[str, _Op] = {
     "unary": _unary, "binary": _binary, "binary_scalar": _binary_scalar, "reduce": _reduce,
     "matmul": _matmul, "where": _where, "variable": _variable, "constant": _constant,
     "embedding": _embedding, "rnn": _rnn, "slice": _slice,
+    "argmax": _argmax, "one_hot": _one_hot,
     # at inference the noise layers and the activity penalty leave x as it is
     "noise": _identity, "activity_regularization": _identity,
     "layer_norm": _layer_norm, "group_norm": _group_norm,
