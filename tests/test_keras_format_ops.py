@@ -91,6 +91,10 @@ def test_keras_op_entries_load_and_predict_as_keras(keras, tmp_path, kind, build
     want = to_numpy(km(x))
     pm = pynn.models.load_model(path)
     np.testing.assert_allclose(pm.predict(x.astype(np.float32), verbose=0), want, atol=ATOL)
+    # the same config through JSON (architecture only; the weights set by hand)
+    js = pynn.models.model_from_json(km.to_json())
+    js.set_weights([to_numpy(w.value) for w in km.weights])
+    np.testing.assert_allclose(js.predict(x.astype(np.float32), verbose=0), want, atol=ATOL)
     # and back: pynn's file (its own op layers for the data ops) loads in pynn and, for the
     # masks (which Keras recomputes), in Keras
     pm.save(tmp_path / "p.keras")
