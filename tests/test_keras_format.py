@@ -515,6 +515,35 @@ def test_saving_is_atomic(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["m.keras"]
 
 
+@pytest.mark.parametrize("name", ["m.keras", "m.weights.h5", "m.onnx"])
+def test_every_writer_is_atomic(tmp_path, monkeypatch, name):
+    """A failure after the bytes are written (here fsync) leaves the old file and no
+    temporary one, for the archive, the weights and the ONNX export alike."""
+    model = pynn.Sequential([L.InputLayer(shape=(3,)), L.Dense(2)])
+    path = tmp_path / name
+    path.write_bytes(b"old")
+
+    def write():
+        if name.endswith(".onnx"):
+            model.export(path, format="onnx")
+        elif name.endswith(".weights.h5"):
+            model.save_weights(path)
+        else:
+            model.save(path)
+
+    def boom(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write()
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == [name]
+    monkeypatch.undo()
+    write()
+    assert path.read_bytes() != b"old"
+
+
 def test_import_pynn_does_not_import_h5py():
     code = "import sys, pynn, pynn.models; print('h5py' in sys.modules, 'onnx' in sys.modules)"
     root = os.path.dirname(os.path.dirname(pynn.__file__))
