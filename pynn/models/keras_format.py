@@ -62,7 +62,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pynn.models import _safetensors
-from pynn.models.keras_ops import check_op_shapes, is_op_entry, op_to_keras, ops_from_keras
+from pynn.models.keras_ops import (
+    check_masks,
+    check_op_shapes,
+    is_op_entry,
+    op_to_keras,
+    ops_from_keras,
+)
 
 if TYPE_CHECKING:
     from pynn.models.model import Model
@@ -996,6 +1002,7 @@ def load_model(filepath: str | os.PathLike[str], compile: bool = True,
     model = _build(cfg, len(members[WEIGHTS]) // 4, path, custom_objects)
     try:
         check_op_shapes(model, cfg)
+        check_masks(model, cfg)
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise ValueError(f"{path}: {exc}") from None
     _load_h5(model, members[WEIGHTS], path, compile_cfg, custom_objects, cfg)
@@ -1073,6 +1080,7 @@ def model_from_json(json_string: str, custom_objects: Mapping[str, Any] | None =
     if not isinstance(model, _Model):
         raise ValueError(f"json_string: describes a {type(model).__name__}, not a model")
     check_op_shapes(model, cfg)
+    check_masks(model, cfg)
     return model
 
 

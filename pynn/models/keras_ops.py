@@ -15,9 +15,11 @@ tensor references. An op class not in the table is refused, naming it.
 
 Masks: pynn hands masks on by itself (from Embedding(mask_zero=True) and Masking, through
 the layers that keep them, to the layers that read them), so the ``mask`` keyword Keras
-records is dropped; it must name a tensor made by an op entry (the masks Keras computes),
-since a mask the user passed by hand would not be the one pynn hands on. The op entries that
-only computed masks then feed nothing the outputs need, and are left out of the model.
+records is not used; it must name a tensor made by an op entry (the masks Keras computes),
+since a mask the user passed by hand would not be the one pynn hands on, and each recurrent
+layer Keras hands a mask must read one in pynn's graph too (`check_masks`). The op entries
+that only computed masks (including the ones combining masks, `MASK_OPS`) feed nothing the
+outputs need: they are checked as data and left out of the model.
 
 Op entries own no weights and Keras writes no HDF5 group for them (see keras_format.layout).
 """
@@ -60,6 +62,12 @@ KERAS_OPS: dict[str, tuple[str, tuple[str, ...]]] = {
     **{cls: (cls.lower(), ()) for cls in ("Softplus", "Softsign", "Silu", "Selu")},
 }
 _BOOLEAN_ONLY = ("Any", "All", "LogicalNot")   # equal to pynn's op on 0/1 inputs only
+# Ops Keras runs only to combine masks (merging layers, Concatenate): checked and left out
+# with the mask they compute, never translated (pynn hands masks on by itself)
+# (class -> (no pynn function, the config keys))
+MASK_OPS: dict[str, tuple[None, tuple[str, ...]]] = {
+    "LogicalOr": (None, ()), "LogicalAnd": (None, ()), "OnesLike": (None, ("dtype",)),
+    "ZerosLike": (None, ("dtype",)), "Cast": (None, ("dtype",))}
 # config keys Keras writes that must hold these values for pynn's op to compute the same
 _NEUTRAL = {"initial": None}
 
@@ -95,23 +103,21 @@ def _number(value: Any, what: str) -> Any:
     return value
 
 
-def _op_to_pynn(entry: dict[str, Any]) -> dict[str, Any]:
-    """One Keras op entry as a pynn OpLayer entry (see the module's docstring)."""
-    from pynn import ops
-    from pynn.layers import Input
-    from pynn.layers.ops_layer import OpLayer
-
+def _call_of(entry: dict[str, Any], tables: Mapping[str, tuple[Any, ...]]
+             ) -> tuple[str, str, dict[str, Any], list[Any]]:
+    """(class, "layer ... (Keras op ...)", config, args) of an op entry, after checking its
+    class is in `tables` (class -> (..., accepted config keys)), its config keys, and that it
+    is one call without keywords."""
     cls = entry.get("class_name")
     raw = entry.get("config")
     cfg: dict[str, Any] = raw if isinstance(raw, dict) else {}
     name = entry.get("name") or cfg.get("name")
     what = f"layer {name!r} (Keras op {cls})"
-    if cls not in KERAS_OPS:
+    if not isinstance(cls, str) or cls not in tables:
         raise ValueError(f"{what}: unknown Keras op class {cls!r}; pynn reads the ops "
-                         f"{sorted(KERAS_OPS)}")
-    fn_name, keys = KERAS_OPS[cls]
-    extra = set(cfg) - set(keys) - {"name"}
-    for key in sorted(extra):
+                         f"{sorted(tables)}")
+    keys = tables[cls][1]
+    for key in sorted(set(cfg) - set(keys) - {"name"}):
         if key not in _NEUTRAL or cfg[key] != _NEUTRAL[key]:
             raise ValueError(f"{what}: pynn's op takes no {key!r} (the file sets it to "
                              f"{cfg[key]!r})")
@@ -122,6 +128,36 @@ def _op_to_pynn(entry: dict[str, Any]) -> dict[str, Any]:
     if nodes[0].get("kwargs"):
         raise ValueError(f"{what}: keyword arguments {sorted(nodes[0]['kwargs'])[:4]} are not "
                          f"supported; Keras's ops take their options in the config")
+    return cls, what, cfg, nodes[0]["args"]
+
+
+def _check_mask_op(entry: dict[str, Any]) -> None:
+    """An op entry that only computes a mask: checked as data (its class, config keys,
+    arguments: tensor references, numbers and lists of them), then left out."""
+    _, what, _, args = _call_of(entry, {**KERAS_OPS, **MASK_OPS})
+
+    def check(value: Any) -> int:
+        if _is_ref(value):
+            _ref_info(value, what)
+            return 1
+        if isinstance(value, list):
+            return sum(check(v) for v in value)
+        _number(value, what)
+        return 0
+
+    if not sum(check(v) for v in args):
+        raise ValueError(f"{what}: takes no tensor of the model")
+
+
+def _op_to_pynn(entry: dict[str, Any]) -> dict[str, Any]:
+    """One Keras op entry as a pynn OpLayer entry (see the module's docstring)."""
+    from pynn import ops
+    from pynn.layers import Input
+    from pynn.layers.ops_layer import OpLayer
+
+    cls, what, cfg, raw_args = _call_of(entry, KERAS_OPS)
+    name = entry.get("name") or cfg.get("name")
+    fn_name, keys = KERAS_OPS[cls]
     refs: list[Any] = []
     placeholders: list[Any] = []
 
@@ -138,7 +174,7 @@ def _op_to_pynn(entry: dict[str, Any]) -> dict[str, Any]:
             return [arg(v) for v in value]   # the tensors of Concatenate
         return _number(value, what)
 
-    args = [arg(v) for v in nodes[0]["args"]]
+    args = [arg(v) for v in raw_args]
     if not refs:
         raise ValueError(f"{what}: takes no tensor of the model")
     kwargs = {k: (tuple(cfg[k]) if isinstance(cfg[k], list) else cfg[k])
@@ -161,35 +197,39 @@ def ops_from_keras(layers: list[Any], outputs: Any = None) -> list[Any]:
     """A Keras functional config's ``layers`` list with its op entries as pynn OpLayer
     entries, the ``mask`` keywords of every call dropped (after checking that each names a
     tensor made by an op entry), and the op entries that fed only masks left out (after
-    checking them as the others); `outputs` is the config's ``output_layers``."""
-    op_names = {e.get("name") for e in layers if is_op_entry(e)}
-    out = []
-    for entry in layers:
-        if is_op_entry(entry):
-            out.append(_op_to_pynn(entry))
-            continue
-        if isinstance(entry, dict) and isinstance(entry.get("inbound_nodes"), list):
-            entry = {**entry, "inbound_nodes": [_drop_mask(n, entry.get("name"), op_names)
-                                                for n in entry["inbound_nodes"]]}
-        out.append(entry)
-    known = {e.get("name") for e in out if isinstance(e, dict)}
-    for e in out:
-        missing = _layer_names(e.get("inbound_nodes") if isinstance(e, dict) else None) - known
+    checking them as data); `outputs` is the config's ``output_layers``."""
+    entries = [e for e in layers if isinstance(e, dict)]
+    op_names = {e.get("name") for e in entries if is_op_entry(e)}
+    known = {e.get("name") for e in entries}
+    for e in entries:
+        missing = _layer_names(e.get("inbound_nodes")) - known
         if missing:
             raise ValueError(f"layer {e.get('name')!r}: is called on tensors of layers "
                              f"{sorted(missing)[:4]} that the config does not hold")
-    # the ops whose results some layer or an output uses, directly or through other ops
-    used = _layer_names(outputs) | {n for e in out if isinstance(e, dict) and e.get("name")
-                                    not in op_names for n in _layer_names(
-                                        e.get("inbound_nodes"))}
-    ops = {e["name"]: e for e in out if isinstance(e, dict) and e.get("name") in op_names}
+    # the ops whose results a layer's input or an output needs, directly or through ops
+    ops = {e["name"]: e for e in entries if e.get("name") in op_names}
+    used = _layer_names(outputs)
+    for e in entries:
+        nodes = e.get("inbound_nodes")
+        if e.get("name") not in op_names and isinstance(nodes, list):
+            used |= _layer_names([n.get("args") if isinstance(n, dict) else n for n in nodes])
     todo = list(used & set(ops))
     while todo:
-        for n in _layer_names(ops[todo.pop()]["inbound_nodes"]) & set(ops) - used:
+        for n in _layer_names(ops[todo.pop()].get("inbound_nodes")) & set(ops) - used:
             used.add(n)
             todo.append(n)
-    return [e for e in out if not isinstance(e, dict) or e.get("name") not in op_names
-            or e["name"] in used]
+    out = []
+    for entry in layers:
+        if is_op_entry(entry):
+            if entry.get("name") in used:
+                out.append(_op_to_pynn(entry))
+            else:
+                _check_mask_op(entry)
+            continue
+        for node in entry.get("inbound_nodes") or [] if isinstance(entry, dict) else []:
+            _check_mask(node, entry.get("name"), op_names)
+        out.append(entry)
+    return out
 
 
 def _layer_names(value: Any) -> set[str]:
@@ -208,10 +248,13 @@ def _layer_names(value: Any) -> set[str]:
     return set()
 
 
-def _drop_mask(node: Any, layer: Any, op_names: set[Any]) -> Any:
+def _check_mask(node: Any, layer: Any, op_names: set[Any]) -> None:
+    """The ``mask`` keyword of a call, if any, names tensors made by op entries (the masks
+    Keras computes). It stays in the config: the functional rebuild reads a call's args only,
+    and `check_masks` compares it with the masks pynn hands on."""
     if not isinstance(node, dict) or not isinstance(node.get("kwargs"), Mapping) \
             or "mask" not in node["kwargs"]:
-        return node
+        return
     masks = node["kwargs"]["mask"]
     for ref in masks if isinstance(masks, list) else [masks]:
         if ref is None:
@@ -223,7 +266,46 @@ def _drop_mask(node: Any, layer: Any, op_names: set[Any]) -> Any:
             raise ValueError(f"layer {layer!r}: is called with the mask {hist[0]!r} passed by "
                              f"hand; pynn hands masks on from Embedding(mask_zero=True) and "
                              f"Masking only")
-    return {**node, "kwargs": {k: v for k, v in node["kwargs"].items() if k != "mask"}}
+
+
+def check_masks(model: Any, config: Mapping[str, Any]) -> None:
+    """Every recurrent layer (or Bidirectional) that Keras called with a mask reads one in
+    pynn's graph of `model` too; otherwise pynn would compute something else than Keras (a
+    mask pynn does not hand on through the layers between), and the file is refused."""
+    from pynn.layers.recurrent import RNN, Bidirectional
+
+    want: set[str] = set()
+
+    def walk(cfg: Mapping[str, Any]) -> None:
+        for entry in (cfg.get("config") or {}).get("layers", []):
+            if entry.get("class_name") in ("Functional", "Model"):
+                walk(entry)
+            if any(isinstance(n, dict) and isinstance(n.get("kwargs"), Mapping)
+                   and n["kwargs"].get("mask") is not None
+                   for n in entry.get("inbound_nodes") or []):
+                want.add(entry.get("name"))
+
+    walk(config)
+    if not want:
+        return
+    rnn_names: dict[str, list[str]] = {}
+
+    def collect(m: Any) -> None:
+        for layer in m._sublayers():
+            if isinstance(layer, Bidirectional):
+                rnn_names[layer.name] = [layer.forward_layer.name, layer.backward_layer.name]
+            elif isinstance(layer, RNN):
+                rnn_names[layer.name] = [layer.name]
+            elif hasattr(layer, "_sublayers") and hasattr(layer, "_build_spec"):
+                collect(layer)
+
+    collect(model)
+    masked = {n.name: len(n.inputs) > 1 for n in model._build_spec().nodes if n.op == "rnn"}
+    for name in sorted(want & set(rnn_names)):
+        if not all(masked.get(n, False) for n in rnn_names[name]):
+            raise ValueError(f"layer {name!r}: Keras hands it a mask that pynn does not hand "
+                             f"on to it (through the layers between it and the Embedding or "
+                             f"Masking layer); pynn would compute other results than Keras")
 
 
 def check_op_shapes(model: Any, config: Mapping[str, Any]) -> None:
