@@ -270,6 +270,12 @@ def ops_cases(blob):
     for cls in ("Eval", "PyFunc", "Map", "Cond", "Lambda", "", "__class__", None, 7):
         c[f"op class {cls!r}"] = edit(lambda e, cls=cls: e["not_equal"].__setitem__(
             "class_name", cls))
+    c["mask-combining op with a string argument"] = edit(lambda e: (
+        e["not_equal"].__setitem__("class_name", "LogicalOr"),
+        node(e)["args"].__setitem__(1, "x")))
+    c["mask-combining op with a setting"] = edit(lambda e: (
+        e["not_equal"].__setitem__("class_name", "ZerosLike"),
+        e["not_equal"]["config"].__setitem__("shape", [3])))
     c["op keyword arguments"] = edit(lambda e: node(e)["kwargs"].__setitem__("x", 1))
     c["op argument a string"] = edit(lambda e: node(e)["args"].__setitem__(1, "rm -rf /"))
     c["op argument a bool"] = edit(lambda e: node(e)["args"].__setitem__(1, True))

@@ -37,6 +37,10 @@ the layer's own order. Check a new entry with a model holding the layer in
 tests/test_keras_format.py: Keras loads pynn's file and predicts the same, pynn loads Keras's,
 and pynn's HDF5 tree equals Keras's re-save of it (`_h5_tree`).
 
+A functional config may hold Keras's op entries (``keras.ops`` calls, and the ops Keras
+records to compute masks): `pynn.models.keras_ops` reads them as pynn op layers and writes
+pynn's op layers as such entries; they own no variables, so they have no HDF5 group.
+
 Loading treats the file as untrusted input: member names, sizes and compression ratios are
 checked before anything is read; only the three members above are accepted; the configs are
 strict JSON mapped onto pynn's classes or the user's registered ones (a Lambda layer, whose
@@ -1079,8 +1083,12 @@ def model_from_json(json_string: str, custom_objects: Mapping[str, Any] | None =
     model = layers_mod.deserialize(cfg, custom_objects)
     if not isinstance(model, _Model):
         raise ValueError(f"json_string: describes a {type(model).__name__}, not a model")
-    check_op_shapes(model, cfg)
-    check_masks(model, cfg)
+    try:
+        check_op_shapes(model, cfg)
+        check_masks(model, cfg)
+    except (KeyError, TypeError, IndexError) as exc:
+        raise ValueError(f"json_string: invalid model config ({type(exc).__name__}: {exc})") \
+            from None
     return model
 
 
