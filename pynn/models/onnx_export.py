@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pynn.layers.ops_layer import is_scalar_sample
+
 if TYPE_CHECKING:
     from pynn.models.model import Model
 
@@ -742,10 +744,18 @@ def export_onnx(model: Model, filepath: str | os.PathLike[str], verbose: bool = 
         name = out_names[j] if j < len(out_names) else f"output_{j}"
         if name in {v.name for v in graph_inputs} or any(name == g.name for g in graph_outputs):
             name = f"output_{j}"
-        w.nodes.append(onnx.helper.make_node("Identity", [names[tid]], [name],
-                                             name=f"{name}_out"))
+        shape = ["batch", *spec.shapes[tid]]
+        if j < len(model._outputs) and is_scalar_sample(model._outputs[j]):
+            # a value per sample: (batch,) as predict returns it, not the engine's (batch, 1)
+            shape = ["batch"]
+            w.nodes.append(onnx.helper.make_node(
+                "Reshape", [names[tid], w.const([-1], "shape", np.int64)], [name],
+                name=f"{name}_out"))
+        else:
+            w.nodes.append(onnx.helper.make_node("Identity", [names[tid]], [name],
+                                                 name=f"{name}_out"))
         graph_outputs.append(onnx.helper.make_tensor_value_info(
-            name, onnx.TensorProto.FLOAT, ["batch", *spec.shapes[tid]]))
+            name, onnx.TensorProto.FLOAT, shape))
     graph = onnx.helper.make_graph(w.nodes, model.name, graph_inputs, graph_outputs, w.inits)
     proto = onnx.helper.make_model(graph, producer_name="pynn",
                                    opset_imports=[onnx.helper.make_opsetid("", opset)])
