@@ -229,3 +229,26 @@ def test_masks_through_other_layers_are_kept_or_refused(keras, tmp_path, build):
         return
     np.testing.assert_allclose(pm.predict(x.astype(np.float32), verbose=0), to_numpy(km(x)),
                                atol=ATOL)
+
+
+def test_per_sample_scalars_both_ways(keras, tmp_path):
+    """Ops on a value per sample (Keras's shape (None,)): Keras's file loads in pynn, pynn's
+    loads in Keras, and the ONNX export agrees, all with Keras's shapes."""
+    import onnxruntime as ort
+
+    inp = keras.Input((4, 3))
+    y = keras.ops.multiply(keras.ops.sum(inp, axis=(1, 2)), 2.0)
+    km = keras.Model(inp, [y, keras.layers.Dense(2)(keras.ops.expand_dims(y, -1))])
+    km.save(tmp_path / "k.keras")
+    x = case_rng("scalars").normal(size=(5, 4, 3)).astype(np.float32)
+    want = [to_numpy(t) for t in km(x)]
+    pm = pynn.models.load_model(tmp_path / "k.keras")
+    pm.save(tmp_path / "p.keras")
+    pm.export(tmp_path / "p.onnx", format="onnx")
+    sess = ort.InferenceSession(str(tmp_path / "p.onnx"), providers=["CPUExecutionProvider"])
+    for got in (pm.predict(x, verbose=0),
+                [to_numpy(t) for t in keras.models.load_model(tmp_path / "p.keras")(x)],
+                sess.run(None, {sess.get_inputs()[0].name: x})):
+        for g, w in zip(got, want):
+            assert g.shape == w.shape
+            np.testing.assert_allclose(g, w, atol=ATOL)

@@ -168,8 +168,10 @@ def _op_to_pynn(entry: dict[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"{what}: pynn reads {cls} on boolean tensors only (this "
                                  f"one is {dtype})")
             refs.append(value)
-            placeholders.append(Input(shape=shape))
-            return placeholders[-1]
+            placeholder = Input(shape=shape or (1,))
+            placeholder._pynn_scalar = not shape   # Keras's (None,): one value per sample
+            placeholders.append(placeholder)
+            return placeholder
         if isinstance(value, list) and value and all(_is_ref(v) for v in value):
             return [arg(v) for v in value]   # the tensors of Concatenate
         return _number(value, what)
