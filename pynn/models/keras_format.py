@@ -1113,7 +1113,7 @@ def describe(path: str, names: list[str] | None = None) -> str | None:
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "saved_model.pb")):
             return "a TensorFlow SavedModel folder"
-        return "a folder"
+        return None
     if names is not None:
         if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
             return "a PyTorch file (torch.save)"

@@ -75,7 +75,7 @@ def _other_format(filepath, weights_only):
     from pynn.models import keras_format
 
     path = os.fspath(filepath)
-    if os.path.isdir(path):
+    if os.path.isdir(path) and keras_format.describe(path):   # (another folder: OSError below)
         raise ValueError(f"{path}: {keras_format.describe(path)}; pynn reads Keras 3 .keras, "
                          f".weights.h5 and .safetensors files")
     if not os.path.isfile(path):
