@@ -203,6 +203,7 @@ struct StepArgs {
   XArgs x;
   std::vector<py::array> keep;
   std::vector<const float*> y, sw;
+  std::vector<char> sw_steps;
   std::vector<const int32_t*> labels;
   py::array idx_keep;
   nn::StepData d;
@@ -222,6 +223,7 @@ void parse_step(StepArgs& s, const SnapshotRef& sn, const py::object& xs, const 
   const int64_t rows = s.x.rows;
   s.y.assign(no, nullptr);
   s.sw.assign(no, nullptr);
+  s.sw_steps.assign(no, 0);
   s.labels.assign(no, nullptr);
   for (size_t j = 0; j < no; ++j) {
     const std::string w = "ys[" + std::to_string(j) + "]";
@@ -275,9 +277,16 @@ void parse_step(StepArgs& s, const SnapshotRef& sn, const py::object& xs, const 
       if (!py::isinstance<py::array>(wl[j]))
         throw py::type_error(ww + ": expected a float32 numpy array, got " + type_name(wl[j]));
       py::array a = wl[j].cast<py::array>();
-      const float* p = c_contiguous(a, ww.c_str(), 1);
+      // (rows,) or, for an output with several loss rows per sample, (rows, lead)
+      const int64_t lead = nn::shape_size(Shape(os.begin(), os.end() - 1));
+      const bool steps = a.ndim() == 2 && lead > 1;
+      const float* p = c_contiguous(a, ww.c_str(), steps ? 2 : 1);
       check_rows(a, ww, rows);
+      if (steps && a.shape(1) != lead)
+        throw py::value_error(ww + ": expected " + std::to_string(lead) +
+                              " weights per sample (one per loss row), got " + shape_of(a));
       s.sw[j] = p;
+      s.sw_steps[j] = steps ? 1 : 0;
       s.keep.push_back(a);
     }
   }
@@ -285,6 +294,7 @@ void parse_step(StepArgs& s, const SnapshotRef& sn, const py::object& xs, const 
   s.d.y = s.y.data();
   s.d.labels = s.labels.data();
   s.d.sw = s.sw.data();
+  s.d.sw_steps = s.sw_steps.data();
   s.d.idx = parse_idx(idx, rows, s.d.batch, s.idx_keep);
 }
 
@@ -526,9 +536,10 @@ void register_graph(py::module_& m) {
                    throw py::type_error(w + ": expected (kind, from_logits, delta, weight) or "
                                         "None, got " + type_name(h));
                  py::sequence t = py::reinterpret_borrow<py::sequence>(h);
-                 if (t.size() != 4)
+                 if (t.size() < 4 || t.size() > 6)
                    throw py::value_error(w + ": expected 4 items (kind, from_logits, delta, "
-                                         "weight), got " + std::to_string(t.size()));
+                                         "weight), then optionally mask_output and "
+                                         "mask_rescale, got " + std::to_string(t.size()));
                  if (!py::isinstance<py::str>(t[0]))
                    throw py::type_error(w + ": kind must be a string, got " + type_name(t[0]));
                  L.has = true;
@@ -538,8 +549,10 @@ void register_graph(py::module_& m) {
                    // delta only matters to huber; None stands for "not given" (the default)
                    if (!t[2].is_none()) L.cfg.huber_delta = t[2].cast<float>();
                    L.weight = t[3].cast<double>();
+                   if (t.size() >= 5 && !t[4].is_none()) L.mask_output = t[4].cast<int>();
+                   if (t.size() == 6) L.mask_rescale = t[5].cast<bool>();
                  } catch (const py::cast_error&) {
-                   throw py::type_error(w + ": expected (str, bool, float, float)");
+                   throw py::type_error(w + ": expected (str, bool, float, float[, int[, bool]])");
                  }
                  if (const std::string err = nn::loss_config_error(L.cfg, false); !err.empty())
                    throw py::value_error(w + ": " + err);

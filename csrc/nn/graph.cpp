@@ -243,6 +243,18 @@ void Graph::set_losses(const std::vector<GraphLoss>& losses) {
       throw std::invalid_argument("losses[" + std::to_string(j) + "]: weight must be finite");
     if (const std::string err = loss_config_error(L.cfg, false); !err.empty())
       throw std::invalid_argument("losses[" + std::to_string(j) + "]: " + err);
+    if (L.mask_output < 0) continue;
+    const size_t k = size_t(L.mask_output);
+    if (k >= outputs_.size() || k == j || losses[k].has)
+      throw std::invalid_argument("losses[" + std::to_string(j) + "]: mask_output " +
+                                  std::to_string(L.mask_output) +
+                                  " must name another output without a loss");
+    if (tensors_[size_t(outputs_[k])].size != output_lead(int(j)))
+      throw std::invalid_argument("losses[" + std::to_string(j) + "]: the mask (output " +
+                                  std::to_string(k) + ") has " +
+                                  std::to_string(tensors_[size_t(outputs_[k])].size) +
+                                  " values per sample, the loss has " +
+                                  std::to_string(output_lead(int(j))) + " rows per sample");
   }
   losses_ = losses;
   has_losses_ = false;
@@ -799,6 +811,23 @@ void Graph::check_labels(const StepData& d) const {
   }
 }
 
+// Keras's apply_mask for the mean reductions: a kept row weighs (its sample weight times)
+// rows / kept, a masked row 0, so that the mean over all rows is the mean over the kept ones;
+// no row kept: every weight 0 (Keras divides with divide_no_nan). Without rescale (Keras's
+// "sum" reduction) a kept row weighs its sample weight. Written to sw_buf_[j].
+const float* Graph::masked_weights(int j, const float* keep, const float* sw, int64_t rows) {
+  int64_t kept = 0;
+  for (int64_t r = 0; r < rows; ++r) kept += keep[r] != 0.0f;
+  const float scale = !losses_[size_t(j)].mask_rescale ? 1.0f
+                      : kept                           ? float(rows) / float(kept)
+                                                       : 0.0f;
+  std::vector<float>& buf = sw_buf_[size_t(j)];
+  grow(buf, rows);
+  for (int64_t r = 0; r < rows; ++r)
+    buf[size_t(r)] = keep[r] != 0.0f ? (sw ? sw[r] * scale : scale) : 0.0f;
+  return buf.data();
+}
+
 void Graph::losses(const StepData& d, bool want_grad) {
   total_ = 0.0;
   const int64_t B = d.batch;
@@ -832,7 +861,16 @@ void Graph::losses(const StepData& d, bool want_grad) {
         tgt = tgt_buf_[j].data();
       }
     }
-    if (d.sw && d.sw[j]) {
+    if (d.sw && d.sw[j] && d.sw_steps && d.sw_steps[j]) {
+      sw = d.sw[j];  // a weight per loss row already: only gathered
+      if (d.idx) {
+        grow(sw_buf_[j], rows);
+        for (int64_t r = 0; r < B; ++r)
+          std::memcpy(sw_buf_[j].data() + r * lead, d.sw[j] + d.idx[r] * lead,
+                      sizeof(float) * size_t(lead));
+        sw = sw_buf_[j].data();
+      }
+    } else if (d.sw && d.sw[j]) {
       sw = d.sw[j];
       if (d.idx || lead > 1) {  // gathered and repeated for every loss row of a sample
         grow(sw_buf_[j], rows);
@@ -843,6 +881,8 @@ void Graph::losses(const StepData& d, bool want_grad) {
         sw = sw_buf_[j].data();
       }
     }
+    const float* keep = L.mask_output >= 0 ? main_.out[size_t(L.mask_output)] : nullptr;
+    if (keep != nullptr) sw = masked_weights(int(j), keep, sw, rows);
     float* grad = want_grad ? main_.gptr[size_t(t)] : nullptr;
     const double l =
         loss_value_grad(used_loss_[j], rows, c, main_.tptr[size_t(t)], tgt, lab, sw, grad);
@@ -857,6 +897,7 @@ void Graph::losses(const StepData& d, bool want_grad) {
     const float* p = main_.out[j];
     int64_t correct = 0;
     for (int64_t r = 0; r < rows; ++r) {
+      if (keep != nullptr && keep[r] == 0.0f) continue;
       const float* pr = p + r * c;
       if (L.cfg.kind == LossKind::binary_crossentropy) {
         for (int64_t k = 0; k < c; ++k) correct += (pr[k] > 0.5f) == (tgt[r * c + k] > 0.5f);

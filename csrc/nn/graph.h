@@ -66,6 +66,13 @@ struct GraphLoss {
   bool has = false;
   LossConfig cfg;      // as given
   double weight = 1.0;  // Keras's loss_weights are Python floats: the total is formed in double
+  // Index of another output holding this loss's mask, one value per loss row of a sample
+  // (nonzero: the row counts), or -1. As Keras: the loss is sum(w l) / (rows kept) and
+  // accuracy counts the kept rows only.
+  int mask_output = -1;
+  // Keras's mean reductions scale kept rows by rows / kept; its "sum" reduction does not (the
+  // caller then scales the weights by the rows itself).
+  bool mask_rescale = true;
 };
 
 // What one train/test step reads; arrays are full data sets, idx picks the batch rows.
@@ -74,6 +81,8 @@ struct StepData {
   const float* const* y = nullptr;         // per output: dense targets, or null
   const int32_t* const* labels = nullptr;  // per output: sparse labels, or null
   const float* const* sw = nullptr;        // per output: per-row sample weights, or null
+  const char* sw_steps = nullptr;          // per output: 1 when sw has a weight per loss row
+                                           // (rows x lead, Keras's temporal weights), else 0
   const int64_t* idx = nullptr;            // batch rows (null: rows 0..batch-1)
   int64_t batch = 0;
 };
@@ -200,6 +209,7 @@ class Graph {
   std::unique_ptr<InferContext> take_context();
   void give_context(std::unique_ptr<InferContext> c);
   void losses(const StepData& d, bool want_grad);
+  const float* masked_weights(int j, const float* keep, const float* sw, int64_t rows);
   void check_labels(const StepData& d) const;
 
   std::vector<Tensor> tensors_;

@@ -24,6 +24,8 @@ class Activation(Layer):
         >>> Activation("tanh")
     """
 
+    supports_masking = True
+
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation, self._act_params = activations.resolve(activation)
@@ -45,6 +47,8 @@ class Activation(Layer):
 class LeakyReLU(Layer):
     """``x`` for x >= 0, ``negative_slope * x`` otherwise (Keras 3 default slope 0.3)."""
 
+    supports_masking = True
+
     def __init__(self, negative_slope=0.3, **kwargs):
         super().__init__(**kwargs)
         self.negative_slope = real_in(negative_slope, "negative_slope", 0.0, float("inf"),
@@ -60,6 +64,8 @@ class LeakyReLU(Layer):
 class ELU(Layer):
     """``x`` for x > 0, ``alpha * (exp(x) - 1)`` otherwise."""
 
+    supports_masking = True
+
     def __init__(self, alpha=1.0, **kwargs):
         super().__init__(**kwargs)
         self.alpha = real_in(alpha, "alpha", 0.0, float("inf"), hi_open=True)
@@ -74,12 +80,16 @@ class ELU(Layer):
 class ReLU(Layer):
     """Rectified linear unit (without Keras's max_value/threshold options)."""
 
+    supports_masking = True
+
     def _emit(self, spec, inputs):
         return _act(spec, self._single(inputs), "relu", [], self.name)
 
 
 class Softmax(Layer):
     """Softmax over `axis` (Keras's numbering; default the last)."""
+
+    supports_masking = True
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
@@ -102,6 +112,8 @@ class Softmax(Layer):
 class PReLU(Layer):
     """``x`` for x > 0, ``alpha * x`` otherwise, with a learnable ``alpha`` per input element
     (initialised to zeros, as Keras does)."""
+
+    supports_masking = True
 
     def __init__(self, alpha_initializer="zeros", **kwargs):
         super().__init__(**kwargs)

@@ -30,6 +30,8 @@ class Dense(Layer):
         >>> layer = Dense(4, activation="relu")
     """
 
+    supports_masking = True
+
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, kernel_constraint=None,

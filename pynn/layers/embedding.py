@@ -4,7 +4,8 @@ Masks: a layer that makes a mask (Embedding with ``mask_zero=True``, Masking) re
 graph being built, a per-step float tensor (1 = keep, 0 = skip) for its output tensor. The
 recurrent layers read it (a masked step carries the state over, as in Keras), and layers
 that keep the time axis as it is (recurrent layers with return_sequences, Bidirectional,
-TimeDistributed) hand it on to their output.
+TimeDistributed) hand it on to their output; the other layers follow Keras's rules in
+pynn.layers.masks, and the mask of a model output weighs its loss and metrics.
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ class Embedding(Layer):
     Example:
         >>> layer = Embedding(input_dim=1000, output_dim=16, mask_zero=True)
     """
+
+    _masks_in_emit = True   # its own mask (mask_zero) or none
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
                  embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
@@ -100,6 +103,9 @@ class Masking(Layer):
     Example:
         >>> layer = Masking(mask_value=0.0)
     """
+
+    supports_masking = True
+    _masks_in_emit = True
 
     def __init__(self, mask_value=0.0, **kwargs):
         super().__init__(**kwargs)

@@ -13,6 +13,7 @@ Invariants:
 """
 from __future__ import annotations
 
+from pynn.layers import masks
 from pynn.layers.layer import KerasTensor, Layer, flatten_inputs
 
 
@@ -121,7 +122,9 @@ class Lambda(Layer):
         trace = self._trace_for([spec.shapes[t] for t in inputs])
         value = {id(t): tid for t, tid in zip(trace.inputs, inputs)}
         for node in trace.nodes:
-            outs = node.layer._emit(spec, [value[id(t)] for t in node.inputs])
+            ins = [value[id(t)] for t in node.inputs]
+            outs = node.layer._emit(spec, ins)
+            masks.propagate(node.layer, spec, ins, outs)
             for t, tid in zip(node.outputs, outs):
                 value[id(t)] = tid
         return [value[id(t)] for t in trace.outputs]

@@ -292,7 +292,13 @@ class Layer:
 
     Subclasses override `build(input_shape)` to create weights with `add_weight`, and `_emit`
     (pynn's built-in layers) to append their ops to the graph.
+
+    ``supports_masking`` (Keras's flag): the layer hands its input's mask on to its outputs
+    (see pynn.layers.masks); layers without it drop the mask.
     """
+
+    supports_masking = False
+    _masks_in_emit = False   # the layer records its outputs' masks in _emit itself
 
     def __init__(self, name=None, trainable=True, input_shape=None, input_dim=None, dtype=None,
                  **kwargs):
@@ -589,6 +595,10 @@ class Layer:
         if args or kwargs:
             raise TypeError(f"{self.name}: unexpected call arguments "
                             f"{list(kwargs) or len(args)}")
+        if mask is not None:
+            raise ValueError(f"{self.name}: mask: masks come from Embedding(mask_zero=True) or "
+                             f"Masking and flow through the graph by themselves; passing one "
+                             f"to a layer call is not supported, got {type(mask).__name__}")
         flat, structure = flatten_inputs(inputs, self.name)
         if not flat:
             raise ValueError(f"{self.name}: called on no inputs")

@@ -6,12 +6,17 @@ import numbers
 from typing import Any
 
 from pynn.layers.layer import KerasTensor, Layer
+from pynn.layers.masks import concatenated, merged
 
 
 class _Merge(Layer):
     op = ""
     min_inputs = 2
     max_inputs: int | None = None
+    supports_masking = True
+
+    def _output_mask(self, spec, inputs, masks):
+        return merged(spec, self.name, masks)
 
     def _emit(self, spec, inputs):
         n = len(inputs)
@@ -74,9 +79,16 @@ def _axis(value, name):
 class Concatenate(Layer):
     """Joins its inputs along `axis` (Keras counts the batch axis as 0; default -1)."""
 
+    supports_masking = True
+
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
         self.axis = _axis(axis, "axis")
+
+    def _output_mask(self, spec, inputs, masks):
+        rank = len(spec.shapes[inputs[0]])
+        ax = self.axis if self.axis < 0 else self.axis - 1
+        return concatenated(spec, self.name, inputs, masks, ax - rank if ax >= 0 else ax)
 
     def _emit(self, spec, inputs):
         if len(inputs) < 2:

@@ -16,6 +16,8 @@ def check_seed(seed):
 
 
 class _Noise(Layer):
+    supports_masking = True
+
     _kind = ""
     _arg = ""
 
@@ -98,6 +100,8 @@ class ActivityRegularization(Layer):
     Args:
         l1, l2: non-negative coefficients.
     """
+
+    supports_masking = True
 
     def __init__(self, l1=0.0, l2=0.0, **kwargs):
         super().__init__(**kwargs)

@@ -44,6 +44,8 @@ class _AffineNorm(Layer):
     """Shared arguments and weights of the layer and group normalisations: gamma (if scale)
     then beta (if center), Keras's order."""
 
+    supports_masking = True
+
     def __init__(self, epsilon, center, scale, beta_initializer, gamma_initializer,
                  beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint,
                  **kwargs):
@@ -192,6 +194,8 @@ class UnitNormalization(Layer):
     Args:
         axis: int or list of ints (Keras's numbering), default -1.
     """
+
+    supports_masking = True
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)

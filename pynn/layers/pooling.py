@@ -150,6 +150,8 @@ class GlobalAveragePooling1D(BaseGlobalPooling):
     Masking layer are left out of the mean, as in Keras."""
 
     rank, fn = 1, "avg"
+    supports_masking = True
+    _masks_in_emit = True   # reads the mask, hands none on
 
     def _emit(self, spec, inputs):
         from pynn.layers.embedding import masked_average

@@ -54,6 +54,8 @@ class Normalization(_Preprocessing):
         >>> model = pynn.Sequential([pynn.Input((8,)), norm, Dense(1)])
     """
 
+    supports_masking = True
+
     def __init__(self, axis=-1, mean=None, variance=None, invert=False, **kwargs):
         super().__init__(**kwargs)
         if axis is None:
@@ -210,6 +212,8 @@ class Rescaling(_Preprocessing):
     Args:
         scale, offset: numbers.
     """
+
+    supports_masking = True
 
     def __init__(self, scale, offset=0.0, **kwargs):
         super().__init__(**kwargs)

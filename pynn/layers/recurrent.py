@@ -13,10 +13,16 @@ input, forget, cell, output; GRU: update, reset, candidate); a GRU with ``reset_
 A mask (Embedding(mask_zero=True), Masking) reaches the recurrent layer through the graph:
 a masked step keeps the previous state, and its output is that state.
 
-dropout / recurrent_dropout (training only) draw one mask per sequence, as Keras does: over
-the input features (kept at every step) and over h' where it enters the recurrent kernel.
-Keras draws a separate recurrent mask per gate; pynn shares one across the gates (the same
-expected value and rate, one GEMM per step instead of one per gate).
+dropout / recurrent_dropout (training only; none at inference) draw their masks once per
+sequence, as Keras 3 does (its cells cache them for every step of a batch): over the input
+features and over h' where it enters the recurrent kernel, each entry kept with probability
+1 - rate and scaled by 1 / (1 - rate). With recurrent_dropout = 0 Keras 3 (LSTM/GRU
+implementation 2) also shares one input mask across the gates, as pynn does. With
+recurrent_dropout > 0 Keras switches to implementation 1 and draws one input mask and one
+recurrent mask per gate (4 for LSTM, 3 for GRU, independent); pynn shares one of each across
+the gates: the same distribution per entry and the same per-sequence structure, but the
+gates' masks are equal instead of independent (one GEMM per step instead of one per gate).
+SimpleRNN has one of each in both.
 
 Not supported (a clear error): stateful=True, initial_state, constraints,
 activity_regularizer, activations with non-default parameters.
@@ -40,6 +46,8 @@ class RNN(Layer):
 
     cell = "simple"
     gates = 1
+    supports_masking = True
+    _masks_in_emit = True
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -294,6 +302,9 @@ class Bidirectional(Layer):
         >>> layer = Bidirectional(LSTM(16, return_sequences=True))
     """
 
+    supports_masking = True
+    _masks_in_emit = True
+
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None,
                  **kwargs):
         if isinstance(layer, dict):
@@ -350,6 +361,9 @@ class Bidirectional(Layer):
         a, b = fw[0], bw[0]
         states = fw[1:] + bw[1:]
         if self.merge_mode is None:
+            if self.return_sequences:
+                set_mask(spec, a, mask_of(spec, x))
+                set_mask(spec, b, mask_of(spec, x))
             return [a, b] + states
         shape = spec.shapes[a]
         if self.merge_mode == "concat":
@@ -382,6 +396,8 @@ class TimeDistributed(Layer):
     """
 
     _ROW_WISE = ("Dense", "Activation", "Dropout", "ReLU", "LeakyReLU", "ELU", "Softmax")
+    supports_masking = True
+    _masks_in_emit = True
 
     def __init__(self, layer, **kwargs):
         if isinstance(layer, dict):

@@ -5,6 +5,7 @@ import numbers
 from typing import Any
 
 from pynn import _random
+from pynn.layers.embedding import mask_of
 from pynn.layers.layer import Layer, on_last_axis, real_in
 
 
@@ -16,6 +17,8 @@ class Dropout(Layer):
         rate: fraction to drop, in [0, 1).
         seed: integer for a fixed mask sequence; default from `pynn.utils.set_random_seed`.
     """
+
+    supports_masking = True
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -46,6 +49,8 @@ class BatchNormalization(Layer):
     Weights, in Keras's order: gamma (if scale), beta (if center), moving_mean,
     moving_variance.
     """
+
+    supports_masking = True
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
         super().__init__(**kwargs)
@@ -81,9 +86,12 @@ class BatchNormalization(Layer):
                              f"{self.moving_mean.shape[0]} features on axis {self.axis}, got "
                              f"input shape {(None,) + shape}")
         # The engine's op normalises the last axis; another feature axis (channels_first
-        # images: axis=1) is moved there and back.
+        # images: axis=1) is moved there and back. A mask on the steps (features last) makes
+        # the training statistics those of the kept steps, as in Keras.
+        mask = mask_of(spec, x) if a == len(shape) - 1 else None
         return on_last_axis(spec, self.name, x, a, lambda t: spec.add_node(
-            "batchnorm", [t], [spec.shapes[t]], self._param_ids(spec),
+            "batchnorm", [t] if mask is None else [t, mask], [spec.shapes[t]],
+            self._param_ids(spec),
             {"momentum": self.momentum, "epsilon": self.epsilon, "center": self.center,
              "scale": self.scale}, self.name))
 

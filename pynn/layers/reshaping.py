@@ -117,6 +117,8 @@ class Reshape(Layer):
 class Identity(Layer):
     """Returns its input unchanged."""
 
+    supports_masking = True
+
     def _emit(self, spec, inputs):
         x = self._single(inputs)
         return _view(spec, self, x, spec.shapes[x], "identity")

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pynn._keras_metrics.reduction import MeanMetricWrapper
 from pynn.losses import CLASSIFICATION_KINDS
 
 # the name a user writes -> what is computed; the log key stays the user's spelling
@@ -78,6 +79,16 @@ def _weighted_metric(m, loss_kind, width):
                     f"y_pred) or pynn.metrics.Metric objects, got {m!r}")
 
 
+def _masked_weights(mask, sample_weight, rows):
+    """Keras's apply_mask with reduction "sum": the mask (0/1) as weights, times the sample
+    weights when there are some (per sample, repeated over the steps, or per step)."""
+    m = (np.asarray(mask).reshape(rows, -1) != 0).astype(np.float32)
+    if sample_weight is None:
+        return m
+    sw = np.asarray(sample_weight, dtype=np.float32).reshape(rows, -1)
+    return m * sw
+
+
 class MetricSet:
     """All metrics of one compiled model for one pass (an epoch, or one evaluate)."""
 
@@ -85,6 +96,8 @@ class MetricSet:
         self.loss_kind = loss_kind
         self.width = width
         self.sample_shape = tuple(sample_shape) if sample_shape is not None else (width,)
+        # classes per step (a sequence output (steps, classes) has width steps * classes)
+        self.classes = self.sample_shape[-1] if self.sample_shape else width
         self.names = list(names)  # as the user wrote them: the log keys
         # user metrics (functions, Metric objects) by log key; reset for every pass
         self.custom = dict(custom or {})
@@ -164,10 +177,10 @@ class MetricSet:
         self.rows = 0
         self.correct = 0
         self.decisions = 0
-        k = 2 if self.binary else max(2, self.width)
+        k = 2 if self.binary else max(2, self.classes)
         self.confusion = np.zeros((k, k), dtype=np.int64)
         # AUC: per class (one for binary), counts of positives / negatives per score bucket
-        classes = 1 if self.binary else self.width
+        classes = 1 if self.binary else self.classes
         self.pos_hist = np.zeros((classes, _THRESHOLDS), dtype=np.int64)
         self.neg_hist = np.zeros((classes, _THRESHOLDS), dtype=np.int64)
         self.scores: list[np.ndarray] = []
@@ -175,15 +188,22 @@ class MetricSet:
 
     def update(self, loss: float, correct: float, rows: int, output: np.ndarray | None = None,
                target: np.ndarray | None = None,
-               sample_weight: np.ndarray | None = None) -> None:
+               sample_weight: np.ndarray | None = None, mask: np.ndarray | None = None) -> None:
         """loss: batch mean; correct: the engine's count (classification losses); output:
         (rows, width) probabilities; target: dense (rows, width) or labels (rows,);
-        sample_weight: (rows,) for the weighted metrics, or None."""
+        sample_weight: (rows,) for the weighted metrics, or None; mask: the output's mask
+        (rows, steps...) when it has one: the engine counted only the kept steps as correct,
+        and metrics that average values (Keras's MeanMetricWrapper) weigh by it."""
         self.loss_sum += float(loss) * rows
         self.rows += rows
+        classes = self.classes
         if self.loss_kind in CLASSIFICATION_LOSSES:
             self.correct += int(correct)
-            self.decisions += rows * (self.width if self.binary else 1)
+            per_step = classes if self.binary else 1   # decisions per kept step
+            if mask is None:
+                self.decisions += rows * (self.width // classes) * per_step
+            else:
+                self.decisions += int(np.count_nonzero(mask)) * per_step
         if not self.needs_output or output is None:
             return
         if self.custom:
@@ -193,15 +213,20 @@ class MetricSet:
                 y_true = y_true.reshape(y_pred.shape)
             y_true = y_true.astype(np.float32, copy=False)
             for key, m in self.custom.items():
-                if key in self.weighted:
-                    m.update_state(y_true, y_pred, sample_weight=sample_weight)
-                else:
+                sw = sample_weight if key in self.weighted else None
+                if mask is not None and isinstance(m, MeanMetricWrapper):
+                    sw = _masked_weights(mask, sw, rows)
+                if sw is None:
                     m.update_state(y_true, y_pred)
+                else:
+                    m.update_state(y_true, y_pred, sample_weight=sw)
             if all(k == "custom" for k in self.kinds):
                 return
-        out = np.asarray(output, dtype=np.float64).reshape(rows, -1)
+        # one row per decision of a step: (rows * steps, classes)
+        out = np.asarray(output, dtype=np.float64).reshape(-1, self.classes)
+        steps = out.shape[0]
         labels = (self.loss_kind not in CLASSIFICATION_LOSSES and not self.binary
-                  and np.asarray(target).size == rows)   # integer labels for a custom loss
+                  and np.asarray(target).size == steps)   # integer labels for a custom loss
         if self.binary:
             true = (np.asarray(target, dtype=np.float64).reshape(rows, -1) > 0.5).ravel()
             true = true.astype(np.int64)
@@ -213,12 +238,16 @@ class MetricSet:
             if self.loss_kind == "sparse_categorical_crossentropy" or labels:
                 true = np.asarray(target).reshape(-1).astype(np.int64)
             else:
-                true = np.argmax(np.asarray(target).reshape(rows, -1), axis=1)
+                true = np.argmax(np.asarray(target).reshape(steps, -1), axis=1)
             scores = out.T
-            truth = (true[None, :] == np.arange(self.width)[:, None]).astype(np.int64)
+            truth = (true[None, :] == np.arange(self.classes)[:, None]).astype(np.int64)
         if self.loss_kind not in CLASSIFICATION_LOSSES:
-            self.correct += int((pred == true).sum())
-            self.decisions += pred.size
+            hit = pred == true
+            if mask is not None:   # accuracy over the kept steps (Keras: the mask as weights)
+                keep = np.repeat(np.asarray(mask).reshape(-1) != 0, hit.size // steps)
+                hit = hit[keep] if keep.size == hit.size else hit
+            self.correct += int(hit.sum())
+            self.decisions += hit.size
         np.add.at(self.confusion, (np.clip(true, 0, self.confusion.shape[0] - 1),
                                    np.clip(pred, 0, self.confusion.shape[0] - 1)), 1)
         if "auc" in self.kinds:
@@ -269,7 +298,7 @@ class MetricSet:
                        where=precision + recall > 0)
         value = {"precision": precision, "recall": recall, "f1_score": f1}[kind]
         # binary: the positive class; multi-class: the macro average over classes
-        return float(value[1]) if self.binary else float(value[: self.width].mean())
+        return float(value[1]) if self.binary else float(value[: self.classes].mean())
 
     def _auc(self):
         """Running estimate of the area under the ROC curve from the bucketed scores

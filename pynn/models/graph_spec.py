@@ -27,6 +27,10 @@ conv              strides, padding (valid, same, causal),      [kernel (kw, c/gr
                   dilation_rate, groups, activation,           (kh, kw, c/groups, f), bias (f)]
                   act_params, use_bias                         (w, c) -> (ow, f),
                                                                (h, w, c) -> (oh, ow, f)
+conv_transpose    strides, padding (valid, same),              [kernel (kw, f, c) or
+                  output_padding ([] for Keras's None),        (kh, kw, f, c), bias (f)]
+                  dilation_rate, activation, act_params,       (w, c) -> (ow, f); twin in
+                  use_bias                                     reference/conv_transpose.py
 max_pool,         pool_size, strides (default pool_size),      (w, c) -> (ow, c),
 avg_pool          padding (valid, same)                        (h, w, c) -> (oh, ow, c)
 global_pool       fn (avg, max), keepdims                      (..., c) -> (c,) or (1, .., 1, c)
@@ -82,7 +86,12 @@ weight)`` with the kinds of `pynn.losses` (mean_squared_error, mean_absolute_err
 binary_crossentropy, categorical_crossentropy, sparse_categorical_crossentropy) or
 ``mean_of_output``, the mean of the output itself (the per-sample values of a traced custom
 loss; no target); the total loss is the weighted sum plus the L1/L2 penalties of trainable
-weights. The twins of embedding, rnn and slice are in pynn/reference/rnn.py.
+weights. A fifth entry, ``mask_output``, names another output (without a loss) holding one
+value per loss row of a sample: the loss then counts only the rows whose value is nonzero,
+as Keras weighs a loss by the mask of y_pred (see pynn.layers.masks); accuracy likewise. A
+sixth, ``mask_rescale`` (default True), weighs the kept rows by rows / kept (Keras's mean
+reductions) or, False, by 1 (its "sum" reduction).
+The twins of embedding, rnn and slice are in pynn/reference/rnn.py.
 """
 from __future__ import annotations
 

@@ -206,6 +206,8 @@ def _no_trainable_to_keras(cfg: dict[str, Any]) -> dict[str, Any]:
 
 LAYERS.update({name: KerasLayer(to_keras=_no_trainable_to_keras)
                for name in ("SpatialDropout1D", "SpatialDropout2D")})
+LAYERS.update({name: KerasLayer(weights=own("kernel", "bias"))
+               for name in ("Conv1DTranspose", "Conv2DTranspose")})
 
 # The optimizer's slots in Keras's ``optimizer/vars``, after the iteration count and the
 # learning rate: for each block, every trainable weight in the model's order with the listed

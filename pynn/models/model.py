@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pynn.layers import masks
 from pynn.layers.layer import (
     KerasTensor,
     Layer,
@@ -272,6 +273,7 @@ class Model(Trainer, Layer):
         for node in self._nodes:
             ins = [value[id(t)] for t in node.inputs]
             outs = node.layer._emit(spec, ins)
+            masks.propagate(node.layer, spec, ins, outs)
             for t, tid in zip(node.outputs, outs):
                 value[id(t)] = tid
         return [value[id(t)] for t in self._outputs]
@@ -301,6 +303,9 @@ class Model(Trainer, Layer):
             return Layer.__call__(self, inputs, *args, training=training, mask=mask, **kwargs)
         if training:
             raise ValueError("training=True: pynn runs training only inside fit/train_on_batch")
+        if mask is not None:
+            raise ValueError(f"{self.name}: mask: masks come from the model's own layers "
+                             f"(Embedding(mask_zero=True), Masking); got {type(mask).__name__}")
         return self.predict(inputs, verbose=0)
 
     @property

@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike
 
 from pynn import losses as losses_mod
 from pynn import optimizers as optimizers_mod
+from pynn.layers.embedding import mask_of
 from pynn.layers.layer import _TRAINABLE_GENERATION
 from pynn.layers.ops_layer import is_scalar_sample
 from pynn.models._metrics import MetricSet
@@ -76,6 +77,7 @@ class _Logs:
     """The running logs of one pass: the total loss and each output's metrics."""
 
     def __init__(self, model):
+        self.model = model
         self.names = model._output_names
         self.sets = [m.fresh() if m is not None else None for m in model._metric_sets]
         self.single = len(self.names) == 1
@@ -90,11 +92,14 @@ class _Logs:
                targets: Any, sample_weight: Any = None) -> None:
         self.loss_sum += float(total) * rows
         self.rows += rows
+        masks = self.model._step_masks if (self.model._loss_masks
+                                           or self.model._custom_masks) else None
         for j, m in enumerate(self.sets):
             if m is None:
                 continue
             out = None if outs is None else outs[j]
-            m.update(losses[j], correct[j], rows, out, targets[j], sample_weight)
+            m.update(losses[j], correct[j], rows, out, targets[j], sample_weight,
+                     None if masks is None else masks.get(j))
 
     def results(self, final: bool = False) -> dict[str, float]:
         logs = {"loss": self.loss_sum / self.rows if self.rows else float("nan")}
@@ -127,6 +132,9 @@ class Trainer:
         self._pgraph = None     # the graph predict runs on: the same one unless a loss is traced
         self._pspec = None
         self._custom = []       # outputs whose loss is traced from pynn.ops (custom losses)
+        self._loss_masks = []   # outputs whose loss is weighed by their mask (Keras)
+        self._custom_masks = []  # outputs whose traced loss is weighed by their mask
+        self._step_masks = None  # {output: its mask in the last step}, for the metrics
         self._target_shapes = {}
         self._gen_seen = -1
         self.optimizer = None
@@ -170,7 +178,11 @@ class Trainer:
                 self._resolve_compile()
             self._custom = [j for j, lo in enumerate(self._losses or [])
                             if lo is not None and lo.is_custom] if self.compiled else []
-            if self._custom:
+            self._loss_masks = [j for j, lo in enumerate(self._losses or [])
+                                if lo is not None and not lo.is_custom
+                                and mask_of(self._pspec, self._pspec.outputs[j]) is not None
+                                ] if self.compiled else []
+            if self._custom or self._loss_masks:
                 self._spec = self._build_train_spec()
                 self._graph = self._spec.to_core()
             else:
@@ -188,7 +200,9 @@ class Trainer:
     def _build_train_spec(self):
         """The model's graph plus, for each output with a traced (custom) loss, an input for
         its targets and the loss function's ops on (targets, output); those per-sample losses
-        are extra outputs whose loss is their mean (``mean_of_output``)."""
+        are extra outputs whose loss is their mean (``mean_of_output``). Then, for each output
+        whose loss is masked (`_loss_masks`), its mask as one more output, which the engine's
+        loss reads (Keras weighs a loss by the mask of y_pred) and the metrics get back."""
         from pynn.layers.layer import KerasTensor
         from pynn.layers.reshaping import Input
         from pynn.models.model import Model
@@ -196,6 +210,7 @@ class Trainer:
         spec = self._build_spec()
         n_out = len(spec.outputs)
         extra = []
+        self._custom_masks = []   # the custom losses weighed by their output's mask
         for j in self._custom:
             lo = self._losses[j]
             out_tid = spec.outputs[j]
@@ -216,7 +231,22 @@ class Trainer:
                                 f"y_true and y_pred with pynn.ops, got {type(value).__name__}")
             if value is yt or value is yp:
                 value = value * 1.0
-            extra += Model([yt, yp], value)._emit(spec, [target, out_tid])
+            (v,) = Model([yt, yp], value)._emit(spec, [target, out_tid])
+            mask = mask_of(spec, out_tid)
+            if mask is not None and spec.shapes[v] == spec.shapes[mask]:
+                # values per step: Keras's loss weighs them by y_pred's mask too; as (steps, 1)
+                # each step is a loss row the mask can weigh (the plain mean is unchanged)
+                (v,) = spec.add_node("reshape", [v], [spec.shapes[v] + (1,)],
+                                     attrs={"target_shape": list(spec.shapes[v]) + [1]},
+                                     name=f"{self._output_names[j]}_loss_rows")
+                self._custom_masks.append(j)
+            extra.append(v)
+        for j in self._loss_masks + self._custom_masks:
+            m = mask_of(spec, spec.outputs[j])
+            if m in spec.outputs[:n_out] or m in extra:   # an output only once
+                (m,) = spec.add_node("identity", [m], [spec.shapes[m]],
+                                     name=f"{self._output_names[j]}_loss_mask")
+            extra.append(m)
         spec.outputs = list(spec.outputs[:n_out]) + extra
         return spec
 
@@ -318,13 +348,10 @@ class Trainer:
         self.compiled = True
         self.stop_training = False
         if self._graph is not None:
-            traced = any(lo is not None and lo.is_custom for lo in self._losses or [])
-            if traced or self._graph is not self._pgraph:
-                # a traced loss needs its own training graph (and a plain one no longer does)
-                self._graph = None
-                self._ensure_graph()
-            else:
-                self._attach_compile()
+            # a traced or masked loss needs its own training graph (and a plain one no longer
+            # does); otherwise this reuses the predict graph and attaches the new losses
+            self._graph = None
+            self._ensure_graph()
 
     def _resolve_compile(self):
         names = self._output_names
@@ -380,6 +407,14 @@ class Trainer:
             entries.append((kind, bool(getattr(lo, "from_logits", False)),
                             float(getattr(lo, "delta", 1.0)), self._loss_weights[j]))
         entries += [("mean_of_output", False, 1.0, self._loss_weights[j]) for j in self._custom]
+        first = len(entries)
+        # the loss of output j (or of its custom loss's values) reads the k-th mask output
+        at = self._loss_masks + [len(self._losses) + self._custom.index(j)
+                                 for j in self._custom_masks]
+        for k, (e, j) in enumerate(zip(at, self._loss_masks + self._custom_masks)):
+            # Keras's "sum" reduction weighs the kept rows by 1, the means by rows / kept
+            entries[e] = entries[e] + (first + k, self._losses[j].reduction != "sum")
+        entries += [None] * len(at)
         g.set_losses(entries)
         self.optimizer._attach(g)
         from pynn.models.state import param_paths
@@ -544,29 +579,34 @@ class Trainer:
         sws = [None if lo is None else sw for lo in self._losses]
         if getattr(self, "_target_cache", None) is not None:
             ys, sws = self._engine_targets(ys, sws, idx)
-        if not self._custom:
+        if not self._custom and not self._loss_masks:
             if not train:
                 return g.test_step(xs, ys, sws, idx, want)
             out = g.train_step(xs, ys, sws, idx, want)
             self._apply_constraints()
             return out
-        self._retarget(ys)
-        g = self._graph
-        custom = self._custom
+        if self._custom:
+            self._retarget(ys)
+            g = self._graph
+        custom, masked = self._custom, self._loss_masks + self._custom_masks
         n_out = len(self._losses)
         xs2 = list(xs) + [ys[j].reshape(ys[j].shape[0], -1) for j in custom]
-        ys2 = [None if j in custom else ys[j] for j in range(n_out)] + [None] * len(custom)
+        ys2 = [None if j in custom else ys[j] for j in range(n_out)]
+        ys2 += [None] * (len(custom) + len(masked))
         sws2 = [None if j in custom else w for j, w in enumerate(sws)]
-        sws2 += [sws[j] for j in custom]
+        sws2 += [sws[j] for j in custom] + [None] * len(masked)
+        # the masks come back as outputs for the metrics (Keras weighs them by the mask too)
         total, losses, correct, outs = (g.train_step if train else g.test_step)(
-            xs2, ys2, sws2, idx, want)
+            xs2, ys2, sws2, idx, want or bool(masked))
         if train:
             self._apply_constraints()
         extra = losses[n_out:]
         losses, correct = list(losses[:n_out]), list(correct[:n_out])
         for k, j in enumerate(custom):
             losses[j] = extra[k]
-        return total, losses, correct, (None if outs is None else list(outs[:n_out]))
+        first = n_out + len(custom)
+        self._step_masks = {j: outs[first + k] for k, j in enumerate(masked)} if masked else None
+        return total, losses, correct, (list(outs[:n_out]) if want else None)
 
     def _apply_constraints(self):
         """Projects every constrained weight that just learned (Keras applies a weight's
@@ -605,6 +645,9 @@ class Trainer:
             if lo.reduction == "sum" and ys[j] is not None:
                 n = ys[j].shape[0]
                 rows = n if idx is None else idx.size
+                # the engine averages over every loss row: the steps of a sequence too
+                if not lo.is_custom:
+                    rows *= math.prod(self._outputs[j].sample_shape[:-1])
                 key = ("w", j, n, rows)
                 hit = cache.get(key)
                 if hit is None or hit[0] is not sws[j]:
@@ -619,18 +662,23 @@ class Trainer:
         out_shape = tuple(self._outputs[j].sample_shape)
         width = math.prod(out_shape)
         if kind == "sparse_categorical_crossentropy":
-            if arr.ndim == 2 and arr.shape[1] == 1:
-                arr = arr[:, 0]
-            if arr.ndim != 1:
+            lead = out_shape[:-1]   # a label per step of a sequence output (n, steps...)
+            if arr.ndim == len(lead) + 2 and arr.shape[-1] == 1:
+                arr = arr[..., 0]
+            if lead and arr.shape[1:] == lead:
+                arr = arr.reshape(n, -1)
+            elif lead or arr.ndim != 1:
+                want = ", ".join(map(str, (n,) + lead))
                 raise ValueError(f"{name}: sparse_categorical_crossentropy expects integer "
-                                 f"labels of shape ({n},), got {arr.shape}; for one-hot targets "
-                                 f"use categorical_crossentropy")
+                                 f"labels of shape ({want}), got {arr.shape}; for one-hot "
+                                 f"targets use categorical_crossentropy")
             if arr.dtype.kind == "f" and np.any(arr != np.round(arr)):
                 raise ValueError(f"{name}: expected integer class labels, got fractional values")
             lo, hi = arr.min(), arr.max()
-            if lo < 0 or hi >= width:
-                raise ValueError(f"{name}: labels must be in [0, {width}) for a model with "
-                                 f"{width} outputs, got values in [{lo}, {hi}]")
+            classes = out_shape[-1]
+            if lo < 0 or hi >= classes:
+                raise ValueError(f"{name}: labels must be in [0, {classes}) for a model with "
+                                 f"{classes} outputs, got values in [{lo}, {hi}]")
             return np.ascontiguousarray(arr, dtype=np.int32)
         if arr.ndim == 1:
             arr = arr[:, None]
@@ -653,8 +701,13 @@ class Trainer:
             sw = raw.astype(np.float64)
             if sw.ndim == 2 and sw.shape[1] == 1:
                 sw = sw[:, 0]
-            if sw.shape != (n,):
-                raise ValueError(f"sample_weight: expected shape ({n},), got {sw.shape}")
+            steps = self._step_weight_shape()
+            if sw.ndim > 1 and steps is not None and sw.shape == (n,) + steps:
+                # Keras's per-step ("temporal") weights for sequence outputs
+                sw = sw.reshape(n, -1)
+            elif sw.shape != (n,):
+                also = "" if steps is None else f" or {(n,) + steps} (one per step)"
+                raise ValueError(f"sample_weight: expected shape ({n},){also}, got {sw.shape}")
             if not np.isfinite(sw).all() or (sw < 0).any():
                 raise ValueError("sample_weight: expected finite, non-negative weights")
         if class_weight is not None:
@@ -681,8 +734,20 @@ class Trainer:
                 if key < table.size:
                     table[key] = float(value)
             cw = table[cls]
-            sw = cw if sw is None else sw * cw
+            sw = cw if sw is None else sw * cw.reshape((-1,) + (1,) * (sw.ndim - 1))
         return None if sw is None else np.ascontiguousarray(sw, dtype=np.float32)
+
+    def _step_weight_shape(self):
+        """The per-sample shape of per-step sample weights: the steps of the outputs with a
+        loss when they all have the same ones (sequence outputs), else None."""
+        if self._losses is None:
+            return None
+        leads = {tuple(self._outputs[j].sample_shape[:-1])
+                 for j, lo in enumerate(self._losses) if lo is not None}
+        if len(leads) != 1:
+            return None
+        (lead,) = leads
+        return lead if lead else None
 
     def _ready_to_step(self, what):
         self._require_compiled(what)

@@ -187,8 +187,12 @@ def _batchnorm_forward(node, xs, ps, run):
         mean_id, var_id = node.params[-2], node.params[-1]
         old_mean = run.moving_stats.get(mean_id, mean)
         old_var = run.moving_stats.get(var_id, var)
-        y, xhat, inv_std, new_mean, new_var = regularization.batchnorm_forward_train(
-            rows, gamma, beta, old_mean, old_var, momentum, eps, dtype=run.dtype)
+        if len(xs) > 1:   # a mask: the statistics of the kept rows only
+            y, xhat, inv_std, new_mean, new_var = masked_batchnorm_forward_train(
+                rows, xs[1], gamma, beta, old_mean, old_var, momentum, eps)
+        else:
+            y, xhat, inv_std, new_mean, new_var = regularization.batchnorm_forward_train(
+                rows, gamma, beta, old_mean, old_var, momentum, eps, dtype=run.dtype)
         run.moving_stats[mean_id] = new_mean
         run.moving_stats[var_id] = new_var
     else:
@@ -196,13 +200,44 @@ def _batchnorm_forward(node, xs, ps, run):
                                                    dtype=run.dtype)
         inv_std = 1.0 / np.sqrt(var + eps)
         xhat = (rows - mean) * inv_std
-    return y.reshape(x.shape), (x.shape, xhat, inv_std, gamma, use_batch)
+    mask = None if len(xs) < 2 else np.asarray(xs[1])
+    return y.reshape(x.shape), (x.shape, xhat, inv_std, gamma, use_batch, mask)
+
+
+def masked_batchnorm_forward_train(rows, mask, gamma, beta, moving_mean, moving_var, momentum,
+                                   eps):
+    """Batch normalisation in training with a mask over the rows (nonzero = kept), as Keras:
+    mean and variance over the kept rows, each divided by (kept + 1e-7); every row is then
+    normalised. Returns (y, xhat, inv_std, new moving mean, new moving variance)."""
+    keep = (np.asarray(mask).reshape(-1) != 0)[:, None]
+    denom = keep.sum() + 1e-7
+    mean = np.where(keep, rows, 0.0).sum(axis=0) / denom
+    var = np.where(keep, (rows - mean) ** 2, 0.0).sum(axis=0) / denom
+    inv_std = 1.0 / np.sqrt(var + eps)
+    xhat = (rows - mean) * inv_std
+    return (gamma * xhat + beta, xhat, inv_std, momentum * moving_mean + (1 - momentum) * mean,
+            momentum * moving_var + (1 - momentum) * var)
+
+
+def masked_batchnorm_backward(dy, xhat, inv_std, keep, gamma):
+    """(dx, dgamma, dbeta) of `masked_batchnorm_forward_train`: a kept row weighs
+    w = 1 / (kept + 1e-7) in the statistics, a masked row 0."""
+    w = np.where(keep, 1.0 / (keep.sum() + 1e-7), 0.0)[:, None]
+    g = dy * gamma
+    d = xhat / inv_std
+    dvar = -0.5 * inv_std ** 2 * (g * xhat).sum(axis=0)
+    dmean = -inv_std * g.sum(axis=0) - 2.0 * dvar * (w * d).sum(axis=0)
+    dx = g * inv_std + 2.0 * dvar * w * d + dmean * w
+    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
 
 
 def _batchnorm_backward(node, saved, dy):
-    shape, xhat, inv_std, gamma, use_batch = saved
+    shape, xhat, inv_std, gamma, use_batch, mask = saved
     rows_dy = dy.reshape(xhat.shape)
-    if use_batch:
+    if use_batch and mask is not None:
+        dx, dgamma, dbeta = masked_batchnorm_backward(rows_dy, xhat, inv_std,
+                                                      mask.reshape(-1) != 0, gamma)
+    elif use_batch:
         dx, dgamma, dbeta = regularization.batchnorm_backward(rows_dy, xhat, inv_std, gamma,
                                                               dtype=xhat.dtype)
     else:
@@ -215,7 +250,9 @@ def _batchnorm_backward(node, saved, dy):
         d_params.append(dgamma)
     if node.attrs.get("center", True):
         d_params.append(dbeta)
-    return [dx.reshape(shape)], d_params + [None, None]
+    # the mask gets no gradient
+    no_grad = [] if mask is None else [np.zeros_like(mask)]
+    return [dx.reshape(shape)] + no_grad, d_params + [None, None]
 
 
 def _prelu_forward(node, xs, ps, run):
@@ -366,7 +403,20 @@ def _per_output_weights(sample_weights, n_outputs):
     return [sample_weights] * n_outputs
 
 
-def _output_loss(pred, target, kind, from_logits, delta, sample_weight):
+def masked_row_weights(mask, sample_weight, dtype=np.float64, rescale=True):
+    """Per-row loss weights for a masked output (Keras's apply_mask, mean reductions): a kept
+    row (mask != 0) weighs its sample weight (1 without) times rows / kept rows, a masked row
+    0; nothing kept: all 0. Without `rescale` (the "sum" reduction) a kept row weighs its
+    sample weight. mask: (rows,); sample_weight: (rows,) or None."""
+    keep = np.asarray(mask).reshape(-1) != 0
+    kept = int(keep.sum())
+    scale = 1.0 if not rescale else keep.size / kept if kept else 0.0
+    w = np.where(keep, scale, 0.0).astype(dtype)
+    return w if sample_weight is None else w * np.asarray(sample_weight, dtype=dtype)
+
+
+def _output_loss(pred, target, kind, from_logits, delta, sample_weight, mask=None,
+                 rescale=True):
     """One output's loss and d loss / d pred, with pred (batch, *shape).
 
     The loss acts on the last axis; any axes between the batch and the last one become more
@@ -382,6 +432,8 @@ def _output_loss(pred, target, kind, from_logits, delta, sample_weight):
     w = None
     if sample_weight is not None:
         w = np.repeat(np.asarray(sample_weight, dtype=pred.dtype).reshape(-1), per_sample)
+    if mask is not None:
+        w = masked_row_weights(mask, w, pred.dtype, rescale)
     value, grad = ref_losses.value_and_grad(kind, rows, target, w, from_logits,
                                             1.0 if delta is None else delta)
     return value, grad.reshape(pred.shape)
@@ -400,9 +452,13 @@ def _loss_and_output_grads(spec, outputs, targets, losses, sample_weights):
             per_output.append(None)
             output_grads.append(None)
             continue
-        kind, from_logits, delta, weight = spec_loss
+        kind, from_logits, delta, weight = spec_loss[:4]
         weight = 1.0 if weight is None else weight
-        value, grad = _output_loss(np.asarray(pred), target, kind, from_logits, delta, sw)
+        # a fifth entry: the index of the output holding this loss's mask; a sixth: rescale
+        mask = outputs[spec_loss[4]] if len(spec_loss) > 4 and spec_loss[4] is not None else None
+        rescale = bool(spec_loss[5]) if len(spec_loss) > 5 else True
+        value, grad = _output_loss(np.asarray(pred), target, kind, from_logits, delta, sw, mask,
+                                   rescale)
         total += weight * value
         per_output.append(value)
         output_grads.append(weight * grad)
@@ -424,7 +480,9 @@ def _penalties(spec, dtype=np.float64):
 def loss(spec, outputs, targets, losses, sample_weights=None):
     """``(total, per_output)`` for the model outputs `outputs` (as `forward` returns them).
 
-    losses: one per output, None (no loss) or ``(kind, from_logits, delta, weight)``.
+    losses: one per output, None (no loss) or ``(kind, from_logits, delta, weight)``, with
+    an optional fifth entry: the index of another output holding a mask for this loss's rows
+    (nonzero = kept; see `masked_row_weights`), and a sixth: rescale (default True).
     targets: one per output: an array like the output, or integer labels (batch, *shape[:-1])
     for sparse_categorical_crossentropy; None where there is no loss.
     sample_weights: None, one (batch,) array for every output, or a list with one per output.
@@ -520,3 +578,8 @@ OPS.update(_normalization.OPS)
 from pynn.reference import pad_crop as _pad_crop  # noqa: E402
 
 OPS.update(_pad_crop.OPS)
+
+# --- conv_transpose (Conv1DTranspose, Conv2DTranspose): pynn/reference/conv_transpose.py.
+from pynn.reference import conv_transpose as _conv_transpose  # noqa: E402
+
+OPS.update(_conv_transpose.OPS)
