@@ -214,21 +214,48 @@ def _masks_merged(keras):
     return keras.Model(inp, L.LSTM(2)(L.Concatenate()([a, b])))
 
 
-@pytest.mark.parametrize("build", [_dense_between, _masks_merged])
-def test_masks_through_other_layers_are_kept_or_refused(keras, tmp_path, build):
-    """Never silently different from Keras: where pynn hands the mask on to the recurrent
-    layer as Keras does, the file loads and predicts the same; where it does not (yet), the
-    file is refused naming the layer."""
+def _masks_added(keras):
+    """Add of a masked tensor and a Dense of it: Keras combines the masks with LogicalOr."""
+    L = keras.layers
+    inp = keras.Input((6,), dtype="int32")
+    x = L.Embedding(10, 4, mask_zero=True)(inp)
+    return keras.Model(inp, L.LSTM(2)(L.Add()([x, L.Dense(4)(x)])))
+
+
+@pytest.mark.parametrize("build", [_dense_between, _masks_merged, _masks_added])
+def test_masks_through_other_layers_match_keras(keras, tmp_path, build):
     km = build(keras)
     km.save(tmp_path / "k.keras")
     x = _inputs("embedding", case_rng("through", build.__name__))
-    try:
-        pm = pynn.models.load_model(tmp_path / "k.keras")
-    except ValueError as exc:
-        assert "Keras hands it a mask that pynn does not hand on" in str(exc)
-        return
+    pm = pynn.models.load_model(tmp_path / "k.keras")
     np.testing.assert_allclose(pm.predict(x.astype(np.float32), verbose=0), to_numpy(km(x)),
                                atol=ATOL)
+
+
+def test_a_mask_pynn_does_not_hand_on_is_refused(keras, tmp_path):
+    """A recurrent layer the file says Keras handed a mask, which pynn's graph does not mask
+    (here: an unmasked input, with a NotEqual entry and a mask keyword added by hand), is
+    refused rather than computed differently."""
+    inp = keras.Input((6, 3))
+    keras.Model(inp, keras.layers.LSTM(2)(inp)).save(tmp_path / "k.keras")
+    with zipfile.ZipFile(tmp_path / "k.keras") as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    cfg = json.loads(members["config.json"])
+    layers = cfg["config"]["layers"]
+    source = layers[1]["inbound_nodes"][0]["args"][0]
+    layers.insert(1, {"module": "keras.src.ops.numpy", "class_name": "NotEqual",
+                      "config": {"name": "not_equal"}, "registered_name": "NotEqual",
+                      "name": "not_equal",
+                      "inbound_nodes": [{"args": [source, 0.0], "kwargs": {}}]})
+    layers[2]["inbound_nodes"][0]["kwargs"]["mask"] = {
+        "class_name": "__keras_tensor__",
+        "config": {"shape": [None, 6, 3], "dtype": "bool",
+                   "keras_history": ["not_equal", 0, 0]}}
+    with zipfile.ZipFile(tmp_path / "edited.keras", "w") as zf:
+        for n, data in members.items():
+            zf.writestr(n, json.dumps(cfg) if n == "config.json" else data)
+    with pytest.raises(ValueError, match="Keras hands it a mask that pynn does not hand on"):
+        pynn.models.load_model(tmp_path / "edited.keras")
 
 
 def test_per_sample_scalars_both_ways(keras, tmp_path):
