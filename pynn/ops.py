@@ -621,7 +621,7 @@ def expand_dims(x: Tensor, axis: int) -> Tensor:
     if not 1 <= full <= rank:
         raise ValueError(f"ops.expand_dims: axis {axis} is out of range (or the batch axis) "
                          f"for a tensor of shape {x.shape}")
-    s = list(x.sample_shape)
+    s = [] if _ol.is_scalar_sample(x) else list(x.sample_shape)   # (None,): no sample axes
     s.insert(full - 1, 1)
     return reshape(x, [-1] + s)
 

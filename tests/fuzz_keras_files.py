@@ -217,6 +217,106 @@ def keras_cases(blob, h5_crafted):
     return c
 
 
+def _ref(layer, shape, dtype="float32"):
+    return {"class_name": "__keras_tensor__",
+            "config": {"shape": shape, "dtype": dtype, "keras_history": [layer, 0, 0]}}
+
+
+def ops_file(folder):
+    """Bytes of a .keras file whose functional config holds Keras's op entries, as Keras 3
+    writes them for a masked model: NotEqual (the Embedding's mask, handed to the LSTM as its
+    `mask` keyword) and Square (data: between the LSTM and the Dense). It loads."""
+    import pynn
+    from pynn import layers as L
+
+    pynn.utils.set_random_seed(6)
+    x = L.Input((6,), name="ids")
+    h = L.LSTM(4, name="lstm")(L.Embedding(9, 3, mask_zero=True, name="emb")(x))
+    pynn.Model(x, L.Dense(2, name="dense")(h)).save(os.path.join(folder, "ops.keras"))
+    with open(os.path.join(folder, "ops.keras"), "rb") as f:
+        m = members(f.read())
+    cfg = json.loads(m["config.json"])
+    entries = cfg["config"]["layers"]
+    names = [e["name"] for e in entries]
+    entries[names.index("lstm")]["inbound_nodes"][0]["kwargs"]["mask"] = _ref(
+        "not_equal", [None, 6], "bool")
+    entries[names.index("dense")]["inbound_nodes"][0]["args"][0] = _ref("square", [None, 4])
+    entries.insert(names.index("lstm"), {
+        "module": "keras.src.ops.numpy", "class_name": "NotEqual",
+        "config": {"name": "not_equal"}, "registered_name": "NotEqual", "name": "not_equal",
+        "inbound_nodes": [{"args": [_ref("ids", [None, 6], "int32"), 0], "kwargs": {}}]})
+    entries.insert(names.index("dense") + 1, {
+        "module": "keras.src.ops.numpy", "class_name": "Square", "config": {"name": "square"},
+        "registered_name": "Square", "name": "square",
+        "inbound_nodes": [{"args": [_ref("lstm", [None, 4])], "kwargs": {}}]})
+    return rezip({**m, "config.json": json.dumps(cfg).encode()})
+
+
+def ops_cases(blob):
+    """name -> bytes of a .keras file with hostile op entries (from `ops_file`'s)."""
+    m = members(blob)
+    cfg = json.loads(m["config.json"])
+
+    def edit(change):
+        c2 = json.loads(json.dumps(cfg))
+        entries = {e["name"]: e for e in c2["config"]["layers"]}
+        change(entries)
+        return rezip({**m, "config.json": json.dumps(c2).encode()})
+
+    def node(entries, name="not_equal"):
+        return entries[name]["inbound_nodes"][0]
+
+    c = {}
+    for cls in ("Eval", "PyFunc", "Map", "Cond", "Lambda", "", "__class__", None, 7):
+        c[f"op class {cls!r}"] = edit(lambda e, cls=cls: e["not_equal"].__setitem__(
+            "class_name", cls))
+    c["mask-combining op with a string argument"] = edit(lambda e: (
+        e["not_equal"].__setitem__("class_name", "LogicalOr"),
+        node(e)["args"].__setitem__(1, "x")))
+    c["mask-combining op with a setting"] = edit(lambda e: (
+        e["not_equal"].__setitem__("class_name", "ZerosLike"),
+        e["not_equal"]["config"].__setitem__("shape", [3])))
+    c["op keyword arguments"] = edit(lambda e: node(e)["kwargs"].__setitem__("x", 1))
+    c["op argument a string"] = edit(lambda e: node(e)["args"].__setitem__(1, "rm -rf /"))
+    c["op argument a bool"] = edit(lambda e: node(e)["args"].__setitem__(1, True))
+    c["op argument a dict"] = edit(lambda e: node(e)["args"].__setitem__(1, {"a": 1}))
+    c["op argument nested junk"] = edit(lambda e: node(e)["args"].__setitem__(1, [[1, "x"]]))
+    c["op no tensor"] = edit(lambda e: node(e).__setitem__("args", [1, 2]))
+    c["op args not a list"] = edit(lambda e: node(e).__setitem__("args", "x"))
+    c["op two calls"] = edit(lambda e: e["not_equal"]["inbound_nodes"].append(node(e)))
+    c["op no calls"] = edit(lambda e: e["not_equal"].__setitem__("inbound_nodes", []))
+    c["op extra config key"] = edit(lambda e: e["not_equal"]["config"].__setitem__(
+        "initial", 5))
+    c["op ref unknown tensor"] = edit(lambda e: node(e)["args"][0]["config"].__setitem__(
+        "keras_history", ["nowhere", 0, 0]))
+    c["op ref malformed"] = edit(lambda e: node(e)["args"][0]["config"].__setitem__(
+        "keras_history", "ids"))
+    for shape in ([None, -3], [None, 10**12, 10**12], [None, 5], [None, "6"], [], "x"):
+        # (an op that only computed a mask is left out: a shape it records that is merely
+        # not the model's cannot matter there)
+        for op in ("not_equal", "square") if shape != [None, 5] else ("square",):
+            c[f"{op} ref shape {shape!r}"] = edit(lambda e, s=shape, op=op: node(e, op)[
+                "args"][0]["config"].__setitem__("shape", s))
+    c["Any on a float tensor"] = edit(lambda e: e["square"].update(
+        {"class_name": "Any", "config": {"name": "square", "axis": -1, "keepdims": False}}))
+    c["Sum over the batch axis"] = edit(lambda e: e["square"].update(
+        {"class_name": "Sum", "config": {"name": "square", "axis": 0}}))
+    c["Sum axis 99"] = edit(lambda e: e["square"].update(
+        {"class_name": "Sum", "config": {"name": "square", "axis": 99}}))
+    c["Reshape to nonsense"] = edit(lambda e: e["square"].update(
+        {"class_name": "Reshape", "config": {"name": "square", "newshape": [-1, 7, -1]}}))
+    c["Reshape newshape a string"] = edit(lambda e: e["square"].update(
+        {"class_name": "Reshape", "config": {"name": "square", "newshape": "abc"}}))
+    c["Concatenate of junk"] = edit(lambda e: node(e, "square").__setitem__(
+        "args", [[node(e, "square")["args"][0], "x"]]))
+    c["mask passed by hand"] = edit(lambda e: node(e, "lstm")["kwargs"]["mask"][
+        "config"].__setitem__("keras_history", ["emb", 0, 0]))
+    c["mask a string"] = edit(lambda e: node(e, "lstm")["kwargs"].__setitem__("mask", "m"))
+    c["mask names nothing"] = edit(lambda e: node(e, "lstm")["kwargs"]["mask"][
+        "config"].__setitem__("keras_history", ["nowhere", 0, 0]))
+    return c
+
+
 def _mutate_bytes(data, rng):
     data = bytearray(data)
     for _ in range(rng.choice((1, 1, 2, 4, 8))):
@@ -263,14 +363,16 @@ def child(names, load_outcome, fuzz_seconds):
         return load_outcome(target[kind], model if kind == "h5" else None)
 
     h5_crafted = h5_cases(h5_blob)
-    blobs = {"keras": keras_blob, "h5": h5_blob}
+    blobs = {"keras": keras_blob, "h5": h5_blob, "ops": ops_file(folder)}
+    target["ops"] = target["keras"]
     for name in names:
         kind, what = name.split(" ", 1)
         if what == "valid":
             out, exc_type, msg = outcome(kind, blobs[kind])
             rel_helpers.report(name, outcome=out, type=exc_type, msg=msg)
         elif what == "crafted":
-            cases = keras_cases(keras_blob, h5_crafted) if kind == "keras" else h5_crafted
+            cases = {"keras": lambda: keras_cases(keras_blob, h5_crafted),
+                     "ops": lambda: ops_cases(blobs["ops"]), "h5": lambda: h5_crafted}[kind]()
             bad = []
             for case, data in cases.items():
                 out, exc_type, msg = outcome(kind, data)
@@ -289,8 +391,8 @@ def child(names, load_outcome, fuzz_seconds):
             rng, counts, bad, n = random.Random(99), {}, [], 0
             deadline = time.monotonic() + fuzz_seconds / 4
             while time.monotonic() < deadline:
-                data = (_mutate_keras(keras_blob, rng) if kind == "keras"
-                        else _mutate_bytes(h5_blob, rng))
+                data = (_mutate_bytes(h5_blob, rng) if kind == "h5"
+                        else _mutate_keras(blobs[kind], rng))
                 out, exc_type, msg = outcome(kind, data)
                 counts[out] = counts.get(out, 0) + 1
                 n += 1

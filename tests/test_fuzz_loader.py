@@ -545,16 +545,18 @@ def test_mutator_changes_files():
 
 
 # --- Keras 3 files: .keras archives and .weights.h5 (cases in fuzz_keras_files.py) -----------
-KERAS_PREFIXES = ("keras ", "h5 ")
+KERAS_PREFIXES = ("keras ", "h5 ", "ops ")
 
 
 def test_keras_files_crafted_truncated_and_mutated():
     names = ["keras valid", "keras crafted", "keras truncated", "keras mutated", "h5 valid",
-             "h5 crafted", "h5 truncated", "h5 mutated"]
+             "h5 crafted", "h5 truncated", "h5 mutated", "ops valid", "ops crafted",
+             "ops truncated", "ops mutated"]
     r = _run(names, 2 * FUZZ_SECONDS + 300)
     assert r["keras valid"]["outcome"] == "ok", r["keras valid"]
     assert r["h5 valid"]["outcome"] == "ok", r["h5 valid"]
-    for kind in ("keras", "h5"):
+    assert r["ops valid"]["outcome"] == "ok", r["ops valid"]   # Keras's op entries load
+    for kind in ("keras", "h5", "ops"):
         crafted_cases = r[f"{kind} crafted"]
         print(f"\n{kind}: crafted {crafted_cases['cases']} (all ValueError: "
               f"{not crafted_cases['bad']}); truncated {r[f'{kind} truncated']['counts']}; "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -272,6 +273,16 @@ OPTIMIZERS = {
                      lambda: pynn.optimizers.SGD(0.05, momentum=0.9)),
     "rmsprop": (lambda k: k.optimizers.RMSprop(0.01), lambda: pynn.optimizers.RMSprop(0.01)),
     "adagrad": (lambda k: k.optimizers.Adagrad(0.1), lambda: pynn.optimizers.Adagrad(0.1)),
+    "adam_amsgrad": (lambda k: k.optimizers.Adam(0.05, amsgrad=True),
+                     lambda: pynn.optimizers.Adam(0.05, amsgrad=True)),
+    "rmsprop_momentum_centered": (
+        lambda k: k.optimizers.RMSprop(0.01, momentum=0.5, centered=True),
+        lambda: pynn.optimizers.RMSprop(0.01, momentum=0.5, centered=True)),
+    "rmsprop_centered": (lambda k: k.optimizers.RMSprop(0.01, centered=True),
+                         lambda: pynn.optimizers.RMSprop(0.01, centered=True)),
+    "adadelta": (lambda k: k.optimizers.Adadelta(1.0), lambda: pynn.optimizers.Adadelta(1.0)),
+    "adamax": (lambda k: k.optimizers.Adamax(0.05), lambda: pynn.optimizers.Adamax(0.05)),
+    "nadam": (lambda k: k.optimizers.Nadam(0.05), lambda: pynn.optimizers.Nadam(0.05)),
 }
 
 
@@ -462,6 +473,29 @@ def test_files_pynn_does_not_read_are_named(tmp_path):
         pynn.Sequential([L.InputLayer(shape=(2,)), L.Dense(1)]).save(tmp_path / "m.h5")
 
 
+def test_common_formats_pynn_does_not_read_are_named(tmp_path):
+    import pickle
+
+    import torch
+
+    model = pynn.Sequential([L.InputLayer(shape=(2,)), L.Dense(1)])
+    model.export(tmp_path / "m.onnx", format="onnx")
+    torch.save({"w": torch.ones(2)}, tmp_path / "m.pt")
+    np.savez(tmp_path / "w.npz", w=np.ones(2))
+    (tmp_path / "m.pkl").write_bytes(pickle.dumps({"w": 1}))
+    (tmp_path / "sm").mkdir()
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"\x08\x01")
+    (tmp_path / "m.json").write_text(model.to_json())
+    for name, what in [("m.onnx", "an ONNX model"), ("m.pt", "a PyTorch file"),
+                       ("w.npz", "a NumPy .npz archive"), ("m.pkl", "a Python pickle"),
+                       ("sm", "a TensorFlow SavedModel folder"),
+                       ("sm/saved_model.pb", "a TensorFlow protobuf graph"),
+                       ("m.json", "model_from_json")]:
+        for load in (pynn.models.load_model, model.load_weights):
+            with pytest.raises(ValueError, match=re.escape(what)):
+                load(tmp_path / name)
+
+
 def test_saving_is_atomic(tmp_path, monkeypatch):
     from pynn.models import keras_format
 
@@ -479,6 +513,35 @@ def test_saving_is_atomic(tmp_path, monkeypatch):
         model.save(path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.keras"]
+
+
+@pytest.mark.parametrize("name", ["m.keras", "m.weights.h5", "m.onnx"])
+def test_every_writer_is_atomic(tmp_path, monkeypatch, name):
+    """A failure after the bytes are written (here fsync) leaves the old file and no
+    temporary one, for the archive, the weights and the ONNX export alike."""
+    model = pynn.Sequential([L.InputLayer(shape=(3,)), L.Dense(2)])
+    path = tmp_path / name
+    path.write_bytes(b"old")
+
+    def write():
+        if name.endswith(".onnx"):
+            model.export(path, format="onnx")
+        elif name.endswith(".weights.h5"):
+            model.save_weights(path)
+        else:
+            model.save(path)
+
+    def boom(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write()
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == [name]
+    monkeypatch.undo()
+    write()
+    assert path.read_bytes() != b"old"
 
 
 def test_import_pynn_does_not_import_h5py():

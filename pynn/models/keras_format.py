@@ -37,6 +37,10 @@ the layer's own order. Check a new entry with a model holding the layer in
 tests/test_keras_format.py: Keras loads pynn's file and predicts the same, pynn loads Keras's,
 and pynn's HDF5 tree equals Keras's re-save of it (`_h5_tree`).
 
+A functional config may hold Keras's op entries (``keras.ops`` calls, and the ops Keras
+records to compute masks): `pynn.models.keras_ops` reads them as pynn op layers and writes
+pynn's op layers as such entries; they own no variables, so they have no HDF5 group.
+
 Loading treats the file as untrusted input: member names, sizes and compression ratios are
 checked before anything is read; only the three members above are accepted; the configs are
 strict JSON mapped onto pynn's classes or the user's registered ones (a Lambda layer, whose
@@ -62,6 +66,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pynn.models import _safetensors
+from pynn.models.keras_ops import (
+    check_masks,
+    check_op_shapes,
+    is_op_entry,
+    op_to_keras,
+    ops_from_keras,
+)
 
 if TYPE_CHECKING:
     from pynn.models.model import Model
@@ -209,7 +220,13 @@ OPTIMIZERS: dict[str, tuple[tuple[int, ...], ...]] = {
     "AdamW": ((0, 1),),
     "Adagrad": ((0,),),
     "RMSprop": ((0,),),
+    "Adadelta": ((0, 1),),
+    "Adamax": ((0, 1),),
+    "Nadam": ((0, 1),),
 }
+# Scalars Keras keeps after the slots: Nadam's running product of its momentum schedule
+# (the key of pynn's Optimizer.get_state)
+TRAILING: dict[str, tuple[str, ...]] = {"Nadam": ("u_product",)}
 
 
 def _slot_blocks(opt_cfg: Mapping[str, Any]) -> tuple[tuple[int, ...], ...] | None:
@@ -218,10 +235,15 @@ def _slot_blocks(opt_cfg: Mapping[str, Any]) -> tuple[tuple[int, ...], ...] | No
     if cls == "SGD" and not cfg.get("momentum"):
         return ()
     if cls in ("Adam", "AdamW") and cfg.get("amsgrad"):
-        return None
-    if cls == "RMSprop" and (cfg.get("momentum") or cfg.get("centered")):
-        return None
+        return ((0, 1), (2,))   # Keras adds the velocity_hat of every weight after m, v
+    if cls == "RMSprop":   # pynn's slots: velocity [, momentum] [, average_gradient]
+        extra = [bool(cfg.get("momentum")), bool(cfg.get("centered"))]
+        return ((0,),) + tuple((k,) for k in range(1, 1 + sum(extra)))
     return OPTIMIZERS.get(cls) if isinstance(cls, str) else None
+
+
+def _trailing(model: Any) -> tuple[str, ...]:
+    return TRAILING.get(type(model.optimizer).__name__, ())
 
 
 # --- configs: pynn -> Keras -------------------------------------------------------------------
@@ -242,7 +264,8 @@ def to_keras_config(entry: Mapping[str, Any]) -> dict[str, Any]:
     cfg = dict(entry["config"])
     module: str | None
     if cls in _MODELS:
-        cfg["layers"] = [to_keras_config(e) for e in cfg["layers"]]
+        cfg["layers"] = [(e["class_name"] == "OpLayer" and op_to_keras(e)) or to_keras_config(e)
+                         for e in cfg["layers"]]
         module = "keras" if cls == "Sequential" else "keras.src.models.functional"
         registered = None
     else:
@@ -377,7 +400,9 @@ def from_keras_config(entry: Any, custom_objects: Mapping[str, Any] | None = Non
     if cls_name in _MODELS:
         if not isinstance(cfg.get("layers"), list):
             raise ValueError(f"model config of {cfg.get('name')!r}: no 'layers' list")
-        cfg["layers"] = [from_keras_config(e, custom_objects, depth + 1) for e in cfg["layers"]]
+        entries = cfg["layers"] if cls_name == "Sequential" else \
+            ops_from_keras(cfg["layers"], cfg.get("output_layers"))
+        cfg["layers"] = [from_keras_config(e, custom_objects, depth + 1) for e in entries]
         cfg = {k: v for k, v in cfg.items() if k not in ("dtype", "build_input_shape")}
     else:
         cls = layers_mod._CLASSES.get(cls_name)
@@ -485,6 +510,8 @@ def layout(model: Model, config: Mapping[str, Any]) -> list[_Group]:
         if cfg["class_name"] == "Sequential":
             entries = [e for e in entries if e["class_name"] != "InputLayer"]
         for entry in entries:
+            if entry["class_name"] == "OpLayer" or is_op_entry(entry):
+                continue   # an op owns no variables: Keras writes no group for it
             key = _snake(entry["class_name"].split(">")[-1])
             if key in used:
                 used[key] += 1
@@ -605,6 +632,7 @@ def _write_optimizer(f, model, groups, state_mod):
                 if k >= len(slots):
                     return   # layouts disagree: keep the file loadable, without state
                 arrays.append(slots[k])
+    arrays += [np.asarray(state[key], dtype=np.float32) for key in _trailing(model)]
     grp = f.require_group("optimizer/vars")
     grp.attrs["name"] = str(model.optimizer.name)
     for i, arr in enumerate(arrays):
@@ -724,6 +752,10 @@ def _open_archive(path: str) -> dict[str, bytes]:
                 if name.endswith("/") and name.rstrip("/") == "assets":
                     continue   # an empty assets folder (Keras may write one)
                 if name not in MEMBERS:
+                    other = describe(path, [i.filename for i in infos])
+                    if other is not None:
+                        raise ValueError(f"{path}: {other}, not a .keras archive; pynn reads "
+                                         f"Keras 3 .keras, .weights.h5 and .safetensors files")
                     raise ValueError(f"{path}: unknown member {name!r}; a .keras file pynn "
                                      f"reads holds {list(MEMBERS)} (assets are not supported)")
                 if name in out:
@@ -890,7 +922,7 @@ def _read_optimizer(reader, model, groups, path):
     fresh = model.optimizer.get_state()
     trainable = _trainable(groups)
     first = 1 if _scheduled(model) else 2   # the slots follow the count (and the rate)
-    count = first + sum(len(b) for b in (blocks or ())) * len(trainable)
+    count = first + sum(len(b) for b in (blocks or ())) * len(trainable) + len(_trailing(model))
     if blocks is None or len(keys) != count or set(keys) != {str(i) for i in range(count)}:
         warnings.warn(f"{path}: the optimizer's saved variables ({len(keys)}) do not follow a "
                       f"layout pynn maps for {type(model.optimizer).__name__}; training "
@@ -914,11 +946,16 @@ def _read_optimizer(reader, model, groups, path):
                     return None
                 have[k] = arr
                 i += 1
+    scalars = {key: float(reader.dataset(f"optimizer/vars/{i + k}", (), "f"))
+               for k, key in enumerate(_trailing(model))}
     it = int(iterations)
     if not 0 <= it < 2**62 or not np.isfinite(lr) or float(lr) < 0:
         raise ValueError(f"{path}: optimizer iterations {it} / learning rate {float(lr)} out "
                          f"of range")
-    return {"iterations": it, "learning_rate": float(lr), "u_product": 1.0, "slots": slots}
+    if not all(np.isfinite(v) for v in scalars.values()):
+        raise ValueError(f"{path}: optimizer variables {sorted(scalars)} are not finite")
+    return {"iterations": it, "learning_rate": float(lr), "u_product": 1.0, "slots": slots,
+            **scalars}
 
 
 def _build(cfg: dict[str, Any], budget: int, path: str,
@@ -969,6 +1006,11 @@ def load_model(filepath: str | os.PathLike[str], compile: bool = True,
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     model = _build(cfg, len(members[WEIGHTS]) // 4, path, custom_objects)
+    try:
+        check_op_shapes(model, cfg)
+        check_masks(model, cfg)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
     _load_h5(model, members[WEIGHTS], path, compile_cfg, custom_objects, cfg)
     return model
 
@@ -1039,9 +1081,16 @@ def model_from_json(json_string: str, custom_objects: Mapping[str, Any] | None =
         raise ValueError(f"json_string: {len(json_string)} characters exceeds {MAX_JSON}")
     top = _json(json_string if isinstance(json_string, bytes) else json_string.encode(),
                 "json_string")
-    model = layers_mod.deserialize(from_keras_config(top, custom_objects), custom_objects)
+    cfg = from_keras_config(top, custom_objects)
+    model = layers_mod.deserialize(cfg, custom_objects)
     if not isinstance(model, _Model):
         raise ValueError(f"json_string: describes a {type(model).__name__}, not a model")
+    try:
+        check_op_shapes(model, cfg)
+        check_masks(model, cfg)
+    except (KeyError, TypeError, IndexError) as exc:
+        raise ValueError(f"json_string: invalid model config ({type(exc).__name__}: {exc})") \
+            from None
     return model
 
 
@@ -1058,3 +1107,30 @@ def sniff(path: str) -> str:
             int.from_bytes(head[:8], "little") <= os.path.getsize(path):
         return "safetensors"
     return "unknown"
+
+
+def describe(path: str, names: list[str] | None = None) -> str | None:
+    """What a file pynn does not read is, when it is a common format (for the error message):
+    `names` are a zip archive's members."""
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            return "a TensorFlow SavedModel folder"
+        return None
+    if names is not None:
+        if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+            return "a PyTorch file (torch.save)"
+        if names and all(n.endswith(".npy") for n in names):
+            return "a NumPy .npz archive"
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    if path.endswith(".onnx"):
+        return "an ONNX model (pynn writes ONNX with model.export but does not read it)"
+    if path.endswith(".pb"):
+        return "a TensorFlow protobuf graph"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a Python pickle (pynn never unpickles: that can run code)"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return ("a JSON text (a model's architecture alone reads with "
+                "pynn.models.model_from_json)")
+    return None

@@ -7,6 +7,14 @@ channels-last and ONNX's Conv and pooling are channels-first, so those are wrapp
 Transposes.
 Inputs and outputs keep pynn's shapes with a symbolic batch axis ("batch").
 
+Recurrent layers become ONNX's RNN / LSTM / GRU, go_backwards direction "reverse"; a
+Bidirectional layer is its two directions as two such nodes and its merge mode's own op
+(merge_mode=None: two outputs); return_state adds Y_h (and Y_c). A mask (Embedding with
+mask_zero=True, Masking) is computed inside the graph: each sample's unmasked steps are
+gathered to the front and their count is the node's sequence_lens, then the outputs are
+spread back over the masked steps (see `_masked_rnn`). That is exactly what pynn computes for
+any mask: right padding (where sequence_lens alone would do), left padding and holes alike.
+
 To support another op, add a function to `_OPS`: it receives the exporter, the node and the
 names of its input tensors, and returns the name of its output tensor.
 """
@@ -505,14 +513,13 @@ def _gate_blocks(a, order, units):
 
 
 def _rnn(w, node, xs):
-    """SimpleRNN / LSTM / GRU as ONNX's RNN / LSTM / GRU (time-major layout, one
-    direction). Keras's LSTM gates are i, f, c, o and ONNX's i, o, f, c; GRU's z, r, h agree;
-    a GRU with reset_after is ONNX's linear_before_reset."""
+    """SimpleRNN / LSTM / GRU as ONNX's RNN / LSTM / GRU (time-major layout). Keras's LSTM
+    gates are i, f, c, o and ONNX's i, o, f, c; GRU's z, r, h agree; a GRU with reset_after
+    is ONNX's linear_before_reset. go_backwards is direction "reverse" (a Bidirectional
+    layer's two directions are two such nodes, merged by the merge's own op); return_state
+    appends Y_h (and Y_c) as pynn's rnn op appends them, for its "slice" nodes to split.
+    A mask (node.inputs[1]) is read with `_masked_rnn`."""
     a = node.attrs
-    if len(node.inputs) > 1 or a.get("go_backwards") or a.get("time_order") \
-            or a.get("return_state"):
-        raise ValueError("a masked, backwards (go_backwards, Bidirectional) or return_state "
-                         "recurrent layer has no ONNX counterpart in pynn's exporter")
     acts = [a.get("recurrent_activation"), a["activation"]] if a["cell"] != "simple" \
         else [a["activation"]]
     if a["cell"] == "lstm":
@@ -534,19 +541,147 @@ def _rnn(w, node, xs):
         wb = _gate_blocks(bias, order, u)
     if a["cell"] == "gru":
         extra = {"linear_before_reset": int(bool(a.get("reset_after", True)))}
-    ins = [w.op("Transpose", [xs[0]], node.name, perm=[1, 0, 2]),
-           w.const(_gate_blocks(kernel, order, u).T[None], "W"),
-           w.const(_gate_blocks(rec, order, u).T[None], "R"),
-           w.const(np.concatenate([wb, rb])[None], "B")]
-    ys = [w.fresh(f"{node.name}_Y"), w.fresh(f"{node.name}_Y_h")]
-    if kind == "LSTM":
-        ys.append(w.fresh(f"{node.name}_Y_c"))
-    w.nodes.append(w.h.make_node(kind, ins, ys, name=w.fresh(node.name), hidden_size=u,
-                                 activations=[_RNN_ACTS[act] for act in acts], **extra))
-    if a.get("return_sequences"):   # Y: (steps, 1, batch, units)
+    weights = [w.const(_gate_blocks(kernel, order, u).T[None], "W"),
+               w.const(_gate_blocks(rec, order, u).T[None], "R"),
+               w.const(np.concatenate([wb, rb])[None], "B")]
+
+    def run(x, lens, direction):
+        """The ONNX node on x (batch, steps, features): Y as (batch, steps, units) in time
+        order, Y_h (and Y_c) as (batch, units)."""
+        ins = [w.op("Transpose", [x], node.name, perm=[1, 0, 2]), *weights]
+        if lens is not None:
+            ins.append(lens)
+        ys = [w.fresh(f"{node.name}_Y"), w.fresh(f"{node.name}_Y_h")]
+        if kind == "LSTM":
+            ys.append(w.fresh(f"{node.name}_Y_c"))
+        w.nodes.append(w.h.make_node(kind, ins, ys, name=w.fresh(node.name), hidden_size=u,
+                                     direction=direction,
+                                     activations=[_RNN_ACTS[act] for act in acts], **extra))
         y = w.op("Squeeze", [ys[0], w.const([1], "axes", np.int64)], node.name)
-        return w.op("Transpose", [y], node.name, perm=[1, 0, 2])
-    return w.op("Squeeze", [ys[1], w.const([0], "axes", np.int64)], node.name)
+        return (w.op("Transpose", [y], node.name, perm=[1, 0, 2]),
+                *[w.op("Squeeze", [s, w.const([0], "axes", np.int64)], node.name)
+                  for s in ys[1:]])
+
+    backwards = bool(a.get("go_backwards"))
+    if len(node.inputs) > 1:
+        seq, *states = _masked_rnn(w, node, xs, run)
+    else:
+        seq, *states = run(xs[0], None, "reverse" if backwards else "forward")
+        if backwards and not a.get("time_order"):   # pynn: in the order the steps were read
+            seq = _reverse_steps(w, seq, node)
+    if not a.get("return_sequences"):
+        seq = states[0]
+    if not a.get("return_state"):
+        return seq
+    parts = [seq if a.get("return_sequences") else _steps_axis(w, seq, node)]
+    parts += [_steps_axis(w, s, node) for s in states]
+    return w.op("Concat", parts, node.name, axis=1)
+
+
+def _steps_axis(w, x, node):
+    return w.op("Unsqueeze", [x, w.const([1], "axes", np.int64)], node.name)
+
+
+def _reverse_steps(w, x, node):
+    """x (batch, steps, ...) with its steps in reverse order."""
+    return w.op("Slice", [x, w.const([-1], "starts", np.int64),
+                          w.const([-(2**62)], "ends", np.int64),
+                          w.const([1], "axes", np.int64), w.const([-1], "steps", np.int64)],
+                node.name)
+
+
+def _gather_steps(w, x, idx, node):
+    """x (batch, steps, n) with the steps of each sample taken at idx (batch, steps)."""
+    full = w.op("Expand", [_unsqueeze_last(w, idx, node), w.op("Shape", [x], node.name)],
+                node.name)
+    return w.op("GatherElements", [x, full], node.name, axis=1)
+
+
+def _unsqueeze_last(w, x, node):
+    return w.op("Unsqueeze", [x, w.const([2], "axes", np.int64)], node.name)
+
+
+def _masked_rnn(w, node, xs, run):
+    """A masked recurrent layer. pynn skips a masked step (the state carries over), which is
+    running the cell over the unmasked steps alone: the graph moves each sample's unmasked
+    steps to the front (in order), runs the ONNX node with sequence_lens = their count, and
+    spreads the outputs back (a masked step shows the last state, or 0 with
+    zero_output_for_mask). This holds for any mask, not only right padding. go_backwards
+    reverses the steps (and the mask) first and runs forward."""
+    a = node.attrs
+    x, m = xs
+    steps = int(w.spec.shapes[node.inputs[0]][0])
+    m = w.op("Cast", [w.op("Cast", [m], node.name, to=w.onnx.TensorProto.BOOL)], node.name,
+             to=w.onnx.TensorProto.FLOAT)   # any non-zero value keeps the step, as in pynn
+    if a.get("go_backwards"):
+        x, m = _reverse_steps(w, x, node), _reverse_steps(w, m, node)
+    # sort key: the unmasked steps first, each group in step order (TopK, smallest first)
+    late = w.op("Mul", [w.op("Sub", [w.const(1.0, "one"), m], node.name),
+                        w.const(float(steps), "steps")], node.name)
+    key = w.op("Add", [late, w.const(np.arange(steps, dtype=np.float32), "t")], node.name)
+    _, order = _topk(w, key, steps, node)
+    x = _gather_steps(w, x, order, node)
+    count = w.op("ReduceSum", [m, w.const([1], "axes", np.int64)], node.name, keepdims=0)
+    lens = w.op("Cast", [w.op("Max", [count, w.const(1.0, "one")], node.name)], node.name,
+                to=w.onnx.TensorProto.INT32)   # ONNX runs at least one step
+    seq, *states = run(x, lens, "forward")
+    seen = w.op("Cast", [w.op("Greater", [count, w.const(0.0, "zero")], node.name)],
+                node.name, to=w.onnx.TensorProto.FLOAT)
+    seen = w.op("Unsqueeze", [seen, w.const([1], "axes", np.int64)], node.name)
+    states = [w.op("Mul", [s, seen], node.name) for s in states]   # all masked: zero state
+    if a.get("return_sequences"):
+        done = w.op("CumSum", [m, w.const(1, "axis", np.int64)], node.name)
+        at = w.op("Max", [w.op("Sub", [done, w.const(1.0, "one")], node.name),
+                          w.const(0.0, "zero")], node.name)
+        seq = _gather_steps(w, seq, w.op("Cast", [at], node.name,
+                                          to=w.onnx.TensorProto.INT64), node)
+        keep = m if a.get("zero_output_for_mask") else w.op(
+            "Cast", [w.op("Greater", [done, w.const(0.0, "zero")], node.name)], node.name,
+            to=w.onnx.TensorProto.FLOAT)
+        seq = w.op("Mul", [seq, _unsqueeze_last(w, keep, node)], node.name)
+        if a.get("go_backwards") and a.get("time_order"):
+            seq = _reverse_steps(w, seq, node)
+    return (seq, *states)
+
+
+def _topk(w, key, k, node):
+    vals, idx = w.fresh(f"{node.name}_order_v"), w.fresh(f"{node.name}_order")
+    w.nodes.append(w.h.make_node("TopK", [key, w.const([k], "k", np.int64)], [vals, idx],
+                                 name=w.fresh(node.name), axis=1, largest=0, sorted=1))
+    return vals, idx
+
+
+def _slice(w, node, xs):
+    b, n = int(node.attrs["begin"]), int(node.attrs["size"])
+    return w.op("Slice", [xs[0], w.const([b], "starts", np.int64),
+                          w.const([b + n], "ends", np.int64), w.const([1], "axes", np.int64)],
+                node.name)
+
+
+def _argmax(w, node, xs):
+    """Index of the first maximum (ONNX's ArgMax also takes the first), as float32."""
+    a, x = node.attrs, xs[0]
+    if a.get("axis") is None:   # over the whole sample
+        x = w.op("Reshape", [x, w.const([0, -1], "shape", np.int64)], node.name)
+        axis = 1
+    else:
+        axis = a["axis"] + w.rank(node.inputs[0])
+    y = w.op("ArgMax", [x], node.name, axis=axis, keepdims=int(bool(a.get("keepdims"))))
+    y = w.op("Cast", [y], node.name, to=w.onnx.TensorProto.FLOAT)
+    return _as_spec_shape(w, node, y)
+
+
+def _one_hot(w, node, xs):
+    """pynn's one_hot: the index truncated toward 0; out of range (or NaN): a row of zeros.
+    Written as a comparison with 0..n-1 rather than ONNX's OneHot, whose negative indices
+    count from the end."""
+    x = xs[0]
+    t = w.op("Mul", [w.op("Sign", [x], node.name),
+                     w.op("Floor", [w.op("Abs", [x], node.name)], node.name)], node.name)
+    t = w.op("Unsqueeze", [t, w.const([-1], "axes", np.int64)], node.name)
+    n = int(node.attrs["num_classes"])
+    hit = w.op("Equal", [t, w.const(np.arange(n, dtype=np.float32), "classes")], node.name)
+    return _as_spec_shape(w, node, w.op("Cast", [hit], node.name, to=w.onnx.TensorProto.FLOAT))
 
 
 _Op = Callable[[_Writer, Any, list[str]], str]
@@ -559,7 +694,8 @@ _OPS: dict[str, _Op] = {
     "flatten": _flatten, "permute": _permute, "repeat_vector": _repeat_vector, "dot": _dot,
     "unary": _unary, "binary": _binary, "binary_scalar": _binary_scalar, "reduce": _reduce,
     "matmul": _matmul, "where": _where, "variable": _variable, "constant": _constant,
-    "embedding": _embedding, "rnn": _rnn,
+    "embedding": _embedding, "rnn": _rnn, "slice": _slice,
+    "argmax": _argmax, "one_hot": _one_hot,
     # at inference the noise layers and the activity penalty leave x as it is
     "noise": _identity, "activity_regularization": _identity,
     "layer_norm": _layer_norm, "group_norm": _group_norm,

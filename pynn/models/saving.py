@@ -75,6 +75,9 @@ def _other_format(filepath, weights_only):
     from pynn.models import keras_format
 
     path = os.fspath(filepath)
+    if os.path.isdir(path) and keras_format.describe(path):   # (another folder: OSError below)
+        raise ValueError(f"{path}: {keras_format.describe(path)}; pynn reads Keras 3 .keras, "
+                         f".weights.h5 and .safetensors files")
     if not os.path.isfile(path):
         return None   # the reader below says what is wrong
     kind = keras_format.sniff(path)
@@ -88,8 +91,10 @@ def _other_format(filepath, weights_only):
         raise ValueError(f"{path}: an HDF5 file; pynn reads models from .keras archives "
                          f"(Keras 3) and .safetensors files, and weights from .weights.h5 with "
                          f"model.load_weights (legacy Keras 2 .h5 models are not read)")
-    raise ValueError(f"{path}: not a model file pynn reads (neither a Keras 3 .keras zip "
-                     f"archive, nor an HDF5 .weights.h5 file, nor a .safetensors file)")
+    other = keras_format.describe(path)
+    raise ValueError(f"{path}: {other + ', ' if other else ''}not a model file pynn reads "
+                     f"(neither a Keras 3 .keras zip archive, nor an HDF5 .weights.h5 file, "
+                     f"nor a .safetensors file)")
 
 
 def _slot_key(name, k):
