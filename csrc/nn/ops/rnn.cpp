@@ -52,6 +52,7 @@
 #include "nn/ops/common.h"
 #include "nn/ops/indexing.h"
 #include "nn/random.h"
+#include "nn/rnn_cells.h"
 
 
 namespace pynn::nn {
@@ -74,43 +75,6 @@ void dropout_mask(float* m, int64_t n, float rate, uint64_t seed, uint64_t strea
   const float scale = 1.0f / (1.0f - rate);
   for (int64_t i = 0; i < n; ++i)
     m[i] = random_uniform01(seed, stream, uint64_t(i)) >= rate ? scale : 0.0f;
-}
-
-// The LSTM's element-wise steps as functions of restrict-qualified rows (the gate rows of a
-// step never overlap each other or the state rows), so the compiler vectorises them; the
-// arithmetic per element is the same as written.
-// c = f c' + i a(zc), and a copy of c for a(c).
-void lstm_cell(int64_t u, const float* __restrict gi, const float* __restrict gf,
-               const float* __restrict gc, const float* __restrict cp, float* __restrict c,
-               float* __restrict tc) {
-  for (int64_t j = 0; j < u; ++j) tc[j] = c[j] = gf[j] * cp[j] + gi[j] * gc[j];
-}
-// h = o a(c).
-void lstm_out(int64_t u, const float* __restrict go, const float* __restrict tc,
-              float* __restrict h) {
-  for (int64_t j = 0; j < u; ++j) h[j] = go[j] * tc[j];
-}
-// dh into d o (times a(c)) and d a(c) (times o).
-void lstm_dh_to_gates(int64_t u, const float* __restrict dh, const float* __restrict tc,
-                      const float* __restrict go, float* __restrict dzo, float* __restrict dtc) {
-  for (int64_t j = 0; j < u; ++j) {
-    dzo[j] = dh[j] * tc[j];
-    dtc[j] = dh[j] * go[j];
-  }
-}
-// dc (carried) + dc (through h) into d i, d f, d a(zc), dc' = dc f; dh is consumed (zeroed).
-void lstm_dc_to_gates(int64_t u, const float* __restrict gi, const float* __restrict gf,
-                      const float* __restrict gc, const float* __restrict cp,
-                      float* __restrict dzi, float* __restrict dzf, float* __restrict dzc,
-                      float* __restrict dc, float* __restrict dh) {
-  for (int64_t j = 0; j < u; ++j) {
-    const float d = dc[j] + dzc[j];
-    dzi[j] = d * gc[j];
-    dzf[j] = d * cp[j];
-    dzc[j] = d * gi[j];
-    dc[j] = d * gf[j];
-    dh[j] = 0.0f;
-  }
 }
 
 // Scratch slots (per batch row unless noted).
@@ -458,9 +422,7 @@ class RnnOp : public Op {
 
  private:
   static size_t bytes(int64_t k) { return size_t(k) * sizeof(float); }
-  static void add(float* d, const float* s, int64_t k) {
-    for (int64_t j = 0; j < k; ++j) d[j] += s[j];
-  }
+  void add(float* d, const float* s, int64_t k) const { loops_->add(d, s, k); }
   int64_t time_of(int64_t s) const { return back_ ? t_ - 1 - s : s; }
   // The output of a masked step is zero (zero_output_for_mask) rather than the carried h.
   bool zeroed(const float* mask, int64_t b, int64_t tt) const {
@@ -526,9 +488,9 @@ class RnnOp : public Op {
           break;
         }
         float* tc = sc[kTC] + ho;
-        lstm_cell(u, g, g + u, g + 2 * u, cp, c, tc);
+        loops_->cell(u, g, g + u, g + 2 * u, cp, c, tc);
         act_->forward(tc, u, act_p_.data());
-        lstm_out(u, g + 3 * u, tc, h);
+        loops_->out(u, g + 3 * u, tc, h);
         break;
       }
       case Cell::gru: {
@@ -592,9 +554,9 @@ class RnnOp : public Op {
         const float* cp = first ? zeros_.data() : sc[kC] + b * t_ * u_ + pt * u_;
         float* dc = sc[kDc] + b * u_;
         const float* tc = sc[kTC] + ho;
-        lstm_dh_to_gates(u, dh, tc, g + 3 * u, dz + 3 * u, dz + 2 * u);
+        loops_->dh_to_gates(u, dh, tc, g + 3 * u, dz + 3 * u, dz + 2 * u);
         act_->backward(c, tc, dz + 2 * u, dz + 2 * u, u, act_p_.data());
-        lstm_dc_to_gates(u, g, g + u, g + 2 * u, cp, dz, dz + u, dz + 2 * u, dc, dh);
+        loops_->dc_to_gates(u, g, g + u, g + 2 * u, cp, dz, dz + u, dz + 2 * u, dc, dh);
         ract_->backward(z, g, dz, dz, 2 * u, ract_p_.data());
         act_->backward(z + 2 * u, g + 2 * u, dz + 2 * u, dz + 2 * u, u, act_p_.data());
         ract_->backward(z + 3 * u, g + 3 * u, dz + 3 * u, dz + 3 * u, u, ract_p_.data());
@@ -726,6 +688,7 @@ class RnnOp : public Op {
   uint64_t seed_ = 0;
   const ActivationInfo* act_ = nullptr;
   const ActivationInfo* ract_ = nullptr;
+  const LstmLoops* loops_ = &lstm_loops();  // the element-wise loops of the active ISA
   std::vector<float> act_p_, ract_p_, zeros_, zero_bias_;
 };
 
