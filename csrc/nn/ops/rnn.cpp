@@ -27,15 +27,21 @@
 // A masked step (mask 0) leaves h (and c) as they were; its output is the carried h.
 //
 // Invariants:
-//  - Forward: one GEMM of (n T) x F by F x (G u) for the input side of every step, then per
+//  - simple and lstm (z = [x, h', 1] [W; U; b]): per step ONE GEMM of the step's rows [x, h',
+//    1] (kXH, filled with x and 1 up front, h' written by the step before) by the stacked
+//    [W; U; b], packed once per call; with sigmoid/tanh gates it writes the gate rows of kA
+//    directly and they are activated there in place (their derivatives need only the output).
+//    Backward: per step one pass per row turning dh (and dc) into dZ, then dh' = dZ U^T by
+//    GEMM (U^T packed once); afterwards [dW; dU; db] = kXH^T dZ is ONE GEMM over all n T rows.
+//  - gru: one GEMM of (n T) x F by F x (G u) for the input side of every step, then per
 //    step the recurrent GEMM (beta 1 straight into that step's rows, or into a step buffer
-//    for gru reset_after) and ONE pass per row applying the gate activations and the cell
-//    update (gru without reset_after needs a second GEMM for (r h')Uh between two passes).
-//  - Backward through time in reverse processing order: per step one pass per row turning
-//    dh (and dc) into the gate gradients dZ (kept for every step), then dh' = dZ U^T by GEMM.
-//    Afterwards dW = X^T dZ, dU = H'^T dZ, dx = dZ W^T are one GEMM each over all n T rows,
-//    and db is a column sum in row order. No sum's order depends on the thread count (the
-//    GEMM never splits K; the row passes are independent per row).
+//    for reset_after) and ONE pass per row applying the gate activations and the cell
+//    update (without reset_after a second GEMM for (r h')Uh runs between two passes).
+//    Backward as above, then dW = X^T dZ and dU = H'^T dZ as one GEMM each and db a column
+//    sum in row order.
+//  - dx = dZ W^T is one GEMM over all rows. No sum's order depends on the thread count (the
+//    GEMM never splits K; the row passes are independent per row, each thread runs the whole
+//    recurrence on its own block of batch rows).
 //  - Every buffer is scratch planned by the graph: nothing is allocated per step or per call.
 #include <algorithm>
 #include <cstdint>
@@ -46,6 +52,8 @@
 #include "nn/ops/common.h"
 #include "nn/ops/indexing.h"
 #include "nn/random.h"
+#include "nn/rnn_cells.h"
+
 
 namespace pynn::nn {
 namespace {
@@ -67,43 +75,6 @@ void dropout_mask(float* m, int64_t n, float rate, uint64_t seed, uint64_t strea
   const float scale = 1.0f / (1.0f - rate);
   for (int64_t i = 0; i < n; ++i)
     m[i] = random_uniform01(seed, stream, uint64_t(i)) >= rate ? scale : 0.0f;
-}
-
-// The LSTM's element-wise steps as functions of restrict-qualified rows (the gate rows of a
-// step never overlap each other or the state rows), so the compiler vectorises them; the
-// arithmetic per element is the same as written.
-// c = f c' + i a(zc), and a copy of c for a(c).
-void lstm_cell(int64_t u, const float* __restrict gi, const float* __restrict gf,
-               const float* __restrict gc, const float* __restrict cp, float* __restrict c,
-               float* __restrict tc) {
-  for (int64_t j = 0; j < u; ++j) tc[j] = c[j] = gf[j] * cp[j] + gi[j] * gc[j];
-}
-// h = o a(c).
-void lstm_out(int64_t u, const float* __restrict go, const float* __restrict tc,
-              float* __restrict h) {
-  for (int64_t j = 0; j < u; ++j) h[j] = go[j] * tc[j];
-}
-// dh into d o (times a(c)) and d a(c) (times o).
-void lstm_dh_to_gates(int64_t u, const float* __restrict dh, const float* __restrict tc,
-                      const float* __restrict go, float* __restrict dzo, float* __restrict dtc) {
-  for (int64_t j = 0; j < u; ++j) {
-    dzo[j] = dh[j] * tc[j];
-    dtc[j] = dh[j] * go[j];
-  }
-}
-// dc (carried) + dc (through h) into d i, d f, d a(zc), dc' = dc f; dh is consumed (zeroed).
-void lstm_dc_to_gates(int64_t u, const float* __restrict gi, const float* __restrict gf,
-                      const float* __restrict gc, const float* __restrict cp,
-                      float* __restrict dzi, float* __restrict dzf, float* __restrict dzc,
-                      float* __restrict dc, float* __restrict dh) {
-  for (int64_t j = 0; j < u; ++j) {
-    const float d = dc[j] + dzc[j];
-    dzi[j] = d * gc[j];
-    dzf[j] = d * cp[j];
-    dzc[j] = d * gi[j];
-    dc[j] = d * gf[j];
-    dh[j] = 0.0f;
-  }
 }
 
 // Scratch slots (per batch row unless noted).
@@ -128,7 +99,10 @@ enum Slot {
   kUT,     // backward: the recurrent kernel transposed, (G u, u) (fixed: packs contiguously)
   kUP,     // forward: the recurrent kernel packed once for every step's GEMM (fixed)
   kUTP,    // backward: U^T packed once for every step's dh' GEMM (fixed)
-  kDZP,    // backward, simple and lstm: dZ packed once for both dW and dU
+  kXH,     // simple, lstm: per step the GEMM's A row [x, h', 1], (T, F + u + 1)
+  kWcat,   // simple, lstm: [kernel; recurrent_kernel; bias] stacked, (F + u + 1, G u) (fixed)
+  kWP,     // simple, lstm: kWcat packed once for every step (fixed)
+  kG,      // backward, simple, lstm: [dW; dU; db] of one call, (F + u + 1, G u) (fixed)
   kSlots
 };
 
@@ -181,6 +155,15 @@ class RnnOp : public Op {
     if (use_bias_) expect(2, reset_after_ ? Shape{2, gu_} : Shape{gu_}, "bias");
     if (!use_bias_ && reset_after_) zero_bias_.assign(size_t(gu_), 0.0f);
     zeros_.assign(size_t(u_), 0.0f);
+    stacked_ = cell_ != Cell::gru;
+    k1_ = f_ + u_ + (use_bias_ ? 1 : 0);
+    // sigmoid and tanh take their derivative from the output alone: then the step's GEMM
+    // writes straight into kA, activated there in place, and no pre-activation is kept.
+    const auto from_output = [](const ActivationInfo* f) {
+      const std::string name = f->name;
+      return name == "sigmoid" || name == "tanh";
+    };
+    gates_in_a_ = stacked_ && from_output(act_) && (cell_ == Cell::simple || from_output(ract_));
     rows_out_ = seqs_ ? t_ : 1;
     nstate_ = state_ ? (cell_ == Cell::lstm ? 2 : 1) : 0;
     if (nstate_ == 0) return seqs_ ? Shape{t_, u_} : Shape{u_};
@@ -191,24 +174,30 @@ class RnnOp : public Op {
     std::vector<ScratchNeed> s(kSlots);
     const ScratchLife keep = backward ? ScratchLife::saved : ScratchLife::forward;
     const ScratchLife bw = ScratchLife::backward;
-    s[kZ] = {t_ * gu_, 0, keep};
+    s[kZ] = {gates_in_a_ ? 0 : t_ * gu_, 0, keep};
     s[kA] = {t_ * gu_, 0, keep};
     s[kH] = {t_ * u_, 0, keep};
     if (cell_ == Cell::lstm) s[kC] = {t_ * u_, 0, keep};
     if (cell_ == Cell::lstm) s[kTC] = {t_ * u_, 0, keep};
     if (cell_ == Cell::gru) s[kRec] = {t_ * u_, 0, keep};
     if (reset_after_) s[kStep] = {gu_, 0, ScratchLife::forward};
-    s[kUP] = {0, gemm::packed_b_size(u_, gu_) + kAlignPad, ScratchLife::forward};
+    if (stacked_) {
+      s[kXH] = {t_ * k1_, 0, keep};
+      s[kWcat] = {0, k1_ * gu_, ScratchLife::forward};
+      s[kWP] = {0, gemm::packed_b_size(k1_, gu_) + kAlignPad, ScratchLife::forward};
+    } else {
+      s[kUP] = {0, gemm::packed_b_size(u_, gu_) + kAlignPad, ScratchLife::forward};
+    }
     if (backward) {
       s[kDZ] = {t_ * gu_, 0, bw};
       if (reset_after_) s[kDZh] = {t_ * gu_, 0, bw};
       s[kDh] = {u_, 0, bw};
       if (cell_ == Cell::lstm) s[kDc] = {u_, 0, bw};
       if (cell_ == Cell::gru && !reset_after_) s[kTmp] = {u_, 0, bw};
-      s[kHprev] = {t_ * u_, 0, bw};
+      if (!stacked_) s[kHprev] = {t_ * u_, 0, bw};
+      if (stacked_) s[kG] = {0, k1_ * gu_, bw};
       s[kUT] = {0, gu_ * u_, bw};
       s[kUTP] = {0, gemm::packed_b_size(gu_, u_) + kAlignPad, bw};
-      if (cell_ != Cell::gru) s[kDZP] = {gemm::packed_b_size(t_, gu_), kAlignPad, bw};
     }
     if (training && rate_x_ > 0) {
       s[kXd] = {t_ * f_, 0, keep};
@@ -221,7 +210,8 @@ class RnnOp : public Op {
     return s;
   }
   bool needs_input(int k, bool, const BackwardNeeds& needs) const override {
-    return k == 0 ? needs.dparam[0] != 0 : true;  // x for dW; the mask always
+    // x for dW (simple and lstm keep their own copy in kXH); the mask always
+    return k == 0 ? needs.dparam[0] != 0 && !stacked_ : true;
   }
 
   void forward(const FwdArgs& a) override {
@@ -250,15 +240,23 @@ class RnnOp : public Op {
     const float* mh = drop_h ? sc[kMh] : nullptr;
     if (drop_h) dropout_mask(sc[kMh], n * u_, float(rate_h_), seed_ + kRecurrentSeed, a.stream);
 
-    // The input side of every step: one GEMM, bias in its epilogue.
-    gemm::Epilogue ep;
-    ep.bias = bias;
-    gemm::sgemm(n * t_, gu_, f_, 1.0f, {X, f_, 1}, {W, gu_, 1}, 0.0f, Z, gu_, ep);
-
-    // U packed once for all steps (gru without reset_after: only its z and r columns here).
     const int64_t rcols = cell_ == Cell::gru && !reset_after_ ? 2 * u_ : gu_;
-    float* UP = align64(sc[kUP]);
-    if (t_ > 1) gemm::pack_b_whole(u_, rcols, {U, gu_, 1}, UP);
+    float* UP = nullptr;
+    float* XH = sc[kXH];
+    const float* Wc = sc[kWcat];
+    const float* WP = nullptr;
+    if (stacked_) {
+      WP = stack_inputs(a, X, bias);
+    } else {
+      // The input side of every step: one GEMM, bias in its epilogue.
+      gemm::Epilogue ep;
+      ep.bias = bias;
+      gemm::sgemm(n * t_, gu_, f_, 1.0f, {X, f_, 1}, {W, gu_, 1}, 0.0f, Z, gu_, ep);
+      // U packed once for all steps (gru without reset_after: only its z and r columns).
+      UP = align64(sc[kUP]);
+      if (t_ > 1) gemm::pack_b_whole(u_, rcols, {U, gu_, 1}, UP);
+    }
+    const int64_t xs = t_ * k1_;  // row stride of kXH's steps
 
     // Batch rows never interact, through the whole recurrence: each thread runs every step on
     // its own block of rows, with no synchronisation between steps (a GEMM row's result does
@@ -268,6 +266,24 @@ class RnnOp : public Op {
       for (int64_t s = 0; s < t_; ++s) {
         const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
         const bool first = s == 0;
+        if (stacked_) {  // [x, h', 1] [W; U; b] for this step's rows
+          float* zt = (gates_in_a_ ? sc[kA] : Z) + b0 * zs + tt * gu_;
+          gemm::sgemm_prepacked_b(nb, gu_, k1_, 1.0f, {XH + b0 * xs + tt * k1_, xs, 1},
+                                  {Wc, gu_, 1}, WP, 0.0f, zt, zs);
+          for (int64_t b = b0; b < b1; ++b) {
+            step_forward(a, b, tt, pt, first, mask, mh, nullptr, false);
+            if (s + 1 < t_) {  // h (through the recurrent mask) into the next step's A row
+              const float* h = sc[kH] + b * hs + tt * u_;
+              float* dst = XH + b * xs + time_of(s + 1) * k1_ + f_;
+              if (drop_h) {
+                for (int64_t j = 0; j < u_; ++j) dst[j] = h[j] * mh[b * u_ + j];
+              } else {
+                std::memcpy(dst, h, bytes(u_));
+              }
+            }
+          }
+          continue;
+        }
         float* Zt = Z + b0 * zs + tt * gu_;
         const float* Hp = first ? nullptr : sc[kH] + b0 * hs + pt * u_;
         int64_t hld = hs;  // row stride of the recurrent GEMMs' A operand
@@ -327,7 +343,7 @@ class RnnOp : public Op {
     const float* W = a.param[0];
     const float* U = a.param[1];
     const float* mask = masked_ ? a.x[1] : nullptr;
-    const int64_t zs = t_ * gu_, hs = t_ * u_;
+    const int64_t zs = t_ * gu_;
     float* dZ = sc[kDZ];
     float* dZh = reset_after_ ? sc[kDZh] : dZ;  // the recurrent side's gate gradients
     float* dh = sc[kDh];
@@ -380,49 +396,11 @@ class RnnOp : public Op {
       }
     });
 
-    // h' of every step as a matrix (zero rows for the first step), for dU.
-    float* Hp = sc[kHprev];
-    if (a.dparam[1]) {
-      for (int64_t b = 0; b < n; ++b)
-        for (int64_t s = 0; s < t_; ++s) {
-          const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
-          float* dst = Hp + b * hs + tt * u_;
-          if (s == 0) std::fill(dst, dst + u_, 0.0f);
-          else std::memcpy(dst, sc[kH] + b * hs + pt * u_, bytes(u_));
-          if (drop_h)
-            for (int64_t j = 0; j < u_; ++j) dst[j] *= mh[b * u_ + j];
-        }
-    }
     const int64_t rows_all = n * t_;
-    // dW and dU (simple, lstm) share their B operand dZ: packed once for both products.
-    const bool share = cell_ != Cell::gru && a.dparam[0] && a.dparam[1];
-    float* DZP = share ? align64(sc[kDZP]) : nullptr;
-    if (share) gemm::pack_b_whole(rows_all, gu_, {dZ, gu_, 1}, DZP);
-    const auto dz_product = [&](int64_t m, const gemm::MatrixView& lhs, float beta, float* out) {
-      if (share)
-        gemm::sgemm_prepacked_b(m, gu_, rows_all, 1.0f, lhs, {dZ, gu_, 1}, DZP, beta, out, gu_);
-      else
-        gemm::sgemm(m, gu_, rows_all, 1.0f, lhs, {dZ, gu_, 1}, beta, out, gu_);
-    };
-    if (float* dW = a.dparam[0])
-      dz_product(f_, {drop_x ? sc[kXd] : a.x[0], 1, f_}, a.dparam_acc[0] ? 1.0f : 0.0f, dW);
-    if (float* dU = a.dparam[1]) {
-      const float beta = a.dparam_acc[1] ? 1.0f : 0.0f;
-      if (cell_ != Cell::gru) {
-        dz_product(u_, {Hp, 1, u_}, beta, dU);
-      } else if (!reset_after_) {
-        gemm::sgemm(u_, 2 * u_, rows_all, 1.0f, {Hp, 1, u_}, {dZ, gu_, 1}, beta, dU, gu_);
-        gemm::sgemm(u_, u_, rows_all, 1.0f, {sc[kRec], 1, u_}, {dZ + 2 * u_, gu_, 1}, beta,
-                    dU + 2 * u_, gu_);
-      } else {
-        gemm::sgemm(u_, gu_, rows_all, 1.0f, {Hp, 1, u_}, {dZh, gu_, 1}, beta, dU, gu_);
-      }
-    }
-    if (use_bias_ && a.dparam[2]) {
-      float* db = a.dparam[2];
-      const bool acc = a.dparam_acc[2] != 0;
-      colsum(dZ, rows_all, db, acc);
-      if (reset_after_) colsum(dZh, rows_all, db + gu_, acc);
+    if (stacked_) {
+      stacked_grads(a, dZ);
+    } else {
+      gru_grads(a, dZ, dZh, drop_x, mh);
     }
     if (float* dx = a.dx[0]) {
       if (!drop_x) {
@@ -439,14 +417,12 @@ class RnnOp : public Op {
           }
       }
     }
-    if (masked_) ops::no_gradient(a.dx[1], n * t_, a.dx_acc[1] != 0);
+   if (masked_) ops::no_gradient(a.dx[1], n * t_, a.dx_acc[1] != 0);
   }
 
  private:
   static size_t bytes(int64_t k) { return size_t(k) * sizeof(float); }
-  static void add(float* d, const float* s, int64_t k) {
-    for (int64_t j = 0; j < k; ++j) d[j] += s[j];
-  }
+  void add(float* d, const float* s, int64_t k) const { loops_->add(d, s, k); }
   int64_t time_of(int64_t s) const { return back_ ? t_ - 1 - s : s; }
   // The output of a masked step is zero (zero_output_for_mask) rather than the carried h.
   bool zeroed(const float* mask, int64_t b, int64_t tt) const {
@@ -487,7 +463,7 @@ class RnnOp : public Op {
                     bool phase1) const {
     float* const* sc = a.scratch;
     const int64_t zo = b * t_ * gu_ + tt * gu_, ho = b * t_ * u_ + tt * u_;
-    float* z = sc[kZ] + zo;
+    float* z = (gates_in_a_ ? sc[kA] : sc[kZ]) + zo;  // the same as g when gates_in_a_
     float* g = sc[kA] + zo;
     float* h = sc[kH] + ho;
     const float* hp = first ? zeros_.data() : sc[kH] + b * t_ * u_ + pt * u_;
@@ -495,14 +471,14 @@ class RnnOp : public Op {
     const int64_t u = u_;
     switch (cell_) {
       case Cell::simple:
-        std::memcpy(g, z, bytes(u));
+        if (z != g) std::memcpy(g, z, bytes(u));
         act_->forward(g, u, act_p_.data());
         std::memcpy(h, keep ? g : hp, bytes(u));
         break;
       case Cell::lstm: {
         float* c = sc[kC] + ho;
         const float* cp = first ? zeros_.data() : sc[kC] + b * t_ * u_ + pt * u_;
-        std::memcpy(g, z, bytes(4 * u));
+        if (z != g) std::memcpy(g, z, bytes(4 * u));
         ract_->forward(g, 2 * u, ract_p_.data());
         act_->forward(g + 2 * u, u, act_p_.data());
         ract_->forward(g + 3 * u, u, ract_p_.data());
@@ -512,9 +488,9 @@ class RnnOp : public Op {
           break;
         }
         float* tc = sc[kTC] + ho;
-        lstm_cell(u, g, g + u, g + 2 * u, cp, c, tc);
+        loops_->cell(u, g, g + u, g + 2 * u, cp, c, tc);
         act_->forward(tc, u, act_p_.data());
-        lstm_out(u, g + 3 * u, tc, h);
+        loops_->out(u, g + 3 * u, tc, h);
         break;
       }
       case Cell::gru: {
@@ -555,7 +531,7 @@ class RnnOp : public Op {
                      const float* mask, const float* mh, bool phase1) const {
     float* const* sc = a.scratch;
     const int64_t zo = b * t_ * gu_ + tt * gu_, ho = b * t_ * u_ + tt * u_;
-    const float* z = sc[kZ] + zo;
+    const float* z = (gates_in_a_ ? sc[kA] : sc[kZ]) + zo;  // unread by sigmoid and tanh
     const float* g = sc[kA] + zo;
     float* dz = sc[kDZ] + zo;
     float* dh = sc[kDh] + b * u_;
@@ -578,9 +554,9 @@ class RnnOp : public Op {
         const float* cp = first ? zeros_.data() : sc[kC] + b * t_ * u_ + pt * u_;
         float* dc = sc[kDc] + b * u_;
         const float* tc = sc[kTC] + ho;
-        lstm_dh_to_gates(u, dh, tc, g + 3 * u, dz + 3 * u, dz + 2 * u);
+        loops_->dh_to_gates(u, dh, tc, g + 3 * u, dz + 3 * u, dz + 2 * u);
         act_->backward(c, tc, dz + 2 * u, dz + 2 * u, u, act_p_.data());
-        lstm_dc_to_gates(u, g, g + u, g + 2 * u, cp, dz, dz + u, dz + 2 * u, dc, dh);
+        loops_->dc_to_gates(u, g, g + u, g + 2 * u, cp, dz, dz + u, dz + 2 * u, dc, dh);
         ract_->backward(z, g, dz, dz, 2 * u, ract_p_.data());
         act_->backward(z + 2 * u, g + 2 * u, dz + 2 * u, dz + 2 * u, u, act_p_.data());
         ract_->backward(z + 3 * u, g + 3 * u, dz + 3 * u, dz + 3 * u, u, ract_p_.data());
@@ -620,14 +596,99 @@ class RnnOp : public Op {
     }
   }
 
+  // simple and lstm: [W; U; b] stacked into kWcat and packed into kWP (returned), and per
+  // (row, step) the A row [x, h', 1] of kXH with its x (after dropout) and 1 filled and h'
+  // zero for the first step; the time loop writes each later step's h' as it goes.
+  const float* stack_inputs(const FwdArgs& a, const float* X, const float* bias) const {
+    float* const* sc = a.scratch;
+    float* Wc = sc[kWcat];
+    std::memcpy(Wc, a.param[0], bytes(f_ * gu_));
+    std::memcpy(Wc + f_ * gu_, a.param[1], bytes(u_ * gu_));
+    if (bias) std::memcpy(Wc + (f_ + u_) * gu_, bias, bytes(gu_));
+    float* WP = align64(sc[kWP]);
+    gemm::pack_b_whole(k1_, gu_, {Wc, gu_, 1}, WP);
+    float* XH = sc[kXH];
+    const int64_t t0 = time_of(0);
+    for (int64_t b = 0; b < a.n; ++b)
+      for (int64_t t = 0; t < t_; ++t) {
+        float* row = XH + (b * t_ + t) * k1_;
+        std::memcpy(row, X + (b * t_ + t) * f_, bytes(f_));
+        if (t == t0) std::fill(row + f_, row + f_ + u_, 0.0f);
+        if (bias) row[f_ + u_] = 1.0f;
+      }
+    return WP;
+  }
+
+  // simple and lstm: [dW; dU; db] = [X, H', 1]^T dZ as one GEMM over all (row, step) pairs,
+  // then each part stored or accumulated into its parameter's gradient.
+  void stacked_grads(const BwdArgs& a, const float* dZ) const {
+    float* const* sc = a.scratch;
+    const bool want_b = use_bias_ && a.dparam[2];
+    if (!a.dparam[0] && !a.dparam[1] && !want_b) return;
+    float* G = sc[kG];
+    gemm::sgemm(k1_, gu_, a.n * t_, 1.0f, {sc[kXH], 1, k1_}, {dZ, gu_, 1}, 0.0f, G, gu_);
+    const auto store = [&](int k, int64_t row0, int64_t rows) {
+      float* d = a.dparam[k];
+      if (!d) return;
+      const float* g = G + row0 * gu_;
+      if (a.dparam_acc[k]) add(d, g, rows * gu_);
+      else std::memcpy(d, g, bytes(rows * gu_));
+    };
+    store(0, 0, f_);
+    store(1, f_, u_);
+    if (want_b) store(2, f_ + u_, 1);
+  }
+
+  // gru: dW = X^T dZ, dU from h' (and r h' without reset_after), db column sums.
+  void gru_grads(const BwdArgs& a, const float* dZ, const float* dZh, bool drop_x,
+                 const float* mh) const {
+    float* const* sc = a.scratch;
+    const int64_t n = a.n, hs = t_ * u_, rows_all = n * t_;
+    float* Hp = sc[kHprev];  // h' of every step as a matrix (zero for the first step)
+    if (a.dparam[1]) {
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t s = 0; s < t_; ++s) {
+          const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
+          float* dst = Hp + b * hs + tt * u_;
+          if (s == 0) std::fill(dst, dst + u_, 0.0f);
+          else std::memcpy(dst, sc[kH] + b * hs + pt * u_, bytes(u_));
+          if (mh)
+            for (int64_t j = 0; j < u_; ++j) dst[j] *= mh[b * u_ + j];
+        }
+    }
+    if (float* dW = a.dparam[0])
+      gemm::sgemm(f_, gu_, rows_all, 1.0f, {drop_x ? sc[kXd] : a.x[0], 1, f_}, {dZ, gu_, 1},
+                  a.dparam_acc[0] ? 1.0f : 0.0f, dW, gu_);
+    if (float* dU = a.dparam[1]) {
+      const float beta = a.dparam_acc[1] ? 1.0f : 0.0f;
+      if (!reset_after_) {
+        gemm::sgemm(u_, 2 * u_, rows_all, 1.0f, {Hp, 1, u_}, {dZ, gu_, 1}, beta, dU, gu_);
+        gemm::sgemm(u_, u_, rows_all, 1.0f, {sc[kRec], 1, u_}, {dZ + 2 * u_, gu_, 1}, beta,
+                    dU + 2 * u_, gu_);
+      } else {
+        gemm::sgemm(u_, gu_, rows_all, 1.0f, {Hp, 1, u_}, {dZh, gu_, 1}, beta, dU, gu_);
+      }
+    }
+    if (use_bias_ && a.dparam[2]) {
+      float* db = a.dparam[2];
+      const bool acc = a.dparam_acc[2] != 0;
+      colsum(dZ, rows_all, db, acc);
+      if (reset_after_) colsum(dZh, rows_all, db + gu_, acc);
+    }
+  }
+
   Cell cell_ = Cell::lstm;
   int64_t gates_ = 4, u_ = 1, t_ = 1, f_ = 1, gu_ = 4, rows_out_ = 1, nstate_ = 0;
   bool use_bias_ = true, seqs_ = false, state_ = false, back_ = false, reset_after_ = false;
   bool masked_ = false, time_order_ = false, zero_masked_ = false;
+  bool stacked_ = true;  // simple, lstm: z = [x, h', 1] [W; U; b] per step (kXH, kWP)
+  int64_t k1_ = 1;       // that product's depth F + u (+ 1 with a bias)
+  bool gates_in_a_ = false;  // no kZ: the step's GEMM writes kA (see configure)
   double rate_x_ = 0.0, rate_h_ = 0.0;
   uint64_t seed_ = 0;
   const ActivationInfo* act_ = nullptr;
   const ActivationInfo* ract_ = nullptr;
+  const LstmLoops* loops_ = &lstm_loops();  // the element-wise loops of the active ISA
   std::vector<float> act_p_, ract_p_, zeros_, zero_bias_;
 };
 

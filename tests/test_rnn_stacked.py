@@ -1,0 +1,94 @@
+"""The rnn op's per-step paths at sizes where they split: simple and lstm multiply each step's
+rows [x, h', 1] by the stacked [W; U; b] and take [dW; dU; db] from one GEMM after the time
+loop (with sigmoid/tanh gates activated in place, other activations through a pre-activation
+copy, no bias without the column of ones); gru keeps its own input projection.
+
+Each case runs a batch spanning several GEMM row panels (12 rows on AVX-512, 6 or 8 on the
+others) and big enough that the recurrence is cut among threads (n T G u u >= 2^21), against
+the NumPy twin on 1 and on 2 threads, and the two thread counts must agree bit for bit.
+Tolerances. Forward: float32 against float64, sums of up to F + u + 1 = 107 products of
+weights ~0.5 through up to 9 steps: the rounding of one such sum is ~107 * 6e-8 * (sum of
+|terms| ~ 50) ~ 3e-4 at worst and ~1e-5 typically, so 1e-4 times the output's scale
+(max(1, largest |output|): the relu cell is no contraction and its outputs reach ~15); a
+wrong gate or a swapped weight block moves outputs by ~0.1. Gradients 2e-4 of the largest
+entry, as in test_rnn.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_rnn import MSE, Case, _feed, _param_grads, _rng
+
+import pynn
+from pynn.reference import graph as ref_graph
+
+BATCH = 30
+CASES = [
+    Case("lstm", 8, 5, 48),
+    Case("lstm", 7, 3, 52, masked=True, go_backwards=True, return_sequences=True),
+    Case("lstm", 8, 4, 47, use_bias=False, return_state=True),
+    Case("lstm", 9, 3, 45, activation="relu", return_sequences=True),
+    Case("simple", 8, 6, 100, masked=True, return_sequences=True),
+    Case("simple", 8, 2, 95, activation="softsign", return_state=True),
+    Case("gru", 8, 4, 64, masked=True, return_sequences=True),
+]
+
+
+def _on_threads(threads, fn):
+    before = pynn.get_num_threads()
+    try:
+        pynn.set_num_threads(threads)
+        return fn()
+    finally:
+        pynn.set_num_threads(before)
+
+
+def _case_big_enough_to_split(case):
+    gates = {"simple": 1, "lstm": 4, "gru": 3}[case.cell]
+    return BATCH * case.T * gates * case.u * case.u >= 1 << 21
+
+
+@pytest.mark.parametrize("case", CASES, ids=repr)
+def test_forward_and_gradients_match_twin_on_one_and_two_threads(case):
+    assert _case_big_enough_to_split(case)
+    rng = _rng("stacked", case.name)
+    ps, xs = case.params(rng), case.inputs(rng, BATCH)
+    spec = case.spec(ps, xs)
+    want_y = ref_graph.predict(spec, xs)[0]
+    out, _ = ref_graph.forward(spec, xs)
+    target = rng.standard_normal(out[0].shape).astype(np.float32)
+    _, _, want_g, _ = ref_graph.gradients(spec, xs, [target], [MSE])
+
+    def run():
+        y = np.empty(want_y.shape, np.float32)
+        spec.to_core().predict(_feed(xs), [y])
+        return y, _param_grads(spec.to_core([MSE]), len(ps), _feed(xs), [target])
+
+    results = [_on_threads(t, run) for t in (1, 2)]
+    for y, grads in results:
+        np.testing.assert_allclose(y, want_y, rtol=0,
+                                   atol=1e-4 * max(1.0, float(np.abs(want_y).max())))
+        for k, (a, b) in enumerate(zip(grads, want_g)):
+            assert a.shape == b.shape
+            assert np.abs(a - b).max() <= 2e-4 * np.abs(b).max(), (case.name, k)
+    (y1, g1), (y2, g2) = results
+    assert np.array_equal(y1, y2)
+    assert all(np.array_equal(a, b) for a, b in zip(g1, g2))
+
+
+def test_lstm_training_is_bitwise_identical_on_one_and_two_threads():
+    """A whole fit (the stacked step GEMM, the in-place gates, the one gradient GEMM, Adam)."""
+    rng = _rng("fit")
+    x = rng.standard_normal((64, 10, 7)).astype(np.float32)
+    y = rng.integers(0, 4, 64)
+
+    def fit():
+        pynn.utils.set_random_seed(3)
+        model = pynn.Sequential([pynn.Input((10, 7)), pynn.layers.LSTM(40),
+                                 pynn.layers.Dense(4, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+        return model.get_weights()
+
+    w1, w2 = _on_threads(1, fit), _on_threads(2, fit)
+    assert all(np.array_equal(a, b) for a, b in zip(w1, w2))
