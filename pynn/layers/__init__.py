@@ -2,6 +2,7 @@
 from typing import Any
 
 from pynn.layers.activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
+from pynn.layers.augmentation import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
 from pynn.layers.convolutional import Conv1D, Conv2D
 from pynn.layers.dense import Dense
 from pynn.layers.depthwise import (
@@ -95,6 +96,9 @@ _SPATIAL: dict[str, Any] = {cls.__name__: cls for cls in (
     Cropping1D, Cropping2D, SpatialDropout1D, SpatialDropout2D, UpSampling1D, UpSampling2D,
     ZeroPadding1D, ZeroPadding2D)}
 _CLASSES.update(_SPATIAL)
+_AUGMENT: dict[str, Any] = {cls.__name__: cls for cls in (
+    RandomFlip, RandomRotation, RandomTranslation, RandomZoom)}
+_CLASSES.update(_AUGMENT)
 _MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
 
@@ -166,3 +170,4 @@ __all__ += ["CategoryEncoding", "Discretization", "IntegerLookup", "Normalizatio
 __all__ += ["DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"]
 __all__ += ["Cropping1D", "Cropping2D", "SpatialDropout1D", "SpatialDropout2D", "UpSampling1D",
             "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D"]
+__all__ += ["RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom"]

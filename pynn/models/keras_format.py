@@ -195,6 +195,9 @@ def _no_trainable_to_keras(cfg: dict[str, Any]) -> dict[str, Any]:
 
 LAYERS.update({name: KerasLayer(to_keras=_no_trainable_to_keras)
                for name in ("SpatialDropout1D", "SpatialDropout2D")})
+# the augmentation layers hold no weights
+LAYERS.update({name: KerasLayer() for name in (
+    "RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom")})
 
 # The optimizer's slots in Keras's ``optimizer/vars``, after the iteration count and the
 # learning rate: for each block, every trainable weight in the model's order with the listed

@@ -520,3 +520,8 @@ OPS.update(_normalization.OPS)
 from pynn.reference import pad_crop as _pad_crop  # noqa: E402
 
 OPS.update(_pad_crop.OPS)
+
+# --- image_augment (RandomFlip/Translation/Rotation/Zoom): pynn/reference/augment.py.
+from pynn.reference import augment as _augment  # noqa: E402
+
+OPS.update(_augment.OPS)
