@@ -280,6 +280,12 @@ class ImageAugmentOp : public Op {
     const double wy1 = ys - fy, wx1 = xs - fx;
     const double wy[2] = {1.0 - wy1, wy1}, wx[2] = {1.0 - wx1, wx1};
     const int64_t iy = int64_t(fy), ix = int64_t(fx);
+    if (iy >= 0 && iy + 1 < h_ && ix >= 0 && ix + 1 < w_) {  // all four inside: no folding
+      const int64_t o = pix(iy, ix), dc = pix(0, 1), dr = pix(1, 0);
+      off[0] = o, off[1] = o + dc, off[2] = o + dr, off[3] = o + dr + dc;
+      wt[0] = wy[0] * wx[0], wt[1] = wy[0] * wx[1], wt[2] = wy[1] * wx[0], wt[3] = wy[1] * wx[1];
+      return 4;
+    }
     int m = 0;
     for (int dr = 0; dr < 2; ++dr) {
       int64_t r;
