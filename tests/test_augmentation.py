@@ -390,3 +390,13 @@ def test_bad_arguments():
         L.RandomFlip(seed=1.5)
     with pytest.raises(ValueError, match="height, width, channels"):
         L.RandomFlip()(np.zeros((2, 5, 3), np.float32))
+
+
+def test_signatures_match_keras(keras):
+    import inspect
+
+    for name in ("RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom"):
+        def params(cls):
+            return [(p.name, p.default) for p in inspect.signature(cls.__init__).parameters.values()
+                    if p.kind is not p.VAR_KEYWORD and p.name != "self"]
+        assert params(getattr(L, name)) == params(getattr(keras.layers, name)), name
