@@ -208,6 +208,16 @@ def test_given_transforms_match_keras(keras, fill_mode):
                                    err_msg=f"rotation {interpolation}")
         # the pixels compared are most of them
         assert ok.mean() > 0.9
+        # any affine map (scales up to 4: reads several periods away from the image)
+        t = np.zeros((n, 8))
+        t[:, :6] = rng.uniform(-4, 4, (n, 6))
+        want = to_numpy(keras.ops.image.affine_transform(
+            x, t.astype(np.float32), interpolation=interpolation, fill_mode=fill_mode,
+            fill_value=0.4))
+        got = _pynn_affine(x, t, fill_mode, interpolation, 0.4)
+        ok = ~_tie_mask(t, h, w) if interpolation == "nearest" else np.ones((n, h, w), bool)
+        np.testing.assert_allclose(got[ok], want[ok], rtol=0, atol=5e-5,
+                                   err_msg=f"affine {interpolation}")
 
 
 def test_flip_matches_keras(keras):
