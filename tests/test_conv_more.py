@@ -119,62 +119,7 @@ def test_cli_train_model_cnn_on_the_subset(tmp_path, monkeypatch, capsys):
     assert "--model" in capsys.readouterr().err
 
 
-# --- DepthwiseConv / SeparableConv against Keras 3 -----------------------------------------
-DEPTHWISE_CASES = [
-    ("DepthwiseConv2D", (7, 8, 3), dict(kernel_size=3, depth_multiplier=2, padding="same",
-                                        activation="relu")),
-    ("DepthwiseConv2D", (7, 8, 3), dict(kernel_size=(2, 3), dilation_rate=2)),
-    ("DepthwiseConv2D", (3, 7, 8), dict(kernel_size=3, strides=2, data_format="channels_first",
-                                        use_bias=False)),
-    ("DepthwiseConv1D", (9, 4), dict(kernel_size=3, depth_multiplier=3, padding="same")),
-    ("SeparableConv2D", (7, 8, 3), dict(filters=5, kernel_size=3, depth_multiplier=2,
-                                        strides=2, activation="tanh")),
-    ("SeparableConv2D", (6, 6, 2), dict(filters=4, kernel_size=3, padding="same")),
-    ("SeparableConv1D", (10, 3), dict(filters=4, kernel_size=2, dilation_rate=2)),
-]
-
-
-def _pair(name, shape, kwargs, seed):
-    """A one-layer Keras model and the same pynn model holding Keras's (perturbed) weights."""
-    import keras
-
-    rng = np.random.default_rng(seed)
-    k = keras.Sequential([keras.Input(shape), getattr(keras.layers, name)(**kwargs)])
-    weights = [w + 0.2 * rng.standard_normal(w.shape).astype(np.float32)
-               for w in k.get_weights()]
-    k.set_weights(weights)
-    p = pynn.Sequential([pynn.Input(shape), getattr(layers, name)(**kwargs)])
-    assert [w.shape for w in p.get_weights()] == [w.shape for w in weights]
-    p.set_weights(weights)
-    x = rng.standard_normal((3,) + shape).astype(np.float32)
-    return k, p, x
-
-
-# Keras 3.15's Variable.numpy() calls np.array(variable), which NumPy 2 flags with this
-# warning (Keras's own code, not pynn's): ignored here only.
-KERAS_NUMPY2 = "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
-
-
-@pytest.mark.filterwarnings(KERAS_NUMPY2)
-@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=lambda c: f"{c[0]}-{sorted(c[2])}")
-def test_depthwise_and_separable_match_keras(case):
-    name, shape, kwargs = case
-    k, p, x = _pair(name, shape, kwargs, 0)
-    want = np.asarray(k.predict(x, verbose=0))
-    got = p.predict(x, verbose=0)
-    assert got.shape == want.shape and np.abs(want).max() > 0.1
-    # float32 sums of at most 27 products: a few ulps of the largest terms
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    # one SGD step on the same batch moves the weights as Keras's does
-    import keras
-
-    target = np.random.default_rng(1).standard_normal(want.shape).astype(np.float32)
-    k.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-    p.compile(optimizer=pynn.optimizers.SGD(0.1), loss="mse")
-    k.train_on_batch(x, target)
-    p.fit(x, target, batch_size=3, epochs=1, shuffle=False, verbose=0)
-    for a, b in zip(p.get_weights(), k.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+# DepthwiseConv / SeparableConv against Keras 3: tests/test_conv_keras.py
 
 
 def test_depthwise_layers_save_load_and_config_round_trip(tmp_path):
@@ -203,6 +148,11 @@ def test_depthwise_layers_save_load_and_config_round_trip(tmp_path):
 
 
 # --- BatchNormalization and Dropout on image-shaped inputs ----------------------------------
+# Keras 3.15's Variable.numpy() calls np.array(variable), which NumPy 2 flags with this
+# warning (Keras's own code, not pynn's): ignored here only.
+KERAS_NUMPY2 = "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+
+
 @pytest.mark.filterwarnings(KERAS_NUMPY2)
 def test_batchnorm_and_dropout_on_4d_inputs_follow_keras():
     import keras

@@ -179,3 +179,52 @@ def test_early_stopping_baseline_like_keras(keras, baseline, patience):
                                                baseline=baseline))
     assert ours == theirs
     assert ours is not None and ours >= 8     # never during the 8 improving epochs
+
+
+def _per_sample_heads(lib, x):
+    """Heads that give one value per sample, written the same way in Keras and pynn."""
+    ops = lib.ops
+    h = lib.layers.Dense(3, kernel_initializer="ones", name="d")(x)
+    return [ops.mean(h, axis=-1), ops.argmax(h, axis=-1), ops.sum(h, axis=1) * 2.0 + 1.0,
+            ops.max(ops.square(h), axis=-1) - ops.min(h, axis=-1), ops.mean(h, axis=-1,
+                                                                             keepdims=True)]
+
+
+def test_per_sample_scalars_have_keras_shapes(keras):
+    """A full reduction of a sample is (None,) symbolically and (n,) from predict, as in
+    Keras; elementwise ops on such values keep that shape; keepdims keeps the (None, 1)."""
+    theirs_in = keras.Input((4,))
+    theirs = keras.Model(theirs_in, _per_sample_heads(keras, theirs_in))
+    ours_in = pynn.Input((4,))
+    ours = pynn.Model(ours_in, _per_sample_heads(pynn, ours_in))
+    assert ours.output_shape == [tuple(t.shape) for t in theirs.outputs]
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    want = [to_np(v) for v in theirs(x)]
+    for rows, got in ((5, ours.predict(x, verbose=0)), (5, ours(x)),
+                      (1, ours.predict(x[:1], verbose=0))):
+        assert [g.shape for g in got] == [w[:rows].shape for w in want]
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w[:rows], rtol=1e-6)
+    # nested in another model, the shape survives; the one-row fast path gives (1,)
+    outer_in = pynn.Input((4,))
+    single = pynn.Model(ours_in, ours.outputs[0])
+    outer = pynn.Model(outer_in, single(outer_in))
+    assert outer.output_shape == (None,)
+    assert outer.predict(x[:1], verbose=0).shape == (1,)
+    # training on (n,) targets for a (None,) output
+    single.compile(optimizer="sgd", loss="mse")
+    single.fit(x, np.zeros(5, np.float32), epochs=1, verbose=0)
+    assert single.evaluate(x, np.zeros(5, np.float32), verbose=0) >= 0.0
+
+
+@pytest.mark.parametrize("axis", [-1, 1, 2, -2])
+def test_softmax_axis_matches_keras(keras, axis):
+    """Softmax over any one axis of a sample, not silently over the last one."""
+    x = np.random.default_rng(3).normal(size=(2, 3, 4)).astype(np.float32) * 3
+    want = to_np(keras.layers.Softmax(axis=axis)(x))
+    model = pynn.Sequential([pynn.Input((3, 4)), layers.Softmax(axis=axis)])
+    got = model.predict(x, verbose=0)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)   # float32 exp and divide
+    np.testing.assert_allclose(got.sum(axis=axis), 1.0, rtol=1e-6)   # on that axis
+    with pytest.raises(ValueError, match="out of range"):
+        pynn.Sequential([pynn.Input((3, 4)), layers.Softmax(axis=3)])

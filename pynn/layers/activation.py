@@ -5,7 +5,7 @@ import numbers
 from typing import Any
 
 from pynn import _random, activations
-from pynn.layers.layer import Layer, real_in
+from pynn.layers.layer import Layer, on_last_axis, real_in
 
 
 def _act(spec, x, name, params, layer_name, seed=0):
@@ -79,16 +79,21 @@ class ReLU(Layer):
 
 
 class Softmax(Layer):
-    """Softmax over the last axis."""
+    """Softmax over `axis` (Keras's numbering; default the last)."""
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
-        if axis != -1 and not (isinstance(axis, numbers.Integral) and axis == 1):
-            raise ValueError(f"axis: pynn applies softmax over the feature axis (-1); got {axis!r}")
-        self.axis = -1
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f"axis: expected an int (Keras's numbering), got {axis!r}")
+        self.axis = int(axis)
 
     def _emit(self, spec, inputs):
-        return _act(spec, self._single(inputs), "softmax", [], self.name)
+        from pynn.layers.normalization import sample_axes
+
+        x = self._single(inputs)
+        (a,) = sample_axes(self.axis, len(spec.shapes[x]) + 1, self.name)
+        return on_last_axis(spec, self.name, x, a,
+                            lambda t: _act(spec, t, "softmax", [], self.name))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "axis": self.axis}

@@ -147,6 +147,9 @@ class BaseConv(Layer):
     def _channels(self, shape):
         return shape[-1] if self.data_format == "channels_last" else shape[0]
 
+    def _kernel_shape(self, channels):
+        return self.kernel_size + (channels // self.groups, self.filters)
+
     def build(self, input_shape):
         shape = tuple(input_shape)[1:]
         check_rank(self, shape, self.rank, self.data_format)
@@ -155,7 +158,7 @@ class BaseConv(Layer):
             raise ValueError(f"{self.name}: the number of input channels ({channels}, input "
                              f"shape {(None,) + shape}) must be divisible by groups="
                              f"{self.groups}")
-        kshape = self.kernel_size + (channels // self.groups, self.filters)
+        kshape = self._kernel_shape(channels)
         if math.prod(kshape) > 2**31 - 1:
             raise ValueError(f"{self.name}: a kernel of shape {kshape} is larger than pynn's "
                              f"limit of 2**31 - 1 floats per weight")

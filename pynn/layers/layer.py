@@ -19,7 +19,7 @@ import math
 import numbers
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -189,10 +189,18 @@ class KerasTensor:
     """A symbolic tensor: the shape (batch axis None) of a value a layer will produce."""
 
     def __init__(self, shape, name=None, history=None):
-        self.shape = (None,) + tuple(int(s) for s in shape)
+        self._sample = tuple(int(s) for s in shape)
         self.dtype = "float32"
         self.name = name
         self._history = history   # (layer, node_index, tensor_index)
+        # One value per sample (a full reduction, an argmax): Keras's shape (None,), which
+        # the engine stores as (None, 1); see pynn.layers.ops_layer.
+        self._pynn_scalar = False
+
+    @property
+    def shape(self) -> tuple[int | None, ...]:
+        """The shape as Keras shows it: batch axis None, then the per-sample shape."""
+        return (None,) if self._pynn_scalar else (None,) + self._sample
 
     @property
     def ndim(self) -> int:
@@ -200,7 +208,8 @@ class KerasTensor:
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
-        return self.shape[1:]
+        """The per-sample shape as the engine stores it (a per-sample scalar is (1,))."""
+        return self._sample
 
     def __repr__(self):
         return f"<KerasTensor shape={self.shape}, name={self.name}>"
@@ -647,3 +656,20 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}>"
+
+
+def on_last_axis(spec: Any, name: str, x: int, axis: int, emit: Callable[[int], list[int]]
+                 ) -> list[int]:
+    """Runs `emit` (an op that works on the last axis) on per-sample `axis` (0 = the first
+    after the batch) of tensor x: the axis is moved last and back with two ``permute`` nodes
+    (1-based sample axes), or nothing is added when it is already last."""
+    shape = spec.shapes[x]
+    last = len(shape) - 1
+    if axis == last:
+        return emit(x)
+    order = [i for i in range(len(shape)) if i != axis] + [axis]
+    moved = spec.add_node("permute", [x], [tuple(shape[i] for i in order)], [],
+                          {"dims": [i + 1 for i in order]}, name)[0]
+    (y,) = emit(moved)
+    back = [order.index(i) + 1 for i in range(len(shape))]
+    return spec.add_node("permute", [y], [shape], [], {"dims": back}, name)

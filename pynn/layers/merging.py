@@ -27,6 +27,12 @@ class _Merge(Layer):
                                  f"{(None,) + shapes[0]} and {(None,) + s} (input {k})")
         return spec.add_node(self.op, list(inputs), [shapes[0]], [], {}, self.name)
 
+    def _call_symbolic(self, flat, structure):
+        out = super()._call_symbolic(flat, structure)
+        # values per sample (Keras's (None,)) merged elementwise stay values per sample
+        out._pynn_scalar = all(getattr(t, "_pynn_scalar", False) for t in flat)
+        return out
+
 
 class Add(_Merge):
     """Element-wise sum of its inputs."""

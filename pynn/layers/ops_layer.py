@@ -11,6 +11,9 @@ Invariants:
   - A per-sample scalar (Keras's shape (None,), e.g. a mean over the last axis) has the
     per-sample shape (1,) here: the engine stores rank-0 samples as (1,) (Graph::add_node)
     and GraphSpec.to_core checks that both sides agree. `scalar_sample` is that one rule.
+    Its KerasTensor is flagged (`is_scalar_sample`), so `.shape` shows (None,), elementwise
+    ops and merges of such values keep the flag, and predict / model(x) / the ONNX export
+    return (n,) for such an output, as Keras does.
   - Attributes carry per-sample axes counted from the end (negative).
   - Shape rules here mirror the C++ ops' configure(); a mismatch is a ValueError that names
     the layer, the op and every operand's shape (with the batch axis, as Keras prints them).
@@ -115,7 +118,10 @@ class OpLayer(Layer):
 
     def _call_symbolic(self, flat, structure):
         out = super()._call_symbolic(flat, structure)   # runs _emit on a scratch graph
-        out._pynn_scalar = self._keras_shape == () or self.scalar_out
+        # Elementwise ops on per-sample scalars (and constants) keep them scalars.
+        elementwise = tuple(self._keras_shape) == (1,) and all(
+            is_scalar_sample(t) for t in flat)
+        out._pynn_scalar = self._keras_shape == () or self.scalar_out or elementwise
         return out
 
     def get_config(self) -> dict:

@@ -5,7 +5,7 @@ import numbers
 from typing import Any
 
 from pynn import _random
-from pynn.layers.layer import Layer, real_in
+from pynn.layers.layer import Layer, on_last_axis, real_in
 
 
 class Dropout(Layer):
@@ -49,16 +49,23 @@ class BatchNormalization(Layer):
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
         super().__init__(**kwargs)
-        if axis not in (-1, 1):
-            raise ValueError(f"axis: pynn normalises the feature axis (-1); got {axis!r}")
-        self.axis = -1
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f"axis: expected an int (the feature axis, Keras's numbering), "
+                            f"got {axis!r}")
+        self.axis = int(axis)
         self.momentum = real_in(momentum, "momentum", 0.0, 1.0)
         self.epsilon = real_in(epsilon, "epsilon", 0.0, float("inf"), lo_open=True)
         self.center = bool(center)
         self.scale = bool(scale)
 
+    def _feature_axis(self, rank: int) -> int:
+        """The per-sample axis (0 = first after the batch) whose features are normalised."""
+        from pynn.layers.normalization import sample_axes
+
+        return sample_axes(self.axis, rank, self.name)[0]
+
     def build(self, input_shape: Any) -> None:
-        c = (input_shape[-1],)
+        c = (input_shape[self._feature_axis(len(input_shape)) + 1],)   # (None, *sample)
         self.gamma = self.add_weight(c, "ones", name="gamma") if self.scale else None
         self.beta = self.add_weight(c, "zeros", name="beta") if self.center else None
         self.moving_mean = self.add_weight(c, "zeros", trainable=False, name="moving_mean")
@@ -67,13 +74,18 @@ class BatchNormalization(Layer):
 
     def _emit(self, spec, inputs):
         x = self._single(inputs)
-        if spec.shapes[x][-1] != self.moving_mean.shape[0]:
+        shape = spec.shapes[x]
+        a = self._feature_axis(len(shape) + 1)
+        if shape[a] != self.moving_mean.shape[0]:
             raise ValueError(f"{self.name}: BatchNormalization was built for "
-                             f"{self.moving_mean.shape[0]} features on the last axis, got input "
-                             f"shape {(None,) + spec.shapes[x]}")
-        return spec.add_node("batchnorm", [x], [spec.shapes[x]], self._param_ids(spec),
-                             {"momentum": self.momentum, "epsilon": self.epsilon,
-                              "center": self.center, "scale": self.scale}, self.name)
+                             f"{self.moving_mean.shape[0]} features on axis {self.axis}, got "
+                             f"input shape {(None,) + shape}")
+        # The engine's op normalises the last axis; another feature axis (channels_first
+        # images: axis=1) is moved there and back.
+        return on_last_axis(spec, self.name, x, a, lambda t: spec.add_node(
+            "batchnorm", [t], [spec.shapes[t]], self._param_ids(spec),
+            {"momentum": self.momentum, "epsilon": self.epsilon, "center": self.center,
+             "scale": self.scale}, self.name))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,

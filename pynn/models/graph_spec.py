@@ -27,6 +27,10 @@ conv              strides, padding (valid, same, causal),      [kernel (kw, c/gr
                   dilation_rate, groups, activation,           (kh, kw, c/groups, f), bias (f)]
                   act_params, use_bias                         (w, c) -> (ow, f),
                                                                (h, w, c) -> (oh, ow, f)
+conv_transpose    strides, padding (valid, same),              [kernel (kw, f, c) or
+                  output_padding ([] for Keras's None),        (kh, kw, f, c), bias (f)]
+                  dilation_rate, activation, act_params,       (w, c) -> (ow, f); twin in
+                  use_bias                                     reference/conv_transpose.py
 max_pool,         pool_size, strides (default pool_size),      (w, c) -> (ow, c),
 avg_pool          padding (valid, same)                        (h, w, c) -> (oh, ow, c)
 global_pool       fn (avg, max), keepdims                      (..., c) -> (c,) or (1, .., 1, c)

@@ -198,6 +198,8 @@ LAYERS.update({name: KerasLayer(to_keras=_no_trainable_to_keras)
 # the augmentation layers hold no weights
 LAYERS.update({name: KerasLayer() for name in (
     "RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom")})
+LAYERS.update({name: KerasLayer(weights=own("kernel", "bias"))
+               for name in ("Conv1DTranspose", "Conv2DTranspose")})
 
 # The optimizer's slots in Keras's ``optimizer/vars``, after the iteration count and the
 # learning rate: for each block, every trainable weight in the model's order with the listed

@@ -23,6 +23,7 @@ from pynn.layers.layer import (
     sample_shape,
     unique_name,
 )
+from pynn.layers.ops_layer import is_scalar_sample
 from pynn.layers.reshaping import InputLayer
 from pynn.models.trainer import Trainer
 
@@ -289,7 +290,10 @@ class Model(Trainer, Layer):
             if missing:
                 raise ValueError(f"{self.name}: missing inputs {missing}")
             flat = [by_name[k] for k in self._in_struct]
-        return Layer._call_symbolic(self, flat, structure)
+        out = Layer._call_symbolic(self, flat, structure)
+        for inner, outer in zip(self._outputs or (), self._inbound_nodes[-1].outputs):
+            outer._pynn_scalar = is_scalar_sample(inner)   # (None,) outputs stay (None,)
+        return out
 
     def __call__(self, inputs, *args, training=None, mask=None, **kwargs):
         flat, _ = flatten_inputs(inputs, self.name)
@@ -298,6 +302,14 @@ class Model(Trainer, Layer):
         if training:
             raise ValueError("training=True: pynn runs training only inside fit/train_on_batch")
         return self.predict(inputs, verbose=0)
+
+    @property
+    def output_shape(self) -> Any:
+        """Keras's form: one shape with the batch axis, or a list of them."""
+        if not self._outputs:
+            return Layer.output_shape.fget(self)   # type: ignore[attr-defined]
+        shapes = [t.shape for t in self._outputs]
+        return shapes[0] if len(shapes) == 1 else shapes
 
     # --- description ------------------------------------------------------------------------
     def summary(self, line_length: int | None = None,

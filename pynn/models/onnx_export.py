@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pynn.layers.ops_layer import is_scalar_sample
+
 if TYPE_CHECKING:
     from pynn.models.model import Model
 
@@ -617,10 +619,18 @@ def export_onnx(model: Model, filepath: str | os.PathLike[str], verbose: bool = 
         name = out_names[j] if j < len(out_names) else f"output_{j}"
         if name in {v.name for v in graph_inputs} or any(name == g.name for g in graph_outputs):
             name = f"output_{j}"
-        w.nodes.append(onnx.helper.make_node("Identity", [names[tid]], [name],
-                                             name=f"{name}_out"))
+        shape = ["batch", *spec.shapes[tid]]
+        if j < len(model._outputs) and is_scalar_sample(model._outputs[j]):
+            # a value per sample: (batch,) as predict returns it, not the engine's (batch, 1)
+            shape = ["batch"]
+            w.nodes.append(onnx.helper.make_node(
+                "Reshape", [names[tid], w.const([-1], "shape", np.int64)], [name],
+                name=f"{name}_out"))
+        else:
+            w.nodes.append(onnx.helper.make_node("Identity", [names[tid]], [name],
+                                                 name=f"{name}_out"))
         graph_outputs.append(onnx.helper.make_tensor_value_info(
-            name, onnx.TensorProto.FLOAT, ["batch", *spec.shapes[tid]]))
+            name, onnx.TensorProto.FLOAT, shape))
     graph = onnx.helper.make_graph(w.nodes, model.name, graph_inputs, graph_outputs, w.inits)
     proto = onnx.helper.make_model(graph, producer_name="pynn",
                                    opset_imports=[onnx.helper.make_opsetid("", opset)])
@@ -634,3 +644,39 @@ def export_onnx(model: Model, filepath: str | os.PathLike[str], verbose: bool = 
     if verbose:
         print(f"Saved ONNX model to {path} ({len(spec.nodes)} pynn ops, {len(w.nodes)} ONNX "
               f"nodes, opset {opset})")
+
+
+def _conv_transpose(w, node, xs):
+    """ConvTranspose between two Transposes. ONNX pads crop the full output ((L - 1) s +
+    span per axis); where pynn's output reaches past it (Keras's output_padding, or "same"
+    with a stride larger than the kernel) ONNX's output_padding adds the zeros at the end."""
+    from pynn.layers.conv_transpose import transposed_crop
+
+    a = node.attrs
+    kernel = w.param(node, 0)
+    nsp = kernel.ndim - 2
+    in_sizes = w.spec.shapes[node.inputs[0]][:nsp]
+    out_sizes = w.spec.shapes[node.outputs[0]][:nsp]
+    ksize = list(kernel.shape[:nsp])
+    strides = [int(s) for s in a.get("strides", [1] * nsp)]
+    dil = [int(d) for d in a.get("dilation_rate", [1] * nsp)]
+    opad = list(a.get("output_padding") or [None] * nsp)
+    before, after, extra = [], [], []
+    for n, o, k, s, d, p in zip(in_sizes, out_sizes, ksize, strides, dil, opad):
+        full = (n - 1) * s + (k - 1) * d + 1
+        crop = transposed_crop(k, s, d, a.get("padding", "valid"), p)
+        before.append(crop)
+        after.append(max(full - crop - o, 0))
+        extra.append(max(o - (full - crop), 0))
+    # (k..., f, c) -> (c, f, k...): ONNX's (C, M / group, k...)
+    onnx_kernel = np.transpose(kernel, (nsp + 1, nsp, *range(nsp)))
+    ins = [_to_channels_first(w, xs[0], nsp + 2, node.name), w.const(onnx_kernel, "kernel")]
+    if a.get("use_bias", True):
+        ins.append(w.const(w.param(node, 1), "bias"))
+    y = w.op("ConvTranspose", ins, node.name, kernel_shape=ksize, strides=strides,
+             dilations=dil, pads=before + after, output_padding=extra)
+    y = _to_channels_last(w, y, nsp + 2, node.name)
+    return _act(w, y, a.get("activation", "linear"), a.get("act_params", []), node.name)
+
+
+_OPS["conv_transpose"] = _conv_transpose

@@ -19,6 +19,7 @@ from numpy.typing import ArrayLike
 from pynn import losses as losses_mod
 from pynn import optimizers as optimizers_mod
 from pynn.layers.layer import _TRAINABLE_GENERATION
+from pynn.layers.ops_layer import is_scalar_sample
 from pynn.models._metrics import MetricSet
 
 if TYPE_CHECKING:
@@ -163,6 +164,8 @@ class Trainer:
                 self._in_width = (math.prod(self._inputs[0].sample_shape)
                                   if len(self._inputs) == 1 and not self._host_steps() else -1)
                 self._out_sample = tuple(self._outputs[0].sample_shape)
+                # the fast path's result shape when the output is a per-sample scalar
+                self._out_keras = (-1,) if is_scalar_sample(self._outputs[0]) else None
             if self.compiled and self._losses is None:
                 self._resolve_compile()
             self._custom = [j for j, lo in enumerate(self._losses or [])
@@ -873,6 +876,9 @@ class Trainer:
         return [np.empty((n,) + tuple(t.sample_shape), dtype=np.float32) for t in self._outputs]
 
     def _structure_outputs(self, outs):
+        # A per-sample scalar output is stored (n, 1) and returned (n,), as Keras does.
+        outs = [o.reshape(o.shape[0]) if is_scalar_sample(t) else o
+                for o, t in zip(outs, self._outputs)]
         struct = getattr(self, "_out_struct", "single")
         if isinstance(struct, tuple):
             return dict(zip(struct, outs))
@@ -900,7 +906,7 @@ class Trainer:
             # a single batch, no progress bar.
             out = np.empty((x.shape[0],) + self._out_sample, dtype=np.float32)
             graph.predict([x], [out], 256)
-            return out
+            return out.reshape(self._out_keras) if self._out_keras else out
         from pynn.models import _streaming
 
         if _streaming.is_stream(x):

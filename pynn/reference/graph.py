@@ -521,6 +521,11 @@ from pynn.reference import pad_crop as _pad_crop  # noqa: E402
 
 OPS.update(_pad_crop.OPS)
 
+# --- conv_transpose (Conv1DTranspose, Conv2DTranspose): pynn/reference/conv_transpose.py.
+from pynn.reference import conv_transpose as _conv_transpose  # noqa: E402
+
+OPS.update(_conv_transpose.OPS)
+
 # --- image_augment (RandomFlip/Translation/Rotation/Zoom): pynn/reference/augment.py.
 from pynn.reference import augment as _augment  # noqa: E402
 

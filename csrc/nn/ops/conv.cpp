@@ -51,28 +51,20 @@
 #include "nn/conv_direct.h"
 #include "nn/dense.h"
 #include "nn/ops/common.h"
+#include "nn/ops/conv_patches.h"
 #include "nn/ops/window.h"
 #include "nn/softmax.h"
 
 namespace pynn::nn {
 namespace {
 
+using ops::Patches;
 using ops::Window;
 
 // Floats of scratch for one chunk of dz W^T (the input gradient's im2col-shaped rows).
 constexpr int64_t kChunkFloats = int64_t(1) << 18;
 // Input channels (per group) up to which the direct kernels replace the implicit GEMM.
 constexpr int64_t kDirectMaxChannels = 4;
-
-// The patches of one group as an implicit (n*OH*OW) x (KH*KW*cg) matrix: row r is output
-// position r (sample r / (OH*OW)), column (tap, c) is input channel c0 + c under that tap.
-struct Patches {
-  Window w;
-  const float* x;         // the batch of inputs
-  int64_t c0;             // first input channel of the group
-  int64_t cg;             // input channels per group
-  const int64_t* offset;  // per column (tap, c): its input's offset from the window's corner
-};
 
 // Whether every tap of the window whose top-left input is (ih, iw) lies inside the input.
 inline bool window_inside(const Window& w, int64_t ih, int64_t iw) {
@@ -231,11 +223,23 @@ void pack_patches(const void* ctx, int64_t i0, int64_t mc, int64_t p0, int64_t k
 #undef PYNN_CONV_PACK
 }
 
+}  // namespace
+
+// Exported through conv_patches.h (for the transposed convolution).
+void ops::pack_patch_rows(const void* ctx, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+                          int mr, float* dst) {
+  pack_patches<false>(ctx, i0, mc, p0, kc, mr, dst);
+}
+void ops::pack_patch_cols(const void* ctx, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+                          int mr, float* dst) {
+  pack_patches<true>(ctx, i0, mc, p0, kc, mr, dst);
+}
+
 // dx rows [r0, r0 + rows) of the batch += col2im of `dcol` ((rows, KH*KW*cg), the gradient of
 // each patch) for the group whose channels start at c0. Threads take whole samples; within a
 // sample rows and taps are added in increasing order.
-void col2im_add(const Window& w, const float* dcol, int64_t r0, int64_t rows, int64_t c0,
-                int64_t cg, float* dx) {
+void ops::col2im_add(const Window& w, const float* dcol, int64_t r0, int64_t rows, int64_t c0,
+                     int64_t cg, float* dx) {
   const int64_t P = w.positions(), Kg = w.taps() * cg;
   const int64_t s0 = r0 / P, s1 = (r0 + rows - 1) / P + 1;
   ops::for_samples(s0, s1, rows * Kg, [&](int64_t s) {
@@ -259,6 +263,10 @@ void col2im_add(const Window& w, const float* dcol, int64_t r0, int64_t rows, in
     }
   });
 }
+
+namespace {
+
+using ops::col2im_add;
 
 class ConvOp : public Op {
  public:

@@ -1,0 +1,293 @@
+// conv_transpose: 1-D and 2-D transposed convolution, Keras's Conv1DTranspose /
+// Conv2DTranspose on channels_last samples.
+//
+//   x (W, C) or (H, W, C);  kernel (kw, F, C) or (kh, kw, F, C) (Keras's layout);  bias (F)
+//   y[o, f] = act(b[f] + sum over (q, i, c) with q*s + i*d - pad = o of x[q, c] * kernel[i, f, c])
+// per spatial axis: each input position q spreads its kernel over the outputs q*s - pad +
+// i*d, i = 0..k-1 (nothing is flipped, as in Keras and PyTorch); outputs outside [0, out)
+// are dropped.
+//
+// Lengths, per axis (input L, kernel k, stride s, dilation d, span = (k - 1) d + 1,
+// output_padding p, "None" when not given), as Keras 3 computes them:
+//   valid   pad = 0, out = (L - 1) s + span + p, p defaulting to max(span, s) - span
+//   same    pad_len = s + span - 2 (p None) or span + span % 2 - 2 + p,
+//           left = min(ceil(pad_len / 2), span - 1), pad = span - 1 - left,
+//           out = (L - 1) s - span + 2 + pad_len, that is L s (p None) or
+//           (L - 1) s + span % 2 + p
+// with 0 <= p < s. Outputs past the last one any input reaches are the bias alone.
+//
+// This is the adjoint of the convolution (conv.cpp) whose input is y's shape: window kernel
+// (kh, kw), the same strides and dilation, `pad` zeros before, and output positions = x's
+// positions, with C_conv = F and F_conv = C. The kernel, read as the (kh*kw*F, C) matrix W,
+// is exactly that convolution's kernel. So, with the helpers of conv_patches.h:
+//   forward   y = col2im(x W^T), with dcol = x W^T formed for a bounded chunk of input
+//             positions at a time (kChunkFloats floats of scratch; whole samples when they
+//             fit), y starting as the bias instead of zeros; each sample's activation right
+//             after the chunk that completes it (still in cache);
+//   dx        = patches(dz) W, the convolution's forward as an implicit GEMM;
+//   dW        = patches(dz)^T x, the convolution's kernel gradient (patches from dz, the
+//             role its input plays there);
+//   db        = column sums of dz, in the same pass that forms dz = dy * act'(z).
+// Extra memory: the chunk and the GEMM's packing buffers (plus z when the activation's
+// derivative needs it); nothing grows with the square of any size.
+//
+// Determinism: the GEMMs sum each element's K in fixed panels whatever the thread count;
+// col2im adds a sample's rows in increasing order on one thread; the activation pass is
+// per element. Bitwise the same on any thread count.
+//
+// Scratch: [0] z, the pre-activation (saved when backward needs it), [1] the forward's chunk.
+#include <algorithm>
+#include <cstring>
+
+#include "gemm/gemm.h"
+#include "nn/dense.h"
+#include "nn/ops/common.h"
+#include "nn/ops/conv_patches.h"
+#include "nn/ops/window.h"
+#include "nn/softmax.h"
+
+namespace pynn::nn {
+namespace {
+
+using ops::Window;
+
+// Floats of scratch for one chunk of x W^T (rows of kh*kw*F values, one row per input position).
+constexpr int64_t kChunkFloats = int64_t(1) << 18;
+
+std::string ints_str(const std::vector<int64_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+// One value per spatial axis: `key` as given (each >= lo), or `def` when absent.
+std::vector<int64_t> per_axis(const Attrs& attrs, const char* key, size_t rank, int64_t def,
+                              int64_t lo) {
+  std::vector<int64_t> v = attrs.get_ints(key);
+  if (!attrs.has(key)) v.assign(rank, def);
+  if (v.size() != rank)
+    op_error(attrs, std::string(key) + " must have " + std::to_string(rank) +
+                        " value(s), one per spatial axis, got " + ints_str(v));
+  for (int64_t s : v)
+    if (s < lo)
+      op_error(attrs, std::string(key) + " must be >= " + std::to_string(lo) + ", got " +
+                          ints_str(v));
+  return v;
+}
+
+class ConvTransposeOp : public Op {
+ public:
+  Shape configure(const Attrs& attrs, const std::vector<Shape>& in,
+                  const std::vector<Shape>& params) override {
+    use_bias_ = attrs.get_bool("use_bias", true);
+    const std::string act = attrs.get_string("activation", "linear");
+    const std::vector<double> ap = attrs.get_doubles("act_params");
+    softmax_ = act == "softmax";
+    sigmoid_ = act == "sigmoid";
+    relu_ = act == "relu";
+    if (act == "rrelu")
+      op_error(attrs, "activation 'rrelu' draws random slopes: follow a linear "
+                      "conv_transpose with an activation op instead");
+    if (softmax_) {
+      if (!ap.empty()) op_error(attrs, "activation 'softmax' takes no act_params");
+      act_ = &ops::linear_activation();
+    } else {
+      act_ = &ops::activation_for(attrs, act, ap, act_params_);
+    }
+    check_arity(attrs, in, 1, 1, params, use_bias_ ? 2 : 1, use_bias_ ? 2 : 1);
+    const Shape& x = in[0];
+    if (x.size() != 2 && x.size() != 3)
+      op_error(attrs, "expects samples of shape (width, channels) or (height, width, "
+                      "channels), got input shape " + shape_str(x));
+    const size_t rank = x.size() - 1;
+    const Shape& k = params[0];
+    const std::string want_k = rank == 1 ? "(kernel_width, filters, input_channels)"
+                                         : "(kernel_height, kernel_width, filters, "
+                                           "input_channels)";
+    if (k.size() != rank + 2 || k.back() != x.back())
+      op_error(attrs, "kernel shape " + shape_str(k) + " must be " + want_k + " for input "
+                      "shape " + shape_str(x));
+    cin_ = x.back();
+    filters_ = k[rank];
+    for (size_t a = 0; a < rank + 1; ++a)
+      if (k[a] < 1) op_error(attrs, "kernel shape " + shape_str(k) + " has an empty axis");
+    if (use_bias_ && params[1] != Shape{filters_})
+      op_error(attrs, "bias shape " + shape_str(params[1]) + " does not match filters " +
+                          std::to_string(filters_) + ": expected " + shape_str({filters_}));
+    make_geometry(attrs, x, k, rank);
+    kg_ = w_.taps() * filters_;
+    offset_.resize(size_t(kg_));
+    for (int64_t p = 0; p < kg_; ++p) {
+      const int64_t tap = p / filters_;
+      offset_[size_t(p)] =
+          ((tap / w_.KW) * w_.DH * w_.W + (tap % w_.KW) * w_.DW) * w_.C + p % filters_;
+    }
+    // whole samples per chunk when one fits (so the activation pass follows each chunk)
+    chunk_rows_ = std::max<int64_t>(1, kChunkFloats / kg_);
+    if (const int64_t P = w_.positions(); chunk_rows_ >= P) chunk_rows_ = chunk_rows_ / P * P;
+    // The output is the underlying convolution's input.
+    if (rank == 1) return {w_.W, filters_};
+    return {w_.H, w_.W, filters_};
+  }
+
+  std::vector<ScratchNeed> scratch(bool training, bool backward) const override {
+    std::vector<ScratchNeed> s(2);
+    if (backward && keeps_z()) s[0] = {w_.in_size(), 0, ScratchLife::saved};
+    s[1] = {0, chunk_rows_ * kg_, ScratchLife::forward};
+    return s;
+  }
+  bool needs_input(int, bool, const BackwardNeeds& needs) const override {
+    return needs.dparam[0] != 0;  // only dW reads x
+  }
+  bool needs_output(bool, const BackwardNeeds&) const override {
+    return (softmax_ && !logits_) || &effective() != &ops::linear_activation();
+  }
+
+  // Chunk by chunk of input positions: the samples a chunk reaches first get the bias, the
+  // chunk's dcol is added in, and the samples it completes get their activation while they
+  // are still in cache.
+  void forward(const FwdArgs& a) override {
+    const int64_t P = w_.positions(), M = a.n * P;  // input positions per sample, in all
+    const int64_t out = w_.in_size(), rows_per_sample = w_.H * w_.W;
+    const ActivationInfo& act = effective();
+    float* y = a.y;
+    float* z = keeps_z() && a.scratch[0] != nullptr ? a.scratch[0] : nullptr;
+    const bool linear = &act == &ops::linear_activation();
+    const bool softmax = softmax_ && !logits_;
+    int64_t started = 0, finished = 0;  // samples holding the bias / their final values
+    const auto start_until = [&](int64_t s1) {
+      for (; started < s1; ++started) {
+        float* ys = y + started * out;
+        if (!use_bias_) {
+          std::memset(ys, 0, sizeof(float) * size_t(out));
+          continue;
+        }
+        for (int64_t r = 0; r < rows_per_sample; ++r)
+          std::memcpy(ys + r * filters_, a.param[1], sizeof(float) * size_t(filters_));
+      }
+    };
+    const auto finish_until = [&](int64_t s1) {
+      if (!linear || softmax) {
+        ops::for_samples(finished, s1, (s1 - finished) * out, [&](int64_t s) {
+          float* ys = y + s * out;
+          if (z != nullptr) std::memcpy(z + s * out, ys, sizeof(float) * size_t(out));
+          if (!linear) act.forward(ys, out, act_params_.data());
+          if (softmax) softmax_forward(ys, rows_per_sample, filters_);
+        });
+      }
+      finished = s1;
+    };
+    float* dcol = a.scratch[1];
+    const float* W = a.param[0];
+    for (int64_t r0 = 0; r0 < M; r0 += chunk_rows_) {
+      const int64_t rows = std::min(chunk_rows_, M - r0);
+      start_until((r0 + rows - 1) / P + 1);
+      // (rows, C) x (C, kh*kw*F): the kernel matrix read transposed in place.
+      gemm::sgemm(rows, kg_, cin_, 1.0f, {a.x[0] + r0 * cin_, cin_, 1}, {W, 1, cin_}, 0.0f,
+                  dcol, kg_);
+      ops::col2im_add(w_, dcol, r0, rows, 0, filters_, y);
+      finish_until((r0 + rows) / P);
+    }
+  }
+
+  void backward(const BwdArgs& a) override {
+    const int64_t M = a.n * w_.positions();
+    const int64_t rows_out = a.n * w_.H * w_.W;
+    float* dy = a.dy;
+    if (softmax_ && !logits_) softmax_backward(a.y, dy, dy, rows_out, filters_);
+    const ActivationInfo& act = effective();
+    const bool linear = &act == &ops::linear_activation();
+    float* db = use_bias_ ? a.dparam[1] : nullptr;
+    // dz = dy * act'(z) in place, and db = its column sums, in one pass.
+    if (db != nullptr || !linear) {
+      const float* z = linear ? nullptr : keeps_z() ? a.scratch[0] : a.y;
+      activation_backward_colsum(rows_out, filters_, z, a.y, dy, &act, act_params_.data(), db,
+                                 db != nullptr && a.dparam_acc[1]);
+    }
+    const ops::Patches pt{w_, dy, 0, filters_, offset_.data()};
+    if (float* dx = a.dx[0]) {
+      const gemm::APacker packer{&ops::pack_patch_rows, &pt};
+      gemm::sgemm_packed_a(M, cin_, kg_, 1.0f, packer, {a.param[0], cin_, 1},
+                           a.dx_acc[0] ? 1.0f : 0.0f, dx, cin_);
+    }
+    if (float* dW = a.dparam[0]) {
+      const gemm::APacker packer{&ops::pack_patch_cols, &pt};
+      gemm::sgemm_packed_a(kg_, cin_, M, 1.0f, packer, {a.x[0], cin_, 1},
+                           a.dparam_acc[0] ? 1.0f : 0.0f, dW, cin_);
+    }
+  }
+
+  std::string tail_activation() const override {
+    return softmax_ ? "softmax" : sigmoid_ ? "sigmoid" : "";
+  }
+  void set_emit_logits(bool on) override { logits_ = on; }
+
+ private:
+  // The underlying convolution's window: its input is this op's output (H, W, F), its output
+  // positions are this op's input positions. Lengths and padding as in the header comment.
+  void make_geometry(const Attrs& attrs, const Shape& x, const Shape& k, size_t rank) {
+    const std::vector<int64_t> strides = per_axis(attrs, "strides", rank, 1, 1);
+    const std::vector<int64_t> dil = per_axis(attrs, "dilation_rate", rank, 1, 1);
+    const bool given = attrs.has("output_padding") && !attrs.get_ints("output_padding").empty();
+    const std::vector<int64_t> opad =
+        given ? per_axis(attrs, "output_padding", rank, 0, 0) : std::vector<int64_t>(rank, 0);
+    const std::string padding = attrs.get_string("padding", "valid");
+    if (padding != "valid" && padding != "same")
+      op_error(attrs, "padding must be 'valid' or 'same', got '" + padding + "'");
+    w_ = Window{};
+    w_.spatial = int(rank);
+    w_.C = filters_;
+    int64_t* out[2] = {&w_.H, &w_.W};
+    int64_t* kk[2] = {&w_.KH, &w_.KW};
+    int64_t* ss[2] = {&w_.SH, &w_.SW};
+    int64_t* dd[2] = {&w_.DH, &w_.DW};
+    int64_t* pad[2] = {&w_.PH, &w_.PW};
+    int64_t* len[2] = {&w_.OH, &w_.OW};
+    const size_t first = 2 - rank;
+    for (size_t a = 0; a < rank; ++a) {
+      const size_t g = first + a;
+      const int64_t L = x[a], s = strides[a], span = (k[a] - 1) * dil[a] + 1;
+      if (given && opad[a] >= s)
+        op_error(attrs, "output_padding " + ints_str(opad) + " must be less than strides " +
+                            ints_str(strides) + " on every axis");
+      int64_t o = 0, p = 0;
+      if (padding == "valid") {
+        o = (L - 1) * s + span + (given ? opad[a] : std::max(span, s) - span);
+      } else {
+        const int64_t pad_len = given ? span + span % 2 - 2 + opad[a] : s + span - 2;
+        const int64_t left = std::min(pad_len / 2 + pad_len % 2, span - 1);
+        p = span - 1 - left;
+        o = (L - 1) * s - span + 2 + pad_len;
+      }
+      if (o < 1)
+        op_error(attrs, "the output would have " + std::to_string(o) + " positions on spatial "
+                        "axis " + std::to_string(a) + " (input shape " + shape_str(x) +
+                        ", kernel shape " + shape_str(k) + ", padding '" + padding + "')");
+      *out[g] = o;
+      *kk[g] = k[a];
+      *ss[g] = s;
+      *dd[g] = dil[a];
+      *pad[g] = p;
+      *len[g] = L;
+    }
+  }
+
+  const ActivationInfo& effective() const {
+    if (logits_ || softmax_) return ops::linear_activation();
+    return *act_;
+  }
+  // relu's derivative only asks whether z > 0, which y = relu(z) answers as well.
+  bool keeps_z() const { return &effective() != &ops::linear_activation() && !relu_; }
+
+  Window w_;
+  int64_t cin_ = 0, filters_ = 0, kg_ = 0, chunk_rows_ = 1;
+  bool use_bias_ = true, softmax_ = false, sigmoid_ = false, relu_ = false, logits_ = false;
+  const ActivationInfo* act_ = nullptr;
+  std::vector<float> act_params_;
+  std::vector<int64_t> offset_;  // ops::Patches::offset of the underlying convolution
+};
+
+}  // namespace
+}  // namespace pynn::nn
+
+PYNN_REGISTER_OP("conv_transpose", pynn::nn::ConvTransposeOp)
