@@ -410,3 +410,26 @@ def test_signatures_match_keras(keras):
             return [(p.name, p.default) for p in inspect.signature(cls.__init__).parameters.values()
                     if p.kind is not p.VAR_KEYWORD and p.name != "self"]
         assert params(getattr(L, name)) == params(getattr(keras.layers, name)), name
+
+
+def test_threaded_paths_are_bitwise_equal_to_one_thread():
+    """Above 2^14 values per call the op splits rows (forward) and samples (backward) over
+    threads: each output and each sample's gradient is still computed by one thread in a
+    fixed order, so 1 and 2 threads agree bitwise."""
+    rng = case_rng("threads")
+    x = rng.standard_normal((6, 40, 36, 3)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    before = pynn.get_num_threads()
+    try:
+        for layer in _layers("reflect", "bilinear", seed=3) + [L.RandomFlip(seed=3)]:
+            results = []
+            for nt in (1, 2):
+                pynn.set_num_threads(nt)
+                _, g = _graph(layer, x.shape[1:])
+                out = np.empty_like(x)
+                g.predict([x.reshape(len(x), -1)], [out])
+                results.append((out, g.input_gradient([x], [dy])[0]))
+            for a, b in zip(*results):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        pynn.set_num_threads(before)
