@@ -398,6 +398,8 @@ def test_bad_arguments():
         L.RandomZoom(0.1, fill_value=float("nan"))
     with pytest.raises(TypeError, match="seed"):
         L.RandomFlip(seed=1.5)
+    with pytest.raises(ValueError, match="bounding_box_format"):
+        L.RandomFlip(bounding_box_format="xyxy")
     with pytest.raises(ValueError, match="height, width, channels"):
         L.RandomFlip()(np.zeros((2, 5, 3), np.float32))
 

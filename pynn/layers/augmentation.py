@@ -67,7 +67,10 @@ class _Augment(Layer):
     _kind = ""
 
     def __init__(self, seed=None, data_format=None, **kwargs):
-        kwargs.pop("bounding_box_format", None)   # Keras's box option: images only here
+        boxes = kwargs.pop("bounding_box_format", None)
+        if boxes is not None:
+            raise ValueError(f"bounding_box_format: pynn transforms images only; use None. "
+                             f"Received: bounding_box_format={boxes!r}")
         super().__init__(**kwargs)
         self.seed = check_seed(seed)
         self.data_format = data_format_arg(data_format)
