@@ -2,6 +2,7 @@
 from typing import Any
 
 from pynn.layers.activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
+from pynn.layers.augmentation import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
 from pynn.layers.conv_transpose import Conv1DTranspose, Conv2DTranspose
 from pynn.layers.convolutional import Conv1D, Conv2D
 from pynn.layers.dense import Dense
@@ -96,6 +97,9 @@ _SPATIAL: dict[str, Any] = {cls.__name__: cls for cls in (
     Cropping1D, Cropping2D, SpatialDropout1D, SpatialDropout2D, UpSampling1D, UpSampling2D,
     ZeroPadding1D, ZeroPadding2D)}
 _CLASSES.update(_SPATIAL)
+_AUGMENT: dict[str, Any] = {cls.__name__: cls for cls in (
+    RandomFlip, RandomRotation, RandomTranslation, RandomZoom)}
+_CLASSES.update(_AUGMENT)
 _TRANSPOSED: dict[str, Any] = {cls.__name__: cls for cls in (Conv1DTranspose, Conv2DTranspose)}
 _CLASSES.update(_TRANSPOSED)
 _MODEL_CLASSES = ("Functional", "Model", "Sequential")
@@ -169,4 +173,5 @@ __all__ += ["CategoryEncoding", "Discretization", "IntegerLookup", "Normalizatio
 __all__ += ["DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"]
 __all__ += ["Cropping1D", "Cropping2D", "SpatialDropout1D", "SpatialDropout2D", "UpSampling1D",
             "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D"]
+__all__ += ["RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom"]
 __all__ += ["Conv1DTranspose", "Conv2DTranspose"]

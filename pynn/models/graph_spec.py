@@ -77,6 +77,12 @@ noise             kind (gaussian_noise, gaussian_dropout,      x -> same (identi
                   alpha_dropout), value (stddev/rate), seed
 activity_         l1, l2 (adds (l1 sum|x| + l2 sum x^2) /     x -> same
 regularization    batch to the loss)
+image_augment     kind (flip, translation, rotation, zoom:     x (h, w, c) -> same (random kinds:
+                  random per sample and step, training only;   identity at inference);
+                  affine: input 1 gives the transforms),       affine: [x, transform (8,)];
+                  lower, upper, mode, same_zoom, fill_mode,    twin reference/augment
+                  interpolation, fill_value, seed,
+                  channels_first, force_training
 ================  ==========================================  ==================================
 
 The ops under `pynn.ops` (unary ... variable) are written out in pynn/reference/ops.py, their

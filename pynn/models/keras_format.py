@@ -206,6 +206,9 @@ def _no_trainable_to_keras(cfg: dict[str, Any]) -> dict[str, Any]:
 
 LAYERS.update({name: KerasLayer(to_keras=_no_trainable_to_keras)
                for name in ("SpatialDropout1D", "SpatialDropout2D")})
+# the augmentation layers hold no weights
+LAYERS.update({name: KerasLayer() for name in (
+    "RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom")})
 LAYERS.update({name: KerasLayer(weights=own("kernel", "bias"))
                for name in ("Conv1DTranspose", "Conv2DTranspose")})
 

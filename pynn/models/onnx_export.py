@@ -703,6 +703,17 @@ _OPS: dict[str, _Op] = {
 }
 
 
+def _image_augment(w: _Writer, node: Any, xs: list[str]) -> str:
+    # RandomFlip/Translation/Rotation/Zoom are the identity at inference; the plain affine
+    # resampling (kind "affine") has no ONNX counterpart here
+    if node.attrs.get("kind") == "affine":
+        raise ValueError(f"{node.name}: the affine image transform cannot be exported to ONNX")
+    return _identity(w, node, xs)
+
+
+_OPS["image_augment"] = _image_augment
+
+
 def export_onnx(model: Model, filepath: str | os.PathLike[str], verbose: bool = False,
                 opset_version: int | None = None) -> None:
     """Writes `model` as an ONNX file (opset `OPSET`) that ONNX Runtime runs, computing what

@@ -583,3 +583,8 @@ OPS.update(_pad_crop.OPS)
 from pynn.reference import conv_transpose as _conv_transpose  # noqa: E402
 
 OPS.update(_conv_transpose.OPS)
+
+# --- image_augment (RandomFlip/Translation/Rotation/Zoom): pynn/reference/augment.py.
+from pynn.reference import augment as _augment  # noqa: E402
+
+OPS.update(_augment.OPS)
