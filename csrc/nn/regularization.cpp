@@ -32,10 +32,11 @@ void dropout_forward(float* x, float* mask, int64_t n, float rate, uint64_t seed
                      uint64_t stream) {
   const float scale = 1.0f / (1.0f - rate);
   const int nt = threads_for_elems(n);
+  const uint64_t key = random_stream_key(seed, stream);
   parallel::parallel_for(n, nt, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       // u in [0, 1) with 24-bit resolution: P(u >= rate) = 1 - rate up to 2^-24.
-      const float m = random_uniform01(seed, stream, uint64_t(i)) >= rate ? scale : 0.0f;
+      const float m = random_uniform01_keyed(key, uint64_t(i)) >= rate ? scale : 0.0f;
       mask[i] = m;
       x[i] *= m;
     }
