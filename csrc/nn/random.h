@@ -25,12 +25,7 @@ inline uint64_t random_stream_key(uint64_t seed, uint64_t stream) {
 inline uint64_t random_bits_keyed(uint64_t key, uint64_t i) {
   return random_mix64(key ^ (i * 0xd1b54a32d192ed03ULL + 0x9e3779b97f4a7c15ULL));
 }
-// Uniform in [0, 1) with 24 random bits, from a stream's key.
-inline float random_uniform01_keyed(uint64_t key, uint64_t i) {
-  // 24 bits convert exactly through a signed integer (one instruction; unsigned 64-bit to
-  // float is a branchy sequence before AVX-512).
-  return float(int64_t(random_bits_keyed(key, i) >> 40)) * (1.0f / 16777216.0f);
-}
+
 // Uniform in [0, 1) with 24 random bits.
 inline float random_uniform01(uint64_t seed, uint64_t stream, uint64_t i) {
   return float(random_bits(seed, stream, i) >> 40) * (1.0f / 16777216.0f);
