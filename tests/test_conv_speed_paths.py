@@ -81,3 +81,47 @@ def test_max_pool_2x2_nan_and_ties_in_every_tap(channels):
         v = win[s, i, :, j, :, c].ravel()
         first = int(np.flatnonzero(np.isnan(v))[0]) if kind[idx] == 1 else int(np.argmax(v))
         assert g.tolist() == [1.0 if t == first else 0.0 for t in range(4)], idx
+
+
+DIRECT_TAILS = """
+import numpy as np, pynn
+from pynn.models.graph_spec import GraphSpec, ParamRef
+from pynn.reference import graph as ref_graph
+rng = np.random.default_rng(1)
+worst = 0.0
+for ow in range(1, 14):                  # every tail of a row below 12 (AVX-512) and 6 (AVX2)
+    for c, act in [(1, "relu"), (3, "linear")]:
+        shape, kernel = (4, ow + 2, c), (3, 3, c, 19)
+        attrs = {"activation": act}
+        spec = GraphSpec()
+        t = spec.add_input(shape)
+        k = spec.add_param(ParamRef((rng.standard_normal(kernel) * 0.3).astype(np.float32), "k"))
+        b = spec.add_param(ParamRef(rng.standard_normal(kernel[-1]).astype(np.float32), "b"))
+        x = rng.standard_normal((3,) + shape).astype(np.float32)
+        spec.outputs = spec.add_node("conv", [t], [(2, ow, 19)], [k, b], attrs, "c")
+        want = ref_graph.predict(spec, [x])[0]
+        got = np.empty(want.shape, np.float32)
+        spec.to_core().predict([x], [got])
+        worst = max(worst, float(np.abs(got - want).max() / np.abs(want).max()))
+print(pynn.kernel_info()["arch"], worst)
+"""
+
+
+@pytest.mark.parametrize("arch", ["avx2", "avx512"])
+def test_direct_forward_row_tails_on_every_simd_kernel(arch):
+    """The direct kernels' last block of a row holds exactly the positions left (1..R-1)."""
+    import os
+    import subprocess
+    import sys
+
+    from pynn import _core
+
+    if not _core.cpu_supports(arch):
+        pytest.skip(f"this CPU has no {arch}")
+    res = subprocess.run([sys.executable, "-c", DIRECT_TAILS], env=dict(os.environ, PYNN_ARCH=arch),
+                         capture_output=True, text=True, timeout=300, check=False,
+                         cwd=os.path.dirname(os.path.abspath(__file__)))
+    assert res.returncode == 0, res.stderr
+    got_arch, worst = res.stdout.split()
+    assert got_arch == arch
+    assert float(worst) < 2e-5      # float32 sums of 9..27 products against float64
