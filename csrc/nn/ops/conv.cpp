@@ -12,13 +12,15 @@
 // and pack_rows gathers those patches from x straight into the micro-panels, so the extra
 // memory is the GEMM's own packing buffers.
 //
-// Where the time goes (perf, one thread, the keras.io MNIST convnet at batch 128, AVX-512):
-// the micro-kernel ~30% of a training step, packing patches ~11% (each packed float feeds
-// only F = 32..64 multiply-adds, so a scalar gather costs as much as the FMAs it feeds: hence
-// the 4x4 transposes), the rest memory-bound passes over the activations (relu, pooling,
-// dropout, col2im). Inputs with 1-4 channels now take the direct kernels (below). Left for
-// later: an indirect micro-kernel (Dukhan 2019) that reads patch rows through pointers
-// instead of packing them, and fusing relu + max pooling into the epilogue.
+// Where the time goes (perf, one thread, the keras.io MNIST convnet at batch 128, AVX-512,
+// after the dW packing, dropout and max-pool changes of the convspeed branch): the GEMM
+// micro-kernel ~38% of a training step (conv2's forward, dW and dz W^T about equally), the
+// passes over conv1's 26x26x32 output ~24% (its direct forward, max pooling forward and
+// backward, its direct dW: memory-bound, 11 MB per pass), packing patches ~9% (pack_rows
+// 5%, pack_cols 4%), col2im ~5%. Left for later: fusing relu + 2x2 max pooling into conv1
+// (its output never stored; dW from the pooled gradient and the winning taps), which needs
+// the graph to pair the two ops; an indirect micro-kernel (Dukhan 2019) that reads patch
+// rows through pointers instead of packing them.
 //
 // Backward, with dz = dy * act'(z) computed in place in dy (plus the bias gradient, the
 // column sums of dz, in the same pass):
