@@ -93,9 +93,23 @@ struct Kernels {
         int64_t ow = 0;
         for (; ow + V::R <= w.OW; ow += V::R)
           fwd_block<V::R, kRelu>(w, off, K, x, wp, FP, F, f0, nf, oh, ow, y);
-        for (; ow < w.OW; ++ow) fwd_block<1, kRelu>(w, off, K, x, wp, FP, F, f0, nf, oh, ow, y);
+        if (ow < w.OW)
+          fwd_tail<kRelu>(int(w.OW - ow), std::make_integer_sequence<int, V::R - 1>{}, w, off,
+                          K, x, wp, FP, F, f0, nf, oh, ow, y);
       }
     }
+  }
+  // The rr < R positions left at the end of a row as one block of exactly rr: one position
+  // at a time kept only NB chains of FMAs in flight (latency-bound; the MNIST convnet's 26
+  // columns leave 2 after two blocks of 12).
+  template <bool kRelu, int... I>
+  static void fwd_tail(int rr, std::integer_sequence<int, I...>, const Window& w,
+                       const int64_t* off, int64_t K, const float* x, const float* wp,
+                       int64_t FP, int64_t F, int64_t f0, int64_t nf, int64_t oh, int64_t ow,
+                       float* y) {
+    ((rr == I + 1 ? fwd_block<I + 1, kRelu>(w, off, K, x, wp, FP, F, f0, nf, oh, ow, y)
+                  : void()),
+     ...);
   }
   static void forward(const Window& w, const int64_t* off, int64_t K, const float* x,
                       const float* wp, int64_t F, int64_t FP, bool relu, float* y) {

@@ -12,13 +12,15 @@
 // and pack_rows gathers those patches from x straight into the micro-panels, so the extra
 // memory is the GEMM's own packing buffers.
 //
-// Where the time goes (perf, one thread, the keras.io MNIST convnet at batch 128, AVX-512):
-// the micro-kernel ~30% of a training step, packing patches ~11% (each packed float feeds
-// only F = 32..64 multiply-adds, so a scalar gather costs as much as the FMAs it feeds: hence
-// the 4x4 transposes), the rest memory-bound passes over the activations (relu, pooling,
-// dropout, col2im). Inputs with 1-4 channels now take the direct kernels (below). Left for
-// later: an indirect micro-kernel (Dukhan 2019) that reads patch rows through pointers
-// instead of packing them, and fusing relu + max pooling into the epilogue.
+// Where the time goes (perf, one thread, the keras.io MNIST convnet at batch 128, AVX-512,
+// after the dW packing, dropout and max-pool changes of the convspeed branch): the GEMM
+// micro-kernel ~38% of a training step (conv2's forward, dW and dz W^T about equally), the
+// passes over conv1's 26x26x32 output ~24% (its direct forward, max pooling forward and
+// backward, its direct dW: memory-bound, 11 MB per pass), packing patches ~9% (pack_rows
+// 5%, pack_cols 4%), col2im ~5%. Left for later: fusing relu + 2x2 max pooling into conv1
+// (its output never stored; dW from the pooled gradient and the winning taps), which needs
+// the graph to pair the two ops; an indirect micro-kernel (Dukhan 2019) that reads patch
+// rows through pointers instead of packing them.
 //
 // Backward, with dz = dy * act'(z) computed in place in dy (plus the bias gradient, the
 // column sums of dz, in the same pass):
@@ -41,12 +43,14 @@
 // not relu, whose derivative reads y), [1] the dz W^T chunk, [2] the direct kernel's padded
 // weights and bias, [3] the direct kernel's per-sample dW.
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
+#include "common/parallel.h"
 #include "gemm/gemm.h"
 #include "nn/conv_direct.h"
 #include "nn/dense.h"
@@ -146,56 +150,76 @@ void pack_rows(const Patches& pt, int64_t i0, int64_t mc, int64_t p0, int64_t kc
 // (tap, c), columns output positions), for dW = patches^T dz. Same layout and zero rules as
 // pack_rows. Each panel's MR (tap, c) rows become MR offsets from a position's window corner;
 // away from the borders a column is a gather of MR floats at those offsets.
+// The positions are taken kPosChunk at a time: first each one's window corner (or -1 when its
+// window reaches the padding), then every panel copies from those corners. Walking the
+// positions (divisions, bounds) once per chunk instead of once per panel halved this
+// routine's time on the MNIST convnet's second layer (24 panels of 12 rows).
 template <int MR>
 void pack_cols(const Patches& pt, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* dst) {
   const Window& w = pt.w;
   const int64_t P = w.positions();
-  for (int64_t ir = 0; ir < mc; ir += MR, dst += MR * kc) {
-    const int64_t mv = std::min<int64_t>(MR, mc - ir);
-    int64_t dh[MR] = {}, dw[MR] = {}, ch[MR] = {}, rel[MR] = {};
-    int64_t max_dh = 0, max_dw = 0;
-    for (int i = 0; i < mv; ++i) {
-      const int64_t kidx = i0 + ir + i;
-      dh[i] = (kidx / pt.cg / w.KW) * w.DH;
-      dw[i] = (kidx / pt.cg % w.KW) * w.DW;
-      ch[i] = pt.c0 + kidx % pt.cg;
-      rel[i] = pt.c0 + pt.offset[kidx];
-      max_dh = std::max(max_dh, dh[i]);
-      max_dw = std::max(max_dw, dw[i]);
-    }
-    // The panel's rows are one run of consecutive floats of the window (MR channels of one
-    // tap, say): each column is then a plain copy.
-    const bool run = mv == MR && rel[MR - 1] - rel[0] == MR - 1;
-    int64_t s = p0 / P, q = p0 % P, oh = q / w.OW, ow = q % w.OW;
-    for (int64_t p = 0; p < kc; ++p) {
-      const float* xs = pt.x + s * w.in_size();
-      const int64_t ihb = oh * w.SH - w.PH, iwb = ow * w.SW - w.PW;
-      float* d = dst + p * MR;
-      if (ihb >= 0 && ihb + max_dh < w.H && iwb >= 0 && iwb + max_dw < w.W) {
-        const float* corner = xs + (ihb * w.W + iwb) * w.C;
-        if (run) {
-          const float* src = corner + rel[0];
-#pragma GCC unroll 16
-          for (int i = 0; i < MR; ++i) d[i] = src[i];  // inlined, where memcpy was a call
-        } else if (mv == MR) {
-#pragma GCC unroll 16
-          for (int i = 0; i < MR; ++i) d[i] = corner[rel[i]];
-        } else {
-          for (int i = 0; i < MR; ++i) d[i] = i < mv ? corner[rel[i]] : 0.0f;
+  constexpr int64_t kPosChunk = 256;
+  int64_t corner[kPosChunk];
+  for (int64_t pa = 0; pa < kc; pa += kPosChunk) {
+    const int64_t pn = std::min(kPosChunk, kc - pa);
+    {
+      int64_t s = (p0 + pa) / P, q = (p0 + pa) % P, oh = q / w.OW, ow = q % w.OW;
+      for (int64_t j = 0; j < pn; ++j) {
+        const int64_t ihb = oh * w.SH - w.PH, iwb = ow * w.SW - w.PW;
+        corner[j] = window_inside(w, ihb, iwb) ? s * w.in_size() + (ihb * w.W + iwb) * w.C : -1;
+        if (++ow == w.OW) {
+          ow = 0;
+          if (++oh == w.OH) {
+            oh = 0;
+            ++s;
+          }
         }
-      } else {
+      }
+    }
+    float* panel = dst;
+    for (int64_t ir = 0; ir < mc; ir += MR, panel += MR * kc) {
+      const int64_t mv = std::min<int64_t>(MR, mc - ir);
+      int64_t dh[MR] = {}, dw[MR] = {}, ch[MR] = {}, rel[MR] = {};
+      for (int i = 0; i < mv; ++i) {
+        const int64_t kidx = i0 + ir + i;
+        dh[i] = (kidx / pt.cg / w.KW) * w.DH;
+        dw[i] = (kidx / pt.cg % w.KW) * w.DW;
+        ch[i] = pt.c0 + kidx % pt.cg;
+        rel[i] = pt.c0 + pt.offset[kidx];
+      }
+      // When each group of rows 4q..4q+3 is four consecutive floats of the window (four
+      // channels of one tap: always, with cg a multiple of 4), a column is MR / 4 vector copies.
+      bool all_quads = mv == MR && MR % 4 == 0;
+      for (int q = 0; q + 4 <= MR; q += 4) all_quads = all_quads && rel[q + 3] - rel[q] == 3;
+      for (int64_t j = 0; j < pn; ++j) {
+        float* d = panel + (pa + j) * MR;
+        if (corner[j] >= 0) {
+          const float* cp = pt.x + corner[j];
+#if defined(__SSE2__)
+          if constexpr (MR % 4 == 0) {
+            if (all_quads) {
+#pragma GCC unroll 4
+              for (int q = 0; q < MR; q += 4) _mm_storeu_ps(d + q, _mm_loadu_ps(cp + rel[q]));
+              continue;
+            }
+          }
+#endif
+          if (mv == MR) {
+#pragma GCC unroll 16
+            for (int i = 0; i < MR; ++i) d[i] = cp[rel[i]];
+          } else {
+            for (int i = 0; i < MR; ++i) d[i] = i < mv ? cp[rel[i]] : 0.0f;
+          }
+          continue;
+        }
+        const int64_t r = p0 + pa + j, s = r / P, q = r % P;
+        const int64_t ihb = (q / w.OW) * w.SH - w.PH, iwb = (q % w.OW) * w.SW - w.PW;
+        const float* xs = pt.x + s * w.in_size();
         for (int i = 0; i < MR; ++i) {
           const int64_t ih = ihb + dh[i], iw = iwb + dw[i];
           d[i] = i < mv && ih >= 0 && ih < w.H && iw >= 0 && iw < w.W
                      ? xs[(ih * w.W + iw) * w.C + ch[i]]
                      : 0.0f;
-        }
-      }
-      if (++ow == w.OW) {
-        ow = 0;
-        if (++oh == w.OH) {
-          oh = 0;
-          ++s;
         }
       }
     }
@@ -439,20 +463,58 @@ class ConvOp : public Op {
                              dW + g * fg_, filters_);
       }
     }
-    if (float* dx = a.dx[0]) {
-      if (!a.dx_acc[0]) std::memset(dx, 0, sizeof(float) * size_t(a.n * w_.in_size()));
-      float* dcol = a.scratch[1];
-      const float* W = a.param[0];
-      for (int64_t r0 = 0; r0 < M; r0 += chunk_rows_) {
-        const int64_t rows = std::min(chunk_rows_, M - r0);
+    if (float* dx = a.dx[0]) input_grad(a, dz, dx);
+  }
+
+  // dx (+)= col2im(dz W^T), group by group, a chunk of rows at a time. The threads take whole
+  // samples: each runs its own chunks (one-thread GEMMs into its own dcol buffer, then its
+  // samples' col2im), so a step opens one parallel region here instead of two per chunk (34
+  // for the MNIST convnet's second layer, each a wake-up of the other thread), and the
+  // group's W^T is packed once for every chunk (sgemm_prepacked_b) instead of once per
+  // chunk and thread. Every GEMM element is independent of the rows computed with it, and
+  // each sample's rows are added in increasing order: the same bits on any thread count.
+  void input_grad(const BwdArgs& a, const float* dz, float* dx) {
+    const int64_t P = w_.positions();
+    if (!a.dx_acc[0]) std::memset(dx, 0, sizeof(float) * size_t(a.n * w_.in_size()));
+    const float* W = a.param[0];
+    const int64_t psize = gemm::packed_b_size(fg_, kg_);
+    const int64_t pstride = (psize + 15) / 16 * 16;  // keeps every group's block 64-byte aligned
+    packed_wt_.resize(size_t(pstride * groups_ + 16));
+    float* packed = packed_wt_.data();
+    packed += (16 - (reinterpret_cast<uintptr_t>(packed) / sizeof(float)) % 16) % 16;
+    for (int64_t g = 0; g < groups_; ++g)
+      gemm::pack_b_whole(fg_, kg_, {W + g * fg_, 1, filters_}, packed + g * pstride);
+    const auto samples = [&](int64_t s0, int64_t s1, float* dcol) {
+      for (int64_t r0 = s0 * P; r0 < s1 * P; r0 += chunk_rows_) {
+        const int64_t rows = std::min(chunk_rows_, s1 * P - r0);
         for (int64_t g = 0; g < groups_; ++g) {
-          // (rows, fg) x (fg, kg): the group's kernel columns read transposed in place.
-          gemm::sgemm(rows, kg_, fg_, 1.0f, {dz + r0 * filters_ + g * fg_, filters_, 1},
-                      {W + g * fg_, 1, filters_}, 0.0f, dcol, kg_);
+          // (rows, fg) x (fg, kg): the group's kernel columns, transposed.
+          gemm::sgemm_prepacked_b(rows, kg_, fg_, 1.0f,
+                                  {dz + r0 * filters_ + g * fg_, filters_, 1},
+                                  {W + g * fg_, 1, filters_}, packed + g * pstride, 0.0f, dcol,
+                                  kg_, gemm::Epilogue{}, 1);
           col2im_add(w_, dcol, r0, rows, g * cg_, cg_, dx);
         }
       }
+    };
+    const int64_t M = a.n * P;
+    const int nt = int(std::min<int64_t>(
+        a.n, gemm::threads_for(M, kg_, fg_ * groups_, parallel::available_threads())));
+    if (nt <= 1) {
+      samples(0, a.n, a.scratch[1]);
+      return;
     }
+    parallel::run(nt, [&](int t) {
+      // Each thread's own dcol: the scratch for the first, a buffer kept by the thread for
+      // the others (allocated once).
+      thread_local std::vector<float> own;
+      float* dcol = a.scratch[1];
+      if (t != 0) {
+        own.resize(size_t(chunk_rows_ * kg_));
+        dcol = own.data();
+      }
+      samples(a.n * t / nt, a.n * (t + 1) / nt, dcol);
+    });
   }
 
   // dW (and db when given) = (or +=) the sum over samples, in sample order, of each
@@ -504,6 +566,7 @@ class ConvOp : public Op {
   std::vector<int64_t> offset_;  // Patches::offset
   const DirectConvKernels* direct_ = nullptr;  // few input channels on AVX2 / AVX-512
   int64_t fpad_ = 0;                           // filters rounded up to kDirectPad
+  std::vector<float> packed_wt_;  // W^T of each group packed for the input gradient's GEMMs
 };
 
 }  // namespace
