@@ -77,11 +77,11 @@ class BaseDepthwise(Layer):
         """The param id of `weight` (*k, C, m) seen by the conv op as (*k, 1, C*m): one view
         per array, so a layer used twice feeds one parameter."""
         value = weight.value
-        cached = self._views.get(weight.path)
-        if cached is None or cached.base is not value:
+        owner, cached = self._views.get(weight.path, (None, None))
+        if owner is not value:
             k = value.shape
             cached = value.reshape(k[:-2] + (1, k[-2] * k[-1]))
-            self._views[weight.path] = cached
+            self._views[weight.path] = (value, cached)
         (pid,) = self._param_ids(spec, [weight])
         ref = spec.params[pid]
         if ref.value is value:  # first use in this spec: hand the op the view instead
