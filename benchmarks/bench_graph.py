@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 import pynn
 from pynn import _core
+from pynn.layers.layer import aligned_copy
 from pynn.models.graph_spec import GraphSpec, ParamRef
 
 BATCH = 128
@@ -42,7 +43,8 @@ def weights(seed=0):
     for a, b in zip(SIZES[:-1], SIZES[1:]):
         lim = np.sqrt(6 / (a + b))
         out += [rng.uniform(-lim, lim, (a, b)).astype(np.float32), np.zeros(b, np.float32)]
-    return out
+    # the graph reads these arrays in place: 64-byte aligned, as a model's weights are
+    return [aligned_copy(w) for w in out]
 
 
 def network():
