@@ -1,7 +1,8 @@
 """The one-row GEMM kernel (gemv: m = 1, more than two SIMD vectors of columns, B read in
 place with prefetching) on the sizes around its blocking: column counts around its pass width
 (8 vectors), K around its prefetch distance (4 rows) and around the K panels, strided A and B,
-alpha/beta, and a B large enough for the columns to be split between two threads.
+alpha/beta, a B large enough for the columns to be split between two threads, and rows of A
+with zeros (the kernel skips B's rows there).
 
 Each case is checked twice: bitwise against the same row computed inside a taller product
 (the packed, blocked path: a sample's output must not depend on the rows predicted with it),
@@ -89,6 +90,27 @@ for n in (PASS + 1, 2 * PASS, 257):
         res.append(pynn.ops.gemm(a, b))
     if not np.array_equal(res[0], res[1]):
         failures.append(f"n={n} k={k}: 1 and 2 threads differ")
+# A row with zeros (ReLU outputs, an image's background): the kernel skips B's rows where A
+# is zero (or -0), which must leave the result bitwise the full sum's. Fractions of zeros on
+# both sides of its 7/8 switch, all zero, a single nonzero entry (first, last, in the
+# prefetch tail), and a strided A.
+for n in (2 * W + 1, PASS, PASS + 1, 2 * PASS + 3):
+    for k in sorted({PF + 1, 2 * PF + 1, KC - 1, KC, KC + 1, 2 * KC + 3}):
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        for frac in (0.1, 0.2, 0.5, 0.9, 1.0):
+            a = rng.standard_normal((1, k), dtype=np.float32)
+            a[rng.random((1, k)) < frac] = 0.0
+            a[0, ::7] = np.where(a[0, ::7] == 0, np.float32(-0.0), a[0, ::7])
+            check(f"zeros {frac} n={n} k={k}", a, b)
+            aw = np.zeros((1, 2 * k), np.float32)
+            aw[0, ::2] = a[0]
+            check(f"zeros {frac} strided n={n} k={k}", aw[:, ::2], b, bias=np.ones(n, np.float32),
+                  activation="relu")
+        for pos in sorted({0, k - 1, max(0, k - PF + 1)}):
+            a = np.zeros((1, k), np.float32)
+            a[0, pos] = 1.5
+            check(f"one nonzero at {pos} n={n} k={k}", a, b, alpha=0.5, beta=2.0,
+                  out=rng.standard_normal((1, n), dtype=np.float32))
 if failures:
     print("\n".join(failures[:20]), file=sys.stderr)
     sys.exit(1)

@@ -208,6 +208,8 @@ struct Kernels {
   // prefetches B PF rows ahead into L1: the hardware prefetchers stay about one row ahead on
   // B's row stride, too little to hide L2's latency at one row every few cycles. The same
   // per-element arithmetic as block<1, CB> (kernel.h): bitwise the packed path's result.
+  static constexpr int64_t kGemvSparseMax = 1024;   // K panels up to this list zero rows
+
   template <int CB, int PF>
   static void gemv_block(int64_t n, int64_t k, int64_t kc_max, const float* a, int64_t a_cs,
                          const float* b, int64_t ldb, float* c, float alpha, float beta) {
@@ -222,6 +224,37 @@ struct Kernels {
       for (int v = 0; v < CB; ++v) acc[v] = V::zero();
       const float* ap = a + pc * a_cs;
       const float* bp = b + pc * ldb;
+      // Rows of B whose A entry is zero add nothing: a single sample's inputs are often
+      // half zeros (ReLU outputs, an image's background), and skipping their rows halves
+      // the bytes read. Exact for finite B: a zero term leaves the running sum unchanged
+      // (the sum starts at +0 and never becomes -0), so the result is bitwise the full
+      // sum's; only an Inf or NaN weight meeting a zero input would have given NaN there.
+      // The nonzero rows are listed first (no branch per row), then read in order.
+      int32_t nz[kGemvSparseMax];
+      int64_t nnz = 0;
+      if (kc <= kGemvSparseMax) {
+        for (int64_t q = 0; q < kc; ++q) {
+          nz[nnz] = int32_t(q);
+          nnz += ap[q * a_cs] != 0.0f;
+        }
+      }
+      if (kc <= kGemvSparseMax && nnz * 8 < kc * 7) {   // worth it below 7/8 nonzero
+        for (int64_t i = 0; i < nnz; ++i) {
+          if constexpr (PF > 0) {
+            const float* pf = bp + int64_t(nz[i + PF < nnz ? i + PF : nnz - 1]) * ldb;
+#pragma GCC unroll 16
+            for (int v = 0; v < CB * W; v += 16) V::prefetch(pf + v);
+          }
+          const int64_t q = nz[i];
+          const vec ar = V::broadcast(ap + q * a_cs);
+          const float* bq = bp + q * ldb;
+#pragma GCC unroll 16
+          for (int v = 0; v < CB; ++v)
+            acc[v] = V::fmadd(ar, V::maskload(bq + v * W, mk[v]), acc[v]);
+        }
+        store_row<CB>(c, mk, acc, va, pc == 0 ? beta : 1.0f);
+        continue;
+      }
       // Prefetch only rows of this panel that exist (a prefetch never faults, but one past
       // the matrix would fetch lines nobody reads).
       const int64_t kpf = kc > PF ? kc - PF : 0;
