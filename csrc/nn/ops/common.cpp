@@ -31,4 +31,21 @@ const ActivationInfo& linear_activation() {
   return *lin;
 }
 
+void FusedActivation::parse(const Attrs& attrs, const char* op) {
+  const std::string name = attrs.get_string("activation", "linear");
+  const std::vector<double> ap = attrs.get_doubles("act_params");
+  softmax = name == "softmax";
+  sigmoid = name == "sigmoid";
+  relu = name == "relu";
+  if (name == "rrelu")
+    op_error(attrs, std::string("activation 'rrelu' draws random slopes: follow a linear ") +
+                        op + " with an activation op instead");
+  if (softmax) {
+    if (!ap.empty()) op_error(attrs, "activation 'softmax' takes no act_params");
+    act = &linear_activation();
+  } else {
+    act = &activation_for(attrs, name, ap, params);
+  }
+}
+
 }  // namespace pynn::nn::ops

@@ -15,6 +15,17 @@ const ActivationInfo& activation_for(const Attrs& attrs, const std::string& name
 
 const ActivationInfo& linear_activation();
 
+// A convolution's fused activation from its "activation" / "act_params" attributes: softmax
+// (over the filters, applied by the op itself: `act` is then linear) and the element-wise
+// ones; rrelu is refused (it draws random slopes, which an epilogue cannot keep). `op` names
+// the op in that message.
+struct FusedActivation {
+  bool softmax = false, sigmoid = false, relu = false;
+  const ActivationInfo* act = nullptr;
+  std::vector<float> params;
+  void parse(const Attrs& attrs, const char* op);
+};
+
 // Per-sample shape minus its last axis, as a row count per sample (1 for rank 1).
 inline int64_t lead_rows(const Shape& s) {
   int64_t r = 1;

@@ -298,20 +298,7 @@ class ConvOp : public Op {
                   const std::vector<Shape>& params) override {
     use_bias_ = attrs.get_bool("use_bias", true);
     groups_ = attrs.get_int("groups", 1);
-    const std::string act = attrs.get_string("activation", "linear");
-    const std::vector<double> ap = attrs.get_doubles("act_params");
-    softmax_ = act == "softmax";
-    sigmoid_ = act == "sigmoid";
-    relu_ = act == "relu";
-    if (act == "rrelu")
-      op_error(attrs, "activation 'rrelu' draws random slopes: follow a linear conv with an "
-                      "activation op instead");
-    if (softmax_) {
-      if (!ap.empty()) op_error(attrs, "activation 'softmax' takes no act_params");
-      act_ = &ops::linear_activation();
-    } else {
-      act_ = &ops::activation_for(attrs, act, ap, act_params_);
-    }
+    fused_.parse(attrs, "conv");
     check_arity(attrs, in, 1, 1, params, use_bias_ ? 2 : 1, use_bias_ ? 2 : 1);
     const Shape& x = in[0];
     if (x.size() != 2 && x.size() != 3)
@@ -376,7 +363,7 @@ class ConvOp : public Op {
     return needs.dparam[0] != 0;  // only dW reads x
   }
   bool needs_output(bool, const BackwardNeeds&) const override {
-    return (softmax_ && !logits_) || &effective() != &ops::linear_activation();
+    return (fused_.softmax && !logits_) || &effective() != &ops::linear_activation();
   }
 
   void forward(const FwdArgs& a) override {
@@ -388,7 +375,7 @@ class ConvOp : public Op {
     } else {
       forward_gemm(a, act, z);
     }
-    if (softmax_ && !logits_) softmax_forward(a.y, M, filters_);
+    if (fused_.softmax && !logits_) softmax_forward(a.y, M, filters_);
   }
 
   void forward_gemm(const FwdArgs& a, const ActivationInfo& act, float* z) const {
@@ -404,7 +391,7 @@ class ConvOp : public Op {
       }
       if (&act != &ops::linear_activation()) {
         ep.act = act.forward;
-        ep.act_params = act_params_.data();
+        ep.act_params = fused_.params.data();
       }
       gemm::sgemm_packed_a(M, fg_, kg_, 1.0f, packer, {a.param[0] + g * fg_, filters_, 1}, 0.0f,
                            a.y + g * fg_, filters_, ep);
@@ -422,25 +409,25 @@ class ConvOp : public Op {
     const int64_t out = w_.positions() * filters_;
     const bool linear = &act == &ops::linear_activation();
     // relu (never with z kept, see keeps_z) is applied in the kernel's registers.
-    const bool relu = relu_ && !linear;
+    const bool relu = fused_.relu && !linear;
     ops::for_samples(0, a.n, a.n * out * kg_, [&](int64_t s) {
       float* y = a.y + s * out;
       direct_->forward(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(), wp, filters_, fpad_,
                        relu, y);
       if (z != nullptr) std::memcpy(z + s * out, y, sizeof(float) * size_t(out));
-      if (!linear && !relu) act.forward(y, out, act_params_.data());
+      if (!linear && !relu) act.forward(y, out, fused_.params.data());
     });
   }
 
   void backward(const BwdArgs& a) override {
     const int64_t M = a.n * w_.positions();
     float* dy = a.dy;
-    if (softmax_ && !logits_) softmax_backward(a.y, dy, dy, M, filters_);
+    if (fused_.softmax && !logits_) softmax_backward(a.y, dy, dy, M, filters_);
     const ActivationInfo& act = effective();
     const bool linear = &act == &ops::linear_activation();
     float* db = use_bias_ ? a.dparam[1] : nullptr;
     if (direct_ != nullptr && a.dx[0] == nullptr && a.dparam[0] != nullptr &&
-        (linear || relu_)) {
+        (linear || fused_.relu)) {
       // A first layer: relu's derivative and db fused into the direct dW, dz never stored.
       weight_grad_direct(a, dy, linear ? nullptr : a.y, a.dparam[0], db);
       return;
@@ -448,7 +435,7 @@ class ConvOp : public Op {
     // dz = dy * act'(z) in place, and db = its column sums, in one pass.
     if (db != nullptr || !linear) {
       const float* z = linear ? nullptr : keeps_z(a.training) ? a.scratch[0] : a.y;
-      activation_backward_colsum(M, filters_, z, a.y, dy, &act, act_params_.data(), db,
+      activation_backward_colsum(M, filters_, z, a.y, dy, &act, fused_.params.data(), db,
                                  db != nullptr && a.dparam_acc[1]);
     }
     const float* dz = dy;
@@ -542,27 +529,26 @@ class ConvOp : public Op {
   }
 
   std::string tail_activation() const override {
-    return softmax_ ? "softmax" : sigmoid_ ? "sigmoid" : "";
+    return fused_.softmax ? "softmax" : fused_.sigmoid ? "sigmoid" : "";
   }
   void set_emit_logits(bool on) override { logits_ = on; }
 
  private:
   // The activation the GEMM epilogue applies (and the backward differentiates).
   const ActivationInfo& effective() const {
-    if (logits_ || softmax_) return ops::linear_activation();
-    return *act_;
+    if (logits_ || fused_.softmax) return ops::linear_activation();
+    return *fused_.act;
   }
   // relu's derivative only asks whether z > 0, which y = relu(z) > 0 answers as well: y
   // stands in for z, and the pre-activation (as large as the output) is never stored.
   bool keeps_z(bool) const {
-    return &effective() != &ops::linear_activation() && !relu_;
+    return &effective() != &ops::linear_activation() && !fused_.relu;
   }
 
   Window w_;
   int64_t groups_ = 1, filters_ = 0, cg_ = 0, fg_ = 0, kg_ = 0, chunk_rows_ = 1;
-  bool use_bias_ = true, softmax_ = false, sigmoid_ = false, relu_ = false, logits_ = false;
-  const ActivationInfo* act_ = nullptr;
-  std::vector<float> act_params_;
+  bool use_bias_ = true, logits_ = false;
+  ops::FusedActivation fused_;
   std::vector<int64_t> offset_;  // Patches::offset
   const DirectConvKernels* direct_ = nullptr;  // few input channels on AVX2 / AVX-512
   int64_t fpad_ = 0;                           // filters rounded up to kDirectPad

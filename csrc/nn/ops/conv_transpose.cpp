@@ -80,20 +80,7 @@ class ConvTransposeOp : public Op {
   Shape configure(const Attrs& attrs, const std::vector<Shape>& in,
                   const std::vector<Shape>& params) override {
     use_bias_ = attrs.get_bool("use_bias", true);
-    const std::string act = attrs.get_string("activation", "linear");
-    const std::vector<double> ap = attrs.get_doubles("act_params");
-    softmax_ = act == "softmax";
-    sigmoid_ = act == "sigmoid";
-    relu_ = act == "relu";
-    if (act == "rrelu")
-      op_error(attrs, "activation 'rrelu' draws random slopes: follow a linear "
-                      "conv_transpose with an activation op instead");
-    if (softmax_) {
-      if (!ap.empty()) op_error(attrs, "activation 'softmax' takes no act_params");
-      act_ = &ops::linear_activation();
-    } else {
-      act_ = &ops::activation_for(attrs, act, ap, act_params_);
-    }
+    fused_.parse(attrs, "conv_transpose");
     check_arity(attrs, in, 1, 1, params, use_bias_ ? 2 : 1, use_bias_ ? 2 : 1);
     const Shape& x = in[0];
     if (x.size() != 2 && x.size() != 3)
@@ -140,7 +127,7 @@ class ConvTransposeOp : public Op {
     return needs.dparam[0] != 0;  // only dW reads x
   }
   bool needs_output(bool, const BackwardNeeds&) const override {
-    return (softmax_ && !logits_) || &effective() != &ops::linear_activation();
+    return (fused_.softmax && !logits_) || &effective() != &ops::linear_activation();
   }
 
   // Chunk by chunk of input positions: the samples a chunk reaches first get the bias, the
@@ -153,7 +140,7 @@ class ConvTransposeOp : public Op {
     float* y = a.y;
     float* z = keeps_z() && a.scratch[0] != nullptr ? a.scratch[0] : nullptr;
     const bool linear = &act == &ops::linear_activation();
-    const bool softmax = softmax_ && !logits_;
+    const bool softmax = fused_.softmax && !logits_;
     int64_t started = 0, finished = 0;  // samples holding the bias / their final values
     const auto start_until = [&](int64_t s1) {
       for (; started < s1; ++started) {
@@ -171,7 +158,7 @@ class ConvTransposeOp : public Op {
         ops::for_samples(finished, s1, (s1 - finished) * out, [&](int64_t s) {
           float* ys = y + s * out;
           if (z != nullptr) std::memcpy(z + s * out, ys, sizeof(float) * size_t(out));
-          if (!linear) act.forward(ys, out, act_params_.data());
+          if (!linear) act.forward(ys, out, fused_.params.data());
           if (softmax) softmax_forward(ys, rows_per_sample, filters_);
         });
       }
@@ -194,14 +181,14 @@ class ConvTransposeOp : public Op {
     const int64_t M = a.n * w_.positions();
     const int64_t rows_out = a.n * w_.H * w_.W;
     float* dy = a.dy;
-    if (softmax_ && !logits_) softmax_backward(a.y, dy, dy, rows_out, filters_);
+    if (fused_.softmax && !logits_) softmax_backward(a.y, dy, dy, rows_out, filters_);
     const ActivationInfo& act = effective();
     const bool linear = &act == &ops::linear_activation();
     float* db = use_bias_ ? a.dparam[1] : nullptr;
     // dz = dy * act'(z) in place, and db = its column sums, in one pass.
     if (db != nullptr || !linear) {
       const float* z = linear ? nullptr : keeps_z() ? a.scratch[0] : a.y;
-      activation_backward_colsum(rows_out, filters_, z, a.y, dy, &act, act_params_.data(), db,
+      activation_backward_colsum(rows_out, filters_, z, a.y, dy, &act, fused_.params.data(), db,
                                  db != nullptr && a.dparam_acc[1]);
     }
     const ops::Patches pt{w_, dy, 0, filters_, offset_.data()};
@@ -218,7 +205,7 @@ class ConvTransposeOp : public Op {
   }
 
   std::string tail_activation() const override {
-    return softmax_ ? "softmax" : sigmoid_ ? "sigmoid" : "";
+    return fused_.softmax ? "softmax" : fused_.sigmoid ? "sigmoid" : "";
   }
   void set_emit_logits(bool on) override { logits_ = on; }
 
@@ -273,17 +260,16 @@ class ConvTransposeOp : public Op {
   }
 
   const ActivationInfo& effective() const {
-    if (logits_ || softmax_) return ops::linear_activation();
-    return *act_;
+    if (logits_ || fused_.softmax) return ops::linear_activation();
+    return *fused_.act;
   }
   // relu's derivative only asks whether z > 0, which y = relu(z) answers as well.
-  bool keeps_z() const { return &effective() != &ops::linear_activation() && !relu_; }
+  bool keeps_z() const { return &effective() != &ops::linear_activation() && !fused_.relu; }
 
   Window w_;
   int64_t cin_ = 0, filters_ = 0, kg_ = 0, chunk_rows_ = 1;
-  bool use_bias_ = true, softmax_ = false, sigmoid_ = false, relu_ = false, logits_ = false;
-  const ActivationInfo* act_ = nullptr;
-  std::vector<float> act_params_;
+  bool use_bias_ = true, logits_ = false;
+  ops::FusedActivation fused_;
   std::vector<int64_t> offset_;  // ops::Patches::offset of the underlying convolution
 };
 
