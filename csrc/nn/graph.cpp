@@ -8,6 +8,7 @@
 
 #include "common/parallel.h"
 #include "nn/activations.h"
+#include "nn/dense_chain.h"
 #include "nn/regularization.h"
 #include "nn/softmax.h"
 
@@ -84,6 +85,8 @@ struct Graph::InferContext {
   uint64_t version = 0;
   Plan plan;
   Frame frame;
+  DenseChain chain;  // the graph as a dense chain (empty: it is not one)
+  std::vector<int> chain_w, chain_b;  // per chain layer: kernel and bias param ids (-1: none)
 };
 
 Graph::Graph() = default;
@@ -981,8 +984,52 @@ std::unique_ptr<Graph::InferContext> Graph::take_context() {
     c->version = version_;
     build_plan(kInfer, c->plan);
     size_frame(c->frame);
+    build_chain(*c);
   }
   return c;
+}
+
+// The graph as a chain of dense layers from its one input to its one output, each node
+// reading the previous one's output, with only views (inference-time aliases) between them.
+void Graph::build_chain(InferContext& c) const {
+  c.chain.clear();
+  if (inputs_.size() != 1 || outputs_.size() != 1) return;
+  int cur = inputs_[0];
+  std::vector<int> w, b;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const Node& nd = nodes_[i];
+    if (nd.inputs.size() != 1 || nd.inputs[0] != cur) return;
+    cur = nd.output;
+    if (c.plan.nodes[i].alias) continue;
+    DenseDesc d;
+    if (!nd.op->dense_desc(&d)) return;
+    c.chain.add(d);
+    w.push_back(nd.params[0]);
+    b.push_back(nd.params.size() > 1 ? nd.params[1] : -1);
+  }
+  if (cur != outputs_[0] || w.empty()) {
+    c.chain.clear();
+    return;
+  }
+  c.chain_w = std::move(w);
+  c.chain_b = std::move(b);
+}
+
+bool Graph::predict_chain(const float* x, int64_t n, float* out) {
+  std::unique_ptr<InferContext> ctx = take_context();
+  if (ctx->chain.size() == 0) {
+    give_context(std::move(ctx));
+    return false;
+  }
+  const size_t L = ctx->chain.size();
+  std::vector<const float*> w(L), b(L);
+  for (size_t l = 0; l < L; ++l) {
+    w[l] = params_[size_t(ctx->chain_w[l])].value;
+    b[l] = ctx->chain_b[l] < 0 ? nullptr : params_[size_t(ctx->chain_b[l])].value;
+  }
+  ctx->chain.run(w.data(), b.data(), x, n, out);
+  give_context(std::move(ctx));
+  return true;
 }
 
 void Graph::give_context(std::unique_ptr<InferContext> c) {
@@ -1014,6 +1061,9 @@ void Graph::predict_rows(const float* const* x, int64_t r0, int64_t n, float* co
 
 void Graph::predict(const float* const* x, int64_t n, float* const* out, int64_t chunk) {
   if (n <= 0) return;
+  // A chain of dense layers (an MLP) over enough rows to pay for packing its weights once:
+  // the fused row-block path, bitwise the result of the one below (nn/dense_chain.h).
+  if (n >= kChainMinRows && predict_chain(x[0], n, out[0])) return;
   chunk = std::max<int64_t>(1, std::min(chunk, n));
   const int64_t chunks = (n + chunk - 1) / chunk;
   const int nt = parallel::available_threads();

@@ -157,6 +157,9 @@ class Graph {
   // x: per input, n contiguous rows; out: per output, n rows. Safe to call from several
   // threads at once (and only then: nothing else may run meanwhile).
   void predict(const float* const* x, int64_t n, float* const* out, int64_t chunk);
+  // predict runs a chain of dense layers on the fused path from this many rows (fewer: the
+  // per-call weight packing costs more than the direct kernels save).
+  static constexpr int64_t kChainMinRows = 128;
   // d(sum_j sum out_j * seed_j) / d x_i in inference mode; dx: per input, n rows.
   void input_gradient(const float* const* x, int64_t n, const float* const* seeds,
                       float* const* dx);
@@ -210,6 +213,8 @@ class Graph {
   void predict_rows(const float* const* x, int64_t r0, int64_t n, float* const* out,
                     int64_t chunk);
   void give_context(std::unique_ptr<InferContext> c);
+  void build_chain(InferContext& c) const;
+  bool predict_chain(const float* x, int64_t n, float* out);  // false: not a dense chain
   void losses(const StepData& d, bool want_grad);
   const float* masked_weights(int j, const float* keep, const float* sw, int64_t rows);
   void check_labels(const StepData& d) const;

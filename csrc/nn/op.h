@@ -126,6 +126,8 @@ struct BwdArgs {
   bool training = false;            // the forward ran in training mode
 };
 
+struct DenseDesc;  // nn/dense_chain.h
+
 class Op {
  public:
   virtual ~Op() = default;
@@ -161,6 +163,10 @@ class Op {
   // switch that makes the op emit the values before it (logits) instead.
   virtual std::string tail_activation() const { return ""; }
   virtual void set_emit_logits(bool on) {}
+
+  // The fused MLP predict path (nn/dense_chain.h): true, with *d filled in, when this op at
+  // inference is a float32 dense layer over one axis (kernel param 0, bias param 1 if any).
+  virtual bool dense_desc(DenseDesc* d) const { return false; }
 };
 
 using OpFactory = std::unique_ptr<Op> (*)();

@@ -13,6 +13,7 @@
 #include "gemm/gemm.h"
 #include "nn/activations_param.h"
 #include "nn/dense.h"
+#include "nn/dense_chain.h"
 #include "nn/ops/common.h"
 #include "nn/softmax.h"
 
@@ -120,6 +121,19 @@ class DenseOp : public Op {
     return softmax_ ? "softmax" : sigmoid_ ? "sigmoid" : "";
   }
   void set_emit_logits(bool on) override { logits_ = on; }
+
+  bool dense_desc(DenseDesc* d) const override {
+    // A fused sigmoid output gets its sigmoid from the graph over whole rows; leave it to
+    // the general path.
+    if (bf16_ || lead_ != 1 || (sigmoid_ && logits_)) return false;
+    const ActivationInfo& act = effective(false);
+    d->in = in_;
+    d->out = units_;
+    d->act = std::strcmp(act.name, "linear") == 0 ? nullptr : act.forward;  // as dense_forward
+    d->act_params = act_params_.data();
+    d->softmax = softmax_;  // with logits_ the graph applies the same row softmax
+    return true;
+  }
 
  private:
   bool rrelu_train(bool training) const { return rrelu_ && training && !logits_; }

@@ -1,0 +1,175 @@
+// The fused dense-chain predict path (see dense_chain.h for what it keeps bitwise).
+//
+// Loops of one block of rows (a task), for each layer in turn:
+//   PC  K panels of the packed GEMM's depth     (pack the block's rows of the layer input)
+//    IR  the block's rows by MR                  (one A micro-panel, kept in L1)
+//     JR  the layer's columns by NR              (B micro-panels of the packed kernel, from L2)
+//      micro-kernel -> MR x NR tile; on the last K panel, bias + activation on the tile
+// then a row softmax where the layer has one. The next layer reads this one's output from
+// the thread's scratch (columns padded to NR, rows to MR: every tile is a full one).
+#include "nn/dense_chain.h"
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+
+#include "common/parallel.h"
+#include "gemm/gemm.h"
+#include "gemm/kernel.h"
+#include "gemm/pack.h"
+#include "nn/softmax.h"
+
+namespace pynn::nn {
+namespace {
+
+// Micro-tile rows per block: enough rows that each B micro-panel read from L2 serves several
+// tiles, few enough that a block's activations stay in L2 beside the weights, and blocks
+// small enough to share out among threads evenly.
+constexpr int kBlockTiles = 4;
+
+int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+// The K panel depth of gemm.cpp's k_panel_depth (784 -> 392 + 392 for a 512-deep KC); the
+// per-element rounding depends on it, and tests/test_dense_chain.py holds the two paths to
+// bitwise equality around the panel boundaries.
+int64_t panel_depth(int64_t k, int64_t kc_max) {
+  const int64_t panels = (k + kc_max - 1) / kc_max;
+  return (k + panels - 1) / panels;
+}
+
+// A thread's growable 64-byte aligned buffer (nothing allocated after the first block).
+class Scratch {
+ public:
+  float* get(int64_t n) {
+    if (n > cap_) {
+      const size_t bytes = (size_t(n) * sizeof(float) + 63) / 64 * 64;
+      float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (p == nullptr) throw std::bad_alloc();
+      buf_.reset(p);
+      cap_ = n;
+    }
+    return buf_.get();
+  }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> buf_;
+  int64_t cap_ = 0;
+};
+
+thread_local Scratch tl_pack;     // the block's packed A panel
+thread_local Scratch tl_act[2];   // layer outputs, alternating
+
+void pack_rows(int mr, int64_t m, int64_t kc, const float* src, int64_t ld, float* dst) {
+  switch (mr) {
+    case 4: gemm::pack_a<4>(m, kc, src, ld, 1, dst); break;
+    case 6: gemm::pack_a<6>(m, kc, src, ld, 1, dst); break;
+    case 8: gemm::pack_a<8>(m, kc, src, ld, 1, dst); break;
+    case 12: gemm::pack_a<12>(m, kc, src, ld, 1, dst); break;
+    case 14: gemm::pack_a<14>(m, kc, src, ld, 1, dst); break;
+    case 16: gemm::pack_a<16>(m, kc, src, ld, 1, dst); break;
+    default: std::abort();  // a kernel table entry with an unsupported MR is a build bug
+  }
+}
+
+struct Run {
+  const gemm::KernelInfo& kern;
+  const std::vector<DenseDesc>& layers;
+  const std::vector<int64_t>& offsets;  // each layer's packed kernel in `packed`
+  const float* packed;
+  const float* const* b;
+  const float* x;
+  float* y;
+
+  // Rows [r0, r0 + m) through every layer.
+  void block(int64_t r0, int64_t m) const {
+    const int MR = kern.mr, NR = kern.nr;
+    const int64_t mpad = round_up(m, MR);
+    const float* src = x + r0 * layers.front().in;
+    int64_t ld = layers.front().in;
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const DenseDesc& d = layers[l];
+      const int64_t npad = round_up(d.out, NR), KC = panel_depth(d.in, kern.kc);
+      float* dst = tl_act[l % 2].get(mpad * npad);
+      float* abuf = tl_pack.get(mpad * KC);
+      const float* w = packed + offsets[l];
+      gemm::Epilogue ep;
+      ep.bias = b[l];
+      ep.act = d.act;
+      ep.act_params = d.act_params;
+      const bool has_ep = !ep.empty();
+      for (int64_t pc = 0; pc < d.in; pc += KC) {                    // PC
+        const int64_t kc = std::min(KC, d.in - pc);
+        const float beta = pc == 0 ? 0.0f : 1.0f;
+        const bool last = pc + kc == d.in;
+        pack_rows(MR, m, kc, src + pc, ld, abuf);
+        for (int64_t ir = 0; ir < m; ir += MR) {                      // IR
+          const int64_t mv = std::min<int64_t>(MR, m - ir);
+          const float* ap = abuf + ir * kc;
+          for (int64_t jr = 0; jr < d.out; jr += NR) {                // JR
+            float* ct = dst + ir * npad + jr;
+            kern.ukr(kc, ap, w + pc * npad + jr * kc, ct, npad, 1.0f, beta);
+            if (last && has_ep) ep.apply(ct, npad, ir, jr, mv, std::min<int64_t>(NR, d.out - jr));
+          }
+        }
+      }
+      if (d.softmax && l + 1 < layers.size())
+        for (int64_t i = 0; i < m; ++i) softmax_forward(dst + i * npad, 1, d.out);
+      src = dst;
+      ld = npad;
+    }
+    const int64_t out = layers.back().out;
+    float* yb = y + r0 * out;
+    for (int64_t i = 0; i < m; ++i)
+      std::memcpy(yb + i * out, src + i * ld, sizeof(float) * size_t(out));
+    if (layers.back().softmax) softmax_forward(yb, m, out);  // rows are independent
+  }
+};
+
+}  // namespace
+
+void DenseChain::run(const float* const* W, const float* const* b, const float* x, int64_t n,
+                     float* y) {
+  if (n <= 0 || layers_.empty()) return;
+  const gemm::KernelInfo& kern = gemm::active_kernel();
+  // Each layer's kernel in the packed GEMM's layout, once for the whole call (16-float
+  // alignment between layers keeps every B micro-panel 64-byte aligned).
+  std::vector<int64_t> offsets(layers_.size());
+  int64_t total = 0;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    offsets[l] = total;
+    total += round_up(gemm::packed_b_size(layers_[l].in, layers_[l].out), 16);
+  }
+  if (total > packed_cap_) {
+    float* p = static_cast<float*>(std::aligned_alloc(64, size_t(total) * sizeof(float)));
+    if (p == nullptr) throw std::bad_alloc();
+    packed_.reset(p);
+    packed_cap_ = total;
+  }
+  for (size_t l = 0; l < layers_.size(); ++l)
+    gemm::pack_b_whole(layers_[l].in, layers_[l].out, {W[l], layers_[l].out, 1},
+                       packed_.get() + offsets[l]);
+
+  const Run r{kern, layers_, offsets, packed_.get(), b, x, y};
+  const int64_t rows = int64_t(kBlockTiles) * kern.mr;
+  const int64_t blocks = (n + rows - 1) / rows;
+  auto blocks_of = [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) r.block(k * rows, std::min(rows, n - k * rows));
+  };
+  if (parallel::available_threads() <= 1 || blocks == 1) {
+    parallel::run(1, [&](int) { blocks_of(0, blocks); });
+    return;
+  }
+  // Many small tasks: a thread that the machine's other work holds up leaves only the
+  // blocks it has not started (the pool's caller takes them over).
+  const int64_t tasks = std::min<int64_t>(blocks, int64_t(1) << 16);
+  parallel::run(int(tasks), [&](int t) {
+    int64_t k0, k1;
+    parallel::static_block(blocks, int(tasks), t, k0, k1);
+    blocks_of(k0, k1);
+  });
+}
+
+}  // namespace pynn::nn

@@ -1,0 +1,58 @@
+// Inference of a chain of dense layers (an MLP) in row blocks: the fused predict path.
+//
+// Graph::predict hands a graph whose nodes are float32 Dense layers one after the other (views
+// such as Flatten or inference-time Dropout between them are allowed) to DenseChain, which
+// runs every layer of one block of rows before moving to the next block:
+//   - each layer's weights are packed once per call (gemm::pack_b_whole), not once per chunk;
+//   - a block's activations stay in this core's cache from one layer to the next, in padded
+//     scratch owned by the thread, and nothing is allocated per block;
+//   - bias and activation run on each tile as it is finished, the softmax on the block's rows.
+//
+// Invariants (what keeps predict bitwise independent of batch size, entry point and thread
+// count): every element is computed by the active kernel's micro-kernel over the K panels of
+// the packed GEMM (gemm::sgemm), beta 0 on the first panel and 1 after, then the epilogue on
+// the same NR-wide column segments (gemm::Epilogue::apply), then softmax_forward on whole
+// rows. So a row's output is bitwise what the general path (sgemm per layer, any m) gives.
+// Rows never interact, so the split of rows into blocks and tasks changes nothing.
+#pragma once
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "gemm/epilogue.h"
+
+namespace pynn::nn {
+
+// What the chain needs of one dense layer (Op::dense_desc fills it).
+struct DenseDesc {
+  int64_t in = 0, out = 0;
+  gemm::act_fn act = nullptr;         // element-wise activation in the epilogue (null: linear)
+  const float* act_params = nullptr;  // owned by the op, valid as long as the graph
+  bool softmax = false;               // a row softmax after the affine map
+};
+
+class DenseChain {
+ public:
+  // Appends a layer whose kernel (in x out, row-major) and bias (out, or null) are given at
+  // run time as W[l], b[l].
+  void add(const DenseDesc& d) { layers_.push_back(d); }
+  size_t size() const { return layers_.size(); }
+  const DenseDesc& layer(size_t l) const { return layers_[l]; }
+  void clear() { layers_.clear(); }
+
+  // y (n x out of the last layer) from x (n x in of the first), both contiguous rows.
+  // W[l], b[l]: the current weights of layer l. Runs on pynn's pool (the available threads).
+  // Not safe to call from two threads on one DenseChain (the packed weights are its own).
+  void run(const float* const* W, const float* const* b, const float* x, int64_t n, float* y);
+
+ private:
+  struct AlignedFree {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::vector<DenseDesc> layers_;
+  std::unique_ptr<float, AlignedFree> packed_;  // every layer's packed kernel, one call's
+  int64_t packed_cap_ = 0;                      // floats
+};
+
+}  // namespace pynn::nn
