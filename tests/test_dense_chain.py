@@ -1,0 +1,176 @@
+"""The fused predict path for chains of Dense layers (csrc/nn/dense_chain.cpp): Graph.predict
+of an MLP on 128 rows or more runs every layer of a block of rows in one task, with the
+weights packed once per call.
+
+Held against: the NumPy twin (pynn.reference.graph.predict in float64), and bitwise against
+the general path (the same rows predicted in calls of fewer than 128 rows, which run the
+per-layer GEMMs) and the one-row kernel. Tolerance against the twin: float32 sums of k
+products, each rounded, err by about k * 2^-24 * sum |x w| in the worst case and sqrt(k)
+times that typically; rtol 2e-5 * sqrt(k of the widest layer) and atol 1e-5 leave a margin of
+about ten while a wrong panel, column or bias is off by far more.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn import layers as L
+from pynn.reference import graph as ref_graph
+
+CHAIN_ROWS = 300   # >= the engine's threshold for the fused path (128)
+SMALL = 100        # < the threshold: the general path
+
+
+@pytest.fixture
+def threads():
+    before = pynn.get_num_threads()
+    yield pynn.set_num_threads
+    pynn.set_num_threads(before)
+
+
+def mlp(sizes, acts, seed=0, use_bias=True, extra=()):
+    pynn.utils.set_random_seed(seed)
+    layers = [pynn.Input((sizes[0],)), *extra]
+    for units, act in zip(sizes[1:], acts):
+        layers.append(L.Dense(units, activation=act, use_bias=use_bias))
+    m = pynn.Sequential(layers)
+    m.build()
+    rng = np.random.default_rng(seed + 1)
+    # biases away from zero, so that a dropped or misplaced bias shows
+    m.set_weights([w + (0.1 * rng.standard_normal(w.shape)).astype(np.float32)
+                   for w in m.get_weights()])
+    return m
+
+
+def general(m, x):
+    """The same rows through the general path (calls below the chain threshold)."""
+    return np.concatenate([m.predict(x[i:i + SMALL], verbose=0)
+                           for i in range(0, len(x), SMALL)])
+
+
+def twin(m, x):
+    return ref_graph.predict(m._pspec, [x.astype(np.float64)])[0]
+
+
+def check(m, x, k_max):
+    got = m.predict(x, verbose=0)
+    assert got.dtype == np.float32 and got.shape == (len(x), m.layers[-1].units)
+    np.testing.assert_array_equal(got, general(m, x), err_msg="fused vs general path")
+    np.testing.assert_array_equal(got[:3], np.concatenate([m.predict(x[i:i + 1], verbose=0)
+                                                           for i in range(3)]),
+                                  err_msg="fused vs one-row path")
+    np.testing.assert_allclose(got, twin(m, x), rtol=2e-5 * np.sqrt(k_max), atol=1e-5,
+                               err_msg="fused vs NumPy twin")
+    return got
+
+
+@pytest.mark.parametrize("sizes", [
+    [784, 256, 128, 10],          # the benchmark MLP (K panels 392 + 392)
+    [1, 1],                       # one input, one unit
+    [33, 31, 32, 33, 17],         # columns around the 32-wide tile
+    [513, 40], [1025, 3],         # K around and over panel depths
+    [300, 5, 600, 2],             # a narrow layer in the middle
+])
+@pytest.mark.parametrize("rows", [128, 145, CHAIN_ROWS])
+def test_chain_matches_general_path_and_twin(sizes, rows, threads):
+    threads(2)
+    acts = ["relu"] * (len(sizes) - 2) + ["softmax"]
+    m = mlp(sizes, acts)
+    x = np.random.default_rng(rows).standard_normal((rows, sizes[0])).astype(np.float32)
+    check(m, x, max(sizes))
+
+
+@pytest.mark.parametrize("acts", [["tanh", "sigmoid"], ["gelu", "linear"],
+                                  ["leaky_relu", "softmax"], ["elu", "silu"]])
+def test_chain_activations(acts, threads):
+    threads(1)
+    m = mlp([50, 70, 9], acts, seed=2)
+    x = np.random.default_rng(3).standard_normal((CHAIN_ROWS, 50)).astype(np.float32)
+    check(m, x, 70)
+
+
+def test_chain_without_bias_and_through_views(threads):
+    threads(2)
+    pynn.utils.set_random_seed(4)
+    m = pynn.Sequential([pynn.Input((6, 7)), L.Flatten(), L.Dense(20, activation="relu",
+                                                                   use_bias=False),
+                         L.Dropout(0.5), L.Dense(4, activation="softmax", use_bias=False)])
+    m.build()
+    x = np.random.default_rng(5).standard_normal((CHAIN_ROWS, 6, 7)).astype(np.float32)
+    got = m.predict(x, verbose=0)
+    np.testing.assert_array_equal(got, general(m, x))
+    np.testing.assert_allclose(got, twin(m, x), rtol=1e-4, atol=1e-6)
+
+
+def test_chain_thread_counts_and_non_contiguous_input(threads):
+    m = mlp([784, 256, 128, 10], ["relu", "relu", "softmax"], seed=6)
+    big = np.random.default_rng(7).random((1000, 1568), dtype=np.float32)
+    x = big[:, ::2]                      # strided: converted before the engine sees it
+    outs = []
+    for t in (1, 2):
+        threads(t)
+        outs.append(m.predict(x, verbose=0))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], m.predict(np.ascontiguousarray(x), verbose=0))
+    np.testing.assert_array_equal(outs[0][:SMALL], m.predict(x[:SMALL], verbose=0))
+
+
+def test_chain_sees_every_weight_change(tmp_path, threads):
+    """The fused path packs the weights it reads: each way of changing them must show."""
+    threads(2)
+    m = mlp([30, 20, 3], ["relu", "softmax"], seed=8)
+    x = np.random.default_rng(9).standard_normal((CHAIN_ROWS, 30)).astype(np.float32)
+    before = m.predict(x, verbose=0)
+
+    def changed(what):
+        got = m.predict(x, verbose=0)
+        assert not np.array_equal(got, before), what
+        np.testing.assert_allclose(got, twin(m, x), rtol=1e-4, atol=1e-6, err_msg=what)
+        np.testing.assert_array_equal(got, general(m, x), err_msg=what)
+        return got
+
+    w = m.get_weights()
+    m.set_weights([v * 1.5 for v in w])
+    before = changed("set_weights")
+    m.layers[0].kernel.assign(w[0] * 0.5)
+    before = changed("kernel.assign")
+    m.save_weights(tmp_path / "a.weights.h5")
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    m.fit(x, np.arange(CHAIN_ROWS) % 3, epochs=1, batch_size=64, verbose=0)
+    before = changed("fit")
+    m.load_weights(tmp_path / "a.weights.h5")
+    changed("load_weights")
+
+
+def test_chain_from_several_python_threads(threads):
+    threads(2)
+    m = mlp([64, 48, 5], ["relu", "softmax"], seed=10)
+    xs = [np.random.default_rng(11 + i).standard_normal((CHAIN_ROWS + 37 * i, 64))
+          .astype(np.float32) for i in range(4)]
+    want = [m.predict(x, verbose=0) for x in xs]
+    got: dict = {}
+    errors: list = []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                got[i] = m.predict(xs[i], verbose=0)
+                np.testing.assert_array_equal(got[i], want[i])
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+
+
+def test_chain_bad_input_is_a_clear_error():
+    m = mlp([10, 4], ["relu"], seed=12)
+    with pytest.raises(ValueError, match="10"):
+        m.predict(np.zeros((CHAIN_ROWS, 11), np.float32), verbose=0)
