@@ -13,6 +13,7 @@
 #include <cstring>
 #include <new>
 
+#include "common/cpu.h"
 #include "common/parallel.h"
 #include "gemm/gemm.h"
 #include "gemm/kernel.h"
@@ -20,6 +21,12 @@
 #include "nn/softmax.h"
 
 namespace pynn::nn {
+
+#if defined(PYNN_X86)
+// dense_chain_avx512.cpp: pack_a<12>'s layout for whole 12-row groups, vectorised.
+void pack_rows12_avx512(int64_t m, int64_t kc, const float* src, int64_t ld, float* dst);
+#endif
+
 namespace {
 
 // Micro-tile rows per block: enough rows that each B micro-panel read from L2 serves several
@@ -63,6 +70,15 @@ thread_local Scratch tl_pack;     // the block's packed A panel
 thread_local Scratch tl_act[2];   // layer outputs, alternating
 
 void pack_rows(int mr, int64_t m, int64_t kc, const float* src, int64_t ld, float* dst) {
+#if defined(PYNN_X86)
+  static const bool avx512 = active_arch() == Arch::avx512;
+  if (mr == 12 && avx512) {
+    const int64_t full = m / 12 * 12;
+    pack_rows12_avx512(full, kc, src, ld, dst);
+    if (full < m) gemm::pack_a<12>(m - full, kc, src + full * ld, ld, 1, dst + full * kc);
+    return;
+  }
+#endif
   switch (mr) {
     case 4: gemm::pack_a<4>(m, kc, src, ld, 1, dst); break;
     case 6: gemm::pack_a<6>(m, kc, src, ld, 1, dst); break;
