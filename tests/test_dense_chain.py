@@ -55,13 +55,18 @@ def twin(m, x):
     return ref_graph.predict(m._pspec, [x.astype(np.float64)])[0]
 
 
+def same_bits(a, b, what):
+    """Bitwise equality, NaN payloads and the sign of zero included."""
+    assert a.shape == b.shape, what
+    np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32), err_msg=what)
+
+
 def check(m, x, k_max):
     got = m.predict(x, verbose=0)
     assert got.dtype == np.float32 and got.shape == (len(x), m.layers[-1].units)
-    np.testing.assert_array_equal(got, general(m, x), err_msg="fused vs general path")
-    np.testing.assert_array_equal(got[:3], np.concatenate([m.predict(x[i:i + 1], verbose=0)
-                                                           for i in range(3)]),
-                                  err_msg="fused vs one-row path")
+    same_bits(got, general(m, x), "fused vs general path")
+    same_bits(got[:3], np.concatenate([m.predict(x[i:i + 1], verbose=0) for i in range(3)]),
+              "fused vs one-row path")
     np.testing.assert_allclose(got, twin(m, x), rtol=2e-5 * np.sqrt(k_max), atol=1e-5,
                                err_msg="fused vs NumPy twin")
     return got
@@ -92,6 +97,23 @@ def test_chain_activations(acts, threads):
     check(m, x, 70)
 
 
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_chain_special_values(use_bias, threads):
+    """NaN, infinities and -0 in the input: the fused epilogue keeps NaN through relu, maps
+    -0 to +0, exactly as the general path's activation does."""
+    threads(1)
+    m = mlp([40, 45, 33, 3], ["relu", "relu", "linear"], seed=13, use_bias=use_bias)
+    x = np.random.default_rng(14).standard_normal((CHAIN_ROWS, 40)).astype(np.float32)
+    x[5, 3] = np.nan
+    x[17, :] = -0.0
+    x[40, 7] = np.inf
+    x[41, 8] = -np.inf
+    x[60:80, :] = 0.0
+    got = m.predict(x, verbose=0)
+    same_bits(got, general(m, x), "fused vs general path")
+    assert np.isnan(got[5]).all() and np.isfinite(got[100:]).all()
+
+
 def test_chain_without_bias_and_through_views(threads):
     threads(2)
     pynn.utils.set_random_seed(4)
@@ -101,7 +123,7 @@ def test_chain_without_bias_and_through_views(threads):
     m.build()
     x = np.random.default_rng(5).standard_normal((CHAIN_ROWS, 6, 7)).astype(np.float32)
     got = m.predict(x, verbose=0)
-    np.testing.assert_array_equal(got, general(m, x))
+    same_bits(got, general(m, x), "fused vs general path")
     np.testing.assert_allclose(got, twin(m, x), rtol=1e-4, atol=1e-6)
 
 

@@ -18,13 +18,17 @@
 #include "gemm/gemm.h"
 #include "gemm/kernel.h"
 #include "gemm/pack.h"
+#include "nn/activations.h"
 #include "nn/softmax.h"
 
 namespace pynn::nn {
 
 #if defined(PYNN_X86)
-// dense_chain_avx512.cpp: pack_a<12>'s layout for whole 12-row groups, vectorised.
-void pack_rows12_avx512(int64_t m, int64_t kc, const float* src, int64_t ld, float* dst);
+// dense_chain_avx512.cpp: pack_a<12>'s layout for whole 12-row groups, vectorised; and the
+// bias + relu epilogue of a tile up to 32 columns wide.
+void pack_rows12_avx512(int64_t m, int64_t kc, const float* src, int64_t ld, float* dst,
+                        int64_t pf_rows);
+void bias_relu_avx512(float* c, int64_t ldc, int64_t m, int64_t n, const float* bias);
 #endif
 
 namespace {
@@ -69,12 +73,20 @@ class Scratch {
 thread_local Scratch tl_pack;     // the block's packed A panel
 thread_local Scratch tl_act[2];   // layer outputs, alternating
 
-void pack_rows(int mr, int64_t m, int64_t kc, const float* src, int64_t ld, float* dst) {
 #if defined(PYNN_X86)
-  static const bool avx512 = active_arch() == Arch::avx512;
-  if (mr == 12 && avx512) {
+bool use_avx512() {
+  static const bool on = active_arch() == Arch::avx512;
+  return on;
+}
+#endif
+
+// Rows [0, m) x columns [0, kc) of src in pack_a<mr>'s layout; rows [0, pf_rows) exist.
+void pack_rows(int mr, int64_t m, int64_t kc, const float* src, int64_t ld, float* dst,
+               int64_t pf_rows) {
+#if defined(PYNN_X86)
+  if (mr == 12 && use_avx512()) {
     const int64_t full = m / 12 * 12;
-    pack_rows12_avx512(full, kc, src, ld, dst);
+    pack_rows12_avx512(full, kc, src, ld, dst, pf_rows);
     if (full < m) gemm::pack_a<12>(m - full, kc, src + full * ld, ld, 1, dst + full * kc);
     return;
   }
@@ -98,11 +110,14 @@ struct Run {
   const float* const* b;
   const float* x;
   float* y;
+  int64_t n;  // rows of x
+  gemm::act_fn relu_fn;
 
   // Rows [r0, r0 + m) through every layer.
   void block(int64_t r0, int64_t m) const {
     const int MR = kern.mr, NR = kern.nr;
     const int64_t mpad = round_up(m, MR);
+    const int64_t rows_left = n - r0;
     const float* src = x + r0 * layers.front().in;
     int64_t ld = layers.front().in;
     for (size_t l = 0; l < layers.size(); ++l) {
@@ -116,18 +131,31 @@ struct Run {
       ep.act = d.act;
       ep.act_params = d.act_params;
       const bool has_ep = !ep.empty();
+#if defined(PYNN_X86)
+      // relu_fwd's exact definition vectorised (see dense_chain_avx512.cpp)
+      const bool relu = use_avx512() && d.act != nullptr && d.act == relu_fn;
+#endif
       for (int64_t pc = 0; pc < d.in; pc += KC) {                    // PC
         const int64_t kc = std::min(KC, d.in - pc);
         const float beta = pc == 0 ? 0.0f : 1.0f;
         const bool last = pc + kc == d.in;
-        pack_rows(MR, m, kc, src + pc, ld, abuf);
+        // the first layer's rows come from memory: let the pack prefetch into the next block
+        pack_rows(MR, m, kc, src + pc, ld, abuf, l == 0 && pc == 0 ? rows_left : m);
         for (int64_t ir = 0; ir < m; ir += MR) {                      // IR
           const int64_t mv = std::min<int64_t>(MR, m - ir);
           const float* ap = abuf + ir * kc;
           for (int64_t jr = 0; jr < d.out; jr += NR) {                // JR
             float* ct = dst + ir * npad + jr;
             kern.ukr(kc, ap, w + pc * npad + jr * kc, ct, npad, 1.0f, beta);
-            if (last && has_ep) ep.apply(ct, npad, ir, jr, mv, std::min<int64_t>(NR, d.out - jr));
+            if (!last || !has_ep) continue;
+            const int64_t nv = std::min<int64_t>(NR, d.out - jr);
+#if defined(PYNN_X86)
+            if (relu && NR <= 32) {
+              bias_relu_avx512(ct, npad, mv, nv, ep.bias ? ep.bias + jr : nullptr);
+              continue;
+            }
+#endif
+            ep.apply(ct, npad, ir, jr, mv, nv);
           }
         }
       }
@@ -168,7 +196,8 @@ void DenseChain::run(const float* const* W, const float* const* b, const float* 
     gemm::pack_b_whole(layers_[l].in, layers_[l].out, {W[l], layers_[l].out, 1},
                        packed_.get() + offsets[l]);
 
-  const Run r{kern, layers_, offsets, packed_.get(), b, x, y};
+  const Run r{kern, layers_, offsets, packed_.get(), b, x, y, n,
+              find_activation("relu")->forward};
   const int64_t rows = int64_t(kBlockTiles) * kern.mr;
   const int64_t blocks = (n + rows - 1) / rows;
   auto blocks_of = [&](int64_t k0, int64_t k1) {
