@@ -102,6 +102,80 @@ void pack_rows(int mr, int64_t m, int64_t kc, const float* src, int64_t ld, floa
   }
 }
 
+// The epilogue of a finished tile (rows row0.., columns col0.., at c with row stride ld).
+// relu: the layer's activation is relu_fwd and the vectorised copy of it may run.
+void tile_epilogue(const gemm::Epilogue& ep, bool relu, float* c, int64_t ld, int64_t row0,
+                   int64_t col0, int64_t mv, int64_t nv) {
+#if defined(PYNN_X86)
+  if (relu && nv <= 32) {
+    bias_relu_avx512(c, ld, mv, nv, ep.bias ? ep.bias + col0 : nullptr);
+    return;
+  }
+#endif
+  ep.apply(c, ld, row0, col0, mv, nv);
+}
+
+gemm::Epilogue epilogue_of(const DenseDesc& d, const float* bias) {
+  gemm::Epilogue ep;
+  ep.bias = bias;
+  ep.act = d.act;
+  ep.act_params = d.act_params;
+  return ep;
+}
+
+bool is_relu(const DenseDesc& d) {
+#if defined(PYNN_X86)
+  static const gemm::act_fn relu_fn = find_activation("relu")->forward;
+  return use_avx512() && d.act != nullptr && d.act == relu_fn;
+#else
+  return false;
+#endif
+}
+
+// Layers with at least this many weights share their columns among the threads on the
+// one-row path (the first two layers of the 784-256-128-10 MLP; reading the weights from
+// each core's own L2 is what one row costs).
+constexpr int64_t kRowSplitElems = int64_t(1) << 15;
+
+thread_local Scratch tl_row[2];  // the one-row path's layer outputs
+
+// One row through every layer with the direct kernel (its one-row gemv), columns cut among
+// threads on NR boundaries: the arithmetic of gemm_direct for m = 1, element for element.
+void one_row(const gemm::KernelInfo& kern, const std::vector<DenseDesc>& layers,
+             const float* const* W, const float* const* b, const float* x, float* y) {
+  const int64_t NR = kern.nr;
+  const int threads = parallel::available_threads();
+  const float* src = x;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const DenseDesc& d = layers[l];
+    float* dst = l + 1 == layers.size() ? y : tl_row[l % 2].get(d.out);
+    const gemm::Epilogue ep = epilogue_of(d, b[l]);
+    const bool has_ep = !ep.empty(), relu = is_relu(d);
+    const int64_t KC = panel_depth(d.in, kern.kc);
+    const float* w = W[l];
+    auto cols = [&](int64_t j0, int64_t j1) {
+      kern.direct(1, j1 - j0, d.in, KC, src, d.in, 1, w + j0, d.out, dst + j0, d.out, 1.0f,
+                  0.0f);
+      if (has_ep)
+        for (int64_t j = j0; j < j1; j += NR)
+          tile_epilogue(ep, relu, dst + j, d.out, 0, j, 1, std::min(NR, j1 - j));
+    };
+    const int64_t panels = (d.out + NR - 1) / NR;
+    const int nt = d.in * d.out >= kRowSplitElems ? int(std::min<int64_t>(threads, panels)) : 1;
+    if (nt <= 1) {
+      cols(0, d.out);
+    } else {
+      parallel::run(nt, [&](int t) {
+        int64_t p0, p1;
+        parallel::static_block(panels, nt, t, p0, p1);
+        if (p0 < p1) cols(p0 * NR, std::min(d.out, p1 * NR));
+      });
+    }
+    if (d.softmax) softmax_forward(dst, 1, d.out);
+    src = dst;
+  }
+}
+
 struct Run {
   const gemm::KernelInfo& kern;
   const std::vector<DenseDesc>& layers;
@@ -111,7 +185,6 @@ struct Run {
   const float* x;
   float* y;
   int64_t n;  // rows of x
-  gemm::act_fn relu_fn;
 
   // Rows [r0, r0 + m) through every layer.
   void block(int64_t r0, int64_t m) const {
@@ -126,15 +199,8 @@ struct Run {
       float* dst = tl_act[l % 2].get(mpad * npad);
       float* abuf = tl_pack.get(mpad * KC);
       const float* w = packed + offsets[l];
-      gemm::Epilogue ep;
-      ep.bias = b[l];
-      ep.act = d.act;
-      ep.act_params = d.act_params;
-      const bool has_ep = !ep.empty();
-#if defined(PYNN_X86)
-      // relu_fwd's exact definition vectorised (see dense_chain_avx512.cpp)
-      const bool relu = use_avx512() && d.act != nullptr && d.act == relu_fn;
-#endif
+      const gemm::Epilogue ep = epilogue_of(d, b[l]);
+      const bool has_ep = !ep.empty(), relu = is_relu(d);
       for (int64_t pc = 0; pc < d.in; pc += KC) {                    // PC
         const int64_t kc = std::min(KC, d.in - pc);
         const float beta = pc == 0 ? 0.0f : 1.0f;
@@ -147,15 +213,8 @@ struct Run {
           for (int64_t jr = 0; jr < d.out; jr += NR) {                // JR
             float* ct = dst + ir * npad + jr;
             kern.ukr(kc, ap, w + pc * npad + jr * kc, ct, npad, 1.0f, beta);
-            if (!last || !has_ep) continue;
-            const int64_t nv = std::min<int64_t>(NR, d.out - jr);
-#if defined(PYNN_X86)
-            if (relu && NR <= 32) {
-              bias_relu_avx512(ct, npad, mv, nv, ep.bias ? ep.bias + jr : nullptr);
-              continue;
-            }
-#endif
-            ep.apply(ct, npad, ir, jr, mv, nv);
+            if (last && has_ep)
+              tile_epilogue(ep, relu, ct, npad, ir, jr, mv, std::min<int64_t>(NR, d.out - jr));
           }
         }
       }
@@ -178,6 +237,10 @@ void DenseChain::run(const float* const* W, const float* const* b, const float* 
                      float* y) {
   if (n <= 0 || layers_.empty()) return;
   const gemm::KernelInfo& kern = gemm::active_kernel();
+  if (n == 1 && kern.direct != nullptr) {
+    one_row(kern, layers_, W, b, x, y);  // no packing: the weights are read in place
+    return;
+  }
   // Each layer's kernel in the packed GEMM's layout, once for the whole call (16-float
   // alignment between layers keeps every B micro-panel 64-byte aligned).
   std::vector<int64_t> offsets(layers_.size());
@@ -196,8 +259,7 @@ void DenseChain::run(const float* const* W, const float* const* b, const float* 
     gemm::pack_b_whole(layers_[l].in, layers_[l].out, {W[l], layers_[l].out, 1},
                        packed_.get() + offsets[l]);
 
-  const Run r{kern, layers_, offsets, packed_.get(), b, x, y, n,
-              find_activation("relu")->forward};
+  const Run r{kern, layers_, offsets, packed_.get(), b, x, y, n};
   const int64_t rows = int64_t(kBlockTiles) * kern.mr;
   const int64_t blocks = (n + rows - 1) / rows;
   auto blocks_of = [&](int64_t k0, int64_t k1) {

@@ -43,6 +43,8 @@ class DenseChain {
 
   // y (n x out of the last layer) from x (n x in of the first), both contiguous rows.
   // W[l], b[l]: the current weights of layer l. Runs on pynn's pool (the available threads).
+  // One row (n == 1) takes the direct kernels on the weights in place, each large layer's
+  // columns shared among the threads; more rows take the packed row-block path.
   // Not safe to call from two threads on one DenseChain (the packed weights are its own).
   void run(const float* const* W, const float* const* b, const float* x, int64_t n, float* y);
 

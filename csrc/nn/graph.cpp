@@ -1061,9 +1061,10 @@ void Graph::predict_rows(const float* const* x, int64_t r0, int64_t n, float* co
 
 void Graph::predict(const float* const* x, int64_t n, float* const* out, int64_t chunk) {
   if (n <= 0) return;
-  // A chain of dense layers (an MLP) over enough rows to pay for packing its weights once:
-  // the fused row-block path, bitwise the result of the one below (nn/dense_chain.h).
-  if (n >= kChainMinRows && predict_chain(x[0], n, out[0])) return;
+  // A chain of dense layers (an MLP): one row straight through the one-row kernels, or
+  // enough rows to pay for packing the weights once on the fused row-block path; bitwise
+  // the result of the general path below (nn/dense_chain.h).
+  if ((n == 1 || n >= kChainMinRows) && predict_chain(x[0], n, out[0])) return;
   chunk = std::max<int64_t>(1, std::min(chunk, n));
   const int64_t chunks = (n + chunk - 1) / chunk;
   const int nt = parallel::available_threads();
