@@ -77,7 +77,9 @@ def onnx_session(weights):
 
 
 def impls():
-    out = ["pynn", "onnxruntime"]
+    # "pynn engine": the C++ call behind model.predict (Graph.predict_array) alone, so that
+    # the gap between the two rows is model.predict's Python overhead.
+    out = ["pynn", "pynn engine", "onnxruntime"]
     return out + (["torch"] if torch is not None else [])
 
 
@@ -100,6 +102,11 @@ def test_predict(benchmark, model, impl, case, threads):
     if impl == "pynn":
         def fn():
             return model.predict(x, verbose=0, batch_size=rows)
+    elif impl == "pynn engine":
+        graph = model._pgraph  # built by the predict above
+
+        def fn():
+            return graph.predict_array(x, 256)
     elif impl == "onnxruntime":
         sess = onnx_session(weights)
 

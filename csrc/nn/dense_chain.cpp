@@ -133,9 +133,11 @@ bool is_relu(const DenseDesc& d) {
 }
 
 // Layers with at least this many weights share their columns among the threads on the
-// one-row path (the first two layers of the 784-256-128-10 MLP; reading the weights from
-// each core's own L2 is what one row costs).
-constexpr int64_t kRowSplitElems = int64_t(1) << 15;
+// one-row path, as gemm_direct does (the first layer of the 784-256-128-10 MLP: one row costs
+// reading the weights, and each core then reads its share from its own L2). Splitting the
+// second layer too (32k weights) measured slower on a busy machine: a second parallel region
+// per row costs more than the 0.6 us it can save.
+constexpr int64_t kRowSplitElems = gemm::kDirectParallelElems;
 
 thread_local Scratch tl_row[2];  // the one-row path's layer outputs
 
