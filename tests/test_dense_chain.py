@@ -192,6 +192,27 @@ def test_chain_from_several_python_threads(threads):
     assert not errors, errors
 
 
+@pytest.mark.parametrize("middle", ["batchnorm", "activation", "bf16"])
+def test_graphs_that_are_not_chains_take_the_general_path(middle, threads):
+    """A dense layer, then an op the fused path does not run, then more dense layers: the
+    general path computes it (and nothing of the partial chain is kept)."""
+    threads(2)
+    pynn.utils.set_random_seed(15)
+    mid = {"batchnorm": L.BatchNormalization(), "activation": L.Activation("tanh"),
+           "bf16": L.Dense(12, activation="relu", dtype="mixed_bfloat16")}[middle]
+    m = pynn.Sequential([pynn.Input((20,)), L.Dense(12, activation="relu"), mid,
+                         L.Dense(7, activation="softmax")])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(16).standard_normal((CHAIN_ROWS, 20)).astype(np.float32)
+    m.fit(x, np.arange(CHAIN_ROWS) % 7, epochs=1, batch_size=64, verbose=0)
+    got = m.predict(x, verbose=0)
+    same_bits(got, general(m, x), "300 rows vs calls of 100")
+    same_bits(got[:2], np.concatenate([m.predict(x[i:i + 1], verbose=0) for i in range(2)]),
+              "300 rows vs one row")
+    np.testing.assert_allclose(got, twin(m, x), rtol=2e-2 if middle == "bf16" else 1e-4,
+                               atol=1e-3 if middle == "bf16" else 1e-6)
+
+
 def test_chain_bad_input_is_a_clear_error():
     m = mlp([10, 4], ["relu"], seed=12)
     with pytest.raises(ValueError, match="10"):

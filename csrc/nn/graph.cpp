@@ -87,6 +87,7 @@ struct Graph::InferContext {
   Frame frame;
   DenseChain chain;  // the graph as a dense chain (empty: it is not one)
   std::vector<int> chain_w, chain_b;  // per chain layer: kernel and bias param ids (-1: none)
+  std::vector<const float*> chain_wp, chain_bp;  // their arrays, read at each call
 };
 
 Graph::Graph() = default;
@@ -993,24 +994,25 @@ std::unique_ptr<Graph::InferContext> Graph::take_context() {
 // reading the previous one's output, with only views (inference-time aliases) between them.
 void Graph::build_chain(InferContext& c) const {
   c.chain.clear();
+  c.chain_w.clear();
+  c.chain_b.clear();
   if (inputs_.size() != 1 || outputs_.size() != 1) return;
-  int cur = inputs_[0];
+  DenseChain chain;
   std::vector<int> w, b;
+  int cur = inputs_[0];
   for (size_t i = 0; i < nodes_.size(); ++i) {
     const Node& nd = nodes_[i];
     if (nd.inputs.size() != 1 || nd.inputs[0] != cur) return;
     cur = nd.output;
     if (c.plan.nodes[i].alias) continue;
     DenseDesc d;
-    if (!nd.op->dense_desc(&d)) return;
-    c.chain.add(d);
+    if (!nd.op->dense_desc(&d)) return;  // any other op: not a chain (nothing kept)
+    chain.add(d);
     w.push_back(nd.params[0]);
     b.push_back(nd.params.size() > 1 ? nd.params[1] : -1);
   }
-  if (cur != outputs_[0] || w.empty()) {
-    c.chain.clear();
-    return;
-  }
+  if (cur != outputs_[0] || w.empty()) return;
+  c.chain = std::move(chain);
   c.chain_w = std::move(w);
   c.chain_b = std::move(b);
 }
@@ -1022,12 +1024,13 @@ bool Graph::predict_chain(const float* x, int64_t n, float* out) {
     return false;
   }
   const size_t L = ctx->chain.size();
-  std::vector<const float*> w(L), b(L);
+  ctx->chain_wp.resize(L);
+  ctx->chain_bp.resize(L);
   for (size_t l = 0; l < L; ++l) {
-    w[l] = params_[size_t(ctx->chain_w[l])].value;
-    b[l] = ctx->chain_b[l] < 0 ? nullptr : params_[size_t(ctx->chain_b[l])].value;
+    ctx->chain_wp[l] = params_[size_t(ctx->chain_w[l])].value;
+    ctx->chain_bp[l] = ctx->chain_b[l] < 0 ? nullptr : params_[size_t(ctx->chain_b[l])].value;
   }
-  ctx->chain.run(w.data(), b.data(), x, n, out);
+  ctx->chain.run(ctx->chain_wp.data(), ctx->chain_bp.data(), x, n, out);
   give_context(std::move(ctx));
   return true;
 }
