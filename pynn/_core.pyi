@@ -117,6 +117,7 @@ class Graph:
         """
         d(sum_j sum(out_j * seeds[j])) / d xs[i] in inference mode, one array per input.
         """
+    def forward_train(self, xs: typing.Any, call: int) -> list: ...
     def memory_info(self) -> dict:
         """
         Bytes used: the arenas of each mode at `capacity` rows (the largest batch seen), parameters, gradients, optimizer slots.

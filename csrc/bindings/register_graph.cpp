@@ -751,6 +751,40 @@ void register_graph(py::module_& m) {
            },
            py::arg("xs"), py::arg("seeds"),
            "d(sum_j sum(out_j * seeds[j])) / d xs[i] in inference mode, one array per input.")
+      .def("forward_train",
+           [](PyGraph& s, py::object xs, int64_t call) {
+             const SnapshotRef sn = snapshot(s);
+             if (sn->out_shapes.empty())
+               throw py::value_error("the graph has no outputs: call set_outputs first");
+             if (call < 0)
+               throw py::value_error("call: expected a call number >= 0, got " +
+                                     std::to_string(call));
+             XArgs x = parse_xs(xs, sn);
+             std::vector<py::array_t<float>> outs;
+             std::vector<float*> op;
+             for (const auto& shape : sn->out_shapes) {
+               std::vector<py::ssize_t> sh{py::ssize_t(x.rows)};
+               for (int64_t d : shape) sh.push_back(py::ssize_t(d));
+               outs.emplace_back(sh);
+               op.push_back(outs.back().mutable_data());
+             }
+             bool stale = false;
+             {
+               ComputeCall nogil;
+               auto lock = s.mu.exclusive();
+               if (s.g->version() != sn->version) stale = true;
+               else s.g->forward_train(x.ptr.data(), x.rows, op.data(), uint64_t(call));
+             }
+             if (stale)
+               throw py::value_error("the graph changed while the call was starting; call again");
+             py::list out;
+             for (auto& a : outs) out.append(a);
+             return out;
+           },
+           py::arg("xs"), py::arg("call"),
+           "The outputs of one forward pass in training mode (Keras's model(x, training=True)): "
+           "random ops draw from call number `call`'s streams; BatchNormalization's moving "
+           "statistics are updated. No loss, no update.")
       .def("memory_info",
            [](PyGraph& s) {
              auto lock = s.lock();

@@ -715,7 +715,7 @@ void Graph::bind_inputs(const Plan& P, const float* const* x, int64_t row0, int6
     f.gptr[size_t(t)] = P.grad_ptr.empty() ? nullptr : P.grad_ptr[size_t(t)];
 }
 
-void Graph::forward(Plan& P, int64_t n, Frame& f) const {
+void Graph::forward(Plan& P, int64_t n, Frame& f, uint64_t stream_step) const {
   f.added_loss = 0.0;
   for (size_t i = 0; i < nodes_.size(); ++i) {
     Plan::NodePlan& np = P.nodes[i];
@@ -733,7 +733,7 @@ void Graph::forward(Plan& P, int64_t n, Frame& f) const {
     a.param = ps.data();
     a.scratch = np.scratch.data();
     a.training = np.training;
-    a.stream = uint64_t(step_) * 4096u + uint64_t(i);
+    a.stream = stream_step * 4096u + uint64_t(i);
     a.added_loss = &f.added_loss;
     nd.op->forward(a);
   }
@@ -1121,6 +1121,21 @@ void Graph::input_gradient(const float* const* x, int64_t n, const float* const*
       std::memcpy(dx[i], g, sizeof(float) * size_t(n * sz));
     else
       std::memset(dx[i], 0, sizeof(float) * size_t(n * sz));
+  }
+}
+
+void Graph::forward_train(const float* const* x, int64_t n, float* const* out, uint64_t call) {
+  if (n <= 0) return;
+  Plan& P = plan(kTrain, n);
+  bind_inputs(P, x, 0, n, nullptr, main_);
+  // Training steps use stream steps 0, 1, 2, ...; eager calls start at 2^50 (far beyond any
+  // step count), so the two never share a dropout mask.
+  forward(P, n, main_, (uint64_t(1) << 50) + call);
+  compute_probs(P, n, main_);
+  last_batch_ = n;
+  for (size_t j = 0; j < outputs_.size(); ++j) {
+    const int64_t sz = tensors_[size_t(outputs_[j])].size;
+    std::memcpy(out[j], main_.out[j], sizeof(float) * size_t(n * sz));
   }
 }
 

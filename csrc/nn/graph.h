@@ -163,6 +163,11 @@ class Graph {
   // d(sum_j sum out_j * seed_j) / d x_i in inference mode; dx: per input, n rows.
   void input_gradient(const float* const* x, int64_t n, const float* const* seeds,
                       float* const* dx);
+  // Keras's `model(x, training=True)`: one forward pass in training mode (dropout and noise
+  // active, batch statistics, BatchNormalization's moving statistics updated), no loss, no
+  // update. The random ops draw from streams of their own for each `call` (never those of a
+  // training step), so calls with different numbers differ and a call number repeats.
+  void forward_train(const float* const* x, int64_t n, float* const* out, uint64_t call);
 
   GraphMemory memory_info();
 
@@ -206,7 +211,9 @@ class Graph {
   void rebuild_update_tables();
   void bind_inputs(const Plan& p, const float* const* x, int64_t row0, int64_t n,
                    const int64_t* idx, Frame& f);
-  void forward(Plan& p, int64_t n, Frame& f) const;
+  void forward(Plan& p, int64_t n, Frame& f) const { forward(p, n, f, uint64_t(step_)); }
+  // stream_step: the random ops' stream is stream_step * 4096 + node index.
+  void forward(Plan& p, int64_t n, Frame& f, uint64_t stream_step) const;
   void backward(Plan& p, int64_t n);
   void compute_probs(Plan& p, int64_t n, Frame& f) const;
   std::unique_ptr<InferContext> take_context();

@@ -2,8 +2,8 @@
 RandomZoom. Each is one `image_augment` node (csrc/nn/ops/image_augment.cpp, twin in
 pynn/reference/augment.py) that draws a new transform per sample and per training step from
 the layer's seed, so a seeded model trains the same on any thread count. They transform only
-in training (fit, train_on_batch, and ``layer(x, training=True)``); predict, evaluate and a
-plain call see the images unchanged, as in Keras.
+in training (fit, train_on_batch, ``layer(x, training=True)``, ``model(x, training=True)``);
+predict, evaluate and a plain call see the images unchanged, as in Keras.
 
 Geometry follows Keras: pixel centres on integer coordinates; a positive translation moves
 the content down/right; a positive rotation turns it counter-clockwise; a zoom factor above 0
@@ -102,8 +102,8 @@ class _Augment(Layer):
             return super()._call_eager(flat, training)
         self._force_training = True
         self._eager_calls += 1
-        try:
-            return super()._call_eager(flat, training)
+        try:   # the op is forced active: run it as an inference graph (its draws as before)
+            return super()._call_eager(flat, False)
         finally:
             self._force_training = False
 

@@ -310,6 +310,7 @@ class Layer:
 
     supports_masking = False
     _masks_in_emit = False   # the layer records its outputs' masks in _emit itself
+    _eager_train_calls = 0   # eager calls with training=True so far: each draws anew
 
     def __init__(self, name=None, trainable=True, input_shape=None, input_dim=None, dtype=None,
                  **kwargs):
@@ -653,9 +654,14 @@ class Layer:
         spec.outputs = self._emit(spec, tids)
         if self._out_shapes is None:
             self._out_shapes = [spec.shapes[t] for t in spec.outputs]
-        from pynn.models.runtime import run_inference
+        from pynn.models.runtime import run_inference, run_training
 
-        outs = run_inference(spec, arrays)
+        if training:   # Keras's layer(x, training=True): a new draw per call
+            call = self._eager_train_calls
+            self._eager_train_calls = call + 1
+            outs = run_training(spec, arrays, call)
+        else:
+            outs = run_inference(spec, arrays)
         return outs[0] if len(outs) == 1 else outs
 
     # --- configuration ----------------------------------------------------------------------

@@ -305,12 +305,23 @@ class Model(Trainer, Layer):
         flat, _ = flatten_inputs(inputs, self.name)
         if flat and all(isinstance(t, KerasTensor) for t in flat):
             return Layer.__call__(self, inputs, *args, training=training, mask=mask, **kwargs)
-        if training:
-            raise ValueError("training=True: pynn runs training only inside fit/train_on_batch")
         if mask is not None:
             raise ValueError(f"{self.name}: mask: masks come from the model's own layers "
                              f"(Embedding(mask_zero=True), Masking); got {type(mask).__name__}")
+        if training:
+            return self._call_training(inputs)
         return self.predict(inputs, verbose=0)
+
+    def _call_training(self, inputs):
+        """Keras's ``model(x, training=True)``: one forward pass in training mode. Dropout,
+        noise and augmentation are active with a new draw per call (reproducible from the
+        layers' seeds and the call count), BatchNormalization normalises by the batch's
+        statistics and updates its moving statistics (as Keras 3 does); no weight changes."""
+        xs = self._prepare_inputs(inputs, check_finite=False)
+        graph = self._predict_graph()
+        call = self._eager_train_calls
+        self._eager_train_calls = call + 1
+        return self._structure_outputs(graph.forward_train(xs, call))
 
     @property
     def output_shape(self) -> Any:

@@ -1,4 +1,5 @@
-"""Running a graph once, outside a model: eager layer calls (``layer(array)``)."""
+"""Running a graph once, outside a model: eager layer calls (``layer(array)``,
+``layer(array, training=True)``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -17,3 +18,13 @@ def run_inference(spec: GraphSpec, arrays: Sequence[np.ndarray]) -> list[np.ndar
     outs = [np.empty((n,) + tuple(spec.shapes[t]), dtype=np.float32) for t in spec.outputs]
     graph.predict([a.reshape(n, -1) for a in arrays], outs, max(1, min(n, 256)))
     return outs
+
+
+def run_training(spec: GraphSpec, arrays: Sequence[np.ndarray], call: int) -> list[np.ndarray]:
+    """The outputs of `spec` for the input arrays in training mode (random ops draw call
+    number `call`'s values; BatchNormalization updates its moving statistics in place)."""
+    graph = spec.to_core()
+    n = arrays[0].shape[0]
+    return [o.reshape((n,) + tuple(spec.shapes[t]))
+            for o, t in zip(graph.forward_train([a.reshape(n, -1) for a in arrays], call),
+                            spec.outputs)]
