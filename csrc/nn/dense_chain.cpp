@@ -33,10 +33,13 @@ void bias_relu_avx512(float* c, int64_t ldc, int64_t m, int64_t n, const float* 
 
 namespace {
 
-// Micro-tile rows per block: enough rows that each B micro-panel read from L2 serves several
-// tiles, few enough that a block's activations stay in L2 beside the weights, and blocks
-// small enough to share out among threads evenly.
+// Micro-tile rows per block, at most: every MR-row group streams each layer's packed kernel
+// from L2 whatever the block size, so a block only needs to be big enough to keep its
+// activations in cache between layers; smaller blocks share out more evenly among threads.
 constexpr int kBlockTiles = 4;
+// Blocks per thread wanted (when there are enough rows): a thread the machine holds up
+// leaves only a few blocks for the others, and a call of a few hundred rows still splits.
+constexpr int64_t kBlocksPerThread = 4;
 
 int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
@@ -262,12 +265,15 @@ void DenseChain::run(const float* const* W, const float* const* b, const float* 
                        packed_.get() + offsets[l]);
 
   const Run r{kern, layers_, offsets, packed_.get(), b, x, y, n};
-  const int64_t rows = int64_t(kBlockTiles) * kern.mr;
+  const int threads = parallel::available_threads();
+  const int64_t rows = std::min<int64_t>(
+      int64_t(kBlockTiles) * kern.mr,
+      round_up(std::max<int64_t>(1, n / (kBlocksPerThread * threads)), kern.mr));
   const int64_t blocks = (n + rows - 1) / rows;
   auto blocks_of = [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k) r.block(k * rows, std::min(rows, n - k * rows));
   };
-  if (parallel::available_threads() <= 1 || blocks == 1) {
+  if (threads <= 1 || blocks == 1) {
     parallel::run(1, [&](int) { blocks_of(0, blocks); });
     return;
   }
