@@ -39,9 +39,19 @@
 // GEMM's K would be 9..36, too shallow for it), on AVX2 / AVX-512; dx stays as above. dW is
 // then summed per sample, and the samples' sums are added in sample order.
 //
+// Fused with a 2x2 max pooling (fusion.h): when the direct kernels run, the activation is
+// relu or linear and the output's only reader is a MaxPooling2D((2, 2)) that tiles it, this op
+// writes the pooled output (and the winning taps) straight from the kernel's registers; the
+// convolution's output is never stored, nor read back by pooling, and the pooled gradient
+// goes straight into the direct dW (the winning taps and the pooled output give the mask
+// that max_pool's and relu's backward passes would apply). The sums are those of the two ops
+// apart, in the same order: results are bitwise equal. With an input gradient to form, the
+// unfused dz is formed first (scratch [5]) and the unfused steps follow.
+//
 // Scratch: [0] z, the pre-activation (saved, when backward needs it and the activation is
 // not relu, whose derivative reads y), [1] the dz W^T chunk, [2] the direct kernel's padded
-// weights and bias, [3] the direct kernel's per-sample dW.
+// weights and bias, [3] the direct kernel's per-sample dW; fused with max pooling, [4] the
+// winning taps (saved), [5] the unpooled dz.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -56,6 +66,7 @@
 #include "nn/dense.h"
 #include "nn/ops/common.h"
 #include "nn/ops/conv_patches.h"
+#include "nn/ops/fusion.h"
 #include "nn/ops/window.h"
 #include "nn/softmax.h"
 
@@ -292,7 +303,7 @@ namespace {
 
 using ops::col2im_add;
 
-class ConvOp : public Op {
+class ConvOp : public Op, public ops::FusesConsumer {
  public:
   Shape configure(const Attrs& attrs, const std::vector<Shape>& in,
                   const std::vector<Shape>& params) override {
@@ -348,14 +359,38 @@ class ConvOp : public Op {
     return ops::window_output_shape(w_, filters_);
   }
 
+  // Takes over a 2x2 max pooling of stride 2 that alone reads this output (fusion.h), when
+  // the direct kernels run and the activation is relu or linear (whose derivatives the
+  // pooled output answers).
+  bool fuse_consumer(Op* next) override {
+    if (pool_ != nullptr) pool_->set_computed_by_producer(false);
+    pool_ = nullptr;
+    auto* p = dynamic_cast<ops::FusableMaxPool*>(next);
+    if (p == nullptr || direct_ == nullptr || fused_.softmax ||
+        !(fused_.relu || fused_.act == &ops::linear_activation()))
+      return false;
+    const Window& pw = p->pool_window();
+    if (!p->pool_tiles() || pw.KH != 2 || pw.KW != 2 || pw.H != w_.OH || pw.W != w_.OW ||
+        pw.C != filters_)
+      return false;
+    pool_ = p;
+    pool_win_ = pw;
+    p->set_computed_by_producer(true);
+    return true;
+  }
+
   std::vector<ScratchNeed> scratch(bool training, bool backward) const override {
-    std::vector<ScratchNeed> s(4);
+    std::vector<ScratchNeed> s(6);
     if (backward && keeps_z(training))
       s[0] = {w_.positions() * filters_, 0, ScratchLife::saved};
     if (backward) s[1] = {0, chunk_rows_ * kg_, ScratchLife::backward};
     if (direct_ != nullptr) {
       s[2] = {0, (kg_ + 1) * fpad_, ScratchLife::forward};
       if (backward) s[3] = {(kg_ + 1) * filters_, 0, ScratchLife::backward};
+    }
+    if (pool_ != nullptr && backward) {
+      s[4] = {pool_win_.positions() * filters_, 0, ScratchLife::saved};
+      s[5] = {w_.positions() * filters_, 0, ScratchLife::backward};
     }
     return s;
   }
@@ -370,6 +405,10 @@ class ConvOp : public Op {
     const int64_t M = a.n * w_.positions();
     const ActivationInfo& act = effective();
     float* z = keeps_z(a.training) ? a.scratch[0] : nullptr;
+    if (pool_ != nullptr) {
+      forward_pooled(a);
+      return;
+    }
     if (direct_ != nullptr) {
       forward_direct(a, act, z);
     } else {
@@ -400,12 +439,16 @@ class ConvOp : public Op {
 
   // The kernel and bias copied into rows of fpad_ floats (the direct kernel reads whole
   // vectors), then each sample on its own: convolution, pre-activation, activation.
-  void forward_direct(const FwdArgs& a, const ActivationInfo& act, float* z) const {
+  const float* padded_weights(const FwdArgs& a) const {
     float* wp = a.scratch[2];
     std::memset(wp, 0, sizeof(float) * size_t((kg_ + 1) * fpad_));
     for (int64_t k = 0; k < kg_; ++k)
       std::memcpy(wp + k * fpad_, a.param[0] + k * filters_, sizeof(float) * size_t(filters_));
     if (use_bias_) std::memcpy(wp + kg_ * fpad_, a.param[1], sizeof(float) * size_t(filters_));
+    return wp;
+  }
+  void forward_direct(const FwdArgs& a, const ActivationInfo& act, float* z) const {
+    const float* wp = padded_weights(a);
     const int64_t out = w_.positions() * filters_;
     const bool linear = &act == &ops::linear_activation();
     // relu (never with z kept, see keeps_z) is applied in the kernel's registers.
@@ -419,7 +462,74 @@ class ConvOp : public Op {
     });
   }
 
+  // Fused with the max pooling after it: a.y is the pooled output, each sample's values
+  // (POH, POW, F) packed one after another; the winning taps go to scratch [4].
+  void forward_pooled(const FwdArgs& a) const {
+    const float* wp = padded_weights(a);
+    const int64_t out = pool_win_.positions() * filters_;
+    float* idx = a.scratch[4];
+    ops::for_samples(0, a.n, a.n * w_.positions() * filters_ * kg_, [&](int64_t s) {
+      direct_->forward_pool(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(), wp, filters_,
+                            fpad_, fused_.relu, pool_win_.OH, pool_win_.OW, a.y + s * out,
+                            idx != nullptr ? idx + s * out : nullptr);
+    });
+  }
+
+  // dy is the pooled output's gradient. A first layer sums dW (and db) straight from it, the
+  // taps and the pooled output; otherwise the unfused ops' dz is formed first (unpool_grad).
+  void backward_pooled(const BwdArgs& a) {
+    const float* yp = fused_.relu ? a.y : nullptr;
+    const float* idx = a.scratch[4];
+    float* db = use_bias_ ? a.dparam[1] : nullptr;
+    if (a.dx[0] == nullptr && a.dparam[0] != nullptr) {
+      const int64_t pout = pool_win_.positions() * filters_;
+      sum_weight_grads(a, a.dparam[0], db, [&](int64_t s, float* dw, float* dbs) {
+        direct_->weight_grad_pool(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(),
+                                  a.dy + s * pout, yp != nullptr ? yp + s * pout : nullptr,
+                                  idx + s * pout, filters_, pool_win_.OH, pool_win_.OW, dw, dbs);
+      });
+      return;
+    }
+    float* dz = a.scratch[5];
+    unpool_grad(a.n, a.dy, yp, idx, dz);
+    if (db != nullptr)
+      activation_backward_colsum(a.n * w_.positions(), filters_, nullptr, nullptr, dz,
+                                 &ops::linear_activation(), nullptr, db, a.dparam_acc[1]);
+    if (float* dW = a.dparam[0]) weight_grad_direct(a, dz, nullptr, dW, nullptr);
+    if (float* dx = a.dx[0]) input_grad(a, dz, dx);
+  }
+
+  // The dz the unfused max_pool and relu backward passes would form: g of the window at the
+  // position that won it (where, with yp, the pooled output is > 0), +0 everywhere else.
+  void unpool_grad(int64_t n, const float* g, const float* yp, const float* idx,
+                   float* dz) const {
+    const Window& pw = pool_win_;
+    const int64_t F = filters_, out = w_.positions() * F, pout = pw.positions() * F;
+    ops::for_samples(0, n, n * out, [&](int64_t s) {
+      for (int64_t oh = 0; oh < w_.OH; ++oh) {
+        for (int64_t ow = 0; ow < w_.OW; ++ow) {
+          float* d = dz + s * out + (oh * w_.OW + ow) * F;
+          const int64_t ph = oh / 2, pc = ow / 2;
+          if (ph >= pw.OH || pc >= pw.OW) {
+            std::memset(d, 0, sizeof(float) * size_t(F));
+            continue;
+          }
+          const float tap = float((oh % 2) * 2 + ow % 2);
+          const int64_t o = s * pout + (ph * pw.OW + pc) * F;
+          for (int64_t f = 0; f < F; ++f) {
+            const float gv = g[o + f];  // a select, not a branch
+            d[f] = idx[o + f] == tap && (yp == nullptr || yp[o + f] > 0.0f) ? gv : 0.0f;
+          }
+        }
+      }
+    });
+  }
+
   void backward(const BwdArgs& a) override {
+    if (pool_ != nullptr) {
+      backward_pooled(a);
+      return;
+    }
     const int64_t M = a.n * w_.positions();
     float* dy = a.dy;
     if (fused_.softmax && !logits_) softmax_backward(a.y, dy, dy, M, filters_);
@@ -504,18 +614,25 @@ class ConvOp : public Op {
     });
   }
 
-  // dW (and db when given) = (or +=) the sum over samples, in sample order, of each
-  // sample's direct dW (and db). With y, dy is masked by relu's derivative on the fly.
+  // The direct dW (and db) summed over the samples (sum_weight_grads). With y, dz is masked
+  // by relu's derivative on the fly.
   void weight_grad_direct(const BwdArgs& a, const float* dz, const float* y, float* dW,
                           float* db) const {
+    const int64_t out = w_.positions() * filters_;
+    sum_weight_grads(a, dW, db, [&](int64_t s, float* dws, float* dbs) {
+      direct_->weight_grad(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(), dz + s * out,
+                           y != nullptr ? y + s * out : nullptr, filters_, dws, dbs);
+    });
+  }
+  // dW (and db when given) = (or +=) the sum over samples, in sample order, of what
+  // per_sample(s, dW_s, db_s or null) writes for each sample.
+  template <class Fn>
+  void sum_weight_grads(const BwdArgs& a, float* dW, float* db, const Fn& per_sample) const {
     float* part = a.scratch[3];
     const int64_t kf = kg_ * filters_, stride = kf + filters_;
-    const int64_t out = w_.positions() * filters_;
-    ops::for_samples(0, a.n, a.n * out * kg_, [&](int64_t s) {
+    ops::for_samples(0, a.n, a.n * w_.positions() * filters_ * kg_, [&](int64_t s) {
       float* ps = part + s * stride;
-      direct_->weight_grad(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(), dz + s * out,
-                           y != nullptr ? y + s * out : nullptr, filters_, ps,
-                           db != nullptr ? ps + kf : nullptr);
+      per_sample(s, ps, db != nullptr ? ps + kf : nullptr);
     });
     const auto reduce = [&](float* dst, int64_t off, int64_t len, bool acc) {
       if (!acc) std::memset(dst, 0, sizeof(float) * size_t(len));
@@ -553,6 +670,8 @@ class ConvOp : public Op {
   const DirectConvKernels* direct_ = nullptr;  // few input channels on AVX2 / AVX-512
   int64_t fpad_ = 0;                           // filters rounded up to kDirectPad
   std::vector<float> packed_wt_;  // W^T of each group packed for the input gradient's GEMMs
+  ops::FusableMaxPool* pool_ = nullptr;  // the max pooling this op computes (fuse_consumer)
+  Window pool_win_;                      // its geometry: input (OH, OW, F), output (POH, POW)
 };
 
 }  // namespace
