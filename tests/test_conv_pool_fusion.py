@@ -1,8 +1,9 @@
 """conv followed by a 2x2 max pooling of stride 2, computed as one op (nn/ops/fusion.h).
 
-The engine fuses the pair when the conv runs its direct kernels (1-4 input channels, no
-groups), its activation is relu or linear, and the pooling is the conv output's only reader
-and tiles it. The fused path must give the bits of the two ops apart: each case builds the
+The engine fuses the pair when the conv runs its direct forward kernel (groups 1, patches
+of at most 1152 values), its activation is relu or linear, and the pooling is the conv
+output's only reader and tiles it. With 1-4 input channels and no input gradient, dW comes
+straight from the pooled gradient; otherwise the unpooled dz is formed first. The fused path must give the bits of the two ops apart: each case builds the
 same network twice, once with the conv output also a graph output (which keeps the two ops
 apart), and compares, bitwise (int32 views, so NaN payloads and signed zeros count):
 predictions, parameter gradients of a training step, input gradients; on 1 and 2 threads.
@@ -12,7 +13,8 @@ Edge sizes: conv outputs of odd height or width (a row or column no window cover
 window (1x1 pooled), pooled widths that leave 1 and 2 windows after the AVX-512 blocks of 3,
 filters 1, 5, 17 and 33 (vector tails), "same" padding (border windows take the checked
 path), strides and dilation, no bias, batch 1, ties (relu zeros) and NaN / inf inputs.
-A second layer of few channels (input gradient wanted) takes the unpooled-dz path.
+Layers of 8 and 32 channels, and a second layer (input gradient wanted), take the
+unpooled-dz path.
 """
 from __future__ import annotations
 
@@ -124,6 +126,11 @@ ONE = [
     ("second_layer_dx", (10, 10, 3), [((3, 3, 3, 3), _conv_attrs("linear", padding="same"),
                                        False),
                                       ((3, 3, 3, 20), _conv_attrs("relu"), True)], 3),
+    ("wide_c32_f64", (13, 13, 32), [((3, 3, 32, 64), _conv_attrs("relu"), True)], 2),
+    ("wide_second_layer", (8, 9, 2), [((3, 3, 2, 8), _conv_attrs("relu", padding="same"),
+                                       True),
+                                      ((2, 2, 8, 24), _conv_attrs("linear", padding="same"),
+                                       True)], 2),
 ]
 
 
@@ -184,14 +191,14 @@ def test_ties_nan_and_inf_keep_the_bits():
 def test_fusion_takes_place_and_only_when_allowed():
     """The fused pooling is a view of the conv's storage: the inference arena holds one
     buffer fewer than with the same ops apart. Not fused: tanh (its derivative needs the
-    unpooled values), 3x3 windows, more than 4 input channels (the GEMM path)."""
-    def predict_bytes(shape, kernel, act, pool_size=(2, 2)):
+    unpooled values), 3x3 windows, groups (the GEMM path)."""
+    def predict_bytes(shape, kernel, act, pool_size=(2, 2), groups=1):
         rng = _rng("bytes", shape, act)
         k = (rng.standard_normal(kernel) * 0.5).astype(np.float32)
         b = np.zeros(kernel[-1], np.float32)
         spec = GraphSpec()
         t = spec.add_input(shape)
-        attrs = _conv_attrs(act)
+        attrs = _conv_attrs(act, groups=groups)
         cshape = _out_shape("conv", attrs, shape, [k, b])
         (t,) = spec.add_node("conv", [t], [cshape], [spec.add_param(ParamRef(k, "k")),
                                                      spec.add_param(ParamRef(b, "b"))], attrs)
@@ -208,11 +215,13 @@ def test_fusion_takes_place_and_only_when_allowed():
     apart, _ = predict_bytes((16, 16, 1), (3, 3, 1, 16), "tanh")
     assert fused < apart
     assert np.isfinite(y_relu).all()
-    # 3x3 pooling and 8 channels stay apart: their arenas are the tanh ones'
+    assert predict_bytes((16, 16, 8), (3, 3, 8, 16), "relu")[0] < \
+        predict_bytes((16, 16, 8), (3, 3, 8, 16), "tanh")[0]
+    # 3x3 pooling and groups stay apart: their arenas are the tanh ones'
     assert predict_bytes((16, 16, 1), (3, 3, 1, 16), "relu", (3, 3))[0] == \
         predict_bytes((16, 16, 1), (3, 3, 1, 16), "tanh", (3, 3))[0]
-    assert predict_bytes((16, 16, 8), (3, 3, 8, 16), "relu")[0] == \
-        predict_bytes((16, 16, 8), (3, 3, 8, 16), "tanh")[0]
+    assert predict_bytes((16, 16, 8), (3, 3, 4, 16), "relu", groups=2)[0] == \
+        predict_bytes((16, 16, 8), (3, 3, 4, 16), "tanh", groups=2)[0]
 
 
 _AVX2 = textwrap.dedent("""
@@ -221,7 +230,7 @@ _AVX2 = textwrap.dedent("""
     import numpy as np
     import pynn
     import test_conv_pool_fusion as t
-    for case in t.ONE[:3] + t.ONE[5:6]:
+    for case in t.ONE[:3] + t.ONE[5:6] + t.ONE[-2:]:
         t.test_fused_equals_apart_bitwise_and_matches_twin(case)
     print(pynn.kernel_info()["arch"])
 """)
