@@ -1,6 +1,8 @@
-// Direct convolution kernels for inputs with few channels (the first layer of an image
-// network: 1 to 4 channels), used by the conv op (nn/ops/conv.cpp) instead of its implicit
-// GEMM when the CPU has AVX2 or AVX-512.
+// Direct convolution kernels, used by the conv op (nn/ops/conv.cpp) instead of its implicit
+// GEMM when the CPU has AVX2 or AVX-512: the forward pass of every groups-1 convolution with
+// patches of at most 1152 values (conv.cpp says why), fused or not with a 2x2 max pooling,
+// and the weight gradient of inputs with few channels (the first layer of an image network:
+// 1 to 4 channels).
 //
 // Why: with C = 1 and a 3x3 window the GEMM's depth is K = 9. The micro-kernel then spends
 // more time loading and storing its C tile than multiplying, and packing gathers one float
@@ -9,7 +11,7 @@
 // keep a block of output positions x filters in registers, read the input where it lies
 // (one broadcast per tap and position) and the kernel in place, so nothing is packed.
 //
-// Both kernels work on one sample; the op runs samples on threads and sums the per-sample
+// Every kernel works on one sample; the op runs samples on threads and sums the per-sample
 // weight gradients in sample order, so results do not depend on the thread count.
 #pragma once
 #include <cstdint>

@@ -13,14 +13,20 @@
 // memory is the GEMM's own packing buffers.
 //
 // Where the time goes (perf, one thread, the keras.io MNIST convnet at batch 128, AVX-512,
-// after the dW packing, dropout and max-pool changes of the convspeed branch): the GEMM
-// micro-kernel ~38% of a training step (conv2's forward, dW and dz W^T about equally), the
-// passes over conv1's 26x26x32 output ~24% (its direct forward, max pooling forward and
-// backward, its direct dW: memory-bound, 11 MB per pass), packing patches ~9% (pack_rows
-// 5%, pack_cols 4%), col2im ~5%. Left for later: fusing relu + 2x2 max pooling into conv1
-// (its output never stored; dW from the pooled gradient and the winning taps), which needs
-// the graph to pair the two ops; an indirect micro-kernel (Dukhan 2019) that reads patch
-// rows through pointers instead of packing them.
+// after the convspeed2 branch: conv + max pooling fused, the direct forward for conv2): the
+// GEMM micro-kernel 34% of a training step (conv2's dW and dz W^T, the dense layer), the
+// fused direct forward + pooling 22% (conv2 19%, conv1 3%), col2im 7%, packing 10%
+// (pack_cols for conv2's dW 6%, dz rows 3%, dz as B 2%), conv1's dW from the pooled gradient
+// 5%, unpooling conv2's gradient 2%. Tried and dropped, measured in the same way: col2im as a
+// gather (each input position summing its taps in registers: 8-10% of the step against 5-7%,
+// the dz W^T rows being read at scattered addresses); dx by the direct kernel on a zero-
+// bordered dz (28% against 26% for dz W^T + col2im + packing: 40% more products, a 73 KB
+// kernel that leaves L1, a latency-bound last position of each 13-wide row); conv2's dW by
+// batch-level direct blocks over samples chunked to stay in L2 (28% against 23% for the
+// packed GEMM). Left: the 0.35x-of-PyTorch goal needs fewer products (the 17% of conv2's
+// backward rows that no pooling window covers are zeros; Winograd for 3x3) more than faster
+// ones; an indirect GEMM micro-kernel (Dukhan 2019) for dW and dz W^T (csrc/gemm's kernels
+// with pointer rows) would remove the packing.
 //
 // Backward, with dz = dy * act'(z) computed in place in dy (plus the bias gradient, the
 // column sums of dz, in the same pass):
