@@ -1,6 +1,8 @@
-// Direct convolution kernels for inputs with few channels (the first layer of an image
-// network: 1 to 4 channels), used by the conv op (nn/ops/conv.cpp) instead of its implicit
-// GEMM when the CPU has AVX2 or AVX-512.
+// Direct convolution kernels, used by the conv op (nn/ops/conv.cpp) instead of its implicit
+// GEMM when the CPU has AVX2 or AVX-512: the forward pass of every groups-1 convolution with
+// patches of at most 1152 values (conv.cpp says why), fused or not with a 2x2 max pooling,
+// and the weight gradient of inputs with few channels (the first layer of an image network:
+// 1 to 4 channels).
 //
 // Why: with C = 1 and a 3x3 window the GEMM's depth is K = 9. The micro-kernel then spends
 // more time loading and storing its C tile than multiplying, and packing gathers one float
@@ -9,7 +11,7 @@
 // keep a block of output positions x filters in registers, read the input where it lies
 // (one broadcast per tap and position) and the kernel in place, so nothing is packed.
 //
-// Both kernels work on one sample; the op runs samples on threads and sums the per-sample
+// Every kernel works on one sample; the op runs samples on threads and sums the per-sample
 // weight gradients in sample order, so results do not depend on the thread count.
 #pragma once
 #include <cstdint>
@@ -35,6 +37,24 @@ struct DirectConvKernels {
   // db (F) = sum over p of that dz (overwritten).
   void (*weight_grad)(const ops::Window& w, const int64_t* off, int64_t K, const float* x,
                       const float* dz, const float* y, int64_t F, float* dw, float* db);
+
+  // Convolution fused with the 2x2 max pooling of stride 2 that follows it (conv.cpp, "conv
+  // + max_pool"): the convolution's output is never stored. yp (POH, POW, F) gets the max of
+  // each window of four outputs (after relu, with `relu`): the first maximum in the window's
+  // row-major tap order, a NaN beating any number (the first NaN wins), exactly as the
+  // max_pool op picks it; idx (when non-null) the winner's tap 0..3 as a float. Window
+  // (i, j) covers output rows 2i, 2i+1 and columns 2j, 2j+1, and POH <= OH / 2, POW <= OW / 2.
+  // Every value is bitwise forward() followed by max_pool's forward.
+  void (*forward_pool)(const ops::Window& w, const int64_t* off, int64_t K, const float* x,
+                       const float* wp, int64_t F, int64_t FP, bool relu, int64_t POH,
+                       int64_t POW, float* yp, float* idx);
+  // weight_grad for the dz that max_pool's backward (and relu's, with yp) forms from the
+  // pooled gradient gp (POH, POW, F): dz at an output position is gp of its window where the
+  // position won (idx) and, with yp, yp > 0; +0 elsewhere and at positions no window covers.
+  // The same sums in the same order as weight_grad on that dz: bitwise equal.
+  void (*weight_grad_pool)(const ops::Window& w, const int64_t* off, int64_t K, const float* x,
+                           const float* gp, const float* yp, const float* idx, int64_t F,
+                           int64_t POH, int64_t POW, float* dw, float* db);
 };
 
 // The kernels for the active ISA, or nullptr (portable builds, or PYNN_ARCH=generic).

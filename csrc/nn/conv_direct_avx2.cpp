@@ -29,6 +29,17 @@ struct V256 {
     return _mm256_and_ps(g, _mm256_cmp_ps(y, zero(), _CMP_GT_OQ));
   }
   static inline vec relu(vec a) { return _mm256_and_ps(a, _mm256_cmp_ps(a, zero(), _CMP_NLE_UQ)); }
+  using mask = __m256;  // all ones in a selected lane
+  static inline mask beats(vec u, vec b) {
+    return _mm256_or_ps(_mm256_cmp_ps(u, b, _CMP_GT_OQ),
+                        _mm256_and_ps(_mm256_cmp_ps(u, u, _CMP_UNORD_Q),
+                                      _mm256_cmp_ps(b, b, _CMP_ORD_Q)));
+  }
+  static inline vec select(mask m, vec u, vec b) { return _mm256_blendv_ps(b, u, m); }
+  static inline mask eq(vec a, vec b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+  static inline mask gt0(vec a) { return _mm256_cmp_ps(a, zero(), _CMP_GT_OQ); }
+  static inline mask both(mask a, mask b) { return _mm256_and_ps(a, b); }
+  static inline vec keep(mask m, vec g) { return _mm256_and_ps(g, m); }
 };
 
 }  // namespace

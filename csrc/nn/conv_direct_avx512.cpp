@@ -28,6 +28,16 @@ struct V512 {
   static inline vec relu(vec a) {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, zero(), _CMP_NLE_UQ), a);
   }
+  using mask = __mmask16;
+  static inline mask beats(vec u, vec b) {
+    return _mm512_cmp_ps_mask(u, b, _CMP_GT_OQ) |
+           (_mm512_cmp_ps_mask(u, u, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(b, b, _CMP_ORD_Q));
+  }
+  static inline vec select(mask m, vec u, vec b) { return _mm512_mask_blend_ps(m, b, u); }
+  static inline mask eq(vec a, vec b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+  static inline mask gt0(vec a) { return _mm512_cmp_ps_mask(a, zero(), _CMP_GT_OQ); }
+  static inline mask both(mask a, mask b) { return mask(a & b); }
+  static inline vec keep(mask m, vec g) { return _mm512_maskz_mov_ps(m, g); }
 };
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "common/parallel.h"
 #include "nn/activations.h"
 #include "nn/dense_chain.h"
+#include "nn/ops/fusion.h"
 #include "nn/regularization.h"
 #include "nn/softmax.h"
 
@@ -363,6 +364,17 @@ void Graph::invalidate_plans() {
 
 void Graph::decide_fusion() {
   for (Node& n : nodes_) n.op->set_emit_logits(false);
+  // Producer-consumer pairs (nn/ops/fusion.h): a node whose output only one node reads, and
+  // which is no graph output, may compute that node's output itself.
+  for (Node& n : nodes_)
+    if (auto* f = dynamic_cast<ops::FusesConsumer*>(n.op.get())) f->fuse_consumer(nullptr);
+  for (Node& n : nodes_) {
+    auto* f = dynamic_cast<ops::FusesConsumer*>(n.op.get());
+    const Tensor& t = tensors_[size_t(n.output)];
+    if (f != nullptr && t.consumers.size() == 1 &&
+        std::find(outputs_.begin(), outputs_.end(), n.output) == outputs_.end())
+      f->fuse_consumer(nodes_[size_t(t.consumers[0])].op.get());
+  }
   for (size_t j = 0; j < outputs_.size(); ++j) {
     used_loss_[j] = losses_[j].cfg;
     fused_[j] = 0;

@@ -13,14 +13,20 @@
 // memory is the GEMM's own packing buffers.
 //
 // Where the time goes (perf, one thread, the keras.io MNIST convnet at batch 128, AVX-512,
-// after the dW packing, dropout and max-pool changes of the convspeed branch): the GEMM
-// micro-kernel ~38% of a training step (conv2's forward, dW and dz W^T about equally), the
-// passes over conv1's 26x26x32 output ~24% (its direct forward, max pooling forward and
-// backward, its direct dW: memory-bound, 11 MB per pass), packing patches ~9% (pack_rows
-// 5%, pack_cols 4%), col2im ~5%. Left for later: fusing relu + 2x2 max pooling into conv1
-// (its output never stored; dW from the pooled gradient and the winning taps), which needs
-// the graph to pair the two ops; an indirect micro-kernel (Dukhan 2019) that reads patch
-// rows through pointers instead of packing them.
+// after the convspeed2 branch: conv + max pooling fused, the direct forward for conv2): the
+// GEMM micro-kernel 34% of a training step (conv2's dW and dz W^T, the dense layer), the
+// fused direct forward + pooling 22% (conv2 19%, conv1 3%), col2im 7%, packing 10%
+// (pack_cols for conv2's dW 6%, dz rows 3%, dz as B 2%), conv1's dW from the pooled gradient
+// 5%, unpooling conv2's gradient 2%. Tried and dropped, measured in the same way: col2im as a
+// gather (each input position summing its taps in registers: 8-10% of the step against 5-7%,
+// the dz W^T rows being read at scattered addresses); dx by the direct kernel on a zero-
+// bordered dz (28% against 26% for dz W^T + col2im + packing: 40% more products, a 73 KB
+// kernel that leaves L1, a latency-bound last position of each 13-wide row); conv2's dW by
+// batch-level direct blocks over samples chunked to stay in L2 (28% against 23% for the
+// packed GEMM). Left: the 0.35x-of-PyTorch goal needs fewer products (the 17% of conv2's
+// backward rows that no pooling window covers are zeros; Winograd for 3x3) more than faster
+// ones; an indirect GEMM micro-kernel (Dukhan 2019) for dW and dz W^T (csrc/gemm's kernels
+// with pointer rows) would remove the packing.
 //
 // Backward, with dz = dy * act'(z) computed in place in dy (plus the bias gradient, the
 // column sums of dz, in the same pass):
@@ -38,10 +44,31 @@
 // layer): the forward pass and dW use the direct kernels of nn/conv_direct.h instead (the
 // GEMM's K would be 9..36, too shallow for it), on AVX2 / AVX-512; dx stays as above. dW is
 // then summed per sample, and the samples' sums are added in sample order.
+// More channels (groups 1, K = kh*kw*C up to kDirectMaxK): the forward pass only takes the
+// direct kernel too. Its block (12 positions of an output row x 32 filters on AVX-512) is the
+// GEMM micro-kernel's shape, but it broadcasts the patch values from x where they lie (a
+// position's window is at a fixed stride from its neighbour's), so nothing is packed, and
+// relu (and a fused max pooling) happen in registers. Measured on the MNIST convnet's second
+// layer (13x13x32 -> 64, batch 128, one thread, same run): 5.7-6.0 ms against 6.8-6.9 ms for
+// the implicit GEMM alone, and 4.3-4.6 ms against 6.3-6.8 ms for GEMM + max_pool when fused
+// with its 2x2 pooling. (Its dW stays a GEMM: per-sample sums of a 288 x 64 kernel would cost
+// more in memory than they save.) K is bounded so that a block of 32 filters' kernel rows
+// stays in L2.
+//
+// Fused with a 2x2 max pooling (fusion.h): when the direct kernels run, the activation is
+// relu or linear and the output's only reader is a MaxPooling2D((2, 2)) that tiles it, this op
+// writes the pooled output (and the winning taps) straight from the kernel's registers; the
+// convolution's output is never stored, nor read back by pooling. With few channels and no
+// input gradient (a first layer) the pooled gradient goes straight into the direct dW (the
+// winning taps and the pooled output give the mask that max_pool's and relu's backward
+// passes would apply); otherwise the unfused dz is formed first (scratch [5]) and the unfused
+// steps follow. The sums are those of the two ops apart, in the same order: results are
+// bitwise equal.
 //
 // Scratch: [0] z, the pre-activation (saved, when backward needs it and the activation is
 // not relu, whose derivative reads y), [1] the dz W^T chunk, [2] the direct kernel's padded
-// weights and bias, [3] the direct kernel's per-sample dW.
+// weights and bias, [3] the direct kernel's per-sample dW; fused with max pooling, [4] the
+// winning taps (saved), [5] the unpooled dz.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -56,6 +83,7 @@
 #include "nn/dense.h"
 #include "nn/ops/common.h"
 #include "nn/ops/conv_patches.h"
+#include "nn/ops/fusion.h"
 #include "nn/ops/window.h"
 #include "nn/softmax.h"
 
@@ -69,6 +97,9 @@ using ops::Window;
 constexpr int64_t kChunkFloats = int64_t(1) << 18;
 // Input channels (per group) up to which the direct kernels replace the implicit GEMM.
 constexpr int64_t kDirectMaxChannels = 4;
+// Depth of the patches (kh*kw*Cg) up to which the direct kernel runs every forward pass with
+// groups 1: 1152 x 32 filters are 144 KB of kernel rows.
+constexpr int64_t kDirectMaxK = 1152;
 
 // Whether every tap of the window whose top-left input is (ih, iw) lies inside the input.
 inline bool window_inside(const Window& w, int64_t ih, int64_t iw) {
@@ -292,7 +323,7 @@ namespace {
 
 using ops::col2im_add;
 
-class ConvOp : public Op {
+class ConvOp : public Op, public ops::FusesConsumer {
  public:
   Shape configure(const Attrs& attrs, const std::vector<Shape>& in,
                   const std::vector<Shape>& params) override {
@@ -343,19 +374,46 @@ class ConvOp : public Op {
       op_error(attrs, "bias shape " + shape_str(params[1]) + " does not match filters " +
                           std::to_string(filters_) + ": expected " + shape_str({filters_}));
     chunk_rows_ = std::max<int64_t>(1, kChunkFloats / kg_);
-    direct_ = groups_ == 1 && cg_ <= kDirectMaxChannels ? direct_conv_kernels() : nullptr;
+    direct_dw_ = groups_ == 1 && cg_ <= kDirectMaxChannels;
+    direct_ = groups_ == 1 && (direct_dw_ || kg_ <= kDirectMaxK) ? direct_conv_kernels()
+                                                                 : nullptr;
+    direct_dw_ = direct_dw_ && direct_ != nullptr;
     fpad_ = (filters_ + kDirectPad - 1) / kDirectPad * kDirectPad;
     return ops::window_output_shape(w_, filters_);
   }
 
+  // Takes over a 2x2 max pooling of stride 2 that alone reads this output (fusion.h), when
+  // the direct kernels run and the activation is relu or linear (whose derivatives the
+  // pooled output answers).
+  bool fuse_consumer(Op* next) override {
+    if (pool_ != nullptr) pool_->set_computed_by_producer(false);
+    pool_ = nullptr;
+    auto* p = dynamic_cast<ops::FusableMaxPool*>(next);
+    if (p == nullptr || direct_ == nullptr || fused_.softmax ||
+        !(fused_.relu || fused_.act == &ops::linear_activation()))
+      return false;
+    const Window& pw = p->pool_window();
+    if (!p->pool_tiles() || pw.KH != 2 || pw.KW != 2 || pw.H != w_.OH || pw.W != w_.OW ||
+        pw.C != filters_)
+      return false;
+    pool_ = p;
+    pool_win_ = pw;
+    p->set_computed_by_producer(true);
+    return true;
+  }
+
   std::vector<ScratchNeed> scratch(bool training, bool backward) const override {
-    std::vector<ScratchNeed> s(4);
+    std::vector<ScratchNeed> s(6);
     if (backward && keeps_z(training))
       s[0] = {w_.positions() * filters_, 0, ScratchLife::saved};
     if (backward) s[1] = {0, chunk_rows_ * kg_, ScratchLife::backward};
     if (direct_ != nullptr) {
       s[2] = {0, (kg_ + 1) * fpad_, ScratchLife::forward};
-      if (backward) s[3] = {(kg_ + 1) * filters_, 0, ScratchLife::backward};
+    }
+    if (direct_dw_ && backward) s[3] = {(kg_ + 1) * filters_, 0, ScratchLife::backward};
+    if (pool_ != nullptr && backward) {
+      s[4] = {pool_win_.positions() * filters_, 0, ScratchLife::saved};
+      s[5] = {w_.positions() * filters_, 0, ScratchLife::backward};
     }
     return s;
   }
@@ -370,6 +428,10 @@ class ConvOp : public Op {
     const int64_t M = a.n * w_.positions();
     const ActivationInfo& act = effective();
     float* z = keeps_z(a.training) ? a.scratch[0] : nullptr;
+    if (pool_ != nullptr) {
+      forward_pooled(a);
+      return;
+    }
     if (direct_ != nullptr) {
       forward_direct(a, act, z);
     } else {
@@ -400,12 +462,16 @@ class ConvOp : public Op {
 
   // The kernel and bias copied into rows of fpad_ floats (the direct kernel reads whole
   // vectors), then each sample on its own: convolution, pre-activation, activation.
-  void forward_direct(const FwdArgs& a, const ActivationInfo& act, float* z) const {
+  const float* padded_weights(const FwdArgs& a) const {
     float* wp = a.scratch[2];
     std::memset(wp, 0, sizeof(float) * size_t((kg_ + 1) * fpad_));
     for (int64_t k = 0; k < kg_; ++k)
       std::memcpy(wp + k * fpad_, a.param[0] + k * filters_, sizeof(float) * size_t(filters_));
     if (use_bias_) std::memcpy(wp + kg_ * fpad_, a.param[1], sizeof(float) * size_t(filters_));
+    return wp;
+  }
+  void forward_direct(const FwdArgs& a, const ActivationInfo& act, float* z) const {
+    const float* wp = padded_weights(a);
     const int64_t out = w_.positions() * filters_;
     const bool linear = &act == &ops::linear_activation();
     // relu (never with z kept, see keeps_z) is applied in the kernel's registers.
@@ -419,14 +485,91 @@ class ConvOp : public Op {
     });
   }
 
+  // Fused with the max pooling after it: a.y is the pooled output, each sample's values
+  // (POH, POW, F) packed one after another; the winning taps go to scratch [4].
+  void forward_pooled(const FwdArgs& a) const {
+    const float* wp = padded_weights(a);
+    const int64_t out = pool_win_.positions() * filters_;
+    float* idx = a.scratch[4];
+    ops::for_samples(0, a.n, a.n * w_.positions() * filters_ * kg_, [&](int64_t s) {
+      direct_->forward_pool(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(), wp, filters_,
+                            fpad_, fused_.relu, pool_win_.OH, pool_win_.OW, a.y + s * out,
+                            idx != nullptr ? idx + s * out : nullptr);
+    });
+  }
+
+  // dy is the pooled output's gradient. A first layer sums dW (and db) straight from it, the
+  // taps and the pooled output; otherwise the unfused ops' dz is formed first (unpool_grad).
+  void backward_pooled(const BwdArgs& a) {
+    const float* yp = fused_.relu ? a.y : nullptr;
+    const float* idx = a.scratch[4];
+    float* db = use_bias_ ? a.dparam[1] : nullptr;
+    if (direct_dw_ && a.dx[0] == nullptr && a.dparam[0] != nullptr) {
+      const int64_t pout = pool_win_.positions() * filters_;
+      sum_weight_grads(a, a.dparam[0], db, [&](int64_t s, float* dw, float* dbs) {
+        direct_->weight_grad_pool(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(),
+                                  a.dy + s * pout, yp != nullptr ? yp + s * pout : nullptr,
+                                  idx + s * pout, filters_, pool_win_.OH, pool_win_.OW, dw, dbs);
+      });
+      return;
+    }
+    float* dz = a.scratch[5];
+    unpool_grad(a.n, a.dy, yp, idx, dz);
+    if (db != nullptr)
+      activation_backward_colsum(a.n * w_.positions(), filters_, nullptr, nullptr, dz,
+                                 &ops::linear_activation(), nullptr, db, a.dparam_acc[1]);
+    if (float* dW = a.dparam[0]) weight_grad(a, dz, dW);
+    if (float* dx = a.dx[0]) input_grad(a, dz, dx);
+  }
+
+  // The dz the unfused max_pool and relu backward passes would form: g of the window at the
+  // position that won it (where, with yp, the pooled output is > 0), +0 everywhere else.
+  void unpool_grad(int64_t n, const float* g, const float* yp, const float* idx,
+                   float* dz) const {
+    const Window& pw = pool_win_;
+    const int64_t F = filters_, out = w_.positions() * F, pout = pw.positions() * F;
+    ops::for_samples(0, n, n * out, [&](int64_t s) {
+      for (int64_t oh = 0; oh < w_.OH; ++oh) {
+        for (int64_t ow = 0; ow < w_.OW; ++ow) {
+          float* d = dz + s * out + (oh * w_.OW + ow) * F;
+          const int64_t ph = oh / 2, pc = ow / 2;
+          if (ph >= pw.OH || pc >= pw.OW) {
+            std::memset(d, 0, sizeof(float) * size_t(F));
+            continue;
+          }
+          const float tap = float((oh % 2) * 2 + ow % 2);
+          const int64_t o = s * pout + (ph * pw.OW + pc) * F;
+          if (yp != nullptr) unpool_row<true>(g + o, yp + o, idx + o, tap, d, F);
+          else unpool_row<false>(g + o, nullptr, idx + o, tap, d, F);
+        }
+      }
+    });
+  }
+  // d[f] = g[f] where idx[f] == tap (and, kPositive, yp[f] > 0), else +0: selects over
+  // non-overlapping arrays, so that the loop vectorises.
+  template <bool kPositive>
+  static void unpool_row(const float* __restrict g, const float* __restrict yp,
+                         const float* __restrict idx, float tap, float* __restrict d,
+                         int64_t F) {
+    for (int64_t f = 0; f < F; ++f) {
+      const float gv = g[f];
+      const bool keep = kPositive ? (idx[f] == tap) & (yp[f] > 0.0f) : idx[f] == tap;
+      d[f] = keep ? gv : 0.0f;
+    }
+  }
+
   void backward(const BwdArgs& a) override {
+    if (pool_ != nullptr) {
+      backward_pooled(a);
+      return;
+    }
     const int64_t M = a.n * w_.positions();
     float* dy = a.dy;
     if (fused_.softmax && !logits_) softmax_backward(a.y, dy, dy, M, filters_);
     const ActivationInfo& act = effective();
     const bool linear = &act == &ops::linear_activation();
     float* db = use_bias_ ? a.dparam[1] : nullptr;
-    if (direct_ != nullptr && a.dx[0] == nullptr && a.dparam[0] != nullptr &&
+    if (direct_dw_ && a.dx[0] == nullptr && a.dparam[0] != nullptr &&
         (linear || fused_.relu)) {
       // A first layer: relu's derivative and db fused into the direct dW, dz never stored.
       weight_grad_direct(a, dy, linear ? nullptr : a.y, a.dparam[0], db);
@@ -439,18 +582,25 @@ class ConvOp : public Op {
                                  db != nullptr && a.dparam_acc[1]);
     }
     const float* dz = dy;
-    if (float* dW = a.dparam[0]; dW != nullptr && direct_ != nullptr) {
-      weight_grad_direct(a, dz, nullptr, dW, nullptr);
-    } else if (dW != nullptr) {
-      const float beta = a.dparam_acc[0] ? 1.0f : 0.0f;
-      for (int64_t g = 0; g < groups_; ++g) {
-        const Patches pt{w_, a.x[0], g * cg_, cg_, offset_.data()};
-        const gemm::APacker packer{&pack_patches<true>, &pt};
-        gemm::sgemm_packed_a(kg_, fg_, M, 1.0f, packer, {dz + g * fg_, filters_, 1}, beta,
-                             dW + g * fg_, filters_);
-      }
-    }
+    if (float* dW = a.dparam[0]) weight_grad(a, dz, dW);
     if (float* dx = a.dx[0]) input_grad(a, dz, dx);
+  }
+
+  // dW (or += with dparam_acc) = patches^T dz: the direct kernels' per-sample sums for few
+  // input channels, else an implicit GEMM per group.
+  void weight_grad(const BwdArgs& a, const float* dz, float* dW) const {
+    if (direct_dw_) {
+      weight_grad_direct(a, dz, nullptr, dW, nullptr);
+      return;
+    }
+    const int64_t M = a.n * w_.positions();
+    const float beta = a.dparam_acc[0] ? 1.0f : 0.0f;
+    for (int64_t g = 0; g < groups_; ++g) {
+      const Patches pt{w_, a.x[0], g * cg_, cg_, offset_.data()};
+      const gemm::APacker packer{&pack_patches<true>, &pt};
+      gemm::sgemm_packed_a(kg_, fg_, M, 1.0f, packer, {dz + g * fg_, filters_, 1}, beta,
+                           dW + g * fg_, filters_);
+    }
   }
 
   // dx (+)= col2im(dz W^T), group by group, a chunk of rows at a time. The threads take whole
@@ -504,18 +654,25 @@ class ConvOp : public Op {
     });
   }
 
-  // dW (and db when given) = (or +=) the sum over samples, in sample order, of each
-  // sample's direct dW (and db). With y, dy is masked by relu's derivative on the fly.
+  // The direct dW (and db) summed over the samples (sum_weight_grads). With y, dz is masked
+  // by relu's derivative on the fly.
   void weight_grad_direct(const BwdArgs& a, const float* dz, const float* y, float* dW,
                           float* db) const {
+    const int64_t out = w_.positions() * filters_;
+    sum_weight_grads(a, dW, db, [&](int64_t s, float* dws, float* dbs) {
+      direct_->weight_grad(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(), dz + s * out,
+                           y != nullptr ? y + s * out : nullptr, filters_, dws, dbs);
+    });
+  }
+  // dW (and db when given) = (or +=) the sum over samples, in sample order, of what
+  // per_sample(s, dW_s, db_s or null) writes for each sample.
+  template <class Fn>
+  void sum_weight_grads(const BwdArgs& a, float* dW, float* db, const Fn& per_sample) const {
     float* part = a.scratch[3];
     const int64_t kf = kg_ * filters_, stride = kf + filters_;
-    const int64_t out = w_.positions() * filters_;
-    ops::for_samples(0, a.n, a.n * out * kg_, [&](int64_t s) {
+    ops::for_samples(0, a.n, a.n * w_.positions() * filters_ * kg_, [&](int64_t s) {
       float* ps = part + s * stride;
-      direct_->weight_grad(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(), dz + s * out,
-                           y != nullptr ? y + s * out : nullptr, filters_, ps,
-                           db != nullptr ? ps + kf : nullptr);
+      per_sample(s, ps, db != nullptr ? ps + kf : nullptr);
     });
     const auto reduce = [&](float* dst, int64_t off, int64_t len, bool acc) {
       if (!acc) std::memset(dst, 0, sizeof(float) * size_t(len));
@@ -550,9 +707,12 @@ class ConvOp : public Op {
   bool use_bias_ = true, logits_ = false;
   ops::FusedActivation fused_;
   std::vector<int64_t> offset_;  // Patches::offset
-  const DirectConvKernels* direct_ = nullptr;  // few input channels on AVX2 / AVX-512
+  const DirectConvKernels* direct_ = nullptr;  // the direct forward, on AVX2 / AVX-512
+  bool direct_dw_ = false;                     // dW by the direct kernels too (few channels)
   int64_t fpad_ = 0;                           // filters rounded up to kDirectPad
   std::vector<float> packed_wt_;  // W^T of each group packed for the input gradient's GEMMs
+  ops::FusableMaxPool* pool_ = nullptr;  // the max pooling this op computes (fuse_consumer)
+  Window pool_win_;                      // its geometry: input (OH, OW, F), output (POH, POW)
 };
 
 }  // namespace

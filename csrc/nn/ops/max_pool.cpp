@@ -17,11 +17,15 @@
 // else reaches it) instead of clearing dx and adding into it.
 //
 // Scratch: [0] the winning tap of every output value (saved, only when backward runs).
+//
+// A convolution that is this op's only input may compute the pooling itself (nn/ops/fusion.h,
+// conv.cpp); this op is then a view of the convolution's output and runs nothing.
 #include <cstring>
 #if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
+#include "nn/ops/fusion.h"
 #include "nn/ops/window.h"
 
 namespace pynn::nn {
@@ -104,8 +108,13 @@ void add_where(float* __restrict d, const float* __restrict idx, const float* __
   }
 }
 
-class MaxPoolOp : public Op {
+class MaxPoolOp : public Op, public ops::FusableMaxPool {
  public:
+  const Window& pool_window() const override { return w_; }
+  bool pool_tiles() const override { return tiles_; }
+  void set_computed_by_producer(bool on) override { by_producer_ = on; }
+  bool aliases(bool) const override { return by_producer_; }
+
   Shape configure(const Attrs& attrs, const std::vector<Shape>& in,
                   const std::vector<Shape>& params) override {
     check_arity(attrs, in, 1, 1, params, 0, 0);
@@ -262,6 +271,7 @@ class MaxPoolOp : public Op {
 
   Window w_;
   bool tiles_ = false;  // strides == pool_size and no padding
+  bool by_producer_ = false;  // the conv before computes this pooling (fusion.h)
 };
 
 }  // namespace
