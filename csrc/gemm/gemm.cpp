@@ -87,6 +87,7 @@ void pack_b_dispatch(int nr, int64_t kc, int64_t nc, const float* src, int64_t r
     case 8: pack_b<8>(kc, nc, src, rs, cs, dst); break;
     case 16: pack_b<16>(kc, nc, src, rs, cs, dst); break;
     case 32: pack_b<32>(kc, nc, src, rs, cs, dst); break;
+    case 64: pack_b<64>(kc, nc, src, rs, cs, dst); break;
     default: std::abort();
   }
 }
@@ -108,7 +109,12 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
                 int64_t k, float alpha, const PackA& pack_a_block, const PackB& pack_b_block,
                 float beta, float* c, int64_t ldc, const Epilogue& ep) {
   const int MR = kern.mr, NR = kern.nr;
-  const int64_t MC = std::max<int64_t>(MR, kern.mc / MR * MR);
+  // MC from the table, then evened out over the blocks it needs (2048 rows in blocks of at
+  // most 2040 run as 2 x 1032, not 2040 + 8: a thin last block re-packs all of B for a few
+  // rows). A multiple of MR, so tiles start on the same rows whatever MC is.
+  const int64_t mc_max = std::max<int64_t>(MR, kern.mc / MR * MR);
+  const int64_t mblocks = (m1 - m0 + mc_max - 1) / mc_max;  // m1 > m0: at least 1
+  const int64_t MC = ((m1 - m0 + mblocks - 1) / mblocks + MR - 1) / MR * MR;
   const int64_t NC = std::max<int64_t>(NR, kern.nc / NR * NR);
   const int64_t KC = k_panel_depth(k, kern.kc);
   const int64_t mrows = std::min<int64_t>(MC, m1 - m0);
@@ -137,8 +143,12 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
             const int64_t nv = std::min<int64_t>(NR, nc - jr);
             const float* bp = bblock + jr * kc;
             float* ct = c + (ic + ir) * ldc + (jc + jr);
-            if (mv == MR && nv == NR) {
-              kern.ukr(kc, ap, bp, ct, ldc, alpha, beta_p);
+            // A tile narrower than NR runs the column-tail kernel of its width in vectors.
+            const int64_t nvec = (nv + kern.w - 1) / kern.w;
+            const ukr_fn ukr =
+                nv < NR && kern.ukr_cols[nvec - 1] != nullptr ? kern.ukr_cols[nvec - 1] : kern.ukr;
+            if (mv == MR && (nv == NR || (ukr != kern.ukr && nv == nvec * kern.w))) {
+              ukr(kc, ap, bp, ct, ldc, alpha, beta_p);  // writes exactly the tile's nv columns
             } else {
               // The kernel itself applies beta to a copy of the tile, so an edge element is
               // rounded exactly like a full-tile one (FMA or not, as the kernel does it) and the
@@ -147,7 +157,7 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
                 for (int64_t i = 0; i < mv; ++i)
                   std::copy(ct + i * ldc, ct + i * ldc + nv, edge + i * NR);
               }
-              kern.ukr(kc, ap, bp, edge, NR, alpha, beta_p);
+              ukr(kc, ap, bp, edge, NR, alpha, beta_p);
               for (int64_t i = 0; i < mv; ++i)
                 std::copy(edge + i * NR, edge + i * NR + nv, ct + i * ldc);
             }

@@ -17,6 +17,7 @@
 //   MR, NR             register block of the micro-kernel (NR a multiple of W)
 //   kPrefetchRows      the micro-kernel prefetches the packed B row this many rows ahead
 //                      (every 64-byte line of it); 0 turns prefetching off
+//   kPrefetchC         the micro-kernel prefetches its tile of C before the k loop
 //   kDirectRows        most rows of A the direct kernel handles together
 //   direct_vectors(r)  vectors of columns the direct kernel takes for a group of r rows
 //   kNarrowRows        rows the direct kernel takes together when n is one or two vectors
@@ -65,27 +66,42 @@ struct Kernels {
   // ---- packed micro-kernel --------------------------------------------------------------
   // MR*NB accumulators, NB vectors of B and one broadcast of A per step of p; the unroll
   // pragmas carry literal bounds at least as large as any MR / NB so they always unroll fully.
-  static void ukr(int64_t k, const float* __restrict a, const float* __restrict b, float* c,
-                  int64_t ldc, float alpha, float beta) {
-    vec acc[MR][NB];
+  // ukr_part<NV> computes only the first NV vectors of the tile (the column-tail kernel of
+  // kernel.h); ukr is ukr_part<NB>.
+  template <int NV>
+  static void ukr_part(int64_t k, const float* __restrict a, const float* __restrict b,
+                       float* c, int64_t ldc, float alpha, float beta) {
+    vec acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-      for (int j = 0; j < NB; ++j) acc[i][j] = V::zero();
+      for (int j = 0; j < NV; ++j) acc[i][j] = V::zero();
+    if constexpr (V::kPrefetchC) {
+      // The tile of C is read (beta != 0) or written at the end, after k steps of arithmetic:
+      // asking for its lines now hides their miss (C of a large product lives in L3 or DRAM,
+      // its rows a whole row stride apart where no hardware prefetcher follows them).
+      float* cp = c;
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i, cp += ldc) {
+#pragma GCC unroll 4
+        for (int l = 0; l < NV * W; l += 16) V::prefetch(cp + l);
+        V::prefetch(cp + NV * W - 1);  // the row's last line when c is not 64-byte aligned
+      }
+    }
 #pragma GCC unroll 4
     for (int64_t p = 0; p < k; ++p) {
       if constexpr (V::kPrefetchRows > 0) {
 #pragma GCC unroll 4
-        for (int l = 0; l < NR; l += 16) V::prefetch(b + V::kPrefetchRows * NR + l);
+        for (int l = 0; l < NV * W; l += 16) V::prefetch(b + V::kPrefetchRows * NR + l);
       }
-      vec bv[NB];
+      vec bv[NV];
 #pragma GCC unroll 4
-      for (int j = 0; j < NB; ++j) bv[j] = V::load(b + j * W);
+      for (int j = 0; j < NV; ++j) bv[j] = V::load(b + j * W);
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
         const vec ai = V::broadcast(a + i);
 #pragma GCC unroll 4
-        for (int j = 0; j < NB; ++j) acc[i][j] = V::fmadd(ai, bv[j], acc[i][j]);
+        for (int j = 0; j < NV; ++j) acc[i][j] = V::fmadd(ai, bv[j], acc[i][j]);
       }
       a += MR;
       b += NR;
@@ -97,15 +113,20 @@ struct Kernels {
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i, c += ldc)
 #pragma GCC unroll 4
-        for (int j = 0; j < NB; ++j) V::storeu(c + j * W, V::mul(va, acc[i][j]));
+        for (int j = 0; j < NV; ++j) V::storeu(c + j * W, V::mul(va, acc[i][j]));
     } else {
       const vec vb = V::set1(beta);
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i, c += ldc)
 #pragma GCC unroll 4
-        for (int j = 0; j < NB; ++j)
+        for (int j = 0; j < NV; ++j)
           V::storeu(c + j * W, V::fmadd(vb, V::loadu(c + j * W), V::mul(va, acc[i][j])));
     }
+  }
+
+  static void ukr(int64_t k, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                  float beta) {
+    ukr_part<NB>(k, a, b, c, ldc, alpha, beta);
   }
 
   // One row of a direct kernel's finished K panel: C = alpha * acc when beta_p == 0 (C never
