@@ -68,9 +68,10 @@ class Scratch {
 thread_local Scratch tl_pack_a;
 thread_local Scratch tl_pack_b;
 
-void pack_a_dispatch(int mr, int64_t mc, int64_t kc, const float* src, int64_t rs, int64_t cs,
-                     float* dst) {
-  switch (mr) {
+void pack_a_dispatch(const KernelInfo& kern, int64_t mc, int64_t kc, const float* src,
+                     int64_t rs, int64_t cs, float* dst) {
+  if (kern.pack_a != nullptr && kern.pack_a(mc, kc, src, rs, cs, dst)) return;
+  switch (kern.mr) {
     case 4: pack_a<4>(mc, kc, src, rs, cs, dst); break;
     case 6: pack_a<6>(mc, kc, src, rs, cs, dst); break;
     case 8: pack_a<8>(mc, kc, src, rs, cs, dst); break;
@@ -81,9 +82,10 @@ void pack_a_dispatch(int mr, int64_t mc, int64_t kc, const float* src, int64_t r
   }
 }
 
-void pack_b_dispatch(int nr, int64_t kc, int64_t nc, const float* src, int64_t rs, int64_t cs,
-                     float* dst) {
-  switch (nr) {
+void pack_b_dispatch(const KernelInfo& kern, int64_t kc, int64_t nc, const float* src,
+                     int64_t rs, int64_t cs, float* dst) {
+  if (kern.pack_b != nullptr && kern.pack_b(kc, nc, src, rs, cs, dst)) return;
+  switch (kern.nr) {
     case 8: pack_b<8>(kc, nc, src, rs, cs, dst); break;
     case 16: pack_b<16>(kc, nc, src, rs, cs, dst); break;
     case 32: pack_b<32>(kc, nc, src, rs, cs, dst); break;
@@ -302,10 +304,10 @@ void gemm_blocked(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float
 
 // Packs B's blocks as the driver reaches them (the ordinary case).
 struct PackBInPlace {
-  int nr;
+  const KernelInfo& kern;
   MatrixView b;
   const float* operator()(int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* dst) const {
-    pack_b_dispatch(nr, kc, nc, b.data + pc * b.rs + jc * b.cs, b.rs, b.cs, dst);
+    pack_b_dispatch(kern, kc, nc, b.data + pc * b.rs + jc * b.cs, b.rs, b.cs, dst);
     return dst;
   }
 };
@@ -384,11 +386,10 @@ void sgemm_with(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float a
     return;
   }
   if (try_direct(kern, m, n, k, alpha, a, b, beta, c, ldc, ep, nthreads)) return;
-  const int mr = kern.mr;
   auto pack = [&](int64_t ic, int64_t mc, int64_t pc, int64_t kc, float* dst) {
-    pack_a_dispatch(mr, mc, kc, a.data + ic * a.rs + pc * a.cs, a.rs, a.cs, dst);
+    pack_a_dispatch(kern, mc, kc, a.data + ic * a.rs + pc * a.cs, a.rs, a.cs, dst);
   };
-  gemm_blocked(kern, m, n, k, alpha, pack, PackBInPlace{kern.nr, b}, beta, c, ldc, ep,
+  gemm_blocked(kern, m, n, k, alpha, pack, PackBInPlace{kern, b}, beta, c, ldc, ep,
                nthreads);
 }
 
@@ -402,7 +403,7 @@ void pack_b_whole(int64_t k, int64_t n, MatrixView b, float* packed) {
   const KernelInfo& kern = active_kernel();
   const int64_t KC = k_panel_depth(k, kern.kc), npad = padded_n(kern, n);
   for (int64_t pc = 0; pc < k; pc += KC)
-    pack_b_dispatch(kern.nr, std::min(KC, k - pc), n, b.data + pc * b.rs, b.rs, b.cs,
+    pack_b_dispatch(kern, std::min(KC, k - pc), n, b.data + pc * b.rs, b.rs, b.cs,
                     packed + pc * npad);
 }
 
@@ -418,9 +419,8 @@ void sgemm_prepacked_b(int64_t m, int64_t n, int64_t k, float alpha, MatrixView 
   if (try_direct(kern, m, n, k, alpha, a, b, beta, c, ldc, ep, nthreads)) return;
   if (reinterpret_cast<uintptr_t>(packed) % 64 != 0)
     throw std::invalid_argument("sgemm_prepacked_b: the packed B must be 64-byte aligned");
-  const int mr = kern.mr;
   auto pack = [&](int64_t ic, int64_t mc, int64_t pc, int64_t kc, float* dst) {
-    pack_a_dispatch(mr, mc, kc, a.data + ic * a.rs + pc * a.cs, a.rs, a.cs, dst);
+    pack_a_dispatch(kern, mc, kc, a.data + ic * a.rs + pc * a.cs, a.rs, a.cs, dst);
   };
   gemm_blocked(kern, m, n, k, alpha, pack, PackBPrepacked{packed, padded_n(kern, n)}, beta, c,
                ldc, ep, nthreads);
@@ -439,7 +439,7 @@ void sgemm_packed_a(int64_t m, int64_t n, int64_t k, float alpha, const APacker&
   auto pack = [&](int64_t ic, int64_t mc, int64_t pc, int64_t kc, float* dst) {
     a.pack(a.ctx, ic, mc, pc, kc, mr, dst);
   };
-  gemm_blocked(kern, m, n, k, alpha, pack, PackBInPlace{kern.nr, b}, beta, c, ldc, ep,
+  gemm_blocked(kern, m, n, k, alpha, pack, PackBInPlace{kern, b}, beta, c, ldc, ep,
                nthreads);
 }
 

@@ -50,6 +50,10 @@ using direct_fn = void (*)(int64_t m, int64_t n, int64_t k, int64_t kc, const fl
                            int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb, float* c,
                            int64_t ldc, float alpha, float beta);
 
+// Packs a block as pack.h's pack_a<MR> / pack_b<NR> would (bitwise the same panels), or
+// returns false (then the driver runs pack.h's template). rows/cols, kc, src, rs, cs, dst.
+using pack_fn = bool (*)(int64_t, int64_t, const float*, int64_t, int64_t, float*);
+
 struct KernelInfo {
   const char* name;  // e.g. "avx512_6x64"
   Arch arch;
@@ -65,6 +69,8 @@ struct KernelInfo {
   // ukr_cols[v - 1] computes the first v * w columns of a tile (see above), v < nr / w;
   // a null entry means: use ukr.
   ukr_fn ukr_cols[kMaxNR / 8];
+  pack_fn pack_a;    // ISA-specific packers for the common layouts; may be null
+  pack_fn pack_b;
 };
 
 // The direct kernels: direct_generic.cpp, and kernels_avx2.cpp / kernels_avx512.cpp (the
