@@ -20,6 +20,7 @@ struct Avx2 {
   static constexpr int kDirectRows = 4;
   static constexpr int direct_vectors(int rows) { return rows <= 2 ? 4 : 2; }
   static constexpr int kNarrowRows = 6;
+  static constexpr int kColsMaxN = 0;  // measured only on AVX-512
   // One row: 8 vectors (64 columns: 8 accumulators + 1 broadcast; B read from memory
   // operands), B prefetched 4 rows ahead as on AVX-512.
   static constexpr int kGemvVectors = 8;

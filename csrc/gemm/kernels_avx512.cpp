@@ -28,6 +28,7 @@ struct Avx512 {
   static constexpr int kDirectRows = 6;
   static constexpr int direct_vectors(int rows) { return rows <= 2 ? 8 : 4; }
   static constexpr int kNarrowRows = 8;
+  static constexpr int kColsMaxN = 14;
   // One row (a single sample): 8 vectors (128 columns, one pass per 512 bytes of a B row),
   // B prefetched 4 rows ahead. Measured on the Ice Lake Xeon (1-row predict of the
   // 784-256-128-10 MLP, 1 thread, best of 600 windows, 3 runs): no prefetch 17.4 us,

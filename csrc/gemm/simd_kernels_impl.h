@@ -22,6 +22,8 @@
 //   direct_vectors(r)  vectors of columns the direct kernel takes for a group of r rows
 //   kNarrowRows        rows the direct kernel takes together when n is one or two vectors
 //                      (kNarrowRows * 2 + 3 registers at most)
+//   kColsMaxN          n up to this (with A's rows adjacent, m >= W) runs cols_block, which
+//                      vectorises along C's rows (0: never; 2 * kColsMaxN + 3 registers)
 //   kGemvVectors       vectors of columns the one-row kernel (gemv) takes per pass
 //   kGemvPrefetchRows  gemv prefetches B this many rows ahead (0: off)
 //   kPeakChains        independent FMA chains in fma_loop (register_system.cpp counts
@@ -314,6 +316,70 @@ struct Kernels {
     gemv_cols<V::kGemvVectors, V::kGemvPrefetchRows>(n, k, kc, a, a_cs, b, ldb, c, alpha, beta);
   }
 
+  // ---- narrow n with A's rows adjacent (a_rs == 1) ------------------------------------
+  // The weight gradient of an output layer, dW = X^T dZ with N = 10: A = X^T has unit row
+  // stride, so a vector can run along C's rows instead of its columns. NJ columns (n == NJ,
+  // NJ * 2 + 3 registers) x two vectors of rows: per step of p two loads of A and NJ
+  // broadcasts of B feed 2 * NJ FMAs on full lanes, where the row-wise kernel spends one
+  // broadcast per FMA on a vector 10/16 full. Each element still accumulates
+  // fmadd(a, b, acc) in increasing p from zero per K panel (a * b is b * a exactly) and is
+  // stored as alpha * acc, or beta_p * C + alpha * acc with one rounding (an FMA): bitwise
+  // the other kernels' result. The finished panel goes to C element by element (transposed).
+  template <int NJ>
+  static void cols_block(int64_t m, int64_t k, int64_t kc_max, const float* a, int64_t a_cs,
+                         const float* b, int64_t ldb, float* c, int64_t ldc, float alpha,
+                         float beta) {
+    const vec va = V::set1(alpha);
+    for (int64_t i0 = 0; i0 < m; i0 += 2 * W) {
+      const int64_t mv = lesser(2 * W, m - i0);
+      const mask m0 = V::tail(mv), m1 = V::tail(mv - W);
+      for (int64_t pc = 0; pc < k; pc += kc_max) {
+        const int64_t kc = lesser(kc_max, k - pc);
+        vec acc[NJ][2];
+#pragma GCC unroll 16
+        for (int j = 0; j < NJ; ++j) acc[j][0] = acc[j][1] = V::zero();
+        const float* ap = a + i0 + pc * a_cs;
+        const float* bp = b + pc * ldb;
+        for (int64_t p = 0; p < kc; ++p, ap += a_cs, bp += ldb) {
+          const vec a0 = V::maskload(ap, m0), a1 = V::maskload(ap + W, m1);
+#pragma GCC unroll 16
+          for (int j = 0; j < NJ; ++j) {
+            const vec bj = V::broadcast(bp + j);
+            acc[j][0] = V::fmadd(a0, bj, acc[j][0]);
+            acc[j][1] = V::fmadd(a1, bj, acc[j][1]);
+          }
+        }
+        const float beta_p = pc == 0 ? beta : 1.0f;
+        alignas(64) float t[2 * W];
+#pragma GCC unroll 16
+        for (int j = 0; j < NJ; ++j) {  // unrolled, so that acc stays in registers
+          V::storeu(t, V::mul(va, acc[j][0]));
+          V::storeu(t + W, V::mul(va, acc[j][1]));
+          float* cj = c + i0 * ldc + j;
+          if (beta_p == 0.0f) {
+            for (int64_t l = 0; l < mv; ++l) cj[l * ldc] = t[l];
+          } else {
+            for (int64_t l = 0; l < mv; ++l) cj[l * ldc] = __builtin_fmaf(beta_p, cj[l * ldc], t[l]);
+          }
+        }
+      }
+    }
+  }
+
+  // cols_block for exactly n (1 <= n <= NJ) columns, chosen at compile time.
+  template <int NJ>
+  static void cols_of(int64_t n, int64_t m, int64_t k, int64_t kc, const float* a,
+                      int64_t a_cs, const float* b, int64_t ldb, float* c, int64_t ldc,
+                      float alpha, float beta) {
+    if constexpr (NJ > 1) {
+      if (n < NJ) {
+        cols_of<NJ - 1>(n, m, k, kc, a, a_cs, b, ldb, c, ldc, alpha, beta);
+        return;
+      }
+    }
+    cols_block<NJ>(m, k, kc, a, a_cs, b, ldb, c, ldc, alpha, beta);
+  }
+
   // Narrow n (one or two vectors of columns: a classifier's output layer, N = 10) takes
   // exactly that many vectors and kNarrowRows rows at a time, so that no FMA works on columns
   // that do not exist and kNarrowRows * CB independent chains cover the FMA latency. (The
@@ -321,6 +387,12 @@ struct Kernels {
   static void direct(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a, int64_t a_rs,
                      int64_t a_cs, const float* b, int64_t ldb, float* c, int64_t ldc,
                      float alpha, float beta) {
+    if constexpr (V::kColsMaxN > 0) {
+      if (a_rs == 1 && m >= W && n <= V::kColsMaxN) {
+        cols_of<V::kColsMaxN>(n, m, k, kc, a, a_cs, b, ldb, c, ldc, alpha, beta);
+        return;
+      }
+    }
     if (m == 1 && n > 2 * W)
       gemv(n, k, kc, a, a_cs, b, ldb, c, alpha, beta);
     else if (n <= W)
