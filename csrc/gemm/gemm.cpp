@@ -11,6 +11,10 @@
 //       JR  loop over the B block by NR    (B micro-panels streamed from L2)
 //        micro-kernel -> MR x NR tile of C; on the last K panel, the epilogue
 //
+// When all of a task's columns fit one NC block (a layer's width), B is packed once per K
+// panel and A in sub-blocks of a few micro-panels, each used while still in cache (see
+// gemm_block). Tiles narrower than NR run a column-tail kernel (kernel.h, ukr_cols).
+//
 // Threads: C is cut into a grid of rectangles aligned to MR and NR, one per task of a region
 // on pynn's pool (common/parallel.h), and each task runs the loops above on its own rectangle
 // with its running thread's packing buffers. K is never split, and the cuts fall on tile
