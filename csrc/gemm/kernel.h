@@ -14,6 +14,10 @@
 //    a tile never depends on which thread computes it.
 // The driver handles edge tiles (m < MR or n < NR) by running the kernel on a scratch tile
 // holding a copy of C, so an edge element sees exactly the arithmetic of a full-tile element.
+// For a tile narrower than NR it runs a column-tail kernel (`ukr_cols`): the same contract
+// and the same per-element arithmetic, but only the first v vectors (v * w columns) of the
+// tile are computed and written, b keeping its row stride of NR floats; so a 16-column tail
+// of a 64-wide tile costs a quarter of a full tile.
 //
 // The direct small-m kernel (`direct`) computes the same product without packing, reading A
 // through its strides and B in place (unit column stride, row stride ldb):
@@ -36,6 +40,9 @@
 
 namespace pynn::gemm {
 
+constexpr int kMaxMR = 16;
+constexpr int kMaxNR = 64;
+
 using ukr_fn = void (*)(int64_t k, const float* a, const float* b, float* c, int64_t ldc,
                         float alpha, float beta);
 
@@ -43,8 +50,12 @@ using direct_fn = void (*)(int64_t m, int64_t n, int64_t k, int64_t kc, const fl
                            int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb, float* c,
                            int64_t ldc, float alpha, float beta);
 
+// Packs a block as pack.h's pack_a<MR> / pack_b<NR> would (bitwise the same panels), or
+// returns false (then the driver runs pack.h's template). rows/cols, kc, src, rs, cs, dst.
+using pack_fn = bool (*)(int64_t, int64_t, const float*, int64_t, int64_t, float*);
+
 struct KernelInfo {
-  const char* name;  // e.g. "avx512_12x32"
+  const char* name;  // e.g. "avx512_6x64"
   Arch arch;
   int mr, nr;        // register block
   int kc;            // K panel depth: an A micro-panel (mr*kc floats) stays in L1
@@ -54,6 +65,12 @@ struct KernelInfo {
   direct_fn direct;  // small-m path without packing (see above); may be null
   int direct_max_m;  // largest m sent to `direct` (measured: benchmarks/bench_gemm_small.py)
   int narrow_max_n;  // n up to this goes to `direct` whatever m is (0: never); see gemm.cpp
+  int w;             // floats per vector: the column granularity of ukr_cols
+  // ukr_cols[v - 1] computes the first v * w columns of a tile (see above), v < nr / w;
+  // a null entry means: use ukr.
+  ukr_fn ukr_cols[kMaxNR / 8];
+  pack_fn pack_a;    // ISA-specific packers for the common layouts; may be null
+  pack_fn pack_b;
 };
 
 // The direct kernels: direct_generic.cpp, and kernels_avx2.cpp / kernels_avx512.cpp (the
@@ -80,7 +97,5 @@ extern const KernelInfo kKernelAvx512;
 // The kernel of the active architecture (chosen once from cpuid / PYNN_ARCH).
 const KernelInfo& active_kernel();
 
-constexpr int kMaxMR = 16;
-constexpr int kMaxNR = 32;
 
 }  // namespace pynn::gemm

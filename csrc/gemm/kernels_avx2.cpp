@@ -14,11 +14,13 @@ struct Avx2 {
   static constexpr int MR = 6;
   static constexpr int NR = 16;
   static constexpr int kPrefetchRows = 0;  // the hardware prefetcher keeps up at this width
+  static constexpr bool kPrefetchC = true;
   // Direct kernel, 16 ymm: RG*CB accumulators + CB of B + 1 broadcast. One or two rows take
   // 4 vectors (32 columns), three or four rows 2 vectors.
   static constexpr int kDirectRows = 4;
   static constexpr int direct_vectors(int rows) { return rows <= 2 ? 4 : 2; }
   static constexpr int kNarrowRows = 6;
+  static constexpr int kColsMaxN = 0;  // measured only on AVX-512
   // One row: 8 vectors (64 columns: 8 accumulators + 1 broadcast; B read from memory
   // operands), B prefetched 4 rows ahead as on AVX-512.
   static constexpr int kGemvVectors = 8;
@@ -64,6 +66,7 @@ void direct_avx2(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a, in
 float fma_loop_avx2(int64_t iters) { return K::fma_loop(iters); }
 
 const KernelInfo kKernelAvx2 = {"avx2_6x16", Arch::avx2, Avx2::MR, Avx2::NR, 256, 1020, 512,
-                                K::ukr, direct_avx2, kDirectMaxM, 2 * Avx2::W};
+                                K::ukr, direct_avx2, kDirectMaxM, 2 * Avx2::W, Avx2::W,
+                                {K::ukr_part<1>}, nullptr, nullptr};
 
 }  // namespace pynn::gemm

@@ -138,6 +138,7 @@ bool pack_f32_then_round(bool is_a, int w, int64_t count, int64_t kc, const floa
     case -8: pack_b<8>(kc, count, src, rs, cs, d); break;
     case -16: pack_b<16>(kc, count, src, rs, cs, d); break;
     case -32: pack_b<32>(kc, count, src, rs, cs, d); break;
+    case -64: pack_b<64>(kc, count, src, rs, cs, d); break;
     default: return false;
   }
   round_in_place(static_cast<uint32_t*>(dst), round_up(count, w) * kc);

@@ -17,10 +17,13 @@
 //   MR, NR             register block of the micro-kernel (NR a multiple of W)
 //   kPrefetchRows      the micro-kernel prefetches the packed B row this many rows ahead
 //                      (every 64-byte line of it); 0 turns prefetching off
+//   kPrefetchC         the micro-kernel prefetches its tile of C before the k loop
 //   kDirectRows        most rows of A the direct kernel handles together
 //   direct_vectors(r)  vectors of columns the direct kernel takes for a group of r rows
 //   kNarrowRows        rows the direct kernel takes together when n is one or two vectors
 //                      (kNarrowRows * 2 + 3 registers at most)
+//   kColsMaxN          n up to this (with A's rows adjacent, m >= W) runs cols_block, which
+//                      vectorises along C's rows (0: never; 2 * kColsMaxN + 3 registers)
 //   kGemvVectors       vectors of columns the one-row kernel (gemv) takes per pass
 //   kGemvPrefetchRows  gemv prefetches B this many rows ahead (0: off)
 //   kPeakChains        independent FMA chains in fma_loop (register_system.cpp counts
@@ -65,27 +68,42 @@ struct Kernels {
   // ---- packed micro-kernel --------------------------------------------------------------
   // MR*NB accumulators, NB vectors of B and one broadcast of A per step of p; the unroll
   // pragmas carry literal bounds at least as large as any MR / NB so they always unroll fully.
-  static void ukr(int64_t k, const float* __restrict a, const float* __restrict b, float* c,
-                  int64_t ldc, float alpha, float beta) {
-    vec acc[MR][NB];
+  // ukr_part<NV> computes only the first NV vectors of the tile (the column-tail kernel of
+  // kernel.h); ukr is ukr_part<NB>.
+  template <int NV>
+  static void ukr_part(int64_t k, const float* __restrict a, const float* __restrict b,
+                       float* c, int64_t ldc, float alpha, float beta) {
+    vec acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-      for (int j = 0; j < NB; ++j) acc[i][j] = V::zero();
+      for (int j = 0; j < NV; ++j) acc[i][j] = V::zero();
+    if constexpr (V::kPrefetchC) {
+      // The tile of C is read (beta != 0) or written at the end, after k steps of arithmetic:
+      // asking for its lines now hides their miss (C of a large product lives in L3 or DRAM,
+      // its rows a whole row stride apart where no hardware prefetcher follows them).
+      float* cp = c;
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i, cp += ldc) {
+#pragma GCC unroll 4
+        for (int l = 0; l < NV * W; l += 16) V::prefetch(cp + l);
+        V::prefetch(cp + NV * W - 1);  // the row's last line when c is not 64-byte aligned
+      }
+    }
 #pragma GCC unroll 4
     for (int64_t p = 0; p < k; ++p) {
       if constexpr (V::kPrefetchRows > 0) {
 #pragma GCC unroll 4
-        for (int l = 0; l < NR; l += 16) V::prefetch(b + V::kPrefetchRows * NR + l);
+        for (int l = 0; l < NV * W; l += 16) V::prefetch(b + V::kPrefetchRows * NR + l);
       }
-      vec bv[NB];
+      vec bv[NV];
 #pragma GCC unroll 4
-      for (int j = 0; j < NB; ++j) bv[j] = V::load(b + j * W);
+      for (int j = 0; j < NV; ++j) bv[j] = V::load(b + j * W);
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
         const vec ai = V::broadcast(a + i);
 #pragma GCC unroll 4
-        for (int j = 0; j < NB; ++j) acc[i][j] = V::fmadd(ai, bv[j], acc[i][j]);
+        for (int j = 0; j < NV; ++j) acc[i][j] = V::fmadd(ai, bv[j], acc[i][j]);
       }
       a += MR;
       b += NR;
@@ -97,15 +115,20 @@ struct Kernels {
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i, c += ldc)
 #pragma GCC unroll 4
-        for (int j = 0; j < NB; ++j) V::storeu(c + j * W, V::mul(va, acc[i][j]));
+        for (int j = 0; j < NV; ++j) V::storeu(c + j * W, V::mul(va, acc[i][j]));
     } else {
       const vec vb = V::set1(beta);
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i, c += ldc)
 #pragma GCC unroll 4
-        for (int j = 0; j < NB; ++j)
+        for (int j = 0; j < NV; ++j)
           V::storeu(c + j * W, V::fmadd(vb, V::loadu(c + j * W), V::mul(va, acc[i][j])));
     }
+  }
+
+  static void ukr(int64_t k, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                  float beta) {
+    ukr_part<NB>(k, a, b, c, ldc, alpha, beta);
   }
 
   // One row of a direct kernel's finished K panel: C = alpha * acc when beta_p == 0 (C never
@@ -293,6 +316,70 @@ struct Kernels {
     gemv_cols<V::kGemvVectors, V::kGemvPrefetchRows>(n, k, kc, a, a_cs, b, ldb, c, alpha, beta);
   }
 
+  // ---- narrow n with A's rows adjacent (a_rs == 1) ------------------------------------
+  // The weight gradient of an output layer, dW = X^T dZ with N = 10: A = X^T has unit row
+  // stride, so a vector can run along C's rows instead of its columns. NJ columns (n == NJ,
+  // NJ * 2 + 3 registers) x two vectors of rows: per step of p two loads of A and NJ
+  // broadcasts of B feed 2 * NJ FMAs on full lanes, where the row-wise kernel spends one
+  // broadcast per FMA on a vector 10/16 full. Each element still accumulates
+  // fmadd(a, b, acc) in increasing p from zero per K panel (a * b is b * a exactly) and is
+  // stored as alpha * acc, or beta_p * C + alpha * acc with one rounding (an FMA): bitwise
+  // the other kernels' result. The finished panel goes to C element by element (transposed).
+  template <int NJ>
+  static void cols_block(int64_t m, int64_t k, int64_t kc_max, const float* a, int64_t a_cs,
+                         const float* b, int64_t ldb, float* c, int64_t ldc, float alpha,
+                         float beta) {
+    const vec va = V::set1(alpha);
+    for (int64_t i0 = 0; i0 < m; i0 += 2 * W) {
+      const int64_t mv = lesser(2 * W, m - i0);
+      const mask m0 = V::tail(mv), m1 = V::tail(mv - W);
+      for (int64_t pc = 0; pc < k; pc += kc_max) {
+        const int64_t kc = lesser(kc_max, k - pc);
+        vec acc[NJ][2];
+#pragma GCC unroll 16
+        for (int j = 0; j < NJ; ++j) acc[j][0] = acc[j][1] = V::zero();
+        const float* ap = a + i0 + pc * a_cs;
+        const float* bp = b + pc * ldb;
+        for (int64_t p = 0; p < kc; ++p, ap += a_cs, bp += ldb) {
+          const vec a0 = V::maskload(ap, m0), a1 = V::maskload(ap + W, m1);
+#pragma GCC unroll 16
+          for (int j = 0; j < NJ; ++j) {
+            const vec bj = V::broadcast(bp + j);
+            acc[j][0] = V::fmadd(a0, bj, acc[j][0]);
+            acc[j][1] = V::fmadd(a1, bj, acc[j][1]);
+          }
+        }
+        const float beta_p = pc == 0 ? beta : 1.0f;
+        alignas(64) float t[2 * W];
+#pragma GCC unroll 16
+        for (int j = 0; j < NJ; ++j) {  // unrolled, so that acc stays in registers
+          V::storeu(t, V::mul(va, acc[j][0]));
+          V::storeu(t + W, V::mul(va, acc[j][1]));
+          float* cj = c + i0 * ldc + j;
+          if (beta_p == 0.0f) {
+            for (int64_t l = 0; l < mv; ++l) cj[l * ldc] = t[l];
+          } else {
+            for (int64_t l = 0; l < mv; ++l) cj[l * ldc] = __builtin_fmaf(beta_p, cj[l * ldc], t[l]);
+          }
+        }
+      }
+    }
+  }
+
+  // cols_block for exactly n (1 <= n <= NJ) columns, chosen at compile time.
+  template <int NJ>
+  static void cols_of(int64_t n, int64_t m, int64_t k, int64_t kc, const float* a,
+                      int64_t a_cs, const float* b, int64_t ldb, float* c, int64_t ldc,
+                      float alpha, float beta) {
+    if constexpr (NJ > 1) {
+      if (n < NJ) {
+        cols_of<NJ - 1>(n, m, k, kc, a, a_cs, b, ldb, c, ldc, alpha, beta);
+        return;
+      }
+    }
+    cols_block<NJ>(m, k, kc, a, a_cs, b, ldb, c, ldc, alpha, beta);
+  }
+
   // Narrow n (one or two vectors of columns: a classifier's output layer, N = 10) takes
   // exactly that many vectors and kNarrowRows rows at a time, so that no FMA works on columns
   // that do not exist and kNarrowRows * CB independent chains cover the FMA latency. (The
@@ -300,6 +387,12 @@ struct Kernels {
   static void direct(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a, int64_t a_rs,
                      int64_t a_cs, const float* b, int64_t ldb, float* c, int64_t ldc,
                      float alpha, float beta) {
+    if constexpr (V::kColsMaxN > 0) {
+      if (a_rs == 1 && m >= W && n <= V::kColsMaxN) {
+        cols_of<V::kColsMaxN>(n, m, k, kc, a, a_cs, b, ldb, c, ldc, alpha, beta);
+        return;
+      }
+    }
     if (m == 1 && n > 2 * W)
       gemv(n, k, kc, a, a_cs, b, ldb, c, alpha, beta);
     else if (n <= W)
