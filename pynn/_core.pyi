@@ -163,6 +163,10 @@ class Graph:
         """
         One training step on the rows idx (all if None): forward, losses, backward, update. Returns (total loss, per-output losses, per-output correct counts, outputs or None).
         """
+    def train_steps(self, xs: typing.Any, ys: typing.Any, sample_weights: typing.Any, order: typing.Any, batch_size: int) -> tuple:
+        """
+        Training steps on the rows `order` taken batch_size at a time (the last batch shorter), each as train_step. Returns (totals, losses, correct): per step the total loss, and per step and output the loss and the correct count.
+        """
     @property
     def iterations(self) -> int:
         ...

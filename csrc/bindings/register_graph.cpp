@@ -17,6 +17,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -316,6 +317,20 @@ void parse_step(StepArgs& s, const SnapshotRef& sn, const py::object& xs, const 
   s.d.idx = parse_idx(idx, rows, s.d.batch, s.idx_keep);
 }
 
+// Runs f(graph) with the GIL released and the graph to itself, once it is known to be the
+// graph the arguments were checked against (else a ValueError: it changed in between).
+template <class F>
+void compute_alone(PyGraph& s, const SnapshotRef& sn, F&& f) {
+  bool stale = false;
+  {
+    ComputeCall nogil;
+    auto lock = s.mu.exclusive();
+    if (s.g->version() != sn->version) stale = true;
+    else f(*s.g);
+  }
+  if (stale) throw py::value_error("the graph changed while the call was starting; call again");
+}
+
 template <bool kTrain>
 py::tuple run_step(PyGraph& s, const py::object& xs, const py::object& ys,
                    const py::object& sws, const py::object& idx, bool want_outputs) {
@@ -339,26 +354,17 @@ py::tuple run_step(PyGraph& s, const py::object& xs, const py::object& ys,
   double total = 0.0;
   std::vector<double> losses;
   std::vector<int64_t> correct;
-  bool stale = false;
-  {
-    ComputeCall nogil;
-    auto lock = s.mu.exclusive();
-    nn::Graph& g = *s.g;
-    if (g.version() != sn->version) {
-      stale = true;
-    } else {
-      if (kTrain) g.train_step(a.d);
-      else g.test_step(a.d);
-      total = g.step_total();
-      losses = g.step_losses();
-      correct = g.step_correct();
-      if (want_outputs && a.d.batch > 0)
-        for (size_t j = 0; j < no; ++j)
-          std::memcpy(out_ptr[j], g.output_value(int(j)),
-                      sizeof(float) * size_t(a.d.batch * nn::shape_size(sn->out_shapes[j])));
-    }
-  }
-  if (stale) throw py::value_error("the graph changed while the call was starting; call again");
+  compute_alone(s, sn, [&](nn::Graph& g) {
+    if (kTrain) g.train_step(a.d);
+    else g.test_step(a.d);
+    total = g.step_total();
+    losses = g.step_losses();
+    correct = g.step_correct();
+    if (want_outputs && a.d.batch > 0)
+      for (size_t j = 0; j < no; ++j)
+        std::memcpy(out_ptr[j], g.output_value(int(j)),
+                    sizeof(float) * size_t(a.d.batch * nn::shape_size(sn->out_shapes[j])));
+  });
   py::list pl, pc;
   for (double l : losses) pl.append(l);
   for (int64_t c : correct) pc.append(c);
@@ -369,6 +375,49 @@ py::tuple run_step(PyGraph& s, const py::object& xs, const py::object& ys,
     po = l;
   }
   return py::make_tuple(total, pl, pc, po);
+}
+
+// Several training steps in one call: the rows `order` cut into consecutive batches of
+// `batch_size` (the last one shorter), each a train_step exactly as run_step<true> would run
+// it. fit uses it when nothing needs to see the model between batches, so the per-batch cost
+// of a Python call (argument checks, result objects, the garbage collector they feed) is paid
+// once per chunk. Returns (totals (steps,), losses (steps, outputs), correct (steps, outputs)).
+py::tuple run_steps(PyGraph& s, const py::object& xs, const py::object& ys,
+                    const py::object& sws, const py::object& order, int64_t batch_size) {
+  if (batch_size <= 0)
+    throw py::value_error("batch_size: expected a positive integer, got " +
+                          std::to_string(batch_size));
+  if (order.is_none())
+    throw py::type_error("order: expected an int64 numpy array of rows, got None");
+  const SnapshotRef sn = snapshot(s);
+  if (!sn->has_losses)
+    throw py::value_error("the graph has no losses: call set_outputs and set_losses first");
+  if (!sn.has_opt) throw py::value_error("the graph has no optimizer: call set_optimizer first");
+  StepArgs a;
+  parse_step(a, sn, xs, ys, sws, order);
+  const int64_t rows = a.d.batch;
+  const int64_t steps = (rows + batch_size - 1) / batch_size;
+  const size_t no = sn->out_shapes.size();
+  py::array_t<double> totals(std::vector<py::ssize_t>{py::ssize_t(steps)});
+  py::array_t<double> losses(std::vector<py::ssize_t>{py::ssize_t(steps), py::ssize_t(no)});
+  py::array_t<int64_t> correct(std::vector<py::ssize_t>{py::ssize_t(steps), py::ssize_t(no)});
+  double* tp = totals.mutable_data();
+  double* lp = losses.mutable_data();
+  int64_t* cp = correct.mutable_data();
+  compute_alone(s, sn, [&](nn::Graph& g) {
+    nn::StepData d = a.d;
+    for (int64_t k = 0; k < steps; ++k) {
+      d.idx = a.d.idx + k * batch_size;
+      d.batch = std::min(batch_size, rows - k * batch_size);
+      g.train_step(d);
+      tp[k] = g.step_total();
+      for (size_t j = 0; j < no; ++j) {
+        lp[size_t(k) * no + j] = g.step_losses()[j];
+        cp[size_t(k) * no + j] = g.step_correct()[j];
+      }
+    }
+  });
+  return py::make_tuple(totals, losses, correct);
 }
 
 nn::AttrValue attr_value(const std::string& key, const py::handle& v) {
@@ -653,6 +702,11 @@ void register_graph(py::module_& m) {
            "One training step on the rows idx (all if None): forward, losses, backward, "
            "update. Returns (total loss, per-output losses, per-output correct counts, "
            "outputs or None).")
+      .def("train_steps", &run_steps, py::arg("xs"), py::arg("ys"),
+           py::arg("sample_weights"), py::arg("order"), py::arg("batch_size"),
+           "Training steps on the rows `order` taken batch_size at a time (the last batch "
+           "shorter), each as train_step. Returns (totals, losses, correct): per step the "
+           "total loss, and per step and output the loss and the correct count.")
       .def("test_step", &run_step<false>, py::arg("xs"), py::arg("ys"),
            py::arg("sample_weights") = py::none(), py::arg("idx") = py::none(),
            py::arg("want_outputs") = false,

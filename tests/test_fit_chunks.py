@@ -1,0 +1,92 @@
+"""fit runs batches several at a time in the core when nothing needs the model between them
+(Graph.train_steps): the weights, optimizer state and logs must be bitwise those of the
+one-batch-per-call loop, on 1 and 2 threads."""
+import numpy as np
+import pytest
+
+import pynn
+from pynn import layers
+
+
+class _BatchHook(pynn.callbacks.Callback):
+    """Has a batch hook, so fit keeps to one batch per call."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+
+
+def _model():
+    model = pynn.Sequential([pynn.Input((12,)), layers.Dense(16, activation="relu"),
+                             layers.Dense(5, activation="softmax")])
+    model.compile(optimizer=pynn.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def _data():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((301, 12)).astype(np.float32)   # 301: a short last batch
+    y = rng.integers(0, 5, 301)
+    return x, y
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_chunked_fit_is_bitwise_the_per_batch_fit(threads):
+    x, y = _data()
+    runs = []
+    for hook in (None, _BatchHook()):
+        with _threads(threads):
+            pynn.utils.set_random_seed(7)
+            model = _model()
+            hist = model.fit(x, y, batch_size=32, epochs=3, verbose=0,
+                             callbacks=None if hook is None else [hook])
+        runs.append(([w.copy() for w in model.get_weights()], hist.history,
+                     model.optimizer.iterations))
+        if hook is not None:
+            assert hook.seen == 3 * 10   # the per-batch loop really ran
+    (w0, h0, it0), (w1, h1, it1) = runs
+    assert h0 == h1
+    assert int(it0) == int(it1) == 30
+    for a, b in zip(w0, w1):
+        assert np.array_equal(a, b)
+
+
+def test_steps_per_epoch_and_stop_training_in_chunks():
+    x, y = _data()
+    pynn.utils.set_random_seed(1)
+    model = _model()
+    model.fit(x, y, batch_size=32, epochs=2, steps_per_epoch=4, verbose=0)
+    assert int(model.optimizer.iterations) == 8
+
+
+class _threads:
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        self.old = pynn.get_num_threads()
+        pynn.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        pynn.set_num_threads(self.old)
+
+
+def test_train_steps_bad_arguments():
+    x, y = _data()
+    model = _model()
+    model.fit(x[:32], y[:32], batch_size=32, epochs=1, verbose=0)
+    g = model._graph
+    order = np.arange(64, dtype=np.int64)
+    labels = y.astype(np.int32)
+    with pytest.raises(ValueError, match="batch_size"):
+        g.train_steps([x], [labels], None, order, 0)
+    with pytest.raises(TypeError, match="order"):
+        g.train_steps([x], [labels], None, None, 32)
+    with pytest.raises(IndexError, match="idx"):
+        g.train_steps([x], [labels], None, np.array([0, 400], np.int64), 32)
+    totals, losses, correct = g.train_steps([x], [labels], None, order, 32)
+    assert totals.shape == (2,) and losses.shape == (2, 1) and correct.shape == (2, 1)
