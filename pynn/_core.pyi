@@ -271,6 +271,10 @@ def gemm_threads(m: typing.SupportsInt | typing.SupportsIndex, n: typing.Support
     """
     How many threads a GEMM of this size would use now.
     """
+def first_non_finite(a: numpy.ndarray) -> int:
+    """
+    Flat index of the first NaN or infinity in a C-contiguous float32 array, or -1 when every value is finite (one pass, no temporary; fit's input check).
+    """
 def get_num_threads() -> int:
     ...
 def initializer_fill(name: str, shape: typing.Any, seed: typing.SupportsInt | typing.SupportsIndex, params: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:

@@ -90,3 +90,38 @@ def test_train_steps_bad_arguments():
         g.train_steps([x], [labels], None, np.array([0, 400], np.int64), 32)
     totals, losses, correct = g.train_steps([x], [labels], None, order, 32)
     assert totals.shape == (2,) and losses.shape == (2, 1) and correct.shape == (2, 1)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_first_non_finite(threads):
+    from pynn import _core
+
+    with _threads(threads):
+        n = (1 << 20) + 4099   # beyond the size split among threads; blocks of 4096 and a tail
+        a = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+        assert _core.first_non_finite(a) == -1
+        assert _core.first_non_finite(np.zeros(0, np.float32)) == -1
+        big = np.full(5, np.finfo(np.float32).max, np.float32)   # largest finite: finite
+        assert _core.first_non_finite(big) == -1
+        for pos in [0, 4095, 4096, n // 2 - 1, n // 2 + 1, n - 1]:
+            for bad in (np.nan, np.inf, -np.inf):
+                b = a.copy()
+                b[pos] = bad
+                b[-1] = np.nan if pos < n - 1 else b[-1]   # a later one must not win
+                assert _core.first_non_finite(b) == pos
+        m = a[: 64 * 100].reshape(64, 100).copy()
+        m[3, 7] = np.nan
+        assert _core.first_non_finite(m) == 3 * 100 + 7
+    with pytest.raises(TypeError, match="float32"):
+        _core.first_non_finite(np.zeros(3))
+    with pytest.raises(ValueError, match="contiguous"):
+        _core.first_non_finite(m[:, ::2])
+
+
+def test_fit_names_the_first_non_finite_input():
+    x, y = _data()
+    x = x.copy()
+    x[17, 4] = np.inf
+    model = _model()
+    with pytest.raises(ValueError, match="sample 17, feature 4"):
+        model.fit(x, y, epochs=1, verbose=0)

@@ -18,6 +18,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -26,6 +27,7 @@
 #include "bindings/descriptors.h"
 #include "bindings/model_lock.h"
 #include "bindings/util.h"
+#include "common/parallel.h"
 #include "nn/graph.h"
 
 namespace pynn::bind {
@@ -485,7 +487,58 @@ std::vector<float>& slot_at(PyGraph& s, int64_t pid, int64_t k) {
 
 }  // namespace
 
+// Index of the first NaN or infinity among n floats, or -1. Blocks of floats are tested with
+// an exponent-bits mask the compiler vectorises (no branch per element); only a block that
+// holds a non-finite value is searched element by element. The threads take contiguous
+// ranges, and the smallest index found wins, so the answer does not depend on them.
+int64_t first_non_finite(const float* x, int64_t n) {
+  constexpr int64_t kBlock = 4096;
+  constexpr uint32_t kExp = 0x7f800000u;
+  auto scan = [x](int64_t lo, int64_t hi) -> int64_t {
+    for (int64_t b = lo; b < hi; b += kBlock) {
+      const int64_t e = std::min(hi, b + kBlock);
+      uint32_t bad = 0;
+      for (int64_t i = b; i < e; ++i) {
+        uint32_t u;
+        std::memcpy(&u, x + i, 4);
+        bad |= uint32_t((u & kExp) == kExp);
+      }
+      if (bad)
+        for (int64_t i = b; i < e; ++i)
+          if (!std::isfinite(x[i])) return i;
+    }
+    return -1;
+  };
+  const int nt = n >= (int64_t(1) << 20) ? parallel::available_threads() : 1;
+  if (nt <= 1) return scan(0, n);
+  std::vector<int64_t> found(size_t(nt), -1);
+  parallel::run(nt, [&](int t) {
+    int64_t lo, hi;
+    parallel::static_block(n, nt, t, lo, hi);
+    found[size_t(t)] = scan(lo, hi);
+  });
+  for (int64_t f : found)
+    if (f >= 0) return f;
+  return -1;
+}
+
 void register_graph(py::module_& m) {
+  m.def(
+      "first_non_finite",
+      [](const py::array& a) -> int64_t {
+        if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)
+          throw py::type_error("a: expected a float32 numpy array, got " +
+                               std::string(py::str(a.dtype())));
+        if (!(a.flags() & py::array::c_style))
+          throw py::value_error("a: expected a C-contiguous array");
+        const float* p = static_cast<const float*>(a.data());
+        const int64_t n = int64_t(a.size());
+        py::gil_scoped_release nogil;
+        return first_non_finite(p, n);
+      },
+      py::arg("a"),
+      "Flat index of the first NaN or infinity in a C-contiguous float32 array, or -1 when "
+      "every value is finite (one pass, no temporary; fit's input check).");
   py::class_<PyGraph>(m, "Graph",
                       "The N-D graph engine of functional models: tensors, parameters (the "
                       "caller's float32 arrays, used in place) and nodes in topological order.")
