@@ -125,3 +125,27 @@ def test_fit_names_the_first_non_finite_input():
     model = _model()
     with pytest.raises(ValueError, match="sample 17, feature 4"):
         model.fit(x, y, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n,inp,out", [(128, 128, 10), (1, 5, 3), (600, 33, 16), (7, 40, 1),
+                                       (1100, 64, 10), (50, 17, 17), (9, 3, 10)])
+def test_narrow_weight_gradient_is_bitwise_the_product(threads, n, inp, out):
+    # dense_backward computes dW of a layer with <= 16 outputs as the transpose of dz^T x:
+    # bitwise x^T dz as the GEMM gives it (n > 512: two K panels; 17 outputs: the plain path;
+    # in <= out: the plain path), x also read with a row stride
+    from pynn import _core
+
+    rng = np.random.default_rng(n + inp + out)
+    xs = rng.standard_normal((n, inp + 3)).astype(np.float32)
+    x = xs[:, :inp]                       # ldx > in
+    W = rng.standard_normal((inp, out)).astype(np.float32)
+    dy = rng.standard_normal((n, out)).astype(np.float32)
+    y = np.zeros((n, out), np.float32)
+    with _threads(threads):
+        _, dW, db = _core.dense_backward(x, W, None, y, dy, "linear")
+        want = np.empty((inp, out), np.float32)
+        _core.gemm(np.ascontiguousarray(x).T, dy, want, 1.0, 0.0, None, "linear", [], None, 0)
+    np.testing.assert_array_equal(dW.view(np.uint32), want.view(np.uint32))
+    # and against float64 (the sum of n products: rel. error ~1e-7 * sqrt(n) of the terms)
+    np.testing.assert_allclose(dW, x.astype(np.float64).T @ dy, rtol=1e-4, atol=1e-4)

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "common/parallel.h"
 #include "gemm/gemm.h"
@@ -21,6 +22,9 @@ constexpr int64_t kColBlock = 256;
 // Below this many elements the fused pass runs on one thread: a parallel region costs more
 // than it saves for a small layer.
 constexpr int64_t kParallelElems = int64_t(1) << 15;
+
+// Layers with at most this many outputs compute dW through its transpose (dense_weight_grad).
+constexpr int64_t kNarrowOut = 16;
 
 bool is_linear(const ActivationInfo* act) {
   return act == nullptr || std::strcmp(act->name, "linear") == 0;
@@ -111,6 +115,26 @@ void dense_gemm(bool bf16, int64_t m, int64_t n, int64_t k, gemm::MatrixView a,
   else gemm::sgemm(m, n, k, 1.0f, a, b, beta, c, ldc, ep, nthreads);
 }
 
+void dense_weight_grad(int64_t n, int64_t in, int64_t out, const float* x, int64_t ldx,
+                       const float* dz, float* dW, int nthreads, bool accumulate, bool bf16) {
+  if (!bf16 && !accumulate && out <= kNarrowOut && in > out && n > 0) {
+    // A narrow layer (an output layer of 10 classes): dW^T = dz^T x is a product with a
+    // few rows, which the GEMM runs unpacked, where dW = x^T dz would be an (in x 10) product
+    // with a strided A. Every element is the same sum in the same order (the GEMM's results
+    // do not depend on its path or shape, K being the same), so dW is bitwise the same.
+    thread_local std::vector<float> buf;
+    std::vector<float>& t = buf;
+    if (t.size() < size_t(in * out)) t.resize(size_t(in * out));
+    dense_gemm(false, out, in, n, {dz, 1, out}, {x, ldx, 1}, false, t.data(), in,
+               gemm::Epilogue{}, nthreads);
+    for (int64_t i = 0; i < in; ++i)
+      for (int64_t j = 0; j < out; ++j) dW[i * out + j] = t[size_t(j * in + i)];
+    return;
+  }
+  dense_gemm(bf16, in, out, n, {x, 1, ldx}, {dz, out, 1}, accumulate, dW, out, gemm::Epilogue{},
+             nthreads);
+}
+
 void dense_backward(int64_t n, int64_t in, int64_t out, const float* x, int64_t ldx,
                     const float* W, const float* z, const float* y, float* dy,
                     const ActivationInfo* act, const float* act_params, float* dW, float* db,
@@ -119,8 +143,7 @@ void dense_backward(int64_t n, int64_t in, int64_t out, const float* x, int64_t 
   activation_backward_colsum(n, out, z, y, dy, act, act_params, db, accumulate, nthreads);
   const float* dz = dy;
   // dW = x^T dz: x^T is x read with its strides swapped.
-  dense_gemm(bf16, in, out, n, {x, 1, ldx}, {dz, out, 1}, accumulate, dW, out, gemm::Epilogue{},
-             nthreads);
+  dense_weight_grad(n, in, out, x, ldx, dz, dW, nthreads, accumulate, bf16);
   // dx = dz W^T: W^T is W (in, out) read column-wise.
   if (dx != nullptr)
     dense_gemm(bf16, n, in, out, {dz, out, 1}, {W, 1, out}, false, dx, in, gemm::Epilogue{},
