@@ -149,3 +149,23 @@ def test_narrow_weight_gradient_is_bitwise_the_product(threads, n, inp, out):
     np.testing.assert_array_equal(dW.view(np.uint32), want.view(np.uint32))
     # and against float64 (the sum of n products: rel. error ~1e-7 * sqrt(n) of the terms)
     np.testing.assert_allclose(dW, x.astype(np.float64).T @ dy, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("n,inp,out", [(128, 256, 128), (130, 77, 260)])
+def test_dense_backward_two_threads_is_bitwise_one_thread(n, inp, out):
+    # on two threads the dW and dx products of a large enough layer run side by side, one
+    # per thread: bitwise what one thread computes
+    from pynn import _core
+
+    rng = np.random.default_rng(n * inp)
+    x = rng.standard_normal((n, inp)).astype(np.float32)
+    W = rng.standard_normal((inp, out)).astype(np.float32)
+    y, z = _core.dense_forward(x, W, None, "relu", [], True, 1)
+    dy = rng.standard_normal((n, out)).astype(np.float32)
+    res = [_core.dense_backward(x, W, z, y, dy, "relu", [], True, False, None, None, False, t)
+           for t in (1, 2)]
+    for a, b in zip(*res):
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+    dz = np.where(z > 0, dy, 0)
+    np.testing.assert_allclose(res[0][1], x.astype(np.float64).T @ dz, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(res[0][0], dz.astype(np.float64) @ W.T, rtol=1e-4, atol=1e-3)

@@ -19,9 +19,9 @@ namespace {
 // boundaries for any thread split.
 constexpr int64_t kColBlock = 256;
 
-// Below this many elements the fused pass runs on one thread: a parallel region costs more
-// than it saves for a small layer.
-constexpr int64_t kParallelElems = int64_t(1) << 15;
+// Up to this many elements the fused pass runs on one thread: a parallel region costs more
+// than it saves for a small layer (a 128 x 256 pass, 128 KB, is a few microseconds).
+constexpr int64_t kParallelElems = int64_t(1) << 16;
 
 // Layers with at most this many outputs compute dW through its transpose (dense_weight_grad).
 constexpr int64_t kNarrowOut = 16;
@@ -57,7 +57,7 @@ void colsum_block(int64_t n, int64_t c, int64_t c0, int64_t c1, const float* z, 
 
 int pass_threads(int64_t n, int64_t c, int nthreads) {
   if (nthreads <= 0) nthreads = parallel::available_threads();
-  if (n * c < kParallelElems) return 1;
+  if (n * c <= kParallelElems) return 1;
   // Each thread needs at least one 16-wide column group.
   return int(std::max<int64_t>(1, std::min<int64_t>(nthreads, (c + 15) / 16)));
 }
@@ -142,12 +142,24 @@ void dense_backward(int64_t n, int64_t in, int64_t out, const float* x, int64_t 
   // dz = dy * act'(z) and db, in one pass; dy now holds dz.
   activation_backward_colsum(n, out, z, y, dy, act, act_params, db, accumulate, nthreads);
   const float* dz = dy;
-  // dW = x^T dz: x^T is x read with its strides swapped.
-  dense_weight_grad(n, in, out, x, ldx, dz, dW, nthreads, accumulate, bf16);
-  // dx = dz W^T: W^T is W (in, out) read column-wise.
-  if (dx != nullptr)
-    dense_gemm(bf16, n, in, out, {dz, out, 1}, {W, 1, out}, false, dx, in, gemm::Epilogue{},
-               nthreads);
+  // dW = x^T dz (x^T is x read with its strides swapped) and dx = dz W^T (W^T is W read
+  // column-wise): two independent products of the same rows * in * out multiply-adds.
+  auto weight_grad = [&](int nt) {
+    dense_weight_grad(n, in, out, x, ldx, dz, dW, nt, accumulate, bf16);
+  };
+  auto input_grad = [&](int nt) {
+    dense_gemm(bf16, n, in, out, {dz, out, 1}, {W, 1, out}, false, dx, in, gemm::Epilogue{}, nt);
+  };
+  const int nt = nthreads > 0 ? nthreads : parallel::available_threads();
+  if (dx != nullptr && nt == 2 && n * in * out >= gemm::kParallelThreshold) {
+    // On two threads each product gets a thread of its own, in one parallel region instead of
+    // two: equal work, each operand packed once, and one fork/join less per layer. A GEMM's
+    // result does not depend on its thread count, so this is bitwise the sequential order.
+    parallel::run(2, [&](int t) { t == 0 ? weight_grad(1) : input_grad(1); });
+    return;
+  }
+  weight_grad(nthreads);
+  if (dx != nullptr) input_grad(nthreads);
 }
 
 }  // namespace pynn::nn
