@@ -169,3 +169,20 @@ def test_dense_backward_two_threads_is_bitwise_one_thread(n, inp, out):
     dz = np.where(z > 0, dy, 0)
     np.testing.assert_allclose(res[0][1], x.astype(np.float64).T @ dz, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(res[0][0], dz.astype(np.float64) @ W.T, rtol=1e-4, atol=1e-3)
+
+
+class _StopAtEpochBegin(pynn.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.stop_training = True
+
+
+def test_stop_training_before_the_epoch_runs_one_batch_as_per_batch_fit():
+    x, y = _data()
+    counts = []
+    for extra in ([], [_BatchHook()]):
+        pynn.utils.set_random_seed(2)
+        model = _model()
+        model.fit(x, y, batch_size=32, epochs=3, verbose=0,
+                  callbacks=[_StopAtEpochBegin()] + extra)
+        counts.append(int(model.optimizer.iterations))
+    assert counts == [1, 1]

@@ -934,11 +934,13 @@ class Trainer:
         sws = [None if lo is None else sw for lo in self._losses]
         n = order.size
         done, chunk, logs = 0, 4, {}
-        while done < steps and not self.stop_training:
+        while done < steps:
             if self._gen_seen != _TRAINABLE_GENERATION[0]:
                 self._sync_trainable()
                 g = self._graph
-            count = min(chunk, steps - done)
+            # stop_training set before the epoch (on_epoch_begin): one batch, as the per-batch
+            # loop (and Keras) runs one before it looks
+            count = 1 if self.stop_training else min(chunk, steps - done)
             start = done * batch_size
             rows = order[start:min(n, start + count * batch_size)]
             t0 = time.perf_counter()
@@ -951,6 +953,8 @@ class Trainer:
                 run.update(totals[k], losses[k], correct[k], size, None, ys)
             done += count
             logs = run.results()
+            if self.stop_training:
+                break
             chunk = max(1, min(1024, int(0.1 / max(per_step, 1e-6))))
         return logs
 
