@@ -186,3 +186,32 @@ def test_stop_training_before_the_epoch_runs_one_batch_as_per_batch_fit():
                   callbacks=[_StopAtEpochBegin()] + extra)
         counts.append(int(model.optimizer.iterations))
     assert counts == [1, 1]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_chunked_fit_of_a_two_input_model_with_sample_weights(threads):
+    # each step's rows are gathered during the previous step's update (train_steps): two
+    # inputs of different widths, sample weights, a short last batch and an unshuffled epoch
+    rng = np.random.default_rng(8)
+    xa = rng.standard_normal((203, 7)).astype(np.float32)
+    xb = rng.standard_normal((203, 300)).astype(np.float32)
+    y = rng.integers(0, 3, 203)
+    sw = rng.random(203).astype(np.float32)
+    runs = []
+    for hook in (None, _BatchHook()):
+        with _threads(threads):
+            pynn.utils.set_random_seed(4)
+            a = pynn.Input(shape=(7,), name="a")
+            b = pynn.Input(shape=(300,), name="b")
+            h = layers.Dense(64, activation="relu")(layers.Concatenate()([a, b]))
+            model = pynn.Model([a, b], layers.Dense(3, activation="softmax")(h))
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                          metrics=["accuracy"])
+            for shuffle in (True, False):
+                hist = model.fit([xa, xb], y, sample_weight=sw, batch_size=16, epochs=2,
+                                 shuffle=shuffle, verbose=0,
+                                 callbacks=None if hook is None else [hook])
+        runs.append(([w.copy() for w in model.get_weights()], hist.history))
+    assert runs[0][1] == runs[1][1]
+    for p, q in zip(runs[0][0], runs[1][0]):
+        np.testing.assert_array_equal(p, q)

@@ -407,11 +407,13 @@ py::tuple run_steps(PyGraph& s, const py::object& xs, const py::object& ys,
   double* lp = losses.mutable_data();
   int64_t* cp = correct.mutable_data();
   compute_alone(s, sn, [&](nn::Graph& g) {
-    nn::StepData d = a.d;
+    nn::StepData d = a.d, next = a.d;
     for (int64_t k = 0; k < steps; ++k) {
       d.idx = a.d.idx + k * batch_size;
       d.batch = std::min(batch_size, rows - k * batch_size);
-      g.train_step(d);
+      next.idx = d.idx + batch_size;
+      next.batch = std::min(batch_size, rows - (k + 1) * batch_size);
+      g.train_step(d, k + 1 < steps ? &next : nullptr);
       tp[k] = g.step_total();
       for (size_t j = 0; j < no; ++j) {
         lp[size_t(k) * no + j] = g.step_losses()[j];

@@ -297,7 +297,7 @@ double sum_of_squares(const float* g, int64_t n) {
 
 void optimizer_apply(const OptConfig& cfg, OptScalars& state, int64_t t, float* const* params,
                      const float* const* grads, float* const* const* slots, const int64_t* sizes,
-                     int64_t count) {
+                     int64_t count, SideWork side, void* side_ctx) {
   optimizer_begin_step(cfg, state, t);
   float global_scale = 1.0f;
   if (cfg.global_clipnorm > 0.0f) {
@@ -344,6 +344,7 @@ void optimizer_apply(const OptConfig& cfg, OptScalars& state, int64_t t, float* 
   const int nt = parallel::available_threads();
   if (nt < 2 || total < 2 * kParallelChunk) {
     update_range(0, total);
+    if (side != nullptr) side(side_ctx, 0, 1);
     return;
   }
   // Cut points at multiples of kCutAlign elements from their tensor's start (any cut gives the
@@ -362,6 +363,7 @@ void optimizer_apply(const OptConfig& cfg, OptScalars& state, int64_t t, float* 
   parallel::run(nt, [&](int task) {
     const int64_t lo = cut(task), hi = task + 1 == nt ? total : cut(task + 1);
     if (lo < hi) update_range(lo, hi);
+    if (side != nullptr) side(side_ctx, task, nt);
   });
 }
 
