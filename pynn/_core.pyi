@@ -9,7 +9,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Graph', 'Network', 'activation_backward', 'activation_defaults', 'activation_descriptors', 'activation_forward', 'activation_names', 'activation_params', 'arch', 'arch_error', 'batchnorm_backward', 'batchnorm_forward_infer', 'batchnorm_forward_train', 'clip_scale', 'column_sums', 'compute_fans', 'cpu_supports', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'gemm', 'gemm_prepacked_b', 'gemm_threads', 'get_num_threads', 'initializer_fill', 'initializer_names', 'kernel_info', 'l1_l2_penalty', 'loss_config', 'loss_descriptors', 'loss_names', 'loss_value_grad', 'measure_fma_peak', 'optimizer_apply', 'optimizer_begin_step', 'optimizer_config', 'optimizer_descriptors', 'optimizer_slot_names', 'optimizer_slots', 'optimizer_update', 'pool_info', 'prelu_backward', 'prelu_forward', 'rrelu_backward', 'rrelu_forward', 'set_num_threads', 'softmax_backward', 'softmax_forward', 'sbgemm', 'sbgemm_info', 'sum_of_squares']
+__all__: list[str] = ['Graph', 'Network', 'activation_backward', 'activation_defaults', 'activation_descriptors', 'activation_forward', 'activation_names', 'activation_params', 'arch', 'arch_error', 'batchnorm_backward', 'batchnorm_forward_infer', 'batchnorm_forward_train', 'clip_scale', 'column_sums', 'compute_fans', 'cpu_supports', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'first_non_finite', 'gemm', 'gemm_prepacked_b', 'gemm_threads', 'get_num_threads', 'initializer_fill', 'initializer_names', 'kernel_info', 'l1_l2_penalty', 'loss_config', 'loss_descriptors', 'loss_names', 'loss_value_grad', 'measure_fma_peak', 'optimizer_apply', 'optimizer_begin_step', 'optimizer_config', 'optimizer_descriptors', 'optimizer_slot_names', 'optimizer_slots', 'optimizer_update', 'pool_info', 'prelu_backward', 'prelu_forward', 'rrelu_backward', 'rrelu_forward', 'set_num_threads', 'softmax_backward', 'softmax_forward', 'sbgemm', 'sbgemm_info', 'sum_of_squares']
 class Network:
     def __init__(self, input_width: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
@@ -164,6 +164,10 @@ class Graph:
         """
         One training step on the rows idx (all if None): forward, losses, backward, update. Returns (total loss, per-output losses, per-output correct counts, outputs or None).
         """
+    def train_steps(self, xs: typing.Any, ys: typing.Any, sample_weights: typing.Any, order: typing.Any, batch_size: int) -> tuple:
+        """
+        Training steps on the rows `order` taken batch_size at a time (the last batch shorter), each as train_step. Returns (totals, losses, correct): per step the total loss, and per step and output the loss and the correct count.
+        """
     @property
     def iterations(self) -> int:
         ...
@@ -267,6 +271,10 @@ def gemm_prepacked_b(a: numpy.ndarray, b: numpy.ndarray, out: numpy.ndarray, alp
 def gemm_threads(m: typing.SupportsInt | typing.SupportsIndex, n: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex) -> int:
     """
     How many threads a GEMM of this size would use now.
+    """
+def first_non_finite(a: numpy.ndarray) -> int:
+    """
+    Flat index of the first NaN or infinity in a C-contiguous float32 array, or -1 when every value is finite (one pass, no temporary; fit's input check).
     """
 def get_num_threads() -> int:
     ...

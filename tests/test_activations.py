@@ -277,6 +277,48 @@ def test_every_isa_path_matches_twin(arch, tmp_path):
             np.testing.assert_allclose(dz[ok], g64[ok], rtol=RTOL, atol=ATOL, err_msg=name)
 
 
+_RELU_SCRIPT = """
+import sys
+import numpy as np
+from pynn import _core
+z, dy = np.load(sys.argv[1]), np.load(sys.argv[2])
+ys, dzs = [], []
+for n in range(len(z) + 1):   # every tail length of the vector loops
+    ys.append(_core.activation_forward(z[:n].copy(), "relu", []))
+    dzs.append(_core.activation_backward(z[:n], ys[-1], dy[:n], np.empty(n, np.float32),
+                                         "relu", []))
+np.savez(sys.argv[3], arch=np.array(_core.arch()), y=np.concatenate(ys), dz=np.concatenate(dzs))
+"""
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_relu_is_bitwise_the_scalar_rule_on_every_isa(arch, tmp_path):
+    # relu is exact: y = z where z > 0, +0 elsewhere (-0 included), NaN passed through;
+    # dz = dy where z > 0, an exact +0 elsewhere (an infinite or NaN dy included). Compared as
+    # bit patterns, for every length up to 40 (the 16- and 8-wide loops and their tails).
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal(40).astype(np.float32)
+    z[[1, 5, 17, 33]] = [-0.0, 0.0, np.nan, np.inf]
+    z[[8, 20]] = [-np.inf, 1.5e-38]   # (the smallest normals: the core reads subnormals as 0)
+    dy = rng.standard_normal(40).astype(np.float32)
+    dy[[2, 3, 9, 33]] = [np.inf, np.nan, -np.inf, -0.0]
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "dy.npy", dy)
+    env = dict(os.environ, PYNN_ARCH=arch)
+    res = subprocess.run([sys.executable, "-c", _RELU_SCRIPT, str(tmp_path / "z.npy"),
+                          str(tmp_path / "dy.npy"), str(tmp_path / "out.npz")],
+                         capture_output=True, text=True, env=env, cwd="/", timeout=120)
+    assert res.returncode == 0, res.stderr
+    want_y = [np.where(np.isnan(z[:n]) | (z[:n] > 0), z[:n], np.float32(0)) for n in range(41)]
+    want_dz = [np.where(z[:n] > 0, dy[:n], np.float32(0)) for n in range(41)]
+    with np.load(tmp_path / "out.npz") as out:
+        assert str(out["arch"]) == arch
+        np.testing.assert_array_equal(out["y"].view(np.uint32),
+                                      np.concatenate(want_y).astype(np.float32).view(np.uint32))
+        np.testing.assert_array_equal(out["dz"].view(np.uint32),
+                                      np.concatenate(want_dz).astype(np.float32).view(np.uint32))
+
+
 # ---- as a GEMM epilogue stage --------------------------------------------------------------
 
 @pytest.mark.parametrize("name,params", CASES, ids=IDS)

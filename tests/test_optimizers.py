@@ -200,6 +200,43 @@ def test_thread_count_does_not_change_results():
     np.testing.assert_array_equal(results[0][1][1], results[1][1][1])
 
 
+@pytest.mark.parametrize("kind", ["adam", "rmsprop", "sgd"])
+def test_apply_splits_tensors_in_one_region_bitwise(kind):
+    # optimizer_apply runs every tensor's elements in one region, cut at element counts that
+    # fall inside tensors (sizes like a 784-256-128-10 MLP's, odd ones included): the result
+    # must be each tensor's own update, on 1 and 2 threads alike.
+    sizes = [784 * 91 + 3, 91, 40000, 1, 17, 65537]
+    rng = np.random.default_rng(5)
+    w0 = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    grads = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    config = {"momentum": 0.9} if kind != "adam" else None
+    before = _core.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            _core.set_num_threads(threads)
+            ws = [w.copy() for w in w0]
+            slots = [_core.optimizer_slots(kind, config, w.shape) for w in ws]
+            for t in (1, 2, 3):
+                _core.optimizer_apply(kind, config, t, ws, grads, slots)
+            results.append((ws, slots))
+        _core.set_num_threads(1)
+        ws = [w.copy() for w in w0]
+        slots = [_core.optimizer_slots(kind, config, w.shape) for w in ws]
+        for t in (1, 2, 3):
+            for w, g, s in zip(ws, grads, slots):
+                _core.optimizer_update(kind, config, t, w, g, s)
+        results.append((ws, slots))
+    finally:
+        _core.set_num_threads(before)
+    for ws, slots in results[1:]:
+        for a, b in zip(results[0][0], ws):
+            np.testing.assert_array_equal(a, b)
+        for sa, sb in zip(results[0][1], slots):
+            for a, b in zip(sa, sb):
+                np.testing.assert_array_equal(a, b)
+
+
 def test_sum_of_squares_and_clip_scale():
     g = np.arange(1000, dtype=np.float32) / 100
     # rel 1e-12: float64 accumulation of exact float32 squares.

@@ -17,6 +17,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -25,6 +27,7 @@
 #include "bindings/descriptors.h"
 #include "bindings/model_lock.h"
 #include "bindings/util.h"
+#include "common/parallel.h"
 #include "nn/graph.h"
 
 namespace pynn::bind {
@@ -316,6 +319,20 @@ void parse_step(StepArgs& s, const SnapshotRef& sn, const py::object& xs, const 
   s.d.idx = parse_idx(idx, rows, s.d.batch, s.idx_keep);
 }
 
+// Runs f(graph) with the GIL released and the graph to itself, once it is known to be the
+// graph the arguments were checked against (else a ValueError: it changed in between).
+template <class F>
+void compute_alone(PyGraph& s, const SnapshotRef& sn, F&& f) {
+  bool stale = false;
+  {
+    ComputeCall nogil;
+    auto lock = s.mu.exclusive();
+    if (s.g->version() != sn->version) stale = true;
+    else f(*s.g);
+  }
+  if (stale) throw py::value_error("the graph changed while the call was starting; call again");
+}
+
 template <bool kTrain>
 py::tuple run_step(PyGraph& s, const py::object& xs, const py::object& ys,
                    const py::object& sws, const py::object& idx, bool want_outputs) {
@@ -339,26 +356,17 @@ py::tuple run_step(PyGraph& s, const py::object& xs, const py::object& ys,
   double total = 0.0;
   std::vector<double> losses;
   std::vector<int64_t> correct;
-  bool stale = false;
-  {
-    ComputeCall nogil;
-    auto lock = s.mu.exclusive();
-    nn::Graph& g = *s.g;
-    if (g.version() != sn->version) {
-      stale = true;
-    } else {
-      if (kTrain) g.train_step(a.d);
-      else g.test_step(a.d);
-      total = g.step_total();
-      losses = g.step_losses();
-      correct = g.step_correct();
-      if (want_outputs && a.d.batch > 0)
-        for (size_t j = 0; j < no; ++j)
-          std::memcpy(out_ptr[j], g.output_value(int(j)),
-                      sizeof(float) * size_t(a.d.batch * nn::shape_size(sn->out_shapes[j])));
-    }
-  }
-  if (stale) throw py::value_error("the graph changed while the call was starting; call again");
+  compute_alone(s, sn, [&](nn::Graph& g) {
+    if (kTrain) g.train_step(a.d);
+    else g.test_step(a.d);
+    total = g.step_total();
+    losses = g.step_losses();
+    correct = g.step_correct();
+    if (want_outputs && a.d.batch > 0)
+      for (size_t j = 0; j < no; ++j)
+        std::memcpy(out_ptr[j], g.output_value(int(j)),
+                    sizeof(float) * size_t(a.d.batch * nn::shape_size(sn->out_shapes[j])));
+  });
   py::list pl, pc;
   for (double l : losses) pl.append(l);
   for (int64_t c : correct) pc.append(c);
@@ -369,6 +377,51 @@ py::tuple run_step(PyGraph& s, const py::object& xs, const py::object& ys,
     po = l;
   }
   return py::make_tuple(total, pl, pc, po);
+}
+
+// Several training steps in one call: the rows `order` cut into consecutive batches of
+// `batch_size` (the last one shorter), each a train_step exactly as run_step<true> would run
+// it. fit uses it when nothing needs to see the model between batches, so the per-batch cost
+// of a Python call (argument checks, result objects, the garbage collector they feed) is paid
+// once per chunk. Returns (totals (steps,), losses (steps, outputs), correct (steps, outputs)).
+py::tuple run_steps(PyGraph& s, const py::object& xs, const py::object& ys,
+                    const py::object& sws, const py::object& order, int64_t batch_size) {
+  if (batch_size <= 0)
+    throw py::value_error("batch_size: expected a positive integer, got " +
+                          std::to_string(batch_size));
+  if (order.is_none())
+    throw py::type_error("order: expected an int64 numpy array of rows, got None");
+  const SnapshotRef sn = snapshot(s);
+  if (!sn->has_losses)
+    throw py::value_error("the graph has no losses: call set_outputs and set_losses first");
+  if (!sn.has_opt) throw py::value_error("the graph has no optimizer: call set_optimizer first");
+  StepArgs a;
+  parse_step(a, sn, xs, ys, sws, order);
+  const int64_t rows = a.d.batch;
+  const int64_t steps = (rows + batch_size - 1) / batch_size;
+  const size_t no = sn->out_shapes.size();
+  py::array_t<double> totals(std::vector<py::ssize_t>{py::ssize_t(steps)});
+  py::array_t<double> losses(std::vector<py::ssize_t>{py::ssize_t(steps), py::ssize_t(no)});
+  py::array_t<int64_t> correct(std::vector<py::ssize_t>{py::ssize_t(steps), py::ssize_t(no)});
+  double* tp = totals.mutable_data();
+  double* lp = losses.mutable_data();
+  int64_t* cp = correct.mutable_data();
+  compute_alone(s, sn, [&](nn::Graph& g) {
+    nn::StepData d = a.d, next = a.d;
+    for (int64_t k = 0; k < steps; ++k) {
+      d.idx = a.d.idx + k * batch_size;
+      d.batch = std::min(batch_size, rows - k * batch_size);
+      next.idx = d.idx + batch_size;
+      next.batch = std::min(batch_size, rows - (k + 1) * batch_size);
+      g.train_step(d, k + 1 < steps ? &next : nullptr);
+      tp[k] = g.step_total();
+      for (size_t j = 0; j < no; ++j) {
+        lp[size_t(k) * no + j] = g.step_losses()[j];
+        cp[size_t(k) * no + j] = g.step_correct()[j];
+      }
+    }
+  });
+  return py::make_tuple(totals, losses, correct);
 }
 
 nn::AttrValue attr_value(const std::string& key, const py::handle& v) {
@@ -436,7 +489,58 @@ std::vector<float>& slot_at(PyGraph& s, int64_t pid, int64_t k) {
 
 }  // namespace
 
+// Index of the first NaN or infinity among n floats, or -1. Blocks of floats are tested with
+// an exponent-bits mask the compiler vectorises (no branch per element); only a block that
+// holds a non-finite value is searched element by element. The threads take contiguous
+// ranges, and the smallest index found wins, so the answer does not depend on them.
+int64_t first_non_finite(const float* x, int64_t n) {
+  constexpr int64_t kBlock = 4096;
+  constexpr uint32_t kExp = 0x7f800000u;
+  auto scan = [x](int64_t lo, int64_t hi) -> int64_t {
+    for (int64_t b = lo; b < hi; b += kBlock) {
+      const int64_t e = std::min(hi, b + kBlock);
+      uint32_t bad = 0;
+      for (int64_t i = b; i < e; ++i) {
+        uint32_t u;
+        std::memcpy(&u, x + i, 4);
+        bad |= uint32_t((u & kExp) == kExp);
+      }
+      if (bad)
+        for (int64_t i = b; i < e; ++i)
+          if (!std::isfinite(x[i])) return i;
+    }
+    return -1;
+  };
+  const int nt = n >= (int64_t(1) << 20) ? parallel::available_threads() : 1;
+  if (nt <= 1) return scan(0, n);
+  std::vector<int64_t> found(size_t(nt), -1);
+  parallel::run(nt, [&](int t) {
+    int64_t lo, hi;
+    parallel::static_block(n, nt, t, lo, hi);
+    found[size_t(t)] = scan(lo, hi);
+  });
+  for (int64_t f : found)
+    if (f >= 0) return f;
+  return -1;
+}
+
 void register_graph(py::module_& m) {
+  m.def(
+      "first_non_finite",
+      [](const py::array& a) -> int64_t {
+        if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)
+          throw py::type_error("a: expected a float32 numpy array, got " +
+                               std::string(py::str(a.dtype())));
+        if (!(a.flags() & py::array::c_style))
+          throw py::value_error("a: expected a C-contiguous array");
+        const float* p = static_cast<const float*>(a.data());
+        const int64_t n = int64_t(a.size());
+        py::gil_scoped_release nogil;
+        return first_non_finite(p, n);
+      },
+      py::arg("a"),
+      "Flat index of the first NaN or infinity in a C-contiguous float32 array, or -1 when "
+      "every value is finite (one pass, no temporary; fit's input check).");
   py::class_<PyGraph>(m, "Graph",
                       "The N-D graph engine of functional models: tensors, parameters (the "
                       "caller's float32 arrays, used in place) and nodes in topological order.")
@@ -653,6 +757,11 @@ void register_graph(py::module_& m) {
            "One training step on the rows idx (all if None): forward, losses, backward, "
            "update. Returns (total loss, per-output losses, per-output correct counts, "
            "outputs or None).")
+      .def("train_steps", &run_steps, py::arg("xs"), py::arg("ys"),
+           py::arg("sample_weights"), py::arg("order"), py::arg("batch_size"),
+           "Training steps on the rows `order` taken batch_size at a time (the last batch "
+           "shorter), each as train_step. Returns (totals, losses, correct): per step the "
+           "total loss, and per step and output the loss and the correct count.")
       .def("test_step", &run_step<false>, py::arg("xs"), py::arg("ys"),
            py::arg("sample_weights") = py::none(), py::arg("idx") = py::none(),
            py::arg("want_outputs") = false,

@@ -10,8 +10,9 @@
 // second is returned, so clamps are written min(const, x) to let a NaN through.
 //
 // Invariants: every kernel handles any n >= 0 (a masked tail, never reading past n); results
-// agree with the scalar kernels to a few float32 ulps; exp never overflows internally; a NaN
-// input gives a NaN output, as in the scalar kernels (a diverging model must stay visible).
+// agree with the scalar kernels to a few float32 ulps (relu: exactly); exp never overflows
+// internally; a NaN input gives a NaN output, as in the scalar kernels (a diverging model must
+// stay visible).
 #pragma once
 #include <cstdint>
 
@@ -122,6 +123,24 @@ struct Kernels {
     }
   }
 
+  // relu: exact (a select, no arithmetic), so bitwise the scalar kernel: -0 and negatives
+  // give +0, NaN passes through; backward passes dy where z > 0 and writes an exact 0
+  // elsewhere (never dy * 0, which would turn an infinite dy into NaN).
+  static void relu_fwd(float* x, int64_t n, const float*) {
+    map(x, n, [](v xv) { return V::select(V::cmp_gt(xv, V::set1(0.0f)), xv, V::set1(0.0f)); });
+  }
+  static void relu_bwd(const float* z, const float*, const float* dy, float* dz, int64_t n,
+                       const float*) {
+    const v zero = V::set1(0.0f);
+    int64_t i = 0;
+    for (; i + V::W <= n; i += V::W)
+      V::store(dz + i, V::select(V::cmp_gt(V::load(z + i), zero), V::load(dy + i), zero));
+    if (i < n) {
+      const int64_t k = n - i;
+      V::storen(dz + i, V::select(V::cmp_gt(V::loadn(z + i, k), zero), V::loadn(dy + i, k), zero),
+                k);
+    }
+  }
   static void sigmoid_fwd(float* x, int64_t n, const float*) { map(x, n, sigmoid); }
   static void sigmoid_bwd(const float* z, const float* y, const float* dy, float* dz, int64_t n,
                           const float*) {
@@ -235,6 +254,7 @@ struct Kernels {
 
   static const SimdActivation* table() {
     static const SimdActivation t[] = {
+        {"relu", relu_fwd, relu_bwd},
         {"sigmoid", sigmoid_fwd, sigmoid_bwd},
         {"tanh", tanh_fwd, tanh_bwd},
         {"silu", silu_fwd, silu_bwd},

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "common/parallel.h"
 #include "gemm/gemm.h"
@@ -18,9 +19,12 @@ namespace {
 // boundaries for any thread split.
 constexpr int64_t kColBlock = 256;
 
-// Below this many elements the fused pass runs on one thread: a parallel region costs more
-// than it saves for a small layer.
-constexpr int64_t kParallelElems = int64_t(1) << 15;
+// Up to this many elements the fused pass runs on one thread: a parallel region costs more
+// than it saves for a small layer (a 128 x 256 pass, 128 KB, is a few microseconds).
+constexpr int64_t kParallelElems = int64_t(1) << 16;
+
+// Layers with at most this many outputs compute dW through its transpose (dense_weight_grad).
+constexpr int64_t kNarrowOut = 16;
 
 bool is_linear(const ActivationInfo* act) {
   return act == nullptr || std::strcmp(act->name, "linear") == 0;
@@ -53,7 +57,7 @@ void colsum_block(int64_t n, int64_t c, int64_t c0, int64_t c1, const float* z, 
 
 int pass_threads(int64_t n, int64_t c, int nthreads) {
   if (nthreads <= 0) nthreads = parallel::available_threads();
-  if (n * c < kParallelElems) return 1;
+  if (n * c <= kParallelElems) return 1;
   // Each thread needs at least one 16-wide column group.
   return int(std::max<int64_t>(1, std::min<int64_t>(nthreads, (c + 15) / 16)));
 }
@@ -111,6 +115,26 @@ void dense_gemm(bool bf16, int64_t m, int64_t n, int64_t k, gemm::MatrixView a,
   else gemm::sgemm(m, n, k, 1.0f, a, b, beta, c, ldc, ep, nthreads);
 }
 
+void dense_weight_grad(int64_t n, int64_t in, int64_t out, const float* x, int64_t ldx,
+                       const float* dz, float* dW, int nthreads, bool accumulate, bool bf16) {
+  if (!bf16 && !accumulate && out <= kNarrowOut && in > out && n > 0) {
+    // A narrow layer (an output layer of 10 classes): dW^T = dz^T x is a product with a
+    // few rows, which the GEMM runs unpacked, where dW = x^T dz would be an (in x 10) product
+    // with a strided A. Every element is the same sum in the same order (the GEMM's results
+    // do not depend on its path or shape, K being the same), so dW is bitwise the same.
+    thread_local std::vector<float> buf;
+    std::vector<float>& t = buf;
+    if (t.size() < size_t(in * out)) t.resize(size_t(in * out));
+    dense_gemm(false, out, in, n, {dz, 1, out}, {x, ldx, 1}, false, t.data(), in,
+               gemm::Epilogue{}, nthreads);
+    for (int64_t i = 0; i < in; ++i)
+      for (int64_t j = 0; j < out; ++j) dW[i * out + j] = t[size_t(j * in + i)];
+    return;
+  }
+  dense_gemm(bf16, in, out, n, {x, 1, ldx}, {dz, out, 1}, accumulate, dW, out, gemm::Epilogue{},
+             nthreads);
+}
+
 void dense_backward(int64_t n, int64_t in, int64_t out, const float* x, int64_t ldx,
                     const float* W, const float* z, const float* y, float* dy,
                     const ActivationInfo* act, const float* act_params, float* dW, float* db,
@@ -118,13 +142,24 @@ void dense_backward(int64_t n, int64_t in, int64_t out, const float* x, int64_t 
   // dz = dy * act'(z) and db, in one pass; dy now holds dz.
   activation_backward_colsum(n, out, z, y, dy, act, act_params, db, accumulate, nthreads);
   const float* dz = dy;
-  // dW = x^T dz: x^T is x read with its strides swapped.
-  dense_gemm(bf16, in, out, n, {x, 1, ldx}, {dz, out, 1}, accumulate, dW, out, gemm::Epilogue{},
-             nthreads);
-  // dx = dz W^T: W^T is W (in, out) read column-wise.
-  if (dx != nullptr)
-    dense_gemm(bf16, n, in, out, {dz, out, 1}, {W, 1, out}, false, dx, in, gemm::Epilogue{},
-               nthreads);
+  // dW = x^T dz (x^T is x read with its strides swapped) and dx = dz W^T (W^T is W read
+  // column-wise): two independent products of the same rows * in * out multiply-adds.
+  auto weight_grad = [&](int nt) {
+    dense_weight_grad(n, in, out, x, ldx, dz, dW, nt, accumulate, bf16);
+  };
+  auto input_grad = [&](int nt) {
+    dense_gemm(bf16, n, in, out, {dz, out, 1}, {W, 1, out}, false, dx, in, gemm::Epilogue{}, nt);
+  };
+  const int nt = nthreads > 0 ? nthreads : parallel::available_threads();
+  if (dx != nullptr && nt == 2 && n * in * out >= gemm::kParallelThreshold) {
+    // On two threads each product gets a thread of its own, in one parallel region instead of
+    // two: equal work, each operand packed once, and one fork/join less per layer. A GEMM's
+    // result does not depend on its thread count, so this is bitwise the sequential order.
+    parallel::run(2, [&](int t) { t == 0 ? weight_grad(1) : input_grad(1); });
+    return;
+  }
+  weight_grad(nthreads);
+  if (dx != nullptr) input_grad(nthreads);
 }
 
 }  // namespace pynn::nn

@@ -39,6 +39,12 @@ void dense_gemm(bool bf16, int64_t m, int64_t n, int64_t k, gemm::MatrixView a,
                 gemm::MatrixView b, bool accumulate, float* c, int64_t ldc,
                 const gemm::Epilogue& ep, int nthreads);
 
+// dW = x^T dz (dW += ... when accumulate): the weight gradient of dense_backward, for callers
+// that run the steps one by one.
+void dense_weight_grad(int64_t n, int64_t in, int64_t out, const float* x, int64_t ldx,
+                       const float* dz, float* dW, int nthreads = 0, bool accumulate = false,
+                       bool bf16 = false);
+
 // Column sums of an (n, c) row-major matrix, in a fixed order.
 void column_sums(const float* x, int64_t n, int64_t c, float* out);
 

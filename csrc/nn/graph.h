@@ -145,6 +145,10 @@ class Graph {
 
   // --- running -----------------------------------------------------------------------------
   void train_step(const StepData& d);
+  // The same step; `next` (or null) is the step that will follow with the same arrays, whose
+  // batch rows are then gathered inside the optimizer update's parallel region (the rows of
+  // this step are no longer read by then) instead of by one thread at the start of `next`.
+  void train_step(const StepData& d, const StepData* next);
   void test_step(const StepData& d);
   // Results of the last train/test step.
   double step_total() const { return total_; }
@@ -210,7 +214,8 @@ class Graph {
   static int64_t layout(Plan& p, int64_t cap);
   void rebuild_update_tables();
   void bind_inputs(const Plan& p, const float* const* x, int64_t row0, int64_t n,
-                   const int64_t* idx, Frame& f);
+                   const int64_t* idx, Frame& f, bool gathered = false);
+  void gather_rows(const float* const* x, const int64_t* idx, int64_t r0, int64_t r1);
   void forward(Plan& p, int64_t n, Frame& f) const { forward(p, n, f, uint64_t(step_)); }
   // stream_step: the random ops' stream is stream_step * 4096 + node index.
   void forward(Plan& p, int64_t n, Frame& f, uint64_t stream_step) const;
@@ -254,6 +259,13 @@ class Graph {
   std::mutex ctx_mu_;  // idle_
   std::vector<std::unique_ptr<InferContext>> idle_;  // predict's contexts not in use
   std::vector<std::vector<float>> gather_;   // per input: gathered rows
+  // The batch gather_ already holds for the next train_step (train_step(d, next)): valid
+  // only for that call, with these arrays and rows.
+  struct Prefetched {
+    const float* const* x = nullptr;
+    const int64_t* idx = nullptr;
+    int64_t batch = 0;
+  } prefetched_;
   std::vector<std::vector<float>> tgt_buf_;  // per output
   std::vector<std::vector<int32_t>> lab_buf_;
   std::vector<std::vector<float>> sw_buf_;

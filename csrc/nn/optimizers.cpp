@@ -297,7 +297,7 @@ double sum_of_squares(const float* g, int64_t n) {
 
 void optimizer_apply(const OptConfig& cfg, OptScalars& state, int64_t t, float* const* params,
                      const float* const* grads, float* const* const* slots, const int64_t* sizes,
-                     int64_t count) {
+                     int64_t count, SideWork side, void* side_ctx) {
   optimizer_begin_step(cfg, state, t);
   float global_scale = 1.0f;
   if (cfg.global_clipnorm > 0.0f) {
@@ -309,12 +309,62 @@ void optimizer_apply(const OptConfig& cfg, OptScalars& state, int64_t t, float* 
     global_scale = std::isfinite(norm) ? clip_scale(norm, cfg.global_clipnorm)
                                        : std::numeric_limits<float>::quiet_NaN();
   }
+  // Every tensor's coefficients first, then all the elements in one parallel region (a
+  // region per tensor would cost a fork/join each and leave the small tensors on one thread).
+  // (the caller's buffer, reused from step to step; the tasks reach it through this reference,
+  // not by the thread_local's name, which would be each worker's own)
+  thread_local std::vector<UpdateCoeffs> coeff_buf;
+  std::vector<UpdateCoeffs>& cs = coeff_buf;
+  cs.resize(size_t(std::max<int64_t>(count, 0)));
+  int64_t total = 0;
   for (int64_t i = 0; i < count; ++i) {
     float scale = global_scale;
     if (cfg.clipnorm > 0.0f) scale = clip_scale(std::sqrt(sum_of_squares(grads[i], sizes[i])),
                                                 cfg.clipnorm);
-    optimizer_update(cfg, state, t, params[i], grads[i], slots[i], sizes[i], scale);
+    cs[size_t(i)] = coeffs(cfg, state, t, scale);
+    total += std::max<int64_t>(sizes[i], 0);
   }
+  const UpdateKernel k = kernel();
+  const int ns = optimizer_num_slots(cfg);
+  // Elements [lo, hi) of the tensors laid end to end.
+  auto update_range = [&](int64_t lo, int64_t hi) {
+    int64_t base = 0;
+    for (int64_t i = 0; i < count && base < hi; ++i) {
+      const int64_t n = std::max<int64_t>(sizes[i], 0);
+      const int64_t a = std::max(lo, base), b = std::min(hi, base + n);
+      if (a < b) {
+        const int64_t off = a - base;
+        float* s[3] = {nullptr, nullptr, nullptr};
+        for (int j = 0; j < ns; ++j) s[j] = slots[i][j] + off;
+        k(cs[size_t(i)], params[i] + off, grads[i] + off, s, b - a);
+      }
+      base += n;
+    }
+  };
+  const int nt = parallel::available_threads();
+  if (nt < 2 || total < 2 * kParallelChunk) {
+    update_range(0, total);
+    if (side != nullptr) side(side_ctx, 0, 1);
+    return;
+  }
+  // Cut points at multiples of kCutAlign elements from their tensor's start (any cut gives the
+  // same result, elements being independent; aligned cuts keep the vector loops whole).
+  constexpr int64_t kCutAlign = 1024;
+  auto cut = [&](int part) {
+    const int64_t target = total * part / nt;
+    int64_t base = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t n = std::max<int64_t>(sizes[i], 0);
+      if (target < base + n) return base + (target - base) / kCutAlign * kCutAlign;
+      base += n;
+    }
+    return total;
+  };
+  parallel::run(nt, [&](int task) {
+    const int64_t lo = cut(task), hi = task + 1 == nt ? total : cut(task + 1);
+    if (lo < hi) update_range(lo, hi);
+    if (side != nullptr) side(side_ctx, task, nt);
+  });
 }
 
 }  // namespace pynn::nn

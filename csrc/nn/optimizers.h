@@ -112,8 +112,12 @@ const char* optimizer_slot_name(const OptConfig& cfg, int s);
 // One whole Keras step over a set of tensors: begin_step, then clipping (clipnorm per tensor,
 // global_clipnorm over all of them; a non-finite global norm makes the scale NaN, as in
 // Keras), then the fused update of each tensor. slots[i] points at tensor i's slot arrays.
+// `side`, when given, is other work that may share the update's parallel region: it is
+// called as side(task, ntasks) once by every task of the region (side(0, 1) when the update
+// runs on one thread), and must split its work by (task, ntasks) alone.
+using SideWork = void (*)(void* ctx, int task, int ntasks);
 void optimizer_apply(const OptConfig& cfg, OptScalars& state, int64_t t, float* const* params,
                      const float* const* grads, float* const* const* slots, const int64_t* sizes,
-                     int64_t count);
+                     int64_t count, SideWork side = nullptr, void* side_ctx = nullptr);
 
 }  // namespace pynn::nn

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -621,14 +622,18 @@ class Trainer:
         """Projects every constrained weight that just learned (Keras applies a weight's
         constraint right after the optimizer's update). The list of constrained weights is
         found once per compiled graph; a model without constraints pays one comparison."""
+        for w in self._constrained_weights():
+            if w.trainable:
+                w.constraint.apply(w.value)
+
+    def _constrained_weights(self):
+        """The weights with a constraint, found once per compiled graph."""
         spec = self._spec
         if self.__dict__.get("_constrained_for") is not spec:
             self._constrained = [r.owner for r in spec.params
                                  if getattr(r.owner, "constraint", None) is not None]
             self._constrained_for = spec
-        for w in self._constrained:
-            if w.trainable:
-                w.constraint.apply(w.value)
+        return self._constrained
 
     def _engine_targets(self, ys, sws, idx):
         """What the engine's losses read, where Keras's loss arguments change it: targets with
@@ -858,7 +863,14 @@ class Trainer:
                 order = order.astype(np.int64, copy=False)
                 run = _Logs(self)
                 need_out = run.needs_output
-                for step in range(steps):
+                if not need_out and self._chunkable(cbl):
+                    # Nothing looks at the model between batches: run the epoch's steps a
+                    # chunk at a time in the core (the same steps, the same numbers).
+                    logs = self._fit_chunks(xs, ys, sw, order, batch_size, steps, run)
+                    batches = 0
+                else:
+                    batches = steps
+                for step in range(batches):
                     cbl.on_train_batch_begin(step)
                     idx = order[step * batch_size:(step + 1) * batch_size]
                     if self._gen_seen != _TRAINABLE_GENERATION[0]:
@@ -897,6 +909,54 @@ class Trainer:
         cbl.on_train_end(logs)
         self.history = cbl.history
         return cbl.history
+
+    def _chunkable(self, cbl) -> bool:
+        """Whether fit may run several batches per call into the core: no callback has a batch
+        hook, and no per-step work happens in Python (learning-rate schedules, weight
+        constraints, traced losses, loss masks, targets rewritten per batch)."""
+        from pynn.callbacks import Callback
+
+        hooks = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
+        for cb in cbl.callbacks:
+            if any(getattr(type(cb), h) is not getattr(Callback, h) for h in hooks):
+                return False
+        if getattr(self.optimizer, "_schedule", None) is not None:
+            return False
+        if self._custom or self._loss_masks or getattr(self, "_target_cache", None) is not None:
+            return False
+        return not self._constrained_weights()
+
+    def _fit_chunks(self, xs, ys, sw, order, batch_size, steps, run):
+        """The epoch's `steps` batches of `order`, several per core call (each call sized to
+        take about a tenth of a second, so that Ctrl-C is seen soon); the logs are updated
+        batch by batch as the one-step loop does. Returns the last batch's logs."""
+        g = self._graph
+        sws = [None if lo is None else sw for lo in self._losses]
+        n = order.size
+        done, chunk, logs = 0, 4, {}
+        while done < steps:
+            if self._gen_seen != _TRAINABLE_GENERATION[0]:
+                self._sync_trainable()
+                g = self._graph
+            # stop_training set before the epoch (on_epoch_begin): one batch, as the per-batch
+            # loop (and Keras) runs one before it looks
+            count = 1 if self.stop_training else min(chunk, steps - done)
+            start = done * batch_size
+            rows = order[start:min(n, start + count * batch_size)]
+            t0 = time.perf_counter()
+            # (a batch_size beyond the rows, up to 2**63, means one batch of them all)
+            totals, losses, correct = g.train_steps(xs, ys, sws, rows,
+                                                    min(batch_size, max(1, rows.size)))
+            per_step = (time.perf_counter() - t0) / count
+            for k in range(count):
+                size = min(batch_size, rows.size - k * batch_size)
+                run.update(totals[k], losses[k], correct[k], size, None, ys)
+            done += count
+            logs = run.results()
+            if self.stop_training:
+                break
+            chunk = max(1, min(1024, int(0.1 / max(per_step, 1e-6))))
+        return logs
 
     def _run_evaluation(self, xs, ys, sw, batch_size, cbl=None):
         run = _Logs(self)
@@ -1209,11 +1269,12 @@ def _flat_metric_names(metrics):
 
 
 def _all_finite(flat: np.ndarray) -> bool:
-    """Whether a 2-D array holds no NaN or Inf, checked in blocks of rows that stay in cache:
-    np.isfinite over a whole training set would first write a boolean array as large as it
-    (47 MB for Fashion-MNIST) and then read it back."""
-    step = max(1, (1 << 16) // max(1, flat.shape[1]))
-    return all(np.isfinite(flat[s:s + step]).all() for s in range(0, flat.shape[0], step))
+    """Whether a C-contiguous float32 array holds no NaN or Inf: one pass in the core, no
+    temporary (np.isfinite over a whole training set would first write a boolean array as
+    large as it, 47 MB for Fashion-MNIST, and read it back)."""
+    from pynn import _core
+
+    return bool(_core.first_non_finite(flat) < 0)
 
 
 def _checked_targets(y, n, name):

@@ -109,9 +109,7 @@ class DenseOp : public Op {
     // Some gradients are frozen or accumulate differently: the same steps one by one.
     if (db || &act != &ops::linear_activation())
       activation_backward_colsum(rows, units_, z, a.y, dy, &act, act_params_.data(), db, accb);
-    if (dW)
-      dense_gemm(bf16_, in_, units_, rows, {a.x[0], 1, in_}, {dy, units_, 1}, accW, dW, units_,
-                 gemm::Epilogue{}, 0);
+    if (dW) dense_weight_grad(rows, in_, units_, a.x[0], in_, dy, dW, 0, accW, bf16_);
     if (dx)
       dense_gemm(bf16_, rows, in_, units_, {dy, units_, 1}, {a.param[0], 1, units_}, accx, dx, in_,
                  gemm::Epilogue{}, 0);
