@@ -24,6 +24,17 @@ struct LstmLoops {
                       const float* cp, float* dzi, float* dzf, float* dzc, float* dc, float* dh);
   // d += s.
   void (*add)(float* d, const float* s, int64_t k);
+  // The whole step of a kept row with sigmoid gates and tanh activations, in one pass: the
+  // pre-activations gi gf gc go are activated in place, c = f c' + i tanh(zc), tc = tanh(c),
+  // h = o tc, and hn (the next step's GEMM row) = h, times mh[j] where mh is not null.
+  void (*fused_fwd)(int64_t u, float* gi, float* gf, float* gc, float* go, const float* cp,
+                    float* c, float* tc, float* h, float* hn, const float* mh);
+  // Its backward in one pass: dh and the carried dc in; the four gates' pre-activation
+  // gradients out, dc' = dc f in dc and dh zeroed (as dh_to_gates, dc_to_gates and the
+  // activations' backward in turn, with the same arithmetic per element).
+  void (*fused_bwd)(int64_t u, const float* gi, const float* gf, const float* gc,
+                    const float* go, const float* tc, const float* cp, float* dh, float* dc,
+                    float* dzi, float* dzf, float* dzc, float* dzo);
 };
 
 // The loops of the active ISA.

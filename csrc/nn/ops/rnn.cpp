@@ -31,17 +31,23 @@
 //    1] (kXH, filled with x and 1 up front, h' written by the step before) by the stacked
 //    [W; U; b], packed once per call; with sigmoid/tanh gates it writes the gate rows of kA
 //    directly and they are activated there in place (their derivatives need only the output).
-//    Backward: per step one pass per row turning dh (and dc) into dZ, then dh' = dZ U^T by
-//    GEMM (U^T packed once); afterwards [dW; dU; db] = kXH^T dZ is ONE GEMM over all n T rows.
+//    An lstm with sigmoid gates and tanh then runs each row's activations, cell update and h
+//    (also into the next step's kXH row) as ONE pass (LstmLoops::fused_fwd), and backward
+//    one pass per row from dh and dc to the step's dZ (fused_bwd).
+//    Backward: per step one pass per row turning dh (and dc) into that step's dZ (one step's
+//    rows only: it never leaves the cache), then from it dh' = dZ U^T, dx = dZ W^T and the
+//    step's share of [dW; dU; db] = kXH^T dZ by GEMM (U^T and W^T packed once). The weight
+//    gradients sum per block of batch rows cut by n alone (grad_blocks), the blocks' sums
+//    added in order at the end.
 //  - gru: one GEMM of (n T) x F by F x (G u) for the input side of every step, then per
 //    step the recurrent GEMM (beta 1 straight into that step's rows, or into a step buffer
 //    for reset_after) and ONE pass per row applying the gate activations and the cell
 //    update (without reset_after a second GEMM for (r h')Uh runs between two passes).
 //    Backward as above, then dW = X^T dZ and dU = H'^T dZ as one GEMM each and db a column
 //    sum in row order.
-//  - dx = dZ W^T is one GEMM over all rows. No sum's order depends on the thread count (the
-//    GEMM never splits K; the row passes are independent per row, each thread runs the whole
-//    recurrence on its own block of batch rows).
+//  - gru: dx = dZ W^T is one GEMM over all rows. No sum's order depends on the thread count
+//    (the GEMM never splits K; the row passes are independent per row, each thread runs the
+//    whole recurrence on its own block of batch rows; backward's blocks are fixed by n).
 //  - Every buffer is scratch planned by the graph: nothing is allocated per step or per call.
 #include <algorithm>
 #include <cstdint>
@@ -102,7 +108,8 @@ enum Slot {
   kXH,     // simple, lstm: per step the GEMM's A row [x, h', 1], (T, F + u + 1)
   kWcat,   // simple, lstm: [kernel; recurrent_kernel; bias] stacked, (F + u + 1, G u) (fixed)
   kWP,     // simple, lstm: kWcat packed once for every step (fixed)
-  kG,      // backward, simple, lstm: [dW; dU; db] of one call, (F + u + 1, G u) (fixed)
+  kG,      // backward, simple, lstm: [dW; dU; db] of each row block, (F + u + 1, G u) (fixed)
+  kWTP,    // backward, simple, lstm: W^T packed once for every step's dx (fixed)
   kSlots
 };
 
@@ -164,6 +171,9 @@ class RnnOp : public Op {
       return name == "sigmoid" || name == "tanh";
     };
     gates_in_a_ = stacked_ && from_output(act_) && (cell_ == Cell::simple || from_output(ract_));
+    // lstm with Keras's default activations runs each row's step as one fused pass.
+    fused_ = cell_ == Cell::lstm && std::string(act_->name) == "tanh" &&
+             std::string(ract_->name) == "sigmoid";
     rows_out_ = seqs_ ? t_ : 1;
     nstate_ = state_ ? (cell_ == Cell::lstm ? 2 : 1) : 0;
     if (nstate_ == 0) return seqs_ ? Shape{t_, u_} : Shape{u_};
@@ -189,13 +199,14 @@ class RnnOp : public Op {
       s[kUP] = {0, gemm::packed_b_size(u_, gu_) + kAlignPad, ScratchLife::forward};
     }
     if (backward) {
-      s[kDZ] = {t_ * gu_, 0, bw};
+      s[kDZ] = {stacked_ ? gu_ : t_ * gu_, 0, bw};  // simple, lstm: one step's
       if (reset_after_) s[kDZh] = {t_ * gu_, 0, bw};
       s[kDh] = {u_, 0, bw};
       if (cell_ == Cell::lstm) s[kDc] = {u_, 0, bw};
       if (cell_ == Cell::gru && !reset_after_) s[kTmp] = {u_, 0, bw};
       if (!stacked_) s[kHprev] = {t_ * u_, 0, bw};
-      if (stacked_) s[kG] = {0, k1_ * gu_, bw};
+      if (stacked_) s[kG] = {0, kGradBlocks * k1_ * gu_, bw};
+      if (stacked_) s[kWTP] = {0, gemm::packed_b_size(gu_, f_) + kAlignPad, bw};
       s[kUT] = {0, gu_ * u_, bw};
       s[kUTP] = {0, gemm::packed_b_size(gu_, u_) + kAlignPad, bw};
     }
@@ -271,6 +282,12 @@ class RnnOp : public Op {
           gemm::sgemm_prepacked_b(nb, gu_, k1_, 1.0f, {XH + b0 * xs + tt * k1_, xs, 1},
                                   {Wc, gu_, 1}, WP, 0.0f, zt, zs);
           for (int64_t b = b0; b < b1; ++b) {
+            if (b + kPrefetchRows < b1) prefetch_row_forward(a, b + kPrefetchRows, tt, s);
+            if (fused_ && (mask == nullptr || mask[b * t_ + tt] != 0.0f)) {
+              float* hn = s + 1 < t_ ? XH + b * xs + time_of(s + 1) * k1_ + f_ : nullptr;
+              fused_forward(a, b, tt, pt, first, hn, drop_h ? mh + b * u_ : nullptr);
+              continue;
+            }
             step_forward(a, b, tt, pt, first, mask, mh, nullptr, false);
             if (s + 1 < t_) {  // h (through the recurrent mask) into the next step's A row
               const float* h = sc[kH] + b * hs + tt * u_;
@@ -361,7 +378,20 @@ class RnnOp : public Op {
     const bool drop_x = a.training && rate_x_ > 0, drop_h = a.training && rate_h_ > 0;
     const float* mh = drop_h ? sc[kMh] : nullptr;
 
-    row_blocks(n, [&](int64_t b0, int64_t b1) {  // independent rows, as in forward
+    // simple and lstm: per step, while the step's gate gradients are in cache, their share
+    // of [dW; dU; db] (added into the block's own partial sum) and of dx (with W^T packed
+    // once); gru keeps dZ of every step for its gradients after the loop.
+    float* WTP = nullptr;
+    const bool want_g = stacked_ && (a.dparam[0] || a.dparam[1] || (use_bias_ && a.dparam[2]));
+    float* dxs = a.dx[0] ? (drop_x ? sc[kXd] : a.dx[0]) : nullptr;  // dx before any mask
+    const float dx_beta = a.dx_acc[0] && !drop_x ? 1.0f : 0.0f;
+    if (stacked_ && dxs) {
+      WTP = align64(sc[kWTP]);
+      gemm::pack_b_whole(gu_, f_, {W, 1, gu_}, WTP);
+    }
+    const int64_t xs = t_ * k1_, gsize = k1_ * gu_;
+
+    grad_blocks(n, [&](int p, int64_t b0, int64_t b1) {  // independent rows, as in forward
       const int64_t nb = b1 - b0;
       for (int64_t s = t_ - 1; s >= 0; --s) {
         const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
@@ -374,6 +404,7 @@ class RnnOp : public Op {
           if (s == t_ - 1 && nstate_ >= 1) add(d, dy + rows_out_ * u_, u_);
           if (s == t_ - 1 && nstate_ == 2)
             add(sc[kDc] + b * u_, dy + (rows_out_ + 1) * u_, u_);
+          if (b + kPrefetchRows < b1) prefetch_row_backward(a, b + kPrefetchRows, tt, pt, first);
           step_backward(a, b, tt, pt, first, mask, mh, false);
         }
         if (cell_ == Cell::gru && !reset_after_) {
@@ -382,8 +413,20 @@ class RnnOp : public Op {
                       {UT + 2 * u_ * u_, u_, 1}, 0.0f, sc[kTmp] + b0 * u_, u_);
           for (int64_t b = b0; b < b1; ++b) step_backward(a, b, tt, pt, first, mask, mh, true);
         }
+        if (stacked_) {
+          const float* dzb = dZ + b0 * gu_;
+          if (want_g)
+            gemm::sgemm(k1_, gu_, nb, 1.0f, {sc[kXH] + b0 * xs + tt * k1_, 1, xs},
+                        {dzb, gu_, 1}, s == t_ - 1 ? 0.0f : 1.0f, sc[kG] + p * gsize, gu_,
+                        gemm::Epilogue{}, 1);
+          if (dxs)
+            gemm::sgemm_prepacked_b(nb, f_, gu_, 1.0f, {dzb, gu_, 1}, {W, 1, gu_}, WTP,
+                                    dx_beta, dxs + (b0 * t_ + tt) * f_, t_ * f_,
+                                    gemm::Epilogue{}, 1);
+        }
         if (first) break;  // h' of the first step is the zero state: its gradient is unused
-        const gemm::MatrixView dzt{dZh + b0 * zs + tt * gu_, zs, 1};
+        const gemm::MatrixView dzt = stacked_ ? gemm::MatrixView{dZ + b0 * gu_, gu_, 1}
+                                              : gemm::MatrixView{dZh + b0 * zs + tt * gu_, zs, 1};
         if (!drop_h) {
           gemm::sgemm_prepacked_b(nb, u_, k, 1.0f, dzt, {UT, u_, 1}, UTP, 1.0f, dh + b0 * u_,
                                   u_);
@@ -398,12 +441,21 @@ class RnnOp : public Op {
 
     const int64_t rows_all = n * t_;
     if (stacked_) {
-      stacked_grads(a, dZ);
+      if (want_g) stacked_grads(a, grad_block_count(n));
     } else {
       gru_grads(a, dZ, dZh, drop_x, mh);
     }
     if (float* dx = a.dx[0]) {
-      if (!drop_x) {
+      if (stacked_) {
+        if (drop_x) {  // through the input mask
+          const float* mx = sc[kMx];
+          for (int64_t b = 0; b < n; ++b)
+            for (int64_t i = b * t_ * f_; i < (b + 1) * t_ * f_; ++i) {
+              const float v = dxs[i] * mx[b * f_ + i % f_];
+              dx[i] = a.dx_acc[0] ? dx[i] + v : v;
+            }
+        }
+      } else if (!drop_x) {
         gemm::sgemm(rows_all, f_, gu_, 1.0f, {dZ, gu_, 1}, {W, 1, gu_},
                     a.dx_acc[0] ? 1.0f : 0.0f, dx, f_);
       } else {  // through the input mask (the dropped input is no longer needed)
@@ -450,9 +502,76 @@ class RnnOp : public Op {
     });
   }
 
+  // The backward's blocks of batch rows: a fixed cut (by n alone, on MR boundaries, at most
+  // kGradBlocks) because each block sums its own share of the weight gradients; threads take
+  // whole blocks, so the sums and their order do not depend on the thread count.
+  static constexpr int kGradBlocks = 2;
+  int grad_block_count(int64_t n) const {
+    const int64_t mr = gemm::active_kernel().mr;
+    return int(std::min<int64_t>(kGradBlocks, (n + mr - 1) / mr));
+  }
+  template <class F>
+  void grad_blocks(int64_t n, F&& body) const {
+    const int64_t mr = gemm::active_kernel().mr;
+    const int64_t np = (n + mr - 1) / mr;
+    const int nb = grad_block_count(n);
+    const auto block = [&](int p) {
+      const int64_t b0 = np * p / nb * mr, b1 = std::min(n, np * (p + 1) / nb * mr);
+      if (b0 < b1) body(p, b0, b1);
+    };
+    int nt = n * t_ * gu_ * u_ >= gemm::kParallelThreshold ? parallel::available_threads() : 1;
+    nt = std::min(nt, nb);
+    if (nt <= 1) {
+      for (int p = 0; p < nb; ++p) block(p);
+      return;
+    }
+    parallel::run(nt, [&](int t) {
+      for (int p = t; p < nb; p += nt) block(p);
+    });
+  }
+
   void colsum(const float* m, int64_t rows, float* out, bool acc) const {
     if (!acc) std::fill(out, out + gu_, 0.0f);
     for (int64_t r = 0; r < rows; ++r) add(out, m + r * gu_, gu_);
+  }
+
+  // lstm with sigmoid gates and tanh, a kept step: the activations, the cell update and h
+  // (into kH and, when hn is not null, the next step's GEMM row, through the mask row mhb)
+  // in one pass over the row.
+  void fused_forward(const FwdArgs& a, int64_t b, int64_t tt, int64_t pt, bool first, float* hn,
+                     const float* mhb) const {
+    float* const* sc = a.scratch;
+    const int64_t ho = b * t_ * u_ + tt * u_;
+    float* g = sc[kA] + b * t_ * gu_ + tt * gu_;
+    const float* cp = first ? zeros_.data() : sc[kC] + b * t_ * u_ + pt * u_;
+    loops_->fused_fwd(u_, g, g + u_, g + 2 * u_, g + 3 * u_, cp, sc[kC] + ho, sc[kTC] + ho,
+                      sc[kH] + ho, hn, mhb);
+  }
+
+  // The rows a step touches for batch row b lie far apart (one sequence after the other);
+  // fetching the next row's lines while this row computes hides the start of each stream.
+  template <int RW>
+  static void prefetch(const float* p, int64_t k) {
+    for (int64_t i = 0; i < k; i += 16) __builtin_prefetch(p + i, RW, 3);
+  }
+  void prefetch_row_forward(const FwdArgs& a, int64_t b, int64_t tt, int64_t s) const {
+    if (cell_ != Cell::lstm) return;
+    float* const* sc = a.scratch;
+    const int64_t ho = b * t_ * u_ + tt * u_;
+    prefetch<1>(sc[kC] + ho, u_);
+    prefetch<1>(sc[kTC] + ho, u_);
+    prefetch<1>(sc[kH] + ho, u_);
+    if (s + 1 < t_) prefetch<1>(sc[kXH] + (b * t_ + time_of(s + 1)) * k1_ + f_, u_);
+  }
+  void prefetch_row_backward(const BwdArgs& a, int64_t b, int64_t tt, int64_t pt,
+                             bool first) const {
+    if (cell_ != Cell::lstm) return;
+    float* const* sc = a.scratch;
+    const int64_t zo = b * t_ * gu_ + tt * gu_, ho = b * t_ * u_ + tt * u_;
+    prefetch<0>(sc[kA] + zo, gu_);
+    prefetch<1>(sc[kDZ] + (stacked_ ? b * gu_ : zo), gu_);
+    prefetch<0>(sc[kTC] + ho, u_);
+    if (!first) prefetch<0>(sc[kC] + b * t_ * u_ + pt * u_, u_);
   }
 
   // One row's gate activations and state update at time index tt (h' at pt unless first).
@@ -533,7 +652,7 @@ class RnnOp : public Op {
     const int64_t zo = b * t_ * gu_ + tt * gu_, ho = b * t_ * u_ + tt * u_;
     const float* z = (gates_in_a_ ? sc[kA] : sc[kZ]) + zo;  // unread by sigmoid and tanh
     const float* g = sc[kA] + zo;
-    float* dz = sc[kDZ] + zo;
+    float* dz = sc[kDZ] + (stacked_ ? b * gu_ : zo);
     float* dh = sc[kDh] + b * u_;
     const float* hp = first ? zeros_.data() : sc[kH] + b * t_ * u_ + pt * u_;
     const bool keep = mask == nullptr || mask[b * t_ + tt] != 0.0f;
@@ -554,6 +673,11 @@ class RnnOp : public Op {
         const float* cp = first ? zeros_.data() : sc[kC] + b * t_ * u_ + pt * u_;
         float* dc = sc[kDc] + b * u_;
         const float* tc = sc[kTC] + ho;
+        if (fused_) {
+          loops_->fused_bwd(u, g, g + u, g + 2 * u, g + 3 * u, tc, cp, dh, dc, dz, dz + u,
+                            dz + 2 * u, dz + 3 * u);
+          break;
+        }
         loops_->dh_to_gates(u, dh, tc, g + 3 * u, dz + 3 * u, dz + 2 * u);
         act_->backward(c, tc, dz + 2 * u, dz + 2 * u, u, act_p_.data());
         loops_->dc_to_gates(u, g, g + u, g + 2 * u, cp, dz, dz + u, dz + 2 * u, dc, dh);
@@ -619,14 +743,14 @@ class RnnOp : public Op {
     return WP;
   }
 
-  // simple and lstm: [dW; dU; db] = [X, H', 1]^T dZ as one GEMM over all (row, step) pairs,
-  // then each part stored or accumulated into its parameter's gradient.
-  void stacked_grads(const BwdArgs& a, const float* dZ) const {
+  // simple and lstm: [dW; dU; db] = [X, H', 1]^T dZ, summed per block of rows over the
+  // steps during the time loop: the blocks' partial sums added in block order, then each
+  // part stored or accumulated into its parameter's gradient.
+  void stacked_grads(const BwdArgs& a, int blocks) const {
     float* const* sc = a.scratch;
     const bool want_b = use_bias_ && a.dparam[2];
-    if (!a.dparam[0] && !a.dparam[1] && !want_b) return;
     float* G = sc[kG];
-    gemm::sgemm(k1_, gu_, a.n * t_, 1.0f, {sc[kXH], 1, k1_}, {dZ, gu_, 1}, 0.0f, G, gu_);
+    for (int p = 1; p < blocks; ++p) add(G, G + p * k1_ * gu_, k1_ * gu_);
     const auto store = [&](int k, int64_t row0, int64_t rows) {
       float* d = a.dparam[k];
       if (!d) return;
@@ -684,6 +808,8 @@ class RnnOp : public Op {
   bool stacked_ = true;  // simple, lstm: z = [x, h', 1] [W; U; b] per step (kXH, kWP)
   int64_t k1_ = 1;       // that product's depth F + u (+ 1 with a bias)
   bool gates_in_a_ = false;  // no kZ: the step's GEMM writes kA (see configure)
+  static constexpr int64_t kPrefetchRows = 2;  // rows ahead whose lines are prefetched
+  bool fused_ = false;       // lstm, sigmoid and tanh: LstmLoops::fused_fwd / fused_bwd
   double rate_x_ = 0.0, rate_h_ = 0.0;
   uint64_t seed_ = 0;
   const ActivationInfo* act_ = nullptr;
