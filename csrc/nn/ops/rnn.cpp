@@ -109,7 +109,9 @@ enum Slot {
   kWcat,   // simple, lstm: [kernel; recurrent_kernel; bias] stacked, (F + u + 1, G u) (fixed)
   kWP,     // simple, lstm: kWcat packed once for every step (fixed)
   kG,      // backward, simple, lstm: [dW; dU; db] of each row block, (F + u + 1, G u) (fixed)
-  kWTP,    // backward, simple, lstm: W^T packed once for every step's dx (fixed)
+  kWUT,    // backward, simple, lstm: [W^T, U^T], (G u, F + u) (fixed)
+  kWUTP,   // backward, simple, lstm: kWUT packed once for every step's [dx, dh'] (fixed)
+  kDXH,    // backward, simple, lstm: one step's [dx, dh'], (F + u)
   kSlots
 };
 
@@ -206,7 +208,11 @@ class RnnOp : public Op {
       if (cell_ == Cell::gru && !reset_after_) s[kTmp] = {u_, 0, bw};
       if (!stacked_) s[kHprev] = {t_ * u_, 0, bw};
       if (stacked_) s[kG] = {0, kGradBlocks * k1_ * gu_, bw};
-      if (stacked_) s[kWTP] = {0, gemm::packed_b_size(gu_, f_) + kAlignPad, bw};
+      if (stacked_) {
+        s[kWUT] = {0, gu_ * (f_ + u_), bw};
+        s[kWUTP] = {0, gemm::packed_b_size(gu_, f_ + u_) + kAlignPad, bw};
+        s[kDXH] = {f_ + u_, 0, bw};
+      }
       s[kUT] = {0, gu_ * u_, bw};
       s[kUTP] = {0, gemm::packed_b_size(gu_, u_) + kAlignPad, bw};
     }
@@ -366,28 +372,37 @@ class RnnOp : public Op {
     float* dh = sc[kDh];
     std::fill(dh, dh + n * u_, 0.0f);
     float* UT = sc[kUT];  // U^T: the dh' GEMMs' B operand with unit column stride
-    for (int64_t j = 0; j < u_; ++j)
-      for (int64_t k = 0; k < gu_; ++k) UT[k * u_ + j] = U[j * gu_ + k];
-    if (cell_ == Cell::lstm) std::fill(sc[kDc], sc[kDc] + n * u_, 0.0f);
-    // dh' = dZ U^T at every step: U^T (its first k rows) packed once.
+    // dh' = dZ U^T at every step: U^T (its first k rows) packed once (simple and lstm with dx
+    // take dh' from the [dx, dh'] GEMM below instead).
     const int64_t k = cell_ == Cell::gru && !reset_after_ ? 2 * u_ : gu_;
     float* UTP = align64(sc[kUTP]);
-    if (t_ > 1) gemm::pack_b_whole(k, u_, {UT, u_, 1}, UTP);
+    if (!(stacked_ && a.dx[0])) {
+      for (int64_t j = 0; j < u_; ++j)
+        for (int64_t k2 = 0; k2 < gu_; ++k2) UT[k2 * u_ + j] = U[j * gu_ + k2];
+      if (t_ > 1) gemm::pack_b_whole(k, u_, {UT, u_, 1}, UTP);
+    }
+    if (cell_ == Cell::lstm) std::fill(sc[kDc], sc[kDc] + n * u_, 0.0f);
     const int64_t orow = (rows_out_ + nstate_) * u_;
     const int64_t ystride = nstate_ ? orow : rows_out_ * u_;
     const bool drop_x = a.training && rate_x_ > 0, drop_h = a.training && rate_h_ > 0;
     const float* mh = drop_h ? sc[kMh] : nullptr;
 
     // simple and lstm: per step, while the step's gate gradients are in cache, their share
-    // of [dW; dU; db] (added into the block's own partial sum) and of dx (with W^T packed
-    // once); gru keeps dZ of every step for its gradients after the loop.
-    float* WTP = nullptr;
+    // of [dW; dU; db] (added into the block's own partial sum) and, when dx is wanted, [dx,
+    // dh'] = dZ [W^T, U^T] as one GEMM ([W^T, U^T] packed once); gru keeps dZ of every step
+    // for its gradients after the loop.
     const bool want_g = stacked_ && (a.dparam[0] || a.dparam[1] || (use_bias_ && a.dparam[2]));
     float* dxs = a.dx[0] ? (drop_x ? sc[kXd] : a.dx[0]) : nullptr;  // dx before any mask
-    const float dx_beta = a.dx_acc[0] && !drop_x ? 1.0f : 0.0f;
-    if (stacked_ && dxs) {
-      WTP = align64(sc[kWTP]);
-      gemm::pack_b_whole(gu_, f_, {W, 1, gu_}, WTP);
+    const bool with_dx = stacked_ && dxs != nullptr;
+    const int64_t nc = f_ + u_;  // columns of [W^T, U^T]
+    float* WUT = sc[kWUT];
+    float* WUTP = align64(sc[kWUTP]);
+    if (with_dx) {
+      for (int64_t k2 = 0; k2 < gu_; ++k2) {
+        for (int64_t f = 0; f < f_; ++f) WUT[k2 * nc + f] = W[f * gu_ + k2];
+        for (int64_t j = 0; j < u_; ++j) WUT[k2 * nc + f_ + j] = U[j * gu_ + k2];
+      }
+      if (t_ > 1) gemm::pack_b_whole(gu_, nc, {WUT, nc, 1}, WUTP);
     }
     const int64_t xs = t_ * k1_, gsize = k1_ * gu_;
 
@@ -419,10 +434,30 @@ class RnnOp : public Op {
             gemm::sgemm(k1_, gu_, nb, 1.0f, {sc[kXH] + b0 * xs + tt * k1_, 1, xs},
                         {dzb, gu_, 1}, s == t_ - 1 ? 0.0f : 1.0f, sc[kG] + p * gsize, gu_,
                         gemm::Epilogue{}, 1);
-          if (dxs)
-            gemm::sgemm_prepacked_b(nb, f_, gu_, 1.0f, {dzb, gu_, 1}, {W, 1, gu_}, WTP,
-                                    dx_beta, dxs + (b0 * t_ + tt) * f_, t_ * f_,
-                                    gemm::Epilogue{}, 1);
+          if (with_dx) {
+            float* out = sc[kDXH] + b0 * nc;  // [dx, dh'] of the block's rows
+            if (first)  // h' is the zero state: dx alone
+              gemm::sgemm(nb, f_, gu_, 1.0f, {dzb, gu_, 1}, {WUT, nc, 1}, 0.0f, out, nc,
+                          gemm::Epilogue{}, 1);
+            else
+              gemm::sgemm_prepacked_b(nb, nc, gu_, 1.0f, {dzb, gu_, 1}, {WUT, nc, 1}, WUTP,
+                                      0.0f, out, nc, gemm::Epilogue{}, 1);
+            for (int64_t b = b0; b < b1; ++b) {
+              const float* o = out + (b - b0) * nc;
+              float* dxr = dxs + (b * t_ + tt) * f_;
+              if (a.dx_acc[0] && !drop_x) add(dxr, o, f_);
+              else std::memcpy(dxr, o, bytes(f_));
+              if (first) continue;
+              float* d = dh + b * u_;
+              if (drop_h) {  // through the mask of h'
+                for (int64_t j = 0; j < u_; ++j) d[j] += o[f_ + j] * mh[b * u_ + j];
+              } else {
+                add(d, o + f_, u_);
+              }
+            }
+            if (first) break;
+            continue;
+          }
         }
         if (first) break;  // h' of the first step is the zero state: its gradient is unused
         const gemm::MatrixView dzt = stacked_ ? gemm::MatrixView{dZ + b0 * gu_, gu_, 1}
