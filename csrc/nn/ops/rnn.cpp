@@ -9,7 +9,9 @@
 // dropout, recurrent_dropout and seed (training only, inverted dropout: one mask per sequence
 // over the input features, kept at every step, and one over h' where it enters the recurrent
 // GEMMs; element i of the input mask is the dropout op's draw i of (seed, stream), of the
-// recurrent mask that of (seed + kRecurrentSeed, stream)).
+// recurrent mask that of (seed + kRecurrentSeed, stream)). An lstm with recurrent_dropout
+// draws one of each per gate, as Keras 3 does: masks (n, 4, F) and (n, 4, u) in that order of
+// draws, kXH holding one A row per gate and each gate's columns its own GEMM.
 // inputs: x (T, F) [, mask (T,): a step is kept where mask != 0].
 // params, with G gates (simple 1, lstm 4 in the order i f c o, gru 3 in the order z r h)
 // and Keras's layouts: [kernel (F, G u), recurrent_kernel (u, G u), bias] where bias is
@@ -173,6 +175,8 @@ class RnnOp : public Op {
       return name == "sigmoid" || name == "tanh";
     };
     gates_in_a_ = stacked_ && from_output(act_) && (cell_ == Cell::simple || from_output(ract_));
+    // Keras 3 gives an lstm with recurrent_dropout independent masks per gate.
+    pergate_ = cell_ == Cell::lstm && rate_h_ > 0.0;
     // lstm with Keras's default activations runs each row's step as one fused pass.
     fused_ = cell_ == Cell::lstm && std::string(act_->name) == "tanh" &&
              std::string(ract_->name) == "sigmoid";
@@ -194,9 +198,11 @@ class RnnOp : public Op {
     if (cell_ == Cell::gru) s[kRec] = {t_ * u_, 0, keep};
     if (reset_after_) s[kStep] = {gu_, 0, ScratchLife::forward};
     if (stacked_) {
-      s[kXH] = {t_ * k1_, 0, keep};
+      s[kXH] = {t_ * k1_ * xh_copies(training), 0, keep};
       s[kWcat] = {0, k1_ * gu_, ScratchLife::forward};
-      s[kWP] = {0, gemm::packed_b_size(k1_, gu_) + kAlignPad, ScratchLife::forward};
+      s[kWP] = {0, std::max(gemm::packed_b_size(k1_, gu_) + kAlignPad,
+                            training && pergate_ ? gates_ * gate_pack_stride() + kAlignPad : 0),
+                ScratchLife::forward};
     } else {
       s[kUP] = {0, gemm::packed_b_size(u_, gu_) + kAlignPad, ScratchLife::forward};
     }
@@ -218,10 +224,10 @@ class RnnOp : public Op {
     }
     if (training && rate_x_ > 0) {
       s[kXd] = {t_ * f_, 0, keep};
-      s[kMx] = {f_, 0, keep};
+      s[kMx] = {f_ * xh_copies(training), 0, keep};
     }
     if (training && rate_h_ > 0) {
-      s[kMh] = {u_, 0, keep};
+      s[kMh] = {u_ * xh_copies(training), 0, keep};
       s[kHd] = {u_, 0, backward ? ScratchLife::saved : ScratchLife::forward};
     }
     return s;
@@ -243,9 +249,10 @@ class RnnOp : public Op {
     const int64_t zs = t_ * gu_, hs = t_ * u_;  // row strides of one step's rows
     const bool drop_x = a.training && rate_x_ > 0, drop_h = a.training && rate_h_ > 0;
     const float* X = a.x[0];
-    if (drop_x) {  // one mask per sequence, the same at every step
+    const int64_t xg = xh_copies(a.training);  // per-gate masks: G of each
+    if (drop_x) dropout_mask(sc[kMx], n * xg * f_, float(rate_x_), seed_, a.stream);
+    if (drop_x && xg == 1) {  // one mask per sequence, the same at every step
       float* mx = sc[kMx];
-      dropout_mask(mx, n * f_, float(rate_x_), seed_, a.stream);
       for (int64_t b = 0; b < n; ++b)
         for (int64_t t = 0; t < t_; ++t)
           for (int64_t f = 0; f < f_; ++f) {
@@ -255,7 +262,8 @@ class RnnOp : public Op {
       X = sc[kXd];
     }
     const float* mh = drop_h ? sc[kMh] : nullptr;
-    if (drop_h) dropout_mask(sc[kMh], n * u_, float(rate_h_), seed_ + kRecurrentSeed, a.stream);
+    if (drop_h)
+      dropout_mask(sc[kMh], n * xg * u_, float(rate_h_), seed_ + kRecurrentSeed, a.stream);
 
     const int64_t rcols = cell_ == Cell::gru && !reset_after_ ? 2 * u_ : gu_;
     float* UP = nullptr;
@@ -263,7 +271,7 @@ class RnnOp : public Op {
     const float* Wc = sc[kWcat];
     const float* WP = nullptr;
     if (stacked_) {
-      WP = stack_inputs(a, X, bias);
+      WP = stack_inputs(a, X, bias, xg, drop_x && xg > 1 ? sc[kMx] : nullptr);
     } else {
       // The input side of every step: one GEMM, bias in its epilogue.
       gemm::Epilogue ep;
@@ -273,7 +281,7 @@ class RnnOp : public Op {
       UP = align64(sc[kUP]);
       if (t_ > 1) gemm::pack_b_whole(u_, rcols, {U, gu_, 1}, UP);
     }
-    const int64_t xs = t_ * k1_;  // row stride of kXH's steps
+    const int64_t xs = t_ * xg * k1_;  // row stride of kXH's rows
 
     // Batch rows never interact, through the whole recurrence: each thread runs every step on
     // its own block of rows, with no synchronisation between steps (a GEMM row's result does
@@ -285,21 +293,36 @@ class RnnOp : public Op {
         const bool first = s == 0;
         if (stacked_) {  // [x, h', 1] [W; U; b] for this step's rows
           float* zt = (gates_in_a_ ? sc[kA] : Z) + b0 * zs + tt * gu_;
-          gemm::sgemm_prepacked_b(nb, gu_, k1_, 1.0f, {XH + b0 * xs + tt * k1_, xs, 1},
-                                  {Wc, gu_, 1}, WP, 0.0f, zt, zs);
+          const float* xh = XH + b0 * xs + tt * xg * k1_;
+          if (xg == 1) {
+            gemm::sgemm_prepacked_b(nb, gu_, k1_, 1.0f, {xh, xs, 1}, {Wc, gu_, 1}, WP, 0.0f,
+                                    zt, zs);
+          } else {  // per-gate masks: each gate's columns from its own A rows
+            for (int64_t g = 0; g < xg; ++g)
+              gemm::sgemm_prepacked_b(nb, u_, k1_, 1.0f, {xh + g * k1_, xs, 1},
+                                      {Wc + g * u_, gu_, 1}, packed_gate(WP, g), 0.0f,
+                                      zt + g * u_, zs);
+          }
           for (int64_t b = b0; b < b1; ++b) {
-            if (b + kPrefetchRows < b1) prefetch_row_forward(a, b + kPrefetchRows, tt, s);
-            if (fused_ && (mask == nullptr || mask[b * t_ + tt] != 0.0f)) {
-              float* hn = s + 1 < t_ ? XH + b * xs + time_of(s + 1) * k1_ + f_ : nullptr;
-              fused_forward(a, b, tt, pt, first, hn, drop_h ? mh + b * u_ : nullptr);
+            if (b + kPrefetchRows < b1) prefetch_row_forward(a, b + kPrefetchRows, tt, s, xg);
+            float* next = s + 1 < t_ ? XH + b * xs + time_of(s + 1) * xg * k1_ + f_ : nullptr;
+            if (fused_ && (mask == nullptr || mask[b * t_ + tt] != 0.0f) && xg == 1) {
+              fused_forward(a, b, tt, pt, first, next, drop_h ? mh + b * u_ : nullptr);
               continue;
             }
-            step_forward(a, b, tt, pt, first, mask, mh, nullptr, false);
-            if (s + 1 < t_) {  // h (through the recurrent mask) into the next step's A row
-              const float* h = sc[kH] + b * hs + tt * u_;
-              float* dst = XH + b * xs + time_of(s + 1) * k1_ + f_;
+            if (fused_ && (mask == nullptr || mask[b * t_ + tt] != 0.0f))
+              fused_forward(a, b, tt, pt, first, nullptr, nullptr);
+            else
+              step_forward(a, b, tt, pt, first, mask, mh, nullptr, false);
+            if (next == nullptr) continue;
+            // h (through the recurrent mask, per gate with per-gate masks) into the next
+            // step's A rows
+            const float* h = sc[kH] + b * hs + tt * u_;
+            for (int64_t g = 0; g < xg; ++g) {
+              float* dst = next + g * k1_;
               if (drop_h) {
-                for (int64_t j = 0; j < u_; ++j) dst[j] = h[j] * mh[b * u_ + j];
+                const float* m = mh + (b * xg + g) * u_;
+                for (int64_t j = 0; j < u_; ++j) dst[j] = h[j] * m[j];
               } else {
                 std::memcpy(dst, h, bytes(u_));
               }
@@ -376,7 +399,8 @@ class RnnOp : public Op {
     // take dh' from the [dx, dh'] GEMM below instead).
     const int64_t k = cell_ == Cell::gru && !reset_after_ ? 2 * u_ : gu_;
     float* UTP = align64(sc[kUTP]);
-    if (!(stacked_ && a.dx[0])) {
+    const int64_t xg = xh_copies(a.training);  // per-gate masks: G A rows per (row, step)
+    if (!(stacked_ && a.dx[0]) || xg > 1) {
       for (int64_t j = 0; j < u_; ++j)
         for (int64_t k2 = 0; k2 < gu_; ++k2) UT[k2 * u_ + j] = U[j * gu_ + k2];
       if (t_ > 1) gemm::pack_b_whole(k, u_, {UT, u_, 1}, UTP);
@@ -392,8 +416,9 @@ class RnnOp : public Op {
     // dh'] = dZ [W^T, U^T] as one GEMM ([W^T, U^T] packed once); gru keeps dZ of every step
     // for its gradients after the loop.
     const bool want_g = stacked_ && (a.dparam[0] || a.dparam[1] || (use_bias_ && a.dparam[2]));
-    float* dxs = a.dx[0] ? (drop_x ? sc[kXd] : a.dx[0]) : nullptr;  // dx before any mask
-    const bool with_dx = stacked_ && dxs != nullptr;
+    // dx before any mask (per-gate masks: dx itself, through the masks step by step)
+    float* dxs = a.dx[0] ? (drop_x && xg == 1 ? sc[kXd] : a.dx[0]) : nullptr;
+    const bool with_dx = stacked_ && dxs != nullptr && xg == 1;
     const int64_t nc = f_ + u_;  // columns of [W^T, U^T]
     float* WUT = sc[kWUT];
     float* WUTP = align64(sc[kWUTP]);
@@ -404,7 +429,7 @@ class RnnOp : public Op {
       }
       if (t_ > 1) gemm::pack_b_whole(gu_, nc, {WUT, nc, 1}, WUTP);
     }
-    const int64_t xs = t_ * k1_, gsize = k1_ * gu_;
+    const int64_t xs = t_ * xg * k1_, gsize = k1_ * gu_;
 
     grad_blocks(n, [&](int p, int64_t b0, int64_t b1) {  // independent rows, as in forward
       const int64_t nb = b1 - b0;
@@ -430,10 +455,19 @@ class RnnOp : public Op {
         }
         if (stacked_) {
           const float* dzb = dZ + b0 * gu_;
-          if (want_g)
-            gemm::sgemm(k1_, gu_, nb, 1.0f, {sc[kXH] + b0 * xs + tt * k1_, 1, xs},
-                        {dzb, gu_, 1}, s == t_ - 1 ? 0.0f : 1.0f, sc[kG] + p * gsize, gu_,
-                        gemm::Epilogue{}, 1);
+          if (want_g) {  // per-gate masks: each gate's columns from its own A rows
+            const float* xh = sc[kXH] + b0 * xs + tt * xg * k1_;
+            const int64_t ng = gu_ / xg;
+            for (int64_t g = 0; g < xg; ++g)
+              gemm::sgemm(k1_, ng, nb, 1.0f, {xh + g * k1_, 1, xs}, {dzb + g * ng, gu_, 1},
+                          s == t_ - 1 ? 0.0f : 1.0f, sc[kG] + p * gsize + g * ng, gu_,
+                          gemm::Epilogue{}, 1);
+          }
+          if (xg > 1) {  // per-gate masks: dx and dh' gate by gate, each through its masks
+            gate_dx_dh(a, b0, b1, tt, first, xg);
+            if (first) break;
+            continue;
+          }
           if (with_dx) {
             float* out = sc[kDXH] + b0 * nc;  // [dx, dh'] of the block's rows
             if (first)  // h' is the zero state: dx alone
@@ -482,7 +516,7 @@ class RnnOp : public Op {
     }
     if (float* dx = a.dx[0]) {
       if (stacked_) {
-        if (drop_x) {  // through the input mask
+        if (drop_x && xg == 1) {  // through the input mask
           const float* mx = sc[kMx];
           for (int64_t b = 0; b < n; ++b)
             for (int64_t i = b * t_ * f_; i < (b + 1) * t_ * f_; ++i) {
@@ -537,6 +571,45 @@ class RnnOp : public Op {
     });
   }
 
+  // Per-gate masks, one step's rows [b0, b1): dx += sum over gates g of (dZ_g W_g^T) mx_g
+  // and, past the first step, dh += sum of (dZ_g U_g^T) mh_g, in gate order (kDXH holds
+  // one gate's [dx, dh'] at a time).
+  void gate_dx_dh(const BwdArgs& a, int64_t b0, int64_t b1, int64_t tt, bool first,
+                  int64_t xg) const {
+    float* const* sc = a.scratch;
+    const int64_t nb = b1 - b0, nc = f_ + u_;
+    const float* dzb = sc[kDZ] + b0 * gu_;
+    const float* mx = a.training && rate_x_ > 0 ? sc[kMx] : nullptr;
+    const float* mh = sc[kMh];
+    float* out = sc[kDXH] + b0 * nc;
+    for (int64_t g = 0; g < xg; ++g) {
+      const gemm::MatrixView dzg{dzb + g * u_, gu_, 1};
+      if (float* dx = a.dx[0]) {
+        gemm::sgemm(nb, f_, u_, 1.0f, dzg, {a.param[0] + g * u_, 1, gu_}, 0.0f, out, nc,
+                    gemm::Epilogue{}, 1);
+        for (int64_t b = b0; b < b1; ++b) {
+          const float* o = out + (b - b0) * nc;
+          const float* m = mx ? mx + (b * xg + g) * f_ : nullptr;
+          float* d = dx + (b * t_ + tt) * f_;
+          const bool set = g == 0 && !a.dx_acc[0];
+          for (int64_t j = 0; j < f_; ++j) {
+            const float v = m ? o[j] * m[j] : o[j];
+            d[j] = set ? v : d[j] + v;
+          }
+        }
+      }
+      if (first) continue;
+      gemm::sgemm(nb, u_, u_, 1.0f, dzg, {sc[kUT] + g * u_ * u_, u_, 1}, 0.0f, out + f_, nc,
+                  gemm::Epilogue{}, 1);
+      for (int64_t b = b0; b < b1; ++b) {
+        const float* o = out + (b - b0) * nc + f_;
+        const float* m = mh + (b * xg + g) * u_;
+        float* d = sc[kDh] + b * u_;
+        for (int64_t j = 0; j < u_; ++j) d[j] += o[j] * m[j];
+      }
+    }
+  }
+
   // The backward's blocks of batch rows: a fixed cut (by n alone, on MR boundaries, at most
   // kGradBlocks) because each block sums its own share of the weight gradients; threads take
   // whole blocks, so the sums and their order do not depend on the thread count.
@@ -589,14 +662,15 @@ class RnnOp : public Op {
   static void prefetch(const float* p, int64_t k) {
     for (int64_t i = 0; i < k; i += 16) __builtin_prefetch(p + i, RW, 3);
   }
-  void prefetch_row_forward(const FwdArgs& a, int64_t b, int64_t tt, int64_t s) const {
+  void prefetch_row_forward(const FwdArgs& a, int64_t b, int64_t tt, int64_t s,
+                            int64_t xg) const {
     if (cell_ != Cell::lstm) return;
     float* const* sc = a.scratch;
     const int64_t ho = b * t_ * u_ + tt * u_;
     prefetch<1>(sc[kC] + ho, u_);
     prefetch<1>(sc[kTC] + ho, u_);
     prefetch<1>(sc[kH] + ho, u_);
-    if (s + 1 < t_) prefetch<1>(sc[kXH] + (b * t_ + time_of(s + 1)) * k1_ + f_, u_);
+    if (s + 1 < t_) prefetch<1>(sc[kXH] + (b * t_ + time_of(s + 1)) * xg * k1_ + f_, u_);
   }
   void prefetch_row_backward(const BwdArgs& a, int64_t b, int64_t tt, int64_t pt,
                              bool first) const {
@@ -758,25 +832,49 @@ class RnnOp : public Op {
   // simple and lstm: [W; U; b] stacked into kWcat and packed into kWP (returned), and per
   // (row, step) the A row [x, h', 1] of kXH with its x (after dropout) and 1 filled and h'
   // zero for the first step; the time loop writes each later step's h' as it goes.
-  const float* stack_inputs(const FwdArgs& a, const float* X, const float* bias) const {
+  // Per-gate masks (xg = G): each (row, step) holds one such A row per gate, with x through
+  // that gate's input mask mx (when not null), and each gate's columns of [W; U; b] are
+  // packed on their own (the pack of gate g at packed_gate(WP, g)).
+  const float* stack_inputs(const FwdArgs& a, const float* X, const float* bias, int64_t xg,
+                            const float* mx) const {
     float* const* sc = a.scratch;
     float* Wc = sc[kWcat];
     std::memcpy(Wc, a.param[0], bytes(f_ * gu_));
     std::memcpy(Wc + f_ * gu_, a.param[1], bytes(u_ * gu_));
     if (bias) std::memcpy(Wc + (f_ + u_) * gu_, bias, bytes(gu_));
     float* WP = align64(sc[kWP]);
-    gemm::pack_b_whole(k1_, gu_, {Wc, gu_, 1}, WP);
+    if (xg == 1) {
+      gemm::pack_b_whole(k1_, gu_, {Wc, gu_, 1}, WP);
+    } else {
+      for (int64_t g = 0; g < xg; ++g)
+        gemm::pack_b_whole(k1_, u_, {Wc + g * u_, gu_, 1}, packed_gate(WP, g));
+    }
     float* XH = sc[kXH];
     const int64_t t0 = time_of(0);
     for (int64_t b = 0; b < a.n; ++b)
-      for (int64_t t = 0; t < t_; ++t) {
-        float* row = XH + (b * t_ + t) * k1_;
-        std::memcpy(row, X + (b * t_ + t) * f_, bytes(f_));
-        if (t == t0) std::fill(row + f_, row + f_ + u_, 0.0f);
-        if (bias) row[f_ + u_] = 1.0f;
-      }
+      for (int64_t t = 0; t < t_; ++t)
+        for (int64_t g = 0; g < xg; ++g) {
+          float* row = XH + ((b * t_ + t) * xg + g) * k1_;
+          const float* x = X + (b * t_ + t) * f_;
+          if (mx == nullptr) {
+            std::memcpy(row, x, bytes(f_));
+          } else {
+            const float* m = mx + (b * xg + g) * f_;
+            for (int64_t j = 0; j < f_; ++j) row[j] = x[j] * m[j];
+          }
+          if (t == t0) std::fill(row + f_, row + f_ + u_, 0.0f);
+          if (bias) row[f_ + u_] = 1.0f;
+        }
     return WP;
   }
+  // Gate g's own pack of [W; U; b] (per-gate masks), each on a 64-byte boundary.
+  int64_t gate_pack_stride() const { return gemm::packed_b_size(k1_, u_) + kAlignPad; }
+  float* packed_gate(float* WP, int64_t g) const { return align64(WP + g * gate_pack_stride()); }
+  const float* packed_gate(const float* WP, int64_t g) const {
+    return packed_gate(const_cast<float*>(WP), g);
+  }
+  // A rows per (row, step) in kXH: one per gate with per-gate masks (training only).
+  int64_t xh_copies(bool training) const { return training && pergate_ ? gates_ : 1; }
 
   // simple and lstm: [dW; dU; db] = [X, H', 1]^T dZ, summed per block of rows over the
   // steps during the time loop: the blocks' partial sums added in block order, then each
@@ -844,6 +942,7 @@ class RnnOp : public Op {
   int64_t k1_ = 1;       // that product's depth F + u (+ 1 with a bias)
   bool gates_in_a_ = false;  // no kZ: the step's GEMM writes kA (see configure)
   static constexpr int64_t kPrefetchRows = 2;  // rows ahead whose lines are prefetched
+  bool pergate_ = false;     // lstm with recurrent_dropout: one x and h' mask per gate
   bool fused_ = false;       // lstm, sigmoid and tanh: LstmLoops::fused_fwd / fused_bwd
   double rate_x_ = 0.0, rate_h_ = 0.0;
   uint64_t seed_ = 0;
