@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_rnn import MSE, Case, _drop_masks, _feed, _param_grads, _rng
+from test_rnn_stacked import _on_threads
 
-import pynn
 from pynn.reference import graph as ref_graph
 
 CASES = [
@@ -23,15 +23,6 @@ CASES = [
     Case("lstm", 5, 3, 37, masked=True, go_backwards=True, recurrent_dropout=0.25, seed=5),
     Case("lstm", 4, 4, 20, activation="relu", dropout=0.2, recurrent_dropout=0.5, seed=2),
 ]
-
-
-def _on_threads(threads, fn):
-    before = pynn.get_num_threads()
-    try:
-        pynn.set_num_threads(threads)
-        return fn()
-    finally:
-        pynn.set_num_threads(before)
 
 
 @pytest.mark.parametrize("case", CASES, ids=repr)
