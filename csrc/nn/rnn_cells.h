@@ -35,6 +35,11 @@ struct LstmLoops {
   void (*fused_bwd)(int64_t u, const float* gi, const float* gf, const float* gc,
                     const float* go, const float* tc, const float* cp, float* dh, float* dc,
                     float* dzi, float* dzf, float* dzc, float* dzo);
+  // A gru step with reset_after, sigmoid gates and tanh, for a kept row, in one pass: from
+  // zx (x W + b of the gates z r h) and st (h' U + recurrent bias), the activated gates into
+  // g (z, r, hh), rec = st's h part, and h = z h' + (1 - z) hh.
+  void (*gru_fwd)(int64_t u, const float* zx, const float* st, const float* hp, float* g,
+                  float* rec, float* h);
 };
 
 // The loops of the active ISA.

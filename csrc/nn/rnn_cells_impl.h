@@ -154,8 +154,24 @@ void lstm_fused_bwd(int64_t u, const float* __restrict gi, const float* __restri
   }
 }
 
-constexpr LstmLoops kLoops = {lstm_cell, lstm_out, lstm_dh_to_gates, lstm_dc_to_gates,
-                              add_rows, lstm_fused_fwd, lstm_fused_bwd};
+void gru_fused_fwd(int64_t u, const float* __restrict zx, const float* __restrict st,
+                   const float* __restrict hp, float* __restrict g, float* __restrict rec,
+                   float* __restrict h) {
+  for (int64_t j = 0; j < u; ++j) {
+    const float z = sigmoid_of(zx[j] + st[j]), r = sigmoid_of(zx[u + j] + st[u + j]);
+    const float rh = st[2 * u + j];
+    const float hh = tanh_of(zx[2 * u + j] + r * rh);
+    g[j] = z;
+    g[u + j] = r;
+    g[2 * u + j] = hh;
+    rec[j] = rh;
+    h[j] = z * hp[j] + (1.0f - z) * hh;
+  }
+}
+
+constexpr LstmLoops kLoops = {lstm_cell,      lstm_out,       lstm_dh_to_gates,
+                              lstm_dc_to_gates, add_rows,     lstm_fused_fwd,
+                              lstm_fused_bwd, gru_fused_fwd};
 
 }  // namespace
 }  // namespace pynn::nn

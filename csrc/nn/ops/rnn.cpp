@@ -44,7 +44,8 @@
 //  - gru: one GEMM of (n T) x F by F x (G u) for the input side of every step, then per
 //    step the recurrent GEMM (beta 1 straight into that step's rows, or into a step buffer
 //    for reset_after) and ONE pass per row applying the gate activations and the cell
-//    update (without reset_after a second GEMM for (r h')Uh runs between two passes).
+//    update (without reset_after a second GEMM for (r h')Uh runs between two passes; with
+//    reset_after, sigmoid and tanh, that pass is LstmLoops::gru_fwd's single loop).
 //    Backward as above, then dW = X^T dZ and dU = H'^T dZ as one GEMM each and db a column
 //    sum in row order.
 //  - gru: dx = dZ W^T is one GEMM over all rows. No sum's order depends on the thread count
@@ -178,6 +179,9 @@ class RnnOp : public Op {
     // Keras 3 gives an lstm with recurrent_dropout independent masks per gate.
     pergate_ = cell_ == Cell::lstm && rate_h_ > 0.0;
     // lstm with Keras's default activations runs each row's step as one fused pass.
+    // so does a gru with reset_after and those activations (its forward).
+    gru_fused_ = reset_after_ && std::string(act_->name) == "tanh" &&
+                 std::string(ract_->name) == "sigmoid";
     fused_ = cell_ == Cell::lstm && std::string(act_->name) == "tanh" &&
              std::string(ract_->name) == "sigmoid";
     rows_out_ = seqs_ ? t_ : 1;
@@ -355,7 +359,16 @@ class RnnOp : public Op {
           gemm::sgemm_prepacked_b(nb, rcols, u_, 1.0f, {Hp, hld, 1}, {U, gu_, 1}, UP, 1.0f, Zt,
                                   zs);
         }
-        for (int64_t b = b0; b < b1; ++b) step_forward(a, b, tt, pt, first, mask, mh, step, false);
+        for (int64_t b = b0; b < b1; ++b) {
+          if (gru_fused_ && (mask == nullptr || mask[b * t_ + tt] != 0.0f)) {
+            const int64_t zo = b * zs + tt * gu_, ho = b * hs + tt * u_;
+            const float* hp = first ? zeros_.data() : sc[kH] + b * hs + pt * u_;
+            loops_->gru_fwd(u_, Z + zo, step + b * gu_, hp, sc[kA] + zo, sc[kRec] + ho,
+                            sc[kH] + ho);
+            continue;
+          }
+          step_forward(a, b, tt, pt, first, mask, mh, step, false);
+        }
         if (cell_ == Cell::gru && !reset_after_) {  // (r h') Uh, then the candidate and h
           if (!first)
             gemm::sgemm(nb, u_, u_, 1.0f, {sc[kRec] + b0 * hs + tt * u_, hs, 1},
@@ -943,6 +956,7 @@ class RnnOp : public Op {
   bool gates_in_a_ = false;  // no kZ: the step's GEMM writes kA (see configure)
   static constexpr int64_t kPrefetchRows = 2;  // rows ahead whose lines are prefetched
   bool pergate_ = false;     // lstm with recurrent_dropout: one x and h' mask per gate
+  bool gru_fused_ = false;   // gru, reset_after, sigmoid and tanh: LstmLoops::gru_fwd
   bool fused_ = false;       // lstm, sigmoid and tanh: LstmLoops::fused_fwd / fused_bwd
   double rate_x_ = 0.0, rate_h_ = 0.0;
   uint64_t seed_ = 0;
