@@ -40,6 +40,11 @@ struct LstmLoops {
   // g (z, r, hh), rec = st's h part, and h = z h' + (1 - z) hh.
   void (*gru_fwd)(int64_t u, const float* zx, const float* st, const float* hp, float* g,
                   float* rec, float* h);
+  // Its backward for a kept row in one pass: dh in; the input side's gate gradients dz and
+  // the recurrent side's dzh (its h part times r) out, dh left as dh z (the part of dh' that
+  // does not go through U).
+  void (*gru_bwd)(int64_t u, const float* g, const float* hp, const float* rec, float* dh,
+                  float* dz, float* dzh);
 };
 
 // The loops of the active ISA.

@@ -169,9 +169,26 @@ void gru_fused_fwd(int64_t u, const float* __restrict zx, const float* __restric
   }
 }
 
+void gru_fused_bwd(int64_t u, const float* __restrict g, const float* __restrict hp,
+                   const float* __restrict rec, float* __restrict dh, float* __restrict dz,
+                   float* __restrict dzh) {
+  for (int64_t j = 0; j < u; ++j) {
+    const float z = g[j], r = g[u + j], hh = g[2 * u + j], d = dh[j];
+    const float d_z = d * (hp[j] - hh);
+    const float d_h = (d * (1.0f - z)) * (hh * hh * -1.0f + 1.0f);
+    dh[j] = d * z;
+    const float d_r = d_h * rec[j];
+    dz[2 * u + j] = d_h;
+    dzh[2 * u + j] = d_h * r;
+    const float a_z = d_z * (z * (1.0f - z)), a_r = d_r * (r * (1.0f - r));
+    dz[j] = dzh[j] = a_z;
+    dz[u + j] = dzh[u + j] = a_r;
+  }
+}
+
 constexpr LstmLoops kLoops = {lstm_cell,      lstm_out,       lstm_dh_to_gates,
                               lstm_dc_to_gates, add_rows,     lstm_fused_fwd,
-                              lstm_fused_bwd, gru_fused_fwd};
+                              lstm_fused_bwd, gru_fused_fwd,  gru_fused_bwd};
 
 }  // namespace
 }  // namespace pynn::nn

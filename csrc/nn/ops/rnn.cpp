@@ -45,7 +45,8 @@
 //    step the recurrent GEMM (beta 1 straight into that step's rows, or into a step buffer
 //    for reset_after) and ONE pass per row applying the gate activations and the cell
 //    update (without reset_after a second GEMM for (r h')Uh runs between two passes; with
-//    reset_after, sigmoid and tanh, that pass is LstmLoops::gru_fwd's single loop).
+//    reset_after, sigmoid and tanh, that pass is LstmLoops::gru_fwd's single loop, and its
+//    backward gru_bwd's).
 //    Backward as above, then dW = X^T dZ and dU = H'^T dZ as one GEMM each and db a column
 //    sum in row order.
 //  - gru: dx = dZ W^T is one GEMM over all rows. No sum's order depends on the thread count
@@ -810,6 +811,10 @@ class RnnOp : public Op {
       }
       case Cell::gru: {
         const float* rec = sc[kRec] + ho;
+        if (gru_fused_) {
+          loops_->gru_bwd(u, g, hp, rec, dh, dz, sc[kDZh] + zo);
+          break;
+        }
         if (phase1) {  // not reset_after: d r = d(r h') h', dh' += d(r h') r
           const float* drh = sc[kTmp] + b * u_;
           for (int64_t j = 0; j < u; ++j) {
@@ -956,7 +961,7 @@ class RnnOp : public Op {
   bool gates_in_a_ = false;  // no kZ: the step's GEMM writes kA (see configure)
   static constexpr int64_t kPrefetchRows = 2;  // rows ahead whose lines are prefetched
   bool pergate_ = false;     // lstm with recurrent_dropout: one x and h' mask per gate
-  bool gru_fused_ = false;   // gru, reset_after, sigmoid and tanh: LstmLoops::gru_fwd
+  bool gru_fused_ = false;   // gru, reset_after, sigmoid and tanh: LstmLoops::gru_fwd, _bwd
   bool fused_ = false;       // lstm, sigmoid and tanh: LstmLoops::fused_fwd / fused_bwd
   double rate_x_ = 0.0, rate_h_ = 0.0;
   uint64_t seed_ = 0;
