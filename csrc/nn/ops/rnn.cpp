@@ -901,6 +901,7 @@ class RnnOp : public Op {
     float* const* sc = a.scratch;
     const bool want_b = use_bias_ && a.dparam[2];
     float* G = sc[kG];
+    if (blocks == 0) std::fill(G, G + k1_ * gu_, 0.0f);  // no rows: no step wrote a sum
     for (int p = 1; p < blocks; ++p) add(G, G + p * k1_ * gu_, k1_ * gu_);
     const auto store = [&](int k, int64_t row0, int64_t rows) {
       float* d = a.dparam[k];
