@@ -95,16 +95,3 @@ def test_lstm_training_is_bitwise_identical_on_one_and_two_threads():
     w1, w2 = _on_threads(1, fit), _on_threads(2, fit)
     assert all(np.array_equal(a, b) for a, b in zip(w1, w2))
 
-
-@pytest.mark.parametrize("cell", ["lstm", "simple"])
-def test_an_empty_batch_gives_zero_gradients(cell):
-    """No rows: no step adds to the per-block weight sums, which must then read as zero."""
-    case = Case(cell, 3, 2, 4)
-    rng = _rng("empty", cell)
-    ps = case.params(rng)
-    spec = case.spec(ps, case.inputs(rng, 1))
-    core = spec.to_core([MSE])
-    _param_grads(core, len(ps), _feed(case.inputs(rng, 5)), [np.ones((5, 4), np.float32)])
-    grads = _param_grads(core, len(ps), _feed(case.inputs(rng, 0)),
-                         [np.zeros((0, 4), np.float32)])
-    assert all(not np.any(g) for g in grads)
