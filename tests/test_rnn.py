@@ -209,14 +209,16 @@ DROP_CASES = [Case(cell, 5, 3, 4, return_sequences=True, dropout=0.3, recurrent_
 
 def _drop_masks(n, case, stream):
     """The masks the op draws: the dropout op's masks of (seed, stream) over (n, F) inputs
-    and of (seed + 0x5bd1e995, stream) over (n, u) states."""
+    and of (seed + 0x5bd1e995, stream) over (n, u) states; an lstm with recurrent_dropout
+    has one of each per gate, drawn as one (n, 4, F) and one (n, 4, u) array."""
     from pynn import _core
 
     a = case.attrs
-    mx = _core.dropout_forward(np.ones((n, case.F), np.float32), a["dropout"], a["seed"],
-                               stream)[1]
-    mh = _core.dropout_forward(np.ones((n, case.u), np.float32), a["recurrent_dropout"],
-                               a["seed"] + 0x5bd1e995, stream)[1]
+    per_gate = (4,) if case.cell == "lstm" and a["recurrent_dropout"] > 0 else ()
+    mx = _core.dropout_forward(np.ones((n, *per_gate, case.F), np.float32),
+                               a.get("dropout", 0.0), a["seed"], stream)[1]
+    mh = _core.dropout_forward(np.ones((n, *per_gate, case.u), np.float32),
+                               a["recurrent_dropout"], a["seed"] + 0x5bd1e995, stream)[1]
     return {"x": mx.astype(np.float64), "h": mh.astype(np.float64)}
 
 

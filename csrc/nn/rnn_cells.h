@@ -24,6 +24,27 @@ struct LstmLoops {
                       const float* cp, float* dzi, float* dzf, float* dzc, float* dc, float* dh);
   // d += s.
   void (*add)(float* d, const float* s, int64_t k);
+  // The whole step of a kept row with sigmoid gates and tanh activations, in one pass: the
+  // pre-activations gi gf gc go are activated in place, c = f c' + i tanh(zc), tc = tanh(c),
+  // h = o tc, and hn (the next step's GEMM row) = h, times mh[j] where mh is not null.
+  void (*fused_fwd)(int64_t u, float* gi, float* gf, float* gc, float* go, const float* cp,
+                    float* c, float* tc, float* h, float* hn, const float* mh);
+  // Its backward in one pass: dh and the carried dc in; the four gates' pre-activation
+  // gradients out, dc' = dc f in dc and dh zeroed (as dh_to_gates, dc_to_gates and the
+  // activations' backward in turn, with the same arithmetic per element).
+  void (*fused_bwd)(int64_t u, const float* gi, const float* gf, const float* gc,
+                    const float* go, const float* tc, const float* cp, float* dh, float* dc,
+                    float* dzi, float* dzf, float* dzc, float* dzo);
+  // A gru step with reset_after, sigmoid gates and tanh, for a kept row, in one pass: from
+  // zx (x W + b of the gates z r h) and st (h' U + recurrent bias), the activated gates into
+  // g (z, r, hh), rec = st's h part, and h = z h' + (1 - z) hh.
+  void (*gru_fwd)(int64_t u, const float* zx, const float* st, const float* hp, float* g,
+                  float* rec, float* h);
+  // Its backward for a kept row in one pass: dh in; the input side's gate gradients dz and
+  // the recurrent side's dzh (its h part times r) out, dh left as dh z (the part of dh' that
+  // does not go through U).
+  void (*gru_bwd)(int64_t u, const float* g, const float* hp, const float* rec, float* dh,
+                  float* dz, float* dzh);
 };
 
 // The loops of the active ISA.

@@ -23,6 +23,9 @@ slice}.cpp, written as plainly as possible (a Python loop over time steps).
                 multiplies the input by a mask mx (b, F), the same at every step, and h'
                 by a mask mh (b, u) where it meets the recurrent kernel (h' U, and the
                 (r h') of a gru without reset_after), not in the gru's z h' nor in c.
+                Per-gate masks (an lstm with recurrent_dropout, as Keras 3): mx (b, G, F)
+                and mh (b, G, u), gate g's columns of x W and h' U taken from x mx[:, g]
+                and h' mh[:, g].
     slice       rows [begin, begin + size) of each sample's first axis
 
 Backpropagation through time walks the steps in reverse, carrying dh (and dc for the lstm).
@@ -85,13 +88,22 @@ def rnn_forward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
     order = range(T - 1, -1, -1) if go_backwards else range(T)
     mx = np.ones((n, x.shape[2]), dtype) if mx is None else np.asarray(mx, dtype)
     mh = np.ones((n, u), dtype) if mh is None else np.asarray(mh, dtype)
+    if mh.ndim == 3 and mx.ndim == 2:   # per-gate h' masks, no input dropout
+        mx = np.repeat(mx[:, None], mh.shape[1], axis=1)
     for t in order:
-        xw = (x[:, t] * mx) @ W + b_in
+        xw = _gate_product(x[:, t], mx, W) + b_in
         keep = (np.ones((n, 1), bool) if mask is None
                 else (np.asarray(mask)[:, t] != 0)[:, None])
         step: dict = {"t": t, "h_prev": h, "c_prev": c, "keep": keep, "mx": mx, "mh": mh}
-        hd = h * mh                      # h' as the recurrent kernel sees it
-        if cell == "simple":
+        hd = h * mh if mh.ndim == 2 else h  # h' as the recurrent kernel sees it
+        if mh.ndim == 3:                 # per-gate masks: lstm only
+            z = xw + _gate_product(h, mh, U)
+            zi, zf, zc, zo = np.split(z, 4, axis=1)
+            i, f, g, o = ract.fn(zi), ract.fn(zf), act.fn(zc), ract.fn(zo)
+            c_new = f * c + i * g
+            h_new = o * act.fn(c_new)
+            step.update(zi=zi, zf=zf, zc=zc, zo=zo, i=i, f=f, g=g, o=o, c=c_new)
+        elif cell == "simple":
             z = xw + hd @ U
             h_new = act.fn(z)
             step.update(z=z)
@@ -154,7 +166,7 @@ def rnn_backward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
         st = cache[s]
         t, hp, cp, keep = st["t"], st["h_prev"], st["c_prev"], st["keep"]
         mx, mh = st["mx"], st["mh"]
-        hd = hp * mh
+        hd = hp * mh if mh.ndim == 2 else hp  # (per-gate masks: unused)
         dh = dh + dhs[:, s]
         # a masked step passes dh and dc through untouched
         dh_in, dc_in = np.where(keep, dh, 0), np.where(keep, dc, 0)
@@ -173,7 +185,7 @@ def rnn_backward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
             dzc = dct * st["i"] * act.grad(st["zc"])
             dz = np.concatenate([dzi, dzf, dzc, dzo], axis=1)
             dz_rec = dz
-            dh_prev = (dz @ U.T) * mh
+            dh_prev = _gate_product_grad(dz, U, mh)
             dc_prev = dct * st["f"] + dc_skip
         else:
             zg, r, hh = st["z"], st["r"], st["hh"]
@@ -195,11 +207,11 @@ def rnn_backward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
                 dU[:, :2 * u] += hd.T @ dz[:, :2 * u]
             dc_prev = dc_skip
         if not (cell == "gru" and not reset_after):
-            dU += hd.T @ dz_rec
-        dW += (x[:, t] * mx).T @ dz
+            dU += _gate_weight_grad(hp, mh, dz_rec)
+        dW += _gate_weight_grad(x[:, t], mx, dz)
         db_in += dz.sum(axis=0)
         db_rec += dz_rec.sum(axis=0)
-        dx[:, t] = (dz @ W.T) * mx
+        dx[:, t] = _gate_product_grad(dz, W, mx)
         dh = dh_prev + dh_skip
         dc = dc_prev
     if bias is None:
@@ -207,6 +219,32 @@ def rnn_backward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
     if cell == "gru" and reset_after:
         return dx, [dW, dU, np.stack([db_in, db_rec])]
     return dx, [dW, dU, db_in]
+
+
+def _gate_product(v: np.ndarray, m: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """(v m) M with one mask m (b, k), or per gate: gate g's columns of M times v m[:, g]."""
+    if m.ndim == 2:
+        return (v * m) @ M
+    cols = np.split(M, m.shape[1], axis=1)
+    return np.concatenate([(v * m[:, g]) @ cols[g] for g in range(m.shape[1])], axis=1)
+
+
+def _gate_product_grad(dz: np.ndarray, M: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """d v of _gate_product: (dz M^T) m, or the sum over gates of (dz_g M_g^T) m[:, g]."""
+    if m.ndim == 2:
+        return (dz @ M.T) * m
+    G = m.shape[1]
+    dzs, cols = np.split(dz, G, axis=1), np.split(M, G, axis=1)
+    return sum((dzs[g] @ cols[g].T) * m[:, g] for g in range(G))
+
+
+def _gate_weight_grad(v: np.ndarray, m: np.ndarray, dz: np.ndarray) -> np.ndarray:
+    """d M of _gate_product: (v m)^T dz, or per gate (v m[:, g])^T dz_g side by side."""
+    if m.ndim == 2:
+        return (v * m).T @ dz
+    G = m.shape[1]
+    dzs = np.split(dz, G, axis=1)
+    return np.concatenate([(v * m[:, g]).T @ dzs[g] for g in range(G)], axis=1)
 
 
 # --- graph ops -------------------------------------------------------------------------------

@@ -9,7 +9,9 @@
 // dropout, recurrent_dropout and seed (training only, inverted dropout: one mask per sequence
 // over the input features, kept at every step, and one over h' where it enters the recurrent
 // GEMMs; element i of the input mask is the dropout op's draw i of (seed, stream), of the
-// recurrent mask that of (seed + kRecurrentSeed, stream)).
+// recurrent mask that of (seed + kRecurrentSeed, stream)). An lstm with recurrent_dropout
+// draws one of each per gate, as Keras 3 does: masks (n, 4, F) and (n, 4, u) in that order of
+// draws, kXH holding one A row per gate and each gate's columns its own GEMM.
 // inputs: x (T, F) [, mask (T,): a step is kept where mask != 0].
 // params, with G gates (simple 1, lstm 4 in the order i f c o, gru 3 in the order z r h)
 // and Keras's layouts: [kernel (F, G u), recurrent_kernel (u, G u), bias] where bias is
@@ -31,17 +33,25 @@
 //    1] (kXH, filled with x and 1 up front, h' written by the step before) by the stacked
 //    [W; U; b], packed once per call; with sigmoid/tanh gates it writes the gate rows of kA
 //    directly and they are activated there in place (their derivatives need only the output).
-//    Backward: per step one pass per row turning dh (and dc) into dZ, then dh' = dZ U^T by
-//    GEMM (U^T packed once); afterwards [dW; dU; db] = kXH^T dZ is ONE GEMM over all n T rows.
+//    An lstm with sigmoid gates and tanh then runs each row's activations, cell update and h
+//    (also into the next step's kXH row) as ONE pass (LstmLoops::fused_fwd), and backward
+//    one pass per row from dh and dc to the step's dZ (fused_bwd).
+//    Backward: per step one pass per row turning dh (and dc) into that step's dZ (one step's
+//    rows only: it never leaves the cache), then from it dh' = dZ U^T, dx = dZ W^T and the
+//    step's share of [dW; dU; db] = kXH^T dZ by GEMM (U^T and W^T packed once). The weight
+//    gradients sum per block of batch rows cut by n alone (grad_blocks), the blocks' sums
+//    added in order at the end.
 //  - gru: one GEMM of (n T) x F by F x (G u) for the input side of every step, then per
 //    step the recurrent GEMM (beta 1 straight into that step's rows, or into a step buffer
 //    for reset_after) and ONE pass per row applying the gate activations and the cell
-//    update (without reset_after a second GEMM for (r h')Uh runs between two passes).
+//    update (without reset_after a second GEMM for (r h')Uh runs between two passes; with
+//    reset_after, sigmoid and tanh, that pass is LstmLoops::gru_fwd's single loop, and its
+//    backward gru_bwd's).
 //    Backward as above, then dW = X^T dZ and dU = H'^T dZ as one GEMM each and db a column
 //    sum in row order.
-//  - dx = dZ W^T is one GEMM over all rows. No sum's order depends on the thread count (the
-//    GEMM never splits K; the row passes are independent per row, each thread runs the whole
-//    recurrence on its own block of batch rows).
+//  - gru: dx = dZ W^T is one GEMM over all rows. No sum's order depends on the thread count
+//    (the GEMM never splits K; the row passes are independent per row, each thread runs the
+//    whole recurrence on its own block of batch rows; backward's blocks are fixed by n).
 //  - Every buffer is scratch planned by the graph: nothing is allocated per step or per call.
 #include <algorithm>
 #include <cstdint>
@@ -102,7 +112,10 @@ enum Slot {
   kXH,     // simple, lstm: per step the GEMM's A row [x, h', 1], (T, F + u + 1)
   kWcat,   // simple, lstm: [kernel; recurrent_kernel; bias] stacked, (F + u + 1, G u) (fixed)
   kWP,     // simple, lstm: kWcat packed once for every step (fixed)
-  kG,      // backward, simple, lstm: [dW; dU; db] of one call, (F + u + 1, G u) (fixed)
+  kG,      // backward, simple, lstm: [dW; dU; db] of each row block, (F + u + 1, G u) (fixed)
+  kWUT,    // backward, simple, lstm: [W^T, U^T], (G u, F + u) (fixed)
+  kWUTP,   // backward, simple, lstm: kWUT packed once for every step's [dx, dh'] (fixed)
+  kDXH,    // backward, simple, lstm: one step's [dx, dh'], (F + u)
   kSlots
 };
 
@@ -164,6 +177,14 @@ class RnnOp : public Op {
       return name == "sigmoid" || name == "tanh";
     };
     gates_in_a_ = stacked_ && from_output(act_) && (cell_ == Cell::simple || from_output(ract_));
+    // Keras 3 gives an lstm with recurrent_dropout independent masks per gate.
+    pergate_ = cell_ == Cell::lstm && rate_h_ > 0.0;
+    // lstm with Keras's default activations runs each row's step as one fused pass.
+    // so does a gru with reset_after and those activations (its forward).
+    gru_fused_ = reset_after_ && std::string(act_->name) == "tanh" &&
+                 std::string(ract_->name) == "sigmoid";
+    fused_ = cell_ == Cell::lstm && std::string(act_->name) == "tanh" &&
+             std::string(ract_->name) == "sigmoid";
     rows_out_ = seqs_ ? t_ : 1;
     nstate_ = state_ ? (cell_ == Cell::lstm ? 2 : 1) : 0;
     if (nstate_ == 0) return seqs_ ? Shape{t_, u_} : Shape{u_};
@@ -182,29 +203,36 @@ class RnnOp : public Op {
     if (cell_ == Cell::gru) s[kRec] = {t_ * u_, 0, keep};
     if (reset_after_) s[kStep] = {gu_, 0, ScratchLife::forward};
     if (stacked_) {
-      s[kXH] = {t_ * k1_, 0, keep};
+      s[kXH] = {t_ * k1_ * xh_copies(training), 0, keep};
       s[kWcat] = {0, k1_ * gu_, ScratchLife::forward};
-      s[kWP] = {0, gemm::packed_b_size(k1_, gu_) + kAlignPad, ScratchLife::forward};
+      s[kWP] = {0, std::max(gemm::packed_b_size(k1_, gu_) + kAlignPad,
+                            training && pergate_ ? gates_ * gate_pack_stride() + kAlignPad : 0),
+                ScratchLife::forward};
     } else {
       s[kUP] = {0, gemm::packed_b_size(u_, gu_) + kAlignPad, ScratchLife::forward};
     }
     if (backward) {
-      s[kDZ] = {t_ * gu_, 0, bw};
+      s[kDZ] = {stacked_ ? gu_ : t_ * gu_, 0, bw};  // simple, lstm: one step's
       if (reset_after_) s[kDZh] = {t_ * gu_, 0, bw};
       s[kDh] = {u_, 0, bw};
       if (cell_ == Cell::lstm) s[kDc] = {u_, 0, bw};
       if (cell_ == Cell::gru && !reset_after_) s[kTmp] = {u_, 0, bw};
       if (!stacked_) s[kHprev] = {t_ * u_, 0, bw};
-      if (stacked_) s[kG] = {0, k1_ * gu_, bw};
+      if (stacked_) s[kG] = {0, kGradBlocks * k1_ * gu_, bw};
+      if (stacked_) {
+        s[kWUT] = {0, gu_ * (f_ + u_), bw};
+        s[kWUTP] = {0, gemm::packed_b_size(gu_, f_ + u_) + kAlignPad, bw};
+        s[kDXH] = {f_ + u_, 0, bw};
+      }
       s[kUT] = {0, gu_ * u_, bw};
       s[kUTP] = {0, gemm::packed_b_size(gu_, u_) + kAlignPad, bw};
     }
     if (training && rate_x_ > 0) {
       s[kXd] = {t_ * f_, 0, keep};
-      s[kMx] = {f_, 0, keep};
+      s[kMx] = {f_ * xh_copies(training), 0, keep};
     }
     if (training && rate_h_ > 0) {
-      s[kMh] = {u_, 0, keep};
+      s[kMh] = {u_ * xh_copies(training), 0, keep};
       s[kHd] = {u_, 0, backward ? ScratchLife::saved : ScratchLife::forward};
     }
     return s;
@@ -226,9 +254,10 @@ class RnnOp : public Op {
     const int64_t zs = t_ * gu_, hs = t_ * u_;  // row strides of one step's rows
     const bool drop_x = a.training && rate_x_ > 0, drop_h = a.training && rate_h_ > 0;
     const float* X = a.x[0];
-    if (drop_x) {  // one mask per sequence, the same at every step
+    const int64_t xg = xh_copies(a.training);  // per-gate masks: G of each
+    if (drop_x) dropout_mask(sc[kMx], n * xg * f_, float(rate_x_), seed_, a.stream);
+    if (drop_x && xg == 1) {  // one mask per sequence, the same at every step
       float* mx = sc[kMx];
-      dropout_mask(mx, n * f_, float(rate_x_), seed_, a.stream);
       for (int64_t b = 0; b < n; ++b)
         for (int64_t t = 0; t < t_; ++t)
           for (int64_t f = 0; f < f_; ++f) {
@@ -238,7 +267,8 @@ class RnnOp : public Op {
       X = sc[kXd];
     }
     const float* mh = drop_h ? sc[kMh] : nullptr;
-    if (drop_h) dropout_mask(sc[kMh], n * u_, float(rate_h_), seed_ + kRecurrentSeed, a.stream);
+    if (drop_h)
+      dropout_mask(sc[kMh], n * xg * u_, float(rate_h_), seed_ + kRecurrentSeed, a.stream);
 
     const int64_t rcols = cell_ == Cell::gru && !reset_after_ ? 2 * u_ : gu_;
     float* UP = nullptr;
@@ -246,7 +276,7 @@ class RnnOp : public Op {
     const float* Wc = sc[kWcat];
     const float* WP = nullptr;
     if (stacked_) {
-      WP = stack_inputs(a, X, bias);
+      WP = stack_inputs(a, X, bias, xg, drop_x && xg > 1 ? sc[kMx] : nullptr);
     } else {
       // The input side of every step: one GEMM, bias in its epilogue.
       gemm::Epilogue ep;
@@ -256,7 +286,7 @@ class RnnOp : public Op {
       UP = align64(sc[kUP]);
       if (t_ > 1) gemm::pack_b_whole(u_, rcols, {U, gu_, 1}, UP);
     }
-    const int64_t xs = t_ * k1_;  // row stride of kXH's steps
+    const int64_t xs = t_ * xg * k1_;  // row stride of kXH's rows
 
     // Batch rows never interact, through the whole recurrence: each thread runs every step on
     // its own block of rows, with no synchronisation between steps (a GEMM row's result does
@@ -268,15 +298,36 @@ class RnnOp : public Op {
         const bool first = s == 0;
         if (stacked_) {  // [x, h', 1] [W; U; b] for this step's rows
           float* zt = (gates_in_a_ ? sc[kA] : Z) + b0 * zs + tt * gu_;
-          gemm::sgemm_prepacked_b(nb, gu_, k1_, 1.0f, {XH + b0 * xs + tt * k1_, xs, 1},
-                                  {Wc, gu_, 1}, WP, 0.0f, zt, zs);
+          const float* xh = XH + b0 * xs + tt * xg * k1_;
+          if (xg == 1) {
+            gemm::sgemm_prepacked_b(nb, gu_, k1_, 1.0f, {xh, xs, 1}, {Wc, gu_, 1}, WP, 0.0f,
+                                    zt, zs);
+          } else {  // per-gate masks: each gate's columns from its own A rows
+            for (int64_t g = 0; g < xg; ++g)
+              gemm::sgemm_prepacked_b(nb, u_, k1_, 1.0f, {xh + g * k1_, xs, 1},
+                                      {Wc + g * u_, gu_, 1}, packed_gate(WP, g), 0.0f,
+                                      zt + g * u_, zs);
+          }
           for (int64_t b = b0; b < b1; ++b) {
-            step_forward(a, b, tt, pt, first, mask, mh, nullptr, false);
-            if (s + 1 < t_) {  // h (through the recurrent mask) into the next step's A row
-              const float* h = sc[kH] + b * hs + tt * u_;
-              float* dst = XH + b * xs + time_of(s + 1) * k1_ + f_;
+            if (b + kPrefetchRows < b1) prefetch_row_forward(a, b + kPrefetchRows, tt, s, xg);
+            float* next = s + 1 < t_ ? XH + b * xs + time_of(s + 1) * xg * k1_ + f_ : nullptr;
+            if (fused_ && (mask == nullptr || mask[b * t_ + tt] != 0.0f) && xg == 1) {
+              fused_forward(a, b, tt, pt, first, next, drop_h ? mh + b * u_ : nullptr);
+              continue;
+            }
+            if (fused_ && (mask == nullptr || mask[b * t_ + tt] != 0.0f))
+              fused_forward(a, b, tt, pt, first, nullptr, nullptr);
+            else
+              step_forward(a, b, tt, pt, first, mask, mh, nullptr, false);
+            if (next == nullptr) continue;
+            // h (through the recurrent mask, per gate with per-gate masks) into the next
+            // step's A rows
+            const float* h = sc[kH] + b * hs + tt * u_;
+            for (int64_t g = 0; g < xg; ++g) {
+              float* dst = next + g * k1_;
               if (drop_h) {
-                for (int64_t j = 0; j < u_; ++j) dst[j] = h[j] * mh[b * u_ + j];
+                const float* m = mh + (b * xg + g) * u_;
+                for (int64_t j = 0; j < u_; ++j) dst[j] = h[j] * m[j];
               } else {
                 std::memcpy(dst, h, bytes(u_));
               }
@@ -309,7 +360,16 @@ class RnnOp : public Op {
           gemm::sgemm_prepacked_b(nb, rcols, u_, 1.0f, {Hp, hld, 1}, {U, gu_, 1}, UP, 1.0f, Zt,
                                   zs);
         }
-        for (int64_t b = b0; b < b1; ++b) step_forward(a, b, tt, pt, first, mask, mh, step, false);
+        for (int64_t b = b0; b < b1; ++b) {
+          if (gru_fused_ && (mask == nullptr || mask[b * t_ + tt] != 0.0f)) {
+            const int64_t zo = b * zs + tt * gu_, ho = b * hs + tt * u_;
+            const float* hp = first ? zeros_.data() : sc[kH] + b * hs + pt * u_;
+            loops_->gru_fwd(u_, Z + zo, step + b * gu_, hp, sc[kA] + zo, sc[kRec] + ho,
+                            sc[kH] + ho);
+            continue;
+          }
+          step_forward(a, b, tt, pt, first, mask, mh, step, false);
+        }
         if (cell_ == Cell::gru && !reset_after_) {  // (r h') Uh, then the candidate and h
           if (!first)
             gemm::sgemm(nb, u_, u_, 1.0f, {sc[kRec] + b0 * hs + tt * u_, hs, 1},
@@ -349,19 +409,43 @@ class RnnOp : public Op {
     float* dh = sc[kDh];
     std::fill(dh, dh + n * u_, 0.0f);
     float* UT = sc[kUT];  // U^T: the dh' GEMMs' B operand with unit column stride
-    for (int64_t j = 0; j < u_; ++j)
-      for (int64_t k = 0; k < gu_; ++k) UT[k * u_ + j] = U[j * gu_ + k];
-    if (cell_ == Cell::lstm) std::fill(sc[kDc], sc[kDc] + n * u_, 0.0f);
-    // dh' = dZ U^T at every step: U^T (its first k rows) packed once.
+    // dh' = dZ U^T at every step: U^T (its first k rows) packed once (simple and lstm with dx
+    // take dh' from the [dx, dh'] GEMM below instead).
     const int64_t k = cell_ == Cell::gru && !reset_after_ ? 2 * u_ : gu_;
     float* UTP = align64(sc[kUTP]);
-    if (t_ > 1) gemm::pack_b_whole(k, u_, {UT, u_, 1}, UTP);
+    const int64_t xg = xh_copies(a.training);  // per-gate masks: G A rows per (row, step)
+    if (!(stacked_ && a.dx[0]) || xg > 1) {
+      for (int64_t j = 0; j < u_; ++j)
+        for (int64_t k2 = 0; k2 < gu_; ++k2) UT[k2 * u_ + j] = U[j * gu_ + k2];
+      if (t_ > 1) gemm::pack_b_whole(k, u_, {UT, u_, 1}, UTP);
+    }
+    if (cell_ == Cell::lstm) std::fill(sc[kDc], sc[kDc] + n * u_, 0.0f);
     const int64_t orow = (rows_out_ + nstate_) * u_;
     const int64_t ystride = nstate_ ? orow : rows_out_ * u_;
     const bool drop_x = a.training && rate_x_ > 0, drop_h = a.training && rate_h_ > 0;
     const float* mh = drop_h ? sc[kMh] : nullptr;
 
-    row_blocks(n, [&](int64_t b0, int64_t b1) {  // independent rows, as in forward
+    // simple and lstm: per step, while the step's gate gradients are in cache, their share
+    // of [dW; dU; db] (added into the block's own partial sum) and, when dx is wanted, [dx,
+    // dh'] = dZ [W^T, U^T] as one GEMM ([W^T, U^T] packed once); gru keeps dZ of every step
+    // for its gradients after the loop.
+    const bool want_g = stacked_ && (a.dparam[0] || a.dparam[1] || (use_bias_ && a.dparam[2]));
+    // dx before any mask (per-gate masks: dx itself, through the masks step by step)
+    float* dxs = a.dx[0] ? (drop_x && xg == 1 ? sc[kXd] : a.dx[0]) : nullptr;
+    const bool with_dx = stacked_ && dxs != nullptr && xg == 1;
+    const int64_t nc = f_ + u_;  // columns of [W^T, U^T]
+    float* WUT = sc[kWUT];
+    float* WUTP = align64(sc[kWUTP]);
+    if (with_dx) {
+      for (int64_t k2 = 0; k2 < gu_; ++k2) {
+        for (int64_t f = 0; f < f_; ++f) WUT[k2 * nc + f] = W[f * gu_ + k2];
+        for (int64_t j = 0; j < u_; ++j) WUT[k2 * nc + f_ + j] = U[j * gu_ + k2];
+      }
+      if (t_ > 1) gemm::pack_b_whole(gu_, nc, {WUT, nc, 1}, WUTP);
+    }
+    const int64_t xs = t_ * xg * k1_, gsize = k1_ * gu_;
+
+    grad_blocks(n, [&](int p, int64_t b0, int64_t b1) {  // independent rows, as in forward
       const int64_t nb = b1 - b0;
       for (int64_t s = t_ - 1; s >= 0; --s) {
         const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
@@ -374,6 +458,7 @@ class RnnOp : public Op {
           if (s == t_ - 1 && nstate_ >= 1) add(d, dy + rows_out_ * u_, u_);
           if (s == t_ - 1 && nstate_ == 2)
             add(sc[kDc] + b * u_, dy + (rows_out_ + 1) * u_, u_);
+          if (b + kPrefetchRows < b1) prefetch_row_backward(a, b + kPrefetchRows, tt, pt, first);
           step_backward(a, b, tt, pt, first, mask, mh, false);
         }
         if (cell_ == Cell::gru && !reset_after_) {
@@ -382,8 +467,49 @@ class RnnOp : public Op {
                       {UT + 2 * u_ * u_, u_, 1}, 0.0f, sc[kTmp] + b0 * u_, u_);
           for (int64_t b = b0; b < b1; ++b) step_backward(a, b, tt, pt, first, mask, mh, true);
         }
+        if (stacked_) {
+          const float* dzb = dZ + b0 * gu_;
+          if (want_g) {  // per-gate masks: each gate's columns from its own A rows
+            const float* xh = sc[kXH] + b0 * xs + tt * xg * k1_;
+            const int64_t ng = gu_ / xg;
+            for (int64_t g = 0; g < xg; ++g)
+              gemm::sgemm(k1_, ng, nb, 1.0f, {xh + g * k1_, 1, xs}, {dzb + g * ng, gu_, 1},
+                          s == t_ - 1 ? 0.0f : 1.0f, sc[kG] + p * gsize + g * ng, gu_,
+                          gemm::Epilogue{}, 1);
+          }
+          if (xg > 1) {  // per-gate masks: dx and dh' gate by gate, each through its masks
+            gate_dx_dh(a, b0, b1, tt, first, xg);
+            if (first) break;
+            continue;
+          }
+          if (with_dx) {
+            float* out = sc[kDXH] + b0 * nc;  // [dx, dh'] of the block's rows
+            if (first)  // h' is the zero state: dx alone
+              gemm::sgemm(nb, f_, gu_, 1.0f, {dzb, gu_, 1}, {WUT, nc, 1}, 0.0f, out, nc,
+                          gemm::Epilogue{}, 1);
+            else
+              gemm::sgemm_prepacked_b(nb, nc, gu_, 1.0f, {dzb, gu_, 1}, {WUT, nc, 1}, WUTP,
+                                      0.0f, out, nc, gemm::Epilogue{}, 1);
+            for (int64_t b = b0; b < b1; ++b) {
+              const float* o = out + (b - b0) * nc;
+              float* dxr = dxs + (b * t_ + tt) * f_;
+              if (a.dx_acc[0] && !drop_x) add(dxr, o, f_);
+              else std::memcpy(dxr, o, bytes(f_));
+              if (first) continue;
+              float* d = dh + b * u_;
+              if (drop_h) {  // through the mask of h'
+                for (int64_t j = 0; j < u_; ++j) d[j] += o[f_ + j] * mh[b * u_ + j];
+              } else {
+                add(d, o + f_, u_);
+              }
+            }
+            if (first) break;
+            continue;
+          }
+        }
         if (first) break;  // h' of the first step is the zero state: its gradient is unused
-        const gemm::MatrixView dzt{dZh + b0 * zs + tt * gu_, zs, 1};
+        const gemm::MatrixView dzt = stacked_ ? gemm::MatrixView{dZ + b0 * gu_, gu_, 1}
+                                              : gemm::MatrixView{dZh + b0 * zs + tt * gu_, zs, 1};
         if (!drop_h) {
           gemm::sgemm_prepacked_b(nb, u_, k, 1.0f, dzt, {UT, u_, 1}, UTP, 1.0f, dh + b0 * u_,
                                   u_);
@@ -398,12 +524,21 @@ class RnnOp : public Op {
 
     const int64_t rows_all = n * t_;
     if (stacked_) {
-      stacked_grads(a, dZ);
+      if (want_g) stacked_grads(a, grad_block_count(n));
     } else {
       gru_grads(a, dZ, dZh, drop_x, mh);
     }
     if (float* dx = a.dx[0]) {
-      if (!drop_x) {
+      if (stacked_) {
+        if (drop_x && xg == 1) {  // through the input mask
+          const float* mx = sc[kMx];
+          for (int64_t b = 0; b < n; ++b)
+            for (int64_t i = b * t_ * f_; i < (b + 1) * t_ * f_; ++i) {
+              const float v = dxs[i] * mx[b * f_ + i % f_];
+              dx[i] = a.dx_acc[0] ? dx[i] + v : v;
+            }
+        }
+      } else if (!drop_x) {
         gemm::sgemm(rows_all, f_, gu_, 1.0f, {dZ, gu_, 1}, {W, 1, gu_},
                     a.dx_acc[0] ? 1.0f : 0.0f, dx, f_);
       } else {  // through the input mask (the dropped input is no longer needed)
@@ -450,9 +585,116 @@ class RnnOp : public Op {
     });
   }
 
+  // Per-gate masks, one step's rows [b0, b1): dx += sum over gates g of (dZ_g W_g^T) mx_g
+  // and, past the first step, dh += sum of (dZ_g U_g^T) mh_g, in gate order (kDXH holds
+  // one gate's [dx, dh'] at a time).
+  void gate_dx_dh(const BwdArgs& a, int64_t b0, int64_t b1, int64_t tt, bool first,
+                  int64_t xg) const {
+    float* const* sc = a.scratch;
+    const int64_t nb = b1 - b0, nc = f_ + u_;
+    const float* dzb = sc[kDZ] + b0 * gu_;
+    const float* mx = a.training && rate_x_ > 0 ? sc[kMx] : nullptr;
+    const float* mh = sc[kMh];
+    float* out = sc[kDXH] + b0 * nc;
+    for (int64_t g = 0; g < xg; ++g) {
+      const gemm::MatrixView dzg{dzb + g * u_, gu_, 1};
+      if (float* dx = a.dx[0]) {
+        gemm::sgemm(nb, f_, u_, 1.0f, dzg, {a.param[0] + g * u_, 1, gu_}, 0.0f, out, nc,
+                    gemm::Epilogue{}, 1);
+        for (int64_t b = b0; b < b1; ++b) {
+          const float* o = out + (b - b0) * nc;
+          const float* m = mx ? mx + (b * xg + g) * f_ : nullptr;
+          float* d = dx + (b * t_ + tt) * f_;
+          const bool set = g == 0 && !a.dx_acc[0];
+          for (int64_t j = 0; j < f_; ++j) {
+            const float v = m ? o[j] * m[j] : o[j];
+            d[j] = set ? v : d[j] + v;
+          }
+        }
+      }
+      if (first) continue;
+      gemm::sgemm(nb, u_, u_, 1.0f, dzg, {sc[kUT] + g * u_ * u_, u_, 1}, 0.0f, out + f_, nc,
+                  gemm::Epilogue{}, 1);
+      for (int64_t b = b0; b < b1; ++b) {
+        const float* o = out + (b - b0) * nc + f_;
+        const float* m = mh + (b * xg + g) * u_;
+        float* d = sc[kDh] + b * u_;
+        for (int64_t j = 0; j < u_; ++j) d[j] += o[j] * m[j];
+      }
+    }
+  }
+
+  // The backward's blocks of batch rows: a fixed cut (by n alone, on MR boundaries, at most
+  // kGradBlocks) because each block sums its own share of the weight gradients; threads take
+  // whole blocks, so the sums and their order do not depend on the thread count.
+  static constexpr int kGradBlocks = 2;
+  int grad_block_count(int64_t n) const {
+    const int64_t mr = gemm::active_kernel().mr;
+    return int(std::min<int64_t>(kGradBlocks, (n + mr - 1) / mr));
+  }
+  template <class F>
+  void grad_blocks(int64_t n, F&& body) const {
+    const int64_t mr = gemm::active_kernel().mr;
+    const int64_t np = (n + mr - 1) / mr;
+    const int nb = grad_block_count(n);
+    const auto block = [&](int p) {
+      const int64_t b0 = np * p / nb * mr, b1 = std::min(n, np * (p + 1) / nb * mr);
+      if (b0 < b1) body(p, b0, b1);
+    };
+    int nt = n * t_ * gu_ * u_ >= gemm::kParallelThreshold ? parallel::available_threads() : 1;
+    nt = std::min(nt, nb);
+    if (nt <= 1) {
+      for (int p = 0; p < nb; ++p) block(p);
+      return;
+    }
+    parallel::run(nt, [&](int t) {
+      for (int p = t; p < nb; p += nt) block(p);
+    });
+  }
+
   void colsum(const float* m, int64_t rows, float* out, bool acc) const {
     if (!acc) std::fill(out, out + gu_, 0.0f);
     for (int64_t r = 0; r < rows; ++r) add(out, m + r * gu_, gu_);
+  }
+
+  // lstm with sigmoid gates and tanh, a kept step: the activations, the cell update and h
+  // (into kH and, when hn is not null, the next step's GEMM row, through the mask row mhb)
+  // in one pass over the row.
+  void fused_forward(const FwdArgs& a, int64_t b, int64_t tt, int64_t pt, bool first, float* hn,
+                     const float* mhb) const {
+    float* const* sc = a.scratch;
+    const int64_t ho = b * t_ * u_ + tt * u_;
+    float* g = sc[kA] + b * t_ * gu_ + tt * gu_;
+    const float* cp = first ? zeros_.data() : sc[kC] + b * t_ * u_ + pt * u_;
+    loops_->fused_fwd(u_, g, g + u_, g + 2 * u_, g + 3 * u_, cp, sc[kC] + ho, sc[kTC] + ho,
+                      sc[kH] + ho, hn, mhb);
+  }
+
+  // The rows a step touches for batch row b lie far apart (one sequence after the other);
+  // fetching the next row's lines while this row computes hides the start of each stream.
+  template <int RW>
+  static void prefetch(const float* p, int64_t k) {
+    for (int64_t i = 0; i < k; i += 16) __builtin_prefetch(p + i, RW, 3);
+  }
+  void prefetch_row_forward(const FwdArgs& a, int64_t b, int64_t tt, int64_t s,
+                            int64_t xg) const {
+    if (cell_ != Cell::lstm) return;
+    float* const* sc = a.scratch;
+    const int64_t ho = b * t_ * u_ + tt * u_;
+    prefetch<1>(sc[kC] + ho, u_);
+    prefetch<1>(sc[kTC] + ho, u_);
+    prefetch<1>(sc[kH] + ho, u_);
+    if (s + 1 < t_) prefetch<1>(sc[kXH] + (b * t_ + time_of(s + 1)) * xg * k1_ + f_, u_);
+  }
+  void prefetch_row_backward(const BwdArgs& a, int64_t b, int64_t tt, int64_t pt,
+                             bool first) const {
+    if (cell_ != Cell::lstm) return;
+    float* const* sc = a.scratch;
+    const int64_t zo = b * t_ * gu_ + tt * gu_, ho = b * t_ * u_ + tt * u_;
+    prefetch<0>(sc[kA] + zo, gu_);
+    prefetch<1>(sc[kDZ] + (stacked_ ? b * gu_ : zo), gu_);
+    prefetch<0>(sc[kTC] + ho, u_);
+    if (!first) prefetch<0>(sc[kC] + b * t_ * u_ + pt * u_, u_);
   }
 
   // One row's gate activations and state update at time index tt (h' at pt unless first).
@@ -533,7 +775,7 @@ class RnnOp : public Op {
     const int64_t zo = b * t_ * gu_ + tt * gu_, ho = b * t_ * u_ + tt * u_;
     const float* z = (gates_in_a_ ? sc[kA] : sc[kZ]) + zo;  // unread by sigmoid and tanh
     const float* g = sc[kA] + zo;
-    float* dz = sc[kDZ] + zo;
+    float* dz = sc[kDZ] + (stacked_ ? b * gu_ : zo);
     float* dh = sc[kDh] + b * u_;
     const float* hp = first ? zeros_.data() : sc[kH] + b * t_ * u_ + pt * u_;
     const bool keep = mask == nullptr || mask[b * t_ + tt] != 0.0f;
@@ -554,6 +796,11 @@ class RnnOp : public Op {
         const float* cp = first ? zeros_.data() : sc[kC] + b * t_ * u_ + pt * u_;
         float* dc = sc[kDc] + b * u_;
         const float* tc = sc[kTC] + ho;
+        if (fused_) {
+          loops_->fused_bwd(u, g, g + u, g + 2 * u, g + 3 * u, tc, cp, dh, dc, dz, dz + u,
+                            dz + 2 * u, dz + 3 * u);
+          break;
+        }
         loops_->dh_to_gates(u, dh, tc, g + 3 * u, dz + 3 * u, dz + 2 * u);
         act_->backward(c, tc, dz + 2 * u, dz + 2 * u, u, act_p_.data());
         loops_->dc_to_gates(u, g, g + u, g + 2 * u, cp, dz, dz + u, dz + 2 * u, dc, dh);
@@ -564,6 +811,10 @@ class RnnOp : public Op {
       }
       case Cell::gru: {
         const float* rec = sc[kRec] + ho;
+        if (gru_fused_) {
+          loops_->gru_bwd(u, g, hp, rec, dh, dz, sc[kDZh] + zo);
+          break;
+        }
         if (phase1) {  // not reset_after: d r = d(r h') h', dh' += d(r h') r
           const float* drh = sc[kTmp] + b * u_;
           for (int64_t j = 0; j < u; ++j) {
@@ -599,34 +850,59 @@ class RnnOp : public Op {
   // simple and lstm: [W; U; b] stacked into kWcat and packed into kWP (returned), and per
   // (row, step) the A row [x, h', 1] of kXH with its x (after dropout) and 1 filled and h'
   // zero for the first step; the time loop writes each later step's h' as it goes.
-  const float* stack_inputs(const FwdArgs& a, const float* X, const float* bias) const {
+  // Per-gate masks (xg = G): each (row, step) holds one such A row per gate, with x through
+  // that gate's input mask mx (when not null), and each gate's columns of [W; U; b] are
+  // packed on their own (the pack of gate g at packed_gate(WP, g)).
+  const float* stack_inputs(const FwdArgs& a, const float* X, const float* bias, int64_t xg,
+                            const float* mx) const {
     float* const* sc = a.scratch;
     float* Wc = sc[kWcat];
     std::memcpy(Wc, a.param[0], bytes(f_ * gu_));
     std::memcpy(Wc + f_ * gu_, a.param[1], bytes(u_ * gu_));
     if (bias) std::memcpy(Wc + (f_ + u_) * gu_, bias, bytes(gu_));
     float* WP = align64(sc[kWP]);
-    gemm::pack_b_whole(k1_, gu_, {Wc, gu_, 1}, WP);
+    if (xg == 1) {
+      gemm::pack_b_whole(k1_, gu_, {Wc, gu_, 1}, WP);
+    } else {
+      for (int64_t g = 0; g < xg; ++g)
+        gemm::pack_b_whole(k1_, u_, {Wc + g * u_, gu_, 1}, packed_gate(WP, g));
+    }
     float* XH = sc[kXH];
     const int64_t t0 = time_of(0);
     for (int64_t b = 0; b < a.n; ++b)
-      for (int64_t t = 0; t < t_; ++t) {
-        float* row = XH + (b * t_ + t) * k1_;
-        std::memcpy(row, X + (b * t_ + t) * f_, bytes(f_));
-        if (t == t0) std::fill(row + f_, row + f_ + u_, 0.0f);
-        if (bias) row[f_ + u_] = 1.0f;
-      }
+      for (int64_t t = 0; t < t_; ++t)
+        for (int64_t g = 0; g < xg; ++g) {
+          float* row = XH + ((b * t_ + t) * xg + g) * k1_;
+          const float* x = X + (b * t_ + t) * f_;
+          if (mx == nullptr) {
+            std::memcpy(row, x, bytes(f_));
+          } else {
+            const float* m = mx + (b * xg + g) * f_;
+            for (int64_t j = 0; j < f_; ++j) row[j] = x[j] * m[j];
+          }
+          if (t == t0) std::fill(row + f_, row + f_ + u_, 0.0f);
+          if (bias) row[f_ + u_] = 1.0f;
+        }
     return WP;
   }
+  // Gate g's own pack of [W; U; b] (per-gate masks), each on a 64-byte boundary.
+  int64_t gate_pack_stride() const { return gemm::packed_b_size(k1_, u_) + kAlignPad; }
+  float* packed_gate(float* WP, int64_t g) const { return align64(WP + g * gate_pack_stride()); }
+  const float* packed_gate(const float* WP, int64_t g) const {
+    return packed_gate(const_cast<float*>(WP), g);
+  }
+  // A rows per (row, step) in kXH: one per gate with per-gate masks (training only).
+  int64_t xh_copies(bool training) const { return training && pergate_ ? gates_ : 1; }
 
-  // simple and lstm: [dW; dU; db] = [X, H', 1]^T dZ as one GEMM over all (row, step) pairs,
-  // then each part stored or accumulated into its parameter's gradient.
-  void stacked_grads(const BwdArgs& a, const float* dZ) const {
+  // simple and lstm: [dW; dU; db] = [X, H', 1]^T dZ, summed per block of rows over the
+  // steps during the time loop: the blocks' partial sums added in block order, then each
+  // part stored or accumulated into its parameter's gradient.
+  void stacked_grads(const BwdArgs& a, int blocks) const {
     float* const* sc = a.scratch;
     const bool want_b = use_bias_ && a.dparam[2];
-    if (!a.dparam[0] && !a.dparam[1] && !want_b) return;
     float* G = sc[kG];
-    gemm::sgemm(k1_, gu_, a.n * t_, 1.0f, {sc[kXH], 1, k1_}, {dZ, gu_, 1}, 0.0f, G, gu_);
+    if (blocks == 0) std::fill(G, G + k1_ * gu_, 0.0f);  // no rows: no step wrote a sum
+    for (int p = 1; p < blocks; ++p) add(G, G + p * k1_ * gu_, k1_ * gu_);
     const auto store = [&](int k, int64_t row0, int64_t rows) {
       float* d = a.dparam[k];
       if (!d) return;
@@ -684,6 +960,10 @@ class RnnOp : public Op {
   bool stacked_ = true;  // simple, lstm: z = [x, h', 1] [W; U; b] per step (kXH, kWP)
   int64_t k1_ = 1;       // that product's depth F + u (+ 1 with a bias)
   bool gates_in_a_ = false;  // no kZ: the step's GEMM writes kA (see configure)
+  static constexpr int64_t kPrefetchRows = 2;  // rows ahead whose lines are prefetched
+  bool pergate_ = false;     // lstm with recurrent_dropout: one x and h' mask per gate
+  bool gru_fused_ = false;   // gru, reset_after, sigmoid and tanh: LstmLoops::gru_fwd, _bwd
+  bool fused_ = false;       // lstm, sigmoid and tanh: LstmLoops::fused_fwd / fused_bwd
   double rate_x_ = 0.0, rate_h_ = 0.0;
   uint64_t seed_ = 0;
   const ActivationInfo* act_ = nullptr;

@@ -1,0 +1,74 @@
+"""Keras 3's per-gate dropout masks of an lstm with recurrent_dropout (its implementation 1):
+one input mask and one recurrent mask per gate, independent, drawn once per sequence.
+
+The op draws them as the dropout op over (n, 4, F) and (n, 4, u) arrays (tests/test_rnn.py's
+_drop_masks); here the op's gradients must match the NumPy twin given those per-gate masks
+and must not match the twin given gate 0's masks shared by every gate (so the gates really
+use different masks), on batches that span several threads' blocks, bitwise the same on 1
+and 2 threads. A statistical check then holds the per-gate draws to the Bernoulli law that
+Keras's masks follow. Tolerance: 2e-4 of the largest gradient, as in test_rnn.py (float32
+sums of up to F + u + 1 terms over T steps against float64).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_rnn import MSE, Case, _drop_masks, _feed, _param_grads, _rng
+from test_rnn_stacked import _on_threads
+
+from pynn.reference import graph as ref_graph
+
+CASES = [
+    Case("lstm", 6, 5, 40, return_sequences=True, dropout=0.3, recurrent_dropout=0.4, seed=11),
+    Case("lstm", 5, 3, 37, masked=True, go_backwards=True, recurrent_dropout=0.25, seed=5),
+    Case("lstm", 4, 4, 20, activation="relu", dropout=0.2, recurrent_dropout=0.5, seed=2),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=repr)
+def test_per_gate_masks_match_the_twin_on_one_and_two_threads(case):
+    n = 30
+    rng = _rng("pergate", case.name)
+    ps, xs = case.params(rng), case.inputs(rng, n)
+    spec = case.spec(ps, xs)
+    out, _ = ref_graph.forward(spec, xs)
+    target = rng.standard_normal(out[0].shape).astype(np.float32)
+
+    def grads():
+        return _param_grads(spec.to_core([MSE]), len(ps), _feed(xs), [target])
+
+    g1, g2 = _on_threads(1, grads), _on_threads(2, grads)
+    assert all(np.array_equal(a, b) for a, b in zip(g1, g2))
+    masks = _drop_masks(n, case, 0)   # the first training step draws from stream 0
+    assert masks["h"].shape == (n, 4, case.u)
+    _, _, want, _ = ref_graph.gradients(spec, xs, [target], [MSE], dropout_masks={0: masks})
+    for a, b in zip(g1, want):
+        assert np.abs(a - b).max() <= 2e-4 * np.abs(b).max()
+    shared = {k: np.repeat(m[:, :1], 4, axis=1) for k, m in masks.items()}
+    _, _, other, _ = ref_graph.gradients(spec, xs, [target], [MSE], dropout_masks={0: shared})
+    assert np.abs(g1[1] - other[1]).max() > 1e-2 * np.abs(other[1]).max()
+
+
+def test_per_gate_masks_are_independent_bernoulli_draws():
+    """Each gate keeps an entry with probability 1 - rate, scaled by 1 / (1 - rate), and two
+    gates agree on an entry with probability p^2 + (1 - p)^2 (independence); for shared masks
+    that would be 1. Bounds: 6 standard deviations of the binomial counts (n 4 u = 32000
+    entries per gate, 8000 pairs compared per gate pair), a false alarm ~1e-9."""
+    rate = 0.3
+    case = Case("lstm", 2, 3, 40, dropout=rate, recurrent_dropout=rate, seed=123)
+    n = 200
+    for key in ("x", "h"):
+        m = _drop_masks(n, case, 7)[key]
+        width = m.shape[2]
+        assert set(np.unique(m)) <= {0.0, np.float64(np.float32(1 / (1 - rate)))}
+        kept = m != 0
+        for g in range(4):
+            count, total = kept[:, g].sum(), n * width
+            sd = np.sqrt(total * rate * (1 - rate))
+            assert abs(count - total * (1 - rate)) < 6 * sd
+        p_same = rate ** 2 + (1 - rate) ** 2
+        for g in range(4):
+            for h in range(g + 1, 4):
+                same, total = (kept[:, g] == kept[:, h]).sum(), n * width
+                sd = np.sqrt(total * p_same * (1 - p_same))
+                assert abs(same - total * p_same) < 6 * sd
