@@ -250,7 +250,8 @@ def test_avx2_kernels_fuse_alike():
         pytest.skip("this CPU has no avx2")
     env = dict(os.environ, PYNN_ARCH="avx2")
     code = _AVX2.format(tests=os.path.dirname(os.path.abspath(__file__)))
+    # cwd "/": the child imports the installed pynn, not a source tree in the working directory
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=300)
+                         cwd="/", timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split()[-1] == "avx2"
