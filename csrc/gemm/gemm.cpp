@@ -34,10 +34,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <memory>
-#include <new>
 #include <stdexcept>
 
+#include "common/aligned_buffer.h"
 #include "common/parallel.h"
 #include "gemm/blocksizes.h"
 #include "gemm/pack.h"
@@ -45,32 +44,9 @@
 namespace pynn::gemm {
 namespace {
 
-struct AlignedFree {
-  void operator()(float* p) const { std::free(p); }
-};
-
-// A per-thread growable, 64-byte aligned scratch buffer: after the first call of a given size
-// nothing is allocated.
-class Scratch {
- public:
-  float* get(size_t n) {
-    if (n > cap_) {
-      size_t bytes = ((n * sizeof(float)) + 63) / 64 * 64;
-      float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
-      if (p == nullptr) throw std::bad_alloc();
-      buf_.reset(p);
-      cap_ = n;
-    }
-    return buf_.get();
-  }
-
- private:
-  std::unique_ptr<float, AlignedFree> buf_;
-  size_t cap_ = 0;
-};
-
-thread_local Scratch tl_pack_a;
-thread_local Scratch tl_pack_b;
+// Per-thread packing buffers: after the first call of a given size nothing is allocated.
+thread_local AlignedBuffer tl_pack_a;
+thread_local AlignedBuffer tl_pack_b;
 
 void pack_a_dispatch(const KernelInfo& kern, int64_t mc, int64_t kc, const float* src,
                      int64_t rs, int64_t cs, float* dst) {
@@ -134,8 +110,8 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
   const int64_t MCS = one_jc ? std::min<int64_t>(MC, 8 * MR) : MC;
   const int64_t mrows = std::min<int64_t>(MCS, m1 - m0);
   const int64_t ncols = std::min<int64_t>(NC, n1 - n0);
-  float* abuf = tl_pack_a.get(size_t((mrows + MR - 1) / MR * MR) * KC);
-  float* bbuf = tl_pack_b.get(size_t((ncols + NR - 1) / NR * NR) * KC);
+  float* abuf = tl_pack_a.get(int64_t((mrows + MR - 1) / MR * MR) * KC);
+  float* bbuf = tl_pack_b.get(int64_t((ncols + NR - 1) / NR * NR) * KC);
   // Scratch tile for edges, zeroed so the kernel never reads uninitialised lanes (the lanes
   // past the edge are computed and discarded).
   alignas(64) float edge[kMaxMR * kMaxNR] = {};

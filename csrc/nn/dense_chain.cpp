@@ -11,8 +11,8 @@
 
 #include <algorithm>
 #include <cstring>
-#include <new>
 
+#include "common/aligned_buffer.h"
 #include "common/cpu.h"
 #include "common/parallel.h"
 #include "gemm/gemm.h"
@@ -51,30 +51,8 @@ int64_t panel_depth(int64_t k, int64_t kc_max) {
   return (k + panels - 1) / panels;
 }
 
-// A thread's growable 64-byte aligned buffer (nothing allocated after the first block).
-class Scratch {
- public:
-  float* get(int64_t n) {
-    if (n > cap_) {
-      const size_t bytes = (size_t(n) * sizeof(float) + 63) / 64 * 64;
-      float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
-      if (p == nullptr) throw std::bad_alloc();
-      buf_.reset(p);
-      cap_ = n;
-    }
-    return buf_.get();
-  }
-
- private:
-  struct Free {
-    void operator()(float* p) const { std::free(p); }
-  };
-  std::unique_ptr<float, Free> buf_;
-  int64_t cap_ = 0;
-};
-
-thread_local Scratch tl_pack;     // the block's packed A panel
-thread_local Scratch tl_act[2];   // layer outputs, alternating
+thread_local AlignedBuffer tl_pack;     // the block's packed A panel
+thread_local AlignedBuffer tl_act[2];   // layer outputs, alternating
 
 #if defined(PYNN_X86)
 bool use_avx512() {
@@ -142,7 +120,7 @@ bool is_relu(const DenseDesc& d) {
 // per row costs more than the 0.6 us it can save.
 constexpr int64_t kRowSplitElems = gemm::kDirectParallelElems;
 
-thread_local Scratch tl_row[2];  // the one-row path's layer outputs
+thread_local AlignedBuffer tl_row[2];  // the one-row path's layer outputs
 
 // One row through every layer with the direct kernel (its one-row gemv), columns cut among
 // threads on NR boundaries: the arithmetic of gemm_direct for m = 1, element for element.
@@ -254,17 +232,12 @@ void DenseChain::run(const float* const* W, const float* const* b, const float* 
     offsets[l] = total;
     total += round_up(gemm::packed_b_size(layers_[l].in, layers_[l].out), 16);
   }
-  if (total > packed_cap_) {
-    float* p = static_cast<float*>(std::aligned_alloc(64, size_t(total) * sizeof(float)));
-    if (p == nullptr) throw std::bad_alloc();
-    packed_.reset(p);
-    packed_cap_ = total;
-  }
+  float* packed = packed_.get(total);
   for (size_t l = 0; l < layers_.size(); ++l)
     gemm::pack_b_whole(layers_[l].in, layers_[l].out, {W[l], layers_[l].out, 1},
-                       packed_.get() + offsets[l]);
+                       packed + offsets[l]);
 
-  const Run r{kern, layers_, offsets, packed_.get(), b, x, y, n};
+  const Run r{kern, layers_, offsets, packed, b, x, y, n};
   const int threads = parallel::available_threads();
   const int64_t rows = std::min<int64_t>(
       int64_t(kBlockTiles) * kern.mr,

@@ -16,10 +16,9 @@
 // Rows never interact, so the split of rows into blocks and tasks changes nothing.
 #pragma once
 #include <cstdint>
-#include <cstdlib>
-#include <memory>
 #include <vector>
 
+#include "common/aligned_buffer.h"
 #include "gemm/epilogue.h"
 
 namespace pynn::nn {
@@ -49,12 +48,8 @@ class DenseChain {
   void run(const float* const* W, const float* const* b, const float* x, int64_t n, float* y);
 
  private:
-  struct AlignedFree {
-    void operator()(float* p) const { std::free(p); }
-  };
   std::vector<DenseDesc> layers_;
-  std::unique_ptr<float, AlignedFree> packed_;  // every layer's packed kernel, one call's
-  int64_t packed_cap_ = 0;                      // floats
+  AlignedBuffer packed_;  // every layer's packed kernel, one call's
 };
 
 }  // namespace pynn::nn
