@@ -26,6 +26,8 @@ def test_dropout_layer_call_drops_in_training_only():
     assert (a != b).any(), "each training call draws a new mask"
     np.testing.assert_array_equal(d(x), x)
     np.testing.assert_array_equal(d(x, training=False), x)
+    images = np.ones((3, 4, 5, 2), np.float32)   # per-sample shapes come back whole
+    assert layers.SpatialDropout2D(0.5, seed=1)(images, training=True).shape == images.shape
 
 
 def test_layer_training_calls_are_reproducible_from_the_seed():

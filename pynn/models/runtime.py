@@ -23,8 +23,6 @@ def run_inference(spec: GraphSpec, arrays: Sequence[np.ndarray]) -> list[np.ndar
 def run_training(spec: GraphSpec, arrays: Sequence[np.ndarray], call: int) -> list[np.ndarray]:
     """The outputs of `spec` for the input arrays in training mode (random ops draw call
     number `call`'s values; BatchNormalization updates its moving statistics in place)."""
-    graph = spec.to_core()
     n = arrays[0].shape[0]
-    return [o.reshape((n,) + tuple(spec.shapes[t]))
-            for o, t in zip(graph.forward_train([a.reshape(n, -1) for a in arrays], call),
-                            spec.outputs)]
+    # (the core returns each output with its per-sample shape)
+    return spec.to_core().forward_train([a.reshape(n, -1) for a in arrays], call)
