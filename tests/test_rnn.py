@@ -209,12 +209,13 @@ DROP_CASES = [Case(cell, 5, 3, 4, return_sequences=True, dropout=0.3, recurrent_
 
 def _drop_masks(n, case, stream):
     """The masks the op draws: the dropout op's masks of (seed, stream) over (n, F) inputs
-    and of (seed + 0x5bd1e995, stream) over (n, u) states; an lstm with recurrent_dropout
-    has one of each per gate, drawn as one (n, 4, F) and one (n, 4, u) array."""
+    and of (seed + 0x5bd1e995, stream) over (n, u) states; an lstm or gru with
+    recurrent_dropout has one of each per gate, drawn as one (n, G, F) and one (n, G, u) array."""
     from pynn import _core
 
     a = case.attrs
-    per_gate = (4,) if case.cell == "lstm" and a["recurrent_dropout"] > 0 else ()
+    gates = {"lstm": 4, "gru": 3}.get(case.cell)
+    per_gate = (gates,) if gates and a["recurrent_dropout"] > 0 else ()
     mx = _core.dropout_forward(np.ones((n, *per_gate, case.F), np.float32),
                                a.get("dropout", 0.0), a["seed"], stream)[1]
     mh = _core.dropout_forward(np.ones((n, *per_gate, case.u), np.float32),

@@ -19,11 +19,11 @@ features and over h' where it enters the recurrent kernel, each entry kept with 
 1 - rate and scaled by 1 / (1 - rate). With recurrent_dropout = 0 Keras 3 (LSTM/GRU
 implementation 2) also shares one input mask across the gates, as pynn does. With
 recurrent_dropout > 0 Keras switches to implementation 1 and draws one input mask and one
-recurrent mask per gate (4 for LSTM, 3 for GRU, independent). pynn's LSTM does the same
-(four independent input masks and four recurrent masks, each gate's columns computed from its
-own masked x and h', one GEMM per gate and step); pynn's GRU still shares one of each across
-its gates: the same distribution per entry and the same per-sequence structure, but the
-gates' masks are equal instead of independent. SimpleRNN has one of each in both.
+recurrent mask per gate (4 for LSTM, 3 for GRU, independent). pynn does the same: each
+gate's columns are computed from x and h' through that gate's own masks (one GEMM per gate;
+a GRU without reset_after forms r * h' from the candidate gate's mask of h', as Keras does).
+The masks follow Keras's law (per entry, per sequence, independent across gates), not its
+random stream. SimpleRNN has one of each in both.
 
 Not supported (a clear error): stateful=True, initial_state, constraints,
 activity_regularizer, activations with non-default parameters.

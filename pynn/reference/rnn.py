@@ -23,9 +23,10 @@ slice}.cpp, written as plainly as possible (a Python loop over time steps).
                 multiplies the input by a mask mx (b, F), the same at every step, and h'
                 by a mask mh (b, u) where it meets the recurrent kernel (h' U, and the
                 (r h') of a gru without reset_after), not in the gru's z h' nor in c.
-                Per-gate masks (an lstm with recurrent_dropout, as Keras 3): mx (b, G, F)
-                and mh (b, G, u), gate g's columns of x W and h' U taken from x mx[:, g]
-                and h' mh[:, g].
+                Per-gate masks (an lstm or gru with recurrent_dropout, as Keras 3): mx
+                (b, G, F) and mh (b, G, u), gate g's columns of x W and h' U taken from
+                x mx[:, g] and h' mh[:, g]; a gru without reset_after forms (r h') from
+                the candidate's h' mh[:, 2].
     slice       rows [begin, begin + size) of each sample's first axis
 
 Backpropagation through time walks the steps in reverse, carrying dh (and dc for the lstm).
@@ -95,21 +96,13 @@ def rnn_forward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
         keep = (np.ones((n, 1), bool) if mask is None
                 else (np.asarray(mask)[:, t] != 0)[:, None])
         step: dict = {"t": t, "h_prev": h, "c_prev": c, "keep": keep, "mx": mx, "mh": mh}
-        hd = h * mh if mh.ndim == 2 else h  # h' as the recurrent kernel sees it
-        if mh.ndim == 3:                 # per-gate masks: lstm only
+        if cell == "simple":
             z = xw + _gate_product(h, mh, U)
-            zi, zf, zc, zo = np.split(z, 4, axis=1)
-            i, f, g, o = ract.fn(zi), ract.fn(zf), act.fn(zc), ract.fn(zo)
-            c_new = f * c + i * g
-            h_new = o * act.fn(c_new)
-            step.update(zi=zi, zf=zf, zc=zc, zo=zo, i=i, f=f, g=g, o=o, c=c_new)
-        elif cell == "simple":
-            z = xw + hd @ U
             h_new = act.fn(z)
             step.update(z=z)
             c_new = c
         elif cell == "lstm":
-            z = xw + hd @ U
+            z = xw + _gate_product(h, mh, U)
             zi, zf, zc, zo = np.split(z, 4, axis=1)
             i, f, g, o = ract.fn(zi), ract.fn(zf), act.fn(zc), ract.fn(zo)
             c_new = f * c + i * g
@@ -118,16 +111,16 @@ def rnn_forward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
         else:
             xz, xr, xh = np.split(xw, 3, axis=1)
             if reset_after:
-                rz, rr, rh = np.split(hd @ U + b_rec, 3, axis=1)
+                rz, rr, rh = np.split(_gate_product(h, mh, U) + b_rec, 3, axis=1)
                 zz, zr = xz + rz, xr + rr
                 r = ract.fn(zr)
                 zh = xh + r * rh
                 step.update(rec=rh)
             else:
-                zz = xz + hd @ U[:, :u]
-                zr = xr + hd @ U[:, u:2 * u]
+                zz, zr = np.split(xw[:, :2 * u] + _gate_product(h, mh[:, :2] if mh.ndim == 3
+                                                                else mh, U[:, :2 * u]), 2, axis=1)
                 r = ract.fn(zr)
-                zh = xh + (r * hd) @ U[:, 2 * u:]
+                zh = xh + (r * h * _gate_mask(mh, 2)) @ U[:, 2 * u:]
             zg = ract.fn(zz)
             hh = act.fn(zh)
             h_new = zg * h + (1 - zg) * hh
@@ -166,7 +159,6 @@ def rnn_backward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
         st = cache[s]
         t, hp, cp, keep = st["t"], st["h_prev"], st["c_prev"], st["keep"]
         mx, mh = st["mx"], st["mh"]
-        hd = hp * mh if mh.ndim == 2 else hp  # (per-gate masks: unused)
         dh = dh + dhs[:, s]
         # a masked step passes dh and dc through untouched
         dh_in, dc_in = np.where(keep, dh, 0), np.where(keep, dc, 0)
@@ -174,7 +166,7 @@ def rnn_backward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
         if cell == "simple":
             dz = dh_in * act.grad(st["z"])
             dz_rec = dz
-            dh_prev = (dz @ U.T) * mh
+            dh_prev = _gate_product_grad(dz, U, mh)
             dc_prev = dc_skip
         elif cell == "lstm":
             tc = act.fn(st["c"])
@@ -196,15 +188,17 @@ def rnn_backward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
                 dzr = dzh * st["rec"] * ract.grad(st["zr"])
                 dz = np.concatenate([dzz, dzr, dzh], axis=1)
                 dz_rec = np.concatenate([dzz, dzr, dzh * r], axis=1)
-                dh_prev = dh_prev + (dz_rec @ U.T) * mh
+                dh_prev = dh_prev + _gate_product_grad(dz_rec, U, mh)
             else:
+                mzr, mc = (mh[:, :2] if mh.ndim == 3 else mh), _gate_mask(mh, 2)
                 drh = dzh @ U[:, 2 * u:].T
-                dzr = drh * hd * ract.grad(st["zr"])
+                dzr = drh * hp * mc * ract.grad(st["zr"])
                 dz = np.concatenate([dzz, dzr, dzh], axis=1)
                 dz_rec = dz
-                dh_prev = dh_prev + (drh * r + dz[:, :2 * u] @ U[:, :2 * u].T) * mh
-                dU[:, 2 * u:] += (r * hd).T @ dzh
-                dU[:, :2 * u] += hd.T @ dz[:, :2 * u]
+                dh_prev = (dh_prev + drh * r * mc
+                           + _gate_product_grad(dz[:, :2 * u], U[:, :2 * u], mzr))
+                dU[:, 2 * u:] += (r * hp * mc).T @ dzh
+                dU[:, :2 * u] += _gate_weight_grad(hp, mzr, dz[:, :2 * u])
             dc_prev = dc_skip
         if not (cell == "gru" and not reset_after):
             dU += _gate_weight_grad(hp, mh, dz_rec)
@@ -219,6 +213,11 @@ def rnn_backward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
     if cell == "gru" and reset_after:
         return dx, [dW, dU, np.stack([db_in, db_rec])]
     return dx, [dW, dU, db_in]
+
+
+def _gate_mask(m: np.ndarray, g: int) -> np.ndarray:
+    """Gate g's mask: m itself when one mask (b, k) serves every gate, else m[:, g]."""
+    return m if m.ndim == 2 else m[:, g]
 
 
 def _gate_product(v: np.ndarray, m: np.ndarray, M: np.ndarray) -> np.ndarray:

@@ -9,9 +9,11 @@
 // dropout, recurrent_dropout and seed (training only, inverted dropout: one mask per sequence
 // over the input features, kept at every step, and one over h' where it enters the recurrent
 // GEMMs; element i of the input mask is the dropout op's draw i of (seed, stream), of the
-// recurrent mask that of (seed + kRecurrentSeed, stream)). An lstm with recurrent_dropout
-// draws one of each per gate, as Keras 3 does: masks (n, 4, F) and (n, 4, u) in that order of
-// draws, kXH holding one A row per gate and each gate's columns its own GEMM.
+// recurrent mask that of (seed + kRecurrentSeed, stream)). An lstm or gru with
+// recurrent_dropout draws one of each per gate, as Keras 3 does: masks (n, G, F) and (n, G, u)
+// in that order of draws; the lstm's kXH holds one A row per gate, and each gate's columns
+// are their own GEMM (the gru's input side too, and its recurrent side per step; a gru
+// without reset_after forms r h' from the candidate gate's mask of h').
 // inputs: x (T, F) [, mask (T,): a step is kept where mask != 0].
 // params, with G gates (simple 1, lstm 4 in the order i f c o, gru 3 in the order z r h)
 // and Keras's layouts: [kernel (F, G u), recurrent_kernel (u, G u), bias] where bias is
@@ -177,8 +179,8 @@ class RnnOp : public Op {
       return name == "sigmoid" || name == "tanh";
     };
     gates_in_a_ = stacked_ && from_output(act_) && (cell_ == Cell::simple || from_output(ract_));
-    // Keras 3 gives an lstm with recurrent_dropout independent masks per gate.
-    pergate_ = cell_ == Cell::lstm && rate_h_ > 0.0;
+    // Keras 3 gives an lstm or gru with recurrent_dropout independent masks per gate.
+    pergate_ = cell_ != Cell::simple && rate_h_ > 0.0;
     // lstm with Keras's default activations runs each row's step as one fused pass.
     // so does a gru with reset_after and those activations (its forward).
     gru_fused_ = reset_after_ && std::string(act_->name) == "tanh" &&
@@ -257,13 +259,7 @@ class RnnOp : public Op {
     const int64_t xg = xh_copies(a.training);  // per-gate masks: G of each
     if (drop_x) dropout_mask(sc[kMx], n * xg * f_, float(rate_x_), seed_, a.stream);
     if (drop_x && xg == 1) {  // one mask per sequence, the same at every step
-      float* mx = sc[kMx];
-      for (int64_t b = 0; b < n; ++b)
-        for (int64_t t = 0; t < t_; ++t)
-          for (int64_t f = 0; f < f_; ++f) {
-            const int64_t i = (b * t_ + t) * f_ + f;
-            sc[kXd][i] = X[i] * mx[b * f_ + f];
-          }
+      gate_input(X, sc[kMx], 0, 1, n, sc[kXd]);
       X = sc[kXd];
     }
     const float* mh = drop_h ? sc[kMh] : nullptr;
@@ -279,12 +275,22 @@ class RnnOp : public Op {
       WP = stack_inputs(a, X, bias, xg, drop_x && xg > 1 ? sc[kMx] : nullptr);
     } else {
       // The input side of every step: one GEMM, bias in its epilogue.
+      // Per-gate input masks: one GEMM per gate, from x through that gate's mask.
       gemm::Epilogue ep;
       ep.bias = bias;
-      gemm::sgemm(n * t_, gu_, f_, 1.0f, {X, f_, 1}, {W, gu_, 1}, 0.0f, Z, gu_, ep);
+      if (drop_x && xg > 1) {
+        for (int64_t g = 0; g < xg; ++g) {
+          gate_input(X, sc[kMx], g, xg, n, sc[kXd]);
+          ep.bias = bias ? bias + g * u_ : nullptr;
+          gemm::sgemm(n * t_, u_, f_, 1.0f, {sc[kXd], f_, 1}, {W + g * u_, gu_, 1}, 0.0f,
+                      Z + g * u_, gu_, ep);
+        }
+      } else {
+        gemm::sgemm(n * t_, gu_, f_, 1.0f, {X, f_, 1}, {W, gu_, 1}, 0.0f, Z, gu_, ep);
+      }
       // U packed once for all steps (gru without reset_after: only its z and r columns).
       UP = align64(sc[kUP]);
-      if (t_ > 1) gemm::pack_b_whole(u_, rcols, {U, gu_, 1}, UP);
+      if (t_ > 1 && xg == 1) gemm::pack_b_whole(u_, rcols, {U, gu_, 1}, UP);
     }
     const int64_t xs = t_ * xg * k1_;  // row stride of kXH's rows
 
@@ -336,29 +342,32 @@ class RnnOp : public Op {
           continue;
         }
         float* Zt = Z + b0 * zs + tt * gu_;
-        const float* Hp = first ? nullptr : sc[kH] + b0 * hs + pt * u_;
-        int64_t hld = hs;  // row stride of the recurrent GEMMs' A operand
-        if (drop_h && !first) {  // h' as the recurrent GEMMs see it
-          float* hd = sc[kHd] + b0 * u_;
-          const float* mb = mh + b0 * u_;
-          for (int64_t b = 0; b < nb; ++b)
-            for (int64_t j = 0; j < u_; ++j) hd[b * u_ + j] = Hp[b * hs + j] * mb[b * u_ + j];
-          Hp = hd;
-          hld = u_;
-        }
         float* step = reset_after_ ? sc[kStep] : nullptr;
-        if (reset_after_) {  // h'U + recurrent bias into the step buffer
-          gemm::Epilogue rb;
-          rb.bias = rbias;
-          if (first) {
+        if (first) {  // h' is the zero state: h'U is 0 (plus the recurrent bias)
+          if (reset_after_)
             for (int64_t b = b0; b < b1; ++b) std::memcpy(step + b * gu_, rbias, bytes(gu_));
-          } else {
-            gemm::sgemm_prepacked_b(nb, gu_, u_, 1.0f, {Hp, hld, 1}, {U, gu_, 1}, UP, 0.0f,
-                                    step + b0 * gu_, gu_, rb);
+        } else {
+          // h'U + recurrent bias into the step buffer (reset_after), else h'U's z and r
+          // columns added into the step's rows; per-gate masks: gate by gate, each from h'
+          // through its own mask (one mask: the packed U for all columns at once).
+          const int64_t groups = xg > 1 ? rcols / u_ : 1, gcols = rcols / groups;
+          for (int64_t g = 0; g < groups; ++g) {
+            gemm::MatrixView hp{sc[kH] + b0 * hs + pt * u_, hs, 1};
+            if (drop_h) {  // h' as the recurrent GEMM sees it
+              masked_state(sc, b0, b1, pt, g, xg, sc[kHd] + b0 * u_);
+              hp = {sc[kHd] + b0 * u_, u_, 1};
+            }
+            float* out = reset_after_ ? step + b0 * gu_ + g * gcols : Zt + g * gcols;
+            const int64_t ldo = reset_after_ ? gu_ : zs;
+            const float beta = reset_after_ ? 0.0f : 1.0f;
+            gemm::Epilogue rb;
+            if (reset_after_) rb.bias = rbias + g * gcols;
+            if (groups == 1)
+              gemm::sgemm_prepacked_b(nb, rcols, u_, 1.0f, hp, {U, gu_, 1}, UP, beta, out, ldo,
+                                      rb);
+            else
+              gemm::sgemm(nb, gcols, u_, 1.0f, hp, {U + g * gcols, gu_, 1}, beta, out, ldo, rb);
           }
-        } else if (!first) {
-          gemm::sgemm_prepacked_b(nb, rcols, u_, 1.0f, {Hp, hld, 1}, {U, gu_, 1}, UP, 1.0f, Zt,
-                                  zs);
         }
         for (int64_t b = b0; b < b1; ++b) {
           if (gru_fused_ && (mask == nullptr || mask[b * t_ + tt] != 0.0f)) {
@@ -513,11 +522,23 @@ class RnnOp : public Op {
         if (!drop_h) {
           gemm::sgemm_prepacked_b(nb, u_, k, 1.0f, dzt, {UT, u_, 1}, UTP, 1.0f, dh + b0 * u_,
                                   u_);
-        } else {  // through the mask of h'
+        } else if (xg == 1) {  // through the mask of h'
           float* dhd = sc[kHd];
           gemm::sgemm_prepacked_b(nb, u_, k, 1.0f, dzt, {UT, u_, 1}, UTP, 0.0f, dhd + b0 * u_,
                                   u_);
           for (int64_t i = b0 * u_; i < b1 * u_; ++i) dh[i] += dhd[i] * mh[i];
+        } else {  // gru, per-gate masks: gate by gate, each through its own mask of h'
+          float* dhd = sc[kHd] + b0 * u_;
+          for (int64_t g = 0; g < k / u_; ++g) {
+            gemm::sgemm(nb, u_, u_, 1.0f, {dzt.data + g * u_, dzt.rs, 1},
+                        {UT + g * u_ * u_, u_, 1}, 0.0f, dhd, u_);
+            for (int64_t b = b0; b < b1; ++b) {
+              const float* m = mh + (b * xg + g) * u_;
+              const float* o = dhd + (b - b0) * u_;
+              float* d = dh + b * u_;
+              for (int64_t j = 0; j < u_; ++j) d[j] += o[j] * m[j];
+            }
+          }
         }
       }
     });
@@ -541,15 +562,22 @@ class RnnOp : public Op {
       } else if (!drop_x) {
         gemm::sgemm(rows_all, f_, gu_, 1.0f, {dZ, gu_, 1}, {W, 1, gu_},
                     a.dx_acc[0] ? 1.0f : 0.0f, dx, f_);
-      } else {  // through the input mask (the dropped input is no longer needed)
+      } else {  // through the input mask (the dropped input is no longer needed); per-gate
+        // masks: the gates' shares in gate order, each through its own mask
         float* tmp = sc[kXd];
-        const float* mx = sc[kMx];
-        gemm::sgemm(rows_all, f_, gu_, 1.0f, {dZ, gu_, 1}, {W, 1, gu_}, 0.0f, tmp, f_);
-        for (int64_t b = 0; b < n; ++b)
-          for (int64_t i = b * t_ * f_; i < (b + 1) * t_ * f_; ++i) {
-            const float v = tmp[i] * mx[b * f_ + i % f_];
-            dx[i] = a.dx_acc[0] ? dx[i] + v : v;
+        const int64_t groups = xg, gcols = gu_ / groups;
+        for (int64_t g = 0; g < groups; ++g) {
+          gemm::sgemm(rows_all, f_, gcols, 1.0f, {dZ + g * gcols, gu_, 1},
+                      {W + g * gcols, 1, gu_}, 0.0f, tmp, f_);
+          const bool set = g == 0 && !a.dx_acc[0];
+          for (int64_t b = 0; b < n; ++b) {
+            const float* m = sc[kMx] + (b * xg + g) * f_;
+            for (int64_t i = b * t_ * f_; i < (b + 1) * t_ * f_; ++i) {
+              const float v = tmp[i] * m[i % f_];
+              dx[i] = set ? v : dx[i] + v;
+            }
           }
+        }
       }
     }
    if (masked_) ops::no_gradient(a.dx[1], n * t_, a.dx_acc[1] != 0);
@@ -748,8 +776,10 @@ class RnnOp : public Op {
           std::memcpy(g, z, bytes(2 * u));
           ract_->forward(g, 2 * u, ract_p_.data());
           for (int64_t j = 0; j < u; ++j) rec[j] = g[u + j] * hp[j];
-          if (mh)
-            for (int64_t j = 0; j < u; ++j) rec[j] *= mh[b * u + j];
+          if (mh) {  // (the candidate gate's mask of h')
+            const float* m = state_mask_of(mh, b, 2, a.training);
+            for (int64_t j = 0; j < u; ++j) rec[j] *= m[j];
+          }
           return;
         }
         std::memcpy(g + 2 * u, z + 2 * u, bytes(u));
@@ -817,8 +847,9 @@ class RnnOp : public Op {
         }
         if (phase1) {  // not reset_after: d r = d(r h') h', dh' += d(r h') r
           const float* drh = sc[kTmp] + b * u_;
+          const float* mrow = mh ? state_mask_of(mh, b, 2, a.training) : nullptr;
           for (int64_t j = 0; j < u; ++j) {
-            const float m = mh ? mh[b * u + j] : 1.0f;
+            const float m = mrow ? mrow[j] : 1.0f;
             dz[u + j] = drh[j] * hp[j] * m;
             dh[j] += drh[j] * g[u + j] * m;
           }
@@ -891,8 +922,36 @@ class RnnOp : public Op {
   const float* packed_gate(const float* WP, int64_t g) const {
     return packed_gate(const_cast<float*>(WP), g);
   }
-  // A rows per (row, step) in kXH: one per gate with per-gate masks (training only).
+  // A rows per (row, step) in kXH: one per gate with per-gate masks (training only); the
+  // number of input and of recurrent masks per row.
   int64_t xh_copies(bool training) const { return training && pergate_ ? gates_ : 1; }
+  // Row b's mask of h' for gate g (the one mask of every gate unless per-gate masks).
+  const float* state_mask_of(const float* mh, int64_t b, int64_t g, bool training) const {
+    const int64_t xg = xh_copies(training);
+    return mh + (b * xg + (xg > 1 ? g : 0)) * u_;
+  }
+  // x (n T, F) through row b's input mask for gate g (xg masks per row) into out.
+  void gate_input(const float* X, const float* mx, int64_t g, int64_t xg, int64_t n,
+                  float* out) const {
+    for (int64_t b = 0; b < n; ++b) {
+      const float* m = mx + (b * xg + g) * f_;
+      for (int64_t t = 0; t < t_; ++t) {
+        const int64_t r = (b * t_ + t) * f_;
+        for (int64_t f = 0; f < f_; ++f) out[r + f] = X[r + f] * m[f];
+      }
+    }
+  }
+  // gru: h' at time index pt of rows [b0, b1) through gate g's mask of h' (xg masks per
+  // row) into out (row stride u).
+  void masked_state(float* const* sc, int64_t b0, int64_t b1, int64_t pt, int64_t g,
+                    int64_t xg, float* out) const {
+    for (int64_t b = b0; b < b1; ++b) {
+      const float* h = sc[kH] + b * t_ * u_ + pt * u_;
+      const float* m = sc[kMh] + (b * xg + g) * u_;
+      float* o = out + (b - b0) * u_;
+      for (int64_t j = 0; j < u_; ++j) o[j] = h[j] * m[j];
+    }
+  }
 
   // simple and lstm: [dW; dU; db] = [X, H', 1]^T dZ, summed per block of rows over the
   // steps during the time loop: the blocks' partial sums added in block order, then each
@@ -920,30 +979,48 @@ class RnnOp : public Op {
                  const float* mh) const {
     float* const* sc = a.scratch;
     const int64_t n = a.n, hs = t_ * u_, rows_all = n * t_;
+    const int64_t xg = xh_copies(a.training);  // per-gate masks: gate by gate
     float* Hp = sc[kHprev];  // h' of every step as a matrix (zero for the first step)
-    if (a.dparam[1]) {
+    const auto stack_states = [&](int64_t g) {  // through gate g's mask of h', if any
       for (int64_t b = 0; b < n; ++b)
         for (int64_t s = 0; s < t_; ++s) {
           const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
           float* dst = Hp + b * hs + tt * u_;
           if (s == 0) std::fill(dst, dst + u_, 0.0f);
           else std::memcpy(dst, sc[kH] + b * hs + pt * u_, bytes(u_));
-          if (mh)
-            for (int64_t j = 0; j < u_; ++j) dst[j] *= mh[b * u_ + j];
+          if (mh) {
+            const float* m = state_mask_of(mh, b, g, a.training);
+            for (int64_t j = 0; j < u_; ++j) dst[j] *= m[j];
+          }
         }
+    };
+    if (float* dW = a.dparam[0]) {
+      const float beta = a.dparam_acc[0] ? 1.0f : 0.0f;
+      if (drop_x && xg > 1) {  // each gate's columns from x through its own mask
+        for (int64_t g = 0; g < xg; ++g) {
+          gate_input(a.x[0], sc[kMx], g, xg, n, sc[kXd]);
+          gemm::sgemm(f_, u_, rows_all, 1.0f, {sc[kXd], 1, f_}, {dZ + g * u_, gu_, 1}, beta,
+                      dW + g * u_, gu_);
+        }
+      } else {
+        gemm::sgemm(f_, gu_, rows_all, 1.0f, {drop_x ? sc[kXd] : a.x[0], 1, f_},
+                    {dZ, gu_, 1}, beta, dW, gu_);
+      }
     }
-    if (float* dW = a.dparam[0])
-      gemm::sgemm(f_, gu_, rows_all, 1.0f, {drop_x ? sc[kXd] : a.x[0], 1, f_}, {dZ, gu_, 1},
-                  a.dparam_acc[0] ? 1.0f : 0.0f, dW, gu_);
     if (float* dU = a.dparam[1]) {
       const float beta = a.dparam_acc[1] ? 1.0f : 0.0f;
-      if (!reset_after_) {
-        gemm::sgemm(u_, 2 * u_, rows_all, 1.0f, {Hp, 1, u_}, {dZ, gu_, 1}, beta, dU, gu_);
+      // the columns h' reaches directly (all but the candidate's without reset_after), in
+      // groups of one gate with per-gate masks, else all at once
+      const int64_t cols = reset_after_ ? gu_ : 2 * u_;
+      const int64_t groups = xg > 1 ? cols / u_ : 1, gcols = cols / groups;
+      for (int64_t g = 0; g < groups; ++g) {
+        stack_states(g);
+        gemm::sgemm(u_, gcols, rows_all, 1.0f, {Hp, 1, u_}, {dZh + g * gcols, gu_, 1}, beta,
+                    dU + g * gcols, gu_);
+      }
+      if (!reset_after_)  // the candidate's from r h' (through its mask)
         gemm::sgemm(u_, u_, rows_all, 1.0f, {sc[kRec], 1, u_}, {dZ + 2 * u_, gu_, 1}, beta,
                     dU + 2 * u_, gu_);
-      } else {
-        gemm::sgemm(u_, gu_, rows_all, 1.0f, {Hp, 1, u_}, {dZh, gu_, 1}, beta, dU, gu_);
-      }
     }
     if (use_bias_ && a.dparam[2]) {
       float* db = a.dparam[2];
@@ -961,7 +1038,7 @@ class RnnOp : public Op {
   int64_t k1_ = 1;       // that product's depth F + u (+ 1 with a bias)
   bool gates_in_a_ = false;  // no kZ: the step's GEMM writes kA (see configure)
   static constexpr int64_t kPrefetchRows = 2;  // rows ahead whose lines are prefetched
-  bool pergate_ = false;     // lstm with recurrent_dropout: one x and h' mask per gate
+  bool pergate_ = false;     // lstm, gru with recurrent_dropout: one x and h' mask per gate
   bool gru_fused_ = false;   // gru, reset_after, sigmoid and tanh: LstmLoops::gru_fwd, _bwd
   bool fused_ = false;       // lstm, sigmoid and tanh: LstmLoops::fused_fwd / fused_bwd
   double rate_x_ = 0.0, rate_h_ = 0.0;
