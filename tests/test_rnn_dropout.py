@@ -87,3 +87,35 @@ def test_per_gate_masks_are_independent_bernoulli_draws(cell):
                 same, total = (kept[:, g] == kept[:, h]).sum(), n * width
                 sd = np.sqrt(total * p_same * (1 - p_same))
                 assert abs(same - total * p_same) < 6 * sd
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_gru_per_gate_training_ignores_layout_and_threads(reset_after):
+    """fit with a per-gate-dropout GRU: strided and Fortran-ordered inputs and 2 threads give
+    bitwise the weights of contiguous inputs on 1 thread (64 rows x 8 steps x 3 x 64 units x
+    64 is past the op's threshold for splitting the batch rows between threads)."""
+    import pynn
+    from pynn import layers
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((128, 8, 3)).astype(np.float32)
+    y = rng.standard_normal((128, 2)).astype(np.float32)
+    wide = np.zeros((128, 16, 6), np.float32)
+    wide[:, ::2, ::2] = x
+    strided = wide[:, ::2, ::2]
+
+    def train(data, threads):
+        def run():
+            pynn.utils.set_random_seed(1)
+            model = pynn.Sequential([
+                pynn.Input((8, 3)),
+                layers.GRU(64, dropout=0.3, recurrent_dropout=0.4, reset_after=reset_after),
+                layers.Dense(2)])
+            model.compile(optimizer="adam", loss="mse")
+            model.fit(data, y, batch_size=64, epochs=1, verbose=0)
+            return model.get_weights()
+        return _on_threads(threads, run)
+
+    base = train(x, 1)
+    for got in (train(strided, 1), train(np.asfortranarray(x), 2), train(x, 2)):
+        assert all(np.array_equal(a, b) for a, b in zip(base, got))
