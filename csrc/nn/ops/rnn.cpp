@@ -49,8 +49,8 @@
 //    update (without reset_after a second GEMM for (r h')Uh runs between two passes; with
 //    reset_after, sigmoid and tanh, that pass is LstmLoops::gru_fwd's single loop, and its
 //    backward gru_bwd's).
-//    Backward as above, then dW = X^T dZ and dU = H'^T dZ as one GEMM each and db a column
-//    sum in row order.
+//    Backward as above, then dW = X^T dZ and dU = H'^T dZ as one GEMM each; db is summed
+//    per block of rows (grad_blocks) in the time loop while each step's dZ is in cache.
 //  - gru: dx = dZ W^T is one GEMM over all rows. No sum's order depends on the thread count
 //    (the GEMM never splits K; the row passes are independent per row, each thread runs the
 //    whole recurrence on its own block of batch rows; backward's blocks are fixed by n).
@@ -118,6 +118,7 @@ enum Slot {
   kWUT,    // backward, simple, lstm: [W^T, U^T], (G u, F + u) (fixed)
   kWUTP,   // backward, simple, lstm: kWUT packed once for every step's [dx, dh'] (fixed)
   kDXH,    // backward, simple, lstm: one step's [dx, dh'], (F + u)
+  kGB,     // backward, gru: the bias gradients [db; rdb] of each row block, (2, G u) (fixed)
   kSlots
 };
 
@@ -221,6 +222,7 @@ class RnnOp : public Op {
       if (cell_ == Cell::gru && !reset_after_) s[kTmp] = {u_, 0, bw};
       if (!stacked_) s[kHprev] = {t_ * u_, 0, bw};
       if (stacked_) s[kG] = {0, kGradBlocks * k1_ * gu_, bw};
+      if (!stacked_ && use_bias_) s[kGB] = {0, kGradBlocks * 2 * gu_, bw};
       if (stacked_) {
         s[kWUT] = {0, gu_ * (f_ + u_), bw};
         s[kWUTP] = {0, gemm::packed_b_size(gu_, f_ + u_) + kAlignPad, bw};
@@ -476,6 +478,14 @@ class RnnOp : public Op {
                       {UT + 2 * u_ * u_, u_, 1}, 0.0f, sc[kTmp] + b0 * u_, u_);
           for (int64_t b = b0; b < b1; ++b) step_backward(a, b, tt, pt, first, mask, mh, true);
         }
+        if (!stacked_ && use_bias_ && a.dparam[2]) {  // the block's bias sums, rows in cache
+          float* gb = sc[kGB] + p * 2 * gu_;
+          if (s == t_ - 1) std::fill(gb, gb + 2 * gu_, 0.0f);
+          for (int64_t b = b0; b < b1; ++b) {
+            add(gb, dZ + b * zs + tt * gu_, gu_);
+            if (reset_after_) add(gb + gu_, dZh + b * zs + tt * gu_, gu_);
+          }
+        }
         if (stacked_) {
           const float* dzb = dZ + b0 * gu_;
           if (want_g) {  // per-gate masks: each gate's columns from its own A rows
@@ -678,11 +688,6 @@ class RnnOp : public Op {
     parallel::run(nt, [&](int t) {
       for (int p = t; p < nb; p += nt) block(p);
     });
-  }
-
-  void colsum(const float* m, int64_t rows, float* out, bool acc) const {
-    if (!acc) std::fill(out, out + gu_, 0.0f);
-    for (int64_t r = 0; r < rows; ++r) add(out, m + r * gu_, gu_);
   }
 
   // lstm with sigmoid gates and tanh, a kept step: the activations, the cell update and h
@@ -1022,11 +1027,15 @@ class RnnOp : public Op {
         gemm::sgemm(u_, u_, rows_all, 1.0f, {sc[kRec], 1, u_}, {dZ + 2 * u_, gu_, 1}, beta,
                     dU + 2 * u_, gu_);
     }
-    if (use_bias_ && a.dparam[2]) {
+    if (use_bias_ && a.dparam[2]) {  // the row blocks' sums (taken in the time loop), in order
+      float* G = sc[kGB];
+      const int blocks = grad_block_count(n);
+      if (blocks == 0) std::fill(G, G + 2 * gu_, 0.0f);  // no rows: no block wrote a sum
+      for (int p = 1; p < blocks; ++p) add(G, G + p * 2 * gu_, 2 * gu_);
+      const int64_t k = reset_after_ ? 2 * gu_ : gu_;
       float* db = a.dparam[2];
-      const bool acc = a.dparam_acc[2] != 0;
-      colsum(dZ, rows_all, db, acc);
-      if (reset_after_) colsum(dZh, rows_all, db + gu_, acc);
+      if (a.dparam_acc[2]) add(db, G, k);
+      else std::memcpy(db, G, bytes(k));
     }
   }
 
