@@ -41,6 +41,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -73,39 +74,70 @@ long env_positive(const char* name) {
 // is no quota. cgroup v2 keeps "max 100000" or "200000 100000" in cpu.max; v1 keeps the two
 // numbers in cpu.cfs_quota_us (-1: none) and cpu.cfs_period_us. A container limited to 2 CPUs
 // on a 64-core host sees 64 CPUs in its affinity mask: 64 threads would be descheduled in turn
-// at every parallel region.
+// at every parallel region. The quota may sit on this process's own cgroup or on any of its
+// ancestors (a systemd slice, a pod): the tightest one along the path counts. The path comes
+// from /proc/self/cgroup ("0::/a/b" for v2, "N:cpu,cpuacct:/a/b" for v1's cpu controller);
+// inside a container whose cgroup is mounted as the root, the walk ends at that root.
+bool read_quota(const std::string& path, const std::string& path2, double& quota,
+                double& period) {
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) return false;
+  char buf[64] = {};
+  const bool ok = std::fgets(buf, sizeof(buf), f) != nullptr;
+  std::fclose(f);
+  if (!ok) return false;
+  if (std::strncmp(buf, "max", 3) == 0) {
+    quota = -1;
+    return true;
+  }
+  char* end = nullptr;
+  quota = std::strtod(buf, &end);
+  if (end == buf) return false;
+  if (path2.empty()) {
+    period = std::strtod(end, nullptr);
+    return true;
+  }
+  std::FILE* g = std::fopen(path2.c_str(), "r");
+  if (g == nullptr) return false;
+  const bool ok2 = std::fscanf(g, "%lf", &period) == 1;
+  std::fclose(g);
+  return ok2;
+}
+
 long cgroup_cpu_limit() {
-  auto read_two = [](const char* path, const char* path2, double& a, double& b) {
-    std::FILE* f = std::fopen(path, "r");
-    if (f == nullptr) return false;
-    char buf[64] = {};
-    const bool ok = std::fgets(buf, sizeof(buf), f) != nullptr;
+  std::string v2, v1;  // this process's cgroup paths ("" : none)
+  if (std::FILE* f = std::fopen("/proc/self/cgroup", "r")) {
+    char line[1024];
+    while (std::fgets(line, sizeof(line), f) != nullptr) {
+      std::string l(line);
+      while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
+      const size_t a = l.find(':'), b = a == std::string::npos ? a : l.find(':', a + 1);
+      if (b == std::string::npos) continue;
+      const std::string ctrl = l.substr(a + 1, b - a - 1), path = l.substr(b + 1);
+      if (ctrl.empty()) v2 = path;
+      else if (("," + ctrl + ",").find(",cpu,") != std::string::npos) v1 = path;
+    }
     std::fclose(f);
-    if (!ok) return false;
-    if (std::strncmp(buf, "max", 3) == 0) {
-      a = -1;
-      return true;
+  }
+  double cpus = 0;  // the tightest quota / period found
+  auto walk = [&](std::string dir, const std::string& mount, const char* file,
+                  const char* file2) {
+    if (dir.empty() || dir[0] != '/') dir = "/";
+    for (;;) {
+      const std::string at = mount + (dir == "/" ? "" : dir) + "/";
+      double quota = -1, period = 0;
+      if (read_quota(at + file, file2 ? at + file2 : std::string(), quota, period) &&
+          quota > 0 && period > 0 && (cpus == 0 || quota / period < cpus))
+        cpus = quota / period;
+      if (dir == "/") break;
+      const size_t cut = dir.find_last_of('/');
+      dir = cut == 0 ? "/" : dir.substr(0, cut);
     }
-    char* end = nullptr;
-    a = std::strtod(buf, &end);
-    if (end == buf) return false;
-    if (path2 == nullptr) {
-      b = std::strtod(end, nullptr);
-      return true;
-    }
-    std::FILE* g = std::fopen(path2, "r");
-    if (g == nullptr) return false;
-    const bool ok2 = std::fscanf(g, "%lf", &b) == 1;
-    std::fclose(g);
-    return ok2;
   };
-  double quota = -1, period = 0;
-  if (!read_two("/sys/fs/cgroup/cpu.max", nullptr, quota, period) &&
-      !read_two("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us",
-                quota, period))
-    return 0;
-  if (quota <= 0 || period <= 0) return 0;
-  return std::max<long>(1, long(std::ceil(quota / period)));
+  walk(v2, "/sys/fs/cgroup", "cpu.max", nullptr);
+  for (const char* mount : {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"})
+    walk(v1, mount, "cpu.cfs_quota_us", "cpu.cfs_period_us");
+  return cpus > 0 ? std::max<long>(1, long(std::ceil(cpus))) : 0;
 }
 #endif
 
