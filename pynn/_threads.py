@@ -18,9 +18,10 @@ The thread count is one process-wide setting:
 
 Results are bitwise identical for any thread count.
 
-Waiting: an idle worker spins for 2 ms before it sleeps (``PYNN_SPIN_US``); a region's
-owner waits for a worker to start its share about twice as long as its own share took, at
-most 2 ms (``PYNN_STEAL_US``), before doing it itself. A fork waits up to 10 s in total for
+Waiting: an idle worker spins for 2 ms before it sleeps (``PYNN_SPIN_US``). A thread done
+with its share of a region takes over the tasks nobody has started (a worker held up by a busy
+machine does not stall the region); ``PYNN_STEAL_US`` makes the region's owner wait that long
+first (at most about twice its own share's time). A fork waits up to 10 s in total for
 model calls running in other threads (``PYNN_FORK_WAIT_MS``); a model still busy then refuses
 to run in the child.
 All three are read at import.

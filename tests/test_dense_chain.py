@@ -76,6 +76,7 @@ def check(m, x, k_max):
     [784, 256, 128, 10],          # the benchmark MLP (K panels 392 + 392)
     [1, 1],                       # one input, one unit
     [33, 31, 32, 33, 17],         # columns around the 32-wide tile
+    [70, 65, 64, 63, 48, 17, 16],  # around the 64-wide tile and its 16-column vectors
     [513, 40], [1025, 3],         # K around and over panel depths
     [300, 5, 600, 2],             # a narrow layer in the middle
 ])

@@ -9,14 +9,15 @@
 //
 // Waiting: an idle worker spins for kSpin (a training step runs many short regions back to
 // back, and waking a sleeping thread costs tens of microseconds), then sleeps on a condition
-// variable. An owner whose own tasks are done spins while the workers finish theirs, but
-// sleeps while one has not even started: that worker has no CPU, often because it shares
-// the owner's, and spinning would keep it off (measured: the scheduler then leaves both
-// threads on one CPU for good). After about twice its own tasks' time (at most kSteal) the
-// owner runs the tasks nobody has started itself. A worker that ran on its owner's CPU
-// neither spins afterwards nor is waited for by spinning: on a busy machine the two then
-// take turns on that CPU at about the serial speed, instead of stalling each other for a
-// scheduler time slice (milliseconds) per region.
+// variable. Tasks are fixed (results depend only on nt), but who runs one is not: an owner
+// done with its own tasks takes over at once every task nobody has started (from the end),
+// and a worker done with its own does the same, so a thread the machine holds up (no free
+// CPU, a slow wake-up) delays the region by at most the task it is in. For tasks under way
+// the owner spins about as long as its own share took, then sleeps: a worker that is still
+// not done has lost its CPU, and an idle CPU here lets the scheduler move it over (spinning
+// would hold it off for a time slice, milliseconds, per region). A worker that runs on its
+// owner's CPU neither spins afterwards nor is waited for by spinning: on a busy machine the
+// two then take turns on that CPU at about the serial speed.
 //
 // fork(): the child handler drops the pool pointer, so the child's first region makes a new
 // pool with new workers. The old pool object is never touched again in the child (its
@@ -40,6 +41,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -72,39 +74,70 @@ long env_positive(const char* name) {
 // is no quota. cgroup v2 keeps "max 100000" or "200000 100000" in cpu.max; v1 keeps the two
 // numbers in cpu.cfs_quota_us (-1: none) and cpu.cfs_period_us. A container limited to 2 CPUs
 // on a 64-core host sees 64 CPUs in its affinity mask: 64 threads would be descheduled in turn
-// at every parallel region.
+// at every parallel region. The quota may sit on this process's own cgroup or on any of its
+// ancestors (a systemd slice, a pod): the tightest one along the path counts. The path comes
+// from /proc/self/cgroup ("0::/a/b" for v2, "N:cpu,cpuacct:/a/b" for v1's cpu controller);
+// inside a container whose cgroup is mounted as the root, the walk ends at that root.
+bool read_quota(const std::string& path, const std::string& path2, double& quota,
+                double& period) {
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) return false;
+  char buf[64] = {};
+  const bool ok = std::fgets(buf, sizeof(buf), f) != nullptr;
+  std::fclose(f);
+  if (!ok) return false;
+  if (std::strncmp(buf, "max", 3) == 0) {
+    quota = -1;
+    return true;
+  }
+  char* end = nullptr;
+  quota = std::strtod(buf, &end);
+  if (end == buf) return false;
+  if (path2.empty()) {
+    period = std::strtod(end, nullptr);
+    return true;
+  }
+  std::FILE* g = std::fopen(path2.c_str(), "r");
+  if (g == nullptr) return false;
+  const bool ok2 = std::fscanf(g, "%lf", &period) == 1;
+  std::fclose(g);
+  return ok2;
+}
+
 long cgroup_cpu_limit() {
-  auto read_two = [](const char* path, const char* path2, double& a, double& b) {
-    std::FILE* f = std::fopen(path, "r");
-    if (f == nullptr) return false;
-    char buf[64] = {};
-    const bool ok = std::fgets(buf, sizeof(buf), f) != nullptr;
+  std::string v2, v1;  // this process's cgroup paths ("" : none)
+  if (std::FILE* f = std::fopen("/proc/self/cgroup", "r")) {
+    char line[1024];
+    while (std::fgets(line, sizeof(line), f) != nullptr) {
+      std::string l(line);
+      while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
+      const size_t a = l.find(':'), b = a == std::string::npos ? a : l.find(':', a + 1);
+      if (b == std::string::npos) continue;
+      const std::string ctrl = l.substr(a + 1, b - a - 1), path = l.substr(b + 1);
+      if (ctrl.empty()) v2 = path;
+      else if (("," + ctrl + ",").find(",cpu,") != std::string::npos) v1 = path;
+    }
     std::fclose(f);
-    if (!ok) return false;
-    if (std::strncmp(buf, "max", 3) == 0) {
-      a = -1;
-      return true;
+  }
+  double cpus = 0;  // the tightest quota / period found
+  auto walk = [&](std::string dir, const std::string& mount, const char* file,
+                  const char* file2) {
+    if (dir.empty() || dir[0] != '/') dir = "/";
+    for (;;) {
+      const std::string at = mount + (dir == "/" ? "" : dir) + "/";
+      double quota = -1, period = 0;
+      if (read_quota(at + file, file2 ? at + file2 : std::string(), quota, period) &&
+          quota > 0 && period > 0 && (cpus == 0 || quota / period < cpus))
+        cpus = quota / period;
+      if (dir == "/") break;
+      const size_t cut = dir.find_last_of('/');
+      dir = cut == 0 ? "/" : dir.substr(0, cut);
     }
-    char* end = nullptr;
-    a = std::strtod(buf, &end);
-    if (end == buf) return false;
-    if (path2 == nullptr) {
-      b = std::strtod(end, nullptr);
-      return true;
-    }
-    std::FILE* g = std::fopen(path2, "r");
-    if (g == nullptr) return false;
-    const bool ok2 = std::fscanf(g, "%lf", &b) == 1;
-    std::fclose(g);
-    return ok2;
   };
-  double quota = -1, period = 0;
-  if (!read_two("/sys/fs/cgroup/cpu.max", nullptr, quota, period) &&
-      !read_two("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us",
-                quota, period))
-    return 0;
-  if (quota <= 0 || period <= 0) return 0;
-  return std::max<long>(1, long(std::ceil(quota / period)));
+  walk(v2, "/sys/fs/cgroup", "cpu.max", nullptr);
+  for (const char* mount : {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"})
+    walk(v1, mount, "cpu.cfs_quota_us", "cpu.cfs_period_us");
+  return cpus > 0 ? std::max<long>(1, long(std::ceil(cpus))) : 0;
 }
 #endif
 
@@ -144,8 +177,9 @@ struct TaskFlag {  // marks this thread as running tasks for the life of the obj
   ~TaskFlag() { tl_in_task = saved; }
 };
 
-// How long the owner of a region sleeps waiting for a spinning worker that has not taken up
-// its share (it has no CPU) before doing that share itself. PYNN_STEAL_US overrides.
+// How long the owner of a region sleeps waiting for a worker that has not taken up its share
+// (asleep, or no CPU) before doing that share itself: 0, at once (measured on a busy 2-core
+// machine: waiting only ever added to the region's time). PYNN_STEAL_US sets a wait (tests).
 const std::chrono::nanoseconds kSteal = [] {
   const char* s = std::getenv("PYNN_STEAL_US");
   if (s != nullptr && *s != '\0') {
@@ -153,7 +187,7 @@ const std::chrono::nanoseconds kSteal = [] {
     const long v = std::strtol(s, &end, 10);
     if (*end == '\0' && v >= 0 && v <= 1000000) return std::chrono::nanoseconds(v * 1000);
   }
-  return kSpin;
+  return std::chrono::nanoseconds(0);
 }();
 
 // Below this, putting a thread to sleep and waking it costs more than the work it waits for.
@@ -234,10 +268,12 @@ class Pool {
   std::atomic<uint64_t> seq_{0};
   std::atomic<int> inside_{0};
   std::atomic<int> sleepers_{0};
+  std::atomic<int> nworkers_{0};  // threads_.size(), readable without mu_
   std::atomic<int64_t> regions_{0}, worker_tasks_{0};
 };
 
 bool Pool::ensure_workers(int n) {
+  if (nworkers_.load(std::memory_order_acquire) >= n) return true;  // no lock per region
   std::lock_guard<std::mutex> lk(mu_);
   try {
     while (int(threads_.size()) < n) {
@@ -246,6 +282,7 @@ bool Pool::ensure_workers(int n) {
       const uint64_t seen = seq_.load();
       const int index = int(threads_.size()) + 1;
       threads_.emplace_back([this, index, seen] { worker_main(index, seen); });
+      nworkers_.store(int(threads_.size()), std::memory_order_release);
     }
   } catch (...) {
     // No more threads can be made: the ones that exist (or the caller alone) do the work.
@@ -254,7 +291,8 @@ bool Pool::ensure_workers(int n) {
 }
 
 void Pool::run_task(Job& j, int t, bool worker) {
-  if (j.taken[t].exchange(1) != 0) return;
+  // (the plain load first: sweeps over claimed tasks then cost no cache-line ownership)
+  if (j.taken[t].load(std::memory_order_relaxed) != 0 || j.taken[t].exchange(1) != 0) return;
   if (worker && j.owner_cpu >= 0 && current_cpu() == j.owner_cpu) j.shares_cpu.store(true);
   try {
     j.fn(j.ctx, t);
@@ -285,8 +323,14 @@ void Pool::worker_main(int index, uint64_t seen) {
     inside_.fetch_add(1);
     shared = false;
     if (Job* j = job_.load()) {
-      for (int t = index; t < j->nt && index < j->parts; t += j->parts) run_task(*j, t, true);
-      shared = j->shares_cpu.load();
+      if (index < j->parts) {
+        for (int t = index; t < j->nt; t += j->parts) run_task(*j, t, true);
+        // Then the tasks nobody has started (their thread is held up), from the end: the
+        // owner goes through its own from the start.
+        for (int t = j->nt - 1; t >= 0 && j->left.load() > 0; --t) run_task(*j, t, true);
+      }
+      // Sharing the owner's CPU (we run, so it does not): spinning there would keep it off.
+      shared = j->shares_cpu.load() || (j->owner_cpu >= 0 && current_cpu() == j->owner_cpu);
     }
     inside_.fetch_sub(1);
   }
@@ -307,10 +351,7 @@ bool Pool::try_run(int nt, TaskFn fn, void* ctx) {
   j.fn = fn;
   j.ctx = ctx;
   j.nt = nt;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    j.parts = std::min(nt, int(threads_.size()) + 1);
-  }
+  j.parts = std::min(nt, nworkers_.load(std::memory_order_acquire) + 1);
   j.taken = taken_.get();
   for (int t = 0; t < nt; ++t) j.taken[t].store(0, std::memory_order_relaxed);
   j.left.store(nt);
@@ -327,30 +368,33 @@ bool Pool::try_run(int nt, TaskFn fn, void* ctx) {
     std::unique_lock<std::mutex> lk(mu_);
     return done_cv_.wait_for(lk, limit, done);
   };
+  std::chrono::nanoseconds own{0};
   {
     TaskFlag flag;
     fp::FlushDenormals ftz;  // as the workers compute
     const auto t0 = std::chrono::steady_clock::now();
     for (int t = 0; t < nt; t += j.parts) run_task(j, t, false);
-    const auto own = std::chrono::steady_clock::now() - t0;
+    own = std::chrono::steady_clock::now() - t0;
     bool unclaimed = false;
     for (int t = 0; t < nt && !unclaimed; ++t) unclaimed = j.taken[t].load() == 0;
     if (unclaimed) {
-      // A worker has not taken its share yet: it is waking up, or it has no CPU at the
-      // moment, often because it shares this one. Sleep rather than spin, so that it can run
-      // (and the scheduler gets the chance to move one of us to another CPU); but not much
-      // longer than doing that share here would take, and not at all when that is shorter
-      // than a sleep and a wake-up cost.
+      // A worker has not taken its share by the time this thread did all of its own: it is
+      // waking up, or it has no CPU. Take the share over now (by default; PYNN_STEAL_US
+      // sets a wait, slept, at most about twice this thread's own time).
       const auto limit = std::min<std::chrono::nanoseconds>(kSteal, 2 * own);
       if (limit >= kMinSleep) sleep_until_done(limit);
-      // Whatever nobody has started yet is done here: the same results, whoever runs it.
-      for (int t = 0; t < nt; ++t) run_task(j, t, false);
+      // Whatever nobody has started yet is done here, from the end (a worker that turns up
+      // late takes its share from the start): the same results, whoever runs a task.
+      for (int t = nt - 1; t >= 0; --t) run_task(j, t, false);
     }
   }
-  // Spin while the workers finish, but sleep at once when one of them runs on this very CPU
-  // (spinning would only keep it off).
+  // Tasks are under way on workers. They should end about when this thread's own share did;
+  // spin that long (at least kMinSleep, at most kSpin), then sleep: a worker still running
+  // then has lost its CPU, and an idle CPU here lets the scheduler move it over. Sleep at once
+  // when one of them runs on this very CPU (spinning would only keep it off).
   if (!done()) {
-    spin_until([&] { return done() || j.shares_cpu.load(); });
+    const auto budget = std::min(kSpin, std::max<std::chrono::nanoseconds>(own, kMinSleep));
+    spin_until([&] { return done() || j.shares_cpu.load(); }, budget);
     if (!done()) {
       j.waiting.store(true);
       std::unique_lock<std::mutex> lk(mu_);
@@ -358,9 +402,13 @@ bool Pool::try_run(int nt, TaskFn fn, void* ctx) {
     }
   }
   job_.store(nullptr);
-  // Workers that read &j before it was unpublished find nothing left to claim and leave.
-  while (inside_.load() != 0) {
-    if (!spin_until([&] { return inside_.load() == 0; })) std::this_thread::yield();
+  // Workers that read &j before it was unpublished find nothing left to claim and leave at
+  // once, unless descheduled in between: then yield, and soon sleep (an idle CPU lets the
+  // scheduler bring the worker over) rather than spin for its time slice.
+  for (int i = 0; inside_.load() != 0; ++i) {
+    if (i == 0) spin_until([&] { return inside_.load() == 0; }, kMinSleep);
+    else if (i < 8) std::this_thread::yield();
+    else std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
   busy_.store(false);
   if (j.failed.load()) std::rethrow_exception(j.error);

@@ -10,8 +10,9 @@
 // Model: run(nt, f) calls f(t) once for every t in [0, nt) and returns when all calls have
 // finished. Task t belongs to participant t % P (the calling thread is participant 0, worker i
 // is participant i), as OpenMP hands thread t its share, so each core keeps working on the
-// same part of the data from call to call. A task a worker has not started after a while
-// (asleep, or no free CPU) is run by the caller instead. So a task must compute from (t, nt)
+// same part of the data from call to call. A task its thread has not started (asleep, or no
+// free CPU) when another thread is done with its own is run by that thread instead (the
+// caller, or a worker). So a task must compute from (t, nt)
 // alone: then the results depend only on nt, exactly as with OpenMP's `parallel` +
 // omp_get_thread_num() or `schedule(static)` loops (static_block below is that schedule's
 // split). While another

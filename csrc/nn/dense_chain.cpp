@@ -24,10 +24,7 @@
 namespace pynn::nn {
 
 #if defined(PYNN_X86)
-// dense_chain_avx512.cpp: pack_a<12>'s layout for whole 12-row groups, vectorised; and the
-// bias + relu epilogue of a tile up to 32 columns wide.
-void pack_rows12_avx512(int64_t m, int64_t kc, const float* src, int64_t ld, float* dst,
-                        int64_t pf_rows);
+// dense_chain_avx512.cpp: the bias + relu epilogue of a tile up to 32 columns wide.
 void bias_relu_avx512(float* c, int64_t ldc, int64_t m, int64_t n, const float* bias);
 #endif
 
@@ -61,18 +58,12 @@ bool use_avx512() {
 }
 #endif
 
-// Rows [0, m) x columns [0, kc) of src in pack_a<mr>'s layout; rows [0, pf_rows) exist.
-void pack_rows(int mr, int64_t m, int64_t kc, const float* src, int64_t ld, float* dst,
-               int64_t pf_rows) {
-#if defined(PYNN_X86)
-  if (mr == 12 && use_avx512()) {
-    const int64_t full = m / 12 * 12;
-    pack_rows12_avx512(full, kc, src, ld, dst, pf_rows);
-    if (full < m) gemm::pack_a<12>(m - full, kc, src + full * ld, ld, 1, dst + full * kc);
-    return;
-  }
-#endif
-  switch (mr) {
+// Rows [0, m) x columns [0, kc) of src in the kernel's pack_a<MR> layout: its own packer
+// (vectorised, bitwise the template's panels) when it has one for this layout.
+void pack_rows(const gemm::KernelInfo& kern, int64_t m, int64_t kc, const float* src,
+               int64_t ld, float* dst) {
+  if (kern.pack_a != nullptr && kern.pack_a(m, kc, src, ld, 1, dst)) return;
+  switch (kern.mr) {
     case 4: gemm::pack_a<4>(m, kc, src, ld, 1, dst); break;
     case 6: gemm::pack_a<6>(m, kc, src, ld, 1, dst); break;
     case 8: gemm::pack_a<8>(m, kc, src, ld, 1, dst); break;
@@ -88,12 +79,24 @@ void pack_rows(int mr, int64_t m, int64_t kc, const float* src, int64_t ld, floa
 void tile_epilogue(const gemm::Epilogue& ep, bool relu, float* c, int64_t ld, int64_t row0,
                    int64_t col0, int64_t mv, int64_t nv) {
 #if defined(PYNN_X86)
-  if (relu && nv <= 32) {
-    bias_relu_avx512(c, ld, mv, nv, ep.bias ? ep.bias + col0 : nullptr);
+  if (relu) {  // element by element: any cut of the columns gives the same bits
+    for (int64_t j = 0; j < nv; j += 32)
+      bias_relu_avx512(c + j, ld, mv, std::min<int64_t>(32, nv - j),
+                       ep.bias ? ep.bias + col0 + j : nullptr);
     return;
   }
 #endif
   ep.apply(c, ld, row0, col0, mv, nv);
+}
+
+// The kernel for a tile of nv columns: one narrower than NR runs the column-tail kernel of its
+// width in vectors (kernel.h: it computes and writes only those, with the same per-element
+// arithmetic); the scratch is padded to NR columns, so whole vectors always fit.
+gemm::ukr_fn tile_kernel(const gemm::KernelInfo& kern, int64_t nv) {
+  if (nv >= kern.nr || kern.w <= 0) return kern.ukr;
+  const int64_t nvec = (nv + kern.w - 1) / kern.w;
+  const gemm::ukr_fn f = nvec < kern.nr / kern.w ? kern.ukr_cols[nvec - 1] : nullptr;
+  return f != nullptr ? f : kern.ukr;
 }
 
 gemm::Epilogue epilogue_of(const DenseDesc& d, const float* bias) {
@@ -159,6 +162,18 @@ void one_row(const gemm::KernelInfo& kern, const std::vector<DenseDesc>& layers,
   }
 }
 
+// Touches a byte range into L2 a few cache lines per call: the next block's input rows,
+// fetched while this block computes (they come from memory, and the pack of the first layer
+// would wait on every line otherwise).
+struct Prefetch {
+  const char* p = nullptr;
+  const char* end = nullptr;
+  int64_t lines = 0;  // per call
+  void some() {
+    for (int64_t i = 0; i < lines && p < end; ++i, p += 64) __builtin_prefetch(p, 0, 2);
+  }
+};
+
 struct Run {
   const gemm::KernelInfo& kern;
   const std::vector<DenseDesc>& layers;
@@ -167,15 +182,26 @@ struct Run {
   const float* const* b;
   const float* x;
   float* y;
-  int64_t n;  // rows of x
+  int64_t n;     // rows of x
+  int64_t next;  // rows from a block's start to the start of its thread's next block
 
   // Rows [r0, r0 + m) through every layer.
   void block(int64_t r0, int64_t m) const {
     const int MR = kern.mr, NR = kern.nr;
     const int64_t mpad = round_up(m, MR);
-    const int64_t rows_left = n - r0;
-    const float* src = x + r0 * layers.front().in;
-    int64_t ld = layers.front().in;
+    const int64_t in = layers.front().in;
+    const float* src = x + r0 * in;
+    int64_t ld = in;
+    Prefetch pf;
+    if (r0 + next < n) {
+      const int64_t r1 = r0 + next, r2 = std::min(n, r1 + m);
+      pf.p = reinterpret_cast<const char*>(x + r1 * in);
+      pf.end = reinterpret_cast<const char*>(x + r2 * in);
+      // spread over the first layer's tiles
+      const int64_t tiles = (mpad / MR) * ((in + kern.kc - 1) / kern.kc) *
+                            ((layers.front().out + NR - 1) / NR);
+      pf.lines = ((pf.end - pf.p) / 64 + tiles) / tiles;
+    }
     for (size_t l = 0; l < layers.size(); ++l) {
       const DenseDesc& d = layers[l];
       const int64_t npad = round_up(d.out, NR), KC = panel_depth(d.in, kern.kc);
@@ -188,14 +214,14 @@ struct Run {
         const int64_t kc = std::min(KC, d.in - pc);
         const float beta = pc == 0 ? 0.0f : 1.0f;
         const bool last = pc + kc == d.in;
-        // the first layer's rows come from memory: let the pack prefetch into the next block
-        pack_rows(MR, m, kc, src + pc, ld, abuf, l == 0 && pc == 0 ? rows_left : m);
+        pack_rows(kern, m, kc, src + pc, ld, abuf);
         for (int64_t ir = 0; ir < m; ir += MR) {                      // IR
           const int64_t mv = std::min<int64_t>(MR, m - ir);
           const float* ap = abuf + ir * kc;
           for (int64_t jr = 0; jr < d.out; jr += NR) {                // JR
             float* ct = dst + ir * npad + jr;
-            kern.ukr(kc, ap, w + pc * npad + jr * kc, ct, npad, 1.0f, beta);
+            if (l == 0) pf.some();
+            tile_kernel(kern, d.out - jr)(kc, ap, w + pc * npad + jr * kc, ct, npad, 1.0f, beta);
             if (last && has_ep)
               tile_epilogue(ep, relu, ct, npad, ir, jr, mv, std::min<int64_t>(NR, d.out - jr));
           }
@@ -237,12 +263,15 @@ void DenseChain::run(const float* const* W, const float* const* b, const float* 
     gemm::pack_b_whole(layers_[l].in, layers_[l].out, {W[l], layers_[l].out, 1},
                        packed + offsets[l]);
 
-  const Run r{kern, layers_, offsets, packed, b, x, y, n};
   const int threads = parallel::available_threads();
   const int64_t rows = std::min<int64_t>(
       int64_t(kBlockTiles) * kern.mr,
       round_up(std::max<int64_t>(1, n / (kBlocksPerThread * threads)), kern.mr));
   const int64_t blocks = (n + rows - 1) / rows;
+  // a thread runs blocks t, t + threads, ... (the pool's share of task t; a guess when a
+  // task is taken over, which costs a useless prefetch at most)
+  const int64_t next = rows * (threads <= 1 || blocks == 1 ? 1 : threads);
+  const Run r{kern, layers_, offsets, packed, b, x, y, n, next};
   auto blocks_of = [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k) r.block(k * rows, std::min(rows, n - k * rows));
   };
