@@ -230,6 +230,8 @@ const KernelInfo kKernelAvx512 = {"avx512_6x64",
                                   Avx512::W,
                                   {K::ukr_part<1>, K::ukr_part<2>, K::ukr_part<3>},
                                   pack_a_avx512,
-                                  pack_b_avx512};
+                                  pack_b_avx512,
+                                  {K::ukr_rows_a<1>, K::ukr_rows_a<2>, K::ukr_rows_a<3>,
+                                   K::ukr_rows_a<4>}};
 
 }  // namespace pynn::gemm
