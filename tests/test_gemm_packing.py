@@ -17,7 +17,10 @@ import pynn
 INFO = pynn.kernel_info()
 MR, NR = INFO["MR"], INFO["NR"]
 SIZES = [(MR * 3, NR, 16), (MR * 3 + 1, NR + 1, 17), (2 * MR - 1, 2 * NR + 16, 47),
-         (40, NR - 1, 15), (97, 3 * NR + 5, 100)]
+         (40, NR - 1, 15), (97, 3 * NR + 5, 100),
+         # a row-major A is read in place (no packing) on ISAs with ukr_rows_a: several K
+         # panels, a last group of fewer than MR rows, one and several NC blocks of columns
+         (MR * 5 + 2, 2 * NR + 5, INFO["KC"] + 17), (2 * MR + 1, INFO["NC"] + 70, INFO["KC"] + 17)]
 
 
 def layouts(x):

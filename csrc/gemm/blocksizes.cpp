@@ -83,7 +83,7 @@ Blocksizes derive_blocksizes(const CacheSizes& c, int mr, int nr, const Blocksiz
   if (c.l3 > 0) {
     // A VM may report every host CPU as sharing the L3; one core's share is at least 1 MB.
     const int64_t share = std::max<int64_t>(c.l3 / std::max(1, c.l3_sharing), int64_t(1) << 20);
-    s.mc = fit(share / 2, s.kc, mr, 4 * mr, 2048 / mr * mr);
+    s.mc = fit(share / 2, s.kc, mr, 4 * mr, 8192 / mr * mr);
   }
   if (int v = env_positive("PYNN_GEMM_KC")) s.kc = v;
   if (int v = env_positive("PYNN_GEMM_NC")) s.nc = std::max(nr, v / nr * nr);

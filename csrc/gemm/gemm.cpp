@@ -15,6 +15,13 @@
 // panel and A in sub-blocks of a few micro-panels, each used while still in cache (see
 // gemm_block). Tiles narrower than NR run a column-tail kernel (kernel.h, ukr_cols).
 //
+// A row-major A (unit column stride) is not packed at all where the kernel table has
+// ukr_rows_a: the micro-kernel broadcasts A's elements from the matrix itself (six rows read
+// in order), and only a last group of fewer than MR rows is packed. The packed panel bought
+// nothing for the broadcast operand but the cost of the copy: measured with ab_gemm.py on the
+// Ice Lake Xeon (1 thread, median time ratio over thousands of alternating pairs), the MLP
+// forward products 4-6%, 2048^2, 1024^2 and an LSTM step about 4% faster, bitwise the same C.
+//
 // Threads: C is cut into a grid of rectangles aligned to MR and NR, one per task of a region
 // on pynn's pool (common/parallel.h), and each task runs the loops above on its own rectangle
 // with its running thread's packing buffers. K is never split, and the cuts fall on tile
@@ -86,10 +93,13 @@ int64_t k_panel_depth(int64_t k, int64_t kc_max) {
 // dst in pack_a's layout (a strided matrix, or an implicit one such as convolution patches).
 // pack_b_block(pc, kc, jc, nc, dst) returns rows [pc, pc + kc) x columns [jc, jc + nc) of B
 // in pack_b's layout: packed into dst, or a block of a B packed beforehand (sgemm_prepacked_b).
+// rows_a, when not null, is A itself (row-major, unit column stride, row stride lda), which
+// the one-block-of-columns case then reads in place instead of packing (see below).
 template <class PackA, class PackB>
 void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
                 int64_t k, float alpha, const PackA& pack_a_block, const PackB& pack_b_block,
-                float beta, float* c, int64_t ldc, const Epilogue& ep) {
+                float beta, float* c, int64_t ldc, const Epilogue& ep, const float* rows_a,
+                int64_t lda) {
   const int MR = kern.mr, NR = kern.nr;
   // MC from the table, then evened out over the blocks it needs (2048 rows in blocks of at
   // most 2040 run as 2 x 1032, not 2040 + 8: a thin last block re-packs all of B for a few
@@ -107,6 +117,9 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
   // the Ice Lake Xeon (6 x 64 kernel): conv2 15488x288.288x64 12% faster with sub-blocks of
   // 4 or 16 panels, the MLP and LSTM shapes 0-3%.
   const bool one_jc = n1 - n0 <= NC;
+  // A read in place (rows_a, see the top): only a last group of fewer than MR rows is packed
+  // (its missing rows must read as zeros).
+  const bool in_place_a = rows_a != nullptr;
   const int64_t MCS = one_jc ? std::min<int64_t>(MC, 8 * MR) : MC;
   const int64_t mrows = std::min<int64_t>(MCS, m1 - m0);
   const int64_t ncols = std::min<int64_t>(NC, n1 - n0);
@@ -119,21 +132,34 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
 
   // The IR and JR loops: rows [ic, ic + mc) of C packed at abuf, columns [jc, jc + nc) of
   // one K panel [.., + kc) of B at bblock.
+  // A in place: arow is row ic, column pc of A (null: A packed at abuf).
   auto tiles = [&](int64_t ic, int64_t mc, int64_t jc, int64_t nc, const float* bblock,
-                   int64_t kc, float beta_p, bool last) {
+                   int64_t kc, float beta_p, bool last, const float* arow) {
+    const int nb = NR / kern.w;
+    const float* bp_cur = nullptr;
     for (int64_t ir = 0; ir < mc; ir += MR) {                    // IR
       const int64_t mv = std::min<int64_t>(MR, mc - ir);
-      const float* ap = abuf + ir * kc;
+      const bool direct_a = arow != nullptr && mv == MR;
+      const float* ap = direct_a ? arow + ir * lda : abuf + ir * kc;
+      // The kernel of the first v vectors of the tile (v = nb: the whole tile).
+      auto run = [&](int64_t v, float* ct, int64_t l) {
+        if (direct_a) {
+          kern.ukr_rows_a[v - 1](kc, ap, lda, bp_cur, ct, l, alpha, beta_p);
+        } else {
+          const ukr_fn u = v < nb && kern.ukr_cols[v - 1] != nullptr ? kern.ukr_cols[v - 1] : kern.ukr;
+          u(kc, ap, bp_cur, ct, l, alpha, beta_p);
+        }
+      };
       for (int64_t jr = 0; jr < nc; jr += NR) {                  // JR
         const int64_t nv = std::min<int64_t>(NR, nc - jr);
-        const float* bp = bblock + jr * kc;
+        bp_cur = bblock + jr * kc;
         float* ct = c + (ic + ir) * ldc + (jc + jr);
         // A tile narrower than NR runs the column-tail kernel of its width in vectors.
         const int64_t nvec = (nv + kern.w - 1) / kern.w;
-        const ukr_fn ukr =
-            nv < NR && kern.ukr_cols[nvec - 1] != nullptr ? kern.ukr_cols[nvec - 1] : kern.ukr;
-        if (mv == MR && (nv == NR || (ukr != kern.ukr && nv == nvec * kern.w))) {
-          ukr(kc, ap, bp, ct, ldc, alpha, beta_p);  // writes exactly the tile's nv columns
+        const bool has_tail = nv < NR && kern.ukr_cols[nvec - 1] != nullptr;
+        const int64_t v = has_tail ? nvec : nb;
+        if (mv == MR && (nv == NR || (has_tail && nv == nvec * kern.w))) {
+          run(v, ct, ldc);  // writes exactly the tile's nv columns
         } else {
           // The kernel itself applies beta to a copy of the tile, so an edge element is
           // rounded exactly like a full-tile one (FMA or not, as the kernel does it) and the
@@ -142,7 +168,7 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
             for (int64_t i = 0; i < mv; ++i)
               std::copy(ct + i * ldc, ct + i * ldc + nv, edge + i * NR);
           }
-          ukr(kc, ap, bp, edge, NR, alpha, beta_p);
+          run(v, edge, NR);
           for (int64_t i = 0; i < mv; ++i)
             std::copy(edge + i * NR, edge + i * NR + nv, ct + i * ldc);
         }
@@ -161,15 +187,28 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
         const float* bblock = pack_b_block(pc, kc, n0, n1 - n0, bbuf);
         for (int64_t is = ic; is < ic + mc; is += MCS) {         // IC, sub-blocks
           const int64_t ms = std::min(MCS, ic + mc - is);
-          pack_a_block(is, ms, pc, kc, abuf);
-          tiles(is, ms, n0, n1 - n0, bblock, kc, beta_p, last);
+          if (in_place_a) {
+            const int64_t full = ms / MR * MR;
+            if (full < ms) pack_a_block(is + full, ms - full, pc, kc, abuf + full * kc);
+            tiles(is, ms, n0, n1 - n0, bblock, kc, beta_p, last, rows_a + is * lda + pc);
+          } else {
+            pack_a_block(is, ms, pc, kc, abuf);
+            tiles(is, ms, n0, n1 - n0, bblock, kc, beta_p, last, nullptr);
+          }
         }
         continue;
       }
-      pack_a_block(ic, mc, pc, kc, abuf);
+      const float* arow = nullptr;
+      if (rows_a != nullptr) {
+        const int64_t full = mc / MR * MR;
+        if (full < mc) pack_a_block(ic + full, mc - full, pc, kc, abuf + full * kc);
+        arow = rows_a + ic * lda + pc;
+      } else {
+        pack_a_block(ic, mc, pc, kc, abuf);
+      }
       for (int64_t jc = n0; jc < n1; jc += NC) {                 // JC
         const int64_t nc = std::min(NC, n1 - jc);
-        tiles(ic, mc, jc, nc, pack_b_block(pc, kc, jc, nc, bbuf), kc, beta_p, last);
+        tiles(ic, mc, jc, nc, pack_b_block(pc, kc, jc, nc, bbuf), kc, beta_p, last, arow);
       }
     }
   }
@@ -283,12 +322,14 @@ void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc, const Epil
 template <class PackA, class PackB>
 void gemm_blocked(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float alpha,
                   const PackA& pack_a_block, const PackB& pack_b_block, float beta, float* c,
-                  int64_t ldc, const Epilogue& ep, int nthreads) {
+                  int64_t ldc, const Epilogue& ep, int nthreads, const float* rows_a = nullptr,
+                  int64_t lda = 0) {
   const int nt = threads_for(m, n, k, nthreads);
   Grid g = nt > 1 ? choose_grid(kern, m, n, k, nt) : Grid{};
   const int used = g.tm * g.tn;
   if (used <= 1) {
-    gemm_block(kern, 0, m, 0, n, k, alpha, pack_a_block, pack_b_block, beta, c, ldc, ep);
+    gemm_block(kern, 0, m, 0, n, k, alpha, pack_a_block, pack_b_block, beta, c, ldc, ep, rows_a,
+               lda);
     return;
   }
   const int64_t mp = (m + kern.mr - 1) / kern.mr;
@@ -302,7 +343,8 @@ void gemm_blocked(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float
     const int64_t n0 = split(np, g.tn, tj, kern.nr);
     const int64_t n1 = std::min(n, split(np, g.tn, tj + 1, kern.nr));
     if (m0 < m1 && n0 < n1)
-      gemm_block(kern, m0, m1, n0, n1, k, alpha, pack_a_block, pack_b_block, beta, c, ldc, ep);
+      gemm_block(kern, m0, m1, n0, n1, k, alpha, pack_a_block, pack_b_block, beta, c, ldc, ep,
+                 rows_a, lda);
   });
 }
 
@@ -352,6 +394,11 @@ bool try_direct(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float a
   return false;
 }
 
+// A itself when the kernel can read it in place (row-major: unit column stride), else null.
+const float* rows_in_place(const KernelInfo& kern, MatrixView a) {
+  return a.cs == 1 && kern.ukr_rows_a[kern.nr / kern.w - 1] != nullptr ? a.data : nullptr;
+}
+
 }  // namespace
 
 const KernelInfo& active_kernel() {
@@ -394,7 +441,7 @@ void sgemm_with(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float a
     pack_a_dispatch(kern, mc, kc, a.data + ic * a.rs + pc * a.cs, a.rs, a.cs, dst);
   };
   gemm_blocked(kern, m, n, k, alpha, pack, PackBInPlace{kern, b}, beta, c, ldc, ep,
-               nthreads);
+               nthreads, rows_in_place(kern, a), a.rs);
 }
 
 int64_t packed_b_size(int64_t k, int64_t n) {
@@ -427,7 +474,7 @@ void sgemm_prepacked_b(int64_t m, int64_t n, int64_t k, float alpha, MatrixView 
     pack_a_dispatch(kern, mc, kc, a.data + ic * a.rs + pc * a.cs, a.rs, a.cs, dst);
   };
   gemm_blocked(kern, m, n, k, alpha, pack, PackBPrepacked{packed, padded_n(kern, n)}, beta, c,
-               ldc, ep, nthreads);
+               ldc, ep, nthreads, rows_in_place(kern, a), a.rs);
 }
 
 void sgemm_packed_a(int64_t m, int64_t n, int64_t k, float alpha, const APacker& a,

@@ -46,6 +46,12 @@ constexpr int kMaxNR = 64;
 using ukr_fn = void (*)(int64_t k, const float* a, const float* b, float* c, int64_t ldc,
                         float alpha, float beta);
 
+// The same tile with A read in place from a row-major matrix (row stride lda, unit column
+// stride: row i of step p at a[i * lda + p]) instead of a packed micro-panel; all MR rows must
+// exist. Bitwise the result of ukr on the packed panel.
+using ukr_rows_fn = void (*)(int64_t k, const float* a, int64_t lda, const float* b, float* c,
+                             int64_t ldc, float alpha, float beta);
+
 using direct_fn = void (*)(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a,
                            int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb, float* c,
                            int64_t ldc, float alpha, float beta);
@@ -71,6 +77,9 @@ struct KernelInfo {
   ukr_fn ukr_cols[kMaxNR / 8];
   pack_fn pack_a;    // ISA-specific packers for the common layouts; may be null
   pack_fn pack_b;
+  // ukr_rows_a[v - 1]: ukr_cols[v - 1] (v < nr / w) and ukr (v = nr / w) reading A in place
+  // (ukr_rows_fn); all null: A is always packed.
+  ukr_rows_fn ukr_rows_a[kMaxNR / 8];
 };
 
 // The direct kernels: direct_generic.cpp, and kernels_avx2.cpp / kernels_avx512.cpp (the

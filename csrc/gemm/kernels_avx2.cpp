@@ -67,6 +67,7 @@ float fma_loop_avx2(int64_t iters) { return K::fma_loop(iters); }
 
 const KernelInfo kKernelAvx2 = {"avx2_6x16", Arch::avx2, Avx2::MR, Avx2::NR, 256, 1020, 512,
                                 K::ukr, direct_avx2, kDirectMaxM, 2 * Avx2::W, Avx2::W,
-                                {K::ukr_part<1>}, nullptr, nullptr};
+                                {K::ukr_part<1>}, nullptr, nullptr,
+                                {K::ukr_rows_a<1>, K::ukr_rows_a<2>}};
 
 }  // namespace pynn::gemm

@@ -128,10 +128,12 @@ bool pack_a_avx512(int64_t mc, int64_t kc, const float* src, int64_t rs, int64_t
   for (int64_t ir = 0; ir < mc; ir += MR, dst += MR * kc, src += MR * rs) {
     const int64_t mv = mc - ir < MR ? mc - ir : MR;
     int64_t p = 0;
-    if (mv == MR) {
+    {
+      // A last panel of mv < MR rows: its missing rows enter the interleave as zeros.
       for (; p + 16 <= kc; p += 16) {
         __m512 r[MR];
-        for (int i = 0; i < MR; ++i) r[i] = _mm512_loadu_ps(src + i * rs + p);
+        for (int i = 0; i < MR; ++i)
+          r[i] = i < mv ? _mm512_loadu_ps(src + i * rs + p) : _mm512_setzero_ps();
         for (int o = 0; o < 6; ++o) {
           __m512 x = _mm512_permutex2var_ps(r[0], il.idx[o], r[1]);
           x = _mm512_mask_mov_ps(x, il.pair[o][1], _mm512_permutex2var_ps(r[2], il.idx[o], r[3]));
@@ -146,28 +148,51 @@ bool pack_a_avx512(int64_t mc, int64_t kc, const float* src, int64_t rs, int64_t
   return true;
 }
 
-// A B block: rows contiguous along n (cs == 1: four vector copies a row of a panel), or
-// columns contiguous along k (rs == 1, a transposed operand: 16 x 16 transposes).
+// A B block: rows contiguous along n (cs == 1), or columns contiguous along k (rs == 1, a
+// transposed operand: 16 x 16 transposes). A last panel narrower than NR takes the same
+// vector paths through masked loads, its missing columns written as zeros.
 bool pack_b_avx512(int64_t kc, int64_t nc, const float* src, int64_t rs, int64_t cs,
                    float* dst) {
   constexpr int NR = 64;
   if (cs != 1 && rs != 1) return false;
+  const int64_t panels = (nc + NR - 1) / NR;
+  if (cs == 1) {
+    // Row by row across all panels: the source is read in its own order (one stream the
+    // prefetchers follow), the panels written as `panels` sequential streams.
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* s = src + p * rs;
+      for (int64_t jp = 0; jp < panels; ++jp) {
+        float* d = dst + jp * NR * kc + p * NR;
+        const int64_t j0 = jp * NR;
+        if (nc - j0 >= NR) {
+          for (int v = 0; v < NR; v += 16) _mm512_store_ps(d + v, _mm512_loadu_ps(s + j0 + v));
+        } else {
+          for (int v = 0; v < NR; v += 16) {
+            const int64_t left = nc - j0 - v;
+            const __mmask16 mk =
+                left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1u);
+            _mm512_store_ps(d + v, _mm512_maskz_loadu_ps(mk, s + j0 + v));
+          }
+        }
+      }
+    }
+    return true;
+  }
   for (int64_t jr = 0; jr < nc; jr += NR, dst += NR * kc, src += NR * cs) {
     const int64_t nv = nc - jr < NR ? nc - jr : NR;
     int64_t p = 0;
-    if (nv == NR && cs == 1) {
-      for (; p < kc; ++p)
-        for (int v = 0; v < NR; v += 16)
-          _mm512_store_ps(dst + p * NR + v, _mm512_loadu_ps(src + p * rs + v));
-    } else if (nv == NR) {
-      for (; p + 16 <= kc; p += 16)
-        for (int j0 = 0; j0 < NR; j0 += 16) {
-          __m512 r[16];
+    for (; p + 16 <= kc; p += 16)
+      for (int j0 = 0; j0 < NR; j0 += 16) {
+        __m512 r[16];
+        if (j0 + 16 <= nv) {
           for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(src + (j0 + j) * cs + p);
-          transpose16(r);
-          for (int q = 0; q < 16; ++q) _mm512_store_ps(dst + (p + q) * NR + j0, r[q]);
+        } else {
+          for (int j = 0; j < 16; ++j)
+            r[j] = j0 + j < nv ? _mm512_loadu_ps(src + (j0 + j) * cs + p) : _mm512_setzero_ps();
         }
-    }
+        transpose16(r);
+        for (int q = 0; q < 16; ++q) _mm512_store_ps(dst + (p + q) * NR + j0, r[q]);
+      }
     for (; p < kc; ++p)
       for (int64_t j = 0; j < NR; ++j) dst[p * NR + j] = j < nv ? src[p * rs + j * cs] : 0.0f;
   }
@@ -205,6 +230,8 @@ const KernelInfo kKernelAvx512 = {"avx512_6x64",
                                   Avx512::W,
                                   {K::ukr_part<1>, K::ukr_part<2>, K::ukr_part<3>},
                                   pack_a_avx512,
-                                  pack_b_avx512};
+                                  pack_b_avx512,
+                                  {K::ukr_rows_a<1>, K::ukr_rows_a<2>, K::ukr_rows_a<3>,
+                                   K::ukr_rows_a<4>}};
 
 }  // namespace pynn::gemm

@@ -70,9 +70,15 @@ struct Kernels {
   // pragmas carry literal bounds at least as large as any MR / NB so they always unroll fully.
   // ukr_part<NV> computes only the first NV vectors of the tile (the column-tail kernel of
   // kernel.h); ukr is ukr_part<NB>.
-  template <int NV>
-  static void ukr_part(int64_t k, const float* __restrict a, const float* __restrict b,
-                       float* c, int64_t ldc, float alpha, float beta) {
+  //
+  // ukr_gen is both: kRowsA false reads A packed (row i of step p at a[p * MR + i]); kRowsA
+  // true reads it where it lies in a row-major matrix (a[i * lda + p], ukr_rows_a), so that a
+  // block of A need not be packed at all. The values and the arithmetic are the same, so the
+  // two give bitwise the same tile.
+  template <int NV, bool kRowsA>
+  static void ukr_gen(int64_t k, const float* __restrict a, int64_t lda,
+                      const float* __restrict b, float* c, int64_t ldc, float alpha,
+                      float beta) {
     vec acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
@@ -101,11 +107,11 @@ struct Kernels {
       for (int j = 0; j < NV; ++j) bv[j] = V::load(b + j * W);
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
-        const vec ai = V::broadcast(a + i);
+        const vec ai = V::broadcast(kRowsA ? a + i * lda : a + i);
 #pragma GCC unroll 4
         for (int j = 0; j < NV; ++j) acc[i][j] = V::fmadd(ai, bv[j], acc[i][j]);
       }
-      a += MR;
+      a += kRowsA ? 1 : MR;
       b += NR;
     }
     // C is addressed through a row pointer advanced by ldc: written as c + i * ldc, GCC 12
@@ -124,6 +130,18 @@ struct Kernels {
         for (int j = 0; j < NV; ++j)
           V::storeu(c + j * W, V::fmadd(vb, V::loadu(c + j * W), V::mul(va, acc[i][j])));
     }
+  }
+
+  template <int NV>
+  static void ukr_part(int64_t k, const float* a, const float* b, float* c, int64_t ldc,
+                       float alpha, float beta) {
+    ukr_gen<NV, false>(k, a, 0, b, c, ldc, alpha, beta);
+  }
+
+  template <int NV>
+  static void ukr_rows_a(int64_t k, const float* a, int64_t lda, const float* b, float* c,
+                         int64_t ldc, float alpha, float beta) {
+    ukr_gen<NV, true>(k, a, lda, b, c, ldc, alpha, beta);
   }
 
   static void ukr(int64_t k, const float* a, const float* b, float* c, int64_t ldc, float alpha,

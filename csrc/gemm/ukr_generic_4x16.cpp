@@ -33,6 +33,6 @@ void ukr_generic_4x16(int64_t k, const float* a, const float* b, float* c, int64
 
 const KernelInfo kKernelGeneric = {"generic_4x16", Arch::generic, MR, NR, 256, 512, 1024,
                                    ukr_generic_4x16, direct_generic, kDirectMaxM, 0, NR, {}, nullptr,
-                                   nullptr};
+                                   nullptr, {}};
 
 }  // namespace pynn::gemm
