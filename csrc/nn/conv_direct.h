@@ -55,7 +55,27 @@ struct DirectConvKernels {
   void (*weight_grad_pool)(const ops::Window& w, const int64_t* off, int64_t K, const float* x,
                            const float* gp, const float* yp, const float* idx, int64_t F,
                            int64_t POH, int64_t POW, float* dw, float* db);
+
+  // A 3x3 convolution of strides 1 and dilation 1 by Winograd's F(2x2, 3x3): tiles of 2x2
+  // outputs, each from 4x4 inputs, in 16 products per channel and filter instead of 36.
+  // wu is wino_kernel()'s transformed kernel and bias. With POH == 0: y (OH, OW, F) as
+  // forward() writes it (relu in registers with `relu`); with POH > 0 (POH <= OH / 2,
+  // POW <= OW / 2): the tiles are the 2x2 max pooling's windows, and yp / idx are written as
+  // forward_pool() writes them, the pooling applied to the values this kernel would store
+  // without it (so that fused and apart agree bitwise). Values differ from the plain sums
+  // by rounding only (the transforms are exact algebra).
+  void (*wino_forward)(const ops::Window& w, const float* x, const float* wu, int64_t F,
+                       int64_t FP, bool relu, int64_t POH, int64_t POW, float* y, float* idx);
 };
+
+// Floats of wino_kernel's output for C input channels and FP padded filters.
+inline int64_t wino_kernel_size(int64_t C, int64_t FP) { return (16 * C + 1) * FP; }
+// wu (16 * C + 1, FP): row xi * C + c, column f = (G k G^T)_xi of the 3x3 kernel
+// k (3, 3, C, F) (channels_last, Keras's layout) for channel c and filter f, with
+// G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], xi the row-major index of the 4x4 result;
+// then the bias (zeros when null). Columns past F are zero.
+void wino_kernel(const float* k, const float* bias, int64_t C, int64_t F, int64_t FP,
+                 float* wu);
 
 // The kernels for the active ISA, or nullptr (portable builds, or PYNN_ARCH=generic).
 const DirectConvKernels* direct_conv_kernels();

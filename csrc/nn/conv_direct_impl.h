@@ -4,7 +4,7 @@
 //
 // V provides: type vec, W (lanes), R (output positions a forward block keeps in registers)
 // and KB (kernel rows a weight-gradient block keeps), each times NB = 2 vectors of filters;
-// zero, set1, loadu, storeu, fmadd(a, b, c) = a*b + c, loadn / storen (the first k lanes,
+// zero, set1, loadu, storeu, add, sub, fmadd(a, b, c) = a*b + c, loadn / storen (the first k lanes,
 // k in [1, W], nothing past them touched), relu (x where x > 0 or NaN, else +0),
 // where_pos(g, y) (g where y > 0, else +0); for the fused 2x2 max pooling a lane mask type
 // `mask` with beats(u, b) (u is larger than b, or u is NaN and b is not), select(m, u, b)
@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <utility>
+#include <vector>
 
 #include "nn/conv_direct.h"
 
@@ -340,8 +341,191 @@ struct Kernels {
     weight_grad_with(w, off, K, x, PooledDz{gp, yp, idx, F, POH, POW}, F, dw, db);
   }
 
+  // Winograd F(2x2, 3x3) (conv_direct.h, wino_forward). A tile is 2x2 outputs whose 4x4
+  // inputs d (one per channel) become v = B^T d B; the 16 products m_xi = sum_c v_xi,c *
+  // u_xi,c,f are a block of TT tiles x FB filters in registers per xi, kept in mb; then
+  // y = A^T m A + bias, relu, and the store (or the 2x2 max pooling of the tile).
+  //   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]    A^T = [1 1 1 0; 0 1 -1 -1]
+  static constexpr int WT = V::R;  // tiles per block
+
+  // One tile whose 4x4 inputs all lie inside the sample, corner at x (rows rs floats apart,
+  // positions cs): the same arithmetic as wino_input's checked loop, without the checks, so
+  // that it vectorises over the channels.
+  static void wino_input_inside(const float* __restrict x, int64_t rs, int64_t cs, int64_t C,
+                                int64_t xs, float* __restrict v) {
+#pragma GCC ivdep
+    for (int64_t c = 0; c < C; ++c) {
+      float d[4][4], e[4][4];
+#pragma GCC unroll 4
+      for (int a = 0; a < 4; ++a)
+#pragma GCC unroll 4
+        for (int b = 0; b < 4; ++b) d[a][b] = x[a * rs + b * cs + c];
+#pragma GCC unroll 4
+      for (int b = 0; b < 4; ++b) {
+        e[0][b] = d[0][b] - d[2][b];
+        e[1][b] = d[1][b] + d[2][b];
+        e[2][b] = d[2][b] - d[1][b];
+        e[3][b] = d[1][b] - d[3][b];
+      }
+#pragma GCC unroll 4
+      for (int a = 0; a < 4; ++a) {
+        v[(a * 4 + 0) * xs + c] = e[a][0] - e[a][2];
+        v[(a * 4 + 1) * xs + c] = e[a][1] + e[a][2];
+        v[(a * 4 + 2) * xs + c] = e[a][2] - e[a][1];
+        v[(a * 4 + 3) * xs + c] = e[a][1] - e[a][3];
+      }
+    }
+  }
+
+  // vb[(xi * WT + i) * C + c] = v_xi of channel c for tile i (tile t0 + i, TW tiles a row).
+  static void wino_input(const Window& w, const float* x, int64_t C, int64_t TW, int64_t t0,
+                         int tt, float* vb) {
+    for (int i = 0; i < tt; ++i) {
+      const int64_t t = t0 + i, ih0 = 2 * (t / TW) - w.PH, iw0 = 2 * (t % TW) - w.PW;
+      const float* rowp[4][4];
+      for (int a = 0; a < 4; ++a)
+        for (int b = 0; b < 4; ++b) {
+          const int64_t ih = ih0 + a, iw = iw0 + b;
+          rowp[a][b] = ih >= 0 && ih < w.H && iw >= 0 && iw < w.W
+                           ? x + (ih * w.W + iw) * w.C : nullptr;
+        }
+      float* v = vb + i * C;
+      const int64_t xs = WT * C;  // from one xi to the next
+      if (ih0 >= 0 && ih0 + 3 < w.H && iw0 >= 0 && iw0 + 3 < w.W) {
+        wino_input_inside(x + (ih0 * w.W + iw0) * w.C, w.W * w.C, w.C, C, xs, v);
+        continue;
+      }
+      for (int64_t c = 0; c < C; ++c) {
+        float d[4][4], e[4][4];
+        for (int a = 0; a < 4; ++a)
+          for (int b = 0; b < 4; ++b) d[a][b] = rowp[a][b] != nullptr ? rowp[a][b][c] : 0.0f;
+        for (int b = 0; b < 4; ++b) {  // B^T d
+          e[0][b] = d[0][b] - d[2][b];
+          e[1][b] = d[1][b] + d[2][b];
+          e[2][b] = d[2][b] - d[1][b];
+          e[3][b] = d[1][b] - d[3][b];
+        }
+        for (int a = 0; a < 4; ++a) {  // (B^T d) B
+          v[(a * 4 + 0) * xs + c] = e[a][0] - e[a][2];
+          v[(a * 4 + 1) * xs + c] = e[a][1] + e[a][2];
+          v[(a * 4 + 2) * xs + c] = e[a][2] - e[a][1];
+          v[(a * 4 + 3) * xs + c] = e[a][1] - e[a][3];
+        }
+      }
+    }
+  }
+
+  // Tiles [t0, t0 + TT), filters [f0, f0 + nf): products, output transform, store or pool.
+  template <int TT, bool kRelu>
+  static void wino_block(const Window& w, int64_t C, const float* wu, int64_t F, int64_t FP,
+                         int64_t f0, int64_t nf, int64_t TW, int64_t t0, const float* vb,
+                         bool pooled, float* y, float* idx, float* mb) {
+    for (int xi = 0; xi < 16; ++xi) {
+      vec acc[TT][NB];
+#pragma GCC unroll 16
+      for (int r = 0; r < TT; ++r)
+        for (int b = 0; b < NB; ++b) acc[r][b] = V::zero();
+      const float* u = wu + xi * C * FP + f0;
+      const float* v = vb + xi * WT * C;
+      for (int64_t c = 0; c < C; ++c) {
+        vec wv[NB];
+        for (int b = 0; b < NB; ++b) wv[b] = V::loadu(u + c * FP + b * V::W);
+#pragma GCC unroll 16
+        for (int r = 0; r < TT; ++r) {
+          const vec xv = V::set1(v[r * C + c]);
+          for (int b = 0; b < NB; ++b) acc[r][b] = V::fmadd(xv, wv[b], acc[r][b]);
+        }
+      }
+#pragma GCC unroll 16
+      for (int r = 0; r < TT; ++r)
+        for (int b = 0; b < NB; ++b) V::storeu(mb + ((xi * TT + r) * NB + b) * V::W, acc[r][b]);
+    }
+    const float* bias = wu + 16 * C * FP + f0;
+    for (int r = 0; r < TT; ++r) {
+      const int64_t t = t0 + r, oh = 2 * (t / TW), ow = 2 * (t % TW);
+      for (int b = 0; b < NB; ++b) {
+        vec m[16];
+        for (int xi = 0; xi < 16; ++xi) m[xi] = V::loadu(mb + ((xi * TT + r) * NB + b) * V::W);
+        vec q[2][4];
+        for (int j = 0; j < 4; ++j) {  // A^T m
+          q[0][j] = V::add(V::add(m[j], m[4 + j]), m[8 + j]);
+          q[1][j] = V::sub(V::sub(m[4 + j], m[8 + j]), m[12 + j]);
+        }
+        const vec bv = V::loadu(bias + b * V::W);
+        vec out[4];  // (A^T m) A + bias, row-major in the tile
+        for (int a = 0; a < 2; ++a) {
+          out[2 * a] = V::add(V::add(V::add(q[a][0], q[a][1]), q[a][2]), bv);
+          out[2 * a + 1] = V::add(V::sub(V::sub(q[a][1], q[a][2]), q[a][3]), bv);
+        }
+        if (kRelu)
+          for (vec& o : out) o = V::relu(o);
+        const int64_t left = nf - b * V::W;
+        if (pooled) {
+          vec best = out[0], at = V::zero();
+          for (int k = 1; k < 4; ++k) {
+            const typename V::mask won = V::beats(out[k], best);
+            best = V::select(won, out[k], best);
+            at = V::select(won, V::set1(float(k)), at);
+          }
+          const int64_t o = t * F + f0 + b * V::W;
+          store_part(y + o, best, left);
+          if (idx != nullptr) store_part(idx + o, at, left);
+          continue;
+        }
+        for (int k = 0; k < 4; ++k) {
+          const int64_t h = oh + k / 2, c = ow + k % 2;
+          if (h < w.OH && c < w.OW) store_part(y + (h * w.OW + c) * F + f0 + b * V::W, out[k], left);
+        }
+      }
+    }
+  }
+  template <bool kRelu, int... I>
+  static void wino_tail(int tt, std::integer_sequence<int, I...>, const Window& w, int64_t C,
+                        const float* wu, int64_t F, int64_t FP, int64_t f0, int64_t nf,
+                        int64_t TW, int64_t t0, const float* vb, bool pooled, float* y,
+                        float* idx, float* mb) {
+    ((tt == I + 1 ? wino_block<I + 1, kRelu>(w, C, wu, F, FP, f0, nf, TW, t0, vb, pooled, y,
+                                             idx, mb)
+                  : void()),
+     ...);
+  }
+  template <bool kRelu>
+  static void wino_as(const Window& w, const float* x, const float* wu, int64_t F, int64_t FP,
+                      int64_t POH, int64_t POW, float* y, float* idx) {
+    const int64_t C = w.C;
+    const bool pooled = POH > 0;
+    const int64_t TH = pooled ? POH : (w.OH + 1) / 2, TW = pooled ? POW : (w.OW + 1) / 2;
+    thread_local std::vector<float> vbuf;
+    alignas(64) thread_local float mbuf[16 * WT * NB * V::W];
+    vbuf.resize(size_t(16 * WT * C));
+    // Blocks of equal size (25 tiles: 9, 8, 8, not 12, 12, 1: a block of one tile keeps only
+    // NB chains of FMAs in flight, latency-bound).
+    const int64_t T = TH * TW, nblocks = (T + WT - 1) / WT;
+    for (int64_t bi = 0, t0 = 0; bi < nblocks; ++bi) {
+      const int tt = int((T * (bi + 1)) / nblocks - (T * bi) / nblocks);
+      wino_input(w, x, C, TW, t0, tt, vbuf.data());
+      for (int64_t f0 = 0; f0 < F; f0 += FB) {
+        const int64_t nf = std::min(FB, F - f0);
+        if (tt == WT)
+          wino_block<WT, kRelu>(w, C, wu, F, FP, f0, nf, TW, t0, vbuf.data(), pooled, y, idx,
+                                mbuf);
+        else
+          wino_tail<kRelu>(tt, std::make_integer_sequence<int, WT - 1>{}, w, C, wu, F, FP, f0,
+                           nf, TW, t0, vbuf.data(), pooled, y, idx, mbuf);
+      }
+      t0 += tt;
+    }
+  }
+  static void wino_forward(const Window& w, const float* x, const float* wu, int64_t F,
+                           int64_t FP, bool relu, int64_t POH, int64_t POW, float* y,
+                           float* idx) {
+    if (relu) wino_as<true>(w, x, wu, F, FP, POH, POW, y, idx);
+    else wino_as<false>(w, x, wu, F, FP, POH, POW, y, idx);
+  }
+
   static const DirectConvKernels* table() {
-    static const DirectConvKernels t{&forward, &weight_grad, &forward_pool, &weight_grad_pool};
+    static const DirectConvKernels t{&forward, &weight_grad, &forward_pool, &weight_grad_pool,
+                                     &wino_forward};
     return &t;
   }
 };

@@ -100,6 +100,9 @@ constexpr int64_t kDirectMaxChannels = 4;
 // Depth of the patches (kh*kw*Cg) up to which the direct kernel runs every forward pass with
 // groups 1: 1152 x 32 filters are 144 KB of kernel rows.
 constexpr int64_t kDirectMaxK = 1152;
+// Input channels from which a 3x3 convolution of stride 1 (groups 1, direct kernels
+// available) runs its forward pass by Winograd F(2x2, 3x3) (see the header).
+constexpr int64_t kWinoMinChannels = 16;
 
 // Whether every tap of the window whose top-left input is (ih, iw) lies inside the input.
 inline bool window_inside(const Window& w, int64_t ih, int64_t iw) {
@@ -388,6 +391,8 @@ class ConvOp : public Op, public ops::FusesConsumer {
     direct_ = groups_ == 1 && (direct_dw_ || kg_ <= kDirectMaxK) ? direct_conv_kernels()
                                                                  : nullptr;
     direct_dw_ = direct_dw_ && direct_ != nullptr;
+    wino_ = direct_ != nullptr && groups_ == 1 && cg_ >= kWinoMinChannels && w_.KH == 3 &&
+            w_.KW == 3 && w_.SH == 1 && w_.SW == 1 && w_.DH == 1 && w_.DW == 1;
     fpad_ = (filters_ + kDirectPad - 1) / kDirectPad * kDirectPad;
     return ops::window_output_shape(w_, filters_);
   }
@@ -418,7 +423,8 @@ class ConvOp : public Op, public ops::FusesConsumer {
       s[0] = {w_.positions() * filters_, 0, ScratchLife::saved};
     if (backward) s[1] = {0, chunk_rows_ * kg_, ScratchLife::backward};
     if (direct_ != nullptr) {
-      s[2] = {0, (kg_ + 1) * fpad_, ScratchLife::forward};
+      s[2] = {0, wino_ ? wino_kernel_size(cg_, fpad_) : (kg_ + 1) * fpad_,
+              ScratchLife::forward};
     }
     if (direct_dw_ && backward) s[3] = {(kg_ + 1) * filters_, 0, ScratchLife::backward};
     if (pool_ != nullptr && backward) {
@@ -480,16 +486,26 @@ class ConvOp : public Op, public ops::FusesConsumer {
     if (use_bias_) std::memcpy(wp + kg_ * fpad_, a.param[1], sizeof(float) * size_t(filters_));
     return wp;
   }
+  // The Winograd kernel's transformed kernel and bias (conv_direct.h), in scratch [2].
+  const float* wino_weights(const FwdArgs& a) const {
+    wino_kernel(a.param[0], use_bias_ ? a.param[1] : nullptr, cg_, filters_, fpad_,
+                a.scratch[2]);
+    return a.scratch[2];
+  }
   void forward_direct(const FwdArgs& a, const ActivationInfo& act, float* z) const {
-    const float* wp = padded_weights(a);
+    const float* wp = wino_ ? wino_weights(a) : padded_weights(a);
     const int64_t out = w_.positions() * filters_;
     const bool linear = &act == &ops::linear_activation();
     // relu (never with z kept, see keeps_z) is applied in the kernel's registers.
     const bool relu = fused_.relu && !linear;
     ops::for_samples(0, a.n, a.n * out * kg_, [&](int64_t s) {
       float* y = a.y + s * out;
-      direct_->forward(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(), wp, filters_, fpad_,
-                       relu, y);
+      if (wino_)
+        direct_->wino_forward(w_, a.x[0] + s * w_.in_size(), wp, filters_, fpad_, relu, 0, 0, y,
+                              nullptr);
+      else
+        direct_->forward(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(), wp, filters_,
+                         fpad_, relu, y);
       if (z != nullptr) std::memcpy(z + s * out, y, sizeof(float) * size_t(out));
       if (!linear && !relu) act.forward(y, out, fused_.params.data());
     });
@@ -498,10 +514,16 @@ class ConvOp : public Op, public ops::FusesConsumer {
   // Fused with the max pooling after it: a.y is the pooled output, each sample's values
   // (POH, POW, F) packed one after another; the winning taps go to scratch [4].
   void forward_pooled(const FwdArgs& a) const {
-    const float* wp = padded_weights(a);
+    const float* wp = wino_ ? wino_weights(a) : padded_weights(a);
     const int64_t out = pool_win_.positions() * filters_;
     float* idx = a.scratch[4];
     ops::for_samples(0, a.n, a.n * w_.positions() * filters_ * kg_, [&](int64_t s) {
+      if (wino_) {
+        direct_->wino_forward(w_, a.x[0] + s * w_.in_size(), wp, filters_, fpad_, fused_.relu,
+                              pool_win_.OH, pool_win_.OW, a.y + s * out,
+                              idx != nullptr ? idx + s * out : nullptr);
+        return;
+      }
       direct_->forward_pool(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(), wp, filters_,
                             fpad_, fused_.relu, pool_win_.OH, pool_win_.OW, a.y + s * out,
                             idx != nullptr ? idx + s * out : nullptr);
@@ -731,6 +753,7 @@ class ConvOp : public Op, public ops::FusesConsumer {
   std::vector<int64_t> offset_;  // Patches::offset
   const DirectConvKernels* direct_ = nullptr;  // the direct forward, on AVX2 / AVX-512
   bool direct_dw_ = false;                     // dW by the direct kernels too (few channels)
+  bool wino_ = false;                          // the forward by Winograd F(2x2, 3x3)
   int64_t fpad_ = 0;                           // filters rounded up to kDirectPad
   std::vector<float> packed_wt_;  // W^T of each group packed for the input gradient's GEMMs
   ops::FusableMaxPool* pool_ = nullptr;  // the max pooling this op computes (fuse_consumer)
