@@ -267,8 +267,9 @@ def test_avx2_kernels_fuse_alike():
 
 def test_convnet_training_bitwise_on_threads_and_strided_input():
     """The keras.io convnet's layer pattern (conv -> pool -> conv with an odd output -> pool,
-    a Dense head) trained a few Adam steps: the same weights, bit for bit, on 1 and 2
-    threads and from a non-contiguous input (every other column of a wider array)."""
+    a Dense head; the second conv has 16 input channels: Winograd forward and dW) trained a
+    few Adam steps: the same weights, bit for bit, on 1 and 2 threads and from a
+    non-contiguous input (every other column of a wider array)."""
     from pynn import layers
 
     rng = _rng("fusion", "convnet")
@@ -283,7 +284,7 @@ def test_convnet_training_bitwise_on_threads_and_strided_input():
             pynn.utils.set_random_seed(3)
             m = pynn.Sequential([
                 pynn.Input((16, 16, 1)),
-                layers.Conv2D(8, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)),
+                layers.Conv2D(16, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)),
                 layers.Conv2D(16, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)),
                 layers.Flatten(), layers.Dropout(0.5), layers.Dense(5, activation="softmax")])
             m.compile(optimizer=pynn.optimizers.Adam(1e-2),

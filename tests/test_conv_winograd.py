@@ -67,7 +67,11 @@ def test_winograd_error_on_the_mnist_layer_is_of_rounding_size():
     assert 0 < err < 1e-5
 
 
-@pytest.mark.parametrize("case", [CASES[1], CASES[5]], ids=repr)
+# large enough for the weight gradient to split its 16 sums between two threads
+BIG = conv("wino_big_c32_f64_same", (16, 16, 32), (3, 3, 32, 64), "relu", padding="same")
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[5], BIG], ids=repr)
 def test_winograd_threads_and_batch_bitwise(case):
     tc.test_results_do_not_depend_on_threads_or_batch(case)
 

@@ -47,4 +47,26 @@ void wino_kernel(const float* k, const float* bias, int64_t C, int64_t F, int64_
   if (bias != nullptr) std::memcpy(wu + 16 * C * FP, bias, sizeof(float) * size_t(F));
 }
 
+void wino_finish_grad(const float* s, int64_t C, int64_t F, bool acc, float* dw) {
+  const int64_t xs = C * F;  // from one xi to the next
+  for (int64_t e = 0; e < C * F; ++e) {
+    float m[4][4], t[3][4];
+    for (int a = 0; a < 4; ++a)
+      for (int b = 0; b < 4; ++b) m[a][b] = s[(a * 4 + b) * xs + e];
+    for (int b = 0; b < 4; ++b) {  // G^T m, G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1]
+      t[0][b] = m[0][b] + 0.5f * (m[1][b] + m[2][b]);
+      t[1][b] = 0.5f * (m[1][b] - m[2][b]);
+      t[2][b] = 0.5f * (m[1][b] + m[2][b]) + m[3][b];
+    }
+    for (int i = 0; i < 3; ++i) {  // (G^T m) G
+      const float g[3] = {t[i][0] + 0.5f * (t[i][1] + t[i][2]), 0.5f * (t[i][1] - t[i][2]),
+                          0.5f * (t[i][1] + t[i][2]) + t[i][3]};
+      for (int j = 0; j < 3; ++j) {
+        float& d = dw[(i * 3 + j) * xs + e];
+        d = acc ? d + g[j] : g[j];
+      }
+    }
+  }
+}
+
 }  // namespace pynn::nn

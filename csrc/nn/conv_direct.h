@@ -66,6 +66,14 @@ struct DirectConvKernels {
   // by rounding only (the transforms are exact algebra).
   void (*wino_forward)(const ops::Window& w, const float* x, const float* wu, int64_t F,
                        int64_t FP, bool relu, int64_t POH, int64_t POW, float* y, float* idx);
+  // The same algorithm's weight gradient, before its last transform (wino_finish_grad):
+  // s[xi, c, f] (16, C, F) = sum over samples [0, n) and tiles t (row-major, 2x2 outputs
+  // each, the last row / column cut by an odd output) of v_xi,t,c * z_xi,t,f, v = B^T d B of
+  // the tile's inputs as wino_forward forms it, z = A dz_t A^T of its output gradients (dz
+  // (n, OH, OW, F), zeros past the edge), for xi in [xi0, xi1) only. Each sum is one chain
+  // in that order, so a split of the xi among threads gives the same bits.
+  void (*wino_weight_sums)(const ops::Window& w, const float* x, const float* dz, int64_t n,
+                           int64_t F, int64_t xi0, int64_t xi1, float* s);
 };
 
 // Floats of wino_kernel's output for C input channels and FP padded filters.
@@ -76,6 +84,8 @@ inline int64_t wino_kernel_size(int64_t C, int64_t FP) { return (16 * C + 1) * F
 // then the bias (zeros when null). Columns past F are zero.
 void wino_kernel(const float* k, const float* bias, int64_t C, int64_t F, int64_t FP,
                  float* wu);
+// dw (3, 3, C, F) = (or += with acc) G^T s G of wino_weight_sums's s for every (c, f).
+void wino_finish_grad(const float* s, int64_t C, int64_t F, bool acc, float* dw);
 
 // The kernels for the active ISA, or nullptr (portable builds, or PYNN_ARCH=generic).
 const DirectConvKernels* direct_conv_kernels();

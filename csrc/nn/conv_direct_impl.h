@@ -377,10 +377,11 @@ struct Kernels {
     }
   }
 
-  // vb[(xi * WT + i) * C + c] = v_xi of channel c for tile i (tile t0 + i, TW tiles a row).
+  // vb[(xi * stride_tiles + i) * C + c] = v_xi of channel c for tile i (tile t0 + i, TW tiles
+  // a row).
   static void wino_input(const Window& w, const float* x, int64_t C, int64_t TW, int64_t t0,
-                         int tt, float* vb) {
-    for (int i = 0; i < tt; ++i) {
+                         int64_t tt, float* vb, int64_t stride_tiles = WT) {
+    for (int64_t i = 0; i < tt; ++i) {
       const int64_t t = t0 + i, ih0 = 2 * (t / TW) - w.PH, iw0 = 2 * (t % TW) - w.PW;
       const float* rowp[4][4];
       for (int a = 0; a < 4; ++a)
@@ -390,7 +391,7 @@ struct Kernels {
                            ? x + (ih * w.W + iw) * w.C : nullptr;
         }
       float* v = vb + i * C;
-      const int64_t xs = WT * C;  // from one xi to the next
+      const int64_t xs = stride_tiles * C;  // from one xi to the next
       if (ih0 >= 0 && ih0 + 3 < w.H && iw0 >= 0 && iw0 + 3 < w.W) {
         wino_input_inside(x + (ih0 * w.W + iw0) * w.C, w.W * w.C, w.C, C, xs, v);
         continue;
@@ -523,9 +524,111 @@ struct Kernels {
     else wino_as<false>(w, x, wu, F, FP, POH, POW, y, idx);
   }
 
+  // The weight gradient's Winograd sums (conv_direct.h, wino_weight_sums): per xi, a block
+  // of CB channels x FB filters in registers, one chain of FMAs over every tile of the
+  // batch in order (samples kWinoSamples at a time: their v and z in L2-sized buffers).
+  static constexpr int64_t kWinoSamples = 4;
+  template <int CB>
+  static void wino_sum_block(const float* vb, const float* zb, int64_t T, int64_t C,
+                             int64_t F, int64_t c0, int64_t f0, int64_t nf, bool first,
+                             float* s) {
+    vec acc[CB][NB];
+#pragma GCC unroll 16
+    for (int r = 0; r < CB; ++r)
+      for (int b = 0; b < NB; ++b)
+        acc[r][b] = first ? V::zero() : load_part(s + (c0 + r) * F + f0 + b * V::W,
+                                                  nf - b * V::W);
+    for (int64_t t = 0; t < T; ++t) {
+      vec zv[NB];
+      for (int b = 0; b < NB; ++b) zv[b] = load_part(zb + t * F + f0 + b * V::W, nf - b * V::W);
+      const float* v = vb + t * C + c0;
+#pragma GCC unroll 16
+      for (int r = 0; r < CB; ++r) {
+        const vec xv = V::set1(v[r]);
+        for (int b = 0; b < NB; ++b) acc[r][b] = V::fmadd(xv, zv[b], acc[r][b]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < CB; ++r)
+      for (int b = 0; b < NB; ++b)
+        store_part(s + (c0 + r) * F + f0 + b * V::W, acc[r][b], nf - b * V::W);
+  }
+  template <int... I>
+  static void wino_sum_tail(int cb, std::integer_sequence<int, I...>, const float* vb,
+                            const float* zb, int64_t T, int64_t C, int64_t F, int64_t c0,
+                            int64_t f0, int64_t nf, bool first, float* s) {
+    ((cb == I + 1 ? wino_sum_block<I + 1>(vb, zb, T, C, F, c0, f0, nf, first, s) : void()),
+     ...);
+  }
+  static void wino_weight_sums(const Window& w, const float* x, const float* dz, int64_t n,
+                               int64_t F, int64_t xi0, int64_t xi1, float* s) {
+    const int64_t C = w.C, TH = (w.OH + 1) / 2, TW = (w.OW + 1) / 2, TS = TH * TW;
+    thread_local std::vector<float> vbuf, zbuf, zeros;
+    zeros.assign(size_t(F), 0.0f);
+    vbuf.resize(size_t(16 * kWinoSamples * TS * C));
+    zbuf.resize(size_t(16 * kWinoSamples * TS * F));
+    const int64_t cblocks = (C + WT - 1) / WT;
+    for (int64_t s0 = 0; s0 < n; s0 += kWinoSamples) {
+      const int64_t ns = std::min(kWinoSamples, n - s0), T = ns * TS, stride = kWinoSamples * TS;
+      for (int64_t k = 0; k < ns; ++k) {
+        wino_input(w, x + (s0 + k) * w.in_size(), C, TW, 0, TS, vbuf.data() + k * TS * C,
+                   stride);
+        wino_dz(w, dz + (s0 + k) * w.positions() * F, F, TW, TS, zeros.data(),
+                zbuf.data() + k * TS * F, stride);
+      }
+      for (int64_t xi = xi0; xi < xi1; ++xi) {
+        const float* vb = vbuf.data() + xi * stride * C;
+        const float* zb = zbuf.data() + xi * stride * F;
+        float* sx = s + xi * C * F;
+        for (int64_t f0 = 0; f0 < F; f0 += FB) {
+          const int64_t nf = std::min(FB, F - f0);
+          for (int64_t bi = 0; bi < cblocks; ++bi) {
+            const int64_t c0 = C * bi / cblocks, cb = C * (bi + 1) / cblocks - c0;
+            if (cb == WT)
+              wino_sum_block<WT>(vb, zb, T, C, F, c0, f0, nf, s0 == 0, sx);
+            else
+              wino_sum_tail(int(cb), std::make_integer_sequence<int, WT - 1>{}, vb, zb, T, C,
+                            F, c0, f0, nf, s0 == 0, sx);
+          }
+        }
+      }
+    }
+  }
+  // zb[(xi * stride_tiles + t) * F + f] = (A dz_t A^T)_xi for every xi, tiles t of one
+  // sample, dz_t the tile's 2x2 outputs (0 past the output's edge: read from `zeros`).
+  //   A = [1 0; 1 1; 1 -1; 0 -1]
+  static void wino_dz(const Window& w, const float* dz, int64_t F, int64_t TW, int64_t TS,
+                      const float* zeros, float* zb, int64_t stride_tiles) {
+    for (int64_t t = 0; t < TS; ++t) {
+      const int64_t oh = 2 * (t / TW), ow = 2 * (t % TW);
+      const float* p[4];
+      for (int k = 0; k < 4; ++k) {
+        const int64_t h = oh + k / 2, c = ow + k % 2;
+        p[k] = h < w.OH && c < w.OW ? dz + (h * w.OW + c) * F : zeros;
+      }
+      wino_dz_tile(p[0], p[1], p[2], p[3], F, stride_tiles * F, zb + t * F);
+    }
+  }
+  static void wino_dz_tile(const float* __restrict d00, const float* __restrict d01,
+                           const float* __restrict d10, const float* __restrict d11, int64_t F,
+                           int64_t xs, float* __restrict z) {
+#pragma GCC ivdep
+    for (int64_t f = 0; f < F; ++f) {
+      const float a = d00[f], b = d01[f], c = d10[f], d = d11[f];
+      const float e[4][2] = {{a, b}, {a + c, b + d}, {a - c, b - d}, {-c, -d}};  // A dz
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; ++r) {  // (A dz) A^T
+        z[(4 * r + 0) * xs + f] = e[r][0];
+        z[(4 * r + 1) * xs + f] = e[r][0] + e[r][1];
+        z[(4 * r + 2) * xs + f] = e[r][0] - e[r][1];
+        z[(4 * r + 3) * xs + f] = -e[r][1];
+      }
+    }
+  }
+
   static const DirectConvKernels* table() {
     static const DirectConvKernels t{&forward, &weight_grad, &forward_pool, &weight_grad_pool,
-                                     &wino_forward};
+                                     &wino_forward, &wino_weight_sums};
     return &t;
   }
 };

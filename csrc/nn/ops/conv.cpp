@@ -632,7 +632,11 @@ class ConvOp : public Op, public ops::FusesConsumer {
   // dW (or += with dparam_acc) = patches^T dz: the direct kernels' per-sample sums for few
   // input channels, else an implicit GEMM per group.
   // dz holds the output positions of w (w_, or the covered part of it).
-  void weight_grad(const BwdArgs& a, const Window& w, const float* dz, float* dW) const {
+  void weight_grad(const BwdArgs& a, const Window& w, const float* dz, float* dW) {
+    if (wino_) {
+      wino_weight_grad(a, w, dz, dW);
+      return;
+    }
     if (direct_dw_) {
       weight_grad_direct(a, w, dz, nullptr, dW, nullptr);
       return;
@@ -645,6 +649,22 @@ class ConvOp : public Op, public ops::FusesConsumer {
       gemm::sgemm_packed_a(kg_, fg_, M, 1.0f, packer, {dz + g * fg_, filters_, 1}, beta,
                            dW + g * fg_, filters_);
     }
+  }
+
+  // dW by Winograd F(2x2, 3x3) (conv_direct.h): the 16 sums of each (c, f) over the tiles,
+  // threads taking whole xi (each sum one chain, the same on any thread count), then G^T s G.
+  void wino_weight_grad(const BwdArgs& a, const Window& w, const float* dz, float* dW) {
+    wino_sums_.resize(size_t(16 * kg_ / 9 * filters_));
+    float* s = wino_sums_.data();
+    const int nt = int(std::min<int64_t>(16, gemm::threads_for(a.n * w.positions(), kg_, filters_,
+                                                            parallel::available_threads())));
+    auto part = [&](int t) {
+      direct_->wino_weight_sums(w, a.x[0], dz, a.n, filters_, 16 * t / nt, 16 * (t + 1) / nt,
+                                s);
+    };
+    if (nt <= 1) part(0);
+    else parallel::run(nt, part);
+    wino_finish_grad(s, cg_, filters_, a.dparam_acc[0], dW);
   }
 
   // dx (+)= col2im(dz W^T), group by group, a chunk of rows at a time. The threads take whole
@@ -755,6 +775,7 @@ class ConvOp : public Op, public ops::FusesConsumer {
   bool direct_dw_ = false;                     // dW by the direct kernels too (few channels)
   bool wino_ = false;                          // the forward by Winograd F(2x2, 3x3)
   int64_t fpad_ = 0;                           // filters rounded up to kDirectPad
+  std::vector<float> wino_sums_;  // wino_weight_grad's 16 sums per (c, f)
   std::vector<float> packed_wt_;  // W^T of each group packed for the input gradient's GEMMs
   ops::FusableMaxPool* pool_ = nullptr;  // the max pooling this op computes (fuse_consumer)
   Window pool_win_;                      // its geometry: input (OH, OW, F), output (POH, POW)
