@@ -23,10 +23,36 @@
 // bordered dz (28% against 26% for dz W^T + col2im + packing: 40% more products, a 73 KB
 // kernel that leaves L1, a latency-bound last position of each 13-wide row); conv2's dW by
 // batch-level direct blocks over samples chunked to stay in L2 (28% against 23% for the
-// packed GEMM). Left: the 0.35x-of-PyTorch goal needs fewer products (the 17% of conv2's
-// backward rows that no pooling window covers are zeros; Winograd for 3x3) more than faster
-// ones; an indirect GEMM micro-kernel (Dukhan 2019) for dW and dz W^T (csrc/gemm's kernels
-// with pointer rows) would remove the packing.
+// packed GEMM).
+// Then (conv3 branch; perf record of 60 steps, the shares below are of the whole process,
+// Python start included; A/B as process CPU time per step on one thread, same run, load
+// 10-15 on 2 cores, 3 alternating runs each: 26.7-28.9 ms before, 19.4-23.4 ms after):
+//  * backward of conv + fused pooling over the covered positions only (covered()): 17% of
+//    conv2's dz, dW and dx products skipped;
+//  * pack_cols copies a panel of MR consecutive channels as one fixed-size memcpy (the GEMM
+//    asks for MR = 6 here, which the 4-float path never served): 9.7% -> 5.5%;
+//  * Winograd F(2x2, 3x3) (conv_direct_impl.h) for 3x3 stride-1 layers with >= 16 input
+//    channels: the forward (unfused, or fused with the pooling, whose windows are then the
+//    tiles): conv2's forward from about 17% (direct kernel) to 11%; the weight gradient
+//    (16 sums per channel and filter over the tiles, G^T s G at the end), replacing the GEMM
+//    over packed patches: micro-kernel + pack_cols + packing dz from about 19% to 11%.
+//    Results differ from the plain sums by rounding only; fused and apart stay bitwise
+//    equal (the pooling is applied to the values the unfused kernel stores; the tile sums
+//    add exact zeros for the tiles only the unfused layer has).
+// Profile after: GEMM micro-kernel 12% (conv2's dz W^T, dense), Winograd forward blocks 9%,
+// col2im 6%, conv1's dW 6%, Winograd dW sums 8% + transforms 3% + input transforms 4% (both
+// passes), conv1's fused forward 4%, dropout 3%, unpooling 2%.
+// Tried and dropped: Winograd product blocks of 64 filters x 6 tiles (the GEMM micro-
+// kernel's shape, fewer broadcasts per FMA) instead of 32 x 8..12: 10.4% of the profile
+// against 9.2% (0.81 against 0.78 of the GEMM micro-kernel's share in the same runs).
+// Not built: Winograd for dx (a 13x13 full correlation: 49 tiles of 2x2 give only 13% fewer
+// products than dz W^T, and by the shares above a Winograd product costs more than a GEMM
+// micro-kernel product, so it would likely lose even without col2im). Blocks of tiles are
+// balanced (25 tiles: 9, 8, 8): blocks of 12, 12, 1 spent 1.6% in the one-tile block alone.
+// Left: with 2 threads the dW sums split by xi and each thread transforms every tile (only
+// its xi are needed); conv1's dW from the pooled gradient (6%) and col2im (6%) are now the
+// largest single items after the GEMM; an indirect GEMM micro-kernel (Dukhan 2019) for
+// dz W^T would remove packing dz.
 //
 // Backward, with dz = dy * act'(z) computed in place in dy (plus the bias gradient, the
 // column sums of dz, in the same pass):
@@ -44,6 +70,9 @@
 // layer): the forward pass and dW use the direct kernels of nn/conv_direct.h instead (the
 // GEMM's K would be 9..36, too shallow for it), on AVX2 / AVX-512; dx stays as above. dW is
 // then summed per sample, and the samples' sums are added in sample order.
+// 3x3 windows of stride 1 and dilation 1 with at least kWinoMinChannels input channels
+// (groups 1, K up to kDirectMaxK): Winograd F(2x2, 3x3) for the forward pass (fused with a
+// 2x2 max pooling or not) and dW; dx stays dz W^T + col2im. (Measured figures above.)
 // More channels (groups 1, K = kh*kw*C up to kDirectMaxK): the forward pass only takes the
 // direct kernel too. Its block (12 positions of an output row x 32 filters on AVX-512) is the
 // GEMM micro-kernel's shape, but it broadcasts the patch values from x where they lie (a
