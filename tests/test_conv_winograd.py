@@ -53,7 +53,12 @@ def _forward_close(case, batch):
     return got, want
 
 
-@pytest.mark.parametrize("case", CASES, ids=repr)
+# large enough for the weight gradient to split its 16 sums between two threads, and for
+# its chunks of 100 tiles to end inside a sample (64 tiles each)
+BIG = conv("wino_big_c32_f64_same", (16, 16, 32), (3, 3, 32, 64), "relu", padding="same")
+
+
+@pytest.mark.parametrize("case", CASES + [BIG], ids=repr)
 def test_winograd_forward_and_gradients_match_twin(case):
     _forward_close(case, 3)
     tc.test_core_gradients_match_twin(case)
@@ -65,10 +70,6 @@ def test_winograd_error_on_the_mnist_layer_is_of_rounding_size():
     got, want = _forward_close(CASES[2], 4)
     err = np.abs(got - want).max() / np.abs(want).max()
     assert 0 < err < 1e-5
-
-
-# large enough for the weight gradient to split its 16 sums between two threads
-BIG = conv("wino_big_c32_f64_same", (16, 16, 32), (3, 3, 32, 64), "relu", padding="same")
 
 
 @pytest.mark.parametrize("case", [CASES[1], CASES[5], BIG], ids=repr)
