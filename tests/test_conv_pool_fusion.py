@@ -137,6 +137,14 @@ ONE = [
                                        True),
                                       ((2, 2, 8, 24), _conv_attrs("linear", padding="same"),
                                        True)], 2),
+    # second layers (input gradient wanted) with an odd output: the unpooled dz, dW and dx
+    # cover the pooled rows and columns only, by the GEMM path and by the direct dW
+    ("odd_second_layer_c6_f40", (11, 12, 3),
+     [((3, 3, 3, 6), _conv_attrs("linear", padding="same"), False),
+      ((3, 3, 6, 40), _conv_attrs("relu"), True)], 3),
+    ("odd_second_layer_c3_f20", (11, 10, 2),
+     [((1, 1, 2, 3), _conv_attrs("linear"), False),
+      ((3, 2, 3, 20), _conv_attrs("relu", strides=(1, 2)), True)], 2),
 ]
 
 
@@ -255,3 +263,37 @@ def test_avx2_kernels_fuse_alike():
                          cwd="/", timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split()[-1] == "avx2"
+
+
+def test_convnet_training_bitwise_on_threads_and_strided_input():
+    """The keras.io convnet's layer pattern (conv -> pool -> conv with an odd output -> pool,
+    a Dense head; the second conv has 16 input channels: Winograd forward and dW) trained a
+    few Adam steps: the same weights, bit for bit, on 1 and 2 threads and from a
+    non-contiguous input (every other column of a wider array)."""
+    from pynn import layers
+
+    rng = _rng("fusion", "convnet")
+    wide = rng.random((48, 16, 32, 1), dtype=np.float32)
+    x = wide[:, :, ::2]  # (48, 16, 16, 1), not contiguous
+    y = rng.integers(0, 5, 48)
+
+    def train(data, threads):
+        before = pynn.get_num_threads()
+        try:
+            pynn.set_num_threads(threads)
+            pynn.utils.set_random_seed(3)
+            m = pynn.Sequential([
+                pynn.Input((16, 16, 1)),
+                layers.Conv2D(16, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)),
+                layers.Conv2D(16, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)),
+                layers.Flatten(), layers.Dropout(0.5), layers.Dense(5, activation="softmax")])
+            m.compile(optimizer=pynn.optimizers.Adam(1e-2),
+                      loss="sparse_categorical_crossentropy")
+            m.fit(data, y, batch_size=16, epochs=2, verbose=0)
+            return m.get_weights()
+        finally:
+            pynn.set_num_threads(before)
+
+    w1, w2 = train(x, 1), train(x, 2)
+    wc = train(np.ascontiguousarray(x), 2)
+    assert all(same_bits(a, b) and same_bits(a, c) for a, b, c in zip(w1, w2, wc))

@@ -55,7 +55,37 @@ struct DirectConvKernels {
   void (*weight_grad_pool)(const ops::Window& w, const int64_t* off, int64_t K, const float* x,
                            const float* gp, const float* yp, const float* idx, int64_t F,
                            int64_t POH, int64_t POW, float* dw, float* db);
+
+  // A 3x3 convolution of strides 1 and dilation 1 by Winograd's F(2x2, 3x3): tiles of 2x2
+  // outputs, each from 4x4 inputs, in 16 products per channel and filter instead of 36.
+  // wu is wino_kernel()'s transformed kernel and bias. With POH == 0: y (OH, OW, F) as
+  // forward() writes it (relu in registers with `relu`); with POH > 0 (POH <= OH / 2,
+  // POW <= OW / 2): the tiles are the 2x2 max pooling's windows, and yp / idx are written as
+  // forward_pool() writes them, the pooling applied to the values this kernel would store
+  // without it (so that fused and apart agree bitwise). Values differ from the plain sums
+  // by rounding only (the transforms are exact algebra).
+  void (*wino_forward)(const ops::Window& w, const float* x, const float* wu, int64_t F,
+                       int64_t FP, bool relu, int64_t POH, int64_t POW, float* y, float* idx);
+  // The same algorithm's weight gradient, before its last transform (wino_finish_grad):
+  // s[xi, c, f] (16, C, F) = sum over samples [0, n) and tiles t (row-major, 2x2 outputs
+  // each, the last row / column cut by an odd output) of v_xi,t,c * z_xi,t,f, v = B^T d B of
+  // the tile's inputs as wino_forward forms it, z = A dz_t A^T of its output gradients (dz
+  // (n, OH, OW, F), zeros past the edge), for xi in [xi0, xi1) only. Each sum is one chain
+  // in that order, so a split of the xi among threads gives the same bits.
+  void (*wino_weight_sums)(const ops::Window& w, const float* x, const float* dz, int64_t n,
+                           int64_t F, int64_t xi0, int64_t xi1, float* s);
 };
+
+// Floats of wino_kernel's output for C input channels and FP padded filters.
+inline int64_t wino_kernel_size(int64_t C, int64_t FP) { return (16 * C + 1) * FP; }
+// wu (16 * C + 1, FP): row xi * C + c, column f = (G k G^T)_xi of the 3x3 kernel
+// k (3, 3, C, F) (channels_last, Keras's layout) for channel c and filter f, with
+// G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], xi the row-major index of the 4x4 result;
+// then the bias (zeros when null). Columns past F are zero.
+void wino_kernel(const float* k, const float* bias, int64_t C, int64_t F, int64_t FP,
+                 float* wu);
+// dw (3, 3, C, F) = (or += with acc) G^T s G of wino_weight_sums's s for every (c, f).
+void wino_finish_grad(const float* s, int64_t C, int64_t F, bool acc, float* dw);
 
 // The kernels for the active ISA, or nullptr (portable builds, or PYNN_ARCH=generic).
 const DirectConvKernels* direct_conv_kernels();

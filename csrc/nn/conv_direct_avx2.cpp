@@ -25,6 +25,7 @@ struct V256 {
   static inline void storen(float* p, vec x, int k) { _mm256_maskstore_ps(p, tail(k), x); }
   static inline vec fmadd(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
   static inline vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
+  static inline vec sub(vec a, vec b) { return _mm256_sub_ps(a, b); }
   static inline vec where_pos(vec g, vec y) {
     return _mm256_and_ps(g, _mm256_cmp_ps(y, zero(), _CMP_GT_OQ));
   }

@@ -22,6 +22,7 @@ struct V512 {
   static inline void storen(float* p, vec x, int k) { _mm512_mask_storeu_ps(p, tail(k), x); }
   static inline vec fmadd(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
   static inline vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
+  static inline vec sub(vec a, vec b) { return _mm512_sub_ps(a, b); }
   static inline vec where_pos(vec g, vec y) {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, zero(), _CMP_GT_OQ), g);
   }

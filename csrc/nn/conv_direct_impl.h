@@ -4,7 +4,7 @@
 //
 // V provides: type vec, W (lanes), R (output positions a forward block keeps in registers)
 // and KB (kernel rows a weight-gradient block keeps), each times NB = 2 vectors of filters;
-// zero, set1, loadu, storeu, fmadd(a, b, c) = a*b + c, loadn / storen (the first k lanes,
+// zero, set1, loadu, storeu, add, sub, fmadd(a, b, c) = a*b + c, loadn / storen (the first k lanes,
 // k in [1, W], nothing past them touched), relu (x where x > 0 or NaN, else +0),
 // where_pos(g, y) (g where y > 0, else +0); for the fused 2x2 max pooling a lane mask type
 // `mask` with beats(u, b) (u is larger than b, or u is NaN and b is not), select(m, u, b)
@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <utility>
+#include <vector>
 
 #include "nn/conv_direct.h"
 
@@ -340,8 +341,306 @@ struct Kernels {
     weight_grad_with(w, off, K, x, PooledDz{gp, yp, idx, F, POH, POW}, F, dw, db);
   }
 
+  // Winograd F(2x2, 3x3) (conv_direct.h, wino_forward). A tile is 2x2 outputs whose 4x4
+  // inputs d (one per channel) become v = B^T d B; the 16 products m_xi = sum_c v_xi,c *
+  // u_xi,c,f are a block of TT tiles x FB filters in registers per xi, kept in mb; then
+  // y = A^T m A + bias, relu, and the store (or the 2x2 max pooling of the tile).
+  //   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]    A^T = [1 1 1 0; 0 1 -1 -1]
+  static constexpr int WT = V::R;  // tiles per block
+
+  // One tile whose 4x4 inputs all lie inside the sample, corner at x (rows rs floats apart,
+  // positions cs): the same arithmetic as wino_input's checked loop, without the checks, so
+  // that it vectorises over the channels.
+  static void wino_input_inside(const float* __restrict x, int64_t rs, int64_t cs, int64_t C,
+                                int64_t xs, float* __restrict v) {
+#pragma GCC ivdep
+    for (int64_t c = 0; c < C; ++c) {
+      float d[4][4], e[4][4];
+#pragma GCC unroll 4
+      for (int a = 0; a < 4; ++a)
+#pragma GCC unroll 4
+        for (int b = 0; b < 4; ++b) d[a][b] = x[a * rs + b * cs + c];
+#pragma GCC unroll 4
+      for (int b = 0; b < 4; ++b) {
+        e[0][b] = d[0][b] - d[2][b];
+        e[1][b] = d[1][b] + d[2][b];
+        e[2][b] = d[2][b] - d[1][b];
+        e[3][b] = d[1][b] - d[3][b];
+      }
+#pragma GCC unroll 4
+      for (int a = 0; a < 4; ++a) {
+        v[(a * 4 + 0) * xs + c] = e[a][0] - e[a][2];
+        v[(a * 4 + 1) * xs + c] = e[a][1] + e[a][2];
+        v[(a * 4 + 2) * xs + c] = e[a][2] - e[a][1];
+        v[(a * 4 + 3) * xs + c] = e[a][1] - e[a][3];
+      }
+    }
+  }
+
+  // vb[(xi * stride_tiles + i) * C + c] = v_xi of channel c for tile i (tile t0 + i, TW tiles
+  // a row).
+  static void wino_input(const Window& w, const float* x, int64_t C, int64_t TW, int64_t t0,
+                         int64_t tt, float* vb, int64_t stride_tiles = WT) {
+    for (int64_t i = 0; i < tt; ++i) {
+      const int64_t t = t0 + i, ih0 = 2 * (t / TW) - w.PH, iw0 = 2 * (t % TW) - w.PW;
+      const float* rowp[4][4];
+      for (int a = 0; a < 4; ++a)
+        for (int b = 0; b < 4; ++b) {
+          const int64_t ih = ih0 + a, iw = iw0 + b;
+          rowp[a][b] = ih >= 0 && ih < w.H && iw >= 0 && iw < w.W
+                           ? x + (ih * w.W + iw) * w.C : nullptr;
+        }
+      float* v = vb + i * C;
+      const int64_t xs = stride_tiles * C;  // from one xi to the next
+      if (ih0 >= 0 && ih0 + 3 < w.H && iw0 >= 0 && iw0 + 3 < w.W) {
+        wino_input_inside(x + (ih0 * w.W + iw0) * w.C, w.W * w.C, w.C, C, xs, v);
+        continue;
+      }
+      for (int64_t c = 0; c < C; ++c) {
+        float d[4][4], e[4][4];
+        for (int a = 0; a < 4; ++a)
+          for (int b = 0; b < 4; ++b) d[a][b] = rowp[a][b] != nullptr ? rowp[a][b][c] : 0.0f;
+        for (int b = 0; b < 4; ++b) {  // B^T d
+          e[0][b] = d[0][b] - d[2][b];
+          e[1][b] = d[1][b] + d[2][b];
+          e[2][b] = d[2][b] - d[1][b];
+          e[3][b] = d[1][b] - d[3][b];
+        }
+        for (int a = 0; a < 4; ++a) {  // (B^T d) B
+          v[(a * 4 + 0) * xs + c] = e[a][0] - e[a][2];
+          v[(a * 4 + 1) * xs + c] = e[a][1] + e[a][2];
+          v[(a * 4 + 2) * xs + c] = e[a][2] - e[a][1];
+          v[(a * 4 + 3) * xs + c] = e[a][1] - e[a][3];
+        }
+      }
+    }
+  }
+
+  // Tiles [t0, t0 + TT), filters [f0, f0 + nf): products, output transform, store or pool.
+  template <int TT, bool kRelu>
+  static void wino_block(const Window& w, int64_t C, const float* wu, int64_t F, int64_t FP,
+                         int64_t f0, int64_t nf, int64_t TW, int64_t t0, const float* vb,
+                         bool pooled, float* y, float* idx, float* mb) {
+    for (int xi = 0; xi < 16; ++xi) {
+      vec acc[TT][NB];
+#pragma GCC unroll 16
+      for (int r = 0; r < TT; ++r)
+        for (int b = 0; b < NB; ++b) acc[r][b] = V::zero();
+      const float* u = wu + xi * C * FP + f0;
+      const float* v = vb + xi * WT * C;
+      for (int64_t c = 0; c < C; ++c) {
+        vec wv[NB];
+        for (int b = 0; b < NB; ++b) wv[b] = V::loadu(u + c * FP + b * V::W);
+#pragma GCC unroll 16
+        for (int r = 0; r < TT; ++r) {
+          const vec xv = V::set1(v[r * C + c]);
+          for (int b = 0; b < NB; ++b) acc[r][b] = V::fmadd(xv, wv[b], acc[r][b]);
+        }
+      }
+#pragma GCC unroll 16
+      for (int r = 0; r < TT; ++r)
+        for (int b = 0; b < NB; ++b) V::storeu(mb + ((xi * TT + r) * NB + b) * V::W, acc[r][b]);
+    }
+    const float* bias = wu + 16 * C * FP + f0;
+    for (int r = 0; r < TT; ++r) {
+      const int64_t t = t0 + r, oh = 2 * (t / TW), ow = 2 * (t % TW);
+      for (int b = 0; b < NB; ++b) {
+        vec m[16];
+        for (int xi = 0; xi < 16; ++xi) m[xi] = V::loadu(mb + ((xi * TT + r) * NB + b) * V::W);
+        vec q[2][4];
+        for (int j = 0; j < 4; ++j) {  // A^T m
+          q[0][j] = V::add(V::add(m[j], m[4 + j]), m[8 + j]);
+          q[1][j] = V::sub(V::sub(m[4 + j], m[8 + j]), m[12 + j]);
+        }
+        const vec bv = V::loadu(bias + b * V::W);
+        vec out[4];  // (A^T m) A + bias, row-major in the tile
+        for (int a = 0; a < 2; ++a) {
+          out[2 * a] = V::add(V::add(V::add(q[a][0], q[a][1]), q[a][2]), bv);
+          out[2 * a + 1] = V::add(V::sub(V::sub(q[a][1], q[a][2]), q[a][3]), bv);
+        }
+        if (kRelu)
+          for (vec& o : out) o = V::relu(o);
+        const int64_t left = nf - b * V::W;
+        if (pooled) {
+          vec best = out[0], at = V::zero();
+          for (int k = 1; k < 4; ++k) {
+            const typename V::mask won = V::beats(out[k], best);
+            best = V::select(won, out[k], best);
+            at = V::select(won, V::set1(float(k)), at);
+          }
+          const int64_t o = t * F + f0 + b * V::W;
+          store_part(y + o, best, left);
+          if (idx != nullptr) store_part(idx + o, at, left);
+          continue;
+        }
+        for (int k = 0; k < 4; ++k) {
+          const int64_t h = oh + k / 2, c = ow + k % 2;
+          if (h < w.OH && c < w.OW) store_part(y + (h * w.OW + c) * F + f0 + b * V::W, out[k], left);
+        }
+      }
+    }
+  }
+  template <bool kRelu, int... I>
+  static void wino_tail(int tt, std::integer_sequence<int, I...>, const Window& w, int64_t C,
+                        const float* wu, int64_t F, int64_t FP, int64_t f0, int64_t nf,
+                        int64_t TW, int64_t t0, const float* vb, bool pooled, float* y,
+                        float* idx, float* mb) {
+    ((tt == I + 1 ? wino_block<I + 1, kRelu>(w, C, wu, F, FP, f0, nf, TW, t0, vb, pooled, y,
+                                             idx, mb)
+                  : void()),
+     ...);
+  }
+  template <bool kRelu>
+  static void wino_as(const Window& w, const float* x, const float* wu, int64_t F, int64_t FP,
+                      int64_t POH, int64_t POW, float* y, float* idx) {
+    const int64_t C = w.C;
+    const bool pooled = POH > 0;
+    const int64_t TH = pooled ? POH : (w.OH + 1) / 2, TW = pooled ? POW : (w.OW + 1) / 2;
+    thread_local std::vector<float> vbuf;
+    alignas(64) thread_local float mbuf[16 * WT * NB * V::W];
+    vbuf.resize(size_t(16 * WT * C));
+    // Blocks of equal size (25 tiles: 9, 8, 8, not 12, 12, 1: a block of one tile keeps only
+    // NB chains of FMAs in flight, latency-bound).
+    const int64_t T = TH * TW, nblocks = (T + WT - 1) / WT;
+    for (int64_t bi = 0, t0 = 0; bi < nblocks; ++bi) {
+      const int tt = int((T * (bi + 1)) / nblocks - (T * bi) / nblocks);
+      wino_input(w, x, C, TW, t0, tt, vbuf.data());
+      for (int64_t f0 = 0; f0 < F; f0 += FB) {
+        const int64_t nf = std::min(FB, F - f0);
+        if (tt == WT)
+          wino_block<WT, kRelu>(w, C, wu, F, FP, f0, nf, TW, t0, vbuf.data(), pooled, y, idx,
+                                mbuf);
+        else
+          wino_tail<kRelu>(tt, std::make_integer_sequence<int, WT - 1>{}, w, C, wu, F, FP, f0,
+                           nf, TW, t0, vbuf.data(), pooled, y, idx, mbuf);
+      }
+      t0 += tt;
+    }
+  }
+  static void wino_forward(const Window& w, const float* x, const float* wu, int64_t F,
+                           int64_t FP, bool relu, int64_t POH, int64_t POW, float* y,
+                           float* idx) {
+    if (relu) wino_as<true>(w, x, wu, F, FP, POH, POW, y, idx);
+    else wino_as<false>(w, x, wu, F, FP, POH, POW, y, idx);
+  }
+
+  // The weight gradient's Winograd sums (conv_direct.h, wino_weight_sums): per xi, a block
+  // of CB channels x FB filters in registers, one chain of FMAs over every tile of the
+  // batch in order (kWinoTiles at a time, their v and z in buffers of 16 x kWinoTiles x
+  // (C + F) floats: 300 KB for the MNIST convnet's 32 -> 64 layer, whatever the image size;
+  // the chunks do not change the bits, the chain going on through memory).
+  static constexpr int64_t kWinoTiles = 100;
+  template <int CB>
+  static void wino_sum_block(const float* vb, const float* zb, int64_t T, int64_t C,
+                             int64_t F, int64_t c0, int64_t f0, int64_t nf, bool first,
+                             float* s) {
+    vec acc[CB][NB];
+#pragma GCC unroll 16
+    for (int r = 0; r < CB; ++r)
+      for (int b = 0; b < NB; ++b)
+        acc[r][b] = first ? V::zero() : load_part(s + (c0 + r) * F + f0 + b * V::W,
+                                                  nf - b * V::W);
+    for (int64_t t = 0; t < T; ++t) {
+      vec zv[NB];
+      for (int b = 0; b < NB; ++b) zv[b] = load_part(zb + t * F + f0 + b * V::W, nf - b * V::W);
+      const float* v = vb + t * C + c0;
+#pragma GCC unroll 16
+      for (int r = 0; r < CB; ++r) {
+        const vec xv = V::set1(v[r]);
+        for (int b = 0; b < NB; ++b) acc[r][b] = V::fmadd(xv, zv[b], acc[r][b]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < CB; ++r)
+      for (int b = 0; b < NB; ++b)
+        store_part(s + (c0 + r) * F + f0 + b * V::W, acc[r][b], nf - b * V::W);
+  }
+  template <int... I>
+  static void wino_sum_tail(int cb, std::integer_sequence<int, I...>, const float* vb,
+                            const float* zb, int64_t T, int64_t C, int64_t F, int64_t c0,
+                            int64_t f0, int64_t nf, bool first, float* s) {
+    ((cb == I + 1 ? wino_sum_block<I + 1>(vb, zb, T, C, F, c0, f0, nf, first, s) : void()),
+     ...);
+  }
+  static void wino_weight_sums(const Window& w, const float* x, const float* dz, int64_t n,
+                               int64_t F, int64_t xi0, int64_t xi1, float* s) {
+    const int64_t C = w.C, TH = (w.OH + 1) / 2, TW = (w.OW + 1) / 2, TS = TH * TW;
+    const int64_t total = n * TS;
+    if (total == 0) {
+      std::fill(s + xi0 * C * F, s + xi1 * C * F, 0.0f);
+      return;
+    }
+    thread_local std::vector<float> vbuf, zbuf, zeros;
+    zeros.assign(size_t(F), 0.0f);
+    vbuf.resize(size_t(16 * kWinoTiles * C));
+    zbuf.resize(size_t(16 * kWinoTiles * F));
+    const int64_t cblocks = (C + WT - 1) / WT;
+    for (int64_t g0 = 0; g0 < total; g0 += kWinoTiles) {
+      // The chunk's tiles [g0, g0 + T) of the batch (tile g: sample g / TS, tile g % TS),
+      // taken a sample's run at a time.
+      const int64_t T = std::min(kWinoTiles, total - g0);
+      for (int64_t g = g0; g < g0 + T;) {
+        const int64_t smp = g / TS, t = g % TS, len = std::min(TS - t, g0 + T - g);
+        wino_input(w, x + smp * w.in_size(), C, TW, t, len, vbuf.data() + (g - g0) * C,
+                   kWinoTiles);
+        wino_dz(w, dz + smp * w.positions() * F, F, TW, t, len, zeros.data(),
+                zbuf.data() + (g - g0) * F, kWinoTiles);
+        g += len;
+      }
+      for (int64_t xi = xi0; xi < xi1; ++xi) {
+        const float* vb = vbuf.data() + xi * kWinoTiles * C;
+        const float* zb = zbuf.data() + xi * kWinoTiles * F;
+        float* sx = s + xi * C * F;
+        for (int64_t f0 = 0; f0 < F; f0 += FB) {
+          const int64_t nf = std::min(FB, F - f0);
+          for (int64_t bi = 0; bi < cblocks; ++bi) {
+            const int64_t c0 = C * bi / cblocks, cb = C * (bi + 1) / cblocks - c0;
+            if (cb == WT)
+              wino_sum_block<WT>(vb, zb, T, C, F, c0, f0, nf, g0 == 0, sx);
+            else
+              wino_sum_tail(int(cb), std::make_integer_sequence<int, WT - 1>{}, vb, zb, T, C,
+                            F, c0, f0, nf, g0 == 0, sx);
+          }
+        }
+      }
+    }
+  }
+  // zb[(xi * stride_tiles + i) * F + f] = (A dz_t A^T)_xi for every xi, tiles t = t0 + i,
+  // i < tt, of one sample, dz_t the tile's 2x2 outputs (0 past the output's edge: read from
+  // `zeros`).
+  //   A = [1 0; 1 1; 1 -1; 0 -1]
+  static void wino_dz(const Window& w, const float* dz, int64_t F, int64_t TW, int64_t t0,
+                      int64_t tt, const float* zeros, float* zb, int64_t stride_tiles) {
+    for (int64_t i = 0; i < tt; ++i) {
+      const int64_t t = t0 + i, oh = 2 * (t / TW), ow = 2 * (t % TW);
+      const float* p[4];
+      for (int k = 0; k < 4; ++k) {
+        const int64_t h = oh + k / 2, c = ow + k % 2;
+        p[k] = h < w.OH && c < w.OW ? dz + (h * w.OW + c) * F : zeros;
+      }
+      wino_dz_tile(p[0], p[1], p[2], p[3], F, stride_tiles * F, zb + i * F);
+    }
+  }
+  static void wino_dz_tile(const float* __restrict d00, const float* __restrict d01,
+                           const float* __restrict d10, const float* __restrict d11, int64_t F,
+                           int64_t xs, float* __restrict z) {
+#pragma GCC ivdep
+    for (int64_t f = 0; f < F; ++f) {
+      const float a = d00[f], b = d01[f], c = d10[f], d = d11[f];
+      const float e[4][2] = {{a, b}, {a + c, b + d}, {a - c, b - d}, {-c, -d}};  // A dz
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; ++r) {  // (A dz) A^T
+        z[(4 * r + 0) * xs + f] = e[r][0];
+        z[(4 * r + 1) * xs + f] = e[r][0] + e[r][1];
+        z[(4 * r + 2) * xs + f] = e[r][0] - e[r][1];
+        z[(4 * r + 3) * xs + f] = -e[r][1];
+      }
+    }
+  }
+
   static const DirectConvKernels* table() {
-    static const DirectConvKernels t{&forward, &weight_grad, &forward_pool, &weight_grad_pool};
+    static const DirectConvKernels t{&forward, &weight_grad, &forward_pool, &weight_grad_pool,
+                                     &wino_forward, &wino_weight_sums};
     return &t;
   }
 };

@@ -23,10 +23,36 @@
 // bordered dz (28% against 26% for dz W^T + col2im + packing: 40% more products, a 73 KB
 // kernel that leaves L1, a latency-bound last position of each 13-wide row); conv2's dW by
 // batch-level direct blocks over samples chunked to stay in L2 (28% against 23% for the
-// packed GEMM). Left: the 0.35x-of-PyTorch goal needs fewer products (the 17% of conv2's
-// backward rows that no pooling window covers are zeros; Winograd for 3x3) more than faster
-// ones; an indirect GEMM micro-kernel (Dukhan 2019) for dW and dz W^T (csrc/gemm's kernels
-// with pointer rows) would remove the packing.
+// packed GEMM).
+// Then (conv3 branch; perf record of 60 steps, the shares below are of the whole process,
+// Python start included; A/B as process CPU time per step on one thread, same run, load
+// 10-15 on 2 cores, 3 alternating runs each: 26.7-28.9 ms before, 19.4-23.4 ms after):
+//  * backward of conv + fused pooling over the covered positions only (covered()): 17% of
+//    conv2's dz, dW and dx products skipped;
+//  * pack_cols copies a panel of MR consecutive channels as one fixed-size memcpy (the GEMM
+//    asks for MR = 6 here, which the 4-float path never served): 9.7% -> 5.5%;
+//  * Winograd F(2x2, 3x3) (conv_direct_impl.h) for 3x3 stride-1 layers with >= 16 input
+//    channels: the forward (unfused, or fused with the pooling, whose windows are then the
+//    tiles): conv2's forward from about 17% (direct kernel) to 11%; the weight gradient
+//    (16 sums per channel and filter over the tiles, G^T s G at the end), replacing the GEMM
+//    over packed patches: micro-kernel + pack_cols + packing dz from about 19% to 11%.
+//    Results differ from the plain sums by rounding only; fused and apart stay bitwise
+//    equal (the pooling is applied to the values the unfused kernel stores; the tile sums
+//    add exact zeros for the tiles only the unfused layer has).
+// Profile after: GEMM micro-kernel 12% (conv2's dz W^T, dense), Winograd forward blocks 9%,
+// col2im 6%, conv1's dW 6%, Winograd dW sums 8% + transforms 3% + input transforms 4% (both
+// passes), conv1's fused forward 4%, dropout 3%, unpooling 2%.
+// Tried and dropped: Winograd product blocks of 64 filters x 6 tiles (the GEMM micro-
+// kernel's shape, fewer broadcasts per FMA) instead of 32 x 8..12: 10.4% of the profile
+// against 9.2% (0.81 against 0.78 of the GEMM micro-kernel's share in the same runs).
+// Not built: Winograd for dx (a 13x13 full correlation: 49 tiles of 2x2 give only 13% fewer
+// products than dz W^T, and by the shares above a Winograd product costs more than a GEMM
+// micro-kernel product, so it would likely lose even without col2im). Blocks of tiles are
+// balanced (25 tiles: 9, 8, 8): blocks of 12, 12, 1 spent 1.6% in the one-tile block alone.
+// Left: with 2 threads the dW sums split by xi and each thread transforms every tile (only
+// its xi are needed); conv1's dW from the pooled gradient (6%) and col2im (6%) are now the
+// largest single items after the GEMM; an indirect GEMM micro-kernel (Dukhan 2019) for
+// dz W^T would remove packing dz.
 //
 // Backward, with dz = dy * act'(z) computed in place in dy (plus the bias gradient, the
 // column sums of dz, in the same pass):
@@ -44,6 +70,9 @@
 // layer): the forward pass and dW use the direct kernels of nn/conv_direct.h instead (the
 // GEMM's K would be 9..36, too shallow for it), on AVX2 / AVX-512; dx stays as above. dW is
 // then summed per sample, and the samples' sums are added in sample order.
+// 3x3 windows of stride 1 and dilation 1 with at least kWinoMinChannels input channels
+// (groups 1, K up to kDirectMaxK): Winograd F(2x2, 3x3) for the forward pass (fused with a
+// 2x2 max pooling or not) and dW; dx stays dz W^T + col2im. (Measured figures above.)
 // More channels (groups 1, K = kh*kw*C up to kDirectMaxK): the forward pass only takes the
 // direct kernel too. Its block (12 positions of an output row x 32 filters on AVX-512) is the
 // GEMM micro-kernel's shape, but it broadcasts the patch values from x where they lie (a
@@ -100,6 +129,9 @@ constexpr int64_t kDirectMaxChannels = 4;
 // Depth of the patches (kh*kw*Cg) up to which the direct kernel runs every forward pass with
 // groups 1: 1152 x 32 filters are 144 KB of kernel rows.
 constexpr int64_t kDirectMaxK = 1152;
+// Input channels from which a 3x3 convolution of stride 1 (groups 1, direct kernels
+// available) runs its forward pass by Winograd F(2x2, 3x3) (see the header).
+constexpr int64_t kWinoMinChannels = 16;
 
 // Whether every tap of the window whose top-left input is (ih, iw) lies inside the input.
 inline bool window_inside(const Window& w, int64_t ih, int64_t iw) {
@@ -222,6 +254,12 @@ void pack_cols(const Patches& pt, int64_t i0, int64_t mc, int64_t p0, int64_t kc
       // channels of one tap: always, with cg a multiple of 4), a column is MR / 4 vector copies.
       bool all_quads = mv == MR && MR % 4 == 0;
       for (int q = 0; q + 4 <= MR; q += 4) all_quads = all_quads && rel[q + 3] - rel[q] == 3;
+      // Or, for any MR, when the panel's rows are MR consecutive floats of the window (MR
+      // channels of one tap: with MR = 6 and cg = 32, 42 of the 48 panels), one copy of MR
+      // floats. Measured on the MNIST convnet's second layer (MR 6): this routine went from
+      // 9.7% to N% of a training step.
+      bool run = mv == MR;
+      for (int i = 1; i < MR; ++i) run = run && rel[i] - rel[0] == i;
       for (int64_t j = 0; j < pn; ++j) {
         float* d = panel + (pa + j) * MR;
         if (corner[j] >= 0) {
@@ -235,6 +273,10 @@ void pack_cols(const Patches& pt, int64_t i0, int64_t mc, int64_t p0, int64_t kc
             }
           }
 #endif
+          if (run) {
+            std::memcpy(d, cp + rel[0], sizeof(float) * MR);  // a fixed size: vector moves
+            continue;
+          }
           if (mv == MR) {
 #pragma GCC unroll 16
             for (int i = 0; i < MR; ++i) d[i] = cp[rel[i]];
@@ -378,6 +420,8 @@ class ConvOp : public Op, public ops::FusesConsumer {
     direct_ = groups_ == 1 && (direct_dw_ || kg_ <= kDirectMaxK) ? direct_conv_kernels()
                                                                  : nullptr;
     direct_dw_ = direct_dw_ && direct_ != nullptr;
+    wino_ = direct_ != nullptr && groups_ == 1 && cg_ >= kWinoMinChannels && w_.KH == 3 &&
+            w_.KW == 3 && w_.SH == 1 && w_.SW == 1 && w_.DH == 1 && w_.DW == 1;
     fpad_ = (filters_ + kDirectPad - 1) / kDirectPad * kDirectPad;
     return ops::window_output_shape(w_, filters_);
   }
@@ -408,7 +452,8 @@ class ConvOp : public Op, public ops::FusesConsumer {
       s[0] = {w_.positions() * filters_, 0, ScratchLife::saved};
     if (backward) s[1] = {0, chunk_rows_ * kg_, ScratchLife::backward};
     if (direct_ != nullptr) {
-      s[2] = {0, (kg_ + 1) * fpad_, ScratchLife::forward};
+      s[2] = {0, wino_ ? wino_kernel_size(cg_, fpad_) : (kg_ + 1) * fpad_,
+              ScratchLife::forward};
     }
     if (direct_dw_ && backward) s[3] = {(kg_ + 1) * filters_, 0, ScratchLife::backward};
     if (pool_ != nullptr && backward) {
@@ -470,16 +515,26 @@ class ConvOp : public Op, public ops::FusesConsumer {
     if (use_bias_) std::memcpy(wp + kg_ * fpad_, a.param[1], sizeof(float) * size_t(filters_));
     return wp;
   }
+  // The Winograd kernel's transformed kernel and bias (conv_direct.h), in scratch [2].
+  const float* wino_weights(const FwdArgs& a) const {
+    wino_kernel(a.param[0], use_bias_ ? a.param[1] : nullptr, cg_, filters_, fpad_,
+                a.scratch[2]);
+    return a.scratch[2];
+  }
   void forward_direct(const FwdArgs& a, const ActivationInfo& act, float* z) const {
-    const float* wp = padded_weights(a);
+    const float* wp = wino_ ? wino_weights(a) : padded_weights(a);
     const int64_t out = w_.positions() * filters_;
     const bool linear = &act == &ops::linear_activation();
     // relu (never with z kept, see keeps_z) is applied in the kernel's registers.
     const bool relu = fused_.relu && !linear;
     ops::for_samples(0, a.n, a.n * out * kg_, [&](int64_t s) {
       float* y = a.y + s * out;
-      direct_->forward(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(), wp, filters_, fpad_,
-                       relu, y);
+      if (wino_)
+        direct_->wino_forward(w_, a.x[0] + s * w_.in_size(), wp, filters_, fpad_, relu, 0, 0, y,
+                              nullptr);
+      else
+        direct_->forward(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(), wp, filters_,
+                         fpad_, relu, y);
       if (z != nullptr) std::memcpy(z + s * out, y, sizeof(float) * size_t(out));
       if (!linear && !relu) act.forward(y, out, fused_.params.data());
     });
@@ -488,10 +543,16 @@ class ConvOp : public Op, public ops::FusesConsumer {
   // Fused with the max pooling after it: a.y is the pooled output, each sample's values
   // (POH, POW, F) packed one after another; the winning taps go to scratch [4].
   void forward_pooled(const FwdArgs& a) const {
-    const float* wp = padded_weights(a);
+    const float* wp = wino_ ? wino_weights(a) : padded_weights(a);
     const int64_t out = pool_win_.positions() * filters_;
     float* idx = a.scratch[4];
     ops::for_samples(0, a.n, a.n * w_.positions() * filters_ * kg_, [&](int64_t s) {
+      if (wino_) {
+        direct_->wino_forward(w_, a.x[0] + s * w_.in_size(), wp, filters_, fpad_, fused_.relu,
+                              pool_win_.OH, pool_win_.OW, a.y + s * out,
+                              idx != nullptr ? idx + s * out : nullptr);
+        return;
+      }
       direct_->forward_pool(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(), wp, filters_,
                             fpad_, fused_.relu, pool_win_.OH, pool_win_.OW, a.y + s * out,
                             idx != nullptr ? idx + s * out : nullptr);
@@ -499,7 +560,11 @@ class ConvOp : public Op, public ops::FusesConsumer {
   }
 
   // dy is the pooled output's gradient. A first layer sums dW (and db) straight from it, the
-  // taps and the pooled output; otherwise the unfused ops' dz is formed first (unpool_grad).
+  // taps and the pooled output; otherwise the unfused ops' dz is formed first (unpool_grad),
+  // over the positions the pooling windows cover only: no window reads the last row (column)
+  // of an odd output, so dz is exactly zero there (17% of the MNIST convnet's second layer),
+  // and dW, db and dx are the sums over the covered positions, a convolution whose output is
+  // cut to them (covered()).
   void backward_pooled(const BwdArgs& a) {
     const float* yp = fused_.relu ? a.y : nullptr;
     const float* idx = a.scratch[4];
@@ -513,32 +578,39 @@ class ConvOp : public Op, public ops::FusesConsumer {
       });
       return;
     }
+    const Window wc = covered();
     float* dz = a.scratch[5];
     unpool_grad(a.n, a.dy, yp, idx, dz);
     if (db != nullptr)
-      activation_backward_colsum(a.n * w_.positions(), filters_, nullptr, nullptr, dz,
+      activation_backward_colsum(a.n * wc.positions(), filters_, nullptr, nullptr, dz,
                                  &ops::linear_activation(), nullptr, db, a.dparam_acc[1]);
-    if (float* dW = a.dparam[0]) weight_grad(a, dz, dW);
-    if (float* dx = a.dx[0]) input_grad(a, dz, dx);
+    if (float* dW = a.dparam[0]) weight_grad(a, wc, dz, dW);
+    if (float* dx = a.dx[0]) input_grad(a, wc, dz, dx);
   }
 
-  // The dz the unfused max_pool and relu backward passes would form: g of the window at the
-  // position that won it (where, with yp, the pooled output is > 0), +0 everywhere else.
+  // The convolution's geometry cut to the output positions the fused pooling's windows
+  // cover: rows [0, 2 POH) and columns [0, 2 POW) (each window's corner is where its first
+  // output was; the input and its padding are unchanged).
+  Window covered() const {
+    Window wc = w_;
+    wc.OH = 2 * pool_win_.OH;
+    wc.OW = 2 * pool_win_.OW;
+    return wc;
+  }
+
+  // The dz the unfused max_pool and relu backward passes would form, at the covered
+  // positions (covered(), packed one sample after another): g of the window at the position
+  // that won it (where, with yp, the pooled output is > 0), +0 elsewhere.
   void unpool_grad(int64_t n, const float* g, const float* yp, const float* idx,
                    float* dz) const {
     const Window& pw = pool_win_;
-    const int64_t F = filters_, out = w_.positions() * F, pout = pw.positions() * F;
+    const int64_t F = filters_, out = 4 * pw.positions() * F, pout = pw.positions() * F;
     ops::for_samples(0, n, n * out, [&](int64_t s) {
-      for (int64_t oh = 0; oh < w_.OH; ++oh) {
-        for (int64_t ow = 0; ow < w_.OW; ++ow) {
-          float* d = dz + s * out + (oh * w_.OW + ow) * F;
-          const int64_t ph = oh / 2, pc = ow / 2;
-          if (ph >= pw.OH || pc >= pw.OW) {
-            std::memset(d, 0, sizeof(float) * size_t(F));
-            continue;
-          }
+      float* d = dz + s * out;
+      for (int64_t oh = 0; oh < 2 * pw.OH; ++oh) {
+        for (int64_t ow = 0; ow < 2 * pw.OW; ++ow, d += F) {
           const float tap = float((oh % 2) * 2 + ow % 2);
-          const int64_t o = s * pout + (ph * pw.OW + pc) * F;
+          const int64_t o = s * pout + ((oh / 2) * pw.OW + ow / 2) * F;
           if (yp != nullptr) unpool_row<true>(g + o, yp + o, idx + o, tap, d, F);
           else unpool_row<false>(g + o, nullptr, idx + o, tap, d, F);
         }
@@ -572,7 +644,7 @@ class ConvOp : public Op, public ops::FusesConsumer {
     if (direct_dw_ && a.dx[0] == nullptr && a.dparam[0] != nullptr &&
         (linear || fused_.relu)) {
       // A first layer: relu's derivative and db fused into the direct dW, dz never stored.
-      weight_grad_direct(a, dy, linear ? nullptr : a.y, a.dparam[0], db);
+      weight_grad_direct(a, w_, dy, linear ? nullptr : a.y, a.dparam[0], db);
       return;
     }
     // dz = dy * act'(z) in place, and db = its column sums, in one pass.
@@ -582,25 +654,46 @@ class ConvOp : public Op, public ops::FusesConsumer {
                                  db != nullptr && a.dparam_acc[1]);
     }
     const float* dz = dy;
-    if (float* dW = a.dparam[0]) weight_grad(a, dz, dW);
-    if (float* dx = a.dx[0]) input_grad(a, dz, dx);
+    if (float* dW = a.dparam[0]) weight_grad(a, w_, dz, dW);
+    if (float* dx = a.dx[0]) input_grad(a, w_, dz, dx);
   }
 
   // dW (or += with dparam_acc) = patches^T dz: the direct kernels' per-sample sums for few
   // input channels, else an implicit GEMM per group.
-  void weight_grad(const BwdArgs& a, const float* dz, float* dW) const {
-    if (direct_dw_) {
-      weight_grad_direct(a, dz, nullptr, dW, nullptr);
+  // dz holds the output positions of w (w_, or the covered part of it).
+  void weight_grad(const BwdArgs& a, const Window& w, const float* dz, float* dW) {
+    if (wino_) {
+      wino_weight_grad(a, w, dz, dW);
       return;
     }
-    const int64_t M = a.n * w_.positions();
+    if (direct_dw_) {
+      weight_grad_direct(a, w, dz, nullptr, dW, nullptr);
+      return;
+    }
+    const int64_t M = a.n * w.positions();
     const float beta = a.dparam_acc[0] ? 1.0f : 0.0f;
     for (int64_t g = 0; g < groups_; ++g) {
-      const Patches pt{w_, a.x[0], g * cg_, cg_, offset_.data()};
+      const Patches pt{w, a.x[0], g * cg_, cg_, offset_.data()};
       const gemm::APacker packer{&pack_patches<true>, &pt};
       gemm::sgemm_packed_a(kg_, fg_, M, 1.0f, packer, {dz + g * fg_, filters_, 1}, beta,
                            dW + g * fg_, filters_);
     }
+  }
+
+  // dW by Winograd F(2x2, 3x3) (conv_direct.h): the 16 sums of each (c, f) over the tiles,
+  // threads taking whole xi (each sum one chain, the same on any thread count), then G^T s G.
+  void wino_weight_grad(const BwdArgs& a, const Window& w, const float* dz, float* dW) {
+    wino_sums_.resize(size_t(16 * kg_ / 9 * filters_));
+    float* s = wino_sums_.data();
+    const int nt = int(std::min<int64_t>(16, gemm::threads_for(a.n * w.positions(), kg_, filters_,
+                                                            parallel::available_threads())));
+    auto part = [&](int t) {
+      direct_->wino_weight_sums(w, a.x[0], dz, a.n, filters_, 16 * t / nt, 16 * (t + 1) / nt,
+                                s);
+    };
+    if (nt <= 1) part(0);
+    else parallel::run(nt, part);
+    wino_finish_grad(s, cg_, filters_, a.dparam_acc[0], dW);
   }
 
   // dx (+)= col2im(dz W^T), group by group, a chunk of rows at a time. The threads take whole
@@ -610,8 +703,8 @@ class ConvOp : public Op, public ops::FusesConsumer {
   // group's W^T is packed once for every chunk (sgemm_prepacked_b) instead of once per
   // chunk and thread. Every GEMM element is independent of the rows computed with it, and
   // each sample's rows are added in increasing order: the same bits on any thread count.
-  void input_grad(const BwdArgs& a, const float* dz, float* dx) {
-    const int64_t P = w_.positions();
+  void input_grad(const BwdArgs& a, const Window& w, const float* dz, float* dx) {
+    const int64_t P = w.positions();
     if (!a.dx_acc[0]) std::memset(dx, 0, sizeof(float) * size_t(a.n * w_.in_size()));
     const float* W = a.param[0];
     const int64_t psize = gemm::packed_b_size(fg_, kg_);
@@ -630,7 +723,7 @@ class ConvOp : public Op, public ops::FusesConsumer {
                                   {dz + r0 * filters_ + g * fg_, filters_, 1},
                                   {W + g * fg_, 1, filters_}, packed + g * pstride, 0.0f, dcol,
                                   kg_, gemm::Epilogue{}, 1);
-          col2im_add(w_, dcol, r0, rows, g * cg_, cg_, dx);
+          col2im_add(w, dcol, r0, rows, g * cg_, cg_, dx);
         }
       }
     };
@@ -656,11 +749,11 @@ class ConvOp : public Op, public ops::FusesConsumer {
 
   // The direct dW (and db) summed over the samples (sum_weight_grads). With y, dz is masked
   // by relu's derivative on the fly.
-  void weight_grad_direct(const BwdArgs& a, const float* dz, const float* y, float* dW,
-                          float* db) const {
-    const int64_t out = w_.positions() * filters_;
+  void weight_grad_direct(const BwdArgs& a, const Window& w, const float* dz, const float* y,
+                          float* dW, float* db) const {
+    const int64_t out = w.positions() * filters_;
     sum_weight_grads(a, dW, db, [&](int64_t s, float* dws, float* dbs) {
-      direct_->weight_grad(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(), dz + s * out,
+      direct_->weight_grad(w, offset_.data(), kg_, a.x[0] + s * w.in_size(), dz + s * out,
                            y != nullptr ? y + s * out : nullptr, filters_, dws, dbs);
     });
   }
@@ -709,7 +802,9 @@ class ConvOp : public Op, public ops::FusesConsumer {
   std::vector<int64_t> offset_;  // Patches::offset
   const DirectConvKernels* direct_ = nullptr;  // the direct forward, on AVX2 / AVX-512
   bool direct_dw_ = false;                     // dW by the direct kernels too (few channels)
+  bool wino_ = false;                          // the forward by Winograd F(2x2, 3x3)
   int64_t fpad_ = 0;                           // filters rounded up to kDirectPad
+  std::vector<float> wino_sums_;  // wino_weight_grad's 16 sums per (c, f)
   std::vector<float> packed_wt_;  // W^T of each group packed for the input gradient's GEMMs
   ops::FusableMaxPool* pool_ = nullptr;  // the max pooling this op computes (fuse_consumer)
   Window pool_win_;                      // its geometry: input (OH, OW, F), output (POH, POW)
