@@ -46,7 +46,10 @@ done
 # extension must link the ASan runtime.
 # (Found by path: importing it here, before the preload below, would fail.)
 CORE_SO="$(ls "$WORK"/venv/lib/python3*/site-packages/pynn/_core*.so | head -n 1)"
-if ! ldd "$CORE_SO" | grep -q libasan; then
+# (ldd's output is captured first: with pipefail, `ldd | grep -q` fails at random when grep
+# exits at its first match and ldd, still writing, dies of SIGPIPE.)
+CORE_LIBS="$(ldd "$CORE_SO")"
+if ! grep -q libasan <<<"$CORE_LIBS"; then
   echo "sanitize: $CORE_SO is not linked against libasan; PYNN_SANITIZE had no effect" >&2
   exit 2
 fi
