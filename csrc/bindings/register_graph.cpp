@@ -169,6 +169,13 @@ XArgs parse_xs(const py::object& xs, const SnapshotRef& sn) {
   return r;
 }
 
+// A new float array of `rows` samples of `shape` each.
+py::array_t<float> rows_array(int64_t rows, const Shape& shape) {
+  std::vector<py::ssize_t> sh{py::ssize_t(rows)};
+  for (int64_t d : shape) sh.push_back(py::ssize_t(d));
+  return py::array_t<float>(sh);
+}
+
 // predict's argument tables, reused by each thread's next call (cleared on the way out,
 // with the GIL held, so no array reference outlives the call).
 // Inference under the model's shared lock (predicts on one graph run side by side), without
@@ -348,9 +355,7 @@ py::tuple run_step(PyGraph& s, const py::object& xs, const py::object& ys,
   std::vector<float*> out_ptr;
   if (want_outputs)
     for (size_t j = 0; j < no; ++j) {
-      std::vector<py::ssize_t> sh{py::ssize_t(a.d.batch)};
-      for (int64_t d : sn->out_shapes[j]) sh.push_back(py::ssize_t(d));
-      outs.emplace_back(sh);
+      outs.push_back(rows_array(a.d.batch, sn->out_shapes[j]));
       out_ptr.push_back(outs.back().mutable_data());
     }
   double total = 0.0;
@@ -810,9 +815,7 @@ void register_graph(py::module_& m) {
                throw py::value_error("chunk: expected a positive row count, got " +
                                      std::to_string(chunk));
              const int64_t rows = a.shape(0);
-             std::vector<py::ssize_t> shape{py::ssize_t(rows)};
-             for (int64_t d : sn->out_shapes[0]) shape.push_back(py::ssize_t(d));
-             py::array_t<float> out(shape);
+             py::array_t<float> out = rows_array(rows, sn->out_shapes[0]);
              const float* xp = static_cast<const float*>(a.data());
              float* op = out.mutable_data();
              run_predict(s, sn, &xp, rows, &op, chunk);
@@ -845,15 +848,9 @@ void register_graph(py::module_& m) {
                dxs.emplace_back(sh);
                dp.push_back(dxs.back().mutable_data());
              }
-             bool stale = false;
-             {
-               ComputeCall nogil;
-               auto lock = s.mu.exclusive();
-               if (s.g->version() != sn->version) stale = true;
-               else s.g->input_gradient(x.ptr.data(), x.rows, sp.data(), dp.data());
-             }
-             if (stale)
-               throw py::value_error("the graph changed while the call was starting; call again");
+             compute_alone(s, sn, [&](nn::Graph& g) {
+               g.input_gradient(x.ptr.data(), x.rows, sp.data(), dp.data());
+             });
              py::list out;
              for (auto& a : dxs) out.append(a);
              return out;
@@ -872,20 +869,12 @@ void register_graph(py::module_& m) {
              std::vector<py::array_t<float>> outs;
              std::vector<float*> op;
              for (const auto& shape : sn->out_shapes) {
-               std::vector<py::ssize_t> sh{py::ssize_t(x.rows)};
-               for (int64_t d : shape) sh.push_back(py::ssize_t(d));
-               outs.emplace_back(sh);
+               outs.push_back(rows_array(x.rows, shape));
                op.push_back(outs.back().mutable_data());
              }
-             bool stale = false;
-             {
-               ComputeCall nogil;
-               auto lock = s.mu.exclusive();
-               if (s.g->version() != sn->version) stale = true;
-               else s.g->forward_train(x.ptr.data(), x.rows, op.data(), uint64_t(call));
-             }
-             if (stale)
-               throw py::value_error("the graph changed while the call was starting; call again");
+             compute_alone(s, sn, [&](nn::Graph& g) {
+               g.forward_train(x.ptr.data(), x.rows, op.data(), uint64_t(call));
+             });
              py::list out;
              for (auto& a : outs) out.append(a);
              return out;
