@@ -117,9 +117,6 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
   // the Ice Lake Xeon (6 x 64 kernel): conv2 15488x288.288x64 12% faster with sub-blocks of
   // 4 or 16 panels, the MLP and LSTM shapes 0-3%.
   const bool one_jc = n1 - n0 <= NC;
-  // A read in place (rows_a, see the top): only a last group of fewer than MR rows is packed
-  // (its missing rows must read as zeros).
-  const bool in_place_a = rows_a != nullptr;
   const int64_t MCS = one_jc ? std::min<int64_t>(MC, 8 * MR) : MC;
   const int64_t mrows = std::min<int64_t>(MCS, m1 - m0);
   const int64_t ncols = std::min<int64_t>(NC, n1 - n0);
@@ -129,6 +126,20 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
   // past the edge are computed and discarded).
   alignas(64) float edge[kMaxMR * kMaxNR] = {};
   const bool has_ep = !ep.empty();
+
+  // Rows [i0, i0 + rows) x depth [pc, pc + kc) of A made ready for tiles(): packed at abuf
+  // (returns null), or read in place (rows_a, see the top; returns its row i0, column pc),
+  // where only a last group of fewer than MR rows is packed, at its place in abuf (its
+  // missing rows must read as zeros).
+  auto a_block = [&](int64_t i0, int64_t rows, int64_t pc, int64_t kc) -> const float* {
+    if (rows_a == nullptr) {
+      pack_a_block(i0, rows, pc, kc, abuf);
+      return nullptr;
+    }
+    const int64_t full = rows / MR * MR;
+    if (full < rows) pack_a_block(i0 + full, rows - full, pc, kc, abuf + full * kc);
+    return rows_a + i0 * lda + pc;
+  };
 
   // The IR and JR loops: rows [ic, ic + mc) of C packed at abuf, columns [jc, jc + nc) of
   // one K panel [.., + kc) of B at bblock.
@@ -187,25 +198,11 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
         const float* bblock = pack_b_block(pc, kc, n0, n1 - n0, bbuf);
         for (int64_t is = ic; is < ic + mc; is += MCS) {         // IC, sub-blocks
           const int64_t ms = std::min(MCS, ic + mc - is);
-          if (in_place_a) {
-            const int64_t full = ms / MR * MR;
-            if (full < ms) pack_a_block(is + full, ms - full, pc, kc, abuf + full * kc);
-            tiles(is, ms, n0, n1 - n0, bblock, kc, beta_p, last, rows_a + is * lda + pc);
-          } else {
-            pack_a_block(is, ms, pc, kc, abuf);
-            tiles(is, ms, n0, n1 - n0, bblock, kc, beta_p, last, nullptr);
-          }
+          tiles(is, ms, n0, n1 - n0, bblock, kc, beta_p, last, a_block(is, ms, pc, kc));
         }
         continue;
       }
-      const float* arow = nullptr;
-      if (rows_a != nullptr) {
-        const int64_t full = mc / MR * MR;
-        if (full < mc) pack_a_block(ic + full, mc - full, pc, kc, abuf + full * kc);
-        arow = rows_a + ic * lda + pc;
-      } else {
-        pack_a_block(ic, mc, pc, kc, abuf);
-      }
+      const float* arow = a_block(ic, mc, pc, kc);
       for (int64_t jc = n0; jc < n1; jc += NC) {                 // JC
         const int64_t nc = std::min(NC, n1 - jc);
         tiles(ic, mc, jc, nc, pack_b_block(pc, kc, jc, nc, bbuf), kc, beta_p, last, arow);
