@@ -1,6 +1,6 @@
 """Epoch flatness: ten epochs in a row of the 784-256-128-10 ReLU MLP (Adam 1e-3, batch 128),
-each timed on its own, for pynn, PyTorch CPU and the NumPy MLP of bench_train.py, on 1 and 2
-threads, in the same run.
+each timed on its own, for pynn (float32, and "pynn_bf16" under the mixed_bfloat16 policy),
+PyTorch CPU and the NumPy MLP of bench_train.py, on 1 and 2 threads, in the same run.
 
     pytest benchmarks/bench_flat.py
 
@@ -19,18 +19,29 @@ from bench_train import data, epoch_fn, torch  # noqa: F401
 from conftest import NOTES, record
 from threadpoolctl import threadpool_limits
 
+from pynn import mixed_precision as mp
+
 EPOCHS = 10
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("impl", ["pynn", "numpy"] + (["torch"] if torch is not None else []))
+@pytest.mark.parametrize("impl", ["pynn", "pynn_bf16", "numpy"]
+                         + (["torch"] if torch is not None else []))
 def test_epoch_flatness(benchmark, data, impl, threads):  # noqa: F811
     x, y = data
     times = []
     with threadpool_limits(threads):
         if torch is not None:
             torch.set_num_threads(threads)
-        fn = epoch_fn(impl, x, y)
+        if impl == "pynn_bf16":
+            # the policy applies to layers made under it; the model keeps it afterwards
+            mp.set_global_policy("mixed_bfloat16")
+            try:
+                fn = epoch_fn("pynn", x, y)
+            finally:
+                mp.set_global_policy("float32")
+        else:
+            fn = epoch_fn(impl, x, y)
 
         def ten_epochs():
             times.clear()
