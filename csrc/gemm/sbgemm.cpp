@@ -3,8 +3,8 @@
 //
 // Loop order per thread rectangle, as in sgemm: rows of A by MC, then K by KC (the A block is
 // packed once per K panel), then columns by NC (B block packed into L2), then MR x NR tiles.
-// Edge tiles run on a zeroed scratch tile, so an element at the matrix edge sees exactly the
-// arithmetic of an interior one.
+// Edge tiles run through the kernel's masked edge variant, or on a zeroed scratch tile, so an
+// element at the matrix edge sees exactly the arithmetic of an interior one.
 #include "gemm/sbgemm.h"
 
 #include <algorithm>
@@ -19,6 +19,7 @@
 
 #include "common/cpu.h"
 #include "common/parallel.h"
+#include "gemm/blocksizes.h"
 #include "gemm/pack.h"
 
 namespace pynn::gemm {
@@ -150,6 +151,7 @@ void pack_a_block(const SbKernelInfo& k, int64_t mc, int64_t kc, int64_t kcp, co
   if (k.a_layout == SbLayout::f32 && kcp == kc &&
       pack_f32_then_round(true, k.mr, mc, kc, src, rs, cs, dst))
     return;
+  if (k.pack != nullptr && k.pack(k.a_layout, k.mr, mc, kc, kcp, src, rs, cs, dst)) return;
   pack_panels(k.a_layout, k.mr, mc, kc, kcp, src, rs, cs, dst);
 }
 
@@ -158,6 +160,7 @@ void pack_b_block(const SbKernelInfo& k, int64_t kc, int64_t nc, int64_t kcp, co
   if (k.b_layout == SbLayout::f32 && kcp == kc &&
       pack_f32_then_round(false, k.nr, nc, kc, src, rs, cs, dst))
     return;
+  if (k.pack != nullptr && k.pack(k.b_layout, k.nr, nc, kc, kcp, src, cs, rs, dst)) return;
   pack_panels(k.b_layout, k.nr, nc, kc, kcp, src, cs, rs, dst);  // B's columns are the "rows"
 }
 
@@ -179,7 +182,11 @@ void sb_block(const SbKernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
               int64_t k, MatrixView a, MatrixView b, float beta, float* c, int64_t ldc,
               const Epilogue& ep) {
   const int MR = kern.mr, NR = kern.nr;
-  const int64_t MC = std::max<int64_t>(MR, kern.mc / MR * MR);
+  // MC evened out over the blocks it needs (as sgemm does): a thin last block would pack all
+  // of B again for a few rows. A multiple of MR, so tiles start on the same rows whatever MC is.
+  const int64_t mc_max = std::max<int64_t>(MR, kern.mc / MR * MR);
+  const int64_t mblocks = (m1 - m0 + mc_max - 1) / mc_max;
+  const int64_t MC = ((m1 - m0 + mblocks - 1) / mblocks + MR - 1) / MR * MR;
   const int64_t NC = std::max<int64_t>(NR, kern.nc / NR * NR);
   const int64_t KC = sb_panel_depth(kern, k);
   const size_t ab = elem_bytes(kern.a_layout), bb = elem_bytes(kern.b_layout);
@@ -207,6 +214,8 @@ void sb_block(const SbKernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
             float* ct = c + (ic + ir) * ldc + (jc + jr);
             if (mv == MR && nv == NR) {
               run_ukr(kern, kcp, ap, bp, ct, ldc, beta_p);
+            } else if (kern.ukr_edge != nullptr) {
+              kern.ukr_edge(kcp, ap, bp, ct, ldc, beta_p, int(mv), int(nv));
             } else {
               if (beta_p != 0.0f)
                 for (int64_t i = 0; i < mv; ++i)
@@ -242,15 +251,40 @@ SbKernelInfo emulated_from(const KernelInfo& f) {
   return s;
 }
 
+// A bf16 kernel's table with KC, MC and NC from this CPU's caches, by sgemm's rules
+// (blocksizes.h) for packed elements of the kernel's size (2 bytes: twice the depth of a
+// float32 panel fits the same cache): KC from half of L1d for the A micro-panel, NC from half
+// of L2 for the B block, MC from half of this core's share of L3 for the A block. KC is a
+// multiple of 32, so of every kernel's kpad. A cache cpuid does not report keeps the table's
+// value. KC decides the K panels and so the rounding: it never depends on the thread count.
+SbKernelInfo with_cache_blocksizes(SbKernelInfo s) {
+  const CacheSizes& c = cpu_caches();
+  const int64_t eb = int64_t(elem_bytes(s.a_layout));
+  auto fit = [](int64_t units, int64_t step, int64_t lo, int64_t hi) {
+    return int(std::clamp<int64_t>(units / step * step, lo, hi));
+  };
+  if (c.l1d > 0) s.kc = fit(c.l1d / 2 / (s.mr * eb), 32, 128, 1024);
+  if (c.l2 > 0) s.nc = fit(c.l2 / 2 / (s.kc * eb), s.nr, s.nr, 4096 / s.nr * s.nr);
+  if (c.l3 > 0) {
+    // As sgemm: a VM may report every host CPU as sharing the L3; a core's share is >= 1 MB.
+    const int64_t share = std::max<int64_t>(c.l3 / std::max(1, c.l3_sharing), int64_t(1) << 20);
+    s.mc = fit(share / 2 / (s.kc * eb), s.mr, 4 * s.mr, 8192 / s.mr * s.mr);
+  }
+  return s;
+}
+
 const SbKernelInfo& choose_sb_kernel() {
   static const SbKernelInfo emulated = emulated_from(active_kernel());
+#if defined(PYNN_X86)
+  static const SbKernelInfo avx512_bf16 = with_cache_blocksizes(kSbKernelAvx512Bf16);
+  static const SbKernelInfo amx = with_cache_blocksizes(kSbKernelAmx);
+#endif
   static const SbKernelInfo* chosen = [] {
     const Bf16Arch want = active_bf16_arch();
 #if defined(PYNN_X86)
     // AMX needs the kernel's permission; without it, the next best kernel.
-    if (want == Bf16Arch::amx && amx_permitted()) return &kSbKernelAmx;
-    if (want != Bf16Arch::emulated && cpu_supports(Bf16Arch::avx512_bf16))
-      return &kSbKernelAvx512Bf16;
+    if (want == Bf16Arch::amx && amx_permitted()) return &amx;
+    if (want != Bf16Arch::emulated && cpu_supports(Bf16Arch::avx512_bf16)) return &avx512_bf16;
 #endif
     (void)want;
     return &emulated;

@@ -2,7 +2,12 @@
 // accumulators. Each VDPBF16PS step adds, per float32 lane, the two products of one K pair
 // (packed A holds the pair of row i as one 32-bit word, broadcast; packed B holds the pairs of
 // 16 columns in a zmm). Compiled with -mavx512bf16; called only when cpuid reports it.
+//
+// Also the AVX-512 packer of the pairs layout (AVX512F/BW only, so the AMX kernel uses it for
+// B too): rounding in integer lanes, bit for bit bf16_round_bits.
 #include <immintrin.h>
+
+#include <algorithm>
 
 #include "gemm/sbgemm.h"
 
@@ -11,6 +16,119 @@ namespace {
 
 constexpr int kMR = 12;
 constexpr int kNR = 32;
+
+// bf16_round_bits on 16 lanes: the same integer steps, branches turned into masks.
+inline __m512i round_bits(__m512i u) {
+  const __m512i hi = _mm512_set1_epi32(int(0xFFFF0000u));
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_and_si512(
+      _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), lsb), hi);
+  // A zero exponent after rounding: subnormal (or zero), kept as its sign only.
+  const __mmask16 tiny = _mm512_testn_epi32_mask(r, _mm512_set1_epi32(0x7F800000));
+  r = _mm512_mask_and_epi32(r, tiny, r, _mm512_set1_epi32(int(0x80000000u)));
+  // NaN: its own top half with the quiet bit set.
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(
+      _mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
+  return _mm512_mask_and_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)), hi);
+}
+
+inline __m512i load_rounded(const float* p, __mmask16 m) {
+  return round_bits(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, p)));
+}
+
+// Pair words from rounded K-even and K-odd lanes: high halves of `odd` over those of `even`.
+inline __m512i pair_words(__m512i even, __m512i odd) {
+  return _mm512_mask_blend_epi16(0xAAAAAAAAu, _mm512_srli_epi32(even, 16), odd);
+}
+
+inline __mmask16 first(int64_t n) {
+  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
+}
+
+// The r-th lanes of a panel are contiguous (rs == 1): each K pair is two rows of up to w
+// floats, rounded and interleaved into w words.
+void pack_rows_contiguous(int w, int64_t count, int64_t kc, int64_t kcp, const float* src,
+                          int64_t cs, uint32_t* dst) {
+  for (int64_t r0 = 0; r0 < count; r0 += w) {
+    const int64_t rows = std::min<int64_t>(w, count - r0);
+    uint32_t* d = dst + r0 * kcp / 2;
+    for (int64_t q = 0; q < kcp / 2; ++q) {
+      const float* p0 = src + r0 + 2 * q * cs;
+      for (int j = 0; j < w; j += 16) {
+        // Past kc (odd kc, or AMX's padding to 32) the pair reads as zeros.
+        const __mmask16 m = 2 * q < kc ? first(rows - j) : __mmask16(0);
+        const __mmask16 m1 = 2 * q + 1 < kc ? m : __mmask16(0);
+        const __m512i e = load_rounded(p0 + j, m);
+        const __m512i o = load_rounded(p0 + cs + j, m1);
+        _mm512_mask_storeu_epi32(d + q * w + j, first(w - j), pair_words(e, o));
+      }
+    }
+  }
+}
+
+// 16 x 16 words transposed in registers: rows 4i..4i+3 of one column gathered per 128-bit
+// lane (unpacks), then the four lanes of a column brought together (two lane shuffles).
+inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {  // r[4i + j], lane L: column 4L + j, rows 4i..4i+3
+    r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512i y0 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88);
+    const __m512i y1 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xDD);
+    const __m512i y2 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88);
+    const __m512i y3 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xDD);
+    t[j] = _mm512_shuffle_i32x4(y0, y2, 0x88);
+    t[4 + j] = _mm512_shuffle_i32x4(y1, y3, 0x88);
+    t[8 + j] = _mm512_shuffle_i32x4(y0, y2, 0xDD);
+    t[12 + j] = _mm512_shuffle_i32x4(y1, y3, 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
+// K is contiguous (cs == 1): each lane's row gives 16 pair words per 32 floats; 16 lanes by
+// 16 pairs are transposed into the [pair][lane] order of the panel.
+void pack_depth_contiguous(int w, int64_t count, int64_t kc, int64_t kcp, const float* src,
+                           int64_t rs, uint32_t* dst) {
+  const __m512i odd_halves = [] {
+    alignas(64) uint16_t idx[32];
+    for (int h = 0; h < 32; ++h) idx[h] = uint16_t(2 * h + 1);
+    return _mm512_load_si512(idx);
+  }();
+  const int64_t pairs = kcp / 2;
+  for (int64_t r0 = 0; r0 < count; r0 += w) {
+    uint32_t* d = dst + r0 * pairs;
+    for (int j0 = 0; j0 < w; j0 += 16) {
+      const int64_t lanes = std::clamp<int64_t>(count - r0 - j0, 0, 16);
+      const __mmask16 store = first(w - j0);
+      for (int64_t q0 = 0; q0 < pairs; q0 += 16) {
+        const int64_t k0 = 2 * q0;
+        const __mmask16 m0 = first(kc - k0), m1 = first(kc - k0 - 16);
+        __m512i v[16];
+        for (int i = 0; i < 16; ++i) {
+          if (i < lanes) {
+            const float* p = src + (r0 + j0 + i) * rs + k0;
+            v[i] = _mm512_permutex2var_epi16(load_rounded(p, m0), odd_halves,
+                                             load_rounded(p + 16, m1));
+          } else {
+            v[i] = _mm512_setzero_si512();
+          }
+        }
+        transpose16(v);
+        const int64_t nq = std::min<int64_t>(16, pairs - q0);
+        for (int64_t q = 0; q < nq; ++q)
+          _mm512_mask_storeu_epi32(d + (q0 + q) * w + j0, store, v[q]);
+      }
+    }
+  }
+}
 
 void ukr_avx512bf16(int64_t kcp, const void* av, const void* bv, float* c, int64_t ldc,
                     float beta) {
@@ -43,10 +161,59 @@ void ukr_avx512bf16(int64_t kcp, const void* av, const void* bv, float* c, int64
   }
 }
 
+// An edge tile, written in place through masks with the full tile's arithmetic per element.
+// V = 1 when nv <= 16: the second column vector (all padding) is neither loaded nor computed.
+template <int V>
+void ukr_edge_v(int64_t kcp, const int* a, const __m512i* b, float* c, int64_t ldc, float beta,
+                int mv, int nv) {
+  __m512 acc[kMR][V];
+#pragma GCC unroll 12
+  for (int i = 0; i < kMR; ++i)
+    for (int v = 0; v < V; ++v) acc[i][v] = _mm512_setzero_ps();
+  for (int64_t q = 0; q < kcp / 2; ++q) {
+    __m512bh bq[V];
+    for (int v = 0; v < V; ++v) bq[v] = (__m512bh)_mm512_load_si512(b + 2 * q + v);
+#pragma GCC unroll 12
+    for (int i = 0; i < kMR; ++i) {
+      const __m512bh ai = (__m512bh)_mm512_set1_epi32(a[q * kMR + i]);
+      for (int v = 0; v < V; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], ai, bq[v]);
+    }
+  }
+  const __m512 vb = _mm512_set1_ps(beta);
+  const __mmask16 mask[2] = {first(nv), first(nv - 16)};
+  for (int i = 0; i < mv; ++i) {
+    float* ci = c + i * ldc;
+    for (int v = 0; v < V; ++v) {
+      __m512 r = acc[i][v];
+      if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask[v], ci + 16 * v), r);
+      _mm512_mask_storeu_ps(ci + 16 * v, mask[v], r);
+    }
+  }
+}
+
+void ukr_edge_avx512bf16(int64_t kcp, const void* av, const void* bv, float* c, int64_t ldc,
+                         float beta, int mv, int nv) {
+  const int* a = static_cast<const int*>(av);
+  const __m512i* b = static_cast<const __m512i*>(bv);
+  if (nv <= 16) ukr_edge_v<1>(kcp, a, b, c, ldc, beta, mv, nv);
+  else ukr_edge_v<2>(kcp, a, b, c, ldc, beta, mv, nv);
+}
+
 }  // namespace
+
+bool sb_pack_avx512(SbLayout layout, int w, int64_t count, int64_t kc, int64_t kcp,
+                    const float* src, int64_t rs, int64_t cs, void* dst) {
+  if (layout != SbLayout::pairs) return false;
+  uint32_t* d = static_cast<uint32_t*>(dst);
+  // With one row or a depth of one, the stride along that dimension is never followed.
+  if (cs == 1 || kc == 1) pack_depth_contiguous(w, count, kc, kcp, src, rs, d);
+  else if (rs == 1 || count == 1) pack_rows_contiguous(w, count, kc, kcp, src, cs, d);
+  else return false;
+  return true;
+}
 
 const SbKernelInfo kSbKernelAvx512Bf16 = {
     "avx512_bf16_12x32", kMR, kNR, 512, 960, 480, 2, SbLayout::pairs, SbLayout::pairs,
-    ukr_avx512bf16, nullptr, nullptr, nullptr};
+    ukr_avx512bf16, nullptr, nullptr, nullptr, sb_pack_avx512, ukr_edge_avx512bf16};
 
 }  // namespace pynn::gemm
