@@ -61,13 +61,26 @@ def test_rounding_is_nearest_even_bit_for_bit():
     special = np.array([1.0, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -8 + 2 ** -20, -2.5,
                         np.finfo(np.float32).max, np.inf, -np.inf, 1e-40, -1e-40,
                         np.finfo(np.float32).tiny, 0.0, -0.0], np.float32)
-    x = np.concatenate([bits.view(np.float32), special])
-    got = sbgemm(x[:, None], np.ones((1, 1), np.float32))[:, 0]
+    # subnormals at the edge of rounding up to FLT_MIN (0x007F8000 is a tie, odd -> up), and
+    # NaNs, signalling ones too, each with either sign
+    edge = np.array([0x007FFFFF, 0x007F8000, 0x007F7FFF, 0x00000001, 0x7F800001, 0x7FC00001],
+                    np.uint32)
+    x = np.concatenate([bits.view(np.float32), special, edge.view(np.float32),
+                        (edge | 0x80000000).view(np.float32)])
     want = ref.round_bf16(x)
-    assert np.array_equal(got, want, equal_nan=True)
-    # bit for bit where the value is not 0 (a sum starting at +0 loses the sign of -0 * 1)
-    keep = ~np.isnan(want) & (want != 0)
-    assert np.array_equal(got[keep].view(np.uint32), want[keep].view(np.uint32))
+    zero = np.zeros_like(x)
+    one = np.ones((1, 1), np.float32)
+    # Each packing path: A as a column (depth 1), B as rows with a zero partner in the K pair
+    # (unit stride across B's columns), A with a zero partner (unit stride down A's rows).
+    for got in (sbgemm(x[:, None], one)[:, 0],
+                sbgemm(np.array([[1, 0]], np.float32), np.stack([x, zero]))[0],
+                sbgemm(np.stack([x, zero]).T, np.array([[1], [0]], np.float32))[:, 0]):
+        assert np.array_equal(got, want, equal_nan=True)
+        # bit for bit where the value is not 0 (a sum starting at +0 loses the sign of -0 * 1)
+        keep = ~np.isnan(want) & (want != 0)
+        assert np.array_equal(got[keep].view(np.uint32), want[keep].view(np.uint32))
+        assert np.array_equal(got[np.isnan(want)].view(np.uint32),
+                              want[np.isnan(want)].view(np.uint32))
     # the twin itself, on values worked out by hand: ties go to the even mantissa
     assert list(ref.round_bf16(special[:5])) == [1.0, 1.0, 1 + 2 ** -6, 1 + 2 ** -7, -2.5]
     assert np.isposinf(ref.round_bf16(special[5]))  # FLT_MAX rounds up to infinity

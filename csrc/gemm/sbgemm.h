@@ -107,7 +107,7 @@ const SbKernelInfo& active_sb_kernel();
 // Defined in sbgemm_avx512bf16.cpp and sbgemm_amx.cpp (compiled for those ISAs).
 extern const SbKernelInfo kSbKernelAvx512Bf16;
 extern const SbKernelInfo kSbKernelAmx;
-// AVX-512 packer of the pairs layout (sbgemm_avx512bf16.cpp; needs AVX512F/BW only).
+// AVX-512 packer of the pairs layout (sbgemm_avx512bf16.cpp; needs AVX512_BF16).
 bool sb_pack_avx512(SbLayout layout, int w, int64_t count, int64_t kc, int64_t kcp,
                     const float* src, int64_t rs, int64_t cs, void* dst);
 // Asks Linux for permission to use AMX tile data in this process (once); false if refused.

@@ -3,8 +3,8 @@
 // (packed A holds the pair of row i as one 32-bit word, broadcast; packed B holds the pairs of
 // 16 columns in a zmm). Compiled with -mavx512bf16; called only when cpuid reports it.
 //
-// Also the AVX-512 packer of the pairs layout (AVX512F/BW only, so the AMX kernel uses it for
-// B too): rounding in integer lanes, bit for bit bf16_round_bits.
+// Also the AVX-512 packer of the pairs layout (the AMX kernel uses it for B too): bit for bit
+// bf16_round_bits, by VCVTNE2PS2BF16 where that agrees, else in integer lanes.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -17,28 +17,31 @@ namespace {
 constexpr int kMR = 12;
 constexpr int kNR = 32;
 
-// bf16_round_bits on 16 lanes: the same integer steps, branches turned into masks.
-inline __m512i round_bits(__m512i u) {
-  const __m512i hi = _mm512_set1_epi32(int(0xFFFF0000u));
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  __m512i r = _mm512_and_si512(
-      _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), lsb), hi);
-  // A zero exponent after rounding: subnormal (or zero), kept as its sign only.
-  const __mmask16 tiny = _mm512_testn_epi32_mask(r, _mm512_set1_epi32(0x7F800000));
-  r = _mm512_mask_and_epi32(r, tiny, r, _mm512_set1_epi32(int(0x80000000u)));
-  // NaN: its own top half with the quiet bit set.
-  const __mmask16 nan = _mm512_cmpgt_epu32_mask(
-      _mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
-  return _mm512_mask_and_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)), hi);
+// VCVTNE2PS2BF16 rounds exactly as bf16_round_bits (nearest even; a NaN keeps its top half
+// with the quiet bit set; overflow to infinity) but reads every subnormal input as zero, while
+// bf16_round_bits rounds the largest ones (|x| >= FLT_MIN - 2^-134, within half a bf16 step
+// of FLT_MIN) up to +-FLT_MIN and flushes only the rest. Those few are set to +-FLT_MIN first.
+inline __m512 fix_subnormals(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i mag = _mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF));
+  const __mmask16 up = _mm512_cmplt_epu32_mask(
+      _mm512_sub_epi32(mag, _mm512_set1_epi32(0x007F8000)), _mm512_set1_epi32(0x8000));
+  // up lanes: (u & sign) | FLT_MIN, as one ternary-logic op on (u, sign, FLT_MIN): A&B | C
+  return _mm512_castsi512_ps(_mm512_mask_ternarylogic_epi32(
+      u, up, _mm512_set1_epi32(int(0x80000000u)), _mm512_set1_epi32(0x00800000), 0xEA));
 }
 
-inline __m512i load_rounded(const float* p, __mmask16 m) {
-  return round_bits(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, p)));
+// x0 and x1 rounded to 32 bf16 (x0's lanes first), bit for bit bf16_round_bits.
+inline __m512i to_bf16x32(__m512 x0, __m512 x1) {
+  return (__m512i)_mm512_cvtne2ps_pbh(fix_subnormals(x1), fix_subnormals(x0));
 }
 
-// Pair words from rounded K-even and K-odd lanes: high halves of `odd` over those of `even`.
-inline __m512i pair_words(__m512i even, __m512i odd) {
-  return _mm512_mask_blend_epi16(0xAAAAAAAAu, _mm512_srli_epi32(even, 16), odd);
+// Pair words (low half from `even`, high half from `odd`) of 16 K-even and 16 K-odd floats.
+inline __m512i pair_words(__m512 even, __m512 odd) {
+  alignas(64) static const uint16_t idx[32] = {
+      0, 16, 1, 17, 2, 18, 3, 19, 4,  20, 5,  21, 6,  22, 7,  23,
+      8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  return _mm512_permutexvar_epi16(_mm512_load_si512(idx), to_bf16x32(even, odd));
 }
 
 inline __mmask16 first(int64_t n) {
@@ -46,21 +49,22 @@ inline __mmask16 first(int64_t n) {
 }
 
 // The r-th lanes of a panel are contiguous (rs == 1): each K pair is two rows of up to w
-// floats, rounded and interleaved into w words.
+// floats, rounded and interleaved into w words. Pairs outermost: the source is read row after
+// row, whole rows across all panels (a stream the hardware prefetcher follows; panel by panel
+// it was a 2-line-per-row stride that left the loads waiting on L2/L3).
 void pack_rows_contiguous(int w, int64_t count, int64_t kc, int64_t kcp, const float* src,
                           int64_t cs, uint32_t* dst) {
-  for (int64_t r0 = 0; r0 < count; r0 += w) {
-    const int64_t rows = std::min<int64_t>(w, count - r0);
-    uint32_t* d = dst + r0 * kcp / 2;
-    for (int64_t q = 0; q < kcp / 2; ++q) {
-      const float* p0 = src + r0 + 2 * q * cs;
+  for (int64_t q = 0; q < kcp / 2; ++q) {
+    const float* p0 = src + 2 * q * cs;
+    const bool even = 2 * q < kc, odd = 2 * q + 1 < kc;  // past kc (odd kc, AMX's pad): zeros
+    for (int64_t r0 = 0; r0 < count; r0 += w) {
+      const int64_t rows = std::min<int64_t>(w, count - r0);
+      uint32_t* d = dst + r0 * kcp / 2 + q * w;
       for (int j = 0; j < w; j += 16) {
-        // Past kc (odd kc, or AMX's padding to 32) the pair reads as zeros.
-        const __mmask16 m = 2 * q < kc ? first(rows - j) : __mmask16(0);
-        const __mmask16 m1 = 2 * q + 1 < kc ? m : __mmask16(0);
-        const __m512i e = load_rounded(p0 + j, m);
-        const __m512i o = load_rounded(p0 + cs + j, m1);
-        _mm512_mask_storeu_epi32(d + q * w + j, first(w - j), pair_words(e, o));
+        const __mmask16 m = even ? first(rows - j) : __mmask16(0);
+        const __m512 e = _mm512_maskz_loadu_ps(m, p0 + r0 + j);
+        const __m512 o = _mm512_maskz_loadu_ps(odd ? m : __mmask16(0), p0 + cs + r0 + j);
+        _mm512_mask_storeu_epi32(d + j, first(w - j), pair_words(e, o));
       }
     }
   }
@@ -97,11 +101,6 @@ inline void transpose16(__m512i r[16]) {
 // 16 pairs are transposed into the [pair][lane] order of the panel.
 void pack_depth_contiguous(int w, int64_t count, int64_t kc, int64_t kcp, const float* src,
                            int64_t rs, uint32_t* dst) {
-  const __m512i odd_halves = [] {
-    alignas(64) uint16_t idx[32];
-    for (int h = 0; h < 32; ++h) idx[h] = uint16_t(2 * h + 1);
-    return _mm512_load_si512(idx);
-  }();
   const int64_t pairs = kcp / 2;
   for (int64_t r0 = 0; r0 < count; r0 += w) {
     uint32_t* d = dst + r0 * pairs;
@@ -115,8 +114,7 @@ void pack_depth_contiguous(int w, int64_t count, int64_t kc, int64_t kcp, const 
         for (int i = 0; i < 16; ++i) {
           if (i < lanes) {
             const float* p = src + (r0 + j0 + i) * rs + k0;
-            v[i] = _mm512_permutex2var_epi16(load_rounded(p, m0), odd_halves,
-                                             load_rounded(p + 16, m1));
+            v[i] = to_bf16x32(_mm512_maskz_loadu_ps(m0, p), _mm512_maskz_loadu_ps(m1, p + 16));
           } else {
             v[i] = _mm512_setzero_si512();
           }
@@ -136,7 +134,13 @@ void ukr_avx512bf16(int64_t kcp, const void* av, const void* bv, float* c, int64
   const __m512i* b = static_cast<const __m512i*>(bv);     // [kcp/2][2] zmm of 16 pairs
   __m512 acc[kMR][2];
 #pragma GCC unroll 12
-  for (int i = 0; i < kMR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int i = 0; i < kMR; ++i) {
+    acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    // The C tile is read or written only after the K loop: its lines (often far out in L3 or
+    // memory, one K panel after the other) are fetched meanwhile.
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 31), _MM_HINT_T0);
+  }
   for (int64_t q = 0; q < kcp / 2; ++q) {
     const __m512bh b0 = (__m512bh)_mm512_load_si512(b + 2 * q);
     const __m512bh b1 = (__m512bh)_mm512_load_si512(b + 2 * q + 1);
