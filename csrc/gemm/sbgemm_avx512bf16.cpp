@@ -166,19 +166,20 @@ void ukr_avx512bf16(int64_t kcp, const void* av, const void* bv, float* c, int64
 }
 
 // An edge tile, written in place through masks with the full tile's arithmetic per element.
-// V = 1 when nv <= 16: the second column vector (all padding) is neither loaded nor computed.
-template <int V>
-void ukr_edge_v(int64_t kcp, const int* a, const __m512i* b, float* c, int64_t ldc, float beta,
-                int mv, int nv) {
-  __m512 acc[kMR][V];
+// Only the first R rows (mv rounded up to 4) and V column vectors (nv rounded up to 16) are
+// computed: a 128-row layer's last 8 rows do not pay for 12.
+template <int R, int V>
+void ukr_edge_rv(int64_t kcp, const int* a, const __m512i* b, float* c, int64_t ldc, float beta,
+                 int mv, int nv) {
+  __m512 acc[R][V];
 #pragma GCC unroll 12
-  for (int i = 0; i < kMR; ++i)
+  for (int i = 0; i < R; ++i)
     for (int v = 0; v < V; ++v) acc[i][v] = _mm512_setzero_ps();
   for (int64_t q = 0; q < kcp / 2; ++q) {
     __m512bh bq[V];
     for (int v = 0; v < V; ++v) bq[v] = (__m512bh)_mm512_load_si512(b + 2 * q + v);
 #pragma GCC unroll 12
-    for (int i = 0; i < kMR; ++i) {
+    for (int i = 0; i < R; ++i) {
       const __m512bh ai = (__m512bh)_mm512_set1_epi32(a[q * kMR + i]);
       for (int v = 0; v < V; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], ai, bq[v]);
     }
@@ -197,10 +198,12 @@ void ukr_edge_v(int64_t kcp, const int* a, const __m512i* b, float* c, int64_t l
 
 void ukr_edge_avx512bf16(int64_t kcp, const void* av, const void* bv, float* c, int64_t ldc,
                          float beta, int mv, int nv) {
-  const int* a = static_cast<const int*>(av);
-  const __m512i* b = static_cast<const __m512i*>(bv);
-  if (nv <= 16) ukr_edge_v<1>(kcp, a, b, c, ldc, beta, mv, nv);
-  else ukr_edge_v<2>(kcp, a, b, c, ldc, beta, mv, nv);
+  using Fn = void (*)(int64_t, const int*, const __m512i*, float*, int64_t, float, int, int);
+  static constexpr Fn kFns[3][2] = {{ukr_edge_rv<4, 1>, ukr_edge_rv<4, 2>},
+                                    {ukr_edge_rv<8, 1>, ukr_edge_rv<8, 2>},
+                                    {ukr_edge_rv<12, 1>, ukr_edge_rv<12, 2>}};
+  kFns[(mv - 1) / 4][nv > 16](kcp, static_cast<const int*>(av), static_cast<const __m512i*>(bv),
+                              c, ldc, beta, mv, nv);
 }
 
 }  // namespace
