@@ -177,6 +177,50 @@ void run_ukr(const SbKernelInfo& kern, int64_t kcp, const void* a, const void* b
                     1.0f, beta);
 }
 
+// The tiles of rows [ir0, ir1) x columns [jr0, jr1) (offsets into the packed blocks, on tile
+// boundaries) of one K panel: A packed at abuf, B at bbuf, C's block starting at row ic,
+// column jc. `last`: the panel ends K, the epilogue runs.
+struct PanelTiles {
+  const SbKernelInfo& kern;
+  int64_t kcp;
+  const void* abuf;
+  const void* bbuf;
+  int64_t mc, nc, ic, jc;
+  float beta_p;
+  bool last;
+  float* c;
+  int64_t ldc;
+  const Epilogue& ep;
+
+  void run(int64_t ir0, int64_t ir1, int64_t jr0, int64_t jr1) const {
+    const int MR = kern.mr, NR = kern.nr;
+    const size_t ab = elem_bytes(kern.a_layout), bb = elem_bytes(kern.b_layout);
+    alignas(64) float edge[32 * 32] = {};
+    for (int64_t ir = ir0; ir < std::min(ir1, mc); ir += MR) {
+      const int64_t mv = std::min<int64_t>(MR, mc - ir);
+      const void* ap = static_cast<const unsigned char*>(abuf) + size_t(ir) * kcp * ab;
+      for (int64_t jr = jr0; jr < std::min(jr1, nc); jr += NR) {
+        const int64_t nv = std::min<int64_t>(NR, nc - jr);
+        const void* bp = static_cast<const unsigned char*>(bbuf) + size_t(jr) * kcp * bb;
+        float* ct = c + (ic + ir) * ldc + (jc + jr);
+        if (mv == MR && nv == NR) {
+          run_ukr(kern, kcp, ap, bp, ct, ldc, beta_p);
+        } else if (kern.ukr_edge != nullptr) {
+          kern.ukr_edge(kcp, ap, bp, ct, ldc, beta_p, int(mv), int(nv));
+        } else {
+          if (beta_p != 0.0f)
+            for (int64_t i = 0; i < mv; ++i)
+              std::copy(ct + i * ldc, ct + i * ldc + nv, edge + i * NR);
+          run_ukr(kern, kcp, ap, bp, edge, NR, beta_p);
+          for (int64_t i = 0; i < mv; ++i)
+            std::copy(edge + i * NR, edge + i * NR + nv, ct + i * ldc);
+        }
+        if (last && !ep.empty()) ep.apply(ct, ldc, ic + ir, jc + jr, mv, nv);
+      }
+    }
+  }
+};
+
 // Rows [m0, m1) x columns [n0, n1) of C, all of K, on the calling thread.
 void sb_block(const SbKernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
               int64_t k, MatrixView a, MatrixView b, float beta, float* c, int64_t ldc,
@@ -192,45 +236,60 @@ void sb_block(const SbKernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
   const size_t ab = elem_bytes(kern.a_layout), bb = elem_bytes(kern.b_layout);
   void* abuf = tl_sb_a.get(size_t(round_up(std::min(MC, m1 - m0), MR)) * KC * ab);
   void* bbuf = tl_sb_b.get(size_t(round_up(std::min(NC, n1 - n0), NR)) * KC * bb);
-  alignas(64) float edge[32 * 32] = {};
   if (kern.begin != nullptr) kern.begin();
   for (int64_t ic = m0; ic < m1; ic += MC) {
     const int64_t mc = std::min(MC, m1 - ic);
     for (int64_t pc = 0; pc < k; pc += KC) {
       const int64_t kc = std::min(KC, k - pc);
       const int64_t kcp = round_up(kc, kern.kpad);
-      const float beta_p = pc == 0 ? beta : 1.0f;
-      const bool last = pc + kc == k;
       pack_a_block(kern, mc, kc, kcp, a.data + ic * a.rs + pc * a.cs, a.rs, a.cs, abuf);
       for (int64_t jc = n0; jc < n1; jc += NC) {
         const int64_t nc = std::min(NC, n1 - jc);
         pack_b_block(kern, kc, nc, kcp, b.data + pc * b.rs + jc * b.cs, b.rs, b.cs, bbuf);
-        for (int64_t ir = 0; ir < mc; ir += MR) {
-          const int64_t mv = std::min<int64_t>(MR, mc - ir);
-          const void* ap = static_cast<const unsigned char*>(abuf) + size_t(ir) * kcp * ab;
-          for (int64_t jr = 0; jr < nc; jr += NR) {
-            const int64_t nv = std::min<int64_t>(NR, nc - jr);
-            const void* bp = static_cast<const unsigned char*>(bbuf) + size_t(jr) * kcp * bb;
-            float* ct = c + (ic + ir) * ldc + (jc + jr);
-            if (mv == MR && nv == NR) {
-              run_ukr(kern, kcp, ap, bp, ct, ldc, beta_p);
-            } else if (kern.ukr_edge != nullptr) {
-              kern.ukr_edge(kcp, ap, bp, ct, ldc, beta_p, int(mv), int(nv));
-            } else {
-              if (beta_p != 0.0f)
-                for (int64_t i = 0; i < mv; ++i)
-                  std::copy(ct + i * ldc, ct + i * ldc + nv, edge + i * NR);
-              run_ukr(kern, kcp, ap, bp, edge, NR, beta_p);
-              for (int64_t i = 0; i < mv; ++i)
-                std::copy(edge + i * NR, edge + i * NR + nv, ct + i * ldc);
-            }
-            if (last && !ep.empty()) ep.apply(ct, ldc, ic + ir, jc + jr, mv, nv);
-          }
-        }
+        const PanelTiles tiles{kern, kcp, abuf, bbuf, mc, nc, ic, jc, pc == 0 ? beta : 1.0f,
+                               pc + kc == k, c, ldc, ep};
+        tiles.run(0, mc, 0, nc);
       }
     }
   }
   if (kern.end != nullptr) kern.end();
+}
+
+// The whole product is one block (one K panel, m <= MC, n <= NC: a layer of a small network)
+// on nt threads: the threads first pack A and B together, each its share of the panels, into
+// the caller's buffers, then each runs its share of the tiles. Split this way, no thread packs
+// what another packs too (cut along N, each would pack all of A). The tiles see the same
+// packed panels as on one thread, so results are bitwise the same.
+void sb_one_block(const SbKernelInfo& kern, int nt, bool by_n, int64_t m, int64_t n, int64_t k,
+                  MatrixView a, MatrixView b, float beta, float* c, int64_t ldc,
+                  const Epilogue& ep) {
+  const int MR = kern.mr, NR = kern.nr;
+  const int64_t kcp = round_up(k, kern.kpad);
+  const int64_t mp = (m + MR - 1) / MR, np = (n + NR - 1) / NR;
+  const size_t ab = elem_bytes(kern.a_layout), bb = elem_bytes(kern.b_layout);
+  auto* abuf = static_cast<unsigned char*>(tl_sb_a.get(size_t(mp * MR * kcp) * ab));
+  auto* bbuf = static_cast<unsigned char*>(tl_sb_b.get(size_t(np * NR * kcp) * bb));
+  parallel::run(nt, [&](int t) {
+    int64_t lo, hi;
+    parallel::static_block(mp, nt, t, lo, hi);
+    if (lo < hi)
+      pack_a_block(kern, std::min(m, hi * MR) - lo * MR, k, kcp, a.data + lo * MR * a.rs, a.rs,
+                   a.cs, abuf + size_t(lo * MR * kcp) * ab);
+    parallel::static_block(np, nt, t, lo, hi);
+    if (lo < hi)
+      pack_b_block(kern, k, std::min(n, hi * NR) - lo * NR, kcp, b.data + lo * NR * b.cs, b.rs,
+                   b.cs, bbuf + size_t(lo * NR * kcp) * bb);
+  });
+  const PanelTiles tiles{kern, kcp, abuf, bbuf, m, n, 0, 0, beta, true, c, ldc, ep};
+  parallel::run(nt, [&](int t) {
+    int64_t lo, hi;
+    parallel::static_block(by_n ? np : mp, nt, t, lo, hi);
+    if (lo >= hi) return;
+    if (kern.begin != nullptr) kern.begin();
+    if (by_n) tiles.run(0, m, lo * NR, hi * NR);
+    else tiles.run(lo * MR, hi * MR, 0, n);
+    if (kern.end != nullptr) kern.end();
+  });
 }
 
 // The emulated kernels: float32 micro-kernels on rounded panels, one per float32 ISA.
@@ -344,6 +403,11 @@ void sbgemm_with(const SbKernelInfo& kern, int64_t m, int64_t n, int64_t k, Matr
   const int used = int(std::min<int64_t>(nt, panels));
   if (used <= 1) {
     sb_block(kern, 0, m, 0, n, k, a, b, beta, c, ldc, ep);
+    return;
+  }
+  // One K panel and (per thread, cut along N) one block of columns: pack together.
+  if (k <= sb_panel_depth(kern, k) && m <= kern.mc && n <= int64_t(by_n ? used : 1) * kern.nc) {
+    sb_one_block(kern, used, by_n, m, n, k, a, b, beta, c, ldc, ep);
     return;
   }
   parallel::run(used, [&](int t) {
