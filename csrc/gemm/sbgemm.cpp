@@ -3,6 +3,8 @@
 //
 // Loop order per thread rectangle, as in sgemm: rows of A by MC, then K by KC (the A block is
 // packed once per K panel), then columns by NC (B block packed into L2), then MR x NR tiles.
+// A product that is a single block on several threads is packed by all threads together first
+// (sb_one_block). Blocksizes come from the caches (with_cache_blocksizes).
 // Edge tiles run through the kernel's masked edge variant, or on a zeroed scratch tile, so an
 // element at the matrix edge sees exactly the arithmetic of an interior one.
 #include "gemm/sbgemm.h"

@@ -10,7 +10,9 @@
 //  - amx:          Intel AMX tiles (TDPBF16PS), 32 x 32 blocks of C in four tile registers.
 //                  Linux must grant the tile-data state first (arch_prctl); if it refuses,
 //                  the next kernel below is used.
-//  - avx512_bf16:  VDPBF16PS, a 12 x 32 register tile, K consumed in pairs.
+//  - avx512_bf16:  VDPBF16PS, a 12 x 32 register tile, K consumed in pairs; its operands
+//                  are rounded by VCVTNE2PS2BF16 while packing (subnormal inputs fixed up so
+//                  the bits are bf16_round_bits'), edge tiles by masked variants in place.
 //  - emulated:     the float32 micro-kernel of the active ISA (avx512, avx2 or generic) on
 //                  panels holding bf16-rounded float32 values.
 // They differ only in the order of the float32 additions (pairs, 32-deep tile steps, or one
@@ -77,6 +79,8 @@ struct SbKernelInfo {
   const char* name;
   int mr, nr;     // register block
   int kc, mc, nc; // K panel depth, rows of A per packed block, columns of B per packed block
+                  // (a kernel table's values are fallbacks: active_sb_kernel() derives them
+                  // from the caches cpuid reports)
   int kpad;       // panels are zero-padded along K to a multiple of this
   SbLayout a_layout, b_layout;
   sb_ukr_fn ukr;        // null for the emulated kernels (they call f32_ukr)
