@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 import types
+from functools import partial
 
 import numpy as np
 
@@ -64,6 +65,42 @@ def load_core(path: str, package: str):
     return mod
 
 
+def operands(shapes: str):
+    """(label, k, A, B, flops, reps) of each shape named in the comma-separated `shapes` (all
+    when empty), A and B as the views the product reads; reps makes a timed batch of at least
+    ~0.3 ms."""
+    wanted = {s.strip() for s in shapes.split(",") if s.strip()}
+    rng = np.random.default_rng(0)
+    for label, m, n, k, ta, tb in SHAPES:
+        if wanted and label not in wanted:
+            continue
+        a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
+        b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
+        flops = 2.0 * m * n * k
+        yield label, k, (a.T if ta else a), (b.T if tb else b), flops, max(1, int(3e7 / flops))
+
+
+def race(fns, reps: int, seconds: float, clock) -> tuple[list[float], float, int]:
+    """Calls fns[0] and fns[1] `reps` times each in alternation (old, new, new, old, ...) for
+    `seconds` of `clock` at least; returns each one's best time per call, the median of
+    time(new) / time(old) over the pairs, and the number of pairs."""
+    best = [float("inf")] * 2
+    ratios = []
+    spent = 0.0
+    while spent < seconds or len(ratios) < 5:
+        t = [0.0, 0.0]
+        for i in ((0, 1) if len(ratios) % 2 == 0 else (1, 0)):
+            t0 = clock()
+            for _ in range(reps):
+                fns[i]()
+            dt = clock() - t0
+            spent += dt
+            t[i] = dt / reps
+            best[i] = min(best[i], t[i])
+        ratios.append(t[1] / t[0])
+    return best, statistics.median(ratios), len(ratios)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("old")
@@ -80,19 +117,10 @@ def main() -> None:
     peaks = [max(m.measure_fma_peak() for _ in range(3)) for m in mods]
     print(f"kernel old {kernels[0]}, new {kernels[1]}; measure_fma_peak old {peaks[0]:.1f}, "
           f"new {peaks[1]:.1f} GFLOP/s (wall clock, best of 3)")
-    wanted = {s.strip() for s in args.shapes.split(",") if s.strip()}
-    rng = np.random.default_rng(0)
     print(f"{'shape':24s} {'old GF/s':>9s} {'new GF/s':>9s} {'median new/old time':>20s} "
           f"{'pairs':>6s}")
-    for label, m, n, k, ta, tb in SHAPES:
-        if wanted and label not in wanted:
-            continue
-        a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
-        b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
-        A, B = (a.T if ta else a), (b.T if tb else b)
-        outs = [np.empty((m, n), np.float32) for _ in mods]
-        flops = 2.0 * m * n * k
-        reps = max(1, int(3e7 / flops))  # a timed batch of at least ~0.3 ms
+    for label, k, A, B, flops, reps in operands(args.shapes):
+        outs = [np.empty((A.shape[0], B.shape[1]), np.float32) for _ in mods]
         for mod, c in zip(mods, outs):
             for _ in range(3):
                 mod.gemm(A, B, c, nthreads=1)
@@ -105,23 +133,11 @@ def main() -> None:
                 sys.exit(f"{label}: a build is wrong")
         elif not np.array_equal(outs[0], outs[1]):
             sys.exit(f"{label}: the builds disagree")
-        best = [float("inf")] * 2
-        ratios = []
-        spent = 0.0
-        while spent < args.seconds or len(ratios) < 5:
-            t = [0.0, 0.0]
-            for i in ((0, 1) if len(ratios) % 2 == 0 else (1, 0)):
-                t0 = time.thread_time()
-                for _ in range(reps):
-                    mods[i].gemm(A, B, outs[i], nthreads=1)
-                dt = time.thread_time() - t0
-                spent += dt
-                t[i] = dt / reps
-                best[i] = min(best[i], t[i])
-            ratios.append(t[1] / t[0])
+        best, ratio, pairs = race([partial(mod.gemm, A, B, c, nthreads=1)
+                                   for mod, c in zip(mods, outs)],
+                                  reps, args.seconds, time.thread_time)
         gf = [flops / x / 1e9 for x in best]
-        print(f"{label:24s} {gf[0]:9.1f} {gf[1]:9.1f} {statistics.median(ratios):20.3f} "
-              f"{len(ratios):6d}")
+        print(f"{label:24s} {gf[0]:9.1f} {gf[1]:9.1f} {ratio:20.3f} {pairs:6d}")
 
 
 if __name__ == "__main__":

@@ -26,12 +26,16 @@ try:
 except ImportError:  # torch is in the [bench] extra
     torch = None
 
+# (label, m, n, k, how): how "tn" reads A as the transpose of a stored (k, m) array (the
+# weight gradient dW = X^T dZ), "nt" reads B as the transpose of a stored (n, k) array (the
+# input gradient dX = dZ W^T); torch gets the same transposed views.
 SHAPES = [
-    ("2048^2", 2048, 2048, 2048),
-    ("fwd 128x784.784x256", 128, 256, 784),
-    ("fwd 128x256.256x128", 128, 128, 256),
-    ("fwd 128x128.128x10", 128, 10, 128),
-    ("dW 784x128.128x256", 784, 256, 128),
+    ("2048^2", 2048, 2048, 2048, "nn"),
+    ("fwd 128x784.784x256", 128, 256, 784, "nn"),
+    ("fwd 128x256.256x128", 128, 128, 256, "nn"),
+    ("fwd 128x128.128x10", 128, 10, 128, "nn"),
+    ("dW 784x128.128x256", 784, 256, 128, "tn"),
+    ("dX 128x256.256x784", 128, 784, 256, "nt"),
 ]
 _NOTED = []
 
@@ -44,19 +48,26 @@ def note_kernel():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("label,m,n,k", SHAPES, ids=[s[0] for s in SHAPES])
+@pytest.mark.parametrize("label,m,n,k,how", SHAPES, ids=[s[0] for s in SHAPES])
 @pytest.mark.parametrize("impl", ["pynn"] + (["torch_bf16"] if torch is not None else []))
-def test_bf16_gemm(benchmark, impl, label, m, n, k, threads):
+def test_bf16_gemm(benchmark, impl, label, m, n, k, how, threads):
     note_kernel()
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((m, k), dtype=np.float32)
-    b = rng.standard_normal((k, n), dtype=np.float32)
+    a = rng.standard_normal((k, m), dtype=np.float32) if how[0] == "t" else (
+        rng.standard_normal((m, k), dtype=np.float32))
+    b = rng.standard_normal((n, k), dtype=np.float32) if how[1] == "t" else (
+        rng.standard_normal((k, n), dtype=np.float32))
+    a, b = (a.T if how[0] == "t" else a), (b.T if how[1] == "t" else b)
     out = np.empty((m, n), np.float32)
     if impl == "pynn":
         def fn():
             _core.sbgemm(a, b, out)
     else:
-        ta, tb = torch.from_numpy(a).bfloat16(), torch.from_numpy(b).bfloat16()
+        def bf16_view(x):
+            t = torch.from_numpy(x.T if x.strides[0] < x.strides[1] else x).bfloat16()
+            return t.T if x.strides[0] < x.strides[1] else t
+
+        ta, tb = bf16_view(a), bf16_view(b)
 
         def fn():
             torch.matmul(ta, tb)

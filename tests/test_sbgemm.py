@@ -28,6 +28,7 @@ from pynn.reference import bf16 as ref
 U32 = 2.0 ** -24
 INFO = _core.sbgemm_info()
 MR, NR, KC, KPAD = INFO["MR"], INFO["NR"], INFO["KC"], INFO["kpad"]
+MC, NC = INFO["MC"], INFO["NC"]
 
 
 def check(got, a, b, *, beta=0.0, c=None, bias=None):
@@ -60,13 +61,26 @@ def test_rounding_is_nearest_even_bit_for_bit():
     special = np.array([1.0, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -8 + 2 ** -20, -2.5,
                         np.finfo(np.float32).max, np.inf, -np.inf, 1e-40, -1e-40,
                         np.finfo(np.float32).tiny, 0.0, -0.0], np.float32)
-    x = np.concatenate([bits.view(np.float32), special])
-    got = sbgemm(x[:, None], np.ones((1, 1), np.float32))[:, 0]
+    # subnormals at the edge of rounding up to FLT_MIN (0x007F8000 is a tie, odd -> up), and
+    # NaNs, signalling ones too, each with either sign
+    edge = np.array([0x007FFFFF, 0x007F8000, 0x007F7FFF, 0x00000001, 0x7F800001, 0x7FC00001],
+                    np.uint32)
+    x = np.concatenate([bits.view(np.float32), special, edge.view(np.float32),
+                        (edge | 0x80000000).view(np.float32)])
     want = ref.round_bf16(x)
-    assert np.array_equal(got, want, equal_nan=True)
-    # bit for bit where the value is not 0 (a sum starting at +0 loses the sign of -0 * 1)
-    keep = ~np.isnan(want) & (want != 0)
-    assert np.array_equal(got[keep].view(np.uint32), want[keep].view(np.uint32))
+    zero = np.zeros_like(x)
+    one = np.ones((1, 1), np.float32)
+    # Each packing path: A as a column (depth 1), B as rows with a zero partner in the K pair
+    # (unit stride across B's columns), A with a zero partner (unit stride down A's rows).
+    for got in (sbgemm(x[:, None], one)[:, 0],
+                sbgemm(np.array([[1, 0]], np.float32), np.stack([x, zero]))[0],
+                sbgemm(np.stack([x, zero]).T, np.array([[1], [0]], np.float32))[:, 0]):
+        assert np.array_equal(got, want, equal_nan=True)
+        # bit for bit where the value is not 0 (a sum starting at +0 loses the sign of -0 * 1)
+        keep = ~np.isnan(want) & (want != 0)
+        assert np.array_equal(got[keep].view(np.uint32), want[keep].view(np.uint32))
+        assert np.array_equal(got[np.isnan(want)].view(np.uint32),
+                              want[np.isnan(want)].view(np.uint32))
     # the twin itself, on values worked out by hand: ties go to the even mantissa
     assert list(ref.round_bf16(special[:5])) == [1.0, 1.0, 1 + 2 ** -6, 1 + 2 ** -7, -2.5]
     assert np.isposinf(ref.round_bf16(special[5]))  # FLT_MAX rounds up to infinity
@@ -79,6 +93,9 @@ SHAPES = (
     + [(m, n, k) for m in (1, MR + 1) for n in EDGE for k in (2, 33)]
     + [(5, 7, k) for k in sorted({0, 1, 2, 3, 31, 32, 33, KC - 1, KC, KC + 1, 2 * KC + 5})]
     + [(128, 256, 784), (128, 10, 128), (300, 97, 129)]
+    # around the cache blocksizes (MC rows of A, NC columns of B per packed block)
+    + [(m, 9, 5) for m in sorted({MC - 1, MC, MC + 1, 2 * MC + MR + 1})]
+    + [(13, n, 5) for n in sorted({NC - 1, NC, NC + 1, 2 * NC + NR + 1})]
 )
 
 
@@ -102,6 +119,45 @@ def test_views_are_read_in_place(layout):
     else:
         a, b = np.asfortranarray(rand(rng, (m, k))), np.asfortranarray(rand(rng, (k, n)))
     check(sbgemm(a, b), a, b)
+
+
+def view(rng, rows, cols, how):
+    """A rows x cols float32 view: "c" contiguous, "t" a transpose (unit row stride), "s"
+    strided both ways, "r" rows strided with unit column stride (the packers' three paths)."""
+    if how == "t":
+        return rand(rng, (cols, rows)).T
+    if how == "s":
+        return rand(rng, (2 * rows + 1, 3 * cols))[1::2, ::3]
+    if how == "r":
+        return rand(rng, (rows, cols + 5))[:, 3:cols + 3]
+    return rand(rng, (rows, cols))
+
+
+# Every stride pattern of A and B at sizes around the packers' 16-lane blocks, the tile and an
+# odd depth (its zero pad), so the vector packers meet each of their masks.
+VIEW_SHAPES = [(1, 1, 1), (1, 17, 3), (13, 33, 7), (16, 16, 32), (17, 47, 33),
+               (MR + 1, NR + 15, 2 * KPAD + 63), (30, 2 * NR + 1, 1)]
+
+
+@pytest.mark.parametrize("m,n,k", VIEW_SHAPES)
+@pytest.mark.parametrize("how_a", ["c", "t", "s", "r"])
+@pytest.mark.parametrize("how_b", ["c", "t", "s", "r"])
+def test_every_view_pattern(how_a, how_b, m, n, k):
+    rng = np.random.default_rng(m * 31 + n * 7 + k)
+    a, b = view(rng, m, k, how_a), view(rng, k, n, how_b)
+    check(sbgemm(a, b), a, b)
+
+
+@pytest.mark.parametrize("how", ["tc", "ct"])
+def test_training_views_bitwise_identical_across_thread_counts(how):
+    # dW = X^T dZ (A read column-strided) and dX = dZ W^T (B read transposed), with edge tiles
+    rng = np.random.default_rng(9)
+    m, n, k = 2 * MR + 5, 3 * NR + 7, 131
+    a, b = view(rng, m, k, how[0]), view(rng, k, n, how[1])
+    one = sbgemm(a, b, nthreads=1)
+    check(one, a, b)
+    for nt in (2, 3):
+        assert np.array_equal(sbgemm(a, b, nthreads=nt), one)
 
 
 def test_beta_and_bias():

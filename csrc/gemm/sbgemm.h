@@ -10,7 +10,9 @@
 //  - amx:          Intel AMX tiles (TDPBF16PS), 32 x 32 blocks of C in four tile registers.
 //                  Linux must grant the tile-data state first (arch_prctl); if it refuses,
 //                  the next kernel below is used.
-//  - avx512_bf16:  VDPBF16PS, a 12 x 32 register tile, K consumed in pairs.
+//  - avx512_bf16:  VDPBF16PS, a 12 x 32 register tile, K consumed in pairs; its operands
+//                  are rounded by VCVTNE2PS2BF16 while packing (subnormal inputs fixed up so
+//                  the bits are bf16_round_bits'), edge tiles by masked variants in place.
 //  - emulated:     the float32 micro-kernel of the active ISA (avx512, avx2 or generic) on
 //                  panels holding bf16-rounded float32 values.
 // They differ only in the order of the float32 additions (pairs, 32-deep tile steps, or one
@@ -66,16 +68,31 @@ enum class SbLayout {
 using sb_ukr_fn = void (*)(int64_t kcp, const void* a, const void* b, float* c, int64_t ldc,
                            float beta);
 
+// Packs `count` rows (of A; for B, columns, with the strides swapped) by depth kc into panels
+// of w rows and padded depth kcp in `layout`; false: not taken, the portable packer runs.
+using sb_pack_fn = bool (*)(SbLayout layout, int w, int64_t count, int64_t kc, int64_t kcp,
+                            const float* src, int64_t rs, int64_t cs, void* dst);
+using sb_ukr_edge_fn = void (*)(int64_t kcp, const void* a, const void* b, float* c,
+                                int64_t ldc, float beta, int mv, int nv);
+
 struct SbKernelInfo {
   const char* name;
   int mr, nr;     // register block
   int kc, mc, nc; // K panel depth, rows of A per packed block, columns of B per packed block
+                  // (a kernel table's values are fallbacks: active_sb_kernel() derives them
+                  // from the caches cpuid reports)
   int kpad;       // panels are zero-padded along K to a multiple of this
   SbLayout a_layout, b_layout;
   sb_ukr_fn ukr;        // null for the emulated kernels (they call f32_ukr)
   ukr_fn f32_ukr;       // the float32 micro-kernel, alpha = 1 (emulated kernels)
   void (*begin)();      // run on a thread before its first ukr call of a block (may be null)
   void (*end)();        // and after its last
+  // Vector packer (may be null): packs like the portable one (the same bits), or returns
+  // false for a layout or stride pattern it does not take.
+  sb_pack_fn pack = nullptr;
+  // Edge tile (may be null): the ukr's arithmetic on rows < mv and columns < nv only, C read
+  // and written in place. Null: the ukr runs on a scratch tile.
+  sb_ukr_edge_fn ukr_edge = nullptr;
 };
 
 // C = bf16(A) bf16(B) + beta C; m x n x k, C row-major with row stride ldc.
@@ -94,6 +111,9 @@ const SbKernelInfo& active_sb_kernel();
 // Defined in sbgemm_avx512bf16.cpp and sbgemm_amx.cpp (compiled for those ISAs).
 extern const SbKernelInfo kSbKernelAvx512Bf16;
 extern const SbKernelInfo kSbKernelAmx;
+// AVX-512 packer of the pairs layout (sbgemm_avx512bf16.cpp; needs AVX512_BF16).
+bool sb_pack_avx512(SbLayout layout, int w, int64_t count, int64_t kc, int64_t kcp,
+                    const float* src, int64_t rs, int64_t cs, void* dst);
 // Asks Linux for permission to use AMX tile data in this process (once); false if refused.
 bool amx_permitted();
 #endif

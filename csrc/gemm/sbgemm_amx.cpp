@@ -79,7 +79,7 @@ void ukr_amx(int64_t kcp, const void* av, const void* bv, float* c, int64_t ldc,
 
 const SbKernelInfo kSbKernelAmx = {
     "amx_32x32", kMR, kNR, 512, 256, 512, 32, SbLayout::amx_a, SbLayout::pairs,
-    ukr_amx, nullptr, amx_begin, amx_end};
+    ukr_amx, nullptr, amx_begin, amx_end, sb_pack_avx512, nullptr};
 
 }  // namespace pynn::gemm
 #endif
