@@ -109,11 +109,21 @@ def pynn_mlp(policy):
 
 
 EPOCH_IMPLS = ["pynn", "pynn_fp32"] + (["torch"] if torch is not None else [])
+MLP_SIZES = (784, 256, 128, 10)
+
+
+def epoch_flops(rows, sizes=MLP_SIZES):
+    """Floating-point operations of the epoch's products: the forward and the weight gradient
+    of every layer, and the input gradient of every layer but the first (2 per multiply-add;
+    60.4 GFLOP for 60,000 rows of the 784-256-128-10 MLP)."""
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    macs = 2 * sum(i * o for i, o in pairs) + sum(i * o for i, o in pairs[1:])
+    return 2.0 * rows * macs
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("impl", EPOCH_IMPLS)
-def test_epoch_mixed_bfloat16(benchmark, data, impl, threads):
+def test_epoch_mixed_bfloat16(benchmark, data, impl, threads, peak_gflops):
     """impl "pynn" is mixed_bfloat16; "pynn_fp32" float32; "torch" PyTorch float32."""
     note_kernel()
     x, y, xt, yt = data
@@ -138,3 +148,12 @@ def test_epoch_mixed_bfloat16(benchmark, data, impl, threads):
     NOTES.append(f"{impl:10s} {threads}t: test accuracy {acc:.4f} after {rounds + 1} epochs "
                  f"of {n} rows")
     record("MLP epoch, mixed_bfloat16 (s)", f"epoch {n} rows {threads}t", impl, best)
+    if impl == "pynn":
+        # The floor: the products alone at twice the FP32 FMA peak of each core (VDPBF16PS does
+        # two multiply-adds per float32 lane), with nothing else in the step. The issue's target,
+        # 0.12x PyTorch, is below it on a CPU where PyTorch's epoch is < 8.3x this floor.
+        flops = epoch_flops(n)
+        floor = flops / (2e9 * peak_gflops * threads)
+        NOTES.append(f"mixed_bfloat16 {threads}t: {best:.3f} s, {flops / 1e9:.1f} GFLOP of "
+                     f"products, floor {floor:.3f} s at 2 x {peak_gflops:.0f} GFLOP/s a core "
+                     f"(epoch = {best / floor:.2f} x floor)")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import pynn
+from pynn import _core
 from pynn import mixed_precision as mp
 from pynn.layers import Dense
 from pynn.reference import bf16 as ref_bf16
@@ -234,3 +235,59 @@ def spec_float32(spec):
     for n in f32.nodes:
         n.attrs.pop("compute_dtype", None)
     return f32
+
+
+def _sbgemm(a, b, bias=None):
+    out = np.empty((a.shape[0], b.shape[1]), np.float32)
+    return _core.sbgemm(a, b, out, bias=bias, nthreads=1)
+
+
+def _with_threads(threads, fn):
+    saved = pynn.get_num_threads()
+    try:
+        pynn.set_num_threads(threads)
+        return fn()
+    finally:
+        pynn.set_num_threads(saved)
+
+
+# (rows, inputs, units): outputs up to 16 narrower than the input take the transposed weight
+# gradient (dW^T = dz^T x); on 2 threads, products with more rows than columns and at least
+# 2^21 multiply-adds are cut along their rows (the dW of a wide layer, dx of many rows, the
+# forward of a narrow layer). Edge sizes around the 12 x 32 register tile and the 2^21 bound.
+PRODUCT_CASES = [(1, 40, 10), (13, 40, 1), (128, 128, 10), (128, 300, 16), (64, 30, 17),
+                 (20, 10, 12), (128, 784, 64), (131, 401, 41), (128, 2000, 10), (256, 200, 64),
+                 (600, 40, 100), (256, 200, 64, "relu"), (130, 784, 256, "relu")]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", PRODUCT_CASES, ids=repr)
+def test_dense_products_are_the_bf16_gemm(case, threads):
+    # Whatever path and thread split a product of a mixed_bfloat16 Dense layer takes, every
+    # element is what one sbgemm call on one thread gives for it: bitwise, not within a
+    # tolerance (see csrc/nn/dense.cpp for why the paths agree exactly). With relu the
+    # forward also saves z for the backward, cut along the rows with the product.
+    rows, d, units = case[:3]
+    relu = case[3:] == ("relu",)
+    rng = np.random.default_rng(rows * 7919 + d * 31 + units)
+    model = dense_model("mixed_bfloat16", units=units, d=d,
+                        activation="relu" if relu else "linear")
+    W, b = model.get_weights()
+    x = rng.standard_normal((rows, d)).astype(np.float32)
+    t = rng.standard_normal((rows, units)).astype(np.float32)
+    z = _sbgemm(x, W, b)
+    y = np.maximum(z, 0) if relu else z
+    assert np.array_equal(_with_threads(threads, lambda: model.predict(x, verbose=0)), y)
+    # the weight gradient of a mean squared error: dz is the loss kernel's float32 gradient,
+    # 2 (y - t) / (rows * units) evaluated in float64 in this order, times relu'(z)
+    dz = ((2.0 * (y.astype(np.float64) - t)) * (1.0 / rows) / units).astype(np.float32)
+    if relu:
+        dz = np.where(z > 0, dz, np.float32(0))
+    g = model._build_spec().to_core([("mean_squared_error", False, 1.0, 1.0)])
+    g.set_optimizer("sgd", {"learning_rate": 0.0})
+    _with_threads(threads, lambda: g.train_step([x], [t]))
+    assert np.array_equal(g.get_grad(0), _sbgemm(x.T, dz))
+    # the input gradient for a given output gradient: dx = seed W^T
+    seed = rng.standard_normal((rows, units)).astype(np.float32)
+    dx = _with_threads(threads, lambda: g.input_gradient([x], [seed])[0])
+    assert np.array_equal(dx, _sbgemm(np.where(z > 0, seed, 0) if relu else seed, W.T))
