@@ -97,7 +97,17 @@
 // Scratch: [0] z, the pre-activation (saved, when backward needs it and the activation is
 // not relu, whose derivative reads y), [1] the dz W^T chunk, [2] the direct kernel's padded
 // weights and bias, [3] the direct kernel's per-sample dW; fused with max pooling, [4] the
-// winning taps (saved), [5] the unpooled dz.
+// winning taps (saved), [5] the unpooled dz; in bf16 with the direct kernels, [6] x rounded
+// to bf16 (saved for dW).
+//
+// compute_dtype "bfloat16" (the mixed_bfloat16 policy): x, the kernel and dz are rounded to
+// bfloat16 (gemm::bf16_round_bits) for every product (forward, dx, dW) and the products are
+// summed in float32; the bias, the activation and db (summed from the unrounded dz) stay
+// float32. The forward pass and dW run the bf16 GEMM (gemm::sbgemm, VDPBF16PS / AMX / exact
+// emulation) on row-major chunks of the patch matrix (im2col_rows, kChunkFloats floats at a
+// time: sbgemm takes plain views only, and a chunk stays in L2 while the GEMM packs it); dx
+// is sbgemm's dz W^T, then col2im as in float32. Few channels: the direct kernels on rounded
+// copies (see configure). No Winograd, no fused pooling in bf16.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -108,6 +118,7 @@
 
 #include "common/parallel.h"
 #include "gemm/gemm.h"
+#include "gemm/sbgemm.h"
 #include "nn/conv_direct.h"
 #include "nn/dense.h"
 #include "nn/ops/common.h"
@@ -365,12 +376,55 @@ namespace {
 
 using ops::col2im_add;
 
+// dst[i] = the float32 value of the bfloat16 nearest src[i] (gemm::bf16_round_bits: ties to
+// even, NaN kept quiet, results below FLT_MIN flushed to a signed zero), written with selects
+// so that the loop vectorises; dst may be src.
+void round_bf16(const float* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, src + i, 4);
+    uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    r &= (r & 0x7F800000u) == 0 ? 0x80000000u : 0xFFFFFFFFu;
+    const uint32_t quiet = (u | 0x00400000u) & 0xFFFF0000u;
+    r = (u & 0x7FFFFFFFu) > 0x7F800000u ? quiet : r;
+    std::memcpy(dst + i, &r, 4);
+  }
+}
+
+// Rows [r0, r0 + rows) of the group's patch matrix, row-major (rows, KH*KW*cg): the operand
+// the bf16 GEMM (gemm::sbgemm) reads as a plain view. Positions in the padding are zeros.
+void im2col_rows(const Patches& pt, int64_t r0, int64_t rows, float* dst) {
+  const Window& w = pt.w;
+  const int64_t P = w.positions(), kg = w.taps() * pt.cg;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t rr = r0 + r, s = rr / P, q = rr % P;
+    const int64_t ihb = (q / w.OW) * w.SH - w.PH, iwb = (q % w.OW) * w.SW - w.PW;
+    const float* xs = pt.x + s * w.in_size() + pt.c0;
+    float* d = dst + r * kg;
+    for (int64_t i = 0; i < w.KH; ++i) {
+      const int64_t ih = ihb + i * w.DH;
+      for (int64_t j = 0; j < w.KW; ++j) {
+        const int64_t iw = iwb + j * w.DW;
+        float* e = d + (i * w.KW + j) * pt.cg;
+        if (ih >= 0 && ih < w.H && iw >= 0 && iw < w.W)
+          std::memcpy(e, xs + (ih * w.W + iw) * w.C, sizeof(float) * size_t(pt.cg));
+        else
+          std::memset(e, 0, sizeof(float) * size_t(pt.cg));
+      }
+    }
+  }
+}
+
 class ConvOp : public Op, public ops::FusesConsumer {
  public:
   Shape configure(const Attrs& attrs, const std::vector<Shape>& in,
                   const std::vector<Shape>& params) override {
     use_bias_ = attrs.get_bool("use_bias", true);
     groups_ = attrs.get_int("groups", 1);
+    const std::string compute = attrs.get_string("compute_dtype", "float32");
+    if (compute != "float32" && compute != "bfloat16")
+      op_error(attrs, "compute_dtype must be 'float32' or 'bfloat16', got '" + compute + "'");
+    bf16_ = compute == "bfloat16";
     fused_.parse(attrs, "conv");
     check_arity(attrs, in, 1, 1, params, use_bias_ ? 2 : 1, use_bias_ ? 2 : 1);
     const Shape& x = in[0];
@@ -420,7 +474,17 @@ class ConvOp : public Op, public ops::FusesConsumer {
     direct_ = groups_ == 1 && (direct_dw_ || kg_ <= kDirectMaxK) ? direct_conv_kernels()
                                                                  : nullptr;
     direct_dw_ = direct_dw_ && direct_ != nullptr;
-    wino_ = direct_ != nullptr && groups_ == 1 && cg_ >= kWinoMinChannels && w_.KH == 3 &&
+    // bf16 (mixed precision): the products run on the bf16 GEMM, except with few channels,
+    // where the direct kernels (float32 FMAs) run on bf16-rounded copies of x, the kernel and
+    // dz: a product of two bf16 values is exact in float32, so that is the bf16 arithmetic
+    // (rounded operands, float32 sums) with only the order of the sums differing, and a K of
+    // 9..36 is too shallow for a GEMM of any kind (see conv_direct.h). Winograd is left out:
+    // its transforms mix the operands (sums and halves of several kernel taps and inputs)
+    // before the products, so rounding the transformed values to bf16 is not rounding x and
+    // the kernel; the error would grow with the transforms' terms and the result would not
+    // be the bf16 product the policy promises (nor the twin's).
+    if (bf16_ && !direct_dw_) direct_ = nullptr;
+    wino_ = !bf16_ && direct_ != nullptr && groups_ == 1 && cg_ >= kWinoMinChannels && w_.KH == 3 &&
             w_.KW == 3 && w_.SH == 1 && w_.SW == 1 && w_.DH == 1 && w_.DW == 1;
     fpad_ = (filters_ + kDirectPad - 1) / kDirectPad * kDirectPad;
     return ops::window_output_shape(w_, filters_);
@@ -433,7 +497,9 @@ class ConvOp : public Op, public ops::FusesConsumer {
     if (pool_ != nullptr) pool_->set_computed_by_producer(false);
     pool_ = nullptr;
     auto* p = dynamic_cast<ops::FusableMaxPool*>(next);
-    if (p == nullptr || direct_ == nullptr || fused_.softmax ||
+    // (Not in bf16: the direct kernel's weight gradient from the pooled gradient would need
+    // a rounded copy of it and a separate bias sum; the ops run apart instead.)
+    if (p == nullptr || direct_ == nullptr || bf16_ || fused_.softmax ||
         !(fused_.relu || fused_.act == &ops::linear_activation()))
       return false;
     const Window& pw = p->pool_window();
@@ -447,7 +513,7 @@ class ConvOp : public Op, public ops::FusesConsumer {
   }
 
   std::vector<ScratchNeed> scratch(bool training, bool backward) const override {
-    std::vector<ScratchNeed> s(6);
+    std::vector<ScratchNeed> s(7);
     if (backward && keeps_z(training))
       s[0] = {w_.positions() * filters_, 0, ScratchLife::saved};
     if (backward) s[1] = {0, chunk_rows_ * kg_, ScratchLife::backward};
@@ -460,6 +526,8 @@ class ConvOp : public Op, public ops::FusesConsumer {
       s[4] = {pool_win_.positions() * filters_, 0, ScratchLife::saved};
       s[5] = {w_.positions() * filters_, 0, ScratchLife::backward};
     }
+    if (bf16_ && direct_ != nullptr)  // x rounded to bf16 for the direct kernels
+      s[6] = {w_.in_size(), 0, backward ? ScratchLife::saved : ScratchLife::forward};
     return s;
   }
   bool needs_input(int, bool, const BackwardNeeds& needs) const override {
@@ -479,6 +547,8 @@ class ConvOp : public Op, public ops::FusesConsumer {
     }
     if (direct_ != nullptr) {
       forward_direct(a, act, z);
+    } else if (bf16_) {
+      forward_gemm_bf16(a, act, z);
     } else {
       forward_gemm(a, act, z);
     }
@@ -505,6 +575,58 @@ class ConvOp : public Op, public ops::FusesConsumer {
     }
   }
 
+  // The bf16 forward: threads take contiguous ranges of output positions (rows of the patch
+  // matrix), each builds kChunkRows rows at a time in its own buffer and runs a one-thread
+  // sbgemm on them with the bias and activation in its epilogue. An element of C depends on
+  // its row, its column and K's panels only (sbgemm.h), so the bits do not depend on the
+  // ranges, the chunks or the thread count.
+  void forward_gemm_bf16(const FwdArgs& a, const ActivationInfo& act, float* z) const {
+    const int64_t M = a.n * w_.positions();
+    if (M == 0) return;
+    const int nt = int(std::min<int64_t>(
+        (M + 15) / 16, gemm::threads_for(M, filters_, kg_, parallel::available_threads())));
+    auto part = [&](int t) {
+      thread_local std::vector<float> col;
+      if (col.size() < size_t(chunk_rows_ * kg_)) col.resize(size_t(chunk_rows_ * kg_));
+      int64_t lo, hi;
+      parallel::static_block(M, nt, t, lo, hi);
+      for (int64_t r0 = lo; r0 < hi; r0 += chunk_rows_) {
+        const int64_t rows = std::min(chunk_rows_, hi - r0);
+        for (int64_t g = 0; g < groups_; ++g) {
+          const Patches pt{w_, a.x[0], g * cg_, cg_, offset_.data()};
+          im2col_rows(pt, r0, rows, col.data());
+          gemm::Epilogue ep;
+          if (use_bias_) ep.bias = a.param[1] + g * fg_;
+          if (z != nullptr) {
+            ep.preact = z + r0 * filters_ + g * fg_;
+            ep.ld_preact = filters_;
+          }
+          if (&act != &ops::linear_activation()) {
+            ep.act = act.forward;
+            ep.act_params = fused_.params.data();
+          }
+          gemm::sbgemm(rows, fg_, kg_, {col.data(), kg_, 1}, {a.param[0] + g * fg_, filters_, 1},
+                       0.0f, a.y + r0 * filters_ + g * fg_, filters_, ep, 1);
+        }
+      }
+    };
+    if (nt <= 1) part(0);
+    else parallel::run(nt, part);
+  }
+
+  // x for the direct kernels: in bf16, its copy rounded to bf16 (scratch [6]).
+  const float* direct_input(const float* const* x, float* const* scratch, int64_t n,
+                            bool round) const {
+    if (!bf16_) return x[0];
+    if (round) {
+      const int64_t size = w_.in_size();
+      ops::for_samples(0, n, n * size, [&](int64_t s) {
+        round_bf16(x[0] + s * size, scratch[6] + s * size, size);
+      });
+    }
+    return scratch[6];
+  }
+
   // The kernel and bias copied into rows of fpad_ floats (the direct kernel reads whole
   // vectors), then each sample on its own: convolution, pre-activation, activation.
   const float* padded_weights(const FwdArgs& a) const {
@@ -512,6 +634,7 @@ class ConvOp : public Op, public ops::FusesConsumer {
     std::memset(wp, 0, sizeof(float) * size_t((kg_ + 1) * fpad_));
     for (int64_t k = 0; k < kg_; ++k)
       std::memcpy(wp + k * fpad_, a.param[0] + k * filters_, sizeof(float) * size_t(filters_));
+    if (bf16_) round_bf16(wp, wp, kg_ * fpad_);  // the kernel rows, not the bias
     if (use_bias_) std::memcpy(wp + kg_ * fpad_, a.param[1], sizeof(float) * size_t(filters_));
     return wp;
   }
@@ -527,14 +650,15 @@ class ConvOp : public Op, public ops::FusesConsumer {
     const bool linear = &act == &ops::linear_activation();
     // relu (never with z kept, see keeps_z) is applied in the kernel's registers.
     const bool relu = fused_.relu && !linear;
+    const float* x = direct_input(a.x, a.scratch, a.n, true);
     ops::for_samples(0, a.n, a.n * out * kg_, [&](int64_t s) {
       float* y = a.y + s * out;
       if (wino_)
         direct_->wino_forward(w_, a.x[0] + s * w_.in_size(), wp, filters_, fpad_, relu, 0, 0, y,
                               nullptr);
       else
-        direct_->forward(w_, offset_.data(), kg_, a.x[0] + s * w_.in_size(), wp, filters_,
-                         fpad_, relu, y);
+        direct_->forward(w_, offset_.data(), kg_, x + s * w_.in_size(), wp, filters_, fpad_,
+                         relu, y);
       if (z != nullptr) std::memcpy(z + s * out, y, sizeof(float) * size_t(out));
       if (!linear && !relu) act.forward(y, out, fused_.params.data());
     });
@@ -641,7 +765,7 @@ class ConvOp : public Op, public ops::FusesConsumer {
     const ActivationInfo& act = effective();
     const bool linear = &act == &ops::linear_activation();
     float* db = use_bias_ ? a.dparam[1] : nullptr;
-    if (direct_dw_ && a.dx[0] == nullptr && a.dparam[0] != nullptr &&
+    if (direct_dw_ && !bf16_ && a.dx[0] == nullptr && a.dparam[0] != nullptr &&
         (linear || fused_.relu)) {
       // A first layer: relu's derivative and db fused into the direct dW, dz never stored.
       weight_grad_direct(a, w_, dy, linear ? nullptr : a.y, a.dparam[0], db);
@@ -652,6 +776,14 @@ class ConvOp : public Op, public ops::FusesConsumer {
       const float* z = linear ? nullptr : keeps_z(a.training) ? a.scratch[0] : a.y;
       activation_backward_colsum(M, filters_, z, a.y, dy, &act, fused_.params.data(), db,
                                  db != nullptr && a.dparam_acc[1]);
+    }
+    // bf16: both products read dz rounded (db above summed it unrounded); dy is this op's
+    // own gradient buffer, already overwritten by dz above.
+    if (bf16_ && (a.dparam[0] != nullptr || a.dx[0] != nullptr)) {
+      ops::for_samples(0, a.n, M * filters_, [&](int64_t s) {
+        const int64_t out = w_.positions() * filters_;
+        round_bf16(dy + s * out, dy + s * out, out);
+      });
     }
     const float* dz = dy;
     if (float* dW = a.dparam[0]) weight_grad(a, w_, dz, dW);
@@ -670,6 +802,10 @@ class ConvOp : public Op, public ops::FusesConsumer {
       weight_grad_direct(a, w, dz, nullptr, dW, nullptr);
       return;
     }
+    if (bf16_) {
+      weight_grad_bf16(a, w, dz, dW);
+      return;
+    }
     const int64_t M = a.n * w.positions();
     const float beta = a.dparam_acc[0] ? 1.0f : 0.0f;
     for (int64_t g = 0; g < groups_; ++g) {
@@ -677,6 +813,37 @@ class ConvOp : public Op, public ops::FusesConsumer {
       const gemm::APacker packer{&pack_patches<true>, &pt};
       gemm::sgemm_packed_a(kg_, fg_, M, 1.0f, packer, {dz + g * fg_, filters_, 1}, beta,
                            dW + g * fg_, filters_);
+    }
+  }
+
+  // dW (+)= patches^T dz on the bf16 GEMM, kChunkRows positions at a time in scratch [1]:
+  // each chunk's product is added to dW (beta 1) in chunk order, the chunks fixed by the
+  // batch and the layer only, and sbgemm splits dW's rows and columns among the threads,
+  // never the positions: the same bits on any thread count.
+  void weight_grad_bf16(const BwdArgs& a, const Window& w, const float* dz, float* dW) {
+    const int64_t M = a.n * w.positions();
+    if (M == 0) {
+      if (!a.dparam_acc[0]) std::memset(dW, 0, sizeof(float) * size_t(kg_ * filters_));
+      return;
+    }
+    float* col = a.scratch[1];
+    for (int64_t g = 0; g < groups_; ++g) {
+      const Patches pt{w, a.x[0], g * cg_, cg_, offset_.data()};
+      for (int64_t r0 = 0; r0 < M; r0 += chunk_rows_) {
+        const int64_t rows = std::min(chunk_rows_, M - r0);
+        int nt = int(std::min<int64_t>((rows + 63) / 64, parallel::available_threads()));
+        if (gemm::threads_for(kg_, fg_, rows, nt) <= 1) nt = 1;  // a small copy stays serial
+        auto build = [&](int t) {  // a plain copy: any split gives the same buffer
+          int64_t lo, hi;
+          parallel::static_block(rows, nt, t, lo, hi);
+          im2col_rows(pt, r0 + lo, hi - lo, col + lo * kg_);
+        };
+        if (nt <= 1) build(0);
+        else parallel::run(nt, build);
+        const float beta = r0 == 0 && !a.dparam_acc[0] ? 0.0f : 1.0f;
+        gemm::sbgemm(kg_, fg_, rows, {col, 1, kg_}, {dz + r0 * filters_ + g * fg_, filters_, 1},
+                     beta, dW + g * fg_, filters_);
+      }
     }
   }
 
@@ -709,20 +876,26 @@ class ConvOp : public Op, public ops::FusesConsumer {
     const float* W = a.param[0];
     const int64_t psize = gemm::packed_b_size(fg_, kg_);
     const int64_t pstride = (psize + 15) / 16 * 16;  // keeps every group's block 64-byte aligned
-    packed_wt_.resize(size_t(pstride * groups_ + 16));
-    float* packed = packed_wt_.data();
-    packed += (16 - (reinterpret_cast<uintptr_t>(packed) / sizeof(float)) % 16) % 16;
-    for (int64_t g = 0; g < groups_; ++g)
-      gemm::pack_b_whole(fg_, kg_, {W + g * fg_, 1, filters_}, packed + g * pstride);
+    float* packed = nullptr;
+    if (!bf16_) {  // (sbgemm packs its own bf16 panels)
+      packed_wt_.resize(size_t(pstride * groups_ + 16));
+      packed = packed_wt_.data();
+      packed += (16 - (reinterpret_cast<uintptr_t>(packed) / sizeof(float)) % 16) % 16;
+      for (int64_t g = 0; g < groups_; ++g)
+        gemm::pack_b_whole(fg_, kg_, {W + g * fg_, 1, filters_}, packed + g * pstride);
+    }
     const auto samples = [&](int64_t s0, int64_t s1, float* dcol) {
       for (int64_t r0 = s0 * P; r0 < s1 * P; r0 += chunk_rows_) {
         const int64_t rows = std::min(chunk_rows_, s1 * P - r0);
         for (int64_t g = 0; g < groups_; ++g) {
           // (rows, fg) x (fg, kg): the group's kernel columns, transposed.
-          gemm::sgemm_prepacked_b(rows, kg_, fg_, 1.0f,
-                                  {dz + r0 * filters_ + g * fg_, filters_, 1},
-                                  {W + g * fg_, 1, filters_}, packed + g * pstride, 0.0f, dcol,
-                                  kg_, gemm::Epilogue{}, 1);
+          const gemm::MatrixView dzg{dz + r0 * filters_ + g * fg_, filters_, 1};
+          const gemm::MatrixView wt{W + g * fg_, 1, filters_};
+          if (bf16_)
+            gemm::sbgemm(rows, kg_, fg_, dzg, wt, 0.0f, dcol, kg_, gemm::Epilogue{}, 1);
+          else
+            gemm::sgemm_prepacked_b(rows, kg_, fg_, 1.0f, dzg, wt, packed + g * pstride, 0.0f,
+                                    dcol, kg_, gemm::Epilogue{}, 1);
           col2im_add(w, dcol, r0, rows, g * cg_, cg_, dx);
         }
       }
@@ -752,8 +925,9 @@ class ConvOp : public Op, public ops::FusesConsumer {
   void weight_grad_direct(const BwdArgs& a, const Window& w, const float* dz, const float* y,
                           float* dW, float* db) const {
     const int64_t out = w.positions() * filters_;
+    const float* x = direct_input(a.x, a.scratch, a.n, false);  // rounded by forward in bf16
     sum_weight_grads(a, dW, db, [&](int64_t s, float* dws, float* dbs) {
-      direct_->weight_grad(w, offset_.data(), kg_, a.x[0] + s * w.in_size(), dz + s * out,
+      direct_->weight_grad(w, offset_.data(), kg_, x + s * w.in_size(), dz + s * out,
                            y != nullptr ? y + s * out : nullptr, filters_, dws, dbs);
     });
   }
@@ -803,6 +977,7 @@ class ConvOp : public Op, public ops::FusesConsumer {
   const DirectConvKernels* direct_ = nullptr;  // the direct forward, on AVX2 / AVX-512
   bool direct_dw_ = false;                     // dW by the direct kernels too (few channels)
   bool wino_ = false;                          // the forward by Winograd F(2x2, 3x3)
+  bool bf16_ = false;  // compute_dtype "bfloat16": operands rounded to bf16, float32 sums
   int64_t fpad_ = 0;                           // filters rounded up to kDirectPad
   std::vector<float> wino_sums_;  // wino_weight_grad's 16 sums per (c, f)
   std::vector<float> packed_wt_;  // W^T of each group packed for the input gradient's GEMMs
