@@ -280,3 +280,102 @@ def test_every_supported_path_within_the_bound(arch):
     assert kernel.startswith(KERNELS[arch]) or (arch == "amx" and
                                                 kernel.startswith("avx512_bf16")), kernel
     assert float(worst) <= 1.0, f"{kernel}: error {worst} x the bound"
+
+
+# --- the layers -----------------------------------------------------------------------------
+LAYERS = [("Conv2D", (9, 9, 6), dict(filters=5, kernel_size=3, padding="same")),
+          ("Conv1D", (12, 4), dict(filters=3, kernel_size=3, strides=2)),
+          ("DepthwiseConv2D", (7, 7, 3), dict(kernel_size=2, depth_multiplier=2)),
+          ("SeparableConv2D", (8, 8, 4), dict(filters=6, kernel_size=3)),
+          ("DepthwiseConv1D", (10, 3), dict(kernel_size=3))]
+
+
+@pytest.mark.parametrize("name,shape,kwargs", LAYERS, ids=[c[0] for c in LAYERS])
+def test_layers_pass_the_policy_to_their_conv_ops(name, shape, kwargs):
+    cls = getattr(pynn.layers, name)
+    mp.set_global_policy("mixed_bfloat16")
+    model = pynn.Sequential([pynn.Input(shape), cls(**kwargs)])
+    mp.set_global_policy("float32")
+    spec = model._build_spec()
+    convs = [n for n in spec.nodes if n.op == "conv"]
+    assert convs and all(n.attrs.get("compute_dtype") == "bfloat16" for n in convs)
+    per_layer = pynn.Sequential([pynn.Input(shape), cls(dtype="mixed_bfloat16", **kwargs)])
+    f32 = pynn.Sequential([pynn.Input(shape), cls(**kwargs)])
+    assert all("compute_dtype" not in n.attrs for n in f32._build_spec().nodes)
+    per_layer.set_weights(model.get_weights())
+    f32.set_weights(model.get_weights())
+    x = np.random.default_rng(1).standard_normal((4,) + shape).astype(np.float32)
+    got = model.predict(x, verbose=0)
+    assert np.array_equal(per_layer.predict(x, verbose=0), got)
+    twin = ref_graph.predict(spec, [x])[0]
+    exact = f32.predict(x, verbose=0)
+    assert np.mean(np.abs(got - twin)) * 20 < np.mean(np.abs(got - exact))
+    again = type(model.layers[0]).from_config(model.layers[0].get_config())
+    assert again.dtype_policy.name == "mixed_bfloat16"
+
+
+def convnet(dtype=None):
+    L = pynn.layers
+    return pynn.Sequential([pynn.Input((28, 28, 1)),
+                            L.Conv2D(8, 3, activation="relu", dtype=dtype), L.MaxPooling2D(2),
+                            L.Conv2D(16, 3, activation="relu", dtype=dtype), L.MaxPooling2D(2),
+                            L.Flatten(), L.Dense(10, activation="softmax", dtype=dtype)])
+
+
+def test_convnet_training_is_bitwise_the_same_on_1_and_2_threads():
+    rng = np.random.default_rng(2)
+    x = rng.random((300, 28, 28, 1)).astype(np.float32)
+    y = rng.integers(0, 10, 300)
+    before = pynn.get_num_threads()
+    weights = []
+    try:
+        for threads in (1, 2):
+            pynn.set_num_threads(threads)
+            pynn.utils.set_random_seed(0)
+            model = convnet("mixed_bfloat16")
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+            model.fit(x, y, epochs=2, batch_size=64, verbose=0)
+            weights.append(model.get_weights())
+    finally:
+        pynn.set_num_threads(before)
+    assert all(np.array_equal(a, b) for a, b in zip(*weights))
+    # and it did not train the float32 way
+    pynn.utils.set_random_seed(0)
+    f32 = convnet()
+    f32.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    f32.fit(x, y, epochs=2, batch_size=64, verbose=0)
+    assert not np.array_equal(f32.get_weights()[0], weights[0][0])
+
+
+@pytest.mark.parametrize("name,shape,kwargs", LAYERS[:2], ids=[c[0] for c in LAYERS[:2]])
+def test_keras_mixed_bfloat16_agrees_up_to_its_output_rounding(keras, name, shape, kwargs):
+    # Keras's mixed_bfloat16 layer rounds x and the kernel to bf16 as pynn does, but also
+    # computes in bf16 after the products: its convolution's sum is rounded to bf16, the bias
+    # too, and so is the biased sum it returns (pynn keeps them float32, see
+    # pynn/mixed_precision.py). So |keras - pynn| <= 2^-8 (|s| + |b|) + 2^-8 |y_keras| plus
+    # pynn's summation bound (s the sum of products, each rounding at most 2^-9 relative,
+    # doubled for torch's own order of float32 sums). And Keras's numbers are closer to
+    # pynn's bf16 layer than to pynn's float32 one.
+    from keras_helpers import to_numpy
+
+    kw = dict(kwargs, dtype="mixed_bfloat16")
+    k = keras.Sequential([keras.Input(shape), getattr(keras.layers, name)(**kw)])
+    p = pynn.Sequential([pynn.Input(shape), getattr(pynn.layers, name)(**kw)])
+    rng = np.random.default_rng(5)
+    W, b = [(0.3 * rng.standard_normal(w.shape)).astype(np.float32) for w in p.get_weights()]
+    k.set_weights([W, b])
+    p.set_weights([W, b])
+    x = rng.standard_normal((3,) + shape).astype(np.float32)
+    want = to_numpy(k(x).float()).astype(np.float64)  # Keras returns bf16 values
+    got = p.predict(x, verbose=0).astype(np.float64)
+    geo = {"strides": p.layers[0].strides, "padding": p.layers[0].padding}
+    s = ref_conv.conv_forward(rnd(x), rnd(W), None, **geo)
+    mag = ref_conv.conv_forward(np.abs(rnd(x)), np.abs(rnd(W)), None, **geo)
+    kk = int(np.prod(W.shape[:-1]))
+    tol = 2.0 ** -8 * (np.abs(s) + np.abs(b) + np.abs(want)) + 2 * (kk + 4) * U32 * mag
+    assert np.all(np.abs(got - want) <= tol)
+    f32 = getattr(pynn.layers, name)(**kwargs)
+    m32 = pynn.Sequential([pynn.Input(shape), f32])
+    m32.set_weights([W, b])
+    exact = m32.predict(x, verbose=0)
+    assert np.mean(np.abs(want - got)) < np.mean(np.abs(want - exact))
