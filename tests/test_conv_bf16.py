@@ -312,6 +312,12 @@ def test_layers_pass_the_policy_to_their_conv_ops(name, shape, kwargs):
     assert np.mean(np.abs(got - twin)) * 20 < np.mean(np.abs(got - exact))
     again = type(model.layers[0]).from_config(model.layers[0].get_config())
     assert again.dtype_policy.name == "mixed_bfloat16"
+    # a non-contiguous batch (every other sample of a larger one, channels read backwards)
+    big = np.random.default_rng(2).standard_normal((8,) + shape).astype(np.float32)
+    view = big[::2, ..., ::-1]
+    assert not view.flags.c_contiguous
+    assert np.array_equal(model.predict(view, verbose=0),
+                          model.predict(np.ascontiguousarray(view), verbose=0))
 
 
 def convnet(dtype=None):
