@@ -232,7 +232,8 @@ import numpy as np, pynn
 from pynn import _core
 import test_conv_bf16 as t
 worst = 0.0
-for case in t.CASES[::2] + [t.CASES[-7], t.CASES[5], t.CASES[14]]:
+# every other case, and K past KC, patches past a chunk, the direct kernels with padding
+for case in t.CASES[::2] + [t.CASES[5], t.CASES[6], t.CASES[15]]:
     worst = max(worst, t.worst_ratio(case))
 print(_core.sbgemm_info()["kernel"], pynn.kernel_info()["arch"], worst)
 """
@@ -240,7 +241,7 @@ print(_core.sbgemm_info()["kernel"], pynn.kernel_info()["arch"], worst)
 
 def worst_ratio(case):
     """Largest error / bound over forward, dx and dW of a linear-activation copy of `case`."""
-    rng, ps, x, spec = _setup(case, 2, 5)
+    rng, ps, x, spec = _setup(case, 3, 5)
     g = spec.to_core([MAE])
     want, cache = ref_graph.forward(spec, [x.astype(np.float64)])
     got = np.empty(want[0].shape, np.float32)
@@ -262,8 +263,8 @@ def worst_ratio(case):
 
 # PYNN_ARCH -> the bf16 kernel (see test_sbgemm): avx512 and below run the exact emulation
 # (the float32 micro-kernel on rounded panels) and their own direct kernels.
-KERNELS = {"amx": "amx", "avx512_bf16": "avx512_bf16", "avx512": "emulated_avx512", "avx2": "emulated_avx2",
-           "generic": "emulated_generic"}
+KERNELS = {"amx": "amx", "avx512_bf16": "avx512_bf16", "avx512": "emulated_avx512",
+           "avx2": "emulated_avx2", "generic": "emulated_generic"}
 
 
 @pytest.mark.parametrize("arch", list(KERNELS))

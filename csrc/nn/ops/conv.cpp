@@ -103,11 +103,16 @@
 // compute_dtype "bfloat16" (the mixed_bfloat16 policy): x, the kernel and dz are rounded to
 // bfloat16 (gemm::bf16_round_bits) for every product (forward, dx, dW) and the products are
 // summed in float32; the bias, the activation and db (summed from the unrounded dz) stay
-// float32. The forward pass and dW run the bf16 GEMM (gemm::sbgemm, VDPBF16PS / AMX / exact
-// emulation) on row-major chunks of the patch matrix (im2col_rows, kChunkFloats floats at a
-// time: sbgemm takes plain views only, and a chunk stays in L2 while the GEMM packs it); dx
-// is sbgemm's dz W^T, then col2im as in float32. Few channels: the direct kernels on rounded
+// float32. The forward pass and dW are implicit GEMMs on the active bf16 micro-kernel
+// (sb_implicit: the patch packers' float32 micro-panels rounded into its VDPBF16PS `pairs`
+// or its emulated `f32` layout); with AMX, whose A layout sb_implicit does not write, the
+// patch matrix is built kChunkFloats floats at a time (im2col_rows) for gemm::sbgemm. dx is
+// sbgemm's dz W^T, then col2im as in float32. Few channels: the direct kernels on rounded
 // copies (see configure). No Winograd, no fused pooling in bf16.
+// Measured (this session's AMD Zen 4, load 12-35, so only roughly: the MNIST convnet epoch on
+// 6,000 images, best of 3, pynn bf16 / pynn fp32 in alternating processes): im2col + sbgemm
+// 2.5-2.8x on 1 thread, sb_implicit 1.6-1.9x. The rest of the gap: fp32's Winograd (2.25x
+// fewer products in conv2's forward and dW) and pooling fusion have no bf16 counterpart.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -415,6 +420,135 @@ void im2col_rows(const Patches& pt, int64_t r0, int64_t rows, float* dst) {
   }
 }
 
+// --- the bf16 implicit GEMM -----------------------------------------------------------------
+// The patch side of a product packed straight into the active bf16 kernel's panels: the
+// float32 patch packers above fill one micro-panel of MR rows ([p][i], as for sgemm), which is
+// then rounded to bf16 into the kernel's layout, so no patch matrix is ever built. Kernels
+// with the `pairs` layout (VDPBF16PS) and the emulated `f32` one run here; AMX's A layout
+// goes through im2col_rows and gemm::sbgemm instead.
+bool sb_implicit_supported(const gemm::SbKernelInfo& k) {
+  return (k.a_layout == gemm::SbLayout::pairs && k.b_layout == gemm::SbLayout::pairs &&
+          k.ukr != nullptr) ||
+         (k.a_layout == gemm::SbLayout::f32 && k.b_layout == gemm::SbLayout::f32 &&
+          k.ukr == nullptr);
+}
+
+inline uint32_t bf16_bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;  // gemm::bf16_round_bits
+  r &= (r & 0x7F800000u) == 0 ? 0x80000000u : 0xFFFFFFFFu;
+  const uint32_t quiet = (u | 0x00400000u) & 0xFFFF0000u;
+  return (u & 0x7FFFFFFFu) > 0x7F800000u ? quiet : r;
+}
+
+// One micro-panel src [kc][w] (float32, w rows or columns) into the kernel's layout of depth
+// kcp (zeros past kc): pairs [kcp/2][w][2] bf16, or f32 [kcp][w] rounded.
+void sb_convert_panel(gemm::SbLayout layout, int w, int64_t kc, int64_t kcp, const float* src,
+                      void* dst) {
+  if (layout == gemm::SbLayout::pairs) {
+    uint32_t* d = static_cast<uint32_t*>(dst);
+    for (int64_t q = 0; q < kcp; q += 2) {
+      const float* lo = src + q * w;
+      const float* hi = src + (q + 1) * w;
+      const bool has_lo = q < kc, has_hi = q + 1 < kc;
+      for (int i = 0; i < w; ++i) {
+        const uint32_t l = has_lo ? bf16_bits(lo[i]) : 0u, h = has_hi ? bf16_bits(hi[i]) : 0u;
+        d[(q / 2) * w + i] = (h & 0xFFFF0000u) | (l >> 16);
+      }
+    }
+    return;
+  }
+  float* d = static_cast<float*>(dst);
+  round_bf16(src, d, kc * w);
+  std::memset(d + kc * w, 0, sizeof(float) * size_t((kcp - kc) * w));
+}
+
+// C rows [m0, m1) (n columns, row stride ldc) = A B + beta C, then the epilogue (rows indexed
+// from 0 at c, as for sgemm), on the calling thread, with A (m x k) from `pa` (a gemm::APacker
+// callback) and B (k x n) a strided view; both rounded to bf16, float32 sums. K is cut into
+// the same panels as gemm::sbgemm cuts it (depth from k alone) and tiles at the edges run on
+// a scratch tile, so C[i][j] depends on row i of A, column j of B and k only: the same bits
+// for any m0, m1, chunking or thread count.
+void sb_implicit(const gemm::SbKernelInfo& kern, const gemm::APacker& pa, int64_t m0, int64_t m1,
+                 int64_t n, int64_t k, gemm::MatrixView b, float beta, float* c, int64_t ldc,
+                 const gemm::Epilogue& ep) {
+  const int MR = kern.mr, NR = kern.nr;
+  const bool pairs = kern.a_layout == gemm::SbLayout::pairs;
+  const size_t eb = pairs ? 2 : 4;
+  const int64_t MC = std::max<int64_t>(MR, kern.mc / MR * MR);
+  const int64_t panels = (k + kern.kc - 1) / kern.kc;
+  const int64_t KC = ((k + panels - 1) / panels + kern.kpad - 1) / kern.kpad * kern.kpad;
+  const int64_t NP = (n + NR - 1) / NR;
+  thread_local std::vector<float> abuf, bbuf, tmp;
+  const size_t afl = size_t(std::min(MC, (m1 - m0 + MR - 1) / MR * MR) * KC) * eb / 4 + 16;
+  const size_t bfl = size_t(NP * NR * KC) * eb / 4 + 16;
+  if (abuf.size() < afl) abuf.resize(afl);
+  if (bbuf.size() < bfl) bbuf.resize(bfl);
+  // The float32 packers fill up to kGroup micro-panels per call (pack_cols works out each
+  // position's window once per call, so one panel per call would repeat that per panel).
+  constexpr int64_t kGroup = 8;
+  const size_t tfl = size_t(std::max<int64_t>(kGroup * MR, NR) * KC);
+  if (tmp.size() < tfl) tmp.resize(tfl);
+  // 64-byte aligned starts (the kernels load whole packed vectors with aligned loads)
+  const auto aligned = [](std::vector<float>& v) {
+    return reinterpret_cast<unsigned char*>(
+        v.data() + (16 - (reinterpret_cast<uintptr_t>(v.data()) / sizeof(float)) % 16) % 16);
+  };
+  unsigned char* const ab = aligned(abuf);
+  unsigned char* const bb = aligned(bbuf);
+  alignas(64) float edge[32 * 64];
+  if (kern.begin != nullptr) kern.begin();
+  for (int64_t pc = 0; pc < k; pc += KC) {
+    const int64_t kc = std::min(KC, k - pc), kcp = (kc + kern.kpad - 1) / kern.kpad * kern.kpad;
+    const float beta_p = pc == 0 ? beta : 1.0f;
+    const bool last = pc + kc == k;
+    // B's K panel, every column (the layers' n are small: F / groups filters).
+    for (int64_t jp = 0; jp < NP; ++jp) {
+      const int64_t j0 = jp * NR, nv = std::min<int64_t>(NR, n - j0);
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* row = b.data + (pc + p) * b.rs + j0 * b.cs;
+        float* t = tmp.data() + p * NR;
+        for (int64_t j = 0; j < nv; ++j) t[j] = row[j * b.cs];
+        for (int64_t j = nv; j < NR; ++j) t[j] = 0.0f;
+      }
+      sb_convert_panel(kern.b_layout, NR, kc, kcp, tmp.data(),
+                       bb + size_t(jp * NR * kcp) * eb);
+    }
+    for (int64_t ic = m0; ic < m1; ic += MC) {
+      const int64_t mc = std::min(MC, m1 - ic);
+      for (int64_t ig = 0; ig < mc; ig += kGroup * MR) {
+        const int64_t rows = std::min(kGroup * MR, mc - ig);
+        pa.pack(pa.ctx, ic + ig, rows, pc, kc, MR, tmp.data());
+        for (int64_t ir = ig; ir < ig + rows; ir += MR)
+          sb_convert_panel(kern.a_layout, MR, kc, kcp, tmp.data() + (ir - ig) * kc,
+                           ab + size_t(ir * kcp) * eb);
+      }
+      for (int64_t ir = 0; ir < mc; ir += MR) {
+        const int64_t mv = std::min<int64_t>(MR, mc - ir);
+        const void* ap = ab + size_t(ir * kcp) * eb;
+        for (int64_t jp = 0; jp < NP; ++jp) {
+          const int64_t j0 = jp * NR, nv = std::min<int64_t>(NR, n - j0);
+          const void* bp = bb + size_t(jp * NR * kcp) * eb;
+          float* ct = c + (ic + ir) * ldc + j0;
+          const bool full = mv == MR && nv == NR;
+          float* cc = full ? ct : edge;
+          const int64_t ldcc = full ? ldc : NR;
+          if (!full && beta_p != 0.0f)
+            for (int64_t i = 0; i < mv; ++i) std::copy(ct + i * ldc, ct + i * ldc + nv, edge + i * NR);
+          if (kern.ukr != nullptr) kern.ukr(kcp, ap, bp, cc, ldcc, beta_p);
+          else kern.f32_ukr(kcp, static_cast<const float*>(ap), static_cast<const float*>(bp), cc,
+                            ldcc, 1.0f, beta_p);
+          if (!full)
+            for (int64_t i = 0; i < mv; ++i) std::copy(edge + i * NR, edge + i * NR + nv, ct + i * ldc);
+          if (last && !ep.empty()) ep.apply(ct, ldc, ic + ir, j0, mv, nv);
+        }
+      }
+    }
+  }
+  if (kern.end != nullptr) kern.end();
+}
+
 class ConvOp : public Op, public ops::FusesConsumer {
  public:
   Shape configure(const Attrs& attrs, const std::vector<Shape>& in,
@@ -484,8 +618,8 @@ class ConvOp : public Op, public ops::FusesConsumer {
     // the kernel; the error would grow with the transforms' terms and the result would not
     // be the bf16 product the policy promises (nor the twin's).
     if (bf16_ && !direct_dw_) direct_ = nullptr;
-    wino_ = !bf16_ && direct_ != nullptr && groups_ == 1 && cg_ >= kWinoMinChannels && w_.KH == 3 &&
-            w_.KW == 3 && w_.SH == 1 && w_.SW == 1 && w_.DH == 1 && w_.DW == 1;
+    wino_ = !bf16_ && direct_ != nullptr && groups_ == 1 && cg_ >= kWinoMinChannels &&
+            w_.KH == 3 && w_.KW == 3 && w_.SH == 1 && w_.SW == 1 && w_.DH == 1 && w_.DW == 1;
     fpad_ = (filters_ + kDirectPad - 1) / kDirectPad * kDirectPad;
     return ops::window_output_shape(w_, filters_);
   }
@@ -547,6 +681,8 @@ class ConvOp : public Op, public ops::FusesConsumer {
     }
     if (direct_ != nullptr) {
       forward_direct(a, act, z);
+    } else if (bf16_ && sb_implicit_supported(gemm::active_sb_kernel())) {
+      forward_implicit_bf16(a, act, z);
     } else if (bf16_) {
       forward_gemm_bf16(a, act, z);
     } else {
@@ -560,23 +696,61 @@ class ConvOp : public Op, public ops::FusesConsumer {
     for (int64_t g = 0; g < groups_; ++g) {
       const Patches pt{w_, a.x[0], g * cg_, cg_, offset_.data()};
       const gemm::APacker packer{&pack_patches<false>, &pt};
-      gemm::Epilogue ep;
-      if (use_bias_) ep.bias = a.param[1] + g * fg_;
-      if (z != nullptr) {
-        ep.preact = z + g * fg_;
-        ep.ld_preact = filters_;
-      }
-      if (&act != &ops::linear_activation()) {
-        ep.act = act.forward;
-        ep.act_params = fused_.params.data();
-      }
       gemm::sgemm_packed_a(M, fg_, kg_, 1.0f, packer, {a.param[0] + g * fg_, filters_, 1}, 0.0f,
-                           a.y + g * fg_, filters_, ep);
+                           a.y + g * fg_, filters_, epilogue(a, act, z, g, 0));
     }
   }
 
-  // The bf16 forward: threads take contiguous ranges of output positions (rows of the patch
-  // matrix), each builds kChunkRows rows at a time in its own buffer and runs a one-thread
+  // The bf16 forward on sb_implicit: threads take contiguous ranges of output positions, in
+  // whole micro-panels (the bits do not depend on the split, see sb_implicit).
+  void forward_implicit_bf16(const FwdArgs& a, const ActivationInfo& act, float* z) const {
+    const int64_t M = a.n * w_.positions();
+    if (M == 0) return;
+    const gemm::SbKernelInfo& kern = gemm::active_sb_kernel();
+    by_panels(M, kern.mr, gemm::threads_for(M, filters_, kg_, parallel::available_threads()),
+              [&](int64_t m0, int64_t m1) {
+                for (int64_t g = 0; g < groups_; ++g) {
+                  const Patches pt{w_, a.x[0], g * cg_, cg_, offset_.data()};
+                  sb_implicit(kern, {&pack_patches<false>, &pt}, m0, m1, fg_, kg_,
+                              {a.param[0] + g * fg_, filters_, 1}, 0.0f, a.y + g * fg_,
+                              filters_, epilogue(a, act, z, g, 0));
+                }
+              });
+  }
+
+  // fn(m0, m1) for rows [m0, m1) of m, cut among up to nt threads in whole panels of mr rows.
+  template <class Fn>
+  static void by_panels(int64_t m, int mr, int nt, const Fn& fn) {
+    const int64_t panels = (m + mr - 1) / mr;
+    nt = int(std::min<int64_t>(panels, nt));
+    auto part = [&](int t) {
+      int64_t lo, hi;
+      parallel::static_block(panels, nt, t, lo, hi);
+      if (lo < hi) fn(lo * mr, std::min(m, hi * mr));
+    };
+    if (nt <= 1) part(0);
+    else parallel::run(nt, part);
+  }
+
+  // The forward GEMMs' epilogue for group g, C starting at output row r0: bias, the
+  // pre-activation into z (when kept), the activation.
+  gemm::Epilogue epilogue(const FwdArgs& a, const ActivationInfo& act, float* z, int64_t g,
+                          int64_t r0) const {
+    gemm::Epilogue ep;
+    if (use_bias_) ep.bias = a.param[1] + g * fg_;
+    if (z != nullptr) {
+      ep.preact = z + r0 * filters_ + g * fg_;
+      ep.ld_preact = filters_;
+    }
+    if (&act != &ops::linear_activation()) {
+      ep.act = act.forward;
+      ep.act_params = fused_.params.data();
+    }
+    return ep;
+  }
+
+  // The bf16 forward for the other kernels (AMX): threads take contiguous ranges of output positions (rows of the patch
+  // matrix), each builds chunk_rows_ rows at a time in its own buffer and runs a one-thread
   // sbgemm on them with the bias and activation in its epilogue. An element of C depends on
   // its row, its column and K's panels only (sbgemm.h), so the bits do not depend on the
   // ranges, the chunks or the thread count.
@@ -595,18 +769,9 @@ class ConvOp : public Op, public ops::FusesConsumer {
         for (int64_t g = 0; g < groups_; ++g) {
           const Patches pt{w_, a.x[0], g * cg_, cg_, offset_.data()};
           im2col_rows(pt, r0, rows, col.data());
-          gemm::Epilogue ep;
-          if (use_bias_) ep.bias = a.param[1] + g * fg_;
-          if (z != nullptr) {
-            ep.preact = z + r0 * filters_ + g * fg_;
-            ep.ld_preact = filters_;
-          }
-          if (&act != &ops::linear_activation()) {
-            ep.act = act.forward;
-            ep.act_params = fused_.params.data();
-          }
           gemm::sbgemm(rows, fg_, kg_, {col.data(), kg_, 1}, {a.param[0] + g * fg_, filters_, 1},
-                       0.0f, a.y + r0 * filters_ + g * fg_, filters_, ep, 1);
+                       0.0f, a.y + r0 * filters_ + g * fg_, filters_,
+                       epilogue(a, act, z, g, r0), 1);
         }
       }
     };
@@ -802,6 +967,10 @@ class ConvOp : public Op, public ops::FusesConsumer {
       weight_grad_direct(a, w, dz, nullptr, dW, nullptr);
       return;
     }
+    if (bf16_ && sb_implicit_supported(gemm::active_sb_kernel())) {
+      weight_grad_implicit_bf16(a, w, dz, dW);
+      return;
+    }
     if (bf16_) {
       weight_grad_bf16(a, w, dz, dW);
       return;
@@ -816,7 +985,29 @@ class ConvOp : public Op, public ops::FusesConsumer {
     }
   }
 
-  // dW (+)= patches^T dz on the bf16 GEMM, kChunkRows positions at a time in scratch [1]:
+  // dW (+)= patches^T dz on sb_implicit, the threads taking whole micro-panels of dW's rows
+  // (each sums all positions in the same K panels: the same bits on any thread count).
+  void weight_grad_implicit_bf16(const BwdArgs& a, const Window& w, const float* dz,
+                                 float* dW) const {
+    const int64_t M = a.n * w.positions();
+    const float beta = a.dparam_acc[0] ? 1.0f : 0.0f;
+    if (M == 0) {
+      if (beta == 0.0f) std::memset(dW, 0, sizeof(float) * size_t(kg_ * filters_));
+      return;
+    }
+    const gemm::SbKernelInfo& kern = gemm::active_sb_kernel();
+    by_panels(kg_, kern.mr, gemm::threads_for(kg_, filters_, M, parallel::available_threads()),
+              [&](int64_t m0, int64_t m1) {
+                for (int64_t g = 0; g < groups_; ++g) {
+                  const Patches pt{w, a.x[0], g * cg_, cg_, offset_.data()};
+                  sb_implicit(kern, {&pack_patches<true>, &pt}, m0, m1, fg_, M,
+                              {dz + g * fg_, filters_, 1}, beta, dW + g * fg_, filters_,
+                              gemm::Epilogue{});
+                }
+              });
+  }
+
+  // dW (+)= patches^T dz on the bf16 GEMM (AMX), chunk_rows_ positions at a time in scratch [1]:
   // each chunk's product is added to dW (beta 1) in chunk order, the chunks fixed by the
   // batch and the layer only, and sbgemm splits dW's rows and columns among the threads,
   // never the positions: the same bits on any thread count.
