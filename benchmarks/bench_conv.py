@@ -7,6 +7,11 @@ image; and the two convolutions of that network alone (forward, and forward + ba
 
     pytest benchmarks/bench_conv.py -s
 
+"pynn_bf16" is the same network under the mixed_bfloat16 policy (convolutions and the dense
+layer on bf16-rounded operands with float32 sums: VDPBF16PS / AMX where the CPU has them,
+an exact emulation elsewhere); test_epoch_bf16_accuracy trains both pynn variants a few
+epochs from the same seed and notes their test accuracy.
+
 Uses the real data set when installed (apt-get install dataset-fashion-mnist), else the subset
 shipped with pynn. PYNN_BENCH_CONV_ROWS (default 12000) caps the rows of the timed epoch so
 that a run takes minutes, not an hour; 0 means all of them. The ratios are what matter.
@@ -35,6 +40,10 @@ FLOP_PER_IMAGE = _FWD + 2 * (26 * 26 * 9 * 32 + 11 * 11 * 288 * 64 + 1600 * 10) 
     2 * (11 * 11 * 288 * 64 + 1600 * 10)
 
 
+def _images(x):
+    return np.ascontiguousarray(x[:, :, :, None], dtype=np.float32) / 255.0
+
+
 @pytest.fixture(scope="module")
 def data():
     from pynn.datasets import fashion_mnist
@@ -43,16 +52,16 @@ def data():
     rows = int(os.environ.get("PYNN_BENCH_CONV_ROWS", "12000"))
     if rows > 0:
         x, y = x[:rows], y[:rows]
-    x = np.ascontiguousarray(x[:, :, :, None], dtype=np.float32) / 255.0
-    return x, y.astype(np.int64)
+    return _images(x), y.astype(np.int64)
 
 
-def pynn_model():
+def pynn_model(dtype=None):
     model = pynn.Sequential([
         pynn.Input((28, 28, 1)),
-        layers.Conv2D(32, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)),
-        layers.Conv2D(64, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)),
-        layers.Flatten(), layers.Dropout(0.5), layers.Dense(10, activation="softmax")])
+        layers.Conv2D(32, (3, 3), activation="relu", dtype=dtype), layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(64, (3, 3), activation="relu", dtype=dtype), layers.MaxPooling2D((2, 2)),
+        layers.Flatten(), layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax", dtype=dtype)])
     model.compile(optimizer=pynn.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     return model
@@ -68,13 +77,13 @@ def torch_model():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("impl", ["pynn"] + (["torch"] if torch is not None else []))
+@pytest.mark.parametrize("impl", ["pynn", "pynn_bf16"] + (["torch"] if torch is not None else []))
 def test_epoch(benchmark, data, impl, threads):
     x, y = data
     n = len(x)
-    if impl == "pynn":
+    if impl.startswith("pynn"):
         pynn.utils.set_random_seed(0)
-        model = pynn_model()
+        model = pynn_model("mixed_bfloat16" if impl == "pynn_bf16" else None)
 
         def epoch():
             model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
@@ -86,6 +95,40 @@ def test_epoch(benchmark, data, impl, threads):
         best = timed(benchmark, epoch, rounds=3, warmup=1)
     record("convnet: train one epoch", f"epoch {n} images {threads}t", impl, best,
            FLOP_PER_IMAGE * n)
+
+
+def test_epoch_bf16_ratios():
+    """Notes the epoch times as pynn / PyTorch ratios (the table prints the inverse)."""
+    from conftest import NOTES, RESULTS
+
+    for case, per in RESULTS.get("convnet: train one epoch", {}).items():
+        if "torch" in per:
+            parts = [f"{i} {per[i][0] / per['torch'][0]:.2f}x" for i in ("pynn", "pynn_bf16")
+                     if i in per]
+            NOTES.append(f"convnet {case}: time / PyTorch's: " + ", ".join(parts))
+        if "pynn" in per and "pynn_bf16" in per:
+            NOTES.append(f"convnet {case}: bf16 / fp32 pynn time "
+                         f"{per['pynn_bf16'][0] / per['pynn'][0]:.2f}x")
+
+
+def test_epoch_bf16_accuracy(data):
+    """Test accuracy after a few epochs from the same seed, fp32 and mixed_bfloat16."""
+    from conftest import NOTES
+
+    from pynn.datasets import fashion_mnist
+
+    x, y = data
+    (_, (xt, yt)), subset = fashion_mnist.load_data_or_subset(quiet=True)
+    epochs = int(os.environ.get("PYNN_BENCH_CONV_EPOCHS", "3"))
+    accs = {}
+    for dtype in (None, "mixed_bfloat16"):
+        pynn.utils.set_random_seed(0)
+        model = pynn_model(dtype)
+        model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0)
+        accs[dtype or "float32"] = model.evaluate(_images(xt), yt, verbose=0)[1]
+    NOTES.append(f"convnet test accuracy after {epochs} epochs on {len(x)} images "
+                 f"({'shipped subset' if subset else 'real data'}, {len(xt)} test images): " +
+                 ", ".join(f"{k} {v:.4f}" for k, v in accs.items()))
 
 
 @pytest.mark.parametrize("impl", ["pynn"] + (["torch"] if torch is not None else []))

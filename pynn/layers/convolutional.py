@@ -57,6 +57,12 @@ def output_length(length, k, stride, dilation, padding):
     return -(-length // stride)
 
 
+def compute_attrs(layer):
+    """The conv op's ``compute_dtype`` attribute for a layer under the mixed_bfloat16 policy
+    (products of bf16-rounded operands, float32 sums: csrc/nn/ops/conv.cpp), else nothing."""
+    return {"compute_dtype": "bfloat16"} if layer.compute_dtype == "bfloat16" else {}
+
+
 def to_channels_last(spec, layer, x, data_format):
     """x itself, or a permute of a channels_first sample (C, *spatial) to (*spatial, C)."""
     if data_format == "channels_last":
@@ -184,7 +190,7 @@ class BaseConv(Layer):
         attrs = {"strides": list(self.strides), "padding": self.padding,
                  "dilation_rate": list(self.dilation_rate), "groups": self.groups,
                  "activation": self.activation, "act_params": list(self._act_params),
-                 "use_bias": self.use_bias}
+                 "use_bias": self.use_bias, **compute_attrs(self)}
         pids = self._param_ids(spec)
         if self.activation == "rrelu":
             # random slopes in training need an op of their own after the convolution

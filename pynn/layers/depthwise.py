@@ -16,6 +16,7 @@ from pynn import activations, initializers, regularizers
 from pynn.layers.convolutional import (
     PADDINGS,
     check_rank,
+    compute_attrs,
     data_format_arg,
     from_channels_last,
     int_tuple,
@@ -103,7 +104,7 @@ class BaseDepthwise(Layer):
         attrs = {"strides": list(self.strides), "padding": self.padding,
                  "dilation_rate": list(self.dilation_rate), "groups": channels,
                  "activation": activation, "act_params": list(act_params),
-                 "use_bias": bias is not None}
+                 "use_bias": bias is not None, **compute_attrs(self)}
         (y,) = spec.add_node("conv", [x], [out_shape], params, attrs, self.name)
         return y
 
@@ -207,7 +208,7 @@ class BaseSeparableConv(BaseDepthwise):
         params = self._param_ids(spec, [self.pointwise_kernel] +
                                  ([self.bias] if self.bias is not None else []))
         attrs = {"activation": self.activation, "act_params": list(self._act_params),
-                 "use_bias": self.bias is not None}
+                 "use_bias": self.bias is not None, **compute_attrs(self)}
         (y,) = spec.add_node("conv", [d], [spec.shapes[d][:-1] + (self.filters,)], params,
                              attrs, self.name)
         return from_channels_last(spec, self, y, self.data_format)

@@ -10,7 +10,9 @@ Samples are channels_last, with the batch axis first: (b, W, C) for 1-D ops, (b,
                   where xp is x with the padding's zeros around it, g = f // (F / groups) the
                   group of filter f and Cg = C / groups its input channels. kernel
                   (kw, Cg, F) or (kh, kw, Cg, F); attrs strides, padding, dilation_rate,
-                  groups, activation, act_params, use_bias.
+                  groups, activation, act_params, use_bias; compute_dtype "bfloat16" (mixed
+                  precision) rounds x, the kernel and dz to bf16 for the products
+                  (pynn.reference.bf16), bias and db unrounded.
     max_pool      the largest value of each window (pool_size, strides, padding), padded
                   positions never count; the gradient goes to the first maximum of the
                   window in row-major order (a NaN beats any number: the first NaN).
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pynn.reference import activations
+from pynn.reference import activations, bf16
 
 
 # --- geometry ----------------------------------------------------------------------------
@@ -234,18 +236,31 @@ def _conv_geometry(attrs):
             "dilation_rate": attrs.get("dilation_rate"), "groups": attrs.get("groups", 1)}
 
 
+def _bf16(attrs):
+    return attrs.get("compute_dtype", "float32") == "bfloat16"
+
+
 def _conv_f(node, xs, ps, run):
     use_bias = node.attrs.get("use_bias", True)
-    z = conv_forward(xs[0], ps[0], ps[1] if use_bias else None, **_conv_geometry(node.attrs))
+    x, kernel = xs[0], ps[0]
+    if _bf16(node.attrs):
+        # mixed precision: the products see x and the kernel rounded to bf16, summed exactly
+        # here (in run's dtype); the bias is added unrounded
+        x = bf16.round_bf16(x).astype(xs[0].dtype)
+        kernel = bf16.round_bf16(kernel).astype(ps[0].dtype)
+    z = conv_forward(x, kernel, ps[1] if use_bias else None, **_conv_geometry(node.attrs))
     act = _activation(node.attrs)
     y = act.fn(z)
-    return y, (xs[0], ps[0], z, act, use_bias)
+    return y, (x, kernel, z, act, use_bias)
 
 
 def _conv_b(node, saved, dy):
-    x, kernel, z, act, use_bias = saved
+    x, kernel, z, act, use_bias = saved  # x and kernel rounded already in bf16
     dz = act.vjp(z, dy) if act.name == "softmax" else dy * act.grad(z)
-    dx, dk, db = conv_backward(x, kernel, dz, **_conv_geometry(node.attrs))
+    dzp = bf16.round_bf16(dz).astype(dz.dtype) if _bf16(node.attrs) else dz
+    dx, dk, db = conv_backward(x, kernel, dzp, **_conv_geometry(node.attrs))
+    if dzp is not dz:
+        db = dz.sum(axis=tuple(range(dz.ndim - 1)))  # summed from the unrounded dz
     return [dx], ([dk, db] if use_bias else [dk])
 
 
