@@ -235,8 +235,10 @@ class RnnOp : public Op {
       s[kDh] = {u_, 0, bw};
       if (cell_ == Cell::lstm) s[kDc] = {u_, 0, bw};
       if (cell_ == Cell::gru && !reset_after_) s[kTmp] = {u_, 0, bw};
-      if (!stacked_) s[kHprev] = {t_ * u_, 0, bw};
+      // (bf16 simple, lstm: rows [x, h'] for the one GEMM of [dW; dU], into kG)
+      if (!stacked_) s[kHprev] = {t_ * (cell_ == Cell::gru ? u_ : f_ + u_), 0, bw};
       if (stacked_) s[kG] = {0, kGradBlocks * k1_ * gu_, bw};
+      else if (cell_ != Cell::gru) s[kG] = {0, (f_ + u_) * gu_, bw};
       if (!stacked_ && use_bias_) s[kGB] = {0, kGradBlocks * 2 * gu_, bw};
       if (stacked_) {
         s[kWUT] = {0, gu_ * (f_ + u_), bw};
@@ -982,16 +984,17 @@ class RnnOp : public Op {
     float* G = sc[kG];
     if (blocks == 0) std::fill(G, G + k1_ * gu_, 0.0f);  // no rows: no step wrote a sum
     for (int p = 1; p < blocks; ++p) add(G, G + p * k1_ * gu_, k1_ * gu_);
-    const auto store = [&](int k, int64_t row0, int64_t rows) {
-      float* d = a.dparam[k];
-      if (!d) return;
-      const float* g = G + row0 * gu_;
-      if (a.dparam_acc[k]) add(d, g, rows * gu_);
-      else std::memcpy(d, g, bytes(rows * gu_));
-    };
-    store(0, 0, f_);
-    store(1, f_, u_);
-    if (want_b) store(2, f_ + u_, 1);
+    store_grad(a, 0, G, f_ * gu_);
+    store_grad(a, 1, G + f_ * gu_, u_ * gu_);
+    if (want_b) store_grad(a, 2, G + (f_ + u_) * gu_, gu_);
+  }
+
+  // The gradient of parameter k (when wanted) set or accumulated from g.
+  void store_grad(const BwdArgs& a, int k, const float* g, int64_t count) const {
+    float* d = a.dparam[k];
+    if (!d) return;
+    if (a.dparam_acc[k]) add(d, g, count);
+    else std::memcpy(d, g, bytes(count));
   }
 
   // gru (and bf16 simple, lstm): dW = X^T dZ, dU from h' (and r h' for a gru without
@@ -1002,6 +1005,45 @@ class RnnOp : public Op {
     const int64_t n = a.n, hs = t_ * u_, rows_all = n * t_;
     const int64_t xg = xh_copies(a.training);  // per-gate masks: gate by gate
     float* Hp = sc[kHprev];  // h' of every step as a matrix (zero for the first step)
+    if (cell_ != Cell::gru && xg == 1 && a.dparam[0] && a.dparam[1]) {
+      // simple, lstm (dZh is dZ): [dW; dU] = [X, H']^T dZ as ONE GEMM, so that dZ, the
+      // largest operand, is packed once; rows [x, h'] (through their masks) built here.
+      const int64_t w = f_ + u_;
+      const float* X = drop_x ? sc[kXd] : a.x[0];
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t s = 0; s < t_; ++s) {
+          const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
+          float* row = Hp + (b * t_ + tt) * w;
+          std::memcpy(row, X + (b * t_ + tt) * f_, bytes(f_));
+          float* dst = row + f_;
+          if (s == 0) std::fill(dst, dst + u_, 0.0f);
+          else std::memcpy(dst, sc[kH] + b * hs + pt * u_, bytes(u_));
+          if (mh)
+            for (int64_t j = 0; j < u_; ++j) dst[j] *= mh[b * u_ + j];
+        }
+      float* G = sc[kG];
+      mm(w, gu_, rows_all, {Hp, 1, w}, {dZ, gu_, 1}, 0.0f, G, gu_);
+      store_grad(a, 0, G, f_ * gu_);
+      store_grad(a, 1, G + f_ * gu_, u_ * gu_);
+    } else {
+      weight_grads(a, dZ, dZh, drop_x, mh);
+    }
+    if (use_bias_ && a.dparam[2]) {  // the row blocks' sums (taken in the time loop), in order
+      float* G = sc[kGB];
+      const int blocks = grad_block_count(n);
+      if (blocks == 0) std::fill(G, G + 2 * gu_, 0.0f);  // no rows: no block wrote a sum
+      for (int p = 1; p < blocks; ++p) add(G, G + p * 2 * gu_, 2 * gu_);
+      store_grad(a, 2, G, reset_after_ ? 2 * gu_ : gu_);
+    }
+  }
+
+  // unstacked_grads' dW and dU one by one (and gate by gate with per-gate masks).
+  void weight_grads(const BwdArgs& a, const float* dZ, const float* dZh, bool drop_x,
+                    const float* mh) const {
+    float* const* sc = a.scratch;
+    const int64_t n = a.n, hs = t_ * u_, rows_all = n * t_;
+    const int64_t xg = xh_copies(a.training);
+    float* Hp = sc[kHprev];
     const auto stack_states = [&](int64_t g) {  // through gate g's mask of h', if any
       for (int64_t b = 0; b < n; ++b)
         for (int64_t s = 0; s < t_; ++s) {
@@ -1040,16 +1082,6 @@ class RnnOp : public Op {
       }
       if (gru_split())  // the candidate's from r h' (through its mask)
         mm(u_, u_, rows_all, {sc[kRec], 1, u_}, {dZ + 2 * u_, gu_, 1}, beta, dU + 2 * u_, gu_);
-    }
-    if (use_bias_ && a.dparam[2]) {  // the row blocks' sums (taken in the time loop), in order
-      float* G = sc[kGB];
-      const int blocks = grad_block_count(n);
-      if (blocks == 0) std::fill(G, G + 2 * gu_, 0.0f);  // no rows: no block wrote a sum
-      for (int p = 1; p < blocks; ++p) add(G, G + p * 2 * gu_, 2 * gu_);
-      const int64_t k = reset_after_ ? 2 * gu_ : gu_;
-      float* db = a.dparam[2];
-      if (a.dparam_acc[2]) add(db, G, k);
-      else std::memcpy(db, G, bytes(k));
     }
   }
 
