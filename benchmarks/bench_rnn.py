@@ -1,7 +1,10 @@
 """LSTM(128) reading each Fashion-MNIST image as 28 steps of 28 pixels, then Dense(10): one
 training epoch (Adam 1e-3, batch 128) with pynn's fit and PyTorch CPU's nn.LSTM in the same
 run, on 1 and 2 threads; the same with GRU(128) (Keras's default reset_after=True, which is
-PyTorch's nn.GRU formulation) against nn.GRU.
+PyTorch's nn.GRU formulation) against nn.GRU. impl "pynn_bf16" is pynn under the
+mixed_bfloat16 policy (every product of the recurrent layer and of the Dense head on the bf16
+GEMM, float32 weights, states and sums); the notes give each model's test accuracy after the
+timed epochs (warm-up + 3 of the rows below), bf16 beside float32.
 
     pytest benchmarks/bench_rnn.py -s
 
@@ -18,10 +21,11 @@ import os
 
 import numpy as np
 import pytest
-from conftest import record, thread_limits, timed, torch_epoch
+from conftest import NOTES, record, thread_limits, timed, torch_epoch
 
 import pynn
 from pynn import layers
+from pynn import mixed_precision as mp
 
 try:
     import torch
@@ -38,16 +42,22 @@ GATES = {"lstm": 4, "gru": 3}
 def data():
     from pynn.datasets import fashion_mnist
 
-    ((x, y), _), _ = fashion_mnist.load_data_or_subset(quiet=True)
+    ((x, y), (xt, yt)), _ = fashion_mnist.load_data_or_subset(quiet=True)
     rows = int(os.environ.get("PYNN_BENCH_RNN_ROWS", "12000"))
     if rows > 0:
         x, y = x[:rows], y[:rows]
-    return np.ascontiguousarray(x, dtype=np.float32) / 255.0, y.astype(np.int64)
+    return (np.ascontiguousarray(x, dtype=np.float32) / 255.0, y.astype(np.int64),
+            np.ascontiguousarray(xt, dtype=np.float32) / 255.0, yt.astype(np.int64))
 
 
-def pynn_model(cell="lstm"):
-    rnn = layers.LSTM(UNITS) if cell == "lstm" else layers.GRU(UNITS)
-    model = pynn.Sequential([pynn.Input((28, 28)), rnn, layers.Dense(10, activation="softmax")])
+def pynn_model(cell="lstm", policy="float32"):
+    mp.set_global_policy(policy)
+    try:
+        rnn = layers.LSTM(UNITS) if cell == "lstm" else layers.GRU(UNITS)
+        model = pynn.Sequential([pynn.Input((28, 28)), rnn,
+                                 layers.Dense(10, activation="softmax")])
+    finally:
+        mp.set_global_policy("float32")
     model.compile(optimizer=pynn.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     return model
@@ -67,13 +77,13 @@ class TorchRNN(torch.nn.Module if torch is not None else object):  # type: ignor
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("impl", ["pynn"] + (["torch"] if torch is not None else []))
+@pytest.mark.parametrize("impl", ["pynn", "pynn_bf16"] + (["torch"] if torch is not None else []))
 def test_epoch(benchmark, data, impl, threads, cell):
-    x, y = data
+    x, y, xt, yt = data
     n = len(x)
-    if impl == "pynn":
+    if impl.startswith("pynn"):
         pynn.utils.set_random_seed(0)
-        model = pynn_model(cell)
+        model = pynn_model(cell, "mixed_bfloat16" if impl == "pynn_bf16" else "float32")
 
         def epoch():
             model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
@@ -82,7 +92,13 @@ def test_epoch(benchmark, data, impl, threads, cell):
         net = TorchRNN(cell)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
         epoch = torch_epoch(net, opt, torch.from_numpy(x), torch.from_numpy(y), BATCH)
+    rounds = 3
     with thread_limits(threads):
-        best = timed(benchmark, epoch, rounds=3, warmup=1)
+        best = timed(benchmark, epoch, rounds=rounds, warmup=1)
+    predict = ((lambda v: model.predict(v, verbose=0)) if impl.startswith("pynn")
+               else (lambda v: net(torch.from_numpy(v)).detach().numpy()))
+    acc = float(np.mean(np.argmax(predict(xt), axis=1) == yt))
+    NOTES.append(f"{cell} {impl:9s} {threads}t: test accuracy {acc:.4f} after {rounds + 1} "
+                 f"epochs of {n} rows")
     record(f"{cell.upper()}(128) over Fashion-MNIST rows: train one epoch",
            f"epoch {n} images {threads}t", impl, best, FLOP_PER_IMAGE * n * GATES[cell] / 4)

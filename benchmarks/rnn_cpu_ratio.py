@@ -2,7 +2,8 @@
 one thread, timed by this thread's CPU time instead of the wall clock, alternating the two
 implementations in one process. On a shared machine the wall clock of a 1-thread epoch also
 counts the time other tenants hold the core; CPU time does not (cache and memory contention
-still reach it, so repeat and read the ratio, not the seconds).
+still reach it, so repeat and read the ratio, not the seconds). pynn runs twice per round:
+float32 and under the mixed_bfloat16 policy (bf16 products, bench_rnn.py's "pynn_bf16").
 
     PYTHONPATH=. python benchmarks/rnn_cpu_ratio.py [rows=3000] [repeats=5]
 """
@@ -37,26 +38,31 @@ def main(rows: int = 3000, repeats: int = 5) -> None:
     pynn.set_num_threads(1)
     torch.set_num_threads(1)
     for cell in ("lstm", "gru"):
-        pynn.utils.set_random_seed(0)
-        model = pynn_model(cell)
+        models = {}
+        for policy in ("float32", "mixed_bfloat16"):
+            pynn.utils.set_random_seed(0)
+            models[policy] = pynn_model(cell, policy)
         torch.manual_seed(0)
         net = TorchRNN(cell)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
         torch_run = torch_epoch(net, opt, torch.from_numpy(x), torch.from_numpy(y), BATCH)
 
-        def pynn_run(model=model):
-            model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
-
-        pynn_run()
-        torch_run()  # warm-up of both
-        ours, theirs = [], []
+        runs = {p: (lambda m=m: m.fit(x, y, batch_size=BATCH, epochs=1, verbose=0))
+                for p, m in models.items()}
+        runs["torch"] = torch_run
+        for run in runs.values():  # warm-up of each
+            run()
+        times: dict = {k: [] for k in runs}
         for _ in range(repeats):
-            ours.append(cpu_seconds(pynn_run))
-            theirs.append(cpu_seconds(torch_run))
-        ratios = np.array(ours) / np.array(theirs)
-        print(f"{cell}: {rows} images, 1 thread, CPU s per epoch: pynn {min(ours):.3f}, "
-              f"torch {min(theirs):.3f}; pynn / torch: {min(ours) / min(theirs):.2f} "
-              f"(ratio of minima), {np.median(ratios):.2f} (median of pairs)")
+            for k, run in runs.items():
+                times[k].append(cpu_seconds(run))
+        theirs = np.array(times["torch"])
+        for policy in models:
+            ours = np.array(times[policy])
+            print(f"{cell} {policy}: {rows} images, 1 thread, CPU s per epoch: pynn "
+                  f"{ours.min():.3f}, torch {theirs.min():.3f}; pynn / torch: "
+                  f"{ours.min() / theirs.min():.2f} (ratio of minima), "
+                  f"{np.median(ours / theirs):.2f} (median of rounds)")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,14 @@ a GRU without reset_after forms r * h' from the candidate gate's mask of h', as 
 The masks follow Keras's law (per entry, per sequence, independent across gates), not its
 random stream. SimpleRNN has one of each in both.
 
+Mixed precision (``dtype="mixed_bfloat16"`` or that global policy, `pynn.mixed_precision`):
+every product of the layer runs on the bf16 GEMM (operands rounded to bfloat16, nearest
+even; float32 sums): the input projection of all steps, the recurrent product h_{t-1} U of
+each step (h_{t-1} and U rounded), and in backpropagation through time dh_{t-1} = dz U^T,
+dx = dz W^T, dW = x^T dz and dU = h_{t-1}^T dz. The weights, the bias, the gate activations,
+the cell state and h stay float32 (Keras also rounds the outputs and states passed between
+its ops to bfloat16; pynn keeps them float32).
+
 Not supported (a clear error): stateful=True, initial_state, constraints,
 activity_regularizer, activations with non-default parameters.
 """
@@ -117,7 +125,13 @@ class RNN(Layer):
                 "recurrent_activation": self.recurrent_activation, "use_bias": self.use_bias,
                 "return_sequences": self.return_sequences, "return_state": self.return_state,
                 "go_backwards": self.go_backwards, "time_order": self._time_order,
-                "zero_output_for_mask": self.zero_output_for_mask, **self._dropout_attrs()}
+                "zero_output_for_mask": self.zero_output_for_mask, **self._dropout_attrs(),
+                **self._dtype_attrs()}
+
+    def _dtype_attrs(self):
+        # mixed_bfloat16: every product of the op (input projection, recurrent GEMM, BPTT)
+        # on the bf16 GEMM; states, gates and sums stay float32
+        return {"compute_dtype": "bfloat16"} if self.compute_dtype == "bfloat16" else {}
 
     def _dropout_attrs(self):
         if not (self.dropout or self.recurrent_dropout):

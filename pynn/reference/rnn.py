@@ -30,6 +30,12 @@ slice}.cpp, written as plainly as possible (a Python loop over time steps).
     slice       rows [begin, begin + size) of each sample's first axis
 
 Backpropagation through time walks the steps in reverse, carrying dh (and dc for the lstm).
+
+bf16 (the op's compute_dtype "bfloat16", mixed precision): every matrix product, forward and
+backward, sees its two operands rounded to bfloat16 (`pynn.reference.bf16.round_bf16`): x
+(after its dropout mask) and W, h' (after its mask; r h' for a gru without reset_after) and U,
+dz and W^T or U^T, x^T or h'^T and dz; everything else (bias, gates, c, h, the sums of the
+products and the bias gradients) is computed unrounded.
 """
 from __future__ import annotations
 
@@ -38,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from pynn.reference import activations
+from pynn.reference.bf16 import round_bf16
 
 GATES = {"simple": 1, "lstm": 4, "gru": 3}
 
@@ -74,7 +81,8 @@ def rnn_forward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
                 recurrent_activation: str = "sigmoid", reset_after: bool = True,
                 go_backwards: bool = False, mask: np.ndarray | None = None,
                 dtype: Any = np.float64, mx: np.ndarray | None = None,
-                mh: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, list]:
+                mh: np.ndarray | None = None,
+                bf16: bool = False) -> tuple[np.ndarray, np.ndarray | None, list]:
     """Runs the cell over x (b, T, F). Returns (hs (b, T, u) in processing order, cs (b, T, u)
     for the lstm else None, the per-step cache the backward pass reads)."""
     x = np.asarray(x, dtype)
@@ -92,17 +100,17 @@ def rnn_forward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
     if mh.ndim == 3 and mx.ndim == 2:   # per-gate h' masks, no input dropout
         mx = np.repeat(mx[:, None], mh.shape[1], axis=1)
     for t in order:
-        xw = _gate_product(x[:, t], mx, W) + b_in
+        xw = _gate_product(x[:, t], mx, W, bf16) + b_in
         keep = (np.ones((n, 1), bool) if mask is None
                 else (np.asarray(mask)[:, t] != 0)[:, None])
         step: dict = {"t": t, "h_prev": h, "c_prev": c, "keep": keep, "mx": mx, "mh": mh}
         if cell == "simple":
-            z = xw + _gate_product(h, mh, U)
+            z = xw + _gate_product(h, mh, U, bf16)
             h_new = act.fn(z)
             step.update(z=z)
             c_new = c
         elif cell == "lstm":
-            z = xw + _gate_product(h, mh, U)
+            z = xw + _gate_product(h, mh, U, bf16)
             zi, zf, zc, zo = np.split(z, 4, axis=1)
             i, f, g, o = ract.fn(zi), ract.fn(zf), act.fn(zc), ract.fn(zo)
             c_new = f * c + i * g
@@ -111,16 +119,17 @@ def rnn_forward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
         else:
             xz, xr, xh = np.split(xw, 3, axis=1)
             if reset_after:
-                rz, rr, rh = np.split(_gate_product(h, mh, U) + b_rec, 3, axis=1)
+                rz, rr, rh = np.split(_gate_product(h, mh, U, bf16) + b_rec, 3, axis=1)
                 zz, zr = xz + rz, xr + rr
                 r = ract.fn(zr)
                 zh = xh + r * rh
                 step.update(rec=rh)
             else:
                 zz, zr = np.split(xw[:, :2 * u] + _gate_product(h, mh[:, :2] if mh.ndim == 3
-                                                                else mh, U[:, :2 * u]), 2, axis=1)
+                                                                else mh, U[:, :2 * u], bf16),
+                                  2, axis=1)
                 r = ract.fn(zr)
-                zh = xh + (r * h * _gate_mask(mh, 2)) @ U[:, 2 * u:]
+                zh = xh + _mm(r * h * _gate_mask(mh, 2), U[:, 2 * u:], bf16)
             zg = ract.fn(zz)
             hh = act.fn(zh)
             h_new = zg * h + (1 - zg) * hh
@@ -140,7 +149,7 @@ def rnn_backward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
                  dh_last: np.ndarray | None = None, dc_last: np.ndarray | None = None,
                  cell: str = "lstm", activation: str = "tanh",
                  recurrent_activation: str = "sigmoid",
-                 reset_after: bool = True) -> tuple[np.ndarray, list]:
+                 reset_after: bool = True, bf16: bool = False) -> tuple[np.ndarray, list]:
     """Gradients from dhs (b, T, u), d loss / d h of every step in processing order, plus
     dh_last / dc_last for the final state. Returns (dx, [dkernel, drecurrent, dbias?])."""
     dtype = dhs.dtype
@@ -166,7 +175,7 @@ def rnn_backward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
         if cell == "simple":
             dz = dh_in * act.grad(st["z"])
             dz_rec = dz
-            dh_prev = _gate_product_grad(dz, U, mh)
+            dh_prev = _gate_product_grad(dz, U, mh, bf16)
             dc_prev = dc_skip
         elif cell == "lstm":
             tc = act.fn(st["c"])
@@ -177,7 +186,7 @@ def rnn_backward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
             dzc = dct * st["i"] * act.grad(st["zc"])
             dz = np.concatenate([dzi, dzf, dzc, dzo], axis=1)
             dz_rec = dz
-            dh_prev = _gate_product_grad(dz, U, mh)
+            dh_prev = _gate_product_grad(dz, U, mh, bf16)
             dc_prev = dct * st["f"] + dc_skip
         else:
             zg, r, hh = st["z"], st["r"], st["hh"]
@@ -188,24 +197,24 @@ def rnn_backward(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray,
                 dzr = dzh * st["rec"] * ract.grad(st["zr"])
                 dz = np.concatenate([dzz, dzr, dzh], axis=1)
                 dz_rec = np.concatenate([dzz, dzr, dzh * r], axis=1)
-                dh_prev = dh_prev + _gate_product_grad(dz_rec, U, mh)
+                dh_prev = dh_prev + _gate_product_grad(dz_rec, U, mh, bf16)
             else:
                 mzr, mc = (mh[:, :2] if mh.ndim == 3 else mh), _gate_mask(mh, 2)
-                drh = dzh @ U[:, 2 * u:].T
+                drh = _mm(dzh, U[:, 2 * u:].T, bf16)
                 dzr = drh * hp * mc * ract.grad(st["zr"])
                 dz = np.concatenate([dzz, dzr, dzh], axis=1)
                 dz_rec = dz
                 dh_prev = (dh_prev + drh * r * mc
-                           + _gate_product_grad(dz[:, :2 * u], U[:, :2 * u], mzr))
-                dU[:, 2 * u:] += (r * hp * mc).T @ dzh
-                dU[:, :2 * u] += _gate_weight_grad(hp, mzr, dz[:, :2 * u])
+                           + _gate_product_grad(dz[:, :2 * u], U[:, :2 * u], mzr, bf16))
+                dU[:, 2 * u:] += _mm((r * hp * mc).T, dzh, bf16)
+                dU[:, :2 * u] += _gate_weight_grad(hp, mzr, dz[:, :2 * u], bf16)
             dc_prev = dc_skip
         if not (cell == "gru" and not reset_after):
-            dU += _gate_weight_grad(hp, mh, dz_rec)
-        dW += _gate_weight_grad(x[:, t], mx, dz)
+            dU += _gate_weight_grad(hp, mh, dz_rec, bf16)
+        dW += _gate_weight_grad(x[:, t], mx, dz, bf16)
         db_in += dz.sum(axis=0)
         db_rec += dz_rec.sum(axis=0)
-        dx[:, t] = _gate_product_grad(dz, W, mx)
+        dx[:, t] = _gate_product_grad(dz, W, mx, bf16)
         dh = dh_prev + dh_skip
         dc = dc_prev
     if bias is None:
@@ -220,30 +229,39 @@ def _gate_mask(m: np.ndarray, g: int) -> np.ndarray:
     return m if m.ndim == 2 else m[:, g]
 
 
-def _gate_product(v: np.ndarray, m: np.ndarray, M: np.ndarray) -> np.ndarray:
+def _mm(a: np.ndarray, b: np.ndarray, bf16: bool = False) -> np.ndarray:
+    """a @ b, with both operands rounded to bfloat16 first when bf16 (the bf16 GEMM)."""
+    if bf16:
+        a, b = round_bf16(a).astype(a.dtype), round_bf16(b).astype(b.dtype)
+    return a @ b
+
+
+def _gate_product(v: np.ndarray, m: np.ndarray, M: np.ndarray, bf16: bool = False) -> np.ndarray:
     """(v m) M with one mask m (b, k), or per gate: gate g's columns of M times v m[:, g]."""
     if m.ndim == 2:
-        return (v * m) @ M
+        return _mm(v * m, M, bf16)
     cols = np.split(M, m.shape[1], axis=1)
-    return np.concatenate([(v * m[:, g]) @ cols[g] for g in range(m.shape[1])], axis=1)
+    return np.concatenate([_mm(v * m[:, g], cols[g], bf16) for g in range(m.shape[1])], axis=1)
 
 
-def _gate_product_grad(dz: np.ndarray, M: np.ndarray, m: np.ndarray) -> np.ndarray:
+def _gate_product_grad(dz: np.ndarray, M: np.ndarray, m: np.ndarray,
+                       bf16: bool = False) -> np.ndarray:
     """d v of _gate_product: (dz M^T) m, or the sum over gates of (dz_g M_g^T) m[:, g]."""
     if m.ndim == 2:
-        return (dz @ M.T) * m
+        return _mm(dz, M.T, bf16) * m
     G = m.shape[1]
     dzs, cols = np.split(dz, G, axis=1), np.split(M, G, axis=1)
-    return sum((dzs[g] @ cols[g].T) * m[:, g] for g in range(G))
+    return sum(_mm(dzs[g], cols[g].T, bf16) * m[:, g] for g in range(G))
 
 
-def _gate_weight_grad(v: np.ndarray, m: np.ndarray, dz: np.ndarray) -> np.ndarray:
+def _gate_weight_grad(v: np.ndarray, m: np.ndarray, dz: np.ndarray,
+                      bf16: bool = False) -> np.ndarray:
     """d M of _gate_product: (v m)^T dz, or per gate (v m[:, g])^T dz_g side by side."""
     if m.ndim == 2:
-        return (v * m).T @ dz
+        return _mm((v * m).T, dz, bf16)
     G = m.shape[1]
     dzs = np.split(dz, G, axis=1)
-    return np.concatenate([(v * m[:, g]).T @ dzs[g] for g in range(G)], axis=1)
+    return np.concatenate([_mm((v * m[:, g]).T, dzs[g], bf16) for g in range(G)], axis=1)
 
 
 # --- graph ops -------------------------------------------------------------------------------
@@ -252,7 +270,8 @@ def _attrs(node):
     cell = a.get("cell", "lstm")
     return dict(cell=cell, activation=a.get("activation", "tanh"),
                 recurrent_activation=a.get("recurrent_activation", "sigmoid"),
-                reset_after=bool(a.get("reset_after", True)))
+                reset_after=bool(a.get("reset_after", True)),
+                bf16=a.get("compute_dtype", "float32") == "bfloat16")
 
 
 def _rnn_f(node, xs, ps, run):

@@ -14,6 +14,11 @@
 // in that order of draws; the lstm's kXH holds one A row per gate, and each gate's columns
 // are their own GEMM (the gru's input side too, and its recurrent side per step; a gru
 // without reset_after forms r h' from the candidate gate's mask of h').
+// compute_dtype "bfloat16" (mixed precision) runs every product (the input projection, the
+// recurrent GEMM of each step, and backward's dh', dx, dW and dU) on the bf16 GEMM: its
+// operands rounded to bf16 (so h' and U in the recurrent one), float32 sums; the bias, the
+// gates, the cell state and every buffer stay float32. simple and lstm then use the gru's
+// unstacked layout below (a bias row in the stacked product would be rounded).
 // inputs: x (T, F) [, mask (T,): a step is kept where mask != 0].
 // params, with G gates (simple 1, lstm 4 in the order i f c o, gru 3 in the order z r h)
 // and Keras's layouts: [kernel (F, G u), recurrent_kernel (u, G u), bias] where bias is
@@ -31,7 +36,7 @@
 // A masked step (mask 0) leaves h (and c) as they were; its output is the carried h.
 //
 // Invariants:
-//  - simple and lstm (z = [x, h', 1] [W; U; b]): per step ONE GEMM of the step's rows [x, h',
+//  - simple and lstm in float32 (z = [x, h', 1] [W; U; b]): per step ONE GEMM of the step's rows [x, h',
 //    1] (kXH, filled with x and 1 up front, h' written by the step before) by the stacked
 //    [W; U; b], packed once per call; with sigmoid/tanh gates it writes the gate rows of kA
 //    directly and they are activated there in place (their derivatives need only the output).
@@ -43,7 +48,8 @@
 //    step's share of [dW; dU; db] = kXH^T dZ by GEMM (U^T and W^T packed once). The weight
 //    gradients sum per block of batch rows cut by n alone (grad_blocks), the blocks' sums
 //    added in order at the end.
-//  - gru: one GEMM of (n T) x F by F x (G u) for the input side of every step, then per
+//  - gru (and bf16 simple, lstm, whose step is the lstm's fused pass or the plain one):
+//    one GEMM of (n T) x F by F x (G u) for the input side of every step, then per
 //    step the recurrent GEMM (beta 1 straight into that step's rows, or into a step buffer
 //    for reset_after) and ONE pass per row applying the gate activations and the cell
 //    update (without reset_after a second GEMM for (r h')Uh runs between two passes; with
@@ -61,6 +67,7 @@
 
 #include "common/parallel.h"
 #include "gemm/gemm.h"
+#include "gemm/sbgemm.h"
 #include "nn/ops/common.h"
 #include "nn/ops/indexing.h"
 #include "nn/random.h"
@@ -149,6 +156,10 @@ class RnnOp : public Op {
       op_error(attrs, "dropout and recurrent_dropout must be in [0, 1), got " +
                           std::to_string(rate_x_) + " and " + std::to_string(rate_h_));
     reset_after_ = attrs.get_bool("reset_after", true) && cell_ == Cell::gru;
+    const std::string compute = attrs.get_string("compute_dtype", "float32");
+    if (compute != "float32" && compute != "bfloat16")
+      op_error(attrs, "compute_dtype must be 'float32' or 'bfloat16', got '" + compute + "'");
+    bf16_ = compute == "bfloat16";
     check_arity(attrs, in, 1, 2, params, use_bias_ ? 3 : 2, use_bias_ ? 3 : 2);
     if (in[0].size() != 2)
       op_error(attrs, "input must be (timesteps, features) per sample, got " + shape_str(in[0]));
@@ -171,7 +182,10 @@ class RnnOp : public Op {
     if (use_bias_) expect(2, reset_after_ ? Shape{2, gu_} : Shape{gu_}, "bias");
     if (!use_bias_ && reset_after_) zero_bias_.assign(size_t(gu_), 0.0f);
     zeros_.assign(size_t(u_), 0.0f);
-    stacked_ = cell_ != Cell::gru;
+    // bf16: the bias must stay float32, so it cannot ride in the product as a row of 1s;
+    // simple and lstm then take the gru's layout (input side of every step as one GEMM, bias
+    // in its epilogue, then the recurrent GEMM per step).
+    stacked_ = cell_ != Cell::gru && !bf16_;
     k1_ = f_ + u_ + (use_bias_ ? 1 : 0);
     // sigmoid and tanh take their derivative from the output alone: then the step's GEMM
     // writes straight into kA, activated there in place, and no pre-activation is kept.
@@ -179,7 +193,8 @@ class RnnOp : public Op {
       const std::string name = f->name;
       return name == "sigmoid" || name == "tanh";
     };
-    gates_in_a_ = stacked_ && from_output(act_) && (cell_ == Cell::simple || from_output(ract_));
+    gates_in_a_ = cell_ != Cell::gru && from_output(act_) &&
+                  (cell_ == Cell::simple || from_output(ract_));
     // Keras 3 gives an lstm or gru with recurrent_dropout independent masks per gate.
     pergate_ = cell_ != Cell::simple && rate_h_ > 0.0;
     // lstm with Keras's default activations runs each row's step as one fused pass.
@@ -220,8 +235,10 @@ class RnnOp : public Op {
       s[kDh] = {u_, 0, bw};
       if (cell_ == Cell::lstm) s[kDc] = {u_, 0, bw};
       if (cell_ == Cell::gru && !reset_after_) s[kTmp] = {u_, 0, bw};
-      if (!stacked_) s[kHprev] = {t_ * u_, 0, bw};
+      // (bf16 simple, lstm: rows [x, h'] for the one GEMM of [dW; dU], into kG)
+      if (!stacked_) s[kHprev] = {t_ * (cell_ == Cell::gru ? u_ : f_ + u_), 0, bw};
       if (stacked_) s[kG] = {0, kGradBlocks * k1_ * gu_, bw};
+      else if (cell_ != Cell::gru) s[kG] = {0, (f_ + u_) * gu_, bw};
       if (!stacked_ && use_bias_) s[kGB] = {0, kGradBlocks * 2 * gu_, bw};
       if (stacked_) {
         s[kWUT] = {0, gu_ * (f_ + u_), bw};
@@ -249,7 +266,7 @@ class RnnOp : public Op {
   void forward(const FwdArgs& a) override {
     const int64_t n = a.n;
     float* const* sc = a.scratch;
-    float* Z = sc[kZ];
+    float* Z = gates_in_a_ ? sc[kA] : sc[kZ];  // (unstacked simple, lstm: straight into kA)
     const float* W = a.param[0];
     const float* U = a.param[1];
     const float* bias = use_bias_ ? a.param[2] : nullptr;
@@ -284,15 +301,15 @@ class RnnOp : public Op {
         for (int64_t g = 0; g < xg; ++g) {
           gate_input(X, sc[kMx], g, xg, n, sc[kXd]);
           ep.bias = bias ? bias + g * u_ : nullptr;
-          gemm::sgemm(n * t_, u_, f_, 1.0f, {sc[kXd], f_, 1}, {W + g * u_, gu_, 1}, 0.0f,
-                      Z + g * u_, gu_, ep);
+          mm(n * t_, u_, f_, {sc[kXd], f_, 1}, {W + g * u_, gu_, 1}, 0.0f, Z + g * u_, gu_,
+             ep);
         }
       } else {
-        gemm::sgemm(n * t_, gu_, f_, 1.0f, {X, f_, 1}, {W, gu_, 1}, 0.0f, Z, gu_, ep);
+        mm(n * t_, gu_, f_, {X, f_, 1}, {W, gu_, 1}, 0.0f, Z, gu_, ep);
       }
       // U packed once for all steps (gru without reset_after: only its z and r columns).
       UP = align64(sc[kUP]);
-      if (t_ > 1 && xg == 1) gemm::pack_b_whole(u_, rcols, {U, gu_, 1}, UP);
+      if (t_ > 1 && xg == 1 && !bf16_) gemm::pack_b_whole(u_, rcols, {U, gu_, 1}, UP);
     }
     const int64_t xs = t_ * xg * k1_;  // row stride of kXH's rows
 
@@ -365,13 +382,16 @@ class RnnOp : public Op {
             gemm::Epilogue rb;
             if (reset_after_) rb.bias = rbias + g * gcols;
             if (groups == 1)
-              gemm::sgemm_prepacked_b(nb, rcols, u_, 1.0f, hp, {U, gu_, 1}, UP, beta, out, ldo,
-                                      rb);
+              mm_packed(nb, rcols, u_, hp, {U, gu_, 1}, UP, beta, out, ldo, rb);
             else
-              gemm::sgemm(nb, gcols, u_, 1.0f, hp, {U + g * gcols, gu_, 1}, beta, out, ldo, rb);
+              mm(nb, gcols, u_, hp, {U + g * gcols, gu_, 1}, beta, out, ldo, rb);
           }
         }
         for (int64_t b = b0; b < b1; ++b) {
+          if (fused_ && (mask == nullptr || mask[b * t_ + tt] != 0.0f)) {  // (bf16 lstm)
+            fused_forward(a, b, tt, pt, first, nullptr, nullptr);
+            continue;
+          }
           if (gru_fused_ && (mask == nullptr || mask[b * t_ + tt] != 0.0f)) {
             const int64_t zo = b * zs + tt * gu_, ho = b * hs + tt * u_;
             const float* hp = first ? zeros_.data() : sc[kH] + b * hs + pt * u_;
@@ -383,8 +403,8 @@ class RnnOp : public Op {
         }
         if (cell_ == Cell::gru && !reset_after_) {  // (r h') Uh, then the candidate and h
           if (!first)
-            gemm::sgemm(nb, u_, u_, 1.0f, {sc[kRec] + b0 * hs + tt * u_, hs, 1},
-                        {U + 2 * u_, gu_, 1}, 1.0f, Zt + 2 * u_, zs);
+            mm(nb, u_, u_, {sc[kRec] + b0 * hs + tt * u_, hs, 1}, {U + 2 * u_, gu_, 1}, 1.0f,
+               Zt + 2 * u_, zs);
           for (int64_t b = b0; b < b1; ++b)
             step_forward(a, b, tt, pt, first, mask, mh, step, true);
         }
@@ -428,7 +448,7 @@ class RnnOp : public Op {
     if (!(stacked_ && a.dx[0]) || xg > 1) {
       for (int64_t j = 0; j < u_; ++j)
         for (int64_t k2 = 0; k2 < gu_; ++k2) UT[k2 * u_ + j] = U[j * gu_ + k2];
-      if (t_ > 1) gemm::pack_b_whole(k, u_, {UT, u_, 1}, UTP);
+      if (t_ > 1 && !bf16_) gemm::pack_b_whole(k, u_, {UT, u_, 1}, UTP);
     }
     if (cell_ == Cell::lstm) std::fill(sc[kDc], sc[kDc] + n * u_, 0.0f);
     const int64_t orow = (rows_out_ + nstate_) * u_;
@@ -474,8 +494,8 @@ class RnnOp : public Op {
         }
         if (cell_ == Cell::gru && !reset_after_) {
           // d(r h') = dzh Uh^T, then the reset gate's gradient and h''s share through r.
-          gemm::sgemm(nb, u_, u_, 1.0f, {dZ + b0 * zs + tt * gu_ + 2 * u_, zs, 1},
-                      {UT + 2 * u_ * u_, u_, 1}, 0.0f, sc[kTmp] + b0 * u_, u_);
+          mm(nb, u_, u_, {dZ + b0 * zs + tt * gu_ + 2 * u_, zs, 1}, {UT + 2 * u_ * u_, u_, 1},
+             0.0f, sc[kTmp] + b0 * u_, u_);
           for (int64_t b = b0; b < b1; ++b) step_backward(a, b, tt, pt, first, mask, mh, true);
         }
         if (!stacked_ && use_bias_ && a.dparam[2]) {  // the block's bias sums, rows in cache
@@ -530,18 +550,16 @@ class RnnOp : public Op {
         const gemm::MatrixView dzt = stacked_ ? gemm::MatrixView{dZ + b0 * gu_, gu_, 1}
                                               : gemm::MatrixView{dZh + b0 * zs + tt * gu_, zs, 1};
         if (!drop_h) {
-          gemm::sgemm_prepacked_b(nb, u_, k, 1.0f, dzt, {UT, u_, 1}, UTP, 1.0f, dh + b0 * u_,
-                                  u_);
+          mm_packed(nb, u_, k, dzt, {UT, u_, 1}, UTP, 1.0f, dh + b0 * u_, u_);
         } else if (xg == 1) {  // through the mask of h'
           float* dhd = sc[kHd];
-          gemm::sgemm_prepacked_b(nb, u_, k, 1.0f, dzt, {UT, u_, 1}, UTP, 0.0f, dhd + b0 * u_,
-                                  u_);
+          mm_packed(nb, u_, k, dzt, {UT, u_, 1}, UTP, 0.0f, dhd + b0 * u_, u_);
           for (int64_t i = b0 * u_; i < b1 * u_; ++i) dh[i] += dhd[i] * mh[i];
         } else {  // gru, per-gate masks: gate by gate, each through its own mask of h'
           float* dhd = sc[kHd] + b0 * u_;
           for (int64_t g = 0; g < k / u_; ++g) {
-            gemm::sgemm(nb, u_, u_, 1.0f, {dzt.data + g * u_, dzt.rs, 1},
-                        {UT + g * u_ * u_, u_, 1}, 0.0f, dhd, u_);
+            mm(nb, u_, u_, {dzt.data + g * u_, dzt.rs, 1}, {UT + g * u_ * u_, u_, 1}, 0.0f,
+               dhd, u_);
             for (int64_t b = b0; b < b1; ++b) {
               const float* m = mh + (b * xg + g) * u_;
               const float* o = dhd + (b - b0) * u_;
@@ -557,7 +575,7 @@ class RnnOp : public Op {
     if (stacked_) {
       if (want_g) stacked_grads(a, grad_block_count(n));
     } else {
-      gru_grads(a, dZ, dZh, drop_x, mh);
+      unstacked_grads(a, dZ, dZh, drop_x, mh);
     }
     if (float* dx = a.dx[0]) {
       if (stacked_) {
@@ -570,15 +588,14 @@ class RnnOp : public Op {
             }
         }
       } else if (!drop_x) {
-        gemm::sgemm(rows_all, f_, gu_, 1.0f, {dZ, gu_, 1}, {W, 1, gu_},
-                    a.dx_acc[0] ? 1.0f : 0.0f, dx, f_);
+        mm(rows_all, f_, gu_, {dZ, gu_, 1}, {W, 1, gu_}, a.dx_acc[0] ? 1.0f : 0.0f, dx, f_);
       } else {  // through the input mask (the dropped input is no longer needed); per-gate
         // masks: the gates' shares in gate order, each through its own mask
         float* tmp = sc[kXd];
         const int64_t groups = xg, gcols = gu_ / groups;
         for (int64_t g = 0; g < groups; ++g) {
-          gemm::sgemm(rows_all, f_, gcols, 1.0f, {dZ + g * gcols, gu_, 1},
-                      {W + g * gcols, 1, gu_}, 0.0f, tmp, f_);
+          mm(rows_all, f_, gcols, {dZ + g * gcols, gu_, 1}, {W + g * gcols, 1, gu_}, 0.0f, tmp,
+             f_);
           const bool set = g == 0 && !a.dx_acc[0];
           for (int64_t b = 0; b < n; ++b) {
             const float* m = sc[kMx] + (b * xg + g) * f_;
@@ -609,7 +626,7 @@ class RnnOp : public Op {
   // changes nothing.
   template <class F>
   void row_blocks(int64_t n, F&& body) const {
-    const int64_t mr = gemm::active_kernel().mr;
+    const int64_t mr = block_mr();
     const int64_t np = (n + mr - 1) / mr;
     int nt = n * t_ * gu_ * u_ >= gemm::kParallelThreshold ? parallel::available_threads() : 1;
     if (nt > np) nt = int(np);
@@ -667,12 +684,12 @@ class RnnOp : public Op {
   // whole blocks, so the sums and their order do not depend on the thread count.
   static constexpr int kGradBlocks = 2;
   int grad_block_count(int64_t n) const {
-    const int64_t mr = gemm::active_kernel().mr;
+    const int64_t mr = block_mr();
     return int(std::min<int64_t>(kGradBlocks, (n + mr - 1) / mr));
   }
   template <class F>
   void grad_blocks(int64_t n, F&& body) const {
-    const int64_t mr = gemm::active_kernel().mr;
+    const int64_t mr = block_mr();
     const int64_t np = (n + mr - 1) / mr;
     const int nb = grad_block_count(n);
     const auto block = [&](int p) {
@@ -967,25 +984,66 @@ class RnnOp : public Op {
     float* G = sc[kG];
     if (blocks == 0) std::fill(G, G + k1_ * gu_, 0.0f);  // no rows: no step wrote a sum
     for (int p = 1; p < blocks; ++p) add(G, G + p * k1_ * gu_, k1_ * gu_);
-    const auto store = [&](int k, int64_t row0, int64_t rows) {
-      float* d = a.dparam[k];
-      if (!d) return;
-      const float* g = G + row0 * gu_;
-      if (a.dparam_acc[k]) add(d, g, rows * gu_);
-      else std::memcpy(d, g, bytes(rows * gu_));
-    };
-    store(0, 0, f_);
-    store(1, f_, u_);
-    if (want_b) store(2, f_ + u_, 1);
+    store_grad(a, 0, G, f_ * gu_);
+    store_grad(a, 1, G + f_ * gu_, u_ * gu_);
+    if (want_b) store_grad(a, 2, G + (f_ + u_) * gu_, gu_);
   }
 
-  // gru: dW = X^T dZ, dU from h' (and r h' without reset_after), db column sums.
-  void gru_grads(const BwdArgs& a, const float* dZ, const float* dZh, bool drop_x,
+  // The gradient of parameter k (when wanted) set or accumulated from g.
+  void store_grad(const BwdArgs& a, int k, const float* g, int64_t count) const {
+    float* d = a.dparam[k];
+    if (!d) return;
+    if (a.dparam_acc[k]) add(d, g, count);
+    else std::memcpy(d, g, bytes(count));
+  }
+
+  // gru (and bf16 simple, lstm): dW = X^T dZ, dU from h' (and r h' for a gru without
+  // reset_after), db column sums.
+  void unstacked_grads(const BwdArgs& a, const float* dZ, const float* dZh, bool drop_x,
                  const float* mh) const {
     float* const* sc = a.scratch;
     const int64_t n = a.n, hs = t_ * u_, rows_all = n * t_;
     const int64_t xg = xh_copies(a.training);  // per-gate masks: gate by gate
     float* Hp = sc[kHprev];  // h' of every step as a matrix (zero for the first step)
+    if (cell_ != Cell::gru && xg == 1 && a.dparam[0] && a.dparam[1]) {
+      // simple, lstm (dZh is dZ): [dW; dU] = [X, H']^T dZ as ONE GEMM, so that dZ, the
+      // largest operand, is packed once; rows [x, h'] (through their masks) built here.
+      const int64_t w = f_ + u_;
+      const float* X = drop_x ? sc[kXd] : a.x[0];
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t s = 0; s < t_; ++s) {
+          const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
+          float* row = Hp + (b * t_ + tt) * w;
+          std::memcpy(row, X + (b * t_ + tt) * f_, bytes(f_));
+          float* dst = row + f_;
+          if (s == 0) std::fill(dst, dst + u_, 0.0f);
+          else std::memcpy(dst, sc[kH] + b * hs + pt * u_, bytes(u_));
+          if (mh)
+            for (int64_t j = 0; j < u_; ++j) dst[j] *= mh[b * u_ + j];
+        }
+      float* G = sc[kG];
+      mm(w, gu_, rows_all, {Hp, 1, w}, {dZ, gu_, 1}, 0.0f, G, gu_);
+      store_grad(a, 0, G, f_ * gu_);
+      store_grad(a, 1, G + f_ * gu_, u_ * gu_);
+    } else {
+      weight_grads(a, dZ, dZh, drop_x, mh);
+    }
+    if (use_bias_ && a.dparam[2]) {  // the row blocks' sums (taken in the time loop), in order
+      float* G = sc[kGB];
+      const int blocks = grad_block_count(n);
+      if (blocks == 0) std::fill(G, G + 2 * gu_, 0.0f);  // no rows: no block wrote a sum
+      for (int p = 1; p < blocks; ++p) add(G, G + p * 2 * gu_, 2 * gu_);
+      store_grad(a, 2, G, reset_after_ ? 2 * gu_ : gu_);
+    }
+  }
+
+  // unstacked_grads' dW and dU one by one (and gate by gate with per-gate masks).
+  void weight_grads(const BwdArgs& a, const float* dZ, const float* dZh, bool drop_x,
+                    const float* mh) const {
+    float* const* sc = a.scratch;
+    const int64_t n = a.n, hs = t_ * u_, rows_all = n * t_;
+    const int64_t xg = xh_copies(a.training);
+    float* Hp = sc[kHprev];
     const auto stack_states = [&](int64_t g) {  // through gate g's mask of h', if any
       for (int64_t b = 0; b < n; ++b)
         for (int64_t s = 0; s < t_; ++s) {
@@ -1004,46 +1062,56 @@ class RnnOp : public Op {
       if (drop_x && xg > 1) {  // each gate's columns from x through its own mask
         for (int64_t g = 0; g < xg; ++g) {
           gate_input(a.x[0], sc[kMx], g, xg, n, sc[kXd]);
-          gemm::sgemm(f_, u_, rows_all, 1.0f, {sc[kXd], 1, f_}, {dZ + g * u_, gu_, 1}, beta,
-                      dW + g * u_, gu_);
+          mm(f_, u_, rows_all, {sc[kXd], 1, f_}, {dZ + g * u_, gu_, 1}, beta, dW + g * u_,
+             gu_);
         }
       } else {
-        gemm::sgemm(f_, gu_, rows_all, 1.0f, {drop_x ? sc[kXd] : a.x[0], 1, f_},
-                    {dZ, gu_, 1}, beta, dW, gu_);
+        mm(f_, gu_, rows_all, {drop_x ? sc[kXd] : a.x[0], 1, f_}, {dZ, gu_, 1}, beta, dW, gu_);
       }
     }
     if (float* dU = a.dparam[1]) {
       const float beta = a.dparam_acc[1] ? 1.0f : 0.0f;
       // the columns h' reaches directly (all but the candidate's without reset_after), in
       // groups of one gate with per-gate masks, else all at once
-      const int64_t cols = reset_after_ ? gu_ : 2 * u_;
+      const int64_t cols = gru_split() ? 2 * u_ : gu_;
       const int64_t groups = xg > 1 ? cols / u_ : 1, gcols = cols / groups;
       for (int64_t g = 0; g < groups; ++g) {
         stack_states(g);
-        gemm::sgemm(u_, gcols, rows_all, 1.0f, {Hp, 1, u_}, {dZh + g * gcols, gu_, 1}, beta,
-                    dU + g * gcols, gu_);
+        mm(u_, gcols, rows_all, {Hp, 1, u_}, {dZh + g * gcols, gu_, 1}, beta, dU + g * gcols,
+           gu_);
       }
-      if (!reset_after_)  // the candidate's from r h' (through its mask)
-        gemm::sgemm(u_, u_, rows_all, 1.0f, {sc[kRec], 1, u_}, {dZ + 2 * u_, gu_, 1}, beta,
-                    dU + 2 * u_, gu_);
+      if (gru_split())  // the candidate's from r h' (through its mask)
+        mm(u_, u_, rows_all, {sc[kRec], 1, u_}, {dZ + 2 * u_, gu_, 1}, beta, dU + 2 * u_, gu_);
     }
-    if (use_bias_ && a.dparam[2]) {  // the row blocks' sums (taken in the time loop), in order
-      float* G = sc[kGB];
-      const int blocks = grad_block_count(n);
-      if (blocks == 0) std::fill(G, G + 2 * gu_, 0.0f);  // no rows: no block wrote a sum
-      for (int p = 1; p < blocks; ++p) add(G, G + p * 2 * gu_, 2 * gu_);
-      const int64_t k = reset_after_ ? 2 * gu_ : gu_;
-      float* db = a.dparam[2];
-      if (a.dparam_acc[2]) add(db, G, k);
-      else std::memcpy(db, G, bytes(k));
-    }
+  }
+
+  // Row blocks are cut on the register block of the GEMM the steps run on.
+  int64_t block_mr() const {
+    return bf16_ ? gemm::active_sb_kernel().mr : gemm::active_kernel().mr;
+  }
+  // A gru without reset_after: its candidate's recurrent product is (r h') Uh, apart.
+  bool gru_split() const { return cell_ == Cell::gru && !reset_after_; }
+  // C = A B + beta C (+ epilogue) on the float32 GEMM, or on the bf16 GEMM (operands
+  // rounded to bf16, float32 sums) under compute_dtype bfloat16.
+  void mm(int64_t m, int64_t n, int64_t k, gemm::MatrixView x, gemm::MatrixView w, float beta,
+          float* c, int64_t ldc, const gemm::Epilogue& ep = gemm::Epilogue{}) const {
+    if (bf16_) gemm::sbgemm(m, n, k, x, w, beta, c, ldc, ep);
+    else gemm::sgemm(m, n, k, 1.0f, x, w, beta, c, ldc, ep);
+  }
+  // The same with B packed once for sgemm (the bf16 GEMM packs its own: packed is unused).
+  void mm_packed(int64_t m, int64_t n, int64_t k, gemm::MatrixView x, gemm::MatrixView w,
+                 const float* packed, float beta, float* c, int64_t ldc,
+                 const gemm::Epilogue& ep = gemm::Epilogue{}) const {
+    if (bf16_) gemm::sbgemm(m, n, k, x, w, beta, c, ldc, ep);
+    else gemm::sgemm_prepacked_b(m, n, k, 1.0f, x, w, packed, beta, c, ldc, ep);
   }
 
   Cell cell_ = Cell::lstm;
   int64_t gates_ = 4, u_ = 1, t_ = 1, f_ = 1, gu_ = 4, rows_out_ = 1, nstate_ = 0;
   bool use_bias_ = true, seqs_ = false, state_ = false, back_ = false, reset_after_ = false;
   bool masked_ = false, time_order_ = false, zero_masked_ = false;
-  bool stacked_ = true;  // simple, lstm: z = [x, h', 1] [W; U; b] per step (kXH, kWP)
+  bool bf16_ = false;    // compute_dtype bfloat16: every product on the bf16 GEMM
+  bool stacked_ = true;  // simple, lstm (float32): z = [x, h', 1] [W; U; b] per step
   int64_t k1_ = 1;       // that product's depth F + u (+ 1 with a bias)
   bool gates_in_a_ = false;  // no kZ: the step's GEMM writes kA (see configure)
   static constexpr int64_t kPrefetchRows = 2;  // rows ahead whose lines are prefetched
