@@ -255,3 +255,40 @@ def test_one_row_kernel_on_sparse_rows(sizes, density, threads):
     keep = [0, 1, 3, 4, 5]
     np.testing.assert_allclose(want[1][keep], twin(m, x[keep]), rtol=2e-5 * np.sqrt(max(sizes)),
                                atol=1e-5, err_msg="one row vs NumPy twin")
+
+
+@pytest.mark.parametrize("rows", [128, 129, 191, 192, 193, 1000, 1001, 2047])
+def test_chain_row_counts_on_one_and_two_threads(rows, threads):
+    """Row counts around the block sizes and under one block a thread: the blocks handed out
+    to the threads give bitwise the 1-thread result and the general path's."""
+    m = mlp([100, 70, 40, 6], ["relu", "relu", "softmax"], seed=30)
+    x = np.random.default_rng(rows).standard_normal((rows, 100)).astype(np.float32)
+    got = {}
+    for t in (1, 2):
+        threads(t)
+        got[t] = m.predict(x, verbose=0)
+    same_bits(got[1], got[2], "1 vs 2 threads")
+    same_bits(got[2], general(m, x), "fused vs general path")
+
+
+def test_predict_starts_a_thread_per_thread_not_per_block():
+    """A 2-thread predict of many rows, on the fused path and the general one (chunks), uses
+    the pool's one worker: a region of one task per block or chunk started a thread for each
+    (hundreds on two CPUs, all woken at every call)."""
+    code = """if True:
+        import numpy as np, pynn
+        from pynn import _core, layers as L
+        pynn.set_num_threads(2)
+        for extra in ([], [L.BatchNormalization()]):
+            m = pynn.Sequential([pynn.Input((50,)), L.Dense(40, activation="relu"), *extra,
+                                 L.Dense(5, activation="softmax")])
+            m.build()
+            m.predict(np.ones((5000, 50), np.float32), verbose=0)
+        print(_core.pool_info()["workers"])
+    """
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert int(out.stdout.split()[-1]) == 1, out.stdout

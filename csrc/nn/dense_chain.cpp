@@ -10,6 +10,7 @@
 #include "nn/dense_chain.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "common/aligned_buffer.h"
@@ -324,24 +325,24 @@ void DenseChain::run(const float* const* W, const float* const* b, const float* 
       int64_t(kBlockTiles) * kern.mr,
       round_up(std::max<int64_t>(1, n / (kBlocksPerThread * threads)), kern.mr));
   const int64_t blocks = (n + rows - 1) / rows;
-  // a thread runs blocks t, t + threads, ... (the pool's share of task t; a guess when a
-  // task is taken over, which costs a useless prefetch at most)
-  const int64_t next = rows * (threads <= 1 || blocks == 1 ? 1 : threads);
-  const Run r{kern, layers_, offsets, packed, b, x, y, n, next};
-  auto blocks_of = [&](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k) r.block(k * rows, std::min(rows, n - k * rows));
-  };
-  if (threads <= 1 || blocks == 1) {
-    parallel::run(1, [&](int) { blocks_of(0, blocks); });
+  const int nt = int(std::min<int64_t>(threads, blocks));
+  // a thread's next block is about `nt` blocks on (they are handed out in order; a wrong
+  // guess costs a useless prefetch at most)
+  const Run r{kern, layers_, offsets, packed, b, x, y, n, rows * nt};
+  if (nt <= 1) {
+    parallel::run(1, [&](int) {
+      for (int64_t k = 0; k < blocks; ++k) r.block(k * rows, std::min(rows, n - k * rows));
+    });
     return;
   }
-  // Many small tasks: a thread that the machine's other work holds up leaves only the
-  // blocks it has not started (the pool's caller takes them over).
-  const int64_t tasks = std::min<int64_t>(blocks, int64_t(1) << 16);
-  parallel::run(int(tasks), [&](int t) {
-    int64_t k0, k1;
-    parallel::static_block(blocks, int(tasks), t, k0, k1);
-    blocks_of(k0, k1);
+  // One task per thread (the pool starts a thread per task), each taking the next block
+  // nobody has taken until none is left: a thread that the machine's other work holds up
+  // keeps only the block it is on. Rows never interact, so who computes a block changes
+  // nothing in its bits.
+  std::atomic<int64_t> next_block{0};
+  parallel::run(nt, [&](int) {
+    for (int64_t k; (k = next_block.fetch_add(1, std::memory_order_relaxed)) < blocks;)
+      r.block(k * rows, std::min(rows, n - k * rows));
   });
 }
 
