@@ -218,3 +218,77 @@ def test_chain_bad_input_is_a_clear_error():
     m = mlp([10, 4], ["relu"], seed=12)
     with pytest.raises(ValueError, match="10"):
         m.predict(np.zeros((CHAIN_ROWS, 11), np.float32), verbose=0)
+
+
+@pytest.mark.parametrize("sizes", [
+    [784, 256, 128, 10],          # the benchmark MLP: layer 1 split among threads
+    [2100, 80, 40],               # split into 64 + 16 columns: a narrow thread's range
+    [1100, 129, 33, 32, 31],      # widths around one and two vectors and the 128-column pass
+    [600, 257, 300, 3],           # a column pass of one vector after two full ones
+    [1030, 300],                  # three K panels
+])
+@pytest.mark.parametrize("density", [0.0, 0.3, 0.875, 0.9, 1.0])
+def test_one_row_kernel_on_sparse_rows(sizes, density, threads):
+    """One row (the one-row kernel, which skips the weights of zero inputs when a K panel has
+    under 7/8 of them nonzero) against the same row computed with others (the general path,
+    which reads every weight): bitwise the same on 1 and 2 threads, -0, NaN and all-zero
+    rows included, and against the twin."""
+    acts = ["relu"] * (len(sizes) - 2) + ["softmax"]
+    m = mlp(sizes, acts, seed=20)
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((6, sizes[0])).astype(np.float32)
+    x[rng.random(x.shape) >= density] = 0.0
+    x[1, ::5] = -0.0
+    x[2, 7] = np.nan
+    x[3, :16] = 0.0     # a whole vector of the scan zero
+    x[4, -17:] = 0.0    # a partial last vector zero
+    x[5] = 0.0
+    want = {}
+    for t in (1, 2):
+        threads(t)
+        rows = np.concatenate([m.predict(x[i:i + 1], verbose=0) for i in range(len(x))])
+        pairs = np.concatenate([m.predict(x[i:i + 2], verbose=0)[:1] for i in range(len(x))])
+        same_bits(rows, pairs, f"one-row kernel vs general path, {t} threads")
+        want[t] = rows
+    same_bits(want[1], want[2], "1 vs 2 threads")
+    assert np.isnan(want[1][2]).all()
+    keep = [0, 1, 3, 4, 5]
+    np.testing.assert_allclose(want[1][keep], twin(m, x[keep]), rtol=2e-5 * np.sqrt(max(sizes)),
+                               atol=1e-5, err_msg="one row vs NumPy twin")
+
+
+@pytest.mark.parametrize("rows", [128, 129, 191, 192, 193, 1000, 1001, 2047])
+def test_chain_row_counts_on_one_and_two_threads(rows, threads):
+    """Row counts around the block sizes and under one block a thread: the blocks handed out
+    to the threads give bitwise the 1-thread result and the general path's."""
+    m = mlp([100, 70, 40, 6], ["relu", "relu", "softmax"], seed=30)
+    x = np.random.default_rng(rows).standard_normal((rows, 100)).astype(np.float32)
+    got = {}
+    for t in (1, 2):
+        threads(t)
+        got[t] = m.predict(x, verbose=0)
+    same_bits(got[1], got[2], "1 vs 2 threads")
+    same_bits(got[2], general(m, x), "fused vs general path")
+
+
+def test_predict_starts_a_thread_per_thread_not_per_block():
+    """A 2-thread predict of many rows, on the fused path and the general one (chunks), uses
+    the pool's one worker: a region of one task per block or chunk started a thread for each
+    (hundreds on two CPUs, all woken at every call)."""
+    code = """if True:
+        import numpy as np, pynn
+        from pynn import _core, layers as L
+        pynn.set_num_threads(2)
+        for extra in ([], [L.BatchNormalization()]):
+            m = pynn.Sequential([pynn.Input((50,)), L.Dense(40, activation="relu"), *extra,
+                                 L.Dense(5, activation="softmax")])
+            m.build()
+            m.predict(np.ones((5000, 50), np.float32), verbose=0)
+        print(_core.pool_info()["workers"])
+    """
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert int(out.stdout.split()[-1]) == 1, out.stdout

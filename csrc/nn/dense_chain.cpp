@@ -10,6 +10,7 @@
 #include "nn/dense_chain.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "common/aligned_buffer.h"
@@ -26,6 +27,9 @@ namespace pynn::nn {
 #if defined(PYNN_X86)
 // dense_chain_avx512.cpp: the bias + relu epilogue of a tile up to 32 columns wide.
 void bias_relu_avx512(float* c, int64_t ldc, int64_t m, int64_t n, const float* bias);
+int64_t nonzero_rows_avx512(const float* x, int64_t k, int32_t* idx);
+void row_layer_avx512(const float* x, int64_t k, int64_t kc_max, const int32_t* const* lists,
+                      const int64_t* counts, const float* w, int64_t ldw, int64_t n, float* y);
 #endif
 
 namespace {
@@ -125,12 +129,53 @@ constexpr int64_t kRowSplitElems = gemm::kDirectParallelElems;
 
 thread_local AlignedBuffer tl_row[2];  // the one-row path's layer outputs
 
-// One row through every layer with the direct kernel (its one-row gemv), columns cut among
-// threads on NR boundaries: the arithmetic of gemm_direct for m = 1, element for element.
+// The direct kernel's gemv skips the rows of W whose input is zero when a K panel of at most
+// this depth has under 7/8 of its inputs nonzero (gemm/simd_kernels_impl.h, kGemvSparseMax);
+// the one-row kernel below makes the same choice, so that its bits are the gemv's also where
+// a skipped row holds an infinity or NaN.
+constexpr int64_t kSparseMaxDepth = 1024;
+
+// One layer's input as the one-row kernel reads it: per K panel, the list of its nonzero
+// positions, or null where the panel is read whole. Listed once per layer, for every thread
+// and column range.
+struct RowInput {
+  std::vector<int32_t> idx;
+  std::vector<const int32_t*> lists;
+  std::vector<int64_t> counts;
+
+  void list(const float* x, int64_t k, int64_t KC) {
+#if defined(PYNN_X86)
+    const int64_t panels = (k + KC - 1) / KC;
+    idx.resize(size_t(k + 16 * panels));
+    lists.assign(size_t(panels), nullptr);
+    counts.assign(size_t(panels), 0);
+    int64_t off = 0;
+    for (int64_t p = 0, pc = 0; p < panels; ++p, pc += KC) {
+      const int64_t kc = std::min(KC, k - pc);
+      const int64_t cnt = nonzero_rows_avx512(x + pc, kc, idx.data() + off);
+      if (kc <= kSparseMaxDepth && cnt * 8 < kc * 7) {
+        lists[size_t(p)] = idx.data() + off;
+        counts[size_t(p)] = cnt;
+      }
+      off += kc + 16;
+    }
+#else
+    (void)x, (void)k, (void)KC;
+#endif
+  }
+};
+thread_local RowInput tl_row_input;
+
+// One row through every layer, columns cut among threads on NR boundaries: the arithmetic of
+// gemm_direct for m = 1, element for element. Column ranges wider than two vectors (where
+// the direct kernel would run its gemv) take the AVX-512 one-row kernel, which lists the
+// input's nonzeros once per layer rather than once per column block and thread, and reads
+// up to 256 columns of each row of W in one pass.
 void one_row(const gemm::KernelInfo& kern, const std::vector<DenseDesc>& layers,
              const float* const* W, const float* const* b, const float* x, float* y) {
   const int64_t NR = kern.nr;
   const int threads = parallel::available_threads();
+  RowInput& in = tl_row_input;
   const float* src = x;
   for (size_t l = 0; l < layers.size(); ++l) {
     const DenseDesc& d = layers[l];
@@ -139,9 +184,21 @@ void one_row(const gemm::KernelInfo& kern, const std::vector<DenseDesc>& layers,
     const bool has_ep = !ep.empty(), relu = is_relu(d);
     const int64_t KC = panel_depth(d.in, kern.kc);
     const float* w = W[l];
+#if defined(PYNN_X86)
+    const bool own = use_avx512() && kern.w == 16 && d.out > 2 * 16;
+    if (own) in.list(src, d.in, KC);
+#else
+    const bool own = false;
+#endif
     auto cols = [&](int64_t j0, int64_t j1) {
-      kern.direct(1, j1 - j0, d.in, KC, src, d.in, 1, w + j0, d.out, dst + j0, d.out, 1.0f,
-                  0.0f);
+#if defined(PYNN_X86)
+      if (own && j1 - j0 > 2 * 16)
+        row_layer_avx512(src, d.in, KC, in.lists.data(), in.counts.data(), w + j0, d.out,
+                         j1 - j0, dst + j0);
+      else
+#endif
+        kern.direct(1, j1 - j0, d.in, KC, src, d.in, 1, w + j0, d.out, dst + j0, d.out, 1.0f,
+                    0.0f);
       if (has_ep)
         for (int64_t j = j0; j < j1; j += NR)
           tile_epilogue(ep, relu, dst + j, d.out, 0, j, 1, std::min(NR, j1 - j));
@@ -268,24 +325,24 @@ void DenseChain::run(const float* const* W, const float* const* b, const float* 
       int64_t(kBlockTiles) * kern.mr,
       round_up(std::max<int64_t>(1, n / (kBlocksPerThread * threads)), kern.mr));
   const int64_t blocks = (n + rows - 1) / rows;
-  // a thread runs blocks t, t + threads, ... (the pool's share of task t; a guess when a
-  // task is taken over, which costs a useless prefetch at most)
-  const int64_t next = rows * (threads <= 1 || blocks == 1 ? 1 : threads);
-  const Run r{kern, layers_, offsets, packed, b, x, y, n, next};
-  auto blocks_of = [&](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k) r.block(k * rows, std::min(rows, n - k * rows));
-  };
-  if (threads <= 1 || blocks == 1) {
-    parallel::run(1, [&](int) { blocks_of(0, blocks); });
+  const int nt = int(std::min<int64_t>(threads, blocks));
+  // a thread's next block is about `nt` blocks on (they are handed out in order; a wrong
+  // guess costs a useless prefetch at most)
+  const Run r{kern, layers_, offsets, packed, b, x, y, n, rows * nt};
+  if (nt <= 1) {
+    parallel::run(1, [&](int) {
+      for (int64_t k = 0; k < blocks; ++k) r.block(k * rows, std::min(rows, n - k * rows));
+    });
     return;
   }
-  // Many small tasks: a thread that the machine's other work holds up leaves only the
-  // blocks it has not started (the pool's caller takes them over).
-  const int64_t tasks = std::min<int64_t>(blocks, int64_t(1) << 16);
-  parallel::run(int(tasks), [&](int t) {
-    int64_t k0, k1;
-    parallel::static_block(blocks, int(tasks), t, k0, k1);
-    blocks_of(k0, k1);
+  // One task per thread (the pool starts a thread per task), each taking the next block
+  // nobody has taken until none is left: a thread that the machine's other work holds up
+  // keeps only the block it is on. Rows never interact, so who computes a block changes
+  // nothing in its bits.
+  std::atomic<int64_t> next_block{0};
+  parallel::run(nt, [&](int) {
+    for (int64_t k; (k = next_block.fetch_add(1, std::memory_order_relaxed)) < blocks;)
+      r.block(k * rows, std::min(rows, n - k * rows));
   });
 }
 

@@ -2,6 +2,7 @@
 #include "nn/graph.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -1128,17 +1129,21 @@ void Graph::predict(const float* const* x, int64_t n, float* const* out, int64_t
   chunk = std::max<int64_t>(1, std::min(chunk, n));
   const int64_t chunks = (n + chunk - 1) / chunk;
   const int nt = parallel::available_threads();
-  // Many chunks: each task runs whole chunks through the network on one thread (its kernels
-  // serial, being inside a task), instead of every op of every chunk opening a parallel
-  // region of its own. One region per call, each chunk's activations stay in its core's
-  // cache, and a thread that the machine's other work holds up costs only the chunks it has
-  // not started (the pool's owner runs those). Rows never interact in inference and chunk
-  // boundaries stay where the serial loop puts them, so the output is bitwise the same.
+  // Many chunks: each thread runs whole chunks through the network (its kernels serial,
+  // being inside a task), instead of every op of every chunk opening a parallel region of
+  // its own. One region per call, each chunk's activations stay in its core's cache, and a
+  // thread that the machine's other work holds up keeps only the chunk it is on: one task
+  // per thread (the pool starts a thread per task) takes the next chunk nobody has taken
+  // until none is left. Rows never interact in inference and chunk boundaries stay where the
+  // serial loop puts them, so the output is bitwise the same.
   // With fewer than two chunks a thread, the per-op split balances better.
-  if (nt > 1 && chunks >= 2 * int64_t(nt) && chunks <= (int64_t(1) << 30)) {
-    parallel::run(int(chunks), [&](int t) {
-      const int64_t r = int64_t(t) * chunk;
-      predict_rows(x, r, std::min(chunk, n - r), out, chunk);
+  if (nt > 1 && chunks >= 2 * int64_t(nt)) {
+    std::atomic<int64_t> next{0};
+    parallel::run(nt, [&](int) {
+      for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
+        const int64_t r = c * chunk;
+        predict_rows(x, r, std::min(chunk, n - r), out, chunk);
+      }
     });
     return;
   }

@@ -47,6 +47,8 @@ _PREDICT_CHUNK = 256
 
 
 def _positive_int(value, name, allow_none=False):
+    if type(value) is int and value > 0:
+        return value  # the common case, without the ABC check (about 1 us, a 1-row predict's 20%)
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
