@@ -274,6 +274,29 @@ def test_threadpoolctl_finds_pynn_whichever_is_imported_first(first):
     assert res.stdout.split() == ["3", "3"]
 
 
+def test_more_tasks_than_threads_start_no_extra_workers():
+    # A caller may ask for more threads than the setting (nthreads=6 here) or hand out work
+    # items as tasks: the pool runs them on at most the setting's threads (the caller and
+    # one worker for 2), and the result is still the one-thread product's bits.
+    code = """
+        import hashlib, numpy as np, pynn
+        from pynn import _core
+        rng = np.random.default_rng(2)
+        a = rng.standard_normal((600, 500), dtype=np.float32)
+        b = rng.standard_normal((500, 300), dtype=np.float32)
+        digests = set()
+        for nt in (1, 6):
+            out = np.empty((600, 300), np.float32)
+            pynn.set_num_threads(2)
+            _core.gemm(a, b, out, nthreads=nt)
+            digests.add(hashlib.sha256(out.tobytes()).hexdigest())
+        print(len(digests), _core.pool_info()["workers"])
+        """
+    res = run_python(code)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["1", "1"]
+
+
 def test_results_do_not_depend_on_which_thread_runs_a_task():
     # The pool's owner takes over tasks a worker has not started (at once with
     # PYNN_STEAL_US=0); workers that sleep at once (PYNN_SPIN_US=0) start late. Neither may

@@ -337,8 +337,13 @@ void Pool::worker_main(int index, uint64_t seen) {
 }
 
 bool Pool::try_run(int nt, TaskFn fn, void* ctx) {
+  // Tasks may outnumber the threads (a caller handing out work items as tasks, or asking for
+  // more threads than the setting): never start or wake more workers than the setting allows.
+  // Which participant runs a task does not change its result.
+  const int want = std::min(nt, max_threads());
+  if (want <= 1) return false;
   if (busy_.exchange(true)) return false;
-  if (!ensure_workers(nt - 1)) {
+  if (!ensure_workers(want - 1)) {
     busy_.store(false);
     return false;
   }
@@ -351,7 +356,7 @@ bool Pool::try_run(int nt, TaskFn fn, void* ctx) {
   j.fn = fn;
   j.ctx = ctx;
   j.nt = nt;
-  j.parts = std::min(nt, nworkers_.load(std::memory_order_acquire) + 1);
+  j.parts = std::min(want, nworkers_.load(std::memory_order_acquire) + 1);
   j.taken = taken_.get();
   for (int t = 0; t < nt; ++t) j.taken[t].store(0, std::memory_order_relaxed);
   j.left.store(nt);

@@ -24,7 +24,8 @@
 // start-up (its first entry when it is a list) or else from the CPUs this process may run on
 // (its affinity mask, capped by a cgroup CPU quota),
 // and changed by set_max_threads() (pynn.set_num_threads, threadpoolctl). Workers are started
-// when a region first needs them and are kept; a region of nt tasks wakes at most nt - 1.
+// when a region first needs them and are kept; a region of nt tasks wakes at most
+// min(nt, max_threads()) - 1, so tasks used as work items never start more threads.
 #pragma once
 #include <cstdint>
 #include <type_traits>
