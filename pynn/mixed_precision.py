@@ -4,14 +4,32 @@ A policy names the dtype a layer computes in and the dtype of its weights:
 
 - ``"float32"``: both float32 (the default).
 - ``"mixed_bfloat16"``: weights stay float32 (the "master" copy the optimizer updates), the
-  layer's products run in bfloat16: a `Dense` layer multiplies its input and kernel rounded to
-  bfloat16 (round to nearest even) and sums the products in float32, in the forward pass and
-  in both products of the backward pass (`pynn._core.sbgemm`: AMX tiles, AVX512_BF16 or an
-  exact emulation on other CPUs). Bias, activations, the loss and the optimizer stay float32.
+  layer's products run in bfloat16: operands rounded to bfloat16 (round to nearest even),
+  products summed in float32 (`pynn._core.sbgemm`: AMX tiles, AVX512_BF16 or an exact
+  emulation on other CPUs). Bias, activations, the loss and the optimizer stay float32.
+
+  - ``Dense``: the input and kernel in the forward pass, dz with the kernel or the input in
+    both products of the backward pass.
+  - ``Conv1D``, ``Conv2D``, ``DepthwiseConv1D/2D``, ``SeparableConv1D/2D``: the same for the
+    convolution (an implicit GEMM on the bf16 kernel); db is summed from the unrounded dz.
+    Layers with at most 4 input channels per group run the float32 direct kernels on
+    bf16-rounded copies (the same products, exact in float32). Winograd and the conv +
+    max-pool fusion are float32 only, so on CPUs where they pay a bf16 convnet can be slower
+    than a float32 one. ``Conv1DTranspose``/``Conv2DTranspose`` compute in float32.
+  - ``SimpleRNN``, ``LSTM``, ``GRU`` (and Bidirectional's halves): every product, the input
+    projection of all steps, each step's h_{t-1}·U (h_{t-1} and the recurrent kernel rounded),
+    and in backpropagation through time dh_{t-1}, dx, dW and dU. Gates, the LSTM cell state
+    and h stay float32.
+
+  Results are bitwise identical on any thread count for a given CPU kernel. ``predict`` of
+  bf16 Dense layers runs layer by layer, not the fused float32 MLP path. Without AMX or
+  AVX512_BF16 the products are emulated and are not faster than float32.
 
 Differences from Keras: pynn passes float32 tensors between layers (a bf16 product's float32
-sum is kept, not rounded to bf16 again), so ``compute_dtype`` changes the arithmetic of the
-layers that have a bf16 kernel (Dense) and nothing else. Policies with float16 or bfloat16
+sum is kept, not rounded to bf16 again) and rounds a recurrent state only where it enters the
+recurrent product (Keras rounds each layer's output, a convolution's sum and bias, and the
+gates and carried states h and c of a recurrent cell at every step). So ``compute_dtype``
+changes the arithmetic of the layers above and nothing else. Policies with float16 or bfloat16
 weights (``"mixed_float16"``, ``"float16"``, ``"bfloat16"``, ...) raise ValueError.
 
 Example:

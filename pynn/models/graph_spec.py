@@ -25,8 +25,8 @@ batchnorm         momentum, epsilon, center, scale             [gamma?, beta?, m
 prelu             -                                            [alpha (shape of x)]
 conv              strides, padding (valid, same, causal),      [kernel (kw, c/groups, f) or
                   dilation_rate, groups, activation,           (kh, kw, c/groups, f), bias (f)]
-                  act_params, use_bias                         (w, c) -> (ow, f),
-                                                               (h, w, c) -> (oh, ow, f)
+                  act_params, use_bias, compute_dtype (as      (w, c) -> (ow, f),
+                  dense: forward, dx and dW in bf16)           (h, w, c) -> (oh, ow, f)
 conv_transpose    strides, padding (valid, same),              [kernel (kw, f, c) or
                   output_padding ([] for Keras's None),        (kh, kw, f, c), bias (f)]
                   dilation_rate, activation, act_params,       (w, c) -> (ow, f); twin in
@@ -66,7 +66,8 @@ rnn               cell (simple, lstm, gru), units,             [kernel (F, G u),
                   return_sequences, return_state,              x (T, F) [, mask (T,)] -> (T, u),
                   go_backwards, reset_after, time_order,       (u,) or with return_state
                   zero_output_for_mask, dropout,               (rows + states, u)
-                  recurrent_dropout, seed
+                  recurrent_dropout, seed, compute_dtype (as
+                  dense: every product, forward and BPTT)
 slice             begin, size                                  rows of the first axis
 pad_crop          before, after (one int per per-sample axis;  x (*s) -> (*(s + before +
                   > 0 pads zeros, < 0 crops)                   after)); twin reference/pad_crop
