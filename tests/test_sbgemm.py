@@ -194,6 +194,45 @@ def test_bitwise_identical_across_thread_counts(m, n, k):
         assert np.array_equal(sbgemm(a, b, nthreads=nt), one)
 
 
+def sbgemm_prepacked(a, b, beta=0.0, out=None, bias=None, nthreads=0):
+    if out is None:
+        out = np.full((a.shape[0], b.shape[1]), np.nan, np.float32)
+    return _core.sbgemm_prepacked_b(a, b, out, beta, bias, nthreads)
+
+
+# Around the tile, the K panel (KC, and the near-equal panels of k > KC), the packed blocks
+# (NC, MC), and each of sbgemm's thread paths: one block packed together (cut along N, or
+# along M for a narrow n), blocks per thread, one thread.
+PREPACKED_SHAPES = [(1, 1, 1), (MR - 1, NR + 1, KPAD + 1), (MR + 1, NR - 1, KC - 1),
+                    (MR, NR, KC), (2 * MR + 5, 3 * NR + 7, KC + 1), (3, 1000, 77),
+                    (128, 256, 784), (517, 20, 1000), (64, 2 * NC + NR + 3, 2 * KC + 3),
+                    (MC + MR + 1, NR + 3, 40)]
+
+
+@pytest.mark.parametrize("m,n,k", PREPACKED_SHAPES)
+@pytest.mark.parametrize("how", ["cc", "st", "rc"])
+def test_prepacked_b_is_bitwise_sbgemm(m, n, k, how):
+    # The same packed bits and K panels as sbgemm's own packing: equal bit for bit, with beta
+    # and a bias, on 1 and 2 threads (and those two equal each other).
+    rng = np.random.default_rng(m * 7919 + n * 13 + k)
+    a, b = view(rng, m, k, how[0]), view(rng, k, n, how[1])
+    c, bias = rand(rng, (m, n)), rand(rng, n)
+    first = None
+    for nt in (1, 2):
+        want = sbgemm(a, b, 0.5, c.copy(), bias, nt)
+        got = sbgemm_prepacked(a, b, 0.5, c.copy(), bias, nt)
+        assert np.array_equal(got, want), (m, n, k, how, nt)
+        first = got if first is None else first
+        assert np.array_equal(got, first)
+    check(sbgemm_prepacked(a, b), a, b)
+
+
+def test_prepacked_b_k_zero_scales_out():
+    out = np.full((3, 4), 2.0, np.float32)
+    a, b = np.ones((3, 0), np.float32), np.ones((0, 4), np.float32)
+    assert np.array_equal(sbgemm_prepacked(a, b, 0.5, out), np.ones((3, 4), np.float32))
+
+
 def test_bad_input_raises():
     a = np.ones((2, 3), np.float32)
     with pytest.raises(ValueError, match="inner dimensions"):
@@ -230,7 +269,12 @@ a = rng.standard_normal((300, 200), dtype=np.float32)
 b = rng.standard_normal((200, 150), dtype=np.float32)
 h = [hashlib.sha256(_core.sbgemm(a, b, np.empty((300, 150), np.float32), 0.0, None, nt)
      .tobytes()).hexdigest() for nt in (1, 2, 3)]
-print(info["arch"], info["kernel"], worst, len(set(h)))
+same = all(np.array_equal(
+    _core.sbgemm_prepacked_b(a[:m, :k], b[:k, :n], np.empty((m, n), np.float32), 0.0, None, nt),
+    _core.sbgemm(a[:m, :k], b[:k, :n], np.empty((m, n), np.float32), 0.0, None, nt))
+    for (m, n, k) in [(300, 150, 200), (13, 33, 7), (info["MR"] + 1, info["NR"] - 1, 199)]
+    for nt in (1, 2))
+print(info["arch"], info["kernel"], worst, len(set(h)), same)
 """
 
 # PYNN_ARCH -> the bf16 kernel it selects (the emulated ones run the float32 micro-kernel of
@@ -250,7 +294,7 @@ def test_every_supported_kernel(arch):
         return
     res = run_python(KERNEL_CHECK, PYNN_ARCH=arch)
     assert res.returncode == 0, res.stderr
-    got_arch, kernel, worst, distinct = res.stdout.split()
+    got_arch, kernel, worst, distinct, prepacked_same = res.stdout.split()
     if arch == "amx" and not kernel.startswith("amx"):
         # Linux refused the tile-data permission: the documented fallback.
         assert kernel.startswith("avx512_bf16"), kernel
@@ -258,6 +302,7 @@ def test_every_supported_kernel(arch):
         assert kernel.startswith(KERNELS[arch]), kernel
     assert float(worst) <= 1.0, f"{kernel}: error {worst} x the bound"
     assert distinct == "1", "results differ between 1, 2 and 3 threads"
+    assert prepacked_same == "True", "sbgemm_prepacked_b differs from sbgemm"
 
 
 def test_active_kernel_is_the_best_the_cpu_has():

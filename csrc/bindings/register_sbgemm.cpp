@@ -2,6 +2,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdlib>
+#include <memory>
 #include <optional>
 
 #include <pybind11/stl.h>
@@ -12,28 +14,67 @@
 
 namespace pynn::bind {
 
+namespace {
+
+// The checked operands of out = bf16(a) @ bf16(b) + beta out + bias.
+struct SbOperands {
+  int64_t m, n, k;
+  gemm::MatrixView a, b;
+  float* c;
+  gemm::Epilogue ep;
+};
+
+// Checks the arguments, then runs `run(operands)` without the GIL.
+template <class Run>
+py::array sb_product(py::array a, py::array b, py::array out, std::optional<py::array> bias,
+                     Run run) {
+  const gemm::MatrixView av = matrix_view(a, "a");
+  const gemm::MatrixView bv = matrix_view(b, "b");
+  float* c = mutable_c_contiguous(out, "out", 2);
+  const auto [M, K, N] = product_shape(a, b, out);
+  gemm::Epilogue ep;
+  if (bias) {
+    ep.bias = c_contiguous(*bias, "bias", 1);
+    if (bias->shape(0) != N) throw py::value_error("bias: length must equal columns of out");
+  }
+  ComputeCall nogil;
+  run(SbOperands{M, N, K, av, bv, c, ep});
+  return out;
+}
+
+}  // namespace
+
 void register_sbgemm(py::module_& m) {
   m.def(
       "sbgemm",
       [](py::array a, py::array b, py::array out, float beta, std::optional<py::array> bias,
          int nthreads) {
-        const gemm::MatrixView av = matrix_view(a, "a");
-        const gemm::MatrixView bv = matrix_view(b, "b");
-        float* c = mutable_c_contiguous(out, "out", 2);
-        const auto [M, K, N] = product_shape(a, b, out);
-        gemm::Epilogue ep;
-        if (bias) {
-          ep.bias = c_contiguous(*bias, "bias", 1);
-          if (bias->shape(0) != N) throw py::value_error("bias: length must equal columns of out");
-        }
-        ComputeCall nogil;
-        gemm::sbgemm(M, N, K, av, bv, beta, c, N, ep, nthreads);
-        return out;
+        return sb_product(a, b, out, bias, [&](const SbOperands& p) {
+          gemm::sbgemm(p.m, p.n, p.k, p.a, p.b, beta, p.c, p.n, p.ep, nthreads);
+        });
       },
       py::arg("a"), py::arg("b"), py::arg("out"), py::arg("beta") = 0.0f,
       py::arg("bias") = py::none(), py::arg("nthreads") = 0,
       "out = bf16(a) @ bf16(b) + beta * out + bias, summed in float32; a, b float32 2-D views "
       "with any strides, out C-contiguous float32.");
+  m.def(
+      "sbgemm_prepacked_b",
+      [](py::array a, py::array b, py::array out, float beta, std::optional<py::array> bias,
+         int nthreads) {
+        return sb_product(a, b, out, bias, [&](const SbOperands& p) {
+          const size_t bytes = (size_t(gemm::sb_packed_b_bytes(p.k, p.n)) + 127) / 64 * 64;
+          std::unique_ptr<void, decltype(&std::free)> packed(std::aligned_alloc(64, bytes),
+                                                             &std::free);
+          if (!packed) throw std::bad_alloc();
+          gemm::sb_pack_b_whole(p.k, p.n, p.b, packed.get());
+          gemm::sbgemm_prepacked_b(p.m, p.n, p.k, p.a, packed.get(), beta, p.c, p.n, p.ep,
+                                   nthreads);
+        });
+      },
+      py::arg("a"), py::arg("b"), py::arg("out"), py::arg("beta") = 0.0f,
+      py::arg("bias") = py::none(), py::arg("nthreads") = 0,
+      "sbgemm with b rounded and packed whole first (sb_pack_b_whole, then "
+      "sbgemm_prepacked_b): the path the bf16 recurrent layers take; for tests.");
   m.def(
       "sbgemm_info",
       [] {

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <stdexcept>
 
 #if defined(__linux__)
 #include <sys/syscall.h>
@@ -172,6 +173,27 @@ int64_t sb_panel_depth(const SbKernelInfo& kern, int64_t k) {
   return round_up((k + panels - 1) / panels, kern.kpad);
 }
 
+// A B packed whole beforehand (sb_pack_b_whole), or none (p null: sb_block packs its blocks).
+// K panel number pc / KC starts panel_bytes * that into p and holds every column's micro-panels
+// in pack_b_block's layout, so the block of columns from jc (a multiple of NR) starts
+// jc * kcp elements further on: the very bits pack_b_block would write for that block.
+struct PackedB {
+  const unsigned char* p = nullptr;
+  size_t panel_bytes = 0;
+  const void* block(const SbKernelInfo& kern, int64_t pc, int64_t KC, int64_t jc,
+                    int64_t kcp) const {
+    return p + size_t(pc / KC) * panel_bytes + size_t(jc) * kcp * elem_bytes(kern.b_layout);
+  }
+};
+
+// Bytes of one full K panel of a whole packed B, rounded up so that every panel starts
+// 64-byte aligned, as the per-call packing buffer does.
+size_t prepacked_panel_bytes(const SbKernelInfo& kern, int64_t k, int64_t n) {
+  const int64_t npad = round_up(n, kern.nr);
+  return size_t(round_up(npad * sb_panel_depth(kern, k) * int64_t(elem_bytes(kern.b_layout)),
+                         64));
+}
+
 void run_ukr(const SbKernelInfo& kern, int64_t kcp, const void* a, const void* b, float* c,
              int64_t ldc, float beta) {
   if (kern.ukr != nullptr) kern.ukr(kcp, a, b, c, ldc, beta);
@@ -225,8 +247,8 @@ struct PanelTiles {
 
 // Rows [m0, m1) x columns [n0, n1) of C, all of K, on the calling thread.
 void sb_block(const SbKernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
-              int64_t k, MatrixView a, MatrixView b, float beta, float* c, int64_t ldc,
-              const Epilogue& ep) {
+              int64_t k, MatrixView a, MatrixView b, const PackedB& pb, float beta, float* c,
+              int64_t ldc, const Epilogue& ep) {
   const int MR = kern.mr, NR = kern.nr;
   // MC evened out over the blocks it needs (as sgemm does): a thin last block would pack all
   // of B again for a few rows. A multiple of MR, so tiles start on the same rows whatever MC is.
@@ -237,7 +259,8 @@ void sb_block(const SbKernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
   const int64_t KC = sb_panel_depth(kern, k);
   const size_t ab = elem_bytes(kern.a_layout), bb = elem_bytes(kern.b_layout);
   void* abuf = tl_sb_a.get(size_t(round_up(std::min(MC, m1 - m0), MR)) * KC * ab);
-  void* bbuf = tl_sb_b.get(size_t(round_up(std::min(NC, n1 - n0), NR)) * KC * bb);
+  void* bbuf =
+      pb.p ? nullptr : tl_sb_b.get(size_t(round_up(std::min(NC, n1 - n0), NR)) * KC * bb);
   if (kern.begin != nullptr) kern.begin();
   for (int64_t ic = m0; ic < m1; ic += MC) {
     const int64_t mc = std::min(MC, m1 - ic);
@@ -247,8 +270,10 @@ void sb_block(const SbKernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
       pack_a_block(kern, mc, kc, kcp, a.data + ic * a.rs + pc * a.cs, a.rs, a.cs, abuf);
       for (int64_t jc = n0; jc < n1; jc += NC) {
         const int64_t nc = std::min(NC, n1 - jc);
-        pack_b_block(kern, kc, nc, kcp, b.data + pc * b.rs + jc * b.cs, b.rs, b.cs, bbuf);
-        const PanelTiles tiles{kern, kcp, abuf, bbuf, mc, nc, ic, jc, pc == 0 ? beta : 1.0f,
+        const void* bblock = bbuf;
+        if (pb.p) bblock = pb.block(kern, pc, KC, jc, kcp);
+        else pack_b_block(kern, kc, nc, kcp, b.data + pc * b.rs + jc * b.cs, b.rs, b.cs, bbuf);
+        const PanelTiles tiles{kern, kcp, abuf, bblock, mc, nc, ic, jc, pc == 0 ? beta : 1.0f,
                                pc + kc == k, c, ldc, ep};
         tiles.run(0, mc, 0, nc);
       }
@@ -263,24 +288,26 @@ void sb_block(const SbKernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
 // what another packs too (cut along N, each would pack all of A). The tiles see the same
 // packed panels as on one thread, so results are bitwise the same.
 void sb_one_block(const SbKernelInfo& kern, int nt, bool by_n, int64_t m, int64_t n, int64_t k,
-                  MatrixView a, MatrixView b, float beta, float* c, int64_t ldc,
-                  const Epilogue& ep) {
+                  MatrixView a, MatrixView b, const PackedB& pb, float beta, float* c,
+                  int64_t ldc, const Epilogue& ep) {
   const int MR = kern.mr, NR = kern.nr;
   const int64_t kcp = round_up(k, kern.kpad);
   const int64_t mp = (m + MR - 1) / MR, np = (n + NR - 1) / NR;
   const size_t ab = elem_bytes(kern.a_layout), bb = elem_bytes(kern.b_layout);
   auto* abuf = static_cast<unsigned char*>(tl_sb_a.get(size_t(mp * MR * kcp) * ab));
-  auto* bbuf = static_cast<unsigned char*>(tl_sb_b.get(size_t(np * NR * kcp) * bb));
+  const auto* bbuf = pb.p ? static_cast<const unsigned char*>(pb.block(kern, 0, 1, 0, kcp))
+                         : static_cast<unsigned char*>(tl_sb_b.get(size_t(np * NR * kcp) * bb));
   parallel::run(nt, [&](int t) {
     int64_t lo, hi;
     parallel::static_block(mp, nt, t, lo, hi);
     if (lo < hi)
       pack_a_block(kern, std::min(m, hi * MR) - lo * MR, k, kcp, a.data + lo * MR * a.rs, a.rs,
                    a.cs, abuf + size_t(lo * MR * kcp) * ab);
+    if (pb.p) return;
     parallel::static_block(np, nt, t, lo, hi);
     if (lo < hi)
       pack_b_block(kern, k, std::min(n, hi * NR) - lo * NR, kcp, b.data + lo * NR * b.cs, b.rs,
-                   b.cs, bbuf + size_t(lo * NR * kcp) * bb);
+                   b.cs, const_cast<unsigned char*>(bbuf) + size_t(lo * NR * kcp) * bb);
   });
   const PanelTiles tiles{kern, kcp, abuf, bbuf, m, n, 0, 0, beta, true, c, ldc, ep};
   parallel::run(nt, [&](int t) {
@@ -383,9 +410,12 @@ bool amx_permitted() {
 
 const SbKernelInfo& active_sb_kernel() { return choose_sb_kernel(); }
 
-void sbgemm_with(const SbKernelInfo& kern, int64_t m, int64_t n, int64_t k, MatrixView a,
-                 MatrixView b, float beta, float* c, int64_t ldc, const Epilogue& ep,
-                 int nthreads) {
+namespace {
+
+// sbgemm's threads and paths, B packed per block or read from pb.
+void sb_run(const SbKernelInfo& kern, int64_t m, int64_t n, int64_t k, MatrixView a,
+            MatrixView b, const PackedB& pb, float beta, float* c, int64_t ldc,
+            const Epilogue& ep, int nthreads) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     for (int64_t i = 0; i < m; ++i) {
@@ -404,12 +434,12 @@ void sbgemm_with(const SbKernelInfo& kern, int64_t m, int64_t n, int64_t k, Matr
   const int64_t panels = by_n ? np : mp;
   const int used = int(std::min<int64_t>(nt, panels));
   if (used <= 1) {
-    sb_block(kern, 0, m, 0, n, k, a, b, beta, c, ldc, ep);
+    sb_block(kern, 0, m, 0, n, k, a, b, pb, beta, c, ldc, ep);
     return;
   }
   // One K panel and (per thread, cut along N) one block of columns: pack together.
   if (k <= sb_panel_depth(kern, k) && m <= kern.mc && n <= int64_t(by_n ? used : 1) * kern.nc) {
-    sb_one_block(kern, used, by_n, m, n, k, a, b, beta, c, ldc, ep);
+    sb_one_block(kern, used, by_n, m, n, k, a, b, pb, beta, c, ldc, ep);
     return;
   }
   parallel::run(used, [&](int t) {
@@ -417,12 +447,52 @@ void sbgemm_with(const SbKernelInfo& kern, int64_t m, int64_t n, int64_t k, Matr
     parallel::static_block(panels, used, t, lo, hi);
     if (by_n) {
       const int64_t n0 = lo * kern.nr, n1 = std::min(n, hi * kern.nr);
-      if (n0 < n1) sb_block(kern, 0, m, n0, n1, k, a, b, beta, c, ldc, ep);
+      if (n0 < n1) sb_block(kern, 0, m, n0, n1, k, a, b, pb, beta, c, ldc, ep);
     } else {
       const int64_t m0 = lo * kern.mr, m1 = std::min(m, hi * kern.mr);
-      if (m0 < m1) sb_block(kern, m0, m1, 0, n, k, a, b, beta, c, ldc, ep);
+      if (m0 < m1) sb_block(kern, m0, m1, 0, n, k, a, b, pb, beta, c, ldc, ep);
     }
   });
+}
+
+}  // namespace
+
+void sbgemm_with(const SbKernelInfo& kern, int64_t m, int64_t n, int64_t k, MatrixView a,
+                 MatrixView b, float beta, float* c, int64_t ldc, const Epilogue& ep,
+                 int nthreads) {
+  sb_run(kern, m, n, k, a, b, PackedB{}, beta, c, ldc, ep, nthreads);
+}
+
+int64_t sb_packed_b_bytes(int64_t k, int64_t n) {
+  if (k <= 0 || n <= 0) return 0;
+  const SbKernelInfo& kern = active_sb_kernel();
+  const int64_t panels = (k + sb_panel_depth(kern, k) - 1) / sb_panel_depth(kern, k);
+  return panels * int64_t(prepacked_panel_bytes(kern, k, n));
+}
+
+void sb_pack_b_whole(int64_t k, int64_t n, MatrixView b, void* packed) {
+  if (k <= 0 || n <= 0) return;
+  if (reinterpret_cast<uintptr_t>(packed) % 64 != 0)
+    throw std::invalid_argument("sb_pack_b_whole: the packed B must be 64-byte aligned");
+  const SbKernelInfo& kern = active_sb_kernel();
+  const int64_t KC = sb_panel_depth(kern, k);
+  const size_t panel_bytes = prepacked_panel_bytes(kern, k, n);
+  auto* dst = static_cast<unsigned char*>(packed);
+  for (int64_t pc = 0; pc < k; pc += KC) {
+    const int64_t kc = std::min(KC, k - pc);
+    pack_b_block(kern, kc, n, round_up(kc, kern.kpad), b.data + pc * b.rs, b.rs, b.cs,
+                 dst + size_t(pc / KC) * panel_bytes);
+  }
+}
+
+void sbgemm_prepacked_b(int64_t m, int64_t n, int64_t k, MatrixView a, const void* packed,
+                        float beta, float* c, int64_t ldc, const Epilogue& ep, int nthreads) {
+  if (k > 0 && reinterpret_cast<uintptr_t>(packed) % 64 != 0)
+    throw std::invalid_argument("sbgemm_prepacked_b: the packed B must be 64-byte aligned");
+  const SbKernelInfo& kern = active_sb_kernel();
+  const PackedB pb{static_cast<const unsigned char*>(packed),
+                   k > 0 && n > 0 ? prepacked_panel_bytes(kern, k, n) : 0};
+  sb_run(kern, m, n, k, a, MatrixView{nullptr, 0, 0}, pb, beta, c, ldc, ep, nthreads);
 }
 
 void sbgemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float beta, float* c,

@@ -104,6 +104,19 @@ void sbgemm_with(const SbKernelInfo& kern, int64_t m, int64_t n, int64_t k, Matr
                  MatrixView b, float beta, float* c, int64_t ldc, const Epilogue& ep,
                  int nthreads);
 
+// A B operand rounded and packed once, multiplied many times (a recurrent kernel at every
+// time step), as sgemm_prepacked_b does for sgemm. sb_pack_b_whole writes B (k x n), in the
+// active kernel's layout, into sb_packed_b_bytes(k, n) bytes at `packed` (64-byte aligned):
+// every K panel sbgemm would use, each holding all n columns' micro-panels. sbgemm_prepacked_b
+// then computes bit for bit what sbgemm computes with that B and the same other arguments, on
+// any thread count, reading B's blocks from `packed` instead of rounding and packing them.
+// `packed` holds for that k and n only, until B changes.
+int64_t sb_packed_b_bytes(int64_t k, int64_t n);
+void sb_pack_b_whole(int64_t k, int64_t n, MatrixView b, void* packed);
+void sbgemm_prepacked_b(int64_t m, int64_t n, int64_t k, MatrixView a, const void* packed,
+                        float beta, float* c, int64_t ldc, const Epilogue& ep = Epilogue{},
+                        int nthreads = 0);
+
 // The kernel in use (first call decides, asking Linux for AMX state if it gets that far).
 const SbKernelInfo& active_sb_kernel();
 

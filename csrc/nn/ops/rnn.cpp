@@ -227,7 +227,7 @@ class RnnOp : public Op {
                             training && pergate_ ? gates_ * gate_pack_stride() + kAlignPad : 0),
                 ScratchLife::forward};
     } else {
-      s[kUP] = {0, gemm::packed_b_size(u_, gu_) + kAlignPad, ScratchLife::forward};
+      s[kUP] = {0, packed_size(u_, gu_) + kAlignPad, ScratchLife::forward};
     }
     if (backward) {
       s[kDZ] = {stacked_ ? gu_ : t_ * gu_, 0, bw};  // simple, lstm: one step's
@@ -246,7 +246,7 @@ class RnnOp : public Op {
         s[kDXH] = {f_ + u_, 0, bw};
       }
       s[kUT] = {0, gu_ * u_, bw};
-      s[kUTP] = {0, gemm::packed_b_size(gu_, u_) + kAlignPad, bw};
+      s[kUTP] = {0, packed_size(gu_, u_) + kAlignPad, bw};
     }
     if (training && rate_x_ > 0) {
       s[kXd] = {t_ * f_, 0, keep};
@@ -309,7 +309,7 @@ class RnnOp : public Op {
       }
       // U packed once for all steps (gru without reset_after: only its z and r columns).
       UP = align64(sc[kUP]);
-      if (t_ > 1 && xg == 1 && !bf16_) gemm::pack_b_whole(u_, rcols, {U, gu_, 1}, UP);
+      if (t_ > 1 && xg == 1) pack_whole(u_, rcols, {U, gu_, 1}, UP);
     }
     const int64_t xs = t_ * xg * k1_;  // row stride of kXH's rows
 
@@ -448,7 +448,7 @@ class RnnOp : public Op {
     if (!(stacked_ && a.dx[0]) || xg > 1) {
       for (int64_t j = 0; j < u_; ++j)
         for (int64_t k2 = 0; k2 < gu_; ++k2) UT[k2 * u_ + j] = U[j * gu_ + k2];
-      if (t_ > 1 && !bf16_) gemm::pack_b_whole(k, u_, {UT, u_, 1}, UTP);
+      if (t_ > 1) pack_whole(k, u_, {UT, u_, 1}, UTP);
     }
     if (cell_ == Cell::lstm) std::fill(sc[kDc], sc[kDc] + n * u_, 0.0f);
     const int64_t orow = (rows_out_ + nstate_) * u_;
@@ -1098,12 +1098,22 @@ class RnnOp : public Op {
     if (bf16_) gemm::sbgemm(m, n, k, x, w, beta, c, ldc, ep);
     else gemm::sgemm(m, n, k, 1.0f, x, w, beta, c, ldc, ep);
   }
-  // The same with B packed once for sgemm (the bf16 GEMM packs its own: packed is unused).
+  // The same with B packed once by pack_whole (bitwise mm's result): a recurrent kernel is
+  // multiplied at every step, and rounding and packing it each time costs a good share of a
+  // step's small product.
   void mm_packed(int64_t m, int64_t n, int64_t k, gemm::MatrixView x, gemm::MatrixView w,
                  const float* packed, float beta, float* c, int64_t ldc,
                  const gemm::Epilogue& ep = gemm::Epilogue{}) const {
-    if (bf16_) gemm::sbgemm(m, n, k, x, w, beta, c, ldc, ep);
+    if (bf16_) gemm::sbgemm_prepacked_b(m, n, k, x, packed, beta, c, ldc, ep);
     else gemm::sgemm_prepacked_b(m, n, k, 1.0f, x, w, packed, beta, c, ldc, ep);
+  }
+  // Floats of a packed B (k x n) for mm_packed, and the packing, on the GEMM mm uses.
+  int64_t packed_size(int64_t k, int64_t n) const {
+    return bf16_ ? (gemm::sb_packed_b_bytes(k, n) + 3) / 4 : gemm::packed_b_size(k, n);
+  }
+  void pack_whole(int64_t k, int64_t n, gemm::MatrixView b, float* packed) const {
+    if (bf16_) gemm::sb_pack_b_whole(k, n, b, packed);
+    else gemm::pack_b_whole(k, n, b, packed);
   }
 
   Cell cell_ = Cell::lstm;
