@@ -72,6 +72,10 @@ void pack_rows_contiguous(int w, int64_t count, int64_t kc, int64_t kcp, const f
 
 // 16 x 16 words transposed in registers: rows 4i..4i+3 of one column gathered per 128-bit
 // lane (unpacks), then the four lanes of a column brought together (two lane shuffles).
+// (GCC 12 warns inside the unpack and shuffle intrinsics, whose unused merge operand is
+// "undefined": GCC bug 105593, an error under -Werror.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 inline void transpose16(__m512i r[16]) {
   __m512i t[16];
   for (int i = 0; i < 8; ++i) {
@@ -96,6 +100,7 @@ inline void transpose16(__m512i r[16]) {
   }
   for (int i = 0; i < 16; ++i) r[i] = t[i];
 }
+#pragma GCC diagnostic pop
 
 // K is contiguous (cs == 1): each lane's row gives 16 pair words per 32 floats; 16 lanes by
 // 16 pairs are transposed into the [pair][lane] order of the panel.
