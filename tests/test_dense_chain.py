@@ -289,6 +289,7 @@ def test_predict_starts_a_thread_per_thread_not_per_block():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    # cwd "/": from the checkout, `import pynn` would find the source tree (without _core)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert out.returncode == 0, out.stderr
     assert int(out.stdout.split()[-1]) == 1, out.stdout
