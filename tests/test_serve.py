@@ -677,7 +677,12 @@ def test_monitor_prints_the_tables(server, models):
 
 def test_monitor_refreshes_until_interrupted(server):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "pynn", "monitor", server.url, "--interval",
+    # Ctrl-C as a terminal sends it. A test run started in the background by a shell without
+    # job control (`cmd &` in a script) ignores SIGINT, and its children inherit that, so
+    # `python -m pynn` gets the default Ctrl-C handling back before it starts.
+    launch = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+              " sys.argv[0] = 'pynn'; runpy.run_module('pynn', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", launch, "monitor", server.url, "--interval",
                              "0.1"], cwd=TESTS_DIR, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     frames = 0
