@@ -26,7 +26,7 @@ import zlib
 
 import numpy as np
 import pytest
-from test_conv import _param_grads, conv
+from test_conv import _param_grads, check_threads_and_batch, conv
 
 import pynn
 from pynn import _core
@@ -201,30 +201,7 @@ THREAD_CASES = [bf16_case(c) for c in [
 @pytest.mark.parametrize("case", THREAD_CASES, ids=repr)
 def test_results_are_bitwise_the_same_on_1_and_2_threads_and_alone(case):
     rng, ps, x, spec = _setup(case, 20, 11)
-    out_shape = (20,) + spec.shapes[spec.outputs[0]]
-    seed = rng.standard_normal(out_shape).astype(np.float32)
-    target = rng.standard_normal(out_shape).astype(np.float32)
-    before = pynn.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2):
-            pynn.set_num_threads(threads)
-            g = spec.to_core([("mean_squared_error", False, 1.0, 1.0)])
-            y = np.empty(out_shape, np.float32)
-            g.predict([x], [y])
-            dx = g.input_gradient([x], [seed])[0]
-            grads = _param_grads(g, len(ps), [x], [target])
-            results.append((y, dx, grads))
-            one = np.empty((1,) + out_shape[1:], np.float32)
-            g.predict([x[5:6]], [one])
-            assert np.array_equal(one, y[5:6])
-            assert np.array_equal(g.input_gradient([x[5:6]], [seed[5:6]])[0], dx[5:6])
-    finally:
-        pynn.set_num_threads(before)
-    (y1, d1, g1), (y2, d2, g2) = results
-    assert np.array_equal(y1, y2)
-    assert np.array_equal(d1, d2)
-    assert all(np.array_equal(a, b) for a, b in zip(g1, g2))
+    check_threads_and_batch(rng, ps, x, spec)
 
 
 ARCH_CHECK = """

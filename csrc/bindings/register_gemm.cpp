@@ -27,10 +27,7 @@ void register_gemm(py::module_& m) {
         float* c = mutable_c_contiguous(out, "out", 2);
         const auto [M, K, N] = product_shape(a, b, out);
         gemm::Epilogue ep;
-        if (bias) {
-          ep.bias = c_contiguous(*bias, "bias", 1);
-          if (bias->shape(0) != N) throw py::value_error("bias: length must equal columns of out");
-        }
+        ep.bias = bias_for_columns(bias, N);
         if (preact) {
           ep.preact = mutable_c_contiguous(*preact, "preact", 2);
           if (preact->shape(0) != M || preact->shape(1) != N)

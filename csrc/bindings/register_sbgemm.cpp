@@ -33,10 +33,7 @@ py::array sb_product(py::array a, py::array b, py::array out, std::optional<py::
   float* c = mutable_c_contiguous(out, "out", 2);
   const auto [M, K, N] = product_shape(a, b, out);
   gemm::Epilogue ep;
-  if (bias) {
-    ep.bias = c_contiguous(*bias, "bias", 1);
-    if (bias->shape(0) != N) throw py::value_error("bias: length must equal columns of out");
-  }
+  ep.bias = bias_for_columns(bias, N);
   ComputeCall nogil;
   run(SbOperands{M, N, K, av, bv, c, ep});
   return out;

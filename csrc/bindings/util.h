@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -79,6 +80,14 @@ inline const float* c_contiguous(const py::array& a, const char* name, int ndim)
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + ": expected a C-contiguous array");
   return static_cast<const float*>(a.data());
+}
+
+// The checked bias of a product with n columns (null when there is none).
+inline const float* bias_for_columns(const std::optional<py::array>& bias, int64_t n) {
+  if (!bias) return nullptr;
+  const float* p = c_contiguous(*bias, "bias", 1);
+  if (bias->shape(0) != n) throw py::value_error("bias: length must equal columns of out");
+  return p;
 }
 
 }  // namespace pynn::bind
