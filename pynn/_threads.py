@@ -94,20 +94,33 @@ def _register_controller(threadpoolctl) -> None:
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
-    """Runs `_register_controller` right after threadpoolctl is imported."""
+    """Runs `_register_controller` right after threadpoolctl is imported.
+
+    It stays on ``sys.meta_path`` until the module has really been executed: a caller that
+    only asks whether threadpoolctl exists (``importlib.util.find_spec``, as torch and some
+    test tools do) gets a spec that is never executed, and a one-shot hook spent on such a
+    probe left pynn unregistered when threadpoolctl was imported for real later."""
+
+    _looking = False  # set while our own find_spec call below runs: it must not find us
 
     def find_spec(self, name, path=None, target=None):
-        if name != "threadpoolctl":
+        if name != "threadpoolctl" or self._looking:
             return None
-        sys.meta_path.remove(self)  # one shot; also keeps find_spec below from finding us
-        spec = importlib.util.find_spec(name)
+        self._looking = True
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._looking = False
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         loader = spec.loader
         exec_module = loader.exec_module
+        finder = self
 
         def exec_then_register(module):
             exec_module(module)
+            if finder in sys.meta_path:
+                sys.meta_path.remove(finder)
             try:
                 _register_controller(module)
             except Exception:  # noqa: BLE001 - a threadpoolctl we do not understand: skip

@@ -253,15 +253,22 @@ def test_omp_num_threads_list_takes_its_first_entry():
     assert res.stdout.strip() == "3"
 
 
-@pytest.mark.parametrize("first", ["pynn", "threadpoolctl"])
+@pytest.mark.parametrize("first", ["pynn", "threadpoolctl", "pynn, then a probe"])
 def test_threadpoolctl_finds_pynn_whichever_is_imported_first(first):
+    # "a probe": something asks importlib whether threadpoolctl exists before it is imported
+    # (torch does); the registration must still happen at the real import.
     pytest.importorskip("threadpoolctl")
+    probe = first.endswith("probe")
+    first = first.split(",")[0]
     second = "threadpoolctl" if first == "pynn" else "pynn"
     res = run_python(f"""
-        import sys
+        import importlib.util, sys
         import {first}
         if "{first}" == "pynn":
             assert "threadpoolctl" not in sys.modules  # importing pynn does not import it
+        if {probe}:
+            assert importlib.util.find_spec("threadpoolctl") is not None
+            assert "threadpoolctl" not in sys.modules
         import {second}
         import pynn, threadpoolctl
         libs = [i for i in threadpoolctl.threadpool_info() if i["internal_api"] == "pynn"]
