@@ -214,3 +214,17 @@ def test_small_calls_stay_on_the_general_path_and_agree():
     m = bf16_mlp([50, 30, 4], ["relu", "softmax"], seed=50)
     x = np.random.default_rng(51).standard_normal((SMALL, 50)).astype(np.float32)
     same_bits(m.predict(x, verbose=0)[:1], m.predict(x[:1], verbose=0), "100 rows vs one")
+
+
+def test_chain_sees_a_weight_change():
+    """The kernels are rounded and packed from the weights at every call, never kept."""
+    m = bf16_mlp([30, 20, 3], ["relu", "softmax"], seed=8)
+    x = np.random.default_rng(9).standard_normal((300, 30)).astype(np.float32)
+    before = m.predict(x, verbose=0)
+    m.set_weights([v * 1.5 for v in m.get_weights()])
+    after = m.predict(x, verbose=0)
+    assert not np.array_equal(after, before)
+    same_bits(after, general(m, x), "after set_weights: fused vs general path")
+    m.layers[0].kernel.assign(m.get_weights()[0] * 0.5)
+    same_bits(m.predict(x, verbose=0), general(m, x), "after kernel.assign")
+    assert not np.array_equal(m.predict(x, verbose=0), after)
