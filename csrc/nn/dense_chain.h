@@ -2,7 +2,8 @@
 //
 // Graph::predict hands a graph whose nodes are float32 Dense layers one after the other (views
 // such as Flatten or inference-time Dropout between them are allowed) to DenseChain, which
-// runs every layer of one block of rows before moving to the next block:
+// runs every layer of one block of rows before moving to the next block (a chain of bf16
+// layers, the mixed_bfloat16 policy, has its own twin of this: run_bf16 below):
 //   - each layer's weights are packed once per call (gemm::pack_b_whole), not once per chunk;
 //   - a block's activations stay in this core's cache from one layer to the next, in padded
 //     scratch owned by the thread, and nothing is allocated per block;
