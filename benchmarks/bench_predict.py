@@ -10,6 +10,9 @@ random row with no zeros, pynn's worst case (every weight read); "1 image row" i
 Fashion-MNIST test image scaled to [0, 1], about half of its pixels zero, what serving an image
 costs. Random rows and images give every other implementation the same time.
 
+"pynn bf16" is the same model under the mixed_bfloat16 policy (products of bf16-rounded
+operands on the bf16 GEMM, float32 sums, bias and activations), the same weights.
+
 The ONNX graph is built here with onnx.helper (MatMul + Add + Relu, ... , Softmax) rather than
 exported by pynn, so that the baseline does not depend on pynn's exporter. Targets: 1 row in
 at most 5 microseconds; 10,000 rows at 1.5x ONNX Runtime's rows per second or better.
@@ -53,6 +56,24 @@ def model():
                          f"({ratios}); {others}")
 
 
+@pytest.fixture(scope="module")
+def bf16_model(model):
+    """The model under mixed_bfloat16, with the float32 model's weights."""
+    from pynn import mixed_precision as mp
+
+    saved = mp.global_policy()
+    mp.set_global_policy("mixed_bfloat16")
+    try:
+        m = pynn.Sequential([pynn.Input((SIZES[0],)), L.Dense(SIZES[1], activation="relu"),
+                             L.Dense(SIZES[2], activation="relu"),
+                             L.Dense(SIZES[3], activation="softmax")])
+        m.build()
+    finally:
+        mp.set_global_policy(saved)
+    m.set_weights(model.get_weights())
+    return m
+
+
 def image_row():
     """The first Fashion-MNIST test image as a float32 row in [0, 1] (the subset shipped with
     pynn when the data set is not installed)."""
@@ -94,7 +115,7 @@ def onnx_session(weights):
 def impls():
     # "pynn engine": the C++ call behind model.predict (Graph.predict_array) alone, so that
     # the gap between the two rows is model.predict's Python overhead.
-    out = ["pynn", "pynn engine", "onnxruntime"]
+    out = ["pynn", "pynn engine", "pynn bf16", "onnxruntime"]
     return out + (["torch"] if torch is not None else [])
 
 
@@ -109,7 +130,7 @@ def threads(request):
 @pytest.mark.parametrize("threads", [1, 2], indirect=True)
 @pytest.mark.parametrize("impl", impls())
 @pytest.mark.parametrize("case", list(ROWS))
-def test_predict(benchmark, model, impl, case, threads):
+def test_predict(benchmark, model, bf16_model, impl, case, threads):
     rows = ROWS[case]
     x = image_row() if case == "1 image row" else (
         np.random.default_rng(rows).random((rows, SIZES[0]), dtype=np.float32))
@@ -118,6 +139,9 @@ def test_predict(benchmark, model, impl, case, threads):
     if impl == "pynn":
         def fn():
             return model.predict(x, verbose=0, batch_size=rows)
+    elif impl == "pynn bf16":
+        def fn():
+            return bf16_model.predict(x, verbose=0, batch_size=rows)
     elif impl == "pynn engine":
         graph = model._pgraph  # built by the predict above
 
@@ -142,8 +166,10 @@ def test_predict(benchmark, model, impl, case, threads):
         def fn():
             with torch.no_grad():
                 return net(xt).numpy()
-    # the same numbers from every implementation (float32 sums in different orders)
-    np.testing.assert_allclose(fn(), want, rtol=1e-4, atol=1e-6)
+    # the same numbers from every implementation (float32 sums in different orders); bf16
+    # operands (2**-9 relative each) move the probabilities by up to about a percent
+    tol = {"rtol": 0.05, "atol": 0.01} if impl == "pynn bf16" else {"rtol": 1e-4, "atol": 1e-6}
+    np.testing.assert_allclose(fn(), want, **tol)
     best = timed(benchmark, fn, rounds=2000 if rows == 1 else 30, warmup=20 if rows == 1 else 3)
     RATES[(case, threads, impl)] = best
     record("predict (s per call)", f"{case}, {threads} threads", impl, best)

@@ -302,6 +302,10 @@ struct Run {
 void DenseChain::run(const float* const* W, const float* const* b, const float* x, int64_t n,
                      float* y) {
   if (n <= 0 || layers_.empty()) return;
+  if (layers_.front().bf16) {
+    run_bf16(W, b, x, n, y);
+    return;
+  }
   const gemm::KernelInfo& kern = gemm::active_kernel();
   if (n == 1 && kern.direct != nullptr) {
     one_row(kern, layers_, W, b, x, y);  // no packing: the weights are read in place

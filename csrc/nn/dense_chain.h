@@ -2,7 +2,8 @@
 //
 // Graph::predict hands a graph whose nodes are float32 Dense layers one after the other (views
 // such as Flatten or inference-time Dropout between them are allowed) to DenseChain, which
-// runs every layer of one block of rows before moving to the next block:
+// runs every layer of one block of rows before moving to the next block (a chain of bf16
+// layers, the mixed_bfloat16 policy, has its own twin of this: run_bf16 below):
 //   - each layer's weights are packed once per call (gemm::pack_b_whole), not once per chunk;
 //   - a block's activations stay in this core's cache from one layer to the next, in padded
 //     scratch owned by the thread, and nothing is allocated per block;
@@ -29,6 +30,7 @@ struct DenseDesc {
   gemm::act_fn act = nullptr;         // element-wise activation in the epilogue (null: linear)
   const float* act_params = nullptr;  // owned by the op, valid as long as the graph
   bool softmax = false;               // a row softmax after the affine map
+  bool bf16 = false;  // compute_dtype "bfloat16": the product on the bf16 GEMM (sbgemm.h)
 };
 
 class DenseChain {
@@ -45,9 +47,20 @@ class DenseChain {
   // One row (n == 1) takes the direct kernels on the weights in place, each large layer's
   // columns shared among the threads; more rows take the packed row-block path.
   // Not safe to call from two threads on one DenseChain (the packed weights are its own).
+  // A chain of bf16 layers (every layer's bf16 set: Graph::build_chain keeps no mixed chain)
+  // runs run_bf16's row blocks instead.
   void run(const float* const* W, const float* const* b, const float* x, int64_t n, float* y);
 
  private:
+  // The bf16 twin (dense_chain_bf16.cpp): each layer's kernel rounded and packed once per call
+  // (gemm::sb_pack_b_whole), each block of rows through every layer by sbgemm_prepacked_b on
+  // one thread. sbgemm's C[i][j] is the same operations whatever rows it is computed with and
+  // on however many threads, so every row is bitwise what the per-layer path (dense_forward
+  // with bf16, any chunk of rows) gives: the activation rounded to bf16 when the next layer
+  // packs it, float32 sums, bias and activation in float32 in the GEMM's epilogue.
+  void run_bf16(const float* const* W, const float* const* b, const float* x, int64_t n,
+                float* y);
+
   std::vector<DenseDesc> layers_;
   AlignedBuffer packed_;  // every layer's packed kernel, one call's
 };

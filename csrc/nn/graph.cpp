@@ -1065,6 +1065,8 @@ void Graph::build_chain(InferContext& c) const {
     if (c.plan.nodes[i].alias) continue;
     DenseDesc d;
     if (!nd.op->dense_desc(&d)) return;  // any other op: not a chain (nothing kept)
+    // float32 and bf16 layers in one chain: the general path (each chain kind runs one GEMM)
+    if (chain.size() > 0 && d.bf16 != chain.layer(0).bf16) return;
     chain.add(d);
     w.push_back(nd.params[0]);
     b.push_back(nd.params.size() > 1 ? nd.params[1] : -1);

@@ -123,13 +123,14 @@ class DenseOp : public Op {
   bool dense_desc(DenseDesc* d) const override {
     // A fused sigmoid output gets its sigmoid from the graph over whole rows; leave it to
     // the general path.
-    if (bf16_ || lead_ != 1 || (sigmoid_ && logits_)) return false;
+    if (lead_ != 1 || (sigmoid_ && logits_)) return false;
     const ActivationInfo& act = effective(false);
     d->in = in_;
     d->out = units_;
     d->act = std::strcmp(act.name, "linear") == 0 ? nullptr : act.forward;  // as dense_forward
     d->act_params = act_params_.data();
     d->softmax = softmax_;  // with logits_ the graph applies the same row softmax
+    d->bf16 = bf16_;        // the chain's bf16 twin runs the products as dense_forward does
     return true;
   }
 

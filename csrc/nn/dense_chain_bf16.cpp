@@ -1,0 +1,99 @@
+// The fused predict path of a chain of bf16 dense layers (mixed_bfloat16): DenseChain::run_bf16
+// (see dense_chain.h for what it keeps bitwise).
+//
+// What it saves over the per-layer path: that path runs each op on a chunk of rows at a time,
+// and sbgemm rounds and packs the layer's whole kernel again for every chunk; here every
+// kernel is rounded and packed once per call, and a block of rows goes through all the layers
+// while its activations are in this core's cache. The products are sbgemm's own (through
+// sbgemm_prepacked_b), so nothing of its arithmetic is repeated here.
+#include <algorithm>
+#include <atomic>
+
+#include "common/aligned_buffer.h"
+#include "common/parallel.h"
+#include "gemm/sbgemm.h"
+#include "nn/dense_chain.h"
+#include "nn/softmax.h"
+
+namespace pynn::nn {
+namespace {
+
+// Rows per block: a multiple of the kernel's MR (so no tile is cut short in a block but the
+// call's last one), a few MR-row groups deep. Every MR rows stream the layer's packed kernel
+// from L2 whatever the block is, so a block only needs to keep its activations in cache from
+// one layer to the next; small blocks share out evenly among the threads.
+constexpr int64_t kBlockTiles = 4;
+constexpr int64_t kBlocksPerThread = 4;
+
+int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+thread_local AlignedBuffer tl_bf_act[2];  // a block's layer outputs, alternating
+
+gemm::Epilogue epilogue_of(const DenseDesc& d, const float* bias) {
+  gemm::Epilogue ep;  // dense_forward's, without the saved pre-activation
+  ep.bias = bias;
+  ep.act = d.act;
+  ep.act_params = d.act_params;
+  return ep;
+}
+
+// Rows [0, m) of x (row stride `in` of the first layer) through every layer into y (row stride
+// `out` of the last). nthreads: the sbgemm calls' (1 inside a pool task; 0, every thread, for a
+// call too small to cut into blocks, where each product is cut along its columns instead).
+void rows_through(const std::vector<DenseDesc>& layers, const std::vector<size_t>& offsets,
+                  const unsigned char* packed, const float* const* b, const float* x, int64_t m,
+                  float* y, int nthreads) {
+  const float* src = x;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const DenseDesc& d = layers[l];
+    const bool last = l + 1 == layers.size();
+    float* dst = last ? y : tl_bf_act[l % 2].get(m * d.out);
+    gemm::sbgemm_prepacked_b(m, d.out, d.in, {src, d.in, 1}, packed + offsets[l], 0.0f, dst,
+                             d.out, epilogue_of(d, b[l]), nthreads);
+    if (d.softmax) softmax_forward(dst, m, d.out);  // rows are independent
+    src = dst;
+  }
+}
+
+}  // namespace
+
+void DenseChain::run_bf16(const float* const* W, const float* const* b, const float* x,
+                          int64_t n, float* y) {
+  // Every layer's kernel in sbgemm's packed layout, once for the call; each starts on a
+  // 64-byte boundary, as sb_pack_b_whole requires.
+  std::vector<size_t> offsets(layers_.size());
+  size_t total = 0;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    offsets[l] = total;
+    total += size_t(round_up(gemm::sb_packed_b_bytes(layers_[l].in, layers_[l].out), 64));
+  }
+  auto* packed = reinterpret_cast<unsigned char*>(packed_.get(int64_t(total / sizeof(float))));
+  for (size_t l = 0; l < layers_.size(); ++l)
+    gemm::sb_pack_b_whole(layers_[l].in, layers_[l].out, {W[l], layers_[l].out, 1},
+                          packed + offsets[l]);
+
+  const int64_t in = layers_.front().in, out = layers_.back().out;
+  const int64_t mr = gemm::active_sb_kernel().mr;
+  const int threads = parallel::available_threads();
+  const int64_t rows = std::min<int64_t>(
+      kBlockTiles * mr, round_up(std::max<int64_t>(1, n / (kBlocksPerThread * threads)), mr));
+  const int64_t blocks = (n + rows - 1) / rows;
+  if (threads > 1 && blocks < 2 * int64_t(threads)) {
+    // Too few rows to share out by blocks (one row, a few): the products share columns.
+    rows_through(layers_, offsets, packed, b, x, n, y, 0);
+    return;
+  }
+  const int nt = int(std::min<int64_t>(threads, blocks));
+  // One task per thread, each taking the next block nobody has taken (a thread the machine
+  // holds up keeps only the block it is on); who computes a block changes nothing in its bits.
+  std::atomic<int64_t> next_block{0};
+  parallel::run(nt, [&](int) {
+    for (int64_t k; (k = next_block.fetch_add(1, std::memory_order_relaxed)) < blocks;) {
+      const int64_t r0 = k * rows;
+      rows_through(layers_, offsets, packed, b, x + r0 * in, std::min(rows, n - r0),
+                   y + r0 * out, 1);
+    }
+  });
+}
+
+}  // namespace pynn::nn
