@@ -35,11 +35,30 @@
 // col2im adds a sample's rows in increasing order on one thread; the activation pass is
 // per element. Bitwise the same on any thread count.
 //
-// Scratch: [0] z, the pre-activation (saved when backward needs it), [1] the forward's chunk.
+// compute_dtype "bfloat16" (the mixed_bfloat16 policy): every product (forward, dx, dW) reads
+// x, the kernel and dz rounded to bfloat16 and sums in float32 on the bf16 GEMM (gemm::sbgemm:
+// VDPBF16PS or AMX where the CPU has them, its exact float32 emulation elsewhere); the bias,
+// the activation and db (summed from the unrounded dz) stay float32, as do the weights.
+//   forward   dcol = x W^T by sbgemm_prepacked_b, W^T rounded and packed once per pass,
+//             then col2im as in float32;
+//   dx, dW    on the patch matrix of dz built row-major a chunk of positions at a time
+//             (patch_rows), which both products then read: dx = sbgemm(patches, W) with W
+//             packed once per pass, dW = the sum over chunks, in chunk order, of
+//             sbgemm(patches^T, x). sbgemm cuts C among threads, never K, and its K panels
+//             depend on k alone, so a row of dx is the same bits alone or in a batch, and
+//             nothing depends on the thread count.
+// (The convolution's bf16 path packs its patches straight into the bf16 kernel's panels,
+// conv.cpp's sb_implicit; that routine is not exported, hence the row-major chunk here.)
+//
+// Scratch: [0] z, the pre-activation (saved when backward needs it), [1] the forward's chunk,
+// [2] in bf16, backward's chunk of dz patches.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
+#include "common/parallel.h"
 #include "gemm/gemm.h"
+#include "gemm/sbgemm.h"
 #include "nn/dense.h"
 #include "nn/ops/common.h"
 #include "nn/ops/conv_patches.h"
@@ -75,11 +94,60 @@ std::vector<int64_t> per_axis(const Attrs& attrs, const char* key, size_t rank, 
   return v;
 }
 
+// `bytes` bytes inside buf, starting 64-byte aligned (the bf16 GEMM's packed operands).
+void* aligned_bytes(std::vector<float>& buf, int64_t bytes) {
+  buf.resize(size_t((bytes + 3) / 4 + 16));
+  float* p = buf.data();
+  return p + (16 - (reinterpret_cast<uintptr_t>(p) / sizeof(float)) % 16) % 16;
+}
+
+// Rows [r0, r0 + rows) of pt's patch matrix, row-major (rows, kg), into dst, built with the
+// convolution's exported packer of the transposed patch matrix (ops::pack_patch_cols): it
+// writes panels of 16 (tap, c) rows in which each position's 16 values are contiguous, so a
+// row of the patch matrix is kg / 16 copies of 16 floats. Threads take blocks of rows (a plain
+// copy: any split gives the same buffer).
+void patch_rows(const ops::Patches& pt, int64_t kg, int64_t r0, int64_t rows, int nt,
+                float* dst) {
+  constexpr int kPanel = 16;          // an MR pack_patch_cols serves
+  constexpr int64_t kPositions = 256;  // positions per call (its own chunk of positions)
+  const int64_t panels = (kg + kPanel - 1) / kPanel;
+  const int64_t blocks = (rows + kPositions - 1) / kPositions;
+  nt = int(std::min<int64_t>(nt, blocks));
+  auto part = [&](int t) {
+    thread_local std::vector<float> tmp;
+    tmp.resize(size_t(panels * kPanel * kPositions));
+    int64_t lo, hi;
+    parallel::static_block(blocks, nt, t, lo, hi);
+    for (int64_t j0 = lo * kPositions; j0 < std::min(rows, hi * kPositions); j0 += kPositions) {
+      const int64_t pn = std::min(kPositions, rows - j0);
+      ops::pack_patch_cols(&pt, 0, kg, r0 + j0, pn, kPanel, tmp.data());
+      for (int64_t b = 0; b < panels; ++b) {
+        const int64_t width = std::min<int64_t>(kPanel, kg - b * kPanel);
+        const float* src = tmp.data() + b * kPanel * pn;
+        float* d = dst + j0 * kg + b * kPanel;
+        if (width == kPanel) {
+          for (int64_t j = 0; j < pn; ++j)
+            std::memcpy(d + j * kg, src + j * kPanel, sizeof(float) * kPanel);
+        } else {
+          for (int64_t j = 0; j < pn; ++j)
+            std::memcpy(d + j * kg, src + j * kPanel, sizeof(float) * size_t(width));
+        }
+      }
+    }
+  };
+  if (nt <= 1) part(0);
+  else parallel::run(nt, part);
+}
+
 class ConvTransposeOp : public Op {
  public:
   Shape configure(const Attrs& attrs, const std::vector<Shape>& in,
                   const std::vector<Shape>& params) override {
     use_bias_ = attrs.get_bool("use_bias", true);
+    const std::string compute = attrs.get_string("compute_dtype", "float32");
+    if (compute != "float32" && compute != "bfloat16")
+      op_error(attrs, "compute_dtype must be 'float32' or 'bfloat16', got '" + compute + "'");
+    bf16_ = compute == "bfloat16";
     fused_.parse(attrs, "conv_transpose");
     check_arity(attrs, in, 1, 1, params, use_bias_ ? 2 : 1, use_bias_ ? 2 : 1);
     const Shape& x = in[0];
@@ -118,9 +186,10 @@ class ConvTransposeOp : public Op {
   }
 
   std::vector<ScratchNeed> scratch(bool training, bool backward) const override {
-    std::vector<ScratchNeed> s(2);
+    std::vector<ScratchNeed> s(3);
     if (backward && keeps_z()) s[0] = {w_.in_size(), 0, ScratchLife::saved};
     s[1] = {0, chunk_rows_ * kg_, ScratchLife::forward};
+    if (backward && bf16_) s[2] = {0, chunk_rows_ * kg_, ScratchLife::backward};
     return s;
   }
   bool needs_input(int, bool, const BackwardNeeds& needs) const override {
@@ -166,12 +235,19 @@ class ConvTransposeOp : public Op {
     };
     float* dcol = a.scratch[1];
     const float* W = a.param[0];
+    // (rows, C) x (C, kh*kw*F): the kernel matrix read transposed in place (in bf16, rounded
+    // and packed once for every chunk).
+    void* packed = nullptr;
+    if (bf16_ && M > 0) {
+      packed = aligned_bytes(packed_, gemm::sb_packed_b_bytes(cin_, kg_));
+      gemm::sb_pack_b_whole(cin_, kg_, {W, 1, cin_}, packed);
+    }
     for (int64_t r0 = 0; r0 < M; r0 += chunk_rows_) {
       const int64_t rows = std::min(chunk_rows_, M - r0);
       start_until((r0 + rows - 1) / P + 1);
-      // (rows, C) x (C, kh*kw*F): the kernel matrix read transposed in place.
-      gemm::sgemm(rows, kg_, cin_, 1.0f, {a.x[0] + r0 * cin_, cin_, 1}, {W, 1, cin_}, 0.0f,
-                  dcol, kg_);
+      const gemm::MatrixView xr{a.x[0] + r0 * cin_, cin_, 1};
+      if (bf16_) gemm::sbgemm_prepacked_b(rows, kg_, cin_, xr, packed, 0.0f, dcol, kg_);
+      else gemm::sgemm(rows, kg_, cin_, 1.0f, xr, {W, 1, cin_}, 0.0f, dcol, kg_);
       ops::col2im_add(w_, dcol, r0, rows, 0, filters_, y);
       finish_until((r0 + rows) / P);
     }
@@ -192,6 +268,10 @@ class ConvTransposeOp : public Op {
                                  db != nullptr && a.dparam_acc[1]);
     }
     const ops::Patches pt{w_, dy, 0, filters_, offset_.data()};
+    if (bf16_) {
+      backward_bf16(a, pt, a.dx[0], a.dparam[0]);
+      return;
+    }
     if (float* dx = a.dx[0]) {
       const gemm::APacker packer{&ops::pack_patch_rows, &pt};
       gemm::sgemm_packed_a(M, cin_, kg_, 1.0f, packer, {a.param[0], cin_, 1},
@@ -201,6 +281,32 @@ class ConvTransposeOp : public Op {
       const gemm::APacker packer{&ops::pack_patch_cols, &pt};
       gemm::sgemm_packed_a(kg_, cin_, M, 1.0f, packer, {a.x[0], cin_, 1},
                            a.dparam_acc[0] ? 1.0f : 0.0f, dW, cin_);
+    }
+  }
+
+  // dx (+)= patches(dz) W and dW (+)= patches(dz)^T x on the bf16 GEMM, both from one
+  // row-major chunk of patches at a time (scratch [2]); see the header.
+  void backward_bf16(const BwdArgs& a, const ops::Patches& pt, float* dx, float* dW) {
+    const int64_t M = a.n * w_.positions();
+    if (dW != nullptr && M == 0 && !a.dparam_acc[0])
+      std::memset(dW, 0, sizeof(float) * size_t(kg_ * cin_));
+    if ((dx == nullptr && dW == nullptr) || M == 0) return;
+    void* packed = nullptr;
+    if (dx != nullptr) {
+      packed = aligned_bytes(packed_, gemm::sb_packed_b_bytes(kg_, cin_));
+      gemm::sb_pack_b_whole(kg_, cin_, {a.param[0], cin_, 1}, packed);
+    }
+    float* col = a.scratch[2];
+    for (int64_t r0 = 0; r0 < M; r0 += chunk_rows_) {
+      const int64_t rows = std::min(chunk_rows_, M - r0);
+      patch_rows(pt, kg_, r0, rows,
+                 gemm::threads_for(rows, cin_, kg_, parallel::available_threads()), col);
+      if (dx != nullptr)
+        gemm::sbgemm_prepacked_b(rows, cin_, kg_, {col, kg_, 1}, packed,
+                                 a.dx_acc[0] ? 1.0f : 0.0f, dx + r0 * cin_, cin_);
+      if (dW != nullptr)
+        gemm::sbgemm(kg_, cin_, rows, {col, 1, kg_}, {a.x[0] + r0 * cin_, cin_, 1},
+                     r0 == 0 && !a.dparam_acc[0] ? 0.0f : 1.0f, dW, cin_);
     }
   }
 
@@ -269,8 +375,10 @@ class ConvTransposeOp : public Op {
   Window w_;
   int64_t cin_ = 0, filters_ = 0, kg_ = 0, chunk_rows_ = 1;
   bool use_bias_ = true, logits_ = false;
+  bool bf16_ = false;  // compute_dtype "bfloat16": operands rounded to bf16, float32 sums
   ops::FusedActivation fused_;
   std::vector<int64_t> offset_;  // ops::Patches::offset of the underlying convolution
+  std::vector<float> packed_;    // the bf16 GEMM's packed kernel (W^T forward, W for dx)
 };
 
 }  // namespace
