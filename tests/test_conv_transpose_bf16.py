@@ -403,6 +403,21 @@ def test_layers_pass_the_policy_to_their_op(name, shape, kwargs):
     assert np.array_equal(got_cf, np.transpose(got, back))
 
 
+def test_predict_on_several_threads_at_once_gives_the_sequential_bits():
+    # (the op's forward writes only to its scratch: predict may run concurrently, graph.h)
+    from concurrent.futures import ThreadPoolExecutor
+
+    pynn.utils.set_random_seed(1)
+    model = decoder("mixed_bfloat16")
+    x = np.random.default_rng(3).standard_normal((64, 6, 6, 8)).astype(np.float32)
+    chunks = [x[i::4] for i in range(4)]
+    want = [model.predict(c, verbose=0) for c in chunks]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda c: model.predict(c, verbose=0), chunks))
+            assert all(np.array_equal(a, b) for a, b in zip(got, want))
+
+
 def decoder(dtype=None):
     return pynn.Sequential([
         pynn.Input((6, 6, 8)),

@@ -50,8 +50,9 @@
 // (The convolution's bf16 path packs its patches straight into the bf16 kernel's panels,
 // conv.cpp's sb_implicit; that routine is not exported, hence the row-major chunk here.)
 //
-// Scratch: [0] z, the pre-activation (saved when backward needs it), [1] the forward's chunk,
-// [2] in bf16, backward's chunk of dz patches.
+// Scratch: [0] z, the pre-activation (saved when backward needs it), [1] the forward's chunk;
+// in bf16, [2] backward's chunk of dz patches, [3] W^T packed for the forward's GEMMs, [4] W
+// packed for dx's (scratch, not members: forward may run on several threads at once).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -94,10 +95,12 @@ std::vector<int64_t> per_axis(const Attrs& attrs, const char* key, size_t rank, 
   return v;
 }
 
-// `bytes` bytes inside buf, starting 64-byte aligned (the bf16 GEMM's packed operands).
-void* aligned_bytes(std::vector<float>& buf, int64_t bytes) {
-  buf.resize(size_t((bytes + 3) / 4 + 16));
-  float* p = buf.data();
+// Floats of scratch that hold the bf16 GEMM's packed B (k x n) from a 64-byte boundary on.
+int64_t packed_floats(int64_t k, int64_t n) {
+  return (gemm::sb_packed_b_bytes(k, n) + 3) / 4 + 16;
+}
+// p advanced to the next 64-byte boundary (sb_pack_b_whole's requirement).
+void* aligned64(float* p) {
   return p + (16 - (reinterpret_cast<uintptr_t>(p) / sizeof(float)) % 16) % 16;
 }
 
@@ -186,10 +189,16 @@ class ConvTransposeOp : public Op {
   }
 
   std::vector<ScratchNeed> scratch(bool training, bool backward) const override {
-    std::vector<ScratchNeed> s(3);
+    std::vector<ScratchNeed> s(5);
     if (backward && keeps_z()) s[0] = {w_.in_size(), 0, ScratchLife::saved};
     s[1] = {0, chunk_rows_ * kg_, ScratchLife::forward};
-    if (backward && bf16_) s[2] = {0, chunk_rows_ * kg_, ScratchLife::backward};
+    if (bf16_) {
+      s[3] = {0, packed_floats(cin_, kg_), ScratchLife::forward};
+      if (backward) {
+        s[2] = {0, chunk_rows_ * kg_, ScratchLife::backward};
+        s[4] = {0, packed_floats(kg_, cin_), ScratchLife::backward};
+      }
+    }
     return s;
   }
   bool needs_input(int, bool, const BackwardNeeds& needs) const override {
@@ -239,7 +248,7 @@ class ConvTransposeOp : public Op {
     // and packed once for every chunk).
     void* packed = nullptr;
     if (bf16_ && M > 0) {
-      packed = aligned_bytes(packed_, gemm::sb_packed_b_bytes(cin_, kg_));
+      packed = aligned64(a.scratch[3]);
       gemm::sb_pack_b_whole(cin_, kg_, {W, 1, cin_}, packed);
     }
     for (int64_t r0 = 0; r0 < M; r0 += chunk_rows_) {
@@ -293,7 +302,7 @@ class ConvTransposeOp : public Op {
     if ((dx == nullptr && dW == nullptr) || M == 0) return;
     void* packed = nullptr;
     if (dx != nullptr) {
-      packed = aligned_bytes(packed_, gemm::sb_packed_b_bytes(kg_, cin_));
+      packed = aligned64(a.scratch[4]);
       gemm::sb_pack_b_whole(kg_, cin_, {a.param[0], cin_, 1}, packed);
     }
     float* col = a.scratch[2];
@@ -378,7 +387,6 @@ class ConvTransposeOp : public Op {
   bool bf16_ = false;  // compute_dtype "bfloat16": operands rounded to bf16, float32 sums
   ops::FusedActivation fused_;
   std::vector<int64_t> offset_;  // ops::Patches::offset of the underlying convolution
-  std::vector<float> packed_;    // the bf16 GEMM's packed kernel (W^T forward, W for dx)
 };
 
 }  // namespace
