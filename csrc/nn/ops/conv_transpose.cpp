@@ -128,7 +128,7 @@ void patch_rows(const ops::Patches& pt, int64_t kg, int64_t r0, int64_t rows, in
         const int64_t width = std::min<int64_t>(kPanel, kg - b * kPanel);
         const float* src = tmp.data() + b * kPanel * pn;
         float* d = dst + j0 * kg + b * kPanel;
-        if (width == kPanel) {
+        if (width == kPanel) {  // a fixed size: vector moves
           for (int64_t j = 0; j < pn; ++j)
             std::memcpy(d + j * kg, src + j * kPanel, sizeof(float) * kPanel);
         } else {
