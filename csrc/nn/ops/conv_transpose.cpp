@@ -41,21 +41,24 @@
 // the activation and db (summed from the unrounded dz) stay float32, as do the weights.
 //   forward   dcol = x W^T by sbgemm_prepacked_b, W^T rounded and packed once per pass,
 //             then col2im as in float32;
-//   dx, dW    on the patch matrix of dz built row-major a chunk of positions at a time
-//             (patch_rows), which both products then read: dx = sbgemm(patches, W) with W
-//             packed once per pass, dW = the sum over chunks, in chunk order, of
+//   dx, dW    on the patch matrix of dz built (transposed) a chunk of positions at a time
+//             (patches_transposed), which both products then read: dx = sbgemm(patches, W)
+//             with W packed once per pass, dW = the sum over chunks, in chunk order, of
 //             sbgemm(patches^T, x). sbgemm cuts C among threads, never K, and its K panels
 //             depend on k alone, so a row of dx is the same bits alone or in a batch, and
 //             nothing depends on the thread count.
 // (The convolution's bf16 path packs its patches straight into the bf16 kernel's panels,
-// conv.cpp's sb_implicit; that routine is not exported, hence the row-major chunk here.)
+// conv.cpp's sb_implicit; that routine is not exported, hence the chunk here.)
 // Measured (AMD Zen 4 with AVX512_BF16, one thread, batch 128, thread CPU time, best of 15,
 // three alternating runs, load 9 on 2 cores): the decoder layer (7, 7, 64) -> (14, 14, 32),
 // 3x3, strides 2, 'same', relu: forward 3.0 ms float32 -> 1.75-1.9 ms bf16; training step
-// (forward, dW, db) 8.4-8.5 -> 7.1-7.4 ms. Its dW gains nothing yet: the GEMM's time halves,
-// but gathering the patches (pack_patch_cols, the bulk of the backward pass in both dtypes),
-// copying them into rows and packing those again for sbgemm cost as much. Packing the
-// patches straight into the bf16 panels, as sb_implicit does, would remove the last two.
+// (forward, dW, db) 8.4-8.5 -> 7.1-7.4 ms with the patches row-major, 6.6-7.3 ms
+// transposed. Its dW gains little: the GEMM's time halves, but gathering the patches (the
+// bulk of the backward pass in both dtypes), copying them into the chunk and packing that
+// again for sbgemm cost nearly as much. Packing the patches straight into the bf16 panels,
+// as sb_implicit does, would remove the last two.
+// Whole decoder (that layer, then (14, 14, 32) -> (28, 28, F2), dx and dW), training step:
+// row-major 9.2-9.4 ms (F2 = 1), 19.2-20.2 ms (F2 = 16); transposed 8.9-9.3, 18.8-19.5.
 //
 // Scratch: [0] z, the pre-activation (saved when backward needs it), [1] the forward's chunk;
 // in bf16, [2] backward's chunk of dz patches, [3] W^T packed for the forward's GEMMs, [4] W
@@ -111,36 +114,39 @@ void* aligned64(float* p) {
   return p + (16 - (reinterpret_cast<uintptr_t>(p) / sizeof(float)) % 16) % 16;
 }
 
-// Rows [r0, r0 + rows) of pt's patch matrix, row-major (rows, kg), into dst, built with the
-// convolution's exported packer of the transposed patch matrix (ops::pack_patch_cols): it
-// writes panels of 16 (tap, c) rows in which each position's 16 values are contiguous, so a
-// row of the patch matrix is kg / 16 copies of 16 floats. Threads take blocks of rows (a plain
-// copy: any split gives the same buffer).
-void patch_rows(const ops::Patches& pt, int64_t kg, int64_t r0, int64_t rows, int nt,
-                float* dst) {
-  constexpr int kPanel = 16;          // an MR pack_patch_cols serves
-  constexpr int64_t kPositions = 256;  // positions per call (its own chunk of positions)
-  const int64_t panels = (kg + kPanel - 1) / kPanel;
+// Rows [r0, r0 + rows) of pt's patch matrix, transposed: dst is (kg, rows) row-major, row p
+// holding column p of those patch rows. Built with the convolution's exported packer of the
+// patch matrix (ops::pack_patch_rows), whose panels of 16 positions hold each column's 16
+// values contiguously: a panel is kg copies of 16 floats. Threads take blocks of positions (a
+// plain copy: any split gives the same buffer).
+// Transposed because dW = patches^T x then reads its A along K (the positions) contiguously,
+// the bf16 packer's cheap direction, and dx reads it across; the other way round (patches
+// row-major from pack_patch_cols) measured 3-10% slower on a decoder's training step (one
+// thread, see the header).
+void patches_transposed(const ops::Patches& pt, int64_t kg, int64_t r0, int64_t rows, int nt,
+                        float* dst) {
+  constexpr int kPanel = 16;           // an MR pack_patch_rows serves
+  constexpr int64_t kPositions = 256;  // positions per call
   const int64_t blocks = (rows + kPositions - 1) / kPositions;
   nt = int(std::min<int64_t>(nt, blocks));
   auto part = [&](int t) {
     thread_local std::vector<float> tmp;  // (about the chunk's size at most)
-    tmp.resize(size_t(panels * kPanel * std::min(kPositions, rows)));
+    tmp.resize(size_t(kg * std::min<int64_t>(kPositions, (rows + kPanel - 1) / kPanel * kPanel)));
     int64_t lo, hi;
     parallel::static_block(blocks, nt, t, lo, hi);
     for (int64_t j0 = lo * kPositions; j0 < std::min(rows, hi * kPositions); j0 += kPositions) {
       const int64_t pn = std::min(kPositions, rows - j0);
-      ops::pack_patch_cols(&pt, 0, kg, r0 + j0, pn, kPanel, tmp.data());
-      for (int64_t b = 0; b < panels; ++b) {
-        const int64_t width = std::min<int64_t>(kPanel, kg - b * kPanel);
-        const float* src = tmp.data() + b * kPanel * pn;
-        float* d = dst + j0 * kg + b * kPanel;
+      ops::pack_patch_rows(&pt, r0 + j0, pn, 0, kg, kPanel, tmp.data());
+      for (int64_t ip = 0; ip * kPanel < pn; ++ip) {
+        const int64_t width = std::min<int64_t>(kPanel, pn - ip * kPanel);
+        const float* src = tmp.data() + ip * kPanel * kg;
+        float* d = dst + j0 + ip * kPanel;
         if (width == kPanel) {  // a fixed size: vector moves
-          for (int64_t j = 0; j < pn; ++j)
-            std::memcpy(d + j * kg, src + j * kPanel, sizeof(float) * kPanel);
+          for (int64_t p = 0; p < kg; ++p)
+            std::memcpy(d + p * rows, src + p * kPanel, sizeof(float) * kPanel);
         } else {
-          for (int64_t j = 0; j < pn; ++j)
-            std::memcpy(d + j * kg, src + j * kPanel, sizeof(float) * size_t(width));
+          for (int64_t p = 0; p < kg; ++p)
+            std::memcpy(d + p * rows, src + p * kPanel, sizeof(float) * size_t(width));
         }
       }
     }
@@ -315,13 +321,13 @@ class ConvTransposeOp : public Op {
     float* col = a.scratch[2];
     for (int64_t r0 = 0; r0 < M; r0 += chunk_rows_) {
       const int64_t rows = std::min(chunk_rows_, M - r0);
-      patch_rows(pt, kg_, r0, rows,
-                 gemm::threads_for(rows, cin_, kg_, parallel::available_threads()), col);
+      patches_transposed(pt, kg_, r0, rows,
+                         gemm::threads_for(rows, cin_, kg_, parallel::available_threads()), col);
       if (dx != nullptr)
-        gemm::sbgemm_prepacked_b(rows, cin_, kg_, {col, kg_, 1}, packed,
+        gemm::sbgemm_prepacked_b(rows, cin_, kg_, {col, 1, rows}, packed,
                                  a.dx_acc[0] ? 1.0f : 0.0f, dx + r0 * cin_, cin_);
       if (dW != nullptr)
-        gemm::sbgemm(kg_, cin_, rows, {col, 1, kg_}, {a.x[0] + r0 * cin_, cin_, 1},
+        gemm::sbgemm(kg_, cin_, rows, {col, rows, 1}, {a.x[0] + r0 * cin_, cin_, 1},
                      r0 == 0 && !a.dparam_acc[0] ? 0.0f : 1.0f, dW, cin_);
     }
   }
