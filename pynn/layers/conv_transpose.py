@@ -5,7 +5,9 @@ Each layer is one ``conv_transpose`` graph op (csrc/nn/ops/conv_transpose.cpp, t
 pynn/reference/conv_transpose.py): the adjoint of a convolution, each input position
 spreading its kernel over the output, with the bias and activation applied after.
 ``data_format="channels_first"`` wraps the op in two transposes (``permute`` ops), as the
-other convolution layers do; the weights keep Keras's layout either way.
+other convolution layers do; the weights keep Keras's layout either way. Under the
+mixed_bfloat16 policy (`pynn.mixed_precision`) the op's products read x, the kernel and the
+output gradient rounded to bf16 and sum in float32; weights, bias and db stay float32.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pynn.layers.convolutional import (
     PADDINGS,
     BaseConv,
     check_rank,
+    compute_attrs,
     from_channels_last,
     padding_arg,
     to_channels_last,
@@ -114,7 +117,8 @@ class BaseConvTranspose(BaseConv):
         attrs = {"strides": list(self.strides), "padding": self.padding,
                  "output_padding": list(self.output_padding or ()),
                  "dilation_rate": list(self.dilation_rate), "activation": self.activation,
-                 "act_params": list(self._act_params), "use_bias": self.use_bias}
+                 "act_params": list(self._act_params), "use_bias": self.use_bias,
+                 **compute_attrs(self)}
         (y,) = spec.add_node("conv_transpose", [x], [out_shape], self._param_ids(spec), attrs,
                              self.name)
         return from_channels_last(spec, self, y, self.data_format)

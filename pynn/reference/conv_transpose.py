@@ -8,7 +8,10 @@ Samples are channels_last with the batch axis first: (b, W, C) for 1-D, (b, H, W
                      position (q_h*sh + i*dh - ph, q_w*sw + j*dw - pw); kernel (kw, F, C) or
                      (kh, kw, F, C); attrs strides, padding (valid, same), output_padding
                      (one int per axis, or absent for Keras's None), dilation_rate,
-                     activation, act_params, use_bias.
+                     activation, act_params, use_bias; compute_dtype "bfloat16" (the
+                     mixed_bfloat16 policy) rounds x, the kernel and dz to bf16 for the
+                     products (pynn.reference.bf16), which are summed exactly here (in the
+                     executor's dtype); the bias and db stay unrounded.
 
 Written here as a sum over the kernel's taps of strided slices of a "full" output (every
 position any input reaches, (L - 1) s + span per axis), which is then cropped by the zeros
@@ -22,7 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pynn.reference.conv import _activation
+from pynn.reference import bf16
+from pynn.reference.conv import _activation, _bf16
 
 
 def transpose_length(length, k, stride=1, dilation=1, padding="valid", output_padding=None):
@@ -136,16 +140,22 @@ def _geometry_attrs(attrs):
 
 def _conv_transpose_f(node, xs, ps, run):
     use_bias = node.attrs.get("use_bias", True)
-    z = conv_transpose_forward(xs[0], ps[0], ps[1] if use_bias else None,
+    x, kernel = xs[0], ps[0]
+    if _bf16(node.attrs):
+        x = bf16.round_bf16(x).astype(xs[0].dtype)
+        kernel = bf16.round_bf16(kernel).astype(ps[0].dtype)
+    z = conv_transpose_forward(x, kernel, ps[1] if use_bias else None,
                                **_geometry_attrs(node.attrs))
     act = _activation(node.attrs)
-    return act.fn(z), (xs[0], ps[0], z, act, use_bias)
+    return act.fn(z), (x, kernel, z, act, use_bias)
 
 
 def _conv_transpose_b(node, saved, dy):
-    x, kernel, z, act, use_bias = saved
+    x, kernel, z, act, use_bias = saved  # x and kernel rounded already in bf16
     dz = act.vjp(z, dy) if act.name == "softmax" else dy * act.grad(z)
-    dx, dk, db = conv_transpose_backward(x, kernel, dz, **_geometry_attrs(node.attrs))
+    dzp = bf16.round_bf16(dz).astype(dz.dtype) if _bf16(node.attrs) else dz
+    dx, dk, _ = conv_transpose_backward(x, kernel, dzp, **_geometry_attrs(node.attrs))
+    db = dz.sum(axis=tuple(range(dz.ndim - 1)))  # from the unrounded dz
     return [dx], ([dk, db] if use_bias else [dk])
 
 
