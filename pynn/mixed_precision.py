@@ -15,14 +15,18 @@ A policy names the dtype a layer computes in and the dtype of its weights:
     Layers with at most 4 input channels per group run the float32 direct kernels on
     bf16-rounded copies (the same products, exact in float32). Winograd and the conv +
     max-pool fusion are float32 only, so on CPUs where they pay a bf16 convnet can be slower
-    than a float32 one. ``Conv1DTranspose``/``Conv2DTranspose`` compute in float32.
+    than a float32 one.
+  - ``Conv1DTranspose``, ``Conv2DTranspose``: the same for their forward, dx and dW products
+    (the bf16 GEMM on chunks of dz patches); db is summed from the unrounded dz.
   - ``SimpleRNN``, ``LSTM``, ``GRU`` (and Bidirectional's halves): every product, the input
     projection of all steps, each step's h_{t-1}·U (h_{t-1} and the recurrent kernel rounded),
     and in backpropagation through time dh_{t-1}, dx, dW and dU. Gates, the LSTM cell state
     and h stay float32.
 
   Results are bitwise identical on any thread count for a given CPU kernel. ``predict`` of
-  bf16 Dense layers runs layer by layer, not the fused float32 MLP path. Without AMX or
+  a chain of bf16 Dense layers runs fused like the float32 one (kernels rounded and packed
+  once per call, blocks of rows through every layer), bitwise the layer-by-layer result; a
+  chain mixing float32 and bf16 layers runs layer by layer. Without AMX or
   AVX512_BF16 the products are emulated and are not faster than float32.
 
 Differences from Keras: pynn passes float32 tensors between layers (a bf16 product's float32
