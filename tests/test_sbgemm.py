@@ -184,8 +184,11 @@ def test_differs_from_float32_gemm_by_the_input_rounding():
     assert np.max(np.abs(got - exact)) > 10 * (300 + 4) * U32 * np.max(np.abs(a) @ np.abs(b))
 
 
+# Besides the MLP's shapes: several K panels with C cut along M (rows of A past MC), along N,
+# and (4 threads) a 2 x 2 grid of rectangles, each thread packing its own blocks.
 @pytest.mark.parametrize("m,n,k", [(517, 391, 129), (128, 256, 784), (784, 256, 128),
-                                   (3, 1000, 77)])
+                                   (3, 1000, 77), (MC + MR + 1, 2 * NR + 3, KC + 5),
+                                   (40, 4 * NR + 1, 2 * KC + 1), (5 * MR + 2, 3 * NR - 1, KC + 1)])
 def test_bitwise_identical_across_thread_counts(m, n, k):
     rng = np.random.default_rng(6)
     a, b = rand(rng, (m, k)), rand(rng, (k, n))

@@ -412,6 +412,46 @@ const SbKernelInfo& active_sb_kernel() { return choose_sb_kernel(); }
 
 namespace {
 
+// How C is cut among threads: tm bands of rows by tn bands of columns, on tile boundaries.
+struct SbGrid {
+  int tm = 1, tn = 1;
+};
+
+// The factorisation tm x tn of nt whose busiest thread has the least work, counting what each
+// thread packs (as sgemm's choose_grid does). A thread packs its rows of A once per K panel,
+// and its columns of B once per K panel and block of MC rows (none when B was packed
+// beforehand); cut along N every thread rounds all of A, cut along M all of B, so the cheaper
+// cut is the one that repeats the smaller operand. Packing here also rounds to bf16 (and for
+// a strided operand transposes), so a packed element costs about as much as 20 multiply-adds
+// of the bf16 micro-kernel: the ratio of the two in a perf profile of the MLP training step
+// (benchmarks/bench_bf16.py's epoch; packing 11%, micro-kernel 59% on a Zen 4). Only the
+// choice between cuts depends on it, never a result: every element of C is the same sequence
+// of operations whichever rectangle computes it.
+SbGrid choose_sb_grid(const SbKernelInfo& kern, int64_t m, int64_t n, int64_t k, int nt,
+                      bool b_packed) {
+  constexpr double kMacsPerPacked = 20.0;
+  const int64_t mp = (m + kern.mr - 1) / kern.mr, np = (n + kern.nr - 1) / kern.nr;
+  const int64_t mc_max = std::max<int64_t>(kern.mr, kern.mc / kern.mr * kern.mr);
+  SbGrid best;
+  double best_cost = -1.0;
+  for (int tm = 1; tm <= nt; ++tm) {
+    if (nt % tm != 0) continue;
+    const int tn = nt / tm;
+    if (tm > mp || tn > np) continue;
+    const int64_t rows = (mp + tm - 1) / tm * kern.mr;
+    const int64_t cols = (np + tn - 1) / tn * kern.nr;
+    const int64_t mblocks = (rows + mc_max - 1) / mc_max;
+    const double packed = double(rows) * double(k) +
+                          (b_packed ? 0.0 : double(cols) * double(k) * double(mblocks));
+    const double cost = double(rows) * double(cols) * double(k) / kMacsPerPacked + packed;
+    if (best_cost < 0 || cost < best_cost) {
+      best_cost = cost;
+      best = SbGrid{tm, tn};
+    }
+  }
+  return best;
+}
+
 // sbgemm's threads and paths, B packed per block or read from pb.
 void sb_run(const SbKernelInfo& kern, int64_t m, int64_t n, int64_t k, MatrixView a,
             MatrixView b, const PackedB& pb, float beta, float* c, int64_t ldc,
@@ -428,30 +468,33 @@ void sb_run(const SbKernelInfo& kern, int64_t m, int64_t n, int64_t k, MatrixVie
   }
   const int nt = threads_for(m, n, k, nthreads);
   const int64_t mp = (m + kern.mr - 1) / kern.mr, np = (n + kern.nr - 1) / kern.nr;
-  // One cut direction: along N when there are enough column panels (each thread then packs
-  // only its share of B, the larger operand in a layer's forward pass), else along M.
-  const bool by_n = np >= nt || np >= mp;
-  const int64_t panels = by_n ? np : mp;
-  const int used = int(std::min<int64_t>(nt, panels));
+  // A thread count with no factorisation that fits the panels (3 threads, 2 panels) tries
+  // one thread fewer.
+  SbGrid g;
+  for (int t = nt; t >= 2 && g.tm * g.tn == 1; --t)
+    g = choose_sb_grid(kern, m, n, k, t, pb.p != nullptr);
+  const int used = g.tm * g.tn;
   if (used <= 1) {
     sb_block(kern, 0, m, 0, n, k, a, b, pb, beta, c, ldc, ep);
     return;
   }
-  // One K panel and (per thread, cut along N) one block of columns: pack together.
-  if (k <= sb_panel_depth(kern, k) && m <= kern.mc && n <= int64_t(by_n ? used : 1) * kern.nc) {
-    sb_one_block(kern, used, by_n, m, n, k, a, b, pb, beta, c, ldc, ep);
+  // One K panel and (per thread) one block of columns: the threads pack together and share
+  // the panels, so no cut repeats any packing; the tiles are cut along N when there is a column
+  // panel per thread (a layer's forward pass: even shares of the wider operand), else along M.
+  const bool by_n = np >= used || np >= mp;
+  const int shared = int(std::min<int64_t>(used, by_n ? np : mp));
+  if (k <= sb_panel_depth(kern, k) && m <= kern.mc && n <= int64_t(by_n ? shared : 1) * kern.nc) {
+    sb_one_block(kern, shared, by_n, m, n, k, a, b, pb, beta, c, ldc, ep);
     return;
   }
   parallel::run(used, [&](int t) {
-    int64_t lo, hi;
-    parallel::static_block(panels, used, t, lo, hi);
-    if (by_n) {
-      const int64_t n0 = lo * kern.nr, n1 = std::min(n, hi * kern.nr);
-      if (n0 < n1) sb_block(kern, 0, m, n0, n1, k, a, b, pb, beta, c, ldc, ep);
-    } else {
-      const int64_t m0 = lo * kern.mr, m1 = std::min(m, hi * kern.mr);
-      if (m0 < m1) sb_block(kern, m0, m1, 0, n, k, a, b, pb, beta, c, ldc, ep);
-    }
+    const int ti = t / g.tn, tj = t % g.tn;
+    int64_t mlo, mhi, nlo, nhi;
+    parallel::static_block(mp, g.tm, ti, mlo, mhi);
+    parallel::static_block(np, g.tn, tj, nlo, nhi);
+    const int64_t m0 = mlo * kern.mr, m1 = std::min(m, mhi * kern.mr);
+    const int64_t n0 = nlo * kern.nr, n1 = std::min(n, nhi * kern.nr);
+    if (m0 < m1 && n0 < n1) sb_block(kern, m0, m1, n0, n1, k, a, b, pb, beta, c, ldc, ep);
   });
 }
 

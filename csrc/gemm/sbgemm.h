@@ -18,8 +18,10 @@
 // They differ only in the order of the float32 additions (pairs, 32-deep tile steps, or one
 // by one), so results agree to float32 summation error, not bitwise, across kernels.
 //
-// Threads: C is cut along M and N on tile boundaries, never along K, and the K panels depend
-// only on k, so a given kernel gives bitwise identical results on any thread count.
+// Threads: C is cut into a grid of rectangles on tile boundaries, never along K (the grid
+// whose busiest thread packs and multiplies least, as sgemm's; a product that is one block is
+// packed by all threads together instead), and the K panels depend only on k, so a given
+// kernel gives bitwise identical results on any thread count.
 #pragma once
 #include <cstdint>
 #include <cstring>

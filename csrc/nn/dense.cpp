@@ -107,43 +107,6 @@ void dense_forward(int64_t n, int64_t in, int64_t out, const float* x, int64_t l
   dense_gemm(bf16, n, out, in, {x, ldx, 1}, {W, out, 1}, false, y, out, ep, nthreads);
 }
 
-namespace {
-
-// A bf16 product on several threads, C cut along M on the kernel's MR boundaries.
-//
-// Why: sbgemm cuts C along N whenever it has a column panel per thread, and then every thread
-// packs (rounds) the whole of A for its columns. Packing is per element, so a thread's share
-// costs about m k + k n / nt packed elements cut along N against m k / nt + k n cut along M:
-// along M is cheaper exactly when m > n. That is the weight gradient of a wide first layer
-// (x^T dz: m = 784 inputs, n = 256 units), where cutting along N had each thread round all of
-// x^T. Along M each thread runs sbgemm on its rows, so no element is rounded twice.
-// Bitwise: sbgemm's C[i][j] is the same sequence of operations whatever rows it is computed
-// with (K panels depend on k only; edge tiles run on a zeroed full tile), so results do not
-// depend on this cut or on the thread count.
-bool sbgemm_by_rows(int64_t m, int64_t n, int64_t k, gemm::MatrixView a, gemm::MatrixView b,
-                    float beta, float* c, int64_t ldc, const gemm::Epilogue& ep, int nthreads) {
-  if (m <= n || k <= 0) return false;
-  const int nt = gemm::threads_for(m, n, k, nthreads);
-  if (nt <= 1) return false;
-  const int64_t mr = gemm::active_sb_kernel().mr;
-  const int64_t panels = (m + mr - 1) / mr;
-  const int used = int(std::min<int64_t>(nt, panels));
-  if (used <= 1) return false;
-  parallel::run(used, [&](int t) {
-    int64_t lo, hi;
-    parallel::static_block(panels, used, t, lo, hi);
-    const int64_t m0 = lo * mr, m1 = std::min(m, hi * mr);
-    if (m0 >= m1) return;
-    gemm::Epilogue e = ep;  // the saved pre-activation is indexed from this task's first row
-    if (e.preact != nullptr) e.preact += m0 * e.ld_preact;
-    gemm::sbgemm(m1 - m0, n, k, {a.data + m0 * a.rs, a.rs, a.cs}, b, beta, c + m0 * ldc, ldc,
-                 e, 1);
-  });
-  return true;
-}
-
-}  // namespace
-
 void dense_gemm(bool bf16, int64_t m, int64_t n, int64_t k, gemm::MatrixView a,
                 gemm::MatrixView b, bool accumulate, float* c, int64_t ldc,
                 const gemm::Epilogue& ep, int nthreads) {
@@ -152,8 +115,6 @@ void dense_gemm(bool bf16, int64_t m, int64_t n, int64_t k, gemm::MatrixView a,
     gemm::sgemm(m, n, k, 1.0f, a, b, beta, c, ldc, ep, nthreads);
     return;
   }
-  if (m <= 0 || n <= 0) return;
-  if (sbgemm_by_rows(m, n, k, a, b, beta, c, ldc, ep, nthreads)) return;
   gemm::sbgemm(m, n, k, a, b, beta, c, ldc, ep, nthreads);
 }
 

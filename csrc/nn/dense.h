@@ -34,9 +34,7 @@ void dense_backward(int64_t n, int64_t in, int64_t out, const float* x, int64_t 
 
 // The products of a dense layer: C = A B (+ C when accumulate), with sgemm, or with the bf16
 // GEMM (gemm/sbgemm.h: operands rounded to bfloat16, float32 sums) when bf16 is set (a layer
-// under the "mixed_bfloat16" dtype policy). On several threads a bf16 product with more rows
-// than columns is cut along its rows here (each thread rounds only its rows of A); every
-// element is still bitwise what one sbgemm call gives.
+// under the "mixed_bfloat16" dtype policy).
 void dense_gemm(bool bf16, int64_t m, int64_t n, int64_t k, gemm::MatrixView a,
                 gemm::MatrixView b, bool accumulate, float* c, int64_t ldc,
                 const gemm::Epilogue& ep, int nthreads);

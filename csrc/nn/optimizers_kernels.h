@@ -48,24 +48,28 @@ void update_avx512(const UpdateCoeffs& c, float* w, const float* g, float* const
 #ifdef PYNN_OPTIMIZER_KERNELS_BODY
 namespace {
 
-inline float clipped(float g, const UpdateCoeffs& c) {
-  return std::min(std::max(g * c.scale, -c.clip), c.clip);
+inline float clipped(float g, float scale, float clip) {
+  return std::min(std::max(g * scale, -clip), clip);
 }
 
 // Runs `body(i, w_i, g_i) -> new w_i` over [0, n); the weight-decay branch is outside the loop
 // so that with decay off w is never touched by it (w*0 would turn an inf weight into NaN).
+// The coefficients are copied to locals first: read through `c` inside the loop, the compiler
+// must assume that the stores to w and the slots may change them, and loads them again (and
+// negates the clip bound) for every vector.
 template <class Body>
 inline void each(const UpdateCoeffs& c, float* w, const float* g, int64_t n, Body body) {
-  if (c.wd != 0.0f) {
+  const float scale = c.scale, clip = c.clip, wd = c.wd, lr = c.lr;
+  if (wd != 0.0f) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
       float wi = w[i];
-      wi = wi - wi * c.wd * c.lr;
-      w[i] = body(i, wi, clipped(g[i], c));
+      wi = wi - wi * wd * lr;
+      w[i] = body(i, wi, clipped(g[i], scale, clip));
     }
   } else {
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) w[i] = body(i, w[i], clipped(g[i], c));
+    for (int64_t i = 0; i < n; ++i) w[i] = body(i, w[i], clipped(g[i], scale, clip));
   }
 }
 
