@@ -35,4 +35,31 @@ struct Blocksizes {
 // The blocksizes for an MR x NR kernel on caches `c` (`fallback` where a cache is unknown).
 Blocksizes derive_blocksizes(const CacheSizes& c, int mr, int nr, const Blocksizes& fallback);
 
+// How a product's C is cut among threads: tm bands of rows by tn bands of columns, on
+// micro-tile boundaries.
+struct ThreadGrid {
+  int tm = 1, tn = 1;
+};
+
+// The factorisation tm x tn = nt (each side no more than its mp / np micro-panels) whose
+// busiest thread costs least: cost(rows, cols) with that thread's rows and columns rounded up
+// to whole MR x NR tiles. {1, 1} when no factorisation fits. The caller's cost model says what
+// a thread repeats (its packing), and only the choice depends on it, never a result.
+template <class Cost>
+ThreadGrid least_cost_grid(int64_t mp, int64_t np, int mr, int nr, int nt, Cost cost) {
+  ThreadGrid best;
+  double best_cost = -1.0;
+  for (int tm = 1; tm <= nt; ++tm) {
+    if (nt % tm != 0) continue;
+    const int tn = nt / tm;
+    if (tm > mp || tn > np) continue;
+    const double c = cost(double((mp + tm - 1) / tm) * mr, double((np + tn - 1) / tn) * nr);
+    if (best_cost < 0 || c < best_cost) {
+      best_cost = c;
+      best = ThreadGrid{tm, tn};
+    }
+  }
+  return best;
+}
+
 }  // namespace pynn::gemm

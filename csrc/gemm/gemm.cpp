@@ -211,32 +211,15 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
   }
 }
 
-struct Grid {
-  int tm = 1, tn = 1;
-};
-
 // Chooses how to cut C among nt threads: the factorisation tm x tn = nt whose busiest thread
 // has the least work, counting the packing each thread repeats.
-Grid choose_grid(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, int nt) {
+ThreadGrid choose_grid(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, int nt) {
   const int64_t mp = (m + kern.mr - 1) / kern.mr;
   const int64_t np = (n + kern.nr - 1) / kern.nr;
-  Grid best;
-  double best_cost = -1.0;
-  for (int tm = 1; tm <= nt; ++tm) {
-    if (nt % tm != 0) continue;
-    const int tn = nt / tm;
-    if (tm > mp || tn > np) continue;
-    const double rows = double((mp + tm - 1) / tm) * kern.mr;
-    const double cols = double((np + tn - 1) / tn) * kern.nr;
-    // Multiply-adds run ~16x faster than packing copies on the SIMD kernels.
-    const double cost = rows * cols * double(k) / 16.0 + (rows + cols) * double(k);
-    if (best_cost < 0 || cost < best_cost) {
-      best_cost = cost;
-      best.tm = tm;
-      best.tn = tn;
-    }
-  }
-  return best;
+  // Multiply-adds run ~16x faster than packing copies on the SIMD kernels.
+  return least_cost_grid(mp, np, kern.mr, kern.nr, nt, [k](double rows, double cols) {
+    return rows * cols * double(k) / 16.0 + (rows + cols) * double(k);
+  });
 }
 
 int64_t split(int64_t panels, int parts, int idx, int step) {
@@ -322,7 +305,7 @@ void gemm_blocked(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float
                   int64_t ldc, const Epilogue& ep, int nthreads, const float* rows_a = nullptr,
                   int64_t lda = 0) {
   const int nt = threads_for(m, n, k, nthreads);
-  Grid g = nt > 1 ? choose_grid(kern, m, n, k, nt) : Grid{};
+  ThreadGrid g = nt > 1 ? choose_grid(kern, m, n, k, nt) : ThreadGrid{};
   const int used = g.tm * g.tn;
   if (used <= 1) {
     gemm_block(kern, 0, m, 0, n, k, alpha, pack_a_block, pack_b_block, beta, c, ldc, ep, rows_a,

@@ -10,6 +10,7 @@
 #include "gemm/sbgemm.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <memory>
 #include <new>
@@ -412,11 +413,6 @@ const SbKernelInfo& active_sb_kernel() { return choose_sb_kernel(); }
 
 namespace {
 
-// How C is cut among threads: tm bands of rows by tn bands of columns, on tile boundaries.
-struct SbGrid {
-  int tm = 1, tn = 1;
-};
-
 // The factorisation tm x tn of nt whose busiest thread has the least work, counting what each
 // thread packs (as sgemm's choose_grid does). A thread packs its rows of A once per K panel,
 // and its columns of B once per K panel and block of MC rows (none when B was packed
@@ -427,29 +423,16 @@ struct SbGrid {
 // (benchmarks/bench_bf16.py's epoch; packing 11%, micro-kernel 59% on a Zen 4). Only the
 // choice between cuts depends on it, never a result: every element of C is the same sequence
 // of operations whichever rectangle computes it.
-SbGrid choose_sb_grid(const SbKernelInfo& kern, int64_t m, int64_t n, int64_t k, int nt,
-                      bool b_packed) {
+ThreadGrid choose_sb_grid(const SbKernelInfo& kern, int64_t m, int64_t n, int64_t k, int nt,
+                          bool b_packed) {
   constexpr double kMacsPerPacked = 20.0;
   const int64_t mp = (m + kern.mr - 1) / kern.mr, np = (n + kern.nr - 1) / kern.nr;
   const int64_t mc_max = std::max<int64_t>(kern.mr, kern.mc / kern.mr * kern.mr);
-  SbGrid best;
-  double best_cost = -1.0;
-  for (int tm = 1; tm <= nt; ++tm) {
-    if (nt % tm != 0) continue;
-    const int tn = nt / tm;
-    if (tm > mp || tn > np) continue;
-    const int64_t rows = (mp + tm - 1) / tm * kern.mr;
-    const int64_t cols = (np + tn - 1) / tn * kern.nr;
-    const int64_t mblocks = (rows + mc_max - 1) / mc_max;
-    const double packed = double(rows) * double(k) +
-                          (b_packed ? 0.0 : double(cols) * double(k) * double(mblocks));
-    const double cost = double(rows) * double(cols) * double(k) / kMacsPerPacked + packed;
-    if (best_cost < 0 || cost < best_cost) {
-      best_cost = cost;
-      best = SbGrid{tm, tn};
-    }
-  }
-  return best;
+  return least_cost_grid(mp, np, kern.mr, kern.nr, nt, [&](double rows, double cols) {
+    const double mblocks = std::ceil(rows / double(mc_max));
+    const double packed = rows * double(k) + (b_packed ? 0.0 : cols * double(k) * mblocks);
+    return rows * cols * double(k) / kMacsPerPacked + packed;
+  });
 }
 
 // sbgemm's threads and paths, B packed per block or read from pb.
@@ -470,7 +453,7 @@ void sb_run(const SbKernelInfo& kern, int64_t m, int64_t n, int64_t k, MatrixVie
   const int64_t mp = (m + kern.mr - 1) / kern.mr, np = (n + kern.nr - 1) / kern.nr;
   // A thread count with no factorisation that fits the panels (3 threads, 2 panels) tries
   // one thread fewer.
-  SbGrid g;
+  ThreadGrid g;
   for (int t = nt; t >= 2 && g.tm * g.tn == 1; --t)
     g = choose_sb_grid(kern, m, n, k, t, pb.p != nullptr);
   const int used = g.tm * g.tn;
