@@ -45,14 +45,23 @@
 // Tried and dropped: Winograd product blocks of 64 filters x 6 tiles (the GEMM micro-
 // kernel's shape, fewer broadcasts per FMA) instead of 32 x 8..12: 10.4% of the profile
 // against 9.2% (0.81 against 0.78 of the GEMM micro-kernel's share in the same runs).
-// Not built: Winograd for dx (a 13x13 full correlation: 49 tiles of 2x2 give only 13% fewer
-// products than dz W^T, and by the shares above a Winograd product costs more than a GEMM
-// micro-kernel product, so it would likely lose even without col2im). Blocks of tiles are
-// balanced (25 tiles: 9, 8, 8): blocks of 12, 12, 1 spent 1.6% in the one-tile block alone.
+// Blocks of tiles are balanced (25 tiles: 9, 8, 8): blocks of 12, 12, 1 spent 1.6% in the
+// one-tile block alone.
+// Then (convspeed branch) Winograd for dx too (input_grad_wino), on the 12x12 of the 13x13
+// input that the covered 10x10 positions reach: 36 tiles x 16 products against 100
+// positions x 9 for dz W^T (the earlier estimate here took the whole 13x13, 49 tiles, and
+// found only 13% fewer). perf, one thread, 60 steps: dz W^T's micro-kernel 23% + col2im 4%
+// + packing before; the Winograd products 14% + input transforms of dz 4.4% + copying dz
+// into its zero border 2.5% + adding into dx 1.4% after. A/B, CPU time per step of the
+// whole fit on 7,680 images, best of 2, 3 alternating runs each, load 8 on 2 cores:
+// 14.5 ms before, 12.9-13.5 after (1 thread); 16.1-17.6 and 14.0-15.0 (2 threads).
 // Left: with 2 threads the dW sums split by xi and each thread transforms every tile (only
-// its xi are needed); conv1's dW from the pooled gradient (6%) and col2im (6%) are now the
-// largest single items after the GEMM; an indirect GEMM micro-kernel (Dukhan 2019) for
-// dz W^T would remove packing dz.
+// its xi are needed); conv1's dW from the pooled gradient and its fused forward (each 5-6%
+// of the step, at about half the FMA peak) are now the largest items after the Winograd
+// kernels; the input transforms (wino_input, about 10% over the three passes) are slow for
+// their arithmetic: their loads of x (and dz) miss the caches (a layer runs over the whole
+// batch, 2.7 MB of input, before the next starts); explicit vector code for them and a
+// padded xi stride were tried and changed nothing.
 //
 // Backward, with dz = dy * act'(z) computed in place in dy (plus the bias gradient, the
 // column sums of dz, in the same pass):
@@ -72,7 +81,8 @@
 // then summed per sample, and the samples' sums are added in sample order.
 // 3x3 windows of stride 1 and dilation 1 with at least kWinoMinChannels input channels
 // (groups 1, K up to kDirectMaxK): Winograd F(2x2, 3x3) for the forward pass (fused with a
-// 2x2 max pooling or not) and dW; dx stays dz W^T + col2im. (Measured figures above.)
+// 2x2 max pooling or not), dW and, with at least kWinoMinChannels filters, dx. (Measured
+// figures above.)
 // More channels (groups 1, K = kh*kw*C up to kDirectMaxK): the forward pass only takes the
 // direct kernel too. Its block (12 positions of an output row x 32 filters on AVX-512) is the
 // GEMM micro-kernel's shape, but it broadcasts the patch values from x where they lie (a
@@ -1071,6 +1081,10 @@ class ConvOp : public Op, public ops::FusesConsumer {
   void input_grad(const BwdArgs& a, const Window& w, const float* dz, float* dx) {
     const int64_t P = w.positions();
     if (!a.dx_acc[0]) std::memset(dx, 0, sizeof(float) * size_t(a.n * w_.in_size()));
+    if (wino_ && filters_ >= kWinoMinChannels) {
+      input_grad_wino(a, w, dz, dx);
+      return;
+    }
     const float* W = a.param[0];
     const int64_t psize = gemm::packed_b_size(fg_, kg_);
     const int64_t pstride = (psize + 15) / 16 * 16;  // keeps every group's block 64-byte aligned
@@ -1115,6 +1129,72 @@ class ConvOp : public Op, public ops::FusesConsumer {
         dcol = own.data();
       }
       samples(a.n * t / nt, a.n * (t + 1) / nt, dcol);
+    });
+  }
+
+  // dx += the input gradient by Winograd F(2x2, 3x3), for the layers whose forward pass
+  // runs by it (3x3, stride 1, dilation 1): dx is the "full" correlation of dz with the
+  // kernel turned by 180 degrees and transposed (filters in, channels out),
+  //   dx[ih, iw, c] = sum_{i, j, f} dzp[ih + i, iw + j, f] * W[2 - i, 2 - j, c, f],
+  // dzp being dz shifted by (2 - PH, 2 - PW) in zeros: a 3x3 forward convolution of stride
+  // 1 on dzp, which wino_forward runs on each sample (copied into a zero-bordered buffer so
+  // that every tile lies inside it) with the turned kernel transformed once per call.
+  // Only the rows (columns) of dx that some position of w reaches are computed (Hu x Wu:
+  // with the fused pooling's covered positions, 12 x 12 of the MNIST convnet's 13 x 13).
+  // Against dz W^T + col2im: 16 products per 2x2 outputs and (c, f) instead of 9 per
+  // position (36 tiles x 16 against 100 positions x 9 on that layer, 36% fewer), no dz
+  // packing and no col2im. Each sample on its own (the threads take whole samples): the
+  // same bits on any thread count. Results differ from dz W^T + col2im by rounding only
+  // (test_conv_winograd's tolerances).
+  void input_grad_wino(const BwdArgs& a, const Window& w, const float* dz, float* dx) {
+    const int64_t C = cg_, F = filters_, CP = (C + kDirectPad - 1) / kDirectPad * kDirectPad;
+    const int64_t Hu = std::min(w_.H, w.OH + 2 - w_.PH), Wu = std::min(w_.W, w.OW + 2 - w_.PW);
+    if (Hu <= 0 || Wu <= 0 || a.n == 0) return;
+    // The turned kernel kt (3, 3, F, C), then its transform (no bias).
+    std::vector<float> kt(size_t(9 * F * C));
+    const float* W = a.param[0];
+    for (int64_t ij = 0; ij < 9; ++ij)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t f = 0; f < F; ++f)
+          kt[size_t((ij * F + f) * C + c)] = W[((8 - ij) * C + c) * F + f];
+    wino_dx_kernel_.resize(size_t(wino_kernel_size(F, CP)));
+    wino_kernel(kt.data(), nullptr, F, C, CP, wino_dx_kernel_.data());
+    const float* wu = wino_dx_kernel_.data();
+    Window wd;  // the correlation on the bordered buffer
+    wd.C = F;
+    wd.KH = wd.KW = 3;
+    wd.OH = Hu;
+    wd.OW = Wu;
+    wd.H = 2 * ((Hu + 1) / 2) + 2;
+    wd.W = 2 * ((Wu + 1) / 2) + 2;
+    const int64_t sh = 2 - w_.PH, sw = 2 - w_.PW;  // dz's place in the buffer
+    ops::for_samples(0, a.n, a.n * Hu * Wu * 4 * C * F, [&](int64_t s) {
+      thread_local std::vector<float> buf, out;
+      buf.resize(size_t(wd.in_size()));
+      out.resize(size_t(Hu * Wu * C));
+      const float* dzs = dz + s * w.positions() * F;
+      for (int64_t r = 0; r < wd.H; ++r) {
+        float* row = buf.data() + r * wd.W * F;
+        const int64_t oh = r - sh;
+        if (oh < 0 || oh >= w.OH) {
+          std::memset(row, 0, sizeof(float) * size_t(wd.W * F));
+          continue;
+        }
+        // columns [sw, sw + OW) hold dz's row oh (those past the buffer's width are never
+        // read by a computed output), zeros around it
+        const int64_t c0 = std::max<int64_t>(0, sw), c1 = std::min(wd.W, sw + w.OW);
+        std::memset(row, 0, sizeof(float) * size_t(c0 * F));
+        std::memcpy(row + c0 * F, dzs + (oh * w.OW + c0 - sw) * F,
+                    sizeof(float) * size_t((c1 - c0) * F));
+        std::memset(row + c1 * F, 0, sizeof(float) * size_t((wd.W - c1) * F));
+      }
+      direct_->wino_forward(wd, buf.data(), wu, C, CP, false, 0, 0, out.data(), nullptr);
+      float* dxs = dx + s * w_.in_size();
+      for (int64_t ih = 0; ih < Hu; ++ih) {
+        float* d = dxs + ih * w_.W * C;
+        const float* o = out.data() + ih * Wu * C;
+        for (int64_t e = 0; e < Wu * C; ++e) d[e] += o[e];
+      }
     });
   }
 
@@ -1178,6 +1258,7 @@ class ConvOp : public Op, public ops::FusesConsumer {
   bool bf16_ = false;  // compute_dtype "bfloat16": operands rounded to bf16, float32 sums
   int64_t fpad_ = 0;                           // filters rounded up to kDirectPad
   std::vector<float> wino_sums_;  // wino_weight_grad's 16 sums per (c, f)
+  std::vector<float> wino_dx_kernel_;  // input_grad_wino's transformed turned kernel
   std::vector<float> packed_wt_;  // W^T of each group packed for the input gradient's GEMMs
   ops::FusableMaxPool* pool_ = nullptr;  // the max pooling this op computes (fuse_consumer)
   Window pool_win_;                      // its geometry: input (OH, OW, F), output (POH, POW)
