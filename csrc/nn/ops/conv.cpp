@@ -107,8 +107,8 @@
 // Scratch: [0] z, the pre-activation (saved, when backward needs it and the activation is
 // not relu, whose derivative reads y), [1] the dz W^T chunk, [2] the direct kernel's padded
 // weights and bias, [3] the direct kernel's per-sample dW; fused with max pooling, [4] the
-// winning taps (saved), [5] the unpooled dz; in bf16 with the direct kernels, [6] x rounded
-// to bf16 (saved for dW).
+// winning taps (saved), [5] the unpooled dz; in bf16 with the direct kernels or sb_implicit,
+// [6] x rounded to bf16 (saved for dW).
 //
 // compute_dtype "bfloat16" (the mixed_bfloat16 policy): x, the kernel and dz are rounded to
 // bfloat16 (gemm::bf16_round_bits) for every product (forward, dx, dW) and the products are
@@ -122,8 +122,16 @@
 // Measured (this session's AMD Zen 4, load 12-35, so only roughly: the MNIST convnet epoch on
 // 6,000 images, best of 3, pynn bf16 / pynn fp32 in alternating processes): im2col + sbgemm
 // 2.5-2.8x on 1 thread, sb_implicit 1.8-2.3x, and 1.5-1.7x with the pair rounding
-// vectorised (pack_pair_row: sb_convert_panel was 20% of the bf16 epoch). The rest of the gap: fp32's Winograd (2.25x
-// fewer products in conv2's forward and dW) and pooling fusion have no bf16 counterpart.
+// vectorised (pack_pair_row: sb_convert_panel was 20% of the bf16 epoch). The rest of the
+// gap: fp32's Winograd (2.25x fewer products in conv2's forward and dW) and pooling fusion
+// have no bf16 counterpart.
+// Then (convspeed branch) x is rounded once per forward pass into scratch [6] (kept for dW)
+// and sb_implicit takes its patches, and dW's dz (rounded by backward), as bf16 already:
+// sb_convert_panel only moves the top halves (rounding a bf16 value changes no bit, so the
+// results are bitwise those of before). It had rounded each input kh*kw times in the forward
+// pass and again in dW: 11.8% of the bf16 step (perf, one thread). A/B, CPU time per step,
+// 3,840 images, best of 2, 2 alternating runs, load 6-8 on 2 cores: 24.5-25.2 ms before,
+// 22.3-23.2 after (fp32 after this branch: 12.9-13.5).
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -454,20 +462,37 @@ inline uint32_t bf16_bits(float x) {
 }
 
 // d[i] = the bf16 pair (lo[i], hi[i]) as one 32-bit word, lo in the low half (a loop over
-// non-overlapping arrays, so that it vectorises).
+// non-overlapping arrays, so that it vectorises). kRounded: lo and hi are bf16 values already
+// (each the float32 of a bf16, as round_bf16 leaves it), whose rounding changes no bit, so
+// their top halves are taken as they are.
+template <bool kRounded>
 void pack_pair_row(const float* __restrict lo, const float* __restrict hi,
                    uint32_t* __restrict d, int w) {
-  for (int i = 0; i < w; ++i) d[i] = (bf16_bits(hi[i]) & 0xFFFF0000u) | (bf16_bits(lo[i]) >> 16);
+  if constexpr (kRounded) {
+    for (int i = 0; i < w; ++i) {
+      uint32_t h, l;
+      std::memcpy(&h, hi + i, 4);
+      std::memcpy(&l, lo + i, 4);
+      d[i] = (h & 0xFFFF0000u) | (l >> 16);
+    }
+  } else {
+    for (int i = 0; i < w; ++i)
+      d[i] = (bf16_bits(hi[i]) & 0xFFFF0000u) | (bf16_bits(lo[i]) >> 16);
+  }
 }
 
 // One micro-panel src [kc][w] (float32, w rows or columns) into the kernel's layout of depth
-// kcp (zeros past kc): pairs [kcp/2][w][2] bf16, or f32 [kcp][w] rounded.
+// kcp (zeros past kc): pairs [kcp/2][w][2] bf16, or f32 [kcp][w] rounded. `rounded`: src
+// holds bf16 values already (the bits are the same either way; only the work differs).
 void sb_convert_panel(gemm::SbLayout layout, int w, int64_t kc, int64_t kcp, const float* src,
-                      void* dst) {
+                      void* dst, bool rounded) {
   if (layout == gemm::SbLayout::pairs) {
     uint32_t* d = static_cast<uint32_t*>(dst);
     int64_t q = 0;
-    for (; q + 2 <= kc; q += 2) pack_pair_row(src + q * w, src + (q + 1) * w, d + (q / 2) * w, w);
+    for (; q + 2 <= kc; q += 2) {
+      if (rounded) pack_pair_row<true>(src + q * w, src + (q + 1) * w, d + (q / 2) * w, w);
+      else pack_pair_row<false>(src + q * w, src + (q + 1) * w, d + (q / 2) * w, w);
+    }
     if (q < kc) {  // an odd depth: the last pair's second half is zero padding
       for (int i = 0; i < w; ++i) d[(q / 2) * w + i] = bf16_bits(src[q * w + i]) >> 16;
       q += 2;
@@ -476,7 +501,8 @@ void sb_convert_panel(gemm::SbLayout layout, int w, int64_t kc, int64_t kcp, con
     return;
   }
   float* d = static_cast<float*>(dst);
-  round_bf16(src, d, kc * w);
+  if (rounded) std::memcpy(d, src, sizeof(float) * size_t(kc * w));
+  else round_bf16(src, d, kc * w);
   std::memset(d + kc * w, 0, sizeof(float) * size_t((kcp - kc) * w));
 }
 
@@ -485,10 +511,11 @@ void sb_convert_panel(gemm::SbLayout layout, int w, int64_t kc, int64_t kcp, con
 // callback) and B (k x n) a strided view; both rounded to bf16, float32 sums. K is cut into
 // the same panels as gemm::sbgemm cuts it (depth from k alone) and tiles at the edges run on
 // a scratch tile, so C[i][j] depends on row i of A, column j of B and k only: the same bits
-// for any m0, m1, chunking or thread count.
+// for any m0, m1, chunking or thread count. a_rounded / b_rounded: that operand's values are
+// bf16 already (sb_convert_panel).
 void sb_implicit(const gemm::SbKernelInfo& kern, const gemm::APacker& pa, int64_t m0, int64_t m1,
                  int64_t n, int64_t k, gemm::MatrixView b, float beta, float* c, int64_t ldc,
-                 const gemm::Epilogue& ep) {
+                 const gemm::Epilogue& ep, bool a_rounded, bool b_rounded) {
   const int MR = kern.mr, NR = kern.nr;
   const bool pairs = kern.a_layout == gemm::SbLayout::pairs;
   const size_t eb = pairs ? 2 : 4;
@@ -530,7 +557,7 @@ void sb_implicit(const gemm::SbKernelInfo& kern, const gemm::APacker& pa, int64_
         for (int64_t j = nv; j < NR; ++j) t[j] = 0.0f;
       }
       sb_convert_panel(kern.b_layout, NR, kc, kcp, tmp.data(),
-                       bb + size_t(jp * NR * kcp) * eb);
+                       bb + size_t(jp * NR * kcp) * eb, b_rounded);
     }
     for (int64_t ic = m0; ic < m1; ic += MC) {
       const int64_t mc = std::min(MC, m1 - ic);
@@ -539,7 +566,7 @@ void sb_implicit(const gemm::SbKernelInfo& kern, const gemm::APacker& pa, int64_
         pa.pack(pa.ctx, ic + ig, rows, pc, kc, MR, tmp.data());
         for (int64_t ir = ig; ir < ig + rows; ir += MR)
           sb_convert_panel(kern.a_layout, MR, kc, kcp, tmp.data() + (ir - ig) * kc,
-                           ab + size_t(ir * kcp) * eb);
+                           ab + size_t(ir * kcp) * eb, a_rounded);
       }
       for (int64_t ir = 0; ir < mc; ir += MR) {
         const int64_t mv = std::min<int64_t>(MR, mc - ir);
@@ -667,7 +694,7 @@ class ConvOp : public Op, public ops::FusesConsumer {
     std::vector<ScratchNeed> s(7);
     if (backward && keeps_z(training))
       s[0] = {w_.positions() * filters_, 0, ScratchLife::saved};
-    if (backward) s[1] = {0, chunk_rows_ * kg_, ScratchLife::backward};
+    if (backward && !wino_dx()) s[1] = {0, chunk_rows_ * kg_, ScratchLife::backward};
     if (direct_ != nullptr) {
       s[2] = {0, wino_ ? wino_kernel_size(cg_, fpad_) : (kg_ + 1) * fpad_,
               ScratchLife::forward};
@@ -677,7 +704,8 @@ class ConvOp : public Op, public ops::FusesConsumer {
       s[4] = {pool_win_.positions() * filters_, 0, ScratchLife::saved};
       s[5] = {w_.positions() * filters_, 0, ScratchLife::backward};
     }
-    if (bf16_ && direct_ != nullptr)  // x rounded to bf16 for the direct kernels
+    // x rounded to bf16 for the direct kernels, or for sb_implicit (forward_implicit_bf16)
+    if (bf16_ && (direct_ != nullptr || sb_implicit_supported(gemm::active_sb_kernel())))
       s[6] = {w_.in_size(), 0, backward ? ScratchLife::saved : ScratchLife::forward};
     return s;
   }
@@ -724,13 +752,16 @@ class ConvOp : public Op, public ops::FusesConsumer {
     const int64_t M = a.n * w_.positions();
     if (M == 0) return;
     const gemm::SbKernelInfo& kern = gemm::active_sb_kernel();
+    // x rounded once (kept for dW): the patches then repeat bf16 values, which the packing
+    // takes as they are instead of rounding each of the kh*kw copies of every input.
+    const float* xr = rounded_input(a.x, a.scratch, a.n);
     by_panels(M, kern.mr, gemm::threads_for(M, filters_, kg_, parallel::available_threads()),
               [&](int64_t m0, int64_t m1) {
                 for (int64_t g = 0; g < groups_; ++g) {
-                  const Patches pt{w_, a.x[0], g * cg_, cg_, offset_.data()};
+                  const Patches pt{w_, xr, g * cg_, cg_, offset_.data()};
                   sb_implicit(kern, {&pack_patches<false>, &pt}, m0, m1, fg_, kg_,
                               {a.param[0] + g * fg_, filters_, 1}, 0.0f, a.y + g * fg_,
-                              filters_, epilogue(a, act, z, g, 0));
+                              filters_, epilogue(a, act, z, g, 0), true, false);
                 }
               });
   }
@@ -800,12 +831,15 @@ class ConvOp : public Op, public ops::FusesConsumer {
   const float* direct_input(const float* const* x, float* const* scratch, int64_t n,
                             bool round) const {
     if (!bf16_) return x[0];
-    if (round) {
-      const int64_t size = w_.in_size();
-      ops::for_samples(0, n, n * size, [&](int64_t s) {
-        round_bf16(x[0] + s * size, scratch[6] + s * size, size);
-      });
-    }
+    if (round) return rounded_input(x, scratch, n);
+    return scratch[6];
+  }
+  // scratch [6] = x rounded to bf16, sample by sample.
+  const float* rounded_input(const float* const* x, float* const* scratch, int64_t n) const {
+    const int64_t size = w_.in_size();
+    ops::for_samples(0, n, n * size, [&](int64_t s) {
+      round_bf16(x[0] + s * size, scratch[6] + s * size, size);
+    });
     return scratch[6];
   }
 
@@ -1015,11 +1049,12 @@ class ConvOp : public Op, public ops::FusesConsumer {
     const gemm::SbKernelInfo& kern = gemm::active_sb_kernel();
     by_panels(kg_, kern.mr, gemm::threads_for(kg_, filters_, M, parallel::available_threads()),
               [&](int64_t m0, int64_t m1) {
+                // the forward pass's rounded x (scratch [6]) and dz rounded by backward
                 for (int64_t g = 0; g < groups_; ++g) {
-                  const Patches pt{w, a.x[0], g * cg_, cg_, offset_.data()};
+                  const Patches pt{w, a.scratch[6], g * cg_, cg_, offset_.data()};
                   sb_implicit(kern, {&pack_patches<true>, &pt}, m0, m1, fg_, M,
                               {dz + g * fg_, filters_, 1}, beta, dW + g * fg_, filters_,
-                              gemm::Epilogue{});
+                              gemm::Epilogue{}, true, true);
                 }
               });
   }
@@ -1081,7 +1116,7 @@ class ConvOp : public Op, public ops::FusesConsumer {
   void input_grad(const BwdArgs& a, const Window& w, const float* dz, float* dx) {
     const int64_t P = w.positions();
     if (!a.dx_acc[0]) std::memset(dx, 0, sizeof(float) * size_t(a.n * w_.in_size()));
-    if (wino_ && filters_ >= kWinoMinChannels) {
+    if (wino_dx()) {
       input_grad_wino(a, w, dz, dx);
       return;
     }
@@ -1146,6 +1181,7 @@ class ConvOp : public Op, public ops::FusesConsumer {
   // packing and no col2im. Each sample on its own (the threads take whole samples): the
   // same bits on any thread count. Results differ from dz W^T + col2im by rounding only
   // (test_conv_winograd's tolerances).
+  bool wino_dx() const { return wino_ && filters_ >= kWinoMinChannels; }
   void input_grad_wino(const BwdArgs& a, const Window& w, const float* dz, float* dx) {
     const int64_t C = cg_, F = filters_, CP = (C + kDirectPad - 1) / kDirectPad * kDirectPad;
     const int64_t Hu = std::min(w_.H, w.OH + 2 - w_.PH), Wu = std::min(w_.W, w.OW + 2 - w_.PW);
