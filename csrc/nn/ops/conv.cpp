@@ -81,8 +81,8 @@
 // then summed per sample, and the samples' sums are added in sample order.
 // 3x3 windows of stride 1 and dilation 1 with at least kWinoMinChannels input channels
 // (groups 1, K up to kDirectMaxK): Winograd F(2x2, 3x3) for the forward pass (fused with a
-// 2x2 max pooling or not), dW and, with at least kWinoMinChannels filters, dx. (Measured
-// figures above.)
+// 2x2 max pooling or not), dW and, with kWinoMinChannels to kDirectMaxK / 9 filters, dx.
+// (Measured figures above.)
 // More channels (groups 1, K = kh*kw*C up to kDirectMaxK): the forward pass only takes the
 // direct kernel too. Its block (12 positions of an output row x 32 filters on AVX-512) is the
 // GEMM micro-kernel's shape, but it broadcasts the patch values from x where they lie (a
@@ -1181,7 +1181,10 @@ class ConvOp : public Op, public ops::FusesConsumer {
   // packing and no col2im. Each sample on its own (the threads take whole samples): the
   // same bits on any thread count. Results differ from dz W^T + col2im by rounding only
   // (test_conv_winograd's tolerances).
-  bool wino_dx() const { return wino_ && filters_ >= kWinoMinChannels; }
+  // (Its depth is 9 * filters: bounded as the forward pass's direct kernel bounds its K.)
+  bool wino_dx() const {
+    return wino_ && filters_ >= kWinoMinChannels && 9 * filters_ <= kDirectMaxK;
+  }
   void input_grad_wino(const BwdArgs& a, const Window& w, const float* dz, float* dx) {
     const int64_t C = cg_, F = filters_, CP = (C + kDirectPad - 1) / kDirectPad * kDirectPad;
     const int64_t Hu = std::min(w_.H, w.OH + 2 - w_.PH), Wu = std::min(w_.W, w.OW + 2 - w_.PW);
