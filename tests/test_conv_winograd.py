@@ -1,6 +1,8 @@
 """The Winograd F(2x2, 3x3) forward of the conv op (nn/conv_direct_impl.h, wino_forward):
 3x3 windows of stride 1 and dilation 1, groups 1, at least 16 input channels, on AVX2 /
-AVX-512, unfused and fused with a 2x2 max pooling.
+AVX-512, unfused and fused with a 2x2 max pooling; with at least 16 filters the input
+gradient too (conv.cpp, input_grad_wino: the same kernel on dz in a zero border, with the
+kernel turned and transposed), checked by test_conv's gradient test on every case here.
 
 Edge sizes: odd output heights and widths (tiles cut by the output's edge), outputs of one
 position, "same" padding (tiles reading zeros past every border), channel counts that are
@@ -38,6 +40,10 @@ CASES = [
     conv("wino_c40_same_2x9_nobias", (2, 9, 40), (3, 3, 40, 7), padding="same",
          use_bias=False),
     conv("wino_c16_same_11x13_tiles", (11, 13, 16), (3, 3, 16, 18), "relu", padding="same"),
+    # the input gradient by Winograd: channels (its outputs) and filters (its inputs) not
+    # multiples of a vector, an odd output in both axes with "valid" padding; one position
+    conv("wino_dx_c24_f20_valid_odd", (6, 9, 24), (3, 3, 24, 20), "relu"),
+    conv("wino_dx_one_position_f16", (3, 3, 16), (3, 3, 16, 16), "linear"),
 ]
 
 
@@ -72,7 +78,7 @@ def test_winograd_error_on_the_mnist_layer_is_of_rounding_size():
     assert 0 < err < 1e-5
 
 
-@pytest.mark.parametrize("case", [CASES[1], CASES[5], BIG], ids=repr)
+@pytest.mark.parametrize("case", [CASES[1], CASES[5], CASES[6], BIG], ids=repr)
 def test_winograd_threads_and_batch_bitwise(case):
     tc.test_results_do_not_depend_on_threads_or_batch(case)
 
@@ -98,6 +104,11 @@ FUSED = [
      [((3, 3, 17, 33), _conv_attrs("relu", padding="same"), True)], 3),
     ("wino_pool_odd_c16_f5_nobias", (10, 11, 16),
      [((3, 3, 16, 5), _conv_attrs("linear", use_bias=False), True)], 2),
+    # a second layer (dx wanted) by Winograd, fused: its 9x10 output pooled to 4x5, so dz
+    # covers 8x10 positions and dx is computed on rows 0..9 of 11 only (all 11 apart)
+    ("wino_pool_second_layer_c16_f24", (11, 12, 3),
+     [((3, 3, 3, 16), _conv_attrs("linear", padding="same"), False),
+      ((3, 3, 16, 24), _conv_attrs("relu"), True)], 3),
 ]
 
 

@@ -45,14 +45,23 @@
 // Tried and dropped: Winograd product blocks of 64 filters x 6 tiles (the GEMM micro-
 // kernel's shape, fewer broadcasts per FMA) instead of 32 x 8..12: 10.4% of the profile
 // against 9.2% (0.81 against 0.78 of the GEMM micro-kernel's share in the same runs).
-// Not built: Winograd for dx (a 13x13 full correlation: 49 tiles of 2x2 give only 13% fewer
-// products than dz W^T, and by the shares above a Winograd product costs more than a GEMM
-// micro-kernel product, so it would likely lose even without col2im). Blocks of tiles are
-// balanced (25 tiles: 9, 8, 8): blocks of 12, 12, 1 spent 1.6% in the one-tile block alone.
+// Blocks of tiles are balanced (25 tiles: 9, 8, 8): blocks of 12, 12, 1 spent 1.6% in the
+// one-tile block alone.
+// Then (convspeed branch) Winograd for dx too (input_grad_wino), on the 12x12 of the 13x13
+// input that the covered 10x10 positions reach: 36 tiles x 16 products against 100
+// positions x 9 for dz W^T (the earlier estimate here took the whole 13x13, 49 tiles, and
+// found only 13% fewer). perf, one thread, 60 steps: dz W^T's micro-kernel 23% + col2im 4%
+// + packing before; the Winograd products 14% + input transforms of dz 4.4% + copying dz
+// into its zero border 2.5% + adding into dx 1.4% after. A/B, CPU time per step of the
+// whole fit on 7,680 images, best of 2, 3 alternating runs each, load 8 on 2 cores:
+// 14.5 ms before, 12.9-13.5 after (1 thread); 16.1-17.6 and 14.0-15.0 (2 threads).
 // Left: with 2 threads the dW sums split by xi and each thread transforms every tile (only
-// its xi are needed); conv1's dW from the pooled gradient (6%) and col2im (6%) are now the
-// largest single items after the GEMM; an indirect GEMM micro-kernel (Dukhan 2019) for
-// dz W^T would remove packing dz.
+// its xi are needed); conv1's dW from the pooled gradient and its fused forward (each 5-6%
+// of the step, at about half the FMA peak) are now the largest items after the Winograd
+// kernels; the input transforms (wino_input, about 10% over the three passes) are slow for
+// their arithmetic: their loads of x (and dz) miss the caches (a layer runs over the whole
+// batch, 2.7 MB of input, before the next starts); explicit vector code for them and a
+// padded xi stride were tried and changed nothing.
 //
 // Backward, with dz = dy * act'(z) computed in place in dy (plus the bias gradient, the
 // column sums of dz, in the same pass):
@@ -72,7 +81,8 @@
 // then summed per sample, and the samples' sums are added in sample order.
 // 3x3 windows of stride 1 and dilation 1 with at least kWinoMinChannels input channels
 // (groups 1, K up to kDirectMaxK): Winograd F(2x2, 3x3) for the forward pass (fused with a
-// 2x2 max pooling or not) and dW; dx stays dz W^T + col2im. (Measured figures above.)
+// 2x2 max pooling or not), dW and, with kWinoMinChannels to kDirectMaxK / 9 filters, dx.
+// (Measured figures above.)
 // More channels (groups 1, K = kh*kw*C up to kDirectMaxK): the forward pass only takes the
 // direct kernel too. Its block (12 positions of an output row x 32 filters on AVX-512) is the
 // GEMM micro-kernel's shape, but it broadcasts the patch values from x where they lie (a
@@ -97,8 +107,8 @@
 // Scratch: [0] z, the pre-activation (saved, when backward needs it and the activation is
 // not relu, whose derivative reads y), [1] the dz W^T chunk, [2] the direct kernel's padded
 // weights and bias, [3] the direct kernel's per-sample dW; fused with max pooling, [4] the
-// winning taps (saved), [5] the unpooled dz; in bf16 with the direct kernels, [6] x rounded
-// to bf16 (saved for dW).
+// winning taps (saved), [5] the unpooled dz; in bf16 with the direct kernels or sb_implicit,
+// [6] x rounded to bf16 (saved for dW).
 //
 // compute_dtype "bfloat16" (the mixed_bfloat16 policy): x, the kernel and dz are rounded to
 // bfloat16 (gemm::bf16_round_bits) for every product (forward, dx, dW) and the products are
@@ -112,8 +122,16 @@
 // Measured (this session's AMD Zen 4, load 12-35, so only roughly: the MNIST convnet epoch on
 // 6,000 images, best of 3, pynn bf16 / pynn fp32 in alternating processes): im2col + sbgemm
 // 2.5-2.8x on 1 thread, sb_implicit 1.8-2.3x, and 1.5-1.7x with the pair rounding
-// vectorised (pack_pair_row: sb_convert_panel was 20% of the bf16 epoch). The rest of the gap: fp32's Winograd (2.25x
-// fewer products in conv2's forward and dW) and pooling fusion have no bf16 counterpart.
+// vectorised (pack_pair_row: sb_convert_panel was 20% of the bf16 epoch). The rest of the
+// gap: fp32's Winograd (2.25x fewer products in conv2's forward and dW) and pooling fusion
+// have no bf16 counterpart.
+// Then (convspeed branch) x is rounded once per forward pass into scratch [6] (kept for dW)
+// and sb_implicit takes its patches, and dW's dz (rounded by backward), as bf16 already:
+// sb_convert_panel only moves the top halves (rounding a bf16 value changes no bit, so the
+// results are bitwise those of before). It had rounded each input kh*kw times in the forward
+// pass and again in dW: 11.8% of the bf16 step (perf, one thread). A/B, CPU time per step,
+// 3,840 images, best of 2, 2 alternating runs, load 6-8 on 2 cores: 24.5-25.2 ms before,
+// 22.3-23.2 after (fp32 after this branch: 12.9-13.5).
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -444,20 +462,37 @@ inline uint32_t bf16_bits(float x) {
 }
 
 // d[i] = the bf16 pair (lo[i], hi[i]) as one 32-bit word, lo in the low half (a loop over
-// non-overlapping arrays, so that it vectorises).
+// non-overlapping arrays, so that it vectorises). kRounded: lo and hi are bf16 values already
+// (each the float32 of a bf16, as round_bf16 leaves it), whose rounding changes no bit, so
+// their top halves are taken as they are.
+template <bool kRounded>
 void pack_pair_row(const float* __restrict lo, const float* __restrict hi,
                    uint32_t* __restrict d, int w) {
-  for (int i = 0; i < w; ++i) d[i] = (bf16_bits(hi[i]) & 0xFFFF0000u) | (bf16_bits(lo[i]) >> 16);
+  if constexpr (kRounded) {
+    for (int i = 0; i < w; ++i) {
+      uint32_t h, l;
+      std::memcpy(&h, hi + i, 4);
+      std::memcpy(&l, lo + i, 4);
+      d[i] = (h & 0xFFFF0000u) | (l >> 16);
+    }
+  } else {
+    for (int i = 0; i < w; ++i)
+      d[i] = (bf16_bits(hi[i]) & 0xFFFF0000u) | (bf16_bits(lo[i]) >> 16);
+  }
 }
 
 // One micro-panel src [kc][w] (float32, w rows or columns) into the kernel's layout of depth
-// kcp (zeros past kc): pairs [kcp/2][w][2] bf16, or f32 [kcp][w] rounded.
+// kcp (zeros past kc): pairs [kcp/2][w][2] bf16, or f32 [kcp][w] rounded. `rounded`: src
+// holds bf16 values already (the bits are the same either way; only the work differs).
 void sb_convert_panel(gemm::SbLayout layout, int w, int64_t kc, int64_t kcp, const float* src,
-                      void* dst) {
+                      void* dst, bool rounded) {
   if (layout == gemm::SbLayout::pairs) {
     uint32_t* d = static_cast<uint32_t*>(dst);
     int64_t q = 0;
-    for (; q + 2 <= kc; q += 2) pack_pair_row(src + q * w, src + (q + 1) * w, d + (q / 2) * w, w);
+    for (; q + 2 <= kc; q += 2) {
+      if (rounded) pack_pair_row<true>(src + q * w, src + (q + 1) * w, d + (q / 2) * w, w);
+      else pack_pair_row<false>(src + q * w, src + (q + 1) * w, d + (q / 2) * w, w);
+    }
     if (q < kc) {  // an odd depth: the last pair's second half is zero padding
       for (int i = 0; i < w; ++i) d[(q / 2) * w + i] = bf16_bits(src[q * w + i]) >> 16;
       q += 2;
@@ -466,7 +501,8 @@ void sb_convert_panel(gemm::SbLayout layout, int w, int64_t kc, int64_t kcp, con
     return;
   }
   float* d = static_cast<float*>(dst);
-  round_bf16(src, d, kc * w);
+  if (rounded) std::memcpy(d, src, sizeof(float) * size_t(kc * w));
+  else round_bf16(src, d, kc * w);
   std::memset(d + kc * w, 0, sizeof(float) * size_t((kcp - kc) * w));
 }
 
@@ -475,10 +511,11 @@ void sb_convert_panel(gemm::SbLayout layout, int w, int64_t kc, int64_t kcp, con
 // callback) and B (k x n) a strided view; both rounded to bf16, float32 sums. K is cut into
 // the same panels as gemm::sbgemm cuts it (depth from k alone) and tiles at the edges run on
 // a scratch tile, so C[i][j] depends on row i of A, column j of B and k only: the same bits
-// for any m0, m1, chunking or thread count.
+// for any m0, m1, chunking or thread count. a_rounded / b_rounded: that operand's values are
+// bf16 already (sb_convert_panel).
 void sb_implicit(const gemm::SbKernelInfo& kern, const gemm::APacker& pa, int64_t m0, int64_t m1,
                  int64_t n, int64_t k, gemm::MatrixView b, float beta, float* c, int64_t ldc,
-                 const gemm::Epilogue& ep) {
+                 const gemm::Epilogue& ep, bool a_rounded, bool b_rounded) {
   const int MR = kern.mr, NR = kern.nr;
   const bool pairs = kern.a_layout == gemm::SbLayout::pairs;
   const size_t eb = pairs ? 2 : 4;
@@ -520,7 +557,7 @@ void sb_implicit(const gemm::SbKernelInfo& kern, const gemm::APacker& pa, int64_
         for (int64_t j = nv; j < NR; ++j) t[j] = 0.0f;
       }
       sb_convert_panel(kern.b_layout, NR, kc, kcp, tmp.data(),
-                       bb + size_t(jp * NR * kcp) * eb);
+                       bb + size_t(jp * NR * kcp) * eb, b_rounded);
     }
     for (int64_t ic = m0; ic < m1; ic += MC) {
       const int64_t mc = std::min(MC, m1 - ic);
@@ -529,7 +566,7 @@ void sb_implicit(const gemm::SbKernelInfo& kern, const gemm::APacker& pa, int64_
         pa.pack(pa.ctx, ic + ig, rows, pc, kc, MR, tmp.data());
         for (int64_t ir = ig; ir < ig + rows; ir += MR)
           sb_convert_panel(kern.a_layout, MR, kc, kcp, tmp.data() + (ir - ig) * kc,
-                           ab + size_t(ir * kcp) * eb);
+                           ab + size_t(ir * kcp) * eb, a_rounded);
       }
       for (int64_t ir = 0; ir < mc; ir += MR) {
         const int64_t mv = std::min<int64_t>(MR, mc - ir);
@@ -657,7 +694,7 @@ class ConvOp : public Op, public ops::FusesConsumer {
     std::vector<ScratchNeed> s(7);
     if (backward && keeps_z(training))
       s[0] = {w_.positions() * filters_, 0, ScratchLife::saved};
-    if (backward) s[1] = {0, chunk_rows_ * kg_, ScratchLife::backward};
+    if (backward && !wino_dx()) s[1] = {0, chunk_rows_ * kg_, ScratchLife::backward};
     if (direct_ != nullptr) {
       s[2] = {0, wino_ ? wino_kernel_size(cg_, fpad_) : (kg_ + 1) * fpad_,
               ScratchLife::forward};
@@ -667,7 +704,8 @@ class ConvOp : public Op, public ops::FusesConsumer {
       s[4] = {pool_win_.positions() * filters_, 0, ScratchLife::saved};
       s[5] = {w_.positions() * filters_, 0, ScratchLife::backward};
     }
-    if (bf16_ && direct_ != nullptr)  // x rounded to bf16 for the direct kernels
+    // x rounded to bf16 for the direct kernels, or for sb_implicit (forward_implicit_bf16)
+    if (bf16_ && (direct_ != nullptr || sb_implicit_supported(gemm::active_sb_kernel())))
       s[6] = {w_.in_size(), 0, backward ? ScratchLife::saved : ScratchLife::forward};
     return s;
   }
@@ -714,13 +752,16 @@ class ConvOp : public Op, public ops::FusesConsumer {
     const int64_t M = a.n * w_.positions();
     if (M == 0) return;
     const gemm::SbKernelInfo& kern = gemm::active_sb_kernel();
+    // x rounded once (kept for dW): the patches then repeat bf16 values, which the packing
+    // takes as they are instead of rounding each of the kh*kw copies of every input.
+    const float* xr = rounded_input(a.x, a.scratch, a.n);
     by_panels(M, kern.mr, gemm::threads_for(M, filters_, kg_, parallel::available_threads()),
               [&](int64_t m0, int64_t m1) {
                 for (int64_t g = 0; g < groups_; ++g) {
-                  const Patches pt{w_, a.x[0], g * cg_, cg_, offset_.data()};
+                  const Patches pt{w_, xr, g * cg_, cg_, offset_.data()};
                   sb_implicit(kern, {&pack_patches<false>, &pt}, m0, m1, fg_, kg_,
                               {a.param[0] + g * fg_, filters_, 1}, 0.0f, a.y + g * fg_,
-                              filters_, epilogue(a, act, z, g, 0));
+                              filters_, epilogue(a, act, z, g, 0), true, false);
                 }
               });
   }
@@ -790,12 +831,15 @@ class ConvOp : public Op, public ops::FusesConsumer {
   const float* direct_input(const float* const* x, float* const* scratch, int64_t n,
                             bool round) const {
     if (!bf16_) return x[0];
-    if (round) {
-      const int64_t size = w_.in_size();
-      ops::for_samples(0, n, n * size, [&](int64_t s) {
-        round_bf16(x[0] + s * size, scratch[6] + s * size, size);
-      });
-    }
+    if (round) return rounded_input(x, scratch, n);
+    return scratch[6];
+  }
+  // scratch [6] = x rounded to bf16, sample by sample.
+  const float* rounded_input(const float* const* x, float* const* scratch, int64_t n) const {
+    const int64_t size = w_.in_size();
+    ops::for_samples(0, n, n * size, [&](int64_t s) {
+      round_bf16(x[0] + s * size, scratch[6] + s * size, size);
+    });
     return scratch[6];
   }
 
@@ -1005,11 +1049,12 @@ class ConvOp : public Op, public ops::FusesConsumer {
     const gemm::SbKernelInfo& kern = gemm::active_sb_kernel();
     by_panels(kg_, kern.mr, gemm::threads_for(kg_, filters_, M, parallel::available_threads()),
               [&](int64_t m0, int64_t m1) {
+                // the forward pass's rounded x (scratch [6]) and dz rounded by backward
                 for (int64_t g = 0; g < groups_; ++g) {
-                  const Patches pt{w, a.x[0], g * cg_, cg_, offset_.data()};
+                  const Patches pt{w, a.scratch[6], g * cg_, cg_, offset_.data()};
                   sb_implicit(kern, {&pack_patches<true>, &pt}, m0, m1, fg_, M,
                               {dz + g * fg_, filters_, 1}, beta, dW + g * fg_, filters_,
-                              gemm::Epilogue{});
+                              gemm::Epilogue{}, true, true);
                 }
               });
   }
@@ -1071,6 +1116,10 @@ class ConvOp : public Op, public ops::FusesConsumer {
   void input_grad(const BwdArgs& a, const Window& w, const float* dz, float* dx) {
     const int64_t P = w.positions();
     if (!a.dx_acc[0]) std::memset(dx, 0, sizeof(float) * size_t(a.n * w_.in_size()));
+    if (wino_dx()) {
+      input_grad_wino(a, w, dz, dx);
+      return;
+    }
     const float* W = a.param[0];
     const int64_t psize = gemm::packed_b_size(fg_, kg_);
     const int64_t pstride = (psize + 15) / 16 * 16;  // keeps every group's block 64-byte aligned
@@ -1115,6 +1164,76 @@ class ConvOp : public Op, public ops::FusesConsumer {
         dcol = own.data();
       }
       samples(a.n * t / nt, a.n * (t + 1) / nt, dcol);
+    });
+  }
+
+  // dx += the input gradient by Winograd F(2x2, 3x3), for the layers whose forward pass
+  // runs by it (3x3, stride 1, dilation 1): dx is the "full" correlation of dz with the
+  // kernel turned by 180 degrees and transposed (filters in, channels out),
+  //   dx[ih, iw, c] = sum_{i, j, f} dzp[ih + i, iw + j, f] * W[2 - i, 2 - j, c, f],
+  // dzp being dz shifted by (2 - PH, 2 - PW) in zeros: a 3x3 forward convolution of stride
+  // 1 on dzp, which wino_forward runs on each sample (copied into a zero-bordered buffer so
+  // that every tile lies inside it) with the turned kernel transformed once per call.
+  // Only the rows (columns) of dx that some position of w reaches are computed (Hu x Wu:
+  // with the fused pooling's covered positions, 12 x 12 of the MNIST convnet's 13 x 13).
+  // Against dz W^T + col2im: 16 products per 2x2 outputs and (c, f) instead of 9 per
+  // position (36 tiles x 16 against 100 positions x 9 on that layer, 36% fewer), no dz
+  // packing and no col2im. Each sample on its own (the threads take whole samples): the
+  // same bits on any thread count. Results differ from dz W^T + col2im by rounding only
+  // (test_conv_winograd's tolerances).
+  // (Its depth is 9 * filters: bounded as the forward pass's direct kernel bounds its K.)
+  bool wino_dx() const {
+    return wino_ && filters_ >= kWinoMinChannels && 9 * filters_ <= kDirectMaxK;
+  }
+  void input_grad_wino(const BwdArgs& a, const Window& w, const float* dz, float* dx) {
+    const int64_t C = cg_, F = filters_, CP = (C + kDirectPad - 1) / kDirectPad * kDirectPad;
+    const int64_t Hu = std::min(w_.H, w.OH + 2 - w_.PH), Wu = std::min(w_.W, w.OW + 2 - w_.PW);
+    if (Hu <= 0 || Wu <= 0 || a.n == 0) return;
+    // The turned kernel kt (3, 3, F, C), then its transform (no bias).
+    std::vector<float> kt(size_t(9 * F * C));
+    const float* W = a.param[0];
+    for (int64_t ij = 0; ij < 9; ++ij)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t f = 0; f < F; ++f)
+          kt[size_t((ij * F + f) * C + c)] = W[((8 - ij) * C + c) * F + f];
+    wino_dx_kernel_.resize(size_t(wino_kernel_size(F, CP)));
+    wino_kernel(kt.data(), nullptr, F, C, CP, wino_dx_kernel_.data());
+    const float* wu = wino_dx_kernel_.data();
+    Window wd;  // the correlation on the bordered buffer
+    wd.C = F;
+    wd.KH = wd.KW = 3;
+    wd.OH = Hu;
+    wd.OW = Wu;
+    wd.H = 2 * ((Hu + 1) / 2) + 2;
+    wd.W = 2 * ((Wu + 1) / 2) + 2;
+    const int64_t sh = 2 - w_.PH, sw = 2 - w_.PW;  // dz's place in the buffer
+    ops::for_samples(0, a.n, a.n * Hu * Wu * 4 * C * F, [&](int64_t s) {
+      thread_local std::vector<float> buf, out;
+      buf.resize(size_t(wd.in_size()));
+      out.resize(size_t(Hu * Wu * C));
+      const float* dzs = dz + s * w.positions() * F;
+      for (int64_t r = 0; r < wd.H; ++r) {
+        float* row = buf.data() + r * wd.W * F;
+        const int64_t oh = r - sh;
+        if (oh < 0 || oh >= w.OH) {
+          std::memset(row, 0, sizeof(float) * size_t(wd.W * F));
+          continue;
+        }
+        // columns [sw, sw + OW) hold dz's row oh (those past the buffer's width are never
+        // read by a computed output), zeros around it
+        const int64_t c0 = std::max<int64_t>(0, sw), c1 = std::min(wd.W, sw + w.OW);
+        std::memset(row, 0, sizeof(float) * size_t(c0 * F));
+        std::memcpy(row + c0 * F, dzs + (oh * w.OW + c0 - sw) * F,
+                    sizeof(float) * size_t((c1 - c0) * F));
+        std::memset(row + c1 * F, 0, sizeof(float) * size_t((wd.W - c1) * F));
+      }
+      direct_->wino_forward(wd, buf.data(), wu, C, CP, false, 0, 0, out.data(), nullptr);
+      float* dxs = dx + s * w_.in_size();
+      for (int64_t ih = 0; ih < Hu; ++ih) {
+        float* d = dxs + ih * w_.W * C;
+        const float* o = out.data() + ih * Wu * C;
+        for (int64_t e = 0; e < Wu * C; ++e) d[e] += o[e];
+      }
     });
   }
 
@@ -1178,6 +1297,7 @@ class ConvOp : public Op, public ops::FusesConsumer {
   bool bf16_ = false;  // compute_dtype "bfloat16": operands rounded to bf16, float32 sums
   int64_t fpad_ = 0;                           // filters rounded up to kDirectPad
   std::vector<float> wino_sums_;  // wino_weight_grad's 16 sums per (c, f)
+  std::vector<float> wino_dx_kernel_;  // input_grad_wino's transformed turned kernel
   std::vector<float> packed_wt_;  // W^T of each group packed for the input gradient's GEMMs
   ops::FusableMaxPool* pool_ = nullptr;  // the max pooling this op computes (fuse_consumer)
   Window pool_win_;                      // its geometry: input (OH, OW, F), output (POH, POW)
