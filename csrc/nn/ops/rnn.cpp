@@ -305,7 +305,7 @@ class RnnOp : public Op {
     const float* Wc = sc[kWcat];
     const float* WP = nullptr;
     if (stacked_) {
-      WP = stack_inputs(a, X, bias, xg, drop_x && xg > 1 ? sc[kMx] : nullptr);
+      WP = stack_weights(a, bias, xg);
     } else {
       // The input side of every step: one GEMM, bias in its epilogue.
       // Per-gate input masks: one GEMM per gate, from x through that gate's mask.
@@ -332,6 +332,7 @@ class RnnOp : public Op {
     // not depend on how many rows it is computed with, so the split changes no bit).
     row_blocks(n, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
+      if (stacked_) stack_rows(X, b0, b1, xg, drop_x && xg > 1 ? sc[kMx] : nullptr, XH);
       for (int64_t s = 0; s < t_; ++s) {
         const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
         const bool first = s == 0;
@@ -918,14 +919,10 @@ class RnnOp : public Op {
     }
   }
 
-  // simple and lstm: [W; b; U] stacked into kWcat and packed into kWP (returned), and per
-  // (row, step) the A row [x, 1, h'] of kXH with its x (after dropout) and 1 filled and h'
-  // zero for the first step; the time loop writes each later step's h' as it goes.
-  // Per-gate masks (xg = G): each (row, step) holds one such A row per gate, with x through
-  // that gate's input mask mx (when not null), and each gate's columns of [W; b; U] are
-  // packed on their own (the pack of gate g at packed_gate(WP, g)).
-  const float* stack_inputs(const FwdArgs& a, const float* X, const float* bias, int64_t xg,
-                            const float* mx) const {
+  // simple and lstm: [W; b; U] stacked into kWcat and packed into kWP (returned), [W; b]
+  // alone into kWP0. Per-gate masks (xg = G): each gate's columns of [W; b; U] are packed on
+  // their own (the pack of gate g at packed_gate(WP, g)).
+  const float* stack_weights(const FwdArgs& a, const float* bias, int64_t xg) const {
     float* const* sc = a.scratch;
     float* Wc = sc[kWcat];
     std::memcpy(Wc, a.param[0], bytes(f_ * gu_));
@@ -939,9 +936,18 @@ class RnnOp : public Op {
       for (int64_t g = 0; g < xg; ++g)
         gemm::pack_b_whole(k1_, u_, {Wc + g * u_, gu_, 1}, packed_gate(WP, g));
     }
-    float* XH = sc[kXH];
+    return WP;
+  }
+  // Per (row, step) of rows [b0, b1) the A row [x, 1, h'] of kXH (XH) with its x (after
+  // dropout) and 1 filled and h' zero for the first step; the time loop writes each later
+  // step's h' as it goes. Per-gate masks (xg = G): one such A row per gate, with x through
+  // that gate's input mask mx (when not null). Run by each thread on its own rows, just
+  // before its recurrence (a serial pass over every row's T A rows kept the other thread
+  // waiting).
+  void stack_rows(const float* X, int64_t b0, int64_t b1, int64_t xg, const float* mx,
+                  float* XH) const {
     const int64_t t0 = time_of(0);
-    for (int64_t b = 0; b < a.n; ++b)
+    for (int64_t b = b0; b < b1; ++b)
       for (int64_t t = 0; t < t_; ++t)
         for (int64_t g = 0; g < xg; ++g) {
           float* row = XH + ((b * t_ + t) * xg + g) * k1_;
@@ -952,10 +958,9 @@ class RnnOp : public Op {
             const float* m = mx + (b * xg + g) * f_;
             for (int64_t j = 0; j < f_; ++j) row[j] = x[j] * m[j];
           }
-          if (bias) row[f_] = 1.0f;
+          if (use_bias_) row[f_] = 1.0f;
           if (t == t0) std::fill(row + hoff_, row + k1_, 0.0f);
         }
-    return WP;
   }
   // Gate g's own pack of [W; b; U] (per-gate masks), each on a 64-byte boundary.
   int64_t gate_pack_stride() const { return gemm::packed_b_size(k1_, u_) + kAlignPad; }
