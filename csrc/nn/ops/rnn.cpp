@@ -191,15 +191,8 @@ class RnnOp : public Op {
     stacked_ = cell_ != Cell::gru && !bf16_;
     hoff_ = f_ + (use_bias_ ? 1 : 0);
     k1_ = hoff_ + u_;
-    // The stacked path's per-row sequences in kA, kH, kC and kTC are read and written a
-    // step (one row's gu or u floats) at a time across all rows of the batch; with a row
-    // stride of T gu (T u) floats, a power of two times a small odd number, those pieces
-    // of different rows fall into few sets of the caches and evict each other between the
-    // GEMM that writes a step and the pass that reads it. A line of padding per row spreads
-    // them. (The unstacked paths treat these slots as (n T)-row matrices: no padding.)
-    const int64_t pad = stacked_ ? kRowPad : 0;
-    zrow_ = t_ * gu_ + pad;
-    hrow_ = t_ * u_ + pad;
+    zrow_ = t_ * gu_;
+    hrow_ = t_ * u_;
     // sigmoid and tanh take their derivative from the output alone: then the step's GEMM
     // writes straight into kA, activated there in place, and no pre-activation is kept.
     const auto from_output = [](const ActivationInfo* f) {
@@ -1149,7 +1142,6 @@ class RnnOp : public Op {
   int64_t k1_ = 1;       // that product's depth F + u (+ 1 with a bias)
   int64_t hoff_ = 1;     // where h' starts in its A row [x, 1, h'] (F, or F + 1 with a bias)
   int64_t zrow_ = 1, hrow_ = 1;  // per-row strides of kZ and kA, of kH, kC and kTC
-  static constexpr int64_t kRowPad = 16;  // floats of padding per row (stacked only)
   bool gates_in_a_ = false;  // no kZ: the step's GEMM writes kA (see configure)
   static constexpr int64_t kPrefetchRows = 2;  // rows ahead whose lines are prefetched
   bool pergate_ = false;     // lstm, gru with recurrent_dropout: one x and h' mask per gate
