@@ -35,7 +35,8 @@ except ImportError:  # torch is in the [bench] extra
 BATCH = 128
 UNITS = 128
 FLOP_PER_IMAGE = 3 * 2 * 28 * (28 + UNITS) * 4 * UNITS
-GATES = {"lstm": 4, "gru": 3}
+GATES = {"lstm": 4, "gru": 3, "simple": 1}
+CELLS = {"lstm": "LSTM", "gru": "GRU", "simple": "SimpleRNN"}  # pynn.layers' names
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def data():
 def pynn_model(cell="lstm", policy="float32"):
     mp.set_global_policy(policy)
     try:
-        rnn = layers.LSTM(UNITS) if cell == "lstm" else layers.GRU(UNITS)
+        rnn = getattr(layers, CELLS[cell])(UNITS)
         model = pynn.Sequential([pynn.Input((28, 28)), rnn,
                                  layers.Dense(10, activation="softmax")])
     finally:
@@ -66,7 +67,7 @@ def pynn_model(cell="lstm", policy="float32"):
 class TorchRNN(torch.nn.Module if torch is not None else object):  # type: ignore[misc]
     def __init__(self, cell="lstm"):
         super().__init__()
-        rnn = torch.nn.LSTM if cell == "lstm" else torch.nn.GRU
+        rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "simple": torch.nn.RNN}[cell]
         self.rnn = rnn(28, UNITS, batch_first=True)
         self.head = torch.nn.Linear(UNITS, 10)
 

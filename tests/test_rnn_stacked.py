@@ -1,8 +1,10 @@
 """The rnn op's per-step paths at sizes where they split: simple and lstm multiply each step's
-rows [x, h', 1] by the stacked [W; U; b] and add each step's share of [dW; dU; db] into a
+rows [x, 1, h'] by the stacked [W; b; U] and add each step's share of [dW; db; dU] into a
 partial sum per fixed block of batch rows (with sigmoid/tanh gates activated in place, an lstm
 with those in one fused pass per row, other activations through a pre-activation copy, no bias
-without the column of ones); gru keeps its own input projection.
+without the column of ones; the first step, whose h' is zero, multiplies [x, 1] by [W; b]
+alone and adds nothing to dU, also when it is the only step); gru keeps its own input
+projection.
 
 Each case runs a batch spanning several GEMM row panels (12 rows on AVX-512, 6 or 8 on the
 others) and big enough that the recurrence is cut among threads (n T G u u >= 2^21), against
@@ -29,6 +31,8 @@ CASES = [
     Case("lstm", 40, 3, 21, masked=True, return_sequences=True),  # long, u off the lanes
     Case("lstm", 7, 3, 52, masked=True, go_backwards=True, return_sequences=True),
     Case("lstm", 8, 4, 47, use_bias=False, return_state=True),
+    Case("lstm", 1, 3, 140, return_state=True),  # the first step is the only one
+    Case("simple", 1, 4, 280, use_bias=False),
     Case("lstm", 9, 3, 45, activation="relu", return_sequences=True),
     Case("simple", 8, 6, 100, masked=True, return_sequences=True),
     Case("simple", 8, 2, 95, activation="softsign", return_state=True),

@@ -36,16 +36,18 @@
 // A masked step (mask 0) leaves h (and c) as they were; its output is the carried h.
 //
 // Invariants:
-//  - simple and lstm in float32 (z = [x, h', 1] [W; U; b]): per step ONE GEMM of the step's rows [x, h',
-//    1] (kXH, filled with x and 1 up front, h' written by the step before) by the stacked
-//    [W; U; b], packed once per call; with sigmoid/tanh gates it writes the gate rows of kA
+//  - simple and lstm in float32 (z = [x, 1, h'] [W; b; U]): per step ONE GEMM of the step's
+//    rows [x, 1, h'] (kXH, filled with x and 1 up front, h' written by the step before) by
+//    the stacked [W; b; U], packed once per call (the first step, whose h' is zero, takes
+//    [x, 1] [W; b] alone, and adds no share to dU in backward; the bias row sits before h'
+//    so that [x, 1] is a prefix); with sigmoid/tanh gates it writes the gate rows of kA
 //    directly and they are activated there in place (their derivatives need only the output).
 //    An lstm with sigmoid gates and tanh then runs each row's activations, cell update and h
 //    (also into the next step's kXH row) as ONE pass (LstmLoops::fused_fwd), and backward
 //    one pass per row from dh and dc to the step's dZ (fused_bwd).
 //    Backward: per step one pass per row turning dh (and dc) into that step's dZ (one step's
 //    rows only: it never leaves the cache), then from it dh' = dZ U^T, dx = dZ W^T and the
-//    step's share of [dW; dU; db] = kXH^T dZ by GEMM (U^T and W^T packed once). The weight
+//    step's share of [dW; db; dU] = kXH^T dZ by GEMM (U^T and W^T packed once). The weight
 //    gradients sum per block of batch rows cut by n alone (grad_blocks), the blocks' sums
 //    added in order at the end.
 //  - gru (and bf16 simple, lstm, whose step is the lstm's fused pass or the plain one):
@@ -118,14 +120,15 @@ enum Slot {
   kUT,     // backward: the recurrent kernel transposed, (G u, u) (fixed: packs contiguously)
   kUP,     // forward: the recurrent kernel packed once for every step's GEMM (fixed)
   kUTP,    // backward: U^T packed once for every step's dh' GEMM (fixed)
-  kXH,     // simple, lstm: per step the GEMM's A row [x, h', 1], (T, F + u + 1)
+  kXH,     // simple, lstm: per step the GEMM's A row [x, 1, h'], (T, F + 1 + u)
   kWcat,   // simple, lstm: [kernel; recurrent_kernel; bias] stacked, (F + u + 1, G u) (fixed)
   kWP,     // simple, lstm: kWcat packed once for every step (fixed)
-  kG,      // backward, simple, lstm: [dW; dU; db] of each row block, (F + u + 1, G u) (fixed)
+  kG,      // backward, simple, lstm: [dW; db; dU] of each row block, (F + 1 + u, G u) (fixed)
   kWUT,    // backward, simple, lstm: [W^T, U^T], (G u, F + u) (fixed)
   kWUTP,   // backward, simple, lstm: kWUT packed once for every step's [dx, dh'] (fixed)
   kDXH,    // backward, simple, lstm: one step's [dx, dh'], (F + u)
   kGB,     // backward, gru: the bias gradients [db; rdb] of each row block, (2, G u) (fixed)
+  kWP0,    // simple, lstm: [W; b] (kWcat's first rows) packed for the first step (fixed)
   kSlots
 };
 
@@ -186,7 +189,10 @@ class RnnOp : public Op {
     // simple and lstm then take the gru's layout (input side of every step as one GEMM, bias
     // in its epilogue, then the recurrent GEMM per step).
     stacked_ = cell_ != Cell::gru && !bf16_;
-    k1_ = f_ + u_ + (use_bias_ ? 1 : 0);
+    hoff_ = f_ + (use_bias_ ? 1 : 0);
+    k1_ = hoff_ + u_;
+    zrow_ = t_ * gu_;
+    hrow_ = t_ * u_;
     // sigmoid and tanh take their derivative from the output alone: then the step's GEMM
     // writes straight into kA, activated there in place, and no pre-activation is kept.
     const auto from_output = [](const ActivationInfo* f) {
@@ -213,11 +219,11 @@ class RnnOp : public Op {
     std::vector<ScratchNeed> s(kSlots);
     const ScratchLife keep = backward ? ScratchLife::saved : ScratchLife::forward;
     const ScratchLife bw = ScratchLife::backward;
-    s[kZ] = {gates_in_a_ ? 0 : t_ * gu_, 0, keep};
-    s[kA] = {t_ * gu_, 0, keep};
-    s[kH] = {t_ * u_, 0, keep};
-    if (cell_ == Cell::lstm) s[kC] = {t_ * u_, 0, keep};
-    if (cell_ == Cell::lstm) s[kTC] = {t_ * u_, 0, keep};
+    s[kZ] = {gates_in_a_ ? 0 : zrow_, 0, keep};
+    s[kA] = {zrow_, 0, keep};
+    s[kH] = {hrow_, 0, keep};
+    if (cell_ == Cell::lstm) s[kC] = {hrow_, 0, keep};
+    if (cell_ == Cell::lstm) s[kTC] = {hrow_, 0, keep};
     if (cell_ == Cell::gru) s[kRec] = {t_ * u_, 0, keep};
     if (reset_after_) s[kStep] = {gu_, 0, ScratchLife::forward};
     if (stacked_) {
@@ -226,6 +232,7 @@ class RnnOp : public Op {
       s[kWP] = {0, std::max(gemm::packed_b_size(k1_, gu_) + kAlignPad,
                             training && pergate_ ? gates_ * gate_pack_stride() + kAlignPad : 0),
                 ScratchLife::forward};
+      s[kWP0] = {0, gemm::packed_b_size(hoff_, gu_) + kAlignPad, ScratchLife::forward};
     } else {
       s[kUP] = {0, packed_size(u_, gu_) + kAlignPad, ScratchLife::forward};
     }
@@ -272,7 +279,7 @@ class RnnOp : public Op {
     const float* bias = use_bias_ ? a.param[2] : nullptr;
     const float* rbias = reset_after_ ? (bias ? bias + gu_ : zero_bias_.data()) : nullptr;
     const float* mask = masked_ ? a.x[1] : nullptr;
-    const int64_t zs = t_ * gu_, hs = t_ * u_;  // row strides of one step's rows
+    const int64_t zs = zrow_, hs = hrow_;  // row strides of one step's rows
     const bool drop_x = a.training && rate_x_ > 0, drop_h = a.training && rate_h_ > 0;
     const float* X = a.x[0];
     const int64_t xg = xh_copies(a.training);  // per-gate masks: G of each
@@ -291,7 +298,7 @@ class RnnOp : public Op {
     const float* Wc = sc[kWcat];
     const float* WP = nullptr;
     if (stacked_) {
-      WP = stack_inputs(a, X, bias, xg, drop_x && xg > 1 ? sc[kMx] : nullptr);
+      WP = stack_weights(a, bias, xg);
     } else {
       // The input side of every step: one GEMM, bias in its epilogue.
       // Per-gate input masks: one GEMM per gate, from x through that gate's mask.
@@ -318,15 +325,17 @@ class RnnOp : public Op {
     // not depend on how many rows it is computed with, so the split changes no bit).
     row_blocks(n, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
+      if (stacked_) stack_rows(X, b0, b1, xg, drop_x && xg > 1 ? sc[kMx] : nullptr, XH);
       for (int64_t s = 0; s < t_; ++s) {
         const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
         const bool first = s == 0;
-        if (stacked_) {  // [x, h', 1] [W; U; b] for this step's rows
+        if (stacked_) {  // [x, 1, h'] [W; b; U] for this step's rows
           float* zt = (gates_in_a_ ? sc[kA] : Z) + b0 * zs + tt * gu_;
           const float* xh = XH + b0 * xs + tt * xg * k1_;
-          if (xg == 1) {
-            gemm::sgemm_prepacked_b(nb, gu_, k1_, 1.0f, {xh, xs, 1}, {Wc, gu_, 1}, WP, 0.0f,
-                                    zt, zs);
+          if (xg == 1) {  // the first step's h' is zero: [x, 1] [W; b] alone
+            gemm::sgemm_prepacked_b(nb, gu_, first ? hoff_ : k1_, 1.0f, {xh, xs, 1},
+                                    {Wc, gu_, 1}, first ? align64(sc[kWP0]) : WP, 0.0f, zt,
+                                    zs);
           } else {  // per-gate masks: each gate's columns from its own A rows
             for (int64_t g = 0; g < xg; ++g)
               gemm::sgemm_prepacked_b(nb, u_, k1_, 1.0f, {xh + g * k1_, xs, 1},
@@ -335,7 +344,8 @@ class RnnOp : public Op {
           }
           for (int64_t b = b0; b < b1; ++b) {
             if (b + kPrefetchRows < b1) prefetch_row_forward(a, b + kPrefetchRows, tt, s, xg);
-            float* next = s + 1 < t_ ? XH + b * xs + time_of(s + 1) * xg * k1_ + f_ : nullptr;
+            float* next = s + 1 < t_ ? XH + b * xs + time_of(s + 1) * xg * k1_ + hoff_
+                                 : nullptr;
             if (fused_ && (mask == nullptr || mask[b * t_ + tt] != 0.0f) && xg == 1) {
               fused_forward(a, b, tt, pt, first, next, drop_h ? mh + b * u_ : nullptr);
               continue;
@@ -457,7 +467,7 @@ class RnnOp : public Op {
     const float* mh = drop_h ? sc[kMh] : nullptr;
 
     // simple and lstm: per step, while the step's gate gradients are in cache, their share
-    // of [dW; dU; db] (added into the block's own partial sum) and, when dx is wanted, [dx,
+    // of [dW; db; dU] (added into the block's own partial sum) and, when dx is wanted, [dx,
     // dh'] = dZ [W^T, U^T] as one GEMM ([W^T, U^T] packed once); gru keeps dZ of every step
     // for its gradients after the loop.
     const bool want_g = stacked_ && (a.dparam[0] || a.dparam[1] || (use_bias_ && a.dparam[2]));
@@ -511,8 +521,10 @@ class RnnOp : public Op {
           if (want_g) {  // per-gate masks: each gate's columns from its own A rows
             const float* xh = sc[kXH] + b0 * xs + tt * xg * k1_;
             const int64_t ng = gu_ / xg;
+            // the first step's h' is zero: no share of dU (unless its rows start the sum)
+            const int64_t m = first && s != t_ - 1 ? hoff_ : k1_;
             for (int64_t g = 0; g < xg; ++g)
-              gemm::sgemm(k1_, ng, nb, 1.0f, {xh + g * k1_, 1, xs}, {dzb + g * ng, gu_, 1},
+              gemm::sgemm(m, ng, nb, 1.0f, {xh + g * k1_, 1, xs}, {dzb + g * ng, gu_, 1},
                           s == t_ - 1 ? 0.0f : 1.0f, sc[kG] + p * gsize + g * ng, gu_,
                           gemm::Epilogue{}, 1);
           }
@@ -713,9 +725,9 @@ class RnnOp : public Op {
   void fused_forward(const FwdArgs& a, int64_t b, int64_t tt, int64_t pt, bool first, float* hn,
                      const float* mhb) const {
     float* const* sc = a.scratch;
-    const int64_t ho = b * t_ * u_ + tt * u_;
-    float* g = sc[kA] + b * t_ * gu_ + tt * gu_;
-    const float* cp = first ? zeros_.data() : sc[kC] + b * t_ * u_ + pt * u_;
+    const int64_t ho = b * hrow_ + tt * u_;
+    float* g = sc[kA] + b * zrow_ + tt * gu_;
+    const float* cp = first ? zeros_.data() : sc[kC] + b * hrow_ + pt * u_;
     loops_->fused_fwd(u_, g, g + u_, g + 2 * u_, g + 3 * u_, cp, sc[kC] + ho, sc[kTC] + ho,
                       sc[kH] + ho, hn, mhb);
   }
@@ -730,21 +742,21 @@ class RnnOp : public Op {
                             int64_t xg) const {
     if (cell_ != Cell::lstm) return;
     float* const* sc = a.scratch;
-    const int64_t ho = b * t_ * u_ + tt * u_;
+    const int64_t ho = b * hrow_ + tt * u_;
     prefetch<1>(sc[kC] + ho, u_);
     prefetch<1>(sc[kTC] + ho, u_);
     prefetch<1>(sc[kH] + ho, u_);
-    if (s + 1 < t_) prefetch<1>(sc[kXH] + (b * t_ + time_of(s + 1)) * xg * k1_ + f_, u_);
+    if (s + 1 < t_) prefetch<1>(sc[kXH] + (b * t_ + time_of(s + 1)) * xg * k1_ + hoff_, u_);
   }
   void prefetch_row_backward(const BwdArgs& a, int64_t b, int64_t tt, int64_t pt,
                              bool first) const {
     if (cell_ != Cell::lstm) return;
     float* const* sc = a.scratch;
-    const int64_t zo = b * t_ * gu_ + tt * gu_, ho = b * t_ * u_ + tt * u_;
+    const int64_t zo = b * zrow_ + tt * gu_, ho = b * hrow_ + tt * u_;
     prefetch<0>(sc[kA] + zo, gu_);
     prefetch<1>(sc[kDZ] + (stacked_ ? b * gu_ : zo), gu_);
     prefetch<0>(sc[kTC] + ho, u_);
-    if (!first) prefetch<0>(sc[kC] + b * t_ * u_ + pt * u_, u_);
+    if (!first) prefetch<0>(sc[kC] + b * hrow_ + pt * u_, u_);
   }
 
   // One row's gate activations and state update at time index tt (h' at pt unless first).
@@ -754,11 +766,11 @@ class RnnOp : public Op {
                     const float* mask, const float* mh, const float* step,
                     bool phase1) const {
     float* const* sc = a.scratch;
-    const int64_t zo = b * t_ * gu_ + tt * gu_, ho = b * t_ * u_ + tt * u_;
+    const int64_t zo = b * zrow_ + tt * gu_, ho = b * hrow_ + tt * u_;
     float* z = (gates_in_a_ ? sc[kA] : sc[kZ]) + zo;  // the same as g when gates_in_a_
     float* g = sc[kA] + zo;
     float* h = sc[kH] + ho;
-    const float* hp = first ? zeros_.data() : sc[kH] + b * t_ * u_ + pt * u_;
+    const float* hp = first ? zeros_.data() : sc[kH] + b * hrow_ + pt * u_;
     const bool keep = mask == nullptr || mask[b * t_ + tt] != 0.0f;
     const int64_t u = u_;
     switch (cell_) {
@@ -769,7 +781,7 @@ class RnnOp : public Op {
         break;
       case Cell::lstm: {
         float* c = sc[kC] + ho;
-        const float* cp = first ? zeros_.data() : sc[kC] + b * t_ * u_ + pt * u_;
+        const float* cp = first ? zeros_.data() : sc[kC] + b * hrow_ + pt * u_;
         if (z != g) std::memcpy(g, z, bytes(4 * u));
         ract_->forward(g, 2 * u, ract_p_.data());
         act_->forward(g + 2 * u, u, act_p_.data());
@@ -824,12 +836,12 @@ class RnnOp : public Op {
   void step_backward(const BwdArgs& a, int64_t b, int64_t tt, int64_t pt, bool first,
                      const float* mask, const float* mh, bool phase1) const {
     float* const* sc = a.scratch;
-    const int64_t zo = b * t_ * gu_ + tt * gu_, ho = b * t_ * u_ + tt * u_;
+    const int64_t zo = b * zrow_ + tt * gu_, ho = b * hrow_ + tt * u_;
     const float* z = (gates_in_a_ ? sc[kA] : sc[kZ]) + zo;  // unread by sigmoid and tanh
     const float* g = sc[kA] + zo;
     float* dz = sc[kDZ] + (stacked_ ? b * gu_ : zo);
     float* dh = sc[kDh] + b * u_;
-    const float* hp = first ? zeros_.data() : sc[kH] + b * t_ * u_ + pt * u_;
+    const float* hp = first ? zeros_.data() : sc[kH] + b * hrow_ + pt * u_;
     const bool keep = mask == nullptr || mask[b * t_ + tt] != 0.0f;
     const int64_t u = u_;
     if (!keep) {  // the state passed through unchanged: dh (and dc) go on as they are
@@ -845,7 +857,7 @@ class RnnOp : public Op {
         break;
       case Cell::lstm: {
         const float* c = sc[kC] + ho;
-        const float* cp = first ? zeros_.data() : sc[kC] + b * t_ * u_ + pt * u_;
+        const float* cp = first ? zeros_.data() : sc[kC] + b * hrow_ + pt * u_;
         float* dc = sc[kDc] + b * u_;
         const float* tc = sc[kTC] + ho;
         if (fused_) {
@@ -900,29 +912,35 @@ class RnnOp : public Op {
     }
   }
 
-  // simple and lstm: [W; U; b] stacked into kWcat and packed into kWP (returned), and per
-  // (row, step) the A row [x, h', 1] of kXH with its x (after dropout) and 1 filled and h'
-  // zero for the first step; the time loop writes each later step's h' as it goes.
-  // Per-gate masks (xg = G): each (row, step) holds one such A row per gate, with x through
-  // that gate's input mask mx (when not null), and each gate's columns of [W; U; b] are
-  // packed on their own (the pack of gate g at packed_gate(WP, g)).
-  const float* stack_inputs(const FwdArgs& a, const float* X, const float* bias, int64_t xg,
-                            const float* mx) const {
+  // simple and lstm: [W; b; U] stacked into kWcat and packed into kWP (returned), [W; b]
+  // alone into kWP0. Per-gate masks (xg = G): each gate's columns of [W; b; U] are packed on
+  // their own (the pack of gate g at packed_gate(WP, g)).
+  const float* stack_weights(const FwdArgs& a, const float* bias, int64_t xg) const {
     float* const* sc = a.scratch;
     float* Wc = sc[kWcat];
     std::memcpy(Wc, a.param[0], bytes(f_ * gu_));
-    std::memcpy(Wc + f_ * gu_, a.param[1], bytes(u_ * gu_));
-    if (bias) std::memcpy(Wc + (f_ + u_) * gu_, bias, bytes(gu_));
+    if (bias) std::memcpy(Wc + f_ * gu_, bias, bytes(gu_));
+    std::memcpy(Wc + hoff_ * gu_, a.param[1], bytes(u_ * gu_));
     float* WP = align64(sc[kWP]);
     if (xg == 1) {
       gemm::pack_b_whole(k1_, gu_, {Wc, gu_, 1}, WP);
+      gemm::pack_b_whole(hoff_, gu_, {Wc, gu_, 1}, align64(sc[kWP0]));
     } else {
       for (int64_t g = 0; g < xg; ++g)
         gemm::pack_b_whole(k1_, u_, {Wc + g * u_, gu_, 1}, packed_gate(WP, g));
     }
-    float* XH = sc[kXH];
+    return WP;
+  }
+  // Per (row, step) of rows [b0, b1) the A row [x, 1, h'] of kXH (XH) with its x (after
+  // dropout) and 1 filled and h' zero for the first step; the time loop writes each later
+  // step's h' as it goes. Per-gate masks (xg = G): one such A row per gate, with x through
+  // that gate's input mask mx (when not null). Run by each thread on its own rows, just
+  // before its recurrence (a serial pass over every row's T A rows kept the other thread
+  // waiting).
+  void stack_rows(const float* X, int64_t b0, int64_t b1, int64_t xg, const float* mx,
+                  float* XH) const {
     const int64_t t0 = time_of(0);
-    for (int64_t b = 0; b < a.n; ++b)
+    for (int64_t b = b0; b < b1; ++b)
       for (int64_t t = 0; t < t_; ++t)
         for (int64_t g = 0; g < xg; ++g) {
           float* row = XH + ((b * t_ + t) * xg + g) * k1_;
@@ -933,12 +951,11 @@ class RnnOp : public Op {
             const float* m = mx + (b * xg + g) * f_;
             for (int64_t j = 0; j < f_; ++j) row[j] = x[j] * m[j];
           }
-          if (t == t0) std::fill(row + f_, row + f_ + u_, 0.0f);
-          if (bias) row[f_ + u_] = 1.0f;
+          if (use_bias_) row[f_] = 1.0f;
+          if (t == t0) std::fill(row + hoff_, row + k1_, 0.0f);
         }
-    return WP;
   }
-  // Gate g's own pack of [W; U; b] (per-gate masks), each on a 64-byte boundary.
+  // Gate g's own pack of [W; b; U] (per-gate masks), each on a 64-byte boundary.
   int64_t gate_pack_stride() const { return gemm::packed_b_size(k1_, u_) + kAlignPad; }
   float* packed_gate(float* WP, int64_t g) const { return align64(WP + g * gate_pack_stride()); }
   const float* packed_gate(const float* WP, int64_t g) const {
@@ -968,14 +985,14 @@ class RnnOp : public Op {
   void masked_state(float* const* sc, int64_t b0, int64_t b1, int64_t pt, int64_t g,
                     int64_t xg, float* out) const {
     for (int64_t b = b0; b < b1; ++b) {
-      const float* h = sc[kH] + b * t_ * u_ + pt * u_;
+      const float* h = sc[kH] + b * hrow_ + pt * u_;
       const float* m = sc[kMh] + (b * xg + g) * u_;
       float* o = out + (b - b0) * u_;
       for (int64_t j = 0; j < u_; ++j) o[j] = h[j] * m[j];
     }
   }
 
-  // simple and lstm: [dW; dU; db] = [X, H', 1]^T dZ, summed per block of rows over the
+  // simple and lstm: [dW; db; dU] = [X, 1, H']^T dZ, summed per block of rows over the
   // steps during the time loop: the blocks' partial sums added in block order, then each
   // part stored or accumulated into its parameter's gradient.
   void stacked_grads(const BwdArgs& a, int blocks) const {
@@ -985,8 +1002,8 @@ class RnnOp : public Op {
     if (blocks == 0) std::fill(G, G + k1_ * gu_, 0.0f);  // no rows: no step wrote a sum
     for (int p = 1; p < blocks; ++p) add(G, G + p * k1_ * gu_, k1_ * gu_);
     store_grad(a, 0, G, f_ * gu_);
-    store_grad(a, 1, G + f_ * gu_, u_ * gu_);
-    if (want_b) store_grad(a, 2, G + (f_ + u_) * gu_, gu_);
+    store_grad(a, 1, G + hoff_ * gu_, u_ * gu_);
+    if (want_b) store_grad(a, 2, G + f_ * gu_, gu_);
   }
 
   // The gradient of parameter k (when wanted) set or accumulated from g.
@@ -1121,8 +1138,10 @@ class RnnOp : public Op {
   bool use_bias_ = true, seqs_ = false, state_ = false, back_ = false, reset_after_ = false;
   bool masked_ = false, time_order_ = false, zero_masked_ = false;
   bool bf16_ = false;    // compute_dtype bfloat16: every product on the bf16 GEMM
-  bool stacked_ = true;  // simple, lstm (float32): z = [x, h', 1] [W; U; b] per step
+  bool stacked_ = true;  // simple, lstm (float32): z = [x, 1, h'] [W; b; U] per step
   int64_t k1_ = 1;       // that product's depth F + u (+ 1 with a bias)
+  int64_t hoff_ = 1;     // where h' starts in its A row [x, 1, h'] (F, or F + 1 with a bias)
+  int64_t zrow_ = 1, hrow_ = 1;  // per-row strides of kZ and kA, of kH, kC and kTC
   bool gates_in_a_ = false;  // no kZ: the step's GEMM writes kA (see configure)
   static constexpr int64_t kPrefetchRows = 2;  // rows ahead whose lines are prefetched
   bool pergate_ = false;     // lstm, gru with recurrent_dropout: one x and h' mask per gate
