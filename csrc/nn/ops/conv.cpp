@@ -83,7 +83,8 @@
 // (groups 1, K up to kDirectMaxK): Winograd F(2x2, 3x3) for the forward pass (fused with a
 // 2x2 max pooling or not), dW and, with kWinoMinChannels to kDirectMaxK / 9 filters, dx.
 // (Measured figures above.)
-// More channels (groups 1, K = kh*kw*C up to kDirectMaxK): the forward pass only takes the
+// More channels (groups 1, K = kh*kw*C up to direct_many_channels_max_k(), about 128-192,
+// from the L1d size; Winograd layers up to kDirectMaxK): the forward pass only takes the
 // direct kernel too. Its block (12 positions of an output row x 32 filters on AVX-512) is the
 // GEMM micro-kernel's shape, but it broadcasts the patch values from x where they lie (a
 // position's window is at a fixed stride from its neighbour's), so nothing is packed, and
@@ -141,6 +142,7 @@
 #endif
 
 #include "common/parallel.h"
+#include "gemm/blocksizes.h"
 #include "gemm/gemm.h"
 #include "gemm/sbgemm.h"
 #include "nn/conv_direct.h"
@@ -164,6 +166,25 @@ constexpr int64_t kDirectMaxChannels = 4;
 // Depth of the patches (kh*kw*Cg) up to which the direct kernel runs every forward pass with
 // groups 1: 1152 x 32 filters are 144 KB of kernel rows.
 constexpr int64_t kDirectMaxK = 1152;
+
+// The deepest K (kh*kw*C) for which a many-channel layer that Winograd does not take runs the
+// direct forward: its block of kDirectPad filters' kernel rows must stay in half of the L1d
+// that cpuid reports (32 KB: K 128; 48 KB: K 192). Deeper, the direct kernel streams those
+// rows from L2 for every block of 12 positions, and the implicit GEMM, whose packed panels
+// are sized for the caches, is faster. Measured on a Zen 4 EPYC (32 KB L1d), one thread,
+// batch 128, GFLOP/s of direct / implicit GEMM, two runs: K 32 (1x1, 32 channels) 51-53 / 41-43,
+// K 64 (1x1) 56-61 / 51-53, K 72 (3x3 stride 2, 8 channels) 68-69 / 36-44; K 200 (5x5, 8
+// channels) 47 / 59-60, K 288 (3x3 stride 2) 38-41 / 72-80, K 400 (5x5) 47 / 66, K 1125 (5x5,
+// 45 channels) 39-47 / 85, K 1152 (3x3 stride 2, 128 channels) 40-41 / 86-87. Near the bound
+// it is close either way (K 108, 3x3 stride 1, 12 channels: 44-45 / 53-57; K 144, 3x3
+// stride 2, 16 channels: 59-64 / 45-46).
+int64_t direct_many_channels_max_k() {
+  static const int64_t max_k = [] {
+    const int64_t l1d = gemm::cpu_caches().l1d > 0 ? gemm::cpu_caches().l1d : 32 * 1024;
+    return std::min<int64_t>(kDirectMaxK, l1d / 2 / int64_t(kDirectPad * sizeof(float)));
+  }();
+  return max_k;
+}
 // Input channels from which a 3x3 convolution of stride 1 (groups 1, direct kernels
 // available) runs its forward pass by Winograd F(2x2, 3x3) (see the header).
 constexpr int64_t kWinoMinChannels = 16;
@@ -664,6 +685,9 @@ class ConvOp : public Op, public ops::FusesConsumer {
     if (bf16_ && !direct_dw_) direct_ = nullptr;
     wino_ = !bf16_ && direct_ != nullptr && groups_ == 1 && cg_ >= kWinoMinChannels &&
             w_.KH == 3 && w_.KW == 3 && w_.SH == 1 && w_.SW == 1 && w_.DH == 1 && w_.DW == 1;
+    // Many channels and no Winograd: the direct forward only while a block of filters'
+    // kernel rows (K x kDirectPad floats) fits in half of this core's L1d (see the header).
+    if (!wino_ && !direct_dw_ && kg_ > direct_many_channels_max_k()) direct_ = nullptr;
     fpad_ = (filters_ + kDirectPad - 1) / kDirectPad * kDirectPad;
     return ops::window_output_shape(w_, filters_);
   }
