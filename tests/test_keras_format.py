@@ -624,3 +624,32 @@ def test_recurrent_and_embedding_layers_both_ways(keras, tmp_path):
     back.save(tmp_path / "k2.keras")
     assert [t[:3] for t in _h5_tree(tmp_path / "p.keras")] == \
         [t[:3] for t in _h5_tree(tmp_path / "k2.keras")]
+
+
+def test_keras_call_arguments_pynn_cannot_honour_are_refused(keras, tmp_path):
+    """A call's keyword arguments in a Keras file: the ones Keras records by itself
+    (training=False, mask) load and predict the same; initial_state or an explicit
+    training=True (dropout kept on at inference) would be dropped, so the file is refused
+    with the argument named instead of loading into a model that computes something else."""
+    x = keras.Input((5,), dtype="int32")
+    h = keras.layers.Embedding(10, 4, mask_zero=True)(x)
+    h = keras.layers.LSTM(3)(h)                          # recorded: training=False, mask
+    h = keras.layers.Dropout(0.5)(h)                     # recorded: training=False
+    plain = keras.Model(x, keras.layers.Dense(2)(h))
+    xs = _rng().integers(0, 10, (4, 5)).astype(np.int32)
+    xs[:, 3:] = 0
+    plain.save(tmp_path / "plain.keras")
+    np.testing.assert_allclose(pynn.models.load_model(tmp_path / "plain.keras").predict(
+        xs, verbose=0), np.asarray(plain.predict(xs, verbose=0)), atol=ATOL)
+
+    seq, h0, c0 = keras.Input((5, 3)), keras.Input((4,)), keras.Input((4,))
+    with_state = keras.Model([seq, h0, c0], keras.layers.LSTM(4)(seq, initial_state=[h0, c0]))
+    with_state.save(tmp_path / "state.keras")
+    with pytest.raises(ValueError, match="initial_state"):
+        pynn.models.load_model(tmp_path / "state.keras")
+
+    v = keras.Input((6,))
+    mc_dropout = keras.Model(v, keras.layers.Dropout(0.5)(v, training=True))
+    mc_dropout.save(tmp_path / "mc.keras")
+    with pytest.raises(ValueError, match="training=True"):
+        pynn.models.load_model(tmp_path / "mc.keras")

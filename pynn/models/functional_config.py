@@ -12,6 +12,7 @@ user's registered classes only.
 """
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +94,25 @@ def _history_of(ref, what):
     return tuple(hist)
 
 
+def _check_call_kwargs(kwargs: Any, what: str) -> None:
+    """A layer call's keyword arguments as a Keras file records them. Keras writes
+    `training: false` and `mask` (null or the tensor the previous layers' masks give) into most
+    calls by itself; pynn passes masks along its graph and runs layers in inference mode
+    outside `fit`, so those change nothing. Any other argument (initial_state, constants, an
+    explicit training=True that keeps dropout on at inference) would be dropped and the model
+    would compute something else: an error instead."""
+    if kwargs is None:
+        return
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{what}: malformed kwargs {kwargs!r}")
+    for key, value in kwargs.items():
+        if key == "mask" or (key == "training" and value in (False, None)):
+            continue
+        raise ValueError(f"{what}: the call's keyword argument {key}={reprlib.repr(value)} is not "
+                         f"supported (pynn reads only the call's inputs, 'mask' and "
+                         f"training=False)")
+
+
 def model_from_config(config: Mapping[str, Any],
                       custom_objects: Mapping[str, Any] | None = None) -> Model:
     """A functional model from its config (`functional_config`)."""
@@ -119,6 +139,7 @@ def model_from_config(config: Mapping[str, Any],
             if not isinstance(node, dict) or not isinstance(node.get("args"), list) or \
                     len(node["args"]) != 1:
                 raise ValueError(f"config: layer {name!r} node {k} is malformed")
+            _check_call_kwargs(node.get("kwargs"), f"config: layer {name!r} node {k}")
             pending.append((name, k, node["args"][0]))
     tensors = {}
     for name, layer in made.items():
