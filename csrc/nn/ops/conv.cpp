@@ -87,13 +87,18 @@
 // from the L1d size; Winograd layers up to kDirectMaxK): the forward pass only takes the
 // direct kernel too. Its block (12 positions of an output row x 32 filters on AVX-512) is the
 // GEMM micro-kernel's shape, but it broadcasts the patch values from x where they lie (a
-// position's window is at a fixed stride from its neighbour's), so nothing is packed, and
+// position's window is at a fixed stride from its neighbour's), so nothing is packed: the
+// indirect convolution algorithm's idea (Dukhan, 2019: the micro-kernel reads the input in
+// place through a buffer of row pointers) with the pointers replaced by fixed strides, as the
+// windows of one output row of a channels_last input have them. It pays while K is shallow
+// (direct_many_channels_max_k), where packing would cost as much as the products; and
 // relu (and a fused max pooling) happen in registers. Measured on the MNIST convnet's second
-// layer (13x13x32 -> 64, batch 128, one thread, same run): 5.7-6.0 ms against 6.8-6.9 ms for
+// layer before Winograd took it (13x13x32 -> 64, batch 128, one thread, same run, an earlier
+// CPU): 5.7-6.0 ms against 6.8-6.9 ms for
 // the implicit GEMM alone, and 4.3-4.6 ms against 6.3-6.8 ms for GEMM + max_pool when fused
 // with its 2x2 pooling. (Its dW stays a GEMM: per-sample sums of a 288 x 64 kernel would cost
 // more in memory than they save.) K is bounded so that a block of 32 filters' kernel rows
-// stays in L2.
+// stays in L1d (direct_many_channels_max_k), or in L2 for the Winograd layers (kDirectMaxK).
 //
 // Fused with a 2x2 max pooling (fusion.h): when the direct kernels run, the activation is
 // relu or linear and the output's only reader is a MaxPooling2D((2, 2)) that tiles it, this op
