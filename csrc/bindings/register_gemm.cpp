@@ -22,10 +22,7 @@ void register_gemm(py::module_& m) {
       [](py::array a, py::array b, py::array out, float alpha, float beta,
          std::optional<py::array> bias, const std::string& activation,
          std::vector<float> act_params, std::optional<py::array> preact, int nthreads) {
-        const gemm::MatrixView av = matrix_view(a, "a");
-        const gemm::MatrixView bv = matrix_view(b, "b");
-        float* c = mutable_c_contiguous(out, "out", 2);
-        const auto [M, K, N] = product_shape(a, b, out);
+        const auto [av, bv, c, M, K, N] = product_operands(a, b, out);
         gemm::Epilogue ep;
         ep.bias = bias_for_columns(bias, N);
         if (preact) {
@@ -60,10 +57,7 @@ void register_gemm(py::module_& m) {
   m.def(
       "gemm_prepacked_b",
       [](py::array a, py::array b, py::array out, float alpha, float beta, int nthreads) {
-        const gemm::MatrixView av = matrix_view(a, "a");
-        const gemm::MatrixView bv = matrix_view(b, "b");
-        float* c = mutable_c_contiguous(out, "out", 2);
-        const auto [M, K, N] = product_shape(a, b, out);
+        const auto [av, bv, c, M, K, N] = product_operands(a, b, out);
         const size_t bytes = (size_t(gemm::packed_b_size(K, N)) * sizeof(float) + 127) / 64 * 64;
         std::unique_ptr<float, decltype(&std::free)> packed(
             static_cast<float*>(std::aligned_alloc(64, bytes)), &std::free);

@@ -16,26 +16,15 @@ namespace pynn::bind {
 
 namespace {
 
-// The checked operands of out = bf16(a) @ bf16(b) + beta out + bias.
-struct SbOperands {
-  int64_t m, n, k;
-  gemm::MatrixView a, b;
-  float* c;
-  gemm::Epilogue ep;
-};
-
-// Checks the arguments, then runs `run(operands)` without the GIL.
+// out = bf16(a) @ bf16(b) + beta out + bias: checks the arguments, then runs `run(operands, epilogue)` without the GIL.
 template <class Run>
 py::array sb_product(py::array a, py::array b, py::array out, std::optional<py::array> bias,
                      Run run) {
-  const gemm::MatrixView av = matrix_view(a, "a");
-  const gemm::MatrixView bv = matrix_view(b, "b");
-  float* c = mutable_c_contiguous(out, "out", 2);
-  const auto [M, K, N] = product_shape(a, b, out);
+  const ProductOperands p = product_operands(a, b, out);
   gemm::Epilogue ep;
-  ep.bias = bias_for_columns(bias, N);
+  ep.bias = bias_for_columns(bias, p.n);
   ComputeCall nogil;
-  run(SbOperands{M, N, K, av, bv, c, ep});
+  run(p, ep);
   return out;
 }
 
@@ -46,8 +35,8 @@ void register_sbgemm(py::module_& m) {
       "sbgemm",
       [](py::array a, py::array b, py::array out, float beta, std::optional<py::array> bias,
          int nthreads) {
-        return sb_product(a, b, out, bias, [&](const SbOperands& p) {
-          gemm::sbgemm(p.m, p.n, p.k, p.a, p.b, beta, p.c, p.n, p.ep, nthreads);
+        return sb_product(a, b, out, bias, [&](const ProductOperands& p, const gemm::Epilogue& ep) {
+          gemm::sbgemm(p.m, p.n, p.k, p.a, p.b, beta, p.c, p.n, ep, nthreads);
         });
       },
       py::arg("a"), py::arg("b"), py::arg("out"), py::arg("beta") = 0.0f,
@@ -58,13 +47,13 @@ void register_sbgemm(py::module_& m) {
       "sbgemm_prepacked_b",
       [](py::array a, py::array b, py::array out, float beta, std::optional<py::array> bias,
          int nthreads) {
-        return sb_product(a, b, out, bias, [&](const SbOperands& p) {
+        return sb_product(a, b, out, bias, [&](const ProductOperands& p, const gemm::Epilogue& ep) {
           const size_t bytes = (size_t(gemm::sb_packed_b_bytes(p.k, p.n)) + 127) / 64 * 64;
           std::unique_ptr<void, decltype(&std::free)> packed(std::aligned_alloc(64, bytes),
                                                              &std::free);
           if (!packed) throw std::bad_alloc();
           gemm::sb_pack_b_whole(p.k, p.n, p.b, packed.get());
-          gemm::sbgemm_prepacked_b(p.m, p.n, p.k, p.a, packed.get(), beta, p.c, p.n, p.ep,
+          gemm::sbgemm_prepacked_b(p.m, p.n, p.k, p.a, packed.get(), beta, p.c, p.n, ep,
                                    nthreads);
         });
       },

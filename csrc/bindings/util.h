@@ -82,6 +82,23 @@ inline const float* c_contiguous(const py::array& a, const char* name, int ndim)
   return static_cast<const float*>(a.data());
 }
 
+// A product's checked operands: a and b as float32 2-D views, out C-contiguous and writable,
+// and the shapes agreeing (product_shape).
+struct ProductOperands {
+  gemm::MatrixView a, b;
+  float* c;
+  int64_t m, k, n;
+};
+
+inline ProductOperands product_operands(const py::array& a, const py::array& b,
+                                        py::array& out) {
+  const gemm::MatrixView av = matrix_view(a, "a");
+  const gemm::MatrixView bv = matrix_view(b, "b");
+  float* c = mutable_c_contiguous(out, "out", 2);
+  const ProductShape s = product_shape(a, b, out);
+  return {av, bv, c, s.m, s.k, s.n};
+}
+
 // The checked bias of a product with n columns (null when there is none).
 inline const float* bias_for_columns(const std::optional<py::array>& bias, int64_t n) {
   if (!bias) return nullptr;
