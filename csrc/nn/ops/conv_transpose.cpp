@@ -48,15 +48,19 @@
 //             depend on k alone, so a row of dx is the same bits alone or in a batch, and
 //             nothing depends on the thread count.
 // (The convolution's bf16 path packs its patches straight into the bf16 kernel's panels,
-// conv.cpp's sb_implicit; that routine is not exported, hence the chunk here.)
+// conv.cpp's sb_implicit. Tried here for dx and dW, dz rounded once beforehand, it was
+// slower: the whole decoder's training step below (Zen 4, one thread, process CPU time, best
+// of 15, two alternating rounds, load ~10) took 9.8-12.4 ms (F2 = 1) and 23.2-24.0 ms
+// (F2 = 16) against 8.6-8.9 and 19.1 with the chunk; dx alone on it 9.7-9.9 / 21.0-22.1, dW
+// alone 10.8-15.9 / 26.1-26.9.)
 // Measured (AMD Zen 4 with AVX512_BF16, one thread, batch 128, thread CPU time, best of 15,
 // three alternating runs, load 9 on 2 cores): the decoder layer (7, 7, 64) -> (14, 14, 32),
 // 3x3, strides 2, 'same', relu: forward 3.0 ms float32 -> 1.75-1.9 ms bf16; training step
 // (forward, dW, db) 8.4-8.5 -> 7.1-7.4 ms with the patches row-major, 6.6-7.3 ms
 // transposed. Its dW gains little: the GEMM's time halves, but gathering the patches (the
 // bulk of the backward pass in both dtypes), copying them into the chunk and packing that
-// again for sbgemm cost nearly as much. Packing the patches straight into the bf16 panels,
-// as sb_implicit does, would remove the last two.
+// again for sbgemm cost nearly as much (packing them straight into the bf16 panels instead
+// measured slower still, see above).
 // Whole decoder (that layer, then (14, 14, 32) -> (28, 28, F2), dx and dW), training step:
 // row-major 9.2-9.4 ms (F2 = 1), 19.2-20.2 ms (F2 = 16); transposed 8.9-9.3, 18.8-19.5.
 //
