@@ -291,3 +291,34 @@ def test_dense_products_are_the_bf16_gemm(case, threads):
     seed = rng.standard_normal((rows, units)).astype(np.float32)
     dx = _with_threads(threads, lambda: g.input_gradient([x], [seed])[0])
     assert np.array_equal(dx, _sbgemm(np.where(z > 0, seed, 0) if relu else seed, W.T))
+
+
+# (op, input shape, output shape, param shapes, attrs) of one node of each op that takes the
+# compute_dtype attribute
+_COMPUTE_NODES = [
+    ("dense", (5,), (3,), [(5, 3), (3,)], {"units": 3}),
+    ("conv", (6, 6, 2), (4, 4, 4), [(3, 3, 2, 4), (4,)], {}),
+    ("conv_transpose", (4, 4, 2), (6, 6, 3), [(3, 3, 3, 2), (3,)], {}),
+    ("rnn", (7, 5), (3,), [(5, 12), (3, 12), (12,)], {"cell": "lstm", "units": 3}),
+]
+
+
+@pytest.mark.parametrize("op,x_shape,y_shape,params,attrs", _COMPUTE_NODES,
+                         ids=[n[0] for n in _COMPUTE_NODES])
+@pytest.mark.parametrize("compute", ["float32", "bfloat16", "float16", ""])
+def test_engine_checks_compute_dtype(op, x_shape, y_shape, params, attrs, compute):
+    from pynn.models.graph_spec import GraphSpec, ParamRef
+
+    spec = GraphSpec()
+    x = spec.add_input(x_shape)
+    pids = [spec.add_param(ParamRef(np.zeros(s, np.float32), f"p{i}"))
+            for i, s in enumerate(params)]
+    spec.outputs = spec.add_node(op, [x], [y_shape], pids,
+                                 dict(attrs, compute_dtype=compute), "node")
+    if compute in ("float32", "bfloat16"):
+        spec.to_core()  # accepted, and the node's shapes are the ones given
+        return
+    with pytest.raises(ValueError, match="compute_dtype must be 'float32' or 'bfloat16', "
+                                         f"got '{compute}'") as info:
+        spec.to_core()
+    assert "node" in str(info.value)

@@ -5,6 +5,13 @@
 
 namespace pynn::nn::ops {
 
+bool bf16_compute(const Attrs& attrs) {
+  const std::string compute = attrs.get_string("compute_dtype", "float32");
+  if (compute != "float32" && compute != "bfloat16")
+    op_error(attrs, "compute_dtype must be 'float32' or 'bfloat16', got '" + compute + "'");
+  return compute == "bfloat16";
+}
+
 const ActivationInfo& activation_for(const Attrs& attrs, const std::string& name,
                                      const std::vector<double>& params, std::vector<float>& out) {
   const ActivationInfo* act = find_activation(name);

@@ -1,4 +1,5 @@
-// Helpers shared by the op files: activation lookup with parameter validation.
+// Helpers shared by the op files: activation lookup with parameter validation, the compute
+// dtype attribute.
 #pragma once
 #include <string>
 #include <vector>
@@ -25,6 +26,11 @@ struct FusedActivation {
   std::vector<float> params;
   void parse(const Attrs& attrs, const char* op);
 };
+
+// The "compute_dtype" attribute of an op with a mixed precision path: true for "bfloat16"
+// (products on bf16-rounded operands, float32 sums), false for "float32" (the default);
+// anything else throws naming the node.
+bool bf16_compute(const Attrs& attrs);
 
 // Per-sample shape minus its last axis, as a row count per sample (1 for rank 1).
 inline int64_t lead_rows(const Shape& s) {

@@ -625,10 +625,7 @@ class ConvOp : public Op, public ops::FusesConsumer {
                   const std::vector<Shape>& params) override {
     use_bias_ = attrs.get_bool("use_bias", true);
     groups_ = attrs.get_int("groups", 1);
-    const std::string compute = attrs.get_string("compute_dtype", "float32");
-    if (compute != "float32" && compute != "bfloat16")
-      op_error(attrs, "compute_dtype must be 'float32' or 'bfloat16', got '" + compute + "'");
-    bf16_ = compute == "bfloat16";
+    bf16_ = ops::bf16_compute(attrs);
     fused_.parse(attrs, "conv");
     check_arity(attrs, in, 1, 1, params, use_bias_ ? 2 : 1, use_bias_ ? 2 : 1);
     const Shape& x = in[0];

@@ -164,10 +164,7 @@ class ConvTransposeOp : public Op {
   Shape configure(const Attrs& attrs, const std::vector<Shape>& in,
                   const std::vector<Shape>& params) override {
     use_bias_ = attrs.get_bool("use_bias", true);
-    const std::string compute = attrs.get_string("compute_dtype", "float32");
-    if (compute != "float32" && compute != "bfloat16")
-      op_error(attrs, "compute_dtype must be 'float32' or 'bfloat16', got '" + compute + "'");
-    bf16_ = compute == "bfloat16";
+    bf16_ = ops::bf16_compute(attrs);
     fused_.parse(attrs, "conv_transpose");
     check_arity(attrs, in, 1, 1, params, use_bias_ ? 2 : 1, use_bias_ ? 2 : 1);
     const Shape& x = in[0];
