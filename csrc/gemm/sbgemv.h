@@ -7,8 +7,8 @@
 //
 // What it keeps (the contract of sbgemm_prepacked_b for m = 1, element for element): y[j] is
 // bitwise row 0 of sbgemm(1, n, k, x, W) with the active kernel and no epilogue:
-//   - the same K panels (sb_k_panel_depth, sbgemm.h), each summed from zero and added to the panels
-//     before it as the micro-kernel adds a panel to C (beta 1);
+//   - the same K panels (sb_k_panel_depth, sbgemm.h), each summed from zero and added to
+//     the panels before it as the micro-kernel adds a panel to C (beta 1);
 //   - within a panel the micro-kernel's own steps in its order: AVX512_BF16 VDPBF16PS on the
 //     pair words (x[2q], x[2q+1]) and (W[2q][j], W[2q+1][j]), an odd K's last pair padded
 //     with zeros on both sides; the emulated kernels their float32 multiply-add per k;
@@ -41,7 +41,7 @@ void sb_row(const SbRowKernel& rk, const uint32_t* xp, int64_t k, int64_t kc, co
             int64_t ldw, int64_t n, float* y);
 
 // The row kernel of the active bf16 kernel, or null where it has none (AMX, whose tile steps
-// it does not reproduce, and the AVX2 emulation): then the packed path runs.
+// it does not reproduce; the AVX2 and generic emulations): then the packed path runs.
 const SbRowKernel* sb_row_kernel();
 
 #if defined(PYNN_X86)

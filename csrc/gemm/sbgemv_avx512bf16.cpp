@@ -5,7 +5,7 @@
 // one VCVTNE2PS2BF16 and interleaved by one word permute into the 16 pair words the packer
 // would have stored, then one VDPBF16PS with x's pair word broadcast, as the micro-kernel's
 // step for its row. The subnormal fix-up that makes VCVTNE2PS2BF16 agree with
-// bf16_round_bits runs only on vectors that hold a subnormal (one VFPCLASSPS each tells):
+// bf16_round_bits runs only on vectors that need it (three integer ops per two vectors tell):
 // weights are almost never subnormal, and the fix-up is most of the conversion's cost.
 #include <immintrin.h>
 
@@ -21,11 +21,27 @@ inline __mmask16 first(int64_t n) {
   return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
 }
 
-constexpr int kDenormal = 0x20;  // VFPCLASSPS category: denormal
+// (GCC 12 warns inside _mm512_min_epu32, whose unused merge operand is "undefined": GCC bug
+// 105593, an error under -Werror.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Whether a lane of a or b holds a subnormal that bf16_round_bits rounds up to +-FLT_MIN, the
+// lanes fix_subnormals changes: magnitude 0x007F8000..0x007FFFFF (exponent 0, the top eight
+// mantissa bits set), so (u & 0x7FFF8000) ^ 0x007F8000 is zero on them, one ternary-logic op
+// (A & B) ^ C. (VFPCLASSPS cannot tell: under DAZ, which pynn's calls run with, it classes
+// every subnormal as zero.)
+inline bool rounds_up_subnormal(__m512 a, __m512 b) {
+  const __m512i keep = _mm512_set1_epi32(0x7FFF8000), band = _mm512_set1_epi32(0x007F8000);
+  const __m512i ta = _mm512_ternarylogic_epi32(_mm512_castps_si512(a), keep, band, 0x6A);
+  const __m512i tb = _mm512_ternarylogic_epi32(_mm512_castps_si512(b), keep, band, 0x6A);
+  const __m512i t = _mm512_min_epu32(ta, tb);
+  return _mm512_testn_epi32_mask(t, t) != 0;
+}
+#pragma GCC diagnostic pop
 
 // 16 pair words (W[2q][j] low, W[2q+1][j] high) from the two rows' 16 floats.
 inline __m512bh pair_words(__m512 even, __m512 odd, __m512i idx) {
-  if (_mm512_fpclass_ps_mask(even, kDenormal) | _mm512_fpclass_ps_mask(odd, kDenormal)) {
+  if (rounds_up_subnormal(even, odd)) {
     even = fix_subnormals(even);
     odd = fix_subnormals(odd);
   }
@@ -46,7 +62,7 @@ void prep(const float* x, int64_t k, uint32_t* xp) {
   for (int64_t p = 0; p < k; p += 32) {
     __m512 lo = _mm512_maskz_loadu_ps(first(k - p), x + p);
     __m512 hi = _mm512_maskz_loadu_ps(first(k - p - 16), x + p + 16);
-    if (_mm512_fpclass_ps_mask(lo, kDenormal) | _mm512_fpclass_ps_mask(hi, kDenormal)) {
+    if (rounds_up_subnormal(lo, hi)) {
       lo = fix_subnormals(lo);
       hi = fix_subnormals(hi);
     }
