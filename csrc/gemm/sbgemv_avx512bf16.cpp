@@ -5,8 +5,8 @@
 // one VCVTNE2PS2BF16 and interleaved by one word permute into the 16 pair words the packer
 // would have stored, then one VDPBF16PS with x's pair word broadcast, as the micro-kernel's
 // step for its row. The subnormal fix-up that makes VCVTNE2PS2BF16 agree with
-// bf16_round_bits runs only on vectors that need it (three integer ops per two vectors tell):
-// weights are almost never subnormal, and the fix-up is most of the conversion's cost.
+// bf16_round_bits runs only where the conversion gives a zero (to_bf16x32): weights are
+// almost never zero or subnormal, and the fix-up is most of the conversion's cost.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -21,31 +21,21 @@ inline __mmask16 first(int64_t n) {
   return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
 }
 
-// (GCC 12 warns inside _mm512_min_epu32, whose unused merge operand is "undefined": GCC bug
-// 105593, an error under -Werror.)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// Whether a lane of a or b holds a subnormal that bf16_round_bits rounds up to +-FLT_MIN, the
-// lanes fix_subnormals changes: magnitude 0x007F8000..0x007FFFFF (exponent 0, the top eight
-// mantissa bits set), so (u & 0x7FFF8000) ^ 0x007F8000 is zero on them, one ternary-logic op
-// (A & B) ^ C. (VFPCLASSPS cannot tell: under DAZ, which pynn's calls run with, it classes
-// every subnormal as zero.)
-inline bool rounds_up_subnormal(__m512 a, __m512 b) {
-  const __m512i keep = _mm512_set1_epi32(0x7FFF8000), band = _mm512_set1_epi32(0x007F8000);
-  const __m512i ta = _mm512_ternarylogic_epi32(_mm512_castps_si512(a), keep, band, 0x6A);
-  const __m512i tb = _mm512_ternarylogic_epi32(_mm512_castps_si512(b), keep, band, 0x6A);
-  const __m512i t = _mm512_min_epu32(ta, tb);
-  return _mm512_testn_epi32_mask(t, t) != 0;
+// even and odd rounded to 32 bf16 (even's 16 first), bit for bit bf16_round_bits. Only an
+// input VCVTNE2PS2BF16 turns into a zero can need fix_subnormals (a subnormal within half a
+// bf16 step of FLT_MIN, which bf16_round_bits rounds up to +-FLT_MIN and the instruction
+// reads as zero), so the fix-up runs on a zero result only: one test per 32 weights, where
+// finding the subnormals themselves takes integer ops on every input (VFPCLASSPS cannot tell
+// them: under DAZ, which pynn's calls run with, it classes them as zeros).
+inline __m512i to_bf16x32(__m512 even, __m512 odd) {
+  const __m512i r = (__m512i)_mm512_cvtne2ps_pbh(odd, even);
+  if (_mm512_testn_epi16_mask(r, _mm512_set1_epi16(0x7FFF)) == 0) return r;
+  return (__m512i)_mm512_cvtne2ps_pbh(fix_subnormals(odd), fix_subnormals(even));
 }
-#pragma GCC diagnostic pop
 
 // 16 pair words (W[2q][j] low, W[2q+1][j] high) from the two rows' 16 floats.
 inline __m512bh pair_words(__m512 even, __m512 odd, __m512i idx) {
-  if (rounds_up_subnormal(even, odd)) {
-    even = fix_subnormals(even);
-    odd = fix_subnormals(odd);
-  }
-  return (__m512bh)_mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(odd, even));
+  return (__m512bh)_mm512_permutexvar_epi16(idx, to_bf16x32(even, odd));
 }
 
 // The word order that interleaves the conversion's halves (even row's 16, then odd row's).
@@ -60,14 +50,9 @@ inline __m512i pair_index() {
 // writes them (32 floats rounded per conversion come out in order, pairs already adjacent).
 void prep(const float* x, int64_t k, uint32_t* xp) {
   for (int64_t p = 0; p < k; p += 32) {
-    __m512 lo = _mm512_maskz_loadu_ps(first(k - p), x + p);
-    __m512 hi = _mm512_maskz_loadu_ps(first(k - p - 16), x + p + 16);
-    if (rounds_up_subnormal(lo, hi)) {
-      lo = fix_subnormals(lo);
-      hi = fix_subnormals(hi);
-    }
-    _mm512_mask_storeu_epi32(xp + p / 2, first((k - p + 1) / 2),
-                             (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+    const __m512 lo = _mm512_maskz_loadu_ps(first(k - p), x + p);
+    const __m512 hi = _mm512_maskz_loadu_ps(first(k - p - 16), x + p + 16);
+    _mm512_mask_storeu_epi32(xp + p / 2, first((k - p + 1) / 2), to_bf16x32(lo, hi));
   }
 }
 
