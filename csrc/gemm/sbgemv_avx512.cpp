@@ -21,13 +21,19 @@ inline __mmask16 first(int64_t n) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 // bf16_round_bits on 16 lanes: nearest even; a result with a zero exponent (a subnormal
-// flushed) keeps only its sign; a NaN keeps its top half, made quiet.
+// flushed) keeps only its sign; a NaN keeps its top half, made quiet. Only zeros, subnormals,
+// infinities and NaNs need more than the rounding add (a normal float never rounds to a zero
+// exponent), and one VFPCLASSPS tells whether a vector holds any (under DAZ a subnormal
+// classes as a zero, caught all the same).
+constexpr int kNotNormal = 0xBF;  // VFPCLASSPS: NaNs, zeros, infinities, denormals
+
 inline __m512 round16(__m512 x) {
   const __m512i u = _mm512_castps_si512(x);
   const __m512i top = _mm512_set1_epi32(int(0xFFFF0000u));
   const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
   __m512i r = _mm512_and_si512(
       _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), odd), top);
+  if (_mm512_fpclass_ps_mask(x, kNotNormal) == 0) return _mm512_castsi512_ps(r);
   const __mmask16 tiny = _mm512_testn_epi32_mask(r, _mm512_set1_epi32(0x7F800000));
   r = _mm512_mask_and_epi32(r, tiny, r, _mm512_set1_epi32(int(0x80000000u)));
   const __mmask16 nan = _mm512_cmpgt_epu32_mask(
@@ -44,6 +50,10 @@ void prep(const float* x, int64_t k, uint32_t* xp) {
     _mm512_mask_storeu_ps(xp + p, m, round16(_mm512_maskz_loadu_ps(m, x + p)));
   }
 }
+
+// W's rows are prefetched this many rows ahead (every line a block reads), as the float32
+// one-row kernel does (kGemvPrefetchRows in kernels_avx512.cpp).
+constexpr int kPrefetchRows = 4;
 
 template <int CB>
 void cols(const uint32_t* xp, int64_t k, int64_t kc, const float* w, int64_t ldw, int64_t nv,
@@ -62,8 +72,11 @@ void cols(const uint32_t* xp, int64_t k, int64_t kc, const float* w, int64_t ldw
       const __m512 xb = _mm512_set1_ps(xr[p]);
       const float* r = w + p * ldw;
 #pragma GCC unroll 8
-      for (int v = 0; v < CB; ++v)
+      for (int v = 0; v < CB; ++v) {
+        _mm_prefetch(reinterpret_cast<const char*>(r + kPrefetchRows * ldw + 16 * v),
+                     _MM_HINT_T0);
         acc[v] = _mm512_fmadd_ps(xb, round16(_mm512_maskz_loadu_ps(mk[v], r + 16 * v)), acc[v]);
+      }
     }
     for (int v = 0; v < CB; ++v)
       tot[v] = pc == 0 ? _mm512_mul_ps(one, acc[v])
