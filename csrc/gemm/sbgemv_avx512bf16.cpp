@@ -61,13 +61,24 @@ void prep(const float* x, int64_t k, uint32_t* xp) {
 // none 12.8-13.6 us, 1 pair 12.4-12.9, 2 pairs 12.1-12.2, 4 pairs 12.5-13.5.
 constexpr int kPrefetchPairs = 2;
 
-// Columns [0, 16 * CB) (those < nv written) of one row, all K panels.
-template <int CB>
-void cols(const uint32_t* xp, int64_t k, int64_t kc, const float* w, int64_t ldw, int64_t nv,
-          float* y) {
+// 16 floats at p, those of lanes off in m as zeros (kFull: every lane on, a plain load).
+template <bool kFull>
+inline __m512 load16(const char* p, __mmask16 m) {
+  if (kFull) return _mm512_loadu_ps(p);
+  return _mm512_maskz_loadu_ps(m, p);
+}
+
+// Columns [0, 16 * CB) (those < nv written) of one row, all K panels; kFull: nv = 16 CB.
+// W is addressed in bytes from one pointer per K pair, every vector at a constant offset from
+// it or from it plus a row (the compiler then keeps a handful of registers, not one pointer
+// per vector and row).
+template <int CB, bool kFull>
+void cols_of(const uint32_t* xp, int64_t k, int64_t kc, const float* w, int64_t ldw,
+             int64_t nv, float* y) {
   const __m512i idx = pair_index();
   __mmask16 mk[CB];
   for (int v = 0; v < CB; ++v) mk[v] = first(nv - 16 * v);
+  const int64_t row = ldw * int64_t(sizeof(float)), ahead = 2 * kPrefetchPairs * row;
   __m512 tot[CB];  // every K panel's sum so far (k > 0: the first panel sets it)
   for (int v = 0; v < CB; ++v) tot[v] = _mm512_setzero_ps();
   for (int64_t pc = 0; pc < k; pc += kc) {
@@ -75,25 +86,22 @@ void cols(const uint32_t* xp, int64_t k, int64_t kc, const float* w, int64_t ldw
     __m512 acc[CB];
     for (int v = 0; v < CB; ++v) acc[v] = _mm512_setzero_ps();
     const int64_t q0 = pc / 2, q1 = q0 + kcc / 2;  // whole pairs (a panel starts on a pair)
-    for (int64_t q = q0; q < q1; ++q) {
-      const float* r0 = w + 2 * q * ldw;
+    const char* r0 = reinterpret_cast<const char*>(w + 2 * q0 * ldw);
+    for (int64_t q = q0; q < q1; ++q, r0 += 2 * row) {
       const __m512bh xb = (__m512bh)_mm512_set1_epi32(int(xp[q]));
 #pragma GCC unroll 8
       for (int v = 0; v < CB; ++v) {
-        const float* ahead = r0 + 2 * kPrefetchPairs * ldw + 16 * v;  // past K: harmless
-        _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(ahead + ldw), _MM_HINT_T0);
-        const __m512bh wv = pair_words(_mm512_maskz_loadu_ps(mk[v], r0 + 16 * v),
-                                       _mm512_maskz_loadu_ps(mk[v], r0 + ldw + 16 * v), idx);
+        _mm_prefetch(r0 + ahead + 64 * v, _MM_HINT_T0);  // past K: harmless
+        _mm_prefetch(r0 + ahead + row + 64 * v, _MM_HINT_T0);
+        const __m512bh wv = pair_words(load16<kFull>(r0 + 64 * v, mk[v]),
+                                       load16<kFull>(r0 + row + 64 * v, mk[v]), idx);
         acc[v] = _mm512_dpbf16_ps(acc[v], xb, wv);
       }
     }
     if (kcc % 2 != 0) {  // the last row alone, paired with the packer's zero row
-      const float* r0 = w + 2 * q1 * ldw;
       const __m512bh xb = (__m512bh)_mm512_set1_epi32(int(xp[q1]));
       for (int v = 0; v < CB; ++v) {
-        const __m512bh wv =
-            pair_words(_mm512_maskz_loadu_ps(mk[v], r0 + 16 * v), _mm512_setzero_ps(), idx);
+        const __m512bh wv = pair_words(load16<kFull>(r0 + 64 * v, mk[v]), _mm512_setzero_ps(), idx);
         acc[v] = _mm512_dpbf16_ps(acc[v], xb, wv);
       }
     }
@@ -102,6 +110,13 @@ void cols(const uint32_t* xp, int64_t k, int64_t kc, const float* w, int64_t ldw
       tot[v] = pc == 0 ? acc[v] : _mm512_fmadd_ps(_mm512_set1_ps(1.0f), tot[v], acc[v]);
   }
   for (int v = 0; v < CB; ++v) _mm512_mask_storeu_ps(y + 16 * v, mk[v], tot[v]);
+}
+
+template <int CB>
+void cols(const uint32_t* xp, int64_t k, int64_t kc, const float* w, int64_t ldw, int64_t nv,
+          float* y) {
+  if (nv == 16 * CB) cols_of<CB, true>(xp, k, kc, w, ldw, nv, y);
+  else cols_of<CB, false>(xp, k, kc, w, ldw, nv, y);
 }
 
 }  // namespace
