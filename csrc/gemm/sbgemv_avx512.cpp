@@ -55,12 +55,16 @@ void prep(const float* x, int64_t k, uint32_t* xp) {
 // one-row kernel does (kGemvPrefetchRows in kernels_avx512.cpp).
 constexpr int kPrefetchRows = 4;
 
-template <int CB>
-void cols(const uint32_t* xp, int64_t k, int64_t kc, const float* w, int64_t ldw, int64_t nv,
-          float* y) {
+// Columns [0, 16 * CB) (those < nv written) of one row, all K panels; kFull: nv = 16 CB,
+// loads unmasked. W is addressed in bytes from one pointer per row (as the AVX512_BF16 row
+// kernel, and for the same reason: a pointer per vector does not fit the registers).
+template <int CB, bool kFull>
+void cols_of(const uint32_t* xp, int64_t k, int64_t kc, const float* w, int64_t ldw,
+             int64_t nv, float* y) {
   const float* xr = reinterpret_cast<const float*>(xp);
   __mmask16 mk[CB];
   for (int v = 0; v < CB; ++v) mk[v] = first(nv - 16 * v);
+  const int64_t row = ldw * int64_t(sizeof(float)), ahead = kPrefetchRows * row;
   const __m512 one = _mm512_set1_ps(1.0f);
   __m512 tot[CB];  // every K panel's sum so far (k > 0: the first panel sets it)
   for (int v = 0; v < CB; ++v) tot[v] = _mm512_setzero_ps();
@@ -68,14 +72,15 @@ void cols(const uint32_t* xp, int64_t k, int64_t kc, const float* w, int64_t ldw
     const int64_t p1 = std::min(k, pc + kc);
     __m512 acc[CB];
     for (int v = 0; v < CB; ++v) acc[v] = _mm512_setzero_ps();
-    for (int64_t p = pc; p < p1; ++p) {
+    const char* r = reinterpret_cast<const char*>(w + pc * ldw);
+    for (int64_t p = pc; p < p1; ++p, r += row) {
       const __m512 xb = _mm512_set1_ps(xr[p]);
-      const float* r = w + p * ldw;
 #pragma GCC unroll 8
       for (int v = 0; v < CB; ++v) {
-        _mm_prefetch(reinterpret_cast<const char*>(r + kPrefetchRows * ldw + 16 * v),
-                     _MM_HINT_T0);
-        acc[v] = _mm512_fmadd_ps(xb, round16(_mm512_maskz_loadu_ps(mk[v], r + 16 * v)), acc[v]);
+        _mm_prefetch(r + ahead + 64 * v, _MM_HINT_T0);  // past K: harmless
+        const __m512 wv = kFull ? _mm512_loadu_ps(r + 64 * v)
+                                : _mm512_maskz_loadu_ps(mk[v], r + 64 * v);
+        acc[v] = _mm512_fmadd_ps(xb, round16(wv), acc[v]);
       }
     }
     for (int v = 0; v < CB; ++v)
@@ -83,6 +88,13 @@ void cols(const uint32_t* xp, int64_t k, int64_t kc, const float* w, int64_t ldw
                        : _mm512_fmadd_ps(one, tot[v], _mm512_mul_ps(one, acc[v]));
   }
   for (int v = 0; v < CB; ++v) _mm512_mask_storeu_ps(y + 16 * v, mk[v], tot[v]);
+}
+
+template <int CB>
+void cols(const uint32_t* xp, int64_t k, int64_t kc, const float* w, int64_t ldw, int64_t nv,
+          float* y) {
+  if (nv == 16 * CB) cols_of<CB, true>(xp, k, kc, w, ldw, nv, y);
+  else cols_of<CB, false>(xp, k, kc, w, ldw, nv, y);
 }
 
 }  // namespace
