@@ -57,8 +57,9 @@ void prep(const float* x, int64_t k, uint32_t* xp) {
 }
 
 // W's rows are prefetched this many K pairs ahead, every line a block reads: measured on a
-// Zen 4 (1-row predict of the 784-256-128-10 MLP, 1 thread, best of 40 windows, load 12):
-// none 12.8-13.6 us, 1 pair 12.4-12.9, 2 pairs 12.1-12.2, 4 pairs 12.5-13.5.
+// Zen 4 (1-row predict of the 784-256-128-10 MLP, 1 thread, best of 40 windows of 100 calls,
+// two runs, load 5.6): none 11.3-11.8 us, 1 pair 11.1, 2 pairs 11.2, 3 pairs 11.0-11.2,
+// 4 pairs 11.4-11.7.
 constexpr int kPrefetchPairs = 2;
 
 // 16 floats at p, those of lanes off in m as zeros (kFull: every lane on, a plain load).
