@@ -411,6 +411,10 @@ bool amx_permitted() {
 
 const SbKernelInfo& active_sb_kernel() { return choose_sb_kernel(); }
 
+int64_t sb_k_panel_depth(int64_t k) {
+  return k > 0 ? sb_panel_depth(active_sb_kernel(), k) : 0;
+}
+
 namespace {
 
 // The factorisation tm x tn of nt whose busiest thread has the least work, counting what each

@@ -119,6 +119,10 @@ void sbgemm_prepacked_b(int64_t m, int64_t n, int64_t k, MatrixView a, const voi
                         float beta, float* c, int64_t ldc, const Epilogue& ep = Epilogue{},
                         int nthreads = 0);
 
+// The K panel depth the active kernel uses for a product of depth k (its KC; the one-row
+// kernels of sbgemv.h follow it).
+int64_t sb_k_panel_depth(int64_t k);
+
 // The kernel in use (first call decides, asking Linux for AMX state if it gets that far).
 const SbKernelInfo& active_sb_kernel();
 
