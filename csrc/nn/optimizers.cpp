@@ -317,11 +317,15 @@ void optimizer_apply(const OptConfig& cfg, OptScalars& state, int64_t t, float* 
   std::vector<UpdateCoeffs>& cs = coeff_buf;
   cs.resize(size_t(std::max<int64_t>(count, 0)));
   int64_t total = 0;
+  // The step's scalars are the same for every tensor but the gradient scale: formed once (the
+  // decimal readings of the hyperparameters and the powers of beta cost a few hundred ns each).
+  const UpdateCoeffs step_coeffs = coeffs(cfg, state, t, 1.0f);
   for (int64_t i = 0; i < count; ++i) {
     float scale = global_scale;
     if (cfg.clipnorm > 0.0f) scale = clip_scale(std::sqrt(sum_of_squares(grads[i], sizes[i])),
                                                 cfg.clipnorm);
-    cs[size_t(i)] = coeffs(cfg, state, t, scale);
+    cs[size_t(i)] = step_coeffs;
+    cs[size_t(i)].scale = scale;
     total += std::max<int64_t>(sizes[i], 0);
   }
   const UpdateKernel k = kernel();
