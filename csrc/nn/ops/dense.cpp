@@ -35,10 +35,7 @@ class DenseOp : public Op {
     const std::vector<double> ap = attrs.get_doubles("act_params");
     use_bias_ = attrs.get_bool("use_bias", true);
     seed_ = uint64_t(attrs.get_int("seed", 0));
-    const std::string compute = attrs.get_string("compute_dtype", "float32");
-    if (compute != "float32" && compute != "bfloat16")
-      op_error(attrs, "compute_dtype must be 'float32' or 'bfloat16', got '" + compute + "'");
-    bf16_ = compute == "bfloat16";
+    bf16_ = ops::bf16_compute(attrs);
     softmax_ = act == "softmax";
     rrelu_ = act == "rrelu";
     if (softmax_) {
