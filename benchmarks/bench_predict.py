@@ -179,3 +179,23 @@ def test_predict(benchmark, model, bf16_model, impl, case, threads):
     best = timed(benchmark, fn, rounds=2000 if rows == 1 else 30, warmup=20 if rows == 1 else 3)
     RATES[(case, threads, impl)] = best
     record("predict (s per call)", f"{case}, {threads} threads", impl, best)
+
+
+@pytest.mark.parametrize("threads", [1, 2], indirect=True)
+def test_predict_call_overhead(benchmark, threads):
+    """model.predict of one row on a model with next to no arithmetic (4 inputs, 2 softmax
+    units): the fixed cost of a call (argument checks, the result array, entering and leaving
+    the engine). Beside the MLP's one-row rows of the same table, what is left of those is
+    the kernels' time (on Zen 4 the first layer's weights read from L2 at ~30 bytes a cycle
+    per core)."""
+    pynn.utils.set_random_seed(0)
+    m = pynn.Sequential([pynn.Input((4,)), L.Dense(2, activation="softmax")])
+    m.build()
+    x = np.ones((1, 4), np.float32)
+
+    def fn():
+        return m.predict(x, verbose=0, batch_size=1)
+
+    assert fn().shape == (1, 2)
+    best = timed(benchmark, fn, rounds=2000, warmup=20)
+    record("predict (s per call)", f"1 row, {threads} threads", "pynn, a 4-2 model", best)
