@@ -54,7 +54,9 @@ class DenseChain {
  private:
   // The bf16 twin (dense_chain_bf16.cpp): each layer's kernel rounded and packed once per call
   // (gemm::sb_pack_b_whole), each block of rows through every layer by sbgemm_prepacked_b on
-  // one thread. sbgemm's C[i][j] is the same operations whatever rows it is computed with and
+  // one thread; one row instead reads the weights in place and rounds them in registers
+  // (gemm/sbgemv.h, the same arithmetic as sbgemm's for that row) where the active bf16
+  // kernel has a row kernel. sbgemm's C[i][j] is the same operations whatever rows it is computed with and
   // on however many threads, so every row is bitwise what the per-layer path (dense_forward
   // with bf16, any chunk of rows) gives: the activation rounded to bf16 when the next layer
   // packs it, float32 sums, bias and activation in float32 in the GEMM's epilogue.
