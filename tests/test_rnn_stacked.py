@@ -6,9 +6,12 @@ without the column of ones; the first step, whose h' is zero, multiplies [x, 1] 
 alone and adds nothing to dU, also when it is the only step); gru keeps its own input
 projection.
 
-Each case runs a batch spanning several GEMM row panels (12 rows on AVX-512, 6 or 8 on the
+Each case runs a batch spanning several GEMM row panels (6 rows on AVX-512, 6 or 8 on the
 others) and big enough that the recurrence is cut among threads (n T G u u >= 2^21), against
-the NumPy twin on 1 and on 2 threads, and the two thread counts must agree bit for bit.
+the NumPy twin on 1, 2 and 3 threads, and the thread counts must agree bit for bit. simple and
+lstm keep each backward block's rows time major (two blocks, split on a panel boundary):
+1 thread runs its rows as two pieces, and on 3 threads (30 rows, 5 panels of 6) the middle
+thread's rows straddle the split, so both ways of cutting a thread's rows at it are run.
 Tolerances. Forward: float32 against float64, sums of up to F + u + 1 = 107 products of
 weights ~0.5 through up to 9 steps: the rounding of one such sum is ~107 * 6e-8 * (sum of
 |terms| ~ 50) ~ 3e-4 at worst and ~1e-5 typically, so 1e-4 times the output's scale
@@ -70,19 +73,20 @@ def test_forward_and_gradients_match_twin_on_one_and_two_threads(case):
         spec.to_core().predict(_feed(xs), [y])
         return y, _param_grads(spec.to_core([MSE]), len(ps), _feed(xs), [target])
 
-    results = [_on_threads(t, run) for t in (1, 2)]
+    results = [_on_threads(t, run) for t in (1, 2, 3)]
     for y, grads in results:
         np.testing.assert_allclose(y, want_y, rtol=0,
                                    atol=1e-4 * max(1.0, float(np.abs(want_y).max())))
         for k, (a, b) in enumerate(zip(grads, want_g)):
             assert a.shape == b.shape
             assert np.abs(a - b).max() <= 2e-4 * np.abs(b).max(), (case.name, k)
-    (y1, g1), (y2, g2) = results
-    assert np.array_equal(y1, y2)
-    assert all(np.array_equal(a, b) for a, b in zip(g1, g2))
+    (y1, g1), *others = results
+    for y2, g2 in others:
+        assert np.array_equal(y1, y2)
+        assert all(np.array_equal(a, b) for a, b in zip(g1, g2))
 
 
-def test_lstm_training_is_bitwise_identical_on_one_and_two_threads():
+def test_lstm_training_is_bitwise_identical_on_one_two_and_three_threads():
     """A whole fit (the stacked step GEMM, the fused gates, the per-block gradient sums, Adam)."""
     rng = _rng("fit")
     x = rng.standard_normal((64, 10, 7)).astype(np.float32)
@@ -96,6 +100,7 @@ def test_lstm_training_is_bitwise_identical_on_one_and_two_threads():
         model.fit(x, y, batch_size=32, epochs=2, verbose=0)
         return model.get_weights()
 
-    w1, w2 = _on_threads(1, fit), _on_threads(2, fit)
-    assert all(np.array_equal(a, b) for a, b in zip(w1, w2))
+    w1 = _on_threads(1, fit)
+    for threads in (2, 3):
+        assert all(np.array_equal(a, b) for a, b in zip(w1, _on_threads(threads, fit)))
 

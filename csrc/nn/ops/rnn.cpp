@@ -49,7 +49,9 @@
 //    rows only: it never leaves the cache), then from it dh' = dZ U^T, dx = dZ W^T and the
 //    step's share of [dW; db; dU] = kXH^T dZ by GEMM (U^T and W^T packed once). The weight
 //    gradients sum per block of batch rows cut by n alone (grad_blocks), the blocks' sums
-//    added in order at the end.
+//    added in order at the end. Their buffers with a row per step (kA, kC, kTC, kH, kXH) are
+//    time major per backward block (RnnOp::ri): a step's rows of a block are adjacent, so
+//    the step GEMMs read and write one contiguous run and the row passes stream.
 //  - gru (and bf16 simple, lstm, whose step is the lstm's fused pass or the plain one):
 //    one GEMM of (n T) x F by F x (G u) for the input side of every step, then per
 //    step the recurrent GEMM (beta 1 straight into that step's rows, or into a step buffer
@@ -318,34 +320,33 @@ class RnnOp : public Op {
       UP = align64(sc[kUP]);
       if (t_ > 1 && xg == 1) pack_whole(u_, rcols, {U, gu_, 1}, UP);
     }
-    const int64_t xs = t_ * xg * k1_;  // row stride of kXH's rows
+    const int64_t xs = xg * k1_;  // row stride of kXH's rows (stacked: one step's rows adjacent)
 
     // Batch rows never interact, through the whole recurrence: each thread runs every step on
     // its own block of rows, with no synchronisation between steps (a GEMM row's result does
     // not depend on how many rows it is computed with, so the split changes no bit).
     row_blocks(n, [&](int64_t b0, int64_t b1) {
       const int64_t nb = b1 - b0;
-      if (stacked_) stack_rows(X, b0, b1, xg, drop_x && xg > 1 ? sc[kMx] : nullptr, XH);
+      if (stacked_) stack_rows(X, n, b0, b1, xg, drop_x && xg > 1 ? sc[kMx] : nullptr, XH);
       for (int64_t s = 0; s < t_; ++s) {
         const int64_t tt = time_of(s), pt = back_ ? tt + 1 : tt - 1;
         const bool first = s == 0;
         if (stacked_) {  // [x, 1, h'] [W; b; U] for this step's rows
-          float* zt = (gates_in_a_ ? sc[kA] : Z) + b0 * zs + tt * gu_;
-          const float* xh = XH + b0 * xs + tt * xg * k1_;
+          float* zt = (gates_in_a_ ? sc[kA] : Z) + ri(n, b0, tt) * gu_;
+          const float* xh = XH + ri(n, b0, tt) * xs;
           if (xg == 1) {  // the first step's h' is zero: [x, 1] [W; b] alone
             gemm::sgemm_prepacked_b(nb, gu_, first ? hoff_ : k1_, 1.0f, {xh, xs, 1},
                                     {Wc, gu_, 1}, first ? align64(sc[kWP0]) : WP, 0.0f, zt,
-                                    zs);
+                                    gu_);
           } else {  // per-gate masks: each gate's columns from its own A rows
             for (int64_t g = 0; g < xg; ++g)
               gemm::sgemm_prepacked_b(nb, u_, k1_, 1.0f, {xh + g * k1_, xs, 1},
                                       {Wc + g * u_, gu_, 1}, packed_gate(WP, g), 0.0f,
-                                      zt + g * u_, zs);
+                                      zt + g * u_, gu_);
           }
           for (int64_t b = b0; b < b1; ++b) {
             if (b + kPrefetchRows < b1) prefetch_row_forward(a, b + kPrefetchRows, tt, s, xg);
-            float* next = s + 1 < t_ ? XH + b * xs + time_of(s + 1) * xg * k1_ + hoff_
-                                 : nullptr;
+            float* next = s + 1 < t_ ? XH + ri(n, b, time_of(s + 1)) * xs + hoff_ : nullptr;
             if (fused_ && (mask == nullptr || mask[b * t_ + tt] != 0.0f) && xg == 1) {
               fused_forward(a, b, tt, pt, first, next, drop_h ? mh + b * u_ : nullptr);
               continue;
@@ -357,7 +358,7 @@ class RnnOp : public Op {
             if (next == nullptr) continue;
             // h (through the recurrent mask, per gate with per-gate masks) into the next
             // step's A rows
-            const float* h = sc[kH] + b * hs + tt * u_;
+            const float* h = sc[kH] + ri(n, b, tt) * u_;
             for (int64_t g = 0; g < xg; ++g) {
               float* dst = next + g * k1_;
               if (drop_h) {
@@ -426,15 +427,15 @@ class RnnOp : public Op {
     const int64_t last = time_of(t_ - 1);
     for (int64_t b = 0; b < n; ++b) {
       float* y = a.y + b * (nstate_ ? orow : rows_out_ * u_);
-      const float* H = sc[kH] + b * hs;
       for (int64_t s = seqs_ ? 0 : t_ - 1; s < t_; ++s) {
         float* dst = y + (seqs_ ? out_row(s) : 0) * u_;
         if (zeroed(mask, b, time_of(s))) std::fill(dst, dst + u_, 0.0f);
-        else std::memcpy(dst, H + time_of(s) * u_, bytes(u_));
+        else std::memcpy(dst, sc[kH] + ri(n, b, time_of(s)) * u_, bytes(u_));
       }
-      if (nstate_ >= 1) std::memcpy(y + rows_out_ * u_, H + last * u_, bytes(u_));
-      if (nstate_ == 2) std::memcpy(y + (rows_out_ + 1) * u_, sc[kC] + b * hs + last * u_,
-                                    bytes(u_));
+      if (nstate_ >= 1)
+        std::memcpy(y + rows_out_ * u_, sc[kH] + ri(n, b, last) * u_, bytes(u_));
+      if (nstate_ == 2)
+        std::memcpy(y + (rows_out_ + 1) * u_, sc[kC] + ri(n, b, last) * u_, bytes(u_));
     }
   }
 
@@ -484,7 +485,7 @@ class RnnOp : public Op {
       }
       if (t_ > 1) gemm::pack_b_whole(gu_, nc, {WUT, nc, 1}, WUTP);
     }
-    const int64_t xs = t_ * xg * k1_, gsize = k1_ * gu_;
+    const int64_t xs = xg * k1_, gsize = k1_ * gu_;
 
     grad_blocks(n, [&](int p, int64_t b0, int64_t b1) {  // independent rows, as in forward
       const int64_t nb = b1 - b0;
@@ -519,7 +520,7 @@ class RnnOp : public Op {
         if (stacked_) {
           const float* dzb = dZ + b0 * gu_;
           if (want_g) {  // per-gate masks: each gate's columns from its own A rows
-            const float* xh = sc[kXH] + b0 * xs + tt * xg * k1_;
+            const float* xh = sc[kXH] + ri(n, b0, tt) * xs;
             const int64_t ng = gu_ / xg;
             // the first step's h' is zero: no share of dU (unless its rows start the sum)
             const int64_t m = first && s != t_ - 1 ? hoff_ : k1_;
@@ -635,21 +636,50 @@ class RnnOp : public Op {
 
   // body(b0, b1) on blocks of batch rows cut on the GEMM's MR boundaries, one per thread when
   // the recurrence is big enough to pay for a region; rows are independent, so the cut
-  // changes nothing.
+  // changes nothing. The stacked path's blocks never straddle a backward block (a thread's
+  // share that does runs as two pieces, one after the other): a step's rows of a block are
+  // adjacent only inside its backward block (see ri).
   template <class F>
   void row_blocks(int64_t n, F&& body) const {
     const int64_t mr = block_mr();
     const int64_t np = (n + mr - 1) / mr;
+    const int64_t split = stacked_ ? block_split(n) : n;
+    const auto pieces = [&](int64_t b0, int64_t b1) {
+      if (b0 < split && split < b1) {
+        body(b0, split);
+        body(split, b1);
+      } else if (b0 < b1) {
+        body(b0, b1);
+      }
+    };
     int nt = n * t_ * gu_ * u_ >= gemm::kParallelThreshold ? parallel::available_threads() : 1;
     if (nt > np) nt = int(np);
     if (nt <= 1) {
-      body(int64_t(0), n);
+      pieces(int64_t(0), n);
       return;
     }
     parallel::run(nt, [&](int t) {
-      const int64_t b0 = np * t / nt * mr, b1 = std::min(n, np * (t + 1) / nt * mr);
-      if (b0 < b1) body(b0, b1);
+      pieces(np * t / nt * mr, std::min(n, np * (t + 1) / nt * mr));
     });
+  }
+
+  // The row of (batch row b, time index tt) in the buffers with a row per step (kZ, kA, kH,
+  // kC, kTC, and kXH with xg A rows per step). The stacked path keeps each backward block
+  // time major: block [B0, B1) holds its rows of the first time index, then those of the
+  // next, so the rows one step's GEMMs and row passes touch are one contiguous run (with
+  // every row of a sequence together instead, a step's rows lay T rows apart, and the row
+  // passes and the packing of kXH for dW waited on memory at the start of every row). The
+  // others keep each sequence's rows together, the input GEMM's (n T, F) order.
+  int64_t ri(int64_t n, int64_t b, int64_t tt) const {
+    if (!stacked_) return b * t_ + tt;
+    const int64_t split = block_split(n);
+    return b < split ? tt * split + b : split * t_ + tt * (n - split) + (b - split);
+  }
+  // The first row of the second backward block (n with one block).
+  int64_t block_split(int64_t n) const {
+    static_assert(kGradBlocks == 2, "ri and row_blocks know of two blocks");
+    const int64_t mr = block_mr(), np = (n + mr - 1) / mr;
+    return grad_block_count(n) == 2 ? std::min(n, np / 2 * mr) : n;
   }
 
   // Per-gate masks, one step's rows [b0, b1): dx += sum over gates g of (dZ_g W_g^T) mx_g
@@ -725,15 +755,17 @@ class RnnOp : public Op {
   void fused_forward(const FwdArgs& a, int64_t b, int64_t tt, int64_t pt, bool first, float* hn,
                      const float* mhb) const {
     float* const* sc = a.scratch;
-    const int64_t ho = b * hrow_ + tt * u_;
-    float* g = sc[kA] + b * zrow_ + tt * gu_;
-    const float* cp = first ? zeros_.data() : sc[kC] + b * hrow_ + pt * u_;
+    const int64_t r = ri(a.n, b, tt), ho = r * u_;
+    float* g = sc[kA] + r * gu_;
+    const float* cp = first ? zeros_.data() : sc[kC] + ri(a.n, b, pt) * u_;
     loops_->fused_fwd(u_, g, g + u_, g + 2 * u_, g + 3 * u_, cp, sc[kC] + ho, sc[kTC] + ho,
                       sc[kH] + ho, hn, mhb);
   }
 
-  // The rows a step touches for batch row b lie far apart (one sequence after the other);
-  // fetching the next row's lines while this row computes hides the start of each stream.
+  // The rows a step touches for batch row b are short runs in several buffers (far apart in
+  // the unstacked layout, one after the other per buffer in the stacked one); fetching the
+  // next rows' lines while this row computes hides the start of each stream. (Stacked,
+  // without them: fused_bwd and its prefetch stalls 670 -> 813 perf samples.)
   template <int RW>
   static void prefetch(const float* p, int64_t k) {
     for (int64_t i = 0; i < k; i += 16) __builtin_prefetch(p + i, RW, 3);
@@ -742,21 +774,21 @@ class RnnOp : public Op {
                             int64_t xg) const {
     if (cell_ != Cell::lstm) return;
     float* const* sc = a.scratch;
-    const int64_t ho = b * hrow_ + tt * u_;
+    const int64_t ho = ri(a.n, b, tt) * u_;
     prefetch<1>(sc[kC] + ho, u_);
     prefetch<1>(sc[kTC] + ho, u_);
     prefetch<1>(sc[kH] + ho, u_);
-    if (s + 1 < t_) prefetch<1>(sc[kXH] + (b * t_ + time_of(s + 1)) * xg * k1_ + hoff_, u_);
+    if (s + 1 < t_) prefetch<1>(sc[kXH] + ri(a.n, b, time_of(s + 1)) * xg * k1_ + hoff_, u_);
   }
   void prefetch_row_backward(const BwdArgs& a, int64_t b, int64_t tt, int64_t pt,
                              bool first) const {
     if (cell_ != Cell::lstm) return;
     float* const* sc = a.scratch;
-    const int64_t zo = b * zrow_ + tt * gu_, ho = b * hrow_ + tt * u_;
+    const int64_t r = ri(a.n, b, tt), zo = r * gu_, ho = r * u_;
     prefetch<0>(sc[kA] + zo, gu_);
     prefetch<1>(sc[kDZ] + (stacked_ ? b * gu_ : zo), gu_);
     prefetch<0>(sc[kTC] + ho, u_);
-    if (!first) prefetch<0>(sc[kC] + b * hrow_ + pt * u_, u_);
+    if (!first) prefetch<0>(sc[kC] + ri(a.n, b, pt) * u_, u_);
   }
 
   // One row's gate activations and state update at time index tt (h' at pt unless first).
@@ -766,11 +798,11 @@ class RnnOp : public Op {
                     const float* mask, const float* mh, const float* step,
                     bool phase1) const {
     float* const* sc = a.scratch;
-    const int64_t zo = b * zrow_ + tt * gu_, ho = b * hrow_ + tt * u_;
+    const int64_t r = ri(a.n, b, tt), zo = r * gu_, ho = r * u_;
     float* z = (gates_in_a_ ? sc[kA] : sc[kZ]) + zo;  // the same as g when gates_in_a_
     float* g = sc[kA] + zo;
     float* h = sc[kH] + ho;
-    const float* hp = first ? zeros_.data() : sc[kH] + b * hrow_ + pt * u_;
+    const float* hp = first ? zeros_.data() : sc[kH] + ri(a.n, b, pt) * u_;
     const bool keep = mask == nullptr || mask[b * t_ + tt] != 0.0f;
     const int64_t u = u_;
     switch (cell_) {
@@ -781,7 +813,7 @@ class RnnOp : public Op {
         break;
       case Cell::lstm: {
         float* c = sc[kC] + ho;
-        const float* cp = first ? zeros_.data() : sc[kC] + b * hrow_ + pt * u_;
+        const float* cp = first ? zeros_.data() : sc[kC] + ri(a.n, b, pt) * u_;
         if (z != g) std::memcpy(g, z, bytes(4 * u));
         ract_->forward(g, 2 * u, ract_p_.data());
         act_->forward(g + 2 * u, u, act_p_.data());
@@ -836,12 +868,12 @@ class RnnOp : public Op {
   void step_backward(const BwdArgs& a, int64_t b, int64_t tt, int64_t pt, bool first,
                      const float* mask, const float* mh, bool phase1) const {
     float* const* sc = a.scratch;
-    const int64_t zo = b * zrow_ + tt * gu_, ho = b * hrow_ + tt * u_;
+    const int64_t r = ri(a.n, b, tt), zo = r * gu_, ho = r * u_;
     const float* z = (gates_in_a_ ? sc[kA] : sc[kZ]) + zo;  // unread by sigmoid and tanh
     const float* g = sc[kA] + zo;
     float* dz = sc[kDZ] + (stacked_ ? b * gu_ : zo);
     float* dh = sc[kDh] + b * u_;
-    const float* hp = first ? zeros_.data() : sc[kH] + b * hrow_ + pt * u_;
+    const float* hp = first ? zeros_.data() : sc[kH] + ri(a.n, b, pt) * u_;
     const bool keep = mask == nullptr || mask[b * t_ + tt] != 0.0f;
     const int64_t u = u_;
     if (!keep) {  // the state passed through unchanged: dh (and dc) go on as they are
@@ -857,7 +889,7 @@ class RnnOp : public Op {
         break;
       case Cell::lstm: {
         const float* c = sc[kC] + ho;
-        const float* cp = first ? zeros_.data() : sc[kC] + b * hrow_ + pt * u_;
+        const float* cp = first ? zeros_.data() : sc[kC] + ri(a.n, b, pt) * u_;
         float* dc = sc[kDc] + b * u_;
         const float* tc = sc[kTC] + ho;
         if (fused_) {
@@ -937,13 +969,13 @@ class RnnOp : public Op {
   // that gate's input mask mx (when not null). Run by each thread on its own rows, just
   // before its recurrence (a serial pass over every row's T A rows kept the other thread
   // waiting).
-  void stack_rows(const float* X, int64_t b0, int64_t b1, int64_t xg, const float* mx,
-                  float* XH) const {
+  void stack_rows(const float* X, int64_t n, int64_t b0, int64_t b1, int64_t xg,
+                  const float* mx, float* XH) const {
     const int64_t t0 = time_of(0);
     for (int64_t b = b0; b < b1; ++b)
       for (int64_t t = 0; t < t_; ++t)
         for (int64_t g = 0; g < xg; ++g) {
-          float* row = XH + ((b * t_ + t) * xg + g) * k1_;
+          float* row = XH + (ri(n, b, t) * xg + g) * k1_;
           const float* x = X + (b * t_ + t) * f_;
           if (mx == nullptr) {
             std::memcpy(row, x, bytes(f_));
