@@ -161,10 +161,7 @@ class RnnOp : public Op {
       op_error(attrs, "dropout and recurrent_dropout must be in [0, 1), got " +
                           std::to_string(rate_x_) + " and " + std::to_string(rate_h_));
     reset_after_ = attrs.get_bool("reset_after", true) && cell_ == Cell::gru;
-    const std::string compute = attrs.get_string("compute_dtype", "float32");
-    if (compute != "float32" && compute != "bfloat16")
-      op_error(attrs, "compute_dtype must be 'float32' or 'bfloat16', got '" + compute + "'");
-    bf16_ = compute == "bfloat16";
+    bf16_ = ops::bf16_compute(attrs);
     check_arity(attrs, in, 1, 2, params, use_bias_ ? 3 : 2, use_bias_ ? 3 : 2);
     if (in[0].size() != 2)
       op_error(attrs, "input must be (timesteps, features) per sample, got " + shape_str(in[0]));
