@@ -268,6 +268,20 @@ ARCH_SCRIPT = textwrap.dedent("""
                 u = _core.optimizer_apply(kind, cfg, t, [w], [g], [s], u)
                 ref.apply([g.astype(np.float64)], [rw])
             np.testing.assert_allclose(w, rw, rtol=2e-5, atol=2e-5, err_msg=f"{kind} {n}")
+        # cut among threads (chunks of 32768) inside the vector loop: the same bits
+        n = 3 * 32768 + 13
+        w0, g = rng.standard_normal((2, n)).astype(np.float32)
+        out = []
+        for threads in (1, 2):
+            _core.set_num_threads(threads)
+            w = w0.copy()
+            s = _core.optimizer_slots(kind, cfg, w.shape)
+            u = 1.0
+            for t in (1, 2, 3):
+                u = _core.optimizer_apply(kind, cfg, t, [w], [g], [s], u)
+            out.append([w] + list(s))
+        for a, b in zip(*out):
+            np.testing.assert_array_equal(a, b, err_msg=f"{kind}: 1 vs 2 threads")
     print("ok", _core.arch())
 """)
 
