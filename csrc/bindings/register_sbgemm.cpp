@@ -11,6 +11,7 @@
 #include "bindings/util.h"
 #include "common/cpu.h"
 #include "gemm/sbgemm.h"
+#include "gemm/sbgemv.h"
 
 namespace pynn::bind {
 
@@ -74,10 +75,12 @@ void register_sbgemm(py::module_& m) {
         d["MC"] = k.mc;
         d["NC"] = k.nc;
         d["kpad"] = k.kpad;
+        d["row_kernel"] = gemm::sb_row_kernel() != nullptr;
         return d;
       },
       "The bf16 GEMM's kernel and blocksizes (arch: what cpuid/PYNN_ARCH asked for; kernel: "
-      "what runs, which differs when Linux refuses AMX).");
+      "what runs, which differs when Linux refuses AMX; row_kernel: whether a one-row bf16 "
+      "predict reads the weights in place, gemm/sbgemv.h, instead of packing them).");
 }
 
 }  // namespace pynn::bind
