@@ -18,23 +18,6 @@ namespace {
 constexpr int kMR = 12;
 constexpr int kNR = 32;
 
-// x0 and x1 rounded to 32 bf16 (x0's lanes first), bit for bit bf16_round_bits.
-inline __m512i to_bf16x32(__m512 x0, __m512 x1) {
-  return (__m512i)_mm512_cvtne2ps_pbh(fix_subnormals(x1), fix_subnormals(x0));
-}
-
-// Pair words (low half from `even`, high half from `odd`) of 16 K-even and 16 K-odd floats.
-inline __m512i pair_words(__m512 even, __m512 odd) {
-  alignas(64) static const uint16_t idx[32] = {
-      0, 16, 1, 17, 2, 18, 3, 19, 4,  20, 5,  21, 6,  22, 7,  23,
-      8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-  return _mm512_permutexvar_epi16(_mm512_load_si512(idx), to_bf16x32(even, odd));
-}
-
-inline __mmask16 first(int64_t n) {
-  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
-}
-
 // The r-th lanes of a panel are contiguous (rs == 1): each K pair is two rows of up to w
 // floats, rounded and interleaved into w words. Pairs outermost: the source is read row after
 // row, whole rows across all panels (a stream the hardware prefetcher follows; panel by panel
@@ -51,7 +34,7 @@ void pack_rows_contiguous(int w, int64_t count, int64_t kc, int64_t kcp, const f
         const __mmask16 m = even ? first(rows - j) : __mmask16(0);
         const __m512 e = _mm512_maskz_loadu_ps(m, p0 + r0 + j);
         const __m512 o = _mm512_maskz_loadu_ps(odd ? m : __mmask16(0), p0 + cs + r0 + j);
-        _mm512_mask_storeu_epi32(d + j, first(w - j), pair_words(e, o));
+        _mm512_mask_storeu_epi32(d + j, first(w - j), (__m512i)pair_words(e, o, pair_index()));
       }
     }
   }

@@ -7,14 +7,11 @@
 
 #include <algorithm>
 
+#include "gemm/avx512_lanes.h"
 #include "gemm/sbgemv.h"
 
 namespace pynn::gemm {
 namespace {
-
-inline __mmask16 first(int64_t n) {
-  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
-}
 
 // (GCC 12 warns inside _mm512_srli_epi32, whose unused merge operand is "undefined": GCC bug
 // 105593, an error under -Werror.)

@@ -17,35 +17,6 @@
 namespace pynn::gemm {
 namespace {
 
-inline __mmask16 first(int64_t n) {
-  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
-}
-
-// even and odd rounded to 32 bf16 (even's 16 first), bit for bit bf16_round_bits. Only an
-// input VCVTNE2PS2BF16 turns into a zero can need fix_subnormals (a subnormal within half a
-// bf16 step of FLT_MIN, which bf16_round_bits rounds up to +-FLT_MIN and the instruction
-// reads as zero), so the fix-up runs on a zero result only: one test per 32 weights, where
-// finding the subnormals themselves takes integer ops on every input (VFPCLASSPS cannot tell
-// them: under DAZ, which pynn's calls run with, it classes them as zeros).
-inline __m512i to_bf16x32(__m512 even, __m512 odd) {
-  const __m512i r = (__m512i)_mm512_cvtne2ps_pbh(odd, even);
-  if (_mm512_testn_epi16_mask(r, _mm512_set1_epi16(0x7FFF)) == 0) return r;
-  return (__m512i)_mm512_cvtne2ps_pbh(fix_subnormals(odd), fix_subnormals(even));
-}
-
-// 16 pair words (W[2q][j] low, W[2q+1][j] high) from the two rows' 16 floats.
-inline __m512bh pair_words(__m512 even, __m512 odd, __m512i idx) {
-  return (__m512bh)_mm512_permutexvar_epi16(idx, to_bf16x32(even, odd));
-}
-
-// The word order that interleaves the conversion's halves (even row's 16, then odd row's).
-inline __m512i pair_index() {
-  alignas(64) static const uint16_t idx[32] = {
-      0, 16, 1, 17, 2, 18, 3, 19, 4,  20, 5,  21, 6,  22, 7,  23,
-      8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-  return _mm512_load_si512(idx);
-}
-
 // x's pair words: word q = (x[2q], x[2q+1]), a missing x[k] as zero, as the A packer
 // writes them (32 floats rounded per conversion come out in order, pairs already adjacent).
 void prep(const float* x, int64_t k, uint32_t* xp) {

@@ -103,14 +103,6 @@ gemm::ukr_fn tile_kernel(const gemm::KernelInfo& kern, int64_t nv) {
   return f != nullptr ? f : kern.ukr;
 }
 
-gemm::Epilogue epilogue_of(const DenseDesc& d, const float* bias) {
-  gemm::Epilogue ep;
-  ep.bias = bias;
-  ep.act = d.act;
-  ep.act_params = d.act_params;
-  return ep;
-}
-
 bool is_relu(const DenseDesc& d) {
 #if defined(PYNN_X86)
   static const gemm::act_fn relu_fn = find_activation("relu")->forward;
@@ -180,7 +172,7 @@ void one_row(const gemm::KernelInfo& kern, const std::vector<DenseDesc>& layers,
   for (size_t l = 0; l < layers.size(); ++l) {
     const DenseDesc& d = layers[l];
     float* dst = l + 1 == layers.size() ? y : tl_row[l % 2].get(d.out);
-    const gemm::Epilogue ep = epilogue_of(d, b[l]);
+    const gemm::Epilogue ep = d.epilogue(b[l]);
     const bool has_ep = !ep.empty(), relu = is_relu(d);
     const int64_t KC = panel_depth(d.in, kern.kc);
     const float* w = W[l];
@@ -265,7 +257,7 @@ struct Run {
       float* dst = tl_act[l % 2].get(mpad * npad);
       float* abuf = tl_pack.get(mpad * KC);
       const float* w = packed + offsets[l];
-      const gemm::Epilogue ep = epilogue_of(d, b[l]);
+      const gemm::Epilogue ep = d.epilogue(b[l]);
       const bool has_ep = !ep.empty(), relu = is_relu(d);
       for (int64_t pc = 0; pc < d.in; pc += KC) {                    // PC
         const int64_t kc = std::min(KC, d.in - pc);

@@ -31,6 +31,15 @@ struct DenseDesc {
   const float* act_params = nullptr;  // owned by the op, valid as long as the graph
   bool softmax = false;               // a row softmax after the affine map
   bool bf16 = false;  // compute_dtype "bfloat16": the product on the bf16 GEMM (sbgemm.h)
+
+  // dense_forward's epilogue (bias, then the activation), without a saved pre-activation.
+  gemm::Epilogue epilogue(const float* bias) const {
+    gemm::Epilogue ep;
+    ep.bias = bias;
+    ep.act = act;
+    ep.act_params = act_params;
+    return ep;
+  }
 };
 
 class DenseChain {

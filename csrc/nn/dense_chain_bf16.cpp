@@ -38,14 +38,6 @@ int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
 thread_local AlignedBuffer tl_bf_act[2];  // a block's layer outputs, alternating
 
-gemm::Epilogue epilogue_of(const DenseDesc& d, const float* bias) {
-  gemm::Epilogue ep;  // dense_forward's, without the saved pre-activation
-  ep.bias = bias;
-  ep.act = d.act;
-  ep.act_params = d.act_params;
-  return ep;
-}
-
 // Rows [0, m) of x (row stride `in` of the first layer) through every layer into y (row stride
 // `out` of the last). nthreads: the sbgemm calls' (1 inside a pool task; 0, every thread, for a
 // call too small to cut into blocks, where each product is cut along its columns instead).
@@ -58,7 +50,7 @@ void rows_through(const std::vector<DenseDesc>& layers, const std::vector<size_t
     const bool last = l + 1 == layers.size();
     float* dst = last ? y : tl_bf_act[l % 2].get(m * d.out);
     gemm::sbgemm_prepacked_b(m, d.out, d.in, {src, d.in, 1}, packed + offsets[l], 0.0f, dst,
-                             d.out, epilogue_of(d, b[l]), nthreads);
+                             d.out, d.epilogue(b[l]), nthreads);
     if (d.softmax) softmax_forward(dst, m, d.out);  // rows are independent
     src = dst;
   }
@@ -83,7 +75,7 @@ void one_row(const gemm::SbRowKernel& rk, const std::vector<DenseDesc>& layers,
     auto* xp = reinterpret_cast<uint32_t*>(tl_bf_xp.get(d.in + 1));
     rk.prep(src, d.in, xp);
     const int64_t KC = gemm::sb_k_panel_depth(d.in);
-    const gemm::Epilogue ep = epilogue_of(d, b[l]);
+    const gemm::Epilogue ep = d.epilogue(b[l]);
     auto cols = [&](int64_t j0, int64_t j1) {
       gemm::sb_row(rk, xp, d.in, KC, W[l] + j0, d.out, j1 - j0, dst + j0);
       if (!ep.empty())
