@@ -73,18 +73,28 @@ _BY_NAME: dict[str, Callable[[], Regularizer]] = {
 _BY_CLASS = {"L1": L1, "L2": L2, "L1L2": L1L2}
 
 
-def get(identifier: Any) -> Regularizer | None:
-    """None, "l1", "l2", "l1_l2" (0.01 each, as Keras's strings), a Regularizer or a config."""
-    if identifier is None or isinstance(identifier, Regularizer):
+def get(identifier: Any, what: str = "regularizer") -> Regularizer | None:
+    """None, "l1", "l2", "l1_l2" (0.01 each, as Keras's strings), a Regularizer or a config.
+    `what` names the argument in errors."""
+    if identifier is None:
+        return None
+    if isinstance(identifier, Regularizer):
+        # The kernels compute l1 * sum|w| + l2 * sum w^2 from the coefficients alone, so a
+        # subclass with a __call__ of its own would be silently ignored: refuse it.
+        if type(identifier).__call__ is not Regularizer.__call__:
+            raise TypeError(f"{what}: a Regularizer subclass with its own __call__ is not "
+                            f"supported (pynn computes l1 * sum|x| + l2 * sum x^2 from its "
+                            f"l1 and l2); got {type(identifier).__name__}")
         return identifier
     if isinstance(identifier, str):
         if identifier not in _BY_NAME:
-            raise ValueError(f"regularizer: unknown name {identifier!r}; expected one of "
+            raise ValueError(f"{what}: unknown name {identifier!r}; expected one of "
                              f"{sorted(_BY_NAME)}")
         return _BY_NAME[identifier]()
     if isinstance(identifier, dict) and identifier.get("class_name") in _BY_CLASS:
         return _BY_CLASS[identifier["class_name"]](**identifier.get("config", {}))
-    raise TypeError(f"regularizer: expected None, a name or a Regularizer, got {identifier!r}")
+    raise TypeError(f"{what}: expected None, a name, a config or a pynn.regularizers "
+                    f"L1, L2 or L1L2, got {identifier!r}")
 
 
 def serialize(reg: Regularizer | None) -> dict[str, Any] | None:

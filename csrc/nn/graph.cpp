@@ -454,6 +454,8 @@ void Graph::build_plan(Mode m, Plan& P) const {
     }
     for (size_t j = 0; j < outputs_.size(); ++j)
       if (m == kGrad || losses_[j].has) down[size_t(outputs_[j])] = 1;
+    for (const Node& n : nodes_)
+      if (n.op->adds_loss()) down[size_t(n.output)] = 1;
     for (int i = N - 1; i >= 0; --i) {
       const Node& n = nodes_[size_t(i)];
       if (down[size_t(n.output)])
@@ -568,7 +570,9 @@ void Graph::build_plan(Mode m, Plan& P) const {
   if (bwd) {
     std::vector<int> gstart(size_t(T), kEnd + 1), gend(size_t(T), -1);
     for (int t = 0; t < T; ++t) {
-      if (!need[size_t(t)]) continue;
+      // A loss-adding node's output that nothing differentiates gets no storage (its
+      // backward reads dy == nullptr as zero).
+      if (!need[size_t(t)] || contributions[size_t(t)] == 0) continue;
       const int g = P.groot[size_t(t)];
       const int p = tensors_[size_t(t)].producer;
       gstart[size_t(g)] = std::min(gstart[size_t(g)], first[size_t(t)]);

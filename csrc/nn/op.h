@@ -144,6 +144,12 @@ class Op {
   // (Keras's frozen BatchNormalization).
   virtual bool frozen_means_inference() const { return false; }
 
+  // forward adds a term to the loss (FwdArgs::added_loss). In a plan with a backward pass
+  // such a node is a gradient root even when no node reads its output (Keras penalizes every
+  // output of a layer, used or not); backward then gets dy == nullptr for an output that
+  // nothing downstream differentiates.
+  virtual bool adds_loss() const { return false; }
+
   // The output is input 0 itself (a view: same elements, same order). The graph then gives
   // the output input 0's storage, skips forward, and passes gradients straight through.
   virtual bool aliases(bool training) const { return false; }

@@ -122,7 +122,7 @@ class BaseConv(Layer):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         rank = self.rank
         self.filters = positive_int(filters, "filters")
         self.kernel_size = int_tuple(kernel_size, rank, "kernel_size")
@@ -146,9 +146,6 @@ class BaseConv(Layer):
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.kernel_constraint = constraints.get(kernel_constraint, "kernel_constraint")
         self.bias_constraint = constraints.get(bias_constraint, "bias_constraint")
-        if activity_regularizer is not None:
-            raise ValueError(f"activity_regularizer: not supported yet; use None. Received: "
-                             f"activity_regularizer={activity_regularizer!r}")
 
     def _channels(self, shape):
         return shape[-1] if self.data_format == "channels_last" else shape[0]

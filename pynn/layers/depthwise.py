@@ -12,7 +12,7 @@ pointwise kernel) with the bias and activation.
 """
 from __future__ import annotations
 
-from pynn import activations, initializers, regularizers
+from pynn import activations, constraints, initializers, regularizers
 from pynn.layers.convolutional import (
     PADDINGS,
     check_rank,
@@ -27,12 +27,6 @@ from pynn.layers.convolutional import (
 from pynn.layers.layer import Layer, positive_int
 
 
-def _no_extras(**values):
-    for arg, value in values.items():
-        if value is not None:
-            raise ValueError(f"{arg}: not supported yet; use None. Received: {arg}={value!r}")
-
-
 class BaseDepthwise(Layer):
     """The shared part of DepthwiseConv and SeparableConv over `rank` spatial axes."""
 
@@ -40,7 +34,8 @@ class BaseDepthwise(Layer):
 
     def _init_depthwise(self, kernel_size, strides, padding, depth_multiplier, data_format,
                         dilation_rate, activation, use_bias, depthwise_initializer,
-                        bias_initializer, depthwise_regularizer, bias_regularizer):
+                        bias_initializer, depthwise_regularizer, bias_regularizer,
+                        depthwise_constraint, bias_constraint):
         rank = self.rank
         self.kernel_size = int_tuple(kernel_size, rank, "kernel_size")
         self.strides = int_tuple(strides, rank, "strides")
@@ -61,6 +56,9 @@ class BaseDepthwise(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.depthwise_regularizer = regularizers.get(depthwise_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.depthwise_constraint = constraints.get(depthwise_constraint,
+                                                    "depthwise_constraint")
+        self.bias_constraint = constraints.get(bias_constraint, "bias_constraint")
         self._views: dict = {}
 
     def _channels(self, shape):
@@ -123,6 +121,8 @@ class BaseDepthwise(Layer):
             "bias_initializer": initializers.serialize(self.bias_initializer),
             "depthwise_regularizer": regularizers.serialize(self.depthwise_regularizer),
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "depthwise_constraint": constraints.serialize(self.depthwise_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
         })
         return cfg
 
@@ -135,21 +135,22 @@ class BaseDepthwiseConv(BaseDepthwise):
                  depthwise_initializer="glorot_uniform", bias_initializer="zeros",
                  depthwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  depthwise_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self._init_depthwise(kernel_size, strides, padding, depth_multiplier, data_format,
                              dilation_rate, activation, use_bias, depthwise_initializer,
-                             bias_initializer, depthwise_regularizer, bias_regularizer)
-        _no_extras(activity_regularizer=activity_regularizer,
-                   depthwise_constraint=depthwise_constraint, bias_constraint=bias_constraint)
+                             bias_initializer, depthwise_regularizer, bias_regularizer,
+                             depthwise_constraint, bias_constraint)
 
     def build(self, input_shape):
         kshape = self._depthwise_shape(input_shape)
         self.kernel = self.add_weight(kshape, self.depthwise_initializer,
-                                      regularizer=self.depthwise_regularizer, name="kernel")
+                                      regularizer=self.depthwise_regularizer,
+                                      constraint=self.depthwise_constraint, name="kernel")
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight((kshape[-2] * kshape[-1],), self.bias_initializer,
-                                        regularizer=self.bias_regularizer, name="bias")
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint, name="bias")
 
     def _emit(self, spec, inputs):
         x = self._single(inputs)
@@ -174,30 +175,32 @@ class BaseSeparableConv(BaseDepthwise):
                  pointwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None,
                  **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.filters = positive_int(filters, "filters")
         self._init_depthwise(kernel_size, strides, padding, depth_multiplier, data_format,
                              dilation_rate, activation, use_bias, depthwise_initializer,
-                             bias_initializer, depthwise_regularizer, bias_regularizer)
+                             bias_initializer, depthwise_regularizer, bias_regularizer,
+                             depthwise_constraint, bias_constraint)
         self.pointwise_initializer = initializers.get(pointwise_initializer)
         self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
-        _no_extras(activity_regularizer=activity_regularizer,
-                   depthwise_constraint=depthwise_constraint,
-                   pointwise_constraint=pointwise_constraint, bias_constraint=bias_constraint)
+        self.pointwise_constraint = constraints.get(pointwise_constraint,
+                                                    "pointwise_constraint")
 
     def build(self, input_shape):
         kshape = self._depthwise_shape(input_shape)
         self.depthwise_kernel = self.add_weight(kshape, self.depthwise_initializer,
                                                 regularizer=self.depthwise_regularizer,
+                                                constraint=self.depthwise_constraint,
                                                 name="depthwise_kernel")
         self.pointwise_kernel = self.add_weight(
             (1,) * self.rank + (kshape[-2] * kshape[-1], self.filters),
             self.pointwise_initializer, regularizer=self.pointwise_regularizer,
-            name="pointwise_kernel")
+            constraint=self.pointwise_constraint, name="pointwise_kernel")
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight((self.filters,), self.bias_initializer,
-                                        regularizer=self.bias_regularizer, name="bias")
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint, name="bias")
 
     def _emit(self, spec, inputs):
         x = self._single(inputs)
@@ -219,6 +222,7 @@ class BaseSeparableConv(BaseDepthwise):
             "filters": self.filters,
             "pointwise_initializer": initializers.serialize(self.pointwise_initializer),
             "pointwise_regularizer": regularizers.serialize(self.pointwise_regularizer),
+            "pointwise_constraint": constraints.serialize(self.pointwise_constraint),
         })
         return cfg
 

@@ -13,7 +13,6 @@ Invariants:
 """
 from __future__ import annotations
 
-from pynn.layers import masks
 from pynn.layers.layer import KerasTensor, Layer, flatten_inputs
 
 
@@ -123,8 +122,7 @@ class Lambda(Layer):
         value = {id(t): tid for t, tid in zip(trace.inputs, inputs)}
         for node in trace.nodes:
             ins = [value[id(t)] for t in node.inputs]
-            outs = node.layer._emit(spec, ins)
-            masks.propagate(node.layer, spec, ins, outs)
+            outs = node.layer._emit_node(spec, ins)
             for t, tid in zip(node.outputs, outs):
                 value[id(t)] = tid
         return [value[id(t)] for t in trace.outputs]

@@ -313,14 +313,19 @@ class Layer:
     _eager_train_calls = 0   # eager calls with training=True so far: each draws anew
 
     def __init__(self, name=None, trainable=True, input_shape=None, input_dim=None, dtype=None,
-                 **kwargs):
+                 activity_regularizer=None, **kwargs):
         kwargs.pop("batch_input_shape", None)
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s) "
                             f"{sorted(kwargs)}")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name: expected a string, got {name!r}")
-        from pynn import mixed_precision
+        from pynn import mixed_precision, regularizers
+
+        # Keras's activity_regularizer (any layer): each output's penalty, divided by the
+        # batch size, is added to the loss in fit and evaluate (see _emit_node).
+        self.activity_regularizer = regularizers.get(activity_regularizer,
+                                                     "activity_regularizer")
 
         # Keras's dtype= is a dtype policy (or its name); None takes the global policy now.
         self._dtype_policy = mixed_precision.get(dtype)
@@ -597,6 +602,32 @@ class Layer:
                 owner=w)))
         return out
 
+    def _emit_node(self, spec, inputs):
+        """`_emit`, then what a model adds to every layer call: the outputs' masks (Keras's
+        rules, pynn.layers.masks) and, with an activity_regularizer, an
+        ``activity_regularization`` node on each output (the identity; the loss gains
+        ``(l1 * sum|y| + l2 * sum y^2) / batch``, as Keras adds the penalty of each output
+        divided by its batch size). Returns the output tensor ids."""
+        from pynn.layers import masks
+        from pynn.layers.embedding import mask_of, set_mask
+
+        outs = self._emit(spec, inputs)
+        masks.propagate(self, spec, inputs, outs)
+        reg = self.activity_regularizer
+        if reg is None:
+            return outs
+        penalized = []
+        for k, t in enumerate(outs):
+            (y,) = spec.add_node("activity_regularization", [t], [spec.shapes[t]], [],
+                                 {"l1": float(reg.l1), "l2": float(reg.l2)},
+                                 f"{self.name}_activity_regularizer"
+                                 + (f"_{k}" if len(outs) > 1 else ""))
+            m = mask_of(spec, t)
+            if m is not None:
+                set_mask(spec, y, m)
+            penalized.append(y)
+        return penalized
+
     def _single(self, inputs):
         if len(inputs) != 1:
             raise ValueError(f"{self.name}: {type(self).__name__} takes one input, got "
@@ -669,6 +700,10 @@ class Layer:
         cfg = {"name": self.name, "trainable": self.trainable}
         if self._dtype_policy.name != "float32":
             cfg["dtype"] = self._dtype_policy.name
+        if self.activity_regularizer is not None:
+            from pynn import regularizers
+
+            cfg["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         if self._input_shape_arg is not None:
             cfg["input_shape"] = list(self._input_shape_arg)
         return cfg

@@ -33,15 +33,15 @@ dx = dz W^T, dW = x^T dz and dU = h_{t-1}^T dz. The weights, the bias, the gate 
 the cell state and h stay float32 (Keras also rounds the outputs and states passed between
 its ops to bfloat16; pynn keeps them float32).
 
-Not supported (a clear error): stateful=True, initial_state, constraints,
-activity_regularizer, activations with non-default parameters.
+Not supported (a clear error): stateful=True, initial_state, activations with non-default
+parameters.
 """
 from __future__ import annotations
 
 import numbers
 from typing import Any
 
-from pynn import _random, activations, initializers, regularizers
+from pynn import _random, activations, constraints, initializers, regularizers
 from pynn.layers.embedding import mask_of, set_mask
 from pynn.layers.layer import Layer, positive_int, real_in
 
@@ -67,7 +67,7 @@ class RNN(Layer):
                  go_backwards=False, stateful=False, unroll=False, zero_output_for_mask=False,
                  **kwargs):
         kwargs.pop("use_cudnn", None)   # a GPU switch in Keras; nothing to choose here
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.units = positive_int(units, "units")
         self.activation = _activation(activation, "activation")
         self.recurrent_activation = _activation(recurrent_activation, "recurrent_activation")
@@ -78,13 +78,11 @@ class RNN(Layer):
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
-        for name, value in (("activity_regularizer", activity_regularizer),
-                            ("kernel_constraint", kernel_constraint),
-                            ("recurrent_constraint", recurrent_constraint),
-                            ("bias_constraint", bias_constraint)):
-            if value is not None:
-                raise ValueError(f"{name}: not supported yet by pynn's recurrent layers, "
-                                 f"got {value!r}")
+        # applied to the whole Keras-layout array after each optimizer step, as Keras does
+        self.kernel_constraint = constraints.get(kernel_constraint, "kernel_constraint")
+        self.recurrent_constraint = constraints.get(recurrent_constraint,
+                                                    "recurrent_constraint")
+        self.bias_constraint = constraints.get(bias_constraint, "bias_constraint")
         self.dropout = real_in(dropout, "dropout", 0.0, 1.0, hi_open=True)
         self.recurrent_dropout = real_in(recurrent_dropout, "recurrent_dropout", 0.0, 1.0,
                                          hi_open=True)
@@ -111,14 +109,17 @@ class RNN(Layer):
                              f"(batch, timesteps, features), got {tuple(input_shape)}")
         g = self.gates * self.units
         self.kernel = self.add_weight((input_shape[-1], g), self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer, name="kernel")
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint, name="kernel")
         self.recurrent_kernel = self.add_weight((self.units, g), self.recurrent_initializer,
                                                 regularizer=self.recurrent_regularizer,
+                                                constraint=self.recurrent_constraint,
                                                 name="recurrent_kernel")
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight(self._bias_shape(), self.bias_initializer,
-                                        regularizer=self.bias_regularizer, name="bias")
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint, name="bias")
 
     def _attrs(self):
         return {"cell": self.cell, "units": self.units, "activation": self.activation,
@@ -187,6 +188,9 @@ class RNN(Layer):
                 "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
                 "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
                 "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint),
                 "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
                 "seed": self.seed, "return_sequences": self.return_sequences,
                 "return_state": self.return_state, "go_backwards": self.go_backwards,
@@ -371,8 +375,9 @@ class Bidirectional(Layer):
 
     def _emit(self, spec, inputs):
         x = self._single(inputs)
-        fw = self.forward_layer._emit(spec, [x])
-        bw = self.backward_layer._emit(spec, [x])
+        # Keras calls each direction as a layer, so an inner activity_regularizer counts
+        fw = self.forward_layer._emit_node(spec, [x])
+        bw = self.backward_layer._emit_node(spec, [x])
         a, b = fw[0], bw[0]
         states = fw[1:] + bw[1:]
         if self.merge_mode is None:
@@ -442,6 +447,8 @@ class TimeDistributed(Layer):
 
     def _emit(self, spec, inputs):
         x = self._single(inputs)
+        # _emit, not _emit_node: Keras runs the inner layer's call() on the folded batch, so
+        # its activity_regularizer is not applied there either
         outs = self.layer._emit(spec, [x])
         set_mask(spec, outs[0], mask_of(spec, x))
         return outs

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from pynn.layers import masks
 from pynn.layers.layer import (
     KerasTensor,
     Layer,
@@ -274,8 +273,7 @@ class Model(Trainer, Layer):
         value = {id(t): tid for t, tid in zip(self._inputs, inputs)}
         for node in self._nodes:
             ins = [value[id(t)] for t in node.inputs]
-            outs = node.layer._emit(spec, ins)
-            masks.propagate(node.layer, spec, ins, outs)
+            outs = node.layer._emit_node(spec, ins)
             for t, tid in zip(node.outputs, outs):
                 value[id(t)] = tid
         return [value[id(t)] for t in self._outputs]

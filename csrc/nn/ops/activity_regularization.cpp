@@ -40,6 +40,8 @@ class ActivityRegularizationOp : public Op {
     *a.added_loss += (l1_ * s1 + l2_ * s2) / double(a.n);
   }
 
+  bool adds_loss() const override { return l1_ > 0.0 || l2_ > 0.0; }
+
   void backward(const BwdArgs& a) override {
     float* dx = a.dx[0];
     if (!dx) return;
@@ -48,7 +50,8 @@ class ActivityRegularizationOp : public Op {
     const float c1 = float(l1_ / double(a.n)), c2 = float(2.0 * l2_ / double(a.n));
     for (int64_t i = 0; i < total; ++i) {
       const float s = x[i] > 0.0f ? 1.0f : (x[i] < 0.0f ? -1.0f : 0.0f);
-      const float g = a.dy[i] + c1 * s + c2 * x[i];
+      // dy is null when nothing downstream reads this output (the penalty alone)
+      const float g = (a.dy ? a.dy[i] : 0.0f) + c1 * s + c2 * x[i];
       dx[i] = a.dx_acc[0] ? dx[i] + g : g;
     }
   }
