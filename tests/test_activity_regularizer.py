@@ -228,6 +228,32 @@ def test_recurrent_constraints_match_keras(keras, cell):
     assert type(rnn).from_config(cfg).get_config() == cfg
 
 
+def test_embedding_constraint_matches_keras(keras):
+    rng = case_rng("emb-constraint")
+    tokens = rng.integers(0, 7, (8, 5))
+    y = rng.standard_normal((8, 2)).astype(np.float32)
+    models = []
+    for mod in (pynn, keras):
+        inp = mod.Input((5,))
+        h = mod.layers.Embedding(7, 4, embeddings_constraint=mod.constraints.MaxNorm(0.3,
+                                                                                    axis=1))(inp)
+        models.append(mod.Model(inp, mod.layers.Dense(2)(mod.layers.Flatten()(h))))
+    ours, theirs = models
+    theirs.set_weights(ours.get_weights())
+    ours.compile(pynn.optimizers.SGD(0.5), "mse")
+    theirs.compile(keras.optimizers.SGD(0.5), "mse")
+    for _ in range(3):
+        ours.train_on_batch(tokens, y)
+        theirs.train_on_batch(tokens, y)
+    for a, b in zip(ours.get_weights(), [to_numpy(v.value) for v in theirs.weights]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)   # O(0.1) weights, 3 steps
+    emb = ours.layers[1].get_weights()[0]
+    norms = np.sqrt((emb ** 2).sum(axis=1))
+    assert norms.max() <= 0.3 + 1e-6 and np.isclose(norms.max(), 0.3)   # active, not vacuous
+    cfg = ours.layers[1].get_config()
+    assert L.Embedding.from_config(cfg).get_config() == cfg
+
+
 @pytest.mark.parametrize("kind", ["DepthwiseConv2D", "SeparableConv2D"])
 def test_depthwise_constraints_match_keras(keras, kind):
     def body(mod, inp):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pynn import initializers, regularizers
+from pynn import constraints, initializers, regularizers
 from pynn.layers.layer import Layer, positive_int
 
 
@@ -60,8 +60,8 @@ class Embedding(Layer):
             embeddings_initializer = initializers.RandomUniform()
         self.embeddings_initializer = initializers.get(embeddings_initializer)
         self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
-        if embeddings_constraint is not None:
-            raise ValueError("embeddings_constraint: weight constraints are not supported yet")
+        self.embeddings_constraint = constraints.get(embeddings_constraint,
+                                                     "embeddings_constraint")
         self.mask_zero = bool(mask_zero)
         if weights is not None:
             self.set_weights(list(weights))
@@ -70,6 +70,7 @@ class Embedding(Layer):
         self.embeddings = self.add_weight((self.input_dim, self.output_dim),
                                           self.embeddings_initializer,
                                           regularizer=self.embeddings_regularizer,
+                                          constraint=self.embeddings_constraint,
                                           name="embeddings")
 
     def _emit(self, spec, inputs):
@@ -91,6 +92,7 @@ class Embedding(Layer):
                 "output_dim": self.output_dim,
                 "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
                 "embeddings_regularizer": regularizers.serialize(self.embeddings_regularizer),
+                "embeddings_constraint": constraints.serialize(self.embeddings_constraint),
                 "mask_zero": self.mask_zero}
 
 
