@@ -104,6 +104,18 @@ def test_sgd_step_through_the_layer_matches_keras(keras, name, kwargs):
         np.testing.assert_allclose(got, to_numpy(w.value), atol=1e-5)
 
 
+def _train_outputs(layer, shape, x, threads):
+    pynn.set_num_threads(threads)
+    try:
+        spec = GraphSpec()
+        spec.outputs = layer._emit(spec, [spec.add_input(shape)])
+        g = spec.to_core([("mean_squared_error", False, 1.0, 1.0)])
+        g.set_optimizer("sgd", {"learning_rate": 0.0})
+        return np.asarray(g.train_step([x], [np.zeros_like(x)], want_outputs=True)[3][0])
+    finally:
+        pynn.set_num_threads(2)
+
+
 @pytest.mark.parametrize("layer,shape,chan_axis", [
     (lambda: L.SpatialDropout1D(0.4, seed=5), (9, 6), 2),
     (lambda: L.SpatialDropout2D(0.4, seed=5), (4, 5, 6), 3),
@@ -111,20 +123,8 @@ def test_sgd_step_through_the_layer_matches_keras(keras, name, kwargs):
 ])
 def test_spatial_dropout_drops_whole_channels(layer, shape, chan_axis):
     x = np.random.default_rng(0).uniform(1, 2, size=(20,) + shape).astype(np.float32)
-
-    def train_outputs(threads):
-        pynn.set_num_threads(threads)
-        try:
-            spec = GraphSpec()
-            spec.outputs = layer()._emit(spec, [spec.add_input(shape)])
-            g = spec.to_core([("mean_squared_error", False, 1.0, 1.0)])
-            g.set_optimizer("sgd", {"learning_rate": 0.0})
-            return g.train_step([x], [np.zeros_like(x)], want_outputs=True)[3][0]
-        finally:
-            pynn.set_num_threads(2)
-
-    y = train_outputs(1)
-    np.testing.assert_array_equal(y, train_outputs(2))
+    y = _train_outputs(layer(), shape, x, 1)
+    np.testing.assert_array_equal(y, _train_outputs(layer(), shape, x, 2))
     i = L.Input(shape)
     np.testing.assert_array_equal(pynn.Model(i, layer()(i)).predict(x, verbose=0), x)
     ratio = np.asarray(y) / x
@@ -268,3 +268,55 @@ def test_onnx_export_runs_in_onnx_runtime(tmp_path):
         L.SpatialDropout1D(0.2)])
     x = case_rng("onnx").standard_normal((3, 6, 5, 2)).astype(np.float32)
     onnx_base._check(m, x, tmp_path)
+
+
+# --- Dropout(noise_shape=...) --------------------------------------------------------------
+@pytest.mark.parametrize("noise_shape,shared", [
+    ((None, 1, 6), (1,)), ((20, 1, 6), (1,)), ((None, 9, 1), (2,)), ((None, 1, 1), (1, 2)),
+    ((None, 9, 6), ())])
+def test_dropout_noise_shape_shares_draws_along_its_unit_axes(noise_shape, shared):
+    shape = (9, 6)
+    x = np.random.default_rng(1).uniform(1, 2, size=(20,) + shape).astype(np.float32)
+    y = _train_outputs(L.Dropout(0.4, noise_shape=noise_shape, seed=7), shape, x, 1)
+    np.testing.assert_array_equal(y, _train_outputs(
+        L.Dropout(0.4, noise_shape=noise_shape, seed=7), shape, x, 2))
+    ratio = y / x
+    kept = np.isclose(ratio, 1 / 0.6, rtol=1e-6)
+    assert np.all(kept | (ratio == 0))
+    if shared:   # one decision along the shared axes, different ones elsewhere
+        assert np.all(kept.all(axis=shared) | (~kept).all(axis=shared))
+    draws = kept.all(axis=shared) if shared else kept
+    assert 0.35 < draws.mean() < 0.85 and draws.size >= 20
+    # inference: the identity
+    i = L.Input(shape)
+    layer = L.Dropout(0.4, noise_shape=noise_shape)
+    np.testing.assert_array_equal(pynn.Model(i, layer(i)).predict(x, verbose=0), x)
+
+
+def test_dropout_noise_shape_is_spatial_dropout_with_the_same_seed():
+    shape = (9, 6)
+    x = np.random.default_rng(2).uniform(1, 2, size=(16,) + shape).astype(np.float32)
+    np.testing.assert_array_equal(
+        _train_outputs(L.Dropout(0.3, noise_shape=(None, 1, 6), seed=11), shape, x, 1),
+        _train_outputs(L.SpatialDropout1D(0.3, seed=11), shape, x, 1))
+
+
+def test_dropout_noise_shape_config_files_and_errors(tmp_path):
+    layer = L.Dropout(0.25, noise_shape=(None, 1, 4), seed=3)
+    cfg = layer.get_config()
+    assert cfg["noise_shape"] == [None, 1, 4]
+    assert L.Dropout.from_config(cfg).noise_shape == (None, 1, 4)
+    assert "noise_shape" not in L.SpatialDropout1D(0.2).get_config()   # as Keras's
+    m = pynn.Sequential([L.Input((3, 4)), layer, L.Flatten(), L.Dense(2)])
+    m.save(tmp_path / "d.keras")
+    assert pynn.saving.load_model(tmp_path / "d.keras").layers[0].noise_shape == (None, 1, 4)
+    with pytest.raises(ValueError, match="whole batch"):
+        L.Dropout(0.5, noise_shape=(1, 3, 4))
+    with pytest.raises(TypeError, match="noise_shape"):
+        L.Dropout(0.5, noise_shape=(None, 0, 4))
+    with pytest.raises(TypeError, match="noise_shape"):
+        L.SpatialDropout1D(0.5, noise_shape=(None, 1, 4))
+    with pytest.raises(ValueError, match="noise_shape"):
+        pynn.Sequential([L.Input((3, 4)), L.Dropout(0.5, noise_shape=(None, 2, 4))])
+    with pytest.raises(ValueError, match="noise_shape"):
+        pynn.Sequential([L.Input((3, 4)), L.Dropout(0.5, noise_shape=(None, 4))])

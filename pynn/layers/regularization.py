@@ -1,6 +1,7 @@
 """Dropout and batch normalisation layers."""
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -9,12 +10,28 @@ from pynn.layers.embedding import mask_of
 from pynn.layers.layer import Layer, on_last_axis, real_in
 
 
+def _noise_shape_arg(value: Any) -> tuple[int | None, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, (tuple, list)) or not all(
+            v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0)
+            for v in value):
+        raise TypeError(f"noise_shape: expected None or a tuple of positive ints and None "
+                        f"(the batch axis first), got {value!r}")
+    return tuple(None if v is None else int(v) for v in value)
+
+
 class Dropout(Layer):
     """Inverted dropout: in training, zeroes each input with probability `rate` and scales the
     rest by ``1 / (1 - rate)``; at inference the identity.
 
     Args:
         rate: fraction to drop, in [0, 1).
+        noise_shape: Keras's shape of the mask, the batch axis first: None (or the input's
+            size) draws per element, 1 shares one draw along that axis; e.g.
+            ``(None, 1, features)`` on (batch, timesteps, features) drops the same features at
+            every step. The batch entry must be None or the batch size (a mask shared by the
+            whole batch is not supported).
         seed: integer for a fixed mask sequence; default from `pynn.utils.set_random_seed`.
     """
 
@@ -23,23 +40,57 @@ class Dropout(Layer):
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.rate = real_in(rate, "rate", 0.0, 1.0, hi_open=True)
-        if noise_shape is not None:
-            raise ValueError("noise_shape: not supported yet; use None")
+        self.noise_shape = _noise_shape_arg(noise_shape)
+        if self.noise_shape is not None and self.noise_shape[:1] == (1,):
+            raise ValueError(f"noise_shape: a mask shared by the whole batch (first entry 1) "
+                             f"is not supported; use None there. Received: "
+                             f"noise_shape={self.noise_shape}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed: expected an integer or None, got {seed!r}")
         self.seed = seed
 
+    def _mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The per-sample shape of one draw: `shape` with 1 on every shared axis."""
+        ns = self.noise_shape
+        if ns is None:
+            return shape
+        if len(ns) != len(shape) + 1:
+            raise ValueError(f"{self.name}: noise_shape {ns} must have one entry per axis of "
+                             f"the input, batch first: got input shape {(None,) + shape}")
+        for n, v in zip(shape, ns[1:]):
+            if v not in (None, 1, n):
+                raise ValueError(f"{self.name}: noise_shape {ns} must be None, 1 or the "
+                                 f"input's size on each axis: got input shape "
+                                 f"{(None,) + shape}")
+        return tuple(n if v in (None, n) else 1 for n, v in zip(shape, ns[1:]))
+
     def _emit(self, spec, inputs):
         x = self._single(inputs)
+        shape = spec.shapes[x]
+        return self._dropout_node(spec, x, self._mask_shape(shape))
+
+    def _dropout_node(self, spec, x, mshape):
+        """Dropout of x with one draw per element of the per-sample mask shape `mshape`
+        (broadcast over x's other axes)."""
+        shape = spec.shapes[x]
         if getattr(self, "_built_seed", None) is None:
             # saved with the model so that training resumes exactly
             self._built_seed = (_random.next_seed() if self.seed is None
                                 else int(self.seed) % 2**63)
-        return spec.add_node("dropout", [x], [spec.shapes[x]], [],
-                             {"rate": self.rate, "seed": self._built_seed}, self.name)
+        attrs = {"rate": self.rate, "seed": self._built_seed}
+        if mshape == shape:
+            return spec.add_node("dropout", [x], [shape], [], attrs, self.name)
+        # the mask itself is a dropout of ones, multiplied in with broadcasting
+        ones = spec.add_node("constant", [x], [mshape], [],
+                             {"value": [1.0] * math.prod(mshape), "shape": list(mshape)},
+                             self.name)[0]
+        mask = spec.add_node("dropout", [ones], [mshape], [], attrs, self.name)[0]
+        return spec.add_node("binary", [x, mask], [shape], [], {"fn": "multiply"}, self.name)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+        return {**super().get_config(), "rate": self.rate,
+                "noise_shape": None if self.noise_shape is None else list(self.noise_shape),
+                "seed": self.seed}
 
 
 class BatchNormalization(Layer):

@@ -19,7 +19,6 @@ import math
 import numbers
 from typing import Any
 
-from pynn import _random
 from pynn.layers.convolutional import check_rank, data_format_arg
 from pynn.layers.layer import Layer
 from pynn.layers.regularization import Dropout
@@ -316,24 +315,26 @@ class _SpatialDropout(Dropout):
     rank = 1
     data_format = "channels_last"
 
+    def __init__(self, rate, seed=None, **kwargs):
+        if "noise_shape" in kwargs:   # Keras's spatial dropouts fix it themselves
+            raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s) "
+                            f"['noise_shape']")
+        super().__init__(rate, seed=seed, **kwargs)
+
+    def get_config(self) -> dict:
+        cfg = super().get_config()
+        del cfg["noise_shape"]
+        return cfg
+
     def _emit(self, spec, inputs):
         x = self._single(inputs)
         shape = spec.shapes[x]
         check_rank(self, shape, self.rank, self.data_format)
         if self.rate == 0.0:
             return _same(spec, self, x, x)
-        if getattr(self, "_built_seed", None) is None:
-            # saved with the model (as Dropout's) so that training resumes exactly
-            self._built_seed = (_random.next_seed() if self.seed is None
-                                else int(self.seed) % 2**63)
         axes = _spatial_axes(self.rank, self.data_format)
-        mshape = tuple(1 if i in axes else n for i, n in enumerate(shape))
-        ones = spec.add_node("constant", [x], [mshape], [],
-                             {"value": [1.0] * math.prod(mshape), "shape": list(mshape)},
-                             self.name)[0]
-        mask = spec.add_node("dropout", [ones], [mshape], [],
-                             {"rate": self.rate, "seed": self._built_seed}, self.name)[0]
-        return spec.add_node("binary", [x, mask], [shape], [], {"fn": "multiply"}, self.name)
+        return self._dropout_node(spec, x, tuple(1 if i in axes else n
+                                                 for i, n in enumerate(shape)))
 
 
 class SpatialDropout1D(_SpatialDropout):
