@@ -320,3 +320,22 @@ def test_dropout_noise_shape_config_files_and_errors(tmp_path):
         pynn.Sequential([L.Input((3, 4)), L.Dropout(0.5, noise_shape=(None, 2, 4))])
     with pytest.raises(ValueError, match="noise_shape"):
         pynn.Sequential([L.Input((3, 4)), L.Dropout(0.5, noise_shape=(None, 4))])
+
+
+def test_time_distributed_dropout_noise_shape_describes_one_step():
+    # Keras runs the inner layer on (batch * steps, features): noise_shape (None, 1) shares a
+    # draw across the features of one step, and every step draws anew.
+    shape = (7, 6)
+    x = np.random.default_rng(3).uniform(1, 2, size=(12,) + shape).astype(np.float32)
+    layer = L.TimeDistributed(L.Dropout(0.4, noise_shape=(None, 1), seed=5))
+    y = _train_outputs(layer, shape, x, 1)
+    np.testing.assert_array_equal(y, _train_outputs(
+        L.TimeDistributed(L.Dropout(0.4, noise_shape=(None, 1), seed=5)), shape, x, 2))
+    kept = np.isclose(y / x, 1 / 0.6, rtol=1e-6)
+    assert np.all(kept | (y == 0))
+    assert np.all(kept.all(axis=2) | (~kept).all(axis=2))   # one draw per (sample, step)
+    per_step = kept.all(axis=2)
+    assert 0 < per_step.mean() < 1 and not np.all(per_step == per_step[:, :1])   # steps differ
+    with pytest.raises(ValueError, match="noise_shape"):   # the whole input's rank is wrong
+        pynn.Sequential([L.Input(shape), L.TimeDistributed(L.Dropout(0.4, noise_shape=(None, 1,
+                                                                                      6)))])

@@ -454,8 +454,9 @@ void Graph::build_plan(Mode m, Plan& P) const {
     }
     for (size_t j = 0; j < outputs_.size(); ++j)
       if (m == kGrad || losses_[j].has) down[size_t(outputs_[j])] = 1;
-    for (const Node& n : nodes_)
-      if (n.op->adds_loss()) down[size_t(n.output)] = 1;
+    if (training)   // input_gradient (kGrad) differentiates the outputs alone
+      for (const Node& n : nodes_)
+        if (n.op->adds_loss()) down[size_t(n.output)] = 1;
     for (int i = N - 1; i >= 0; --i) {
       const Node& n = nodes_[size_t(i)];
       if (down[size_t(n.output)])

@@ -144,10 +144,11 @@ class Op {
   // (Keras's frozen BatchNormalization).
   virtual bool frozen_means_inference() const { return false; }
 
-  // forward adds a term to the loss (FwdArgs::added_loss). In a plan with a backward pass
-  // such a node is a gradient root even when no node reads its output (Keras penalizes every
-  // output of a layer, used or not); backward then gets dy == nullptr for an output that
-  // nothing downstream differentiates.
+  // forward adds a term to the loss (FwdArgs::added_loss). In a training plan such a node is
+  // a gradient root even when no node reads its output (Keras penalizes every output of a
+  // layer, used or not); backward then gets dy == nullptr for an output that nothing
+  // downstream differentiates. The term's gradient belongs to training alone: backward with
+  // training false (input_gradient) passes dy through.
   virtual bool adds_loss() const { return false; }
 
   // The output is input 0 itself (a view: same elements, same order). The graph then gives

@@ -54,8 +54,9 @@ class BaseDepthwise(Layer):
         self.use_bias = bool(use_bias)
         self.depthwise_initializer = initializers.get(depthwise_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        self.depthwise_regularizer = regularizers.get(depthwise_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.depthwise_regularizer = regularizers.get(depthwise_regularizer,
+                                                      "depthwise_regularizer")
+        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
         self.depthwise_constraint = constraints.get(depthwise_constraint,
                                                     "depthwise_constraint")
         self.bias_constraint = constraints.get(bias_constraint, "bias_constraint")
@@ -182,7 +183,8 @@ class BaseSeparableConv(BaseDepthwise):
                              bias_initializer, depthwise_regularizer, bias_regularizer,
                              depthwise_constraint, bias_constraint)
         self.pointwise_initializer = initializers.get(pointwise_initializer)
-        self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
+        self.pointwise_regularizer = regularizers.get(pointwise_regularizer,
+                                                      "pointwise_regularizer")
         self.pointwise_constraint = constraints.get(pointwise_constraint,
                                                     "pointwise_constraint")
 

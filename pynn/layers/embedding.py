@@ -59,7 +59,8 @@ class Embedding(Layer):
         if embeddings_initializer == "uniform":
             embeddings_initializer = initializers.RandomUniform()
         self.embeddings_initializer = initializers.get(embeddings_initializer)
-        self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
+        self.embeddings_regularizer = regularizers.get(embeddings_regularizer,
+                                                       "embeddings_regularizer")
         self.embeddings_constraint = constraints.get(embeddings_constraint,
                                                      "embeddings_constraint")
         self.mask_zero = bool(mask_zero)

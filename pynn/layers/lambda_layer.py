@@ -13,6 +13,7 @@ Invariants:
 """
 from __future__ import annotations
 
+from pynn.layers import masks
 from pynn.layers.layer import KerasTensor, Layer, flatten_inputs
 
 
@@ -122,7 +123,10 @@ class Lambda(Layer):
         value = {id(t): tid for t, tid in zip(trace.inputs, inputs)}
         for node in trace.nodes:
             ins = [value[id(t)] for t in node.inputs]
-            outs = node.layer._emit_node(spec, ins)
+            # _emit, not _emit_node: Keras calls the function inside Lambda.call(), where a
+            # layer's activity loss is not collected either
+            outs = node.layer._emit(spec, ins)
+            masks.propagate(node.layer, spec, ins, outs)
             for t, tid in zip(node.outputs, outs):
                 value[id(t)] = tid
         return [value[id(t)] for t in trace.outputs]

@@ -310,6 +310,9 @@ class Layer:
 
     supports_masking = False
     _masks_in_emit = False   # the layer records its outputs' masks in _emit itself
+    # False where Keras's class takes no activity_regularizer (or ignores it, as a functional
+    # model does): refused, so that a file pynn writes still loads in Keras
+    _takes_activity_regularizer = True
     _eager_train_calls = 0   # eager calls with training=True so far: each draws anew
 
     def __init__(self, name=None, trainable=True, input_shape=None, input_dim=None, dtype=None,
@@ -322,6 +325,10 @@ class Layer:
             raise TypeError(f"name: expected a string, got {name!r}")
         from pynn import mixed_precision, regularizers
 
+        if activity_regularizer is not None and not self._takes_activity_regularizer:
+            raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s) "
+                            f"['activity_regularizer'] (Keras's {type(self).__name__} takes "
+                            f"none)")
         # Keras's activity_regularizer (any layer): each output's penalty, divided by the
         # batch size, is added to the loss in fit and evaluate (see _emit_node).
         self.activity_regularizer = regularizers.get(activity_regularizer,

@@ -101,6 +101,8 @@ class ActivityRegularization(Layer):
         l1, l2: non-negative coefficients.
     """
 
+    _takes_activity_regularizer = False
+
     supports_masking = True
 
     def __init__(self, l1=0.0, l2=0.0, **kwargs):

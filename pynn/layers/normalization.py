@@ -57,8 +57,8 @@ class _AffineNorm(Layer):
         self.scale = bool(scale)
         self.beta_initializer = initializers.get(beta_initializer)
         self.gamma_initializer = initializers.get(gamma_initializer)
-        self.beta_regularizer = regularizers.get(beta_regularizer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_regularizer = regularizers.get(beta_regularizer, "beta_regularizer")
+        self.gamma_regularizer = regularizers.get(gamma_regularizer, "gamma_regularizer")
         self.beta_constraint = constraints.get(beta_constraint, "beta_constraint")
         self.gamma_constraint = constraints.get(gamma_constraint, "gamma_constraint")
 

@@ -271,6 +271,8 @@ class Discretization(_Preprocessing):
             layer is called on an array).
     """
 
+    _takes_activity_regularizer = False
+
     def __init__(self, bin_boundaries=None, num_bins=None, epsilon=0.01, output_mode="int",
                  sparse=False, **kwargs):
         super().__init__(**kwargs)

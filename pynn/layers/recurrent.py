@@ -44,6 +44,7 @@ from typing import Any
 from pynn import _random, activations, constraints, initializers, regularizers
 from pynn.layers.embedding import mask_of, set_mask
 from pynn.layers.layer import Layer, positive_int, real_in
+from pynn.layers.regularization import Dropout
 
 _STATELESS = "stateful=True is not supported: pynn's recurrent layers start every batch " \
              "from the zero state"
@@ -75,9 +76,10 @@ class RNN(Layer):
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.recurrent_initializer = initializers.get(recurrent_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer")
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer,
+                                                      "recurrent_regularizer")
+        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
         # applied to the whole Keras-layout array after each optimizer step, as Keras does
         self.kernel_constraint = constraints.get(kernel_constraint, "kernel_constraint")
         self.recurrent_constraint = constraints.get(recurrent_constraint,
@@ -220,6 +222,9 @@ class SimpleRNN(RNN):
         return_sequences: output every step's h (batch, timesteps, units), else the last.
         return_state: also return the final state (a list [output, h]).
         go_backwards: read the sequence from its end (outputs in that order).
+        activity_regularizer: applied to every output, as for LSTM and GRU. (Keras 3.15's
+            SimpleRNN accepts and saves it but never applies it, so there a file with one
+            trains without the penalty.)
 
     Shapes: (batch, timesteps, features) -> (batch, units) or (batch, timesteps, units).
 
@@ -449,7 +454,11 @@ class TimeDistributed(Layer):
         x = self._single(inputs)
         # _emit, not _emit_node: Keras runs the inner layer's call() on the folded batch, so
         # its activity_regularizer is not applied there either
-        outs = self.layer._emit(spec, [x])
+        if isinstance(self.layer, Dropout) and self.layer.noise_shape is not None:
+            # its noise_shape describes one step's input (batch * steps, ...)
+            outs = self.layer._dropout_node(spec, x, self.layer._mask_shape(spec.shapes[x], 1))
+        else:
+            outs = self.layer._emit(spec, [x])
         set_mask(spec, outs[0], mask_of(spec, x))
         return outs
 

@@ -49,25 +49,27 @@ class Dropout(Layer):
             raise TypeError(f"seed: expected an integer or None, got {seed!r}")
         self.seed = seed
 
-    def _mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        """The per-sample shape of one draw: `shape` with 1 on every shared axis."""
+    def _mask_shape(self, shape: tuple[int, ...], folded: int = 0) -> tuple[int, ...]:
+        """The per-sample shape of one draw: `shape` with 1 on every shared axis. The first
+        `folded` axes of `shape` are folded into the batch, as TimeDistributed runs its layer
+        in Keras: noise_shape then describes (batch * steps, rest) and every step draws anew."""
         ns = self.noise_shape
         if ns is None:
             return shape
-        if len(ns) != len(shape) + 1:
+        rest = shape[folded:]
+        if len(ns) != len(rest) + 1:
             raise ValueError(f"{self.name}: noise_shape {ns} must have one entry per axis of "
-                             f"the input, batch first: got input shape {(None,) + shape}")
-        for n, v in zip(shape, ns[1:]):
+                             f"the input, batch first: got input shape {(None,) + rest}")
+        for n, v in zip(rest, ns[1:]):
             if v not in (None, 1, n):
                 raise ValueError(f"{self.name}: noise_shape {ns} must be None, 1 or the "
                                  f"input's size on each axis: got input shape "
-                                 f"{(None,) + shape}")
-        return tuple(n if v in (None, n) else 1 for n, v in zip(shape, ns[1:]))
+                                 f"{(None,) + rest}")
+        return shape[:folded] + tuple(n if v in (None, n) else 1 for n, v in zip(rest, ns[1:]))
 
     def _emit(self, spec, inputs):
         x = self._single(inputs)
-        shape = spec.shapes[x]
-        return self._dropout_node(spec, x, self._mask_shape(shape))
+        return self._dropout_node(spec, x, self._mask_shape(spec.shapes[x]))
 
     def _dropout_node(self, spec, x, mshape):
         """Dropout of x with one draw per element of the per-sample mask shape `mshape`

@@ -13,6 +13,8 @@ from pynn.layers.layer import KerasTensor, Layer, Node, positive_int, shape_tupl
 class InputLayer(Layer):
     """The input specification of a model: the shape of one sample."""
 
+    _takes_activity_regularizer = False
+
     def __init__(self, shape=None, batch_size=None, name=None, **kwargs):
         if shape is None and "input_shape" in kwargs:
             shape = kwargs.pop("input_shape")

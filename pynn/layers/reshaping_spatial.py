@@ -312,6 +312,7 @@ class UpSampling2D(_UpSampling):
 
 
 class _SpatialDropout(Dropout):
+    _takes_activity_regularizer = False
     rank = 1
     data_format = "channels_last"
 

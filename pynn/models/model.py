@@ -93,6 +93,8 @@ class Model(Trainer, Layer):
         >>> model = pynn.Model(inputs, outputs)
     """
 
+    _takes_activity_regularizer = False
+
     _tracked: list[Layer]   # layers assigned as attributes (subclassed models)
 
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):

@@ -513,7 +513,7 @@ def backward(spec, cache, output_grads):
     for i in reversed(range(len(spec.nodes))):
         node = spec.nodes[i]
         dy = grads.get(node.outputs[0])
-        if dy is None and node.op == "activity_regularization" and (
+        if dy is None and cache.training and node.op == "activity_regularization" and (
                 node.attrs.get("l1", 0.0) > 0 or node.attrs.get("l2", 0.0) > 0):
             # its penalty is part of the loss even when nothing reads the output (an unused
             # state of a recurrent layer with an activity_regularizer, as Keras counts it)

@@ -215,10 +215,14 @@ def _noise_op_backward(node, mult, dy):
 
 
 def _activity_op(node, xs, ps, run):
-    return xs[0], xs[0]
+    return xs[0], (xs[0], run.training)
 
 
-def _activity_op_backward(node, x, dy):
+def _activity_op_backward(node, saved, dy):
+    # the penalty is part of the training loss alone; an input gradient passes dy through
+    x, training = saved
+    if not training:
+        return [dy], []
     _, g = activity_penalty(x, node.attrs.get("l1", 0.0), node.attrs.get("l2", 0.0))
     return [dy + g], []
 

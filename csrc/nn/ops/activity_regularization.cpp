@@ -47,11 +47,17 @@ class ActivityRegularizationOp : public Op {
     if (!dx) return;
     const int64_t total = a.n * size_;
     const float* x = a.x[0];
+    // The penalty belongs to the training loss alone: an input gradient (saliency, training
+    // false) is the outputs' gradient passed through.
+    const bool penalty = a.training;
     const float c1 = float(l1_ / double(a.n)), c2 = float(2.0 * l2_ / double(a.n));
     for (int64_t i = 0; i < total; ++i) {
-      const float s = x[i] > 0.0f ? 1.0f : (x[i] < 0.0f ? -1.0f : 0.0f);
       // dy is null when nothing downstream reads this output (the penalty alone)
-      const float g = (a.dy ? a.dy[i] : 0.0f) + c1 * s + c2 * x[i];
+      float g = a.dy ? a.dy[i] : 0.0f;
+      if (penalty) {
+        const float s = x[i] > 0.0f ? 1.0f : (x[i] < 0.0f ? -1.0f : 0.0f);
+        g = g + c1 * s + c2 * x[i];   // (dy + l1 term) + l2 term, as before
+      }
       dx[i] = a.dx_acc[0] ? dx[i] + g : g;
     }
   }
