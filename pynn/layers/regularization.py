@@ -13,9 +13,11 @@ from pynn.layers.layer import Layer, on_last_axis, real_in
 def _noise_shape_arg(value: Any) -> tuple[int | None, ...] | None:
     if value is None:
         return None
-    if not isinstance(value, (tuple, list)) or not all(
-            v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0)
-            for v in value):
+    def entry_ok(v):
+        return v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                             and int(v) > 0)
+
+    if not isinstance(value, (tuple, list)) or not all(entry_ok(v) for v in value):
         raise TypeError(f"noise_shape: expected None or a tuple of positive ints and None "
                         f"(the batch axis first), got {value!r}")
     return tuple(None if v is None else int(v) for v in value)
