@@ -326,6 +326,43 @@ def test_custom_layer_forward_and_weights():
     np.testing.assert_allclose(layer(x), np.tanh(x @ w + b), rtol=1e-5, atol=1e-6)
 
 
+class BuildsItsSublayer(layers.Layer):
+    """Keras's pattern: build() builds the sublayer itself, before call() uses it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = layers.Dense(3, activation="tanh")
+
+    def build(self, input_shape):
+        self.inner.build(input_shape)
+
+    def call(self, x):
+        return self.inner(x) * 2.0
+
+
+def test_a_sublayer_built_directly_is_not_built_again(keras):
+    inp = pynn.Input((5,))
+    model = pynn.Model(inp, BuildsItsSublayer()(inp))
+    # one kernel and one bias, as Keras has: the traced call must not build the Dense again
+    assert [tuple(w.shape) for w in model.weights] == [(5, 3), (3,)]
+    x, _ = _data(n=4)
+    k, b = model.get_weights()
+    np.testing.assert_allclose(model.predict(x, verbose=0), 2 * np.tanh(x @ k + b), rtol=1e-5,
+                               atol=1e-6)
+    dense = layers.Dense(2)
+    dense.build((None, 7))
+    assert dense.built and dense.input_shape == (None, 7)
+    # LSTM's build calls RNN's: weights given before the build are set after all of it, so
+    # the forget-gate bias of ones does not overwrite them
+    lstm = layers.LSTM(2)
+    weights = [np.full((3, 8), 0.1, np.float32), np.full((2, 8), 0.2, np.float32),
+               np.full(8, 0.3, np.float32)]
+    lstm.set_weights(weights)
+    lstm.build((None, 4, 3))
+    for got, want in zip(lstm.get_weights(), weights):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_custom_layer_gradients_match_the_twin():
     pynn.utils.set_random_seed(8)
     inp = pynn.Input((5,))

@@ -653,3 +653,31 @@ def test_keras_call_arguments_pynn_cannot_honour_are_refused(keras, tmp_path):
     mc_dropout.save(tmp_path / "mc.keras")
     with pytest.raises(ValueError, match="training=True"):
         pynn.models.load_model(tmp_path / "mc.keras")
+
+
+def _depthwise_separable(mod):
+    # C = 2 channels into the separable layer: its depthwise kernel (3, 3, 2, 1) is not the
+    # shape the engine's grouped conv sees, (3, 3, 1, 2), so its optimizer slots must be
+    # written and read in Keras's shape
+    return mod.Sequential([mod.Input((6, 6, 1)),
+                           mod.layers.DepthwiseConv2D(3, depth_multiplier=2),
+                           mod.layers.SeparableConv2D(2, 3, depth_multiplier=1),
+                           mod.layers.Flatten(), mod.layers.Dense(2)])
+
+
+def test_depthwise_optimizer_state_moves_both_ways(keras, tmp_path):
+    rng = _rng()
+    x = rng.normal(size=(8, 6, 6, 1)).astype(np.float32)
+    y = rng.normal(size=(8, 2)).astype(np.float32)
+    model = _depthwise_separable(pynn)
+    model.compile(optimizer=pynn.optimizers.Adam(0.05), loss="mse")
+    model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    model.save(tmp_path / "p.keras")
+    km = keras.saving.load_model(tmp_path / "p.keras")
+    assert int(km.optimizer.iterations) == 3
+    _same_step(keras, km, model, x, y)
+    # and back: Keras's state into pynn
+    km.save(tmp_path / "k.keras")
+    back = pynn.models.load_model(tmp_path / "k.keras")
+    assert back.optimizer.get_state()["iterations"] == 4
+    _same_step(keras, km, back, x, y)

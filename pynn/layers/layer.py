@@ -15,6 +15,7 @@ of its output tensors. Shape inference uses the same method on a scratch graph.
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import re
@@ -313,6 +314,7 @@ class Layer:
     # False where Keras's class takes no activity_regularizer (or ignores it, as a functional
     # model does): refused, so that a file pynn writes still loads in Keras
     _takes_activity_regularizer = True
+    _wrap_build = True   # see __init_subclass__ (models build by tracing, their own way)
     _eager_train_calls = 0   # eager calls with training=True so far: each draws anew
 
     def __init__(self, name=None, trainable=True, input_shape=None, input_dim=None, dtype=None,
@@ -502,6 +504,42 @@ class Layer:
     def build(self, input_shape: Any) -> None:
         """Creates the weights for inputs of `input_shape` (Keras: with the batch axis)."""
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        build = cls.__dict__.get("build")
+        if build is None or getattr(build, "_marks_built", False) or not cls._wrap_build:
+            return
+
+        # As in Keras, a layer whose build() is called directly (a custom layer building its
+        # sublayers in its own build) counts as built: tracing its call later must not
+        # build it, and make its weights, a second time.
+        @functools.wraps(build)
+        def build_and_mark(self, *args, **kwargs):
+            # only the outermost build() marks: a subclass's build calling super().build()
+            # still has weights to make or set (LSTM's forget-gate bias) after it returns
+            depth = self.__dict__.get("_build_depth", 0)
+            self._build_depth = depth + 1
+            try:
+                build(self, *args, **kwargs)
+            finally:
+                self._build_depth = depth
+            shape = args[0] if args else kwargs.get("input_shape")
+            if depth == 0 and not self.built and shape is not None:
+                self._built_for(shape)
+
+        build_and_mark._marks_built = True
+        cls.build = build_and_mark
+
+    def _built_for(self, input_shape):
+        """What follows build(): built, the per-sample shapes it was for, pending weights."""
+        multi = isinstance(input_shape, list) and input_shape and isinstance(
+            input_shape[0], (list, tuple))
+        self.built = True
+        self._build_shapes = [tuple(s)[1:] for s in (input_shape if multi else [input_shape])]
+        pending = self.__dict__.pop("_pending_weights", None)
+        if pending is not None:
+            self.set_weights(pending)
+
     def _build_for(self, shapes):
         """Builds once for these per-sample input shapes (a list, one per input)."""
         shapes = [tuple(s) for s in shapes]
@@ -509,11 +547,9 @@ class Layer:
             return
         arg = [(None,) + s for s in shapes]
         self.build(arg[0] if len(arg) == 1 else arg)
-        self.built = True
+        if not self.built:   # Layer.build itself (no weights) is not wrapped
+            self._built_for(arg if len(arg) > 1 else arg[0])
         self._build_shapes = shapes
-        pending = self.__dict__.pop("_pending_weights", None)
-        if pending is not None:
-            self.set_weights(pending)
 
     def _output_shapes(self, shapes):
         """Per-sample output shapes for per-sample input shapes, from `_emit` on a scratch

@@ -634,7 +634,9 @@ def _write_optimizer(f, model, groups, state_mod):
             for k in block:
                 if k >= len(slots):
                     return   # layouts disagree: keep the file loadable, without state
-                arrays.append(slots[k])
+                # in the weight's Keras shape: a depthwise kernel's slots are kept in the
+                # shape the conv op sees, (*k, 1, C * m), the same elements in the same order
+                arrays.append(np.asarray(slots[k]).reshape(w.shape))
     arrays += [np.asarray(state[key], dtype=np.float32) for key in _trailing(model)]
     grp = f.require_group("optimizer/vars")
     grp.attrs["name"] = str(model.optimizer.name)
@@ -947,7 +949,7 @@ def _read_optimizer(reader, model, groups, path):
                                   f"{w.path!r}; training resumes with a fresh optimizer "
                                   f"state", stacklevel=4)
                     return None
-                have[k] = arr
+                have[k] = arr.reshape(np.shape(have[k]))   # the engine's shape (see above)
                 i += 1
     scalars = {key: float(reader.dataset(f"optimizer/vars/{i + k}", (), "f"))
                for k, key in enumerate(_trailing(model))}

@@ -94,6 +94,7 @@ class Model(Trainer, Layer):
     """
 
     _takes_activity_regularizer = False
+    _wrap_build = False
 
     _tracked: list[Layer]   # layers assigned as attributes (subclassed models)
 
