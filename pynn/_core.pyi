@@ -118,6 +118,10 @@ class Graph:
         d(sum_j sum(out_j * seeds[j])) / d xs[i] in inference mode, one array per input.
         """
     def forward_train(self, xs: typing.Any, call: int) -> list: ...
+    def dense_chain_layers(self) -> int:
+        """
+        How many dense layers predict runs as one fused chain (0: the general path).
+        """
     def memory_info(self) -> dict:
         """
         Bytes used: the arenas of each mode at `capacity` rows (the largest batch seen), parameters, gradients, optimizer slots.

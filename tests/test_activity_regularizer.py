@@ -423,3 +423,25 @@ def test_weight_regularizer_errors_name_the_argument():
         L.LSTM(2, recurrent_regularizer=3)
     with pytest.raises(ValueError, match="embeddings_regularizer: unknown name"):
         L.Embedding(4, 2, embeddings_regularizer="L9")
+
+
+def test_predict_fuses_the_dense_chain_past_activity_penalties():
+    # predict wants no loss: the penalty nodes are the identity there, so an MLP with
+    # activity regularizers still takes the fused dense chain and gives its bits
+    rng = case_rng("act-chain")
+    x = rng.standard_normal((37, 6)).astype(np.float32)
+    reg = pynn.regularizers.L1L2(0.1, 0.1)
+    m = pynn.Sequential([L.Input((6,)), L.Dense(16, activation="relu", activity_regularizer=reg),
+                         L.Dense(8, activation="tanh", activity_regularizer=reg),
+                         L.Dense(3, activation="softmax")])
+    plain = pynn.Sequential([L.Input((6,)), L.Dense(16, activation="relu"),
+                             L.Dense(8, activation="tanh"), L.Dense(3, activation="softmax")])
+    plain.set_weights(m.get_weights())
+    assert m._ensure_graph().dense_chain_layers() == 3
+    for rows in (x[:1], x):
+        np.testing.assert_array_equal(m.predict(rows, verbose=0), plain.predict(rows, verbose=0))
+    m.compile("sgd", "sparse_categorical_crossentropy")
+    plain.compile("sgd", "sparse_categorical_crossentropy")
+    y = rng.integers(0, 3, 37)
+    # evaluate still counts the penalties
+    assert m.evaluate(x, y, verbose=0) > plain.evaluate(x, y, verbose=0)

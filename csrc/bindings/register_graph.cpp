@@ -883,6 +883,12 @@ void register_graph(py::module_& m) {
            "The outputs of one forward pass in training mode (Keras's model(x, training=True)): "
            "random ops draw from call number `call`'s streams; BatchNormalization's moving "
            "statistics are updated. No loss, no update.")
+      .def("dense_chain_layers",
+           [](PyGraph& s) {
+             auto lock = s.lock();
+             return s.g->dense_chain_layers();
+           },
+           "How many dense layers predict runs as one fused chain (0: the general path).")
       .def("memory_info",
            [](PyGraph& s) {
              auto lock = s.lock();

@@ -763,7 +763,7 @@ void Graph::forward(Plan& P, int64_t n, Frame& f, uint64_t stream_step) const {
     a.scratch = np.scratch.data();
     a.training = np.training;
     a.stream = stream_step * 4096u + uint64_t(i);
-    a.added_loss = &f.added_loss;
+    a.added_loss = f.wants_loss ? &f.added_loss : nullptr;
     nd.op->forward(a);
   }
 }
@@ -1060,13 +1060,15 @@ std::unique_ptr<Graph::InferContext> Graph::take_context() {
     c->version = version_;
     build_plan(kInfer, c->plan);
     size_frame(c->frame);
+    c->frame.wants_loss = false;   // predict: nobody reads the activity penalties
     build_chain(*c);
   }
   return c;
 }
 
 // The graph as a chain of dense layers from its one input to its one output, each node
-// reading the previous one's output, with only views (inference-time aliases) between them.
+// reading the previous one's output, with only views (inference-time aliases) or ops that are
+// the identity apart from a loss term (activity penalties: predict wants no loss) between.
 void Graph::build_chain(InferContext& c) const {
   c.chain.clear();
   c.chain_w.clear();
@@ -1079,7 +1081,7 @@ void Graph::build_chain(InferContext& c) const {
     const Node& nd = nodes_[i];
     if (nd.inputs.size() != 1 || nd.inputs[0] != cur) return;
     cur = nd.output;
-    if (c.plan.nodes[i].alias) continue;
+    if (c.plan.nodes[i].alias || nd.op->identity_without_loss()) continue;
     DenseDesc d;
     if (!nd.op->dense_desc(&d)) return;  // any other op: not a chain (nothing kept)
     // float32 and bf16 layers in one chain: the general path (each chain kind runs one GEMM)
@@ -1092,6 +1094,13 @@ void Graph::build_chain(InferContext& c) const {
   c.chain = std::move(chain);
   c.chain_w = std::move(w);
   c.chain_b = std::move(b);
+}
+
+int Graph::dense_chain_layers() {
+  std::unique_ptr<InferContext> ctx = take_context();
+  const int k = int(ctx->chain.size());
+  give_context(std::move(ctx));
+  return k;
 }
 
 bool Graph::predict_chain(const float* x, int64_t n, float* out) {

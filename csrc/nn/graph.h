@@ -174,6 +174,8 @@ class Graph {
   void forward_train(const float* const* x, int64_t n, float* const* out, uint64_t call);
 
   GraphMemory memory_info();
+  // Layers of the fused dense chain predict runs (0: the graph takes the general path).
+  int dense_chain_layers();
 
  private:
   struct Tensor {
@@ -198,6 +200,7 @@ class Graph {
     std::vector<std::vector<const float*>> x;  // per node: its inputs
     std::vector<std::vector<float*>> p, dx, dp;  // per node: params, input and param grads
     double added_loss = 0.0;  // loss terms the ops added in the last forward
+    bool wants_loss = true;   // false for predict's frames: ops skip their loss terms
   };
   struct Plan;
   struct InferContext;

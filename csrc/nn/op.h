@@ -150,6 +150,9 @@ class Op {
   // downstream differentiates. The term's gradient belongs to training alone: backward with
   // training false (input_gradient) passes dy through.
   virtual bool adds_loss() const { return false; }
+  // The output is input 0's values whenever no loss is wanted (an activity penalty): predict's
+  // fused dense chain passes over such a node.
+  virtual bool identity_without_loss() const { return false; }
 
   // The output is input 0 itself (a view: same elements, same order). The graph then gives
   // the output input 0's storage, skips forward, and passes gradients straight through.

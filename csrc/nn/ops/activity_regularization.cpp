@@ -41,6 +41,7 @@ class ActivityRegularizationOp : public Op {
   }
 
   bool adds_loss() const override { return l1_ > 0.0 || l2_ > 0.0; }
+  bool identity_without_loss() const override { return true; }
 
   void backward(const BwdArgs& a) override {
     float* dx = a.dx[0];
