@@ -1,5 +1,6 @@
-"""bfloat16: pynn's bf16 GEMM against torch.matmul on bfloat16 tensors, and the MLP epoch under
-the "mixed_bfloat16" policy against float32 pynn and PyTorch CPU float32, same run.
+"""bfloat16: pynn's bf16 GEMM against torch.matmul on bfloat16 tensors, the MLP epoch under
+the "mixed_bfloat16" policy against float32 pynn and PyTorch CPU float32, and predict of a few
+rows under that policy against PyTorch in bfloat16, same run.
 
     pytest benchmarks/bench_bf16.py
 
@@ -8,6 +9,16 @@ torch's operands are bfloat16 tensors made before timing, and its result is bflo
 kernel ran (amx, avx512_bf16 or emulated_*) is printed in the notes: check `lscpu` for the
 amx_bf16 / avx512_bf16 flags. The epoch benchmark also notes each trained model's test
 accuracy (the data set's test split, or the shipped subset's).
+
+The predict benchmark (a web service batching a few requests) times the 784-256-128-10 MLP on
+1 to 32 rows: pynn's engine call (Graph.predict_array, what model.predict runs after its
+argument checks), where up to sbgemm_info()["row_kernel_max_rows"] rows read the float32
+weights in place and round them in registers (csrc/gemm/sbgemv.h); "torch_autocast" the float32
+module under torch.autocast("cpu", dtype=torch.bfloat16) (weights cast at every call, as pynn
+rounds them), "torch_bf16" the module converted to bfloat16 beforehand (input cast per call).
+For the speed-up over an older build, run this file under each build in turn (PYTHONPATH):
+
+    pytest benchmarks/bench_bf16.py -k predict
 """
 from __future__ import annotations
 
@@ -157,3 +168,70 @@ def test_epoch_mixed_bfloat16(benchmark, data, impl, threads, peak_gflops):
         NOTES.append(f"mixed_bfloat16 {threads}t: {best:.3f} s, {flops / 1e9:.1f} GFLOP of "
                      f"products, floor {floor:.3f} s at 2 x {peak_gflops:.0f} GFLOP/s a core "
                      f"(epoch = {best / floor:.2f} x floor)")
+
+
+PREDICT_ROWS = [1, 2, 4, 8, 16, 32]
+PREDICT_IMPLS = ["pynn"] + (["torch_autocast", "torch_bf16"] if torch is not None else [])
+
+
+@pytest.fixture(scope="module")
+def predict_models():
+    """The MLP under mixed_bfloat16 and its PyTorch twin (same weights, float32 module)."""
+    mp.set_global_policy("mixed_bfloat16")
+    try:
+        pynn.utils.set_random_seed(0)
+        m = pynn.Sequential([pynn.Input((784,)), layers.Dense(256, activation="relu"),
+                             layers.Dense(128, activation="relu"),
+                             layers.Dense(10, activation="softmax")])
+        m.build()
+    finally:
+        mp.set_global_policy("float32")
+    if torch is None:
+        return m, None
+    net = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(),
+                              torch.nn.Linear(256, 128), torch.nn.ReLU(),
+                              torch.nn.Linear(128, 10), torch.nn.Softmax(dim=1)).eval()
+    w = m.get_weights()
+    with torch.no_grad():
+        for i, lin in enumerate([net[0], net[2], net[4]]):
+            lin.weight.copy_(torch.from_numpy(w[2 * i].T.copy()))
+            lin.bias.copy_(torch.from_numpy(w[2 * i + 1]))
+    return m, net
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("rows", PREDICT_ROWS)
+@pytest.mark.parametrize("impl", PREDICT_IMPLS)
+def test_bf16_predict(benchmark, predict_models, impl, rows, threads):
+    note_kernel()
+    m, net = predict_models
+    x = np.random.default_rng(rows).random((rows, 784), dtype=np.float32)
+    with thread_limits(threads):
+        pynn.set_num_threads(threads)
+        want = m.predict(x, verbose=0)
+        if impl == "pynn":
+            graph = m._pgraph  # built by the predict above
+
+            def fn():
+                return graph.predict_array(x, 256)
+        else:
+            import copy
+
+            mod = net if impl == "torch_autocast" else copy.deepcopy(net).bfloat16()
+            xt = torch.from_numpy(x)
+
+            def fn():
+                with torch.no_grad():
+                    if impl == "torch_bf16":
+                        return mod(xt.bfloat16()).float().numpy()
+                    with torch.autocast("cpu", dtype=torch.bfloat16):
+                        return mod(xt).float().numpy()
+        # bf16 operands (2**-9 relative each) in sums of different orders, and torch_bf16's
+        # bf16 activations and bias: the probabilities agree to about a percent
+        np.testing.assert_allclose(fn(), want, rtol=0.05, atol=0.01)
+        best = timed(benchmark, fn, rounds=2000 if rows <= 8 else 500, warmup=20)
+    record("bf16 predict, 784-256-128-10 (s per call)", f"{rows} rows {threads}t", impl, best)
+    if impl == "pynn" and rows == PREDICT_ROWS[-1] and threads == 1:
+        info = _core.sbgemm_info()
+        NOTES.append(f"bf16 predict: calls of up to {info.get('row_kernel_max_rows', 1)} rows read "
+                     "the weights in place (0: none, every call packs them)")

@@ -366,7 +366,7 @@ def sbgemm(a: numpy.ndarray, b: numpy.ndarray, out: numpy.ndarray, beta: typing.
     """
 def sbgemm_info() -> dict:
     """
-    The bf16 GEMM's kernel and blocksizes (arch: what cpuid/PYNN_ARCH asked for; kernel: what runs, which differs when Linux refuses AMX; row_kernel: whether a one-row bf16 predict reads the weights in place, gemm/sbgemv.h, instead of packing them).
+    The bf16 GEMM's kernel and blocksizes (arch: what cpuid/PYNN_ARCH asked for; kernel: what runs, which differs when Linux refuses AMX; row_kernel: whether a one-row bf16 predict reads the weights in place, gemm/sbgemv.h, instead of packing them; row_kernel_max_rows: the most rows a predict takes there; row_kernel_calls[r - 1]: how many r-row blocks of a layer it has run in this process).
     """
 def sbgemm_prepacked_b(a: numpy.ndarray, b: numpy.ndarray, out: numpy.ndarray, beta: typing.SupportsFloat | typing.SupportsIndex = 0.0, bias: numpy.ndarray | None = None, nthreads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.ndarray:
     """

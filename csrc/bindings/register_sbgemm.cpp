@@ -76,11 +76,18 @@ void register_sbgemm(py::module_& m) {
         d["NC"] = k.nc;
         d["kpad"] = k.kpad;
         d["row_kernel"] = gemm::sb_row_kernel() != nullptr;
+        const gemm::SbRowKernel* rk = gemm::sb_row_kernel();
+        d["row_kernel_max_rows"] = rk != nullptr ? rk->max_rows : 0;
+        py::list calls;
+        for (int r = 1; r <= gemm::kSbRowsMax; ++r) calls.append(gemm::sb_row_calls(r));
+        d["row_kernel_calls"] = calls;
         return d;
       },
       "The bf16 GEMM's kernel and blocksizes (arch: what cpuid/PYNN_ARCH asked for; kernel: "
       "what runs, which differs when Linux refuses AMX; row_kernel: whether a one-row bf16 "
-      "predict reads the weights in place, gemm/sbgemv.h, instead of packing them).");
+      "predict reads the weights in place, gemm/sbgemv.h, instead of packing them; "
+      "row_kernel_max_rows: the most rows a predict takes there; row_kernel_calls[r - 1]: "
+      "how many r-row blocks of a layer it has run in this process).");
 }
 
 }  // namespace pynn::bind

@@ -9,21 +9,18 @@
 // infinities in inputs and weights.
 #include "gemm/sbgemv.h"
 
-#include <algorithm>
+#include <atomic>
 
 #include "gemm/kernel.h"
 #include "gemm/sbgemm.h"
 
 namespace pynn::gemm {
+namespace {
+std::atomic<int64_t> row_calls[kSbRowsMax];
+}  // namespace
 
-void sb_row(const SbRowKernel& rk, const uint32_t* xp, int64_t k, int64_t kc, const float* w,
-            int64_t ldw, int64_t n, float* y) {
-  constexpr int64_t kBlock = 16 * kSbRowVectors;
-  for (int64_t j = 0; j < n; j += kBlock) {
-    const int64_t nv = std::min(kBlock, n - j);
-    rk.cols[(nv + 15) / 16 - 1](xp, k, kc, w + j, ldw, nv, y + j);
-  }
-}
+int64_t sb_row_calls(int r) { return row_calls[r - 1].load(std::memory_order_relaxed); }
+void sb_row_counted(int r) { row_calls[r - 1].fetch_add(1, std::memory_order_relaxed); }
 
 const SbRowKernel* sb_row_kernel() {
   static const SbRowKernel* chosen = []() -> const SbRowKernel* {

@@ -60,14 +60,19 @@ class DenseChain {
   // runs run_bf16's row blocks instead.
   void run(const float* const* W, const float* const* b, const float* x, int64_t n, float* y);
 
+  // Whether run on n rows of this chain reads the weights in place (a bf16 chain, the active
+  // bf16 kernel with row kernels, n at most their crossover with the packed path,
+  // SbRowKernel::max_rows): then a call below Graph's chain threshold pays here too.
+  bool few_rows_direct(int64_t n) const;
+
  private:
   // The bf16 twin (dense_chain_bf16.cpp): each layer's kernel rounded and packed once per call
   // (gemm::sb_pack_b_whole), each block of rows through every layer by sbgemm_prepacked_b on
-  // one thread; one row instead reads the weights in place and rounds them in registers
-  // (gemm/sbgemv.h, the same arithmetic as sbgemm's for that row) where the active bf16
-  // kernel has a row kernel. sbgemm's C[i][j] is the same operations whatever rows it is computed with and
-  // on however many threads, so every row is bitwise what the per-layer path (dense_forward
-  // with bf16, any chunk of rows) gives: the activation rounded to bf16 when the next layer
+  // one thread; a few rows (few_rows_direct) instead read the weights in place and round them
+  // in registers (gemm/sbgemv.h, the same arithmetic as sbgemm's for each row). sbgemm's
+  // C[i][j] is the same operations whatever rows it is computed with and on however many
+  // threads, so every row is bitwise what the per-layer path (dense_forward with bf16, any
+  // chunk of rows) gives: the activation rounded to bf16 when the next layer
   // packs it, float32 sums, bias and activation in float32 in the GEMM's epilogue.
   void run_bf16(const float* const* W, const float* const* b, const float* x, int64_t n,
                 float* y);

@@ -7,12 +7,13 @@
 // while its activations are in this core's cache. The products are sbgemm's own (through
 // sbgemm_prepacked_b), so nothing of its arithmetic is repeated here.
 //
-// One row (a single sample) takes the row kernels of gemm/sbgemv.h instead, where the active
-// bf16 kernel has one: each weight is read once from the user's array and rounded in
-// registers, with sbgemm's arithmetic for that row; rounding and packing the kernels, which
-// a cache cannot spare (the weights are writable in place, with nothing to tell a change),
-// was most of that call's time. Each large layer's columns are shared among the threads, as
-// the float32 one-row path does.
+// A few rows (a single sample, a small batch of requests) take the row kernels of
+// gemm/sbgemv.h instead, where the active bf16 kernel has them: each weight is read from the
+// user's array and rounded in registers once for up to kSbRowsMax rows, with sbgemm's
+// arithmetic for each row; rounding and packing the kernels, which a cache cannot spare (the
+// weights are writable in place, with nothing to tell a change), was most of those calls'
+// time. Each large layer's columns are shared among the threads, as the float32 one-row path
+// does.
 #include <algorithm>
 #include <atomic>
 
@@ -56,55 +57,79 @@ void rows_through(const std::vector<DenseDesc>& layers, const std::vector<size_t
   }
 }
 
-thread_local AlignedBuffer tl_bf_row[2];  // the one-row path's layer outputs, alternating
-thread_local AlignedBuffer tl_bf_xp;      // a layer's input in the row kernel's form
+thread_local AlignedBuffer tl_bf_row[2];  // the row path's layer outputs, alternating
+thread_local AlignedBuffer tl_bf_xp;      // a layer's input rows in the row kernel's form
+thread_local AlignedBuffer tl_bf_xrow;    // one of them before interleaving
 
-// One row x through every layer into y. A layer of at least gemm::kDirectParallelElems
-// weights (the float32 one-row path's threshold: below it a parallel region costs more than
-// it saves) has its columns cut among the threads on NR boundaries, so that the epilogue runs
-// on the very column segments of sbgemm's tiles (an activation may treat a segment's tail
-// otherwise than its body); the row kernel's columns share nothing.
-void one_row(const gemm::SbRowKernel& rk, const std::vector<DenseDesc>& layers,
-             const float* const* W, const float* const* b, const float* x, float* y) {
+// Rows [0, n) of x through every layer into y, gemm::kSbRowsMax rows per kernel call (the
+// last call the rest). A layer whose product has at least gemm::kDirectParallelElems
+// multiply-adds (the float32 one-row path's threshold: below it a parallel region costs more
+// than it saves) has its columns cut among the threads on NR boundaries, so that the epilogue
+// runs on the very column segments of sbgemm's tiles (an activation may treat a segment's
+// tail otherwise than its body); the row kernel's columns share nothing, and its rows only
+// the rounded weights.
+void few_rows(const gemm::SbRowKernel& rk, const std::vector<DenseDesc>& layers,
+              const float* const* W, const float* const* b, const float* x, int64_t n,
+              float* y) {
   const int64_t NR = gemm::active_sb_kernel().nr;
   const int threads = parallel::available_threads();
+  constexpr int64_t RB = gemm::kSbRowsMax;
   const float* src = x;
   for (size_t l = 0; l < layers.size(); ++l) {
     const DenseDesc& d = layers[l];
-    float* dst = l + 1 == layers.size() ? y : tl_bf_row[l % 2].get(d.out);
-    auto* xp = reinterpret_cast<uint32_t*>(tl_bf_xp.get(d.in + 1));
-    rk.prep(src, d.in, xp);
+    float* dst = l + 1 == layers.size() ? y : tl_bf_row[l % 2].get(n * d.out);
+    // The rows in the form rk.rows reads: block by block of RB rows, each block's words
+    // interleaved (word q of its row i at q * r + i).
+    const int64_t words = (d.in + rk.k_per_word - 1) / rk.k_per_word;
+    auto* xp = reinterpret_cast<uint32_t*>(tl_bf_xp.get(n * words));
+    auto* xrow = reinterpret_cast<uint32_t*>(tl_bf_xrow.get(d.in + 1));
+    for (int64_t i0 = 0; i0 < n; i0 += RB) {
+      const int64_t r = std::min(RB, n - i0);
+      gemm::sb_row_counted(int(r));
+      uint32_t* xb = xp + i0 * words;
+      for (int64_t i = 0; i < r; ++i) {
+        rk.prep(src + (i0 + i) * d.in, d.in, xrow);
+        for (int64_t q = 0; q < words; ++q) xb[q * r + i] = xrow[q];
+      }
+    }
     const int64_t KC = gemm::sb_k_panel_depth(d.in);
     const gemm::Epilogue ep = d.epilogue(b[l]);
     auto cols = [&](int64_t j0, int64_t j1) {
-      gemm::sb_row(rk, xp, d.in, KC, W[l] + j0, d.out, j1 - j0, dst + j0);
-      if (!ep.empty())
-        for (int64_t j = j0; j < j1; j += NR)
-          ep.apply(dst + j, d.out, 0, j, 1, std::min(NR, j1 - j));
+      for (int64_t i = 0; i < n; i += RB) {
+        const int64_t r = std::min<int64_t>(RB, n - i);
+        rk.rows[r - 1](xp + i * words, d.in, KC, W[l] + j0, d.out, j1 - j0, dst + i * d.out + j0,
+                       d.out);
+        if (!ep.empty())
+          for (int64_t j = j0; j < j1; j += NR)
+            ep.apply(dst + i * d.out + j, d.out, i, j, r, std::min(NR, j1 - j));
+      }
     };
     // Thread t takes NR-wide panels [panels t / nt, panels (t + 1) / nt); parallel::run on
     // one thread is a plain call.
     const int64_t panels = (d.out + NR - 1) / NR;
-    const bool split = d.in * d.out >= gemm::kDirectParallelElems;
+    const bool split = n * d.in * d.out >= gemm::kDirectParallelElems;
     const int nt = split ? int(std::min<int64_t>(threads, panels)) : 1;
     parallel::run(nt, [&](int t) {
       const int64_t j0 = panels * t / nt * NR, j1 = std::min(d.out, panels * (t + 1) / nt * NR);
       if (j0 < j1) cols(j0, j1);
     });
-    if (d.softmax) softmax_forward(dst, 1, d.out);
+    if (d.softmax) softmax_forward(dst, n, d.out);
     src = dst;
   }
 }
 
 }  // namespace
 
+bool DenseChain::few_rows_direct(int64_t n) const {
+  const gemm::SbRowKernel* rk = gemm::sb_row_kernel();
+  return !layers_.empty() && layers_.front().bf16 && rk != nullptr && n <= rk->max_rows;
+}
+
 void DenseChain::run_bf16(const float* const* W, const float* const* b, const float* x,
                           int64_t n, float* y) {
-  if (n == 1) {
-    if (const gemm::SbRowKernel* rk = gemm::sb_row_kernel()) {
-      one_row(*rk, layers_, W, b, x, y);
-      return;
-    }
+  if (few_rows_direct(n)) {
+    few_rows(*gemm::sb_row_kernel(), layers_, W, b, x, n, y);
+    return;
   }
   // Every layer's kernel in sbgemm's packed layout, once for the call; each starts on a
   // 64-byte boundary, as sb_pack_b_whole requires.

@@ -1105,7 +1105,8 @@ int Graph::dense_chain_layers() {
 
 bool Graph::predict_chain(const float* x, int64_t n, float* out) {
   std::unique_ptr<InferContext> ctx = take_context();
-  if (ctx->chain.size() == 0) {
+  const bool pays = n == 1 || n >= kChainMinRows || ctx->chain.few_rows_direct(n);
+  if (ctx->chain.size() == 0 || !pays) {
     give_context(std::move(ctx));
     return false;
   }
@@ -1150,10 +1151,11 @@ void Graph::predict_rows(const float* const* x, int64_t r0, int64_t n, float* co
 
 void Graph::predict(const float* const* x, int64_t n, float* const* out, int64_t chunk) {
   if (n <= 0) return;
-  // A chain of dense layers (an MLP): one row straight through the one-row kernels, or
-  // enough rows to pay for packing the weights once on the fused row-block path; bitwise
-  // the result of the general path below (nn/dense_chain.h).
-  if ((n == 1 || n >= kChainMinRows) && predict_chain(x[0], n, out[0])) return;
+  // A chain of dense layers (an MLP): one row straight through the one-row kernels, a few
+  // rows of a bf16 chain through the row kernels (DenseChain::few_rows_direct), or enough
+  // rows to pay for packing the weights once on the fused row-block path; bitwise the result
+  // of the general path below (nn/dense_chain.h). predict_chain tells which.
+  if (predict_chain(x[0], n, out[0])) return;
   chunk = std::max<int64_t>(1, std::min(chunk, n));
   const int64_t chunks = (n + chunk - 1) / chunk;
   const int nt = parallel::available_threads();

@@ -229,7 +229,8 @@ class Graph {
                     int64_t chunk);
   void give_context(std::unique_ptr<InferContext> c);
   void build_chain(InferContext& c) const;
-  bool predict_chain(const float* x, int64_t n, float* out);  // false: not a dense chain
+  // false: not a dense chain, or one on which n rows do not pay (predict then runs the ops)
+  bool predict_chain(const float* x, int64_t n, float* out);
   void losses(const StepData& d, bool want_grad);
   const float* masked_weights(int j, const float* keep, const float* sw, int64_t rows);
   void check_labels(const StepData& d) const;
