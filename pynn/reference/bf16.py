@@ -8,9 +8,9 @@ instructions read such inputs as zero, so every kernel path does the same).
 The GEMM multiplies the rounded operands and sums in float32. A product of two bf16 values
 has at most 16 significant bits, so it is exact in float32; only the summation rounds, and its
 order depends on the kernel. `sbgemm` here computes the sum in `dtype` (float64 by default:
-the truth the kernels are measured against). With one row of `a` it is also the twin of the
-one-row kernels (csrc/gemm/sbgemv.h: the weights rounded in registers, no packing), which
-compute the core's sbgemm row bit for bit.
+the truth the kernels are measured against). On a few rows of `a` it is also the twin of the
+row kernels (csrc/gemm/sbgemv.h: up to 8 rows per rounded weight vector, the weights rounded
+in registers, no packing), which compute the core's sbgemm rows bit for bit.
 """
 from __future__ import annotations
 
