@@ -35,6 +35,12 @@ struct Blocksizes {
 // The blocksizes for an MR x NR kernel on caches `c` (`fallback` where a cache is unknown).
 Blocksizes derive_blocksizes(const CacheSizes& c, int mr, int nr, const Blocksizes& fallback);
 
+// Rows of B per sub-block of the sparse-A kernel (sparse_a_impl.h), whose B sub-block of
+// `width` columns must stay in L1 while a block of rows streams over it: half of L1d, in
+// multiples of 16 rows, within [16, 512]; `fallback` when L1d is not reported.
+// PYNN_GEMM_SPARSE_DEPTH overrides it (rounded down to a multiple of 16, at least 16).
+int derive_sparse_depth(const CacheSizes& c, int width, int fallback);
+
 // How a product's C is cut among threads: tm bands of rows by tn bands of columns, on
 // micro-tile boundaries.
 struct ThreadGrid {

@@ -63,6 +63,21 @@ void sgemm_prepacked_b(int64_t m, int64_t n, int64_t k, float alpha, MatrixView 
                        MatrixView b, const float* packed, float beta, float* c, int64_t ldc,
                        const Epilogue& ep = Epilogue{}, int nthreads = 0);
 
+// The zero-skipping path (sparse_a_impl.h; bitwise the dense result for finite B): sgemm and
+// sgemm_with take it when A's sampled zero fraction is at least kSparseMinZeroFraction, m is
+// above the direct path's bound and n at least kSparseMinN (mode -1, the default), always
+// when B allows it (mode 1), or never (mode 0). The mode starts from PYNN_GEMM_SPARSE ("0",
+// "1"; anything else: -1). sparse_calls counts the products that took the path.
+void set_sparse_mode(int mode);
+int sparse_mode();
+int64_t sparse_calls();
+// Measured on Zen 4 (1 thread, benchmarks/bench_gemm_sparse.py): the sparse kernel costs
+// about 1.4x the dense one per term it computes (one load of B per FMA where the packed kernel
+// reuses a vector of B for 6 rows), so it breaks even near 40% zeros on the MLP's wide
+// products (n = 128, 256) and loses on n = 32, 64 below 60% zeros.
+constexpr double kSparseMinZeroFraction = 0.45;
+constexpr int64_t kSparseMinN = 128;
+
 // Thread count the next sgemm of this size would use.
 int threads_for(int64_t m, int64_t n, int64_t k, int nthreads);
 
