@@ -20,7 +20,17 @@
 // -0. So whenever a finished panel's accumulator holds -0 in some lane, that row's column
 // block is recomputed with every term (the dense loop): the result is then bitwise the dense
 // path's in every case with finite B. (Any other accumulator is equal bit for bit: a nonzero
-// term gives the same rounded a*b + acc whichever zero acc is.)
+// term gives the same rounded a*b + acc whichever zero acc is. The portable kernel, which
+// rounds a*b before adding it, never holds -0: +0 + (-0) is +0.)
+//
+// Semantics at the edges:
+//  - B finite: bitwise the dense path's C, whatever A holds;
+//  - a zero of A meeting an Inf or NaN of B: the term is skipped, so C is what the sum
+//    without it gives (the dense path gives NaN there); the one-row path (gemv) does the same;
+//  - NaN in A is a nonzero (the comparison is unordered) and propagates as in the dense path;
+//  - -0 in A is skipped like +0 (its term is a zero too);
+//  - under DAZ (pynn's threads) a subnormal A entry compares equal to zero and is skipped,
+//    and the dense FMA reads it as zero: the same term either way.
 //
 // The cost is loads, not multiply-adds (one vector of B per FMA, where the packed kernel
 // reuses a vector of B for MR rows), so a column block's rows of B are cut into sub-blocks
