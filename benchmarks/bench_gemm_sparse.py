@@ -4,10 +4,10 @@
 
 A real Fashion-MNIST batch of 128 images (about half its pixels exactly zero) against the
 784x256 weights: the forward product X W1 and the weight gradient dW1 = X^T dZ1 (dZ1 zero where
-the layer's ReLU was off), each with the sparse path forced on, forced off (the dense packed
-path) and NumPy, in the same run on 1 thread; then the zero-fraction sweep on random data that
-chose the threshold in csrc/gemm/gemm.h (kSparseMinZeroFraction). The closing table gives the
-speed-up over NumPy; sparse / dense is the ratio of their two rows.
+the layer's ReLU was off), each with the sparse path forced on ("pynn"), forced off ("pynn
+dense", the packed path) and NumPy, in the same run on 1 thread; then the zero-fraction sweep on
+random data that chose the threshold in csrc/gemm/gemm.h (kSparseMinZeroFraction, kSparseMinN).
+The closing table's "pynn vs pynn dense" column is the sparse path's speed-up.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _run(benchmark, impl, a, b, out, group, case):
         def fn():
             np.matmul(a, b, out=out)
     else:
-        mode = {"sparse": 1, "dense": 0}[impl]
+        mode = {"pynn": 1, "pynn dense": 0}[impl]
 
         def fn():
             _core.set_gemm_sparse(mode)
@@ -60,7 +60,7 @@ def _run(benchmark, impl, a, b, out, group, case):
     record(group, case, impl, best, 2.0 * m * k * b.shape[1])
 
 
-@pytest.mark.parametrize("impl", ["sparse", "dense", "numpy"])
+@pytest.mark.parametrize("impl", ["pynn", "pynn dense", "numpy"])
 @pytest.mark.parametrize("product", ["X W1", "X^T dZ1"])
 def test_layer1_fashion(benchmark, layer1, impl, product):
     x, w1, dz1 = layer1
@@ -74,7 +74,7 @@ def test_layer1_fashion(benchmark, layer1, impl, product):
          f"{product} ({zeros:.0%} zeros)")
 
 
-@pytest.mark.parametrize("impl", ["sparse", "dense"])
+@pytest.mark.parametrize("impl", ["pynn", "pynn dense"])
 @pytest.mark.parametrize("zeros", [0.0, 0.3, 0.4, 0.5, 0.7, 0.9])
 @pytest.mark.parametrize("k,n", [(784, 256), (256, 128), (256, 64)])
 def test_zero_fraction_sweep(benchmark, impl, zeros, k, n):

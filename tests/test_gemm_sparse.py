@@ -257,7 +257,7 @@ def test_default_mode_takes_the_path_only_for_zero_heavy_a():
 
     assert calls(sparse_x, b) == 1
     assert calls(x, b) == 0                            # dense A
-    assert calls(sparse_x, b[:, :64]) == 0             # n below sparse_min_n
+    assert calls(sparse_x, b[:, :32]) == 0             # n below sparse_min_n
     assert calls(sparse_x[:4], b) == 0                 # m on the direct path
     assert calls(np.ascontiguousarray(sparse_x.T).T, b) == 1  # A = X^T-like strides too
     assert _with_mode(0, lambda: calls(sparse_x, b)) == 0

@@ -398,28 +398,33 @@ std::atomic<int> g_sparse_mode{[] {
 }()};
 std::atomic<int64_t> g_sparse_calls{0};
 
-// The probe: the zero fraction of up to kSparseProbeRows rows of A spread over its height.
-// (Rows, not a prefix: a batch's rows are alike, but a weight gradient's A = X^T has one row per
-// input feature, and an image's border features are zero where its centre is not.)
-constexpr int64_t kSparseProbeRows = 16;
+// The probe: the zero fraction of up to kSparseProbeLines lines of A spread over it, each
+// read along its unit stride: rows of a row-major A (a batch, whose rows are alike), columns
+// of an A with unit row stride (A = X^T of a weight gradient: a column of A is a row of X, one
+// sample's features; a few rows of A would be a few features, and an image's border pixels
+// are zero where its centre is not).
+constexpr int64_t kSparseProbeLines = 16;
 
 bool zero_heavy(MatrixView a, int64_t m, int64_t k) {
-  const int64_t rows = std::min(m, kSparseProbeRows);
+  const bool by_cols = a.rs == 1 && a.cs != 1;
+  const int64_t count = by_cols ? k : m, len = by_cols ? m : k;
+  const int64_t step = by_cols ? a.cs : a.rs, stride = by_cols ? a.rs : a.cs;
+  const int64_t lines = std::min(count, kSparseProbeLines);
   int64_t zeros = 0;
-  for (int64_t t = 0; t < rows; ++t) {
-    const float* ai = a.data + ((2 * t + 1) * m / (2 * rows)) * a.rs;
-    if (a.cs == 1) {
-      for (int64_t p = 0; p < k; ++p) zeros += ai[p] == 0.0f;
+  for (int64_t t = 0; t < lines; ++t) {
+    const float* line = a.data + ((2 * t + 1) * count / (2 * lines)) * step;
+    if (stride == 1) {
+      for (int64_t q = 0; q < len; ++q) zeros += line[q] == 0.0f;
     } else {
-      for (int64_t p = 0; p < k; ++p) zeros += ai[p * a.cs] == 0.0f;
+      for (int64_t q = 0; q < len; ++q) zeros += line[q * stride] == 0.0f;
     }
   }
-  return double(zeros) >= kSparseMinZeroFraction * double(rows * k);
+  return double(zeros) >= kSparseMinZeroFraction * double(lines * len);
 }
 
-// One thread's rows [m0, m1) x columns [n0, n1) (n0 a multiple of NR), in blocks of
-// kSparseChunk rows whose epilogue runs while they are in cache, on the NR-wide segments of
-// the packed path.
+// One thread's rows [m0, m1) x columns [n0, n1) (n0 a multiple of NR), in two calls of the
+// kernel (or calls of 256 rows when there are fewer), each followed by the epilogue on its
+// rows, on the NR-wide segments of the packed path.
 void sparse_part(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
                  int64_t k, int64_t KC, float alpha, MatrixView a, MatrixView b, float beta,
                  float* c, int64_t ldc, const Epilogue& ep) {

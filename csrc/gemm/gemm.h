@@ -71,12 +71,14 @@ void sgemm_prepacked_b(int64_t m, int64_t n, int64_t k, float alpha, MatrixView 
 void set_sparse_mode(int mode);
 int sparse_mode();
 int64_t sparse_calls();
-// Measured on Zen 4 (1 thread, benchmarks/bench_gemm_sparse.py): the sparse kernel costs
-// about 1.4x the dense one per term it computes (one load of B per FMA where the packed kernel
-// reuses a vector of B for 6 rows), so it breaks even near 40% zeros on the MLP's wide
-// products (n = 128, 256) and loses on n = 32, 64 below 60% zeros.
+// Measured on Zen 4 (1 thread, benchmarks/bench_gemm_sparse.py, best of 200 x 5 calls, random
+// A of 128 rows): the sparse kernel costs about 1.6x the dense one per term it computes (one
+// load of B per FMA, where the packed kernel reuses a vector of B for 6 rows). Sparse / dense
+// time at 30 / 40 / 50 / 70% zeros: 1.01 / 0.89 / 0.77 / 0.54 for 784x256, 1.04 / 0.92 /
+// 0.80 / 0.57 for 256x128, 1.12 / 1.01 / 0.88 / 0.64 for 256x64. So 45% zeros (a margin over
+// break-even for the sampled estimate) and n of at least 64.
 constexpr double kSparseMinZeroFraction = 0.45;
-constexpr int64_t kSparseMinN = 128;
+constexpr int64_t kSparseMinN = 64;
 
 // Thread count the next sgemm of this size would use.
 int threads_for(int64_t m, int64_t n, int64_t k, int nthreads);
