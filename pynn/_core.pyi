@@ -9,7 +9,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Graph', 'Network', 'activation_backward', 'activation_defaults', 'activation_descriptors', 'activation_forward', 'activation_names', 'activation_params', 'arch', 'arch_error', 'batchnorm_backward', 'batchnorm_forward_infer', 'batchnorm_forward_train', 'clip_scale', 'column_sums', 'compute_fans', 'cpu_supports', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'first_non_finite', 'gemm', 'gemm_prepacked_b', 'gemm_threads', 'get_num_threads', 'initializer_fill', 'initializer_names', 'kernel_info', 'l1_l2_penalty', 'loss_config', 'loss_descriptors', 'loss_names', 'loss_value_grad', 'measure_fma_peak', 'optimizer_apply', 'optimizer_begin_step', 'optimizer_config', 'optimizer_descriptors', 'optimizer_slot_names', 'optimizer_slots', 'optimizer_update', 'pool_info', 'prelu_backward', 'prelu_forward', 'rrelu_backward', 'rrelu_forward', 'set_num_threads', 'softmax_backward', 'softmax_forward', 'sbgemm', 'sbgemm_info', 'sbgemm_prepacked_b', 'sum_of_squares']
+__all__: list[str] = ['Graph', 'Network', 'activation_backward', 'activation_defaults', 'activation_descriptors', 'activation_forward', 'activation_names', 'activation_params', 'arch', 'arch_error', 'batchnorm_backward', 'batchnorm_forward_infer', 'batchnorm_forward_train', 'clip_scale', 'column_sums', 'compute_fans', 'cpu_supports', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'first_non_finite', 'gemm', 'gemm_prepacked_b', 'gemm_sparse_calls', 'gemm_sparse_mode', 'gemm_threads', 'get_num_threads', 'initializer_fill', 'initializer_names', 'kernel_info', 'l1_l2_penalty', 'loss_config', 'loss_descriptors', 'loss_names', 'loss_value_grad', 'measure_fma_peak', 'optimizer_apply', 'optimizer_begin_step', 'optimizer_config', 'optimizer_descriptors', 'optimizer_slot_names', 'optimizer_slots', 'optimizer_update', 'pool_info', 'prelu_backward', 'prelu_forward', 'rrelu_backward', 'rrelu_forward', 'set_gemm_sparse', 'set_num_threads', 'softmax_backward', 'softmax_forward', 'sbgemm', 'sbgemm_info', 'sbgemm_prepacked_b', 'sum_of_squares']
 class Network:
     def __init__(self, input_width: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
@@ -272,6 +272,14 @@ def gemm_prepacked_b(a: numpy.ndarray, b: numpy.ndarray, out: numpy.ndarray, alp
     """
     out = alpha * a @ b + beta * out with b packed whole first (pack_b_whole, then sgemm_prepacked_b): the path the recurrent op takes; for tests.
     """
+def gemm_sparse_calls() -> int:
+    """
+    How many float32 GEMMs have taken the zero-skipping path in this process.
+    """
+def gemm_sparse_mode() -> int:
+    """
+    The zero-skipping path's mode (see set_gemm_sparse).
+    """
 def gemm_threads(m: typing.SupportsInt | typing.SupportsIndex, n: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex) -> int:
     """
     How many threads a GEMM of this size would use now.
@@ -371,6 +379,10 @@ def sbgemm_info() -> dict:
 def sbgemm_prepacked_b(a: numpy.ndarray, b: numpy.ndarray, out: numpy.ndarray, beta: typing.SupportsFloat | typing.SupportsIndex = 0.0, bias: numpy.ndarray | None = None, nthreads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.ndarray:
     """
     sbgemm with b rounded and packed whole first (sb_pack_b_whole, then sbgemm_prepacked_b): the path the bf16 recurrent layers take; for tests.
+    """
+def set_gemm_sparse(mode: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    The float32 GEMM's zero-skipping path: 1 whenever B allows it, 0 never, -1 when the probe finds A zero-heavy (the default; PYNN_GEMM_SPARSE sets the initial mode). For tests and benchmarks: the result is bitwise the same either way when B is finite.
     """
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...

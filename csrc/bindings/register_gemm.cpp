@@ -75,6 +75,16 @@ void register_gemm(py::module_& m) {
       "out = alpha * a @ b + beta * out with b packed whole first (pack_b_whole, then "
       "sgemm_prepacked_b): the path the recurrent op takes; for tests.");
   m.def(
+      "set_gemm_sparse",
+      [](int mode) { gemm::set_sparse_mode(mode); }, py::arg("mode"),
+      "The float32 GEMM's zero-skipping path: 1 whenever B allows it, 0 never, -1 when the "
+      "probe finds A zero-heavy (the default; PYNN_GEMM_SPARSE sets the initial mode). For "
+      "tests and benchmarks: the result is bitwise the same either way when B is finite.");
+  m.def("gemm_sparse_mode", [] { return gemm::sparse_mode(); },
+        "The zero-skipping path's mode (see set_gemm_sparse).");
+  m.def("gemm_sparse_calls", [] { return gemm::sparse_calls(); },
+        "How many float32 GEMMs have taken the zero-skipping path in this process.");
+  m.def(
       "gemm_threads",
       [](int64_t m, int64_t n, int64_t k) { return gemm::threads_for(m, n, k, 0); },
       py::arg("m"), py::arg("n"), py::arg("k"),

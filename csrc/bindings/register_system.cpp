@@ -46,6 +46,12 @@ void register_system(py::module_& m) {
     d["parallel_threshold"] = gemm::kParallelThreshold;
     d["direct_max_m"] = k.direct_max_m;
     d["narrow_max_n"] = k.narrow_max_n;
+    // The zero-skipping path (gemm.h): columns per pass, B rows per L1 sub-block, and when
+    // the default mode takes it.
+    d["sparse_width"] = k.sparse_width;
+    d["sparse_depth"] = k.sparse_depth;
+    d["sparse_min_zero_fraction"] = gemm::kSparseMinZeroFraction;
+    d["sparse_min_n"] = gemm::kSparseMinN;
     // The caches cpuid reports (bytes, 0: not reported), from which KC, MC and NC derive.
     const gemm::CacheSizes& c = gemm::cpu_caches();
     d["cache_l1d"] = c.l1d;

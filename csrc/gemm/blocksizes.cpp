@@ -91,4 +91,11 @@ Blocksizes derive_blocksizes(const CacheSizes& c, int mr, int nr, const Blocksiz
   return s;
 }
 
+int derive_sparse_depth(const CacheSizes& c, int width, int fallback) {
+  int d = fallback;
+  if (c.l1d > 0) d = fit(c.l1d, width, 16, 16, 512);
+  if (int v = env_positive("PYNN_GEMM_SPARSE_DEPTH")) d = std::max(16, v / 16 * 16);
+  return d;
+}
+
 }  // namespace pynn::gemm

@@ -39,8 +39,10 @@
 #include "gemm/gemm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 
 #include "common/aligned_buffer.h"
@@ -54,6 +56,7 @@ namespace {
 // Per-thread packing buffers: after the first call of a given size nothing is allocated.
 thread_local AlignedBuffer tl_pack_a;
 thread_local AlignedBuffer tl_pack_b;
+thread_local AlignedBuffer tl_sparse;  // the sparse-A kernel's lists and scratch
 
 void pack_a_dispatch(const KernelInfo& kern, int64_t mc, int64_t kc, const float* src,
                      int64_t rs, int64_t cs, float* dst) {
@@ -379,6 +382,117 @@ const float* rows_in_place(const KernelInfo& kern, MatrixView a) {
   return a.cs == 1 && kern.ukr_rows_a[kern.nr / kern.w - 1] != nullptr ? a.data : nullptr;
 }
 
+// ---- the zero-skipping (sparse A) path -----------------------------------------------------
+// An A with many exact zeros (image pixels, ReLU outputs, the gradient behind a ReLU) runs the
+// sparse-A kernel (sparse_a_impl.h): bitwise the dense result when B is finite, for the cost
+// of the nonzero terms plus a list-building pass over A (O(m k), against O(m n k) for the
+// product, so only for n of at least kSparseMinN columns).
+//
+// PYNN_GEMM_SPARSE (or set_sparse_mode): "0" never, "1" whenever the operands allow (B of
+// unit column stride; tests use it to compare the two paths), unset or "auto": the probe.
+std::atomic<int> g_sparse_mode{[] {
+  const char* s = std::getenv("PYNN_GEMM_SPARSE");
+  if (s != nullptr && std::strcmp(s, "0") == 0) return 0;
+  if (s != nullptr && std::strcmp(s, "1") == 0) return 1;
+  return -1;
+}()};
+std::atomic<int64_t> g_sparse_calls{0};
+
+// The probe: the zero fraction of up to kSparseProbeLines lines of A spread over it, each
+// read along its unit stride: rows of a row-major A (a batch, whose rows are alike), columns
+// of an A with unit row stride (A = X^T of a weight gradient: a column of A is a row of X, one
+// sample's features; a few rows of A would be a few features, and an image's border pixels
+// are zero where its centre is not).
+constexpr int64_t kSparseProbeLines = 16;
+
+bool zero_heavy(MatrixView a, int64_t m, int64_t k) {
+  const bool by_cols = a.rs == 1 && a.cs != 1;
+  const int64_t count = by_cols ? k : m, len = by_cols ? m : k;
+  const int64_t step = by_cols ? a.cs : a.rs, stride = by_cols ? a.rs : a.cs;
+  const int64_t lines = std::min(count, kSparseProbeLines);
+  int64_t zeros = 0;
+  for (int64_t t = 0; t < lines; ++t) {
+    const float* line = a.data + ((2 * t + 1) * count / (2 * lines)) * step;
+    if (stride == 1) {
+      for (int64_t q = 0; q < len; ++q) zeros += line[q] == 0.0f;
+    } else {
+      for (int64_t q = 0; q < len; ++q) zeros += line[q * stride] == 0.0f;
+    }
+  }
+  return double(zeros) >= kSparseMinZeroFraction * double(lines * len);
+}
+
+// One thread's rows [m0, m1) x columns [n0, n1) (n0 a multiple of NR), in two calls of the
+// kernel (or calls of 256 rows when there are fewer), each followed by the epilogue on its
+// rows, on the NR-wide segments of the packed path.
+void sparse_part(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                 int64_t k, int64_t KC, float alpha, MatrixView a, MatrixView b, float beta,
+                 float* c, int64_t ldc, const Epilogue& ep) {
+  const int64_t R = kSparseRows, lds = KC + 16;
+  const int64_t depth = kern.sparse_depth, segs = ((KC + depth - 1) / depth + 1 + 15) / 16 * 16;
+  const int64_t width = kern.sparse_width;
+  const int64_t npad = (n1 - n0 + width - 1) / width * width;
+  // The kernel packs B's panel once per call, so a call takes many rows; the epilogue runs
+  // on each call's rows while they are in L2.
+  const int64_t chunk = std::max<int64_t>(16 * R, (m1 - m0 + 1) / 2 / R * R);
+  // bpack, acc, idx, val, tmp, seg (R = 16: every part a multiple of 16 floats, aligned).
+  float* buf = tl_sparse.get(KC * npad + R * width + 3 * R * lds + R * segs);
+  SparseWork w;
+  w.bpack = buf;
+  w.acc = buf + KC * npad;
+  w.idx = reinterpret_cast<int32_t*>(w.acc + R * width);
+  w.val = w.acc + R * width + R * lds;
+  w.tmp = w.acc + R * width + 2 * R * lds;
+  w.seg = reinterpret_cast<int32_t*>(w.acc + R * width + 3 * R * lds);
+  const int64_t NR = kern.nr;
+  for (int64_t i0 = m0; i0 < m1; i0 += chunk) {
+    const int64_t rows = std::min(chunk, m1 - i0);
+    kern.sparse(rows, n1 - n0, k, KC, depth, a.data + i0 * a.rs, a.rs, a.cs,
+                b.data + n0 * b.cs, b.rs, c + i0 * ldc + n0, ldc, alpha, beta, w);
+    if (!ep.empty())
+      for (int64_t j = n0; j < n1; j += NR)
+        ep.apply(c + i0 * ldc + j, ldc, i0, j, rows, std::min(NR, n1 - j));
+  }
+}
+
+// The sparse path when the mode and the operands allow it; false if another path must run.
+// Threads take bands of rows (whole blocks of kSparseRows), or bands of NR columns when there
+// are too few rows: an element's arithmetic does not depend on its band, so C is bitwise the
+// same on any thread count.
+bool try_sparse(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float alpha,
+                MatrixView a, MatrixView b, float beta, float* c, int64_t ldc,
+                const Epilogue& ep, int nthreads) {
+  const int mode = g_sparse_mode.load(std::memory_order_relaxed);
+  if (mode == 0 || kern.sparse == nullptr || (b.cs != 1 && n != 1)) return false;
+  if (mode < 0) {
+    if (m <= direct_max_m(kern) || n < kSparseMinN) return false;
+    if (!zero_heavy(a, m, k)) return false;
+  }
+  g_sparse_calls.fetch_add(1, std::memory_order_relaxed);
+  const int64_t KC = k_panel_depth(k, kern.kc);
+  const int nt = threads_for(m, n, k, nthreads);
+  const int64_t R = kSparseRows, NR = kern.nr;
+  const int64_t mb = (m + R - 1) / R, np = (n + NR - 1) / NR;
+  if (nt <= 1 || (mb < 2 * nt && np < nt)) {
+    sparse_part(kern, 0, m, 0, n, k, KC, alpha, a, b, beta, c, ldc, ep);
+    return true;
+  }
+  if (mb >= 2 * nt) {
+    parallel::run(nt, [&](int t) {
+      const int64_t m0 = std::min(m, split(mb, nt, t, int(R)));
+      const int64_t m1 = std::min(m, split(mb, nt, t + 1, int(R)));
+      if (m0 < m1) sparse_part(kern, m0, m1, 0, n, k, KC, alpha, a, b, beta, c, ldc, ep);
+    });
+    return true;
+  }
+  parallel::run(nt, [&](int t) {
+    const int64_t n0 = std::min(n, split(np, nt, t, int(NR)));
+    const int64_t n1 = std::min(n, split(np, nt, t + 1, int(NR)));
+    if (n0 < n1) sparse_part(kern, 0, m, n0, n1, k, KC, alpha, a, b, beta, c, ldc, ep);
+  });
+  return true;
+}
+
 }  // namespace
 
 const KernelInfo& active_kernel() {
@@ -396,10 +510,19 @@ const KernelInfo& active_kernel() {
     k.kc = b.kc;
     k.mc = b.mc;
     k.nc = b.nc;
+    k.sparse_depth = derive_sparse_depth(cpu_caches(), k.sparse_width, 64);
     return k;
   }();
   return kern;
 }
+
+void set_sparse_mode(int mode) {
+  g_sparse_mode.store(mode < 0 ? -1 : (mode > 0 ? 1 : 0), std::memory_order_relaxed);
+}
+
+int sparse_mode() { return g_sparse_mode.load(std::memory_order_relaxed); }
+
+int64_t sparse_calls() { return g_sparse_calls.load(std::memory_order_relaxed); }
 
 int threads_for(int64_t m, int64_t n, int64_t k, int nthreads) {
   if (nthreads <= 0) nthreads = parallel::available_threads();
@@ -416,6 +539,7 @@ void sgemm_with(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float a
     scale_c(m, n, beta, c, ldc, ep);
     return;
   }
+  if (try_sparse(kern, m, n, k, alpha, a, b, beta, c, ldc, ep, nthreads)) return;
   if (try_direct(kern, m, n, k, alpha, a, b, beta, c, ldc, ep, nthreads)) return;
   auto pack = [&](int64_t ic, int64_t mc, int64_t pc, int64_t kc, float* dst) {
     pack_a_dispatch(kern, mc, kc, a.data + ic * a.rs + pc * a.cs, a.rs, a.cs, dst);

@@ -63,6 +63,23 @@ void sgemm_prepacked_b(int64_t m, int64_t n, int64_t k, float alpha, MatrixView 
                        MatrixView b, const float* packed, float beta, float* c, int64_t ldc,
                        const Epilogue& ep = Epilogue{}, int nthreads = 0);
 
+// The zero-skipping path (sparse_a_impl.h; bitwise the dense result for finite B): sgemm and
+// sgemm_with take it when A's sampled zero fraction is at least kSparseMinZeroFraction, m is
+// above the direct path's bound and n at least kSparseMinN (mode -1, the default), always
+// when B allows it (mode 1), or never (mode 0). The mode starts from PYNN_GEMM_SPARSE ("0",
+// "1"; anything else: -1). sparse_calls counts the products that took the path.
+void set_sparse_mode(int mode);
+int sparse_mode();
+int64_t sparse_calls();
+// Measured on Zen 4 (1 thread, benchmarks/bench_gemm_sparse.py, best of 200 x 5 calls, random
+// A of 128 rows): the sparse kernel costs about 1.6x the dense one per term it computes (one
+// load of B per FMA, where the packed kernel reuses a vector of B for 6 rows). Sparse / dense
+// time at 30 / 40 / 50 / 70% zeros: 1.01 / 0.89 / 0.77 / 0.54 for 784x256, 1.04 / 0.92 /
+// 0.80 / 0.57 for 256x128, 1.12 / 1.01 / 0.88 / 0.64 for 256x64. So 45% zeros (a margin over
+// break-even for the sampled estimate) and n of at least 64.
+constexpr double kSparseMinZeroFraction = 0.45;
+constexpr int64_t kSparseMinN = 64;
+
 // Thread count the next sgemm of this size would use.
 int threads_for(int64_t m, int64_t n, int64_t k, int nthreads);
 

@@ -60,6 +60,33 @@ using direct_fn = void (*)(int64_t m, int64_t n, int64_t k, int64_t kc, const fl
 // returns false (then the driver runs pack.h's template). rows/cols, kc, src, rs, cs, dst.
 using pack_fn = bool (*)(int64_t, int64_t, const float*, int64_t, int64_t, float*);
 
+// The zero-skipping kernel (sparse_a_impl.h): the `direct` contract above, per element, minus
+// the terms whose A entry is zero, which is bitwise the same C when B is finite. It takes rows
+// kSparseRows at a time; the driver gives each thread a SparseWork for one such block:
+//   idx, val  kSparseRows * (kc + 16) entries (each row's nonzero positions and values),
+//   seg       kSparseRows * (ceil(kc / depth) + 1) entries (where each sub-block's start),
+//   acc       kSparseRows * sparse_width floats, 64-byte aligned (accumulators between
+//             sub-blocks),
+//   tmp       kSparseRows * (kc + 16) floats when A's column stride is not 1 (rows copied
+//             contiguous), else unused;
+//   bpack     kc * (n rounded up to sparse_width) floats, 64-byte aligned (a packed panel
+//             of B).
+constexpr int kSparseRows = 16;
+struct SparseWork {
+  int32_t* idx;
+  float* val;
+  int32_t* seg;
+  float* acc;
+  float* tmp;
+  float* bpack;
+};
+// m, n, k, kc (K panel depth), depth (sub-block rows of B, a multiple of 16), a, a_rs, a_cs,
+// b, ldb (unit column stride), c, ldc, alpha, beta, work.
+using sparse_fn = void (*)(int64_t m, int64_t n, int64_t k, int64_t kc, int64_t depth,
+                           const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                           int64_t ldb, float* c, int64_t ldc, float alpha, float beta,
+                           const SparseWork& w);
+
 struct KernelInfo {
   const char* name;  // e.g. "avx512_6x64"
   Arch arch;
@@ -80,6 +107,9 @@ struct KernelInfo {
   // ukr_rows_a[v - 1]: ukr_cols[v - 1] (v < nr / w) and ukr (v = nr / w) reading A in place
   // (ukr_rows_fn); all null: A is always packed.
   ukr_rows_fn ukr_rows_a[kMaxNR / 8];
+  sparse_fn sparse;  // the zero-skipping kernel (see above)
+  int sparse_width;  // columns it takes per pass
+  int sparse_depth;  // rows of B per sub-block: derived from L1 in active_kernel()
 };
 
 // The direct kernels: direct_generic.cpp, and kernels_avx2.cpp / kernels_avx512.cpp (the
@@ -94,7 +124,16 @@ void direct_avx2(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a, in
 void direct_avx512(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a, int64_t a_rs,
                    int64_t a_cs, const float* b, int64_t ldb, float* c, int64_t ldc,
                    float alpha, float beta);
+void sparse_avx2(int64_t m, int64_t n, int64_t k, int64_t kc, int64_t depth, const float* a,
+                 int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb, float* c,
+                 int64_t ldc, float alpha, float beta, const SparseWork& w);
+void sparse_avx512(int64_t m, int64_t n, int64_t k, int64_t kc, int64_t depth, const float* a,
+                   int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb, float* c,
+                   int64_t ldc, float alpha, float beta, const SparseWork& w);
 #endif
+void sparse_generic(int64_t m, int64_t n, int64_t k, int64_t kc, int64_t depth, const float* a,
+                    int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb, float* c,
+                    int64_t ldc, float alpha, float beta, const SparseWork& w);
 
 // One table entry per ISA; defined beside each kernel.
 extern const KernelInfo kKernelGeneric;

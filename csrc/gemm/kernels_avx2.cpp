@@ -26,6 +26,10 @@ struct Avx2 {
   static constexpr int kGemvVectors = 8;
   static constexpr int kGemvPrefetchRows = 4;
   static constexpr int kPeakChains = 12;
+  // Sparse-A kernel (sparse_a_impl.h): 8 vectors (64 columns) a pass: 8 accumulators + 1
+  // broadcast + B from memory operands; no compress instruction, so a branch-free list.
+  static constexpr int kSparseVectors = 8;
+  static constexpr bool kCompress = false;
 
   static inline vec zero() { return _mm256_setzero_ps(); }
   static inline vec set1(float x) { return _mm256_set1_ps(x); }
@@ -45,9 +49,14 @@ struct Avx2 {
   }
   static inline vec maskload(const float* p, mask m) { return _mm256_maskload_ps(p, m); }
   static inline void maskstore(float* p, mask m, vec x) { _mm256_maskstore_ps(p, m, x); }
+  static inline bool any_negzero(vec x) {
+    const __m256i eq = _mm256_cmpeq_epi32(_mm256_castps_si256(x), _mm256_set1_epi32(INT32_MIN));
+    return _mm256_movemask_epi8(eq) != 0;
+  }
 };
 
 using K = simd_impl::Kernels<Avx2>;
+using S = simd_impl::SparseA<Avx2>;
 
 // Largest m the direct (unpacked) kernel takes; measured with benchmarks/bench_gemm_small.py
 // under PYNN_GEMM_DIRECT_MAX_M=0 and =64.
@@ -65,9 +74,16 @@ void direct_avx2(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a, in
 
 float fma_loop_avx2(int64_t iters) { return K::fma_loop(iters); }
 
+void sparse_avx2(int64_t m, int64_t n, int64_t k, int64_t kc, int64_t depth, const float* a,
+                 int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb, float* c,
+                 int64_t ldc, float alpha, float beta, const SparseWork& w) {
+  S::run(m, n, k, kc, depth, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta, w);
+}
+
 const KernelInfo kKernelAvx2 = {"avx2_6x16", Arch::avx2, Avx2::MR, Avx2::NR, 256, 1020, 512,
                                 K::ukr, direct_avx2, kDirectMaxM, 2 * Avx2::W, Avx2::W,
                                 {K::ukr_part<1>}, nullptr, nullptr,
-                                {K::ukr_rows_a<1>, K::ukr_rows_a<2>}};
+                                {K::ukr_rows_a<1>, K::ukr_rows_a<2>},
+                                sparse_avx2, int(S::BW), 0};
 
 }  // namespace pynn::gemm

@@ -37,6 +37,10 @@ struct Avx512 {
   static constexpr int kGemvVectors = 8;
   static constexpr int kGemvPrefetchRows = 4;
   static constexpr int kPeakChains = 16;
+  // Sparse-A kernel (sparse_a_impl.h): 8 vectors (128 columns) a pass, 8 independent FMA
+  // chains per row as in gemv; the nonzeros listed with vcompressps.
+  static constexpr int kSparseVectors = 8;
+  static constexpr bool kCompress = true;
 
   static inline vec zero() { return _mm512_setzero_ps(); }
   static inline vec set1(float x) { return _mm512_set1_ps(x); }
@@ -57,9 +61,38 @@ struct Avx512 {
   }
   static inline vec maskload(const float* p, mask m) { return _mm512_maskz_loadu_ps(m, p); }
   static inline void maskstore(float* p, mask m, vec x) { _mm512_mask_storeu_ps(p, m, x); }
+  static inline bool any_negzero(vec x) {
+    return _mm512_cmpeq_epi32_mask(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN)) != 0;
+  }
+  // 16 lanes at a time: compare with zero (unordered: NaN counts as nonzero), compress the
+  // values and their positions into the front of a vector, store all 16 lanes (the lanes
+  // past the count are overwritten by the next group or ignored).
+  static inline int64_t compress_nonzeros(const float* x, int64_t len, int32_t base,
+                                          int32_t* idx, float* val) {
+    int64_t cnt = 0;
+    __m512i pos = _mm512_add_epi32(_mm512_set1_epi32(base),
+                                   _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                                                     13, 14, 15));
+    for (int64_t q = 0; q < len; q += W) {
+      const mask lm = tail(len - q);
+      const vec v = _mm512_maskz_loadu_ps(lm, x + q);
+      const mask nz = _mm512_mask_cmp_ps_mask(lm, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+      _mm512_storeu_ps(val + cnt, _mm512_maskz_compress_ps(nz, v));
+      _mm512_storeu_si512(idx + cnt, _mm512_maskz_compress_epi32(nz, pos));
+      // popcount of 16 bits without the POPCNT flag (not implied by -mavx512f)
+      unsigned u = nz;
+      u = u - ((u >> 1) & 0x5555u);
+      u = (u & 0x3333u) + ((u >> 2) & 0x3333u);
+      u = (u + (u >> 4)) & 0x0F0Fu;
+      cnt += int64_t((u + (u >> 8)) & 0x1Fu);
+      pos = _mm512_add_epi32(pos, _mm512_set1_epi32(W));
+    }
+    return cnt;
+  }
 };
 
 using K = simd_impl::Kernels<Avx512>;
+using S = simd_impl::SparseA<Avx512>;
 
 // ---- packing (pack.h's layouts, vectorised for the cases that need a transpose) ----------
 // The packed panels are bitwise what pack_a<6> / pack_b<64> write; these only move the same
@@ -216,6 +249,12 @@ void direct_avx512(int64_t m, int64_t n, int64_t k, int64_t kc, const float* a, 
 
 float fma_loop_avx512(int64_t iters) { return K::fma_loop(iters); }
 
+void sparse_avx512(int64_t m, int64_t n, int64_t k, int64_t kc, int64_t depth, const float* a,
+                   int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb, float* c,
+                   int64_t ldc, float alpha, float beta, const SparseWork& w) {
+  S::run(m, n, k, kc, depth, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta, w);
+}
+
 const KernelInfo kKernelAvx512 = {"avx512_6x64",
                                   Arch::avx512,
                                   Avx512::MR,
@@ -232,6 +271,9 @@ const KernelInfo kKernelAvx512 = {"avx512_6x64",
                                   pack_a_avx512,
                                   pack_b_avx512,
                                   {K::ukr_rows_a<1>, K::ukr_rows_a<2>, K::ukr_rows_a<3>,
-                                   K::ukr_rows_a<4>}};
+                                   K::ukr_rows_a<4>},
+                                  sparse_avx512,
+                                  int(S::BW),
+                                  0};
 
 }  // namespace pynn::gemm

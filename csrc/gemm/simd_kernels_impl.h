@@ -42,6 +42,7 @@
 #include <cstdint>
 
 #include "gemm/kernel.h"
+#include "gemm/sparse_a_impl.h"
 
 namespace pynn::gemm::simd_impl {
 
@@ -149,21 +150,11 @@ struct Kernels {
     ukr_part<NB>(k, a, b, c, ldc, alpha, beta);
   }
 
-  // One row of a direct kernel's finished K panel: C = alpha * acc when beta_p == 0 (C never
-  // read), else beta_p * C + alpha * acc, through the column masks.
+  // One row of a direct kernel's finished K panel (sparse_a_impl.h: C = alpha * acc, or
+  // beta_p * C + alpha * acc, through the column masks).
   template <int CB>
   static inline void store_row(float* c, const mask* mk, const vec* acc, vec va, float beta_p) {
-    if (beta_p == 0.0f) {
-#pragma GCC unroll 16
-      for (int v = 0; v < CB; ++v) V::maskstore(c + v * W, mk[v], V::mul(va, acc[v]));
-    } else {
-      const vec vb = V::set1(beta_p);
-#pragma GCC unroll 16
-      for (int v = 0; v < CB; ++v) {
-        const vec old = V::maskload(c + v * W, mk[v]);
-        V::maskstore(c + v * W, mk[v], V::fmadd(vb, old, V::mul(va, acc[v])));
-      }
-    }
+    RowStore<V>::template store_row<CB>(c, mk, acc, va, beta_p);
   }
 
   // ---- direct small-m kernel ------------------------------------------------------------

@@ -9,6 +9,9 @@ constexpr int NR = 16;
 // Largest m the direct (unpacked) kernel takes. The portable kernel is kept to less than one
 // register block, where the packed path wastes most of its tile; not tuned further.
 constexpr int kDirectMaxM = MR - 1;
+// Columns the portable sparse-A kernel takes per pass (sparse_a_generic.cpp: 16 scalar
+// accumulators).
+constexpr int kSparseWidthGeneric = 16;
 
 void ukr_generic_4x16(int64_t k, const float* a, const float* b, float* c, int64_t ldc,
                       float alpha, float beta) {
@@ -33,6 +36,6 @@ void ukr_generic_4x16(int64_t k, const float* a, const float* b, float* c, int64
 
 const KernelInfo kKernelGeneric = {"generic_4x16", Arch::generic, MR, NR, 256, 512, 1024,
                                    ukr_generic_4x16, direct_generic, kDirectMaxM, 0, NR, {}, nullptr,
-                                   nullptr, {}};
+                                   nullptr, {}, sparse_generic, kSparseWidthGeneric, 0};
 
 }  // namespace pynn::gemm
