@@ -459,15 +459,18 @@ void sparse_part(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int
 // Threads take bands of rows (whole blocks of kSparseRows), or bands of NR columns when there
 // are too few rows: an element's arithmetic does not depend on its band, so C is bitwise the
 // same on any thread count.
+bool sparse_applies(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, MatrixView a,
+                    MatrixView b) {
+  const int mode = g_sparse_mode.load(std::memory_order_relaxed);
+  if (mode == 0 || kern.sparse == nullptr || (b.cs != 1 && n != 1)) return false;
+  if (mode > 0) return true;
+  return m > direct_max_m(kern) && n >= kSparseMinN && zero_heavy(a, m, k);
+}
+
 bool try_sparse(const KernelInfo& kern, int64_t m, int64_t n, int64_t k, float alpha,
                 MatrixView a, MatrixView b, float beta, float* c, int64_t ldc,
                 const Epilogue& ep, int nthreads) {
-  const int mode = g_sparse_mode.load(std::memory_order_relaxed);
-  if (mode == 0 || kern.sparse == nullptr || (b.cs != 1 && n != 1)) return false;
-  if (mode < 0) {
-    if (m <= direct_max_m(kern) || n < kSparseMinN) return false;
-    if (!zero_heavy(a, m, k)) return false;
-  }
+  if (!sparse_applies(kern, m, n, k, a, b)) return false;
   g_sparse_calls.fetch_add(1, std::memory_order_relaxed);
   const int64_t KC = k_panel_depth(k, kern.kc);
   const int nt = threads_for(m, n, k, nthreads);
@@ -523,6 +526,10 @@ void set_sparse_mode(int mode) {
 int sparse_mode() { return g_sparse_mode.load(std::memory_order_relaxed); }
 
 int64_t sparse_calls() { return g_sparse_calls.load(std::memory_order_relaxed); }
+
+bool takes_sparse_path(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b) {
+  return m > 0 && n > 0 && k > 0 && sparse_applies(active_kernel(), m, n, k, a, b);
+}
 
 int threads_for(int64_t m, int64_t n, int64_t k, int nthreads) {
   if (nthreads <= 0) nthreads = parallel::available_threads();

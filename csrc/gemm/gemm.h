@@ -71,13 +71,18 @@ void sgemm_prepacked_b(int64_t m, int64_t n, int64_t k, float alpha, MatrixView 
 void set_sparse_mode(int mode);
 int sparse_mode();
 int64_t sparse_calls();
+// Whether sgemm on these operands would take the zero-skipping path now (the mode, the
+// active kernel, the shape and, in the automatic mode, the probe of A's zeros).
+bool takes_sparse_path(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b);
 // Measured on Zen 4 (1 thread, benchmarks/bench_gemm_sparse.py, best of 200 x 5 calls, random
 // A of 128 rows): the sparse kernel costs about 1.6x the dense one per term it computes (one
 // load of B per FMA, where the packed kernel reuses a vector of B for 6 rows). Sparse / dense
 // time at 30 / 40 / 50 / 70% zeros: 1.01 / 0.89 / 0.77 / 0.54 for 784x256, 1.04 / 0.92 /
-// 0.80 / 0.57 for 256x128, 1.12 / 1.01 / 0.88 / 0.64 for 256x64. So 45% zeros (a margin over
-// break-even for the sampled estimate) and n of at least 64.
-constexpr double kSparseMinZeroFraction = 0.45;
+// 0.80 / 0.57 for 256x128, 1.12 / 1.01 / 0.88 / 0.64 for 256x64: break-even near 35-40%. The
+// probe's 16 lines of a Fashion-MNIST batch of 128 read 39-65% zeros (mean 50%): a threshold of
+// 45% sent 6.6% of the training batches to the dense path, 40% sends 0.4%. So 40% zeros, and
+// n of at least 64.
+constexpr double kSparseMinZeroFraction = 0.40;
 constexpr int64_t kSparseMinN = 64;
 
 // Thread count the next sgemm of this size would use.
