@@ -326,36 +326,3 @@ def test_reference_twin_skips_zeros_like_the_dense_sum():
     mag = 0.5 * (np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64)))
     assert np.all(np.abs(got - want) <= (300 + 4) * 2.0 ** -24 * mag + 1e-38)
 
-
-@pytest.mark.parametrize("threads", [1, 2])
-def test_batch_predict_runs_a_zero_heavy_first_layer_on_the_path_bitwise(threads):
-    # DenseChain: from 1024 rows a zero-heavy input runs layer 1 alone on the zero-skipping
-    # path, then the rest of the chain on its output; the rows equal the packed chain's.
-    from pynn import layers as L
-
-    rng = np.random.default_rng(11)
-    x = rng.random((1500, 40), dtype=np.float32)
-    x[rng.random(x.shape) < 0.6] = 0.0
-    pynn.utils.set_random_seed(4)
-    m = pynn.Sequential([L.Input((40,)), L.Dense(96, activation="relu"),
-                         L.Dense(80, activation="tanh"), L.Dense(5, activation="softmax")])
-    assert m._ensure_graph().dense_chain_layers() == 3
-    before = pynn.get_num_threads()
-    mode = _core.gemm_sparse_mode()
-    try:
-        pynn.set_num_threads(threads)
-        _core.set_gemm_sparse(0)
-        dense = m.predict(x, verbose=0, batch_size=len(x))
-        small = m.predict(x[:1000], verbose=0, batch_size=1000)   # under 1024 rows: no path
-        _core.set_gemm_sparse(-1)
-        calls = _core.gemm_sparse_calls()
-        got = m.predict(x, verbose=0, batch_size=len(x))
-        assert _core.gemm_sparse_calls() > calls   # the route ran
-        calls = _core.gemm_sparse_calls()
-        np.testing.assert_array_equal(m.predict(x[:1000], verbose=0, batch_size=1000), small)
-        assert _core.gemm_sparse_calls() == calls
-    finally:
-        _core.set_gemm_sparse(mode)
-        pynn.set_num_threads(before)
-    np.testing.assert_array_equal(got, dense)
-    np.testing.assert_array_equal(got[:1000], small)

@@ -527,10 +527,6 @@ int sparse_mode() { return g_sparse_mode.load(std::memory_order_relaxed); }
 
 int64_t sparse_calls() { return g_sparse_calls.load(std::memory_order_relaxed); }
 
-bool takes_sparse_path(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b) {
-  return m > 0 && n > 0 && k > 0 && sparse_applies(active_kernel(), m, n, k, a, b);
-}
-
 int threads_for(int64_t m, int64_t n, int64_t k, int nthreads) {
   if (nthreads <= 0) nthreads = parallel::available_threads();
   if (nthreads <= 1) return 1;

@@ -71,9 +71,6 @@ void sgemm_prepacked_b(int64_t m, int64_t n, int64_t k, float alpha, MatrixView 
 void set_sparse_mode(int mode);
 int sparse_mode();
 int64_t sparse_calls();
-// Whether sgemm on these operands would take the zero-skipping path now (the mode, the
-// active kernel, the shape and, in the automatic mode, the probe of A's zeros).
-bool takes_sparse_path(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b);
 // Measured on Zen 4 (1 thread, benchmarks/bench_gemm_sparse.py, best of 200 x 5 calls, random
 // A of 128 rows): the sparse kernel costs about 1.6x the dense one per term it computes (one
 // load of B per FMA, where the packed kernel reuses a vector of B for 6 rows). Sparse / dense

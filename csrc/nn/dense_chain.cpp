@@ -41,9 +41,6 @@ constexpr int kBlockTiles = 4;
 // Blocks per thread wanted (when there are enough rows): a thread the machine holds up
 // leaves only a few blocks for the others, and a call of a few hundred rows still splits.
 constexpr int64_t kBlocksPerThread = 4;
-// From this many rows a zero-heavy first-layer input runs that layer alone on the GEMM's
-// zero-skipping path (see DenseChain::run); fewer rows stay in the packed blocks.
-constexpr int64_t kSparseFirstMinRows = 1024;
 
 int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
@@ -304,24 +301,6 @@ void DenseChain::run(const float* const* W, const float* const* b, const float* 
   const gemm::KernelInfo& kern = gemm::active_kernel();
   if (n == 1 && kern.direct != nullptr) {
     one_row(kern, layers_, W, b, x, y);  // no packing: the weights are read in place
-    return;
-  }
-  // A first layer whose input is mostly exact zeros (image pixels) on many rows: that layer
-  // alone, for all rows, on the GEMM's zero-skipping path, then the rest of the chain on its
-  // output. Bitwise what the packed blocks give: the sparse path's C is the dense product's
-  // (gemm/sparse_a_impl.h), with the same epilogue segments, and a softmax is per row.
-  const DenseDesc& d0 = layers_.front();
-  if (n >= kSparseFirstMinRows &&
-      gemm::takes_sparse_path(n, d0.out, d0.in, {x, d0.in, 1}, {W[0], d0.out, 1})) {
-    const bool only = layers_.size() == 1;
-    float* h = only ? y : first_.get(n * d0.out);
-    gemm::sgemm(n, d0.out, d0.in, 1.0f, {x, d0.in, 1}, {W[0], d0.out, 1}, 0.0f, h, d0.out,
-                d0.epilogue(b[0]));
-    if (d0.softmax) softmax_forward(h, n, d0.out);
-    if (only) return;
-    DenseChain rest;
-    rest.layers_.assign(layers_.begin() + 1, layers_.end());
-    rest.run(W + 1, b + 1, h, n, y);
     return;
   }
   // Each layer's kernel in the packed GEMM's layout, once for the whole call (16-float

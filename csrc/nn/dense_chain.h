@@ -79,7 +79,6 @@ class DenseChain {
 
   std::vector<DenseDesc> layers_;
   AlignedBuffer packed_;  // every layer's packed kernel, one call's
-  AlignedBuffer first_;   // the first layer's output when it runs alone (zero-skipping path)
 };
 
 }  // namespace pynn::nn
