@@ -460,3 +460,25 @@ def test_custom_loss_compiled_after_the_model_already_ran():
     model.compile(optimizer="sgd", loss="mae")   # and back to a built-in loss
     assert model.evaluate(x, y, batch_size=8, verbose=0) == pytest.approx(
         float(np.abs(y - pred).mean()), rel=1e-5)
+
+
+class SetsBuiltItself(layers.Layer):
+    """A build() that sets `built` itself, as Keras 2 code did."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], 2), initializer="ones", name="w")
+        self.built = True
+
+    def call(self, x):
+        return ops.matmul(x, self.w)
+
+
+def test_weights_given_before_a_build_that_sets_built_itself_are_kept():
+    layer = SetsBuiltItself()
+    layer.build((None, 3))
+    assert layer.input_shape == (None, 3)
+    pending = SetsBuiltItself()
+    pending.set_weights([np.full((3, 2), 0.5, np.float32)])   # before any build: kept
+    inp = pynn.Input((3,))
+    model = pynn.Model(inp, pending(inp))
+    np.testing.assert_array_equal(model.get_weights()[0], np.full((3, 2), 0.5, np.float32))

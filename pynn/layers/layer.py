@@ -524,7 +524,7 @@ class Layer:
             finally:
                 self._build_depth = depth
             shape = args[0] if args else kwargs.get("input_shape")
-            if depth == 0 and not self.built and shape is not None:
+            if depth == 0 and shape is not None:   # even if build() set built itself
                 self._built_for(shape)
 
         build_and_mark._marks_built = True
@@ -549,7 +549,6 @@ class Layer:
         self.build(arg[0] if len(arg) == 1 else arg)
         if not self.built:   # Layer.build itself (no weights) is not wrapped
             self._built_for(arg if len(arg) > 1 else arg[0])
-        self._build_shapes = shapes
 
     def _output_shapes(self, shapes):
         """Per-sample output shapes for per-sample input shapes, from `_emit` on a scratch
